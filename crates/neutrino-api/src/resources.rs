@@ -1,0 +1,133 @@
+//! Response shapes of the Neutron v2.0 core resources, attribute for attribute as Neutron 29
+//! returns them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub admin_state_up: bool,
+    pub mtu: u32,
+    pub status: String,
+    pub subnets: Vec<String>,
+    pub shared: bool,
+    pub port_security_enabled: bool,
+    pub qos_policy_id: Option<String>,
+    #[serde(rename = "router:external")]
+    pub router_external: bool,
+    #[serde(rename = "provider:network_type")]
+    pub network_type: String,
+    #[serde(rename = "provider:physical_network")]
+    pub physical_network: Option<String>,
+    #[serde(rename = "provider:segmentation_id")]
+    pub segmentation_id: Option<u32>,
+    pub is_default: bool,
+    pub availability_zone_hints: Vec<String>,
+    pub availability_zones: Vec<String>,
+    pub ipv4_address_scope: Option<String>,
+    pub ipv6_address_scope: Option<String>,
+    pub description: String,
+    pub l2_adjacency: bool,
+    pub tags: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AllocationPool {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostRoute {
+    pub destination: String,
+    pub nexthop: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Subnet {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub network_id: String,
+    pub ip_version: u8,
+    pub subnetpool_id: Option<String>,
+    pub enable_dhcp: bool,
+    pub ipv6_ra_mode: Option<String>,
+    pub ipv6_address_mode: Option<String>,
+    pub gateway_ip: Option<String>,
+    pub cidr: String,
+    pub allocation_pools: Vec<AllocationPool>,
+    pub host_routes: Vec<HostRoute>,
+    pub dns_nameservers: Vec<String>,
+    pub description: String,
+    #[serde(rename = "router:external")]
+    pub router_external: bool,
+    pub service_types: Vec<String>,
+    pub segment_id: Option<String>,
+    pub tags: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FixedIp {
+    pub subnet_id: String,
+    pub ip_address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Port {
+    pub id: String,
+    pub name: String,
+    pub network_id: String,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub mac_address: String,
+    pub admin_state_up: bool,
+    pub status: String,
+    pub device_id: String,
+    pub device_owner: String,
+    pub fixed_ips: Vec<FixedIp>,
+    pub port_security_enabled: bool,
+    pub qos_policy_id: Option<String>,
+    pub qos_network_policy_id: Option<String>,
+    pub security_groups: Vec<String>,
+    #[serde(rename = "binding:vnic_type")]
+    pub vnic_type: String,
+    #[serde(rename = "binding:profile")]
+    pub profile: Map<String, Value>,
+    #[serde(rename = "binding:host_id")]
+    pub host_id: String,
+    #[serde(rename = "binding:vif_type")]
+    pub vif_type: String,
+    #[serde(rename = "binding:vif_details")]
+    pub vif_details: Map<String, Value>,
+    pub allowed_address_pairs: Vec<Value>,
+    pub extra_dhcp_opts: Vec<Value>,
+    pub description: String,
+    pub ip_allocation: String,
+    pub resource_request: Option<Value>,
+    pub tags: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
+/// An entry of `GET /v2.0/extensions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Extension {
+    pub name: String,
+    pub alias: String,
+    pub description: String,
+    pub updated: String,
+    pub links: Vec<Value>,
+}

@@ -1,0 +1,127 @@
+//! Data plane: the narrow interface between the agent's reconcilers and the kernel.
+//!
+//! Reconcilers read the observed state with [`DataPlane::observe`], compute a diff against the
+//! desired state, and apply it through the primitive operations. Every operation is idempotent
+//! (adding what exists or deleting what is gone is not an error), so a reconciler may be
+//! interrupted and restarted at any point.
+//!
+//! Two implementations exist: [`kernel::KernelDataPlane`] (rtnetlink, the real thing) and
+//! [`memory::MemoryDataPlane`] (an in-memory model for unit tests of reconcilers).
+
+pub mod kernel;
+mod mac;
+pub mod memory;
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+
+pub use mac::MacAddr;
+
+/// Errors from the data plane layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error("netlink: {0}")]
+    Netlink(String),
+    #[error("no such link: {0}")]
+    NoSuchLink(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("unsupported by this kernel: {0}")]
+    Unsupported(String),
+}
+
+pub type Result<T> = std::result::Result<T, DataPlaneError>;
+
+/// The kind of a link, as far as the agent cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    Bridge,
+    Vxlan { vni: u32, local: Option<Ipv4Addr> },
+    Veth,
+    Other,
+}
+
+/// One link as observed in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub index: u32,
+    pub kind: LinkKind,
+    /// Name of the bridge this link is enslaved to.
+    pub master: Option<String>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    pub mtu: u32,
+}
+
+/// A VXLAN device to create (Linux-bridge agent style: one device per network, learning off,
+/// ARP proxy on, no default remote so nothing floods).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanSpec {
+    pub name: String,
+    pub vni: u32,
+    pub local: Ipv4Addr,
+    /// UDP destination port (4789).
+    pub port: u16,
+}
+
+/// A static FDB entry on a VXLAN device: frames for `mac` go to the VTEP `dst`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FdbEntry {
+    pub device: String,
+    pub mac: MacAddr,
+    pub dst: IpAddr,
+}
+
+/// A permanent neighbour (ARP/ND) entry: answers ARP for `ip` with `mac` on `device`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NeighEntry {
+    pub device: String,
+    pub ip: IpAddr,
+    pub mac: MacAddr,
+}
+
+/// What the kernel has now, restricted to what the agent manages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub links: Vec<Link>,
+    /// Static (permanent/noarp) FDB entries with a destination, on VXLAN devices only.
+    pub fdb: Vec<FdbEntry>,
+    /// Permanent neighbour entries on VXLAN devices only.
+    pub neighbours: Vec<NeighEntry>,
+}
+
+impl Observed {
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+}
+
+/// A link appeared, changed or went away (from kernel link notifications).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    Added(String),
+    Removed(String),
+}
+
+/// The operations a reconciler needs. All are idempotent.
+pub trait DataPlane: Send + Sync + 'static {
+    /// Links, VXLAN FDB entries and VXLAN neighbour entries currently in the kernel.
+    fn observe(&self) -> impl Future<Output = Result<Observed>> + Send;
+    /// Create a bridge (STP off, forward delay 0, IPv6 off on it) and set it up.
+    fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> impl Future<Output = Result<()>> + Send;
+    /// Create a VXLAN device (learning off, proxy on, IPv6 off on it) and set it up.
+    fn ensure_vxlan(&self, spec: &VxlanSpec) -> impl Future<Output = Result<()>> + Send;
+    /// Enslave `link` to `bridge` and set it up.
+    fn attach(&self, link: &str, bridge: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Delete a link; deleting a missing link succeeds.
+    fn delete_link(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Add or replace a static FDB entry (NTF_SELF, NUD_PERMANENT) with a destination VTEP.
+    fn add_fdb(&self, entry: &FdbEntry) -> impl Future<Output = Result<()>> + Send;
+    fn del_fdb(&self, entry: &FdbEntry) -> impl Future<Output = Result<()>> + Send;
+    /// Add or replace a permanent neighbour entry.
+    fn add_neighbour(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
+    fn del_neighbour(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
+    /// Subscribe to link notifications. Each call returns a new receiver.
+    fn link_events(&self) -> impl Future<Output = Result<tokio::sync::mpsc::Receiver<LinkEvent>>> + Send;
+}

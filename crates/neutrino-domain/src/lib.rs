@@ -1,0 +1,13 @@
+//! The domain: resources' invariants as plain functions. No IO, no async, so everything here
+//! is unit tested directly.
+
+pub mod binding;
+pub mod error;
+pub mod host_intent;
+pub mod ipam;
+pub mod mac;
+pub mod naming;
+pub mod segments;
+pub mod subnet;
+
+pub use error::DomainError;

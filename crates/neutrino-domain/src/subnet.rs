@@ -1,0 +1,293 @@
+//! Subnet validation: CIDR, gateway, allocation pools, DNS servers, host routes and overlap,
+//! with Neutron's error types and wording.
+
+use crate::ipam::{default_pools, to_u128, IpRange};
+use crate::DomainError;
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// What the client asked for the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayRequest {
+    /// Not given: Neutron's default (first address for IPv4, the network address for IPv6).
+    Default,
+    /// `"gateway_ip": null`: no gateway.
+    Disabled,
+    Address(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SubnetRequest {
+    pub ip_version: u8,
+    pub cidr: String,
+    pub gateway: GatewayRequest,
+    /// `(start, end)` pairs, or `None` for the default pools.
+    pub allocation_pools: Option<Vec<(String, String)>>,
+    pub dns_nameservers: Vec<String>,
+    /// `(destination, nexthop)` pairs.
+    pub host_routes: Vec<(String, String)>,
+    pub ipv6_ra_mode: Option<String>,
+    pub ipv6_address_mode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSubnet {
+    pub cidr: IpNet,
+    pub gateway: Option<IpAddr>,
+    pub pools: Vec<IpRange>,
+    pub dns_nameservers: Vec<IpAddr>,
+    pub host_routes: Vec<(IpNet, IpAddr)>,
+    pub ipv6_ra_mode: Option<String>,
+    pub ipv6_address_mode: Option<String>,
+}
+
+const IPV6_MODES: [&str; 3] = ["slaac", "dhcpv6-stateful", "dhcpv6-stateless"];
+
+/// Parse a CIDR as Neutron does: host bits must be zero and the version must match.
+pub fn parse_cidr(text: &str, ip_version: u8) -> Result<IpNet, DomainError> {
+    let net: IpNet = text
+        .parse()
+        .map_err(|_| DomainError::invalid(format!("{text} is not in a CIDR format")))?;
+    if net.network() != net.addr() {
+        return Err(DomainError::invalid(format!(
+            "'{text}' isn't a recognized IP subnet cidr, '{}' is recommended",
+            net.trunc()
+        )));
+    }
+    let version = if net.addr().is_ipv4() { 4 } else { 6 };
+    if version != ip_version {
+        return Err(DomainError::invalid(format!("cidr '{text}' does not match the ip_version '{ip_version}'")));
+    }
+    Ok(net)
+}
+
+fn parse_ip(text: &str, what: &str) -> Result<IpAddr, DomainError> {
+    text.parse().map_err(|_| DomainError::invalid(format!("'{text}' is not a valid IP address for {what}")))
+}
+
+pub fn format_range(r: &IpRange) -> String {
+    format!("{}-{}", r.first, r.last)
+}
+
+/// Validate a new subnet against the subnets already on its network.
+pub fn validate_subnet(
+    req: &SubnetRequest,
+    network_id: &str,
+    existing: &[IpNet],
+) -> Result<ValidSubnet, DomainError> {
+    if req.ip_version != 4 && req.ip_version != 6 {
+        return Err(DomainError::invalid(format!("{} is not in [4, 6]", req.ip_version)));
+    }
+    let cidr = parse_cidr(&req.cidr, req.ip_version)?;
+    validate_ipv6_modes(req)?;
+    if existing.iter().any(|e| e.contains(&cidr.network()) || cidr.contains(&e.network())) {
+        return Err(DomainError::invalid(format!(
+            "Requested subnet with cidr: {} for network: {network_id} overlaps with another subnet",
+            req.cidr
+        )));
+    }
+    let gateway = match &req.gateway {
+        GatewayRequest::Disabled => None,
+        GatewayRequest::Default => Some(if req.ip_version == 6 {
+            cidr.network()
+        } else {
+            crate::ipam::from_u128(to_u128(cidr.network()) + 1, cidr.network())
+        }),
+        GatewayRequest::Address(text) => {
+            let gw = parse_ip(text, "gateway_ip")?;
+            if !cidr.contains(&gw) || (cidr.addr().is_ipv4() && gw == cidr.broadcast() && cidr.prefix_len() < 31) {
+                return Err(DomainError::invalid(format!("Gateway IP {gw} is not valid on subnet {cidr}")));
+            }
+            Some(gw)
+        }
+    };
+    let pools = match &req.allocation_pools {
+        None => default_pools(cidr, gateway),
+        Some(given) => validate_pools(cidr, given, gateway)?,
+    };
+    let dns_nameservers = validate_dns(&req.dns_nameservers)?;
+    let host_routes = req
+        .host_routes
+        .iter()
+        .map(|(d, n)| {
+            let dest: IpNet = d
+                .parse()
+                .map_err(|_| DomainError::invalid(format!("'{d}' is not a valid IP subnet")))?;
+            Ok((dest, parse_ip(n, "nexthop")?))
+        })
+        .collect::<Result<Vec<_>, DomainError>>()?;
+    Ok(ValidSubnet {
+        cidr,
+        gateway,
+        pools,
+        dns_nameservers,
+        host_routes,
+        ipv6_ra_mode: req.ipv6_ra_mode.clone(),
+        ipv6_address_mode: req.ipv6_address_mode.clone(),
+    })
+}
+
+fn validate_ipv6_modes(req: &SubnetRequest) -> Result<(), DomainError> {
+    for (attr, mode) in [("ipv6_ra_mode", &req.ipv6_ra_mode), ("ipv6_address_mode", &req.ipv6_address_mode)] {
+        if let Some(m) = mode {
+            if req.ip_version != 6 {
+                return Err(DomainError::invalid(format!(
+                    "{attr} is not valid when ip_version is 4"
+                )));
+            }
+            if !IPV6_MODES.contains(&m.as_str()) {
+                return Err(DomainError::invalid(format!("'{m}' is not in {IPV6_MODES:?}")));
+            }
+        }
+    }
+    if let (Some(ra), Some(addr)) = (&req.ipv6_ra_mode, &req.ipv6_address_mode) {
+        if ra != addr {
+            return Err(DomainError::invalid(format!(
+                "ipv6_ra_mode set to '{ra}' with ipv6_address_mode set to '{addr}' is not valid. If both attributes are set, they must be the same value"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Validate client-given pools: inside the CIDR, start <= end, no overlap, gateway outside.
+pub fn validate_pools(
+    cidr: IpNet,
+    given: &[(String, String)],
+    gateway: Option<IpAddr>,
+) -> Result<Vec<IpRange>, DomainError> {
+    let mut pools = Vec::with_capacity(given.len());
+    for (start, end) in given {
+        let (first, last) = (parse_ip(start, "allocation_pools")?, parse_ip(end, "allocation_pools")?);
+        let range = IpRange::new(first, last);
+        if first.is_ipv4() != cidr.addr().is_ipv4() || to_u128(first) > to_u128(last) {
+            return Err(DomainError::bad_request(
+                "InvalidAllocationPool",
+                format!("The allocation pool {} is not valid.", format_range(&range)),
+            ));
+        }
+        let v4_reserved = cidr.addr().is_ipv4()
+            && cidr.prefix_len() < 31
+            && (range.contains(cidr.network()) || range.contains(cidr.broadcast()));
+        if !cidr.contains(&first) || !cidr.contains(&last) || v4_reserved {
+            return Err(DomainError::bad_request(
+                "OutOfBoundsAllocationPool",
+                format!("The allocation pool {} spans beyond the subnet cidr {cidr}.", format_range(&range)),
+            ));
+        }
+        pools.push(range);
+    }
+    for (i, a) in pools.iter().enumerate() {
+        for b in &pools[i + 1..] {
+            if a.overlaps(b) {
+                return Err(DomainError::conflict(
+                    "OverlappingAllocationPools",
+                    format!(
+                        "Found overlapping allocation pools: {} {} for subnet {cidr}.",
+                        format_range(a),
+                        format_range(b)
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(gw) = gateway {
+        if let Some(p) = pools.iter().find(|p| p.contains(gw)) {
+            return Err(DomainError::conflict(
+                "GatewayConflictWithAllocationPools",
+                format!("Gateway ip {gw} conflicts with allocation pool {}", format_range(p)),
+            ));
+        }
+    }
+    Ok(pools)
+}
+
+fn validate_dns(servers: &[String]) -> Result<Vec<IpAddr>, DomainError> {
+    let mut out: Vec<IpAddr> = Vec::with_capacity(servers.len());
+    for s in servers {
+        let ip = s.parse().map_err(|_| DomainError::invalid(format!("'{s}' is not a valid nameserver")))?;
+        if out.contains(&ip) {
+            return Err(DomainError::invalid(format!("Duplicate nameserver '{s}'")));
+        }
+        out.push(ip);
+    }
+    Ok(out)
+}
+
+/// Whether ports get their address from this IPv6 subnet by SLAAC (EUI-64) rather than IPAM.
+pub fn is_auto_address(address_mode: Option<&str>) -> bool {
+    matches!(address_mode, Some("slaac") | Some("dhcpv6-stateless"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(cidr: &str, v: u8) -> SubnetRequest {
+        SubnetRequest {
+            ip_version: v,
+            cidr: cidr.into(),
+            gateway: GatewayRequest::Default,
+            allocation_pools: None,
+            dns_nameservers: vec![],
+            host_routes: vec![],
+            ipv6_ra_mode: None,
+            ipv6_address_mode: None,
+        }
+    }
+
+    #[test]
+    fn bad_cidr_uses_neutron_wording() {
+        let e = validate_subnet(&req("10.999.0.0/24", 4), "n", &[]).unwrap_err();
+        assert_eq!(e, DomainError::invalid("10.999.0.0/24 is not in a CIDR format"));
+    }
+
+    #[test]
+    fn version_mismatch_is_rejected() {
+        let e = validate_subnet(&req("10.31.0.0/24", 6), "n", &[]).unwrap_err();
+        assert_eq!(e, DomainError::invalid("cidr '10.31.0.0/24' does not match the ip_version '6'"));
+    }
+
+    #[test]
+    fn overlapping_subnets_are_rejected() {
+        let existing = vec!["10.30.0.0/24".parse().unwrap()];
+        let e = validate_subnet(&req("10.30.0.128/25", 4), "net1", &existing).unwrap_err();
+        assert_eq!(
+            e,
+            DomainError::invalid(
+                "Requested subnet with cidr: 10.30.0.128/25 for network: net1 overlaps with another subnet"
+            )
+        );
+    }
+
+    #[test]
+    fn gateway_inside_a_given_pool_conflicts() {
+        let mut r = req("10.0.0.0/24", 4);
+        r.allocation_pools = Some(vec![("10.0.0.1".into(), "10.0.0.10".into())]);
+        let e = validate_subnet(&r, "n", &[]).unwrap_err();
+        assert!(matches!(e, DomainError::Conflict { kind: "GatewayConflictWithAllocationPools", .. }));
+    }
+
+    #[test]
+    fn pool_outside_cidr_is_out_of_bounds() {
+        let mut r = req("10.0.0.0/24", 4);
+        r.allocation_pools = Some(vec![("10.0.0.10".into(), "10.0.1.10".into())]);
+        let e = validate_subnet(&r, "n", &[]).unwrap_err();
+        assert!(matches!(e, DomainError::BadRequest { kind: "OutOfBoundsAllocationPool", .. }));
+    }
+
+    #[test]
+    fn v6_defaults_match_the_sample() {
+        let mut r = req("fd00:30::/64", 6);
+        r.ipv6_ra_mode = Some("slaac".into());
+        r.ipv6_address_mode = Some("slaac".into());
+        let s = validate_subnet(&r, "n", &[]).unwrap();
+        assert_eq!(s.gateway, Some("fd00:30::".parse().unwrap()));
+        assert_eq!(s.pools[0].first, "fd00:30::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn host_bits_are_refused() {
+        assert!(parse_cidr("10.0.0.5/24", 4).is_err());
+    }
+}
