@@ -59,7 +59,10 @@ impl KernelDataPlane {
     pub async fn new() -> Result<Self> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
-        Ok(Self { handle, dump_lock: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            handle,
+            dump_lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// The link called `name`, or `None` if there is none.
@@ -75,7 +78,9 @@ impl KernelDataPlane {
 
     /// Like [`Self::get_link`], but a missing link is an error.
     async fn require_link(&self, name: &str) -> Result<KernelLink> {
-        self.get_link(name).await?.ok_or_else(|| DataPlaneError::NoSuchLink(name.to_string()))
+        self.get_link(name)
+            .await?
+            .ok_or_else(|| DataPlaneError::NoSuchLink(name.to_string()))
     }
 
     async fn dump_links(&self) -> Result<Vec<KernelLink>> {
@@ -103,11 +108,17 @@ impl KernelDataPlane {
 
     /// Sends RTM_SETLINK for `name` with the changes in `msg`.
     async fn set_link(&self, op: &str, name: &str, msg: LinkMessage) -> Result<()> {
-        self.handle.link().set(msg).execute().await.map_err(|e| nl_error(op, name, e))
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| nl_error(op, name, e))
     }
 
     async fn set_up(&self, name: &str) -> Result<()> {
-        self.set_link("set up", name, LinkUnspec::new_with_name(name).up().build()).await
+        self.set_link("set up", name, LinkUnspec::new_with_name(name).up().build())
+            .await
     }
 
     /// Sends RTM_NEWLINK (create, exclusive). A link that appeared in the meantime counts as
@@ -122,31 +133,71 @@ impl KernelDataPlane {
 
     /// Creates the bridge down, turns IPv6 off, then brings it up, so that it never sends
     /// router solicitations or MLD reports.
+    ///
+    /// The MTU goes with the RTM_SETLINK, not the RTM_NEWLINK: only a change through the
+    /// bridge's change_mtu marks it as set by the user. An MTU given at creation is silently
+    /// replaced by the smallest port MTU as soon as a port is attached.
     async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<()> {
-        let mut builder =
-            LinkBridge::new(name).down().stp_state(BridgeStpState::Disabled).forward_delay(0);
+        let msg = LinkBridge::new(name)
+            .down()
+            .stp_state(BridgeStpState::Disabled)
+            .forward_delay(0)
+            .build();
+        self.create_link("create bridge", name, msg).await?;
+        set_ipv6_conf(name, "disable_ipv6", "1")?;
+        let mut up = LinkUnspec::new_with_name(name).up();
         if let Some(mtu) = mtu {
-            builder = builder.mtu(mtu);
+            up = up.mtu(mtu);
         }
-        self.create_link("create bridge", name, builder.build()).await?;
-        disable_ipv6(name)?;
-        self.set_up(name).await
+        self.set_link("set up", name, up.build()).await
     }
 
-    /// Creates the VXLAN device down, turns IPv6 off, then brings it up. No group or remote:
-    /// nothing floods until the agent adds FDB entries. Learning is off because the agent
-    /// knows every MAC, and `proxy` answers ARP/ND locally from the neighbour table.
+    /// Creates the VXLAN device down, silences IPv6 on it, then brings it up. No group or
+    /// remote: nothing floods until the agent adds FDB entries. Learning is off because the
+    /// agent knows every MAC, and `proxy` answers ARP/ND locally from the neighbour table.
+    ///
+    /// IPv6 stays enabled here, unlike on the bridge: the kernel refuses AF_INET6 neighbour
+    /// entries on a device with `disable_ipv6` (EINVAL, "IPv6 is disabled on this device"),
+    /// and those entries are what suppresses ND for IPv6 ports. `addr_gen_mode` 1 (none)
+    /// gives the device no link-local address, so it still sends no DAD, RS or MLD.
+    ///
+    /// The device that has the local address becomes the underlay (IFLA_VXLAN_LINK), so the
+    /// kernel sizes the MTU to the underlay's minus 50. Without it the device would get 1500
+    /// and oversize frames would vanish on a 1500 underlay.
     async fn create_vxlan(&self, spec: &VxlanSpec) -> Result<()> {
-        let msg = LinkVxlan::new(&spec.name, spec.vni)
+        let mut builder = LinkVxlan::new(&spec.name, spec.vni)
             .local(spec.local)
             // The packet library emits IFLA_VXLAN_PORT in network byte order itself.
             .port(spec.port)
             .learning(false)
-            .proxy(true)
-            .build();
-        self.create_link("create vxlan", &spec.name, msg).await?;
-        disable_ipv6(&spec.name)?;
+            .proxy(true);
+        match self.device_with_address(spec.local).await? {
+            Some(underlay) => builder = builder.dev(underlay),
+            None => tracing::warn!(
+                name = %spec.name, local = %spec.local,
+                "no device has the local address; the vxlan MTU will not follow the underlay"
+            ),
+        }
+        self.create_link("create vxlan", &spec.name, builder.build())
+            .await?;
+        set_ipv6_conf(&spec.name, "addr_gen_mode", "1")?;
         self.set_up(&spec.name).await
+    }
+
+    /// The index of the device that has the IPv4 address `ip`.
+    async fn device_with_address(&self, ip: Ipv4Addr) -> Result<Option<u32>> {
+        // Read the dump to the end (under the lock) so the socket is free for the next one.
+        let _turn = self.dump_lock.lock().await;
+        let addrs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_address_filter(ip.into())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| nl_error(&format!("find device with address {ip}"), "", e))?;
+        Ok(addrs.first().map(|a| a.header.index))
     }
 
     /// Resolves the device of an entry to add; the device must exist.
@@ -196,7 +247,10 @@ impl DataPlane for KernelDataPlane {
             .collect();
         Ok(Observed {
             fdb: fdb.iter().filter_map(|m| parse_fdb(m, &vxlans)).collect(),
-            neighbours: neigh.iter().filter_map(|m| parse_neighbour(m, &vxlans)).collect(),
+            neighbours: neigh
+                .iter()
+                .filter_map(|m| parse_neighbour(m, &vxlans))
+                .collect(),
             links: raw.iter().map(|l| resolve_master(l, &names)).collect(),
         })
     }
@@ -233,7 +287,10 @@ impl DataPlane for KernelDataPlane {
             }
             Some(link) => {
                 // VNI, local address and port cannot be changed on a live device.
-                tracing::info!(name = %spec.name, have = ?link.kind, want = ?spec, "recreating vxlan");
+                tracing::info!(
+                    name = %spec.name, have = ?link.kind, want = ?spec,
+                    "recreating vxlan"
+                );
                 self.delete_link(&spec.name).await?;
                 self.create_vxlan(spec).await
             }
@@ -251,7 +308,8 @@ impl DataPlane for KernelDataPlane {
         if !enslaved {
             msg = msg.controller(master.index);
         }
-        self.set_link(&format!("attach to {bridge}"), link, msg.build()).await
+        self.set_link(&format!("attach to {bridge}"), link, msg.build())
+            .await
     }
 
     async fn delete_link(&self, name: &str) -> Result<()> {
@@ -274,11 +332,19 @@ impl DataPlane for KernelDataPlane {
             .replace()
             .execute()
             .await
-            .map_err(|e| nl_error(&format!("add fdb {} dst {}", entry.mac, entry.dst), &entry.device, e))
+            .map_err(|e| {
+                nl_error(
+                    &format!("add fdb {} dst {}", entry.mac, entry.dst),
+                    &entry.device,
+                    e,
+                )
+            })
     }
 
     async fn del_fdb(&self, entry: &FdbEntry) -> Result<()> {
-        let Some(mut msg) = self.neighbour_message(&entry.device, AddressFamily::Bridge).await?
+        let Some(mut msg) = self
+            .neighbour_message(&entry.device, AddressFamily::Bridge)
+            .await?
         else {
             return Ok(());
         };
@@ -323,7 +389,8 @@ impl DataPlane for KernelDataPlane {
     /// RTNLGRP_LINK multicast group. Unlike the request socket it receives unsolicited
     /// messages, so it must not be shared with requests.
     async fn link_events(&self) -> Result<mpsc::Receiver<LinkEvent>> {
-        let (connection, _, messages) = rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
+        let (connection, _, messages) =
+            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(forward_link_events(connection, messages, tx));
         Ok(rx)
@@ -331,14 +398,20 @@ impl DataPlane for KernelDataPlane {
 }
 
 /// Runs the multicast connection and forwards its link notifications until the receiver is
-/// dropped or the socket fails (for example ENOBUFS after an overflow; the receiver then sees
-/// the channel close and should resubscribe and resync).
+/// dropped or the socket fails. After an overrun (ENOBUFS: the kernel dropped notifications
+/// because we read too slowly) it stops too: closing the channel is how the receiver learns
+/// that it missed events and must resubscribe and resync.
 async fn forward_link_events<S>(
     connection: impl Future<Output = ()>,
     mut messages: S,
     tx: mpsc::Sender<LinkEvent>,
 ) where
-    S: Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, rtnetlink::sys::SocketAddr)> + Unpin,
+    S: Stream<
+            Item = (
+                NetlinkMessage<RouteNetlinkMessage>,
+                rtnetlink::sys::SocketAddr,
+            ),
+        > + Unpin,
 {
     tokio::pin!(connection);
     loop {
@@ -347,6 +420,10 @@ async fn forward_link_events<S>(
             () = tx.closed() => break,
             next = messages.next() => {
                 let Some((msg, _)) = next else { break };
+                if matches!(msg.payload, NetlinkPayload::Overrun(_)) {
+                    tracing::warn!("link notifications lost (socket overrun); closing the channel");
+                    break;
+                }
                 let Some(event) = link_event(msg) else { continue };
                 match tx.try_send(event) {
                     Ok(()) => {}
@@ -415,10 +492,12 @@ fn parse_link_info(infos: &[LinkInfo], link: &mut KernelLink) {
         match info {
             LinkInfo::Kind(InfoKind::Bridge) => link.kind = LinkKind::Bridge,
             LinkInfo::Kind(InfoKind::Veth) => link.kind = LinkKind::Veth,
-            LinkInfo::Kind(InfoKind::Vxlan) => {
-                if !matches!(link.kind, LinkKind::Vxlan { .. }) {
-                    link.kind = LinkKind::Vxlan { vni: 0, local: None };
-                }
+            // The VNI and address come from IFLA_INFO_DATA, whichever order the two arrive in.
+            LinkInfo::Kind(InfoKind::Vxlan) if !matches!(link.kind, LinkKind::Vxlan { .. }) => {
+                link.kind = LinkKind::Vxlan {
+                    vni: 0,
+                    local: None,
+                };
             }
             LinkInfo::Data(InfoData::Vxlan(data)) => parse_vxlan_data(data, link),
             _ => {}
@@ -444,7 +523,10 @@ fn resolve_master(link: &KernelLink, names: &HashMap<u32, &str>) -> Link {
         name: link.name.clone(),
         index: link.index,
         kind: link.kind.clone(),
-        master: link.master.and_then(|i| names.get(&i)).map(|n| n.to_string()),
+        master: link
+            .master
+            .and_then(|i| names.get(&i))
+            .map(|n| n.to_string()),
         up: link.up,
         mtu: link.mtu,
     }
@@ -452,7 +534,11 @@ fn resolve_master(link: &KernelLink, names: &HashMap<u32, &str>) -> Link {
 
 /// Whether an existing device already is the VXLAN device `spec` asks for.
 fn vxlan_matches(link: &KernelLink, spec: &VxlanSpec) -> bool {
-    link.kind == LinkKind::Vxlan { vni: spec.vni, local: Some(spec.local) }
+    link.kind
+        == LinkKind::Vxlan {
+            vni: spec.vni,
+            local: Some(spec.local),
+        }
         && link.vxlan_port == Some(spec.port)
 }
 
@@ -472,7 +558,11 @@ fn parse_fdb(msg: &NeighbourMessage, vxlans: &HashMap<u32, &str>) -> Option<FdbE
         NeighbourAttribute::Destination(addr) => address_ip(addr),
         _ => None,
     })?;
-    Some(FdbEntry { device: device.to_string(), mac, dst })
+    Some(FdbEntry {
+        device: device.to_string(),
+        mac,
+        dst,
+    })
 }
 
 /// A permanent ARP/ND entry on one of `vxlans`.
@@ -485,12 +575,18 @@ fn parse_neighbour(msg: &NeighbourMessage, vxlans: &HashMap<u32, &str>) -> Optio
         NeighbourAttribute::Destination(addr) => address_ip(addr),
         _ => None,
     })?;
-    Some(NeighEntry { device: device.to_string(), ip, mac: neighbour_mac(msg)? })
+    Some(NeighEntry {
+        device: device.to_string(),
+        ip,
+        mac: neighbour_mac(msg)?,
+    })
 }
 
 fn neighbour_mac(msg: &NeighbourMessage) -> Option<MacAddr> {
     msg.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::LinkLayerAddress(bytes) => bytes.as_slice().try_into().ok().map(MacAddr),
+        NeighbourAttribute::LinkLayerAddress(bytes) => {
+            bytes.as_slice().try_into().ok().map(MacAddr)
+        }
         _ => None,
     })
 }
@@ -502,21 +598,27 @@ fn address_ip(addr: &NeighbourAddress) -> Option<IpAddr> {
         NeighbourAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
         NeighbourAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
         NeighbourAddress::Other(bytes) => match bytes.len() {
-            4 => <[u8; 4]>::try_from(bytes.as_slice()).ok().map(|b| Ipv4Addr::from(b).into()),
-            16 => <[u8; 16]>::try_from(bytes.as_slice()).ok().map(|b| Ipv6Addr::from(b).into()),
+            4 => <[u8; 4]>::try_from(bytes.as_slice())
+                .ok()
+                .map(|b| Ipv4Addr::from(b).into()),
+            16 => <[u8; 16]>::try_from(bytes.as_slice())
+                .ok()
+                .map(|b| Ipv6Addr::from(b).into()),
             _ => None,
         },
         _ => None,
     }
 }
 
-/// Turns IPv6 off on an infrastructure device so it sends no RS/DAD/MLD that would be flooded
-/// to every VTEP. The sysctl tree follows the calling thread's network namespace, which is the
-/// one the netlink socket was opened in as long as the agent does not switch namespaces. A
-/// kernel without IPv6 has no such file, which is fine.
-fn disable_ipv6(name: &str) -> Result<()> {
-    let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
-    match std::fs::write(&path, "1") {
+/// Writes a per-device IPv6 sysctl, used to keep infrastructure devices from sending
+/// RS/DAD/MLD that would be flooded to every VTEP. It must happen before the device goes up.
+///
+/// The sysctl tree follows the calling thread's network namespace, which is the one the
+/// netlink socket was opened in as long as the agent does not switch namespaces. A kernel
+/// without IPv6 has no such file, which is fine.
+fn set_ipv6_conf(device: &str, key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{device}/{key}");
+    match std::fs::write(&path, value) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io::Error::new(e.kind(), format!("{path}: {e}")).into()),
@@ -551,5 +653,334 @@ fn nl_error(op: &str, device: &str, err: rtnetlink::Error) -> DataPlaneError {
         DataPlaneError::Unsupported(message)
     } else {
         DataPlaneError::Netlink(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const BRIDGE: &str = "brqtest";
+    const VXLAN: &str = "vx-test";
+
+    /// Runs `scenario` on a thread of its own that first moves into a new, empty network
+    /// namespace, so nothing touches the host's interfaces. Network namespaces are per
+    /// thread, and the netlink sockets, sysctl writes and child processes of that thread all
+    /// act in it. The namespace goes away with the thread and its sockets.
+    ///
+    /// Returns false (and the test passes vacuously) without the privileges to do so.
+    fn in_new_netns<F, Fut>(scenario: F) -> bool
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping: needs root to create a network namespace");
+            return false;
+        }
+        let thread = std::thread::spawn(move || {
+            // SAFETY: unshare(CLONE_NEWNET) only changes the calling thread's namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                eprintln!(
+                    "skipping: unshare(CLONE_NEWNET): {}",
+                    io::Error::last_os_error()
+                );
+                return false;
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            runtime.expect("tokio runtime").block_on(scenario());
+            true
+        });
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    fn spec(vni: u32) -> VxlanSpec {
+        VxlanSpec {
+            name: VXLAN.into(),
+            vni,
+            local: Ipv4Addr::LOCALHOST,
+            port: 4789,
+        }
+    }
+
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([0xfa, 0x16, 0x3e, 0, 0, last])
+    }
+
+    fn fdb_entry() -> FdbEntry {
+        FdbEntry {
+            device: VXLAN.into(),
+            mac: mac(1),
+            dst: Ipv4Addr::new(192, 0, 2, 10).into(),
+        }
+    }
+
+    fn neighbours() -> [NeighEntry; 2] {
+        [
+            NeighEntry {
+                device: VXLAN.into(),
+                ip: Ipv4Addr::new(10, 0, 0, 5).into(),
+                mac: mac(1),
+            },
+            NeighEntry {
+                device: VXLAN.into(),
+                ip: "fd00::5".parse().unwrap(),
+                mac: mac(1),
+            },
+        ]
+    }
+
+    /// Neither device has an IPv6 address, so neither can send DAD, RS or MLD. (`thread-self`:
+    /// `/proc/self/net` would show the main thread's namespace.)
+    fn assert_no_ipv6_address(devices: &[&str]) {
+        let addrs = std::fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap();
+        for line in addrs.lines() {
+            let dev = line.split_whitespace().last().unwrap_or_default();
+            assert!(!devices.contains(&dev), "unexpected IPv6 address: {line}");
+        }
+    }
+
+    fn sysctl(path: &str) -> String {
+        std::fs::read_to_string(format!("/proc/sys/net/{path}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Builds a bridge with a VXLAN port and entries, and checks it is all observed.
+    async fn build_network(dp: &KernelDataPlane) -> Observed {
+        dp.ensure_bridge(BRIDGE, Some(1400)).await.unwrap();
+        dp.ensure_vxlan(&spec(4242)).await.unwrap();
+        dp.attach(VXLAN, BRIDGE).await.unwrap();
+        dp.add_fdb(&fdb_entry()).await.unwrap();
+        for n in neighbours() {
+            dp.add_neighbour(&n).await.unwrap();
+        }
+
+        // Concurrent dumps on one socket would get EBUSY without the dump lock.
+        let (obs, again) = tokio::join!(dp.observe(), dp.observe());
+        let obs = obs.unwrap();
+        assert_eq!(obs, again.unwrap());
+
+        let bridge = obs.link(BRIDGE).expect("bridge observed");
+        assert_eq!(
+            (&bridge.kind, bridge.up, bridge.mtu),
+            (&LinkKind::Bridge, true, 1400)
+        );
+        let vx = obs.link(VXLAN).expect("vxlan observed");
+        let kind = LinkKind::Vxlan {
+            vni: 4242,
+            local: Some(Ipv4Addr::LOCALHOST),
+        };
+        assert_eq!(
+            (&vx.kind, vx.master.as_deref(), vx.up),
+            (&kind, Some(BRIDGE), true)
+        );
+        // 127.0.0.1 lives on lo, which therefore is the underlay that sets the MTU.
+        assert_eq!(vx.mtu, obs.link("lo").unwrap().mtu - 50);
+        assert_eq!(obs.fdb, vec![fdb_entry()]);
+        assert_eq!(obs.neighbours.len(), 2);
+        assert!(neighbours().iter().all(|n| obs.neighbours.contains(n)));
+        assert_eq!(sysctl(&format!("ipv6/conf/{BRIDGE}/disable_ipv6")), "1");
+        assert_eq!(sysctl(&format!("ipv6/conf/{VXLAN}/addr_gen_mode")), "1");
+        assert_no_ipv6_address(&[BRIDGE, VXLAN]);
+        obs
+    }
+
+    /// What an agent restart does: a new connection ensures everything again, and nothing is
+    /// recreated or changed.
+    async fn restart_keeps_devices(before: &Observed) {
+        let dp = KernelDataPlane::new().await.unwrap();
+        dp.ensure_bridge(BRIDGE, Some(1400)).await.unwrap();
+        dp.ensure_vxlan(&spec(4242)).await.unwrap();
+        dp.attach(VXLAN, BRIDGE).await.unwrap();
+        let after = dp.observe().await.unwrap();
+        assert_eq!(
+            after.link(VXLAN).unwrap().index,
+            before.link(VXLAN).unwrap().index
+        );
+        assert_eq!(
+            after.link(BRIDGE).unwrap().index,
+            before.link(BRIDGE).unwrap().index
+        );
+        assert_eq!(
+            after.fdb, before.fdb,
+            "entries survive because the device was kept"
+        );
+    }
+
+    async fn delete_entries(dp: &KernelDataPlane) {
+        let stale = FdbEntry {
+            dst: Ipv4Addr::new(192, 0, 2, 99).into(),
+            ..fdb_entry()
+        };
+        dp.del_fdb(&stale).await.unwrap();
+        assert_eq!(
+            dp.observe().await.unwrap().fdb,
+            vec![fdb_entry()],
+            "other dst untouched"
+        );
+        for _ in 0..2 {
+            dp.del_fdb(&fdb_entry()).await.unwrap();
+            for n in neighbours() {
+                dp.del_neighbour(&n).await.unwrap();
+            }
+        }
+        let obs = dp.observe().await.unwrap();
+        assert!(obs.fdb.is_empty() && obs.neighbours.is_empty(), "{obs:?}");
+    }
+
+    async fn mismatch_recreates(dp: &KernelDataPlane, before: &Observed) {
+        dp.ensure_vxlan(&spec(4243)).await.unwrap();
+        let obs = dp.observe().await.unwrap();
+        let vx = obs.link(VXLAN).unwrap();
+        assert_ne!(vx.index, before.link(VXLAN).unwrap().index);
+        assert_eq!(
+            vx.kind,
+            LinkKind::Vxlan {
+                vni: 4243,
+                local: Some(Ipv4Addr::LOCALHOST)
+            }
+        );
+        assert_eq!(vx.master, None);
+    }
+
+    async fn delete_links(dp: &KernelDataPlane) {
+        for _ in 0..2 {
+            dp.delete_link(VXLAN).await.unwrap();
+            dp.delete_link(BRIDGE).await.unwrap();
+        }
+        let obs = dp.observe().await.unwrap();
+        assert!(obs.link(VXLAN).is_none() && obs.link(BRIDGE).is_none());
+        let missing = dp.add_fdb(&fdb_entry()).await;
+        assert!(matches!(missing, Err(DataPlaneError::NoSuchLink(n)) if n == VXLAN));
+        let missing = dp.attach(VXLAN, BRIDGE).await;
+        assert!(matches!(missing, Err(DataPlaneError::NoSuchLink(_))));
+        dp.del_fdb(&fdb_entry()).await.unwrap();
+        dp.del_neighbour(&neighbours()[0]).await.unwrap();
+    }
+
+    /// Reads events until the bridge has been both added and removed.
+    async fn expect_bridge_events(events: &mut mpsc::Receiver<LinkEvent>) {
+        let mut added = false;
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .expect("link event within 5 s")
+                .expect("event channel open");
+            match event {
+                LinkEvent::Added(name) if name == BRIDGE => added = true,
+                LinkEvent::Removed(name) if name == BRIDGE => break,
+                _ => {}
+            }
+        }
+        assert!(added, "RTM_NEWLINK for {BRIDGE} reported");
+    }
+
+    fn fdb_message(
+        ifindex: u32,
+        state: NeighbourState,
+        mac: MacAddr,
+        dst: &[u8],
+    ) -> NeighbourMessage {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = ifindex;
+        msg.header.state = state;
+        msg.attributes = vec![NeighbourAttribute::LinkLayerAddress(mac.0.to_vec())];
+        if !dst.is_empty() {
+            let dst = NeighbourAddress::Other(dst.to_vec());
+            msg.attributes.push(NeighbourAttribute::Destination(dst));
+        }
+        msg
+    }
+
+    #[test]
+    fn fdb_dump_keeps_static_remote_entries_on_vxlans_only() {
+        let vxlans = HashMap::from([(3, VXLAN)]);
+        let dst = [192, 0, 2, 10];
+        let parse = |m: NeighbourMessage| parse_fdb(&m, &vxlans);
+        let noarp = parse(fdb_message(3, NeighbourState::Noarp, mac(1), &dst));
+        assert_eq!(noarp, Some(fdb_entry()));
+        let v6 = parse(fdb_message(
+            3,
+            NeighbourState::Permanent,
+            mac(1),
+            &[0xfd; 16],
+        ));
+        assert_eq!(
+            v6.unwrap().dst,
+            "fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd"
+                .parse::<IpAddr>()
+                .unwrap()
+        );
+        // Learned, on another device, without a remote, or the all-zero flood entry.
+        assert_eq!(
+            parse(fdb_message(3, NeighbourState::Reachable, mac(1), &dst)),
+            None
+        );
+        assert_eq!(
+            parse(fdb_message(2, NeighbourState::Permanent, mac(1), &dst)),
+            None
+        );
+        assert_eq!(
+            parse(fdb_message(3, NeighbourState::Permanent, mac(1), &[])),
+            None
+        );
+        assert_eq!(
+            parse(fdb_message(
+                3,
+                NeighbourState::Permanent,
+                MacAddr::default(),
+                &dst
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn bridge_port_removal_is_a_change_not_a_removal() {
+        let notification = |family, del: bool| {
+            let mut link = LinkMessage::default();
+            link.header.interface_family = family;
+            link.attributes.push(LinkAttribute::IfName("tap1".into()));
+            let msg = if del {
+                RouteNetlinkMessage::DelLink(link)
+            } else {
+                RouteNetlinkMessage::NewLink(link)
+            };
+            link_event(NetlinkMessage::from(msg))
+        };
+        let added = Some(LinkEvent::Added("tap1".into()));
+        assert_eq!(notification(AddressFamily::Unspec, false), added);
+        assert_eq!(notification(AddressFamily::Bridge, true), added);
+        let removed = Some(LinkEvent::Removed("tap1".into()));
+        assert_eq!(notification(AddressFamily::Unspec, true), removed);
+    }
+
+    #[test]
+    fn kernel_data_plane_in_a_private_netns() {
+        let ran = in_new_netns(|| async {
+            let dp = KernelDataPlane::new().await.unwrap();
+            dp.set_up("lo").await.unwrap();
+            let mut events = dp.link_events().await.unwrap();
+
+            let built = build_network(&dp).await;
+            restart_keeps_devices(&built).await;
+            delete_entries(&dp).await;
+            mismatch_recreates(&dp, &built).await;
+            delete_links(&dp).await;
+            expect_bridge_events(&mut events).await;
+        });
+        if ran {
+            eprintln!("kernel scenario ran in a private network namespace");
+        }
     }
 }

@@ -108,9 +108,17 @@ pub enum LinkEvent {
 pub trait DataPlane: Send + Sync + 'static {
     /// Links, VXLAN FDB entries and VXLAN neighbour entries currently in the kernel.
     fn observe(&self) -> impl Future<Output = Result<Observed>> + Send;
-    /// Create a bridge (STP off, forward delay 0, IPv6 off on it) and set it up.
-    fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> impl Future<Output = Result<()>> + Send;
-    /// Create a VXLAN device (learning off, proxy on, IPv6 off on it) and set it up.
+    /// Create a bridge (STP off, forward delay 0, IPv6 off on it) and set it up. On an existing
+    /// bridge only the MTU (when given) and the up state are corrected.
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        mtu: Option<u32>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Create a VXLAN device (learning off, proxy on, no IPv6 address so it sends no IPv6 noise,
+    /// underlay = the device owning `local`) and set it up. An existing device with the same
+    /// VNI, local address and port is kept as it is (so its FDB survives an agent restart);
+    /// one that differs is deleted and recreated.
     fn ensure_vxlan(&self, spec: &VxlanSpec) -> impl Future<Output = Result<()>> + Send;
     /// Enslave `link` to `bridge` and set it up.
     fn attach(&self, link: &str, bridge: &str) -> impl Future<Output = Result<()>> + Send;
@@ -122,6 +130,9 @@ pub trait DataPlane: Send + Sync + 'static {
     /// Add or replace a permanent neighbour entry.
     fn add_neighbour(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
     fn del_neighbour(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
-    /// Subscribe to link notifications. Each call returns a new receiver.
-    fn link_events(&self) -> impl Future<Output = Result<tokio::sync::mpsc::Receiver<LinkEvent>>> + Send;
+    /// Subscribe to link notifications. Each call returns a new receiver. The channel closes
+    /// when notifications were lost (kernel socket overrun): resubscribe, then resync.
+    fn link_events(
+        &self,
+    ) -> impl Future<Output = Result<tokio::sync::mpsc::Receiver<LinkEvent>>> + Send;
 }

@@ -1,0 +1,254 @@
+//! Storage: one schema on SQLite (embedded default) and PostgreSQL (HA).
+//!
+//! Every API write runs in one [`Tx`]. Races are settled by the database: unique keys for
+//! IP-per-network, MAC-per-network and segment ids, foreign keys for parents deleted under a
+//! child's create, and `revision_number` compare-and-swap. SQLite allows one writer at a time,
+//! so writes there are queued on an in-process lock instead of failing with `SQLITE_BUSY`.
+
+mod agents;
+mod error;
+mod filters;
+mod networks;
+mod ports;
+mod rows;
+mod schema;
+mod subnets;
+
+pub use error::StoreError;
+pub use agents::{agent_on_host, list_agents, register_agent, set_port_status, AgentRecord};
+pub use filters::{Filter, SqlValue};
+pub use networks::{delete_network, get_network, insert_network, list_networks, update_network, NetworkPatch};
+pub use ports::{
+    allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, ip_owner, list_ports,
+    release_port_ips, update_port_row,
+};
+pub use rows::Page;
+pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row, Transaction};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+const NOTIFY_CHANNEL: &str = "neutrino_changes";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    write_lock: Arc<Mutex<()>>,
+    changed: Arc<watch::Sender<u64>>,
+}
+
+/// Turn a Neutron-style `[database] connection` into a sqlx URL.
+///
+/// `sqlite:///relative/path`, `sqlite:////absolute/path` and `sqlite://` + `:memory:` as in
+/// SQLAlchemy; `postgresql+driver://...` loses its driver suffix.
+pub fn normalize_url(connection: &str) -> std::result::Result<(String, Backend), StoreError> {
+    if let Some(rest) = connection.strip_prefix("sqlite:///") {
+        let path = if rest.is_empty() { ":memory:" } else { rest };
+        return Ok((format!("sqlite://{path}?mode=rwc"), Backend::Sqlite));
+    }
+    if connection == "sqlite://" || connection == "sqlite::memory:" {
+        return Ok(("sqlite::memory:".into(), Backend::Sqlite));
+    }
+    if let Some((scheme, rest)) = connection.split_once("://") {
+        let base = scheme.split('+').next().unwrap_or(scheme);
+        if base == "postgresql" || base == "postgres" {
+            return Ok((format!("postgres://{rest}"), Backend::Postgres));
+        }
+    }
+    Err(StoreError::Config(format!(
+        "[database] connection '{connection}': expected sqlite:///path or postgresql://..."
+    )))
+}
+
+impl Store {
+    /// Connect, create the schema if needed and apply pending migrations.
+    pub async fn connect(connection: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = normalize_url(connection)?;
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Config(format!("[database] connection: {e}")))?
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let in_memory = url.contains(":memory:");
+        let pool = AnyPoolOptions::new()
+            // An in-memory SQLite database exists per connection: keep exactly one.
+            .max_connections(if in_memory { 1 } else { max_connections })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        if backend == Backend::Sqlite && !in_memory {
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        let (tx, _) = watch::channel(0);
+        let store = Store { pool, backend, write_lock: Arc::new(Mutex::new(())), changed: Arc::new(tx) };
+        store.migrate().await?;
+        let rev = store.current_revision().await?;
+        store.changed.send_replace(rev);
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Several servers may start at once on one database: one migrates, the others wait.
+            tx.inner.execute("SELECT pg_advisory_xact_lock(4242)").await?;
+        }
+        tx.inner
+            .execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)")
+            .await?;
+        for (name, sql) in schema::MIGRATIONS {
+            let done = sqlx::query("SELECT name FROM schema_migrations WHERE name = $1")
+                .bind(*name)
+                .fetch_optional(&mut *tx.inner)
+                .await?;
+            if done.is_some() {
+                continue;
+            }
+            tracing::info!(migration = name, "applying migration");
+            for stmt in schema::statements(&schema::render(sql, self.backend)) {
+                tx.inner.execute(stmt).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (name) VALUES ($1)").bind(*name).execute(&mut *tx.inner).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Start a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let mut inner = self.pool.begin().await?;
+        if self.backend == Backend::Sqlite {
+            // Take the write lock now rather than on the first write, so that a transaction
+            // never has to upgrade from reader to writer.
+            inner.execute("UPDATE schema_migrations SET name = name WHERE 1 = 0").await?;
+        }
+        Ok(Tx { inner, backend: self.backend, changed: self.changed.clone(), wrote: false, _guard: guard })
+    }
+
+    /// A pooled connection for read-only queries outside a transaction.
+    pub async fn reader(&self) -> Result<PoolConnection<Any>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// The highest change-log revision.
+    pub async fn current_revision(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM changes").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>("r")? as u64)
+    }
+
+    /// A receiver that changes whenever a write commits on this process (or, on PostgreSQL,
+    /// on any server, once [`Store::follow_other_servers`] runs).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// On PostgreSQL, wake this process's subscribers when another server commits a change
+    /// (`LISTEN/NOTIFY`). Runs until the process ends; reconnects on failure.
+    pub async fn follow_other_servers(&self, connection: &str) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        let Ok((url, _)) = normalize_url(connection) else { return };
+        loop {
+            match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(mut listener) => {
+                    if listener.listen(NOTIFY_CHANNEL).await.is_ok() {
+                        while listener.recv().await.is_ok() {
+                            self.changed.send_modify(|r| *r = r.wrapping_add(1));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "LISTEN connection failed; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// One transaction. Dropping it without [`Tx::commit`] rolls back.
+pub struct Tx {
+    pub(crate) inner: Transaction<'static, Any>,
+    backend: Backend,
+    changed: Arc<watch::Sender<u64>>,
+    wrote: bool,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    /// Append to the change log; agents' streams wake up after the commit.
+    pub async fn record_change(&mut self, resource: &str, id: &str, operation: &str) -> Result<()> {
+        sqlx::query("INSERT INTO changes (resource, resource_id, operation) VALUES ($1, $2, $3)")
+            .bind(resource)
+            .bind(id)
+            .bind(operation)
+            .execute(&mut *self.inner)
+            .await?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    pub async fn commit(mut self) -> Result<()> {
+        if self.wrote && self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *self.inner).await?;
+        }
+        self.inner.commit().await?;
+        if self.wrote {
+            self.changed.send_modify(|r| *r = r.wrapping_add(1));
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection, for the query functions of this crate.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+
+    /// Note that this transaction wrote something agents may care about.
+    pub(crate) fn mark_written(&mut self) {
+        self.wrote = true;
+    }
+}
+
+/// Neutron's timestamp format: `2026-11-26T09:28:04Z`.
+pub fn now_timestamp() -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::now_utc().format(&fmt).unwrap_or_default()
+}

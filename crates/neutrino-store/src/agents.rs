@@ -1,0 +1,198 @@
+//! Agents (registration, liveness) and the per-host view the agent stream is built from.
+
+use crate::rows::{boolean, opt_int, text};
+use crate::{now_timestamp, Result, Store, Tx};
+use neutrino_api::agent::{AgentRegistration, HostNetwork, HostState, LocalPort, RemotePort};
+use sqlx::{AnyConnection, Executor, Row};
+use std::collections::BTreeMap;
+
+/// A registered agent as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub id: String,
+    pub host: String,
+    pub agent_type: String,
+    pub tunnel_ip: String,
+    pub admin_state_up: bool,
+    pub created_at: String,
+    pub started_at: String,
+    pub heartbeat_at: String,
+}
+
+/// Insert or refresh an agent's registration (also its heartbeat).
+pub async fn register_agent(tx: &mut Tx, reg: &AgentRegistration, new_id: &str, starting: bool) -> Result<AgentRecord> {
+    let now = now_timestamp();
+    sqlx::query(
+        "INSERT INTO agents (id, host, agent_type, tunnel_ip, admin_state_up, created_at, started_at, heartbeat_at) \
+         VALUES ($1, $2, $3, $4, true, $5, $5, $5) \
+         ON CONFLICT (host, agent_type) DO UPDATE SET tunnel_ip = excluded.tunnel_ip, heartbeat_at = excluded.heartbeat_at",
+    )
+    .bind(new_id.to_string())
+    .bind(reg.host.clone())
+    .bind(reg.agent_type.clone())
+    .bind(reg.tunnel_ip.clone())
+    .bind(now.clone())
+    .execute(tx.conn())
+    .await?;
+    if starting {
+        sqlx::query("UPDATE agents SET started_at = $1 WHERE host = $2 AND agent_type = $3")
+            .bind(now)
+            .bind(reg.host.clone())
+            .bind(reg.agent_type.clone())
+            .execute(tx.conn())
+            .await?;
+        // A (re)started agent may have a new VTEP: remote hosts must hear about it.
+        tx.mark_written();
+    }
+    let row = sqlx::query("SELECT * FROM agents WHERE host = $1 AND agent_type = $2")
+        .bind(reg.host.clone())
+        .bind(reg.agent_type.clone())
+        .fetch_one(tx.conn())
+        .await?;
+    decode(&row)
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<AgentRecord> {
+    Ok(AgentRecord {
+        id: text(row, "id")?,
+        host: text(row, "host")?,
+        agent_type: text(row, "agent_type")?,
+        tunnel_ip: text(row, "tunnel_ip")?,
+        admin_state_up: boolean(row, "admin_state_up")?,
+        created_at: text(row, "created_at")?,
+        started_at: text(row, "started_at")?,
+        heartbeat_at: text(row, "heartbeat_at")?,
+    })
+}
+
+pub async fn list_agents(c: &mut AnyConnection) -> Result<Vec<AgentRecord>> {
+    let rows = sqlx::query("SELECT * FROM agents ORDER BY host, agent_type").fetch_all(&mut *c).await?;
+    rows.iter().map(decode).collect()
+}
+
+pub async fn agent_on_host(c: &mut AnyConnection, host: &str, agent_type: &str) -> Result<Option<AgentRecord>> {
+    let row = sqlx::query("SELECT * FROM agents WHERE host = $1 AND agent_type = $2")
+        .bind(host.to_string())
+        .bind(agent_type.to_string())
+        .fetch_optional(&mut *c)
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// Record the status the agent observed for its ports. Returns how many changed.
+pub async fn set_port_status(tx: &mut Tx, host: &str, statuses: &BTreeMap<String, String>) -> Result<u64> {
+    let now = now_timestamp();
+    let mut changed = 0;
+    for (port_id, status) in statuses {
+        let done = sqlx::query(
+            "UPDATE ports SET status = $1, updated_at = $2, revision_number = revision_number + 1 \
+             WHERE id = $3 AND host_id = $4 AND status <> $1",
+        )
+        .bind(status.clone())
+        .bind(now.clone())
+        .bind(port_id.clone())
+        .bind(host.to_string())
+        .execute(tx.conn())
+        .await?;
+        if done.rows_affected() > 0 {
+            changed += 1;
+            tx.record_change("port", port_id, "status").await?;
+        }
+    }
+    Ok(changed)
+}
+
+impl Store {
+    /// Everything `host` needs, read in one consistent snapshot, and the revision it is at.
+    pub async fn host_state(&self, host: &str, agent_type: &str) -> Result<(u64, HostState)> {
+        let mut tx = self.pool_begin_read().await?;
+        let c: &mut AnyConnection = &mut tx;
+        let rev_row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM changes").fetch_one(&mut *c).await?;
+        let revision = rev_row.try_get::<i64, _>("r")? as u64;
+        let mut state = HostState::default();
+
+        let local = sqlx::query("SELECT id, network_id, mac_address, admin_state_up, status FROM ports WHERE host_id = $1")
+            .bind(host.to_string())
+            .fetch_all(&mut *c)
+            .await?;
+        for r in &local {
+            state.local_ports.insert(
+                text(r, "id")?,
+                LocalPort {
+                    network_id: text(r, "network_id")?,
+                    mac_address: text(r, "mac_address")?,
+                    admin_state_up: boolean(r, "admin_state_up")?,
+                    status: text(r, "status")?,
+                },
+            );
+        }
+        if state.local_ports.is_empty() {
+            tx.rollback().await?;
+            return Ok((revision, state));
+        }
+
+        let nets = sqlx::query(
+            "SELECT id, network_type, segmentation_id, mtu FROM networks \
+             WHERE id IN (SELECT network_id FROM ports WHERE host_id = $1)",
+        )
+        .bind(host.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &nets {
+            state.networks.insert(
+                text(r, "id")?,
+                HostNetwork {
+                    network_type: text(r, "network_type")?,
+                    segmentation_id: opt_int(r, "segmentation_id")?.map(|v| v as u32),
+                    mtu: r.try_get::<i64, _>("mtu")? as u32,
+                },
+            );
+        }
+
+        let remote = sqlx::query(
+            "SELECT p.id, p.network_id, p.mac_address, a.tunnel_ip FROM ports p \
+             JOIN agents a ON a.host = p.host_id AND a.agent_type = $2 \
+             WHERE p.host_id <> $1 AND p.network_id IN (SELECT network_id FROM ports WHERE host_id = $1)",
+        )
+        .bind(host.to_string())
+        .bind(agent_type.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &remote {
+            state.remote_ports.insert(
+                text(r, "id")?,
+                RemotePort {
+                    network_id: text(r, "network_id")?,
+                    mac_address: text(r, "mac_address")?,
+                    ip_addresses: Vec::new(),
+                    tunnel_ip: text(r, "tunnel_ip")?,
+                },
+            );
+        }
+        let ips = sqlx::query(
+            "SELECT i.port_id, i.ip_address FROM ip_allocations i JOIN ports p ON p.id = i.port_id \
+             WHERE p.host_id <> $1 AND p.host_id <> '' \
+               AND p.network_id IN (SELECT network_id FROM ports WHERE host_id = $1) \
+             ORDER BY i.port_id, i.position",
+        )
+        .bind(host.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &ips {
+            if let Some(p) = state.remote_ports.get_mut(&text(r, "port_id")?) {
+                p.ip_addresses.push(text(r, "ip_address")?);
+            }
+        }
+        tx.rollback().await?;
+        Ok((revision, state))
+    }
+
+    /// A read-only transaction: one consistent snapshot, no write lock.
+    async fn pool_begin_read(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == crate::Backend::Postgres {
+            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        }
+        Ok(tx)
+    }
+}

@@ -1,0 +1,148 @@
+//! List filters: Neutron query parameters turned into SQL conditions on indexed columns.
+//! Attribute names are checked against each table's known columns, so no client text ever
+//! becomes SQL; values are always bound.
+
+use crate::StoreError;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Null,
+}
+
+/// `attribute=value` (repeated values mean OR), as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub attribute: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ColumnType {
+    Text,
+    NullableText,
+    Int,
+    NullableInt,
+    Bool,
+}
+
+/// One filterable attribute of a table: API name, SQL expression, type.
+pub(crate) struct Column {
+    pub attribute: &'static str,
+    pub sql: &'static str,
+    pub kind: ColumnType,
+}
+
+pub(crate) const fn col(attribute: &'static str, sql: &'static str, kind: ColumnType) -> Column {
+    Column { attribute, sql, kind }
+}
+
+/// A WHERE clause under construction, with its bound values.
+#[derive(Default)]
+pub(crate) struct Where {
+    clauses: Vec<String>,
+    pub values: Vec<SqlValue>,
+}
+
+impl Where {
+    /// Add `expr IN (...)`, treating `None`/empty text specially for nullable columns.
+    fn add_in(&mut self, sql: &str, values: Vec<SqlValue>) {
+        let mut parts = Vec::new();
+        let mut in_list = Vec::new();
+        for v in values {
+            if v == SqlValue::Null {
+                parts.push(format!("{sql} IS NULL"));
+            } else {
+                self.values.push(v);
+                in_list.push(format!("${}", self.values.len()));
+            }
+        }
+        if !in_list.is_empty() {
+            parts.push(format!("{sql} IN ({})", in_list.join(", ")));
+        }
+        self.clauses.push(format!("({})", parts.join(" OR ")));
+    }
+
+    /// Add `sql IN (...)` over text values.
+    pub fn add_in_texts(&mut self, sql: &str, values: Vec<String>) {
+        if values.is_empty() {
+            self.clauses.push("1 = 0".into());
+            return;
+        }
+        self.add_in(sql, values.into_iter().map(SqlValue::Text).collect());
+    }
+
+    /// Add a raw condition with one bound value (`{}` is replaced by its placeholder).
+    pub fn add_raw(&mut self, template: &str, value: SqlValue) {
+        self.values.push(value);
+        self.clauses.push(template.replace("{}", &format!("${}", self.values.len())));
+    }
+
+    pub fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    pub fn bind<'q>(&self, mut q: Query<'q, Any, AnyArguments<'q>>) -> Query<'q, Any, AnyArguments<'q>> {
+        for v in &self.values {
+            q = match v {
+                SqlValue::Text(t) => q.bind(t.clone()),
+                SqlValue::Int(i) => q.bind(*i),
+                SqlValue::Bool(b) => q.bind(*b),
+                SqlValue::Null => q,
+            };
+        }
+        q
+    }
+}
+
+/// Build the WHERE clause for `filters` over `columns`. Special attributes a table handles
+/// itself are passed through `special` (return `Ok(true)` when handled).
+pub(crate) fn build_where(
+    columns: &[Column],
+    filters: &[Filter],
+    mut special: impl FnMut(&Filter, &mut Where) -> Result<bool, StoreError>,
+) -> Result<Where, StoreError> {
+    let mut w = Where::default();
+    let mut unknown = Vec::new();
+    for f in filters {
+        if special(f, &mut w)? {
+            continue;
+        }
+        let Some(c) = columns.iter().find(|c| c.attribute == f.attribute) else {
+            unknown.push(f.attribute.clone());
+            continue;
+        };
+        let values = f.values.iter().map(|v| convert(c, v)).collect::<Result<Vec<_>, _>>()?;
+        w.add_in(c.sql, values);
+    }
+    if !unknown.is_empty() {
+        let list = unknown.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(", ");
+        return Err(StoreError::BadFilter(format!("[{list}] is invalid attribute for filtering")));
+    }
+    Ok(w)
+}
+
+fn convert(c: &Column, v: &str) -> Result<SqlValue, StoreError> {
+    let bad = || StoreError::BadFilter(format!("Invalid input for {}. Reason: '{v}' is not a valid value.", c.attribute));
+    Ok(match c.kind {
+        ColumnType::Text => SqlValue::Text(v.to_string()),
+        ColumnType::NullableText if v.is_empty() || v == "None" => SqlValue::Null,
+        ColumnType::NullableText => SqlValue::Text(v.to_string()),
+        ColumnType::NullableInt if v.is_empty() || v == "None" => SqlValue::Null,
+        ColumnType::Int | ColumnType::NullableInt => SqlValue::Int(v.parse().map_err(|_| bad())?),
+        ColumnType::Bool => match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "t" | "yes" | "y" | "on" => SqlValue::Bool(true),
+            "false" | "0" | "f" | "no" | "n" | "off" => SqlValue::Bool(false),
+            _ => return Err(bad()),
+        },
+    })
+}

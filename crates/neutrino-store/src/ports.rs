@@ -1,0 +1,297 @@
+//! Ports and their IP allocations.
+
+use crate::filters::{build_where, col, Column, ColumnType as T, Filter, SqlValue, Where};
+use crate::rows::{boolean, int, json, text, Page};
+use crate::{Result, StoreError, Tx};
+use neutrino_api::resources::{FixedIp, Port};
+use neutrino_domain::ipam::{first_free, random_candidates, to_u128, IpRange};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+const COLUMNS: &[Column] = &[
+    col("id", "id", T::Text),
+    col("name", "name", T::Text),
+    col("project_id", "project_id", T::Text),
+    col("tenant_id", "project_id", T::Text),
+    col("network_id", "network_id", T::Text),
+    col("description", "description", T::Text),
+    col("mac_address", "mac_address", T::Text),
+    col("admin_state_up", "admin_state_up", T::Bool),
+    col("status", "status", T::Text),
+    col("device_id", "device_id", T::Text),
+    col("device_owner", "device_owner", T::Text),
+    col("binding:host_id", "host_id", T::Text),
+    col("binding:vif_type", "vif_type", T::Text),
+    col("binding:vnic_type", "vnic_type", T::Text),
+    col("revision_number", "revision_number", T::Int),
+];
+
+const SELECT: &str = "SELECT id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
+    device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, \
+    revision_number FROM ports";
+
+fn decode(row: &AnyRow) -> Result<Port> {
+    let project_id = text(row, "project_id")?;
+    Ok(Port {
+        id: text(row, "id")?,
+        name: text(row, "name")?,
+        network_id: text(row, "network_id")?,
+        tenant_id: project_id.clone(),
+        project_id,
+        mac_address: text(row, "mac_address")?,
+        admin_state_up: boolean(row, "admin_state_up")?,
+        status: text(row, "status")?,
+        device_id: text(row, "device_id")?,
+        device_owner: text(row, "device_owner")?,
+        fixed_ips: Vec::new(),
+        port_security_enabled: true,
+        qos_policy_id: None,
+        qos_network_policy_id: None,
+        security_groups: Vec::new(),
+        vnic_type: text(row, "vnic_type")?,
+        profile: json(row, "profile")?,
+        host_id: text(row, "host_id")?,
+        vif_type: text(row, "vif_type")?,
+        vif_details: json(row, "vif_details")?,
+        allowed_address_pairs: Vec::new(),
+        extra_dhcp_opts: Vec::new(),
+        description: text(row, "description")?,
+        ip_allocation: "immediate".into(),
+        resource_request: None,
+        tags: Vec::new(),
+        created_at: text(row, "created_at")?,
+        updated_at: text(row, "updated_at")?,
+        revision_number: int(row, "revision_number")? as u64,
+    })
+}
+
+/// `fixed_ips=ip_address=X` / `fixed_ips=subnet_id=Y` filters, as Neutron accepts them.
+fn fixed_ips_filter(f: &Filter, w: &mut Where) -> Result<bool> {
+    if f.attribute != "fixed_ips" {
+        return Ok(false);
+    }
+    for v in &f.values {
+        let (key, value) = v
+            .split_once('=')
+            .ok_or_else(|| StoreError::BadFilter(format!("Invalid fixed_ips filter '{v}'")))?;
+        let column = match key {
+            "ip_address" => "ip_address",
+            "subnet_id" => "subnet_id",
+            _ => return Err(StoreError::BadFilter(format!("Invalid fixed_ips filter '{v}'"))),
+        };
+        w.add_raw(
+            &format!("id IN (SELECT port_id FROM ip_allocations WHERE {column} = {{}})"),
+            SqlValue::Text(value.to_string()),
+        );
+    }
+    Ok(true)
+}
+
+/// Fill `fixed_ips` for the listed ports: one query over the same condition.
+async fn attach_fixed_ips(c: &mut AnyConnection, ports: &mut [Port], w: &Where) -> Result<()> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT port_id, subnet_id, ip_address FROM ip_allocations WHERE port_id IN (SELECT id FROM ports{}) \
+         ORDER BY port_id, position",
+        w.sql()
+    );
+    let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    let index: HashMap<String, usize> = ports.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
+    for r in rows {
+        if let Some(i) = index.get(&text(&r, "port_id")?) {
+            ports[*i].fixed_ips.push(FixedIp { subnet_id: text(&r, "subnet_id")?, ip_address: text(&r, "ip_address")? });
+        }
+    }
+    Ok(())
+}
+
+pub async fn get_port(c: &mut AnyConnection, id: &str) -> Result<Port> {
+    let mut ports = list_ports(
+        c,
+        &[Filter { attribute: "id".into(), values: vec![id.to_string()] }],
+        &Page::default(),
+    )
+    .await?;
+    ports.pop().ok_or_else(|| StoreError::not_found("port", id))
+}
+
+pub async fn list_ports(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Port>> {
+    let mut w = build_where(COLUMNS, filters, fixed_ips_filter)?;
+    if let Some(m) = &page.marker {
+        w.add_raw("id > {}", SqlValue::Text(m.clone()));
+    }
+    let mut sql = format!("{SELECT}{} ORDER BY id", w.sql());
+    if let Some(l) = page.limit {
+        sql.push_str(&format!(" LIMIT {l}"));
+    }
+    let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    let mut ports = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+    if page.limit.is_some() {
+        // The page boundary is not expressible as the same WHERE; select by the ids we got.
+        let mut by_id = Where::default();
+        let ids: Vec<String> = ports.iter().map(|p| p.id.clone()).collect();
+        by_id.add_in_texts("id", ids);
+        attach_fixed_ips(c, &mut ports, &by_id).await?;
+    } else {
+        attach_fixed_ips(c, &mut ports, &w).await?;
+    }
+    Ok(ports)
+}
+
+/// Insert the port row (addresses are allocated separately). A MAC already used on the
+/// network surfaces as a unique violation for the caller to handle.
+pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ports (id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
+         device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, revision_number) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(p.id.clone())
+    .bind(p.project_id.clone())
+    .bind(p.network_id.clone())
+    .bind(p.name.clone())
+    .bind(p.description.clone())
+    .bind(p.mac_address.clone())
+    .bind(p.admin_state_up)
+    .bind(p.status.clone())
+    .bind(p.device_id.clone())
+    .bind(p.device_owner.clone())
+    .bind(p.host_id.clone())
+    .bind(p.vif_type.clone())
+    .bind(serde_json::to_string(&p.vif_details)?)
+    .bind(p.vnic_type.clone())
+    .bind(serde_json::to_string(&p.profile)?)
+    .bind(p.created_at.clone())
+    .bind(p.updated_at.clone())
+    .bind(p.revision_number as i64)
+    .execute(tx.conn())
+    .await?;
+    tx.record_change("port", &p.id, "create").await
+}
+
+/// Store the mutable attributes of an existing port, with revision compare-and-swap.
+pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE ports SET name = $1, description = $2, mac_address = $3, admin_state_up = $4, status = $5, \
+         device_id = $6, device_owner = $7, host_id = $8, vif_type = $9, vif_details = $10, vnic_type = $11, \
+         profile = $12, updated_at = $13, revision_number = $14 WHERE id = $15 AND revision_number = $16",
+    )
+    .bind(p.name.clone())
+    .bind(p.description.clone())
+    .bind(p.mac_address.clone())
+    .bind(p.admin_state_up)
+    .bind(p.status.clone())
+    .bind(p.device_id.clone())
+    .bind(p.device_owner.clone())
+    .bind(p.host_id.clone())
+    .bind(p.vif_type.clone())
+    .bind(serde_json::to_string(&p.vif_details)?)
+    .bind(p.vnic_type.clone())
+    .bind(serde_json::to_string(&p.profile)?)
+    .bind(p.updated_at.clone())
+    .bind(p.revision_number as i64)
+    .bind(p.id.clone())
+    .bind(expected_revision as i64)
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::RevisionMismatch);
+    }
+    tx.record_change("port", &p.id, "update").await
+}
+
+pub async fn delete_port(tx: &mut Tx, id: &str) -> Result<()> {
+    let done = sqlx::query("DELETE FROM ports WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::not_found("port", id));
+    }
+    sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    tx.record_change("port", id, "delete").await
+}
+
+/// Release every address of a port (before re-allocating on update).
+pub async fn release_port_ips(tx: &mut Tx, port_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1").bind(port_id.to_string()).execute(tx.conn()).await?;
+    Ok(())
+}
+
+async fn try_insert_ip(
+    tx: &mut Tx,
+    network_id: &str,
+    subnet_id: &str,
+    ip: IpAddr,
+    port_id: &str,
+    position: usize,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO ip_allocations (network_id, ip_address, subnet_id, port_id, position) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(network_id.to_string())
+    .bind(ip.to_string())
+    .bind(subnet_id.to_string())
+    .bind(port_id.to_string())
+    .bind(position as i64)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Hold exactly `ip` for the port; `false` if another port has it.
+pub async fn allocate_specific_ip(
+    tx: &mut Tx,
+    network_id: &str,
+    subnet_id: &str,
+    ip: IpAddr,
+    port_id: &str,
+    position: usize,
+) -> Result<bool> {
+    try_insert_ip(tx, network_id, subnet_id, ip, port_id, position).await
+}
+
+/// Take a free address from the pools, or `None` if the subnet is full.
+///
+/// A few random candidates first (cheap, and concurrent creates rarely collide); then the
+/// lowest free address computed from what is allocated. The primary key settles races: a
+/// losing insert does nothing and the loop asks again with the winner now visible.
+pub async fn allocate_any_ip(
+    tx: &mut Tx,
+    network_id: &str,
+    subnet_id: &str,
+    pools: &[IpRange],
+    port_id: &str,
+    position: usize,
+) -> Result<Option<IpAddr>> {
+    let candidates = random_candidates(pools, 6, &mut rand::thread_rng());
+    for ip in candidates {
+        if try_insert_ip(tx, network_id, subnet_id, ip, port_id, position).await? {
+            return Ok(Some(ip));
+        }
+    }
+    loop {
+        let rows = sqlx::query("SELECT ip_address FROM ip_allocations WHERE subnet_id = $1")
+            .bind(subnet_id.to_string())
+            .fetch_all(tx.conn())
+            .await?;
+        let mut taken: Vec<IpAddr> = rows.iter().filter_map(|r| text(r, "ip_address").ok()?.parse().ok()).collect();
+        taken.sort_by_key(|ip| to_u128(*ip));
+        let Some(ip) = first_free(pools, &taken) else { return Ok(None) };
+        if try_insert_ip(tx, network_id, subnet_id, ip, port_id, position).await? {
+            return Ok(Some(ip));
+        }
+    }
+}
+
+/// The owner of an address on a network, if any.
+pub async fn ip_owner(c: &mut AnyConnection, network_id: &str, ip: IpAddr) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT port_id FROM ip_allocations WHERE network_id = $1 AND ip_address = $2")
+        .bind(network_id.to_string())
+        .bind(ip.to_string())
+        .fetch_optional(&mut *c)
+        .await?;
+    row.map(|r| text(&r, "port_id")).transpose()
+}

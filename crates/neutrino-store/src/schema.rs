@@ -1,0 +1,129 @@
+//! The schema, as ordered migrations. Written once for both backends; the only dialect
+//! difference (the change log's serial key) is substituted per backend.
+
+use crate::Backend;
+
+/// Each entry is applied once, in order, inside one transaction, and recorded in
+/// `schema_migrations`.
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_core", CORE)];
+
+const CORE: &str = r#"
+CREATE TABLE networks (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    admin_state_up BOOLEAN NOT NULL,
+    status TEXT NOT NULL,
+    shared BOOLEAN NOT NULL,
+    router_external BOOLEAN NOT NULL,
+    port_security_enabled BOOLEAN NOT NULL,
+    mtu BIGINT NOT NULL,
+    network_type TEXT NOT NULL,
+    physical_network TEXT,
+    segmentation_id BIGINT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL
+);
+CREATE INDEX networks_project ON networks (project_id);
+CREATE INDEX networks_name ON networks (name);
+
+CREATE TABLE segment_allocations (
+    network_type TEXT NOT NULL,
+    physical_network TEXT NOT NULL,
+    segmentation_id BIGINT NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+    PRIMARY KEY (network_type, physical_network, segmentation_id)
+);
+CREATE INDEX segment_allocations_network ON segment_allocations (network_id);
+
+CREATE TABLE subnets (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks (id),
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    ip_version BIGINT NOT NULL,
+    cidr TEXT NOT NULL,
+    gateway_ip TEXT,
+    enable_dhcp BOOLEAN NOT NULL,
+    ipv6_ra_mode TEXT,
+    ipv6_address_mode TEXT,
+    allocation_pools TEXT NOT NULL,
+    dns_nameservers TEXT NOT NULL,
+    host_routes TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL
+);
+CREATE INDEX subnets_network ON subnets (network_id);
+
+CREATE TABLE ports (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks (id),
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    mac_address TEXT NOT NULL,
+    admin_state_up BOOLEAN NOT NULL,
+    status TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    device_owner TEXT NOT NULL,
+    host_id TEXT NOT NULL,
+    vif_type TEXT NOT NULL,
+    vif_details TEXT NOT NULL,
+    vnic_type TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL,
+    UNIQUE (network_id, mac_address)
+);
+CREATE INDEX ports_host ON ports (host_id);
+CREATE INDEX ports_device ON ports (device_id);
+
+CREATE TABLE ip_allocations (
+    network_id TEXT NOT NULL,
+    ip_address TEXT NOT NULL,
+    subnet_id TEXT NOT NULL REFERENCES subnets (id),
+    port_id TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,
+    position BIGINT NOT NULL,
+    PRIMARY KEY (network_id, ip_address)
+);
+CREATE INDEX ip_allocations_port ON ip_allocations (port_id);
+CREATE INDEX ip_allocations_subnet ON ip_allocations (subnet_id);
+
+CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    agent_type TEXT NOT NULL,
+    tunnel_ip TEXT NOT NULL,
+    admin_state_up BOOLEAN NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    UNIQUE (host, agent_type)
+);
+
+CREATE TABLE changes (
+    revision {SERIAL},
+    resource TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    operation TEXT NOT NULL
+);
+"#;
+
+/// The schema text for one backend.
+pub fn render(sql: &str, backend: Backend) -> String {
+    let serial = match backend {
+        Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Backend::Postgres => "BIGSERIAL PRIMARY KEY",
+    };
+    sql.replace("{SERIAL}", serial)
+}
+
+/// Split a migration into statements (no statement here contains a semicolon in a literal).
+pub fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|s| !s.is_empty())
+}

@@ -1,0 +1,166 @@
+//! Subnets.
+
+use crate::filters::{build_where, col, Column, ColumnType as T, Filter, SqlValue};
+use crate::rows::{boolean, int, json, opt_text, text, Page};
+use crate::{Result, StoreError, Tx};
+use neutrino_api::resources::Subnet;
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+
+const COLUMNS: &[Column] = &[
+    col("id", "id", T::Text),
+    col("name", "name", T::Text),
+    col("project_id", "project_id", T::Text),
+    col("tenant_id", "project_id", T::Text),
+    col("network_id", "network_id", T::Text),
+    col("description", "description", T::Text),
+    col("ip_version", "ip_version", T::Int),
+    col("cidr", "cidr", T::Text),
+    col("gateway_ip", "gateway_ip", T::NullableText),
+    col("enable_dhcp", "enable_dhcp", T::Bool),
+    col("ipv6_ra_mode", "ipv6_ra_mode", T::NullableText),
+    col("ipv6_address_mode", "ipv6_address_mode", T::NullableText),
+    col("revision_number", "revision_number", T::Int),
+];
+
+const SELECT: &str = "SELECT id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
+    ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, \
+    revision_number FROM subnets";
+
+fn decode(row: &AnyRow) -> Result<Subnet> {
+    let project_id = text(row, "project_id")?;
+    Ok(Subnet {
+        id: text(row, "id")?,
+        name: text(row, "name")?,
+        tenant_id: project_id.clone(),
+        project_id,
+        network_id: text(row, "network_id")?,
+        ip_version: int(row, "ip_version")? as u8,
+        subnetpool_id: None,
+        enable_dhcp: boolean(row, "enable_dhcp")?,
+        ipv6_ra_mode: opt_text(row, "ipv6_ra_mode")?,
+        ipv6_address_mode: opt_text(row, "ipv6_address_mode")?,
+        gateway_ip: opt_text(row, "gateway_ip")?,
+        cidr: text(row, "cidr")?,
+        allocation_pools: json(row, "allocation_pools")?,
+        host_routes: json(row, "host_routes")?,
+        dns_nameservers: json(row, "dns_nameservers")?,
+        description: text(row, "description")?,
+        router_external: false,
+        service_types: Vec::new(),
+        segment_id: None,
+        tags: Vec::new(),
+        created_at: text(row, "created_at")?,
+        updated_at: text(row, "updated_at")?,
+        revision_number: int(row, "revision_number")? as u64,
+    })
+}
+
+pub async fn get_subnet(c: &mut AnyConnection, id: &str) -> Result<Subnet> {
+    let row = sqlx::query(&format!("{SELECT} WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| StoreError::not_found("subnet", id))?;
+    decode(&row)
+}
+
+pub async fn list_subnets(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Subnet>> {
+    let mut w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
+    if let Some(m) = &page.marker {
+        w.add_raw("id > {}", SqlValue::Text(m.clone()));
+    }
+    let mut sql = format!("{SELECT}{} ORDER BY id", w.sql());
+    if let Some(l) = page.limit {
+        sql.push_str(&format!(" LIMIT {l}"));
+    }
+    let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    rows.iter().map(decode).collect()
+}
+
+/// The subnets of one network, oldest first (the order automatic addresses are taken in).
+pub async fn network_subnets(c: &mut AnyConnection, network_id: &str) -> Result<Vec<Subnet>> {
+    let rows = sqlx::query(&format!("{SELECT} WHERE network_id = $1 ORDER BY created_at, id"))
+        .bind(network_id.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO subnets (id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
+         ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, revision_number) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(s.id.clone())
+    .bind(s.project_id.clone())
+    .bind(s.network_id.clone())
+    .bind(s.name.clone())
+    .bind(s.description.clone())
+    .bind(s.ip_version as i64)
+    .bind(s.cidr.clone())
+    .bind(s.gateway_ip.clone())
+    .bind(s.enable_dhcp)
+    .bind(s.ipv6_ra_mode.clone())
+    .bind(s.ipv6_address_mode.clone())
+    .bind(serde_json::to_string(&s.allocation_pools)?)
+    .bind(serde_json::to_string(&s.dns_nameservers)?)
+    .bind(serde_json::to_string(&s.host_routes)?)
+    .bind(s.created_at.clone())
+    .bind(s.updated_at.clone())
+    .bind(s.revision_number as i64)
+    .execute(tx.conn())
+    .await?;
+    tx.record_change("subnet", &s.id, "create").await
+}
+
+/// Store an updated subnet (the caller validated it), with revision compare-and-swap.
+pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE subnets SET name = $1, description = $2, gateway_ip = $3, enable_dhcp = $4, allocation_pools = $5, \
+         dns_nameservers = $6, host_routes = $7, updated_at = $8, revision_number = revision_number + 1 \
+         WHERE id = $9 AND revision_number = $10",
+    )
+    .bind(s.name.clone())
+    .bind(s.description.clone())
+    .bind(s.gateway_ip.clone())
+    .bind(s.enable_dhcp)
+    .bind(serde_json::to_string(&s.allocation_pools)?)
+    .bind(serde_json::to_string(&s.dns_nameservers)?)
+    .bind(serde_json::to_string(&s.host_routes)?)
+    .bind(s.updated_at.clone())
+    .bind(s.id.clone())
+    .bind(s.revision_number as i64)
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::RevisionMismatch);
+    }
+    tx.record_change("subnet", &s.id, "update").await
+}
+
+/// Delete a subnet whose addresses are held only by network-owned ports (those addresses are
+/// released); otherwise `SubnetInUse`.
+pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
+    get_subnet(tx.conn(), id).await?;
+    let users = sqlx::query(
+        "SELECT DISTINCT p.id FROM ip_allocations a JOIN ports p ON p.id = a.port_id \
+         WHERE a.subnet_id = $1 AND p.device_owner NOT LIKE 'network:%'",
+    )
+    .bind(id.to_string())
+    .fetch_all(tx.conn())
+    .await?;
+    if !users.is_empty() {
+        return Err(neutrino_domain::DomainError::conflict(
+            "SubnetInUse",
+            format!(
+                "Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."
+            ),
+        )
+        .into());
+    }
+    sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    sqlx::query("DELETE FROM subnets WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    tx.record_change("subnet", id, "delete").await
+}
