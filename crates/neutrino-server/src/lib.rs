@@ -1,0 +1,46 @@
+//! The API server: Neutron v2.0 REST and the agent-facing stream.
+//!
+//! Handlers stay thin: parse the request, run domain rules and store operations in one
+//! transaction, and shape the response. Errors of every layer are mapped to the Neutron error
+//! body in one place ([`error`]).
+
+mod agents;
+mod app;
+mod error;
+mod meta;
+mod networks;
+mod ports;
+mod request;
+mod response;
+mod subnets;
+
+pub use app::{App, ServerConfig};
+
+pub(crate) use ports::heartbeat_fresh as ports_alive;
+
+use axum::routing::get;
+use axum::Router;
+
+/// The whole HTTP surface.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(meta::versions))
+        .route("/v2.0", get(meta::v2_root))
+        .route("/v2.0/", get(meta::v2_root))
+        .route("/v2.0/extensions", get(meta::extensions))
+        .route("/v2.0/extensions/{alias}", get(meta::extension))
+        .merge(networks::routes())
+        .merge(subnets::routes())
+        .merge(ports::routes())
+        .merge(agents::routes())
+        .fallback(meta::not_found)
+        .layer(axum::middleware::map_response(response::add_request_id))
+        .with_state(app)
+}
+
+/// Serve until the listener fails. Also follows other servers' commits on PostgreSQL.
+pub async fn serve(app: App, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let follower = app.clone();
+    tokio::spawn(async move { follower.store.follow_other_servers(&follower.config.connection).await });
+    axum::serve(listener, router(app)).await
+}

@@ -28,6 +28,11 @@ impl StoreError {
         StoreError::NotFound { resource, id: id.into() }
     }
 
+    /// Whether the database was too busy to answer in time (worth a retry by the client).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut))
+    }
+
     /// Whether the database refused the write because of a unique key.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())

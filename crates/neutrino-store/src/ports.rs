@@ -142,13 +142,14 @@ pub async fn list_ports(c: &mut AnyConnection, filters: &[Filter], page: &Page) 
     Ok(ports)
 }
 
-/// Insert the port row (addresses are allocated separately). A MAC already used on the
-/// network surfaces as a unique violation for the caller to handle.
-pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<()> {
-    sqlx::query(
+/// Insert the port row (addresses are allocated separately). Returns `false`, changing
+/// nothing, when the MAC is already used on the network.
+pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<bool> {
+    let done = sqlx::query(
         "INSERT INTO ports (id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
          device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, revision_number) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(p.id.clone())
     .bind(p.project_id.clone())
@@ -170,7 +171,11 @@ pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<()> {
     .bind(p.revision_number as i64)
     .execute(tx.conn())
     .await?;
-    tx.record_change("port", &p.id, "create").await
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    tx.record_change("port", &p.id, "create").await?;
+    Ok(true)
 }
 
 /// Store the mutable attributes of an existing port, with revision compare-and-swap.

@@ -1,0 +1,153 @@
+//! The agents API (`/v2.0/agents`) and the agent-facing protocol under `/v2.0/neutrino/`:
+//! registration/heartbeat, the per-host state stream, and port status reports.
+
+use crate::error::{HttpError, HttpResult};
+use crate::App;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use neutrino_api::agent::{AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE};
+use neutrino_api::ApiError;
+use neutrino_store::{self as store, AgentRecord};
+use serde_json::json;
+use std::time::Duration;
+
+/// How long a quiet stream waits before sending a heartbeat.
+const STREAM_HEARTBEAT: Duration = Duration::from_secs(10);
+/// Changes arriving within this window are sent as one update.
+const STREAM_COALESCE: Duration = Duration::from_millis(5);
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/v2.0/agents", get(list_agents))
+        .route("/v2.0/agents/{id}", get(show_agent))
+        .route("/v2.0/neutrino/agents", post(register))
+        .route("/v2.0/neutrino/hosts/{host}/stream", get(stream))
+        .route("/v2.0/neutrino/ports/status", put(port_status))
+}
+
+fn agent_json(a: &AgentRecord, down_time: u64) -> serde_json::Value {
+    let neutron_time = |t: &str| t.trim_end_matches('Z').replace('T', " ");
+    json!({
+        "id": a.id,
+        "agent_type": a.agent_type,
+        "binary": "neutrino-agent",
+        "topic": "N/A",
+        "host": a.host,
+        "admin_state_up": a.admin_state_up,
+        "alive": crate::ports_alive(&a.heartbeat_at, down_time),
+        "created_at": neutron_time(&a.created_at),
+        "started_at": neutron_time(&a.started_at),
+        "heartbeat_timestamp": neutron_time(&a.heartbeat_at),
+        "description": null,
+        "availability_zone": null,
+        "resources_synced": null,
+        "configurations": {
+            "tunneling_ip": a.tunnel_ip,
+            "tunnel_types": ["vxlan"],
+            "l2_population": true,
+            "arp_responder_enabled": true,
+        },
+    })
+}
+
+async fn list_agents(State(app): State<App>) -> HttpResult<Response> {
+    let mut c = app.store.reader().await?;
+    let agents = store::list_agents(&mut c).await?;
+    let list: Vec<_> = agents.iter().map(|a| agent_json(a, app.config.agent_down_time)).collect();
+    Ok(axum::Json(json!({ "agents": list })).into_response())
+}
+
+async fn show_agent(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut c = app.store.reader().await?;
+    let agents = store::list_agents(&mut c).await?;
+    let a = agents.iter().find(|a| a.id == id).ok_or_else(|| HttpError(ApiError::not_found("agent", &id)))?;
+    Ok(axum::Json(json!({ "agent": agent_json(a, app.config.agent_down_time) })).into_response())
+}
+
+async fn register(State(app): State<App>, RawQuery(q): RawQuery, body: Bytes) -> HttpResult<Response> {
+    let reg: AgentRegistration = serde_json::from_slice(&body).map_err(|_| ApiError::malformed_body())?;
+    if reg.host.is_empty() || reg.tunnel_ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(ApiError::bad_request("host and a valid tunnel_ip are required").into());
+    }
+    let starting = q.as_deref().is_some_and(|q| q.contains("starting=true"));
+    let mut tx = app.store.begin().await?;
+    let record = store::register_agent(&mut tx, &reg, &uuid::Uuid::new_v4().to_string(), starting).await?;
+    tx.commit().await?;
+    Ok(axum::Json(json!({ "agent": agent_json(&record, app.config.agent_down_time) })).into_response())
+}
+
+async fn port_status(State(app): State<App>, body: Bytes) -> HttpResult<Response> {
+    let report: PortStatusReport = serde_json::from_slice(&body).map_err(|_| ApiError::malformed_body())?;
+    if report.ports.values().any(|s| s != "ACTIVE" && s != "DOWN") {
+        return Err(ApiError::bad_request("port status must be ACTIVE or DOWN").into());
+    }
+    let mut tx = app.store.begin().await?;
+    let changed = store::set_port_status(&mut tx, &report.host, &report.ports).await?;
+    tx.commit().await?;
+    Ok(axum::Json(json!({ "changed": changed })).into_response())
+}
+
+/// What one stream connection remembers between messages.
+struct StreamState {
+    app: App,
+    host: String,
+    sent: Option<HostState>,
+    changes: tokio::sync::watch::Receiver<u64>,
+}
+
+/// `GET /v2.0/neutrino/hosts/{host}/stream`: newline-delimited JSON. A snapshot first, then
+/// an update whenever the host's view changes, and heartbeats in between. Every connection
+/// starts with a snapshot, so a reconnecting agent can never miss a change.
+async fn stream(State(app): State<App>, Path(host): Path<String>) -> Response {
+    let mut changes = app.store.subscribe();
+    changes.mark_unchanged();
+    let state = StreamState { app, host, sent: None, changes };
+    let lines = futures::stream::unfold(state, next_message);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(lines))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn next_message(mut s: StreamState) -> Option<(Result<Bytes, std::io::Error>, StreamState)> {
+    loop {
+        let woke = match &s.sent {
+            None => true,
+            Some(_) => match tokio::time::timeout(STREAM_HEARTBEAT, s.changes.changed()).await {
+                Ok(Ok(())) => {
+                    tokio::time::sleep(STREAM_COALESCE).await;
+                    s.changes.mark_unchanged();
+                    true
+                }
+                Ok(Err(_)) => return None,
+                Err(_) => false,
+            },
+        };
+        let (revision, state) = match s.app.store.host_state(&s.host, AGENT_TYPE_LINUXBRIDGE).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(host = %s.host, error = %e, "host state query failed; closing stream");
+                return None;
+            }
+        };
+        let message = match &s.sent {
+            None => Some(StreamMessage::Snapshot { revision, state: state.clone() }),
+            Some(prev) => match prev.diff(&state) {
+                Some((upserted, removed)) => Some(StreamMessage::Update { revision, upserted, removed }),
+                None if !woke => Some(StreamMessage::Heartbeat { revision }),
+                None => None,
+            },
+        };
+        if let Some(m) = message {
+            s.sent = Some(state);
+            let mut line = serde_json::to_vec(&m).unwrap_or_default();
+            line.push(b'\n');
+            return Some((Ok(Bytes::from(line)), s));
+        }
+    }
+}

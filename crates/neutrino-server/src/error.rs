@@ -1,0 +1,60 @@
+//! The one place where every layer's error becomes a Neutron error response.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use neutrino_api::ApiError;
+use neutrino_domain::DomainError;
+use neutrino_store::StoreError;
+
+/// An [`ApiError`] on its way out as an HTTP response.
+#[derive(Debug)]
+pub struct HttpError(pub ApiError);
+
+pub type HttpResult<T> = Result<T, HttpError>;
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        (status, axum::Json(self.0.body())).into_response()
+    }
+}
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        HttpError(e)
+    }
+}
+
+impl From<DomainError> for HttpError {
+    fn from(e: DomainError) -> Self {
+        HttpError(match e {
+            DomainError::InvalidInput(m) => ApiError::invalid_input(m),
+            DomainError::BadRequest { kind, message } => ApiError::new(400, kind, message),
+            DomainError::Conflict { kind, message } => ApiError::new(409, kind, message),
+            DomainError::Unavailable { kind, message } => ApiError::new(503, kind, message),
+        })
+    }
+}
+
+impl From<StoreError> for HttpError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { resource, id } => HttpError(ApiError::not_found(resource, &id)),
+            StoreError::Domain(d) => d.into(),
+            StoreError::RevisionMismatch => HttpError(ApiError::new(
+                412,
+                "RevisionNumberConstraintFailed",
+                "Constrained revision number does not match the current revision",
+            )),
+            StoreError::BadFilter(m) => HttpError(ApiError::bad_request(m)),
+            ref busy if busy.is_busy() => {
+                HttpError(ApiError::new(503, "ServiceUnavailable", "The database is busy; retry the request."))
+            }
+            other => HttpError(ApiError::internal(format!("Request Failed: internal server error: {other}"))),
+        }
+    }
+}
+

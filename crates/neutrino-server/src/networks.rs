@@ -1,0 +1,200 @@
+//! `/v2.0/networks`
+
+use crate::error::{HttpError, HttpResult};
+use crate::meta::collection_method_error;
+use crate::request::{if_match_revision, parse_body, parse_query, project_of};
+use crate::response::{many, no_content, one};
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use neutrino_api::resources::Network;
+use neutrino_api::ApiError;
+use neutrino_domain::segments::{mtu_for, plan_segment, ProviderRequest, SegmentPlan};
+use neutrino_store as store;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route(
+            "/v2.0/networks",
+            get(list).post(create).put(|| async { collection_method_error("network") }).delete(|| async {
+                collection_method_error("network")
+            }),
+        )
+        .route("/v2.0/networks/{id}", get(show).put(update).delete(delete))
+}
+
+const CREATE_ATTRS: &[&str] = &[
+    "name",
+    "description",
+    "admin_state_up",
+    "shared",
+    "mtu",
+    "port_security_enabled",
+    "project_id",
+    "tenant_id",
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
+    "router:external",
+    "availability_zone_hints",
+    "qos_policy_id",
+    "is_default",
+    "dns_domain",
+];
+
+const UPDATE_ATTRS: &[&str] = &[
+    "name",
+    "description",
+    "admin_state_up",
+    "shared",
+    "mtu",
+    "port_security_enabled",
+    "router:external",
+    "qos_policy_id",
+    "dns_domain",
+];
+
+async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    let attrs = parse_body(&body, "network", CREATE_ATTRS)?;
+    let project_id = project_of(&attrs, &headers, &app.config.noauth_project)?;
+    if attrs.boolean("router:external")? == Some(true) {
+        return Err(ApiError::bad_request("External networks are not supported yet by this server").into());
+    }
+    if attrs.string_list("availability_zone_hints")?.is_some_and(|h| !h.is_empty()) {
+        return Err(ApiError::bad_request("Availability zones are not supported by this server").into());
+    }
+    let provider = ProviderRequest {
+        network_type: attrs.string("provider:network_type", 255)?,
+        physical_network: attrs.nullable_string("provider:physical_network")?.flatten(),
+        segmentation_id: attrs.uint("provider:segmentation_id")?.map(|v| v.min(u32::MAX as u64) as u32),
+    };
+    let plan = plan_segment(&app.config.type_drivers, &provider)?;
+    let network_type = match &plan {
+        SegmentPlan::Allocate { network_type, .. }
+        | SegmentPlan::Reserve { network_type, .. }
+        | SegmentPlan::Nothing { network_type } => network_type.clone(),
+    };
+    let max_mtu = mtu_for(&network_type, &app.config.type_drivers);
+    let mtu = match attrs.uint("mtu")? {
+        Some(m) if m < 68 || m > max_mtu as u64 => {
+            return Err(ApiError::invalid_input(format!(
+                "Requested MTU is too big, maximum is {max_mtu}"
+            ))
+            .into())
+        }
+        Some(m) => m as u32,
+        None => max_mtu,
+    };
+    let now = store::now_timestamp();
+    let mut net = Network {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: attrs.string("name", 255)?.unwrap_or_default(),
+        tenant_id: project_id.clone(),
+        project_id,
+        admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),
+        mtu,
+        status: "ACTIVE".into(),
+        subnets: Vec::new(),
+        shared: attrs.boolean("shared")?.unwrap_or(false),
+        port_security_enabled: attrs.boolean("port_security_enabled")?.unwrap_or(true),
+        qos_policy_id: None,
+        router_external: false,
+        network_type,
+        physical_network: None,
+        segmentation_id: None,
+        is_default: false,
+        availability_zone_hints: Vec::new(),
+        availability_zones: Vec::new(),
+        ipv4_address_scope: None,
+        ipv6_address_scope: None,
+        description: attrs.string("description", 255)?.unwrap_or_default(),
+        l2_adjacency: true,
+        tags: Vec::new(),
+        created_at: now.clone(),
+        updated_at: now,
+        revision_number: 1,
+    };
+    let mut tx = app.store.begin().await?;
+    store::insert_network(&mut tx, &mut net, &plan).await?;
+    tx.commit().await?;
+    Ok(one(StatusCode::CREATED, "network", &net, &[]))
+}
+
+async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let net = store::get_network(&mut c, &id).await?;
+    Ok(one(StatusCode::OK, "network", &net, &q.fields))
+}
+
+async fn list(State(app): State<App>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let nets = store::list_networks(&mut c, &q.filters, &q.page).await?;
+    let next = next_marker(&nets, q.page.limit, |n| &n.id);
+    Ok(many("networks", &nets, &q.fields, next))
+}
+
+/// The marker of the next page, when the page came back full.
+pub fn next_marker<T>(items: &[T], limit: Option<u32>, id: impl Fn(&T) -> &String) -> Option<(&str, u32)> {
+    let limit = limit?;
+    (items.len() as u32 == limit).then(|| items.last().map(|i| (id(i).as_str(), limit))).flatten()
+}
+
+async fn update(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    let attrs = parse_body(&body, "network", UPDATE_ATTRS)?;
+    if attrs.boolean("router:external")? == Some(true) {
+        return Err(ApiError::bad_request("External networks are not supported yet by this server").into());
+    }
+    let patch = store::NetworkPatch {
+        name: attrs.string("name", 255)?,
+        description: attrs.string("description", 255)?,
+        admin_state_up: attrs.boolean("admin_state_up")?,
+        mtu: attrs.uint("mtu")?.map(|m| m.min(u32::MAX as u64) as u32),
+        shared: attrs.boolean("shared")?,
+        port_security_enabled: attrs.boolean("port_security_enabled")?,
+    };
+    let mut tx = app.store.begin().await?;
+    if let Some(mtu) = patch.mtu {
+        let current = store::get_network(tx.conn(), &id).await?;
+        let max = mtu_for(&current.network_type, &app.config.type_drivers);
+        if !(68..=max).contains(&mtu) {
+            return Err(ApiError::invalid_input(format!("Requested MTU is too big, maximum is {max}")).into());
+        }
+    }
+    let net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
+    tx.commit().await?;
+    Ok(one(StatusCode::OK, "network", &net, &[]))
+}
+
+async fn delete(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut tx = app.store.begin().await?;
+    match store::delete_network(&mut tx, &id).await {
+        Ok(()) => {}
+        // A port was created on the network while we deleted it: the foreign key refused.
+        Err(e) if e.is_foreign_key_violation() => {
+            return Err(HttpError(ApiError::conflict(
+                "NetworkInUse",
+                format!("Unable to complete operation on network {id}. There are one or more ports still in use on the network."),
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await.map_err(|e| {
+        if e.is_foreign_key_violation() {
+            HttpError(ApiError::conflict("NetworkInUse", format!("Unable to complete operation on network {id}.")))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(no_content())
+}

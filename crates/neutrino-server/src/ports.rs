@@ -1,0 +1,459 @@
+//! `/v2.0/ports`
+
+use crate::error::{HttpError, HttpResult};
+use crate::meta::collection_method_error;
+use crate::networks::next_marker;
+use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
+use crate::response::{many, no_content, one};
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use neutrino_api::agent::AGENT_TYPE_LINUXBRIDGE;
+use neutrino_api::resources::{FixedIp, Port, Subnet};
+use neutrino_api::ApiError;
+use neutrino_domain::binding::{bind_linuxbridge, HostAgent};
+use neutrino_domain::ipam::{eui64_address, IpRange};
+use neutrino_domain::mac::{mac_bytes, normalize_mac, random_port_mac};
+use neutrino_domain::subnet::is_auto_address;
+use neutrino_store::{self as store, Tx};
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route(
+            "/v2.0/ports",
+            get(list).post(create).put(|| async { collection_method_error("port") }).delete(|| async {
+                collection_method_error("port")
+            }),
+        )
+        .route("/v2.0/ports/{id}", get(show).put(update).delete(delete))
+}
+
+const UPDATE_ATTRS: &[&str] = &[
+    "name",
+    "description",
+    "admin_state_up",
+    "mac_address",
+    "fixed_ips",
+    "device_id",
+    "device_owner",
+    "binding:host_id",
+    "binding:profile",
+    "binding:vnic_type",
+    "security_groups",
+    "port_security_enabled",
+    "allowed_address_pairs",
+    "extra_dhcp_opts",
+    "qos_policy_id",
+    "dns_name",
+];
+
+const CREATE_ONLY_ATTRS: &[&str] = &["network_id", "project_id", "tenant_id"];
+
+const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder"];
+
+/// Attributes Neutrino accepts only with their default value for now.
+fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
+    for key in ["allowed_address_pairs", "extra_dhcp_opts"] {
+        if matches!(attrs.raw(key), Some(Value::Array(a)) if !a.is_empty()) {
+            return Err(ApiError::bad_request(format!("'{key}' is not supported yet by this server")));
+        }
+    }
+    if attrs.boolean("port_security_enabled")? == Some(false) {
+        return Err(ApiError::bad_request("Disabling port security is not supported yet by this server"));
+    }
+    if matches!(attrs.raw("qos_policy_id"), Some(v) if !v.is_null()) {
+        return Err(ApiError::bad_request("QoS policies are not supported yet by this server"));
+    }
+    Ok(())
+}
+
+fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<Map<String, Value>>>, ApiError> {
+    attrs.object_list("fixed_ips", &["subnet_id", "ip_address"])
+}
+
+fn requested_mac(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    match attrs.string("mac_address", 32)? {
+        None => Ok(None),
+        Some(m) => normalize_mac(&m)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_attribute("mac_address", format!("'{m}' is not a valid MAC address"))),
+    }
+}
+
+fn vnic_type(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    match attrs.string("binding:vnic_type", 64)? {
+        Some(v) if !VNIC_TYPES.contains(&v.as_str()) => {
+            Err(ApiError::invalid_attribute("binding:vnic_type", format!("'{v}' is not in {VNIC_TYPES:?}")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn mac_in_use(network_id: &str, mac: &str) -> HttpError {
+    HttpError(ApiError::conflict(
+        "MacAddressInUse",
+        format!("Unable to complete operation for network {network_id}. The mac address {mac} is in use."),
+    ))
+}
+
+async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    let allowed: Vec<&str> = UPDATE_ATTRS.iter().chain(CREATE_ONLY_ATTRS).copied().collect();
+    let attrs = parse_body(&body, "port", &allowed)?;
+    refuse_unsupported(&attrs)?;
+    attrs.required("network_id")?;
+    let network_id = attrs.string("network_id", 36)?.unwrap_or_default();
+    let project_id = project_of(&attrs, &headers, &app.config.noauth_project)?;
+    let given_mac = requested_mac(&attrs)?;
+    let fixed_ips = requested_fixed_ips(&attrs)?;
+    let now = store::now_timestamp();
+    let mut port = Port {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: attrs.string("name", 255)?.unwrap_or_default(),
+        network_id: network_id.clone(),
+        tenant_id: project_id.clone(),
+        project_id,
+        mac_address: String::new(),
+        admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),
+        status: "DOWN".into(),
+        device_id: attrs.string("device_id", 255)?.unwrap_or_default(),
+        device_owner: attrs.string("device_owner", 255)?.unwrap_or_default(),
+        fixed_ips: Vec::new(),
+        port_security_enabled: true,
+        qos_policy_id: None,
+        qos_network_policy_id: None,
+        security_groups: Vec::new(),
+        vnic_type: vnic_type(&attrs)?.unwrap_or_else(|| "normal".into()),
+        profile: attrs.object("binding:profile")?.unwrap_or_default(),
+        host_id: attrs.string("binding:host_id", 255)?.unwrap_or_default(),
+        vif_type: String::new(),
+        vif_details: Map::new(),
+        allowed_address_pairs: Vec::new(),
+        extra_dhcp_opts: Vec::new(),
+        description: attrs.string("description", 255)?.unwrap_or_default(),
+        ip_allocation: "immediate".into(),
+        resource_request: None,
+        tags: Vec::new(),
+        created_at: now.clone(),
+        updated_at: now,
+        revision_number: 1,
+    };
+
+    let mut tx = app.store.begin().await?;
+    let network = store::get_network(tx.conn(), &network_id).await?;
+    bind(&app, &mut tx, &mut port, &network.network_type).await?;
+    insert_with_mac(&mut tx, &mut port, given_mac).await?;
+    let subnets = store::network_subnets(tx.conn(), &network_id).await?;
+    port.fixed_ips = assign_fixed_ips(&mut tx, &port, &subnets, fixed_ips).await?;
+    tx.commit().await?;
+    Ok(one(StatusCode::CREATED, "port", &port, &[]))
+}
+
+/// Insert the port with the given MAC, or a random one (drawing again on the rare clash).
+async fn insert_with_mac(tx: &mut Tx, port: &mut Port, given: Option<String>) -> HttpResult<()> {
+    let attempts = if given.is_some() { 1 } else { 16 };
+    for _ in 0..attempts {
+        port.mac_address = given.clone().unwrap_or_else(|| random_port_mac(&mut rand::thread_rng()));
+        match store::insert_port(tx, port).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => continue,
+            Err(e) if e.is_foreign_key_violation() => {
+                return Err(HttpError(ApiError::not_found("network", &port.network_id)))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(mac_in_use(&port.network_id, &port.mac_address))
+}
+
+/// Run the mechanism driver for the port's host.
+async fn bind(app: &App, tx: &mut Tx, port: &mut Port, network_type: &str) -> HttpResult<()> {
+    let agent = if port.host_id.is_empty() {
+        None
+    } else {
+        store::agent_on_host(tx.conn(), &port.host_id, AGENT_TYPE_LINUXBRIDGE).await?.map(|a| HostAgent {
+            alive: a.admin_state_up && heartbeat_fresh(&a.heartbeat_at, app.config.agent_down_time),
+        })
+    };
+    let binding = bind_linuxbridge(&port.host_id, &port.network_id, network_type, agent.as_ref());
+    if binding.vif_type == neutrino_domain::binding::VIF_TYPE_BINDING_FAILED {
+        tracing::warn!(port = %port.id, host = %port.host_id, "binding failed: no alive Linux bridge agent on the host");
+    }
+    port.vif_type = binding.vif_type.to_string();
+    port.vif_details = binding.vif_details;
+    Ok(())
+}
+
+/// Whether a heartbeat stamped `at` (Neutron timestamp) is younger than `down_time` seconds.
+pub(crate) fn heartbeat_fresh(at: &str, down_time: u64) -> bool {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    match time::PrimitiveDateTime::parse(at, &fmt) {
+        Ok(t) => {
+            let age = time::OffsetDateTime::now_utc() - t.assume_utc();
+            age.whole_seconds() <= down_time as i64
+        }
+        Err(_) => false,
+    }
+}
+
+fn field<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    entry.get(key).and_then(Value::as_str)
+}
+
+fn parse_fixed_ip(text: &str) -> Result<IpAddr, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::invalid_attribute("fixed_ips", format!("'{text}' is not a valid IP address")))
+}
+
+fn pools_of(subnet: &Subnet) -> Vec<IpRange> {
+    subnet
+        .allocation_pools
+        .iter()
+        .filter_map(|p| Some(IpRange::new(p.start.parse().ok()?, p.end.parse().ok()?)))
+        .collect()
+}
+
+fn ip_exhausted_on_subnet(subnet_id: &str) -> HttpError {
+    HttpError(ApiError::conflict(
+        "IpAddressGenerationFailure",
+        format!("No more IP addresses available for subnet {subnet_id}."),
+    ))
+}
+
+fn ip_in_use(ip: IpAddr, subnet_id: &str) -> HttpError {
+    HttpError(ApiError::conflict(
+        "IpAddressAlreadyAllocated",
+        format!("IP address {ip} already allocated in subnet {subnet_id}"),
+    ))
+}
+
+/// Give the port its addresses: exactly the requested ones, or Neutron's automatic choice
+/// (one IPv4 and one stateful IPv6 address, plus an EUI-64 address per SLAAC subnet).
+async fn assign_fixed_ips(
+    tx: &mut Tx,
+    port: &Port,
+    subnets: &[Subnet],
+    requested: Option<Vec<Map<String, Value>>>,
+) -> HttpResult<Vec<FixedIp>> {
+    let mut out = Vec::new();
+    match requested {
+        Some(entries) => {
+            for entry in &entries {
+                let ip = field(entry, "ip_address").map(parse_fixed_ip).transpose()?;
+                let subnet = match field(entry, "subnet_id") {
+                    Some(sid) => subnets.iter().find(|s| s.id == sid).ok_or_else(|| {
+                        ApiError::invalid_input(format!(
+                            "Failed to create port on network {}, because fixed_ips included invalid subnet {sid}",
+                            port.network_id
+                        ))
+                    })?,
+                    None => {
+                        let ip = ip.ok_or_else(|| {
+                            ApiError::invalid_attribute("fixed_ips", "an entry needs subnet_id or ip_address")
+                        })?;
+                        subnets.iter().find(|s| subnet_contains(s, ip)).ok_or_else(|| {
+                            ApiError::invalid_input(format!(
+                                "IP address {ip} is not a valid IP for any of the subnets on the specified network"
+                            ))
+                        })?
+                    }
+                };
+                let addr = match ip {
+                    Some(ip) => allocate_exact(tx, port, subnet, ip, out.len()).await?,
+                    None => allocate_from(tx, port, subnet, out.len()).await?,
+                };
+                out.push(FixedIp { subnet_id: subnet.id.clone(), ip_address: addr.to_string() });
+            }
+        }
+        None => {
+            for v6_stateful in [false, true] {
+                let family: Vec<&Subnet> = subnets
+                    .iter()
+                    .filter(|s| {
+                        (s.ip_version == 6) == v6_stateful && !is_auto_address(s.ipv6_address_mode.as_deref())
+                    })
+                    .collect();
+                if family.is_empty() {
+                    continue;
+                }
+                let mut got = None;
+                for s in &family {
+                    if let Some(ip) = store::allocate_any_ip(tx, &port.network_id, &s.id, &pools_of(s), &port.id, out.len()).await? {
+                        got = Some(FixedIp { subnet_id: s.id.clone(), ip_address: ip.to_string() });
+                        break;
+                    }
+                }
+                let fixed = got.ok_or_else(|| {
+                    HttpError(ApiError::conflict(
+                        "IpAddressGenerationFailure",
+                        format!("No more IP addresses available on network {}.", port.network_id),
+                    ))
+                })?;
+                out.push(fixed);
+            }
+            for s in subnets.iter().filter(|s| is_auto_address(s.ipv6_address_mode.as_deref())) {
+                let addr = allocate_from(tx, port, s, out.len()).await?;
+                out.push(FixedIp { subnet_id: s.id.clone(), ip_address: addr.to_string() });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn subnet_contains(subnet: &Subnet, ip: IpAddr) -> bool {
+    subnet.cidr.parse::<ipnet::IpNet>().is_ok_and(|c| c.contains(&ip))
+}
+
+/// Hold exactly `ip` on `subnet`.
+async fn allocate_exact(tx: &mut Tx, port: &Port, subnet: &Subnet, ip: IpAddr, position: usize) -> HttpResult<IpAddr> {
+    let cidr: ipnet::IpNet = subnet.cidr.parse().map_err(|_| ApiError::internal("stored CIDR is invalid"))?;
+    let v4_reserved = cidr.addr().is_ipv4() && cidr.prefix_len() < 31 && (ip == cidr.network() || ip == cidr.broadcast());
+    if !cidr.contains(&ip) || v4_reserved {
+        return Err(HttpError(ApiError::new(
+            400,
+            "InvalidIpForSubnet",
+            format!("IP address {ip} is not a valid IP for the specified subnet."),
+        )));
+    }
+    let is_gateway = subnet.gateway_ip.as_deref() == Some(ip.to_string().as_str());
+    if is_gateway && !port.device_owner.starts_with("network:router_interface") {
+        return Err(ip_in_use(ip, &subnet.id));
+    }
+    if !store::allocate_specific_ip(tx, &port.network_id, &subnet.id, ip, &port.id, position).await? {
+        return Err(ip_in_use(ip, &subnet.id));
+    }
+    Ok(ip)
+}
+
+/// Take an address from `subnet`: EUI-64 on SLAAC subnets, else from the pools.
+async fn allocate_from(tx: &mut Tx, port: &Port, subnet: &Subnet, position: usize) -> HttpResult<IpAddr> {
+    if is_auto_address(subnet.ipv6_address_mode.as_deref()) {
+        let cidr = subnet.cidr.parse().map_err(|_| ApiError::internal("stored CIDR is invalid"))?;
+        let mac = mac_bytes(&port.mac_address).ok_or_else(|| ApiError::internal("stored MAC is invalid"))?;
+        let ip = eui64_address(cidr, mac).ok_or_else(|| {
+            ApiError::invalid_input(format!("Subnet {} is not a /64; SLAAC needs a /64 prefix", subnet.id))
+        })?;
+        if !store::allocate_specific_ip(tx, &port.network_id, &subnet.id, ip, &port.id, position).await? {
+            return Err(ip_in_use(ip, &subnet.id));
+        }
+        return Ok(ip);
+    }
+    store::allocate_any_ip(tx, &port.network_id, &subnet.id, &pools_of(subnet), &port.id, position)
+        .await?
+        .ok_or_else(|| ip_exhausted_on_subnet(&subnet.id))
+}
+
+async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let port = store::get_port(&mut c, &id).await?;
+    Ok(one(StatusCode::OK, "port", &port, &q.fields))
+}
+
+async fn list(State(app): State<App>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let ports = store::list_ports(&mut c, &q.filters, &q.page).await?;
+    let next = next_marker(&ports, q.page.limit, |p| &p.id);
+    Ok(many("ports", &ports, &q.fields, next))
+}
+
+async fn update(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    let attrs = parse_body(&body, "port", UPDATE_ATTRS)?;
+    refuse_unsupported(&attrs)?;
+    let new_mac = requested_mac(&attrs)?;
+    let fixed_ips = requested_fixed_ips(&attrs)?;
+    let mut tx = app.store.begin().await?;
+    let mut port = store::get_port(tx.conn(), &id).await?;
+    let expected = port.revision_number;
+    if if_match_revision(&headers)?.is_some_and(|r| r != expected) {
+        return Err(store::StoreError::RevisionMismatch.into());
+    }
+    if let Some(v) = attrs.string("name", 255)? {
+        port.name = v;
+    }
+    if let Some(v) = attrs.string("description", 255)? {
+        port.description = v;
+    }
+    if let Some(v) = attrs.boolean("admin_state_up")? {
+        port.admin_state_up = v;
+    }
+    if let Some(v) = attrs.string("device_id", 255)? {
+        port.device_id = v;
+    }
+    if let Some(v) = attrs.string("device_owner", 255)? {
+        port.device_owner = v;
+    }
+    if let Some(v) = vnic_type(&attrs)? {
+        port.vnic_type = v;
+    }
+    if let Some(v) = attrs.object("binding:profile")? {
+        port.profile = v;
+    }
+    let mac_changed = new_mac.as_ref().is_some_and(|m| *m != port.mac_address);
+    if mac_changed {
+        if port.vif_type != "unbound" && port.vif_type != "binding_failed" {
+            return Err(HttpError(ApiError::conflict(
+                "PortBound",
+                format!("Unable to complete operation on port {id}, port is already bound, port type: {}, old_mac {}, new_mac {}.",
+                    port.vif_type, port.mac_address, new_mac.clone().unwrap_or_default()),
+            )));
+        }
+        port.mac_address = new_mac.unwrap_or_default();
+    }
+    if let Some(host) = attrs.string("binding:host_id", 255)? {
+        if host != port.host_id {
+            port.host_id = host;
+            port.status = "DOWN".into();
+        }
+        let network = store::get_network(tx.conn(), &port.network_id).await?;
+        bind(&app, &mut tx, &mut port, &network.network_type).await?;
+    }
+    port.updated_at = store::now_timestamp();
+    port.revision_number = expected + 1;
+    match store::update_port_row(&mut tx, &port, expected).await {
+        Err(e) if e.is_unique_violation() => return Err(mac_in_use(&port.network_id, &port.mac_address)),
+        other => other?,
+    }
+    if fixed_ips.is_some() || mac_changed {
+        let subnets = store::network_subnets(tx.conn(), &port.network_id).await?;
+        // A new MAC moves EUI-64 addresses; every other address is kept as it is.
+        let requested = fixed_ips.unwrap_or_else(|| {
+            port.fixed_ips
+                .iter()
+                .map(|f| {
+                    let auto = subnets
+                        .iter()
+                        .any(|s| s.id == f.subnet_id && is_auto_address(s.ipv6_address_mode.as_deref()));
+                    let mut m = Map::new();
+                    m.insert("subnet_id".into(), Value::String(f.subnet_id.clone()));
+                    if !auto {
+                        m.insert("ip_address".into(), Value::String(f.ip_address.clone()));
+                    }
+                    m
+                })
+                .collect()
+        });
+        store::release_port_ips(&mut tx, &id).await?;
+        port.fixed_ips = assign_fixed_ips(&mut tx, &port, &subnets, Some(requested)).await?;
+    }
+    tx.commit().await?;
+    Ok(one(StatusCode::OK, "port", &port, &[]))
+}
+
+async fn delete(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut tx = app.store.begin().await?;
+    store::delete_port(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(no_content())
+}

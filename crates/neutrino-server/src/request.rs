@@ -1,0 +1,241 @@
+//! Parsing requests the way Neutron does: the body's resource key, unknown and read-only
+//! attributes, attribute types; query strings with repeated filters and `fields`.
+
+use axum::http::HeaderMap;
+use neutrino_api::ApiError;
+use neutrino_store::{Filter, Page};
+use serde_json::{Map, Value};
+
+/// The attributes of one resource in a request body.
+pub struct Attrs {
+    map: Map<String, Value>,
+}
+
+/// Parse `{"<resource>": {...}}`, refusing attributes not in `allowed`.
+pub fn parse_body(bytes: &[u8], resource: &str, allowed: &[&str]) -> Result<Attrs, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::malformed_body())?;
+    let Value::Object(mut outer) = value else {
+        return Err(ApiError::malformed_body());
+    };
+    let inner = outer
+        .remove(resource)
+        .ok_or_else(|| ApiError::bad_request(format!("Unable to find '{resource}' in request body")))?;
+    let Value::Object(map) = inner else {
+        return Err(ApiError::bad_request(format!("Unable to find '{resource}' in request body")));
+    };
+    let unknown: Vec<&str> = map.keys().map(String::as_str).filter(|k| !allowed.contains(k)).collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::bad_request(format!("Unrecognized attribute(s) '{}'", unknown.join(", "))));
+    }
+    Ok(Attrs { map })
+}
+
+impl Attrs {
+    pub fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub fn raw(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
+    }
+
+    pub fn required(&self, key: &str) -> Result<&Value, ApiError> {
+        self.map
+            .get(key)
+            .ok_or_else(|| ApiError::bad_request(format!("Failed to parse request. Required attribute '{key}' not specified")))
+    }
+
+    /// A string attribute, at most `max` characters.
+    pub fn string(&self, key: &str, max: usize) -> Result<Option<String>, ApiError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
+            Some(Value::String(s)) => Err(ApiError::invalid_attribute(
+                key,
+                format!("'{s}' exceeds maximum length of {max}"),
+            )),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a valid string"))),
+        }
+    }
+
+    /// A string attribute that may be `null`.
+    pub fn nullable_string(&self, key: &str) -> Result<Option<Option<String>>, ApiError> {
+        match self.map.get(key) {
+            Some(Value::Null) => Ok(Some(None)),
+            _ => Ok(self.string(key, 255)?.map(Some)),
+        }
+    }
+
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{}' is not a valid boolean value", plain(v)))),
+        }
+    }
+
+    /// A non-negative integer (also accepted as a numeric string, as Neutron converts).
+    pub fn uint(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+            Some(Value::String(s)) if s.parse::<u64>().is_ok() => Ok(s.parse().ok()),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{}' is not an integer", plain(v)))),
+        }
+    }
+
+    /// A list of strings.
+    pub fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, ApiError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s.clone()),
+                    v => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a valid string"))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a list"))),
+        }
+    }
+
+    /// A list of objects, each with string values for the given keys.
+    pub fn object_list(&self, key: &str, fields: &[&str]) -> Result<Option<Vec<Map<String, Value>>>, ApiError> {
+        let Some(v) = self.map.get(key) else { return Ok(None) };
+        let Value::Array(items) = v else {
+            return Err(ApiError::invalid_attribute(key, format!("'{v}' is not a list")));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let Value::Object(m) = item else {
+                return Err(ApiError::invalid_attribute(key, format!("'{item}' is not a dictionary")));
+            };
+            if let Some(bad) = m.keys().find(|k| !fields.contains(&k.as_str())) {
+                return Err(ApiError::invalid_attribute(key, format!("Unexpected keys supplied: {bad}")));
+            }
+            if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_string()) {
+                return Err(ApiError::invalid_attribute(key, format!("'{k}' must be a string")));
+            }
+            out.push(m.clone());
+        }
+        Ok(Some(out))
+    }
+
+    /// A JSON object (`binding:profile`).
+    pub fn object(&self, key: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(Map::new())),
+            Some(Value::Object(m)) => Ok(Some(m.clone())),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a dictionary"))),
+        }
+    }
+}
+
+/// A JSON value as Neutron prints it in messages (strings without quotes).
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A list or show query: filters, `fields`, paging.
+#[derive(Debug, Default)]
+pub struct ListQuery {
+    pub filters: Vec<Filter>,
+    pub fields: Vec<String>,
+    pub page: Page,
+}
+
+const NON_FILTERS: [&str; 5] = ["fields", "sort_key", "sort_dir", "page_reverse", "verbose"];
+
+pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+    let mut q = ListQuery::default();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "fields" => q.fields.push(v.into_owned()),
+            "limit" => {
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("Limit must be an integer 0 or greater and not '{v}'")))?;
+                if n < 0 {
+                    return Err(ApiError::bad_request(format!("Limit must be an integer 0 or greater and not '{v}'")));
+                }
+                q.page.limit = (n > 0).then_some(n as u32);
+            }
+            "marker" => q.page.marker = Some(v.into_owned()),
+            k if NON_FILTERS.contains(&k) => {}
+            k => match q.filters.iter_mut().find(|f| f.attribute == k) {
+                Some(f) => f.values.push(v.into_owned()),
+                None => q.filters.push(Filter { attribute: k.to_string(), values: vec![v.into_owned()] }),
+            },
+        }
+    }
+    Ok(q)
+}
+
+/// The project a noauth request acts in: the body's `project_id`/`tenant_id`, else the
+/// `X-Project-Id` header, else the configured default.
+pub fn project_of(attrs: &Attrs, headers: &HeaderMap, default: &str) -> Result<String, ApiError> {
+    let p = attrs.string("project_id", 255)?;
+    let t = attrs.string("tenant_id", 255)?;
+    if let (Some(p), Some(t)) = (&p, &t) {
+        if p != t {
+            return Err(ApiError::bad_request("'project_id' and 'tenant_id' do not match"));
+        }
+    }
+    if let Some(id) = p.or(t) {
+        return Ok(id);
+    }
+    let header = headers
+        .get("x-project-id")
+        .or_else(|| headers.get("x-tenant-id"))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    Ok(header.unwrap_or(default).to_string())
+}
+
+/// `If-Match: revision_number=N`
+pub fn if_match_revision(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get("if-match").and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    for part in v.split(',') {
+        if let Some(n) = part.trim().trim_matches('"').strip_prefix("revision_number=") {
+            return n
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("Invalid revision number in If-Match: {v}")));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_attributes_are_named() {
+        let e = parse_body(br#"{"network": {"name": "x", "no_such_attribute": 1}}"#, "network", &["name"])
+            .err()
+            .unwrap();
+        assert_eq!(e.message, "Unrecognized attribute(s) 'no_such_attribute'");
+    }
+
+    #[test]
+    fn malformed_json_is_bad_request() {
+        let e = parse_body(br#"{"network": {"#, "network", &["name"]).err().unwrap();
+        assert_eq!((e.status, e.kind.as_str()), (400, "HTTPBadRequest"));
+    }
+
+    #[test]
+    fn repeated_filters_and_fields_are_collected() {
+        let q = parse_query(Some("name=a&name=b&fields=id&fields=name&limit=5")).unwrap();
+        assert_eq!(q.filters, vec![Filter { attribute: "name".into(), values: vec!["a".into(), "b".into()] }]);
+        assert_eq!(q.fields, vec!["id", "name"]);
+        assert_eq!(q.page.limit, Some(5));
+    }
+}

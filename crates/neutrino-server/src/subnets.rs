@@ -1,0 +1,267 @@
+//! `/v2.0/subnets`
+
+use crate::error::HttpResult;
+use crate::meta::collection_method_error;
+use crate::networks::next_marker;
+use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
+use crate::response::{many, no_content, one};
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use neutrino_api::resources::{AllocationPool, HostRoute, Subnet};
+use neutrino_api::ApiError;
+use neutrino_domain::ipam::IpRange;
+use neutrino_domain::subnet::{validate_subnet, GatewayRequest, SubnetRequest, ValidSubnet};
+use neutrino_store as store;
+use serde_json::Value;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route(
+            "/v2.0/subnets",
+            get(list).post(create).put(|| async { collection_method_error("subnet") }).delete(|| async {
+                collection_method_error("subnet")
+            }),
+        )
+        .route("/v2.0/subnets/{id}", get(show).put(update).delete(delete))
+}
+
+const CREATE_ATTRS: &[&str] = &[
+    "network_id",
+    "ip_version",
+    "cidr",
+    "name",
+    "description",
+    "gateway_ip",
+    "allocation_pools",
+    "dns_nameservers",
+    "host_routes",
+    "enable_dhcp",
+    "ipv6_ra_mode",
+    "ipv6_address_mode",
+    "project_id",
+    "tenant_id",
+    "subnetpool_id",
+    "segment_id",
+    "service_types",
+    "use_default_subnetpool",
+    "dns_publish_fixed_ip",
+];
+
+const UPDATE_ATTRS: &[&str] = &[
+    "name",
+    "description",
+    "gateway_ip",
+    "allocation_pools",
+    "dns_nameservers",
+    "host_routes",
+    "enable_dhcp",
+    "service_types",
+    "segment_id",
+    "dns_publish_fixed_ip",
+];
+
+fn gateway_request(attrs: &Attrs) -> Result<GatewayRequest, ApiError> {
+    Ok(match attrs.raw("gateway_ip") {
+        None => GatewayRequest::Default,
+        Some(Value::Null) => GatewayRequest::Disabled,
+        Some(Value::String(s)) => GatewayRequest::Address(s.clone()),
+        Some(v) => return Err(ApiError::invalid_attribute("gateway_ip", format!("'{v}' is not a valid IP address"))),
+    })
+}
+
+fn pools_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
+    Ok(attrs.object_list("allocation_pools", &["start", "end"])?.map(|list| {
+        list.iter()
+            .map(|p| {
+                let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                (s("start"), s("end"))
+            })
+            .collect()
+    }))
+}
+
+fn routes_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
+    Ok(attrs.object_list("host_routes", &["destination", "nexthop"])?.map(|list| {
+        list.iter()
+            .map(|p| {
+                let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                (s("destination"), s("nexthop"))
+            })
+            .collect()
+    }))
+}
+
+fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
+    for key in ["subnetpool_id", "segment_id"] {
+        if matches!(attrs.raw(key), Some(v) if !v.is_null()) {
+            return Err(ApiError::bad_request(format!("'{key}' is not supported yet by this server")));
+        }
+    }
+    if attrs.boolean("use_default_subnetpool")? == Some(true) {
+        return Err(ApiError::bad_request("Subnet pools are not supported yet by this server"));
+    }
+    if attrs.string_list("service_types")?.is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad_request("Subnet service types are not supported yet by this server"));
+    }
+    Ok(())
+}
+
+fn pools_json(pools: &[IpRange]) -> Vec<AllocationPool> {
+    pools.iter().map(|p| AllocationPool { start: p.first.to_string(), end: p.last.to_string() }).collect()
+}
+
+fn apply_valid(subnet: &mut Subnet, v: &ValidSubnet) {
+    subnet.gateway_ip = v.gateway.map(|g| g.to_string());
+    subnet.allocation_pools = pools_json(&v.pools);
+    subnet.dns_nameservers = v.dns_nameservers.iter().map(|d| d.to_string()).collect();
+    subnet.host_routes = v
+        .host_routes
+        .iter()
+        .map(|(d, n)| HostRoute { destination: d.to_string(), nexthop: n.to_string() })
+        .collect();
+}
+
+async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    let attrs = parse_body(&body, "subnet", CREATE_ATTRS)?;
+    refuse_unsupported(&attrs)?;
+    let network_id = attrs.required("network_id").and_then(|_| attrs.string("network_id", 36))?.unwrap_or_default();
+    attrs.required("ip_version")?;
+    let ip_version = attrs.uint("ip_version")?.unwrap_or_default();
+    attrs.required("cidr")?;
+    let request = SubnetRequest {
+        ip_version: u8::try_from(ip_version).unwrap_or(0),
+        cidr: attrs.string("cidr", 64)?.unwrap_or_default(),
+        gateway: gateway_request(&attrs)?,
+        allocation_pools: pools_of(&attrs)?,
+        dns_nameservers: attrs.string_list("dns_nameservers")?.unwrap_or_default(),
+        host_routes: routes_of(&attrs)?.unwrap_or_default(),
+        ipv6_ra_mode: attrs.nullable_string("ipv6_ra_mode")?.flatten(),
+        ipv6_address_mode: attrs.nullable_string("ipv6_address_mode")?.flatten(),
+    };
+    let project_id = project_of(&attrs, &headers, &app.config.noauth_project)?;
+    let mut tx = app.store.begin().await?;
+    store::get_network(tx.conn(), &network_id).await?;
+    let existing: Vec<ipnet::IpNet> = store::network_subnets(tx.conn(), &network_id)
+        .await?
+        .iter()
+        .filter_map(|s| s.cidr.parse().ok())
+        .collect();
+    let valid = validate_subnet(&request, &network_id, &existing)?;
+    let now = store::now_timestamp();
+    let mut subnet = Subnet {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: attrs.string("name", 255)?.unwrap_or_default(),
+        tenant_id: project_id.clone(),
+        project_id,
+        network_id,
+        ip_version: request.ip_version,
+        subnetpool_id: None,
+        enable_dhcp: attrs.boolean("enable_dhcp")?.unwrap_or(true),
+        ipv6_ra_mode: valid.ipv6_ra_mode.clone(),
+        ipv6_address_mode: valid.ipv6_address_mode.clone(),
+        gateway_ip: None,
+        cidr: valid.cidr.to_string(),
+        allocation_pools: Vec::new(),
+        host_routes: Vec::new(),
+        dns_nameservers: Vec::new(),
+        description: attrs.string("description", 255)?.unwrap_or_default(),
+        router_external: false,
+        service_types: Vec::new(),
+        segment_id: None,
+        tags: Vec::new(),
+        created_at: now.clone(),
+        updated_at: now,
+        revision_number: 0,
+    };
+    apply_valid(&mut subnet, &valid);
+    store::insert_subnet(&mut tx, &subnet).await?;
+    tx.commit().await?;
+    Ok(one(StatusCode::CREATED, "subnet", &subnet, &[]))
+}
+
+async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let s = store::get_subnet(&mut c, &id).await?;
+    Ok(one(StatusCode::OK, "subnet", &s, &q.fields))
+}
+
+async fn list(State(app): State<App>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let subnets = store::list_subnets(&mut c, &q.filters, &q.page).await?;
+    let next = next_marker(&subnets, q.page.limit, |s| &s.id);
+    Ok(many("subnets", &subnets, &q.fields, next))
+}
+
+async fn update(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    let attrs = parse_body(&body, "subnet", UPDATE_ATTRS)?;
+    refuse_unsupported(&attrs)?;
+    let mut tx = app.store.begin().await?;
+    let mut subnet = store::get_subnet(tx.conn(), &id).await?;
+    if let Some(expected) = if_match_revision(&headers)? {
+        if expected != subnet.revision_number {
+            return Err(store::StoreError::RevisionMismatch.into());
+        }
+    }
+    let others: Vec<ipnet::IpNet> = store::network_subnets(tx.conn(), &subnet.network_id)
+        .await?
+        .iter()
+        .filter(|s| s.id != id)
+        .filter_map(|s| s.cidr.parse().ok())
+        .collect();
+    // Re-validate the whole subnet as it would be after the update.
+    let current_pools: Vec<(String, String)> =
+        subnet.allocation_pools.iter().map(|p| (p.start.clone(), p.end.clone())).collect();
+    let request = SubnetRequest {
+        ip_version: subnet.ip_version,
+        cidr: subnet.cidr.clone(),
+        gateway: match attrs.has("gateway_ip") {
+            true => gateway_request(&attrs)?,
+            false => match &subnet.gateway_ip {
+                Some(g) => GatewayRequest::Address(g.clone()),
+                None => GatewayRequest::Disabled,
+            },
+        },
+        allocation_pools: Some(pools_of(&attrs)?.unwrap_or(current_pools)),
+        dns_nameservers: attrs.string_list("dns_nameservers")?.unwrap_or(subnet.dns_nameservers.clone()),
+        host_routes: routes_of(&attrs)?.unwrap_or_else(|| {
+            subnet.host_routes.iter().map(|r| (r.destination.clone(), r.nexthop.clone())).collect()
+        }),
+        ipv6_ra_mode: subnet.ipv6_ra_mode.clone(),
+        ipv6_address_mode: subnet.ipv6_address_mode.clone(),
+    };
+    let valid = validate_subnet(&request, &subnet.network_id, &others)?;
+    apply_valid(&mut subnet, &valid);
+    if let Some(v) = attrs.string("name", 255)? {
+        subnet.name = v;
+    }
+    if let Some(v) = attrs.string("description", 255)? {
+        subnet.description = v;
+    }
+    if let Some(v) = attrs.boolean("enable_dhcp")? {
+        subnet.enable_dhcp = v;
+    }
+    subnet.updated_at = store::now_timestamp();
+    store::update_subnet(&mut tx, &subnet).await?;
+    tx.commit().await?;
+    subnet.revision_number += 1;
+    Ok(one(StatusCode::OK, "subnet", &subnet, &[]))
+}
+
+async fn delete(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut tx = app.store.begin().await?;
+    store::delete_subnet(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(no_content())
+}
