@@ -1,0 +1,14 @@
+//! The lab: real agents in "host" network namespaces joined by an underlay bridge, "VMs" as
+//! namespaces whose veth peer is the tap in their host, and the server as a real process.
+//! This is test harness code: it drives `ip`, `tcpdump` and `ping` as a person would.
+//! Everything it creates carries its prefix and is removed on drop, even after a failure.
+
+mod api;
+mod capture;
+mod cmd;
+mod lab;
+
+pub use api::{ApiClient, ApiError};
+pub use capture::{Capture, CaptureCounts};
+pub use cmd::{run, LabError};
+pub use lab::{check_tools, cleanup_prefix, BootedVm, Lab, LabConfig, PingRun, VmSpec, SERVER_IP};

@@ -150,12 +150,12 @@ impl Store {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let mut inner = self.pool.begin().await?;
-        if self.backend == Backend::Sqlite {
-            // Take the write lock now rather than on the first write, so that a transaction
-            // never has to upgrade from reader to writer.
-            inner.execute("UPDATE schema_migrations SET name = name WHERE 1 = 0").await?;
-        }
+        // On SQLite take the write lock at BEGIN, so a transaction never has to upgrade from
+        // reader to writer (which can fail with SQLITE_BUSY instead of waiting).
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(Tx { inner, backend: self.backend, changed: self.changed.clone(), wrote: false, _guard: guard })
     }
 

@@ -120,7 +120,13 @@ pub fn render(sql: &str, backend: Backend) -> String {
         Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
         Backend::Postgres => "BIGSERIAL PRIMARY KEY",
     };
-    sql.replace("{SERIAL}", serial)
+    let sql = sql.replace("{SERIAL}", serial);
+    match backend {
+        // The Any driver cannot decode SQLite's BOOLEAN affinity; integers are SQLite's
+        // booleans anyway.
+        Backend::Sqlite => sql.replace("BOOLEAN", "INTEGER"),
+        Backend::Postgres => sql,
+    }
 }
 
 /// Split a migration into statements (no statement here contains a semicolon in a literal).

@@ -1,1 +1,156 @@
-fn main() {}
+//! `neutrino`: server, agent, all-in-one, demo and bench.
+
+mod bench;
+mod config;
+mod demo;
+
+use clap::{Parser, Subcommand};
+use config::Options;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "neutrino", version, about = "Tenant networking for clouds, Neutron-compatible")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the Neutron v2.0 API.
+    Server {
+        /// INI file(s), Neutron-style; later files override earlier ones.
+        #[arg(long = "config-file")]
+        config_file: Vec<PathBuf>,
+    },
+    /// Run the per-host agent.
+    Agent {
+        #[arg(long = "config-file")]
+        config_file: Vec<PathBuf>,
+    },
+    /// Server and local agent in one process, on embedded SQLite by default.
+    AllInOne {
+        #[arg(long = "config-file")]
+        config_file: Vec<PathBuf>,
+        /// Do not start the local agent.
+        #[arg(long)]
+        no_agent: bool,
+    },
+    /// Build a small cloud in network namespaces, show who can ping whom, tear it down (root).
+    Demo {
+        /// Prefix of the namespaces the demo creates.
+        #[arg(long, default_value = "nd")]
+        prefix: String,
+    },
+    /// Measure API throughput, list latency and port activation time.
+    Bench(bench::BenchArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Cmd::Server { config_file } => run_server(Options::load(&config_file)?, false, true).await,
+            Cmd::Agent { config_file } => run_agent(Options::load(&config_file)?).await,
+            Cmd::AllInOne { config_file, no_agent } => run_server(Options::load(&config_file)?, !no_agent, false).await,
+            Cmd::Demo { prefix } => demo::run(&prefix).await,
+            Cmd::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("neutrino: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run_server(opts: Options, with_agent: bool, explicit: bool) -> Result<(), String> {
+    let config = opts.server()?;
+    if config.connection.starts_with("sqlite:///") {
+        let path = PathBuf::from(config.connection.trim_start_matches("sqlite:///"));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
+    let pool_size = opts.get("database", "max_pool_size").and_then(|v| v.parse().ok()).unwrap_or(16);
+    let store = neutrino_store::Store::connect(&config.connection, pool_size).await.map_err(|e| e.to_string())?;
+    let addr = format!("{}:{}", config.bind_host, config.bind_port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, database = %redact(&config.connection), "serving the Neutron v2.0 API");
+    let agent_opts = with_agent.then(|| {
+        let mut o = opts.clone();
+        if o.get("agent", "server_url").is_none() {
+            o.set("agent", "server_url", &format!("http://{addr}"));
+        }
+        if o.get("vxlan", "local_ip").is_none() {
+            o.set("vxlan", "local_ip", "127.0.0.1");
+        }
+        o
+    });
+    let app = neutrino_server::App::new(store, config);
+    let server = tokio::spawn(neutrino_server::serve(app, listener));
+    if let Some(o) = agent_opts {
+        tokio::spawn(async move {
+            if let Err(e) = run_agent(o).await {
+                tracing::warn!("local agent not running: {e}");
+            }
+        });
+    }
+    let _ = explicit;
+    tokio::select! {
+        r = server => r.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+        _ = shutdown_signal() => Ok(()),
+    }
+}
+
+async fn run_agent(opts: Options) -> Result<(), String> {
+    let config = opts.agent()?;
+    let dataplane = neutrino_dataplane::kernel::KernelDataPlane::new()
+        .await
+        .map_err(|e| format!("cannot open netlink (are you root?): {e}"))?;
+    tracing::info!(host = %config.host, local_ip = %config.local_ip, server = %config.server_url, "agent starting");
+    neutrino_agent::run(config, dataplane, shutdown_signal()).await;
+    Ok(())
+}
+
+/// A connection string without its password, for logs.
+fn redact(connection: &str) -> String {
+    match (connection.find("://"), connection.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &connection[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &connection[..s + 3], &connection[at..]),
+                None => connection.to_string(),
+            }
+        }
+        _ => connection.to_string(),
+    }
+}

@@ -1,0 +1,103 @@
+//! A small Neutron API client for tests, the demo and benchmarks.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{status}: {body}")]
+    Status { status: u16, body: Value },
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str) -> ApiClient {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default();
+        ApiClient { base: base.trim_end_matches('/').to_string(), http }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        if status >= 400 {
+            return Err(ApiError::Status { status, body });
+        }
+        Ok(body)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, ApiError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Result<Value, ApiError> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ApiError> {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn create_network(&self, name: &str) -> Result<Value, ApiError> {
+        Ok(self.post("/v2.0/networks", json!({"network": {"name": name}})).await?["network"].take())
+    }
+
+    pub async fn create_subnet(&self, network_id: &str, cidr: &str) -> Result<Value, ApiError> {
+        let body = json!({"subnet": {"network_id": network_id, "ip_version": 4, "cidr": cidr}});
+        Ok(self.post("/v2.0/subnets", body).await?["subnet"].take())
+    }
+
+    /// A port bound to `host` (as Nova does before plugging the VIF).
+    pub async fn create_port(&self, network_id: &str, name: &str, host: &str) -> Result<Value, ApiError> {
+        let body = json!({"port": {"network_id": network_id, "name": name, "binding:host_id": host,
+                                    "device_owner": "compute:nova", "device_id": name}});
+        Ok(self.post("/v2.0/ports", body).await?["port"].take())
+    }
+
+    pub async fn port(&self, id: &str) -> Result<Value, ApiError> {
+        Ok(self.get(&format!("/v2.0/ports/{id}")).await?["port"].take())
+    }
+
+    /// Wait until the port reports `status`, up to `timeout`.
+    pub async fn wait_port_status(&self, id: &str, status: &str, timeout: Duration) -> Result<bool, ApiError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.port(id).await?["status"] == status {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The namespace lab.
+//!
+//! ```text
+//!   root ns: <p>ctl 192.0.2.1 (the server listens here)
+//!            |
+//!   <p>ul: bridge br-ul ── <p>h1: eth0 192.0.2.11 (agent) ── tap… ── <p>vm…: eth0
+//!                       └─ <p>h2: eth0 192.0.2.12 (agent) ── tap… ── <p>vm…: eth0
+//! ```
+
+use crate::capture::Capture;
+use crate::cmd::{in_ns, ip, run, LabError};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const SERVER_IP: &str = "192.0.2.1";
+
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Prefix of every namespace and root link the lab creates (keep it short: ≤ 4 chars).
+    pub prefix: String,
+    /// The `neutrino` binary.
+    pub binary: PathBuf,
+    /// Host names, e.g. `["h1", "h2"]`; host i gets underlay address 192.0.2.(10+i).
+    pub hosts: Vec<String>,
+    /// `[database] connection` for the server; `None` for SQLite in the lab's directory.
+    pub database: Option<String>,
+    pub server_port: u16,
+    /// Where configs, logs and captures go.
+    pub dir: PathBuf,
+}
+
+/// A VM to attach: its port's id (the tap name comes from it), MAC and address.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub name: String,
+    pub host: String,
+    pub port_id: String,
+    pub mac: String,
+    pub ip: String,
+    pub prefix_len: u8,
+    pub mtu: u32,
+}
+
+pub struct Lab {
+    cfg: LabConfig,
+    server: Option<Child>,
+    agents: BTreeMap<String, Child>,
+    vms: BTreeMap<String, VmSpec>,
+}
+
+/// Remove every namespace and root link whose name starts with `prefix` (leftovers of a run
+/// that was killed). Touches nothing else.
+pub fn cleanup_prefix(prefix: &str) {
+    if let Ok(out) = ip(&["netns", "list"]) {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            if !name.is_empty() && name.starts_with(prefix) {
+                let _ = ip(&["netns", "del", name]);
+            }
+        }
+    }
+    let _ = ip(&["link", "del", "dev", &format!("{prefix}ctl")]);
+}
+
+impl Lab {
+    fn ns(&self, name: &str) -> String {
+        format!("{}{}", self.cfg.prefix, name)
+    }
+
+    pub fn host_ns(&self, host: &str) -> String {
+        self.ns(host)
+    }
+
+    pub fn underlay_ns(&self) -> String {
+        self.ns("ul")
+    }
+
+    /// The host name agents register with (prefixed, so labs never share names).
+    pub fn host_id(&self, host: &str) -> String {
+        self.ns(host)
+    }
+
+    pub fn server_url(&self) -> String {
+        format!("http://{SERVER_IP}:{}", self.cfg.server_port)
+    }
+
+    fn host_ip(&self, host: &str) -> Result<String, LabError> {
+        let i = self.cfg.hosts.iter().position(|h| h == host).ok_or_else(|| LabError::Other(format!("unknown host {host}")))?;
+        Ok(format!("192.0.2.{}", 11 + i))
+    }
+
+    /// Build the underlay, the hosts, start the server and one agent per host.
+    pub fn start(cfg: LabConfig) -> Result<Lab, LabError> {
+        cleanup_prefix(&cfg.prefix);
+        std::fs::create_dir_all(&cfg.dir)?;
+        let mut lab = Lab { cfg, server: None, agents: BTreeMap::new(), vms: BTreeMap::new() };
+        lab.build_underlay()?;
+        for host in lab.cfg.hosts.clone() {
+            lab.build_host(&host)?;
+        }
+        lab.start_server()?;
+        for host in lab.cfg.hosts.clone() {
+            lab.start_agent(&host)?;
+        }
+        Ok(lab)
+    }
+
+    fn build_underlay(&self) -> Result<(), LabError> {
+        let ul = self.underlay_ns();
+        ip(&["netns", "add", &ul])?;
+        quiet_ipv6(&ul)?;
+        ip(&["-n", &ul, "link", "set", "dev", "lo", "up"])?;
+        ip(&["-n", &ul, "link", "add", "br-ul", "type", "bridge", "forward_delay", "0", "stp_state", "0"])?;
+        ip(&["-n", &ul, "link", "set", "dev", "br-ul", "up"])?;
+        let ctl = format!("{}ctl", self.cfg.prefix);
+        ip(&["link", "add", &ctl, "type", "veth", "peer", "name", "ctl", "netns", &ul])?;
+        ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", &ctl])?;
+        ip(&["link", "set", "dev", &ctl, "up"])?;
+        ip(&["-n", &ul, "link", "set", "dev", "ctl", "master", "br-ul", "up"])?;
+        Ok(())
+    }
+
+    fn build_host(&self, host: &str) -> Result<(), LabError> {
+        let ns = self.host_ns(host);
+        let ul = self.underlay_ns();
+        ip(&["netns", "add", &ns])?;
+        ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
+        ip(&["-n", &ul, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip(&["-n", &ul, "link", "set", "dev", host, "master", "br-ul", "up"])?;
+        in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.host_ip(host)?), "dev", "eth0"])?;
+        ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
+        Ok(())
+    }
+
+    fn log_file(&self, name: &str) -> Result<(File, File), LabError> {
+        let f = File::create(self.cfg.dir.join(format!("{name}.log")))?;
+        Ok((f.try_clone()?, f))
+    }
+
+    fn start_server(&mut self) -> Result<(), LabError> {
+        let database = self.cfg.database.clone().unwrap_or_else(|| {
+            let db = self.cfg.dir.join("server.sqlite");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            format!("sqlite:///{}", db.display())
+        });
+        let conf = format!(
+            "[DEFAULT]\nbind_host = {SERVER_IP}\nbind_port = {}\n[database]\nconnection = {database}\n[ml2]\ntype_drivers = local,flat,vxlan\ntenant_network_types = vxlan\nmechanism_drivers = linuxbridge,l2population\n[ml2_type_vxlan]\nvni_ranges = 1001:2000\n",
+            self.cfg.server_port
+        );
+        let path = self.cfg.dir.join("server.ini");
+        std::fs::write(&path, conf)?;
+        let (out, err) = self.log_file("server")?;
+        let child = Command::new(&self.cfg.binary)
+            .args(["server", "--config-file"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()?;
+        self.server = Some(child);
+        self.wait_http(&format!("{}/", self.server_url()))
+    }
+
+    fn wait_http(&self, url: &str) -> Result<(), LabError> {
+        let addr = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect_timeout(&addr.parse().map_err(|_| LabError::Other(addr.clone()))?, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(LabError::Other(format!("server at {url} did not come up; see {}", self.cfg.dir.join("server.log").display())))
+    }
+
+    /// Start (or restart) the agent of `host` inside its namespace.
+    pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
+        let conf = format!(
+            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\n[vxlan]\nlocal_ip = {}\n",
+            self.host_id(host),
+            self.server_url(),
+            self.host_ip(host)?
+        );
+        let path = self.cfg.dir.join(format!("agent-{host}.ini"));
+        std::fs::write(&path, conf)?;
+        let (out, err) = self.log_file(&format!("agent-{host}"))?;
+        let path_str = path.to_string_lossy().to_string();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.host_ns(host)])
+            .arg(&self.cfg.binary)
+            .args(["agent", "--config-file", &path_str])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()?;
+        self.agents.insert(host.to_string(), child);
+        Ok(())
+    }
+
+    /// Kill the agent of `host` abruptly (SIGKILL): the kernel state must survive it.
+    pub fn kill_agent(&mut self, host: &str) {
+        if let Some(mut c) = self.agents.remove(host) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Create a VM namespace whose veth peer is the port's tap in the host namespace.
+    pub fn add_vm(&mut self, vm: VmSpec) -> Result<(), LabError> {
+        let ns = self.ns(&vm.name);
+        let host_ns = self.host_ns(&vm.host);
+        let tap = format!("tap{}", &vm.port_id[..11]);
+        let mtu = vm.mtu.to_string();
+        ip(&["netns", "add", &ns])?;
+        quiet_ipv6(&ns)?;
+        ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
+        ip(&["-n", &host_ns, "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip(&["-n", &ns, "link", "set", "dev", "eth0", "address", &vm.mac, "mtu", &mtu])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{}/{}", vm.ip, vm.prefix_len), "dev", "eth0"])?;
+        ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
+        self.vms.insert(vm.name.clone(), vm);
+        Ok(())
+    }
+
+    pub fn remove_vm(&mut self, name: &str) -> Result<(), LabError> {
+        if self.vms.remove(name).is_some() {
+            ip(&["netns", "del", &self.ns(name)])?;
+        }
+        Ok(())
+    }
+
+    /// `ping -c count` from a VM; true when every echo came back.
+    pub fn ping(&self, from_vm: &str, ip_addr: &str, count: u32) -> bool {
+        let c = count.to_string();
+        in_ns(&self.ns(from_vm), &["ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", ip_addr]).is_ok()
+    }
+
+    /// Start a fast continuous ping (`count` echoes every `interval_ms`).
+    pub fn start_ping(&self, from_vm: &str, ip_addr: &str, count: u32, interval_ms: u32) -> Result<PingRun, LabError> {
+        let interval = format!("{:.3}", interval_ms as f64 / 1000.0);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(from_vm), "ping", "-n", "-q", "-c", &count.to_string(), "-i", &interval, "-W", "1", ip_addr])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        Ok(PingRun { child: Some(child) })
+    }
+
+    /// Start capturing VXLAN packets on the underlay bridge.
+    pub fn capture_underlay(&self, name: &str) -> Result<Capture, LabError> {
+        Capture::start(&self.underlay_ns(), "br-ul", &self.cfg.dir.join(format!("{name}.pcap")))
+    }
+
+    /// Run a command in one of the lab's namespaces (by short name: `h1`, `vm1`, `ul`).
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Result<String, LabError> {
+        Ok(String::from_utf8_lossy(&in_ns(&self.ns(ns), args)?.stdout).to_string())
+    }
+
+    /// The last lines of a log of the lab (`server`, `agent-h1`, ...), for failure reports.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.cfg.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.cfg.dir
+    }
+
+    pub fn hosts(&self) -> &[String] {
+        &self.cfg.hosts
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.agents) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        cleanup_prefix(&self.cfg.prefix);
+    }
+}
+
+/// Keep a namespace from sending IPv6 noise (DAD, RS, MLD) of its own.
+fn quiet_ipv6(ns: &str) -> Result<(), LabError> {
+    in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]).map(|_| ())
+}
+
+/// A running `ping`.
+pub struct PingRun {
+    child: Option<Child>,
+}
+
+impl PingRun {
+    /// Wait for it to finish: (transmitted, received).
+    pub fn finish(mut self) -> Result<(u32, u32), LabError> {
+        let child = self.child.take().ok_or_else(|| LabError::Other("ping already finished".into()))?;
+        let out = child.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_ping_summary(&text).ok_or_else(|| LabError::Other(format!("cannot parse ping output: {text}")))
+    }
+}
+
+impl Drop for PingRun {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// "N packets transmitted, M received" → (N, M).
+fn parse_ping_summary(text: &str) -> Option<(u32, u32)> {
+    let line = text.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut nums = line.split(',').filter_map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
+    Some((nums.next()?, nums.next()?))
+}
+
+/// Check that the tools the lab drives are installed.
+pub fn check_tools() -> Result<(), LabError> {
+    for tool in ["ip", "ping", "tcpdump"] {
+        run("sh", &["-c", &format!("command -v {tool}")]).map_err(|_| LabError::Other(format!("{tool} is not installed")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ping_summary_is_parsed() {
+        let t = "--- 192.0.2.5 ping statistics ---\n200 packets transmitted, 198 received, 1% packet loss, time 4000ms\n";
+        assert_eq!(super::parse_ping_summary(t), Some((200, 198)));
+    }
+}
+
+/// A VM booted on a port.
+#[derive(Debug, Clone)]
+pub struct BootedVm {
+    pub name: String,
+    pub host: String,
+    pub port_id: String,
+    pub ip: String,
+}
+
+impl Lab {
+    /// What Nova does: create a port bound to the host, then plug the VM's tap. Waits until
+    /// the port is ACTIVE.
+    pub async fn boot_vm(
+        &mut self,
+        api: &crate::ApiClient,
+        network: &serde_json::Value,
+        name: &str,
+        host: &str,
+    ) -> Result<BootedVm, LabError> {
+        let host_id = self.host_id(host);
+        let net_id = network["id"].as_str().unwrap_or_default();
+        let port = api.create_port(net_id, name, &host_id).await.map_err(|e| LabError::Other(e.to_string()))?;
+        let port_id = port["id"].as_str().unwrap_or_default().to_string();
+        let ip = port["fixed_ips"][0]["ip_address"].as_str().unwrap_or_default().to_string();
+        let subnet = api
+            .get(&format!("/v2.0/subnets/{}", port["fixed_ips"][0]["subnet_id"].as_str().unwrap_or_default()))
+            .await
+            .map_err(|e| LabError::Other(e.to_string()))?;
+        let prefix_len = subnet["subnet"]["cidr"]
+            .as_str()
+            .and_then(|c| c.split('/').nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(24);
+        self.add_vm(VmSpec {
+            name: name.to_string(),
+            host: host.to_string(),
+            port_id: port_id.clone(),
+            mac: port["mac_address"].as_str().unwrap_or_default().to_string(),
+            ip: ip.clone(),
+            prefix_len,
+            mtu: network["mtu"].as_u64().unwrap_or(1450) as u32,
+        })?;
+        let active = api
+            .wait_port_status(&port_id, "ACTIVE", Duration::from_secs(15))
+            .await
+            .map_err(|e| LabError::Other(e.to_string()))?;
+        if !active {
+            return Err(LabError::Other(format!(
+                "port {port_id} of {name} did not become ACTIVE; agent log:\n{}",
+                self.log_tail(&format!("agent-{host}"), 30)
+            )));
+        }
+        Ok(BootedVm { name: name.to_string(), host: host.to_string(), port_id, ip })
+    }
+}

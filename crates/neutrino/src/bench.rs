@@ -1,0 +1,182 @@
+//! `neutrino bench`: API throughput and latency, list time, and port activation time.
+//! It prints figures; it passes or fails nothing.
+
+use neutrino_lab::{check_tools, ApiClient, Lab, LabConfig};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A running server to measure (API figures only).
+    #[arg(long, conflicts_with = "lab")]
+    url: Option<String>,
+    /// Build a lab (root): server process + one host agent, and also measure activation.
+    #[arg(long)]
+    lab: bool,
+    /// `[database] connection` of the lab's server (default: SQLite file).
+    #[arg(long)]
+    database: Option<String>,
+    /// Ports per create phase.
+    #[arg(long, default_value_t = 1000)]
+    ports: usize,
+    /// Concurrent clients of the second phase.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Ports on the server when the list is timed.
+    #[arg(long, default_value_t = 5000)]
+    list_ports: usize,
+    /// Ports of the activation phase (lab only).
+    #[arg(long, default_value_t = 100)]
+    activations: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if let Some(url) = &args.url {
+        return api_phases(&ApiClient::new(url), &args).await.map(|_| ());
+    }
+    if !args.lab {
+        return Err("give --url URL, or --lab to build a lab (root)".into());
+    }
+    check_tools().map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("neutrino-bench-{}", std::process::id()));
+    let mut lab = Lab::start(LabConfig {
+        prefix: "nb".into(),
+        binary: std::env::current_exe().map_err(|e| e.to_string())?,
+        hosts: vec!["h1".into()],
+        database: args.database.clone(),
+        server_port: 9696,
+        dir: dir.clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    let api = ApiClient::new(&lab.server_url());
+    let result = async {
+        println!("database: {}", args.database.as_deref().unwrap_or("sqlite (file)"));
+        api_phases(&api, &args).await?;
+        activation_phase(&mut lab, &api, args.activations).await
+    }
+    .await;
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Create ports with one client, then with many; fill up; time the list.
+async fn api_phases(api: &ApiClient, args: &BenchArgs) -> Result<(), String> {
+    let e = |e: neutrino_lab::ApiError| e.to_string();
+    let net = api.create_network(&format!("bench-{}", std::process::id())).await.map_err(e)?;
+    let net_id = net["id"].as_str().unwrap_or_default().to_string();
+    // A /16 for addresses only: nothing is configured on any interface in this phase.
+    api.create_subnet(&net_id, "10.96.0.0/16").await.map_err(e)?;
+
+    let serial = create_ports(api, &net_id, args.ports, 1).await?;
+    report("create ports, 1 client", &serial);
+    let parallel = create_ports(api, &net_id, args.ports, args.clients).await?;
+    report(&format!("create ports, {} clients", args.clients), &parallel);
+
+    let existing = api.get("/v2.0/ports?fields=id").await.map_err(e)?["ports"].as_array().map_or(0, Vec::len);
+    if existing < args.list_ports {
+        create_ports(api, &net_id, args.list_ports - existing, args.clients).await?;
+    }
+    let mut times = Vec::new();
+    let mut count = 0;
+    for _ in 0..7 {
+        let t = Instant::now();
+        let body = api.get("/v2.0/ports").await.map_err(e)?;
+        times.push(t.elapsed());
+        count = body["ports"].as_array().map_or(0, Vec::len);
+    }
+    times.sort();
+    println!(
+        "GET /v2.0/ports ({count} ports): median {}, best {}, worst {}",
+        ms(percentile(&times, 0.5)),
+        ms(times[0]),
+        ms(times[times.len() - 1])
+    );
+    Ok(())
+}
+
+struct PhaseResult {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+fn report(name: &str, r: &PhaseResult) {
+    let n = r.latencies.len();
+    println!(
+        "{name}: {n} ports in {:.2} s = {:.0} ports/s; latency p50 {}, p99 {}",
+        r.elapsed.as_secs_f64(),
+        n as f64 / r.elapsed.as_secs_f64(),
+        ms(percentile(&r.latencies, 0.5)),
+        ms(percentile(&r.latencies, 0.99)),
+    );
+}
+
+async fn create_ports(api: &ApiClient, net_id: &str, total: usize, clients: usize) -> Result<PhaseResult, String> {
+    let clients = clients.max(1);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let n = total / clients + usize::from(c < total % clients);
+        let api = api.clone();
+        let net_id = net_id.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                api.post("/v2.0/ports", json!({"port": {"network_id": net_id}})).await.map_err(|e| e.to_string())?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, String>(lat)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for t in tasks {
+        latencies.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    Ok(PhaseResult { elapsed, latencies })
+}
+
+/// Port create (bound to the host) → tap plugged → ACTIVE, one port at a time.
+async fn activation_phase(lab: &mut Lab, api: &ApiClient, count: usize) -> Result<(), String> {
+    let e = |e: neutrino_lab::ApiError| e.to_string();
+    let net = api.create_network("bench-activation").await.map_err(e)?;
+    let net_id = net["id"].as_str().unwrap_or_default().to_string();
+    api.create_subnet(&net_id, "10.97.0.0/16").await.map_err(e)?;
+    let host_ns = lab.host_ns("h1");
+    let host_id = lab.host_id("h1");
+    let mut total = Vec::with_capacity(count);
+    for i in 0..count {
+        let t = Instant::now();
+        let port = api.create_port(&net_id, &format!("act-{i}"), &host_id).await.map_err(e)?;
+        let id = port["id"].as_str().unwrap_or_default().to_string();
+        let tap = format!("tap{}", &id[..11]);
+        let peer = format!("vif{i}");
+        neutrino_lab::run("ip", &["-n", &host_ns, "link", "add", &tap, "type", "veth", "peer", "name", &peer])
+            .map_err(|e| e.to_string())?;
+        if !api.wait_port_status(&id, "ACTIVE", Duration::from_secs(10)).await.map_err(e)? {
+            return Err(format!("port {id} did not become ACTIVE:\n{}", lab.log_tail("agent-h1", 20)));
+        }
+        total.push(t.elapsed());
+    }
+    total.sort();
+    println!(
+        "port create → tap plugged → ACTIVE ({count} ports, one at a time, includes `ip link add` of the tap): p50 {}, p99 {}",
+        ms(percentile(&total, 0.5)),
+        ms(percentile(&total, 0.99))
+    );
+    Ok(())
+}

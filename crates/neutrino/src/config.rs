@@ -1,0 +1,197 @@
+//! Configuration from Neutron-style INI files (`--config-file`, repeatable; later files win).
+
+use ini::Ini;
+use neutrino_agent::AgentConfig;
+use neutrino_domain::segments::{parse_vni_ranges, TypeDriverConfig};
+use neutrino_server::ServerConfig;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Options Neutrino reads, by section. Anything else is logged once as ignored.
+const KNOWN: &[(&str, &[&str])] = &[
+    (
+        "DEFAULT",
+        &["bind_host", "bind_port", "host", "state_path", "agent_down_time", "global_physnet_mtu", "debug", "auth_strategy", "core_plugin"],
+    ),
+    ("database", &["connection", "max_pool_size"]),
+    ("ml2", &["type_drivers", "tenant_network_types", "mechanism_drivers"]),
+    ("ml2_type_vxlan", &["vni_ranges"]),
+    ("ml2_type_flat", &["flat_networks"]),
+    ("agent", &["server_url", "report_interval", "resync_interval"]),
+    ("vxlan", &["local_ip", "enable_vxlan", "l2_population", "arp_responder"]),
+];
+
+/// All options of all files, merged.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    values: BTreeMap<(String, String), String>,
+}
+
+impl Options {
+    pub fn load(files: &[PathBuf]) -> Result<Options, String> {
+        let mut o = Options::default();
+        for f in files {
+            let ini = Ini::load_from_file(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            for (section, props) in ini.iter() {
+                let section = section.unwrap_or("DEFAULT");
+                for (k, v) in props.iter() {
+                    o.values.insert((section.to_string(), k.to_string()), v.trim().to_string());
+                }
+            }
+        }
+        for (section, key) in o.values.keys() {
+            let known = KNOWN.iter().any(|(s, keys)| s == section && keys.contains(&key.as_str()));
+            if !known {
+                tracing::info!("ignoring option [{section}] {key}: not used by Neutrino");
+            }
+        }
+        Ok(o)
+    }
+
+    pub fn get(&self, section: &str, key: &str) -> Option<&str> {
+        self.values.get(&(section.to_string(), key.to_string())).map(String::as_str)
+    }
+
+    pub fn set(&mut self, section: &str, key: &str, value: &str) {
+        self.values.insert((section.to_string(), key.to_string()), value.to_string());
+    }
+
+    fn list(&self, section: &str, key: &str) -> Option<Vec<String>> {
+        self.get(section, key)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+    }
+
+    fn number<T: std::str::FromStr>(&self, section: &str, key: &str) -> Result<Option<T>, String> {
+        self.get(section, key)
+            .map(|v| v.parse().map_err(|_| format!("[{section}] {key}: '{v}' is not a valid number")))
+            .transpose()
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        match self.get("DEFAULT", "state_path") {
+            Some(p) => PathBuf::from(p),
+            None => default_state_path(),
+        }
+    }
+
+    pub fn server(&self) -> Result<ServerConfig, String> {
+        let mut c = ServerConfig::default();
+        if let Some(v) = self.get("DEFAULT", "bind_host") {
+            c.bind_host = v.to_string();
+        }
+        if let Some(v) = self.number("DEFAULT", "bind_port")? {
+            c.bind_port = v;
+        }
+        if let Some(v) = self.number("DEFAULT", "agent_down_time")? {
+            c.agent_down_time = v;
+        }
+        c.connection = match self.get("database", "connection") {
+            Some(v) => v.to_string(),
+            None => format!("sqlite:///{}", self.state_path().join("neutrino.sqlite").display()),
+        };
+        let mut t = TypeDriverConfig::default();
+        if let Some(v) = self.list("ml2", "type_drivers") {
+            t.type_drivers = v;
+        }
+        if let Some(v) = self.list("ml2", "tenant_network_types") {
+            t.tenant_network_types = v;
+        }
+        if let Some(v) = self.get("ml2_type_vxlan", "vni_ranges") {
+            t.vni_ranges = parse_vni_ranges(v).map_err(|e| format!("[ml2_type_vxlan] vni_ranges: {e}"))?;
+        }
+        if let Some(v) = self.list("ml2_type_flat", "flat_networks") {
+            t.flat_networks = v;
+        }
+        if let Some(v) = self.number("DEFAULT", "global_physnet_mtu")? {
+            t.global_physnet_mtu = v;
+        }
+        t.validate()?;
+        if let Some(v) = self.list("ml2", "mechanism_drivers") {
+            if let Some(bad) = v.iter().find(|d| !["linuxbridge", "l2population"].contains(&d.as_str())) {
+                return Err(format!("[ml2] mechanism_drivers: unknown or unsupported mechanism driver '{bad}'"));
+            }
+            c.mechanism_drivers = v;
+        }
+        c.type_drivers = t;
+        Ok(c)
+    }
+
+    pub fn agent(&self) -> Result<AgentConfig, String> {
+        let host = match self.get("DEFAULT", "host") {
+            Some(h) => h.to_string(),
+            None => hostname(),
+        };
+        let server_url = self
+            .get("agent", "server_url")
+            .map(String::from)
+            .unwrap_or_else(|| "http://127.0.0.1:9696".into());
+        let local_ip: Ipv4Addr = self
+            .get("vxlan", "local_ip")
+            .ok_or("[vxlan] local_ip is required")?
+            .parse()
+            .map_err(|_| "[vxlan] local_ip must be an IPv4 address".to_string())?;
+        Ok(AgentConfig {
+            host,
+            server_url,
+            local_ip,
+            report_interval: self.number("agent", "report_interval")?.unwrap_or(30),
+            resync_interval: self.number("agent", "resync_interval")?.unwrap_or(30),
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// `/var/lib/neutrino` for root, `~/.local/state/neutrino` otherwise.
+fn default_state_path() -> PathBuf {
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/neutrino");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => Path::new(&h).join(".local/state/neutrino"),
+        None => PathBuf::from("neutrino-state"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn later_files_override_and_ml2_options_are_read() {
+        let dir = std::env::temp_dir().join(format!("neutrino-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = write(&dir, "neutron.conf", "[DEFAULT]\nbind_port = 9797\n[database]\nconnection = sqlite:////tmp/x.db\n");
+        let b = write(&dir, "ml2_conf.ini", "[DEFAULT]\nbind_port = 9898\n[ml2]\ntype_drivers = vxlan,local\ntenant_network_types = vxlan\n[ml2_type_vxlan]\nvni_ranges = 100:200\n[unknown]\nx = 1\n");
+        let o = Options::load(&[a, b]).unwrap();
+        let s = o.server().unwrap();
+        assert_eq!(s.bind_port, 9898);
+        assert_eq!(s.connection, "sqlite:////tmp/x.db");
+        assert_eq!(s.type_drivers.vni_ranges, vec![(100, 200)]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn bad_ranges_and_unknown_drivers_stop_start_up() {
+        let mut o = Options::default();
+        o.set("ml2_type_vxlan", "vni_ranges", "20:10");
+        assert!(o.server().unwrap_err().contains("vni_ranges"));
+        let mut o = Options::default();
+        o.set("ml2", "type_drivers", "vxlan,bogus");
+        assert!(o.server().unwrap_err().contains("bogus"));
+    }
+}
