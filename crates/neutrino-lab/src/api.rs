@@ -7,6 +7,8 @@ use std::time::Duration;
 pub enum ApiError {
     #[error("http: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("request task failed: {0}")]
+    Runtime(String),
     #[error("{status}: {body}")]
     Status { status: u16, body: Value },
 }
@@ -24,6 +26,8 @@ impl ApiError {
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    /// Where requests run: a runtime inside the lab's namespace, or the caller's.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl ApiClient {
@@ -33,7 +37,12 @@ impl ApiClient {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default();
-        ApiClient { base: base.trim_end_matches('/').to_string(), http }
+        ApiClient { base: base.trim_end_matches('/').to_string(), http, runtime: None }
+    }
+
+    /// A client whose connections are made by `runtime` (e.g. one inside a namespace).
+    pub fn with_runtime(base: &str, runtime: tokio::runtime::Handle) -> ApiClient {
+        ApiClient { runtime: Some(runtime), ..ApiClient::new(base) }
     }
 
     pub fn base(&self) -> &str {
@@ -41,9 +50,15 @@ impl ApiClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
+        let exchange = async move {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            Ok::<_, reqwest::Error>((status, resp.bytes().await?))
+        };
+        let (status, bytes) = match &self.runtime {
+            Some(rt) => rt.spawn(exchange).await.map_err(|e| ApiError::Runtime(e.to_string()))??,
+            None => exchange.await?,
+        };
         let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         if status >= 400 {
             return Err(ApiError::Status { status, body });

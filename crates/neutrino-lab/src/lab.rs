@@ -1,10 +1,9 @@
 //! The namespace lab.
 //!
 //! ```text
-//!   root ns: <p>ctl 192.0.2.1 (the server listens here)
-//!            |
-//!   <p>ul: bridge br-ul ── <p>h1: eth0 192.0.2.11 (agent) ── tap… ── <p>vm…: eth0
-//!                       └─ <p>h2: eth0 192.0.2.12 (agent) ── tap… ── <p>vm…: eth0
+//!   <p>ul: bridge br-ul 192.0.2.1 (the server runs here)
+//!             ├─ <p>h1: eth0 192.0.2.11 (agent) ── tap… ── <p>vm…: eth0
+//!             └─ <p>h2: eth0 192.0.2.12 (agent) ── tap… ── <p>vm…: eth0
 //! ```
 
 use crate::capture::Capture;
@@ -46,6 +45,7 @@ pub struct VmSpec {
 
 pub struct Lab {
     cfg: LabConfig,
+    runtime: Option<crate::netns::NsRuntime>,
     server: Option<Child>,
     agents: BTreeMap<String, Child>,
     vms: BTreeMap<String, VmSpec>,
@@ -62,7 +62,6 @@ pub fn cleanup_prefix(prefix: &str) {
             }
         }
     }
-    let _ = ip(&["link", "del", "dev", &format!("{prefix}ctl")]);
 }
 
 impl Lab {
@@ -96,11 +95,12 @@ impl Lab {
     pub fn start(cfg: LabConfig) -> Result<Lab, LabError> {
         cleanup_prefix(&cfg.prefix);
         std::fs::create_dir_all(&cfg.dir)?;
-        let mut lab = Lab { cfg, server: None, agents: BTreeMap::new(), vms: BTreeMap::new() };
+        let mut lab = Lab { cfg, runtime: None, server: None, agents: BTreeMap::new(), vms: BTreeMap::new() };
         lab.build_underlay()?;
         for host in lab.cfg.hosts.clone() {
             lab.build_host(&host)?;
         }
+        lab.runtime = Some(crate::netns::NsRuntime::start(&lab.underlay_ns())?);
         lab.start_server()?;
         for host in lab.cfg.hosts.clone() {
             lab.start_agent(&host)?;
@@ -114,12 +114,8 @@ impl Lab {
         quiet_ipv6(&ul)?;
         ip(&["-n", &ul, "link", "set", "dev", "lo", "up"])?;
         ip(&["-n", &ul, "link", "add", "br-ul", "type", "bridge", "forward_delay", "0", "stp_state", "0"])?;
+        ip(&["-n", &ul, "addr", "add", &format!("{SERVER_IP}/24"), "dev", "br-ul"])?;
         ip(&["-n", &ul, "link", "set", "dev", "br-ul", "up"])?;
-        let ctl = format!("{}ctl", self.cfg.prefix);
-        ip(&["link", "add", &ctl, "type", "veth", "peer", "name", "ctl", "netns", &ul])?;
-        ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", &ctl])?;
-        ip(&["link", "set", "dev", &ctl, "up"])?;
-        ip(&["-n", &ul, "link", "set", "dev", "ctl", "master", "br-ul", "up"])?;
         Ok(())
     }
 
@@ -156,7 +152,9 @@ impl Lab {
         let path = self.cfg.dir.join("server.ini");
         std::fs::write(&path, conf)?;
         let (out, err) = self.log_file("server")?;
-        let child = Command::new(&self.cfg.binary)
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.underlay_ns()])
+            .arg(&self.cfg.binary)
             .args(["server", "--config-file"])
             .arg(&path)
             .stdin(Stdio::null())
@@ -167,15 +165,43 @@ impl Lab {
         self.wait_http(&format!("{}/", self.server_url()))
     }
 
+    /// Wait until the server accepts connections (probed from inside the underlay).
     fn wait_http(&self, url: &str) -> Result<(), LabError> {
-        let addr = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
-        for _ in 0..200 {
-            if std::net::TcpStream::connect_timeout(&addr.parse().map_err(|_| LabError::Other(addr.clone()))?, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let addr: std::net::SocketAddr = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| LabError::Other(format!("bad server url {url}")))?;
+        let ns = self.underlay_ns();
+        let up = std::thread::spawn(move || {
+            crate::netns::join_netns(&ns).is_ok()
+                && (0..300).any(|_| {
+                    let ok = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+                    if !ok {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    ok
+                })
+        })
+        .join()
+        .unwrap_or(false);
+        if up {
+            return Ok(());
         }
-        Err(LabError::Other(format!("server at {url} did not come up; see {}", self.cfg.dir.join("server.log").display())))
+        Err(LabError::Other(format!(
+            "server at {url} did not come up:\n{}",
+            self.log_tail("server", 20)
+        )))
+    }
+
+    /// An API client that reaches the server over the lab's underlay.
+    pub fn api(&self) -> crate::ApiClient {
+        match &self.runtime {
+            Some(rt) => crate::ApiClient::with_runtime(&self.server_url(), rt.handle()),
+            None => crate::ApiClient::new(&self.server_url()),
+        }
     }
 
     /// Start (or restart) the agent of `host` inside its namespace.
@@ -288,6 +314,7 @@ impl Drop for Lab {
             let _ = s.kill();
             let _ = s.wait();
         }
+        self.runtime.take();
         cleanup_prefix(&self.cfg.prefix);
     }
 }

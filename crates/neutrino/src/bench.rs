@@ -60,7 +60,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         dir: dir.clone(),
     })
     .map_err(|e| e.to_string())?;
-    let api = ApiClient::new(&lab.server_url());
+    let api = lab.api();
     let result = async {
         println!("database: {}", args.database.as_deref().unwrap_or("sqlite (file)"));
         api_phases(&api, &args).await?;

@@ -16,7 +16,7 @@ pub async fn run(prefix: &str) -> Result<(), String> {
         dir: dir.clone(),
     })
     .map_err(|e| e.to_string())?;
-    let api = ApiClient::new(&lab.server_url());
+    let api = lab.api();
     let result = scenario(&mut lab, &api).await;
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
