@@ -379,6 +379,7 @@ pub struct BootedVm {
     pub host: String,
     pub port_id: String,
     pub ip: String,
+    pub mac: String,
 }
 
 impl Lab {
@@ -424,6 +425,7 @@ impl Lab {
                 self.log_tail(&format!("agent-{host}"), 30)
             )));
         }
-        Ok(BootedVm { name: name.to_string(), host: host.to_string(), port_id, ip })
+        let mac = port["mac_address"].as_str().unwrap_or_default().to_string();
+        Ok(BootedVm { name: name.to_string(), host: host.to_string(), port_id, ip, mac })
     }
 }

@@ -1,0 +1,136 @@
+//! Shared helpers: in-process servers on each backend.
+
+use neutrino_domain::segments::TypeDriverConfig;
+use neutrino_lab::ApiClient;
+use neutrino_server::{App, ServerConfig};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub api: ApiClient,
+    pub base: String,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: Option<TempDir>,
+    pg_db: Option<String>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(db) = self.pg_db.take() {
+            // Best effort: drop the per-test database from a fresh thread and runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    let mut c = sqlx::PgConnection::connect(&pg_admin_url()).await.ok()?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c).await.ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn unique(name: &str) -> String {
+    format!("{name}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("NEUTRINO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Whether PostgreSQL tests must run (CI) or may be skipped when no server is reachable.
+fn pg_required() -> bool {
+    std::env::var("CI").is_ok() || std::env::var("NEUTRINO_TEST_PG").is_ok()
+}
+
+/// A fresh database for one test, or `None` (skip) when PostgreSQL is absent outside CI.
+async fn pg_database() -> Option<(String, String)> {
+    use sqlx::Connection;
+    let admin = pg_admin_url();
+    let mut c = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) if !pg_required() => {
+            eprintln!("skipping PostgreSQL test: {e}");
+            return None;
+        }
+        Err(e) => panic!("PostgreSQL at {admin} is required: {e}"),
+    };
+    let db = unique("neutrino_test");
+    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut c).await.expect("create test database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+    Some((format!("{base}/{db}"), db))
+}
+
+pub fn default_config() -> ServerConfig {
+    ServerConfig { type_drivers: TypeDriverConfig::default(), ..ServerConfig::default() }
+}
+
+/// Start a server on 127.0.0.1 (random port) with `config` on `backend`.
+pub async fn start(backend: Backend, mut config: ServerConfig) -> Option<TestServer> {
+    let (connection, dir, pg_db) = match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(unique("neutrino-api"));
+            std::fs::create_dir_all(&dir).unwrap();
+            (format!("sqlite:///{}/db.sqlite", dir.display()), Some(TempDir(dir)), None)
+        }
+        Backend::Postgres => {
+            let (url, db) = pg_database().await?;
+            (url, None, Some(db))
+        }
+    };
+    config.connection = connection.clone();
+    let store = neutrino_store::Store::connect(&connection, 16).await.expect("connect store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(neutrino_server::serve(App::new(store, config), listener));
+    Some(TestServer { api: ApiClient::new(&base), base, task, _dir: dir, pg_db })
+}
+
+/// Run `body` once per backend. Declares `<name>_sqlite` and `<name>_postgres` tests.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $config:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let s = $crate::common::start($crate::common::Backend::Sqlite, $config).await.unwrap();
+                ($body)(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(s) = $crate::common::start($crate::common::Backend::Postgres, $config).await {
+                    ($body)(s).await;
+                }
+            }
+        }
+    };
+}
+
+/// The status and Neutron error type of a failed call.
+pub fn error_of(r: Result<serde_json::Value, neutrino_lab::ApiError>) -> (u16, String, String) {
+    match r {
+        Err(neutrino_lab::ApiError::Status { status, body }) => (
+            status,
+            body["NeutronError"]["type"].as_str().unwrap_or_default().to_string(),
+            body["NeutronError"]["message"].as_str().unwrap_or_default().to_string(),
+        ),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
