@@ -252,3 +252,33 @@ pub fn now_timestamp() -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::now_utc().format(&fmt).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neutron_connection_strings_are_understood() {
+        assert_eq!(
+            normalize_url("sqlite:////var/lib/neutrino/db.sqlite").unwrap(),
+            ("sqlite:///var/lib/neutrino/db.sqlite?mode=rwc".to_string(), Backend::Sqlite)
+        );
+        assert_eq!(
+            normalize_url("postgresql+psycopg2://neutron:secret@db/neutron").unwrap(),
+            ("postgres://neutron:secret@db/neutron".to_string(), Backend::Postgres)
+        );
+        assert!(normalize_url("mysql+pymysql://x@y/z").is_err());
+    }
+
+    #[tokio::test]
+    async fn in_memory_store_migrates_and_counts_changes() {
+        let store = Store::connect("sqlite://", 4).await.unwrap();
+        let before = store.current_revision().await.unwrap();
+        let mut rx = store.subscribe();
+        let mut tx = store.begin().await.unwrap();
+        tx.record_change("network", "n1", "create").await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.current_revision().await.unwrap(), before + 1);
+        assert!(rx.has_changed().unwrap(), "subscribers are woken by a commit");
+    }
+}
