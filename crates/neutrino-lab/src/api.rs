@@ -66,6 +66,24 @@ impl ApiClient {
         Ok(body)
     }
 
+    /// GET returning the raw body (status checked), for timing without client-side parsing.
+    pub async fn get_raw(&self, path: &str) -> Result<Vec<u8>, ApiError> {
+        let req = self.http.get(format!("{}{path}", self.base));
+        let exchange = async move {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            Ok::<_, reqwest::Error>((status, resp.bytes().await?))
+        };
+        let (status, bytes) = match &self.runtime {
+            Some(rt) => rt.spawn(exchange).await.map_err(|e| ApiError::Runtime(e.to_string()))??,
+            None => exchange.await?,
+        };
+        if status >= 400 {
+            return Err(ApiError::Status { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) });
+        }
+        Ok(bytes.to_vec())
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }

@@ -11,6 +11,8 @@ use crate::cmd::{in_ns, ip, run, LabError};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -152,17 +154,42 @@ impl Lab {
         let path = self.cfg.dir.join("server.ini");
         std::fs::write(&path, conf)?;
         let (out, err) = self.log_file("server")?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.underlay_ns()])
-            .arg(&self.cfg.binary)
-            .args(["server", "--config-file"])
+        // The server process stays in the root namespace (where its database is), and serves
+        // on a socket opened inside the underlay, handed over by socket activation.
+        let listener = self.listen_in_underlay()?;
+        let fd = listener.as_raw_fd();
+        let mut cmd = Command::new(&self.cfg.binary);
+        cmd.args(["server", "--config-file"])
             .arg(&path)
+            .env("LISTEN_FDS", "1")
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err)
-            .spawn()?;
+            .stderr(err);
+        // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        drop(listener);
         self.server = Some(child);
         self.wait_http(&format!("{}/", self.server_url()))
+    }
+
+    /// A listening socket on the server address, created by a thread inside the underlay.
+    fn listen_in_underlay(&self) -> Result<std::net::TcpListener, LabError> {
+        let ns = self.underlay_ns();
+        let addr = format!("{SERVER_IP}:{}", self.cfg.server_port);
+        std::thread::spawn(move || {
+            crate::netns::join_netns(&ns)?;
+            std::net::TcpListener::bind(&addr).map_err(LabError::Io)
+        })
+        .join()
+        .map_err(|_| LabError::Other("listener thread panicked".into()))?
     }
 
     /// Wait until the server accepts connections (probed from inside the underlay).

@@ -4,7 +4,7 @@ use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
 use crate::networks::next_marker;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, no_content, one};
+use crate::response::{many, many_raw, no_content, one};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -150,6 +150,7 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
     insert_with_mac(&mut tx, &mut port, given_mac).await?;
     let subnets = store::network_subnets(tx.conn(), &network_id).await?;
     port.fixed_ips = assign_fixed_ips(&mut tx, &port, &subnets, fixed_ips).await?;
+    store::store_port_body(&mut tx, &port).await?;
     tx.commit().await?;
     Ok(one(StatusCode::CREATED, "port", &port, &[]))
 }
@@ -358,6 +359,11 @@ async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQu
 async fn list(State(app): State<App>, RawQuery(q): RawQuery) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
+    if q.fields.is_empty() {
+        let ports = store::list_ports_json(&mut c, &q.filters, &q.page).await?;
+        let next = next_marker(&ports, q.page.limit, |p| &p.0);
+        return Ok(many_raw("ports", &ports, next));
+    }
     let ports = store::list_ports(&mut c, &q.filters, &q.page).await?;
     let next = next_marker(&ports, q.page.limit, |p| &p.id);
     Ok(many("ports", &ports, &q.fields, next))
@@ -447,6 +453,7 @@ async fn update(
         store::release_port_ips(&mut tx, &id).await?;
         port.fixed_ips = assign_fixed_ips(&mut tx, &port, &subnets, Some(requested)).await?;
     }
+    store::store_port_body(&mut tx, &port).await?;
     tx.commit().await?;
     Ok(one(StatusCode::OK, "port", &port, &[]))
 }

@@ -26,26 +26,36 @@ pub fn one<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[Stri
     (status, axum::Json(Value::Object(body))).into_response()
 }
 
-/// `{"<collection>": [...]}` plus `<collection>_links` when paging.
+/// `{"<collection>": [...]}` plus `<collection>_links` when paging. Without `fields` the
+/// resources are serialized straight into the body (no intermediate JSON tree), which is what
+/// keeps large lists fast.
 pub fn many<T: Serialize>(
     collection: &str,
     items: &[T],
     fields: &[String],
     next_marker: Option<(&str, u32)>,
 ) -> Response {
-    let list: Vec<Value> = items.iter().map(|i| select(i, fields)).collect();
-    let mut body = Map::new();
-    body.insert(collection.to_string(), Value::Array(list));
-    if let Some((marker, limit)) = next_marker {
-        body.insert(
-            format!("{collection}_links"),
-            serde_json::json!([{
-                "rel": "next",
-                "href": format!("/v2.0/{collection}?limit={limit}&marker={marker}"),
-            }]),
-        );
+    let mut out: Vec<u8> = Vec::with_capacity(64 + items.len() * 900);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(collection.as_bytes());
+    out.extend_from_slice(b"\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let written = if fields.is_empty() {
+            serde_json::to_writer(&mut out, item)
+        } else {
+            serde_json::to_writer(&mut out, &select(item, fields))
+        };
+        if written.is_err() {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
     }
-    axum::Json(Value::Object(body)).into_response()
+    out.push(b']');
+    push_links(&mut out, collection, next_marker);
+    out.push(b'}');
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
 pub fn no_content() -> Response {
@@ -59,4 +69,33 @@ pub async fn add_request_id(mut response: Response) -> Response {
         response.headers_mut().insert("x-openstack-request-id", v);
     }
     response
+}
+
+/// `{"<collection>": [...]}` from JSON objects the database already rendered.
+pub fn many_raw(collection: &str, bodies: &[(String, String)], next_marker: Option<(&str, u32)>) -> Response {
+    let size: usize = bodies.iter().map(|(_, b)| b.len() + 1).sum();
+    let mut out: Vec<u8> = Vec::with_capacity(64 + size);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(collection.as_bytes());
+    out.extend_from_slice(b"\":[");
+    for (i, (_, body)) in bodies.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(body.as_bytes());
+    }
+    out.push(b']');
+    push_links(&mut out, collection, next_marker);
+    out.push(b'}');
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
+}
+
+fn push_links(out: &mut Vec<u8>, collection: &str, next_marker: Option<(&str, u32)>) {
+    if let Some((marker, limit)) = next_marker {
+        let links = serde_json::json!([{
+            "rel": "next",
+            "href": format!("/v2.0/{collection}?limit={limit}&marker={marker}"),
+        }]);
+        out.extend_from_slice(format!(",\"{collection}_links\":{links}").as_bytes());
+    }
 }

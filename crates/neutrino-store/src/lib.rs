@@ -19,8 +19,8 @@ pub use agents::{agent_on_host, list_agents, register_agent, set_port_status, Ag
 pub use filters::{Filter, SqlValue};
 pub use networks::{delete_network, get_network, insert_network, list_networks, update_network, NetworkPatch};
 pub use ports::{
-    allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, ip_owner, list_ports,
-    release_port_ips, update_port_row,
+    allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, ip_owner, list_ports, list_ports_json,
+    refresh_port_body, release_port_ips, store_port_body, update_port_row,
 };
 pub use rows::Page;
 pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};

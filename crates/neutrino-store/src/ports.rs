@@ -300,3 +300,36 @@ pub async fn ip_owner(c: &mut AnyConnection, network_id: &str, ip: IpAddr) -> Re
         .await?;
     row.map(|r| text(&r, "port_id")).transpose()
 }
+
+/// Keep the port's rendered API body (`ports.body`) current. Every transaction that changes
+/// a port, its addresses or its status ends with this, so that lists are one column read per
+/// port: listing thousands of ports is otherwise dominated by decoding every value of every
+/// row. The body is the serialization of [`Port`] itself, so it cannot drift from `show`.
+pub async fn store_port_body(tx: &mut Tx, port: &Port) -> Result<()> {
+    sqlx::query("UPDATE ports SET body = $1 WHERE id = $2")
+        .bind(serde_json::to_string(port)?)
+        .bind(port.id.clone())
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Re-render the body of a port from its rows (after a change made in SQL only).
+pub async fn refresh_port_body(tx: &mut Tx, id: &str) -> Result<()> {
+    let port = get_port(tx.conn(), id).await?;
+    store_port_body(tx, &port).await
+}
+
+/// Ports as their rendered JSON bodies: `(id, json)` in id order.
+pub async fn list_ports_json(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<(String, String)>> {
+    let mut w = build_where(COLUMNS, filters, fixed_ips_filter)?;
+    if let Some(m) = &page.marker {
+        w.add_raw("id > {}", SqlValue::Text(m.clone()));
+    }
+    let mut sql = format!("SELECT id, body FROM ports{} ORDER BY id", w.sql());
+    if let Some(l) = page.limit {
+        sql.push_str(&format!(" LIMIT {l}"));
+    }
+    let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    rows.iter().map(|r| Ok((text(r, "id")?, text(r, "body")?))).collect()
+}

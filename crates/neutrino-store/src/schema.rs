@@ -78,6 +78,7 @@ CREATE TABLE ports (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     revision_number BIGINT NOT NULL,
+    body TEXT NOT NULL DEFAULT '',
     UNIQUE (network_id, mac_address)
 );
 CREATE INDEX ports_host ON ports (host_id);
@@ -91,7 +92,7 @@ CREATE TABLE ip_allocations (
     position BIGINT NOT NULL,
     PRIMARY KEY (network_id, ip_address)
 );
-CREATE INDEX ip_allocations_port ON ip_allocations (port_id);
+CREATE INDEX ip_allocations_port ON ip_allocations (port_id, position);
 CREATE INDEX ip_allocations_subnet ON ip_allocations (subnet_id);
 
 CREATE TABLE agents (

@@ -160,7 +160,14 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
         )
         .into());
     }
+    let holders = sqlx::query("SELECT DISTINCT port_id FROM ip_allocations WHERE subnet_id = $1")
+        .bind(id.to_string())
+        .fetch_all(tx.conn())
+        .await?;
     sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    for h in &holders {
+        crate::ports::refresh_port_body(tx, &text(h, "port_id")?).await?;
+    }
     sqlx::query("DELETE FROM subnets WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     tx.record_change("subnet", id, "delete").await
 }

@@ -102,8 +102,14 @@ async fn run_server(opts: Options, with_agent: bool, explicit: bool) -> Result<(
     }
     let pool_size = opts.get("database", "max_pool_size").and_then(|v| v.parse().ok()).unwrap_or(16);
     let store = neutrino_store::Store::connect(&config.connection, pool_size).await.map_err(|e| e.to_string())?;
-    let addr = format!("{}:{}", config.bind_host, config.bind_port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = match inherited_listener()? {
+        Some(l) => l,
+        None => {
+            let addr = format!("{}:{}", config.bind_host, config.bind_port);
+            tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?
+        }
+    };
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, database = %redact(&config.connection), "serving the Neutron v2.0 API");
     let agent_opts = with_agent.then(|| {
         let mut o = opts.clone();
@@ -139,6 +145,28 @@ async fn run_agent(opts: Options) -> Result<(), String> {
     tracing::info!(host = %config.host, local_ip = %config.local_ip, server = %config.server_url, "agent starting");
     neutrino_agent::run(config, dataplane, shutdown_signal()).await;
     Ok(())
+}
+
+/// A listening socket passed by the service manager (systemd socket activation:
+/// `LISTEN_FDS`, first descriptor 3). The lab uses it to serve inside a namespace while the
+/// process itself stays in the host's namespace (and reaches its database there).
+fn inherited_listener() -> Result<Option<tokio::net::TcpListener>, String> {
+    let count: u32 = match std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()) {
+        Some(n) if n >= 1 => n,
+        _ => return Ok(None),
+    };
+    if let Ok(pid) = std::env::var("LISTEN_PID") {
+        if pid != std::process::id().to_string() {
+            return Ok(None);
+        }
+    }
+    let _ = count;
+    use std::os::fd::FromRawFd;
+    // SAFETY: by the socket-activation protocol, descriptor 3 is a listening socket handed to
+    // this process, and nothing else in the process owns it.
+    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(3) };
+    std_listener.set_nonblocking(true).map_err(|e| format!("inherited socket: {e}"))?;
+    tokio::net::TcpListener::from_std(std_listener).map(Some).map_err(|e| format!("inherited socket: {e}"))
 }
 
 /// A connection string without its password, for logs.

@@ -197,6 +197,19 @@ on_both_backends!(ports_get_addresses_macs_and_bindings, default_config(), |s: T
     let ports = s.api.get(&format!("/v2.0/ports?network_id={net2_id}&binding:host_id=compute1")).await.unwrap();
     assert_eq!(ports["ports"].as_array().unwrap().len(), 1);
 
+    // Lists (rendered bodies) always equal what show returns (rows).
+    s.api
+        .put("/v2.0/neutrino/ports/status", json!({"host": "compute1", "ports": {id: "ACTIVE"}}))
+        .await
+        .unwrap();
+    s.api.put(&format!("/v2.0/ports/{}", specific["id"].as_str().unwrap()), json!({"port": {"fixed_ips": [{"ip_address": "198.51.100.6"}]}}))
+        .await
+        .expect_err("198.51.100.6 is taken by an automatic port");
+    for p in s.api.get("/v2.0/ports").await.unwrap()["ports"].as_array().unwrap() {
+        let shown = s.api.port(p["id"].as_str().unwrap()).await.unwrap();
+        assert_eq!(p, &shown, "list and show agree");
+    }
+
     // Deleting the network needs its ports gone first.
     let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/networks/{net2_id}")).await);
     assert_eq!((status, kind.as_str()), (409, "NetworkInUse"));
