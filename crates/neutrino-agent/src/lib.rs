@@ -10,7 +10,9 @@ pub mod client;
 pub mod reconcile;
 
 use client::ServerClient;
-use neutrino_api::agent::{AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE};
+use neutrino_api::agent::{
+    AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE,
+};
 use neutrino_dataplane::{DataPlane, LinkEvent};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -48,7 +50,11 @@ pub async fn run<D: DataPlane>(
 
     register_until_accepted(&client, &registration).await;
     let tasks = [
-        tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
+        tokio::spawn(heartbeat(
+            client.clone(),
+            registration.clone(),
+            config.report_interval,
+        )),
         tokio::spawn(follow_stream(client.clone(), config.host.clone(), state_tx)),
         tokio::spawn(watch_links(dataplane.clone(), wake.clone())),
         tokio::spawn(reconcile_loop(dataplane, client, config, state_rx, wake)),
@@ -87,7 +93,11 @@ async fn heartbeat(client: ServerClient, reg: AgentRegistration, interval: u64) 
 }
 
 /// Keep `state` equal to the server's view of this host, reconnecting forever.
-async fn follow_stream(client: ServerClient, host: String, state: watch::Sender<Option<HostState>>) {
+async fn follow_stream(
+    client: ServerClient,
+    host: String,
+    state: watch::Sender<Option<HostState>>,
+) {
     loop {
         let (tx, mut rx) = mpsc::channel(64);
         let follower = {
@@ -97,11 +107,18 @@ async fn follow_stream(client: ServerClient, host: String, state: watch::Sender<
         };
         while let Some(msg) = rx.recv().await {
             match msg {
-                StreamMessage::Snapshot { revision, state: snapshot } => {
+                StreamMessage::Snapshot {
+                    revision,
+                    state: snapshot,
+                } => {
                     tracing::debug!(revision, "snapshot");
                     state.send_replace(Some(snapshot));
                 }
-                StreamMessage::Update { revision, upserted, removed } => {
+                StreamMessage::Update {
+                    revision,
+                    upserted,
+                    removed,
+                } => {
                     tracing::debug!(revision, "update");
                     state.send_modify(|s| {
                         if let Some(s) = s {
@@ -132,7 +149,9 @@ async fn watch_links<D: DataPlane>(dp: Arc<D>, wake: Arc<Notify>) {
                     let relevant = match &e {
                         LinkEvent::Added(name) => name.starts_with("tap"),
                         LinkEvent::Removed(name) => {
-                            name.starts_with("tap") || name.starts_with("brq") || name.starts_with("vxlan-")
+                            name.starts_with("tap")
+                                || name.starts_with("brq")
+                                || name.starts_with("vxlan-")
                         }
                     };
                     if relevant {
@@ -165,7 +184,14 @@ async fn reconcile_loop<D: DataPlane>(
                     if outcome.changes > 0 {
                         tracing::info!(changes = outcome.changes, "kernel reconciled");
                     }
-                    report_status(&client, &config.host, &current, &outcome.port_status, &mut reported).await;
+                    report_status(
+                        &client,
+                        &config.host,
+                        &current,
+                        &outcome.port_status,
+                        &mut reported,
+                    )
+                    .await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reconcile failed; retrying");
@@ -191,7 +217,10 @@ async fn report_status(
     reported: &mut BTreeMap<String, String>,
 ) {
     reported.retain(|id, _| state.local_ports.contains_key(id));
-    let mut report = PortStatusReport { host: host.to_string(), ports: BTreeMap::new() };
+    let mut report = PortStatusReport {
+        host: host.to_string(),
+        ports: BTreeMap::new(),
+    };
     for (id, status) in observed {
         let server_view = state.local_ports.get(id).map(|p| p.status.as_str());
         if server_view != Some(status.as_str()) && reported.get(id) != Some(status) {

@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn normalize_rejects_multicast_and_garbage() {
-        assert_eq!(normalize_mac("FA-16-3E-00-00-01").as_deref(), Some("fa:16:3e:00:00:01"));
+        assert_eq!(
+            normalize_mac("FA-16-3E-00-00-01").as_deref(),
+            Some("fa:16:3e:00:00:01")
+        );
         assert!(normalize_mac("01:00:5e:00:00:01").is_none());
         assert!(normalize_mac("zz:00:00:00:00:01").is_none());
         assert!(normalize_mac("fa:16:3e:00:00").is_none());

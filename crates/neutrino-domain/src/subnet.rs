@@ -56,13 +56,16 @@ pub fn parse_cidr(text: &str, ip_version: u8) -> Result<IpNet, DomainError> {
     }
     let version = if net.addr().is_ipv4() { 4 } else { 6 };
     if version != ip_version {
-        return Err(DomainError::invalid(format!("cidr '{text}' does not match the ip_version '{ip_version}'")));
+        return Err(DomainError::invalid(format!(
+            "cidr '{text}' does not match the ip_version '{ip_version}'"
+        )));
     }
     Ok(net)
 }
 
 fn parse_ip(text: &str, what: &str) -> Result<IpAddr, DomainError> {
-    text.parse().map_err(|_| DomainError::invalid(format!("'{text}' is not a valid IP address for {what}")))
+    text.parse()
+        .map_err(|_| DomainError::invalid(format!("'{text}' is not a valid IP address for {what}")))
 }
 
 pub fn format_range(r: &IpRange) -> String {
@@ -76,11 +79,17 @@ pub fn validate_subnet(
     existing: &[IpNet],
 ) -> Result<ValidSubnet, DomainError> {
     if req.ip_version != 4 && req.ip_version != 6 {
-        return Err(DomainError::invalid(format!("{} is not in [4, 6]", req.ip_version)));
+        return Err(DomainError::invalid(format!(
+            "{} is not in [4, 6]",
+            req.ip_version
+        )));
     }
     let cidr = parse_cidr(&req.cidr, req.ip_version)?;
     validate_ipv6_modes(req)?;
-    if existing.iter().any(|e| e.contains(&cidr.network()) || cidr.contains(&e.network())) {
+    if existing
+        .iter()
+        .any(|e| e.contains(&cidr.network()) || cidr.contains(&e.network()))
+    {
         return Err(DomainError::invalid(format!(
             "Requested subnet with cidr: {} for network: {network_id} overlaps with another subnet",
             req.cidr
@@ -95,8 +104,12 @@ pub fn validate_subnet(
         }),
         GatewayRequest::Address(text) => {
             let gw = parse_ip(text, "gateway_ip")?;
-            if !cidr.contains(&gw) || (cidr.addr().is_ipv4() && gw == cidr.broadcast() && cidr.prefix_len() < 31) {
-                return Err(DomainError::invalid(format!("Gateway IP {gw} is not valid on subnet {cidr}")));
+            if !cidr.contains(&gw)
+                || (cidr.addr().is_ipv4() && gw == cidr.broadcast() && cidr.prefix_len() < 31)
+            {
+                return Err(DomainError::invalid(format!(
+                    "Gateway IP {gw} is not valid on subnet {cidr}"
+                )));
             }
             Some(gw)
         }
@@ -128,7 +141,10 @@ pub fn validate_subnet(
 }
 
 fn validate_ipv6_modes(req: &SubnetRequest) -> Result<(), DomainError> {
-    for (attr, mode) in [("ipv6_ra_mode", &req.ipv6_ra_mode), ("ipv6_address_mode", &req.ipv6_address_mode)] {
+    for (attr, mode) in [
+        ("ipv6_ra_mode", &req.ipv6_ra_mode),
+        ("ipv6_address_mode", &req.ipv6_address_mode),
+    ] {
         if let Some(m) = mode {
             if req.ip_version != 6 {
                 return Err(DomainError::invalid(format!(
@@ -136,7 +152,9 @@ fn validate_ipv6_modes(req: &SubnetRequest) -> Result<(), DomainError> {
                 )));
             }
             if !IPV6_MODES.contains(&m.as_str()) {
-                return Err(DomainError::invalid(format!("'{m}' is not in {IPV6_MODES:?}")));
+                return Err(DomainError::invalid(format!(
+                    "'{m}' is not in {IPV6_MODES:?}"
+                )));
             }
         }
     }
@@ -158,7 +176,10 @@ pub fn validate_pools(
 ) -> Result<Vec<IpRange>, DomainError> {
     let mut pools = Vec::with_capacity(given.len());
     for (start, end) in given {
-        let (first, last) = (parse_ip(start, "allocation_pools")?, parse_ip(end, "allocation_pools")?);
+        let (first, last) = (
+            parse_ip(start, "allocation_pools")?,
+            parse_ip(end, "allocation_pools")?,
+        );
         let range = IpRange::new(first, last);
         if first.is_ipv4() != cidr.addr().is_ipv4() || to_u128(first) > to_u128(last) {
             return Err(DomainError::bad_request(
@@ -172,7 +193,10 @@ pub fn validate_pools(
         if !cidr.contains(&first) || !cidr.contains(&last) || v4_reserved {
             return Err(DomainError::bad_request(
                 "OutOfBoundsAllocationPool",
-                format!("The allocation pool {} spans beyond the subnet cidr {cidr}.", format_range(&range)),
+                format!(
+                    "The allocation pool {} spans beyond the subnet cidr {cidr}.",
+                    format_range(&range)
+                ),
             ));
         }
         pools.push(range);
@@ -195,7 +219,10 @@ pub fn validate_pools(
         if let Some(p) = pools.iter().find(|p| p.contains(gw)) {
             return Err(DomainError::conflict(
                 "GatewayConflictWithAllocationPools",
-                format!("Gateway ip {gw} conflicts with allocation pool {}", format_range(p)),
+                format!(
+                    "Gateway ip {gw} conflicts with allocation pool {}",
+                    format_range(p)
+                ),
             ));
         }
     }
@@ -205,7 +232,9 @@ pub fn validate_pools(
 fn validate_dns(servers: &[String]) -> Result<Vec<IpAddr>, DomainError> {
     let mut out: Vec<IpAddr> = Vec::with_capacity(servers.len());
     for s in servers {
-        let ip = s.parse().map_err(|_| DomainError::invalid(format!("'{s}' is not a valid nameserver")))?;
+        let ip = s
+            .parse()
+            .map_err(|_| DomainError::invalid(format!("'{s}' is not a valid nameserver")))?;
         if out.contains(&ip) {
             return Err(DomainError::invalid(format!("Duplicate nameserver '{s}'")));
         }
@@ -239,13 +268,19 @@ mod tests {
     #[test]
     fn bad_cidr_uses_neutron_wording() {
         let e = validate_subnet(&req("10.999.0.0/24", 4), "n", &[]).unwrap_err();
-        assert_eq!(e, DomainError::invalid("10.999.0.0/24 is not in a CIDR format"));
+        assert_eq!(
+            e,
+            DomainError::invalid("10.999.0.0/24 is not in a CIDR format")
+        );
     }
 
     #[test]
     fn version_mismatch_is_rejected() {
         let e = validate_subnet(&req("10.31.0.0/24", 6), "n", &[]).unwrap_err();
-        assert_eq!(e, DomainError::invalid("cidr '10.31.0.0/24' does not match the ip_version '6'"));
+        assert_eq!(
+            e,
+            DomainError::invalid("cidr '10.31.0.0/24' does not match the ip_version '6'")
+        );
     }
 
     #[test]
@@ -265,7 +300,13 @@ mod tests {
         let mut r = req("10.0.0.0/24", 4);
         r.allocation_pools = Some(vec![("10.0.0.1".into(), "10.0.0.10".into())]);
         let e = validate_subnet(&r, "n", &[]).unwrap_err();
-        assert!(matches!(e, DomainError::Conflict { kind: "GatewayConflictWithAllocationPools", .. }));
+        assert!(matches!(
+            e,
+            DomainError::Conflict {
+                kind: "GatewayConflictWithAllocationPools",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -273,7 +314,13 @@ mod tests {
         let mut r = req("10.0.0.0/24", 4);
         r.allocation_pools = Some(vec![("10.0.0.10".into(), "10.0.1.10".into())]);
         let e = validate_subnet(&r, "n", &[]).unwrap_err();
-        assert!(matches!(e, DomainError::BadRequest { kind: "OutOfBoundsAllocationPool", .. }));
+        assert!(matches!(
+            e,
+            DomainError::BadRequest {
+                kind: "OutOfBoundsAllocationPool",
+                ..
+            }
+        ));
     }
 
     #[test]

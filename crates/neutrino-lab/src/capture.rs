@@ -23,7 +23,18 @@ impl Capture {
     /// Capture VXLAN traffic on `interface` inside namespace `ns`.
     pub fn start(ns: &str, interface: &str, file: &Path) -> Result<Capture, LabError> {
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "-i", interface, "-U", "--immediate-mode", "-n", "-w"])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "tcpdump",
+                "-i",
+                interface,
+                "-U",
+                "--immediate-mode",
+                "-n",
+                "-w",
+            ])
             .arg(file)
             .args(["udp", "port", "4789"])
             .stdout(Stdio::null())
@@ -31,7 +42,10 @@ impl Capture {
             .spawn()?;
         // tcpdump needs a moment to open the interface.
         std::thread::sleep(std::time::Duration::from_millis(700));
-        Ok(Capture { child, file: file.to_path_buf() })
+        Ok(Capture {
+            child,
+            file: file.to_path_buf(),
+        })
     }
 
     /// Stop (SIGINT, so the file is complete) and count.
@@ -41,7 +55,8 @@ impl Capture {
         let _ = Command::new("kill").args(["-INT", &pid]).status();
         let _ = self.child.wait();
         let bytes = std::fs::read(&self.file)?;
-        count_vxlan(&bytes).ok_or_else(|| LabError::Other(format!("{} is not a pcap file", self.file.display())))
+        count_vxlan(&bytes)
+            .ok_or_else(|| LabError::Other(format!("{} is not a pcap file", self.file.display())))
     }
 }
 
@@ -64,7 +79,11 @@ pub fn count_vxlan(pcap: &[u8]) -> Option<CaptureCounts> {
     };
     let u32_at = |b: &[u8], i: usize| {
         let a = [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        if little { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+        if little {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
     };
     let mut counts = CaptureCounts::default();
     let mut pos = 24;

@@ -10,9 +10,9 @@ use crate::capture::Capture;
 use crate::cmd::{in_ns, ip, run, LabError};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -89,7 +89,12 @@ impl Lab {
     }
 
     fn host_ip(&self, host: &str) -> Result<String, LabError> {
-        let i = self.cfg.hosts.iter().position(|h| h == host).ok_or_else(|| LabError::Other(format!("unknown host {host}")))?;
+        let i = self
+            .cfg
+            .hosts
+            .iter()
+            .position(|h| h == host)
+            .ok_or_else(|| LabError::Other(format!("unknown host {host}")))?;
         Ok(format!("192.0.2.{}", 11 + i))
     }
 
@@ -97,7 +102,13 @@ impl Lab {
     pub fn start(cfg: LabConfig) -> Result<Lab, LabError> {
         cleanup_prefix(&cfg.prefix);
         std::fs::create_dir_all(&cfg.dir)?;
-        let mut lab = Lab { cfg, runtime: None, server: None, agents: BTreeMap::new(), vms: BTreeMap::new() };
+        let mut lab = Lab {
+            cfg,
+            runtime: None,
+            server: None,
+            agents: BTreeMap::new(),
+            vms: BTreeMap::new(),
+        };
         lab.build_underlay()?;
         for host in lab.cfg.hosts.clone() {
             lab.build_host(&host)?;
@@ -115,8 +126,28 @@ impl Lab {
         ip(&["netns", "add", &ul])?;
         quiet_ipv6(&ul)?;
         ip(&["-n", &ul, "link", "set", "dev", "lo", "up"])?;
-        ip(&["-n", &ul, "link", "add", "br-ul", "type", "bridge", "forward_delay", "0", "stp_state", "0"])?;
-        ip(&["-n", &ul, "addr", "add", &format!("{SERVER_IP}/24"), "dev", "br-ul"])?;
+        ip(&[
+            "-n",
+            &ul,
+            "link",
+            "add",
+            "br-ul",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+            "stp_state",
+            "0",
+        ])?;
+        ip(&[
+            "-n",
+            &ul,
+            "addr",
+            "add",
+            &format!("{SERVER_IP}/24"),
+            "dev",
+            "br-ul",
+        ])?;
         ip(&["-n", &ul, "link", "set", "dev", "br-ul", "up"])?;
         Ok(())
     }
@@ -126,10 +157,22 @@ impl Lab {
         let ul = self.underlay_ns();
         ip(&["netns", "add", &ns])?;
         ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
-        ip(&["-n", &ul, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-        ip(&["-n", &ul, "link", "set", "dev", host, "master", "br-ul", "up"])?;
+        ip(&[
+            "-n", &ul, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ])?;
+        ip(&[
+            "-n", &ul, "link", "set", "dev", host, "master", "br-ul", "up",
+        ])?;
         in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"])?;
-        ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.host_ip(host)?), "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/24", self.host_ip(host)?),
+            "dev",
+            "eth0",
+        ])?;
         ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
         Ok(())
     }
@@ -205,7 +248,9 @@ impl Lab {
         let up = std::thread::spawn(move || {
             crate::netns::join_netns(&ns).is_ok()
                 && (0..300).any(|_| {
-                    let ok = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+                    let ok =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                            .is_ok();
                     if !ok {
                         std::thread::sleep(Duration::from_millis(50));
                     }
@@ -273,9 +318,22 @@ impl Lab {
         ip(&["netns", "add", &ns])?;
         quiet_ipv6(&ns)?;
         ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
-        ip(&["-n", &host_ns, "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-        ip(&["-n", &ns, "link", "set", "dev", "eth0", "address", &vm.mac, "mtu", &mtu])?;
-        ip(&["-n", &ns, "addr", "add", &format!("{}/{}", vm.ip, vm.prefix_len), "dev", "eth0"])?;
+        ip(&[
+            "-n", &host_ns, "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name",
+            "eth0", "netns", &ns,
+        ])?;
+        ip(&[
+            "-n", &ns, "link", "set", "dev", "eth0", "address", &vm.mac, "mtu", &mtu,
+        ])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/{}", vm.ip, vm.prefix_len),
+            "dev",
+            "eth0",
+        ])?;
         ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
         self.vms.insert(vm.name.clone(), vm);
         Ok(())
@@ -291,14 +349,40 @@ impl Lab {
     /// `ping -c count` from a VM; true when every echo came back.
     pub fn ping(&self, from_vm: &str, ip_addr: &str, count: u32) -> bool {
         let c = count.to_string();
-        in_ns(&self.ns(from_vm), &["ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", ip_addr]).is_ok()
+        in_ns(
+            &self.ns(from_vm),
+            &[
+                "ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", ip_addr,
+            ],
+        )
+        .is_ok()
     }
 
     /// Start a fast continuous ping (`count` echoes every `interval_ms`).
-    pub fn start_ping(&self, from_vm: &str, ip_addr: &str, count: u32, interval_ms: u32) -> Result<PingRun, LabError> {
+    pub fn start_ping(
+        &self,
+        from_vm: &str,
+        ip_addr: &str,
+        count: u32,
+        interval_ms: u32,
+    ) -> Result<PingRun, LabError> {
         let interval = format!("{:.3}", interval_ms as f64 / 1000.0);
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(from_vm), "ping", "-n", "-q", "-c", &count.to_string(), "-i", &interval, "-W", "1", ip_addr])
+            .args([
+                "netns",
+                "exec",
+                &self.ns(from_vm),
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                &count.to_string(),
+                "-i",
+                &interval,
+                "-W",
+                "1",
+                ip_addr,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
@@ -307,7 +391,11 @@ impl Lab {
 
     /// Start capturing VXLAN packets on the underlay bridge.
     pub fn capture_underlay(&self, name: &str) -> Result<Capture, LabError> {
-        Capture::start(&self.underlay_ns(), "br-ul", &self.cfg.dir.join(format!("{name}.pcap")))
+        Capture::start(
+            &self.underlay_ns(),
+            "br-ul",
+            &self.cfg.dir.join(format!("{name}.pcap")),
+        )
     }
 
     /// Run a command in one of the lab's namespaces (by short name: `h1`, `vm1`, `ul`).
@@ -317,7 +405,8 @@ impl Lab {
 
     /// The last lines of a log of the lab (`server`, `agent-h1`, ...), for failure reports.
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.cfg.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.cfg.dir.join(format!("{name}.log"))).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -348,7 +437,16 @@ impl Drop for Lab {
 
 /// Keep a namespace from sending IPv6 noise (DAD, RS, MLD) of its own.
 fn quiet_ipv6(ns: &str) -> Result<(), LabError> {
-    in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]).map(|_| ())
+    in_ns(
+        ns,
+        &[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    )
+    .map(|_| ())
 }
 
 /// A running `ping`.
@@ -359,10 +457,14 @@ pub struct PingRun {
 impl PingRun {
     /// Wait for it to finish: (transmitted, received).
     pub fn finish(mut self) -> Result<(u32, u32), LabError> {
-        let child = self.child.take().ok_or_else(|| LabError::Other("ping already finished".into()))?;
+        let child = self
+            .child
+            .take()
+            .ok_or_else(|| LabError::Other("ping already finished".into()))?;
         let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        parse_ping_summary(&text).ok_or_else(|| LabError::Other(format!("cannot parse ping output: {text}")))
+        parse_ping_summary(&text)
+            .ok_or_else(|| LabError::Other(format!("cannot parse ping output: {text}")))
     }
 }
 
@@ -378,14 +480,17 @@ impl Drop for PingRun {
 /// "N packets transmitted, M received" → (N, M).
 fn parse_ping_summary(text: &str) -> Option<(u32, u32)> {
     let line = text.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut nums = line.split(',').filter_map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
+    let mut nums = line
+        .split(',')
+        .filter_map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
     Some((nums.next()?, nums.next()?))
 }
 
 /// Check that the tools the lab drives are installed.
 pub fn check_tools() -> Result<(), LabError> {
     for tool in ["ip", "ping", "tcpdump"] {
-        run("sh", &["-c", &format!("command -v {tool}")]).map_err(|_| LabError::Other(format!("{tool} is not installed")))?;
+        run("sh", &["-c", &format!("command -v {tool}")])
+            .map_err(|_| LabError::Other(format!("{tool} is not installed")))?;
     }
     Ok(())
 }
@@ -421,11 +526,22 @@ impl Lab {
     ) -> Result<BootedVm, LabError> {
         let host_id = self.host_id(host);
         let net_id = network["id"].as_str().unwrap_or_default();
-        let port = api.create_port(net_id, name, &host_id).await.map_err(|e| LabError::Other(e.to_string()))?;
+        let port = api
+            .create_port(net_id, name, &host_id)
+            .await
+            .map_err(|e| LabError::Other(e.to_string()))?;
         let port_id = port["id"].as_str().unwrap_or_default().to_string();
-        let ip = port["fixed_ips"][0]["ip_address"].as_str().unwrap_or_default().to_string();
+        let ip = port["fixed_ips"][0]["ip_address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let subnet = api
-            .get(&format!("/v2.0/subnets/{}", port["fixed_ips"][0]["subnet_id"].as_str().unwrap_or_default()))
+            .get(&format!(
+                "/v2.0/subnets/{}",
+                port["fixed_ips"][0]["subnet_id"]
+                    .as_str()
+                    .unwrap_or_default()
+            ))
             .await
             .map_err(|e| LabError::Other(e.to_string()))?;
         let prefix_len = subnet["subnet"]["cidr"]
@@ -453,6 +569,12 @@ impl Lab {
             )));
         }
         let mac = port["mac_address"].as_str().unwrap_or_default().to_string();
-        Ok(BootedVm { name: name.to_string(), host: host.to_string(), port_id, ip, mac })
+        Ok(BootedVm {
+            name: name.to_string(),
+            host: host.to_string(),
+            port_id,
+            ip,
+            mac,
+        })
     }
 }

@@ -44,6 +44,9 @@ pub struct App {
 
 impl App {
     pub fn new(store: Store, config: ServerConfig) -> App {
-        App { store, config: Arc::new(config) }
+        App {
+            store,
+            config: Arc::new(config),
+        }
     }
 }

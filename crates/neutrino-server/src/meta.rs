@@ -34,7 +34,10 @@ fn to_extension(entry: &(&str, &str, &str, &str)) -> Extension {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:9696");
     format!("http://{host}")
 }
 
@@ -48,13 +51,17 @@ pub async fn versions(headers: HeaderMap) -> Response {
 
 pub async fn v2_root(headers: HeaderMap) -> Response {
     let base = base_url(&headers);
-    let resources: Vec<_> = [("network", "networks"), ("subnet", "subnets"), ("port", "ports")]
-        .iter()
-        .map(|(name, collection)| {
-            json!({"name": name, "collection": collection,
+    let resources: Vec<_> = [
+        ("network", "networks"),
+        ("subnet", "subnets"),
+        ("port", "ports"),
+    ]
+    .iter()
+    .map(|(name, collection)| {
+        json!({"name": name, "collection": collection,
                    "links": [{"rel": "self", "href": format!("{base}/v2.0/{collection}")}]})
-        })
-        .collect();
+    })
+    .collect();
     axum::Json(json!({ "resources": resources })).into_response()
 }
 
@@ -64,9 +71,17 @@ pub async fn extensions() -> Response {
 }
 
 pub async fn extension(Path(alias): Path<String>) -> HttpResult<Response> {
-    let found = EXTENSIONS.iter().find(|e| e.0 == alias).map(to_extension).ok_or_else(|| {
-        HttpError(ApiError::new(404, "HTTPNotFound", format!("Extension with alias {alias} does not exist")))
-    })?;
+    let found = EXTENSIONS
+        .iter()
+        .find(|e| e.0 == alias)
+        .map(to_extension)
+        .ok_or_else(|| {
+            HttpError(ApiError::new(
+                404,
+                "HTTPNotFound",
+                format!("Extension with alias {alias} does not exist"),
+            ))
+        })?;
     Ok(axum::Json(json!({ "extension": found })).into_response())
 }
 

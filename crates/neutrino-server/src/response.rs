@@ -12,9 +12,11 @@ pub fn select<T: Serialize>(item: &T, fields: &[String]) -> Value {
         return value;
     }
     match value {
-        Value::Object(map) => {
-            Value::Object(map.into_iter().filter(|(k, _)| fields.iter().any(|f| f == k)).collect::<Map<_, _>>())
-        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| fields.iter().any(|f| f == k))
+                .collect::<Map<_, _>>(),
+        ),
         other => other,
     }
 }
@@ -55,7 +57,11 @@ pub fn many<T: Serialize>(
     out.push(b']');
     push_links(&mut out, collection, next_marker);
     out.push(b'}');
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
 }
 
 pub fn no_content() -> Response {
@@ -72,7 +78,11 @@ pub async fn add_request_id(mut response: Response) -> Response {
 }
 
 /// `{"<collection>": [...]}` from JSON objects the database already rendered.
-pub fn many_raw(collection: &str, bodies: &[(String, String)], next_marker: Option<(&str, u32)>) -> Response {
+pub fn many_raw(
+    collection: &str,
+    bodies: &[(String, String)],
+    next_marker: Option<(&str, u32)>,
+) -> Response {
     let size: usize = bodies.iter().map(|(_, b)| b.len() + 1).sum();
     let mut out: Vec<u8> = Vec::with_capacity(64 + size);
     out.extend_from_slice(b"{\"");
@@ -87,7 +97,11 @@ pub fn many_raw(collection: &str, bodies: &[(String, String)], next_marker: Opti
     out.push(b']');
     push_links(&mut out, collection, next_marker);
     out.push(b'}');
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
 }
 
 fn push_links(out: &mut Vec<u8>, collection: &str, next_marker: Option<(&str, u32)>) {

@@ -65,7 +65,11 @@ pub async fn get_subnet(c: &mut AnyConnection, id: &str) -> Result<Subnet> {
     decode(&row)
 }
 
-pub async fn list_subnets(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Subnet>> {
+pub async fn list_subnets(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+) -> Result<Vec<Subnet>> {
     let mut w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
     if let Some(m) = &page.marker {
         w.add_raw("id > {}", SqlValue::Text(m.clone()));
@@ -80,10 +84,12 @@ pub async fn list_subnets(c: &mut AnyConnection, filters: &[Filter], page: &Page
 
 /// The subnets of one network, oldest first (the order automatic addresses are taken in).
 pub async fn network_subnets(c: &mut AnyConnection, network_id: &str) -> Result<Vec<Subnet>> {
-    let rows = sqlx::query(&format!("{SELECT} WHERE network_id = $1 ORDER BY created_at, id"))
-        .bind(network_id.to_string())
-        .fetch_all(&mut *c)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "{SELECT} WHERE network_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(network_id.to_string())
+    .fetch_all(&mut *c)
+    .await?;
     rows.iter().map(decode).collect()
 }
 
@@ -164,10 +170,16 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
         .bind(id.to_string())
         .fetch_all(tx.conn())
         .await?;
-    sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1")
+        .bind(id.to_string())
+        .execute(tx.conn())
+        .await?;
     for h in &holders {
         crate::ports::refresh_port_body(tx, &text(h, "port_id")?).await?;
     }
-    sqlx::query("DELETE FROM subnets WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    sqlx::query("DELETE FROM subnets WHERE id = $1")
+        .bind(id.to_string())
+        .execute(tx.conn())
+        .await?;
     tx.record_change("subnet", id, "delete").await
 }

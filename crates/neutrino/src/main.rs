@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "neutrino", version, about = "Tenant networking for clouds, Neutron-compatible")]
+#[command(
+    name = "neutrino",
+    version,
+    about = "Tenant networking for clouds, Neutron-compatible"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -50,13 +54,19 @@ enum Cmd {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -65,9 +75,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Cmd::Server { config_file } => run_server(Options::load(&config_file)?, false, true).await,
+            Cmd::Server { config_file } => run_server(Options::load(&config_file)?, false).await,
             Cmd::Agent { config_file } => run_agent(Options::load(&config_file)?).await,
-            Cmd::AllInOne { config_file, no_agent } => run_server(Options::load(&config_file)?, !no_agent, false).await,
+            Cmd::AllInOne {
+                config_file,
+                no_agent,
+            } => run_server(Options::load(&config_file)?, !no_agent).await,
             Cmd::Demo { prefix } => demo::run(&prefix).await,
             Cmd::Bench(args) => bench::run(args).await,
         }
@@ -92,21 +105,29 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run_server(opts: Options, with_agent: bool, explicit: bool) -> Result<(), String> {
+async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
     let config = opts.server()?;
     if config.connection.starts_with("sqlite:///") {
         let path = PathBuf::from(config.connection.trim_start_matches("sqlite:///"));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
     }
-    let pool_size = opts.get("database", "max_pool_size").and_then(|v| v.parse().ok()).unwrap_or(16);
-    let store = neutrino_store::Store::connect(&config.connection, pool_size).await.map_err(|e| e.to_string())?;
+    let pool_size = opts
+        .get("database", "max_pool_size")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let store = neutrino_store::Store::connect(&config.connection, pool_size)
+        .await
+        .map_err(|e| e.to_string())?;
     let listener = match inherited_listener()? {
         Some(l) => l,
         None => {
             let addr = format!("{}:{}", config.bind_host, config.bind_port);
-            tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?
+            tokio::net::TcpListener::bind(&addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?
         }
     };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -130,7 +151,6 @@ async fn run_server(opts: Options, with_agent: bool, explicit: bool) -> Result<(
             }
         });
     }
-    let _ = explicit;
     tokio::select! {
         r = server => r.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
         _ = shutdown_signal() => Ok(()),
@@ -151,7 +171,10 @@ async fn run_agent(opts: Options) -> Result<(), String> {
 /// `LISTEN_FDS`, first descriptor 3). The lab uses it to serve inside a namespace while the
 /// process itself stays in the host's namespace (and reaches its database there).
 fn inherited_listener() -> Result<Option<tokio::net::TcpListener>, String> {
-    let count: u32 = match std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()) {
+    let count: u32 = match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         Some(n) if n >= 1 => n,
         _ => return Ok(None),
     };
@@ -160,13 +183,16 @@ fn inherited_listener() -> Result<Option<tokio::net::TcpListener>, String> {
             return Ok(None);
         }
     }
-    let _ = count;
     use std::os::fd::FromRawFd;
     // SAFETY: by the socket-activation protocol, descriptor 3 is a listening socket handed to
     // this process, and nothing else in the process owns it.
     let std_listener = unsafe { std::net::TcpListener::from_raw_fd(3) };
-    std_listener.set_nonblocking(true).map_err(|e| format!("inherited socket: {e}"))?;
-    tokio::net::TcpListener::from_std(std_listener).map(Some).map_err(|e| format!("inherited socket: {e}"))
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("inherited socket: {e}"))?;
+    tokio::net::TcpListener::from_std(std_listener)
+        .map(Some)
+        .map_err(|e| format!("inherited socket: {e}"))
 }
 
 /// A connection string without its password, for logs.
@@ -175,7 +201,9 @@ fn redact(connection: &str) -> String {
         (Some(s), Some(at)) if at > s => {
             let creds = &connection[s + 3..at];
             match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &connection[..s + 3], &connection[at..]),
+                Some((user, _)) => {
+                    format!("{}{user}:***{}", &connection[..s + 3], &connection[at..])
+                }
                 None => connection.to_string(),
             }
         }

@@ -6,7 +6,7 @@
 //! - `cli`: the real `openstack` CLI (needs `NEUTRINO_OPENSTACK_CLI`).
 
 mod api;
+mod cli;
 mod common;
 mod conformance;
 mod e2e;
-mod cli;
