@@ -28,10 +28,7 @@ impl ServerClient {
             .tcp_keepalive(Duration::from_secs(15))
             .build()
             .unwrap_or_default();
-        ServerClient {
-            base: server_url.trim_end_matches('/').to_string(),
-            http,
-        }
+        ServerClient { base: server_url.trim_end_matches('/').to_string(), http }
     }
 
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -39,49 +36,26 @@ impl ServerClient {
             Ok(resp)
         } else {
             let status = resp.status().as_u16();
-            Err(ClientError::Status {
-                status,
-                body: resp.text().await.unwrap_or_default(),
-            })
+            Err(ClientError::Status { status, body: resp.text().await.unwrap_or_default() })
         }
     }
 
     /// Register (or heartbeat). `starting` marks a fresh start of the agent.
-    pub async fn register(
-        &self,
-        reg: &AgentRegistration,
-        starting: bool,
-    ) -> Result<(), ClientError> {
+    pub async fn register(&self, reg: &AgentRegistration, starting: bool) -> Result<(), ClientError> {
         let url = format!("{}/v2.0/neutrino/agents?starting={starting}", self.base);
-        let resp = self
-            .http
-            .post(url)
-            .json(reg)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?;
+        let resp = self.http.post(url).json(reg).timeout(Duration::from_secs(10)).send().await?;
         Self::check(resp).await.map(|_| ())
     }
 
     pub async fn report(&self, report: &PortStatusReport) -> Result<(), ClientError> {
         let url = format!("{}/v2.0/neutrino/ports/status", self.base);
-        let resp = self
-            .http
-            .put(url)
-            .json(report)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?;
+        let resp = self.http.put(url).json(report).timeout(Duration::from_secs(10)).send().await?;
         Self::check(resp).await.map(|_| ())
     }
 
     /// Follow the host's stream, sending each message to `out`, until the connection ends.
     /// A silent connection (no heartbeat for 35 s) is treated as dead.
-    pub async fn follow(
-        &self,
-        host: &str,
-        out: &mpsc::Sender<StreamMessage>,
-    ) -> Result<(), ClientError> {
+    pub async fn follow(&self, host: &str, out: &mpsc::Sender<StreamMessage>) -> Result<(), ClientError> {
         let url = format!("{}/v2.0/neutrino/hosts/{host}/stream", self.base);
         let resp = Self::check(self.http.get(url).send().await?).await?;
         let mut body = resp.bytes_stream();

@@ -10,9 +10,7 @@ pub mod client;
 pub mod reconcile;
 
 use client::ServerClient;
-use neutrino_api::agent::{
-    AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE,
-};
+use neutrino_api::agent::{AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE};
 use neutrino_dataplane::{DataPlane, LinkEvent};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -33,11 +31,7 @@ pub struct AgentConfig {
 }
 
 /// Run the agent until `shutdown` resolves.
-pub async fn run<D: DataPlane>(
-    config: AgentConfig,
-    dataplane: D,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl std::future::Future<Output = ()>) {
     let client = ServerClient::new(&config.server_url);
     let registration = AgentRegistration {
         host: config.host.clone(),
@@ -50,11 +44,7 @@ pub async fn run<D: DataPlane>(
 
     register_until_accepted(&client, &registration).await;
     let tasks = [
-        tokio::spawn(heartbeat(
-            client.clone(),
-            registration.clone(),
-            config.report_interval,
-        )),
+        tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
         tokio::spawn(follow_stream(client.clone(), config.host.clone(), state_tx)),
         tokio::spawn(watch_links(dataplane.clone(), wake.clone())),
         tokio::spawn(reconcile_loop(dataplane, client, config, state_rx, wake)),
@@ -93,11 +83,7 @@ async fn heartbeat(client: ServerClient, reg: AgentRegistration, interval: u64) 
 }
 
 /// Keep `state` equal to the server's view of this host, reconnecting forever.
-async fn follow_stream(
-    client: ServerClient,
-    host: String,
-    state: watch::Sender<Option<HostState>>,
-) {
+async fn follow_stream(client: ServerClient, host: String, state: watch::Sender<Option<HostState>>) {
     loop {
         let (tx, mut rx) = mpsc::channel(64);
         let follower = {
@@ -107,18 +93,11 @@ async fn follow_stream(
         };
         while let Some(msg) = rx.recv().await {
             match msg {
-                StreamMessage::Snapshot {
-                    revision,
-                    state: snapshot,
-                } => {
+                StreamMessage::Snapshot { revision, state: snapshot } => {
                     tracing::debug!(revision, "snapshot");
                     state.send_replace(Some(snapshot));
                 }
-                StreamMessage::Update {
-                    revision,
-                    upserted,
-                    removed,
-                } => {
+                StreamMessage::Update { revision, upserted, removed } => {
                     tracing::debug!(revision, "update");
                     state.send_modify(|s| {
                         if let Some(s) = s {
@@ -149,9 +128,7 @@ async fn watch_links<D: DataPlane>(dp: Arc<D>, wake: Arc<Notify>) {
                     let relevant = match &e {
                         LinkEvent::Added(name) => name.starts_with("tap"),
                         LinkEvent::Removed(name) => {
-                            name.starts_with("tap")
-                                || name.starts_with("brq")
-                                || name.starts_with("vxlan-")
+                            name.starts_with("tap") || name.starts_with("brq") || name.starts_with("vxlan-")
                         }
                     };
                     if relevant {
@@ -177,6 +154,7 @@ async fn reconcile_loop<D: DataPlane>(
     let mut reported: BTreeMap<String, String> = BTreeMap::new();
     let resync = Duration::from_secs(config.resync_interval.max(1));
     loop {
+        let mut next_pass = resync;
         let current = state.borrow_and_update().clone();
         if let Some(current) = current {
             match reconcile::reconcile(dp.as_ref(), &current, config.local_ip).await {
@@ -184,14 +162,11 @@ async fn reconcile_loop<D: DataPlane>(
                     if outcome.changes > 0 {
                         tracing::info!(changes = outcome.changes, "kernel reconciled");
                     }
-                    report_status(
-                        &client,
-                        &config.host,
-                        &current,
-                        &outcome.port_status,
-                        &mut reported,
-                    )
-                    .await;
+                    let delivered =
+                        report_status(&client, &config.host, &current, &outcome.port_status, &mut reported).await;
+                    if !delivered {
+                        next_pass = Duration::from_secs(1);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reconcile failed; retrying");
@@ -203,24 +178,22 @@ async fn reconcile_loop<D: DataPlane>(
         tokio::select! {
             _ = state.changed() => {}
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(resync) => {}
+            _ = tokio::time::sleep(next_pass) => {}
         }
     }
 }
 
-/// Tell the server about ports whose status differs from what it shows.
+/// Tell the server about ports whose status differs from what it shows. `false` when the
+/// report could not be delivered (the caller retries soon).
 async fn report_status(
     client: &ServerClient,
     host: &str,
     state: &HostState,
     observed: &BTreeMap<String, String>,
     reported: &mut BTreeMap<String, String>,
-) {
+) -> bool {
     reported.retain(|id, _| state.local_ports.contains_key(id));
-    let mut report = PortStatusReport {
-        host: host.to_string(),
-        ports: BTreeMap::new(),
-    };
+    let mut report = PortStatusReport { host: host.to_string(), ports: BTreeMap::new() };
     for (id, status) in observed {
         let server_view = state.local_ports.get(id).map(|p| p.status.as_str());
         if server_view != Some(status.as_str()) && reported.get(id) != Some(status) {
@@ -230,10 +203,16 @@ async fn report_status(
     // Forget what the server now agrees with, so a later flap is reported again.
     reported.retain(|id, s| state.local_ports.get(id).map(|p| &p.status) != Some(s));
     if report.ports.is_empty() {
-        return;
+        return true;
     }
     match client.report(&report).await {
-        Ok(()) => reported.extend(report.ports),
-        Err(e) => tracing::warn!(error = %e, "status report failed; will retry"),
+        Ok(()) => {
+            reported.extend(report.ports);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "status report failed; will retry");
+            false
+        }
     }
 }

@@ -3,9 +3,7 @@
 //! at any point without disturbing what is already right.
 
 use neutrino_api::agent::HostState;
-use neutrino_dataplane::{
-    DataPlane, FdbEntry, Link, LinkKind, MacAddr, NeighEntry, Observed, VxlanSpec,
-};
+use neutrino_dataplane::{DataPlane, FdbEntry, Link, LinkKind, MacAddr, NeighEntry, Observed, VxlanSpec};
 use neutrino_domain::host_intent::{compile_l2, NetworkIntent};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -44,11 +42,8 @@ pub async fn reconcile<D: DataPlane>(
     }
 
     // Tear down what no local port needs any more.
-    let wanted_vxlans: BTreeSet<&str> = intent
-        .networks
-        .values()
-        .filter_map(|n| n.vxlan.as_ref().map(|v| v.0.as_str()))
-        .collect();
+    let wanted_vxlans: BTreeSet<&str> =
+        intent.networks.values().filter_map(|n| n.vxlan.as_ref().map(|v| v.0.as_str())).collect();
     for link in &observed.links {
         let stale_bridge = is_managed_bridge(link) && !intent.networks.contains_key(&link.name);
         let stale_vxlan = is_managed_vxlan(link) && !wanted_vxlans.contains(link.name.as_str());
@@ -61,9 +56,7 @@ pub async fn reconcile<D: DataPlane>(
 
     // Ports not wired above (no tap yet, admin down, network not wirable) are DOWN.
     for port_id in state.local_ports.keys() {
-        out.port_status
-            .entry(port_id.clone())
-            .or_insert_with(|| "DOWN".to_string());
+        out.port_status.entry(port_id.clone()).or_insert_with(|| "DOWN".to_string());
     }
     Ok(out)
 }
@@ -75,35 +68,22 @@ async fn reconcile_network<D: DataPlane>(
     local_ip: Ipv4Addr,
     out: &mut Outcome,
 ) -> neutrino_dataplane::Result<()> {
-    let bridge_ok = observed
-        .link(&net.bridge)
-        .is_some_and(|l| l.kind == LinkKind::Bridge && l.up && l.mtu == net.mtu);
+    let bridge_ok = observed.link(&net.bridge).is_some_and(|l| l.kind == LinkKind::Bridge && l.up && l.mtu == net.mtu);
     if !bridge_ok {
         dp.ensure_bridge(&net.bridge, Some(net.mtu)).await?;
         out.changes += 1;
     }
 
     if let Some((name, vni)) = &net.vxlan {
-        let want_kind = LinkKind::Vxlan {
-            vni: *vni,
-            local: Some(local_ip),
-        };
+        let want_kind = LinkKind::Vxlan { vni: *vni, local: Some(local_ip) };
         match observed.link(name) {
-            Some(l)
-                if l.kind == want_kind
-                    && l.up
-                    && l.master.as_deref() == Some(net.bridge.as_str()) => {}
+            Some(l) if l.kind == want_kind && l.up && l.master.as_deref() == Some(net.bridge.as_str()) => {}
             Some(l) if l.kind == want_kind => {
                 dp.attach(name, &net.bridge).await?;
                 out.changes += 1;
             }
             _ => {
-                let spec = VxlanSpec {
-                    name: name.clone(),
-                    vni: *vni,
-                    local: local_ip,
-                    port: VXLAN_PORT,
-                };
+                let spec = VxlanSpec { name: name.clone(), vni: *vni, local: local_ip, port: VXLAN_PORT };
                 dp.ensure_vxlan(&spec).await?;
                 dp.attach(name, &net.bridge).await?;
                 out.changes += 2;
@@ -139,20 +119,9 @@ async fn reconcile_l2pop<D: DataPlane>(
     let want_fdb: BTreeSet<FdbEntry> = net
         .fdb
         .iter()
-        .filter_map(|(mac, dst)| {
-            Some(FdbEntry {
-                device: device.to_string(),
-                mac: mac.parse().ok()?,
-                dst: *dst,
-            })
-        })
+        .filter_map(|(mac, dst)| Some(FdbEntry { device: device.to_string(), mac: mac.parse().ok()?, dst: *dst }))
         .collect();
-    let have_fdb: BTreeSet<FdbEntry> = observed
-        .fdb
-        .iter()
-        .filter(|e| e.device == device)
-        .cloned()
-        .collect();
+    let have_fdb: BTreeSet<FdbEntry> = observed.fdb.iter().filter(|e| e.device == device).cloned().collect();
     for e in want_fdb.difference(&have_fdb) {
         dp.add_fdb(e).await?;
         out.changes += 1;
@@ -167,19 +136,10 @@ async fn reconcile_l2pop<D: DataPlane>(
         .iter()
         .filter_map(|(ip, mac)| {
             let mac: MacAddr = mac.parse().ok()?;
-            Some(NeighEntry {
-                device: device.to_string(),
-                ip: *ip,
-                mac,
-            })
+            Some(NeighEntry { device: device.to_string(), ip: *ip, mac })
         })
         .collect();
-    let have_neigh: BTreeSet<NeighEntry> = observed
-        .neighbours
-        .iter()
-        .filter(|e| e.device == device)
-        .cloned()
-        .collect();
+    let have_neigh: BTreeSet<NeighEntry> = observed.neighbours.iter().filter(|e| e.device == device).cloned().collect();
     for e in want_neigh.difference(&have_neigh) {
         dp.add_neighbour(e).await?;
         out.changes += 1;
@@ -210,14 +170,8 @@ mod tests {
 
     fn state() -> HostState {
         let mut s = HostState::default();
-        s.networks.insert(
-            NET.into(),
-            HostNetwork {
-                network_type: "vxlan".into(),
-                segmentation_id: Some(42),
-                mtu: 1450,
-            },
-        );
+        s.networks
+            .insert(NET.into(), HostNetwork { network_type: "vxlan".into(), segmentation_id: Some(42), mtu: 1450 });
         s.local_ports.insert(
             PORT.into(),
             LocalPort {
@@ -254,11 +208,7 @@ mod tests {
         let before = dp.mutations();
         let again = reconcile(&dp, &state(), local_ip()).await.unwrap();
         assert_eq!(again.changes, 0);
-        assert_eq!(
-            dp.mutations(),
-            before,
-            "a converged reconcile touches nothing"
-        );
+        assert_eq!(dp.mutations(), before, "a converged reconcile touches nothing");
     }
 
     #[tokio::test]
@@ -268,14 +218,7 @@ mod tests {
         dp.add_external_link("tap3aab26d9-f8", LinkKind::Veth);
         let out = reconcile(&dp, &state(), local_ip()).await.unwrap();
         assert_eq!(out.port_status[PORT], "ACTIVE");
-        assert_eq!(
-            dp.snapshot()
-                .link("tap3aab26d9-f8")
-                .unwrap()
-                .master
-                .as_deref(),
-            Some("brq0817d5d7-a3")
-        );
+        assert_eq!(dp.snapshot().link("tap3aab26d9-f8").unwrap().master.as_deref(), Some("brq0817d5d7-a3"));
     }
 
     #[tokio::test]

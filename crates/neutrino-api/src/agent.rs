@@ -64,18 +64,9 @@ pub struct Removed {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StreamMessage {
-    Snapshot {
-        revision: u64,
-        state: HostState,
-    },
-    Update {
-        revision: u64,
-        upserted: HostState,
-        removed: Removed,
-    },
-    Heartbeat {
-        revision: u64,
-    },
+    Snapshot { revision: u64, state: HostState },
+    Update { revision: u64, upserted: HostState, removed: Removed },
+    Heartbeat { revision: u64 },
 }
 
 impl HostState {
@@ -83,24 +74,9 @@ impl HostState {
     pub fn diff(&self, next: &HostState) -> Option<(HostState, Removed)> {
         let mut up = HostState::default();
         let mut rm = Removed::default();
-        diff_map(
-            &self.networks,
-            &next.networks,
-            &mut up.networks,
-            &mut rm.networks,
-        );
-        diff_map(
-            &self.local_ports,
-            &next.local_ports,
-            &mut up.local_ports,
-            &mut rm.local_ports,
-        );
-        diff_map(
-            &self.remote_ports,
-            &next.remote_ports,
-            &mut up.remote_ports,
-            &mut rm.remote_ports,
-        );
+        diff_map(&self.networks, &next.networks, &mut up.networks, &mut rm.networks);
+        diff_map(&self.local_ports, &next.local_ports, &mut up.local_ports, &mut rm.local_ports);
+        diff_map(&self.remote_ports, &next.remote_ports, &mut up.remote_ports, &mut rm.remote_ports);
         let empty = up == HostState::default() && rm == Removed::default();
         (!empty).then_some((up, rm))
     }

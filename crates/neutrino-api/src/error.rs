@@ -36,29 +36,17 @@ impl std::error::Error for ApiError {}
 
 impl ApiError {
     pub fn new(status: u16, kind: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            kind: kind.into(),
-            message: message.into(),
-        }
+        ApiError { status, kind: kind.into(), message: message.into() }
     }
 
     /// 400 `InvalidInput` with Neutron's "Invalid input for operation: " prefix.
     pub fn invalid_input(reason: impl std::fmt::Display) -> Self {
-        Self::new(
-            400,
-            "InvalidInput",
-            format!("Invalid input for operation: {reason}."),
-        )
+        Self::new(400, "InvalidInput", format!("Invalid input for operation: {reason}."))
     }
 
     /// 400 `InvalidInput` for one attribute: "Invalid input for X. Reason: Y."
     pub fn invalid_attribute(attr: &str, reason: impl std::fmt::Display) -> Self {
-        Self::new(
-            400,
-            "InvalidInput",
-            format!("Invalid input for {attr}. Reason: {reason}."),
-        )
+        Self::new(400, "InvalidInput", format!("Invalid input for {attr}. Reason: {reason}."))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -72,11 +60,7 @@ impl ApiError {
     /// 404 `<Resource>NotFound`, e.g. "Network X could not be found."
     pub fn not_found(resource: &str, id: &str) -> Self {
         let kind = format!("{}NotFound", camel(resource));
-        Self::new(
-            404,
-            kind,
-            format!("{} {id} could not be found.", camel(resource)),
-        )
+        Self::new(404, kind, format!("{} {id} could not be found.", camel(resource)))
     }
 
     pub fn no_route() -> Self {
@@ -93,11 +77,7 @@ impl ApiError {
 
     pub fn body(&self) -> NeutronErrorBody {
         NeutronErrorBody {
-            error: NeutronErrorInner {
-                kind: self.kind.clone(),
-                message: self.message.clone(),
-                detail: String::new(),
-            },
+            error: NeutronErrorInner { kind: self.kind.clone(), message: self.message.clone(), detail: String::new() },
         }
     }
 }

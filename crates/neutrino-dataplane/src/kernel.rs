@@ -23,8 +23,7 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVxlan, MulticastGroup};
 use tokio::sync::mpsc;
 
 use crate::{
-    DataPlane, DataPlaneError, FdbEntry, Link, LinkEvent, LinkKind, MacAddr, NeighEntry, Observed,
-    Result, VxlanSpec,
+    DataPlane, DataPlaneError, FdbEntry, Link, LinkEvent, LinkKind, MacAddr, NeighEntry, Observed, Result, VxlanSpec,
 };
 
 /// Capacity of each [`DataPlane::link_events`] channel. A consumer that falls this far behind
@@ -59,10 +58,7 @@ impl KernelDataPlane {
     pub async fn new() -> Result<Self> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
-        Ok(Self {
-            handle,
-            dump_lock: tokio::sync::Mutex::new(()),
-        })
+        Ok(Self { handle, dump_lock: tokio::sync::Mutex::new(()) })
     }
 
     /// The link called `name`, or `None` if there is none.
@@ -78,20 +74,12 @@ impl KernelDataPlane {
 
     /// Like [`Self::get_link`], but a missing link is an error.
     async fn require_link(&self, name: &str) -> Result<KernelLink> {
-        self.get_link(name)
-            .await?
-            .ok_or_else(|| DataPlaneError::NoSuchLink(name.to_string()))
+        self.get_link(name).await?.ok_or_else(|| DataPlaneError::NoSuchLink(name.to_string()))
     }
 
     async fn dump_links(&self) -> Result<Vec<KernelLink>> {
-        let msgs: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| nl_error("dump links", "", e))?;
+        let msgs: Vec<LinkMessage> =
+            self.handle.link().get().execute().try_collect().await.map_err(|e| nl_error("dump links", "", e))?;
         Ok(msgs.iter().filter_map(parse_link).collect())
     }
 
@@ -108,17 +96,11 @@ impl KernelDataPlane {
 
     /// Sends RTM_SETLINK for `name` with the changes in `msg`.
     async fn set_link(&self, op: &str, name: &str, msg: LinkMessage) -> Result<()> {
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(|e| nl_error(op, name, e))
+        self.handle.link().set(msg).execute().await.map_err(|e| nl_error(op, name, e))
     }
 
     async fn set_up(&self, name: &str) -> Result<()> {
-        self.set_link("set up", name, LinkUnspec::new_with_name(name).up().build())
-            .await
+        self.set_link("set up", name, LinkUnspec::new_with_name(name).up().build()).await
     }
 
     /// Sends RTM_NEWLINK (create, exclusive). A link that appeared in the meantime counts as
@@ -138,11 +120,7 @@ impl KernelDataPlane {
     /// bridge's change_mtu marks it as set by the user. An MTU given at creation is silently
     /// replaced by the smallest port MTU as soon as a port is attached.
     async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<()> {
-        let msg = LinkBridge::new(name)
-            .down()
-            .stp_state(BridgeStpState::Disabled)
-            .forward_delay(0)
-            .build();
+        let msg = LinkBridge::new(name).down().stp_state(BridgeStpState::Disabled).forward_delay(0).build();
         self.create_link("create bridge", name, msg).await?;
         set_ipv6_conf(name, "disable_ipv6", "1")?;
         let mut up = LinkUnspec::new_with_name(name).up();
@@ -178,8 +156,7 @@ impl KernelDataPlane {
                 "no device has the local address; the vxlan MTU will not follow the underlay"
             ),
         }
-        self.create_link("create vxlan", &spec.name, builder.build())
-            .await?;
+        self.create_link("create vxlan", &spec.name, builder.build()).await?;
         set_ipv6_conf(&spec.name, "addr_gen_mode", "1")?;
         self.set_up(&spec.name).await
     }
@@ -216,11 +193,7 @@ impl KernelDataPlane {
 
     /// Builds the RTM_DELNEIGH for `device`, or `None` when the device is gone (and with it
     /// every entry on it).
-    async fn neighbour_message(
-        &self,
-        device: &str,
-        family: AddressFamily,
-    ) -> Result<Option<NeighbourMessage>> {
+    async fn neighbour_message(&self, device: &str, family: AddressFamily) -> Result<Option<NeighbourMessage>> {
         let Some(link) = self.get_link(device).await? else {
             return Ok(None);
         };
@@ -247,10 +220,7 @@ impl DataPlane for KernelDataPlane {
             .collect();
         Ok(Observed {
             fdb: fdb.iter().filter_map(|m| parse_fdb(m, &vxlans)).collect(),
-            neighbours: neigh
-                .iter()
-                .filter_map(|m| parse_neighbour(m, &vxlans))
-                .collect(),
+            neighbours: neigh.iter().filter_map(|m| parse_neighbour(m, &vxlans)).collect(),
             links: raw.iter().map(|l| resolve_master(l, &names)).collect(),
         })
     }
@@ -308,8 +278,7 @@ impl DataPlane for KernelDataPlane {
         if !enslaved {
             msg = msg.controller(master.index);
         }
-        self.set_link(&format!("attach to {bridge}"), link, msg.build())
-            .await
+        self.set_link(&format!("attach to {bridge}"), link, msg.build()).await
     }
 
     async fn delete_link(&self, name: &str) -> Result<()> {
@@ -332,20 +301,11 @@ impl DataPlane for KernelDataPlane {
             .replace()
             .execute()
             .await
-            .map_err(|e| {
-                nl_error(
-                    &format!("add fdb {} dst {}", entry.mac, entry.dst),
-                    &entry.device,
-                    e,
-                )
-            })
+            .map_err(|e| nl_error(&format!("add fdb {} dst {}", entry.mac, entry.dst), &entry.device, e))
     }
 
     async fn del_fdb(&self, entry: &FdbEntry) -> Result<()> {
-        let Some(mut msg) = self
-            .neighbour_message(&entry.device, AddressFamily::Bridge)
-            .await?
-        else {
+        let Some(mut msg) = self.neighbour_message(&entry.device, AddressFamily::Bridge).await? else {
             return Ok(());
         };
         msg.header.flags = NeighbourFlags::Own;
@@ -389,8 +349,7 @@ impl DataPlane for KernelDataPlane {
     /// RTNLGRP_LINK multicast group. Unlike the request socket it receives unsolicited
     /// messages, so it must not be shared with requests.
     async fn link_events(&self) -> Result<mpsc::Receiver<LinkEvent>> {
-        let (connection, _, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
+        let (connection, _, messages) = rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(forward_link_events(connection, messages, tx));
         Ok(rx)
@@ -401,17 +360,9 @@ impl DataPlane for KernelDataPlane {
 /// dropped or the socket fails. After an overrun (ENOBUFS: the kernel dropped notifications
 /// because we read too slowly) it stops too: closing the channel is how the receiver learns
 /// that it missed events and must resubscribe and resync.
-async fn forward_link_events<S>(
-    connection: impl Future<Output = ()>,
-    mut messages: S,
-    tx: mpsc::Sender<LinkEvent>,
-) where
-    S: Stream<
-            Item = (
-                NetlinkMessage<RouteNetlinkMessage>,
-                rtnetlink::sys::SocketAddr,
-            ),
-        > + Unpin,
+async fn forward_link_events<S>(connection: impl Future<Output = ()>, mut messages: S, tx: mpsc::Sender<LinkEvent>)
+where
+    S: Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, rtnetlink::sys::SocketAddr)> + Unpin,
 {
     tokio::pin!(connection);
     loop {
@@ -443,9 +394,7 @@ async fn forward_link_events<S>(
 /// RTM_DELLINK means "no longer a bridge port", not "gone", so it is reported as a change.
 fn link_event(msg: NetlinkMessage<RouteNetlinkMessage>) -> Option<LinkEvent> {
     match msg.payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-            link_name(&link).map(LinkEvent::Added)
-        }
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => link_name(&link).map(LinkEvent::Added),
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
             let name = link_name(&link)?;
             if link.header.interface_family == AddressFamily::Bridge {
@@ -494,10 +443,7 @@ fn parse_link_info(infos: &[LinkInfo], link: &mut KernelLink) {
             LinkInfo::Kind(InfoKind::Veth) => link.kind = LinkKind::Veth,
             // The VNI and address come from IFLA_INFO_DATA, whichever order the two arrive in.
             LinkInfo::Kind(InfoKind::Vxlan) if !matches!(link.kind, LinkKind::Vxlan { .. }) => {
-                link.kind = LinkKind::Vxlan {
-                    vni: 0,
-                    local: None,
-                };
+                link.kind = LinkKind::Vxlan { vni: 0, local: None };
             }
             LinkInfo::Data(InfoData::Vxlan(data)) => parse_vxlan_data(data, link),
             _ => {}
@@ -523,10 +469,7 @@ fn resolve_master(link: &KernelLink, names: &HashMap<u32, &str>) -> Link {
         name: link.name.clone(),
         index: link.index,
         kind: link.kind.clone(),
-        master: link
-            .master
-            .and_then(|i| names.get(&i))
-            .map(|n| n.to_string()),
+        master: link.master.and_then(|i| names.get(&i)).map(|n| n.to_string()),
         up: link.up,
         mtu: link.mtu,
     }
@@ -534,12 +477,7 @@ fn resolve_master(link: &KernelLink, names: &HashMap<u32, &str>) -> Link {
 
 /// Whether an existing device already is the VXLAN device `spec` asks for.
 fn vxlan_matches(link: &KernelLink, spec: &VxlanSpec) -> bool {
-    link.kind
-        == LinkKind::Vxlan {
-            vni: spec.vni,
-            local: Some(spec.local),
-        }
-        && link.vxlan_port == Some(spec.port)
+    link.kind == LinkKind::Vxlan { vni: spec.vni, local: Some(spec.local) } && link.vxlan_port == Some(spec.port)
 }
 
 fn nud_state(msg: &NeighbourMessage) -> u16 {
@@ -558,11 +496,7 @@ fn parse_fdb(msg: &NeighbourMessage, vxlans: &HashMap<u32, &str>) -> Option<FdbE
         NeighbourAttribute::Destination(addr) => address_ip(addr),
         _ => None,
     })?;
-    Some(FdbEntry {
-        device: device.to_string(),
-        mac,
-        dst,
-    })
+    Some(FdbEntry { device: device.to_string(), mac, dst })
 }
 
 /// A permanent ARP/ND entry on one of `vxlans`.
@@ -575,18 +509,12 @@ fn parse_neighbour(msg: &NeighbourMessage, vxlans: &HashMap<u32, &str>) -> Optio
         NeighbourAttribute::Destination(addr) => address_ip(addr),
         _ => None,
     })?;
-    Some(NeighEntry {
-        device: device.to_string(),
-        ip,
-        mac: neighbour_mac(msg)?,
-    })
+    Some(NeighEntry { device: device.to_string(), ip, mac: neighbour_mac(msg)? })
 }
 
 fn neighbour_mac(msg: &NeighbourMessage) -> Option<MacAddr> {
     msg.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::LinkLayerAddress(bytes) => {
-            bytes.as_slice().try_into().ok().map(MacAddr)
-        }
+        NeighbourAttribute::LinkLayerAddress(bytes) => bytes.as_slice().try_into().ok().map(MacAddr),
         _ => None,
     })
 }
@@ -598,12 +526,8 @@ fn address_ip(addr: &NeighbourAddress) -> Option<IpAddr> {
         NeighbourAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
         NeighbourAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
         NeighbourAddress::Other(bytes) => match bytes.len() {
-            4 => <[u8; 4]>::try_from(bytes.as_slice())
-                .ok()
-                .map(|b| Ipv4Addr::from(b).into()),
-            16 => <[u8; 16]>::try_from(bytes.as_slice())
-                .ok()
-                .map(|b| Ipv6Addr::from(b).into()),
+            4 => <[u8; 4]>::try_from(bytes.as_slice()).ok().map(|b| Ipv4Addr::from(b).into()),
+            16 => <[u8; 16]>::try_from(bytes.as_slice()).ok().map(|b| Ipv6Addr::from(b).into()),
             _ => None,
         },
         _ => None,
@@ -644,11 +568,7 @@ fn nl_error(op: &str, device: &str, err: rtnetlink::Error) -> DataPlaneError {
         Some(code) => io::Error::from_raw_os_error(code).to_string(),
         None => err.to_string(),
     };
-    let message = if device.is_empty() {
-        format!("{op}: {detail}")
-    } else {
-        format!("{op} {device}: {detail}")
-    };
+    let message = if device.is_empty() { format!("{op}: {detail}") } else { format!("{op} {device}: {detail}") };
     if errno(&err) == Some(libc::EOPNOTSUPP) {
         DataPlaneError::Unsupported(message)
     } else {
@@ -684,30 +604,18 @@ mod tests {
         let thread = std::thread::spawn(move || {
             // SAFETY: unshare(CLONE_NEWNET) only changes the calling thread's namespace.
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                eprintln!(
-                    "skipping: unshare(CLONE_NEWNET): {}",
-                    io::Error::last_os_error()
-                );
+                eprintln!("skipping: unshare(CLONE_NEWNET): {}", io::Error::last_os_error());
                 return false;
             }
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             runtime.expect("tokio runtime").block_on(scenario());
             true
         });
-        thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     fn spec(vni: u32) -> VxlanSpec {
-        VxlanSpec {
-            name: VXLAN.into(),
-            vni,
-            local: Ipv4Addr::LOCALHOST,
-            port: 4789,
-        }
+        VxlanSpec { name: VXLAN.into(), vni, local: Ipv4Addr::LOCALHOST, port: 4789 }
     }
 
     fn mac(last: u8) -> MacAddr {
@@ -715,25 +623,13 @@ mod tests {
     }
 
     fn fdb_entry() -> FdbEntry {
-        FdbEntry {
-            device: VXLAN.into(),
-            mac: mac(1),
-            dst: Ipv4Addr::new(192, 0, 2, 10).into(),
-        }
+        FdbEntry { device: VXLAN.into(), mac: mac(1), dst: Ipv4Addr::new(192, 0, 2, 10).into() }
     }
 
     fn neighbours() -> [NeighEntry; 2] {
         [
-            NeighEntry {
-                device: VXLAN.into(),
-                ip: Ipv4Addr::new(10, 0, 0, 5).into(),
-                mac: mac(1),
-            },
-            NeighEntry {
-                device: VXLAN.into(),
-                ip: "fd00::5".parse().unwrap(),
-                mac: mac(1),
-            },
+            NeighEntry { device: VXLAN.into(), ip: Ipv4Addr::new(10, 0, 0, 5).into(), mac: mac(1) },
+            NeighEntry { device: VXLAN.into(), ip: "fd00::5".parse().unwrap(), mac: mac(1) },
         ]
     }
 
@@ -748,10 +644,7 @@ mod tests {
     }
 
     fn sysctl(path: &str) -> String {
-        std::fs::read_to_string(format!("/proc/sys/net/{path}"))
-            .unwrap()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(format!("/proc/sys/net/{path}")).unwrap().trim().to_string()
     }
 
     /// Builds a bridge with a VXLAN port and entries, and checks it is all observed.
@@ -770,19 +663,10 @@ mod tests {
         assert_eq!(obs, again.unwrap());
 
         let bridge = obs.link(BRIDGE).expect("bridge observed");
-        assert_eq!(
-            (&bridge.kind, bridge.up, bridge.mtu),
-            (&LinkKind::Bridge, true, 1400)
-        );
+        assert_eq!((&bridge.kind, bridge.up, bridge.mtu), (&LinkKind::Bridge, true, 1400));
         let vx = obs.link(VXLAN).expect("vxlan observed");
-        let kind = LinkKind::Vxlan {
-            vni: 4242,
-            local: Some(Ipv4Addr::LOCALHOST),
-        };
-        assert_eq!(
-            (&vx.kind, vx.master.as_deref(), vx.up),
-            (&kind, Some(BRIDGE), true)
-        );
+        let kind = LinkKind::Vxlan { vni: 4242, local: Some(Ipv4Addr::LOCALHOST) };
+        assert_eq!((&vx.kind, vx.master.as_deref(), vx.up), (&kind, Some(BRIDGE), true));
         // 127.0.0.1 lives on lo, which therefore is the underlay that sets the MTU.
         assert_eq!(vx.mtu, obs.link("lo").unwrap().mtu - 50);
         assert_eq!(obs.fdb, vec![fdb_entry()]);
@@ -802,31 +686,15 @@ mod tests {
         dp.ensure_vxlan(&spec(4242)).await.unwrap();
         dp.attach(VXLAN, BRIDGE).await.unwrap();
         let after = dp.observe().await.unwrap();
-        assert_eq!(
-            after.link(VXLAN).unwrap().index,
-            before.link(VXLAN).unwrap().index
-        );
-        assert_eq!(
-            after.link(BRIDGE).unwrap().index,
-            before.link(BRIDGE).unwrap().index
-        );
-        assert_eq!(
-            after.fdb, before.fdb,
-            "entries survive because the device was kept"
-        );
+        assert_eq!(after.link(VXLAN).unwrap().index, before.link(VXLAN).unwrap().index);
+        assert_eq!(after.link(BRIDGE).unwrap().index, before.link(BRIDGE).unwrap().index);
+        assert_eq!(after.fdb, before.fdb, "entries survive because the device was kept");
     }
 
     async fn delete_entries(dp: &KernelDataPlane) {
-        let stale = FdbEntry {
-            dst: Ipv4Addr::new(192, 0, 2, 99).into(),
-            ..fdb_entry()
-        };
+        let stale = FdbEntry { dst: Ipv4Addr::new(192, 0, 2, 99).into(), ..fdb_entry() };
         dp.del_fdb(&stale).await.unwrap();
-        assert_eq!(
-            dp.observe().await.unwrap().fdb,
-            vec![fdb_entry()],
-            "other dst untouched"
-        );
+        assert_eq!(dp.observe().await.unwrap().fdb, vec![fdb_entry()], "other dst untouched");
         for _ in 0..2 {
             dp.del_fdb(&fdb_entry()).await.unwrap();
             for n in neighbours() {
@@ -842,13 +710,7 @@ mod tests {
         let obs = dp.observe().await.unwrap();
         let vx = obs.link(VXLAN).unwrap();
         assert_ne!(vx.index, before.link(VXLAN).unwrap().index);
-        assert_eq!(
-            vx.kind,
-            LinkKind::Vxlan {
-                vni: 4243,
-                local: Some(Ipv4Addr::LOCALHOST)
-            }
-        );
+        assert_eq!(vx.kind, LinkKind::Vxlan { vni: 4243, local: Some(Ipv4Addr::LOCALHOST) });
         assert_eq!(vx.master, None);
     }
 
@@ -884,12 +746,7 @@ mod tests {
         assert!(added, "RTM_NEWLINK for {BRIDGE} reported");
     }
 
-    fn fdb_message(
-        ifindex: u32,
-        state: NeighbourState,
-        mac: MacAddr,
-        dst: &[u8],
-    ) -> NeighbourMessage {
+    fn fdb_message(ifindex: u32, state: NeighbourState, mac: MacAddr, dst: &[u8]) -> NeighbourMessage {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Bridge;
         msg.header.ifindex = ifindex;
@@ -909,40 +766,13 @@ mod tests {
         let parse = |m: NeighbourMessage| parse_fdb(&m, &vxlans);
         let noarp = parse(fdb_message(3, NeighbourState::Noarp, mac(1), &dst));
         assert_eq!(noarp, Some(fdb_entry()));
-        let v6 = parse(fdb_message(
-            3,
-            NeighbourState::Permanent,
-            mac(1),
-            &[0xfd; 16],
-        ));
-        assert_eq!(
-            v6.unwrap().dst,
-            "fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd"
-                .parse::<IpAddr>()
-                .unwrap()
-        );
+        let v6 = parse(fdb_message(3, NeighbourState::Permanent, mac(1), &[0xfd; 16]));
+        assert_eq!(v6.unwrap().dst, "fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd".parse::<IpAddr>().unwrap());
         // Learned, on another device, without a remote, or the all-zero flood entry.
-        assert_eq!(
-            parse(fdb_message(3, NeighbourState::Reachable, mac(1), &dst)),
-            None
-        );
-        assert_eq!(
-            parse(fdb_message(2, NeighbourState::Permanent, mac(1), &dst)),
-            None
-        );
-        assert_eq!(
-            parse(fdb_message(3, NeighbourState::Permanent, mac(1), &[])),
-            None
-        );
-        assert_eq!(
-            parse(fdb_message(
-                3,
-                NeighbourState::Permanent,
-                MacAddr::default(),
-                &dst
-            )),
-            None
-        );
+        assert_eq!(parse(fdb_message(3, NeighbourState::Reachable, mac(1), &dst)), None);
+        assert_eq!(parse(fdb_message(2, NeighbourState::Permanent, mac(1), &dst)), None);
+        assert_eq!(parse(fdb_message(3, NeighbourState::Permanent, mac(1), &[])), None);
+        assert_eq!(parse(fdb_message(3, NeighbourState::Permanent, MacAddr::default(), &dst)), None);
     }
 
     #[test]
@@ -951,11 +781,7 @@ mod tests {
             let mut link = LinkMessage::default();
             link.header.interface_family = family;
             link.attributes.push(LinkAttribute::IfName("tap1".into()));
-            let msg = if del {
-                RouteNetlinkMessage::DelLink(link)
-            } else {
-                RouteNetlinkMessage::NewLink(link)
-            };
+            let msg = if del { RouteNetlinkMessage::DelLink(link) } else { RouteNetlinkMessage::NewLink(link) };
             link_event(NetlinkMessage::from(msg))
         };
         let added = Some(LinkEvent::Added("tap1".into()));

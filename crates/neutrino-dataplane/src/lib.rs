@@ -110,11 +110,7 @@ pub trait DataPlane: Send + Sync + 'static {
     fn observe(&self) -> impl Future<Output = Result<Observed>> + Send;
     /// Create a bridge (STP off, forward delay 0, IPv6 off on it) and set it up. On an existing
     /// bridge only the MTU (when given) and the up state are corrected.
-    fn ensure_bridge(
-        &self,
-        name: &str,
-        mtu: Option<u32>,
-    ) -> impl Future<Output = Result<()>> + Send;
+    fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> impl Future<Output = Result<()>> + Send;
     /// Create a VXLAN device (learning off, proxy on, no IPv6 address so it sends no IPv6 noise,
     /// underlay = the device owning `local`) and set it up. An existing device with the same
     /// VNI, local address and port is kept as it is (so its FDB survives an agent restart);
@@ -132,7 +128,5 @@ pub trait DataPlane: Send + Sync + 'static {
     fn del_neighbour(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
     /// Subscribe to link notifications. Each call returns a new receiver. The channel closes
     /// when notifications were lost (kernel socket overrun): resubscribe, then resync.
-    fn link_events(
-        &self,
-    ) -> impl Future<Output = Result<tokio::sync::mpsc::Receiver<LinkEvent>>> + Send;
+    fn link_events(&self) -> impl Future<Output = Result<tokio::sync::mpsc::Receiver<LinkEvent>>> + Send;
 }

@@ -13,8 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 use crate::{
-    DataPlane, DataPlaneError, FdbEntry, Link, LinkEvent, LinkKind, MacAddr, NeighEntry, Observed,
-    Result, VxlanSpec,
+    DataPlane, DataPlaneError, FdbEntry, Link, LinkEvent, LinkKind, MacAddr, NeighEntry, Observed, Result, VxlanSpec,
 };
 
 /// MTU of a new bridge without ports, and of external links.
@@ -65,9 +64,7 @@ impl MemoryDataPlane {
             neighbours: observed.neighbours.into_iter().collect(),
             ..State::default()
         };
-        Self {
-            state: Mutex::new(state),
-        }
+        Self { state: Mutex::new(state) }
     }
 
     /// How many calls so far changed something.
@@ -97,9 +94,7 @@ impl MemoryDataPlane {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in another test thread must not hide this test's result.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `op` on the state and counts a mutation when it reports a change.
@@ -118,8 +113,7 @@ impl State {
     }
 
     fn require(&self, name: &str) -> Result<&Link> {
-        self.link(name)
-            .ok_or_else(|| DataPlaneError::NoSuchLink(name.to_string()))
+        self.link(name).ok_or_else(|| DataPlaneError::NoSuchLink(name.to_string()))
     }
 
     /// Applies `change` to the link `name` if it exists, and reports it as a link event.
@@ -132,14 +126,7 @@ impl State {
 
     fn add_link(&mut self, name: &str, kind: LinkKind, mtu: u32, up: bool) {
         self.last_index += 1;
-        let link = Link {
-            name: name.to_string(),
-            index: self.last_index,
-            kind,
-            master: None,
-            up,
-            mtu,
-        };
+        let link = Link { name: name.to_string(), index: self.last_index, kind, master: None, up, mtu };
         self.links.push(link);
         self.emit(LinkEvent::Added(name.to_string()));
     }
@@ -155,12 +142,8 @@ impl State {
         self.fdb.retain(|e| e.device != name);
         self.neighbours.retain(|e| e.device != name);
         self.vxlan_ports.remove(name);
-        let ports: Vec<String> = self
-            .links
-            .iter()
-            .filter(|l| l.master.as_deref() == Some(name))
-            .map(|l| l.name.clone())
-            .collect();
+        let ports: Vec<String> =
+            self.links.iter().filter(|l| l.master.as_deref() == Some(name)).map(|l| l.name.clone()).collect();
         for port in ports {
             self.update(&port, |l| l.master = None);
         }
@@ -170,34 +153,22 @@ impl State {
 
     /// Sends `event` to every live subscriber; a full queue drops it, a closed one goes away.
     fn emit(&mut self, event: LinkEvent) {
-        self.subscribers
-            .retain(|tx| match tx.try_send(event.clone()) {
-                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
+        self.subscribers.retain(|tx| match tx.try_send(event.clone()) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
     }
 
     fn is_vxlan(&self, name: &str) -> bool {
-        self.link(name)
-            .is_some_and(|l| matches!(l.kind, LinkKind::Vxlan { .. }))
+        self.link(name).is_some_and(|l| matches!(l.kind, LinkKind::Vxlan { .. }))
     }
 
     /// The state filtered like the kernel implementation's `observe`.
     fn observed(&self) -> Observed {
         Observed {
             links: self.links.clone(),
-            fdb: self
-                .fdb
-                .iter()
-                .filter(|e| e.mac != MacAddr::default() && self.is_vxlan(&e.device))
-                .cloned()
-                .collect(),
-            neighbours: self
-                .neighbours
-                .iter()
-                .filter(|e| self.is_vxlan(&e.device))
-                .cloned()
-                .collect(),
+            fdb: self.fdb.iter().filter(|e| e.mac != MacAddr::default() && self.is_vxlan(&e.device)).cloned().collect(),
+            neighbours: self.neighbours.iter().filter(|e| self.is_vxlan(&e.device)).cloned().collect(),
         }
     }
 
@@ -223,14 +194,9 @@ impl State {
     }
 
     fn ensure_vxlan(&mut self, spec: &VxlanSpec) -> bool {
-        let kind = LinkKind::Vxlan {
-            vni: spec.vni,
-            local: Some(spec.local),
-        };
+        let kind = LinkKind::Vxlan { vni: spec.vni, local: Some(spec.local) };
         match self.link(&spec.name) {
-            Some(link)
-                if link.kind == kind && self.vxlan_ports.get(&spec.name) == Some(&spec.port) =>
-            {
+            Some(link) if link.kind == kind && self.vxlan_ports.get(&spec.name) == Some(&spec.port) => {
                 if link.up {
                     return false;
                 }
@@ -248,9 +214,7 @@ impl State {
     fn attach(&mut self, link: &str, bridge: &str) -> Result<bool> {
         let master = self.require(bridge)?;
         if master.kind != LinkKind::Bridge || link == bridge {
-            return Err(DataPlaneError::Netlink(format!(
-                "attach to {bridge} {link}: not a bridge"
-            )));
+            return Err(DataPlaneError::Netlink(format!("attach to {bridge} {link}: not a bridge")));
         }
         let port = self.require(link)?;
         if port.up && port.master.as_deref() == Some(bridge) {
@@ -269,8 +233,7 @@ impl State {
             return Ok(false);
         }
         // NLM_F_REPLACE: one destination per MAC and device.
-        self.fdb
-            .retain(|e| !(e.device == entry.device && e.mac == entry.mac));
+        self.fdb.retain(|e| !(e.device == entry.device && e.mac == entry.mac));
         self.fdb.insert(entry.clone());
         Ok(true)
     }
@@ -288,8 +251,7 @@ impl State {
     /// Removes the entry for the entry's device and IP, whatever its MAC (as RTM_DELNEIGH).
     fn remove_neighbour(&mut self, entry: &NeighEntry) -> bool {
         let before = self.neighbours.len();
-        self.neighbours
-            .retain(|e| !(e.device == entry.device && e.ip == entry.ip));
+        self.neighbours.retain(|e| !(e.device == entry.device && e.ip == entry.ip));
         self.neighbours.len() != before
     }
 }
@@ -345,12 +307,7 @@ mod tests {
     use super::*;
 
     fn vxlan(name: &str, vni: u32) -> VxlanSpec {
-        VxlanSpec {
-            name: name.into(),
-            vni,
-            local: Ipv4Addr::new(192, 0, 2, 1),
-            port: 4789,
-        }
+        VxlanSpec { name: name.into(), vni, local: Ipv4Addr::new(192, 0, 2, 1), port: 4789 }
     }
 
     fn mac(last: u8) -> MacAddr {
@@ -358,19 +315,11 @@ mod tests {
     }
 
     fn fdb(device: &str, last: u8, dst: [u8; 4]) -> FdbEntry {
-        FdbEntry {
-            device: device.into(),
-            mac: mac(last),
-            dst: IpAddr::from(dst),
-        }
+        FdbEntry { device: device.into(), mac: mac(last), dst: IpAddr::from(dst) }
     }
 
     fn neigh(device: &str, ip: [u8; 4], last: u8) -> NeighEntry {
-        NeighEntry {
-            device: device.into(),
-            ip: IpAddr::from(ip),
-            mac: mac(last),
-        }
+        NeighEntry { device: device.into(), ip: IpAddr::from(ip), mac: mac(last) }
     }
 
     /// A bridge with a VXLAN port, as a network reconciler would leave it.
@@ -389,10 +338,7 @@ mod tests {
         assert_eq!(dp.mutations(), 1);
         let obs = dp.observe().await.unwrap();
         let br = obs.link("brq1").unwrap();
-        assert_eq!(
-            (br.kind.clone(), br.up, br.mtu),
-            (LinkKind::Bridge, true, 1450)
-        );
+        assert_eq!((br.kind.clone(), br.up, br.mtu), (LinkKind::Bridge, true, 1450));
         dp.ensure_bridge("brq1", Some(1400)).await.unwrap();
         assert_eq!(dp.snapshot().link("brq1").unwrap().mtu, 1400);
         assert_eq!(dp.mutations(), 2);
@@ -410,21 +356,10 @@ mod tests {
         dp.ensure_vxlan(&vxlan("vx-1", 2)).await.unwrap();
         let link = dp.snapshot().link("vx-1").cloned().unwrap();
         assert_ne!(link.index, index);
-        assert_eq!(
-            link.kind,
-            LinkKind::Vxlan {
-                vni: 2,
-                local: Some(Ipv4Addr::new(192, 0, 2, 1))
-            }
-        );
+        assert_eq!(link.kind, LinkKind::Vxlan { vni: 2, local: Some(Ipv4Addr::new(192, 0, 2, 1)) });
         assert_eq!(link.mtu, VXLAN_MTU);
 
-        dp.ensure_vxlan(&VxlanSpec {
-            port: 8472,
-            ..vxlan("vx-1", 2)
-        })
-        .await
-        .unwrap();
+        dp.ensure_vxlan(&VxlanSpec { port: 8472, ..vxlan("vx-1", 2) }).await.unwrap();
         assert_ne!(dp.snapshot().link("vx-1").unwrap().index, link.index);
         assert_eq!(dp.mutations(), 3);
     }
@@ -472,13 +407,8 @@ mod tests {
         let dp = MemoryDataPlane::new();
         network(&dp).await;
         dp.add_fdb(&fdb("vx-1", 1, [192, 0, 2, 2])).await.unwrap();
-        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 1))
-            .await
-            .unwrap();
-        assert_eq!(
-            (dp.snapshot().fdb.len(), dp.snapshot().neighbours.len()),
-            (1, 1)
-        );
+        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 1)).await.unwrap();
+        assert_eq!((dp.snapshot().fdb.len(), dp.snapshot().neighbours.len()), (1, 1));
         dp.delete_link("vx-1").await.unwrap();
         let obs = dp.snapshot();
         assert!(obs.fdb.is_empty() && obs.neighbours.is_empty());
@@ -510,16 +440,9 @@ mod tests {
     async fn observe_filters_like_the_kernel() {
         let dp = MemoryDataPlane::new();
         network(&dp).await;
-        dp.add_fdb(&FdbEntry {
-            mac: MacAddr::default(),
-            ..fdb("vx-1", 0, [192, 0, 2, 2])
-        })
-        .await
-        .unwrap();
+        dp.add_fdb(&FdbEntry { mac: MacAddr::default(), ..fdb("vx-1", 0, [192, 0, 2, 2]) }).await.unwrap();
         dp.add_fdb(&fdb("brq1", 1, [192, 0, 2, 2])).await.unwrap();
-        dp.add_neighbour(&neigh("brq1", [10, 0, 0, 1], 1))
-            .await
-            .unwrap();
+        dp.add_neighbour(&neigh("brq1", [10, 0, 0, 1], 1)).await.unwrap();
         let obs = dp.snapshot();
         assert!(obs.fdb.is_empty() && obs.neighbours.is_empty());
     }
@@ -532,9 +455,7 @@ mod tests {
         let err = dp.add_neighbour(&neigh("vx-9", [10, 0, 0, 1], 1)).await;
         assert!(matches!(err, Err(DataPlaneError::NoSuchLink(_))));
         dp.del_fdb(&fdb("vx-9", 1, [192, 0, 2, 2])).await.unwrap();
-        dp.del_neighbour(&neigh("vx-9", [10, 0, 0, 1], 1))
-            .await
-            .unwrap();
+        dp.del_neighbour(&neigh("vx-9", [10, 0, 0, 1], 1)).await.unwrap();
         dp.delete_link("vx-9").await.unwrap();
         assert_eq!(dp.mutations(), 0);
     }
@@ -544,22 +465,11 @@ mod tests {
         let dp = MemoryDataPlane::new();
         network(&dp).await;
         let base = dp.mutations();
-        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 1))
-            .await
-            .unwrap();
-        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 1))
-            .await
-            .unwrap();
-        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 2))
-            .await
-            .unwrap();
-        assert_eq!(
-            dp.snapshot().neighbours,
-            vec![neigh("vx-1", [10, 0, 0, 1], 2)]
-        );
-        dp.del_neighbour(&neigh("vx-1", [10, 0, 0, 1], 7))
-            .await
-            .unwrap();
+        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 1)).await.unwrap();
+        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 1)).await.unwrap();
+        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 2)).await.unwrap();
+        assert_eq!(dp.snapshot().neighbours, vec![neigh("vx-1", [10, 0, 0, 1], 2)]);
+        dp.del_neighbour(&neigh("vx-1", [10, 0, 0, 1], 7)).await.unwrap();
         assert!(dp.snapshot().neighbours.is_empty());
         assert_eq!(dp.mutations() - base, 3);
     }
@@ -591,9 +501,6 @@ mod tests {
         copy.attach("vx-1", "brq1").await.unwrap();
         assert_eq!(copy.mutations(), 0);
         copy.ensure_bridge("brq2", None).await.unwrap();
-        assert!(
-            copy.snapshot().link("brq2").unwrap().index
-                > copy.snapshot().link("vx-1").unwrap().index
-        );
+        assert!(copy.snapshot().link("brq2").unwrap().index > copy.snapshot().link("vx-1").unwrap().index);
     }
 }

@@ -21,15 +21,9 @@ impl DomainError {
         DomainError::InvalidInput(msg.into())
     }
     pub fn conflict(kind: &'static str, message: impl Into<String>) -> Self {
-        DomainError::Conflict {
-            kind,
-            message: message.into(),
-        }
+        DomainError::Conflict { kind, message: message.into() }
     }
     pub fn bad_request(kind: &'static str, message: impl Into<String>) -> Self {
-        DomainError::BadRequest {
-            kind,
-            message: message.into(),
-        }
+        DomainError::BadRequest { kind, message: message.into() }
     }
 }

@@ -52,23 +52,14 @@ pub fn compile_l2(state: &HostState, local_vtep: IpAddr) -> L2Intent {
         by_network.insert(net_id, bridge.clone());
         networks.insert(
             bridge.clone(),
-            NetworkIntent {
-                network_id: net_id.clone(),
-                bridge,
-                mtu: net.mtu,
-                vxlan,
-                ..Default::default()
-            },
+            NetworkIntent { network_id: net_id.clone(), bridge, mtu: net.mtu, vxlan, ..Default::default() },
         );
     }
     for (port_id, port) in &state.local_ports {
         if !port.admin_state_up {
             continue;
         }
-        if let Some(n) = by_network
-            .get(port.network_id.as_str())
-            .and_then(|b| networks.get_mut(b))
-        {
+        if let Some(n) = by_network.get(port.network_id.as_str()).and_then(|b| networks.get_mut(b)) {
             n.taps.insert(tap_name(port_id), port_id.clone());
         }
     }
@@ -79,10 +70,7 @@ pub fn compile_l2(state: &HostState, local_vtep: IpAddr) -> L2Intent {
         if vtep == local_vtep {
             continue;
         }
-        let Some(n) = by_network
-            .get(port.network_id.as_str())
-            .and_then(|b| networks.get_mut(b))
-        else {
+        let Some(n) = by_network.get(port.network_id.as_str()).and_then(|b| networks.get_mut(b)) else {
             continue;
         };
         if n.vxlan.is_none() {
@@ -107,19 +95,11 @@ mod tests {
         let mut s = HostState::default();
         s.networks.insert(
             "net-aaaaaaaaaaaa".into(),
-            HostNetwork {
-                network_type: "vxlan".into(),
-                segmentation_id: Some(7),
-                mtu: 1450,
-            },
+            HostNetwork { network_type: "vxlan".into(), segmentation_id: Some(7), mtu: 1450 },
         );
         s.networks.insert(
             "net-bbbbbbbbbbbb".into(),
-            HostNetwork {
-                network_type: "vxlan".into(),
-                segmentation_id: Some(8),
-                mtu: 1450,
-            },
+            HostNetwork { network_type: "vxlan".into(), segmentation_id: Some(8), mtu: 1450 },
         );
         s.local_ports.insert(
             "port-1111111111".into(),
@@ -145,20 +125,12 @@ mod tests {
     #[test]
     fn local_port_brings_bridge_vxlan_and_l2pop_entries() {
         let intent = compile_l2(&state(), "198.51.100.11".parse().unwrap());
-        assert_eq!(
-            intent.networks.len(),
-            1,
-            "network without local port is not wired"
-        );
+        assert_eq!(intent.networks.len(), 1, "network without local port is not wired");
         let n = &intent.networks["brqnet-aaaaaaa"];
         assert_eq!(n.vxlan, Some(("vxlan-7".into(), 7)));
         assert!(n.taps.contains_key("tapport-111111"));
-        assert!(n
-            .fdb
-            .contains(&("fa:16:3e:00:00:02".into(), "198.51.100.12".parse().unwrap())));
-        assert!(n
-            .neighbours
-            .contains(&("192.0.2.20".parse().unwrap(), "fa:16:3e:00:00:02".into())));
+        assert!(n.fdb.contains(&("fa:16:3e:00:00:02".into(), "198.51.100.12".parse().unwrap())));
+        assert!(n.neighbours.contains(&("192.0.2.20".parse().unwrap(), "fa:16:3e:00:00:02".into())));
     }
 
     #[test]
@@ -170,10 +142,7 @@ mod tests {
     #[test]
     fn admin_down_ports_are_not_plugged() {
         let mut s = state();
-        s.local_ports
-            .get_mut("port-1111111111")
-            .unwrap()
-            .admin_state_up = false;
+        s.local_ports.get_mut("port-1111111111").unwrap().admin_state_up = false;
         let intent = compile_l2(&s, "198.51.100.11".parse().unwrap());
         assert!(intent.networks["brqnet-aaaaaaa"].taps.is_empty());
     }

@@ -19,9 +19,7 @@ impl IpRange {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        same_version(self.first, ip)
-            && to_u128(self.first) <= to_u128(ip)
-            && to_u128(ip) <= to_u128(self.last)
+        same_version(self.first, ip) && to_u128(self.first) <= to_u128(ip) && to_u128(ip) <= to_u128(self.last)
     }
 
     pub fn overlaps(&self, other: &IpRange) -> bool {
@@ -92,10 +90,7 @@ fn exclude(range: IpRange, ip: IpAddr) -> Vec<IpRange> {
 /// choice (as Neutron does) keeps concurrent allocations from colliding on the same address;
 /// the database's unique index settles any collision that still happens.
 pub fn random_candidates(pools: &[IpRange], count: usize, rng: &mut impl Rng) -> Vec<IpAddr> {
-    let total: u128 = pools
-        .iter()
-        .map(IpRange::size)
-        .fold(0, u128::saturating_add);
+    let total: u128 = pools.iter().map(IpRange::size).fold(0, u128::saturating_add);
     let mut out: Vec<IpAddr> = Vec::with_capacity(count);
     if total == 0 {
         return out;
@@ -148,16 +143,7 @@ pub fn eui64_address(prefix: IpNet, mac: [u8; 6]) -> Option<IpAddr> {
     if p.prefix_len() != 64 {
         return None;
     }
-    let iid = [
-        mac[0] ^ 0x02,
-        mac[1],
-        mac[2],
-        0xff,
-        0xfe,
-        mac[3],
-        mac[4],
-        mac[5],
-    ];
+    let iid = [mac[0] ^ 0x02, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]];
     let hi = u128::from(p.network()) & !((1u128 << 64) - 1);
     let lo = u64::from_be_bytes(iid) as u128;
     Some(IpAddr::V6(Ipv6Addr::from(hi | lo)))
@@ -174,10 +160,7 @@ mod tests {
     #[test]
     fn default_v4_pool_skips_network_broadcast_and_gateway() {
         let pools = default_pools("10.30.0.0/24".parse().unwrap(), Some(ip("10.30.0.1")));
-        assert_eq!(
-            pools,
-            vec![IpRange::new(ip("10.30.0.2"), ip("10.30.0.254"))]
-        );
+        assert_eq!(pools, vec![IpRange::new(ip("10.30.0.2"), ip("10.30.0.254"))]);
     }
 
     #[test]
@@ -185,37 +168,22 @@ mod tests {
         let pools = default_pools("10.0.0.0/29".parse().unwrap(), Some(ip("10.0.0.3")));
         assert_eq!(
             pools,
-            vec![
-                IpRange::new(ip("10.0.0.1"), ip("10.0.0.2")),
-                IpRange::new(ip("10.0.0.4"), ip("10.0.0.6"))
-            ]
+            vec![IpRange::new(ip("10.0.0.1"), ip("10.0.0.2")), IpRange::new(ip("10.0.0.4"), ip("10.0.0.6"))]
         );
     }
 
     #[test]
     fn default_v6_pool_matches_neutron_sample() {
         let pools = default_pools("fd00:30::/64".parse().unwrap(), Some(ip("fd00:30::")));
-        assert_eq!(
-            pools,
-            vec![IpRange::new(
-                ip("fd00:30::1"),
-                ip("fd00:30::ffff:ffff:ffff:ffff")
-            )]
-        );
+        assert_eq!(pools, vec![IpRange::new(ip("fd00:30::1"), ip("fd00:30::ffff:ffff:ffff:ffff"))]);
     }
 
     #[test]
     fn first_free_skips_allocated_addresses() {
         let pools = vec![IpRange::new(ip("10.0.0.2"), ip("10.0.0.4"))];
         assert_eq!(first_free(&pools, &[]), Some(ip("10.0.0.2")));
-        assert_eq!(
-            first_free(&pools, &[ip("10.0.0.2"), ip("10.0.0.3")]),
-            Some(ip("10.0.0.4"))
-        );
-        assert_eq!(
-            first_free(&pools, &[ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4")]),
-            None
-        );
+        assert_eq!(first_free(&pools, &[ip("10.0.0.2"), ip("10.0.0.3")]), Some(ip("10.0.0.4")));
+        assert_eq!(first_free(&pools, &[ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4")]), None);
     }
 
     #[test]
@@ -235,9 +203,6 @@ mod tests {
     #[test]
     fn eui64_matches_neutron_sample() {
         let mac = [0xfa, 0x16, 0x3e, 0x71, 0x04, 0x65];
-        assert_eq!(
-            eui64_address("fd00:30::/64".parse().unwrap(), mac),
-            Some(ip("fd00:30::f816:3eff:fe71:465"))
-        );
+        assert_eq!(eui64_address("fd00:30::/64".parse().unwrap(), mac), Some(ip("fd00:30::f816:3eff:fe71:465")));
     }
 }

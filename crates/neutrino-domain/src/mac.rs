@@ -31,13 +31,7 @@ pub fn normalize_mac(text: &str) -> Option<String> {
     if bytes[0] & 1 == 1 || bytes == [0; 6] {
         return None;
     }
-    Some(
-        bytes
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-    )
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
 }
 
 /// The six bytes of a normalised MAC.
@@ -66,10 +60,7 @@ mod tests {
 
     #[test]
     fn normalize_rejects_multicast_and_garbage() {
-        assert_eq!(
-            normalize_mac("FA-16-3E-00-00-01").as_deref(),
-            Some("fa:16:3e:00:00:01")
-        );
+        assert_eq!(normalize_mac("FA-16-3E-00-00-01").as_deref(), Some("fa:16:3e:00:00:01"));
         assert!(normalize_mac("01:00:5e:00:00:01").is_none());
         assert!(normalize_mac("zz:00:00:00:00:01").is_none());
         assert!(normalize_mac("fa:16:3e:00:00").is_none());

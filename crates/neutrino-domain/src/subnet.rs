@@ -45,9 +45,7 @@ const IPV6_MODES: [&str; 3] = ["slaac", "dhcpv6-stateful", "dhcpv6-stateless"];
 
 /// Parse a CIDR as Neutron does: host bits must be zero and the version must match.
 pub fn parse_cidr(text: &str, ip_version: u8) -> Result<IpNet, DomainError> {
-    let net: IpNet = text
-        .parse()
-        .map_err(|_| DomainError::invalid(format!("{text} is not in a CIDR format")))?;
+    let net: IpNet = text.parse().map_err(|_| DomainError::invalid(format!("{text} is not in a CIDR format")))?;
     if net.network() != net.addr() {
         return Err(DomainError::invalid(format!(
             "'{text}' isn't a recognized IP subnet cidr, '{}' is recommended",
@@ -56,16 +54,13 @@ pub fn parse_cidr(text: &str, ip_version: u8) -> Result<IpNet, DomainError> {
     }
     let version = if net.addr().is_ipv4() { 4 } else { 6 };
     if version != ip_version {
-        return Err(DomainError::invalid(format!(
-            "cidr '{text}' does not match the ip_version '{ip_version}'"
-        )));
+        return Err(DomainError::invalid(format!("cidr '{text}' does not match the ip_version '{ip_version}'")));
     }
     Ok(net)
 }
 
 fn parse_ip(text: &str, what: &str) -> Result<IpAddr, DomainError> {
-    text.parse()
-        .map_err(|_| DomainError::invalid(format!("'{text}' is not a valid IP address for {what}")))
+    text.parse().map_err(|_| DomainError::invalid(format!("'{text}' is not a valid IP address for {what}")))
 }
 
 pub fn format_range(r: &IpRange) -> String {
@@ -73,23 +68,13 @@ pub fn format_range(r: &IpRange) -> String {
 }
 
 /// Validate a new subnet against the subnets already on its network.
-pub fn validate_subnet(
-    req: &SubnetRequest,
-    network_id: &str,
-    existing: &[IpNet],
-) -> Result<ValidSubnet, DomainError> {
+pub fn validate_subnet(req: &SubnetRequest, network_id: &str, existing: &[IpNet]) -> Result<ValidSubnet, DomainError> {
     if req.ip_version != 4 && req.ip_version != 6 {
-        return Err(DomainError::invalid(format!(
-            "{} is not in [4, 6]",
-            req.ip_version
-        )));
+        return Err(DomainError::invalid(format!("{} is not in [4, 6]", req.ip_version)));
     }
     let cidr = parse_cidr(&req.cidr, req.ip_version)?;
     validate_ipv6_modes(req)?;
-    if existing
-        .iter()
-        .any(|e| e.contains(&cidr.network()) || cidr.contains(&e.network()))
-    {
+    if existing.iter().any(|e| e.contains(&cidr.network()) || cidr.contains(&e.network())) {
         return Err(DomainError::invalid(format!(
             "Requested subnet with cidr: {} for network: {network_id} overlaps with another subnet",
             req.cidr
@@ -104,12 +89,8 @@ pub fn validate_subnet(
         }),
         GatewayRequest::Address(text) => {
             let gw = parse_ip(text, "gateway_ip")?;
-            if !cidr.contains(&gw)
-                || (cidr.addr().is_ipv4() && gw == cidr.broadcast() && cidr.prefix_len() < 31)
-            {
-                return Err(DomainError::invalid(format!(
-                    "Gateway IP {gw} is not valid on subnet {cidr}"
-                )));
+            if !cidr.contains(&gw) || (cidr.addr().is_ipv4() && gw == cidr.broadcast() && cidr.prefix_len() < 31) {
+                return Err(DomainError::invalid(format!("Gateway IP {gw} is not valid on subnet {cidr}")));
             }
             Some(gw)
         }
@@ -123,9 +104,7 @@ pub fn validate_subnet(
         .host_routes
         .iter()
         .map(|(d, n)| {
-            let dest: IpNet = d
-                .parse()
-                .map_err(|_| DomainError::invalid(format!("'{d}' is not a valid IP subnet")))?;
+            let dest: IpNet = d.parse().map_err(|_| DomainError::invalid(format!("'{d}' is not a valid IP subnet")))?;
             Ok((dest, parse_ip(n, "nexthop")?))
         })
         .collect::<Result<Vec<_>, DomainError>>()?;
@@ -141,20 +120,13 @@ pub fn validate_subnet(
 }
 
 fn validate_ipv6_modes(req: &SubnetRequest) -> Result<(), DomainError> {
-    for (attr, mode) in [
-        ("ipv6_ra_mode", &req.ipv6_ra_mode),
-        ("ipv6_address_mode", &req.ipv6_address_mode),
-    ] {
+    for (attr, mode) in [("ipv6_ra_mode", &req.ipv6_ra_mode), ("ipv6_address_mode", &req.ipv6_address_mode)] {
         if let Some(m) = mode {
             if req.ip_version != 6 {
-                return Err(DomainError::invalid(format!(
-                    "{attr} is not valid when ip_version is 4"
-                )));
+                return Err(DomainError::invalid(format!("{attr} is not valid when ip_version is 4")));
             }
             if !IPV6_MODES.contains(&m.as_str()) {
-                return Err(DomainError::invalid(format!(
-                    "'{m}' is not in {IPV6_MODES:?}"
-                )));
+                return Err(DomainError::invalid(format!("'{m}' is not in {IPV6_MODES:?}")));
             }
         }
     }
@@ -176,10 +148,7 @@ pub fn validate_pools(
 ) -> Result<Vec<IpRange>, DomainError> {
     let mut pools = Vec::with_capacity(given.len());
     for (start, end) in given {
-        let (first, last) = (
-            parse_ip(start, "allocation_pools")?,
-            parse_ip(end, "allocation_pools")?,
-        );
+        let (first, last) = (parse_ip(start, "allocation_pools")?, parse_ip(end, "allocation_pools")?);
         let range = IpRange::new(first, last);
         if first.is_ipv4() != cidr.addr().is_ipv4() || to_u128(first) > to_u128(last) {
             return Err(DomainError::bad_request(
@@ -193,10 +162,7 @@ pub fn validate_pools(
         if !cidr.contains(&first) || !cidr.contains(&last) || v4_reserved {
             return Err(DomainError::bad_request(
                 "OutOfBoundsAllocationPool",
-                format!(
-                    "The allocation pool {} spans beyond the subnet cidr {cidr}.",
-                    format_range(&range)
-                ),
+                format!("The allocation pool {} spans beyond the subnet cidr {cidr}.", format_range(&range)),
             ));
         }
         pools.push(range);
@@ -219,10 +185,7 @@ pub fn validate_pools(
         if let Some(p) = pools.iter().find(|p| p.contains(gw)) {
             return Err(DomainError::conflict(
                 "GatewayConflictWithAllocationPools",
-                format!(
-                    "Gateway ip {gw} conflicts with allocation pool {}",
-                    format_range(p)
-                ),
+                format!("Gateway ip {gw} conflicts with allocation pool {}", format_range(p)),
             ));
         }
     }
@@ -232,9 +195,7 @@ pub fn validate_pools(
 fn validate_dns(servers: &[String]) -> Result<Vec<IpAddr>, DomainError> {
     let mut out: Vec<IpAddr> = Vec::with_capacity(servers.len());
     for s in servers {
-        let ip = s
-            .parse()
-            .map_err(|_| DomainError::invalid(format!("'{s}' is not a valid nameserver")))?;
+        let ip = s.parse().map_err(|_| DomainError::invalid(format!("'{s}' is not a valid nameserver")))?;
         if out.contains(&ip) {
             return Err(DomainError::invalid(format!("Duplicate nameserver '{s}'")));
         }
@@ -268,19 +229,13 @@ mod tests {
     #[test]
     fn bad_cidr_uses_neutron_wording() {
         let e = validate_subnet(&req("10.999.0.0/24", 4), "n", &[]).unwrap_err();
-        assert_eq!(
-            e,
-            DomainError::invalid("10.999.0.0/24 is not in a CIDR format")
-        );
+        assert_eq!(e, DomainError::invalid("10.999.0.0/24 is not in a CIDR format"));
     }
 
     #[test]
     fn version_mismatch_is_rejected() {
         let e = validate_subnet(&req("10.31.0.0/24", 6), "n", &[]).unwrap_err();
-        assert_eq!(
-            e,
-            DomainError::invalid("cidr '10.31.0.0/24' does not match the ip_version '6'")
-        );
+        assert_eq!(e, DomainError::invalid("cidr '10.31.0.0/24' does not match the ip_version '6'"));
     }
 
     #[test]
@@ -300,13 +255,7 @@ mod tests {
         let mut r = req("10.0.0.0/24", 4);
         r.allocation_pools = Some(vec![("10.0.0.1".into(), "10.0.0.10".into())]);
         let e = validate_subnet(&r, "n", &[]).unwrap_err();
-        assert!(matches!(
-            e,
-            DomainError::Conflict {
-                kind: "GatewayConflictWithAllocationPools",
-                ..
-            }
-        ));
+        assert!(matches!(e, DomainError::Conflict { kind: "GatewayConflictWithAllocationPools", .. }));
     }
 
     #[test]
@@ -314,13 +263,7 @@ mod tests {
         let mut r = req("10.0.0.0/24", 4);
         r.allocation_pools = Some(vec![("10.0.0.10".into(), "10.0.1.10".into())]);
         let e = validate_subnet(&r, "n", &[]).unwrap_err();
-        assert!(matches!(
-            e,
-            DomainError::BadRequest {
-                kind: "OutOfBoundsAllocationPool",
-                ..
-            }
-        ));
+        assert!(matches!(e, DomainError::BadRequest { kind: "OutOfBoundsAllocationPool", .. }));
     }
 
     #[test]

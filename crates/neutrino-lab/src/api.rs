@@ -37,19 +37,12 @@ impl ApiClient {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default();
-        ApiClient {
-            base: base.trim_end_matches('/').to_string(),
-            http,
-            runtime: None,
-        }
+        ApiClient { base: base.trim_end_matches('/').to_string(), http, runtime: None }
     }
 
     /// A client whose connections are made by `runtime` (e.g. one inside a namespace).
     pub fn with_runtime(base: &str, runtime: tokio::runtime::Handle) -> ApiClient {
-        ApiClient {
-            runtime: Some(runtime),
-            ..ApiClient::new(base)
-        }
+        ApiClient { runtime: Some(runtime), ..ApiClient::new(base) }
     }
 
     pub fn base(&self) -> &str {
@@ -63,17 +56,11 @@ impl ApiClient {
             Ok::<_, reqwest::Error>((status, resp.bytes().await?))
         };
         let (status, bytes) = match &self.runtime {
-            Some(rt) => rt
-                .spawn(exchange)
-                .await
-                .map_err(|e| ApiError::Runtime(e.to_string()))??,
+            Some(rt) => rt.spawn(exchange).await.map_err(|e| ApiError::Runtime(e.to_string()))??,
             None => exchange.await?,
         };
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
+        let body: Value =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         if status >= 400 {
             return Err(ApiError::Status { status, body });
         }
@@ -89,46 +76,33 @@ impl ApiClient {
             Ok::<_, reqwest::Error>((status, resp.bytes().await?))
         };
         let (status, bytes) = match &self.runtime {
-            Some(rt) => rt
-                .spawn(exchange)
-                .await
-                .map_err(|e| ApiError::Runtime(e.to_string()))??,
+            Some(rt) => rt.spawn(exchange).await.map_err(|e| ApiError::Runtime(e.to_string()))??,
             None => exchange.await?,
         };
         if status >= 400 {
-            return Err(ApiError::Status {
-                status,
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            });
+            return Err(ApiError::Status { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) });
         }
         Ok(bytes.to_vec())
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
+        self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Result<Value, ApiError> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
-            .await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Result<Value, ApiError> {
-        self.send(self.http.put(format!("{}{path}", self.base)).json(&body))
-            .await
+        self.send(self.http.put(format!("{}{path}", self.base)).json(&body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<Value, ApiError> {
-        self.send(self.http.delete(format!("{}{path}", self.base)))
-            .await
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
     }
 
     pub async fn create_network(&self, name: &str) -> Result<Value, ApiError> {
-        Ok(self
-            .post("/v2.0/networks", json!({"network": {"name": name}}))
-            .await?["network"]
-            .take())
+        Ok(self.post("/v2.0/networks", json!({"network": {"name": name}})).await?["network"].take())
     }
 
     pub async fn create_subnet(&self, network_id: &str, cidr: &str) -> Result<Value, ApiError> {
@@ -137,12 +111,7 @@ impl ApiClient {
     }
 
     /// A port bound to `host` (as Nova does before plugging the VIF).
-    pub async fn create_port(
-        &self,
-        network_id: &str,
-        name: &str,
-        host: &str,
-    ) -> Result<Value, ApiError> {
+    pub async fn create_port(&self, network_id: &str, name: &str, host: &str) -> Result<Value, ApiError> {
         let body = json!({"port": {"network_id": network_id, "name": name, "binding:host_id": host,
                                     "device_owner": "compute:nova", "device_id": name}});
         Ok(self.post("/v2.0/ports", body).await?["port"].take())
@@ -153,12 +122,7 @@ impl ApiClient {
     }
 
     /// Wait until the port reports `status`, up to `timeout`.
-    pub async fn wait_port_status(
-        &self,
-        id: &str,
-        status: &str,
-        timeout: Duration,
-    ) -> Result<bool, ApiError> {
+    pub async fn wait_port_status(&self, id: &str, status: &str, timeout: Duration) -> Result<bool, ApiError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if self.port(id).await?["status"] == status {

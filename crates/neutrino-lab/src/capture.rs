@@ -23,18 +23,7 @@ impl Capture {
     /// Capture VXLAN traffic on `interface` inside namespace `ns`.
     pub fn start(ns: &str, interface: &str, file: &Path) -> Result<Capture, LabError> {
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "tcpdump",
-                "-i",
-                interface,
-                "-U",
-                "--immediate-mode",
-                "-n",
-                "-w",
-            ])
+            .args(["netns", "exec", ns, "tcpdump", "-i", interface, "-U", "--immediate-mode", "-n", "-w"])
             .arg(file)
             .args(["udp", "port", "4789"])
             .stdout(Stdio::null())
@@ -42,10 +31,7 @@ impl Capture {
             .spawn()?;
         // tcpdump needs a moment to open the interface.
         std::thread::sleep(std::time::Duration::from_millis(700));
-        Ok(Capture {
-            child,
-            file: file.to_path_buf(),
-        })
+        Ok(Capture { child, file: file.to_path_buf() })
     }
 
     /// Stop (SIGINT, so the file is complete) and count.
@@ -55,8 +41,7 @@ impl Capture {
         let _ = Command::new("kill").args(["-INT", &pid]).status();
         let _ = self.child.wait();
         let bytes = std::fs::read(&self.file)?;
-        count_vxlan(&bytes)
-            .ok_or_else(|| LabError::Other(format!("{} is not a pcap file", self.file.display())))
+        count_vxlan(&bytes).ok_or_else(|| LabError::Other(format!("{} is not a pcap file", self.file.display())))
     }
 }
 

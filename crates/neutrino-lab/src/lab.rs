@@ -53,17 +53,26 @@ pub struct Lab {
     vms: BTreeMap<String, VmSpec>,
 }
 
-/// Remove every namespace and root link whose name starts with `prefix` (leftovers of a run
-/// that was killed). Touches nothing else.
+/// Remove the namespaces a lab with this prefix creates (`<p>ul`, `<p>h<N>`, `<p>vm<N>`),
+/// e.g. leftovers of a run that was killed. Touches nothing else.
 pub fn cleanup_prefix(prefix: &str) {
     if let Ok(out) = ip(&["netns", "list"]) {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or_default();
-            if !name.is_empty() && name.starts_with(prefix) {
+            if is_lab_namespace(prefix, name) {
                 let _ = ip(&["netns", "del", name]);
             }
         }
     }
+}
+
+fn is_lab_namespace(prefix: &str, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let numbered =
+        |p: &str| rest.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    rest == "ul" || numbered("h") || numbered("vm")
 }
 
 impl Lab {
@@ -102,13 +111,7 @@ impl Lab {
     pub fn start(cfg: LabConfig) -> Result<Lab, LabError> {
         cleanup_prefix(&cfg.prefix);
         std::fs::create_dir_all(&cfg.dir)?;
-        let mut lab = Lab {
-            cfg,
-            runtime: None,
-            server: None,
-            agents: BTreeMap::new(),
-            vms: BTreeMap::new(),
-        };
+        let mut lab = Lab { cfg, runtime: None, server: None, agents: BTreeMap::new(), vms: BTreeMap::new() };
         lab.build_underlay()?;
         for host in lab.cfg.hosts.clone() {
             lab.build_host(&host)?;
@@ -126,28 +129,8 @@ impl Lab {
         ip(&["netns", "add", &ul])?;
         quiet_ipv6(&ul)?;
         ip(&["-n", &ul, "link", "set", "dev", "lo", "up"])?;
-        ip(&[
-            "-n",
-            &ul,
-            "link",
-            "add",
-            "br-ul",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-            "stp_state",
-            "0",
-        ])?;
-        ip(&[
-            "-n",
-            &ul,
-            "addr",
-            "add",
-            &format!("{SERVER_IP}/24"),
-            "dev",
-            "br-ul",
-        ])?;
+        ip(&["-n", &ul, "link", "add", "br-ul", "type", "bridge", "forward_delay", "0", "stp_state", "0"])?;
+        ip(&["-n", &ul, "addr", "add", &format!("{SERVER_IP}/24"), "dev", "br-ul"])?;
         ip(&["-n", &ul, "link", "set", "dev", "br-ul", "up"])?;
         Ok(())
     }
@@ -157,22 +140,10 @@ impl Lab {
         let ul = self.underlay_ns();
         ip(&["netns", "add", &ns])?;
         ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
-        ip(&[
-            "-n", &ul, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-        ])?;
-        ip(&[
-            "-n", &ul, "link", "set", "dev", host, "master", "br-ul", "up",
-        ])?;
+        ip(&["-n", &ul, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip(&["-n", &ul, "link", "set", "dev", host, "master", "br-ul", "up"])?;
         in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"])?;
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{}/24", self.host_ip(host)?),
-            "dev",
-            "eth0",
-        ])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.host_ip(host)?), "dev", "eth0"])?;
         ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
         Ok(())
     }
@@ -248,9 +219,7 @@ impl Lab {
         let up = std::thread::spawn(move || {
             crate::netns::join_netns(&ns).is_ok()
                 && (0..300).any(|_| {
-                    let ok =
-                        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                            .is_ok();
+                    let ok = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
                     if !ok {
                         std::thread::sleep(Duration::from_millis(50));
                     }
@@ -262,10 +231,7 @@ impl Lab {
         if up {
             return Ok(());
         }
-        Err(LabError::Other(format!(
-            "server at {url} did not come up:\n{}",
-            self.log_tail("server", 20)
-        )))
+        Err(LabError::Other(format!("server at {url} did not come up:\n{}", self.log_tail("server", 20))))
     }
 
     /// An API client that reaches the server over the lab's underlay.
@@ -318,22 +284,9 @@ impl Lab {
         ip(&["netns", "add", &ns])?;
         quiet_ipv6(&ns)?;
         ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
-        ip(&[
-            "-n", &host_ns, "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name",
-            "eth0", "netns", &ns,
-        ])?;
-        ip(&[
-            "-n", &ns, "link", "set", "dev", "eth0", "address", &vm.mac, "mtu", &mtu,
-        ])?;
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{}/{}", vm.ip, vm.prefix_len),
-            "dev",
-            "eth0",
-        ])?;
+        ip(&["-n", &host_ns, "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip(&["-n", &ns, "link", "set", "dev", "eth0", "address", &vm.mac, "mtu", &mtu])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{}/{}", vm.ip, vm.prefix_len), "dev", "eth0"])?;
         ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
         self.vms.insert(vm.name.clone(), vm);
         Ok(())
@@ -349,23 +302,11 @@ impl Lab {
     /// `ping -c count` from a VM; true when every echo came back.
     pub fn ping(&self, from_vm: &str, ip_addr: &str, count: u32) -> bool {
         let c = count.to_string();
-        in_ns(
-            &self.ns(from_vm),
-            &[
-                "ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", ip_addr,
-            ],
-        )
-        .is_ok()
+        in_ns(&self.ns(from_vm), &["ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", ip_addr]).is_ok()
     }
 
     /// Start a fast continuous ping (`count` echoes every `interval_ms`).
-    pub fn start_ping(
-        &self,
-        from_vm: &str,
-        ip_addr: &str,
-        count: u32,
-        interval_ms: u32,
-    ) -> Result<PingRun, LabError> {
+    pub fn start_ping(&self, from_vm: &str, ip_addr: &str, count: u32, interval_ms: u32) -> Result<PingRun, LabError> {
         let interval = format!("{:.3}", interval_ms as f64 / 1000.0);
         let child = Command::new("ip")
             .args([
@@ -391,11 +332,7 @@ impl Lab {
 
     /// Start capturing VXLAN packets on the underlay bridge.
     pub fn capture_underlay(&self, name: &str) -> Result<Capture, LabError> {
-        Capture::start(
-            &self.underlay_ns(),
-            "br-ul",
-            &self.cfg.dir.join(format!("{name}.pcap")),
-        )
+        Capture::start(&self.underlay_ns(), "br-ul", &self.cfg.dir.join(format!("{name}.pcap")))
     }
 
     /// Run a command in one of the lab's namespaces (by short name: `h1`, `vm1`, `ul`).
@@ -405,8 +342,7 @@ impl Lab {
 
     /// The last lines of a log of the lab (`server`, `agent-h1`, ...), for failure reports.
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
-        let text =
-            std::fs::read_to_string(self.cfg.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let text = std::fs::read_to_string(self.cfg.dir.join(format!("{name}.log"))).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -437,16 +373,8 @@ impl Drop for Lab {
 
 /// Keep a namespace from sending IPv6 noise (DAD, RS, MLD) of its own.
 fn quiet_ipv6(ns: &str) -> Result<(), LabError> {
-    in_ns(
-        ns,
-        &[
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ],
-    )
-    .map(|_| ())
+    in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+        .map(|_| ())
 }
 
 /// A running `ping`.
@@ -457,14 +385,10 @@ pub struct PingRun {
 impl PingRun {
     /// Wait for it to finish: (transmitted, received).
     pub fn finish(mut self) -> Result<(u32, u32), LabError> {
-        let child = self
-            .child
-            .take()
-            .ok_or_else(|| LabError::Other("ping already finished".into()))?;
+        let child = self.child.take().ok_or_else(|| LabError::Other("ping already finished".into()))?;
         let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        parse_ping_summary(&text)
-            .ok_or_else(|| LabError::Other(format!("cannot parse ping output: {text}")))
+        parse_ping_summary(&text).ok_or_else(|| LabError::Other(format!("cannot parse ping output: {text}")))
     }
 }
 
@@ -480,9 +404,7 @@ impl Drop for PingRun {
 /// "N packets transmitted, M received" → (N, M).
 fn parse_ping_summary(text: &str) -> Option<(u32, u32)> {
     let line = text.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut nums = line
-        .split(',')
-        .filter_map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
+    let mut nums = line.split(',').filter_map(|part| part.split_whitespace().next()?.parse::<u32>().ok());
     Some((nums.next()?, nums.next()?))
 }
 
@@ -498,8 +420,19 @@ pub fn check_tools() -> Result<(), LabError> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn cleanup_matches_only_lab_names() {
+        assert!(super::is_lab_namespace("nte", "nteul"));
+        assert!(super::is_lab_namespace("nte", "nteh12"));
+        assert!(super::is_lab_namespace("nte", "ntevm3"));
+        assert!(!super::is_lab_namespace("nte", "ntest"));
+        assert!(!super::is_lab_namespace("nte", "ntevm"));
+        assert!(!super::is_lab_namespace("nte", "other"));
+    }
+
+    #[test]
     fn ping_summary_is_parsed() {
-        let t = "--- 192.0.2.5 ping statistics ---\n200 packets transmitted, 198 received, 1% packet loss, time 4000ms\n";
+        let t =
+            "--- 192.0.2.5 ping statistics ---\n200 packets transmitted, 198 received, 1% packet loss, time 4000ms\n";
         assert_eq!(super::parse_ping_summary(t), Some((200, 198)));
     }
 }
@@ -526,22 +459,11 @@ impl Lab {
     ) -> Result<BootedVm, LabError> {
         let host_id = self.host_id(host);
         let net_id = network["id"].as_str().unwrap_or_default();
-        let port = api
-            .create_port(net_id, name, &host_id)
-            .await
-            .map_err(|e| LabError::Other(e.to_string()))?;
+        let port = api.create_port(net_id, name, &host_id).await.map_err(|e| LabError::Other(e.to_string()))?;
         let port_id = port["id"].as_str().unwrap_or_default().to_string();
-        let ip = port["fixed_ips"][0]["ip_address"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let ip = port["fixed_ips"][0]["ip_address"].as_str().unwrap_or_default().to_string();
         let subnet = api
-            .get(&format!(
-                "/v2.0/subnets/{}",
-                port["fixed_ips"][0]["subnet_id"]
-                    .as_str()
-                    .unwrap_or_default()
-            ))
+            .get(&format!("/v2.0/subnets/{}", port["fixed_ips"][0]["subnet_id"].as_str().unwrap_or_default()))
             .await
             .map_err(|e| LabError::Other(e.to_string()))?;
         let prefix_len = subnet["subnet"]["cidr"]
@@ -569,12 +491,6 @@ impl Lab {
             )));
         }
         let mac = port["mac_address"].as_str().unwrap_or_default().to_string();
-        Ok(BootedVm {
-            name: name.to_string(),
-            host: host.to_string(),
-            port_id,
-            ip,
-            mac,
-        })
+        Ok(BootedVm { name: name.to_string(), host: host.to_string(), port_id, ip, mac })
     }
 }

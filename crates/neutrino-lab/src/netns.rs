@@ -13,10 +13,7 @@ pub fn join_netns(ns: &str) -> Result<(), LabError> {
     // SAFETY: setns on a valid fd only changes this thread's network namespace.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     if rc != 0 {
-        return Err(LabError::Other(format!(
-            "setns({ns}): {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(LabError::Other(format!("setns({ns}): {}", std::io::Error::last_os_error())));
     }
     Ok(())
 }
@@ -34,12 +31,8 @@ impl NsRuntime {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let setup = join_netns(&ns).and_then(|_| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(LabError::Io)
-            });
+            let setup = join_netns(&ns)
+                .and_then(|_| tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LabError::Io));
             match setup {
                 Ok(rt) => {
                     let _ = ready_tx.send(Ok(rt.handle().clone()));
@@ -50,14 +43,8 @@ impl NsRuntime {
                 }
             }
         });
-        let handle = ready_rx
-            .recv()
-            .map_err(|_| LabError::Other("namespace runtime died".into()))??;
-        Ok(NsRuntime {
-            handle,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+        let handle = ready_rx.recv().map_err(|_| LabError::Other("namespace runtime died".into()))??;
+        Ok(NsRuntime { handle, stop: Some(stop_tx), thread: Some(thread) })
     }
 
     pub fn handle(&self) -> tokio::runtime::Handle {

@@ -9,9 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use neutrino_api::agent::{
-    AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE,
-};
+use neutrino_api::agent::{AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE};
 use neutrino_api::ApiError;
 use neutrino_store::{self as store, AgentRecord};
 use serde_json::json;
@@ -59,47 +57,31 @@ fn agent_json(a: &AgentRecord, down_time: u64) -> serde_json::Value {
 async fn list_agents(State(app): State<App>) -> HttpResult<Response> {
     let mut c = app.store.reader().await?;
     let agents = store::list_agents(&mut c).await?;
-    let list: Vec<_> = agents
-        .iter()
-        .map(|a| agent_json(a, app.config.agent_down_time))
-        .collect();
+    let list: Vec<_> = agents.iter().map(|a| agent_json(a, app.config.agent_down_time)).collect();
     Ok(axum::Json(json!({ "agents": list })).into_response())
 }
 
 async fn show_agent(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
     let mut c = app.store.reader().await?;
     let agents = store::list_agents(&mut c).await?;
-    let a = agents
-        .iter()
-        .find(|a| a.id == id)
-        .ok_or_else(|| HttpError(ApiError::not_found("agent", &id)))?;
+    let a = agents.iter().find(|a| a.id == id).ok_or_else(|| HttpError(ApiError::not_found("agent", &id)))?;
     Ok(axum::Json(json!({ "agent": agent_json(a, app.config.agent_down_time) })).into_response())
 }
 
-async fn register(
-    State(app): State<App>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> HttpResult<Response> {
-    let reg: AgentRegistration =
-        serde_json::from_slice(&body).map_err(|_| ApiError::malformed_body())?;
+async fn register(State(app): State<App>, RawQuery(q): RawQuery, body: Bytes) -> HttpResult<Response> {
+    let reg: AgentRegistration = serde_json::from_slice(&body).map_err(|_| ApiError::malformed_body())?;
     if reg.host.is_empty() || reg.tunnel_ip.parse::<std::net::IpAddr>().is_err() {
         return Err(ApiError::bad_request("host and a valid tunnel_ip are required").into());
     }
     let starting = q.as_deref().is_some_and(|q| q.contains("starting=true"));
     let mut tx = app.store.begin().await?;
-    let record =
-        store::register_agent(&mut tx, &reg, &uuid::Uuid::new_v4().to_string(), starting).await?;
+    let record = store::register_agent(&mut tx, &reg, &uuid::Uuid::new_v4().to_string(), starting).await?;
     tx.commit().await?;
-    Ok(
-        axum::Json(json!({ "agent": agent_json(&record, app.config.agent_down_time) }))
-            .into_response(),
-    )
+    Ok(axum::Json(json!({ "agent": agent_json(&record, app.config.agent_down_time) })).into_response())
 }
 
 async fn port_status(State(app): State<App>, body: Bytes) -> HttpResult<Response> {
-    let report: PortStatusReport =
-        serde_json::from_slice(&body).map_err(|_| ApiError::malformed_body())?;
+    let report: PortStatusReport = serde_json::from_slice(&body).map_err(|_| ApiError::malformed_body())?;
     if report.ports.values().any(|s| s != "ACTIVE" && s != "DOWN") {
         return Err(ApiError::bad_request("port status must be ACTIVE or DOWN").into());
     }
@@ -123,12 +105,7 @@ struct StreamState {
 async fn stream(State(app): State<App>, Path(host): Path<String>) -> Response {
     let mut changes = app.store.subscribe();
     changes.mark_unchanged();
-    let state = StreamState {
-        app,
-        host,
-        sent: None,
-        changes,
-    };
+    let state = StreamState { app, host, sent: None, changes };
     let lines = futures::stream::unfold(state, next_message);
     Response::builder()
         .status(StatusCode::OK)
@@ -151,12 +128,7 @@ async fn next_message(mut s: StreamState) -> Option<(Result<Bytes, std::io::Erro
                 Err(_) => false,
             },
         };
-        let (revision, state) = match s
-            .app
-            .store
-            .host_state(&s.host, AGENT_TYPE_LINUXBRIDGE)
-            .await
-        {
+        let (revision, state) = match s.app.store.host_state(&s.host, AGENT_TYPE_LINUXBRIDGE).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(host = %s.host, error = %e, "host state query failed; closing stream");
@@ -164,16 +136,9 @@ async fn next_message(mut s: StreamState) -> Option<(Result<Bytes, std::io::Erro
             }
         };
         let message = match &s.sent {
-            None => Some(StreamMessage::Snapshot {
-                revision,
-                state: state.clone(),
-            }),
+            None => Some(StreamMessage::Snapshot { revision, state: state.clone() }),
             Some(prev) => match prev.diff(&state) {
-                Some((upserted, removed)) => Some(StreamMessage::Update {
-                    revision,
-                    upserted,
-                    removed,
-                }),
+                Some((upserted, removed)) => Some(StreamMessage::Update { revision, upserted, removed }),
                 None if !woke => Some(StreamMessage::Heartbeat { revision }),
                 None => None,
             },

@@ -44,9 +44,6 @@ pub struct App {
 
 impl App {
     pub fn new(store: Store, config: ServerConfig) -> App {
-        App {
-            store,
-            config: Arc::new(config),
-        }
+        App { store, config: Arc::new(config) }
     }
 }

@@ -14,8 +14,7 @@ pub type HttpResult<T> = Result<T, HttpError>;
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::error!(error = %self.0, "request failed");
         }
@@ -51,14 +50,10 @@ impl From<StoreError> for HttpError {
                 "Constrained revision number does not match the current revision",
             )),
             StoreError::BadFilter(m) => HttpError(ApiError::bad_request(m)),
-            ref busy if busy.is_busy() => HttpError(ApiError::new(
-                503,
-                "ServiceUnavailable",
-                "The database is busy; retry the request.",
-            )),
-            other => HttpError(ApiError::internal(format!(
-                "Request Failed: internal server error: {other}"
-            ))),
+            ref busy if busy.is_busy() => {
+                HttpError(ApiError::new(503, "ServiceUnavailable", "The database is busy; retry the request."))
+            }
+            other => HttpError(ApiError::internal(format!("Request Failed: internal server error: {other}"))),
         }
     }
 }

@@ -41,11 +41,6 @@ pub fn router(app: App) -> Router {
 /// Serve until the listener fails. Also follows other servers' commits on PostgreSQL.
 pub async fn serve(app: App, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let follower = app.clone();
-    tokio::spawn(async move {
-        follower
-            .store
-            .follow_other_servers(&follower.config.connection)
-            .await
-    });
+    tokio::spawn(async move { follower.store.follow_other_servers(&follower.config.connection).await });
     axum::serve(listener, router(app)).await
 }

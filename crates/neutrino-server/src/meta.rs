@@ -11,16 +11,61 @@ use serde_json::json;
 /// Only what Neutrino implements: clients decide what to call from this list.
 const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
     ("agent", "agent", "The agent management extension.", "2013-02-03T10:00:00-00:00"),
-    ("binding", "Port Binding", "Expose port bindings of a virtual port to external application", "2014-02-03T10:00:00-00:00"),
-    ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters.", "2018-07-04T10:00:00-00:00"),
+    (
+        "binding",
+        "Port Binding",
+        "Expose port bindings of a virtual port to external application",
+        "2014-02-03T10:00:00-00:00",
+    ),
+    (
+        "filter-validation",
+        "Filter parameters validation",
+        "Provides validation on filter parameters.",
+        "2018-07-04T10:00:00-00:00",
+    ),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource.", "2015-03-25T10:00:00-00:00"),
-    ("net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource.", "2017-07-12T00:00:00-00:00"),
-    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled.", "2016-06-12T00:00:00-00:00"),
-    ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled.", "2016-09-09T09:09:09-09:09"),
-    ("provider", "Provider Network", "Expose mapping of virtual networks to physical networks", "2012-09-07T10:00:00-00:00"),
-    ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes", "2016-02-10T10:00:00-00:00"),
-    ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources.", "2016-04-11T10:00:00-00:00"),
-    ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.", "2016-09-12T10:00:00-00:00"),
+    (
+        "net-mtu-writable",
+        "Network MTU (writable)",
+        "Provides a writable MTU attribute for a network resource.",
+        "2017-07-12T00:00:00-00:00",
+    ),
+    (
+        "pagination",
+        "Pagination support",
+        "Extension that indicates that pagination is enabled.",
+        "2016-06-12T00:00:00-00:00",
+    ),
+    (
+        "project-id",
+        "project_id field enabled",
+        "Extension that indicates that project_id field is enabled.",
+        "2016-09-09T09:09:09-09:09",
+    ),
+    (
+        "provider",
+        "Provider Network",
+        "Expose mapping of virtual networks to physical networks",
+        "2012-09-07T10:00:00-00:00",
+    ),
+    (
+        "standard-attr-description",
+        "standard-attr-description",
+        "Extension to add descriptions to standard attributes",
+        "2016-02-10T10:00:00-00:00",
+    ),
+    (
+        "standard-attr-revisions",
+        "Resource revision numbers",
+        "This extension will display the revision number of neutron resources.",
+        "2016-04-11T10:00:00-00:00",
+    ),
+    (
+        "standard-attr-timestamp",
+        "Resource timestamps",
+        "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.",
+        "2016-09-12T10:00:00-00:00",
+    ),
 ];
 
 fn to_extension(entry: &(&str, &str, &str, &str)) -> Extension {
@@ -34,10 +79,7 @@ fn to_extension(entry: &(&str, &str, &str, &str)) -> Extension {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:9696");
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
     format!("http://{host}")
 }
 
@@ -51,17 +93,13 @@ pub async fn versions(headers: HeaderMap) -> Response {
 
 pub async fn v2_root(headers: HeaderMap) -> Response {
     let base = base_url(&headers);
-    let resources: Vec<_> = [
-        ("network", "networks"),
-        ("subnet", "subnets"),
-        ("port", "ports"),
-    ]
-    .iter()
-    .map(|(name, collection)| {
-        json!({"name": name, "collection": collection,
+    let resources: Vec<_> = [("network", "networks"), ("subnet", "subnets"), ("port", "ports")]
+        .iter()
+        .map(|(name, collection)| {
+            json!({"name": name, "collection": collection,
                    "links": [{"rel": "self", "href": format!("{base}/v2.0/{collection}")}]})
-    })
-    .collect();
+        })
+        .collect();
     axum::Json(json!({ "resources": resources })).into_response()
 }
 
@@ -71,17 +109,9 @@ pub async fn extensions() -> Response {
 }
 
 pub async fn extension(Path(alias): Path<String>) -> HttpResult<Response> {
-    let found = EXTENSIONS
-        .iter()
-        .find(|e| e.0 == alias)
-        .map(to_extension)
-        .ok_or_else(|| {
-            HttpError(ApiError::new(
-                404,
-                "HTTPNotFound",
-                format!("Extension with alias {alias} does not exist"),
-            ))
-        })?;
+    let found = EXTENSIONS.iter().find(|e| e.0 == alias).map(to_extension).ok_or_else(|| {
+        HttpError(ApiError::new(404, "HTTPNotFound", format!("Extension with alias {alias} does not exist")))
+    })?;
     Ok(axum::Json(json!({ "extension": found })).into_response())
 }
 

@@ -63,27 +63,15 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
     let attrs = parse_body(&body, "network", CREATE_ATTRS)?;
     let project_id = project_of(&attrs, &headers, &app.config.noauth_project)?;
     if attrs.boolean("router:external")? == Some(true) {
-        return Err(ApiError::bad_request(
-            "External networks are not supported yet by this server",
-        )
-        .into());
+        return Err(ApiError::bad_request("External networks are not supported yet by this server").into());
     }
-    if attrs
-        .string_list("availability_zone_hints")?
-        .is_some_and(|h| !h.is_empty())
-    {
-        return Err(
-            ApiError::bad_request("Availability zones are not supported by this server").into(),
-        );
+    if attrs.string_list("availability_zone_hints")?.is_some_and(|h| !h.is_empty()) {
+        return Err(ApiError::bad_request("Availability zones are not supported by this server").into());
     }
     let provider = ProviderRequest {
         network_type: attrs.string("provider:network_type", 255)?,
-        physical_network: attrs
-            .nullable_string("provider:physical_network")?
-            .flatten(),
-        segmentation_id: attrs
-            .uint("provider:segmentation_id")?
-            .map(|v| v.min(u32::MAX as u64) as u32),
+        physical_network: attrs.nullable_string("provider:physical_network")?.flatten(),
+        segmentation_id: attrs.uint("provider:segmentation_id")?.map(|v| v.min(u32::MAX as u64) as u32),
     };
     let plan = plan_segment(&app.config.type_drivers, &provider)?;
     let network_type = match &plan {
@@ -94,10 +82,7 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
     let max_mtu = mtu_for(&network_type, &app.config.type_drivers);
     let mtu = match attrs.uint("mtu")? {
         Some(m) if m < 68 || m > max_mtu as u64 => {
-            return Err(ApiError::invalid_input(format!(
-                "Requested MTU is too big, maximum is {max_mtu}"
-            ))
-            .into())
+            return Err(ApiError::invalid_input(format!("Requested MTU is too big, maximum is {max_mtu}")).into())
         }
         Some(m) => m as u32,
         None => max_mtu,
@@ -137,11 +122,7 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
     Ok(one(StatusCode::CREATED, "network", &net, &[]))
 }
 
-async fn show(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> HttpResult<Response> {
+async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
     let net = store::get_network(&mut c, &id).await?;
@@ -157,15 +138,9 @@ async fn list(State(app): State<App>, RawQuery(q): RawQuery) -> HttpResult<Respo
 }
 
 /// The marker of the next page, when the page came back full.
-pub fn next_marker<T>(
-    items: &[T],
-    limit: Option<u32>,
-    id: impl Fn(&T) -> &String,
-) -> Option<(&str, u32)> {
+pub fn next_marker<T>(items: &[T], limit: Option<u32>, id: impl Fn(&T) -> &String) -> Option<(&str, u32)> {
     let limit = limit?;
-    (items.len() as u32 == limit)
-        .then(|| items.last().map(|i| (id(i).as_str(), limit)))
-        .flatten()
+    (items.len() as u32 == limit).then(|| items.last().map(|i| (id(i).as_str(), limit))).flatten()
 }
 
 async fn update(
@@ -176,10 +151,7 @@ async fn update(
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, "network", UPDATE_ATTRS)?;
     if attrs.boolean("router:external")? == Some(true) {
-        return Err(ApiError::bad_request(
-            "External networks are not supported yet by this server",
-        )
-        .into());
+        return Err(ApiError::bad_request("External networks are not supported yet by this server").into());
     }
     let patch = store::NetworkPatch {
         name: attrs.string("name", 255)?,
@@ -194,10 +166,7 @@ async fn update(
         let current = store::get_network(tx.conn(), &id).await?;
         let max = mtu_for(&current.network_type, &app.config.type_drivers);
         if !(68..=max).contains(&mtu) {
-            return Err(ApiError::invalid_input(format!(
-                "Requested MTU is too big, maximum is {max}"
-            ))
-            .into());
+            return Err(ApiError::invalid_input(format!("Requested MTU is too big, maximum is {max}")).into());
         }
     }
     let net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
@@ -220,10 +189,7 @@ async fn delete(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Re
     }
     tx.commit().await.map_err(|e| {
         if e.is_foreign_key_violation() {
-            HttpError(ApiError::conflict(
-                "NetworkInUse",
-                format!("Unable to complete operation on network {id}."),
-            ))
+            HttpError(ApiError::conflict("NetworkInUse", format!("Unable to complete operation on network {id}.")))
         } else {
             e.into()
         }

@@ -56,33 +56,20 @@ const UPDATE_ATTRS: &[&str] = &[
 
 const CREATE_ONLY_ATTRS: &[&str] = &["network_id", "project_id", "tenant_id"];
 
-const VNIC_TYPES: &[&str] = &[
-    "normal",
-    "direct",
-    "macvtap",
-    "baremetal",
-    "direct-physical",
-    "virtio-forwarder",
-];
+const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder"];
 
 /// Attributes Neutrino accepts only with their default value for now.
 fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
     for key in ["allowed_address_pairs", "extra_dhcp_opts"] {
         if matches!(attrs.raw(key), Some(Value::Array(a)) if !a.is_empty()) {
-            return Err(ApiError::bad_request(format!(
-                "'{key}' is not supported yet by this server"
-            )));
+            return Err(ApiError::bad_request(format!("'{key}' is not supported yet by this server")));
         }
     }
     if attrs.boolean("port_security_enabled")? == Some(false) {
-        return Err(ApiError::bad_request(
-            "Disabling port security is not supported yet by this server",
-        ));
+        return Err(ApiError::bad_request("Disabling port security is not supported yet by this server"));
     }
     if matches!(attrs.raw("qos_policy_id"), Some(v) if !v.is_null()) {
-        return Err(ApiError::bad_request(
-            "QoS policies are not supported yet by this server",
-        ));
+        return Err(ApiError::bad_request("QoS policies are not supported yet by this server"));
     }
     Ok(())
 }
@@ -94,18 +81,17 @@ fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<Map<String, Value>>>,
 fn requested_mac(attrs: &Attrs) -> Result<Option<String>, ApiError> {
     match attrs.string("mac_address", 32)? {
         None => Ok(None),
-        Some(m) => normalize_mac(&m).map(Some).ok_or_else(|| {
-            ApiError::invalid_attribute("mac_address", format!("'{m}' is not a valid MAC address"))
-        }),
+        Some(m) => normalize_mac(&m)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_attribute("mac_address", format!("'{m}' is not a valid MAC address"))),
     }
 }
 
 fn vnic_type(attrs: &Attrs) -> Result<Option<String>, ApiError> {
     match attrs.string("binding:vnic_type", 64)? {
-        Some(v) if !VNIC_TYPES.contains(&v.as_str()) => Err(ApiError::invalid_attribute(
-            "binding:vnic_type",
-            format!("'{v}' is not in {VNIC_TYPES:?}"),
-        )),
+        Some(v) if !VNIC_TYPES.contains(&v.as_str()) => {
+            Err(ApiError::invalid_attribute("binding:vnic_type", format!("'{v}' is not in {VNIC_TYPES:?}")))
+        }
         other => Ok(other),
     }
 }
@@ -118,11 +104,7 @@ fn mac_in_use(network_id: &str, mac: &str) -> HttpError {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let allowed: Vec<&str> = UPDATE_ATTRS
-        .iter()
-        .chain(CREATE_ONLY_ATTRS)
-        .copied()
-        .collect();
+    let allowed: Vec<&str> = UPDATE_ATTRS.iter().chain(CREATE_ONLY_ATTRS).copied().collect();
     let attrs = parse_body(&body, "port", &allowed)?;
     refuse_unsupported(&attrs)?;
     attrs.required("network_id")?;
@@ -178,9 +160,7 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
 async fn insert_with_mac(tx: &mut Tx, port: &mut Port, given: Option<String>) -> HttpResult<()> {
     let attempts = if given.is_some() { 1 } else { 16 };
     for _ in 0..attempts {
-        port.mac_address = given
-            .clone()
-            .unwrap_or_else(|| random_port_mac(&mut rand::thread_rng()));
+        port.mac_address = given.clone().unwrap_or_else(|| random_port_mac(&mut rand::thread_rng()));
         match store::insert_port(tx, port).await {
             Ok(true) => return Ok(()),
             Ok(false) => continue,
@@ -198,19 +178,11 @@ async fn bind(app: &App, tx: &mut Tx, port: &mut Port, network_type: &str) -> Ht
     let agent = if port.host_id.is_empty() {
         None
     } else {
-        store::agent_on_host(tx.conn(), &port.host_id, AGENT_TYPE_LINUXBRIDGE)
-            .await?
-            .map(|a| HostAgent {
-                alive: a.admin_state_up
-                    && heartbeat_fresh(&a.heartbeat_at, app.config.agent_down_time),
-            })
+        store::agent_on_host(tx.conn(), &port.host_id, AGENT_TYPE_LINUXBRIDGE).await?.map(|a| HostAgent {
+            alive: a.admin_state_up && heartbeat_fresh(&a.heartbeat_at, app.config.agent_down_time),
+        })
     };
-    let binding = bind_linuxbridge(
-        &port.host_id,
-        &port.network_id,
-        network_type,
-        agent.as_ref(),
-    );
+    let binding = bind_linuxbridge(&port.host_id, &port.network_id, network_type, agent.as_ref());
     if binding.vif_type == neutrino_domain::binding::VIF_TYPE_BINDING_FAILED {
         tracing::warn!(port = %port.id, host = %port.host_id, "binding failed: no alive Linux bridge agent on the host");
     }
@@ -236,9 +208,7 @@ fn field<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 }
 
 fn parse_fixed_ip(text: &str) -> Result<IpAddr, ApiError> {
-    text.parse().map_err(|_| {
-        ApiError::invalid_attribute("fixed_ips", format!("'{text}' is not a valid IP address"))
-    })
+    text.parse().map_err(|_| ApiError::invalid_attribute("fixed_ips", format!("'{text}' is not a valid IP address")))
 }
 
 fn pools_of(subnet: &Subnet) -> Vec<IpRange> {
@@ -298,63 +268,38 @@ async fn assign_fixed_ips(
                     Some(ip) => allocate_exact(tx, port, subnet, ip, out.len()).await?,
                     None => allocate_from(tx, port, subnet, out.len()).await?,
                 };
-                out.push(FixedIp {
-                    subnet_id: subnet.id.clone(),
-                    ip_address: addr.to_string(),
-                });
+                out.push(FixedIp { subnet_id: subnet.id.clone(), ip_address: addr.to_string() });
             }
         }
         None => {
             for v6_stateful in [false, true] {
                 let family: Vec<&Subnet> = subnets
                     .iter()
-                    .filter(|s| {
-                        (s.ip_version == 6) == v6_stateful
-                            && !is_auto_address(s.ipv6_address_mode.as_deref())
-                    })
+                    .filter(|s| (s.ip_version == 6) == v6_stateful && !is_auto_address(s.ipv6_address_mode.as_deref()))
                     .collect();
                 if family.is_empty() {
                     continue;
                 }
                 let mut got = None;
                 for s in &family {
-                    if let Some(ip) = store::allocate_any_ip(
-                        tx,
-                        &port.network_id,
-                        &s.id,
-                        &pools_of(s),
-                        &port.id,
-                        out.len(),
-                    )
-                    .await?
+                    if let Some(ip) =
+                        store::allocate_any_ip(tx, &port.network_id, &s.id, &pools_of(s), &port.id, out.len()).await?
                     {
-                        got = Some(FixedIp {
-                            subnet_id: s.id.clone(),
-                            ip_address: ip.to_string(),
-                        });
+                        got = Some(FixedIp { subnet_id: s.id.clone(), ip_address: ip.to_string() });
                         break;
                     }
                 }
                 let fixed = got.ok_or_else(|| {
                     HttpError(ApiError::conflict(
                         "IpAddressGenerationFailure",
-                        format!(
-                            "No more IP addresses available on network {}.",
-                            port.network_id
-                        ),
+                        format!("No more IP addresses available on network {}.", port.network_id),
                     ))
                 })?;
                 out.push(fixed);
             }
-            for s in subnets
-                .iter()
-                .filter(|s| is_auto_address(s.ipv6_address_mode.as_deref()))
-            {
+            for s in subnets.iter().filter(|s| is_auto_address(s.ipv6_address_mode.as_deref())) {
                 let addr = allocate_from(tx, port, s, out.len()).await?;
-                out.push(FixedIp {
-                    subnet_id: s.id.clone(),
-                    ip_address: addr.to_string(),
-                });
+                out.push(FixedIp { subnet_id: s.id.clone(), ip_address: addr.to_string() });
             }
         }
     }
@@ -362,27 +307,14 @@ async fn assign_fixed_ips(
 }
 
 fn subnet_contains(subnet: &Subnet, ip: IpAddr) -> bool {
-    subnet
-        .cidr
-        .parse::<ipnet::IpNet>()
-        .is_ok_and(|c| c.contains(&ip))
+    subnet.cidr.parse::<ipnet::IpNet>().is_ok_and(|c| c.contains(&ip))
 }
 
 /// Hold exactly `ip` on `subnet`.
-async fn allocate_exact(
-    tx: &mut Tx,
-    port: &Port,
-    subnet: &Subnet,
-    ip: IpAddr,
-    position: usize,
-) -> HttpResult<IpAddr> {
-    let cidr: ipnet::IpNet = subnet
-        .cidr
-        .parse()
-        .map_err(|_| ApiError::internal("stored CIDR is invalid"))?;
-    let v4_reserved = cidr.addr().is_ipv4()
-        && cidr.prefix_len() < 31
-        && (ip == cidr.network() || ip == cidr.broadcast());
+async fn allocate_exact(tx: &mut Tx, port: &Port, subnet: &Subnet, ip: IpAddr, position: usize) -> HttpResult<IpAddr> {
+    let cidr: ipnet::IpNet = subnet.cidr.parse().map_err(|_| ApiError::internal("stored CIDR is invalid"))?;
+    let v4_reserved =
+        cidr.addr().is_ipv4() && cidr.prefix_len() < 31 && (ip == cidr.network() || ip == cidr.broadcast());
     if !cidr.contains(&ip) || v4_reserved {
         return Err(HttpError(ApiError::new(
             400,
@@ -394,58 +326,31 @@ async fn allocate_exact(
     if is_gateway && !port.device_owner.starts_with("network:router_interface") {
         return Err(ip_in_use(ip, &subnet.id));
     }
-    if !store::allocate_specific_ip(tx, &port.network_id, &subnet.id, ip, &port.id, position)
-        .await?
-    {
+    if !store::allocate_specific_ip(tx, &port.network_id, &subnet.id, ip, &port.id, position).await? {
         return Err(ip_in_use(ip, &subnet.id));
     }
     Ok(ip)
 }
 
 /// Take an address from `subnet`: EUI-64 on SLAAC subnets, else from the pools.
-async fn allocate_from(
-    tx: &mut Tx,
-    port: &Port,
-    subnet: &Subnet,
-    position: usize,
-) -> HttpResult<IpAddr> {
+async fn allocate_from(tx: &mut Tx, port: &Port, subnet: &Subnet, position: usize) -> HttpResult<IpAddr> {
     if is_auto_address(subnet.ipv6_address_mode.as_deref()) {
-        let cidr = subnet
-            .cidr
-            .parse()
-            .map_err(|_| ApiError::internal("stored CIDR is invalid"))?;
-        let mac = mac_bytes(&port.mac_address)
-            .ok_or_else(|| ApiError::internal("stored MAC is invalid"))?;
+        let cidr = subnet.cidr.parse().map_err(|_| ApiError::internal("stored CIDR is invalid"))?;
+        let mac = mac_bytes(&port.mac_address).ok_or_else(|| ApiError::internal("stored MAC is invalid"))?;
         let ip = eui64_address(cidr, mac).ok_or_else(|| {
-            ApiError::invalid_input(format!(
-                "Subnet {} is not a /64; SLAAC needs a /64 prefix",
-                subnet.id
-            ))
+            ApiError::invalid_input(format!("Subnet {} is not a /64; SLAAC needs a /64 prefix", subnet.id))
         })?;
-        if !store::allocate_specific_ip(tx, &port.network_id, &subnet.id, ip, &port.id, position)
-            .await?
-        {
+        if !store::allocate_specific_ip(tx, &port.network_id, &subnet.id, ip, &port.id, position).await? {
             return Err(ip_in_use(ip, &subnet.id));
         }
         return Ok(ip);
     }
-    store::allocate_any_ip(
-        tx,
-        &port.network_id,
-        &subnet.id,
-        &pools_of(subnet),
-        &port.id,
-        position,
-    )
-    .await?
-    .ok_or_else(|| ip_exhausted_on_subnet(&subnet.id))
+    store::allocate_any_ip(tx, &port.network_id, &subnet.id, &pools_of(subnet), &port.id, position)
+        .await?
+        .ok_or_else(|| ip_exhausted_on_subnet(&subnet.id))
 }
 
-async fn show(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> HttpResult<Response> {
+async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
     let port = store::get_port(&mut c, &id).await?;
@@ -524,9 +429,7 @@ async fn update(
     port.updated_at = store::now_timestamp();
     port.revision_number = expected + 1;
     match store::update_port_row(&mut tx, &port, expected).await {
-        Err(e) if e.is_unique_violation() => {
-            return Err(mac_in_use(&port.network_id, &port.mac_address))
-        }
+        Err(e) if e.is_unique_violation() => return Err(mac_in_use(&port.network_id, &port.mac_address)),
         other => other?,
     }
     if fixed_ips.is_some() || mac_changed {
@@ -536,9 +439,8 @@ async fn update(
             port.fixed_ips
                 .iter()
                 .map(|f| {
-                    let auto = subnets.iter().any(|s| {
-                        s.id == f.subnet_id && is_auto_address(s.ipv6_address_mode.as_deref())
-                    });
+                    let auto =
+                        subnets.iter().any(|s| s.id == f.subnet_id && is_auto_address(s.ipv6_address_mode.as_deref()));
                     let mut m = Map::new();
                     m.insert("subnet_id".into(), Value::String(f.subnet_id.clone()));
                     if !auto {

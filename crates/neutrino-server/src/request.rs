@@ -17,24 +17,15 @@ pub fn parse_body(bytes: &[u8], resource: &str, allowed: &[&str]) -> Result<Attr
     let Value::Object(mut outer) = value else {
         return Err(ApiError::malformed_body());
     };
-    let inner = outer.remove(resource).ok_or_else(|| {
-        ApiError::bad_request(format!("Unable to find '{resource}' in request body"))
-    })?;
+    let inner = outer
+        .remove(resource)
+        .ok_or_else(|| ApiError::bad_request(format!("Unable to find '{resource}' in request body")))?;
     let Value::Object(map) = inner else {
-        return Err(ApiError::bad_request(format!(
-            "Unable to find '{resource}' in request body"
-        )));
+        return Err(ApiError::bad_request(format!("Unable to find '{resource}' in request body")));
     };
-    let unknown: Vec<&str> = map
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !allowed.contains(k))
-        .collect();
+    let unknown: Vec<&str> = map.keys().map(String::as_str).filter(|k| !allowed.contains(k)).collect();
     if !unknown.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "Unrecognized attribute(s) '{}'",
-            unknown.join(", ")
-        )));
+        return Err(ApiError::bad_request(format!("Unrecognized attribute(s) '{}'", unknown.join(", "))));
     }
     Ok(Attrs { map })
 }
@@ -50,9 +41,7 @@ impl Attrs {
 
     pub fn required(&self, key: &str) -> Result<&Value, ApiError> {
         self.map.get(key).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "Failed to parse request. Required attribute '{key}' not specified"
-            ))
+            ApiError::bad_request(format!("Failed to parse request. Required attribute '{key}' not specified"))
         })
     }
 
@@ -61,14 +50,10 @@ impl Attrs {
         match self.map.get(key) {
             None => Ok(None),
             Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
-            Some(Value::String(s)) => Err(ApiError::invalid_attribute(
-                key,
-                format!("'{s}' exceeds maximum length of {max}"),
-            )),
-            Some(v) => Err(ApiError::invalid_attribute(
-                key,
-                format!("'{v}' is not a valid string"),
-            )),
+            Some(Value::String(s)) => {
+                Err(ApiError::invalid_attribute(key, format!("'{s}' exceeds maximum length of {max}")))
+            }
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a valid string"))),
         }
     }
 
@@ -86,10 +71,7 @@ impl Attrs {
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(v) => Err(ApiError::invalid_attribute(
-                key,
-                format!("'{}' is not a valid boolean value", plain(v)),
-            )),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{}' is not a valid boolean value", plain(v)))),
         }
     }
 
@@ -99,10 +81,7 @@ impl Attrs {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
             Some(Value::String(s)) if s.parse::<u64>().is_ok() => Ok(s.parse().ok()),
-            Some(v) => Err(ApiError::invalid_attribute(
-                key,
-                format!("'{}' is not an integer", plain(v)),
-            )),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{}' is not an integer", plain(v)))),
         }
     }
 
@@ -114,54 +93,32 @@ impl Attrs {
                 .iter()
                 .map(|i| match i {
                     Value::String(s) => Ok(s.clone()),
-                    v => Err(ApiError::invalid_attribute(
-                        key,
-                        format!("'{v}' is not a valid string"),
-                    )),
+                    v => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a valid string"))),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(v) => Err(ApiError::invalid_attribute(
-                key,
-                format!("'{v}' is not a list"),
-            )),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a list"))),
         }
     }
 
     /// A list of objects, each with string values for the given keys.
-    pub fn object_list(
-        &self,
-        key: &str,
-        fields: &[&str],
-    ) -> Result<Option<Vec<Map<String, Value>>>, ApiError> {
+    pub fn object_list(&self, key: &str, fields: &[&str]) -> Result<Option<Vec<Map<String, Value>>>, ApiError> {
         let Some(v) = self.map.get(key) else {
             return Ok(None);
         };
         let Value::Array(items) = v else {
-            return Err(ApiError::invalid_attribute(
-                key,
-                format!("'{v}' is not a list"),
-            ));
+            return Err(ApiError::invalid_attribute(key, format!("'{v}' is not a list")));
         };
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let Value::Object(m) = item else {
-                return Err(ApiError::invalid_attribute(
-                    key,
-                    format!("'{item}' is not a dictionary"),
-                ));
+                return Err(ApiError::invalid_attribute(key, format!("'{item}' is not a dictionary")));
             };
             if let Some(bad) = m.keys().find(|k| !fields.contains(&k.as_str())) {
-                return Err(ApiError::invalid_attribute(
-                    key,
-                    format!("Unexpected keys supplied: {bad}"),
-                ));
+                return Err(ApiError::invalid_attribute(key, format!("Unexpected keys supplied: {bad}")));
             }
             if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_string()) {
-                return Err(ApiError::invalid_attribute(
-                    key,
-                    format!("'{k}' must be a string"),
-                ));
+                return Err(ApiError::invalid_attribute(key, format!("'{k}' must be a string")));
             }
             out.push(m.clone());
         }
@@ -174,10 +131,7 @@ impl Attrs {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(Map::new())),
             Some(Value::Object(m)) => Ok(Some(m.clone())),
-            Some(v) => Err(ApiError::invalid_attribute(
-                key,
-                format!("'{v}' is not a dictionary"),
-            )),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a dictionary"))),
         }
     }
 }
@@ -207,14 +161,10 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             "fields" => q.fields.push(v.into_owned()),
             "limit" => {
                 let n: i64 = v.parse().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "Limit must be an integer 0 or greater and not '{v}'"
-                    ))
+                    ApiError::bad_request(format!("Limit must be an integer 0 or greater and not '{v}'"))
                 })?;
                 if n < 0 {
-                    return Err(ApiError::bad_request(format!(
-                        "Limit must be an integer 0 or greater and not '{v}'"
-                    )));
+                    return Err(ApiError::bad_request(format!("Limit must be an integer 0 or greater and not '{v}'")));
                 }
                 q.page.limit = (n > 0).then_some(n as u32);
             }
@@ -222,10 +172,7 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             k if NON_FILTERS.contains(&k) => {}
             k => match q.filters.iter_mut().find(|f| f.attribute == k) {
                 Some(f) => f.values.push(v.into_owned()),
-                None => q.filters.push(Filter {
-                    attribute: k.to_string(),
-                    values: vec![v.into_owned()],
-                }),
+                None => q.filters.push(Filter { attribute: k.to_string(), values: vec![v.into_owned()] }),
             },
         }
     }
@@ -239,9 +186,7 @@ pub fn project_of(attrs: &Attrs, headers: &HeaderMap, default: &str) -> Result<S
     let t = attrs.string("tenant_id", 255)?;
     if let (Some(p), Some(t)) = (&p, &t) {
         if p != t {
-            return Err(ApiError::bad_request(
-                "'project_id' and 'tenant_id' do not match",
-            ));
+            return Err(ApiError::bad_request("'project_id' and 'tenant_id' do not match"));
         }
     }
     if let Some(id) = p.or(t) {
@@ -261,14 +206,11 @@ pub fn if_match_revision(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         return Ok(None);
     };
     for part in v.split(',') {
-        if let Some(n) = part
-            .trim()
-            .trim_matches('"')
-            .strip_prefix("revision_number=")
-        {
-            return n.parse().map(Some).map_err(|_| {
-                ApiError::bad_request(format!("Invalid revision number in If-Match: {v}"))
-            });
+        if let Some(n) = part.trim().trim_matches('"').strip_prefix("revision_number=") {
+            return n
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("Invalid revision number in If-Match: {v}")));
         }
     }
     Ok(None)
@@ -280,34 +222,21 @@ mod tests {
 
     #[test]
     fn unknown_attributes_are_named() {
-        let e = parse_body(
-            br#"{"network": {"name": "x", "no_such_attribute": 1}}"#,
-            "network",
-            &["name"],
-        )
-        .err()
-        .unwrap();
+        let e =
+            parse_body(br#"{"network": {"name": "x", "no_such_attribute": 1}}"#, "network", &["name"]).err().unwrap();
         assert_eq!(e.message, "Unrecognized attribute(s) 'no_such_attribute'");
     }
 
     #[test]
     fn malformed_json_is_bad_request() {
-        let e = parse_body(br#"{"network": {"#, "network", &["name"])
-            .err()
-            .unwrap();
+        let e = parse_body(br#"{"network": {"#, "network", &["name"]).err().unwrap();
         assert_eq!((e.status, e.kind.as_str()), (400, "HTTPBadRequest"));
     }
 
     #[test]
     fn repeated_filters_and_fields_are_collected() {
         let q = parse_query(Some("name=a&name=b&fields=id&fields=name&limit=5")).unwrap();
-        assert_eq!(
-            q.filters,
-            vec![Filter {
-                attribute: "name".into(),
-                values: vec!["a".into(), "b".into()]
-            }]
-        );
+        assert_eq!(q.filters, vec![Filter { attribute: "name".into(), values: vec!["a".into(), "b".into()] }]);
         assert_eq!(q.fields, vec!["id", "name"]);
         assert_eq!(q.page.limit, Some(5));
     }

@@ -12,11 +12,9 @@ pub fn select<T: Serialize>(item: &T, fields: &[String]) -> Value {
         return value;
     }
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(k, _)| fields.iter().any(|f| f == k))
-                .collect::<Map<_, _>>(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(k, _)| fields.iter().any(|f| f == k)).collect::<Map<_, _>>())
+        }
         other => other,
     }
 }
@@ -57,11 +55,7 @@ pub fn many<T: Serialize>(
     out.push(b']');
     push_links(&mut out, collection, next_marker);
     out.push(b'}');
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        out,
-    )
-        .into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
 pub fn no_content() -> Response {
@@ -78,11 +72,7 @@ pub async fn add_request_id(mut response: Response) -> Response {
 }
 
 /// `{"<collection>": [...]}` from JSON objects the database already rendered.
-pub fn many_raw(
-    collection: &str,
-    bodies: &[(String, String)],
-    next_marker: Option<(&str, u32)>,
-) -> Response {
+pub fn many_raw(collection: &str, bodies: &[(String, String)], next_marker: Option<(&str, u32)>) -> Response {
     let size: usize = bodies.iter().map(|(_, b)| b.len() + 1).sum();
     let mut out: Vec<u8> = Vec::with_capacity(64 + size);
     out.extend_from_slice(b"{\"");
@@ -97,11 +87,7 @@ pub fn many_raw(
     out.push(b']');
     push_links(&mut out, collection, next_marker);
     out.push(b'}');
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        out,
-    )
-        .into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
 fn push_links(out: &mut Vec<u8>, collection: &str, next_marker: Option<(&str, u32)>) {

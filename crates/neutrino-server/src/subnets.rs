@@ -71,106 +71,63 @@ fn gateway_request(attrs: &Attrs) -> Result<GatewayRequest, ApiError> {
         None => GatewayRequest::Default,
         Some(Value::Null) => GatewayRequest::Disabled,
         Some(Value::String(s)) => GatewayRequest::Address(s.clone()),
-        Some(v) => {
-            return Err(ApiError::invalid_attribute(
-                "gateway_ip",
-                format!("'{v}' is not a valid IP address"),
-            ))
-        }
+        Some(v) => return Err(ApiError::invalid_attribute("gateway_ip", format!("'{v}' is not a valid IP address"))),
     })
 }
 
 fn pools_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
-    Ok(attrs
-        .object_list("allocation_pools", &["start", "end"])?
-        .map(|list| {
-            list.iter()
-                .map(|p| {
-                    let s = |k: &str| {
-                        p.get(k)
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string()
-                    };
-                    (s("start"), s("end"))
-                })
-                .collect()
-        }))
+    Ok(attrs.object_list("allocation_pools", &["start", "end"])?.map(|list| {
+        list.iter()
+            .map(|p| {
+                let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                (s("start"), s("end"))
+            })
+            .collect()
+    }))
 }
 
 fn routes_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
-    Ok(attrs
-        .object_list("host_routes", &["destination", "nexthop"])?
-        .map(|list| {
-            list.iter()
-                .map(|p| {
-                    let s = |k: &str| {
-                        p.get(k)
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string()
-                    };
-                    (s("destination"), s("nexthop"))
-                })
-                .collect()
-        }))
+    Ok(attrs.object_list("host_routes", &["destination", "nexthop"])?.map(|list| {
+        list.iter()
+            .map(|p| {
+                let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                (s("destination"), s("nexthop"))
+            })
+            .collect()
+    }))
 }
 
 fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
     for key in ["subnetpool_id", "segment_id"] {
         if matches!(attrs.raw(key), Some(v) if !v.is_null()) {
-            return Err(ApiError::bad_request(format!(
-                "'{key}' is not supported yet by this server"
-            )));
+            return Err(ApiError::bad_request(format!("'{key}' is not supported yet by this server")));
         }
     }
     if attrs.boolean("use_default_subnetpool")? == Some(true) {
-        return Err(ApiError::bad_request(
-            "Subnet pools are not supported yet by this server",
-        ));
+        return Err(ApiError::bad_request("Subnet pools are not supported yet by this server"));
     }
-    if attrs
-        .string_list("service_types")?
-        .is_some_and(|s| !s.is_empty())
-    {
-        return Err(ApiError::bad_request(
-            "Subnet service types are not supported yet by this server",
-        ));
+    if attrs.string_list("service_types")?.is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad_request("Subnet service types are not supported yet by this server"));
     }
     Ok(())
 }
 
 fn pools_json(pools: &[IpRange]) -> Vec<AllocationPool> {
-    pools
-        .iter()
-        .map(|p| AllocationPool {
-            start: p.first.to_string(),
-            end: p.last.to_string(),
-        })
-        .collect()
+    pools.iter().map(|p| AllocationPool { start: p.first.to_string(), end: p.last.to_string() }).collect()
 }
 
 fn apply_valid(subnet: &mut Subnet, v: &ValidSubnet) {
     subnet.gateway_ip = v.gateway.map(|g| g.to_string());
     subnet.allocation_pools = pools_json(&v.pools);
     subnet.dns_nameservers = v.dns_nameservers.iter().map(|d| d.to_string()).collect();
-    subnet.host_routes = v
-        .host_routes
-        .iter()
-        .map(|(d, n)| HostRoute {
-            destination: d.to_string(),
-            nexthop: n.to_string(),
-        })
-        .collect();
+    subnet.host_routes =
+        v.host_routes.iter().map(|(d, n)| HostRoute { destination: d.to_string(), nexthop: n.to_string() }).collect();
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
     let attrs = parse_body(&body, "subnet", CREATE_ATTRS)?;
     refuse_unsupported(&attrs)?;
-    let network_id = attrs
-        .required("network_id")
-        .and_then(|_| attrs.string("network_id", 36))?
-        .unwrap_or_default();
+    let network_id = attrs.required("network_id").and_then(|_| attrs.string("network_id", 36))?.unwrap_or_default();
     attrs.required("ip_version")?;
     let ip_version = attrs.uint("ip_version")?.unwrap_or_default();
     attrs.required("cidr")?;
@@ -187,11 +144,8 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
     let project_id = project_of(&attrs, &headers, &app.config.noauth_project)?;
     let mut tx = app.store.begin().await?;
     store::get_network(tx.conn(), &network_id).await?;
-    let existing: Vec<ipnet::IpNet> = store::network_subnets(tx.conn(), &network_id)
-        .await?
-        .iter()
-        .filter_map(|s| s.cidr.parse().ok())
-        .collect();
+    let existing: Vec<ipnet::IpNet> =
+        store::network_subnets(tx.conn(), &network_id).await?.iter().filter_map(|s| s.cidr.parse().ok()).collect();
     let valid = validate_subnet(&request, &network_id, &existing)?;
     let now = store::now_timestamp();
     let mut subnet = Subnet {
@@ -225,11 +179,7 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
     Ok(one(StatusCode::CREATED, "subnet", &subnet, &[]))
 }
 
-async fn show(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> HttpResult<Response> {
+async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
     let s = store::get_subnet(&mut c, &id).await?;
@@ -266,11 +216,8 @@ async fn update(
         .filter_map(|s| s.cidr.parse().ok())
         .collect();
     // Re-validate the whole subnet as it would be after the update.
-    let current_pools: Vec<(String, String)> = subnet
-        .allocation_pools
-        .iter()
-        .map(|p| (p.start.clone(), p.end.clone()))
-        .collect();
+    let current_pools: Vec<(String, String)> =
+        subnet.allocation_pools.iter().map(|p| (p.start.clone(), p.end.clone())).collect();
     let request = SubnetRequest {
         ip_version: subnet.ip_version,
         cidr: subnet.cidr.clone(),
@@ -282,16 +229,9 @@ async fn update(
             },
         },
         allocation_pools: Some(pools_of(&attrs)?.unwrap_or(current_pools)),
-        dns_nameservers: attrs
-            .string_list("dns_nameservers")?
-            .unwrap_or(subnet.dns_nameservers.clone()),
-        host_routes: routes_of(&attrs)?.unwrap_or_else(|| {
-            subnet
-                .host_routes
-                .iter()
-                .map(|r| (r.destination.clone(), r.nexthop.clone()))
-                .collect()
-        }),
+        dns_nameservers: attrs.string_list("dns_nameservers")?.unwrap_or(subnet.dns_nameservers.clone()),
+        host_routes: routes_of(&attrs)?
+            .unwrap_or_else(|| subnet.host_routes.iter().map(|r| (r.destination.clone(), r.nexthop.clone())).collect()),
         ipv6_ra_mode: subnet.ipv6_ra_mode.clone(),
         ipv6_address_mode: subnet.ipv6_address_mode.clone(),
     };

@@ -20,12 +20,7 @@ pub struct AgentRecord {
 }
 
 /// Insert or refresh an agent's registration (also its heartbeat).
-pub async fn register_agent(
-    tx: &mut Tx,
-    reg: &AgentRegistration,
-    new_id: &str,
-    starting: bool,
-) -> Result<AgentRecord> {
+pub async fn register_agent(tx: &mut Tx, reg: &AgentRegistration, new_id: &str, starting: bool) -> Result<AgentRecord> {
     let now = now_timestamp();
     sqlx::query(
         "INSERT INTO agents (id, host, agent_type, tunnel_ip, admin_state_up, created_at, started_at, heartbeat_at) \
@@ -71,17 +66,11 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<AgentRecord> {
 }
 
 pub async fn list_agents(c: &mut AnyConnection) -> Result<Vec<AgentRecord>> {
-    let rows = sqlx::query("SELECT * FROM agents ORDER BY host, agent_type")
-        .fetch_all(&mut *c)
-        .await?;
+    let rows = sqlx::query("SELECT * FROM agents ORDER BY host, agent_type").fetch_all(&mut *c).await?;
     rows.iter().map(decode).collect()
 }
 
-pub async fn agent_on_host(
-    c: &mut AnyConnection,
-    host: &str,
-    agent_type: &str,
-) -> Result<Option<AgentRecord>> {
+pub async fn agent_on_host(c: &mut AnyConnection, host: &str, agent_type: &str) -> Result<Option<AgentRecord>> {
     let row = sqlx::query("SELECT * FROM agents WHERE host = $1 AND agent_type = $2")
         .bind(host.to_string())
         .bind(agent_type.to_string())
@@ -91,11 +80,7 @@ pub async fn agent_on_host(
 }
 
 /// Record the status the agent observed for its ports. Returns how many changed.
-pub async fn set_port_status(
-    tx: &mut Tx,
-    host: &str,
-    statuses: &BTreeMap<String, String>,
-) -> Result<u64> {
+pub async fn set_port_status(tx: &mut Tx, host: &str, statuses: &BTreeMap<String, String>) -> Result<u64> {
     let now = now_timestamp();
     let mut changed = 0;
     for (port_id, status) in statuses {
@@ -123,16 +108,15 @@ impl Store {
     pub async fn host_state(&self, host: &str, agent_type: &str) -> Result<(u64, HostState)> {
         let mut tx = self.pool_begin_read().await?;
         let c: &mut AnyConnection = &mut tx;
-        let rev_row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM changes")
-            .fetch_one(&mut *c)
-            .await?;
+        let rev_row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM changes").fetch_one(&mut *c).await?;
         let revision = rev_row.try_get::<i64, _>("r")? as u64;
         let mut state = HostState::default();
 
-        let local = sqlx::query("SELECT id, network_id, mac_address, admin_state_up, status FROM ports WHERE host_id = $1")
-            .bind(host.to_string())
-            .fetch_all(&mut *c)
-            .await?;
+        let local =
+            sqlx::query("SELECT id, network_id, mac_address, admin_state_up, status FROM ports WHERE host_id = $1")
+                .bind(host.to_string())
+                .fetch_all(&mut *c)
+                .await?;
         for r in &local {
             state.local_ports.insert(
                 text(r, "id")?,
@@ -209,8 +193,7 @@ impl Store {
     async fn pool_begin_read(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         let mut tx = self.pool.begin().await?;
         if self.backend == crate::Backend::Postgres {
-            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .await?;
+            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         }
         Ok(tx)
     }

@@ -25,10 +25,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn not_found(resource: &'static str, id: impl Into<String>) -> Self {
-        StoreError::NotFound {
-            resource,
-            id: id.into(),
-        }
+        StoreError::NotFound { resource, id: id.into() }
     }
 
     /// Whether the database was too busy to answer in time (worth a retry by the client).

@@ -39,11 +39,7 @@ pub(crate) struct Column {
 }
 
 pub(crate) const fn col(attribute: &'static str, sql: &'static str, kind: ColumnType) -> Column {
-    Column {
-        attribute,
-        sql,
-        kind,
-    }
+    Column { attribute, sql, kind }
 }
 
 /// A WHERE clause under construction, with its bound values.
@@ -84,8 +80,7 @@ impl Where {
     /// Add a raw condition with one bound value (`{}` is replaced by its placeholder).
     pub fn add_raw(&mut self, template: &str, value: SqlValue) {
         self.values.push(value);
-        self.clauses
-            .push(template.replace("{}", &format!("${}", self.values.len())));
+        self.clauses.push(template.replace("{}", &format!("${}", self.values.len())));
     }
 
     pub fn sql(&self) -> String {
@@ -96,10 +91,7 @@ impl Where {
         }
     }
 
-    pub fn bind<'q>(
-        &self,
-        mut q: Query<'q, Any, AnyArguments<'q>>,
-    ) -> Query<'q, Any, AnyArguments<'q>> {
+    pub fn bind<'q>(&self, mut q: Query<'q, Any, AnyArguments<'q>>) -> Query<'q, Any, AnyArguments<'q>> {
         for v in &self.values {
             q = match v {
                 SqlValue::Text(t) => q.bind(t.clone()),
@@ -129,33 +121,19 @@ pub(crate) fn build_where(
             unknown.push(f.attribute.clone());
             continue;
         };
-        let values = f
-            .values
-            .iter()
-            .map(|v| convert(c, v))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = f.values.iter().map(|v| convert(c, v)).collect::<Result<Vec<_>, _>>()?;
         w.add_in(c.sql, values);
     }
     if !unknown.is_empty() {
-        let list = unknown
-            .iter()
-            .map(|u| format!("'{u}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(StoreError::BadFilter(format!(
-            "[{list}] is invalid attribute for filtering"
-        )));
+        let list = unknown.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(", ");
+        return Err(StoreError::BadFilter(format!("[{list}] is invalid attribute for filtering")));
     }
     Ok(w)
 }
 
 fn convert(c: &Column, v: &str) -> Result<SqlValue, StoreError> {
-    let bad = || {
-        StoreError::BadFilter(format!(
-            "Invalid input for {}. Reason: '{v}' is not a valid value.",
-            c.attribute
-        ))
-    };
+    let bad =
+        || StoreError::BadFilter(format!("Invalid input for {}. Reason: '{v}' is not a valid value.", c.attribute));
     Ok(match c.kind {
         ColumnType::Text => SqlValue::Text(v.to_string()),
         ColumnType::NullableText if v.is_empty() || v == "None" => SqlValue::Null,

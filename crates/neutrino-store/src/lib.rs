@@ -17,18 +17,13 @@ mod subnets;
 pub use agents::{agent_on_host, list_agents, register_agent, set_port_status, AgentRecord};
 pub use error::StoreError;
 pub use filters::{Filter, SqlValue};
-pub use networks::{
-    delete_network, get_network, insert_network, list_networks, update_network, NetworkPatch,
-};
+pub use networks::{delete_network, get_network, insert_network, list_networks, update_network, NetworkPatch};
 pub use ports::{
-    allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, ip_owner,
-    list_ports, list_ports_json, refresh_port_body, release_port_ips, store_port_body,
-    update_port_row,
+    allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,
+    refresh_port_body, release_port_ips, store_port_body, update_port_row,
 };
 pub use rows::Page;
-pub use subnets::{
-    delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet,
-};
+pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
@@ -93,16 +88,8 @@ impl Store {
             // An in-memory SQLite database exists per connection: keep exactly one.
             .max_connections(if in_memory { 1 } else { max_connections })
             .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(1800))
-            })
+            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -120,12 +107,7 @@ impl Store {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         let (tx, _) = watch::channel(0);
-        let store = Store {
-            pool,
-            backend,
-            write_lock: Arc::new(Mutex::new(())),
-            changed: Arc::new(tx),
-        };
+        let store = Store { pool, backend, write_lock: Arc::new(Mutex::new(())), changed: Arc::new(tx) };
         store.migrate().await?;
         let rev = store.current_revision().await?;
         store.changed.send_replace(rev);
@@ -140,13 +122,9 @@ impl Store {
         let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {
             // Several servers may start at once on one database: one migrates, the others wait.
-            tx.inner
-                .execute("SELECT pg_advisory_xact_lock(4242)")
-                .await?;
+            tx.inner.execute("SELECT pg_advisory_xact_lock(4242)").await?;
         }
-        tx.inner
-            .execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)")
-            .await?;
+        tx.inner.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)").await?;
         for (name, sql) in schema::MIGRATIONS {
             let done = sqlx::query("SELECT name FROM schema_migrations WHERE name = $1")
                 .bind(*name)
@@ -159,10 +137,7 @@ impl Store {
             for stmt in schema::statements(&schema::render(sql, self.backend)) {
                 tx.inner.execute(stmt).await?;
             }
-            sqlx::query("INSERT INTO schema_migrations (name) VALUES ($1)")
-                .bind(*name)
-                .execute(&mut *tx.inner)
-                .await?;
+            sqlx::query("INSERT INTO schema_migrations (name) VALUES ($1)").bind(*name).execute(&mut *tx.inner).await?;
         }
         tx.commit().await
     }
@@ -179,13 +154,7 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(Tx {
-            inner,
-            backend: self.backend,
-            changed: self.changed.clone(),
-            wrote: false,
-            _guard: guard,
-        })
+        Ok(Tx { inner, backend: self.backend, changed: self.changed.clone(), wrote: false, _guard: guard })
     }
 
     /// A pooled connection for read-only queries outside a transaction.
@@ -195,9 +164,7 @@ impl Store {
 
     /// The highest change-log revision.
     pub async fn current_revision(&self) -> Result<u64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM changes")
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM changes").fetch_one(&self.pool).await?;
         Ok(row.try_get::<i64, _>("r")? as u64)
     }
 
@@ -256,10 +223,7 @@ impl Tx {
 
     pub async fn commit(mut self) -> Result<()> {
         if self.wrote && self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(NOTIFY_CHANNEL)
-                .execute(&mut *self.inner)
-                .await?;
+            sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *self.inner).await?;
         }
         self.inner.commit().await?;
         if self.wrote {
@@ -286,9 +250,7 @@ impl Tx {
 /// Neutron's timestamp format: `2026-11-26T09:28:04Z`.
 pub fn now_timestamp() -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc()
-        .format(&fmt)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&fmt).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -299,17 +261,11 @@ mod tests {
     fn neutron_connection_strings_are_understood() {
         assert_eq!(
             normalize_url("sqlite:////var/lib/neutrino/db.sqlite").unwrap(),
-            (
-                "sqlite:///var/lib/neutrino/db.sqlite?mode=rwc".to_string(),
-                Backend::Sqlite
-            )
+            ("sqlite:///var/lib/neutrino/db.sqlite?mode=rwc".to_string(), Backend::Sqlite)
         );
         assert_eq!(
             normalize_url("postgresql+psycopg2://neutron:secret@db/neutron").unwrap(),
-            (
-                "postgres://neutron:secret@db/neutron".to_string(),
-                Backend::Postgres
-            )
+            ("postgres://neutron:secret@db/neutron".to_string(), Backend::Postgres)
         );
         assert!(normalize_url("mysql+pymysql://x@y/z").is_err());
     }
@@ -323,9 +279,6 @@ mod tests {
         tx.record_change("network", "n1", "create").await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(store.current_revision().await.unwrap(), before + 1);
-        assert!(
-            rx.has_changed().unwrap(),
-            "subscribers are woken by a commit"
-        );
+        assert!(rx.has_changed().unwrap(), "subscribers are woken by a commit");
     }
 }

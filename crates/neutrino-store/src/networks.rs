@@ -22,16 +22,8 @@ const COLUMNS: &[Column] = &[
     col("port_security_enabled", "port_security_enabled", T::Bool),
     col("mtu", "mtu", T::Int),
     col("provider:network_type", "network_type", T::Text),
-    col(
-        "provider:physical_network",
-        "physical_network",
-        T::NullableText,
-    ),
-    col(
-        "provider:segmentation_id",
-        "segmentation_id",
-        T::NullableInt,
-    ),
+    col("provider:physical_network", "physical_network", T::NullableText),
+    col("provider:segmentation_id", "segmentation_id", T::NullableInt),
     col("revision_number", "revision_number", T::Int),
     col("created_at", "created_at", T::Text),
     col("updated_at", "updated_at", T::Text),
@@ -80,15 +72,11 @@ async fn attach_subnets(c: &mut AnyConnection, nets: &mut [Network], all: bool) 
     }
     let mut by_net: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let rows = if all || nets.len() > 500 {
-        sqlx::query("SELECT network_id, id FROM subnets ORDER BY created_at, id")
-            .fetch_all(&mut *c)
-            .await?
+        sqlx::query("SELECT network_id, id FROM subnets ORDER BY created_at, id").fetch_all(&mut *c).await?
     } else {
-        let placeholders = (1..=nets.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("SELECT network_id, id FROM subnets WHERE network_id IN ({placeholders}) ORDER BY created_at, id");
+        let placeholders = (1..=nets.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql =
+            format!("SELECT network_id, id FROM subnets WHERE network_id IN ({placeholders}) ORDER BY created_at, id");
         let mut q = sqlx::query(&sql);
         for n in nets.iter() {
             q = q.bind(n.id.clone());
@@ -96,10 +84,7 @@ async fn attach_subnets(c: &mut AnyConnection, nets: &mut [Network], all: bool) 
         q.fetch_all(&mut *c).await?
     };
     for r in rows {
-        by_net
-            .entry(text(&r, "network_id")?)
-            .or_default()
-            .push(text(&r, "id")?);
+        by_net.entry(text(&r, "network_id")?).or_default().push(text(&r, "id")?);
     }
     for n in nets {
         n.subnets = by_net.remove(&n.id).unwrap_or_default();
@@ -118,11 +103,7 @@ pub async fn get_network(c: &mut AnyConnection, id: &str) -> Result<Network> {
     Ok(nets.remove(0))
 }
 
-pub async fn list_networks(
-    c: &mut AnyConnection,
-    filters: &[Filter],
-    page: &Page,
-) -> Result<Vec<Network>> {
+pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Network>> {
     let mut w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
     if let Some(m) = &page.marker {
         w.add_raw("id > {}", SqlValue::Text(m.clone()));
@@ -162,38 +143,22 @@ pub async fn insert_network(tx: &mut Tx, net: &mut Network, plan: &SegmentPlan) 
     .await?;
     let (physnet, seg) = match plan {
         SegmentPlan::Nothing { .. } => (None, None),
-        SegmentPlan::Reserve {
-            network_type,
-            physical_network,
-            segmentation_id,
-        } => {
-            reserve_segment(
-                tx,
-                &net.id,
-                network_type,
-                physical_network.as_deref(),
-                *segmentation_id,
-            )
-            .await?;
+        SegmentPlan::Reserve { network_type, physical_network, segmentation_id } => {
+            reserve_segment(tx, &net.id, network_type, physical_network.as_deref(), *segmentation_id).await?;
             (physical_network.clone(), *segmentation_id)
         }
-        SegmentPlan::Allocate {
-            network_type,
-            ranges,
-        } => {
+        SegmentPlan::Allocate { network_type, ranges } => {
             let id = allocate_segment(tx, &net.id, network_type, ranges).await?;
             (None, Some(id))
         }
     };
     if physnet.is_some() || seg.is_some() {
-        sqlx::query(
-            "UPDATE networks SET physical_network = $1, segmentation_id = $2 WHERE id = $3",
-        )
-        .bind(physnet.clone())
-        .bind(seg.map(|s| s as i64))
-        .bind(net.id.clone())
-        .execute(tx.conn())
-        .await?;
+        sqlx::query("UPDATE networks SET physical_network = $1, segmentation_id = $2 WHERE id = $3")
+            .bind(physnet.clone())
+            .bind(seg.map(|s| s as i64))
+            .bind(net.id.clone())
+            .execute(tx.conn())
+            .await?;
     }
     net.physical_network = physnet;
     net.segmentation_id = seg;
@@ -226,12 +191,7 @@ async fn reserve_segment(
 /// Take the lowest free segment id in `ranges` with one `INSERT ... SELECT`. The primary key
 /// settles races: a loser's insert does nothing, and it simply asks again (each statement
 /// sees the winner's commit), so the loop ends when it wins or the ranges are full.
-async fn allocate_segment(
-    tx: &mut Tx,
-    network_id: &str,
-    network_type: &str,
-    ranges: &[(u32, u32)],
-) -> Result<u32> {
+async fn allocate_segment(tx: &mut Tx, network_id: &str, network_type: &str, ranges: &[(u32, u32)]) -> Result<u32> {
     const FREE_CANDIDATE: &str = "SELECT c FROM ( \
             SELECT CAST($1 AS BIGINT) AS c \
             UNION ALL \
@@ -285,12 +245,7 @@ pub struct NetworkPatch {
 }
 
 /// Apply `patch`, bumping `revision_number` (compare-and-swap when `if_revision` is given).
-pub async fn update_network(
-    tx: &mut Tx,
-    id: &str,
-    patch: &NetworkPatch,
-    if_revision: Option<u64>,
-) -> Result<Network> {
+pub async fn update_network(tx: &mut Tx, id: &str, patch: &NetworkPatch, if_revision: Option<u64>) -> Result<Network> {
     let mut net = get_network(tx.conn(), id).await?;
     if if_revision.is_some_and(|r| r != net.revision_number) {
         return Err(StoreError::RevisionMismatch);
@@ -369,10 +324,7 @@ pub async fn delete_network(tx: &mut Tx, id: &str) -> Result<()> {
         "DELETE FROM segment_allocations WHERE network_id = $1",
         "DELETE FROM networks WHERE id = $1",
     ] {
-        sqlx::query(stmt)
-            .bind(id.to_string())
-            .execute(tx.conn())
-            .await?;
+        sqlx::query(stmt).bind(id.to_string()).execute(tx.conn()).await?;
     }
     tx.record_change("network", id, "delete").await
 }

@@ -73,17 +73,12 @@ fn fixed_ips_filter(f: &Filter, w: &mut Where) -> Result<bool> {
         return Ok(false);
     }
     for v in &f.values {
-        let (key, value) = v
-            .split_once('=')
-            .ok_or_else(|| StoreError::BadFilter(format!("Invalid fixed_ips filter '{v}'")))?;
+        let (key, value) =
+            v.split_once('=').ok_or_else(|| StoreError::BadFilter(format!("Invalid fixed_ips filter '{v}'")))?;
         let column = match key {
             "ip_address" => "ip_address",
             "subnet_id" => "subnet_id",
-            _ => {
-                return Err(StoreError::BadFilter(format!(
-                    "Invalid fixed_ips filter '{v}'"
-                )))
-            }
+            _ => return Err(StoreError::BadFilter(format!("Invalid fixed_ips filter '{v}'"))),
         };
         w.add_raw(
             &format!("id IN (SELECT port_id FROM ip_allocations WHERE {column} = {{}})"),
@@ -104,40 +99,24 @@ async fn attach_fixed_ips(c: &mut AnyConnection, ports: &mut [Port], w: &Where) 
         w.sql()
     );
     let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    let index: HashMap<String, usize> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.id.clone(), i))
-        .collect();
+    let index: HashMap<String, usize> = ports.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
     for r in rows {
         if let Some(i) = index.get(&text(&r, "port_id")?) {
-            ports[*i].fixed_ips.push(FixedIp {
-                subnet_id: text(&r, "subnet_id")?,
-                ip_address: text(&r, "ip_address")?,
-            });
+            ports[*i]
+                .fixed_ips
+                .push(FixedIp { subnet_id: text(&r, "subnet_id")?, ip_address: text(&r, "ip_address")? });
         }
     }
     Ok(())
 }
 
 pub async fn get_port(c: &mut AnyConnection, id: &str) -> Result<Port> {
-    let mut ports = list_ports(
-        c,
-        &[Filter {
-            attribute: "id".into(),
-            values: vec![id.to_string()],
-        }],
-        &Page::default(),
-    )
-    .await?;
+    let mut ports =
+        list_ports(c, &[Filter { attribute: "id".into(), values: vec![id.to_string()] }], &Page::default()).await?;
     ports.pop().ok_or_else(|| StoreError::not_found("port", id))
 }
 
-pub async fn list_ports(
-    c: &mut AnyConnection,
-    filters: &[Filter],
-    page: &Page,
-) -> Result<Vec<Port>> {
+pub async fn list_ports(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Port>> {
     let mut w = build_where(COLUMNS, filters, fixed_ips_filter)?;
     if let Some(m) = &page.marker {
         w.add_raw("id > {}", SqlValue::Text(m.clone()));
@@ -228,26 +207,17 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
 }
 
 pub async fn delete_port(tx: &mut Tx, id: &str) -> Result<()> {
-    let done = sqlx::query("DELETE FROM ports WHERE id = $1")
-        .bind(id.to_string())
-        .execute(tx.conn())
-        .await?;
+    let done = sqlx::query("DELETE FROM ports WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::not_found("port", id));
     }
-    sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1")
-        .bind(id.to_string())
-        .execute(tx.conn())
-        .await?;
+    sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     tx.record_change("port", id, "delete").await
 }
 
 /// Release every address of a port (before re-allocating on update).
 pub async fn release_port_ips(tx: &mut Tx, port_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1")
-        .bind(port_id.to_string())
-        .execute(tx.conn())
-        .await?;
+    sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1").bind(port_id.to_string()).execute(tx.conn()).await?;
     Ok(())
 }
 
@@ -309,10 +279,7 @@ pub async fn allocate_any_ip(
             .bind(subnet_id.to_string())
             .fetch_all(tx.conn())
             .await?;
-        let mut taken: Vec<IpAddr> = rows
-            .iter()
-            .filter_map(|r| text(r, "ip_address").ok()?.parse().ok())
-            .collect();
+        let mut taken: Vec<IpAddr> = rows.iter().filter_map(|r| text(r, "ip_address").ok()?.parse().ok()).collect();
         taken.sort_by_key(|ip| to_u128(*ip));
         let Some(ip) = first_free(pools, &taken) else {
             return Ok(None);
@@ -321,21 +288,6 @@ pub async fn allocate_any_ip(
             return Ok(Some(ip));
         }
     }
-}
-
-/// The owner of an address on a network, if any.
-pub async fn ip_owner(
-    c: &mut AnyConnection,
-    network_id: &str,
-    ip: IpAddr,
-) -> Result<Option<String>> {
-    let row =
-        sqlx::query("SELECT port_id FROM ip_allocations WHERE network_id = $1 AND ip_address = $2")
-            .bind(network_id.to_string())
-            .bind(ip.to_string())
-            .fetch_optional(&mut *c)
-            .await?;
-    row.map(|r| text(&r, "port_id")).transpose()
 }
 
 /// Keep the port's rendered API body (`ports.body`) current. Every transaction that changes
@@ -358,11 +310,7 @@ pub async fn refresh_port_body(tx: &mut Tx, id: &str) -> Result<()> {
 }
 
 /// Ports as their rendered JSON bodies: `(id, json)` in id order.
-pub async fn list_ports_json(
-    c: &mut AnyConnection,
-    filters: &[Filter],
-    page: &Page,
-) -> Result<Vec<(String, String)>> {
+pub async fn list_ports_json(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<(String, String)>> {
     let mut w = build_where(COLUMNS, filters, fixed_ips_filter)?;
     if let Some(m) = &page.marker {
         w.add_raw("id > {}", SqlValue::Text(m.clone()));
@@ -372,7 +320,5 @@ pub async fn list_ports_json(
         sql.push_str(&format!(" LIMIT {l}"));
     }
     let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    rows.iter()
-        .map(|r| Ok((text(r, "id")?, text(r, "body")?)))
-        .collect()
+    rows.iter().map(|r| Ok((text(r, "id")?, text(r, "body")?))).collect()
 }

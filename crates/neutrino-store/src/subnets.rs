@@ -23,7 +23,8 @@ const COLUMNS: &[Column] = &[
     col("revision_number", "revision_number", T::Int),
 ];
 
-const SELECT: &str = "SELECT id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
+const SELECT: &str =
+    "SELECT id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
     ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, \
     revision_number FROM subnets";
 
@@ -65,11 +66,7 @@ pub async fn get_subnet(c: &mut AnyConnection, id: &str) -> Result<Subnet> {
     decode(&row)
 }
 
-pub async fn list_subnets(
-    c: &mut AnyConnection,
-    filters: &[Filter],
-    page: &Page,
-) -> Result<Vec<Subnet>> {
+pub async fn list_subnets(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Subnet>> {
     let mut w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
     if let Some(m) = &page.marker {
         w.add_raw("id > {}", SqlValue::Text(m.clone()));
@@ -84,12 +81,10 @@ pub async fn list_subnets(
 
 /// The subnets of one network, oldest first (the order automatic addresses are taken in).
 pub async fn network_subnets(c: &mut AnyConnection, network_id: &str) -> Result<Vec<Subnet>> {
-    let rows = sqlx::query(&format!(
-        "{SELECT} WHERE network_id = $1 ORDER BY created_at, id"
-    ))
-    .bind(network_id.to_string())
-    .fetch_all(&mut *c)
-    .await?;
+    let rows = sqlx::query(&format!("{SELECT} WHERE network_id = $1 ORDER BY created_at, id"))
+        .bind(network_id.to_string())
+        .fetch_all(&mut *c)
+        .await?;
     rows.iter().map(decode).collect()
 }
 
@@ -170,16 +165,10 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
         .bind(id.to_string())
         .fetch_all(tx.conn())
         .await?;
-    sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1")
-        .bind(id.to_string())
-        .execute(tx.conn())
-        .await?;
+    sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     for h in &holders {
         crate::ports::refresh_port_body(tx, &text(h, "port_id")?).await?;
     }
-    sqlx::query("DELETE FROM subnets WHERE id = $1")
-        .bind(id.to_string())
-        .execute(tx.conn())
-        .await?;
+    sqlx::query("DELETE FROM subnets WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     tx.record_change("subnet", id, "delete").await
 }

@@ -62,10 +62,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let api = lab.api();
     let result = async {
-        println!(
-            "database: {}",
-            args.database.as_deref().unwrap_or("sqlite (file)")
-        );
+        println!("database: {}", args.database.as_deref().unwrap_or("sqlite (file)"));
         api_phases(&api, &args).await?;
         activation_phase(&mut lab, &api, args.activations).await
     }
@@ -78,27 +75,17 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
 /// Create ports with one client, then with many; fill up; time the list.
 async fn api_phases(api: &ApiClient, args: &BenchArgs) -> Result<(), String> {
     let e = |e: neutrino_lab::ApiError| e.to_string();
-    let net = api
-        .create_network(&format!("bench-{}", std::process::id()))
-        .await
-        .map_err(e)?;
+    let net = api.create_network(&format!("bench-{}", std::process::id())).await.map_err(e)?;
     let net_id = net["id"].as_str().unwrap_or_default().to_string();
     // A /16 for addresses only: nothing is configured on any interface in this phase.
-    api.create_subnet(&net_id, "10.96.0.0/16")
-        .await
-        .map_err(e)?;
+    api.create_subnet(&net_id, "10.96.0.0/16").await.map_err(e)?;
 
     let serial = create_ports(api, &net_id, args.ports, 1).await?;
     report("create ports, 1 client", &serial);
     let parallel = create_ports(api, &net_id, args.ports, args.clients).await?;
-    report(
-        &format!("create ports, {} clients", args.clients),
-        &parallel,
-    );
+    report(&format!("create ports, {} clients", args.clients), &parallel);
 
-    let existing = api.get("/v2.0/ports?fields=id").await.map_err(e)?["ports"]
-        .as_array()
-        .map_or(0, Vec::len);
+    let existing = api.get("/v2.0/ports?fields=id").await.map_err(e)?["ports"].as_array().map_or(0, Vec::len);
     if existing < args.list_ports {
         create_ports(api, &net_id, args.list_ports - existing, args.clients).await?;
     }
@@ -137,12 +124,7 @@ fn report(name: &str, r: &PhaseResult) {
     );
 }
 
-async fn create_ports(
-    api: &ApiClient,
-    net_id: &str,
-    total: usize,
-    clients: usize,
-) -> Result<PhaseResult, String> {
+async fn create_ports(api: &ApiClient, net_id: &str, total: usize, clients: usize) -> Result<PhaseResult, String> {
     let clients = clients.max(1);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -154,9 +136,7 @@ async fn create_ports(
             let mut lat = Vec::with_capacity(n);
             for _ in 0..n {
                 let t = Instant::now();
-                api.post("/v2.0/ports", json!({"port": {"network_id": net_id}}))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                api.post("/v2.0/ports", json!({"port": {"network_id": net_id}})).await.map_err(|e| e.to_string())?;
                 lat.push(t.elapsed());
             }
             Ok::<_, String>(lat)
@@ -176,37 +156,20 @@ async fn activation_phase(lab: &mut Lab, api: &ApiClient, count: usize) -> Resul
     let e = |e: neutrino_lab::ApiError| e.to_string();
     let net = api.create_network("bench-activation").await.map_err(e)?;
     let net_id = net["id"].as_str().unwrap_or_default().to_string();
-    api.create_subnet(&net_id, "10.97.0.0/16")
-        .await
-        .map_err(e)?;
+    api.create_subnet(&net_id, "10.97.0.0/16").await.map_err(e)?;
     let host_ns = lab.host_ns("h1");
     let host_id = lab.host_id("h1");
     let mut total = Vec::with_capacity(count);
     for i in 0..count {
         let t = Instant::now();
-        let port = api
-            .create_port(&net_id, &format!("act-{i}"), &host_id)
-            .await
-            .map_err(e)?;
+        let port = api.create_port(&net_id, &format!("act-{i}"), &host_id).await.map_err(e)?;
         let id = port["id"].as_str().unwrap_or_default().to_string();
         let tap = format!("tap{}", &id[..11]);
         let peer = format!("vif{i}");
-        neutrino_lab::run(
-            "ip",
-            &[
-                "-n", &host_ns, "link", "add", &tap, "type", "veth", "peer", "name", &peer,
-            ],
-        )
-        .map_err(|e| e.to_string())?;
-        if !api
-            .wait_port_status(&id, "ACTIVE", Duration::from_secs(10))
-            .await
-            .map_err(e)?
-        {
-            return Err(format!(
-                "port {id} did not become ACTIVE:\n{}",
-                lab.log_tail("agent-h1", 20)
-            ));
+        neutrino_lab::run("ip", &["-n", &host_ns, "link", "add", &tap, "type", "veth", "peer", "name", &peer])
+            .map_err(|e| e.to_string())?;
+        if !api.wait_port_status(&id, "ACTIVE", Duration::from_secs(10)).await.map_err(e)? {
+            return Err(format!("port {id} did not become ACTIVE:\n{}", lab.log_tail("agent-h1", 20)));
         }
         total.push(t.elapsed());
     }

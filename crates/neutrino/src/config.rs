@@ -25,20 +25,11 @@ const KNOWN: &[(&str, &[&str])] = &[
         ],
     ),
     ("database", &["connection", "max_pool_size"]),
-    (
-        "ml2",
-        &["type_drivers", "tenant_network_types", "mechanism_drivers"],
-    ),
+    ("ml2", &["type_drivers", "tenant_network_types", "mechanism_drivers"]),
     ("ml2_type_vxlan", &["vni_ranges"]),
     ("ml2_type_flat", &["flat_networks"]),
-    (
-        "agent",
-        &["server_url", "report_interval", "resync_interval"],
-    ),
-    (
-        "vxlan",
-        &["local_ip", "enable_vxlan", "l2_population", "arp_responder"],
-    ),
+    ("agent", &["server_url", "report_interval", "resync_interval"]),
+    ("vxlan", &["local_ip", "enable_vxlan", "l2_population", "arp_responder"]),
 ];
 
 /// All options of all files, merged.
@@ -55,15 +46,12 @@ impl Options {
             for (section, props) in ini.iter() {
                 let section = section.unwrap_or("DEFAULT");
                 for (k, v) in props.iter() {
-                    o.values
-                        .insert((section.to_string(), k.to_string()), v.trim().to_string());
+                    o.values.insert((section.to_string(), k.to_string()), v.trim().to_string());
                 }
             }
         }
         for (section, key) in o.values.keys() {
-            let known = KNOWN
-                .iter()
-                .any(|(s, keys)| s == section && keys.contains(&key.as_str()));
+            let known = KNOWN.iter().any(|(s, keys)| s == section && keys.contains(&key.as_str()));
             if !known {
                 tracing::info!("ignoring option [{section}] {key}: not used by Neutrino");
             }
@@ -72,32 +60,21 @@ impl Options {
     }
 
     pub fn get(&self, section: &str, key: &str) -> Option<&str> {
-        self.values
-            .get(&(section.to_string(), key.to_string()))
-            .map(String::as_str)
+        self.values.get(&(section.to_string(), key.to_string())).map(String::as_str)
     }
 
     pub fn set(&mut self, section: &str, key: &str, value: &str) {
-        self.values
-            .insert((section.to_string(), key.to_string()), value.to_string());
+        self.values.insert((section.to_string(), key.to_string()), value.to_string());
     }
 
     fn list(&self, section: &str, key: &str) -> Option<Vec<String>> {
-        self.get(section, key).map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
+        self.get(section, key)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
     }
 
     fn number<T: std::str::FromStr>(&self, section: &str, key: &str) -> Result<Option<T>, String> {
         self.get(section, key)
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| format!("[{section}] {key}: '{v}' is not a valid number"))
-            })
+            .map(|v| v.parse().map_err(|_| format!("[{section}] {key}: '{v}' is not a valid number")))
             .transpose()
     }
 
@@ -121,10 +98,7 @@ impl Options {
         }
         c.connection = match self.get("database", "connection") {
             Some(v) => v.to_string(),
-            None => format!(
-                "sqlite:///{}",
-                self.state_path().join("neutrino.sqlite").display()
-            ),
+            None => format!("sqlite:///{}", self.state_path().join("neutrino.sqlite").display()),
         };
         let mut t = TypeDriverConfig::default();
         if let Some(v) = self.list("ml2", "type_drivers") {
@@ -134,8 +108,7 @@ impl Options {
             t.tenant_network_types = v;
         }
         if let Some(v) = self.get("ml2_type_vxlan", "vni_ranges") {
-            t.vni_ranges =
-                parse_vni_ranges(v).map_err(|e| format!("[ml2_type_vxlan] vni_ranges: {e}"))?;
+            t.vni_ranges = parse_vni_ranges(v).map_err(|e| format!("[ml2_type_vxlan] vni_ranges: {e}"))?;
         }
         if let Some(v) = self.list("ml2_type_flat", "flat_networks") {
             t.flat_networks = v;
@@ -145,13 +118,8 @@ impl Options {
         }
         t.validate()?;
         if let Some(v) = self.list("ml2", "mechanism_drivers") {
-            if let Some(bad) = v
-                .iter()
-                .find(|d| !["linuxbridge", "l2population"].contains(&d.as_str()))
-            {
-                return Err(format!(
-                    "[ml2] mechanism_drivers: unknown or unsupported mechanism driver '{bad}'"
-                ));
+            if let Some(bad) = v.iter().find(|d| !["linuxbridge", "l2population"].contains(&d.as_str())) {
+                return Err(format!("[ml2] mechanism_drivers: unknown or unsupported mechanism driver '{bad}'"));
             }
             c.mechanism_drivers = v;
         }
@@ -164,10 +132,8 @@ impl Options {
             Some(h) => h.to_string(),
             None => hostname(),
         };
-        let server_url = self
-            .get("agent", "server_url")
-            .map(String::from)
-            .unwrap_or_else(|| "http://127.0.0.1:9696".into());
+        let server_url =
+            self.get("agent", "server_url").map(String::from).unwrap_or_else(|| "http://127.0.0.1:9696".into());
         let local_ip: Ipv4Addr = self
             .get("vxlan", "local_ip")
             .ok_or("[vxlan] local_ip is required")?
@@ -192,10 +158,7 @@ fn hostname() -> String {
 /// `/var/lib/neutrino` for root, `~/.local/state/neutrino` otherwise.
 fn default_state_path() -> PathBuf {
     let is_root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false);
     if is_root {
         return PathBuf::from("/var/lib/neutrino");
@@ -220,11 +183,8 @@ mod tests {
     fn later_files_override_and_ml2_options_are_read() {
         let dir = std::env::temp_dir().join(format!("neutrino-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let a = write(
-            &dir,
-            "neutron.conf",
-            "[DEFAULT]\nbind_port = 9797\n[database]\nconnection = sqlite:////tmp/x.db\n",
-        );
+        let a =
+            write(&dir, "neutron.conf", "[DEFAULT]\nbind_port = 9797\n[database]\nconnection = sqlite:////tmp/x.db\n");
         let b = write(&dir, "ml2_conf.ini", "[DEFAULT]\nbind_port = 9898\n[ml2]\ntype_drivers = vxlan,local\ntenant_network_types = vxlan\n[ml2_type_vxlan]\nvni_ranges = 100:200\n[unknown]\nx = 1\n");
         let o = Options::load(&[a, b]).unwrap();
         let s = o.server().unwrap();

@@ -27,19 +27,14 @@ pub async fn run(prefix: &str) -> Result<(), String> {
 async fn scenario(lab: &mut Lab, api: &ApiClient) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let net = api.create_network("demo-net").await.map_err(|e| err(&e))?;
-    api.create_subnet(net["id"].as_str().unwrap_or_default(), "198.51.100.0/24")
-        .await
-        .map_err(|e| err(&e))?;
+    api.create_subnet(net["id"].as_str().unwrap_or_default(), "198.51.100.0/24").await.map_err(|e| err(&e))?;
     println!(
         "network demo-net: VXLAN VNI {}, MTU {}, subnet 198.51.100.0/24",
         net["provider:segmentation_id"], net["mtu"]
     );
     let mut vms = Vec::new();
     for (name, host) in [("vm1", "h1"), ("vm2", "h1"), ("vm3", "h2")] {
-        let vm = lab
-            .boot_vm(api, &net, name, host)
-            .await
-            .map_err(|e| err(&e))?;
+        let vm = lab.boot_vm(api, &net, name, host).await.map_err(|e| err(&e))?;
         println!("  {name} on {host}: {} (port {} ACTIVE)", vm.ip, vm.port_id);
         vms.push(vm);
     }

@@ -10,11 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "neutrino",
-    version,
-    about = "Tenant networking for clouds, Neutron-compatible"
-)]
+#[command(name = "neutrino", version, about = "Tenant networking for clouds, Neutron-compatible")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -54,19 +50,13 @@ enum Cmd {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -77,10 +67,7 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::Server { config_file } => run_server(Options::load(&config_file)?, false).await,
             Cmd::Agent { config_file } => run_agent(Options::load(&config_file)?).await,
-            Cmd::AllInOne {
-                config_file,
-                no_agent,
-            } => run_server(Options::load(&config_file)?, !no_agent).await,
+            Cmd::AllInOne { config_file, no_agent } => run_server(Options::load(&config_file)?, !no_agent).await,
             Cmd::Demo { prefix } => demo::run(&prefix).await,
             Cmd::Bench(args) => bench::run(args).await,
         }
@@ -110,24 +97,16 @@ async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
     if config.connection.starts_with("sqlite:///") {
         let path = PathBuf::from(config.connection.trim_start_matches("sqlite:///"));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
     }
-    let pool_size = opts
-        .get("database", "max_pool_size")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
-    let store = neutrino_store::Store::connect(&config.connection, pool_size)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pool_size = opts.get("database", "max_pool_size").and_then(|v| v.parse().ok()).unwrap_or(16);
+    let store = neutrino_store::Store::connect(&config.connection, pool_size).await.map_err(|e| e.to_string())?;
     let listener = match inherited_listener()? {
         Some(l) => l,
         None => {
             let addr = format!("{}:{}", config.bind_host, config.bind_port);
-            tokio::net::TcpListener::bind(&addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+            tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?
         }
     };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -171,13 +150,10 @@ async fn run_agent(opts: Options) -> Result<(), String> {
 /// `LISTEN_FDS`, first descriptor 3). The lab uses it to serve inside a namespace while the
 /// process itself stays in the host's namespace (and reaches its database there).
 fn inherited_listener() -> Result<Option<tokio::net::TcpListener>, String> {
-    let count: u32 = match std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(n) if n >= 1 => n,
-        _ => return Ok(None),
-    };
+    let count: u32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if count == 0 {
+        return Ok(None);
+    }
     if let Ok(pid) = std::env::var("LISTEN_PID") {
         if pid != std::process::id().to_string() {
             return Ok(None);
@@ -187,12 +163,8 @@ fn inherited_listener() -> Result<Option<tokio::net::TcpListener>, String> {
     // SAFETY: by the socket-activation protocol, descriptor 3 is a listening socket handed to
     // this process, and nothing else in the process owns it.
     let std_listener = unsafe { std::net::TcpListener::from_raw_fd(3) };
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("inherited socket: {e}"))?;
-    tokio::net::TcpListener::from_std(std_listener)
-        .map(Some)
-        .map_err(|e| format!("inherited socket: {e}"))
+    std_listener.set_nonblocking(true).map_err(|e| format!("inherited socket: {e}"))?;
+    tokio::net::TcpListener::from_std(std_listener).map(Some).map_err(|e| format!("inherited socket: {e}"))
 }
 
 /// A connection string without its password, for logs.

@@ -18,471 +18,280 @@ async fn post_port(s: &TestServer, body: Value) -> Result<Value, neutrino_lab::A
     s.api.post("/v2.0/ports", json!({ "port": body })).await
 }
 
-on_both_backends!(
-    network_lifecycle_matches_neutron_defaults,
-    default_config(),
-    |s: TestServer| async move {
-        let net = s.api.create_network("blue").await.unwrap();
-        assert_eq!(net["mtu"], 1450);
-        assert_eq!(net["provider:network_type"], "vxlan");
-        assert_eq!(net["status"], "ACTIVE");
-        assert_eq!(net["revision_number"], 1);
-        assert_eq!(net["project_id"], "fake_project_id");
-        let vni = net["provider:segmentation_id"].as_u64().unwrap();
-        assert!((1..=1000).contains(&vni));
-        let id = net["id"].as_str().unwrap();
+on_both_backends!(network_lifecycle_matches_neutron_defaults, default_config(), |s: TestServer| async move {
+    let net = s.api.create_network("blue").await.unwrap();
+    assert_eq!(net["mtu"], 1450);
+    assert_eq!(net["provider:network_type"], "vxlan");
+    assert_eq!(net["status"], "ACTIVE");
+    assert_eq!(net["revision_number"], 1);
+    assert_eq!(net["project_id"], "fake_project_id");
+    let vni = net["provider:segmentation_id"].as_u64().unwrap();
+    assert!((1..=1000).contains(&vni));
+    let id = net["id"].as_str().unwrap();
 
-        let shown = s.api.get(&format!("/v2.0/networks/{id}")).await.unwrap();
-        assert_eq!(shown["network"], net);
+    let shown = s.api.get(&format!("/v2.0/networks/{id}")).await.unwrap();
+    assert_eq!(shown["network"], net);
 
-        let listed = s
-            .api
-            .get("/v2.0/networks?name=blue&fields=id&fields=name")
-            .await
-            .unwrap();
-        assert_eq!(listed["networks"], json!([{"id": id, "name": "blue"}]));
-        let none = s.api.get("/v2.0/networks?name=red").await.unwrap();
-        assert_eq!(none["networks"], json!([]));
+    let listed = s.api.get("/v2.0/networks?name=blue&fields=id&fields=name").await.unwrap();
+    assert_eq!(listed["networks"], json!([{"id": id, "name": "blue"}]));
+    let none = s.api.get("/v2.0/networks?name=red").await.unwrap();
+    assert_eq!(none["networks"], json!([]));
 
-        let updated = s
-            .api
-            .put(
-                &format!("/v2.0/networks/{id}"),
-                json!({"network": {"name": "green", "mtu": 1400}}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(updated["network"]["name"], "green");
-        assert_eq!(updated["network"]["mtu"], 1400);
-        assert_eq!(updated["network"]["revision_number"], 2);
+    let updated =
+        s.api.put(&format!("/v2.0/networks/{id}"), json!({"network": {"name": "green", "mtu": 1400}})).await.unwrap();
+    assert_eq!(updated["network"]["name"], "green");
+    assert_eq!(updated["network"]["mtu"], 1400);
+    assert_eq!(updated["network"]["revision_number"], 2);
 
-        s.api.delete(&format!("/v2.0/networks/{id}")).await.unwrap();
-        let (status, kind, message) = error_of(s.api.get(&format!("/v2.0/networks/{id}")).await);
-        assert_eq!((status, kind.as_str()), (404, "NetworkNotFound"));
-        assert_eq!(message, format!("Network {id} could not be found."));
-    }
-);
+    s.api.delete(&format!("/v2.0/networks/{id}")).await.unwrap();
+    let (status, kind, message) = error_of(s.api.get(&format!("/v2.0/networks/{id}")).await);
+    assert_eq!((status, kind.as_str()), (404, "NetworkNotFound"));
+    assert_eq!(message, format!("Network {id} could not be found."));
+});
 
-on_both_backends!(
-    bad_requests_get_neutron_errors_and_change_nothing,
-    default_config(),
-    |s: TestServer| async move {
-        let (net_id, _) = network_with_subnet(&s, "192.0.2.0/24").await;
-        let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
-            (
-                "POST",
-                "/v2.0/networks",
-                json!({"network": {"name": "x", "no_such_attribute": 1}}),
-                400,
-                "HTTPBadRequest",
-            ),
-            (
-                "POST",
-                "/v2.0/networks",
-                json!({"network": {"admin_state_up": "maybe"}}),
-                400,
-                "InvalidInput",
-            ),
-            (
-                "POST",
-                "/v2.0/networks",
-                json!({"nets": {}}),
-                400,
-                "HTTPBadRequest",
-            ),
-            (
-                "POST",
-                "/v2.0/subnets",
-                json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "10.999.0.0/24"}}),
-                400,
-                "InvalidInput",
-            ),
-            (
-                "POST",
-                "/v2.0/subnets",
-                json!({"subnet": {"network_id": net_id, "ip_version": 6, "cidr": "10.31.0.0/24"}}),
-                400,
-                "InvalidInput",
-            ),
-            (
-                "POST",
-                "/v2.0/subnets",
-                json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "192.0.2.128/25"}}),
-                400,
-                "InvalidInput",
-            ),
-            (
-                "POST",
-                "/v2.0/subnets",
-                json!({"subnet": {"network_id": net_id, "ip_version": 4}}),
-                400,
-                "HTTPBadRequest",
-            ),
-            (
-                "POST",
-                "/v2.0/subnets",
-                json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "198.51.100.0/24",
+on_both_backends!(bad_requests_get_neutron_errors_and_change_nothing, default_config(), |s: TestServer| async move {
+    let (net_id, _) = network_with_subnet(&s, "192.0.2.0/24").await;
+    let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
+        ("POST", "/v2.0/networks", json!({"network": {"name": "x", "no_such_attribute": 1}}), 400, "HTTPBadRequest"),
+        ("POST", "/v2.0/networks", json!({"network": {"admin_state_up": "maybe"}}), 400, "InvalidInput"),
+        ("POST", "/v2.0/networks", json!({"nets": {}}), 400, "HTTPBadRequest"),
+        (
+            "POST",
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "10.999.0.0/24"}}),
+            400,
+            "InvalidInput",
+        ),
+        (
+            "POST",
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": net_id, "ip_version": 6, "cidr": "10.31.0.0/24"}}),
+            400,
+            "InvalidInput",
+        ),
+        (
+            "POST",
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "192.0.2.128/25"}}),
+            400,
+            "InvalidInput",
+        ),
+        ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": net_id, "ip_version": 4}}), 400, "HTTPBadRequest"),
+        (
+            "POST",
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "198.51.100.0/24",
             "allocation_pools": [{"start": "198.51.100.10", "end": "198.51.101.5"}]}}),
-                400,
-                "OutOfBoundsAllocationPool",
-            ),
-            (
-                "POST",
-                "/v2.0/subnets",
-                json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "198.51.100.0/24",
+            400,
+            "OutOfBoundsAllocationPool",
+        ),
+        (
+            "POST",
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "198.51.100.0/24",
             "allocation_pools": [{"start": "198.51.100.1", "end": "198.51.100.9"}]}}),
-                409,
-                "GatewayConflictWithAllocationPools",
-            ),
-            (
-                "POST",
-                "/v2.0/subnets",
-                json!({"subnet": {"network_id": "nope", "ip_version": 4, "cidr": "203.0.113.0/24"}}),
-                404,
-                "NetworkNotFound",
-            ),
-            (
-                "POST",
-                "/v2.0/ports",
-                json!({"port": {"network_id": net_id, "mac_address": "not-a-mac"}}),
-                400,
-                "InvalidInput",
-            ),
-            (
-                "POST",
-                "/v2.0/ports",
-                json!({"port": {"network_id": net_id, "fixed_ips": [{"ip_address": "203.0.113.5"}]}}),
-                400,
-                "InvalidInput",
-            ),
-            (
-                "POST",
-                "/v2.0/ports",
-                json!({"port": {"name": "no network"}}),
-                400,
-                "HTTPBadRequest",
-            ),
-            (
-                "PUT",
-                "/v2.0/networks",
-                json!({"network": {"name": "x"}}),
-                404,
-                "NetworkNotFound",
-            ),
-            (
-                "GET",
-                "/v2.0/no-such-resource",
-                Value::Null,
-                404,
-                "HTTPNotFound",
-            ),
-            (
-                "GET",
-                "/v2.0/networks?no_such_filter=1",
-                Value::Null,
-                400,
-                "HTTPBadRequest",
-            ),
-            (
-                "DELETE",
-                "/v2.0/ports/00000000-0000-0000-0000-000000000000",
-                Value::Null,
-                404,
-                "PortNotFound",
-            ),
-        ];
-        for (method, path, body, status, kind) in cases {
-            let r = match method {
-                "POST" => s.api.post(path, body.clone()).await,
-                "PUT" => s.api.put(path, body.clone()).await,
-                "DELETE" => s.api.delete(path).await,
-                _ => s.api.get(path).await,
-            };
-            let (got_status, got_kind, message) = error_of(r);
-            assert_eq!(
-                (got_status, got_kind.as_str()),
-                (status, kind),
-                "{method} {path} {body}: {message}"
-            );
-            assert!(!message.is_empty());
-        }
-        // Malformed JSON.
-        let resp = reqwest::Client::new()
-            .post(format!("{}/v2.0/networks", s.base))
-            .body("{\"network\": {")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 400);
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(
-            body["NeutronError"]["message"],
-            "Body contains invalid data"
-        );
-        // Nothing was created by the failed requests.
-        assert_eq!(
-            s.api.get("/v2.0/networks").await.unwrap()["networks"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(
-            s.api.get("/v2.0/subnets").await.unwrap()["subnets"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(
-            s.api.get("/v2.0/ports").await.unwrap()["ports"]
-                .as_array()
-                .unwrap()
-                .len(),
-            0
-        );
+            409,
+            "GatewayConflictWithAllocationPools",
+        ),
+        (
+            "POST",
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": "nope", "ip_version": 4, "cidr": "203.0.113.0/24"}}),
+            404,
+            "NetworkNotFound",
+        ),
+        (
+            "POST",
+            "/v2.0/ports",
+            json!({"port": {"network_id": net_id, "mac_address": "not-a-mac"}}),
+            400,
+            "InvalidInput",
+        ),
+        (
+            "POST",
+            "/v2.0/ports",
+            json!({"port": {"network_id": net_id, "fixed_ips": [{"ip_address": "203.0.113.5"}]}}),
+            400,
+            "InvalidInput",
+        ),
+        ("POST", "/v2.0/ports", json!({"port": {"name": "no network"}}), 400, "HTTPBadRequest"),
+        ("PUT", "/v2.0/networks", json!({"network": {"name": "x"}}), 404, "NetworkNotFound"),
+        ("GET", "/v2.0/no-such-resource", Value::Null, 404, "HTTPNotFound"),
+        ("GET", "/v2.0/networks?no_such_filter=1", Value::Null, 400, "HTTPBadRequest"),
+        ("DELETE", "/v2.0/ports/00000000-0000-0000-0000-000000000000", Value::Null, 404, "PortNotFound"),
+    ];
+    for (method, path, body, status, kind) in cases {
+        let r = match method {
+            "POST" => s.api.post(path, body.clone()).await,
+            "PUT" => s.api.put(path, body.clone()).await,
+            "DELETE" => s.api.delete(path).await,
+            _ => s.api.get(path).await,
+        };
+        let (got_status, got_kind, message) = error_of(r);
+        assert_eq!((got_status, got_kind.as_str()), (status, kind), "{method} {path} {body}: {message}");
+        assert!(!message.is_empty());
     }
-);
+    // Malformed JSON.
+    let resp =
+        reqwest::Client::new().post(format!("{}/v2.0/networks", s.base)).body("{\"network\": {").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["NeutronError"]["message"], "Body contains invalid data");
+    // Nothing was created by the failed requests.
+    assert_eq!(s.api.get("/v2.0/networks").await.unwrap()["networks"].as_array().unwrap().len(), 1);
+    assert_eq!(s.api.get("/v2.0/subnets").await.unwrap()["subnets"].as_array().unwrap().len(), 1);
+    assert_eq!(s.api.get("/v2.0/ports").await.unwrap()["ports"].as_array().unwrap().len(), 0);
+});
 
-on_both_backends!(
-    subnets_get_neutron_defaults_for_v4_and_v6,
-    default_config(),
-    |s: TestServer| async move {
-        let net = s.api.create_network("n").await.unwrap();
-        let net_id = net["id"].as_str().unwrap();
-        let v4 = s.api.create_subnet(net_id, "10.30.0.0/24").await.unwrap();
-        assert_eq!(v4["gateway_ip"], "10.30.0.1");
-        assert_eq!(
-            v4["allocation_pools"],
-            json!([{"start": "10.30.0.2", "end": "10.30.0.254"}])
-        );
-        assert_eq!(v4["enable_dhcp"], true);
-        assert_eq!(v4["revision_number"], 0);
-        let v6 = s
-            .api
-            .post(
-                "/v2.0/subnets",
-                json!({"subnet": {"network_id": net_id, "ip_version": 6, "cidr": "fd00:30::/64",
-            "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}}),
-            )
-            .await
-            .unwrap()["subnet"]
-            .clone();
-        assert_eq!(v6["gateway_ip"], "fd00:30::");
-        assert_eq!(
-            v6["allocation_pools"],
-            json!([{"start": "fd00:30::1", "end": "fd00:30::ffff:ffff:ffff:ffff"}])
-        );
-        let shown = s
-            .api
-            .get(&format!("/v2.0/networks/{net_id}"))
-            .await
-            .unwrap();
-        assert_eq!(shown["network"]["subnets"].as_array().unwrap().len(), 2);
-
-        // A port gets one IPv4 address from the pool and its EUI-64 address on the SLAAC subnet.
-        let port = post_port(&s, json!({"network_id": net_id})).await.unwrap()["port"].clone();
-        let ips = port["fixed_ips"].as_array().unwrap();
-        assert_eq!(ips.len(), 2);
-        let mac: Vec<u8> = port["mac_address"]
-            .as_str()
-            .unwrap()
-            .split(':')
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect();
-        let eui = format!(
-            "fd00:30::{:x}:{:x}:{:x}:{:x}",
-            u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
-            u16::from_be_bytes([mac[2], 0xff]),
-            u16::from_be_bytes([0xfe, mac[3]]),
-            u16::from_be_bytes([mac[4], mac[5]])
-        );
-        assert_eq!(ips[1]["ip_address"], eui);
-
-        let updated = s
+on_both_backends!(subnets_get_neutron_defaults_for_v4_and_v6, default_config(), |s: TestServer| async move {
+    let net = s.api.create_network("n").await.unwrap();
+    let net_id = net["id"].as_str().unwrap();
+    let v4 = s.api.create_subnet(net_id, "10.30.0.0/24").await.unwrap();
+    assert_eq!(v4["gateway_ip"], "10.30.0.1");
+    assert_eq!(v4["allocation_pools"], json!([{"start": "10.30.0.2", "end": "10.30.0.254"}]));
+    assert_eq!(v4["enable_dhcp"], true);
+    assert_eq!(v4["revision_number"], 0);
+    let v6 = s
         .api
-        .put(&format!("/v2.0/subnets/{}", v4["id"].as_str().unwrap()), json!({"subnet": {"name": "renamed", "enable_dhcp": false, "dns_nameservers": ["192.0.2.53"]}}))
+        .post(
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": net_id, "ip_version": 6, "cidr": "fd00:30::/64",
+            "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}}),
+        )
         .await
-        .unwrap();
-        assert_eq!(updated["subnet"]["name"], "renamed");
-        assert_eq!(updated["subnet"]["dns_nameservers"], json!(["192.0.2.53"]));
-        assert_eq!(updated["subnet"]["revision_number"], 1);
-        let (status, kind, _) = error_of(
-            s.api
-                .delete(&format!("/v2.0/subnets/{}", v4["id"].as_str().unwrap()))
-                .await,
-        );
-        assert_eq!((status, kind.as_str()), (409, "SubnetInUse"));
-    }
-);
-
-on_both_backends!(
-    ports_get_addresses_macs_and_bindings,
-    default_config(),
-    |s: TestServer| async move {
-        let (net_id, subnet_id) = network_with_subnet(&s, "198.51.100.0/29").await;
-        // A /29 has five addresses in its pool (.2 - .6).
-        let specific = post_port(&s, json!({"network_id": net_id, "fixed_ips": [{"subnet_id": subnet_id, "ip_address": "198.51.100.4"}]}))
-        .await
-        .unwrap()["port"]
+        .unwrap()["subnet"]
         .clone();
-        assert_eq!(
-            specific["fixed_ips"],
-            json!([{"subnet_id": subnet_id, "ip_address": "198.51.100.4"}])
-        );
-        assert!(specific["mac_address"]
-            .as_str()
-            .unwrap()
-            .starts_with("fa:16:3e:"));
-        assert_eq!(specific["status"], "DOWN");
-        assert_eq!(specific["binding:vif_type"], "unbound");
-        let (status, kind, message) = error_of(
-            post_port(
-                &s,
-                json!({"network_id": net_id, "fixed_ips": [{"ip_address": "198.51.100.4"}]}),
-            )
-            .await,
-        );
-        assert_eq!((status, kind.as_str()), (409, "IpAddressAlreadyAllocated"));
-        assert_eq!(
-            message,
-            format!("IP address 198.51.100.4 already allocated in subnet {subnet_id}")
-        );
+    assert_eq!(v6["gateway_ip"], "fd00:30::");
+    assert_eq!(v6["allocation_pools"], json!([{"start": "fd00:30::1", "end": "fd00:30::ffff:ffff:ffff:ffff"}]));
+    let shown = s.api.get(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+    assert_eq!(shown["network"]["subnets"].as_array().unwrap().len(), 2);
 
-        let mut seen = HashSet::new();
-        for _ in 0..4 {
-            let p = post_port(&s, json!({"network_id": net_id})).await.unwrap()["port"].clone();
-            let ip = p["fixed_ips"][0]["ip_address"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            assert!(
-                [
-                    "198.51.100.2",
-                    "198.51.100.3",
-                    "198.51.100.5",
-                    "198.51.100.6"
-                ]
-                .contains(&ip.as_str()),
-                "{ip}"
-            );
-            assert!(seen.insert(ip));
-        }
-        let (status, kind, _) = error_of(post_port(&s, json!({"network_id": net_id})).await);
-        assert_eq!((status, kind.as_str()), (409, "IpAddressGenerationFailure"));
+    // A port gets one IPv4 address from the pool and its EUI-64 address on the SLAAC subnet.
+    let port = post_port(&s, json!({"network_id": net_id})).await.unwrap()["port"].clone();
+    let ips = port["fixed_ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 2);
+    let mac: Vec<u8> =
+        port["mac_address"].as_str().unwrap().split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
+    let eui = format!(
+        "fd00:30::{:x}:{:x}:{:x}:{:x}",
+        u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]])
+    );
+    assert_eq!(ips[1]["ip_address"], eui);
 
-        // Binding: no agent on the host fails; a registered Linux bridge agent binds.
-        let net2 = s.api.create_network("n2").await.unwrap();
-        let net2_id = net2["id"].as_str().unwrap();
-        let failed = post_port(
-            &s,
-            json!({"network_id": net2_id, "binding:host_id": "nowhere"}),
+    let updated = s
+        .api
+        .put(
+            &format!("/v2.0/subnets/{}", v4["id"].as_str().unwrap()),
+            json!({"subnet": {"name": "renamed", "enable_dhcp": false, "dns_nameservers": ["192.0.2.53"]}}),
         )
-        .await
-        .unwrap()["port"]
-            .clone();
-        assert_eq!(failed["binding:vif_type"], "binding_failed");
-        s.api
-        .post("/v2.0/neutrino/agents", json!({"host": "compute1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"}))
         .await
         .unwrap();
-        let bound = post_port(
-            &s,
-            json!({"network_id": net2_id, "binding:host_id": "compute1"}),
+    assert_eq!(updated["subnet"]["name"], "renamed");
+    assert_eq!(updated["subnet"]["dns_nameservers"], json!(["192.0.2.53"]));
+    assert_eq!(updated["subnet"]["revision_number"], 1);
+    let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/subnets/{}", v4["id"].as_str().unwrap())).await);
+    assert_eq!((status, kind.as_str()), (409, "SubnetInUse"));
+});
+
+on_both_backends!(ports_get_addresses_macs_and_bindings, default_config(), |s: TestServer| async move {
+    let (net_id, subnet_id) = network_with_subnet(&s, "198.51.100.0/29").await;
+    // A /29 has five addresses in its pool (.2 - .6).
+    let specific = post_port(
+        &s,
+        json!({"network_id": net_id, "fixed_ips": [{"subnet_id": subnet_id, "ip_address": "198.51.100.4"}]}),
+    )
+    .await
+    .unwrap()["port"]
+        .clone();
+    assert_eq!(specific["fixed_ips"], json!([{"subnet_id": subnet_id, "ip_address": "198.51.100.4"}]));
+    assert!(specific["mac_address"].as_str().unwrap().starts_with("fa:16:3e:"));
+    assert_eq!(specific["status"], "DOWN");
+    assert_eq!(specific["binding:vif_type"], "unbound");
+    let (status, kind, message) =
+        error_of(post_port(&s, json!({"network_id": net_id, "fixed_ips": [{"ip_address": "198.51.100.4"}]})).await);
+    assert_eq!((status, kind.as_str()), (409, "IpAddressAlreadyAllocated"));
+    assert_eq!(message, format!("IP address 198.51.100.4 already allocated in subnet {subnet_id}"));
+
+    let mut seen = HashSet::new();
+    for _ in 0..4 {
+        let p = post_port(&s, json!({"network_id": net_id})).await.unwrap()["port"].clone();
+        let ip = p["fixed_ips"][0]["ip_address"].as_str().unwrap().to_string();
+        assert!(["198.51.100.2", "198.51.100.3", "198.51.100.5", "198.51.100.6"].contains(&ip.as_str()), "{ip}");
+        assert!(seen.insert(ip));
+    }
+    let (status, kind, _) = error_of(post_port(&s, json!({"network_id": net_id})).await);
+    assert_eq!((status, kind.as_str()), (409, "IpAddressGenerationFailure"));
+
+    // Binding: no agent on the host fails; a registered Linux bridge agent binds.
+    let net2 = s.api.create_network("n2").await.unwrap();
+    let net2_id = net2["id"].as_str().unwrap();
+    let failed =
+        post_port(&s, json!({"network_id": net2_id, "binding:host_id": "nowhere"})).await.unwrap()["port"].clone();
+    assert_eq!(failed["binding:vif_type"], "binding_failed");
+    s.api
+        .post(
+            "/v2.0/neutrino/agents",
+            json!({"host": "compute1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"}),
         )
         .await
-        .unwrap()["port"]
-            .clone();
-        assert_eq!(bound["binding:vif_type"], "bridge");
-        assert_eq!(
-            bound["binding:vif_details"]["bridge_name"],
-            format!("brq{}", &net2_id[..11])
-        );
-        let agents = s.api.get("/v2.0/agents").await.unwrap();
-        assert_eq!(agents["agents"][0]["host"], "compute1");
-        assert_eq!(agents["agents"][0]["alive"], true);
+        .unwrap();
+    let bound =
+        post_port(&s, json!({"network_id": net2_id, "binding:host_id": "compute1"})).await.unwrap()["port"].clone();
+    assert_eq!(bound["binding:vif_type"], "bridge");
+    assert_eq!(bound["binding:vif_details"]["bridge_name"], format!("brq{}", &net2_id[..11]));
+    let agents = s.api.get("/v2.0/agents").await.unwrap();
+    assert_eq!(agents["agents"][0]["host"], "compute1");
+    assert_eq!(agents["agents"][0]["alive"], true);
 
-        // Update and If-Match.
-        let id = bound["id"].as_str().unwrap();
-        let up = s
-            .api
-            .put(
-                &format!("/v2.0/ports/{id}"),
-                json!({"port": {"name": "renamed", "admin_state_up": false}}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(up["port"]["revision_number"], 2);
-        assert_eq!(up["port"]["admin_state_up"], false);
-        let stale = reqwest::Client::new()
-            .put(format!("{}/v2.0/ports/{id}", s.base))
-            .header("If-Match", "revision_number=1")
-            .json(&json!({"port": {"name": "late"}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stale.status(), 412);
-        let ports = s
-            .api
-            .get(&format!(
-                "/v2.0/ports?network_id={net2_id}&binding:host_id=compute1"
-            ))
-            .await
-            .unwrap();
-        assert_eq!(ports["ports"].as_array().unwrap().len(), 1);
+    // Update and If-Match.
+    let id = bound["id"].as_str().unwrap();
+    let up = s
+        .api
+        .put(&format!("/v2.0/ports/{id}"), json!({"port": {"name": "renamed", "admin_state_up": false}}))
+        .await
+        .unwrap();
+    assert_eq!(up["port"]["revision_number"], 2);
+    assert_eq!(up["port"]["admin_state_up"], false);
+    let stale = reqwest::Client::new()
+        .put(format!("{}/v2.0/ports/{id}", s.base))
+        .header("If-Match", "revision_number=1")
+        .json(&json!({"port": {"name": "late"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+    let ports = s.api.get(&format!("/v2.0/ports?network_id={net2_id}&binding:host_id=compute1")).await.unwrap();
+    assert_eq!(ports["ports"].as_array().unwrap().len(), 1);
 
-        // Lists (rendered bodies) always equal what show returns (rows).
-        s.api
-            .put(
-                "/v2.0/neutrino/ports/status",
-                json!({"host": "compute1", "ports": {id: "ACTIVE"}}),
-            )
-            .await
-            .unwrap();
-        s.api
-            .put(
-                &format!("/v2.0/ports/{}", specific["id"].as_str().unwrap()),
-                json!({"port": {"fixed_ips": [{"ip_address": "198.51.100.6"}]}}),
-            )
-            .await
-            .expect_err("198.51.100.6 is taken by an automatic port");
-        for p in s.api.get("/v2.0/ports").await.unwrap()["ports"]
-            .as_array()
-            .unwrap()
-        {
-            let shown = s.api.port(p["id"].as_str().unwrap()).await.unwrap();
-            assert_eq!(p, &shown, "list and show agree");
-        }
-
-        // Deleting the network needs its ports gone first.
-        let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/networks/{net2_id}")).await);
-        assert_eq!((status, kind.as_str()), (409, "NetworkInUse"));
-        for p in s
-            .api
-            .get(&format!("/v2.0/ports?network_id={net2_id}"))
-            .await
-            .unwrap()["ports"]
-            .as_array()
-            .unwrap()
-        {
-            s.api
-                .delete(&format!("/v2.0/ports/{}", p["id"].as_str().unwrap()))
-                .await
-                .unwrap();
-        }
-        s.api
-            .delete(&format!("/v2.0/networks/{net2_id}"))
-            .await
-            .unwrap();
+    // Lists (rendered bodies) always equal what show returns (rows).
+    s.api.put("/v2.0/neutrino/ports/status", json!({"host": "compute1", "ports": {id: "ACTIVE"}})).await.unwrap();
+    s.api
+        .put(
+            &format!("/v2.0/ports/{}", specific["id"].as_str().unwrap()),
+            json!({"port": {"fixed_ips": [{"ip_address": "198.51.100.6"}]}}),
+        )
+        .await
+        .expect_err("198.51.100.6 is taken by an automatic port");
+    for p in s.api.get("/v2.0/ports").await.unwrap()["ports"].as_array().unwrap() {
+        let shown = s.api.port(p["id"].as_str().unwrap()).await.unwrap();
+        assert_eq!(p, &shown, "list and show agree");
     }
-);
+
+    // Deleting the network needs its ports gone first.
+    let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/networks/{net2_id}")).await);
+    assert_eq!((status, kind.as_str()), (409, "NetworkInUse"));
+    for p in s.api.get(&format!("/v2.0/ports?network_id={net2_id}")).await.unwrap()["ports"].as_array().unwrap() {
+        s.api.delete(&format!("/v2.0/ports/{}", p["id"].as_str().unwrap())).await.unwrap();
+    }
+    s.api.delete(&format!("/v2.0/networks/{net2_id}")).await.unwrap();
+});
 
 fn small_vni_range() -> ServerConfig {
     ServerConfig {
-        type_drivers: TypeDriverConfig {
-            vni_ranges: vec![(100, 109)],
-            ..TypeDriverConfig::default()
-        },
+        type_drivers: TypeDriverConfig { vni_ranges: vec![(100, 109)], ..TypeDriverConfig::default() },
         ..default_config()
     }
 }
@@ -494,9 +303,7 @@ on_both_backends!(
         let mut tasks = Vec::new();
         for i in 0..16 {
             let api = s.api.clone();
-            tasks.push(tokio::spawn(async move {
-                api.create_network(&format!("n{i}")).await
-            }));
+            tasks.push(tokio::spawn(async move { api.create_network(&format!("n{i}")).await }));
         }
         let mut vnis = Vec::new();
         let mut exhausted = 0;
@@ -517,162 +324,124 @@ on_both_backends!(
         assert!(vnis.iter().all(|v| (100..=109).contains(v)));
 
         // A deleted network's VNI is released and handed out again.
-        let nets = s
-            .api
-            .get("/v2.0/networks?provider:segmentation_id=104")
-            .await
-            .unwrap();
+        let nets = s.api.get("/v2.0/networks?provider:segmentation_id=104").await.unwrap();
         let id = nets["networks"][0]["id"].as_str().unwrap().to_string();
         s.api.delete(&format!("/v2.0/networks/{id}")).await.unwrap();
         let again = s.api.create_network("again").await.unwrap();
         assert_eq!(again["provider:segmentation_id"], 104);
 
         // Provider VXLAN networks reserve an exact VNI, once.
-        let body = json!({"network": {"name": "p", "provider:network_type": "vxlan", "provider:segmentation_id": 5000}});
+        let body =
+            json!({"network": {"name": "p", "provider:network_type": "vxlan", "provider:segmentation_id": 5000}});
         s.api.post("/v2.0/networks", body.clone()).await.unwrap();
         let (status, kind, _) = error_of(s.api.post("/v2.0/networks", body).await);
         assert_eq!((status, kind.as_str()), (409, "TunnelIdInUse"));
     }
 );
 
-on_both_backends!(
-    concurrent_port_creates_never_duplicate_or_fail,
-    default_config(),
-    |s: TestServer| async move {
-        let (net_id, _) = network_with_subnet(&s, "203.0.113.0/24").await;
-        // Sixteen clients race for one address: exactly one wins.
-        let mut tasks = Vec::new();
-        for _ in 0..16 {
-            let api = s.api.clone();
-            let net_id = net_id.clone();
-            tasks.push(tokio::spawn(async move {
-            api.post("/v2.0/ports", json!({"port": {"network_id": net_id, "fixed_ips": [{"ip_address": "203.0.113.77"}]}})).await
-        }));
-        }
-        let mut won = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(_) => won += 1,
-                Err(e) => assert_eq!(error_of(Err(e)).0, 409),
-            }
-        }
-        assert_eq!(won, 1);
-
-        // 200 automatic ports from 16 clients: all succeed, all distinct.
-        let mut tasks = Vec::new();
-        for _ in 0..16 {
-            let api = s.api.clone();
-            let net_id = net_id.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut out = Vec::new();
-                for _ in 0..13 {
-                    out.push(
-                        api.post("/v2.0/ports", json!({"port": {"network_id": net_id}}))
-                            .await
-                            .expect("no error under load")["port"]
-                            .clone(),
-                    );
-                }
-                out
-            }));
-        }
-        let mut ips = HashSet::new();
-        let mut macs = HashSet::new();
-        for t in tasks {
-            for p in t.await.unwrap() {
-                assert!(ips.insert(
-                    p["fixed_ips"][0]["ip_address"]
-                        .as_str()
-                        .unwrap()
-                        .to_string()
-                ));
-                assert!(macs.insert(p["mac_address"].as_str().unwrap().to_string()));
-            }
-        }
-        assert_eq!(ips.len(), 208);
-        let listed = s
-            .api
-            .get(&format!("/v2.0/ports?network_id={net_id}&fields=id"))
-            .await
-            .unwrap();
-        assert_eq!(listed["ports"].as_array().unwrap().len(), 209);
-        let page = s.api.get("/v2.0/ports?limit=100").await.unwrap();
-        assert_eq!(page["ports"].as_array().unwrap().len(), 100);
-        assert!(page["ports_links"][0]["href"]
-            .as_str()
-            .unwrap()
-            .contains("marker="));
-    }
-);
-
-on_both_backends!(
-    agent_stream_sends_snapshot_then_updates,
-    default_config(),
-    |s: TestServer| async move {
-        s.api
-        .post("/v2.0/neutrino/agents", json!({"host": "h1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"}))
-        .await
-        .unwrap();
-        s.api
-        .post("/v2.0/neutrino/agents", json!({"host": "h2", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.12"}))
-        .await
-        .unwrap();
-        let (net_id, _) = network_with_subnet(&s, "198.51.100.0/24").await;
-        let local = post_port(&s, json!({"network_id": net_id, "binding:host_id": "h1"}))
-            .await
-            .unwrap()["port"]
-            .clone();
-
-        let resp = reqwest::Client::new()
-            .get(format!("{}/v2.0/neutrino/hosts/h1/stream", s.base))
-            .send()
-            .await
-            .unwrap();
-        let mut lines = Lines {
-            body: Box::pin(resp.bytes_stream()),
-            buf: Vec::new(),
-        };
-        let snap = lines.next().await;
-        assert_eq!(snap["kind"], "snapshot");
-        assert!(snap["state"]["local_ports"]
-            .get(local["id"].as_str().unwrap())
-            .is_some());
-        assert_eq!(snap["state"]["networks"][&net_id]["network_type"], "vxlan");
-
-        let remote = post_port(&s, json!({"network_id": net_id, "binding:host_id": "h2"}))
-            .await
-            .unwrap()["port"]
-            .clone();
-        let update = lines.next().await;
-        assert_eq!(update["kind"], "update");
-        let r = &update["upserted"]["remote_ports"][remote["id"].as_str().unwrap()];
-        assert_eq!(r["tunnel_ip"], "192.0.2.12");
-        assert_eq!(r["ip_addresses"][0], remote["fixed_ips"][0]["ip_address"]);
-
-        s.api
-            .delete(&format!("/v2.0/ports/{}", remote["id"].as_str().unwrap()))
-            .await
-            .unwrap();
-        let update = lines.next().await;
-        assert_eq!(update["removed"]["remote_ports"], json!([remote["id"]]));
-
-        // The agent reports the port ACTIVE; the API shows it.
-        s.api
-            .put(
-                "/v2.0/neutrino/ports/status",
-                json!({"host": "h1", "ports": {local["id"].as_str().unwrap(): "ACTIVE"}}),
+on_both_backends!(concurrent_port_creates_never_duplicate_or_fail, default_config(), |s: TestServer| async move {
+    let (net_id, _) = network_with_subnet(&s, "203.0.113.0/24").await;
+    // Sixteen clients race for one address: exactly one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let api = s.api.clone();
+        let net_id = net_id.clone();
+        tasks.push(tokio::spawn(async move {
+            api.post(
+                "/v2.0/ports",
+                json!({"port": {"network_id": net_id, "fixed_ips": [{"ip_address": "203.0.113.77"}]}}),
             )
             .await
-            .unwrap();
-        assert_eq!(
-            s.api.port(local["id"].as_str().unwrap()).await.unwrap()["status"],
-            "ACTIVE"
-        );
+        }));
     }
-);
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(e) => assert_eq!(error_of(Err(e)).0, 409),
+        }
+    }
+    assert_eq!(won, 1);
 
-type ByteStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+    // 200 automatic ports from 16 clients: all succeed, all distinct.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let api = s.api.clone();
+        let net_id = net_id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for _ in 0..13 {
+                out.push(
+                    api.post("/v2.0/ports", json!({"port": {"network_id": net_id}}))
+                        .await
+                        .expect("no error under load")["port"]
+                        .clone(),
+                );
+            }
+            out
+        }));
+    }
+    let mut ips = HashSet::new();
+    let mut macs = HashSet::new();
+    for t in tasks {
+        for p in t.await.unwrap() {
+            assert!(ips.insert(p["fixed_ips"][0]["ip_address"].as_str().unwrap().to_string()));
+            assert!(macs.insert(p["mac_address"].as_str().unwrap().to_string()));
+        }
+    }
+    assert_eq!(ips.len(), 208);
+    let listed = s.api.get(&format!("/v2.0/ports?network_id={net_id}&fields=id")).await.unwrap();
+    assert_eq!(listed["ports"].as_array().unwrap().len(), 209);
+    let page = s.api.get("/v2.0/ports?limit=100").await.unwrap();
+    assert_eq!(page["ports"].as_array().unwrap().len(), 100);
+    assert!(page["ports_links"][0]["href"].as_str().unwrap().contains("marker="));
+});
+
+on_both_backends!(agent_stream_sends_snapshot_then_updates, default_config(), |s: TestServer| async move {
+    s.api
+        .post(
+            "/v2.0/neutrino/agents",
+            json!({"host": "h1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"}),
+        )
+        .await
+        .unwrap();
+    s.api
+        .post(
+            "/v2.0/neutrino/agents",
+            json!({"host": "h2", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.12"}),
+        )
+        .await
+        .unwrap();
+    let (net_id, _) = network_with_subnet(&s, "198.51.100.0/24").await;
+    let local = post_port(&s, json!({"network_id": net_id, "binding:host_id": "h1"})).await.unwrap()["port"].clone();
+
+    let resp = reqwest::Client::new().get(format!("{}/v2.0/neutrino/hosts/h1/stream", s.base)).send().await.unwrap();
+    let mut lines = Lines { body: Box::pin(resp.bytes_stream()), buf: Vec::new() };
+    let snap = lines.next().await;
+    assert_eq!(snap["kind"], "snapshot");
+    assert!(snap["state"]["local_ports"].get(local["id"].as_str().unwrap()).is_some());
+    assert_eq!(snap["state"]["networks"][&net_id]["network_type"], "vxlan");
+
+    let remote = post_port(&s, json!({"network_id": net_id, "binding:host_id": "h2"})).await.unwrap()["port"].clone();
+    let update = lines.next().await;
+    assert_eq!(update["kind"], "update");
+    let r = &update["upserted"]["remote_ports"][remote["id"].as_str().unwrap()];
+    assert_eq!(r["tunnel_ip"], "192.0.2.12");
+    assert_eq!(r["ip_addresses"][0], remote["fixed_ips"][0]["ip_address"]);
+
+    s.api.delete(&format!("/v2.0/ports/{}", remote["id"].as_str().unwrap())).await.unwrap();
+    let update = lines.next().await;
+    assert_eq!(update["removed"]["remote_ports"], json!([remote["id"]]));
+
+    // The agent reports the port ACTIVE; the API shows it.
+    s.api
+        .put("/v2.0/neutrino/ports/status", json!({"host": "h1", "ports": {local["id"].as_str().unwrap(): "ACTIVE"}}))
+        .await
+        .unwrap();
+    assert_eq!(s.api.port(local["id"].as_str().unwrap()).await.unwrap()["status"], "ACTIVE");
+});
+
+type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
 /// Newline-delimited JSON messages of the agent stream.
 struct Lines {
@@ -702,63 +471,35 @@ impl Lines {
 /// agent stream served by the other (LISTEN/NOTIFY), and allocations stay unique across both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgres_share_state_and_streams() {
-    let Some(a) = crate::common::start(crate::common::Backend::Postgres, default_config()).await
-    else {
+    let Some(a) = crate::common::start(crate::common::Backend::Postgres, default_config()).await else {
         return;
     };
     let b = crate::common::second_server(&a).await;
     for (s, host, ip) in [(&a, "h1", "192.0.2.11"), (&b, "h2", "192.0.2.12")] {
         s.api
-            .post(
-                "/v2.0/neutrino/agents",
-                json!({"host": host, "agent_type": "Linux bridge agent", "tunnel_ip": ip}),
-            )
+            .post("/v2.0/neutrino/agents", json!({"host": host, "agent_type": "Linux bridge agent", "tunnel_ip": ip}))
             .await
             .unwrap();
     }
     let (net_id, _) = network_with_subnet(&a, "198.51.100.0/24").await;
-    post_port(&a, json!({"network_id": net_id, "binding:host_id": "h1"}))
-        .await
-        .unwrap();
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v2.0/neutrino/hosts/h1/stream", a.base))
-        .send()
-        .await
-        .unwrap();
-    let mut lines = Lines {
-        body: Box::pin(resp.bytes_stream()),
-        buf: Vec::new(),
-    };
+    post_port(&a, json!({"network_id": net_id, "binding:host_id": "h1"})).await.unwrap();
+    let resp = reqwest::Client::new().get(format!("{}/v2.0/neutrino/hosts/h1/stream", a.base)).send().await.unwrap();
+    let mut lines = Lines { body: Box::pin(resp.bytes_stream()), buf: Vec::new() };
     assert_eq!(lines.next().await["kind"], "snapshot");
-    let remote = post_port(&b, json!({"network_id": net_id, "binding:host_id": "h2"}))
-        .await
-        .unwrap()["port"]
-        .clone();
+    let remote = post_port(&b, json!({"network_id": net_id, "binding:host_id": "h2"})).await.unwrap()["port"].clone();
     let update = lines.next().await;
     assert!(
-        update["upserted"]["remote_ports"]
-            .get(remote["id"].as_str().unwrap())
-            .is_some(),
+        update["upserted"]["remote_ports"].get(remote["id"].as_str().unwrap()).is_some(),
         "server A streamed a port created through server B: {update}"
     );
 
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let api = if i % 2 == 0 {
-            a.api.clone()
-        } else {
-            b.api.clone()
-        };
-        tasks.push(tokio::spawn(async move {
-            api.create_network(&format!("ha{i}")).await.unwrap()
-        }));
+        let api = if i % 2 == 0 { a.api.clone() } else { b.api.clone() };
+        tasks.push(tokio::spawn(async move { api.create_network(&format!("ha{i}")).await.unwrap() }));
     }
     let mut vnis = HashSet::new();
     for t in tasks {
-        assert!(vnis.insert(
-            t.await.unwrap()["provider:segmentation_id"]
-                .as_u64()
-                .unwrap()
-        ));
+        assert!(vnis.insert(t.await.unwrap()["provider:segmentation_id"].as_u64().unwrap()));
     }
 }

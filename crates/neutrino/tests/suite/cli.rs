@@ -9,10 +9,7 @@ fn openstack_cli() -> Option<String> {
     match std::env::var("NEUTRINO_OPENSTACK_CLI") {
         Ok(p) => Some(p),
         Err(_) => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must provide NEUTRINO_OPENSTACK_CLI"
-            );
+            assert!(std::env::var("CI").is_err(), "CI must provide NEUTRINO_OPENSTACK_CLI");
             eprintln!("skipping the openstack CLI test: NEUTRINO_OPENSTACK_CLI is not set");
             None
         }
@@ -22,13 +19,9 @@ fn openstack_cli() -> Option<String> {
 /// Run `openstack --os-auth-type none --os-endpoint <base> <args>`; JSON output parsed.
 async fn openstack(cli: &str, base: &str, args: &[&str]) -> Value {
     let mut cmd = std::process::Command::new(cli);
-    cmd.args(["--os-auth-type", "none", "--os-endpoint", base])
-        .args(args);
+    cmd.args(["--os-auth-type", "none", "--os-endpoint", base]).args(args);
     let shown = format!("openstack {}", args.join(" "));
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("openstack runs");
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().expect("openstack runs");
     assert!(
         out.status.success(),
         "{shown} failed:\n{}\n{}",
@@ -52,60 +45,22 @@ async fn openstack_cli_manages_networks_subnets_and_ports() {
     assert_eq!(net["provider:network_type"], "vxlan");
     assert_eq!(net["mtu"], 1450);
     let listed = openstack(&cli, &base, &["network", "list", "-f", "json"]).await;
-    assert!(
-        listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["Name"] == "cli-net"),
-        "{listed}"
-    );
+    assert!(listed.as_array().unwrap().iter().any(|n| n["Name"] == "cli-net"), "{listed}");
     let shown = openstack(&cli, &base, &["network", "show", "cli-net", "-f", "json"]).await;
     assert_eq!(shown["id"], net["id"]);
 
     let subnet = openstack(
         &cli,
         &base,
-        &[
-            "subnet",
-            "create",
-            "--network",
-            "cli-net",
-            "--subnet-range",
-            "203.0.113.0/24",
-            "cli-subnet",
-            "-f",
-            "json",
-        ],
+        &["subnet", "create", "--network", "cli-net", "--subnet-range", "203.0.113.0/24", "cli-subnet", "-f", "json"],
     )
     .await;
     assert_eq!(subnet["cidr"], "203.0.113.0/24");
     assert_eq!(subnet["gateway_ip"], "203.0.113.1");
 
-    let port = openstack(
-        &cli,
-        &base,
-        &[
-            "port",
-            "create",
-            "--network",
-            "cli-net",
-            "cli-port",
-            "-f",
-            "json",
-        ],
-    )
-    .await;
-    assert!(port["mac_address"]
-        .as_str()
-        .unwrap()
-        .starts_with("fa:16:3e:"));
-    let ports = openstack(
-        &cli,
-        &base,
-        &["port", "list", "--network", "cli-net", "-f", "json"],
-    )
-    .await;
+    let port = openstack(&cli, &base, &["port", "create", "--network", "cli-net", "cli-port", "-f", "json"]).await;
+    assert!(port["mac_address"].as_str().unwrap().starts_with("fa:16:3e:"));
+    let ports = openstack(&cli, &base, &["port", "list", "--network", "cli-net", "-f", "json"]).await;
     assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
     assert_eq!(ports[0]["Name"], "cli-port");
 

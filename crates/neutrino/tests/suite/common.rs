@@ -24,17 +24,11 @@ impl Drop for TestServer {
         if let Some(db) = self.pg_db.take() {
             // Best effort: drop the per-test database from a fresh thread and runtime.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                 rt.block_on(async {
                     use sqlx::Connection;
                     let mut c = sqlx::PgConnection::connect(&pg_admin_url()).await.ok()?;
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await
-                        .ok()
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c).await.ok()
                 })
             })
             .join();
@@ -53,16 +47,11 @@ impl Drop for TempDir {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn unique(name: &str) -> String {
-    format!(
-        "{name}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{name}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("NEUTRINO_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("NEUTRINO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// Whether PostgreSQL tests must run (CI) or may be skipped when no server is reachable.
@@ -83,22 +72,13 @@ async fn pg_database() -> Option<(String, String)> {
         Err(e) => panic!("PostgreSQL at {admin} is required: {e}"),
     };
     let db = unique("neutrino_test");
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut c)
-        .await
-        .expect("create test database");
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .unwrap_or(admin);
+    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut c).await.expect("create test database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
     Some((format!("{base}/{db}"), db))
 }
 
 pub fn default_config() -> ServerConfig {
-    ServerConfig {
-        type_drivers: TypeDriverConfig::default(),
-        ..ServerConfig::default()
-    }
+    ServerConfig { type_drivers: TypeDriverConfig::default(), ..ServerConfig::default() }
 }
 
 /// Start a server on 127.0.0.1 (random port) with `config` on `backend`.
@@ -107,11 +87,7 @@ pub async fn start(backend: Backend, mut config: ServerConfig) -> Option<TestSer
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join(unique("neutrino-api"));
             std::fs::create_dir_all(&dir).unwrap();
-            (
-                format!("sqlite:///{}/db.sqlite", dir.display()),
-                Some(TempDir(dir)),
-                None,
-            )
+            (format!("sqlite:///{}/db.sqlite", dir.display()), Some(TempDir(dir)), None)
         }
         Backend::Postgres => {
             let (url, db) = pg_database().await?;
@@ -119,19 +95,11 @@ pub async fn start(backend: Backend, mut config: ServerConfig) -> Option<TestSer
         }
     };
     config.connection = connection.clone();
-    let store = neutrino_store::Store::connect(&connection, 16)
-        .await
-        .expect("connect store");
+    let store = neutrino_store::Store::connect(&connection, 16).await.expect("connect store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(neutrino_server::serve(App::new(store, config), listener));
-    Some(TestServer {
-        api: ApiClient::new(&base),
-        base,
-        task,
-        _dir: dir,
-        pg_db,
-    })
+    Some(TestServer { api: ApiClient::new(&base), base, task, _dir: dir, pg_db })
 }
 
 /// Run `body` once per backend. Declares `<name>_sqlite` and `<name>_postgres` tests.
@@ -142,16 +110,12 @@ macro_rules! on_both_backends {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let s = $crate::common::start($crate::common::Backend::Sqlite, $config)
-                    .await
-                    .unwrap();
+                let s = $crate::common::start($crate::common::Backend::Sqlite, $config).await.unwrap();
                 ($body)(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(s) =
-                    $crate::common::start($crate::common::Backend::Postgres, $config).await
-                {
+                if let Some(s) = $crate::common::start($crate::common::Backend::Postgres, $config).await {
                     ($body)(s).await;
                 }
             }
@@ -164,14 +128,8 @@ pub fn error_of(r: Result<serde_json::Value, neutrino_lab::ApiError>) -> (u16, S
     match r {
         Err(neutrino_lab::ApiError::Status { status, body }) => (
             status,
-            body["NeutronError"]["type"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            body["NeutronError"]["message"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            body["NeutronError"]["type"].as_str().unwrap_or_default().to_string(),
+            body["NeutronError"]["message"].as_str().unwrap_or_default().to_string(),
         ),
         other => panic!("expected an error, got {other:?}"),
     }
@@ -180,27 +138,13 @@ pub fn error_of(r: Result<serde_json::Value, neutrino_lab::ApiError>) -> (u16, S
 /// Another server process-equivalent (own store, own pool) on the same database as `first`.
 pub async fn second_server(first: &TestServer) -> TestServer {
     let db = first.pg_db.clone().expect("a PostgreSQL server");
-    let base_url = pg_admin_url()
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .unwrap();
+    let base_url = pg_admin_url().rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
     let connection = format!("{base_url}/{db}");
-    let config = ServerConfig {
-        connection: connection.clone(),
-        ..default_config()
-    };
-    let store = neutrino_store::Store::connect(&connection, 8)
-        .await
-        .expect("connect store");
+    let config = ServerConfig { connection: connection.clone(), ..default_config() };
+    let store = neutrino_store::Store::connect(&connection, 8).await.expect("connect store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(neutrino_server::serve(App::new(store, config), listener));
     // The database belongs to `first`, which drops it.
-    TestServer {
-        api: ApiClient::new(&base),
-        base,
-        task,
-        _dir: None,
-        pg_db: None,
-    }
+    TestServer { api: ApiClient::new(&base), base, task, _dir: None, pg_db: None }
 }

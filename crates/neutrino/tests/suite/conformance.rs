@@ -7,14 +7,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn samples_dir() -> Option<PathBuf> {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/neutron-api");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/neutron-api");
     dir.is_dir().then_some(dir)
 }
 
 fn sample(dir: &std::path::Path, case: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{case}.json"))).unwrap())
-        .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{case}.json"))).unwrap()).unwrap()
 }
 
 /// Attribute name → JSON type name, for comparing shapes.
@@ -27,11 +25,7 @@ fn shape(v: &Value) -> BTreeMap<String, &'static str> {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     };
-    v.as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), kind(v)))
-        .collect()
+    v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), kind(v))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,17 +37,11 @@ async fn replies_have_the_shapes_neutron_records() {
     let s = start(Backend::Sqlite, default_config()).await.unwrap();
     let net = s
         .api
-        .post(
-            "/v2.0/networks",
-            json!({"network": {"name": "sample-net", "description": "sample"}}),
-        )
+        .post("/v2.0/networks", json!({"network": {"name": "sample-net", "description": "sample"}}))
         .await
         .unwrap();
     let want = sample(&dir, "network_create");
-    assert_eq!(
-        shape(&net["network"]),
-        shape(&want["response"]["body"]["network"])
-    );
+    assert_eq!(shape(&net["network"]), shape(&want["response"]["body"]["network"]));
     let net_id = net["network"]["id"].as_str().unwrap();
 
     let v4 = s
@@ -66,19 +54,9 @@ async fn replies_have_the_shapes_neutron_records() {
         .await
         .unwrap();
     let want = sample(&dir, "subnet_create_v4");
-    assert_eq!(
-        shape(&v4["subnet"]),
-        shape(&want["response"]["body"]["subnet"])
-    );
+    assert_eq!(shape(&v4["subnet"]), shape(&want["response"]["body"]["subnet"]));
     let recorded = &want["response"]["body"]["subnet"];
-    for key in [
-        "gateway_ip",
-        "allocation_pools",
-        "cidr",
-        "dns_nameservers",
-        "enable_dhcp",
-        "revision_number",
-    ] {
+    for key in ["gateway_ip", "allocation_pools", "cidr", "dns_nameservers", "enable_dhcp", "revision_number"] {
         assert_eq!(v4["subnet"][key], recorded[key], "{key}");
     }
 
@@ -93,12 +71,7 @@ async fn replies_have_the_shapes_neutron_records() {
         .unwrap();
     let want = sample(&dir, "subnet_create_v6");
     let recorded = &want["response"]["body"]["subnet"];
-    for key in [
-        "gateway_ip",
-        "allocation_pools",
-        "ipv6_ra_mode",
-        "ipv6_address_mode",
-    ] {
+    for key in ["gateway_ip", "allocation_pools", "ipv6_ra_mode", "ipv6_address_mode"] {
         assert_eq!(v6["subnet"][key], recorded[key], "{key}");
     }
 
@@ -131,10 +104,7 @@ async fn replies_have_the_shapes_neutron_records() {
         let text = rec["request"]["body"]
             .to_string()
             .replace("0817d5d7-a353-4219-8f3f-2da496259738", net_id)
-            .replace(
-                "9b83d999-dfde-4159-a5bd-15f818426514",
-                v4["subnet"]["id"].as_str().unwrap(),
-            );
+            .replace("9b83d999-dfde-4159-a5bd-15f818426514", v4["subnet"]["id"].as_str().unwrap());
         let path = rec["request"]["path"].as_str().unwrap();
         let body: Value = serde_json::from_str(&text).unwrap();
         let r = match rec["request"]["method"].as_str().unwrap() {
@@ -145,20 +115,13 @@ async fn replies_have_the_shapes_neutron_records() {
         let neutrino_lab::ApiError::Status { status, body } = r.unwrap_err() else {
             panic!("{case}: not an HTTP error")
         };
-        assert_eq!(
-            status as u64,
-            rec["response"]["status"].as_u64().unwrap(),
-            "{case}"
-        );
+        assert_eq!(status as u64, rec["response"]["status"].as_u64().unwrap(), "{case}");
         let want = &rec["response"]["body"]["NeutronError"];
         let want_message = want["message"]
             .as_str()
             .unwrap()
             .replace("0817d5d7-a353-4219-8f3f-2da496259738", net_id)
-            .replace(
-                "9b83d999-dfde-4159-a5bd-15f818426514",
-                v4["subnet"]["id"].as_str().unwrap(),
-            );
+            .replace("9b83d999-dfde-4159-a5bd-15f818426514", v4["subnet"]["id"].as_str().unwrap());
         assert_eq!(body["NeutronError"]["type"], want["type"], "{case}");
         assert_eq!(body["NeutronError"]["message"], want_message, "{case}");
     }

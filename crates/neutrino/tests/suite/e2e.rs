@@ -5,33 +5,20 @@ use neutrino_lab::{check_tools, BootedVm, Lab, LabConfig};
 use std::time::Duration;
 
 fn lab_available() -> bool {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false);
+    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
     let tools = check_tools();
     if root && tools.is_ok() {
         return true;
     }
-    let why = if root {
-        format!("{:?}", tools.err())
-    } else {
-        "not root".to_string()
-    };
-    assert!(
-        std::env::var("CI").is_err(),
-        "the lab must run in CI: {why}"
-    );
+    let why = if root { format!("{:?}", tools.err()) } else { "not root".to_string() };
+    assert!(std::env::var("CI").is_err(), "the lab must run in CI: {why}");
     eprintln!("skipping the lab test: {why}");
     false
 }
 
 /// The kernel index of a link in a lab namespace (to prove it was not recreated).
 fn ifindex(lab: &Lab, ns: &str, dev: &str) -> Option<String> {
-    let out = lab
-        .exec(ns, &["ip", "-o", "link", "show", "dev", dev])
-        .ok()?;
+    let out = lab.exec(ns, &["ip", "-o", "link", "show", "dev", dev]).ok()?;
     out.split(':').next().map(|s| s.trim().to_string())
 }
 
@@ -58,11 +45,7 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     api.create_subnet(&net_id, "198.51.100.0/24").await.unwrap();
     let mut vms: Vec<BootedVm> = Vec::new();
     for (name, host) in [("vm1", "h1"), ("vm2", "h1"), ("vm3", "h2")] {
-        vms.push(
-            lab.boot_vm(&api, &net, name, host)
-                .await
-                .expect("VM boots and its port goes ACTIVE"),
-        );
+        vms.push(lab.boot_vm(&api, &net, name, host).await.expect("VM boots and its port goes ACTIVE"));
     }
 
     // 1. Every pair pings, while the underlay is watched: nothing floods through the tunnels.
@@ -84,19 +67,10 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     }
     let counts = capture.stop().unwrap();
     eprintln!("underlay during the pings: {counts:?}");
-    assert!(
-        counts.vxlan_packets >= 24,
-        "the cross-host pings crossed the underlay: {counts:?}"
-    );
+    assert!(counts.vxlan_packets >= 24, "the cross-host pings crossed the underlay: {counts:?}");
     assert_eq!(counts.inner_arp, 0, "no ARP inside VXLAN: {counts:?}");
-    assert_eq!(
-        counts.inner_broadcast, 0,
-        "no broadcast inside VXLAN: {counts:?}"
-    );
-    assert_eq!(
-        counts.inner_multicast, 0,
-        "no multicast inside VXLAN: {counts:?}"
-    );
+    assert_eq!(counts.inner_broadcast, 0, "no broadcast inside VXLAN: {counts:?}");
+    assert_eq!(counts.inner_multicast, 0, "no multicast inside VXLAN: {counts:?}");
 
     // 2. Restarting both agents during a continuous cross-host ping loses nothing, and the
     //    devices are not recreated.
@@ -116,43 +90,27 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     let after = (ifindex(&lab, "h1", &vxlan), ifindex(&lab, "h2", &vxlan));
     assert!(before.0.is_some() && before.1.is_some());
     assert_eq!(before, after, "VXLAN devices kept across restarts");
-    assert!(
-        lab.ping("vm3", &vms[0].ip, 2),
-        "restarted agents still serve the network"
-    );
+    assert!(lab.ping("vm3", &vms[0].ip, 2), "restarted agents still serve the network");
 
     // 3. Deleting vm3's port removes its entries everywhere: it becomes unreachable, and h2,
     //    left without ports on the network, tears the network down.
-    api.delete(&format!("/v2.0/ports/{}", vms[2].port_id))
-        .await
-        .unwrap();
+    api.delete(&format!("/v2.0/ports/{}", vms[2].port_id)).await.unwrap();
     let bridge = format!("brq{}", &net_id[..11]);
     let mut torn_down = false;
     for _ in 0..50 {
-        let fdb = lab
-            .exec("h1", &["bridge", "fdb", "show", "dev", &vxlan])
-            .unwrap_or_default();
+        let fdb = lab.exec("h1", &["bridge", "fdb", "show", "dev", &vxlan]).unwrap_or_default();
         let h2_bridge = ifindex(&lab, "h2", &bridge);
         // Only the static entries with a VTEP are L2 population's (the bridge may still
         // remember the MAC it learned on the port until it ages out).
-        let remembered = fdb
-            .lines()
-            .any(|l| l.contains(&vms[2].mac) && l.contains(" dst "));
+        let remembered = fdb.lines().any(|l| l.contains(&vms[2].mac) && l.contains(" dst "));
         if !remembered && h2_bridge.is_none() {
             torn_down = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        torn_down,
-        "h1 forgot vm3 and h2 removed {bridge}\n{}",
-        lab.log_tail("agent-h2", 20)
-    );
-    assert!(
-        !lab.ping("vm1", &vms[2].ip, 2),
-        "vm3 is unreachable after its port is deleted"
-    );
+    assert!(torn_down, "h1 forgot vm3 and h2 removed {bridge}\n{}", lab.log_tail("agent-h2", 20));
+    assert!(!lab.ping("vm1", &vms[2].ip, 2), "vm3 is unreachable after its port is deleted");
     assert!(lab.ping("vm1", &vms[1].ip, 2), "the others still talk");
 
     drop(lab);
