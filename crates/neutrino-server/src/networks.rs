@@ -3,7 +3,7 @@
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of};
-use crate::response::{many, no_content, one};
+use crate::response::{many, next_link, no_content, one};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -129,18 +129,13 @@ async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQu
     Ok(one(StatusCode::OK, "network", &net, &q.fields))
 }
 
-async fn list(State(app): State<App>, RawQuery(q): RawQuery) -> HttpResult<Response> {
-    let q = parse_query(q.as_deref())?;
+async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
     let nets = store::list_networks(&mut c, &q.filters, &q.page).await?;
-    let next = next_marker(&nets, q.page.limit, |n| &n.id);
+    let last = nets.last().map(|n| n.id.as_str());
+    let next = next_link(&headers, "networks", raw.as_deref(), q.page.limit, nets.len(), last);
     Ok(many("networks", &nets, &q.fields, next))
-}
-
-/// The marker of the next page, when the page came back full.
-pub fn next_marker<T>(items: &[T], limit: Option<u32>, id: impl Fn(&T) -> &String) -> Option<(&str, u32)> {
-    let limit = limit?;
-    (items.len() as u32 == limit).then(|| items.last().map(|i| (id(i).as_str(), limit))).flatten()
 }
 
 async fn update(

@@ -2,9 +2,8 @@
 
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
-use crate::networks::next_marker;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, many_raw, no_content, one};
+use crate::response::{many, many_raw, next_link, no_content, one};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -357,16 +356,18 @@ async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQu
     Ok(one(StatusCode::OK, "port", &port, &q.fields))
 }
 
-async fn list(State(app): State<App>, RawQuery(q): RawQuery) -> HttpResult<Response> {
-    let q = parse_query(q.as_deref())?;
+async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
     if q.fields.is_empty() {
         let ports = store::list_ports_json(&mut c, &q.filters, &q.page).await?;
-        let next = next_marker(&ports, q.page.limit, |p| &p.0);
+        let last = ports.last().map(|p| p.0.as_str());
+        let next = next_link(&headers, "ports", raw.as_deref(), q.page.limit, ports.len(), last);
         return Ok(many_raw("ports", &ports, next));
     }
     let ports = store::list_ports(&mut c, &q.filters, &q.page).await?;
-    let next = next_marker(&ports, q.page.limit, |p| &p.id);
+    let last = ports.last().map(|p| p.id.as_str());
+    let next = next_link(&headers, "ports", raw.as_deref(), q.page.limit, ports.len(), last);
     Ok(many("ports", &ports, &q.fields, next))
 }
 

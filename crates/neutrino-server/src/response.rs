@@ -29,12 +29,7 @@ pub fn one<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[Stri
 /// `{"<collection>": [...]}` plus `<collection>_links` when paging. Without `fields` the
 /// resources are serialized straight into the body (no intermediate JSON tree), which is what
 /// keeps large lists fast.
-pub fn many<T: Serialize>(
-    collection: &str,
-    items: &[T],
-    fields: &[String],
-    next_marker: Option<(&str, u32)>,
-) -> Response {
+pub fn many<T: Serialize>(collection: &str, items: &[T], fields: &[String], next: Option<String>) -> Response {
     let mut out: Vec<u8> = Vec::with_capacity(64 + items.len() * 900);
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(collection.as_bytes());
@@ -53,7 +48,7 @@ pub fn many<T: Serialize>(
         }
     }
     out.push(b']');
-    push_links(&mut out, collection, next_marker);
+    push_links(&mut out, collection, next);
     out.push(b'}');
     ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
 }
@@ -72,7 +67,7 @@ pub async fn add_request_id(mut response: Response) -> Response {
 }
 
 /// `{"<collection>": [...]}` from JSON objects the database already rendered.
-pub fn many_raw(collection: &str, bodies: &[(String, String)], next_marker: Option<(&str, u32)>) -> Response {
+pub fn many_raw(collection: &str, bodies: &[(String, String)], next: Option<String>) -> Response {
     let size: usize = bodies.iter().map(|(_, b)| b.len() + 1).sum();
     let mut out: Vec<u8> = Vec::with_capacity(64 + size);
     out.extend_from_slice(b"{\"");
@@ -85,17 +80,40 @@ pub fn many_raw(collection: &str, bodies: &[(String, String)], next_marker: Opti
         out.extend_from_slice(body.as_bytes());
     }
     out.push(b']');
-    push_links(&mut out, collection, next_marker);
+    push_links(&mut out, collection, next);
     out.push(b'}');
     ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
-fn push_links(out: &mut Vec<u8>, collection: &str, next_marker: Option<(&str, u32)>) {
-    if let Some((marker, limit)) = next_marker {
-        let links = serde_json::json!([{
-            "rel": "next",
-            "href": format!("/v2.0/{collection}?limit={limit}&marker={marker}"),
-        }]);
+fn push_links(out: &mut Vec<u8>, collection: &str, next: Option<String>) {
+    if let Some(href) = next {
+        let links = serde_json::json!([{"rel": "next", "href": href}]);
         out.extend_from_slice(format!(",\"{collection}_links\":{links}").as_bytes());
     }
+}
+
+/// The `next` link of a full page, as Neutron writes it: an absolute URL with the same query
+/// and the marker moved to the page's last item. `None` when the page is not full.
+pub fn next_link(
+    headers: &axum::http::HeaderMap,
+    collection: &str,
+    raw_query: Option<&str>,
+    limit: Option<u32>,
+    page_len: usize,
+    last_id: Option<&str>,
+) -> Option<String> {
+    let limit = limit?;
+    let last = last_id?;
+    if page_len < limit as usize {
+        return None;
+    }
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes()) {
+        if k != "marker" {
+            query.append_pair(&k, &v);
+        }
+    }
+    query.append_pair("marker", last);
+    Some(format!("http://{host}/v2.0/{collection}?{}", query.finish()))
 }

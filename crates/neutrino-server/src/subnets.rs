@@ -2,9 +2,8 @@
 
 use crate::error::HttpResult;
 use crate::meta::collection_method_error;
-use crate::networks::next_marker;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, no_content, one};
+use crate::response::{many, next_link, no_content, one};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -186,11 +185,12 @@ async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQu
     Ok(one(StatusCode::OK, "subnet", &s, &q.fields))
 }
 
-async fn list(State(app): State<App>, RawQuery(q): RawQuery) -> HttpResult<Response> {
-    let q = parse_query(q.as_deref())?;
+async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
     let subnets = store::list_subnets(&mut c, &q.filters, &q.page).await?;
-    let next = next_marker(&subnets, q.page.limit, |s| &s.id);
+    let last = subnets.last().map(|s| s.id.as_str());
+    let next = next_link(&headers, "subnets", raw.as_deref(), q.page.limit, subnets.len(), last);
     Ok(many("subnets", &subnets, &q.fields, next))
 }
 

@@ -392,9 +392,25 @@ on_both_backends!(concurrent_port_creates_never_duplicate_or_fail, default_confi
     assert_eq!(ips.len(), 208);
     let listed = s.api.get(&format!("/v2.0/ports?network_id={net_id}&fields=id")).await.unwrap();
     assert_eq!(listed["ports"].as_array().unwrap().len(), 209);
-    let page = s.api.get("/v2.0/ports?limit=100").await.unwrap();
-    assert_eq!(page["ports"].as_array().unwrap().len(), 100);
-    assert!(page["ports_links"][0]["href"].as_str().unwrap().contains("marker="));
+    // Paging: follow the absolute `next` links, as openstacksdk does, until the last page.
+    let mut seen_ids = HashSet::new();
+    let mut url = format!("{}/v2.0/ports?network_id={net_id}&limit=100", s.base);
+    let mut pages = 0;
+    loop {
+        let page: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        pages += 1;
+        for p in page["ports"].as_array().unwrap() {
+            assert!(seen_ids.insert(p["id"].as_str().unwrap().to_string()), "no port on two pages");
+        }
+        match page["ports_links"][0]["href"].as_str() {
+            Some(next) => {
+                assert!(next.starts_with("http://") && next.contains(&format!("network_id={net_id}")), "{next}");
+                url = next.to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!((seen_ids.len(), pages), (209, 3));
 });
 
 on_both_backends!(agent_stream_sends_snapshot_then_updates, default_config(), |s: TestServer| async move {
