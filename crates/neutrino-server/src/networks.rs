@@ -3,7 +3,7 @@
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of};
-use crate::response::{many, next_link, no_content, one};
+use crate::response::{many, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -133,9 +133,9 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
     let nets = store::list_networks(&mut c, &q.filters, &q.page).await?;
-    let last = nets.last().map(|n| n.id.as_str());
-    let next = next_link(&headers, "networks", raw.as_deref(), q.page.limit, nets.len(), last);
-    Ok(many("networks", &nets, &q.fields, next))
+    let info = PageInfo { headers: &headers, collection: "networks", raw_query: raw.as_deref(), page: &q.page };
+    let links = info.links(nets.len(), nets.first().map(|n| n.id.as_str()), nets.last().map(|n| n.id.as_str()));
+    Ok(many("networks", &nets, &q.fields, links))
 }
 
 async fn update(

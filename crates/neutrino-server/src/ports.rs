@@ -3,7 +3,7 @@
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, many_raw, next_link, no_content, one};
+use crate::response::{many, many_raw, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -358,17 +358,16 @@ async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQu
 
 async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
+    let info = PageInfo { headers: &headers, collection: "ports", raw_query: raw.as_deref(), page: &q.page };
     let mut c = app.store.reader().await?;
     if q.fields.is_empty() {
         let ports = store::list_ports_json(&mut c, &q.filters, &q.page).await?;
-        let last = ports.last().map(|p| p.0.as_str());
-        let next = next_link(&headers, "ports", raw.as_deref(), q.page.limit, ports.len(), last);
-        return Ok(many_raw("ports", &ports, next));
+        let links = info.links(ports.len(), ports.first().map(|p| p.0.as_str()), ports.last().map(|p| p.0.as_str()));
+        return Ok(many_raw("ports", &ports, links));
     }
     let ports = store::list_ports(&mut c, &q.filters, &q.page).await?;
-    let last = ports.last().map(|p| p.id.as_str());
-    let next = next_link(&headers, "ports", raw.as_deref(), q.page.limit, ports.len(), last);
-    Ok(many("ports", &ports, &q.fields, next))
+    let links = info.links(ports.len(), ports.first().map(|p| p.id.as_str()), ports.last().map(|p| p.id.as_str()));
+    Ok(many("ports", &ports, &q.fields, links))
 }
 
 async fn update(

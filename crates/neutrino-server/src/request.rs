@@ -152,13 +152,25 @@ pub struct ListQuery {
     pub page: Page,
 }
 
-const NON_FILTERS: [&str; 5] = ["fields", "sort_key", "sort_dir", "page_reverse", "verbose"];
+const NON_FILTERS: [&str; 1] = ["verbose"];
 
 pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     let mut q = ListQuery::default();
+    let mut sort_keys = Vec::new();
+    let mut sort_dirs = Vec::new();
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
             "fields" => q.fields.push(v.into_owned()),
+            "sort_key" => sort_keys.push(v.into_owned()),
+            "sort_dir" => match v.as_ref() {
+                "asc" | "desc" => sort_dirs.push(v == "asc"),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "{v} is invalid value for sort_dir, valid value is 'asc' and 'desc'"
+                    )))
+                }
+            },
+            "page_reverse" => q.page.page_reverse = v.eq_ignore_ascii_case("true"),
             "limit" => {
                 let n: i64 = v.parse().map_err(|_| {
                     ApiError::bad_request(format!("Limit must be an integer 0 or greater and not '{v}'"))
@@ -176,6 +188,10 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             },
         }
     }
+    if sort_keys.len() != sort_dirs.len() {
+        return Err(ApiError::bad_request("The number of sort_keys and sort_dirs must be same"));
+    }
+    q.page.sort = sort_keys.into_iter().zip(sort_dirs).collect();
     Ok(q)
 }
 

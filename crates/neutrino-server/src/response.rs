@@ -29,7 +29,12 @@ pub fn one<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[Stri
 /// `{"<collection>": [...]}` plus `<collection>_links` when paging. Without `fields` the
 /// resources are serialized straight into the body (no intermediate JSON tree), which is what
 /// keeps large lists fast.
-pub fn many<T: Serialize>(collection: &str, items: &[T], fields: &[String], next: Option<String>) -> Response {
+pub fn many<T: Serialize>(
+    collection: &str,
+    items: &[T],
+    fields: &[String],
+    links: Vec<(&'static str, String)>,
+) -> Response {
     let mut out: Vec<u8> = Vec::with_capacity(64 + items.len() * 900);
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(collection.as_bytes());
@@ -48,7 +53,7 @@ pub fn many<T: Serialize>(collection: &str, items: &[T], fields: &[String], next
         }
     }
     out.push(b']');
-    push_links(&mut out, collection, next);
+    push_links(&mut out, collection, links);
     out.push(b'}');
     ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
 }
@@ -67,7 +72,7 @@ pub async fn add_request_id(mut response: Response) -> Response {
 }
 
 /// `{"<collection>": [...]}` from JSON objects the database already rendered.
-pub fn many_raw(collection: &str, bodies: &[(String, String)], next: Option<String>) -> Response {
+pub fn many_raw(collection: &str, bodies: &[(String, String)], links: Vec<(&'static str, String)>) -> Response {
     let size: usize = bodies.iter().map(|(_, b)| b.len() + 1).sum();
     let mut out: Vec<u8> = Vec::with_capacity(64 + size);
     out.extend_from_slice(b"{\"");
@@ -80,40 +85,57 @@ pub fn many_raw(collection: &str, bodies: &[(String, String)], next: Option<Stri
         out.extend_from_slice(body.as_bytes());
     }
     out.push(b']');
-    push_links(&mut out, collection, next);
+    push_links(&mut out, collection, links);
     out.push(b'}');
     ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
-fn push_links(out: &mut Vec<u8>, collection: &str, next: Option<String>) {
-    if let Some(href) = next {
-        let links = serde_json::json!([{"rel": "next", "href": href}]);
-        out.extend_from_slice(format!(",\"{collection}_links\":{links}").as_bytes());
+fn push_links(out: &mut Vec<u8>, collection: &str, links: Vec<(&'static str, String)>) {
+    if !links.is_empty() {
+        let links: Vec<Value> =
+            links.into_iter().map(|(rel, href)| serde_json::json!({"rel": rel, "href": href})).collect();
+        out.extend_from_slice(format!(",\"{collection}_links\":{}", Value::Array(links)).as_bytes());
     }
 }
 
-/// The `next` link of a full page, as Neutron writes it: an absolute URL with the same query
-/// and the marker moved to the page's last item. `None` when the page is not full.
-pub fn next_link(
-    headers: &axum::http::HeaderMap,
-    collection: &str,
-    raw_query: Option<&str>,
-    limit: Option<u32>,
-    page_len: usize,
-    last_id: Option<&str>,
-) -> Option<String> {
-    let limit = limit?;
-    let last = last_id?;
-    if page_len < limit as usize {
-        return None;
-    }
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes()) {
-        if k != "marker" {
-            query.append_pair(&k, &v);
+/// Where a list page sits, to write its `<collection>_links`.
+pub struct PageInfo<'a> {
+    pub headers: &'a axum::http::HeaderMap,
+    pub collection: &'static str,
+    pub raw_query: Option<&'a str>,
+    pub page: &'a neutrino_store::Page,
+}
+
+impl PageInfo<'_> {
+    /// Neutron's links: `next` after a full page (marker = last item) and `previous` once a
+    /// marker was used (marker = first item, `page_reverse=True`); mirrored when paging backwards.
+    pub fn links(&self, len: usize, first: Option<&str>, last: Option<&str>) -> Vec<(&'static str, String)> {
+        let (Some(limit), Some(first), Some(last)) = (self.page.limit, first, last) else { return Vec::new() };
+        let full = len >= limit as usize;
+        let had_marker = self.page.marker.is_some();
+        let (has_next, has_previous) = if self.page.page_reverse { (had_marker, full) } else { (full, had_marker) };
+        let mut links = Vec::new();
+        if has_next {
+            links.push(("next", self.href(last, false)));
         }
+        if has_previous {
+            links.push(("previous", self.href(first, true)));
+        }
+        links
     }
-    query.append_pair("marker", last);
-    Some(format!("http://{host}/v2.0/{collection}?{}", query.finish()))
+
+    fn href(&self, marker: &str, reverse: bool) -> String {
+        let host = self.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(self.raw_query.unwrap_or_default().as_bytes()) {
+            if k != "marker" && k != "page_reverse" {
+                query.append_pair(&k, &v);
+            }
+        }
+        query.append_pair("marker", marker);
+        if reverse {
+            query.append_pair("page_reverse", "True");
+        }
+        format!("http://{host}/v2.0/{}?{}", self.collection, query.finish())
+    }
 }

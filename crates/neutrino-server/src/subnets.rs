@@ -3,7 +3,7 @@
 use crate::error::HttpResult;
 use crate::meta::collection_method_error;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, next_link, no_content, one};
+use crate::response::{many, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -189,9 +189,10 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
     let subnets = store::list_subnets(&mut c, &q.filters, &q.page).await?;
-    let last = subnets.last().map(|s| s.id.as_str());
-    let next = next_link(&headers, "subnets", raw.as_deref(), q.page.limit, subnets.len(), last);
-    Ok(many("subnets", &subnets, &q.fields, next))
+    let info = PageInfo { headers: &headers, collection: "subnets", raw_query: raw.as_deref(), page: &q.page };
+    let links =
+        info.links(subnets.len(), subnets.first().map(|s| s.id.as_str()), subnets.last().map(|s| s.id.as_str()));
+    Ok(many("subnets", &subnets, &q.fields, links))
 }
 
 async fn update(

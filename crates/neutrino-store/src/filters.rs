@@ -45,7 +45,7 @@ pub(crate) const fn col(attribute: &'static str, sql: &'static str, kind: Column
 /// A WHERE clause under construction, with its bound values.
 #[derive(Default)]
 pub(crate) struct Where {
-    clauses: Vec<String>,
+    pub clauses: Vec<String>,
     pub values: Vec<SqlValue>,
 }
 
@@ -146,4 +146,60 @@ fn convert(c: &Column, v: &str) -> Result<SqlValue, StoreError> {
             _ => return Err(bad()),
         },
     })
+}
+
+/// `SELECT ... FROM <table>` + WHERE + ORDER BY + keyset marker + LIMIT, for a list.
+///
+/// Sorting is by the requested keys and then by `id`, so the order is total and a marker
+/// (the last row of the previous page) identifies exactly where the next page starts:
+/// rows strictly after the marker's key values in that order. Only NOT NULL columns sort,
+/// which keeps the keyset comparison exact.
+pub(crate) fn list_sql(
+    select: &str,
+    table: &str,
+    columns: &[Column],
+    mut w: Where,
+    page: &crate::Page,
+) -> Result<(String, Where), StoreError> {
+    let mut keys: Vec<(&'static str, bool)> = Vec::new();
+    for (attr, asc) in &page.sort {
+        let c = columns
+            .iter()
+            .find(|c| c.attribute == attr)
+            .ok_or_else(|| StoreError::BadFilter(format!("Attribute '{attr}' is not supported for sorting")))?;
+        if matches!(c.kind, ColumnType::NullableText | ColumnType::NullableInt) {
+            return Err(StoreError::BadFilter(format!("Attribute '{attr}' is not supported for sorting")));
+        }
+        if !keys.iter().any(|(k, _)| *k == c.sql) {
+            keys.push((c.sql, *asc));
+        }
+    }
+    if !keys.iter().any(|(k, _)| *k == "id") {
+        keys.push(("id", true));
+    }
+    // Paging backwards walks the reversed order; the caller reverses the rows back.
+    let keys: Vec<(&str, bool)> = keys.into_iter().map(|(k, asc)| (k, asc != page.page_reverse)).collect();
+    if let Some(marker) = &page.marker {
+        let mut alternatives = Vec::new();
+        for (i, (key, asc)) in keys.iter().enumerate() {
+            let mut parts: Vec<String> = keys[..i]
+                .iter()
+                .map(|(k, _)| {
+                    w.values.push(SqlValue::Text(marker.clone()));
+                    format!("{k} = (SELECT {k} FROM {table} WHERE id = ${})", w.values.len())
+                })
+                .collect();
+            w.values.push(SqlValue::Text(marker.clone()));
+            let op = if *asc { ">" } else { "<" };
+            parts.push(format!("{key} {op} (SELECT {key} FROM {table} WHERE id = ${})", w.values.len()));
+            alternatives.push(format!("({})", parts.join(" AND ")));
+        }
+        w.clauses.push(format!("({})", alternatives.join(" OR ")));
+    }
+    let order: Vec<String> = keys.iter().map(|(k, asc)| format!("{k} {}", if *asc { "ASC" } else { "DESC" })).collect();
+    let mut sql = format!("{select}{} ORDER BY {}", w.sql(), order.join(", "));
+    if let Some(l) = page.limit {
+        sql.push_str(&format!(" LIMIT {l}"));
+    }
+    Ok((sql, w))
 }

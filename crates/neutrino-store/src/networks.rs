@@ -1,6 +1,6 @@
 //! Networks and their segments.
 
-use crate::filters::{build_where, col, Column, ColumnType as T, Filter, SqlValue};
+use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, opt_int, opt_text, text, Page};
 use crate::{Result, StoreError, Tx};
 use neutrino_api::resources::Network;
@@ -104,15 +104,12 @@ pub async fn get_network(c: &mut AnyConnection, id: &str) -> Result<Network> {
 }
 
 pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Network>> {
-    let mut w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
-    if let Some(m) = &page.marker {
-        w.add_raw("id > {}", SqlValue::Text(m.clone()));
+    let w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
+    let (sql, w) = list_sql(SELECT, "networks", COLUMNS, w, page)?;
+    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    if page.page_reverse {
+        rows.reverse();
     }
-    let mut sql = format!("{SELECT}{} ORDER BY id", w.sql());
-    if let Some(l) = page.limit {
-        sql.push_str(&format!(" LIMIT {l}"));
-    }
-    let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     let mut nets = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
     attach_subnets(c, &mut nets, filters.is_empty() && page.limit.is_none()).await?;
     Ok(nets)

@@ -1,6 +1,6 @@
 //! Ports and their IP allocations.
 
-use crate::filters::{build_where, col, Column, ColumnType as T, Filter, SqlValue, Where};
+use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter, SqlValue, Where};
 use crate::rows::{boolean, int, json, text, Page};
 use crate::{Result, StoreError, Tx};
 use neutrino_api::resources::{FixedIp, Port};
@@ -117,15 +117,12 @@ pub async fn get_port(c: &mut AnyConnection, id: &str) -> Result<Port> {
 }
 
 pub async fn list_ports(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Port>> {
-    let mut w = build_where(COLUMNS, filters, fixed_ips_filter)?;
-    if let Some(m) = &page.marker {
-        w.add_raw("id > {}", SqlValue::Text(m.clone()));
+    let w = build_where(COLUMNS, filters, fixed_ips_filter)?;
+    let (sql, w) = list_sql(SELECT, "ports", COLUMNS, w, page)?;
+    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    if page.page_reverse {
+        rows.reverse();
     }
-    let mut sql = format!("{SELECT}{} ORDER BY id", w.sql());
-    if let Some(l) = page.limit {
-        sql.push_str(&format!(" LIMIT {l}"));
-    }
-    let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     let mut ports = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
     if page.limit.is_some() {
         // The page boundary is not expressible as the same WHERE; select by the ids we got.
@@ -311,14 +308,11 @@ pub async fn refresh_port_body(tx: &mut Tx, id: &str) -> Result<()> {
 
 /// Ports as their rendered JSON bodies: `(id, json)` in id order.
 pub async fn list_ports_json(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<(String, String)>> {
-    let mut w = build_where(COLUMNS, filters, fixed_ips_filter)?;
-    if let Some(m) = &page.marker {
-        w.add_raw("id > {}", SqlValue::Text(m.clone()));
+    let w = build_where(COLUMNS, filters, fixed_ips_filter)?;
+    let (sql, w) = list_sql("SELECT id, body FROM ports", "ports", COLUMNS, w, page)?;
+    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    if page.page_reverse {
+        rows.reverse();
     }
-    let mut sql = format!("SELECT id, body FROM ports{} ORDER BY id", w.sql());
-    if let Some(l) = page.limit {
-        sql.push_str(&format!(" LIMIT {l}"));
-    }
-    let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     rows.iter().map(|r| Ok((text(r, "id")?, text(r, "body")?))).collect()
 }

@@ -32,9 +32,12 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> R
     Ok(serde_json::from_str(&text(row, col)?)?)
 }
 
-/// Sort and page a list in SQL: `ORDER BY id` with an optional `id > marker` and `LIMIT`.
+/// How a list is sorted and paged, in SQL: `sort` keys (attribute, ascending) then `id`,
+/// keyset paging after the `marker` row, `LIMIT`, and `page_reverse` to page backwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
     pub limit: Option<u32>,
     pub marker: Option<String>,
+    pub sort: Vec<(String, bool)>,
+    pub page_reverse: bool,
 }
