@@ -2,8 +2,8 @@
 
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
-use crate::request::{if_match_revision, parse_body, parse_query, project_of};
-use crate::response::{many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, project_of, Attrs};
+use crate::response::{self, many, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -14,7 +14,7 @@ use axum::Router;
 use neutrino_api::resources::Network;
 use neutrino_api::ApiError;
 use neutrino_domain::segments::{mtu_for, plan_segment, ProviderRequest, SegmentPlan};
-use neutrino_store as store;
+use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -60,8 +60,18 @@ const UPDATE_ATTRS: &[&str] = &[
 ];
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "network", CREATE_ATTRS)?;
-    let project_id = project_of(&attrs, &headers, &app.config.noauth_project)?;
+    let request = parse_create(&body, "network", "networks", CREATE_ATTRS)?;
+    let mut tx = app.store.begin().await?;
+    let mut created = Vec::with_capacity(request.items.len());
+    for attrs in &request.items {
+        created.push(create_one(&app, &mut tx, &headers, attrs).await?);
+    }
+    tx.commit().await?;
+    Ok(response::created("network", "networks", &created, request.bulk))
+}
+
+async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Network> {
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     if attrs.boolean("router:external")? == Some(true) {
         return Err(ApiError::bad_request("External networks are not supported yet by this server").into());
     }
@@ -116,10 +126,8 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
         updated_at: now,
         revision_number: 1,
     };
-    let mut tx = app.store.begin().await?;
-    store::insert_network(&mut tx, &mut net, &plan).await?;
-    tx.commit().await?;
-    Ok(one(StatusCode::CREATED, "network", &net, &[]))
+    store::insert_network(tx, &mut net, &plan).await?;
+    Ok(net)
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {

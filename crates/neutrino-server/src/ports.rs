@@ -2,8 +2,8 @@
 
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
-use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, many_raw, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, project_of, Attrs};
+use crate::response::{self, many, many_raw, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -104,13 +104,23 @@ fn mac_in_use(network_id: &str, mac: &str) -> HttpError {
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
     let allowed: Vec<&str> = UPDATE_ATTRS.iter().chain(CREATE_ONLY_ATTRS).copied().collect();
-    let attrs = parse_body(&body, "port", &allowed)?;
-    refuse_unsupported(&attrs)?;
+    let request = parse_create(&body, "port", "ports", &allowed)?;
+    let mut tx = app.store.begin().await?;
+    let mut created = Vec::with_capacity(request.items.len());
+    for attrs in &request.items {
+        created.push(create_one(&app, &mut tx, &headers, attrs).await?);
+    }
+    tx.commit().await?;
+    Ok(response::created("port", "ports", &created, request.bulk))
+}
+
+async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Port> {
+    refuse_unsupported(attrs)?;
     attrs.required("network_id")?;
     let network_id = attrs.string("network_id", 36)?.unwrap_or_default();
-    let project_id = project_of(&attrs, &headers, &app.config.noauth_project)?;
-    let given_mac = requested_mac(&attrs)?;
-    let fixed_ips = requested_fixed_ips(&attrs)?;
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+    let given_mac = requested_mac(attrs)?;
+    let fixed_ips = requested_fixed_ips(attrs)?;
     let now = store::now_timestamp();
     let mut port = Port {
         id: uuid::Uuid::new_v4().to_string(),
@@ -128,7 +138,7 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
         qos_policy_id: None,
         qos_network_policy_id: None,
         security_groups: Vec::new(),
-        vnic_type: vnic_type(&attrs)?.unwrap_or_else(|| "normal".into()),
+        vnic_type: vnic_type(attrs)?.unwrap_or_else(|| "normal".into()),
         profile: attrs.object("binding:profile")?.unwrap_or_default(),
         host_id: attrs.string("binding:host_id", 255)?.unwrap_or_default(),
         vif_type: String::new(),
@@ -144,15 +154,13 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
         revision_number: 1,
     };
 
-    let mut tx = app.store.begin().await?;
     let network = store::get_network(tx.conn(), &network_id).await?;
-    bind(&app, &mut tx, &mut port, &network.network_type).await?;
-    insert_with_mac(&mut tx, &mut port, given_mac).await?;
+    bind(app, tx, &mut port, &network.network_type).await?;
+    insert_with_mac(tx, &mut port, given_mac).await?;
     let subnets = store::network_subnets(tx.conn(), &network_id).await?;
-    port.fixed_ips = assign_fixed_ips(&mut tx, &port, &subnets, fixed_ips).await?;
-    store::store_port_body(&mut tx, &port).await?;
-    tx.commit().await?;
-    Ok(one(StatusCode::CREATED, "port", &port, &[]))
+    port.fixed_ips = assign_fixed_ips(tx, &port, &subnets, fixed_ips).await?;
+    store::store_port_body(tx, &port).await?;
+    Ok(port)
 }
 
 /// Insert the port with the given MAC, or a random one (drawing again on the rare clash).

@@ -20,7 +20,11 @@ pub fn parse_body(bytes: &[u8], resource: &str, allowed: &[&str]) -> Result<Attr
     let inner = outer
         .remove(resource)
         .ok_or_else(|| ApiError::bad_request(format!("Unable to find '{resource}' in request body")))?;
-    let Value::Object(map) = inner else {
+    attrs_of(inner, resource, allowed)
+}
+
+fn attrs_of(value: Value, resource: &str, allowed: &[&str]) -> Result<Attrs, ApiError> {
+    let Value::Object(map) = value else {
         return Err(ApiError::bad_request(format!("Unable to find '{resource}' in request body")));
     };
     let unknown: Vec<&str> = map.keys().map(String::as_str).filter(|k| !allowed.contains(k)).collect();
@@ -28,6 +32,31 @@ pub fn parse_body(bytes: &[u8], resource: &str, allowed: &[&str]) -> Result<Attr
         return Err(ApiError::bad_request(format!("Unrecognized attribute(s) '{}'", unknown.join(", "))));
     }
     Ok(Attrs { map })
+}
+
+/// A create request: one resource (`{"network": {...}}`) or, for bulk create, a list
+/// (`{"networks": [{...}, ...]}`), which is created all or nothing.
+pub struct CreateBody {
+    pub items: Vec<Attrs>,
+    pub bulk: bool,
+}
+
+pub fn parse_create(bytes: &[u8], resource: &str, collection: &str, allowed: &[&str]) -> Result<CreateBody, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::malformed_body())?;
+    let Value::Object(mut outer) = value else {
+        return Err(ApiError::malformed_body());
+    };
+    if let Some(one) = outer.remove(resource) {
+        return Ok(CreateBody { items: vec![attrs_of(one, resource, allowed)?], bulk: false });
+    }
+    match outer.remove(collection) {
+        Some(Value::Array(list)) if !list.is_empty() => Ok(CreateBody {
+            items: list.into_iter().map(|v| attrs_of(v, resource, allowed)).collect::<Result<_, _>>()?,
+            bulk: true,
+        }),
+        Some(_) => Err(ApiError::bad_request(format!("Resources required: '{collection}' must be a non-empty list"))),
+        None => Err(ApiError::bad_request(format!("Unable to find '{resource}' in request body"))),
+    }
 }
 
 impl Attrs {

@@ -26,6 +26,20 @@ pub fn one<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[Stri
     (status, axum::Json(Value::Object(body))).into_response()
 }
 
+/// The 201 reply to a create: `{"<resource>": {...}}`, or `{"<collection>": [...]}` for bulk.
+pub fn created<T: Serialize>(resource: &str, collection: &str, items: &[T], bulk: bool) -> Response {
+    if bulk {
+        let list: Vec<Value> = items.iter().map(|i| select(i, &[])).collect();
+        let mut body = Map::new();
+        body.insert(collection.to_string(), Value::Array(list));
+        return (StatusCode::CREATED, axum::Json(Value::Object(body))).into_response();
+    }
+    match items.first() {
+        Some(item) => one(StatusCode::CREATED, resource, item, &[]),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 /// `{"<collection>": [...]}` plus `<collection>_links` when paging. Without `fields` the
 /// resources are serialized straight into the body (no intermediate JSON tree), which is what
 /// keeps large lists fast.

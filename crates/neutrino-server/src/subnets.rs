@@ -2,8 +2,8 @@
 
 use crate::error::HttpResult;
 use crate::meta::collection_method_error;
-use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, project_of, Attrs};
+use crate::response::{self, many, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -15,7 +15,7 @@ use neutrino_api::resources::{AllocationPool, HostRoute, Subnet};
 use neutrino_api::ApiError;
 use neutrino_domain::ipam::IpRange;
 use neutrino_domain::subnet::{validate_subnet, GatewayRequest, SubnetRequest, ValidSubnet};
-use neutrino_store as store;
+use neutrino_store::{self as store, Tx};
 use serde_json::Value;
 
 pub fn routes() -> Router<App> {
@@ -124,8 +124,18 @@ fn apply_valid(subnet: &mut Subnet, v: &ValidSubnet) {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "subnet", CREATE_ATTRS)?;
-    refuse_unsupported(&attrs)?;
+    let request = parse_create(&body, "subnet", "subnets", CREATE_ATTRS)?;
+    let mut tx = app.store.begin().await?;
+    let mut created = Vec::with_capacity(request.items.len());
+    for attrs in &request.items {
+        created.push(create_one(&app, &mut tx, &headers, attrs).await?);
+    }
+    tx.commit().await?;
+    Ok(response::created("subnet", "subnets", &created, request.bulk))
+}
+
+async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Subnet> {
+    refuse_unsupported(attrs)?;
     let network_id = attrs.required("network_id").and_then(|_| attrs.string("network_id", 36))?.unwrap_or_default();
     attrs.required("ip_version")?;
     let ip_version = attrs.uint("ip_version")?.unwrap_or_default();
@@ -133,15 +143,14 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
     let request = SubnetRequest {
         ip_version: u8::try_from(ip_version).unwrap_or(0),
         cidr: attrs.string("cidr", 64)?.unwrap_or_default(),
-        gateway: gateway_request(&attrs)?,
-        allocation_pools: pools_of(&attrs)?,
+        gateway: gateway_request(attrs)?,
+        allocation_pools: pools_of(attrs)?,
         dns_nameservers: attrs.string_list("dns_nameservers")?.unwrap_or_default(),
-        host_routes: routes_of(&attrs)?.unwrap_or_default(),
+        host_routes: routes_of(attrs)?.unwrap_or_default(),
         ipv6_ra_mode: attrs.nullable_string("ipv6_ra_mode")?.flatten(),
         ipv6_address_mode: attrs.nullable_string("ipv6_address_mode")?.flatten(),
     };
-    let project_id = project_of(&attrs, &headers, &app.config.noauth_project)?;
-    let mut tx = app.store.begin().await?;
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     store::get_network(tx.conn(), &network_id).await?;
     let existing: Vec<ipnet::IpNet> =
         store::network_subnets(tx.conn(), &network_id).await?.iter().filter_map(|s| s.cidr.parse().ok()).collect();
@@ -173,9 +182,8 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
         revision_number: 0,
     };
     apply_valid(&mut subnet, &valid);
-    store::insert_subnet(&mut tx, &subnet).await?;
-    tx.commit().await?;
-    Ok(one(StatusCode::CREATED, "subnet", &subnet, &[]))
+    store::insert_subnet(tx, &subnet).await?;
+    Ok(subnet)
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {

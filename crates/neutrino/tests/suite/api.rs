@@ -566,3 +566,51 @@ on_both_backends!(lists_sort_and_page_in_the_database, default_config(), |s: Tes
     let ports = s.api.get("/v2.0/ports?sort_key=mac_address&sort_dir=desc").await.unwrap();
     assert_eq!(ports["ports"], json!([]));
 });
+
+on_both_backends!(bulk_create_is_all_or_nothing, default_config(), |s: TestServer| async move {
+    let nets = s
+        .api
+        .post("/v2.0/networks", json!({"networks": [{"name": "b1"}, {"name": "b2"}, {"name": "b3"}]}))
+        .await
+        .unwrap();
+    let list = nets["networks"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    let vnis: HashSet<_> = list.iter().map(|n| n["provider:segmentation_id"].as_u64().unwrap()).collect();
+    assert_eq!(vnis.len(), 3);
+    let net_id = list[0]["id"].as_str().unwrap();
+    s.api
+        .post(
+            "/v2.0/subnets",
+            json!({"subnets": [
+            {"network_id": net_id, "ip_version": 4, "cidr": "198.51.100.0/24"},
+            {"network_id": list[1]["id"], "ip_version": 4, "cidr": "198.51.100.0/24"}]}),
+        )
+        .await
+        .unwrap();
+
+    // The second port asks for the address the first one takes: nothing is created.
+    let (status, kind, _) = error_of(
+        s.api
+            .post(
+                "/v2.0/ports",
+                json!({"ports": [
+                {"network_id": net_id, "fixed_ips": [{"ip_address": "198.51.100.9"}]},
+                {"network_id": net_id, "fixed_ips": [{"ip_address": "198.51.100.9"}]}]}),
+            )
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (409, "IpAddressAlreadyAllocated"));
+    assert_eq!(s.api.get("/v2.0/ports").await.unwrap()["ports"], json!([]));
+    let (status, _, _) =
+        error_of(s.api.post("/v2.0/networks", json!({"networks": [{"name": "ok"}, {"bogus": 1}]})).await);
+    assert_eq!(status, 400);
+    assert_eq!(s.api.get("/v2.0/networks").await.unwrap()["networks"].as_array().unwrap().len(), 3);
+
+    let ports = s
+        .api
+        .post("/v2.0/ports", json!({"ports": [{"network_id": net_id}, {"network_id": net_id, "name": "two"}]}))
+        .await
+        .unwrap();
+    assert_eq!(ports["ports"].as_array().unwrap().len(), 2);
+    assert_eq!(ports["ports"][1]["name"], "two");
+});
