@@ -13,6 +13,7 @@ mod ports;
 mod request;
 mod response;
 mod subnets;
+mod tags;
 
 pub use app::{App, ServerConfig};
 
@@ -33,6 +34,7 @@ pub fn router(app: App) -> Router {
         .merge(subnets::routes())
         .merge(ports::routes())
         .merge(agents::routes())
+        .merge(tags::routes())
         .fallback(meta::not_found)
         .layer(axum::middleware::map_response(response::add_request_id))
         .with_state(app)

@@ -45,6 +45,7 @@ const CREATE_ATTRS: &[&str] = &[
     "qos_policy_id",
     "is_default",
     "dns_domain",
+    "tags",
 ];
 
 const UPDATE_ATTRS: &[&str] = &[
@@ -126,7 +127,9 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         updated_at: now,
         revision_number: 1,
     };
+    net.tags = crate::tags::tags_on_create(attrs)?;
     store::insert_network(tx, &mut net, &plan).await?;
+    store::insert_initial_tags(tx, "networks", &net.id, &net.tags).await?;
     Ok(net)
 }
 

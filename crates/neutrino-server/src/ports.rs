@@ -53,7 +53,7 @@ const UPDATE_ATTRS: &[&str] = &[
     "dns_name",
 ];
 
-const CREATE_ONLY_ATTRS: &[&str] = &["network_id", "project_id", "tenant_id"];
+const CREATE_ONLY_ATTRS: &[&str] = &["network_id", "project_id", "tenant_id", "tags"];
 
 const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder"];
 
@@ -159,6 +159,8 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     insert_with_mac(tx, &mut port, given_mac).await?;
     let subnets = store::network_subnets(tx.conn(), &network_id).await?;
     port.fixed_ips = assign_fixed_ips(tx, &port, &subnets, fixed_ips).await?;
+    port.tags = crate::tags::tags_on_create(attrs)?;
+    store::insert_initial_tags(tx, "ports", &port.id, &port.tags).await?;
     store::store_port_body(tx, &port).await?;
     Ok(port)
 }

@@ -50,6 +50,7 @@ const CREATE_ATTRS: &[&str] = &[
     "service_types",
     "use_default_subnetpool",
     "dns_publish_fixed_ip",
+    "tags",
 ];
 
 const UPDATE_ATTRS: &[&str] = &[
@@ -182,7 +183,9 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         revision_number: 0,
     };
     apply_valid(&mut subnet, &valid);
+    subnet.tags = crate::tags::tags_on_create(attrs)?;
     store::insert_subnet(tx, &subnet).await?;
+    store::insert_initial_tags(tx, "subnets", &subnet.id, &subnet.tags).await?;
     Ok(subnet)
 }
 

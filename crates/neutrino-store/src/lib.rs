@@ -13,6 +13,7 @@ mod ports;
 mod rows;
 mod schema;
 mod subnets;
+mod tags;
 
 pub use agents::{agent_on_host, list_agents, register_agent, set_port_status, AgentRecord};
 pub use error::StoreError;
@@ -24,6 +25,7 @@ pub use ports::{
 };
 pub use rows::Page;
 pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
+pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH, TAGGABLE};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;

@@ -86,8 +86,10 @@ async fn attach_subnets(c: &mut AnyConnection, nets: &mut [Network], all: bool) 
     for r in rows {
         by_net.entry(text(&r, "network_id")?).or_default().push(text(&r, "id")?);
     }
+    let mut tags = crate::tags::tags_by_id(c, "networks").await?;
     for n in nets {
         n.subnets = by_net.remove(&n.id).unwrap_or_default();
+        n.tags = tags.remove(&n.id).unwrap_or_default();
     }
     Ok(())
 }
@@ -104,7 +106,7 @@ pub async fn get_network(c: &mut AnyConnection, id: &str) -> Result<Network> {
 }
 
 pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Network>> {
-    let w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
+    let w = build_where(COLUMNS, filters, crate::tags::tag_filter("networks"))?;
     let (sql, w) = list_sql(SELECT, "networks", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {
@@ -315,6 +317,9 @@ pub async fn delete_network(tx: &mut Tx, id: &str) -> Result<()> {
         .into());
     }
     for stmt in [
+        "DELETE FROM tags WHERE resource_type = 'ports' AND resource_id IN (SELECT id FROM ports WHERE network_id = $1)",
+        "DELETE FROM tags WHERE resource_type = 'subnets' AND resource_id IN (SELECT id FROM subnets WHERE network_id = $1)",
+        "DELETE FROM tags WHERE resource_type = 'networks' AND resource_id = $1",
         "DELETE FROM ip_allocations WHERE network_id = $1",
         "DELETE FROM ports WHERE network_id = $1",
         "DELETE FROM subnets WHERE network_id = $1",

@@ -88,6 +88,10 @@ fn fixed_ips_filter(f: &Filter, w: &mut Where) -> Result<bool> {
     Ok(true)
 }
 
+fn port_filter(f: &Filter, w: &mut Where) -> Result<bool> {
+    Ok(fixed_ips_filter(f, w)? || crate::tags::tag_filter("ports")(f, w)?)
+}
+
 /// Fill `fixed_ips` for the listed ports: one query over the same condition.
 async fn attach_fixed_ips(c: &mut AnyConnection, ports: &mut [Port], w: &Where) -> Result<()> {
     if ports.is_empty() {
@@ -100,6 +104,10 @@ async fn attach_fixed_ips(c: &mut AnyConnection, ports: &mut [Port], w: &Where) 
     );
     let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     let index: HashMap<String, usize> = ports.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
+    let mut tags = crate::tags::tags_by_id(c, "ports").await?;
+    for p in ports.iter_mut() {
+        p.tags = tags.remove(&p.id).unwrap_or_default();
+    }
     for r in rows {
         if let Some(i) = index.get(&text(&r, "port_id")?) {
             ports[*i]
@@ -117,7 +125,7 @@ pub async fn get_port(c: &mut AnyConnection, id: &str) -> Result<Port> {
 }
 
 pub async fn list_ports(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Port>> {
-    let w = build_where(COLUMNS, filters, fixed_ips_filter)?;
+    let w = build_where(COLUMNS, filters, port_filter)?;
     let (sql, w) = list_sql(SELECT, "ports", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {
@@ -209,6 +217,7 @@ pub async fn delete_port(tx: &mut Tx, id: &str) -> Result<()> {
         return Err(StoreError::not_found("port", id));
     }
     sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    crate::tags::clear_tags(tx, "ports", id).await?;
     tx.record_change("port", id, "delete").await
 }
 
@@ -308,7 +317,7 @@ pub async fn refresh_port_body(tx: &mut Tx, id: &str) -> Result<()> {
 
 /// Ports as their rendered JSON bodies: `(id, json)` in id order.
 pub async fn list_ports_json(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<(String, String)>> {
-    let w = build_where(COLUMNS, filters, fixed_ips_filter)?;
+    let w = build_where(COLUMNS, filters, port_filter)?;
     let (sql, w) = list_sql("SELECT id, body FROM ports", "ports", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

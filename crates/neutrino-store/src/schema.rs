@@ -5,7 +5,17 @@ use crate::Backend;
 
 /// Each entry is applied once, in order, inside one transaction, and recorded in
 /// `schema_migrations`.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_core", CORE)];
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_core", CORE), ("0002_tags", TAGS)];
+
+const TAGS: &str = r#"
+CREATE TABLE tags (
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (resource_type, resource_id, tag)
+);
+CREATE INDEX tags_by_tag ON tags (resource_type, tag);
+"#;
 
 const CORE: &str = r#"
 CREATE TABLE networks (

@@ -63,17 +63,26 @@ pub async fn get_subnet(c: &mut AnyConnection, id: &str) -> Result<Subnet> {
         .fetch_optional(&mut *c)
         .await?
         .ok_or_else(|| StoreError::not_found("subnet", id))?;
-    decode(&row)
+    let mut subnet = decode(&row)?;
+    subnet.tags = crate::tags::tags_of(c, "subnets", id).await?;
+    Ok(subnet)
 }
 
 pub async fn list_subnets(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Subnet>> {
-    let w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
+    let w = build_where(COLUMNS, filters, crate::tags::tag_filter("subnets"))?;
     let (sql, w) = list_sql(SELECT, "subnets", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {
         rows.reverse();
     }
-    rows.iter().map(decode).collect()
+    let mut tags = crate::tags::tags_by_id(c, "subnets").await?;
+    rows.iter()
+        .map(|r| {
+            let mut s = decode(r)?;
+            s.tags = tags.remove(&s.id).unwrap_or_default();
+            Ok(s)
+        })
+        .collect()
 }
 
 /// The subnets of one network, oldest first (the order automatic addresses are taken in).
@@ -166,6 +175,7 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
     for h in &holders {
         crate::ports::refresh_port_body(tx, &text(h, "port_id")?).await?;
     }
+    crate::tags::clear_tags(tx, "subnets", id).await?;
     sqlx::query("DELETE FROM subnets WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     tx.record_change("subnet", id, "delete").await
 }
