@@ -60,6 +60,18 @@ const UPDATE_ATTRS: &[&str] = &[
     "dns_domain",
 ];
 
+/// Network attributes accepted only with their defaults until their features exist.
+fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 5] {
+    use serde_json::json;
+    [
+        ("router:external", json!(false)),
+        ("availability_zone_hints", json!([])),
+        ("qos_policy_id", json!(null)),
+        ("is_default", json!(false)),
+        ("dns_domain", json!("")),
+    ]
+}
+
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
     let request = parse_create(&body, "network", "networks", CREATE_ATTRS)?;
     let mut tx = app.store.begin().await?;
@@ -73,12 +85,7 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Http
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Network> {
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    if attrs.boolean("router:external")? == Some(true) {
-        return Err(ApiError::bad_request("External networks are not supported yet by this server").into());
-    }
-    if attrs.string_list("availability_zone_hints")?.is_some_and(|h| !h.is_empty()) {
-        return Err(ApiError::bad_request("Availability zones are not supported by this server").into());
-    }
+    attrs.only_defaults(&unsupported_network_attrs())?;
     let provider = ProviderRequest {
         network_type: attrs.string("provider:network_type", 255)?,
         physical_network: attrs.nullable_string("provider:physical_network")?.flatten(),
@@ -156,9 +163,7 @@ async fn update(
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, "network", UPDATE_ATTRS)?;
-    if attrs.boolean("router:external")? == Some(true) {
-        return Err(ApiError::bad_request("External networks are not supported yet by this server").into());
-    }
+    attrs.only_defaults(&unsupported_network_attrs())?;
     let patch = store::NetworkPatch {
         name: attrs.string("name", 255)?,
         description: attrs.string("description", 255)?,

@@ -19,7 +19,7 @@ use neutrino_domain::ipam::{eui64_address, IpRange};
 use neutrino_domain::mac::{mac_bytes, normalize_mac, random_port_mac};
 use neutrino_domain::subnet::is_auto_address;
 use neutrino_store::{self as store, Tx};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::net::IpAddr;
 
 pub fn routes() -> Router<App> {
@@ -59,18 +59,14 @@ const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direc
 
 /// Attributes Neutrino accepts only with their default value for now.
 fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
-    for key in ["allowed_address_pairs", "extra_dhcp_opts"] {
-        if matches!(attrs.raw(key), Some(Value::Array(a)) if !a.is_empty()) {
-            return Err(ApiError::bad_request(format!("'{key}' is not supported yet by this server")));
-        }
-    }
-    if attrs.boolean("port_security_enabled")? == Some(false) {
-        return Err(ApiError::bad_request("Disabling port security is not supported yet by this server"));
-    }
-    if matches!(attrs.raw("qos_policy_id"), Some(v) if !v.is_null()) {
-        return Err(ApiError::bad_request("QoS policies are not supported yet by this server"));
-    }
-    Ok(())
+    attrs.only_defaults(&[
+        ("allowed_address_pairs", json!([])),
+        ("extra_dhcp_opts", json!([])),
+        ("port_security_enabled", json!(true)),
+        ("qos_policy_id", json!(null)),
+        ("dns_name", json!("")),
+        ("security_groups", json!([])),
+    ])
 }
 
 fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<Map<String, Value>>>, ApiError> {

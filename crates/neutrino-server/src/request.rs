@@ -68,6 +68,20 @@ impl Attrs {
         self.map.get(key)
     }
 
+    /// Attributes Neutrino does not implement yet are accepted only with their default value
+    /// (what clients send when they do not care); anything else is refused, never ignored.
+    pub fn only_defaults(&self, defaults: &[(&str, Value)]) -> Result<(), ApiError> {
+        for (key, default) in defaults {
+            match self.map.get(*key) {
+                Some(v) if v != default && !(v.is_null() && default.is_null()) => {
+                    return Err(ApiError::bad_request(format!("'{key}' = {v} is not supported yet by this server")))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     pub fn required(&self, key: &str) -> Result<&Value, ApiError> {
         self.map.get(key).ok_or_else(|| {
             ApiError::bad_request(format!("Failed to parse request. Required attribute '{key}' not specified"))

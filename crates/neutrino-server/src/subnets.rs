@@ -106,10 +106,7 @@ fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
     if attrs.boolean("use_default_subnetpool")? == Some(true) {
         return Err(ApiError::bad_request("Subnet pools are not supported yet by this server"));
     }
-    if attrs.string_list("service_types")?.is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::bad_request("Subnet service types are not supported yet by this server"));
-    }
-    Ok(())
+    attrs.only_defaults(&[("service_types", serde_json::json!([])), ("dns_publish_fixed_ip", serde_json::json!(false))])
 }
 
 fn pools_json(pools: &[IpRange]) -> Vec<AllocationPool> {
