@@ -53,6 +53,11 @@ impl ApiError {
         Self::new(400, "HTTPBadRequest", message)
     }
 
+    /// 400 with a specific Neutron type.
+    pub fn bad_request_kind(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(400, kind, message)
+    }
+
     pub fn malformed_body() -> Self {
         Self::bad_request("Body contains invalid data")
     }

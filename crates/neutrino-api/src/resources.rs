@@ -122,6 +122,44 @@ pub struct Port {
     pub revision_number: u64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecurityGroupRule {
+    pub id: String,
+    pub project_id: String,
+    pub tenant_id: String,
+    pub security_group_id: String,
+    pub ethertype: String,
+    pub direction: String,
+    pub protocol: Option<String>,
+    pub port_range_min: Option<i64>,
+    pub port_range_max: Option<i64>,
+    pub remote_ip_prefix: Option<String>,
+    pub remote_address_group_id: Option<String>,
+    pub normalized_cidr: Option<String>,
+    pub remote_group_id: Option<String>,
+    pub belongs_to_default_sg: bool,
+    pub description: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub stateful: bool,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub description: String,
+    pub shared: bool,
+    pub security_group_rules: Vec<SecurityGroupRule>,
+    pub tags: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
 /// An entry of `GET /v2.0/extensions`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Extension {

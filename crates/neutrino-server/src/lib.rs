@@ -12,6 +12,7 @@ mod networks;
 mod ports;
 mod request;
 mod response;
+mod security_groups;
 mod subnets;
 mod tags;
 
@@ -34,6 +35,7 @@ pub fn router(app: App) -> Router {
         .merge(subnets::routes())
         .merge(ports::routes())
         .merge(agents::routes())
+        .merge(security_groups::routes())
         .merge(tags::routes())
         .fallback(meta::not_found)
         .layer(axum::middleware::map_response(response::add_request_id))

@@ -62,10 +62,8 @@ fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
     attrs.only_defaults(&[
         ("allowed_address_pairs", json!([])),
         ("extra_dhcp_opts", json!([])),
-        ("port_security_enabled", json!(true)),
         ("qos_policy_id", json!(null)),
         ("dns_name", json!("")),
-        ("security_groups", json!([])),
     ])
 }
 
@@ -151,14 +149,52 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     };
 
     let network = store::get_network(tx.conn(), &network_id).await?;
+    port.port_security_enabled = attrs.boolean("port_security_enabled")?.unwrap_or(network.port_security_enabled);
     bind(app, tx, &mut port, &network.network_type).await?;
     insert_with_mac(tx, &mut port, given_mac).await?;
+    let groups = match attrs.string_list("security_groups")? {
+        Some(given) => given,
+        // Neutron gives every port its project's `default` group, except network-owned ports
+        // and ports without port security.
+        None if port.port_security_enabled && !port.device_owner.starts_with("network:") => {
+            vec![store::ensure_default_group(tx, &port.project_id).await?]
+        }
+        None => Vec::new(),
+    };
+    apply_security_groups(tx, &mut port, groups, true).await?;
     let subnets = store::network_subnets(tx.conn(), &network_id).await?;
     port.fixed_ips = assign_fixed_ips(tx, &port, &subnets, fixed_ips).await?;
     port.tags = crate::tags::tags_on_create(attrs)?;
     store::insert_initial_tags(tx, "ports", &port.id, &port.tags).await?;
     store::store_port_body(tx, &port).await?;
     Ok(port)
+}
+
+/// Bind the port to `groups`, with Neutron's rule that groups need port security.
+async fn apply_security_groups(
+    tx: &mut Tx,
+    port: &mut Port,
+    mut groups: Vec<String>,
+    creating: bool,
+) -> HttpResult<()> {
+    groups.sort();
+    groups.dedup();
+    if !port.port_security_enabled && !groups.is_empty() {
+        return Err(if creating {
+            HttpError(ApiError::bad_request_kind(
+                "PortSecurityAndIPRequiredForSecurityGroups",
+                "Port security must be enabled and port must have an IP address in order to use security groups.",
+            ))
+        } else {
+            HttpError(ApiError::conflict(
+                "PortSecurityPortHasSecurityGroup",
+                "Port has security group associated. Cannot disable port security or ip address until security group is removed",
+            ))
+        });
+    }
+    store::set_port_groups(tx, &port.id, &groups).await?;
+    port.security_groups = groups;
+    Ok(())
 }
 
 /// Insert the port with the given MAC, or a random one (drawing again on the rare clash).
@@ -413,6 +449,11 @@ async fn update(
     if let Some(v) = attrs.object("binding:profile")? {
         port.profile = v;
     }
+    if let Some(v) = attrs.boolean("port_security_enabled")? {
+        port.port_security_enabled = v;
+    }
+    let groups = attrs.string_list("security_groups")?.unwrap_or_else(|| port.security_groups.clone());
+    apply_security_groups(&mut tx, &mut port, groups, false).await?;
     let mac_changed = new_mac.as_ref().is_some_and(|m| *m != port.mac_address);
     if mac_changed {
         if port.vif_type != "unbound" && port.vif_type != "binding_failed" {

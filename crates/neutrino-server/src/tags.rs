@@ -20,8 +20,10 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/{collection}/{id}/tags/{tag}", get(check).put(add).delete(remove))
 }
 
-fn taggable(collection: &str) -> HttpResult<()> {
-    if TAGGABLE.contains(&collection) {
+/// The URL collection (`security-groups`) as the store names it (`security_groups`).
+fn taggable(collection: &mut String) -> HttpResult<()> {
+    *collection = collection.replace('-', "_");
+    if TAGGABLE.contains(&collection.as_str()) {
         Ok(())
     } else {
         Err(HttpError(ApiError::no_route()))
@@ -47,8 +49,8 @@ pub fn tags_on_create(attrs: &Attrs) -> Result<Vec<String>, ApiError> {
     Ok(tags)
 }
 
-async fn list(State(app): State<App>, Path((collection, id)): Path<(String, String)>) -> HttpResult<Response> {
-    taggable(&collection)?;
+async fn list(State(app): State<App>, Path((mut collection, id)): Path<(String, String)>) -> HttpResult<Response> {
+    taggable(&mut collection)?;
     let tags = read_tags(&app, &collection, &id).await?;
     Ok(axum::Json(json!({ "tags": tags })).into_response())
 }
@@ -59,6 +61,7 @@ async fn read_tags(app: &App, collection: &str, id: &str) -> HttpResult<Vec<Stri
     match collection {
         "networks" => drop(store::get_network(&mut c, id).await?),
         "subnets" => drop(store::get_subnet(&mut c, id).await?),
+        "security_groups" => drop(store::get_group(&mut c, id).await?),
         _ => drop(store::get_port(&mut c, id).await?),
     }
     Ok(store::tags_of(&mut c, collection, id).await?)
@@ -66,10 +69,10 @@ async fn read_tags(app: &App, collection: &str, id: &str) -> HttpResult<Vec<Stri
 
 async fn replace(
     State(app): State<App>,
-    Path((collection, id)): Path<(String, String)>,
+    Path((mut collection, id)): Path<(String, String)>,
     body: Bytes,
 ) -> HttpResult<Response> {
-    taggable(&collection)?;
+    taggable(&mut collection)?;
     let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::malformed_body())?;
     let Some(Value::Array(items)) = value.get("tags") else {
         return Err(ApiError::bad_request("Invalid tags body: expected {\"tags\": [...]}").into());
@@ -89,8 +92,8 @@ async fn replace(
     Ok(axum::Json(json!({ "tags": tags })).into_response())
 }
 
-async fn clear(State(app): State<App>, Path((collection, id)): Path<(String, String)>) -> HttpResult<Response> {
-    taggable(&collection)?;
+async fn clear(State(app): State<App>, Path((mut collection, id)): Path<(String, String)>) -> HttpResult<Response> {
+    taggable(&mut collection)?;
     let mut tx = app.store.begin().await?;
     store::set_tags(&mut tx, &collection, &id, &[]).await?;
     tx.commit().await?;
@@ -99,9 +102,9 @@ async fn clear(State(app): State<App>, Path((collection, id)): Path<(String, Str
 
 async fn check(
     State(app): State<App>,
-    Path((collection, id, tag)): Path<(String, String, String)>,
+    Path((mut collection, id, tag)): Path<(String, String, String)>,
 ) -> HttpResult<Response> {
-    taggable(&collection)?;
+    taggable(&mut collection)?;
     let tags = read_tags(&app, &collection, &id).await?;
     if tags.contains(&tag) {
         Ok(no_content())
@@ -112,9 +115,9 @@ async fn check(
 
 async fn add(
     State(app): State<App>,
-    Path((collection, id, tag)): Path<(String, String, String)>,
+    Path((mut collection, id, tag)): Path<(String, String, String)>,
 ) -> HttpResult<Response> {
-    taggable(&collection)?;
+    taggable(&mut collection)?;
     validate(&tag)?;
     let mut tx = app.store.begin().await?;
     store::add_tag(&mut tx, &collection, &id, &tag).await?;
@@ -124,9 +127,9 @@ async fn add(
 
 async fn remove(
     State(app): State<App>,
-    Path((collection, id, tag)): Path<(String, String, String)>,
+    Path((mut collection, id, tag)): Path<(String, String, String)>,
 ) -> HttpResult<Response> {
-    taggable(&collection)?;
+    taggable(&mut collection)?;
     let mut tx = app.store.begin().await?;
     if !store::remove_tag(&mut tx, &collection, &id, &tag).await? {
         return Err(tag_not_found(&tag));

@@ -12,6 +12,7 @@ mod networks;
 mod ports;
 mod rows;
 mod schema;
+mod security_groups;
 mod subnets;
 mod tags;
 
@@ -24,6 +25,10 @@ pub use ports::{
     refresh_port_body, release_port_ips, store_port_body, update_port_row,
 };
 pub use rows::Page;
+pub use security_groups::{
+    delete_group, delete_rule, ensure_default_group, get_group, get_rule, insert_group, insert_rule, list_groups,
+    list_rules, set_port_groups, update_group,
+};
 pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
 pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH, TAGGABLE};
 

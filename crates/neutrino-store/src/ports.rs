@@ -26,11 +26,12 @@ const COLUMNS: &[Column] = &[
     col("binding:vif_type", "vif_type", T::Text),
     col("binding:vnic_type", "vnic_type", T::Text),
     col("revision_number", "revision_number", T::Int),
+    col("port_security_enabled", "port_security_enabled", T::Bool),
 ];
 
 const SELECT: &str = "SELECT id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
     device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, \
-    revision_number FROM ports";
+    revision_number, port_security_enabled FROM ports";
 
 fn decode(row: &AnyRow) -> Result<Port> {
     let project_id = text(row, "project_id")?;
@@ -46,7 +47,7 @@ fn decode(row: &AnyRow) -> Result<Port> {
         device_id: text(row, "device_id")?,
         device_owner: text(row, "device_owner")?,
         fixed_ips: Vec::new(),
-        port_security_enabled: true,
+        port_security_enabled: boolean(row, "port_security_enabled")?,
         qos_policy_id: None,
         qos_network_policy_id: None,
         security_groups: Vec::new(),
@@ -105,8 +106,10 @@ async fn attach_fixed_ips(c: &mut AnyConnection, ports: &mut [Port], w: &Where) 
     let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     let index: HashMap<String, usize> = ports.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
     let mut tags = crate::tags::tags_by_id(c, "ports").await?;
+    let mut groups = crate::security_groups::groups_of_ports(c).await?;
     for p in ports.iter_mut() {
         p.tags = tags.remove(&p.id).unwrap_or_default();
+        p.security_groups = groups.remove(&p.id).unwrap_or_default();
     }
     for r in rows {
         if let Some(i) = index.get(&text(&r, "port_id")?) {
@@ -149,8 +152,9 @@ pub async fn list_ports(c: &mut AnyConnection, filters: &[Filter], page: &Page) 
 pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<bool> {
     let done = sqlx::query(
         "INSERT INTO ports (id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
-         device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, revision_number) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, revision_number, \
+         port_security_enabled) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
          ON CONFLICT DO NOTHING",
     )
     .bind(p.id.clone())
@@ -171,6 +175,7 @@ pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<bool> {
     .bind(p.created_at.clone())
     .bind(p.updated_at.clone())
     .bind(p.revision_number as i64)
+    .bind(p.port_security_enabled)
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {
@@ -185,7 +190,8 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
     let done = sqlx::query(
         "UPDATE ports SET name = $1, description = $2, mac_address = $3, admin_state_up = $4, status = $5, \
          device_id = $6, device_owner = $7, host_id = $8, vif_type = $9, vif_details = $10, vnic_type = $11, \
-         profile = $12, updated_at = $13, revision_number = $14 WHERE id = $15 AND revision_number = $16",
+         profile = $12, updated_at = $13, revision_number = $14, port_security_enabled = $17 \
+         WHERE id = $15 AND revision_number = $16",
     )
     .bind(p.name.clone())
     .bind(p.description.clone())
@@ -203,6 +209,7 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
     .bind(p.revision_number as i64)
     .bind(p.id.clone())
     .bind(expected_revision as i64)
+    .bind(p.port_security_enabled)
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {

@@ -5,7 +5,57 @@ use crate::Backend;
 
 /// Each entry is applied once, in order, inside one transaction, and recorded in
 /// `schema_migrations`.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_core", CORE), ("0002_tags", TAGS)];
+pub const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_core", CORE), ("0002_tags", TAGS), ("0003_security_groups", SECURITY_GROUPS)];
+
+const SECURITY_GROUPS: &str = r#"
+CREATE TABLE security_groups (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    stateful BOOLEAN NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL
+);
+CREATE INDEX security_groups_project ON security_groups (project_id);
+
+CREATE TABLE default_security_groups (
+    project_id TEXT PRIMARY KEY,
+    security_group_id TEXT NOT NULL
+);
+
+CREATE TABLE security_group_rules (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    security_group_id TEXT NOT NULL REFERENCES security_groups (id) ON DELETE CASCADE,
+    direction TEXT NOT NULL,
+    ethertype TEXT NOT NULL,
+    protocol TEXT,
+    port_range_min BIGINT,
+    port_range_max BIGINT,
+    remote_ip_prefix TEXT,
+    normalized_cidr TEXT,
+    remote_group_id TEXT,
+    description TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL,
+    UNIQUE (security_group_id, fingerprint)
+);
+CREATE INDEX security_group_rules_remote ON security_group_rules (remote_group_id);
+
+CREATE TABLE port_security_groups (
+    port_id TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,
+    security_group_id TEXT NOT NULL REFERENCES security_groups (id),
+    PRIMARY KEY (port_id, security_group_id)
+);
+CREATE INDEX port_security_groups_group ON port_security_groups (security_group_id);
+
+ALTER TABLE ports ADD COLUMN port_security_enabled BOOLEAN NOT NULL DEFAULT true
+"#;
 
 const TAGS: &str = r#"
 CREATE TABLE tags (

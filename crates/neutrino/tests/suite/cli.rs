@@ -64,6 +64,48 @@ async fn openstack_cli_manages_networks_subnets_and_ports() {
     assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
     assert_eq!(ports[0]["Name"], "cli-port");
 
+    // Security groups: create, a rule, a port in the group, set, tags, delete.
+    let sg = openstack(&cli, &base, &["security", "group", "create", "cli-sg", "-f", "json"]).await;
+    assert_eq!(sg["name"], "cli-sg");
+    let rule = openstack(
+        &cli,
+        &base,
+        &[
+            "security",
+            "group",
+            "rule",
+            "create",
+            "--protocol",
+            "tcp",
+            "--dst-port",
+            "22",
+            "--remote-ip",
+            "203.0.113.0/24",
+            "cli-sg",
+            "-f",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(rule["port_range_min"], 22);
+    let rules = openstack(&cli, &base, &["security", "group", "rule", "list", "cli-sg", "-f", "json"]).await;
+    assert_eq!(rules.as_array().unwrap().len(), 3, "two egress rules and ours: {rules}");
+    let groups = openstack(&cli, &base, &["security", "group", "list", "-f", "json"]).await;
+    assert!(groups.as_array().unwrap().iter().any(|g| g["Name"] == "default"), "{groups}");
+    let sg_port = openstack(
+        &cli,
+        &base,
+        &["port", "create", "--network", "cli-net", "--security-group", "cli-sg", "sg-port", "-f", "json"],
+    )
+    .await;
+    assert_eq!(sg_port["security_group_ids"], serde_json::json!([sg["id"]]), "{sg_port}");
+    openstack(&cli, &base, &["network", "set", "--name", "cli-net2", "--tag", "blue", "cli-net"]).await;
+    let tagged = openstack(&cli, &base, &["network", "list", "--tags", "blue", "-f", "json"]).await;
+    assert_eq!(tagged[0]["Name"], "cli-net2", "{tagged}");
+    openstack(&cli, &base, &["network", "set", "--name", "cli-net", "cli-net2"]).await;
+    openstack(&cli, &base, &["port", "delete", "sg-port"]).await;
+    openstack(&cli, &base, &["security", "group", "delete", "cli-sg"]).await;
+
     openstack(&cli, &base, &["port", "delete", "cli-port"]).await;
     openstack(&cli, &base, &["subnet", "delete", "cli-subnet"]).await;
     openstack(&cli, &base, &["network", "delete", "cli-net"]).await;

@@ -85,10 +85,35 @@ async fn replies_have_the_shapes_neutron_records() {
         .await
         .unwrap();
     let want = sample(&dir, "port_create");
-    let mut want_shape = shape(&want["response"]["body"]["port"]);
-    // Neutrino has no security groups yet: the list is there, but empty.
-    want_shape.insert("security_groups".into(), "array");
-    assert_eq!(shape(&port["port"]), want_shape);
+    assert_eq!(shape(&port["port"]), shape(&want["response"]["body"]["port"]));
+    assert_eq!(port["port"]["security_groups"].as_array().unwrap().len(), 1, "the default group");
+
+    let sg = s
+        .api
+        .post("/v2.0/security-groups", json!({"security_group": {"name": "sample-sg", "description": "sample"}}))
+        .await
+        .unwrap();
+    let want = sample(&dir, "security_group_create");
+    let mut got_shape = shape(&sg["security_group"]);
+    let want_group = &want["response"]["body"]["security_group"];
+    assert_eq!(got_shape.remove("security_group_rules"), Some("array"));
+    let mut want_shape = shape(want_group);
+    want_shape.remove("security_group_rules");
+    assert_eq!(got_shape, want_shape);
+    assert_eq!(sg["security_group"]["security_group_rules"].as_array().unwrap().len(), 2);
+    assert_eq!(sg["security_group"]["revision_number"], want_group["revision_number"]);
+    let rule = s
+        .api
+        .post(
+            "/v2.0/security-group-rules",
+            json!({"security_group_rule": {"security_group_id": sg["security_group"]["id"],
+            "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
+            "remote_ip_prefix": "0.0.0.0/0"}}),
+        )
+        .await
+        .unwrap();
+    let want = sample(&dir, "security_group_rule_create");
+    assert_eq!(shape(&rule["security_group_rule"]), shape(&want["response"]["body"]["security_group_rule"]));
 
     // Error bodies: replay the recorded failing requests with our ids.
     for case in [

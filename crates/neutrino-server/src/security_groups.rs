@@ -1,0 +1,235 @@
+//! `/v2.0/security-groups` and `/v2.0/security-group-rules`.
+
+use crate::error::HttpResult;
+use crate::meta::collection_method_error;
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, project_of, Attrs};
+use crate::response::{self, many, no_content, one, PageInfo};
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
+use neutrino_api::ApiError;
+use neutrino_domain::security_groups::{initial_rules, validate_rule, RuleRequest};
+use neutrino_store::{self as store, Tx};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route(
+            "/v2.0/security-groups",
+            get(list_groups)
+                .post(create_groups)
+                .put(|| async { collection_method_error("security_group") })
+                .delete(|| async { collection_method_error("security_group") }),
+        )
+        .route("/v2.0/security-groups/{id}", get(show_group).put(update_group).delete(delete_group))
+        .route(
+            "/v2.0/security-group-rules",
+            get(list_rules)
+                .post(create_rules)
+                .put(|| async { collection_method_error("security_group_rule") })
+                .delete(|| async { collection_method_error("security_group_rule") }),
+        )
+        .route("/v2.0/security-group-rules/{id}", get(show_rule).delete(delete_rule))
+}
+
+const GROUP_CREATE_ATTRS: &[&str] = &["name", "description", "stateful", "project_id", "tenant_id", "tags"];
+const GROUP_UPDATE_ATTRS: &[&str] = &["name", "description", "stateful"];
+const RULE_CREATE_ATTRS: &[&str] = &[
+    "security_group_id",
+    "direction",
+    "ethertype",
+    "protocol",
+    "port_range_min",
+    "port_range_max",
+    "remote_ip_prefix",
+    "remote_group_id",
+    "remote_address_group_id",
+    "description",
+    "project_id",
+    "tenant_id",
+];
+
+/// The project a request acts in (for the `default` group made on first use).
+fn request_project(app: &App, headers: &HeaderMap) -> String {
+    headers
+        .get("x-project-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or(&app.config.noauth_project)
+        .to_string()
+}
+
+async fn create_groups(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, "security_group", "security_groups", GROUP_CREATE_ATTRS)?;
+    let mut tx = app.store.begin().await?;
+    let mut created = Vec::with_capacity(request.items.len());
+    for attrs in &request.items {
+        created.push(create_group(&app, &mut tx, &headers, attrs).await?);
+    }
+    tx.commit().await?;
+    Ok(response::created("security_group", "security_groups", &created, request.bulk))
+}
+
+async fn create_group(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroup> {
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+    let name = attrs.string("name", 255)?.unwrap_or_default();
+    if name == "default" {
+        return Err(
+            ApiError::conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.").into()
+        );
+    }
+    store::ensure_default_group(tx, &project_id).await?;
+    let now = store::now_timestamp();
+    let id = uuid::Uuid::new_v4().to_string();
+    let tags = crate::tags::tags_on_create(attrs)?;
+    let group = SecurityGroup {
+        id: id.clone(),
+        name,
+        stateful: attrs.boolean("stateful")?.unwrap_or(true),
+        tenant_id: project_id.clone(),
+        project_id,
+        description: attrs.string("description", 255)?.unwrap_or_default(),
+        shared: false,
+        security_group_rules: Vec::new(),
+        tags: tags.clone(),
+        created_at: now.clone(),
+        updated_at: now,
+        revision_number: 1,
+    };
+    store::insert_group(tx, &group, &initial_rules(&id, false)).await?;
+    store::insert_initial_tags(tx, "security_groups", &id, &tags).await?;
+    Ok(store::get_group(tx.conn(), &id).await?)
+}
+
+async fn list_groups(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
+    // Neutron creates the caller's `default` group when it first looks at its groups.
+    let mut tx = app.store.begin().await?;
+    store::ensure_default_group(&mut tx, &request_project(&app, &headers)).await?;
+    tx.commit().await?;
+    let mut c = app.store.reader().await?;
+    let groups = store::list_groups(&mut c, &q.filters, &q.page).await?;
+    let info = PageInfo { headers: &headers, collection: "security-groups", raw_query: raw.as_deref(), page: &q.page };
+    let links = info.links(groups.len(), groups.first().map(|g| g.id.as_str()), groups.last().map(|g| g.id.as_str()));
+    Ok(many("security_groups", &groups, &q.fields, links))
+}
+
+async fn show_group(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let g = store::get_group(&mut c, &id).await?;
+    Ok(one(StatusCode::OK, "security_group", &g, &q.fields))
+}
+
+async fn update_group(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    let attrs = parse_body(&body, "security_group", GROUP_UPDATE_ATTRS)?;
+    let mut tx = app.store.begin().await?;
+    let mut g = store::get_group(tx.conn(), &id).await?;
+    let expected = g.revision_number;
+    if if_match_revision(&headers)?.is_some_and(|r| r != expected) {
+        return Err(store::StoreError::RevisionMismatch.into());
+    }
+    if let Some(name) = attrs.string("name", 255)? {
+        if g.name == "default" && name != "default" {
+            return Err(ApiError::conflict(
+                "SecurityGroupCannotUpdateDefault",
+                "Updating default security group not allowed.",
+            )
+            .into());
+        }
+        g.name = name;
+    }
+    if let Some(d) = attrs.string("description", 255)? {
+        g.description = d;
+    }
+    if let Some(s) = attrs.boolean("stateful")? {
+        g.stateful = s;
+    }
+    g.updated_at = store::now_timestamp();
+    store::update_group(&mut tx, &g, expected).await?;
+    tx.commit().await?;
+    g.revision_number = expected + 1;
+    Ok(one(StatusCode::OK, "security_group", &g, &[]))
+}
+
+async fn delete_group(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut tx = app.store.begin().await?;
+    store::delete_group(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(no_content())
+}
+
+async fn create_rules(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, "security_group_rule", "security_group_rules", RULE_CREATE_ATTRS)?;
+    let mut tx = app.store.begin().await?;
+    let mut created = Vec::with_capacity(request.items.len());
+    for attrs in &request.items {
+        created.push(create_rule(&app, &mut tx, &headers, attrs).await?);
+    }
+    tx.commit().await?;
+    Ok(response::created("security_group_rule", "security_group_rules", &created, request.bulk))
+}
+
+/// A protocol given as a name or as a number.
+fn protocol_of(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    match attrs.raw("protocol") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err(ApiError::invalid_attribute("protocol", format!("'{v}' is not a valid protocol"))),
+    }
+}
+
+async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroupRule> {
+    attrs.required("security_group_id")?;
+    attrs.only_defaults(&[("remote_address_group_id", serde_json::Value::Null)])?;
+    let group_id = attrs.string("security_group_id", 36)?.unwrap_or_default();
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+    let port =
+        |key: &str| -> Result<Option<i64>, ApiError> { Ok(attrs.uint(key)?.map(|v| v.min(i64::MAX as u64) as i64)) };
+    let rule = validate_rule(&RuleRequest {
+        direction: attrs.string("direction", 16)?,
+        ethertype: attrs.string("ethertype", 16)?,
+        protocol: protocol_of(attrs)?,
+        port_range_min: port("port_range_min")?,
+        port_range_max: port("port_range_max")?,
+        remote_ip_prefix: attrs.nullable_string("remote_ip_prefix")?.flatten(),
+        remote_group_id: attrs.nullable_string("remote_group_id")?.flatten(),
+    })?;
+    let description = attrs.string("description", 255)?.unwrap_or_default();
+    let id = uuid::Uuid::new_v4().to_string();
+    Ok(store::insert_rule(tx, &id, &group_id, &project_id, &rule, &description).await?)
+}
+
+async fn list_rules(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let rules = store::list_rules(&mut c, &q.filters, &q.page).await?;
+    let info =
+        PageInfo { headers: &headers, collection: "security-group-rules", raw_query: raw.as_deref(), page: &q.page };
+    let links = info.links(rules.len(), rules.first().map(|r| r.id.as_str()), rules.last().map(|r| r.id.as_str()));
+    Ok(many("security_group_rules", &rules, &q.fields, links))
+}
+
+async fn show_rule(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let r = store::get_rule(&mut c, &id).await?;
+    Ok(one(StatusCode::OK, "security_group_rule", &r, &q.fields))
+}
+
+async fn delete_rule(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut tx = app.store.begin().await?;
+    store::delete_rule(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(no_content())
+}

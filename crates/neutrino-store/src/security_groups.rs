@@ -1,0 +1,415 @@
+//! Security groups, their rules, each project's `default` group, and port bindings.
+
+use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
+use crate::rows::{boolean, int, opt_int, opt_text, text, Page};
+use crate::{now_timestamp, Result, StoreError, Tx};
+use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
+use neutrino_domain::security_groups::{initial_rules, ValidRule};
+use neutrino_domain::DomainError;
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use std::collections::{HashMap, HashSet};
+
+const GROUP_COLUMNS: &[Column] = &[
+    col("id", "id", T::Text),
+    col("name", "name", T::Text),
+    col("description", "description", T::Text),
+    col("project_id", "project_id", T::Text),
+    col("tenant_id", "project_id", T::Text),
+    col("stateful", "stateful", T::Bool),
+    col("revision_number", "revision_number", T::Int),
+    col("created_at", "created_at", T::Text),
+    col("updated_at", "updated_at", T::Text),
+];
+
+const RULE_COLUMNS: &[Column] = &[
+    col("id", "id", T::Text),
+    col("security_group_id", "security_group_id", T::Text),
+    col("project_id", "project_id", T::Text),
+    col("tenant_id", "project_id", T::Text),
+    col("direction", "direction", T::Text),
+    col("ethertype", "ethertype", T::Text),
+    col("protocol", "protocol", T::NullableText),
+    col("port_range_min", "port_range_min", T::NullableInt),
+    col("port_range_max", "port_range_max", T::NullableInt),
+    col("remote_ip_prefix", "remote_ip_prefix", T::NullableText),
+    col("normalized_cidr", "normalized_cidr", T::NullableText),
+    col("remote_group_id", "remote_group_id", T::NullableText),
+    col("description", "description", T::Text),
+    col("revision_number", "revision_number", T::Int),
+    col("created_at", "created_at", T::Text),
+    col("updated_at", "updated_at", T::Text),
+];
+
+const GROUP_SELECT: &str =
+    "SELECT id, project_id, name, description, stateful, created_at, updated_at, revision_number FROM security_groups";
+const RULE_SELECT: &str = "SELECT id, project_id, security_group_id, direction, ethertype, protocol, port_range_min, \
+    port_range_max, remote_ip_prefix, normalized_cidr, remote_group_id, description, created_at, updated_at, \
+    revision_number FROM security_group_rules";
+
+fn decode_group(row: &AnyRow) -> Result<SecurityGroup> {
+    let project_id = text(row, "project_id")?;
+    Ok(SecurityGroup {
+        id: text(row, "id")?,
+        name: text(row, "name")?,
+        stateful: boolean(row, "stateful")?,
+        tenant_id: project_id.clone(),
+        project_id,
+        description: text(row, "description")?,
+        shared: false,
+        security_group_rules: Vec::new(),
+        tags: Vec::new(),
+        created_at: text(row, "created_at")?,
+        updated_at: text(row, "updated_at")?,
+        revision_number: int(row, "revision_number")? as u64,
+    })
+}
+
+fn decode_rule(row: &AnyRow, defaults: &HashSet<String>) -> Result<SecurityGroupRule> {
+    let project_id = text(row, "project_id")?;
+    let group = text(row, "security_group_id")?;
+    Ok(SecurityGroupRule {
+        id: text(row, "id")?,
+        tenant_id: project_id.clone(),
+        project_id,
+        belongs_to_default_sg: defaults.contains(&group),
+        security_group_id: group,
+        ethertype: text(row, "ethertype")?,
+        direction: text(row, "direction")?,
+        protocol: opt_text(row, "protocol")?,
+        port_range_min: opt_int(row, "port_range_min")?,
+        port_range_max: opt_int(row, "port_range_max")?,
+        remote_ip_prefix: opt_text(row, "remote_ip_prefix")?,
+        remote_address_group_id: None,
+        normalized_cidr: opt_text(row, "normalized_cidr")?,
+        remote_group_id: opt_text(row, "remote_group_id")?,
+        description: text(row, "description")?,
+        created_at: text(row, "created_at")?,
+        updated_at: text(row, "updated_at")?,
+        revision_number: int(row, "revision_number")? as u64,
+    })
+}
+
+async fn default_group_ids(c: &mut AnyConnection) -> Result<HashSet<String>> {
+    let rows = sqlx::query("SELECT security_group_id FROM default_security_groups").fetch_all(&mut *c).await?;
+    rows.iter().map(|r| text(r, "security_group_id")).collect()
+}
+
+/// The project's `default` group, created (with Neutron's default rules) on first use. Two
+/// requests racing to create it settle on the primary key of `default_security_groups`.
+pub async fn ensure_default_group(tx: &mut Tx, project_id: &str) -> Result<String> {
+    let existing = sqlx::query("SELECT security_group_id FROM default_security_groups WHERE project_id = $1")
+        .bind(project_id.to_string())
+        .fetch_optional(tx.conn())
+        .await?;
+    if let Some(r) = existing {
+        return text(&r, "security_group_id");
+    }
+    let id = uuid_like();
+    let claimed = sqlx::query(
+        "INSERT INTO default_security_groups (project_id, security_group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(project_id.to_string())
+    .bind(id.clone())
+    .execute(tx.conn())
+    .await?;
+    if claimed.rows_affected() == 0 {
+        // Another request created it meanwhile; its row is committed and visible now.
+        let r = sqlx::query("SELECT security_group_id FROM default_security_groups WHERE project_id = $1")
+            .bind(project_id.to_string())
+            .fetch_one(tx.conn())
+            .await?;
+        return text(&r, "security_group_id");
+    }
+    let now = now_timestamp();
+    let group = SecurityGroup {
+        id: id.clone(),
+        name: "default".into(),
+        stateful: true,
+        tenant_id: project_id.to_string(),
+        project_id: project_id.to_string(),
+        description: "Default security group".into(),
+        shared: false,
+        security_group_rules: Vec::new(),
+        tags: Vec::new(),
+        created_at: now.clone(),
+        updated_at: now,
+        revision_number: 1,
+    };
+    insert_group(tx, &group, &initial_rules(&id, true)).await?;
+    Ok(id)
+}
+
+fn uuid_like() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Insert a group with its first rules.
+pub async fn insert_group(tx: &mut Tx, group: &SecurityGroup, rules: &[ValidRule]) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO security_groups (id, project_id, name, description, stateful, created_at, updated_at, revision_number) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(group.id.clone())
+    .bind(group.project_id.clone())
+    .bind(group.name.clone())
+    .bind(group.description.clone())
+    .bind(group.stateful)
+    .bind(group.created_at.clone())
+    .bind(group.updated_at.clone())
+    .bind(group.revision_number as i64)
+    .execute(tx.conn())
+    .await?;
+    for rule in rules {
+        // A new group has no rules yet, so none of these can be a duplicate.
+        let _ = insert_rule_row(tx, &uuid_like(), &group.id, &group.project_id, rule, None).await?;
+    }
+    tx.record_change("security_group", &group.id, "create").await
+}
+
+/// Insert one rule; `Err(existing id)` when the group already has the same rule.
+async fn insert_rule_row(
+    tx: &mut Tx,
+    id: &str,
+    group_id: &str,
+    project_id: &str,
+    rule: &ValidRule,
+    description: Option<&str>,
+) -> Result<std::result::Result<(), String>> {
+    let now = now_timestamp();
+    let fingerprint = rule.fingerprint();
+    let done = sqlx::query(
+        "INSERT INTO security_group_rules (id, project_id, security_group_id, direction, ethertype, protocol, \
+         port_range_min, port_range_max, remote_ip_prefix, normalized_cidr, remote_group_id, description, fingerprint, \
+         created_at, updated_at, revision_number) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 0) ON CONFLICT DO NOTHING",
+    )
+    .bind(id.to_string())
+    .bind(project_id.to_string())
+    .bind(group_id.to_string())
+    .bind(rule.direction.clone())
+    .bind(rule.ethertype.clone())
+    .bind(rule.protocol.clone())
+    .bind(rule.port_range_min)
+    .bind(rule.port_range_max)
+    .bind(rule.remote_ip_prefix.clone())
+    .bind(rule.normalized_cidr.clone())
+    .bind(rule.remote_group_id.clone())
+    .bind(description.unwrap_or_default().to_string())
+    .bind(fingerprint.clone())
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(Ok(()));
+    }
+    let existing = sqlx::query("SELECT id FROM security_group_rules WHERE security_group_id = $1 AND fingerprint = $2")
+        .bind(group_id.to_string())
+        .bind(fingerprint)
+        .fetch_one(tx.conn())
+        .await?;
+    Ok(Err(text(&existing, "id")?))
+}
+
+/// Attach rules and tags to groups with two queries.
+async fn attach(c: &mut AnyConnection, groups: &mut [SecurityGroup]) -> Result<()> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let defaults = default_group_ids(c).await?;
+    let wanted: HashSet<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+    let rows =
+        sqlx::query(&format!("{RULE_SELECT} ORDER BY security_group_id, created_at, id")).fetch_all(&mut *c).await?;
+    let mut by_group: HashMap<String, Vec<SecurityGroupRule>> = HashMap::new();
+    for r in &rows {
+        let group = text(r, "security_group_id")?;
+        if wanted.contains(group.as_str()) {
+            by_group.entry(group).or_default().push(decode_rule(r, &defaults)?);
+        }
+    }
+    let mut tags = crate::tags::tags_by_id(c, "security_groups").await?;
+    for g in groups {
+        g.security_group_rules = by_group.remove(&g.id).unwrap_or_default();
+        g.tags = tags.remove(&g.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+pub async fn get_group(c: &mut AnyConnection, id: &str) -> Result<SecurityGroup> {
+    let row = sqlx::query(&format!("{GROUP_SELECT} WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| StoreError::not_found("security_group", id))?;
+    let mut groups = vec![decode_group(&row)?];
+    attach(c, &mut groups).await?;
+    Ok(groups.remove(0))
+}
+
+pub async fn list_groups(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<SecurityGroup>> {
+    let w = build_where(GROUP_COLUMNS, filters, crate::tags::tag_filter("security_groups"))?;
+    let (sql, w) = list_sql(GROUP_SELECT, "security_groups", GROUP_COLUMNS, w, page)?;
+    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    if page.page_reverse {
+        rows.reverse();
+    }
+    let mut groups = rows.iter().map(decode_group).collect::<Result<Vec<_>>>()?;
+    attach(c, &mut groups).await?;
+    Ok(groups)
+}
+
+/// Store changed name/description/stateful, with revision compare-and-swap.
+pub async fn update_group(tx: &mut Tx, g: &SecurityGroup, expected_revision: u64) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE security_groups SET name = $1, description = $2, stateful = $3, updated_at = $4, \
+         revision_number = revision_number + 1 WHERE id = $5 AND revision_number = $6",
+    )
+    .bind(g.name.clone())
+    .bind(g.description.clone())
+    .bind(g.stateful)
+    .bind(g.updated_at.clone())
+    .bind(g.id.clone())
+    .bind(expected_revision as i64)
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::RevisionMismatch);
+    }
+    tx.record_change("security_group", &g.id, "update").await
+}
+
+/// Delete a group no port uses and that is not its project's default. Rules of other groups
+/// that name it as their remote group go with it.
+pub async fn delete_group(tx: &mut Tx, id: &str) -> Result<()> {
+    get_group(tx.conn(), id).await?;
+    let is_default = sqlx::query("SELECT project_id FROM default_security_groups WHERE security_group_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(tx.conn())
+        .await?;
+    if is_default.is_some() {
+        return Err(DomainError::conflict(
+            "SecurityGroupCannotRemoveDefault",
+            "Insufficient rights for removing default security group.",
+        )
+        .into());
+    }
+    let used = sqlx::query("SELECT port_id FROM port_security_groups WHERE security_group_id = $1 LIMIT 1")
+        .bind(id.to_string())
+        .fetch_optional(tx.conn())
+        .await?;
+    if used.is_some() {
+        return Err(DomainError::conflict("SecurityGroupInUse", format!("Security Group {id} in use.")).into());
+    }
+    for stmt in [
+        "DELETE FROM security_group_rules WHERE remote_group_id = $1",
+        "DELETE FROM security_group_rules WHERE security_group_id = $1",
+        "DELETE FROM tags WHERE resource_type = 'security_groups' AND resource_id = $1",
+        "DELETE FROM security_groups WHERE id = $1",
+    ] {
+        sqlx::query(stmt).bind(id.to_string()).execute(tx.conn()).await?;
+    }
+    tx.record_change("security_group", id, "delete").await
+}
+
+async fn bump_group(tx: &mut Tx, group_id: &str) -> Result<()> {
+    sqlx::query("UPDATE security_groups SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2")
+        .bind(now_timestamp())
+        .bind(group_id.to_string())
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Add a rule to its group. A rule equal to an existing one is refused with
+/// `SecurityGroupRuleExists` naming the existing rule; different rules added at the same time
+/// never conflict.
+pub async fn insert_rule(
+    tx: &mut Tx,
+    id: &str,
+    group_id: &str,
+    project_id: &str,
+    rule: &ValidRule,
+    description: &str,
+) -> Result<SecurityGroupRule> {
+    get_group(tx.conn(), group_id).await?;
+    if let Some(remote) = &rule.remote_group_id {
+        get_group(tx.conn(), remote).await?;
+    }
+    if let Err(existing) = insert_rule_row(tx, id, group_id, project_id, rule, Some(description)).await? {
+        return Err(DomainError::conflict(
+            "SecurityGroupRuleExists",
+            format!("Security group rule already exists. Rule id is {existing}."),
+        )
+        .into());
+    }
+    bump_group(tx, group_id).await?;
+    tx.record_change("security_group_rule", id, "create").await?;
+    get_rule(tx.conn(), id).await
+}
+
+pub async fn get_rule(c: &mut AnyConnection, id: &str) -> Result<SecurityGroupRule> {
+    let row = sqlx::query(&format!("{RULE_SELECT} WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| StoreError::not_found("security_group_rule", id))?;
+    decode_rule(&row, &default_group_ids(c).await?)
+}
+
+pub async fn list_rules(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<SecurityGroupRule>> {
+    let w = build_where(RULE_COLUMNS, filters, |_, _| Ok(false))?;
+    let (sql, w) = list_sql(RULE_SELECT, "security_group_rules", RULE_COLUMNS, w, page)?;
+    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    if page.page_reverse {
+        rows.reverse();
+    }
+    let defaults = default_group_ids(c).await?;
+    rows.iter().map(|r| decode_rule(r, &defaults)).collect()
+}
+
+pub async fn delete_rule(tx: &mut Tx, id: &str) -> Result<()> {
+    let rule = get_rule(tx.conn(), id).await?;
+    sqlx::query("DELETE FROM security_group_rules WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    bump_group(tx, &rule.security_group_id).await?;
+    tx.record_change("security_group_rule", id, "delete").await
+}
+
+/// Make `groups` the port's groups (each must exist: 404 otherwise).
+pub async fn set_port_groups(tx: &mut Tx, port_id: &str, groups: &[String]) -> Result<()> {
+    for g in groups {
+        let found = sqlx::query("SELECT id FROM security_groups WHERE id = $1")
+            .bind(g.clone())
+            .fetch_optional(tx.conn())
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::not_found("security_group", g));
+        }
+    }
+    sqlx::query("DELETE FROM port_security_groups WHERE port_id = $1")
+        .bind(port_id.to_string())
+        .execute(tx.conn())
+        .await?;
+    for g in groups {
+        sqlx::query(
+            "INSERT INTO port_security_groups (port_id, security_group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(port_id.to_string())
+        .bind(g.clone())
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
+}
+
+/// port id → its groups (sorted).
+pub(crate) async fn groups_of_ports(c: &mut AnyConnection) -> Result<HashMap<String, Vec<String>>> {
+    let rows =
+        sqlx::query("SELECT port_id, security_group_id FROM port_security_groups ORDER BY port_id, security_group_id")
+            .fetch_all(&mut *c)
+            .await?;
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for r in rows {
+        out.entry(text(&r, "port_id")?).or_default().push(text(&r, "security_group_id")?);
+    }
+    Ok(out)
+}
