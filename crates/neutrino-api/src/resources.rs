@@ -160,6 +160,38 @@ pub struct SecurityGroup {
     pub revision_number: u64,
 }
 
+/// Address usage counts; u128 because an IPv6 /64 alone holds 2^64 addresses.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct IpAvailabilityDetails {
+    pub total_ips_in_subnet: u128,
+    pub total_ips_in_allocation_pool: u128,
+    pub used_ips_in_subnet: u128,
+    pub used_ips_in_allocation_pool: u128,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SubnetIpAvailability {
+    pub subnet_id: String,
+    pub ip_version: u8,
+    pub cidr: String,
+    pub subnet_name: String,
+    pub used_ips: u128,
+    pub total_ips: u128,
+    pub ip_availability_details: IpAvailabilityDetails,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NetworkIpAvailability {
+    pub network_id: String,
+    pub network_name: String,
+    pub project_id: String,
+    pub tenant_id: String,
+    pub subnet_ip_availability: Vec<SubnetIpAvailability>,
+    pub used_ips: u128,
+    pub total_ips: u128,
+    pub ip_availability_details: IpAvailabilityDetails,
+}
+
 /// An entry of `GET /v2.0/extensions`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Extension {

@@ -137,6 +137,22 @@ pub fn first_free(pools: &[IpRange], allocated_sorted: &[IpAddr]) -> Option<IpAd
     None
 }
 
+/// Addresses a subnet can hold, as Neutron counts them: an IPv4 subnet loses its network and
+/// broadcast addresses (except /31 and /32), an IPv6 subnet loses nothing.
+pub fn subnet_capacity(cidr: IpNet) -> u128 {
+    let host_bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len());
+    let size = 1u128.checked_shl(host_bits).unwrap_or(u128::MAX);
+    match cidr {
+        IpNet::V4(_) if cidr.prefix_len() < 31 => size - 2,
+        _ => size,
+    }
+}
+
+/// Addresses in the pools.
+pub fn pools_capacity(pools: &[IpRange]) -> u128 {
+    pools.iter().map(IpRange::size).fold(0, u128::saturating_add)
+}
+
 /// The modified EUI-64 address of `mac` in a /64 (SLAAC).
 pub fn eui64_address(prefix: IpNet, mac: [u8; 6]) -> Option<IpAddr> {
     let IpNet::V6(p) = prefix else { return None };
@@ -198,6 +214,14 @@ mod tests {
         let mut d = c.clone();
         d.dedup();
         assert_eq!(c.len(), d.len());
+    }
+
+    #[test]
+    fn capacities_match_neutron_counts() {
+        assert_eq!(subnet_capacity("10.30.0.0/24".parse().unwrap()), 254);
+        assert_eq!(subnet_capacity("fd00:30::/64".parse().unwrap()), 1 << 64);
+        let pools = default_pools("fd00:30::/64".parse().unwrap(), Some(ip("fd00:30::")));
+        assert_eq!(pools_capacity(&pools), (1 << 64) - 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod agents;
 mod app;
 mod error;
+mod ip_availability;
 mod meta;
 mod networks;
 mod ports;
@@ -37,6 +38,7 @@ pub fn router(app: App) -> Router {
         .merge(agents::routes())
         .merge(security_groups::routes())
         .merge(tags::routes())
+        .merge(ip_availability::routes())
         .fallback(meta::not_found)
         .layer(axum::middleware::map_response(response::add_request_id))
         .with_state(app)

@@ -23,6 +23,18 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
         "Provides validation on filter parameters.",
         "2018-07-04T10:00:00-00:00",
     ),
+    (
+        "network-ip-availability",
+        "Network IP Availability",
+        "Provides IP availability data for each network and subnet.",
+        "2015-09-24T00:00:00-00:00",
+    ),
+    (
+        "external-net",
+        "Neutron external network",
+        "Adds external network attribute to network resource.",
+        "2013-01-14T10:00:00-00:00",
+    ),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource.", "2015-03-25T10:00:00-00:00"),
     (
         "net-mtu-writable",

@@ -61,10 +61,9 @@ const UPDATE_ATTRS: &[&str] = &[
 ];
 
 /// Network attributes accepted only with their defaults until their features exist.
-fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 5] {
+fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 4] {
     use serde_json::json;
     [
-        ("router:external", json!(false)),
         ("availability_zone_hints", json!([])),
         ("qos_policy_id", json!(null)),
         ("is_default", json!(false)),
@@ -118,7 +117,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         shared: attrs.boolean("shared")?.unwrap_or(false),
         port_security_enabled: attrs.boolean("port_security_enabled")?.unwrap_or(true),
         qos_policy_id: None,
-        router_external: false,
+        router_external: attrs.boolean("router:external")?.unwrap_or(false),
         network_type,
         physical_network: None,
         segmentation_id: None,
@@ -171,6 +170,7 @@ async fn update(
         mtu: attrs.uint("mtu")?.map(|m| m.min(u32::MAX as u64) as u32),
         shared: attrs.boolean("shared")?,
         port_security_enabled: attrs.boolean("port_security_enabled")?,
+        router_external: attrs.boolean("router:external")?,
     };
     let mut tx = app.store.begin().await?;
     if let Some(mtu) = patch.mtu {

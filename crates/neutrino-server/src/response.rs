@@ -20,19 +20,31 @@ pub fn select<T: Serialize>(item: &T, fields: &[String]) -> Value {
 }
 
 /// `{"<key>": item}` with the given status.
+/// Without `fields` the resource is serialized directly (no JSON tree, which also keeps
+/// integers wider than 64 bits, such as IPv6 address counts, exact).
 pub fn one<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[String]) -> Response {
-    let mut body = Map::new();
-    body.insert(key.to_string(), select(item, fields));
-    (status, axum::Json(Value::Object(body))).into_response()
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    let written = if fields.is_empty() {
+        serde_json::to_writer(&mut out, item)
+    } else {
+        serde_json::to_writer(&mut out, &select(item, fields))
+    };
+    if written.is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    out.push(b'}');
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
 /// The 201 reply to a create: `{"<resource>": {...}}`, or `{"<collection>": [...]}` for bulk.
 pub fn created<T: Serialize>(resource: &str, collection: &str, items: &[T], bulk: bool) -> Response {
     if bulk {
-        let list: Vec<Value> = items.iter().map(|i| select(i, &[])).collect();
-        let mut body = Map::new();
-        body.insert(collection.to_string(), Value::Array(list));
-        return (StatusCode::CREATED, axum::Json(Value::Object(body))).into_response();
+        let mut response = many(collection, items, &[], Vec::new());
+        *response.status_mut() = StatusCode::CREATED;
+        return response;
     }
     match items.first() {
         Some(item) => one(StatusCode::CREATED, resource, item, &[]),
@@ -121,18 +133,18 @@ pub struct PageInfo<'a> {
 }
 
 impl PageInfo<'_> {
-    /// Neutron's links: `next` after a full page (marker = last item) and `previous` once a
-    /// marker was used (marker = first item, `page_reverse=True`); mirrored when paging backwards.
+    /// Neutron's links, by its rule: `next` (marker = last item) unless a forward page came
+    /// back short, `previous` (marker = first item, `page_reverse=True`) unless a backward page
+    /// came back short.
     pub fn links(&self, len: usize, first: Option<&str>, last: Option<&str>) -> Vec<(&'static str, String)> {
         let (Some(limit), Some(first), Some(last)) = (self.page.limit, first, last) else { return Vec::new() };
-        let full = len >= limit as usize;
-        let had_marker = self.page.marker.is_some();
-        let (has_next, has_previous) = if self.page.page_reverse { (had_marker, full) } else { (full, had_marker) };
+        let short = len < limit as usize;
+        let reverse = self.page.page_reverse;
         let mut links = Vec::new();
-        if has_next {
+        if !(short && !reverse) {
             links.push(("next", self.href(last, false)));
         }
-        if has_previous {
+        if !(short && reverse) {
             links.push(("previous", self.href(first, true)));
         }
         links

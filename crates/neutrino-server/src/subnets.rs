@@ -149,7 +149,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         ipv6_address_mode: attrs.nullable_string("ipv6_address_mode")?.flatten(),
     };
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    store::get_network(tx.conn(), &network_id).await?;
+    let network = store::get_network(tx.conn(), &network_id).await?;
     let existing: Vec<ipnet::IpNet> =
         store::network_subnets(tx.conn(), &network_id).await?.iter().filter_map(|s| s.cidr.parse().ok()).collect();
     let valid = validate_subnet(&request, &network_id, &existing)?;
@@ -171,7 +171,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         host_routes: Vec::new(),
         dns_nameservers: Vec::new(),
         description: attrs.string("description", 255)?.unwrap_or_default(),
-        router_external: false,
+        router_external: network.router_external,
         service_types: Vec::new(),
         segment_id: None,
         tags: Vec::new(),

@@ -22,7 +22,7 @@ pub use filters::{Filter, SqlValue};
 pub use networks::{delete_network, get_network, insert_network, list_networks, update_network, NetworkPatch};
 pub use ports::{
     allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,
-    refresh_port_body, release_port_ips, store_port_body, update_port_row,
+    network_allocations, refresh_port_body, release_port_ips, store_port_body, update_port_row,
 };
 pub use rows::Page;
 pub use security_groups::{

@@ -241,6 +241,7 @@ pub struct NetworkPatch {
     pub mtu: Option<u32>,
     pub shared: Option<bool>,
     pub port_security_enabled: Option<bool>,
+    pub router_external: Option<bool>,
 }
 
 /// Apply `patch`, bumping `revision_number` (compare-and-swap when `if_revision` is given).
@@ -267,10 +268,13 @@ pub async fn update_network(tx: &mut Tx, id: &str, patch: &NetworkPatch, if_revi
     if let Some(v) = patch.port_security_enabled {
         net.port_security_enabled = v;
     }
+    if let Some(v) = patch.router_external {
+        net.router_external = v;
+    }
     net.updated_at = crate::now_timestamp();
     let done = sqlx::query(
         "UPDATE networks SET name = $1, description = $2, admin_state_up = $3, mtu = $4, shared = $5, \
-         port_security_enabled = $6, updated_at = $7, revision_number = revision_number + 1 \
+         port_security_enabled = $6, updated_at = $7, revision_number = revision_number + 1, router_external = $10 \
          WHERE id = $8 AND revision_number = $9",
     )
     .bind(net.name.clone())
@@ -282,6 +286,7 @@ pub async fn update_network(tx: &mut Tx, id: &str, patch: &NetworkPatch, if_revi
     .bind(net.updated_at.clone())
     .bind(id.to_string())
     .bind(net.revision_number as i64)
+    .bind(net.router_external)
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {

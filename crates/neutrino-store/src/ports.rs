@@ -332,3 +332,12 @@ pub async fn list_ports_json(c: &mut AnyConnection, filters: &[Filter], page: &P
     }
     rows.iter().map(|r| Ok((text(r, "id")?, text(r, "body")?))).collect()
 }
+
+/// `(subnet id, address)` of every allocation on a network.
+pub async fn network_allocations(c: &mut AnyConnection, network_id: &str) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query("SELECT subnet_id, ip_address FROM ip_allocations WHERE network_id = $1")
+        .bind(network_id.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(|r| Ok((text(r, "subnet_id")?, text(r, "ip_address")?))).collect()
+}

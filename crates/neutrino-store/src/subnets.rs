@@ -26,7 +26,8 @@ const COLUMNS: &[Column] = &[
 const SELECT: &str =
     "SELECT id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
     ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, \
-    revision_number FROM subnets";
+    revision_number, (SELECT n.router_external FROM networks n WHERE n.id = subnets.network_id) AS router_external \
+    FROM subnets";
 
 fn decode(row: &AnyRow) -> Result<Subnet> {
     let project_id = text(row, "project_id")?;
@@ -47,7 +48,7 @@ fn decode(row: &AnyRow) -> Result<Subnet> {
         host_routes: json(row, "host_routes")?,
         dns_nameservers: json(row, "dns_nameservers")?,
         description: text(row, "description")?,
-        router_external: false,
+        router_external: boolean(row, "router_external")?,
         service_types: Vec::new(),
         segment_id: None,
         tags: Vec::new(),

@@ -115,6 +115,57 @@ async fn replies_have_the_shapes_neutron_records() {
     let want = sample(&dir, "security_group_rule_create");
     assert_eq!(shape(&rule["security_group_rule"]), shape(&want["response"]["body"]["security_group_rule"]));
 
+    // IP availability: the same counts Neutron makes (a /64 holds 2^64 addresses).
+    let avail = s.api.get(&format!("/v2.0/network-ip-availabilities/{net_id}")).await.unwrap();
+    let want = sample(&dir, "network_ip_availability_show");
+    let got = &avail["network_ip_availability"];
+    let recorded = &want["response"]["body"]["network_ip_availability"];
+    assert_eq!(shape(got), shape(recorded));
+    let v4_usage = got["subnet_ip_availability"].as_array().unwrap().iter().find(|s| s["ip_version"] == 4).unwrap();
+    assert_eq!(v4_usage["ip_availability_details"]["total_ips_in_subnet"], 254);
+    assert_eq!(v4_usage["ip_availability_details"]["total_ips_in_allocation_pool"], 253);
+    assert_eq!(v4_usage["used_ips"], 1);
+    let text = s.api.get_raw(&format!("/v2.0/network-ip-availabilities/{net_id}")).await.unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("\"total_ips_in_subnet\":18446744073709551616"), "{text}");
+
+    // Paged lists carry Neutron's next and previous links.
+    let page = s.api.get(&format!("/v2.0/ports?network_id={net_id}&limit=1&sort_key=name&sort_dir=asc")).await.unwrap();
+    let want = sample(&dir, "port_list_paginated");
+    let rels =
+        |v: &Value| -> Vec<Value> { v["ports_links"].as_array().unwrap().iter().map(|l| l["rel"].clone()).collect() };
+    assert_eq!(rels(&page), rels(&want["response"]["body"]));
+
+    // External networks.
+    let ext = s
+        .api
+        .post(
+            "/v2.0/networks",
+            json!({"network": {"name": "sample-ext", "router:external": true,
+            "provider:network_type": "flat", "provider:physical_network": "physnet0"}}),
+        )
+        .await
+        .unwrap();
+    let want = sample(&dir, "network_create_external");
+    assert_eq!(shape(&ext["network"]), shape(&want["response"]["body"]["network"]));
+    for key in
+        ["router:external", "mtu", "provider:network_type", "provider:physical_network", "provider:segmentation_id"]
+    {
+        assert_eq!(ext["network"][key], want["response"]["body"]["network"][key], "{key}");
+    }
+    let ext_subnet = s
+        .api
+        .post(
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": ext["network"]["id"], "ip_version": 4,
+            "cidr": "198.51.100.0/24", "enable_dhcp": false, "name": "sample-ext-sub"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ext_subnet["subnet"]["router:external"], true);
+    let listed = s.api.get(&format!("/v2.0/subnets/{}", ext_subnet["subnet"]["id"].as_str().unwrap())).await.unwrap();
+    assert_eq!(listed["subnet"]["router:external"], true);
+
     // Error bodies: replay the recorded failing requests with our ids.
     for case in [
         "error_409_ip_already_allocated",
