@@ -140,11 +140,13 @@ impl PageInfo<'_> {
         let (Some(limit), Some(first), Some(last)) = (self.page.limit, first, last) else { return Vec::new() };
         let short = len < limit as usize;
         let reverse = self.page.page_reverse;
+        let more_forward = !short || reverse;
+        let more_backward = !short || !reverse;
         let mut links = Vec::new();
-        if !(short && !reverse) {
+        if more_forward {
             links.push(("next", self.href(last, false)));
         }
-        if !(short && reverse) {
+        if more_backward {
             links.push(("previous", self.href(first, true)));
         }
         links
