@@ -7,6 +7,7 @@ pub mod host_intent;
 pub mod ipam;
 pub mod mac;
 pub mod naming;
+pub mod port_options;
 pub mod security_groups;
 pub mod segments;
 pub mod subnet;

@@ -10,6 +10,8 @@ use serde_json::json;
 
 /// Only what Neutrino implements: clients decide what to call from this list.
 const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
+    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs", "2013-07-23T10:00:00-00:00"),
+    ("extra_dhcp_opt", "Neutron Extra DHCP options", "Extra options configuration for DHCP. For example PXE boot options to DHCP clients can be specified (e.g. tftp-server, server-ip-address, bootfile-name)", "2013-03-17T12:00:00-00:00"),
     ("agent", "agent", "The agent management extension.", "2013-02-03T10:00:00-00:00"),
     (
         "binding",

@@ -17,6 +17,7 @@ use neutrino_api::ApiError;
 use neutrino_domain::binding::{bind_linuxbridge, HostAgent};
 use neutrino_domain::ipam::{eui64_address, IpRange};
 use neutrino_domain::mac::{mac_bytes, normalize_mac, random_port_mac};
+use neutrino_domain::port_options::{merge_dhcp_options, validate_address_pairs, DhcpOption, DhcpOptionRequest};
 use neutrino_domain::subnet::is_auto_address;
 use neutrino_store::{self as store, Tx};
 use serde_json::{json, Map, Value};
@@ -59,12 +60,7 @@ const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direc
 
 /// Attributes Neutrino accepts only with their default value for now.
 fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
-    attrs.only_defaults(&[
-        ("allowed_address_pairs", json!([])),
-        ("extra_dhcp_opts", json!([])),
-        ("qos_policy_id", json!(null)),
-        ("dns_name", json!("")),
-    ])
+    attrs.only_defaults(&[("qos_policy_id", json!(null)), ("dns_name", json!(""))])
 }
 
 fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<Map<String, Value>>>, ApiError> {
@@ -151,7 +147,13 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     let network = store::get_network(tx.conn(), &network_id).await?;
     port.port_security_enabled = attrs.boolean("port_security_enabled")?.unwrap_or(network.port_security_enabled);
     bind(app, tx, &mut port, &network.network_type).await?;
+    apply_dhcp_options(attrs, &mut port)?;
     insert_with_mac(tx, &mut port, given_mac).await?;
+    if attrs.has("allowed_address_pairs") {
+        // Pairs without a MAC take the port's, known only now.
+        apply_address_pairs(attrs, &mut port)?;
+        store::update_port_row(tx, &port, port.revision_number).await?;
+    }
     let groups = match attrs.string_list("security_groups")? {
         Some(given) => given,
         // Neutron gives every port its project's `default` group, except network-owned ports
@@ -168,6 +170,76 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     store::insert_initial_tags(tx, "ports", &port.id, &port.tags).await?;
     store::store_port_body(tx, &port).await?;
     Ok(port)
+}
+
+/// Set the port's allowed address pairs from the request (`None`: keep them, re-checked
+/// against the port's MAC and port security).
+fn apply_address_pairs(attrs: &Attrs, port: &mut Port) -> HttpResult<()> {
+    let requested: Vec<(Option<String>, Option<String>)> = match attrs.raw("allowed_address_pairs") {
+        None => port
+            .allowed_address_pairs
+            .iter()
+            .map(|p| (p["ip_address"].as_str().map(String::from), p["mac_address"].as_str().map(String::from)))
+            .collect(),
+        Some(Value::Null) => Vec::new(),
+        Some(_) => attrs
+            .object_list("allowed_address_pairs", &["ip_address", "mac_address"])?
+            .unwrap_or_default()
+            .iter()
+            .map(|p| (field(p, "ip_address").map(String::from), field(p, "mac_address").map(String::from)))
+            .collect(),
+    };
+    let pairs = validate_address_pairs(&requested, &port.mac_address, port.port_security_enabled)?;
+    port.allowed_address_pairs =
+        pairs.into_iter().map(|p| json!({"ip_address": p.ip_address, "mac_address": p.mac_address})).collect();
+    Ok(())
+}
+
+/// Merge the requested extra DHCP options into the port's.
+fn apply_dhcp_options(attrs: &Attrs, port: &mut Port) -> HttpResult<()> {
+    let Some(Value::Array(items)) = attrs.raw("extra_dhcp_opts") else {
+        if matches!(attrs.raw("extra_dhcp_opts"), Some(v) if !v.is_null()) {
+            return Err(ApiError::invalid_attribute("extra_dhcp_opts", "must be a list").into());
+        }
+        return Ok(());
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut requested = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(m) = item else {
+            return Err(ApiError::invalid_attribute("extra_dhcp_opts", format!("'{item}' is not a dictionary")).into());
+        };
+        if let Some(bad) = m.keys().find(|k| !["opt_name", "opt_value", "ip_version"].contains(&k.as_str())) {
+            return Err(
+                ApiError::invalid_attribute("extra_dhcp_opts", format!("Unexpected keys supplied: {bad}")).into()
+            );
+        }
+        requested.push(DhcpOptionRequest {
+            opt_name: m.get("opt_name").and_then(text),
+            opt_value: m.get("opt_value").and_then(text),
+            ip_version: m.get("ip_version").and_then(text).and_then(|v| v.parse().ok()),
+        });
+    }
+    let current: Vec<DhcpOption> = port
+        .extra_dhcp_opts
+        .iter()
+        .filter_map(|o| {
+            Some(DhcpOption {
+                opt_name: o["opt_name"].as_str()?.to_string(),
+                opt_value: o["opt_value"].as_str()?.to_string(),
+                ip_version: o["ip_version"].as_u64()? as u8,
+            })
+        })
+        .collect();
+    port.extra_dhcp_opts = merge_dhcp_options(&current, &requested)?
+        .into_iter()
+        .map(|o| json!({"opt_name": o.opt_name, "opt_value": o.opt_value, "ip_version": o.ip_version}))
+        .collect();
+    Ok(())
 }
 
 /// Bind the port to `groups`, with Neutron's rule that groups need port security.
@@ -454,6 +526,8 @@ async fn update(
     }
     let groups = attrs.string_list("security_groups")?.unwrap_or_else(|| port.security_groups.clone());
     apply_security_groups(&mut tx, &mut port, groups, false).await?;
+    apply_address_pairs(&attrs, &mut port)?;
+    apply_dhcp_options(&attrs, &mut port)?;
     let mac_changed = new_mac.as_ref().is_some_and(|m| *m != port.mac_address);
     if mac_changed {
         if port.vif_type != "unbound" && port.vif_type != "binding_failed" {

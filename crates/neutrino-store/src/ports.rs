@@ -31,7 +31,7 @@ const COLUMNS: &[Column] = &[
 
 const SELECT: &str = "SELECT id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
     device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, \
-    revision_number, port_security_enabled FROM ports";
+    revision_number, port_security_enabled, allowed_address_pairs, extra_dhcp_opts FROM ports";
 
 fn decode(row: &AnyRow) -> Result<Port> {
     let project_id = text(row, "project_id")?;
@@ -56,8 +56,8 @@ fn decode(row: &AnyRow) -> Result<Port> {
         host_id: text(row, "host_id")?,
         vif_type: text(row, "vif_type")?,
         vif_details: json(row, "vif_details")?,
-        allowed_address_pairs: Vec::new(),
-        extra_dhcp_opts: Vec::new(),
+        allowed_address_pairs: json(row, "allowed_address_pairs")?,
+        extra_dhcp_opts: json(row, "extra_dhcp_opts")?,
         description: text(row, "description")?,
         ip_allocation: "immediate".into(),
         resource_request: None,
@@ -153,8 +153,8 @@ pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<bool> {
     let done = sqlx::query(
         "INSERT INTO ports (id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
          device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, revision_number, \
-         port_security_enabled) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         port_security_enabled, allowed_address_pairs, extra_dhcp_opts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
          ON CONFLICT DO NOTHING",
     )
     .bind(p.id.clone())
@@ -176,6 +176,8 @@ pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<bool> {
     .bind(p.updated_at.clone())
     .bind(p.revision_number as i64)
     .bind(p.port_security_enabled)
+    .bind(serde_json::to_string(&p.allowed_address_pairs)?)
+    .bind(serde_json::to_string(&p.extra_dhcp_opts)?)
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {
@@ -190,8 +192,8 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
     let done = sqlx::query(
         "UPDATE ports SET name = $1, description = $2, mac_address = $3, admin_state_up = $4, status = $5, \
          device_id = $6, device_owner = $7, host_id = $8, vif_type = $9, vif_details = $10, vnic_type = $11, \
-         profile = $12, updated_at = $13, revision_number = $14, port_security_enabled = $17 \
-         WHERE id = $15 AND revision_number = $16",
+         profile = $12, updated_at = $13, revision_number = $14, port_security_enabled = $17, \
+         allowed_address_pairs = $18, extra_dhcp_opts = $19 WHERE id = $15 AND revision_number = $16",
     )
     .bind(p.name.clone())
     .bind(p.description.clone())
@@ -210,6 +212,8 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
     .bind(p.id.clone())
     .bind(expected_revision as i64)
     .bind(p.port_security_enabled)
+    .bind(serde_json::to_string(&p.allowed_address_pairs)?)
+    .bind(serde_json::to_string(&p.extra_dhcp_opts)?)
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {

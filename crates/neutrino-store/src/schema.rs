@@ -5,8 +5,17 @@ use crate::Backend;
 
 /// Each entry is applied once, in order, inside one transaction, and recorded in
 /// `schema_migrations`.
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_core", CORE), ("0002_tags", TAGS), ("0003_security_groups", SECURITY_GROUPS)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_core", CORE),
+    ("0002_tags", TAGS),
+    ("0003_security_groups", SECURITY_GROUPS),
+    ("0004_port_options", PORT_OPTIONS),
+];
+
+const PORT_OPTIONS: &str = r#"
+ALTER TABLE ports ADD COLUMN allowed_address_pairs TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE ports ADD COLUMN extra_dhcp_opts TEXT NOT NULL DEFAULT '[]'
+"#;
 
 const SECURITY_GROUPS: &str = r#"
 CREATE TABLE security_groups (

@@ -821,3 +821,64 @@ on_both_backends!(security_groups_and_rules_behave_like_neutron, default_config(
     let (status, kind, _) = error_of(s.api.get(&format!("/v2.0/security-groups/{web_id}")).await);
     assert_eq!((status, kind.as_str()), (404, "SecurityGroupNotFound"));
 });
+
+on_both_backends!(ports_carry_address_pairs_and_dhcp_options, default_config(), |s: TestServer| async move {
+    let (net_id, _) = network_with_subnet(&s, "198.51.100.0/24").await;
+    let port = post_port(&s, json!({"network_id": net_id,
+        "allowed_address_pairs": [{"ip_address": "203.0.113.0/28"}, {"ip_address": "198.51.100.200", "mac_address": "FA:16:3E:AA:BB:CC"}],
+        "extra_dhcp_opts": [{"opt_name": "mtu", "opt_value": "1400"}, {"opt_name": "domain-search", "opt_value": "example.org", "ip_version": 6}]}))
+    .await
+    .unwrap()["port"]
+        .clone();
+    let id = port["id"].as_str().unwrap();
+    assert_eq!(
+        port["allowed_address_pairs"],
+        json!([{"ip_address": "203.0.113.0/28", "mac_address": port["mac_address"]},
+               {"ip_address": "198.51.100.200", "mac_address": "fa:16:3e:aa:bb:cc"}])
+    );
+    assert_eq!(port["extra_dhcp_opts"].as_array().unwrap().len(), 2);
+    assert_eq!(s.api.port(id).await.unwrap(), port, "what was stored is what was returned");
+
+    // DHCP options merge on update; a null value removes one.
+    let updated = s
+        .api
+        .put(&format!("/v2.0/ports/{id}"), json!({"port": {"extra_dhcp_opts": [
+            {"opt_name": "mtu", "opt_value": "1300"}, {"opt_name": "domain-search", "opt_value": null, "ip_version": 6}]}}))
+        .await
+        .unwrap()["port"]
+        .clone();
+    assert_eq!(updated["extra_dhcp_opts"], json!([{"opt_name": "mtu", "opt_value": "1300", "ip_version": 4}]));
+    assert_eq!(updated["allowed_address_pairs"], port["allowed_address_pairs"], "pairs kept");
+
+    let (status, kind, _) = error_of(
+        s.api
+            .put(&format!("/v2.0/ports/{id}"), json!({"port": {"port_security_enabled": false, "security_groups": []}}))
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (409, "AddressPairAndPortSecurityRequired"));
+    let (status, kind, _) = error_of(
+        post_port(
+            &s,
+            json!({"network_id": net_id,
+        "allowed_address_pairs": [{"ip_address": "203.0.113.9"}, {"ip_address": "203.0.113.9"}]}),
+        )
+        .await,
+    );
+    assert_eq!((status, kind.as_str()), (400, "DuplicateAddressPairInRequest"));
+    let (status, kind, _) = error_of(
+        post_port(&s, json!({"network_id": net_id, "allowed_address_pairs": [{"mac_address": "fa:16:3e:00:00:09"}]}))
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (400, "AllowedAddressPairsMissingIP"));
+
+    let cleared = s
+        .api
+        .put(
+            &format!("/v2.0/ports/{id}"),
+            json!({"port": {"allowed_address_pairs": [], "port_security_enabled": false, "security_groups": []}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared["port"]["allowed_address_pairs"], json!([]));
+    assert_eq!(s.api.get(&format!("/v2.0/ports?id={id}")).await.unwrap()["ports"][0], cleared["port"]);
+});
