@@ -112,3 +112,24 @@ async fn openstack_cli_manages_networks_subnets_and_ports() {
     let left = openstack(&cli, &base, &["network", "list", "-f", "json"]).await;
     assert_eq!(left, Value::Array(vec![]));
 }
+
+/// openstacksdk (installed with the CLI) pages through 250 ports with `limit=100`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openstacksdk_pages_through_250_ports() {
+    let Some(cli) = openstack_cli() else { return };
+    let python = std::path::Path::new(&cli).with_file_name("python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/sdk/page_ports.py");
+    let s = start(Backend::Sqlite, default_config()).await.unwrap();
+    let base = s.base.clone();
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new(python).arg(script).arg(base).output())
+        .await
+        .unwrap()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let facts: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(facts["ports"], 250, "{facts}");
+    assert_eq!(facts["unique"], 250, "{facts}");
+    assert_eq!(facts["names_sorted"], true, "{facts}");
+    assert!(facts["page_requests"].as_u64().unwrap() >= 3, "paged with limit=100: {facts}");
+    assert_eq!(facts["all_limited"], true, "{facts}");
+}
