@@ -113,7 +113,7 @@ impl Store {
         let mut state = HostState::default();
 
         let local =
-            sqlx::query("SELECT id, network_id, mac_address, admin_state_up, status FROM ports WHERE host_id = $1")
+            sqlx::query("SELECT id, network_id, mac_address, admin_state_up, status FROM ports WHERE host_id = $1 AND host_id <> ''")
                 .bind(host.to_string())
                 .fetch_all(&mut *c)
                 .await?;
@@ -135,7 +135,7 @@ impl Store {
 
         let nets = sqlx::query(
             "SELECT id, network_type, segmentation_id, mtu FROM networks \
-             WHERE id IN (SELECT network_id FROM ports WHERE host_id = $1)",
+             WHERE id IN (SELECT network_id FROM ports WHERE host_id = $1 AND host_id <> '')",
         )
         .bind(host.to_string())
         .fetch_all(&mut *c)
@@ -154,7 +154,8 @@ impl Store {
         let remote = sqlx::query(
             "SELECT p.id, p.network_id, p.mac_address, a.tunnel_ip FROM ports p \
              JOIN agents a ON a.host = p.host_id AND a.agent_type = $2 \
-             WHERE p.host_id <> $1 AND p.network_id IN (SELECT network_id FROM ports WHERE host_id = $1)",
+             WHERE p.host_id <> $1 AND p.host_id <> '' \
+               AND p.network_id IN (SELECT network_id FROM ports WHERE host_id = $1 AND host_id <> '')",
         )
         .bind(host.to_string())
         .bind(agent_type.to_string())
@@ -172,9 +173,9 @@ impl Store {
             );
         }
         let ips = sqlx::query(
-            "SELECT i.port_id, i.ip_address FROM ip_allocations i JOIN ports p ON p.id = i.port_id \
+            "SELECT i.port_id, i.ip_address FROM ports p JOIN ip_allocations i ON i.port_id = p.id \
              WHERE p.host_id <> $1 AND p.host_id <> '' \
-               AND p.network_id IN (SELECT network_id FROM ports WHERE host_id = $1) \
+               AND p.network_id IN (SELECT network_id FROM ports WHERE host_id = $1 AND host_id <> '') \
              ORDER BY i.port_id, i.position",
         )
         .bind(host.to_string())

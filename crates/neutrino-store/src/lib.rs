@@ -96,7 +96,13 @@ impl Store {
             .max_connections(if in_memory { 1 } else { max_connections })
             .min_connections(if in_memory { 1 } else { 0 })
             .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+            // SQLite reads planner statistics when a connection opens (see after_connect), so
+            // its connections are recycled often enough for lists to follow a growing table.
+            .max_lifetime(match (in_memory, backend) {
+                (true, _) => None,
+                (false, Backend::Sqlite) => Some(Duration::from_secs(20)),
+                (false, Backend::Postgres) => Some(Duration::from_secs(1800)),
+            })
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -104,6 +110,10 @@ impl Store {
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // Refresh table statistics where tables have grown (bounded work), so
+                        // filtered lists use their indexes (SQLite >= 3.46 semantics).
+                        conn.execute("PRAGMA analysis_limit = 1000").await?;
+                        conn.execute("PRAGMA optimize = 0x10002").await?;
                     }
                     Ok(())
                 })

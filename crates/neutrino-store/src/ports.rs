@@ -93,7 +93,8 @@ fn port_filter(f: &Filter, w: &mut Where) -> Result<bool> {
     Ok(fixed_ips_filter(f, w)? || crate::tags::tag_filter("ports")(f, w)?)
 }
 
-/// Fill `fixed_ips` for the listed ports: one query over the same condition.
+/// Fill `fixed_ips`, `tags` and `security_groups` of the listed ports: one query each over the
+/// same condition.
 async fn attach_fixed_ips(c: &mut AnyConnection, ports: &mut [Port], w: &Where) -> Result<()> {
     if ports.is_empty() {
         return Ok(());
@@ -105,17 +106,32 @@ async fn attach_fixed_ips(c: &mut AnyConnection, ports: &mut [Port], w: &Where) 
     );
     let rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     let index: HashMap<String, usize> = ports.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
-    let mut tags = crate::tags::tags_by_id(c, "ports").await?;
-    let mut groups = crate::security_groups::groups_of_ports(c).await?;
-    for p in ports.iter_mut() {
-        p.tags = tags.remove(&p.id).unwrap_or_default();
-        p.security_groups = groups.remove(&p.id).unwrap_or_default();
-    }
     for r in rows {
         if let Some(i) = index.get(&text(&r, "port_id")?) {
             ports[*i]
                 .fixed_ips
                 .push(FixedIp { subnet_id: text(&r, "subnet_id")?, ip_address: text(&r, "ip_address")? });
+        }
+    }
+    // Tags and security groups of the same ports only.
+    let tags_sql = format!(
+        "SELECT resource_id, tag FROM tags WHERE resource_type = 'ports' AND resource_id IN (SELECT id FROM ports{}) \
+         ORDER BY resource_id, tag",
+        w.sql()
+    );
+    for r in w.bind(sqlx::query(&tags_sql)).fetch_all(&mut *c).await? {
+        if let Some(i) = index.get(&text(&r, "resource_id")?) {
+            ports[*i].tags.push(text(&r, "tag")?);
+        }
+    }
+    let groups_sql = format!(
+        "SELECT port_id, security_group_id FROM port_security_groups WHERE port_id IN (SELECT id FROM ports{}) \
+         ORDER BY port_id, security_group_id",
+        w.sql()
+    );
+    for r in w.bind(sqlx::query(&groups_sql)).fetch_all(&mut *c).await? {
+        if let Some(i) = index.get(&text(&r, "port_id")?) {
+            ports[*i].security_groups.push(text(&r, "security_group_id")?);
         }
     }
     Ok(())

@@ -400,16 +400,3 @@ pub async fn set_port_groups(tx: &mut Tx, port_id: &str, groups: &[String]) -> R
     }
     Ok(())
 }
-
-/// port id → its groups (sorted).
-pub(crate) async fn groups_of_ports(c: &mut AnyConnection) -> Result<HashMap<String, Vec<String>>> {
-    let rows =
-        sqlx::query("SELECT port_id, security_group_id FROM port_security_groups ORDER BY port_id, security_group_id")
-            .fetch_all(&mut *c)
-            .await?;
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for r in rows {
-        out.entry(text(&r, "port_id")?).or_default().push(text(&r, "security_group_id")?);
-    }
-    Ok(out)
-}
