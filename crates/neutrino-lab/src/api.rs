@@ -49,16 +49,21 @@ impl ApiClient {
         &self.base
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+    /// Send a request (on the namespaced runtime when there is one): status and raw body.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), ApiError> {
         let exchange = async move {
             let resp = req.send().await?;
             let status = resp.status().as_u16();
-            Ok::<_, reqwest::Error>((status, resp.bytes().await?))
+            Ok::<_, reqwest::Error>((status, resp.bytes().await?.to_vec()))
         };
-        let (status, bytes) = match &self.runtime {
+        Ok(match &self.runtime {
             Some(rt) => rt.spawn(exchange).await.map_err(|e| ApiError::Runtime(e.to_string()))??,
             None => exchange.await?,
-        };
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let (status, bytes) = self.exchange(req).await?;
         let body: Value =
             if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         if status >= 400 {
@@ -69,20 +74,11 @@ impl ApiClient {
 
     /// GET returning the raw body (status checked), for timing without client-side parsing.
     pub async fn get_raw(&self, path: &str) -> Result<Vec<u8>, ApiError> {
-        let req = self.http.get(format!("{}{path}", self.base));
-        let exchange = async move {
-            let resp = req.send().await?;
-            let status = resp.status().as_u16();
-            Ok::<_, reqwest::Error>((status, resp.bytes().await?))
-        };
-        let (status, bytes) = match &self.runtime {
-            Some(rt) => rt.spawn(exchange).await.map_err(|e| ApiError::Runtime(e.to_string()))??,
-            None => exchange.await?,
-        };
+        let (status, bytes) = self.exchange(self.http.get(format!("{}{path}", self.base))).await?;
         if status >= 400 {
             return Err(ApiError::Status { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) });
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ApiError> {

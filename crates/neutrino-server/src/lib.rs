@@ -6,6 +6,7 @@
 
 mod agents;
 mod app;
+mod create;
 mod error;
 mod ip_availability;
 mod meta;

@@ -1,9 +1,10 @@
 //! `/v2.0/networks`
 
+use crate::create::{create_all, Names};
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
-use crate::request::{if_match_revision, parse_body, parse_create, parse_query, project_of, Attrs};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
+use crate::response::{many, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -72,14 +73,8 @@ fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 4] {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let request = parse_create(&body, "network", "networks", CREATE_ATTRS)?;
-    let mut tx = app.store.begin().await?;
-    let mut created = Vec::with_capacity(request.items.len());
-    for attrs in &request.items {
-        created.push(create_one(&app, &mut tx, &headers, attrs).await?);
-    }
-    tx.commit().await?;
-    Ok(response::created("network", "networks", &created, request.bulk))
+    let names = Names { resource: "network", collection: "networks", allowed: CREATE_ATTRS };
+    create_all(&app, &headers, &body, names, create_one).await
 }
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Network> {

@@ -1,9 +1,10 @@
 //! `/v2.0/ports`
 
+use crate::create::{create_all, Names};
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
-use crate::request::{if_match_revision, parse_body, parse_create, parse_query, project_of, Attrs};
-use crate::response::{self, many, many_raw, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
+use crate::response::{many, many_raw, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -54,7 +55,29 @@ const UPDATE_ATTRS: &[&str] = &[
     "dns_name",
 ];
 
-const CREATE_ONLY_ATTRS: &[&str] = &["network_id", "project_id", "tenant_id", "tags"];
+/// Create takes the update attributes plus these.
+const CREATE_ATTRS: &[&str] = &[
+    "name",
+    "description",
+    "admin_state_up",
+    "mac_address",
+    "fixed_ips",
+    "device_id",
+    "device_owner",
+    "binding:host_id",
+    "binding:profile",
+    "binding:vnic_type",
+    "security_groups",
+    "port_security_enabled",
+    "allowed_address_pairs",
+    "extra_dhcp_opts",
+    "qos_policy_id",
+    "dns_name",
+    "network_id",
+    "project_id",
+    "tenant_id",
+    "tags",
+];
 
 const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder"];
 
@@ -93,15 +116,8 @@ fn mac_in_use(network_id: &str, mac: &str) -> HttpError {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let allowed: Vec<&str> = UPDATE_ATTRS.iter().chain(CREATE_ONLY_ATTRS).copied().collect();
-    let request = parse_create(&body, "port", "ports", &allowed)?;
-    let mut tx = app.store.begin().await?;
-    let mut created = Vec::with_capacity(request.items.len());
-    for attrs in &request.items {
-        created.push(create_one(&app, &mut tx, &headers, attrs).await?);
-    }
-    tx.commit().await?;
-    Ok(response::created("port", "ports", &created, request.bulk))
+    let names = Names { resource: "port", collection: "ports", allowed: CREATE_ATTRS };
+    create_all(&app, &headers, &body, names, create_one).await
 }
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Port> {

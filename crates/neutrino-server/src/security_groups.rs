@@ -1,9 +1,10 @@
 //! `/v2.0/security-groups` and `/v2.0/security-group-rules`.
 
+use crate::create::{create_all, Names};
 use crate::error::HttpResult;
 use crate::meta::collection_method_error;
-use crate::request::{if_match_revision, parse_body, parse_create, parse_query, project_of, Attrs};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
+use crate::response::{many, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -64,14 +65,8 @@ fn request_project(app: &App, headers: &HeaderMap) -> String {
 }
 
 async fn create_groups(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let request = parse_create(&body, "security_group", "security_groups", GROUP_CREATE_ATTRS)?;
-    let mut tx = app.store.begin().await?;
-    let mut created = Vec::with_capacity(request.items.len());
-    for attrs in &request.items {
-        created.push(create_group(&app, &mut tx, &headers, attrs).await?);
-    }
-    tx.commit().await?;
-    Ok(response::created("security_group", "security_groups", &created, request.bulk))
+    let names = Names { resource: "security_group", collection: "security_groups", allowed: GROUP_CREATE_ATTRS };
+    create_all(&app, &headers, &body, names, create_group).await
 }
 
 async fn create_group(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroup> {
@@ -169,14 +164,9 @@ async fn delete_group(State(app): State<App>, Path(id): Path<String>) -> HttpRes
 }
 
 async fn create_rules(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let request = parse_create(&body, "security_group_rule", "security_group_rules", RULE_CREATE_ATTRS)?;
-    let mut tx = app.store.begin().await?;
-    let mut created = Vec::with_capacity(request.items.len());
-    for attrs in &request.items {
-        created.push(create_rule(&app, &mut tx, &headers, attrs).await?);
-    }
-    tx.commit().await?;
-    Ok(response::created("security_group_rule", "security_group_rules", &created, request.bulk))
+    let names =
+        Names { resource: "security_group_rule", collection: "security_group_rules", allowed: RULE_CREATE_ATTRS };
+    create_all(&app, &headers, &body, names, create_rule).await
 }
 
 /// A protocol given as a name or as a number.

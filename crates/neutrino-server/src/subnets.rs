@@ -1,9 +1,10 @@
 //! `/v2.0/subnets`
 
+use crate::create::{create_all, Names};
 use crate::error::HttpResult;
 use crate::meta::collection_method_error;
-use crate::request::{if_match_revision, parse_body, parse_create, parse_query, project_of, Attrs};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
+use crate::response::{many, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -75,26 +76,24 @@ fn gateway_request(attrs: &Attrs) -> Result<GatewayRequest, ApiError> {
     })
 }
 
-fn pools_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
-    Ok(attrs.object_list("allocation_pools", &["start", "end"])?.map(|list| {
+/// A list of two-key objects (`allocation_pools`, `host_routes`) as pairs of strings.
+fn pairs_of(attrs: &Attrs, key: &str, first: &str, second: &str) -> Result<Option<Vec<(String, String)>>, ApiError> {
+    Ok(attrs.object_list(key, &[first, second])?.map(|list| {
         list.iter()
             .map(|p| {
                 let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-                (s("start"), s("end"))
+                (s(first), s(second))
             })
             .collect()
     }))
 }
 
+fn pools_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
+    pairs_of(attrs, "allocation_pools", "start", "end")
+}
+
 fn routes_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
-    Ok(attrs.object_list("host_routes", &["destination", "nexthop"])?.map(|list| {
-        list.iter()
-            .map(|p| {
-                let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-                (s("destination"), s("nexthop"))
-            })
-            .collect()
-    }))
+    pairs_of(attrs, "host_routes", "destination", "nexthop")
 }
 
 fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
@@ -122,14 +121,8 @@ fn apply_valid(subnet: &mut Subnet, v: &ValidSubnet) {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let request = parse_create(&body, "subnet", "subnets", CREATE_ATTRS)?;
-    let mut tx = app.store.begin().await?;
-    let mut created = Vec::with_capacity(request.items.len());
-    for attrs in &request.items {
-        created.push(create_one(&app, &mut tx, &headers, attrs).await?);
-    }
-    tx.commit().await?;
-    Ok(response::created("subnet", "subnets", &created, request.bulk))
+    let names = Names { resource: "subnet", collection: "subnets", allowed: CREATE_ATTRS };
+    create_all(&app, &headers, &body, names, create_one).await
 }
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Subnet> {
