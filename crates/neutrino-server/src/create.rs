@@ -14,7 +14,8 @@ use serde::Serialize;
 pub struct Names {
     pub resource: &'static str,
     pub collection: &'static str,
-    pub allowed: &'static [&'static str],
+    /// Attribute lists a create accepts.
+    pub allowed: &'static [&'static [&'static str]],
 }
 
 /// Parse a create body, run `create_one` for each item inside one transaction, reply 201.

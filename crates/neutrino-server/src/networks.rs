@@ -73,7 +73,7 @@ fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 4] {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "network", collection: "networks", allowed: CREATE_ATTRS };
+    let names = Names { resource: "network", collection: "networks", allowed: &[CREATE_ATTRS] };
     create_all(&app, &headers, &body, names, create_one).await
 }
 

@@ -56,28 +56,7 @@ const UPDATE_ATTRS: &[&str] = &[
 ];
 
 /// Create takes the update attributes plus these.
-const CREATE_ATTRS: &[&str] = &[
-    "name",
-    "description",
-    "admin_state_up",
-    "mac_address",
-    "fixed_ips",
-    "device_id",
-    "device_owner",
-    "binding:host_id",
-    "binding:profile",
-    "binding:vnic_type",
-    "security_groups",
-    "port_security_enabled",
-    "allowed_address_pairs",
-    "extra_dhcp_opts",
-    "qos_policy_id",
-    "dns_name",
-    "network_id",
-    "project_id",
-    "tenant_id",
-    "tags",
-];
+const CREATE_ONLY_ATTRS: &[&str] = &["network_id", "project_id", "tenant_id", "tags"];
 
 const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder"];
 
@@ -116,7 +95,7 @@ fn mac_in_use(network_id: &str, mac: &str) -> HttpError {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "port", collection: "ports", allowed: CREATE_ATTRS };
+    let names = Names { resource: "port", collection: "ports", allowed: &[UPDATE_ATTRS, CREATE_ONLY_ATTRS] };
     create_all(&app, &headers, &body, names, create_one).await
 }
 

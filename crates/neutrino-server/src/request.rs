@@ -20,14 +20,16 @@ pub fn parse_body(bytes: &[u8], resource: &str, allowed: &[&str]) -> Result<Attr
     let inner = outer
         .remove(resource)
         .ok_or_else(|| ApiError::bad_request(format!("Unable to find '{resource}' in request body")))?;
-    attrs_of(inner, resource, allowed)
+    attrs_of(inner, resource, &[allowed])
 }
 
-fn attrs_of(value: Value, resource: &str, allowed: &[&str]) -> Result<Attrs, ApiError> {
+/// `allowed` is a list of attribute lists (e.g. the update attributes plus create-only ones).
+fn attrs_of(value: Value, resource: &str, allowed: &[&[&str]]) -> Result<Attrs, ApiError> {
     let Value::Object(map) = value else {
         return Err(ApiError::bad_request(format!("Unable to find '{resource}' in request body")));
     };
-    let unknown: Vec<&str> = map.keys().map(String::as_str).filter(|k| !allowed.contains(k)).collect();
+    let unknown: Vec<&str> =
+        map.keys().map(String::as_str).filter(|k| !allowed.iter().any(|list| list.contains(k))).collect();
     if !unknown.is_empty() {
         return Err(ApiError::bad_request(format!("Unrecognized attribute(s) '{}'", unknown.join(", "))));
     }
@@ -41,7 +43,12 @@ pub struct CreateBody {
     pub bulk: bool,
 }
 
-pub fn parse_create(bytes: &[u8], resource: &str, collection: &str, allowed: &[&str]) -> Result<CreateBody, ApiError> {
+pub fn parse_create(
+    bytes: &[u8],
+    resource: &str,
+    collection: &str,
+    allowed: &[&[&str]],
+) -> Result<CreateBody, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::malformed_body())?;
     let Value::Object(mut outer) = value else {
         return Err(ApiError::malformed_body());

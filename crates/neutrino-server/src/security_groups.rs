@@ -65,7 +65,7 @@ fn request_project(app: &App, headers: &HeaderMap) -> String {
 }
 
 async fn create_groups(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "security_group", collection: "security_groups", allowed: GROUP_CREATE_ATTRS };
+    let names = Names { resource: "security_group", collection: "security_groups", allowed: &[GROUP_CREATE_ATTRS] };
     create_all(&app, &headers, &body, names, create_group).await
 }
 
@@ -165,7 +165,7 @@ async fn delete_group(State(app): State<App>, Path(id): Path<String>) -> HttpRes
 
 async fn create_rules(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
     let names =
-        Names { resource: "security_group_rule", collection: "security_group_rules", allowed: RULE_CREATE_ATTRS };
+        Names { resource: "security_group_rule", collection: "security_group_rules", allowed: &[RULE_CREATE_ATTRS] };
     create_all(&app, &headers, &body, names, create_rule).await
 }
 

@@ -121,7 +121,7 @@ fn apply_valid(subnet: &mut Subnet, v: &ValidSubnet) {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "subnet", collection: "subnets", allowed: CREATE_ATTRS };
+    let names = Names { resource: "subnet", collection: "subnets", allowed: &[CREATE_ATTRS] };
     create_all(&app, &headers, &body, names, create_one).await
 }
 
