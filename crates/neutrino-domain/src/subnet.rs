@@ -28,6 +28,7 @@ pub struct SubnetRequest {
     pub host_routes: Vec<(String, String)>,
     pub ipv6_ra_mode: Option<String>,
     pub ipv6_address_mode: Option<String>,
+    pub enable_dhcp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +75,11 @@ pub fn validate_subnet(req: &SubnetRequest, network_id: &str, existing: &[IpNet]
     }
     let cidr = parse_cidr(&req.cidr, req.ip_version)?;
     validate_ipv6_modes(req)?;
+    if is_auto_address(req.ipv6_address_mode.as_deref()) && cidr.prefix_len() != 64 {
+        return Err(DomainError::invalid(format!(
+            "Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64"
+        )));
+    }
     if existing.iter().any(|e| e.contains(&cidr.network()) || cidr.contains(&e.network())) {
         return Err(DomainError::invalid(format!(
             "Requested subnet with cidr: {} for network: {network_id} overlaps with another subnet",
@@ -129,6 +135,11 @@ fn validate_ipv6_modes(req: &SubnetRequest) -> Result<(), DomainError> {
                 return Err(DomainError::invalid(format!("'{m}' is not in {IPV6_MODES:?}")));
             }
         }
+    }
+    if !req.enable_dhcp && (req.ipv6_ra_mode.is_some() || req.ipv6_address_mode.is_some()) {
+        return Err(DomainError::invalid(
+            "ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False",
+        ));
     }
     if let (Some(ra), Some(addr)) = (&req.ipv6_ra_mode, &req.ipv6_address_mode) {
         if ra != addr {
@@ -223,6 +234,7 @@ mod tests {
             host_routes: vec![],
             ipv6_ra_mode: None,
             ipv6_address_mode: None,
+            enable_dhcp: true,
         }
     }
 
@@ -274,6 +286,26 @@ mod tests {
         let s = validate_subnet(&r, "n", &[]).unwrap();
         assert_eq!(s.gateway, Some("fd00:30::".parse().unwrap()));
         assert_eq!(s.pools[0].first, "fd00:30::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn ipv6_mode_matrix_follows_neutron() {
+        let mut r = req("fd00:1::/64", 6);
+        r.ipv6_ra_mode = Some("slaac".into());
+        r.ipv6_address_mode = Some("dhcpv6-stateful".into());
+        assert!(validate_subnet(&r, "n", &[]).is_err(), "modes must agree");
+        r.ipv6_address_mode = Some("slaac".into());
+        assert!(validate_subnet(&r, "n", &[]).is_ok());
+        r.enable_dhcp = false;
+        assert!(validate_subnet(&r, "n", &[]).is_err(), "modes need DHCP enabled");
+        let mut r = req("fd00:1::/80", 6);
+        r.ipv6_address_mode = Some("slaac".into());
+        assert!(validate_subnet(&r, "n", &[]).is_err(), "SLAAC needs a /64");
+        r.ipv6_address_mode = Some("dhcpv6-stateful".into());
+        assert!(validate_subnet(&r, "n", &[]).is_ok());
+        let mut v4 = req("10.0.0.0/24", 4);
+        v4.ipv6_address_mode = Some("slaac".into());
+        assert!(validate_subnet(&v4, "n", &[]).is_err());
     }
 
     #[test]

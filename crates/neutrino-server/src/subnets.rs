@@ -140,6 +140,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         host_routes: routes_of(attrs)?.unwrap_or_default(),
         ipv6_ra_mode: attrs.nullable_string("ipv6_ra_mode")?.flatten(),
         ipv6_address_mode: attrs.nullable_string("ipv6_address_mode")?.flatten(),
+        enable_dhcp: attrs.boolean("enable_dhcp")?.unwrap_or(true),
     };
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     let network = store::get_network(tx.conn(), &network_id).await?;
@@ -155,7 +156,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         network_id,
         ip_version: request.ip_version,
         subnetpool_id: None,
-        enable_dhcp: attrs.boolean("enable_dhcp")?.unwrap_or(true),
+        enable_dhcp: request.enable_dhcp,
         ipv6_ra_mode: valid.ipv6_ra_mode.clone(),
         ipv6_address_mode: valid.ipv6_address_mode.clone(),
         gateway_ip: None,
@@ -236,6 +237,7 @@ async fn update(
             .unwrap_or_else(|| subnet.host_routes.iter().map(|r| (r.destination.clone(), r.nexthop.clone())).collect()),
         ipv6_ra_mode: subnet.ipv6_ra_mode.clone(),
         ipv6_address_mode: subnet.ipv6_address_mode.clone(),
+        enable_dhcp: attrs.boolean("enable_dhcp")?.unwrap_or(subnet.enable_dhcp),
     };
     let valid = validate_subnet(&request, &subnet.network_id, &others)?;
     apply_valid(&mut subnet, &valid);
