@@ -62,10 +62,20 @@ impl ApiError {
         Self::bad_request("Body contains invalid data")
     }
 
-    /// 404 `<Resource>NotFound`, e.g. "Network X could not be found."
+    /// 404 `<Resource>NotFound` with Neutron's wording, e.g. "Network X could not be found."
     pub fn not_found(resource: &str, id: &str) -> Self {
-        let kind = format!("{}NotFound", camel(resource));
-        Self::new(404, kind, format!("{} {id} could not be found.", camel(resource)))
+        let message = match resource {
+            "security_group" => format!("Security group {id} does not exist"),
+            "security_group_rule" => format!("Security group rule {id} does not exist"),
+            "subnetpool" => format!("Subnet pool {id} could not be found."),
+            "address_scope" => format!("Address scope {id} could not be found."),
+            other => format!("{} {id} could not be found.", camel(other)),
+        };
+        let kind = match resource {
+            "subnetpool" => "SubnetPoolNotFound".to_string(),
+            other => format!("{}NotFound", camel(other)),
+        };
+        Self::new(404, kind, message)
     }
 
     pub fn no_route() -> Self {

@@ -192,6 +192,39 @@ pub struct NetworkIpAvailability {
     pub ip_availability_details: IpAvailabilityDetails,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddressScope {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub shared: bool,
+    pub ip_version: u8,
+}
+
+/// Prefix lengths are strings on the wire, as Neutron sends them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubnetPool {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub prefixes: Vec<String>,
+    pub default_prefixlen: String,
+    pub min_prefixlen: String,
+    pub max_prefixlen: String,
+    pub ip_version: u8,
+    pub address_scope_id: Option<String>,
+    pub is_default: bool,
+    pub shared: bool,
+    pub default_quota: Option<u64>,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
 /// An entry of `GET /v2.0/extensions`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Extension {

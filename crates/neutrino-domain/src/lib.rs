@@ -11,5 +11,6 @@ pub mod port_options;
 pub mod security_groups;
 pub mod segments;
 pub mod subnet;
+pub mod subnet_pools;
 
 pub use error::DomainError;

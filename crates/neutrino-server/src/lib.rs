@@ -15,6 +15,7 @@ mod ports;
 mod request;
 mod response;
 mod security_groups;
+mod subnet_pools;
 mod subnets;
 mod tags;
 
@@ -38,6 +39,7 @@ pub fn router(app: App) -> Router {
         .merge(ports::routes())
         .merge(agents::routes())
         .merge(security_groups::routes())
+        .merge(subnet_pools::routes())
         .merge(tags::routes())
         .merge(ip_availability::routes())
         .fallback(meta::not_found)

@@ -15,7 +15,8 @@ use axum::Router;
 use neutrino_api::resources::{AllocationPool, HostRoute, Subnet};
 use neutrino_api::ApiError;
 use neutrino_domain::ipam::IpRange;
-use neutrino_domain::subnet::{validate_subnet, GatewayRequest, SubnetRequest, ValidSubnet};
+use neutrino_domain::subnet::{parse_cidr, validate_subnet, GatewayRequest, SubnetRequest, ValidSubnet};
+use neutrino_domain::subnet_pools::{allocate_prefix, check_specific};
 use neutrino_store::{self as store, Tx};
 use serde_json::Value;
 
@@ -52,6 +53,7 @@ const CREATE_ATTRS: &[&str] = &[
     "use_default_subnetpool",
     "dns_publish_fixed_ip",
     "tags",
+    "prefixlen",
 ];
 
 const UPDATE_ATTRS: &[&str] = &[
@@ -97,15 +99,63 @@ fn routes_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
 }
 
 fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
-    for key in ["subnetpool_id", "segment_id"] {
-        if matches!(attrs.raw(key), Some(v) if !v.is_null()) {
-            return Err(ApiError::bad_request(format!("'{key}' is not supported yet by this server")));
-        }
-    }
-    if attrs.boolean("use_default_subnetpool")? == Some(true) {
-        return Err(ApiError::bad_request("Subnet pools are not supported yet by this server"));
+    if matches!(attrs.raw("segment_id"), Some(v) if !v.is_null()) {
+        return Err(ApiError::bad_request("'segment_id' is not supported yet by this server"));
     }
     attrs.only_defaults(&[("service_types", serde_json::json!([])), ("dns_publish_fixed_ip", serde_json::json!(false))])
+}
+
+/// The CIDR of a new subnet: the one given, or one allocated from its subnet pool (the one
+/// named, or the default pool of the IP version with `use_default_subnetpool`).
+async fn subnet_cidr(tx: &mut Tx, attrs: &Attrs, ip_version: u8) -> HttpResult<(String, Option<String>)> {
+    let given = attrs.string("cidr", 64)?;
+    let pool_id = match attrs.nullable_string("subnetpool_id")?.flatten() {
+        Some(id) => Some(id),
+        None if attrs.boolean("use_default_subnetpool")? == Some(true) => {
+            let pool = store::default_pool(tx.conn(), ip_version).await?.ok_or_else(|| {
+                ApiError::bad_request_kind(
+                    "BadRequest",
+                    format!("Bad subnets request: No default subnetpool found for IPv{ip_version}."),
+                )
+            })?;
+            Some(pool.id)
+        }
+        None => None,
+    };
+    let Some(pool_id) = pool_id else {
+        let cidr = given.ok_or_else(|| {
+            ApiError::bad_request_kind(
+                "BadRequest",
+                "Bad subnets request: a subnetpool must be specified in the absence of a cidr.",
+            )
+        })?;
+        return Ok((cidr, None));
+    };
+    let (pool, used) = store::lock_pool_for_allocation(tx, &pool_id).await?;
+    if pool.ip_version != ip_version {
+        return Err(ApiError::bad_request_kind(
+            "BadRequest",
+            format!(
+                "Bad subnets request: Cannot allocate IPv{ip_version} subnet from IPv{} subnet pool.",
+                pool.ip_version
+            ),
+        )
+        .into());
+    }
+    let spec = store::pool_spec(&pool);
+    let cidr = match given {
+        Some(text) => {
+            let cidr = parse_cidr(&text, ip_version)?;
+            check_specific(&spec, &used, cidr)?;
+            cidr
+        }
+        None => {
+            let len =
+                attrs.uint("prefixlen")?.map(|v| u8::try_from(v).unwrap_or(u8::MAX)).unwrap_or(spec.default_prefixlen);
+            allocate_prefix(&spec, &used, len)?
+        }
+    };
+    Ok((cidr.to_string(), Some(pool_id)))
 }
 
 fn pools_json(pools: &[IpRange]) -> Vec<AllocationPool> {
@@ -130,10 +180,12 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     let network_id = attrs.required("network_id").and_then(|_| attrs.string("network_id", 36))?.unwrap_or_default();
     attrs.required("ip_version")?;
     let ip_version = attrs.uint("ip_version")?.unwrap_or_default();
-    attrs.required("cidr")?;
+    let version = u8::try_from(ip_version).unwrap_or(0);
+    let network = store::get_network(tx.conn(), &network_id).await?;
+    let (cidr, subnetpool_id) = subnet_cidr(tx, attrs, version).await?;
     let request = SubnetRequest {
-        ip_version: u8::try_from(ip_version).unwrap_or(0),
-        cidr: attrs.string("cidr", 64)?.unwrap_or_default(),
+        ip_version: version,
+        cidr,
         gateway: gateway_request(attrs)?,
         allocation_pools: pools_of(attrs)?,
         dns_nameservers: attrs.string_list("dns_nameservers")?.unwrap_or_default(),
@@ -143,7 +195,6 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         enable_dhcp: attrs.boolean("enable_dhcp")?.unwrap_or(true),
     };
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    let network = store::get_network(tx.conn(), &network_id).await?;
     let existing: Vec<ipnet::IpNet> =
         store::network_subnets(tx.conn(), &network_id).await?.iter().filter_map(|s| s.cidr.parse().ok()).collect();
     let valid = validate_subnet(&request, &network_id, &existing)?;
@@ -155,7 +206,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         project_id,
         network_id,
         ip_version: request.ip_version,
-        subnetpool_id: None,
+        subnetpool_id,
         enable_dhcp: request.enable_dhcp,
         ipv6_ra_mode: valid.ipv6_ra_mode.clone(),
         ipv6_address_mode: valid.ipv6_address_mode.clone(),

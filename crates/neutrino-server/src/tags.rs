@@ -62,6 +62,7 @@ async fn read_tags(app: &App, collection: &str, id: &str) -> HttpResult<Vec<Stri
         "networks" => drop(store::get_network(&mut c, id).await?),
         "subnets" => drop(store::get_subnet(&mut c, id).await?),
         "security_groups" => drop(store::get_group(&mut c, id).await?),
+        "subnetpools" => drop(store::get_pool(&mut c, id).await?),
         _ => drop(store::get_port(&mut c, id).await?),
     }
     Ok(store::tags_of(&mut c, collection, id).await?)

@@ -13,6 +13,7 @@ mod ports;
 mod rows;
 mod schema;
 mod security_groups;
+mod subnet_pools;
 mod subnets;
 mod tags;
 
@@ -28,6 +29,10 @@ pub use rows::Page;
 pub use security_groups::{
     delete_group, delete_rule, ensure_default_group, get_group, get_rule, insert_group, insert_rule, list_groups,
     list_rules, set_port_groups, update_group,
+};
+pub use subnet_pools::{
+    default_pool, delete_pool, delete_scope, get_pool, get_scope, insert_pool, insert_scope, list_pools, list_scopes,
+    lock_pool_for_allocation, pool_spec, update_pool, update_scope,
 };
 pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
 pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH, TAGGABLE};

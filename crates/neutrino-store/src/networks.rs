@@ -87,9 +87,22 @@ async fn attach_subnets(c: &mut AnyConnection, nets: &mut [Network], all: bool) 
         by_net.entry(text(&r, "network_id")?).or_default().push(text(&r, "id")?);
     }
     let mut tags = crate::tags::tags_by_id(c, "networks").await?;
+    // A network is in an address scope through the pools of its subnets.
+    let scopes = sqlx::query(
+        "SELECT DISTINCT s.network_id, s.ip_version, p.address_scope_id FROM subnets s \
+         JOIN subnetpools p ON p.id = s.subnetpool_id WHERE p.address_scope_id IS NOT NULL",
+    )
+    .fetch_all(&mut *c)
+    .await?;
+    let mut scope_of: BTreeMap<(String, i64), String> = BTreeMap::new();
+    for r in &scopes {
+        scope_of.insert((text(r, "network_id")?, int(r, "ip_version")?), text(r, "address_scope_id")?);
+    }
     for n in nets {
         n.subnets = by_net.remove(&n.id).unwrap_or_default();
         n.tags = tags.remove(&n.id).unwrap_or_default();
+        n.ipv4_address_scope = scope_of.get(&(n.id.clone(), 4)).cloned();
+        n.ipv6_address_scope = scope_of.get(&(n.id.clone(), 6)).cloned();
     }
     Ok(())
 }

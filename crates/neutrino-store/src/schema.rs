@@ -11,7 +11,41 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_security_groups", SECURITY_GROUPS),
     ("0004_port_options", PORT_OPTIONS),
     ("0005_filter_indexes", FILTER_INDEXES),
+    ("0006_subnet_pools", SUBNET_POOLS),
 ];
+
+const SUBNET_POOLS: &str = r#"
+CREATE TABLE address_scopes (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    ip_version BIGINT NOT NULL,
+    shared BOOLEAN NOT NULL
+);
+
+CREATE TABLE subnetpools (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    ip_version BIGINT NOT NULL,
+    prefixes TEXT NOT NULL,
+    min_prefixlen BIGINT NOT NULL,
+    max_prefixlen BIGINT NOT NULL,
+    default_prefixlen BIGINT NOT NULL,
+    address_scope_id TEXT REFERENCES address_scopes (id),
+    is_default BOOLEAN NOT NULL,
+    shared BOOLEAN NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX subnetpools_one_default ON subnetpools (ip_version) WHERE is_default;
+CREATE INDEX subnetpools_scope ON subnetpools (address_scope_id);
+
+ALTER TABLE subnets ADD COLUMN subnetpool_id TEXT REFERENCES subnetpools (id);
+CREATE INDEX subnets_pool ON subnets (subnetpool_id)
+"#;
 
 /// Indexes for the filters clients use most, so that lists stay index lookups. Most ports of
 /// a big cloud are bound somewhere, but many are not yet; the partial indexes on bound ports

@@ -21,12 +21,13 @@ const COLUMNS: &[Column] = &[
     col("ipv6_ra_mode", "ipv6_ra_mode", T::NullableText),
     col("ipv6_address_mode", "ipv6_address_mode", T::NullableText),
     col("revision_number", "revision_number", T::Int),
+    col("subnetpool_id", "subnetpool_id", T::NullableText),
 ];
 
 const SELECT: &str =
     "SELECT id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
     ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, \
-    revision_number, (SELECT n.router_external FROM networks n WHERE n.id = subnets.network_id) AS router_external \
+    revision_number, subnetpool_id, (SELECT n.router_external FROM networks n WHERE n.id = subnets.network_id) AS router_external \
     FROM subnets";
 
 fn decode(row: &AnyRow) -> Result<Subnet> {
@@ -38,7 +39,7 @@ fn decode(row: &AnyRow) -> Result<Subnet> {
         project_id,
         network_id: text(row, "network_id")?,
         ip_version: int(row, "ip_version")? as u8,
-        subnetpool_id: None,
+        subnetpool_id: opt_text(row, "subnetpool_id")?,
         enable_dhcp: boolean(row, "enable_dhcp")?,
         ipv6_ra_mode: opt_text(row, "ipv6_ra_mode")?,
         ipv6_address_mode: opt_text(row, "ipv6_address_mode")?,
@@ -98,8 +99,8 @@ pub async fn network_subnets(c: &mut AnyConnection, network_id: &str) -> Result<
 pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     sqlx::query(
         "INSERT INTO subnets (id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
-         ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, revision_number) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, revision_number, \
+         subnetpool_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(s.id.clone())
     .bind(s.project_id.clone())
@@ -118,6 +119,7 @@ pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .bind(s.created_at.clone())
     .bind(s.updated_at.clone())
     .bind(s.revision_number as i64)
+    .bind(s.subnetpool_id.clone())
     .execute(tx.conn())
     .await?;
     tx.record_change("subnet", &s.id, "create").await

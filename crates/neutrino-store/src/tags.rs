@@ -8,7 +8,7 @@ use sqlx::AnyConnection;
 use std::collections::HashMap;
 
 /// The resources that carry tags, by collection name (also their table name).
-pub const TAGGABLE: [&str; 4] = ["networks", "subnets", "ports", "security_groups"];
+pub const TAGGABLE: [&str; 5] = ["networks", "subnets", "ports", "security_groups", "subnetpools"];
 
 /// Neutron's limit on one tag.
 pub const MAX_TAG_LENGTH: usize = 255;
@@ -58,6 +58,7 @@ async fn require(tx: &mut Tx, collection: &str, id: &str) -> Result<&'static str
                 "network" => "network",
                 "subnet" => "subnet",
                 "security_group" => "security_group",
+                "subnetpool" => "subnetpool",
                 _ => "port",
             },
             id,

@@ -882,3 +882,132 @@ on_both_backends!(ports_carry_address_pairs_and_dhcp_options, default_config(), 
     assert_eq!(cleared["port"]["allowed_address_pairs"], json!([]));
     assert_eq!(s.api.get(&format!("/v2.0/ports?id={id}")).await.unwrap()["ports"][0], cleared["port"]);
 });
+
+on_both_backends!(
+    subnet_pools_and_address_scopes_allocate_without_overlap,
+    default_config(),
+    |s: TestServer| async move {
+        let scope = s
+            .api
+            .post("/v2.0/address-scopes", json!({"address_scope": {"name": "s4", "ip_version": 4}}))
+            .await
+            .unwrap()["address_scope"]
+            .clone();
+        let scope_id = scope["id"].as_str().unwrap().to_string();
+        let pool = s
+            .api
+            .post(
+                "/v2.0/subnetpools",
+                json!({"subnetpool": {"name": "p4", "prefixes": ["198.18.0.0/16"],
+            "default_prefixlen": 24, "address_scope_id": scope_id}}),
+            )
+            .await
+            .unwrap()["subnetpool"]
+            .clone();
+        let pool_id = pool["id"].as_str().unwrap().to_string();
+        assert_eq!(pool["ip_version"], 4);
+        assert_eq!(pool["default_prefixlen"], "24");
+        assert_eq!(pool["min_prefixlen"], "8");
+        let (status, kind, _) = error_of(
+        s.api
+            .post("/v2.0/subnetpools", json!({"subnetpool": {"name": "clash", "prefixes": ["198.18.128.0/17"], "address_scope_id": scope_id}}))
+            .await,
+    );
+        assert_eq!((status, kind.as_str()), (400, "AddressScopePrefixConflict"));
+
+        let net = s.api.create_network("pooled").await.unwrap();
+        let net_id = net["id"].as_str().unwrap().to_string();
+        let subnet = |body: Value| {
+            let api = s.api.clone();
+            async move { api.post("/v2.0/subnets", json!({ "subnet": body })).await }
+        };
+        let a = subnet(json!({"network_id": net_id, "ip_version": 4, "subnetpool_id": pool_id})).await.unwrap();
+        assert_eq!(a["subnet"]["cidr"], "198.18.0.0/24");
+        assert_eq!(a["subnet"]["subnetpool_id"], pool_id.as_str());
+        assert_eq!(a["subnet"]["gateway_ip"], "198.18.0.1");
+        let net2 = s.api.create_network("pooled2").await.unwrap();
+        let b = subnet(json!({"network_id": net2["id"], "ip_version": 4, "subnetpool_id": pool_id, "prefixlen": 26}))
+            .await
+            .unwrap();
+        assert_eq!(b["subnet"]["cidr"], "198.18.1.0/26");
+        let (status, kind, _) = error_of(
+            subnet(
+                json!({"network_id": net2["id"], "ip_version": 4, "subnetpool_id": pool_id, "cidr": "198.18.0.128/25"}),
+            )
+            .await,
+        );
+        assert_eq!((status, kind.as_str()), (409, "SubnetAllocationError"));
+        let (status, _, _) = error_of(
+            subnet(json!({"network_id": net2["id"], "ip_version": 4, "subnetpool_id": pool_id, "cidr": "10.0.0.0/24"}))
+                .await,
+        );
+        assert_eq!(status, 400);
+        let (status, _, _) = error_of(subnet(json!({"network_id": net2["id"], "ip_version": 4})).await);
+        assert_eq!(status, 400, "no cidr and no pool");
+        let shown = s.api.get(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+        assert_eq!(shown["network"]["ipv4_address_scope"], scope_id.as_str());
+        assert_eq!(shown["network"]["ipv6_address_scope"], Value::Null);
+
+        // Twelve networks take subnets from the pool at once: all different.
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let api = s.api.clone();
+            let pool_id = pool_id.clone();
+            tasks.push(tokio::spawn(async move {
+                let n = api.create_network(&format!("race{i}")).await.unwrap();
+                api.post(
+                    "/v2.0/subnets",
+                    json!({"subnet": {"network_id": n["id"], "ip_version": 4, "subnetpool_id": pool_id}}),
+                )
+                .await
+                .unwrap()["subnet"]["cidr"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            }));
+        }
+        let mut cidrs = HashSet::new();
+        for t in tasks {
+            assert!(cidrs.insert(t.await.unwrap()), "no prefix handed out twice");
+        }
+
+        // Default pools: one per IP version; subnets can ask for it.
+        s.api.put(&format!("/v2.0/subnetpools/{pool_id}"), json!({"subnetpool": {"is_default": true}})).await.unwrap();
+        let (status, _, _) = error_of(
+            s.api
+                .post(
+                    "/v2.0/subnetpools",
+                    json!({"subnetpool": {"name": "d2", "prefixes": ["203.0.113.0/24"], "is_default": true}}),
+                )
+                .await,
+        );
+        assert_eq!(status, 400, "a second default IPv4 pool");
+        let net3 = s.api.create_network("defaulted").await.unwrap();
+        let c =
+            subnet(json!({"network_id": net3["id"], "ip_version": 4, "use_default_subnetpool": true})).await.unwrap();
+        assert_eq!(c["subnet"]["subnetpool_id"], pool_id.as_str());
+
+        // Prefixes grow but never shrink; pools and scopes in use stay.
+        let grown = s
+            .api
+            .put(
+                &format!("/v2.0/subnetpools/{pool_id}"),
+                json!({"subnetpool": {"prefixes": ["198.18.0.0/16", "198.19.0.0/16"]}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(grown["subnetpool"]["prefixes"], json!(["198.18.0.0/16", "198.19.0.0/16"]));
+        let (status, kind, _) = error_of(
+            s.api
+                .put(&format!("/v2.0/subnetpools/{pool_id}"), json!({"subnetpool": {"prefixes": ["198.19.0.0/16"]}}))
+                .await,
+        );
+        assert_eq!((status, kind.as_str()), (400, "IllegalSubnetPoolPrefixUpdate"));
+        let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/subnetpools/{pool_id}")).await);
+        assert_eq!((status, kind.as_str()), (409, "SubnetPoolInUse"));
+        let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/address-scopes/{scope_id}")).await);
+        assert_eq!((status, kind.as_str()), (409, "AddressScopeInUse"));
+        let (status, kind, _) = error_of(s.api.get("/v2.0/subnetpools/00000000-0000-0000-0000-000000000000").await);
+        assert_eq!((status, kind.as_str()), (404, "SubnetPoolNotFound"));
+    }
+);

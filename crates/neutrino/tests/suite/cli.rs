@@ -106,6 +106,52 @@ async fn openstack_cli_manages_networks_subnets_and_ports() {
     openstack(&cli, &base, &["port", "delete", "sg-port"]).await;
     openstack(&cli, &base, &["security", "group", "delete", "cli-sg"]).await;
 
+    // Address scopes, subnet pools and a subnet allocated from one.
+    let scope =
+        openstack(&cli, &base, &["address", "scope", "create", "--ip-version", "4", "cli-scope", "-f", "json"]).await;
+    let pool = openstack(
+        &cli,
+        &base,
+        &[
+            "subnet",
+            "pool",
+            "create",
+            "--pool-prefix",
+            "198.18.0.0/16",
+            "--default-prefix-length",
+            "24",
+            "--address-scope",
+            "cli-scope",
+            "cli-pool",
+            "-f",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(pool["address_scope_id"], scope["id"], "{pool}");
+    let pooled = openstack(
+        &cli,
+        &base,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "cli-net",
+            "--subnet-pool",
+            "cli-pool",
+            "--prefix-length",
+            "26",
+            "cli-pooled",
+            "-f",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(pooled["cidr"], "198.18.0.0/26", "{pooled}");
+    openstack(&cli, &base, &["subnet", "delete", "cli-pooled"]).await;
+    openstack(&cli, &base, &["subnet", "pool", "delete", "cli-pool"]).await;
+    openstack(&cli, &base, &["address", "scope", "delete", "cli-scope"]).await;
+
     openstack(&cli, &base, &["port", "delete", "cli-port"]).await;
     openstack(&cli, &base, &["subnet", "delete", "cli-subnet"]).await;
     openstack(&cli, &base, &["network", "delete", "cli-net"]).await;

@@ -1,0 +1,259 @@
+//! `/v2.0/address-scopes` and `/v2.0/subnetpools`.
+
+use crate::create::{create_all, Names};
+use crate::error::HttpResult;
+use crate::meta::collection_method_error;
+use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
+use crate::response::{many, no_content, one, PageInfo};
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use neutrino_api::resources::{AddressScope, SubnetPool};
+use neutrino_api::ApiError;
+use neutrino_domain::subnet_pools::validate_pool;
+use neutrino_store::{self as store, Tx};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route(
+            "/v2.0/address-scopes",
+            get(list_scopes)
+                .post(create_scopes)
+                .put(|| async { collection_method_error("address_scope") })
+                .delete(|| async { collection_method_error("address_scope") }),
+        )
+        .route("/v2.0/address-scopes/{id}", get(show_scope).put(update_scope).delete(delete_scope))
+        .route(
+            "/v2.0/subnetpools",
+            get(list_pools)
+                .post(create_pools)
+                .put(|| async { collection_method_error("subnetpool") })
+                .delete(|| async { collection_method_error("subnetpool") }),
+        )
+        .route("/v2.0/subnetpools/{id}", get(show_pool).put(update_pool).delete(delete_pool))
+}
+
+const SCOPE_CREATE_ATTRS: &[&str] = &["name", "ip_version", "shared", "project_id", "tenant_id"];
+const SCOPE_UPDATE_ATTRS: &[&str] = &["name", "shared"];
+const POOL_UPDATE_ATTRS: &[&str] = &[
+    "name",
+    "description",
+    "prefixes",
+    "default_prefixlen",
+    "min_prefixlen",
+    "max_prefixlen",
+    "address_scope_id",
+    "is_default",
+];
+const POOL_CREATE_ONLY_ATTRS: &[&str] = &["shared", "project_id", "tenant_id", "tags", "default_quota"];
+
+fn ip_version_of(attrs: &Attrs) -> Result<u8, ApiError> {
+    attrs.required("ip_version")?;
+    match attrs.uint("ip_version")? {
+        Some(4) => Ok(4),
+        Some(6) => Ok(6),
+        other => {
+            Err(ApiError::invalid_attribute("ip_version", format!("'{}' is not in [4, 6]", other.unwrap_or_default())))
+        }
+    }
+}
+
+async fn create_scopes(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    let names = Names { resource: "address_scope", collection: "address_scopes", allowed: &[SCOPE_CREATE_ATTRS] };
+    create_all(&app, &headers, &body, names, create_scope).await
+}
+
+async fn create_scope(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<AddressScope> {
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+    let scope = AddressScope {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: attrs.required("name").and_then(|_| attrs.string("name", 255))?.unwrap_or_default(),
+        tenant_id: project_id.clone(),
+        project_id,
+        shared: attrs.boolean("shared")?.unwrap_or(false),
+        ip_version: ip_version_of(attrs)?,
+    };
+    store::insert_scope(tx, &scope).await?;
+    Ok(scope)
+}
+
+async fn list_scopes(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let scopes = store::list_scopes(&mut c, &q.filters, &q.page).await?;
+    let info = PageInfo { headers: &headers, collection: "address-scopes", raw_query: raw.as_deref(), page: &q.page };
+    let links = info.links(scopes.len(), scopes.first().map(|s| s.id.as_str()), scopes.last().map(|s| s.id.as_str()));
+    Ok(many("address_scopes", &scopes, &q.fields, links))
+}
+
+async fn show_scope(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    Ok(one(StatusCode::OK, "address_scope", &store::get_scope(&mut c, &id).await?, &q.fields))
+}
+
+async fn update_scope(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
+    let attrs = parse_body(&body, "address_scope", SCOPE_UPDATE_ATTRS)?;
+    let mut tx = app.store.begin().await?;
+    let mut scope = store::get_scope(tx.conn(), &id).await?;
+    if let Some(n) = attrs.string("name", 255)? {
+        scope.name = n;
+    }
+    if let Some(s) = attrs.boolean("shared")? {
+        scope.shared = s;
+    }
+    store::update_scope(&mut tx, &scope).await?;
+    tx.commit().await?;
+    Ok(one(StatusCode::OK, "address_scope", &scope, &[]))
+}
+
+async fn delete_scope(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut tx = app.store.begin().await?;
+    store::delete_scope(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(no_content())
+}
+
+/// A prefix length given as a number or a numeric string.
+fn prefixlen(attrs: &Attrs, key: &str) -> Result<Option<u8>, ApiError> {
+    attrs
+        .uint(key)?
+        .map(|v| u8::try_from(v).map_err(|_| ApiError::invalid_attribute(key, format!("'{v}' is too large"))))
+        .transpose()
+}
+
+/// Apply prefixes and bounds from `attrs` over `current`, validated as a whole.
+fn pool_bounds(attrs: &Attrs, pool: &mut SubnetPool) -> Result<(), ApiError> {
+    let given = attrs.string_list("prefixes")?;
+    if let Some(given) = &given {
+        // Prefixes may grow, never shrink, while subnets may use them.
+        if !pool.prefixes.is_empty() {
+            let old = validate_pool(&pool.prefixes, None, None, None).map_err(to_api)?;
+            let new = validate_pool(given, None, None, None).map_err(to_api)?;
+            if old.prefixes.iter().any(|o| !new.prefixes.iter().any(|n| n.contains(o))) {
+                return Err(ApiError::bad_request_kind(
+                    "IllegalSubnetPoolPrefixUpdate",
+                    format!("Illegal update to prefixes: Existing prefixes of subnet pool {} must be kept", pool.id),
+                ));
+            }
+        }
+    }
+    let prefixes = given.unwrap_or_else(|| pool.prefixes.clone());
+    let current = |s: &str| s.parse::<u8>().ok();
+    let spec = validate_pool(
+        &prefixes,
+        prefixlen(attrs, "min_prefixlen")?.or(current(&pool.min_prefixlen)),
+        prefixlen(attrs, "max_prefixlen")?.or(current(&pool.max_prefixlen)),
+        prefixlen(attrs, "default_prefixlen")?.or(current(&pool.default_prefixlen)),
+    )
+    .map_err(to_api)?;
+    pool.ip_version = spec.ip_version;
+    pool.prefixes = spec.prefixes.iter().map(|p| p.to_string()).collect();
+    pool.min_prefixlen = spec.min_prefixlen.to_string();
+    pool.max_prefixlen = spec.max_prefixlen.to_string();
+    pool.default_prefixlen = spec.default_prefixlen.to_string();
+    Ok(())
+}
+
+fn to_api(e: neutrino_domain::DomainError) -> ApiError {
+    crate::error::HttpError::from(e).0
+}
+
+async fn create_pools(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    let names = Names {
+        resource: "subnetpool",
+        collection: "subnetpools",
+        allowed: &[POOL_UPDATE_ATTRS, POOL_CREATE_ONLY_ATTRS],
+    };
+    create_all(&app, &headers, &body, names, create_pool).await
+}
+
+async fn create_pool(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SubnetPool> {
+    attrs.required("prefixes")?;
+    attrs.only_defaults(&[("default_quota", serde_json::Value::Null)])?;
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+    let now = store::now_timestamp();
+    let mut pool = SubnetPool {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: attrs.required("name").and_then(|_| attrs.string("name", 255))?.unwrap_or_default(),
+        tenant_id: project_id.clone(),
+        project_id,
+        prefixes: Vec::new(),
+        default_prefixlen: String::new(),
+        min_prefixlen: String::new(),
+        max_prefixlen: String::new(),
+        ip_version: 0,
+        address_scope_id: attrs.nullable_string("address_scope_id")?.flatten(),
+        is_default: attrs.boolean("is_default")?.unwrap_or(false),
+        shared: attrs.boolean("shared")?.unwrap_or(false),
+        default_quota: None,
+        description: attrs.string("description", 255)?.unwrap_or_default(),
+        tags: crate::tags::tags_on_create(attrs)?,
+        created_at: now.clone(),
+        updated_at: now,
+        revision_number: 0,
+    };
+    pool_bounds(attrs, &mut pool)?;
+    store::insert_pool(tx, &pool).await?;
+    store::insert_initial_tags(tx, "subnetpools", &pool.id, &pool.tags).await?;
+    Ok(pool)
+}
+
+async fn list_pools(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let pools = store::list_pools(&mut c, &q.filters, &q.page).await?;
+    let info = PageInfo { headers: &headers, collection: "subnetpools", raw_query: raw.as_deref(), page: &q.page };
+    let links = info.links(pools.len(), pools.first().map(|p| p.id.as_str()), pools.last().map(|p| p.id.as_str()));
+    Ok(many("subnetpools", &pools, &q.fields, links))
+}
+
+async fn show_pool(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    Ok(one(StatusCode::OK, "subnetpool", &store::get_pool(&mut c, &id).await?, &q.fields))
+}
+
+async fn update_pool(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    let attrs = parse_body(&body, "subnetpool", POOL_UPDATE_ATTRS)?;
+    let mut tx = app.store.begin().await?;
+    let mut pool = store::get_pool(tx.conn(), &id).await?;
+    let expected = pool.revision_number;
+    if if_match_revision(&headers)?.is_some_and(|r| r != expected) {
+        return Err(store::StoreError::RevisionMismatch.into());
+    }
+    if let Some(n) = attrs.string("name", 255)? {
+        pool.name = n;
+    }
+    if let Some(d) = attrs.string("description", 255)? {
+        pool.description = d;
+    }
+    if let Some(scope) = attrs.nullable_string("address_scope_id")? {
+        pool.address_scope_id = scope;
+    }
+    if let Some(d) = attrs.boolean("is_default")? {
+        pool.is_default = d;
+    }
+    pool_bounds(&attrs, &mut pool)?;
+    pool.updated_at = store::now_timestamp();
+    store::update_pool(&mut tx, &pool, expected).await?;
+    tx.commit().await?;
+    pool.revision_number = expected + 1;
+    Ok(one(StatusCode::OK, "subnetpool", &pool, &[]))
+}
+
+async fn delete_pool(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut tx = app.store.begin().await?;
+    store::delete_pool(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(no_content())
+}
