@@ -76,7 +76,7 @@ on_both_backends!(bad_requests_get_neutron_errors_and_change_nothing, default_co
             400,
             "InvalidInput",
         ),
-        ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": net_id, "ip_version": 4}}), 400, "HTTPBadRequest"),
+        ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": net_id, "ip_version": 4}}), 400, "BadRequest"),
         (
             "POST",
             "/v2.0/subnets",
