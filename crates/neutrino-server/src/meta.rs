@@ -8,81 +8,35 @@ use neutrino_api::resources::Extension;
 use neutrino_api::ApiError;
 use serde_json::json;
 
-/// Only what Neutrino implements: clients decide what to call from this list.
+/// Only what Neutrino implements: clients decide what to call from this list. Names,
+/// descriptions and dates are Neutron's.
+#[rustfmt::skip]
 const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
-    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs", "2013-07-23T10:00:00-00:00"),
-    ("extra_dhcp_opt", "Neutron Extra DHCP options", "Extra options configuration for DHCP. For example PXE boot options to DHCP clients can be specified (e.g. tftp-server, server-ip-address, bootfile-name)", "2013-03-17T12:00:00-00:00"),
     ("address-scope", "Address scope", "Address scopes extension.", "2015-07-26T10:00:00-00:00"),
-    ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool", "2015-03-30T10:00:00-00:00"),
-    ("default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a subnetpool as the default.", "2016-02-18T18:00:00-00:00"),
     ("agent", "agent", "The agent management extension.", "2013-02-03T10:00:00-00:00"),
-    (
-        "binding",
-        "Port Binding",
-        "Expose port bindings of a virtual port to external application",
-        "2014-02-03T10:00:00-00:00",
-    ),
-    (
-        "filter-validation",
-        "Filter parameters validation",
-        "Provides validation on filter parameters.",
-        "2018-07-04T10:00:00-00:00",
-    ),
-    (
-        "network-ip-availability",
-        "Network IP Availability",
-        "Provides IP availability data for each network and subnet.",
-        "2015-09-24T00:00:00-00:00",
-    ),
-    (
-        "external-net",
-        "Neutron external network",
-        "Adds external network attribute to network resource.",
-        "2013-01-14T10:00:00-00:00",
-    ),
+    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs", "2013-07-23T10:00:00-00:00"),
+    ("binding", "Port Binding", "Expose port bindings of a virtual port to external application", "2014-02-03T10:00:00-00:00"),
+    ("default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a subnetpool as the default.", "2016-02-18T18:00:00-00:00"),
+    ("external-net", "Neutron external network", "Adds external network attribute to network resource.", "2013-01-14T10:00:00-00:00"),
+    ("extra_dhcp_opt", "Neutron Extra DHCP options", "Extra options configuration for DHCP. For example PXE boot options to DHCP clients can be specified (e.g. tftp-server, server-ip-address, bootfile-name)", "2013-03-17T12:00:00-00:00"),
+    ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters.", "2018-07-04T10:00:00-00:00"),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource.", "2015-03-25T10:00:00-00:00"),
-    (
-        "net-mtu-writable",
-        "Network MTU (writable)",
-        "Provides a writable MTU attribute for a network resource.",
-        "2017-07-12T00:00:00-00:00",
-    ),
-    (
-        "pagination",
-        "Pagination support",
-        "Extension that indicates that pagination is enabled.",
-        "2016-06-12T00:00:00-00:00",
-    ),
-    (
-        "project-id",
-        "project_id field enabled",
-        "Extension that indicates that project_id field is enabled.",
-        "2016-09-09T09:09:09-09:09",
-    ),
-    (
-        "provider",
-        "Provider Network",
-        "Expose mapping of virtual networks to physical networks",
-        "2012-09-07T10:00:00-00:00",
-    ),
-    (
-        "standard-attr-description",
-        "standard-attr-description",
-        "Extension to add descriptions to standard attributes",
-        "2016-02-10T10:00:00-00:00",
-    ),
-    (
-        "standard-attr-revisions",
-        "Resource revision numbers",
-        "This extension will display the revision number of neutron resources.",
-        "2016-04-11T10:00:00-00:00",
-    ),
-    (
-        "standard-attr-timestamp",
-        "Resource timestamps",
-        "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.",
-        "2016-09-12T10:00:00-00:00",
-    ),
+    ("net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource.", "2017-07-12T00:00:00-00:00"),
+    ("network-ip-availability", "Network IP Availability", "Provides IP availability data for each network and subnet.", "2015-09-24T00:00:00-00:00"),
+    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled.", "2016-06-12T00:00:00-00:00"),
+    ("port-security", "Port Security", "Provides port security", "2012-07-23T10:00:00-00:00"),
+    ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled.", "2016-09-09T09:09:09-09:09"),
+    ("provider", "Provider Network", "Expose mapping of virtual networks to physical networks", "2012-09-07T10:00:00-00:00"),
+    ("security-group", "security-group", "The security groups extension.", "2012-10-05T10:00:00-00:00"),
+    ("sorting", "Sorting support", "Extension that indicates that sorting is enabled.", "2016-06-12T00:00:00-00:00"),
+    ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes", "2016-02-10T10:00:00-00:00"),
+    ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources.", "2016-04-11T10:00:00-00:00"),
+    ("standard-attr-tag", "Tag support for resources with standard attribute: port, subnet, subnetpool, network, security_group", "Enables to set tag on resources with standard attribute.", "2017-01-01T00:00:00-00:00"),
+    ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.", "2016-09-12T10:00:00-00:00"),
+    ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not", "2019-11-26T09:00:00-00:00"),
+    ("subnet-service-types", "Subnet service types", "Provides ability to set the subnet service_types field", "2016-03-15T18:00:00-00:00"),
+    ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool", "2015-03-30T10:00:00-00:00"),
+    ("tag-creation", "Tag creation extension", "Allow to create multiple tags for a resource", "2024-23-07T10:00:00-00:00"),
 ];
 
 fn to_extension(entry: &(&str, &str, &str, &str)) -> Extension {

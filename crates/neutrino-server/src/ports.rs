@@ -380,6 +380,7 @@ async fn assign_fixed_ips(
             }
         }
         None => {
+            let subnets = &subnets_for_owner(subnets, &port.device_owner);
             for v6_stateful in [false, true] {
                 let family: Vec<&Subnet> = subnets
                     .iter()
@@ -412,6 +413,17 @@ async fn assign_fixed_ips(
         }
     }
     Ok(out)
+}
+
+/// Subnets automatic addresses may come from, by `service_types`: those reserved for the
+/// port's device owner if there are any, else those reserved for nobody.
+fn subnets_for_owner(subnets: &[Subnet], device_owner: &str) -> Vec<Subnet> {
+    let for_owner: Vec<Subnet> =
+        subnets.iter().filter(|s| s.service_types.iter().any(|t| t == device_owner)).cloned().collect();
+    if !for_owner.is_empty() {
+        return for_owner;
+    }
+    subnets.iter().filter(|s| s.service_types.is_empty()).cloned().collect()
 }
 
 fn subnet_contains(subnet: &Subnet, ip: IpAddr) -> bool {

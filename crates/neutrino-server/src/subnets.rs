@@ -102,7 +102,20 @@ fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
     if matches!(attrs.raw("segment_id"), Some(v) if !v.is_null()) {
         return Err(ApiError::bad_request("'segment_id' is not supported yet by this server"));
     }
-    attrs.only_defaults(&[("service_types", serde_json::json!([])), ("dns_publish_fixed_ip", serde_json::json!(false))])
+    attrs.only_defaults(&[("dns_publish_fixed_ip", serde_json::json!(false))])
+}
+
+/// Device owner prefixes a subnet may be reserved for (`service_types`).
+const SERVICE_TYPE_PREFIXES: [&str; 5] = ["network:", "neutron:", "compute:", "baremetal:", "trunk:"];
+
+fn service_types_of(attrs: &Attrs) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(mut types) = attrs.string_list("service_types")? else { return Ok(None) };
+    if let Some(bad) = types.iter().find(|t| !SERVICE_TYPE_PREFIXES.iter().any(|p| t.starts_with(p))) {
+        return Err(ApiError::invalid_input(format!("Invalid service type {bad}")));
+    }
+    types.sort();
+    types.dedup();
+    Ok(Some(types))
 }
 
 /// The CIDR of a new subnet: the one given, or one allocated from its subnet pool (the one
@@ -217,7 +230,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         dns_nameservers: Vec::new(),
         description: attrs.string("description", 255)?.unwrap_or_default(),
         router_external: network.router_external,
-        service_types: Vec::new(),
+        service_types: service_types_of(attrs)?.unwrap_or_default(),
         segment_id: None,
         tags: Vec::new(),
         created_at: now.clone(),
@@ -300,6 +313,9 @@ async fn update(
     }
     if let Some(v) = attrs.boolean("enable_dhcp")? {
         subnet.enable_dhcp = v;
+    }
+    if let Some(types) = service_types_of(&attrs)? {
+        subnet.service_types = types;
     }
     subnet.updated_at = store::now_timestamp();
     store::update_subnet(&mut tx, &subnet).await?;

@@ -12,7 +12,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_port_options", PORT_OPTIONS),
     ("0005_filter_indexes", FILTER_INDEXES),
     ("0006_subnet_pools", SUBNET_POOLS),
+    ("0007_subnet_service_types", SERVICE_TYPES),
 ];
+
+const SERVICE_TYPES: &str = r#"
+ALTER TABLE subnets ADD COLUMN service_types TEXT NOT NULL DEFAULT '[]'
+"#;
 
 const SUBNET_POOLS: &str = r#"
 CREATE TABLE address_scopes (

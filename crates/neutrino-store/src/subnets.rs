@@ -27,7 +27,7 @@ const COLUMNS: &[Column] = &[
 const SELECT: &str =
     "SELECT id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
     ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, \
-    revision_number, subnetpool_id, (SELECT n.router_external FROM networks n WHERE n.id = subnets.network_id) AS router_external \
+    revision_number, subnetpool_id, service_types, (SELECT n.router_external FROM networks n WHERE n.id = subnets.network_id) AS router_external \
     FROM subnets";
 
 fn decode(row: &AnyRow) -> Result<Subnet> {
@@ -50,7 +50,7 @@ fn decode(row: &AnyRow) -> Result<Subnet> {
         dns_nameservers: json(row, "dns_nameservers")?,
         description: text(row, "description")?,
         router_external: boolean(row, "router_external")?,
-        service_types: Vec::new(),
+        service_types: json(row, "service_types")?,
         segment_id: None,
         tags: Vec::new(),
         created_at: text(row, "created_at")?,
@@ -100,7 +100,8 @@ pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     sqlx::query(
         "INSERT INTO subnets (id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
          ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, revision_number, \
-         subnetpool_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         subnetpool_id, service_types) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(s.id.clone())
     .bind(s.project_id.clone())
@@ -120,6 +121,7 @@ pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .bind(s.updated_at.clone())
     .bind(s.revision_number as i64)
     .bind(s.subnetpool_id.clone())
+    .bind(serde_json::to_string(&s.service_types)?)
     .execute(tx.conn())
     .await?;
     tx.record_change("subnet", &s.id, "create").await
@@ -129,8 +131,8 @@ pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
 pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     let done = sqlx::query(
         "UPDATE subnets SET name = $1, description = $2, gateway_ip = $3, enable_dhcp = $4, allocation_pools = $5, \
-         dns_nameservers = $6, host_routes = $7, updated_at = $8, revision_number = revision_number + 1 \
-         WHERE id = $9 AND revision_number = $10",
+         dns_nameservers = $6, host_routes = $7, updated_at = $8, revision_number = revision_number + 1, \
+         service_types = $11 WHERE id = $9 AND revision_number = $10",
     )
     .bind(s.name.clone())
     .bind(s.description.clone())
@@ -142,6 +144,7 @@ pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .bind(s.updated_at.clone())
     .bind(s.id.clone())
     .bind(s.revision_number as i64)
+    .bind(serde_json::to_string(&s.service_types)?)
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {

@@ -1011,3 +1011,42 @@ on_both_backends!(
         assert_eq!((status, kind.as_str()), (404, "SubnetPoolNotFound"));
     }
 );
+
+on_both_backends!(service_types_steer_automatic_addresses, default_config(), |s: TestServer| async move {
+    let net = s.api.create_network("svc").await.unwrap();
+    let net_id = net["id"].as_str().unwrap();
+    let routers = s
+        .api
+        .post(
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "198.51.100.0/28",
+            "service_types": ["network:router_gateway"]}}),
+        )
+        .await
+        .unwrap()["subnet"]
+        .clone();
+    assert_eq!(routers["service_types"], json!(["network:router_gateway"]));
+    let vms = s.api.create_subnet(net_id, "203.0.113.0/24").await.unwrap();
+    let vm_port = post_port(&s, json!({"network_id": net_id, "device_owner": "compute:nova"})).await.unwrap();
+    assert_eq!(vm_port["port"]["fixed_ips"][0]["subnet_id"], vms["id"]);
+    let gw_port = post_port(&s, json!({"network_id": net_id, "device_owner": "network:router_gateway"})).await.unwrap();
+    assert_eq!(gw_port["port"]["fixed_ips"][0]["subnet_id"], routers["id"]);
+    let (status, _, _) = error_of(
+        s.api
+            .put(
+                &format!("/v2.0/subnets/{}", vms["id"].as_str().unwrap()),
+                json!({"subnet": {"service_types": ["bogus"]}}),
+            )
+            .await,
+    );
+    assert_eq!(status, 400);
+    let updated = s
+        .api
+        .put(
+            &format!("/v2.0/subnets/{}", vms["id"].as_str().unwrap()),
+            json!({"subnet": {"service_types": ["compute:nova"]}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated["subnet"]["service_types"], json!(["compute:nova"]));
+});

@@ -166,6 +166,20 @@ async fn replies_have_the_shapes_neutron_records() {
     let listed = s.api.get(&format!("/v2.0/subnets/{}", ext_subnet["subnet"]["id"].as_str().unwrap())).await.unwrap();
     assert_eq!(listed["subnet"]["router:external"], true);
 
+    // Every extension we list is one Neutron has, with its name and description.
+    let ours = s.api.get("/v2.0/extensions").await.unwrap();
+    let theirs = sample(&dir, "extensions_list");
+    let theirs = theirs["response"]["body"]["extensions"].as_array().unwrap();
+    for ext in ours["extensions"].as_array().unwrap() {
+        let same =
+            theirs.iter().find(|t| t["alias"] == ext["alias"]).unwrap_or_else(|| panic!("unknown extension {ext}"));
+        assert_eq!(ext["description"], same["description"], "{}", ext["alias"]);
+        assert_eq!(shape(ext), shape(same));
+    }
+    for alias in ["security-group", "sorting", "standard-attr-tag", "subnet_allocation", "port-security"] {
+        assert!(ours["extensions"].as_array().unwrap().iter().any(|e| e["alias"] == alias), "{alias} listed");
+    }
+
     // Error bodies: replay the recorded failing requests with our ids.
     for case in [
         "error_409_ip_already_allocated",
