@@ -25,7 +25,9 @@ pub struct Network {
     pub physical_network: Option<String>,
     #[serde(rename = "provider:segmentation_id")]
     pub segmentation_id: Option<u32>,
-    pub is_default: bool,
+    /// Neutron shows `is_default` on external networks and in create replies only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub is_default: Option<bool>,
     pub availability_zone_hints: Vec<String>,
     pub availability_zones: Vec<String>,
     pub ipv4_address_scope: Option<String>,

@@ -116,7 +116,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         network_type,
         physical_network: None,
         segmentation_id: None,
-        is_default: false,
+        is_default: Some(false),
         availability_zone_hints: Vec::new(),
         availability_zones: Vec::new(),
         ipv4_address_scope: None,

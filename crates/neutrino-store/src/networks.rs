@@ -51,7 +51,7 @@ fn decode(row: &AnyRow) -> Result<Network> {
         network_type: text(row, "network_type")?,
         physical_network: opt_text(row, "physical_network")?,
         segmentation_id: opt_int(row, "segmentation_id")?.map(|v| v as u32),
-        is_default: false,
+        is_default: None,
         availability_zone_hints: Vec::new(),
         availability_zones: Vec::new(),
         ipv4_address_scope: None,
@@ -99,6 +99,7 @@ async fn attach_subnets(c: &mut AnyConnection, nets: &mut [Network], all: bool) 
         scope_of.insert((text(r, "network_id")?, int(r, "ip_version")?), text(r, "address_scope_id")?);
     }
     for n in nets {
+        n.is_default = n.router_external.then_some(false);
         n.subnets = by_net.remove(&n.id).unwrap_or_default();
         n.tags = tags.remove(&n.id).unwrap_or_default();
         n.ipv4_address_scope = scope_of.get(&(n.id.clone(), 4)).cloned();

@@ -216,3 +216,115 @@ async fn replies_have_the_shapes_neutron_records() {
         assert_eq!(body["NeutronError"]["message"], want_message, "{case}");
     }
 }
+
+/// Recorded cases that need features of later work (routers, floating IPs, VLAN provider
+/// networks, segments, quotas): skipped by name, so nothing is skipped silently.
+const NOT_YET: &[&str] = &[
+    "extension_show",
+    "network_create_provider_vlan",
+    "network_delete_provider_vlan",
+    "router_create",
+    "router_add_interface",
+    "router_set_gateway",
+    "router_show",
+    "router_list",
+    "router_update",
+    "floatingip_create",
+    "floatingip_update_associate",
+    "floatingip_show",
+    "floatingip_list",
+    "error_409_delete_router_in_use",
+    "quota_show",
+    "network_segment_range_list",
+    "segment_list",
+    "floatingip_delete",
+    "router_clear_gateway",
+    "router_remove_interface",
+    "router_delete",
+];
+
+/// The resource object of a body: `{"network": {...}}` or the first of `{"networks": [...]}`.
+fn resource_of(body: &Value) -> Option<(String, Value)> {
+    let (key, v) = body.as_object()?.iter().find(|(k, _)| !k.ends_with("_links"))?;
+    match v {
+        Value::Array(items) => Some((key.clone(), items.first()?.clone())),
+        Value::Object(_) => Some((key.clone(), v.clone())),
+        _ => None,
+    }
+}
+
+/// Shapes equal, where `null` on either side matches any type (Neutron and Neutrino may
+/// leave different optional values unset).
+fn same_shape(ours: &Value, theirs: &Value) -> Result<(), String> {
+    let (a, b) = (shape(ours), shape(theirs));
+    let keys_a: Vec<&String> = a.keys().collect();
+    let keys_b: Vec<&String> = b.keys().collect();
+    if keys_a != keys_b {
+        return Err(format!("attributes differ: ours {keys_a:?}, Neutron {keys_b:?}"));
+    }
+    for (k, t) in &a {
+        let u = b[k];
+        if *t != u && *t != "null" && u != "null" {
+            return Err(format!("{k}: ours {t}, Neutron {u}"));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_recorded_session_gives_neutrons_statuses_errors_and_shapes() {
+    let Some(dir) = samples_dir() else {
+        eprintln!("skipping: no shared/reference/neutron-api beside the repository");
+        return;
+    };
+    let index = sample(&dir, "INDEX");
+    let s = start(Backend::Sqlite, default_config()).await.unwrap();
+    let client = reqwest::Client::new();
+    // Recorded id → our id, learned from create responses.
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let mut replayed = 0;
+    for case in index["cases"].as_array().unwrap() {
+        let name = case["case"].as_str().unwrap();
+        if NOT_YET.contains(&name) {
+            continue;
+        }
+        let rec = sample(&dir, name);
+        let map = |text: &str| ids.iter().fold(text.to_string(), |t, (theirs, ours)| t.replace(theirs, ours));
+        let path = map(rec["request"]["path"].as_str().unwrap());
+        let url = format!("{}{path}", s.base);
+        let method = rec["request"]["method"].as_str().unwrap();
+        let mut req = match method {
+            "POST" => client.post(&url),
+            "PUT" => client.put(&url),
+            "DELETE" => client.delete(&url),
+            _ => client.get(&url),
+        };
+        match &rec["request"]["body"] {
+            Value::Null => {}
+            Value::String(raw) => req = req.header("Content-Type", "application/json").body(raw.clone()),
+            body => req = req.header("Content-Type", "application/json").body(map(&body.to_string())),
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let want_status = rec["response"]["status"].as_u64().unwrap() as u16;
+        assert_eq!(status, want_status, "{name}: {body}");
+        let want = &rec["response"]["body"];
+        if status >= 400 {
+            assert_eq!(body["NeutronError"]["type"], want["NeutronError"]["type"], "{name}");
+        } else if let (Some((key, ours)), Some((want_key, theirs))) = (resource_of(&body), resource_of(want)) {
+            assert_eq!(key, want_key, "{name}");
+            if ours.is_object() {
+                same_shape(&ours, &theirs).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            if method == "POST" {
+                if let (Some(t), Some(o)) = (theirs["id"].as_str(), ours["id"].as_str()) {
+                    ids.push((t.to_string(), o.to_string()));
+                }
+            }
+        }
+        replayed += 1;
+    }
+    eprintln!("replayed {replayed} recorded cases, skipped {} for later features", NOT_YET.len());
+    assert!(replayed >= 40);
+}
