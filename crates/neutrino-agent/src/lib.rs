@@ -28,6 +28,8 @@ pub struct AgentConfig {
     pub report_interval: u64,
     /// Seconds between full reconciles when nothing happens (drift repair).
     pub resync_interval: u64,
+    /// `[AGENT] availability_zone`.
+    pub availability_zone: String,
 }
 
 /// Run the agent until `shutdown` resolves.
@@ -37,6 +39,7 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         host: config.host.clone(),
         agent_type: AGENT_TYPE_LINUXBRIDGE.into(),
         tunnel_ip: config.local_ip.to_string(),
+        availability_zone: config.availability_zone.clone(),
     };
     let dataplane = Arc::new(dataplane);
     let wake = Arc::new(Notify::new());

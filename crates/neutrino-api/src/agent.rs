@@ -16,6 +16,13 @@ pub struct AgentRegistration {
     pub agent_type: String,
     /// VTEP address on the underlay (`[vxlan] local_ip`).
     pub tunnel_ip: String,
+    /// `[AGENT] availability_zone`.
+    #[serde(default = "default_availability_zone")]
+    pub availability_zone: String,
+}
+
+pub fn default_availability_zone() -> String {
+    "nova".into()
 }
 
 /// One network the host has a local port on.

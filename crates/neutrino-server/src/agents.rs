@@ -24,6 +24,7 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/v2.0/agents", get(list_agents))
         .route("/v2.0/agents/{id}", get(show_agent))
+        .route("/v2.0/availability_zones", get(list_zones))
         .route("/v2.0/neutrino/agents", post(register))
         .route("/v2.0/neutrino/hosts/{host}/stream", get(stream))
         .route("/v2.0/neutrino/ports/status", put(port_status))
@@ -43,7 +44,7 @@ fn agent_json(a: &AgentRecord, down_time: u64) -> serde_json::Value {
         "started_at": neutron_time(&a.started_at),
         "heartbeat_timestamp": neutron_time(&a.heartbeat_at),
         "description": null,
-        "availability_zone": null,
+        "availability_zone": a.availability_zone,
         "resources_synced": null,
         "configurations": {
             "tunneling_ip": a.tunnel_ip,
@@ -66,6 +67,27 @@ async fn show_agent(State(app): State<App>, Path(id): Path<String>) -> HttpResul
     let agents = store::list_agents(&mut c).await?;
     let a = agents.iter().find(|a| a.id == id).ok_or_else(|| HttpError(ApiError::not_found("agent", &id)))?;
     Ok(axum::Json(json!({ "agent": agent_json(a, app.config.agent_down_time) })).into_response())
+}
+
+/// `GET /v2.0/availability_zones`: the zones of the registered agents, `available` while an
+/// agent in the zone is alive.
+async fn list_zones(State(app): State<App>, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = crate::request::parse_query(raw.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let agents = store::list_agents(&mut c).await?;
+    let mut zones: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
+    for a in &agents {
+        let alive = crate::ports_alive(&a.heartbeat_at, app.config.agent_down_time);
+        *zones.entry(a.availability_zone.clone()).or_default() |= alive;
+    }
+    let list: Vec<serde_json::Value> = zones
+        .into_iter()
+        .map(|(name, alive)| json!({"name": name, "resource": "network", "state": if alive { "available" } else { "unavailable" }}))
+        .filter(|z| {
+            q.filters.iter().all(|f| f.values.iter().any(|v| z.get(&f.attribute).and_then(|x| x.as_str()) == Some(v.as_str())))
+        })
+        .collect();
+    Ok(crate::response::many("availability_zones", &list, &q.fields, Vec::new()))
 }
 
 async fn register(State(app): State<App>, RawQuery(q): RawQuery, body: Bytes) -> HttpResult<Response> {

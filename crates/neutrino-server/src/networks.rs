@@ -62,19 +62,30 @@ const UPDATE_ATTRS: &[&str] = &[
 ];
 
 /// Network attributes accepted only with their defaults until their features exist.
-fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 4] {
+fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 3] {
     use serde_json::json;
-    [
-        ("availability_zone_hints", json!([])),
-        ("qos_policy_id", json!(null)),
-        ("is_default", json!(false)),
-        ("dns_domain", json!("")),
-    ]
+    [("qos_policy_id", json!(null)), ("is_default", json!(false)), ("dns_domain", json!(""))]
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
     let names = Names { resource: "network", collection: "networks", allowed: &[CREATE_ATTRS] };
     create_all(&app, &headers, &body, names, create_one).await
+}
+
+/// `availability_zone_hints`: each must be the zone of a registered agent.
+async fn zone_hints(tx: &mut Tx, attrs: &Attrs) -> HttpResult<Vec<String>> {
+    let Some(mut hints) = attrs.string_list("availability_zone_hints")? else { return Ok(Vec::new()) };
+    hints.sort();
+    hints.dedup();
+    let known: Vec<String> = store::list_agents(tx.conn()).await?.into_iter().map(|a| a.availability_zone).collect();
+    if let Some(bad) = hints.iter().find(|h| !known.contains(h)) {
+        return Err(HttpError(ApiError::new(
+            404,
+            "AvailabilityZoneNotFound",
+            format!("AvailabilityZone {bad} could not be found."),
+        )));
+    }
+    Ok(hints)
 }
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Network> {
@@ -117,7 +128,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         physical_network: None,
         segmentation_id: None,
         is_default: Some(false),
-        availability_zone_hints: Vec::new(),
+        availability_zone_hints: zone_hints(tx, attrs).await?,
         availability_zones: Vec::new(),
         ipv4_address_scope: None,
         ipv6_address_scope: None,

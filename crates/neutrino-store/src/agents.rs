@@ -17,21 +17,24 @@ pub struct AgentRecord {
     pub created_at: String,
     pub started_at: String,
     pub heartbeat_at: String,
+    pub availability_zone: String,
 }
 
 /// Insert or refresh an agent's registration (also its heartbeat).
 pub async fn register_agent(tx: &mut Tx, reg: &AgentRegistration, new_id: &str, starting: bool) -> Result<AgentRecord> {
     let now = now_timestamp();
     sqlx::query(
-        "INSERT INTO agents (id, host, agent_type, tunnel_ip, admin_state_up, created_at, started_at, heartbeat_at) \
-         VALUES ($1, $2, $3, $4, true, $5, $5, $5) \
-         ON CONFLICT (host, agent_type) DO UPDATE SET tunnel_ip = excluded.tunnel_ip, heartbeat_at = excluded.heartbeat_at",
+        "INSERT INTO agents (id, host, agent_type, tunnel_ip, admin_state_up, created_at, started_at, heartbeat_at, \
+         availability_zone) VALUES ($1, $2, $3, $4, true, $5, $5, $5, $6) \
+         ON CONFLICT (host, agent_type) DO UPDATE SET tunnel_ip = excluded.tunnel_ip, heartbeat_at = excluded.heartbeat_at, \
+         availability_zone = excluded.availability_zone",
     )
     .bind(new_id.to_string())
     .bind(reg.host.clone())
     .bind(reg.agent_type.clone())
     .bind(reg.tunnel_ip.clone())
     .bind(now.clone())
+    .bind(reg.availability_zone.clone())
     .execute(tx.conn())
     .await?;
     if starting {
@@ -62,6 +65,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<AgentRecord> {
         created_at: text(row, "created_at")?,
         started_at: text(row, "started_at")?,
         heartbeat_at: text(row, "heartbeat_at")?,
+        availability_zone: text(row, "availability_zone")?,
     })
 }
 

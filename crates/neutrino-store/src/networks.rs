@@ -1,7 +1,7 @@
 //! Networks and their segments.
 
 use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
-use crate::rows::{boolean, int, opt_int, opt_text, text, Page};
+use crate::rows::{boolean, int, json, opt_int, opt_text, text, Page};
 use crate::{Result, StoreError, Tx};
 use neutrino_api::resources::Network;
 use neutrino_domain::segments::{no_tenant_network, segment_in_use, SegmentPlan};
@@ -31,7 +31,7 @@ const COLUMNS: &[Column] = &[
 
 const SELECT: &str = "SELECT id, project_id, name, description, admin_state_up, status, shared, router_external, \
     port_security_enabled, mtu, network_type, physical_network, segmentation_id, created_at, updated_at, \
-    revision_number FROM networks";
+    revision_number, availability_zone_hints FROM networks";
 
 fn decode(row: &AnyRow) -> Result<Network> {
     let project_id = text(row, "project_id")?;
@@ -52,7 +52,7 @@ fn decode(row: &AnyRow) -> Result<Network> {
         physical_network: opt_text(row, "physical_network")?,
         segmentation_id: opt_int(row, "segmentation_id")?.map(|v| v as u32),
         is_default: None,
-        availability_zone_hints: Vec::new(),
+        availability_zone_hints: json(row, "availability_zone_hints")?,
         availability_zones: Vec::new(),
         ipv4_address_scope: None,
         ipv6_address_scope: None,
@@ -98,7 +98,19 @@ async fn attach_subnets(c: &mut AnyConnection, nets: &mut [Network], all: bool) 
     for r in &scopes {
         scope_of.insert((text(r, "network_id")?, int(r, "ip_version")?), text(r, "address_scope_id")?);
     }
+    // A network is in the zones of the hosts its ports are bound to (no central node).
+    let zones = sqlx::query(
+        "SELECT DISTINCT p.network_id, a.availability_zone FROM ports p JOIN agents a ON a.host = p.host_id \
+         WHERE p.host_id <> '' ORDER BY a.availability_zone",
+    )
+    .fetch_all(&mut *c)
+    .await?;
+    let mut zones_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &zones {
+        zones_of.entry(text(r, "network_id")?).or_default().push(text(r, "availability_zone")?);
+    }
     for n in nets {
+        n.availability_zones = zones_of.remove(&n.id).unwrap_or_default();
         n.is_default = n.router_external.then_some(false);
         n.subnets = by_net.remove(&n.id).unwrap_or_default();
         n.tags = tags.remove(&n.id).unwrap_or_default();
@@ -135,8 +147,8 @@ pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Pag
 pub async fn insert_network(tx: &mut Tx, net: &mut Network, plan: &SegmentPlan) -> Result<()> {
     sqlx::query(
         "INSERT INTO networks (id, project_id, name, description, admin_state_up, status, shared, router_external, \
-         port_security_enabled, mtu, network_type, physical_network, segmentation_id, created_at, updated_at, revision_number) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $13, $14)",
+         port_security_enabled, mtu, network_type, physical_network, segmentation_id, created_at, updated_at, revision_number, \
+         availability_zone_hints) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $13, $14, $15)",
     )
     .bind(net.id.clone())
     .bind(net.project_id.clone())
@@ -152,6 +164,7 @@ pub async fn insert_network(tx: &mut Tx, net: &mut Network, plan: &SegmentPlan) 
     .bind(net.created_at.clone())
     .bind(net.updated_at.clone())
     .bind(net.revision_number as i64)
+    .bind(serde_json::to_string(&net.availability_zone_hints)?)
     .execute(tx.conn())
     .await?;
     let (physnet, seg) = match plan {

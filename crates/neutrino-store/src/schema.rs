@@ -13,7 +13,13 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_filter_indexes", FILTER_INDEXES),
     ("0006_subnet_pools", SUBNET_POOLS),
     ("0007_subnet_service_types", SERVICE_TYPES),
+    ("0008_availability_zones", AVAILABILITY_ZONES),
 ];
+
+const AVAILABILITY_ZONES: &str = r#"
+ALTER TABLE agents ADD COLUMN availability_zone TEXT NOT NULL DEFAULT 'nova';
+ALTER TABLE networks ADD COLUMN availability_zone_hints TEXT NOT NULL DEFAULT '[]'
+"#;
 
 const SERVICE_TYPES: &str = r#"
 ALTER TABLE subnets ADD COLUMN service_types TEXT NOT NULL DEFAULT '[]'

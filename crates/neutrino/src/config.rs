@@ -28,7 +28,8 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("ml2", &["type_drivers", "tenant_network_types", "mechanism_drivers"]),
     ("ml2_type_vxlan", &["vni_ranges"]),
     ("ml2_type_flat", &["flat_networks"]),
-    ("agent", &["server_url", "report_interval", "resync_interval"]),
+    ("agent", &["server_url", "report_interval", "resync_interval", "availability_zone"]),
+    ("AGENT", &["availability_zone"]),
     ("vxlan", &["local_ip", "enable_vxlan", "l2_population", "arp_responder"]),
 ];
 
@@ -145,6 +146,11 @@ impl Options {
             local_ip,
             report_interval: self.number("agent", "report_interval")?.unwrap_or(30),
             resync_interval: self.number("agent", "resync_interval")?.unwrap_or(30),
+            availability_zone: self
+                .get("AGENT", "availability_zone")
+                .or_else(|| self.get("agent", "availability_zone"))
+                .unwrap_or("nova")
+                .to_string(),
         })
     }
 }

@@ -1053,3 +1053,37 @@ on_both_backends!(service_types_steer_automatic_addresses, default_config(), |s:
         .unwrap();
     assert_eq!(updated["subnet"]["service_types"], json!(["compute:nova"]));
 });
+
+on_both_backends!(availability_zones_come_from_agents, default_config(), |s: TestServer| async move {
+    for (host, zone) in [("c1", "az1"), ("c2", "az2")] {
+        s.api
+            .post(
+                "/v2.0/neutrino/agents",
+                json!({"host": host, "agent_type": "Linux bridge agent",
+                "tunnel_ip": "192.0.2.11", "availability_zone": zone}),
+            )
+            .await
+            .unwrap();
+    }
+    let zones = s.api.get("/v2.0/availability_zones").await.unwrap();
+    assert_eq!(
+        zones["availability_zones"],
+        json!([{"name": "az1", "resource": "network", "state": "available"},
+               {"name": "az2", "resource": "network", "state": "available"}])
+    );
+    let net = s
+        .api
+        .post("/v2.0/networks", json!({"network": {"name": "z", "availability_zone_hints": ["az1"]}}))
+        .await
+        .unwrap();
+    assert_eq!(net["network"]["availability_zone_hints"], json!(["az1"]));
+    assert_eq!(net["network"]["availability_zones"], json!([]));
+    let (status, kind, _) =
+        error_of(s.api.post("/v2.0/networks", json!({"network": {"availability_zone_hints": ["nowhere"]}})).await);
+    assert_eq!((status, kind.as_str()), (404, "AvailabilityZoneNotFound"));
+    let net_id = net["network"]["id"].as_str().unwrap();
+    post_port(&s, json!({"network_id": net_id, "binding:host_id": "c2"})).await.unwrap();
+    let shown = s.api.get(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+    assert_eq!(shown["network"]["availability_zones"], json!(["az2"]), "the zone of the host its port is on");
+    assert_eq!(s.api.get("/v2.0/agents").await.unwrap()["agents"][0]["availability_zone"], "az1");
+});
