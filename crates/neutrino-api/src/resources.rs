@@ -34,6 +34,9 @@ pub struct Network {
     pub ipv6_address_scope: Option<String>,
     pub description: String,
     pub l2_adjacency: bool,
+    /// DNS integration only, like `Port::dns_name`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dns_domain: Option<String>,
     pub tags: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -118,6 +121,11 @@ pub struct Port {
     pub description: String,
     pub ip_allocation: String,
     pub resource_request: Option<Value>,
+    /// DNS integration (`[ml2] extension_drivers = dns`): absent when it is off, as in Neutron.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dns_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dns_assignment: Option<Vec<Value>>,
     pub tags: Vec<String>,
     pub created_at: String,
     pub updated_at: String,

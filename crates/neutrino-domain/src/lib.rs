@@ -2,6 +2,7 @@
 //! is unit tested directly.
 
 pub mod binding;
+pub mod dns;
 pub mod error;
 pub mod host_intent;
 pub mod ipam;

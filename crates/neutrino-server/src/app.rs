@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub agent_down_time: u64,
     /// The project noauth requests act in when the body names none.
     pub noauth_project: String,
+    /// `[DEFAULT] dns_domain` when DNS integration is on (`[ml2] extension_drivers = dns`).
+    pub dns_domain: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +33,7 @@ impl Default for ServerConfig {
             mechanism_drivers: vec!["linuxbridge".into(), "l2population".into()],
             agent_down_time: 75,
             noauth_project: "fake_project_id".into(),
+            dns_domain: None,
         }
     }
 }
@@ -43,7 +46,9 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: Store, config: ServerConfig) -> App {
-        App { store, config: Arc::new(config) }
+    /// The shared state; applies the settings the store's rendered data depends on.
+    pub async fn new(mut store: Store, config: ServerConfig) -> Result<App, neutrino_store::StoreError> {
+        store.set_dns_domain(config.dns_domain.clone()).await?;
+        Ok(App { store, config: Arc::new(config) })
     }
 }

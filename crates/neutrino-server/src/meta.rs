@@ -1,7 +1,8 @@
 //! Version discovery, the extension list and unknown paths.
 
 use crate::error::{HttpError, HttpResult};
-use axum::extract::Path;
+use crate::App;
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use neutrino_api::resources::Extension;
@@ -76,8 +77,15 @@ pub async fn v2_root(headers: HeaderMap) -> Response {
     axum::Json(json!({ "resources": resources })).into_response()
 }
 
-pub async fn extensions() -> Response {
-    let list: Vec<Extension> = EXTENSIONS.iter().map(to_extension).collect();
+/// Listed when DNS integration is on.
+const DNS_INTEGRATION: (&str, &str, &str, &str) =
+    ("dns-integration", "DNS Integration", "Provides integration with DNS.", "2015-08-15T18:00:00-00:00");
+
+pub async fn extensions(State(app): State<App>) -> Response {
+    let mut list: Vec<Extension> = EXTENSIONS.iter().map(to_extension).collect();
+    if app.config.dns_domain.is_some() {
+        list.push(to_extension(&DNS_INTEGRATION));
+    }
     axum::Json(json!({ "extensions": list })).into_response()
 }
 

@@ -62,9 +62,19 @@ const UPDATE_ATTRS: &[&str] = &[
 ];
 
 /// Network attributes accepted only with their defaults until their features exist.
-fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 3] {
+fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 2] {
     use serde_json::json;
-    [("qos_policy_id", json!(null)), ("is_default", json!(false)), ("dns_domain", json!(""))]
+    [("qos_policy_id", json!(null)), ("is_default", json!(false))]
+}
+
+/// `dns_domain`: with DNS integration, validated; without it, only the empty default.
+fn dns_domain_of(app: &App, attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    let Some(domain) = attrs.string("dns_domain", 255)? else { return Ok(None) };
+    if app.config.dns_domain.is_none() {
+        attrs.only_defaults(&[("dns_domain", serde_json::json!(""))])?;
+        return Ok(None);
+    }
+    Ok(Some(neutrino_domain::dns::validate_dns_domain(&domain).map_err(|e| crate::error::HttpError::from(e).0)?))
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
@@ -134,6 +144,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         ipv6_address_scope: None,
         description: attrs.string("description", 255)?.unwrap_or_default(),
         l2_adjacency: true,
+        dns_domain: Some(dns_domain_of(app, attrs)?.unwrap_or_default()),
         tags: Vec::new(),
         created_at: now.clone(),
         updated_at: now,
@@ -141,6 +152,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     };
     net.tags = crate::tags::tags_on_create(attrs)?;
     store::insert_network(tx, &mut net, &plan).await?;
+    app.store.finish_network(&mut net);
     store::insert_initial_tags(tx, "networks", &net.id, &net.tags).await?;
     Ok(net)
 }
@@ -148,14 +160,16 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
 async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
-    let net = store::get_network(&mut c, &id).await?;
+    let mut net = store::get_network(&mut c, &id).await?;
+    app.store.finish_network(&mut net);
     Ok(one(StatusCode::OK, "network", &net, &q.fields))
 }
 
 async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
-    let nets = store::list_networks(&mut c, &q.filters, &q.page).await?;
+    let mut nets = store::list_networks(&mut c, &q.filters, &q.page).await?;
+    nets.iter_mut().for_each(|n| app.store.finish_network(n));
     let info = PageInfo { headers: &headers, collection: "networks", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(nets.len(), nets.first().map(|n| n.id.as_str()), nets.last().map(|n| n.id.as_str()));
     Ok(many("networks", &nets, &q.fields, links))
@@ -177,6 +191,7 @@ async fn update(
         shared: attrs.boolean("shared")?,
         port_security_enabled: attrs.boolean("port_security_enabled")?,
         router_external: attrs.boolean("router:external")?,
+        dns_domain: dns_domain_of(&app, &attrs)?,
     };
     let mut tx = app.store.begin().await?;
     if let Some(mtu) = patch.mtu {
@@ -186,8 +201,9 @@ async fn update(
             return Err(ApiError::invalid_input(format!("Requested MTU is too big, maximum is {max}")).into());
         }
     }
-    let net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
+    let mut net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
     tx.commit().await?;
+    app.store.finish_network(&mut net);
     Ok(one(StatusCode::OK, "network", &net, &[]))
 }
 

@@ -62,7 +62,7 @@ const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direc
 
 /// Attributes Neutrino accepts only with their default value for now.
 fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
-    attrs.only_defaults(&[("qos_policy_id", json!(null)), ("dns_name", json!(""))])
+    attrs.only_defaults(&[("qos_policy_id", json!(null))])
 }
 
 fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<Map<String, Value>>>, ApiError> {
@@ -133,6 +133,8 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         description: attrs.string("description", 255)?.unwrap_or_default(),
         ip_allocation: "immediate".into(),
         resource_request: None,
+        dns_name: Some(dns_name_of(app, attrs)?.unwrap_or_default()),
+        dns_assignment: None,
         tags: Vec::new(),
         created_at: now.clone(),
         updated_at: now,
@@ -164,6 +166,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     port.tags = crate::tags::tags_on_create(attrs)?;
     store::insert_initial_tags(tx, "ports", &port.id, &port.tags).await?;
     store::store_port_body(tx, &port).await?;
+    app.store.finish_port(&mut port);
     Ok(port)
 }
 
@@ -235,6 +238,16 @@ fn apply_dhcp_options(attrs: &Attrs, port: &mut Port) -> HttpResult<()> {
         .map(|o| json!({"opt_name": o.opt_name, "opt_value": o.opt_value, "ip_version": o.ip_version}))
         .collect();
     Ok(())
+}
+
+/// `dns_name`: with DNS integration, validated; without it, only the empty default.
+fn dns_name_of(app: &App, attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    let Some(name) = attrs.string("dns_name", 255)? else { return Ok(None) };
+    let Some(domain) = &app.config.dns_domain else {
+        attrs.only_defaults(&[("dns_name", json!(""))])?;
+        return Ok(None);
+    };
+    neutrino_domain::dns::validate_dns_name(&name, domain).map(Some).map_err(|e| HttpError::from(e).0)
 }
 
 /// Bind the port to `groups`, with Neutron's rule that groups need port security.
@@ -473,7 +486,8 @@ async fn allocate_from(tx: &mut Tx, port: &Port, subnet: &Subnet, position: usiz
 async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
-    let port = store::get_port(&mut c, &id).await?;
+    let mut port = store::get_port(&mut c, &id).await?;
+    app.store.finish_port(&mut port);
     Ok(one(StatusCode::OK, "port", &port, &q.fields))
 }
 
@@ -486,7 +500,8 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
         let links = info.links(ports.len(), ports.first().map(|p| p.0.as_str()), ports.last().map(|p| p.0.as_str()));
         return Ok(many_raw("ports", &ports, links));
     }
-    let ports = store::list_ports(&mut c, &q.filters, &q.page).await?;
+    let mut ports = store::list_ports(&mut c, &q.filters, &q.page).await?;
+    ports.iter_mut().for_each(|p| app.store.finish_port(p));
     let links = info.links(ports.len(), ports.first().map(|p| p.id.as_str()), ports.last().map(|p| p.id.as_str()));
     Ok(many("ports", &ports, &q.fields, links))
 }
@@ -530,6 +545,9 @@ async fn update(
     }
     if let Some(v) = attrs.boolean("port_security_enabled")? {
         port.port_security_enabled = v;
+    }
+    if let Some(name) = dns_name_of(&app, &attrs)? {
+        port.dns_name = Some(name);
     }
     let groups = attrs.string_list("security_groups")?.unwrap_or_else(|| port.security_groups.clone());
     apply_security_groups(&mut tx, &mut port, groups, false).await?;
@@ -583,6 +601,7 @@ async fn update(
     }
     store::store_port_body(&mut tx, &port).await?;
     tx.commit().await?;
+    app.store.finish_port(&mut port);
     Ok(one(StatusCode::OK, "port", &port, &[]))
 }
 

@@ -37,6 +37,7 @@ pub use subnet_pools::{
 pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
 pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH, TAGGABLE};
 
+use neutrino_api::resources::{Network, Port};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row, Transaction};
@@ -60,6 +61,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// `[DEFAULT] dns_domain` when DNS integration is on (it shapes port bodies).
+    dns_domain: Option<Arc<str>>,
     write_lock: Arc<Mutex<()>>,
     changed: Arc<watch::Sender<u64>>,
 }
@@ -129,7 +132,8 @@ impl Store {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         let (tx, _) = watch::channel(0);
-        let store = Store { pool, backend, write_lock: Arc::new(Mutex::new(())), changed: Arc::new(tx) };
+        let store =
+            Store { pool, backend, dns_domain: None, write_lock: Arc::new(Mutex::new(())), changed: Arc::new(tx) };
         store.migrate().await?;
         let rev = store.current_revision().await?;
         store.changed.send_replace(rev);
@@ -176,12 +180,59 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(Tx { inner, backend: self.backend, changed: self.changed.clone(), wrote: false, _guard: guard })
+        Ok(Tx {
+            inner,
+            backend: self.backend,
+            dns_domain: self.dns_domain.clone(),
+            changed: self.changed.clone(),
+            wrote: false,
+            _guard: guard,
+        })
     }
 
     /// A pooled connection for read-only queries outside a transaction.
     pub async fn reader(&self) -> Result<PoolConnection<Any>> {
         Ok(self.pool.acquire().await?)
+    }
+
+    /// Turn DNS integration on (`Some(domain)`) or off. Stored port bodies carry the DNS
+    /// attributes or not, so they are rendered again when the setting differs from the one
+    /// they were rendered with.
+    pub async fn set_dns_domain(&mut self, domain: Option<String>) -> Result<()> {
+        self.dns_domain = domain.map(Arc::from);
+        let wanted = self.dns_domain.as_deref().unwrap_or("").to_string();
+        let mut tx = self.begin().await?;
+        let current = sqlx::query("SELECT value FROM settings WHERE name = 'port_body_dns'")
+            .fetch_optional(tx.conn())
+            .await?
+            .map(|r| r.try_get::<String, _>("value"))
+            .transpose()?
+            .unwrap_or_default();
+        if current != wanted {
+            let ids = sqlx::query("SELECT id FROM ports").fetch_all(tx.conn()).await?;
+            tracing::info!(ports = ids.len(), "DNS integration changed: rendering port bodies again");
+            for r in &ids {
+                ports::refresh_port_body(&mut tx, &r.try_get::<String, _>("id")?).await?;
+            }
+            sqlx::query("DELETE FROM settings WHERE name = 'port_body_dns'").execute(tx.conn()).await?;
+            sqlx::query("INSERT INTO settings (name, value) VALUES ('port_body_dns', $1)")
+                .bind(wanted)
+                .execute(tx.conn())
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Shape a port for a reply (DNS attributes only when DNS integration is on).
+    pub fn finish_port(&self, port: &mut Port) {
+        ports::finish_port(port, self.dns_domain.as_deref());
+    }
+
+    /// Shape a network for a reply.
+    pub fn finish_network(&self, net: &mut Network) {
+        if self.dns_domain.is_none() {
+            net.dns_domain = None;
+        }
     }
 
     /// The highest change-log revision.
@@ -225,6 +276,7 @@ impl Store {
 pub struct Tx {
     pub(crate) inner: Transaction<'static, Any>,
     backend: Backend,
+    pub(crate) dns_domain: Option<Arc<str>>,
     changed: Arc<watch::Sender<u64>>,
     wrote: bool,
     _guard: Option<OwnedMutexGuard<()>>,

@@ -31,7 +31,7 @@ const COLUMNS: &[Column] = &[
 
 const SELECT: &str = "SELECT id, project_id, name, description, admin_state_up, status, shared, router_external, \
     port_security_enabled, mtu, network_type, physical_network, segmentation_id, created_at, updated_at, \
-    revision_number, availability_zone_hints FROM networks";
+    revision_number, availability_zone_hints, dns_domain FROM networks";
 
 fn decode(row: &AnyRow) -> Result<Network> {
     let project_id = text(row, "project_id")?;
@@ -58,6 +58,7 @@ fn decode(row: &AnyRow) -> Result<Network> {
         ipv6_address_scope: None,
         description: text(row, "description")?,
         l2_adjacency: true,
+        dns_domain: Some(text(row, "dns_domain")?),
         tags: Vec::new(),
         created_at: text(row, "created_at")?,
         updated_at: text(row, "updated_at")?,
@@ -148,7 +149,8 @@ pub async fn insert_network(tx: &mut Tx, net: &mut Network, plan: &SegmentPlan) 
     sqlx::query(
         "INSERT INTO networks (id, project_id, name, description, admin_state_up, status, shared, router_external, \
          port_security_enabled, mtu, network_type, physical_network, segmentation_id, created_at, updated_at, revision_number, \
-         availability_zone_hints) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $13, $14, $15)",
+         availability_zone_hints, dns_domain) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $13, $14, $15, $16)",
     )
     .bind(net.id.clone())
     .bind(net.project_id.clone())
@@ -165,6 +167,7 @@ pub async fn insert_network(tx: &mut Tx, net: &mut Network, plan: &SegmentPlan) 
     .bind(net.updated_at.clone())
     .bind(net.revision_number as i64)
     .bind(serde_json::to_string(&net.availability_zone_hints)?)
+    .bind(net.dns_domain.clone().unwrap_or_default())
     .execute(tx.conn())
     .await?;
     let (physnet, seg) = match plan {
@@ -269,6 +272,7 @@ pub struct NetworkPatch {
     pub shared: Option<bool>,
     pub port_security_enabled: Option<bool>,
     pub router_external: Option<bool>,
+    pub dns_domain: Option<String>,
 }
 
 /// Apply `patch`, bumping `revision_number` (compare-and-swap when `if_revision` is given).
@@ -298,10 +302,14 @@ pub async fn update_network(tx: &mut Tx, id: &str, patch: &NetworkPatch, if_revi
     if let Some(v) = patch.router_external {
         net.router_external = v;
     }
+    if let Some(v) = &patch.dns_domain {
+        net.dns_domain = Some(v.clone());
+    }
     net.updated_at = crate::now_timestamp();
     let done = sqlx::query(
         "UPDATE networks SET name = $1, description = $2, admin_state_up = $3, mtu = $4, shared = $5, \
-         port_security_enabled = $6, updated_at = $7, revision_number = revision_number + 1, router_external = $10 \
+         port_security_enabled = $6, updated_at = $7, revision_number = revision_number + 1, router_external = $10, \
+         dns_domain = $11 \
          WHERE id = $8 AND revision_number = $9",
     )
     .bind(net.name.clone())
@@ -314,6 +322,7 @@ pub async fn update_network(tx: &mut Tx, id: &str, patch: &NetworkPatch, if_revi
     .bind(id.to_string())
     .bind(net.revision_number as i64)
     .bind(net.router_external)
+    .bind(net.dns_domain.clone().unwrap_or_default())
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {

@@ -31,7 +31,7 @@ const COLUMNS: &[Column] = &[
 
 const SELECT: &str = "SELECT id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
     device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, \
-    revision_number, port_security_enabled, allowed_address_pairs, extra_dhcp_opts FROM ports";
+    revision_number, port_security_enabled, allowed_address_pairs, extra_dhcp_opts, dns_name FROM ports";
 
 fn decode(row: &AnyRow) -> Result<Port> {
     let project_id = text(row, "project_id")?;
@@ -61,6 +61,8 @@ fn decode(row: &AnyRow) -> Result<Port> {
         description: text(row, "description")?,
         ip_allocation: "immediate".into(),
         resource_request: None,
+        dns_name: Some(text(row, "dns_name")?),
+        dns_assignment: None,
         tags: Vec::new(),
         created_at: text(row, "created_at")?,
         updated_at: text(row, "updated_at")?,
@@ -169,8 +171,8 @@ pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<bool> {
     let done = sqlx::query(
         "INSERT INTO ports (id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
          device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, revision_number, \
-         port_security_enabled, allowed_address_pairs, extra_dhcp_opts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+         port_security_enabled, allowed_address_pairs, extra_dhcp_opts, dns_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
          ON CONFLICT DO NOTHING",
     )
     .bind(p.id.clone())
@@ -194,6 +196,7 @@ pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<bool> {
     .bind(p.port_security_enabled)
     .bind(serde_json::to_string(&p.allowed_address_pairs)?)
     .bind(serde_json::to_string(&p.extra_dhcp_opts)?)
+    .bind(p.dns_name.clone().unwrap_or_default())
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {
@@ -209,7 +212,7 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
         "UPDATE ports SET name = $1, description = $2, mac_address = $3, admin_state_up = $4, status = $5, \
          device_id = $6, device_owner = $7, host_id = $8, vif_type = $9, vif_details = $10, vnic_type = $11, \
          profile = $12, updated_at = $13, revision_number = $14, port_security_enabled = $17, \
-         allowed_address_pairs = $18, extra_dhcp_opts = $19 WHERE id = $15 AND revision_number = $16",
+         allowed_address_pairs = $18, extra_dhcp_opts = $19, dns_name = $20 WHERE id = $15 AND revision_number = $16",
     )
     .bind(p.name.clone())
     .bind(p.description.clone())
@@ -230,6 +233,7 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
     .bind(p.port_security_enabled)
     .bind(serde_json::to_string(&p.allowed_address_pairs)?)
     .bind(serde_json::to_string(&p.extra_dhcp_opts)?)
+    .bind(p.dns_name.clone().unwrap_or_default())
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {
@@ -328,12 +332,30 @@ pub async fn allocate_any_ip(
 /// port: listing thousands of ports is otherwise dominated by decoding every value of every
 /// row. The body is the serialization of [`Port`] itself, so it cannot drift from `show`.
 pub async fn store_port_body(tx: &mut Tx, port: &Port) -> Result<()> {
+    let mut shaped = port.clone();
+    finish_port(&mut shaped, tx.dns_domain.as_deref());
     sqlx::query("UPDATE ports SET body = $1 WHERE id = $2")
-        .bind(serde_json::to_string(port)?)
+        .bind(serde_json::to_string(&shaped)?)
         .bind(port.id.clone())
         .execute(tx.conn())
         .await?;
     Ok(())
+}
+
+/// DNS attributes on (with `dns_assignment` computed) or off (absent), as Neutron shows them.
+pub fn finish_port(port: &mut Port, dns_domain: Option<&str>) {
+    match dns_domain {
+        None => {
+            port.dns_name = None;
+            port.dns_assignment = None;
+        }
+        Some(domain) => {
+            let name = port.dns_name.clone().unwrap_or_default();
+            let ips: Vec<String> = port.fixed_ips.iter().map(|f| f.ip_address.clone()).collect();
+            port.dns_assignment = Some(neutrino_domain::dns::dns_assignment(&name, &ips, domain));
+            port.dns_name = Some(name);
+        }
+    }
 }
 
 /// Re-render the body of a port from its rows (after a change made in SQL only).

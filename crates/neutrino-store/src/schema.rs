@@ -14,7 +14,14 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_subnet_pools", SUBNET_POOLS),
     ("0007_subnet_service_types", SERVICE_TYPES),
     ("0008_availability_zones", AVAILABILITY_ZONES),
+    ("0009_dns", DNS),
 ];
+
+const DNS: &str = r#"
+ALTER TABLE ports ADD COLUMN dns_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE networks ADD COLUMN dns_domain TEXT NOT NULL DEFAULT '';
+CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)
+"#;
 
 const AVAILABILITY_ZONES: &str = r#"
 ALTER TABLE agents ADD COLUMN availability_zone TEXT NOT NULL DEFAULT 'nova';

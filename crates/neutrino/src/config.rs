@@ -22,10 +22,11 @@ const KNOWN: &[(&str, &[&str])] = &[
             "debug",
             "auth_strategy",
             "core_plugin",
+            "dns_domain",
         ],
     ),
     ("database", &["connection", "max_pool_size"]),
-    ("ml2", &["type_drivers", "tenant_network_types", "mechanism_drivers"]),
+    ("ml2", &["type_drivers", "tenant_network_types", "mechanism_drivers", "extension_drivers"]),
     ("ml2_type_vxlan", &["vni_ranges"]),
     ("ml2_type_flat", &["flat_networks"]),
     ("agent", &["server_url", "report_interval", "resync_interval", "availability_zone"]),
@@ -125,6 +126,18 @@ impl Options {
             c.mechanism_drivers = v;
         }
         c.type_drivers = t;
+        let extension_drivers = self.list("ml2", "extension_drivers").unwrap_or_default();
+        for d in &extension_drivers {
+            if !["dns", "dns_domain_ports", "port_security"].contains(&d.as_str()) {
+                return Err(format!("[ml2] extension_drivers: unknown or unsupported extension driver '{d}'"));
+            }
+        }
+        if extension_drivers.iter().any(|d| d == "dns" || d == "dns_domain_ports") {
+            let domain = self.get("DEFAULT", "dns_domain").unwrap_or(neutrino_domain::dns::DEFAULT_DNS_DOMAIN);
+            let domain =
+                neutrino_domain::dns::validate_dns_domain(domain).map_err(|e| format!("[DEFAULT] dns_domain: {e}"))?;
+            c.dns_domain = Some(domain);
+        }
         Ok(c)
     }
 

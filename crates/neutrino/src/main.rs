@@ -121,7 +121,7 @@ async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
         }
         o
     });
-    let app = neutrino_server::App::new(store, config);
+    let app = neutrino_server::App::new(store, config).await.map_err(|e| e.to_string())?;
     let server = tokio::spawn(neutrino_server::serve(app, listener));
     if let Some(o) = agent_opts {
         tokio::spawn(async move {

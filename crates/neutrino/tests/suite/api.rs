@@ -1087,3 +1087,80 @@ on_both_backends!(availability_zones_come_from_agents, default_config(), |s: Tes
     assert_eq!(shown["network"]["availability_zones"], json!(["az2"]), "the zone of the host its port is on");
     assert_eq!(s.api.get("/v2.0/agents").await.unwrap()["agents"][0]["availability_zone"], "az1");
 });
+
+fn with_dns() -> ServerConfig {
+    ServerConfig { dns_domain: Some("openstacklocal.".into()), ..default_config() }
+}
+
+on_both_backends!(dns_integration_names_ports_when_enabled, with_dns(), |s: TestServer| async move {
+    let exts = s.api.get("/v2.0/extensions").await.unwrap();
+    assert!(exts["extensions"].as_array().unwrap().iter().any(|e| e["alias"] == "dns-integration"));
+    let net =
+        s.api.post("/v2.0/networks", json!({"network": {"name": "d", "dns_domain": "example.org"}})).await.unwrap()
+            ["network"]
+            .clone();
+    assert_eq!(net["dns_domain"], "example.org.");
+    let net_id = net["id"].as_str().unwrap();
+    s.api.create_subnet(net_id, "198.51.100.0/24").await.unwrap();
+    let named =
+        post_port(&s, json!({"network_id": net_id, "dns_name": "VM1", "fixed_ips": [{"ip_address": "198.51.100.5"}]}))
+            .await
+            .unwrap()["port"]
+            .clone();
+    assert_eq!(named["dns_name"], "vm1");
+    assert_eq!(
+        named["dns_assignment"],
+        json!([{"hostname": "vm1", "ip_address": "198.51.100.5", "fqdn": "vm1.openstacklocal."}])
+    );
+    let anonymous = post_port(&s, json!({"network_id": net_id, "fixed_ips": [{"ip_address": "198.51.100.6"}]}))
+        .await
+        .unwrap()["port"]
+        .clone();
+    assert_eq!(anonymous["dns_assignment"][0]["hostname"], "host-198-51-100-6");
+    let id = named["id"].as_str().unwrap();
+    let renamed =
+        s.api.put(&format!("/v2.0/ports/{id}"), json!({"port": {"dns_name": "web"}})).await.unwrap()["port"].clone();
+    assert_eq!(renamed["dns_assignment"][0]["fqdn"], "web.openstacklocal.");
+    assert_eq!(s.api.get(&format!("/v2.0/ports?id={id}")).await.unwrap()["ports"][0], renamed, "list and show agree");
+    let (status, _, _) = error_of(post_port(&s, json!({"network_id": net_id, "dns_name": "-bad-"})).await);
+    assert_eq!(status, 400);
+});
+
+on_both_backends!(without_dns_integration_dns_attributes_are_absent, default_config(), |s: TestServer| async move {
+    let net = s.api.create_network("n").await.unwrap();
+    assert!(net.get("dns_domain").is_none());
+    let port = post_port(&s, json!({"network_id": net["id"]})).await.unwrap()["port"].clone();
+    assert!(port.get("dns_name").is_none() && port.get("dns_assignment").is_none());
+    let (status, _, _) = error_of(post_port(&s, json!({"network_id": net["id"], "dns_name": "vm1"})).await);
+    assert_eq!(status, 400, "refused, never ignored");
+});
+
+/// Turning DNS integration on renders the stored port bodies again, so lists show it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabling_dns_integration_renders_stored_ports_again() {
+    let dir = crate::common::TempDir(std::env::temp_dir().join(crate::common::unique("neutrino-dns")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let connection = format!("sqlite:///{}/db.sqlite", dir.0.display());
+    let serve = |dns: Option<String>| {
+        let connection = connection.clone();
+        async move {
+            let store = neutrino_store::Store::connect(&connection, 4).await.unwrap();
+            let config = ServerConfig { connection, dns_domain: dns, ..default_config() };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let app = neutrino_server::App::new(store, config).await.unwrap();
+            (tokio::spawn(neutrino_server::serve(app, listener)), neutrino_lab::ApiClient::new(&base))
+        }
+    };
+    let (task, api) = serve(None).await;
+    let net = api.create_network("n").await.unwrap();
+    api.create_subnet(net["id"].as_str().unwrap(), "198.51.100.0/24").await.unwrap();
+    api.post("/v2.0/ports", json!({"port": {"network_id": net["id"]}})).await.unwrap();
+    assert!(api.get("/v2.0/ports").await.unwrap()["ports"][0].get("dns_assignment").is_none());
+    task.abort();
+    let (task, api) = serve(Some("openstacklocal.".into())).await;
+    let listed = api.get("/v2.0/ports").await.unwrap();
+    assert_eq!(listed["ports"][0]["dns_name"], "");
+    assert!(listed["ports"][0]["dns_assignment"][0]["fqdn"].as_str().unwrap().ends_with(".openstacklocal."));
+    task.abort();
+}

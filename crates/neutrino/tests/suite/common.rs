@@ -98,7 +98,7 @@ pub async fn start(backend: Backend, mut config: ServerConfig) -> Option<TestSer
     let store = neutrino_store::Store::connect(&connection, 16).await.expect("connect store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(neutrino_server::serve(App::new(store, config), listener));
+    let task = tokio::spawn(neutrino_server::serve(App::new(store, config).await.unwrap(), listener));
     Some(TestServer { api: ApiClient::new(&base), base, task, _dir: dir, pg_db })
 }
 
@@ -144,7 +144,7 @@ pub async fn second_server(first: &TestServer) -> TestServer {
     let store = neutrino_store::Store::connect(&connection, 8).await.expect("connect store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(neutrino_server::serve(App::new(store, config), listener));
+    let task = tokio::spawn(neutrino_server::serve(App::new(store, config).await.unwrap(), listener));
     // The database belongs to `first`, which drops it.
     TestServer { api: ApiClient::new(&base), base, task, _dir: None, pg_db: None }
 }
