@@ -64,6 +64,66 @@ async fn openstack_cli_manages_networks_subnets_and_ports() {
     assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
     assert_eq!(ports[0]["Name"], "cli-port");
 
+    // set/unset and list filters on networks, subnets and ports.
+    openstack(&cli, &base, &["network", "set", "--mtu", "1400", "--description", "blue net", "cli-net"]).await;
+    let shown = openstack(&cli, &base, &["network", "show", "cli-net", "-f", "json"]).await;
+    assert_eq!(
+        (shown["mtu"].clone(), shown["description"].clone()),
+        (serde_json::json!(1400), serde_json::json!("blue net"))
+    );
+    openstack(&cli, &base, &["network", "create", "--external", "cli-ext", "-f", "json"]).await;
+    let external = openstack(&cli, &base, &["network", "list", "--external", "-f", "json"]).await;
+    assert_eq!(external.as_array().unwrap().len(), 1, "{external}");
+    assert_eq!(external[0]["Name"], "cli-ext");
+    openstack(&cli, &base, &["network", "delete", "cli-ext"]).await;
+    openstack(
+        &cli,
+        &base,
+        &[
+            "subnet",
+            "set",
+            "--dns-nameserver",
+            "203.0.113.53",
+            "--no-allocation-pool",
+            "--allocation-pool",
+            "start=203.0.113.2,end=203.0.113.210",
+            "cli-subnet",
+        ],
+    )
+    .await;
+    let sub = openstack(&cli, &base, &["subnet", "show", "cli-subnet", "-f", "json"]).await;
+    assert!(sub["dns_nameservers"].to_string().contains("203.0.113.53"), "{sub}");
+    assert!(sub["allocation_pools"].to_string().contains("203.0.113.210"), "{sub}");
+    openstack(&cli, &base, &["subnet", "unset", "--dns-nameserver", "203.0.113.53", "cli-subnet"]).await;
+    let sub = openstack(&cli, &base, &["subnet", "show", "cli-subnet", "-f", "json"]).await;
+    assert!(!sub["dns_nameservers"].to_string().contains("203.0.113.53"), "{sub}");
+    openstack(
+        &cli,
+        &base,
+        &[
+            "port",
+            "set",
+            "--allowed-address",
+            "ip-address=203.0.113.128/28",
+            "--fixed-ip",
+            "subnet=cli-subnet,ip-address=203.0.113.77",
+            "cli-port",
+        ],
+    )
+    .await;
+    let p = openstack(&cli, &base, &["port", "show", "cli-port", "-f", "json"]).await;
+    assert!(p["allowed_address_pairs"].to_string().contains("203.0.113.128/28"), "{p}");
+    assert!(p["fixed_ips"].to_string().contains("203.0.113.77"), "{p}");
+    // As with Neutron, a pair is named with the MAC it was given (the port's own).
+    let pair = format!("ip-address=203.0.113.128/28,mac-address={}", p["mac_address"].as_str().unwrap());
+    openstack(&cli, &base, &["port", "unset", "--allowed-address", &pair, "cli-port"]).await;
+    let p = openstack(&cli, &base, &["port", "show", "cli-port", "-f", "json"]).await;
+    assert!(!p["allowed_address_pairs"].to_string().contains("203.0.113.128"), "{p}");
+    let by_ip = openstack(&cli, &base, &["port", "list", "--fixed-ip", "ip-address=203.0.113.77", "-f", "json"]).await;
+    assert_eq!(by_ip.as_array().unwrap().len(), 1, "{by_ip}");
+    let sorted = openstack(&cli, &base, &["port", "list", "--sort-column", "Name", "-f", "json"]).await;
+    assert!(!sorted.as_array().unwrap().is_empty());
+
     // Security groups: create, a rule, a port in the group, set, tags, delete.
     let sg = openstack(&cli, &base, &["security", "group", "create", "cli-sg", "-f", "json"]).await;
     assert_eq!(sg["name"], "cli-sg");
