@@ -1164,3 +1164,20 @@ async fn enabling_dns_integration_renders_stored_ports_again() {
     assert!(listed["ports"][0]["dns_assignment"][0]["fqdn"].as_str().unwrap().ends_with(".openstacklocal."));
     task.abort();
 }
+
+on_both_backends!(deleting_a_network_takes_its_network_owned_ports, default_config(), |s: TestServer| async move {
+    let (net_id, _) = network_with_subnet(&s, "198.51.100.0/24").await;
+    let dhcp =
+        post_port(&s, json!({"network_id": net_id, "device_owner": "network:dhcp"})).await.unwrap()["port"].clone();
+    assert_eq!(dhcp["security_groups"], json!([]), "network-owned ports get no security group");
+    let vm =
+        post_port(&s, json!({"network_id": net_id, "device_owner": "compute:nova"})).await.unwrap()["port"].clone();
+    let (status, kind, message) = error_of(s.api.delete(&format!("/v2.0/networks/{net_id}")).await);
+    assert_eq!((status, kind.as_str()), (409, "NetworkInUse"));
+    assert!(message.contains(vm["id"].as_str().unwrap()) && !message.contains(dhcp["id"].as_str().unwrap()));
+    s.api.delete(&format!("/v2.0/ports/{}", vm["id"].as_str().unwrap())).await.unwrap();
+    s.api.delete(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+    let (status, _, _) = error_of(s.api.get(&format!("/v2.0/ports/{}", dhcp["id"].as_str().unwrap())).await);
+    assert_eq!(status, 404, "the DHCP port went with its network");
+    assert_eq!(s.api.get("/v2.0/subnets").await.unwrap()["subnets"], json!([]));
+});
