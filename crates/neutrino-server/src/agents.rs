@@ -1,7 +1,7 @@
 //! The agents API (`/v2.0/agents`) and the agent-facing protocol under `/v2.0/neutrino/`:
 //! registration/heartbeat, the per-host state stream, and port status reports.
 
-use crate::error::{HttpError, HttpResult};
+use crate::error::HttpResult;
 use crate::App;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -23,7 +23,7 @@ const STREAM_COALESCE: Duration = Duration::from_millis(5);
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/v2.0/agents", get(list_agents))
-        .route("/v2.0/agents/{id}", get(show_agent))
+        .route("/v2.0/agents/{id}", get(show_agent).put(update_agent).delete(delete_agent))
         .route("/v2.0/availability_zones", get(list_zones))
         .route("/v2.0/neutrino/agents", post(register))
         .route("/v2.0/neutrino/hosts/{host}/stream", get(stream))
@@ -43,7 +43,7 @@ fn agent_json(a: &AgentRecord, down_time: u64) -> serde_json::Value {
         "created_at": neutron_time(&a.created_at),
         "started_at": neutron_time(&a.started_at),
         "heartbeat_timestamp": neutron_time(&a.heartbeat_at),
-        "description": null,
+        "description": a.description,
         "availability_zone": a.availability_zone,
         "resources_synced": null,
         "configurations": {
@@ -64,9 +64,32 @@ async fn list_agents(State(app): State<App>) -> HttpResult<Response> {
 
 async fn show_agent(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
     let mut c = app.store.reader().await?;
-    let agents = store::list_agents(&mut c).await?;
-    let a = agents.iter().find(|a| a.id == id).ok_or_else(|| HttpError(ApiError::not_found("agent", &id)))?;
-    Ok(axum::Json(json!({ "agent": agent_json(a, app.config.agent_down_time) })).into_response())
+    let a = store::get_agent(&mut c, &id).await?;
+    Ok(axum::Json(json!({ "agent": agent_json(&a, app.config.agent_down_time) })).into_response())
+}
+
+/// `PUT /v2.0/agents/{id}`: `admin_state_up` (an agent set down gets no new bindings) and
+/// `description`.
+async fn update_agent(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
+    let attrs = crate::request::parse_body(&body, "agent", &["admin_state_up", "description"])?;
+    let mut tx = app.store.begin().await?;
+    let mut a = store::get_agent(tx.conn(), &id).await?;
+    if let Some(up) = attrs.boolean("admin_state_up")? {
+        a.admin_state_up = up;
+    }
+    if let Some(d) = attrs.nullable_string("description")? {
+        a.description = d;
+    }
+    store::update_agent(&mut tx, &a).await?;
+    tx.commit().await?;
+    Ok(axum::Json(json!({ "agent": agent_json(&a, app.config.agent_down_time) })).into_response())
+}
+
+async fn delete_agent(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut tx = app.store.begin().await?;
+    store::delete_agent(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(crate::response::no_content())
 }
 
 /// `GET /v2.0/availability_zones`: the zones of the registered agents, `available` while an

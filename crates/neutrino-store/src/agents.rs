@@ -18,6 +18,7 @@ pub struct AgentRecord {
     pub started_at: String,
     pub heartbeat_at: String,
     pub availability_zone: String,
+    pub description: Option<String>,
 }
 
 /// Insert or refresh an agent's registration (also its heartbeat).
@@ -66,12 +67,42 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<AgentRecord> {
         started_at: text(row, "started_at")?,
         heartbeat_at: text(row, "heartbeat_at")?,
         availability_zone: text(row, "availability_zone")?,
+        description: crate::rows::opt_text(row, "description")?,
     })
 }
 
 pub async fn list_agents(c: &mut AnyConnection) -> Result<Vec<AgentRecord>> {
     let rows = sqlx::query("SELECT * FROM agents ORDER BY host, agent_type").fetch_all(&mut *c).await?;
     rows.iter().map(decode).collect()
+}
+
+pub async fn get_agent(c: &mut AnyConnection, id: &str) -> Result<AgentRecord> {
+    let row = sqlx::query("SELECT * FROM agents WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| crate::StoreError::not_found("agent", id))?;
+    decode(&row)
+}
+
+/// Change what an admin may change of an agent.
+pub async fn update_agent(tx: &mut Tx, agent: &AgentRecord) -> Result<()> {
+    sqlx::query("UPDATE agents SET admin_state_up = $1, description = $2 WHERE id = $3")
+        .bind(agent.admin_state_up)
+        .bind(agent.description.clone())
+        .bind(agent.id.clone())
+        .execute(tx.conn())
+        .await?;
+    tx.record_change("agent", &agent.id, "update").await
+}
+
+/// Forget an agent (an alive one registers again with its next heartbeat).
+pub async fn delete_agent(tx: &mut Tx, id: &str) -> Result<()> {
+    let done = sqlx::query("DELETE FROM agents WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    if done.rows_affected() == 0 {
+        return Err(crate::StoreError::not_found("agent", id));
+    }
+    tx.record_change("agent", id, "delete").await
 }
 
 pub async fn agent_on_host(c: &mut AnyConnection, host: &str, agent_type: &str) -> Result<Option<AgentRecord>> {

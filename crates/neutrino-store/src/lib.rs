@@ -17,7 +17,9 @@ mod subnet_pools;
 mod subnets;
 mod tags;
 
-pub use agents::{agent_on_host, list_agents, register_agent, set_port_status, AgentRecord};
+pub use agents::{
+    agent_on_host, delete_agent, get_agent, list_agents, register_agent, set_port_status, update_agent, AgentRecord,
+};
 pub use error::StoreError;
 pub use filters::{Filter, SqlValue};
 pub use networks::{delete_network, get_network, insert_network, list_networks, update_network, NetworkPatch};

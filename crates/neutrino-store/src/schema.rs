@@ -15,7 +15,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_subnet_service_types", SERVICE_TYPES),
     ("0008_availability_zones", AVAILABILITY_ZONES),
     ("0009_dns", DNS),
+    ("0010_agent_description", AGENT_DESCRIPTION),
 ];
+
+const AGENT_DESCRIPTION: &str = r#"
+ALTER TABLE agents ADD COLUMN description TEXT
+"#;
 
 const DNS: &str = r#"
 ALTER TABLE ports ADD COLUMN dns_name TEXT NOT NULL DEFAULT '';

@@ -1181,3 +1181,34 @@ on_both_backends!(deleting_a_network_takes_its_network_owned_ports, default_conf
     assert_eq!(status, 404, "the DHCP port went with its network");
     assert_eq!(s.api.get("/v2.0/subnets").await.unwrap()["subnets"], json!([]));
 });
+
+on_both_backends!(agents_can_be_set_down_and_deleted, default_config(), |s: TestServer| async move {
+    let reg = s
+        .api
+        .post(
+            "/v2.0/neutrino/agents",
+            json!({"host": "c1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"}),
+        )
+        .await
+        .unwrap();
+    let id = reg["agent"]["id"].as_str().unwrap().to_string();
+    let net = s.api.create_network("a").await.unwrap();
+    let bound = post_port(&s, json!({"network_id": net["id"], "binding:host_id": "c1"})).await.unwrap();
+    assert_eq!(bound["port"]["binding:vif_type"], "bridge");
+
+    let down = s
+        .api
+        .put(&format!("/v2.0/agents/{id}"), json!({"agent": {"admin_state_up": false, "description": "maintenance"}}))
+        .await
+        .unwrap();
+    assert_eq!(down["agent"]["admin_state_up"], false);
+    assert_eq!(down["agent"]["description"], "maintenance");
+    let refused = post_port(&s, json!({"network_id": net["id"], "binding:host_id": "c1"})).await.unwrap();
+    assert_eq!(refused["port"]["binding:vif_type"], "binding_failed", "no binding to an agent set down");
+    let (status, _, _) = error_of(s.api.put(&format!("/v2.0/agents/{id}"), json!({"agent": {"host": "other"}})).await);
+    assert_eq!(status, 400, "only admin_state_up and description change");
+
+    s.api.delete(&format!("/v2.0/agents/{id}")).await.unwrap();
+    let (status, kind, _) = error_of(s.api.get(&format!("/v2.0/agents/{id}")).await);
+    assert_eq!((status, kind.as_str()), (404, "AgentNotFound"));
+});
