@@ -1,5 +1,11 @@
 //! `/v2.0/ports`
 
+mod addresses;
+mod options;
+
+use addresses::assign_fixed_ips;
+use options::{apply_address_pairs, apply_dhcp_options, apply_security_groups, dns_name_of};
+
 use crate::create::{create_all, Names};
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection_method_error;
@@ -13,16 +19,13 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use neutrino_api::agent::AGENT_TYPE_LINUXBRIDGE;
-use neutrino_api::resources::{FixedIp, Port, Subnet};
+use neutrino_api::resources::Port;
 use neutrino_api::ApiError;
 use neutrino_domain::binding::{bind_linuxbridge, HostAgent};
-use neutrino_domain::ipam::{eui64_address, IpRange};
-use neutrino_domain::mac::{mac_bytes, normalize_mac, random_port_mac};
-use neutrino_domain::port_options::{merge_dhcp_options, validate_address_pairs, DhcpOption, DhcpOptionRequest};
+use neutrino_domain::mac::{normalize_mac, random_port_mac};
 use neutrino_domain::subnet::is_auto_address;
 use neutrino_store::{self as store, Tx};
 use serde_json::{json, Map, Value};
-use std::net::IpAddr;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -170,113 +173,6 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     Ok(port)
 }
 
-/// Set the port's allowed address pairs from the request (`None`: keep them, re-checked
-/// against the port's MAC and port security).
-fn apply_address_pairs(attrs: &Attrs, port: &mut Port) -> HttpResult<()> {
-    let requested: Vec<(Option<String>, Option<String>)> = match attrs.raw("allowed_address_pairs") {
-        None => port
-            .allowed_address_pairs
-            .iter()
-            .map(|p| (p["ip_address"].as_str().map(String::from), p["mac_address"].as_str().map(String::from)))
-            .collect(),
-        Some(Value::Null) => Vec::new(),
-        Some(_) => attrs
-            .object_list("allowed_address_pairs", &["ip_address", "mac_address"])?
-            .unwrap_or_default()
-            .iter()
-            .map(|p| (field(p, "ip_address").map(String::from), field(p, "mac_address").map(String::from)))
-            .collect(),
-    };
-    let pairs = validate_address_pairs(&requested, &port.mac_address, port.port_security_enabled)?;
-    port.allowed_address_pairs =
-        pairs.into_iter().map(|p| json!({"ip_address": p.ip_address, "mac_address": p.mac_address})).collect();
-    Ok(())
-}
-
-/// Merge the requested extra DHCP options into the port's.
-fn apply_dhcp_options(attrs: &Attrs, port: &mut Port) -> HttpResult<()> {
-    let Some(Value::Array(items)) = attrs.raw("extra_dhcp_opts") else {
-        if matches!(attrs.raw("extra_dhcp_opts"), Some(v) if !v.is_null()) {
-            return Err(ApiError::invalid_attribute("extra_dhcp_opts", "must be a list").into());
-        }
-        return Ok(());
-    };
-    let text = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    let mut requested = Vec::with_capacity(items.len());
-    for item in items {
-        let Value::Object(m) = item else {
-            return Err(ApiError::invalid_attribute("extra_dhcp_opts", format!("'{item}' is not a dictionary")).into());
-        };
-        if let Some(bad) = m.keys().find(|k| !["opt_name", "opt_value", "ip_version"].contains(&k.as_str())) {
-            return Err(
-                ApiError::invalid_attribute("extra_dhcp_opts", format!("Unexpected keys supplied: {bad}")).into()
-            );
-        }
-        requested.push(DhcpOptionRequest {
-            opt_name: m.get("opt_name").and_then(text),
-            opt_value: m.get("opt_value").and_then(text),
-            ip_version: m.get("ip_version").and_then(text).and_then(|v| v.parse().ok()),
-        });
-    }
-    let current: Vec<DhcpOption> = port
-        .extra_dhcp_opts
-        .iter()
-        .filter_map(|o| {
-            Some(DhcpOption {
-                opt_name: o["opt_name"].as_str()?.to_string(),
-                opt_value: o["opt_value"].as_str()?.to_string(),
-                ip_version: o["ip_version"].as_u64()? as u8,
-            })
-        })
-        .collect();
-    port.extra_dhcp_opts = merge_dhcp_options(&current, &requested)?
-        .into_iter()
-        .map(|o| json!({"opt_name": o.opt_name, "opt_value": o.opt_value, "ip_version": o.ip_version}))
-        .collect();
-    Ok(())
-}
-
-/// `dns_name`: with DNS integration, validated; without it, only the empty default.
-fn dns_name_of(app: &App, attrs: &Attrs) -> Result<Option<String>, ApiError> {
-    let Some(name) = attrs.string("dns_name", 255)? else { return Ok(None) };
-    let Some(domain) = &app.config.dns_domain else {
-        attrs.only_defaults(&[("dns_name", json!(""))])?;
-        return Ok(None);
-    };
-    neutrino_domain::dns::validate_dns_name(&name, domain).map(Some).map_err(|e| HttpError::from(e).0)
-}
-
-/// Bind the port to `groups`, with Neutron's rule that groups need port security.
-async fn apply_security_groups(
-    tx: &mut Tx,
-    port: &mut Port,
-    mut groups: Vec<String>,
-    creating: bool,
-) -> HttpResult<()> {
-    groups.sort();
-    groups.dedup();
-    if !port.port_security_enabled && !groups.is_empty() {
-        return Err(if creating {
-            HttpError(ApiError::bad_request_kind(
-                "PortSecurityAndIPRequiredForSecurityGroups",
-                "Port security must be enabled and port must have an IP address in order to use security groups.",
-            ))
-        } else {
-            HttpError(ApiError::conflict(
-                "PortSecurityPortHasSecurityGroup",
-                "Port has security group associated. Cannot disable port security or ip address until security group is removed",
-            ))
-        });
-    }
-    store::set_port_groups(tx, &port.id, &groups).await?;
-    port.security_groups = groups;
-    Ok(())
-}
-
 /// Insert the port with the given MAC, or a random one (drawing again on the rare clash).
 async fn insert_with_mac(tx: &mut Tx, port: &mut Port, given: Option<String>) -> HttpResult<()> {
     let attempts = if given.is_some() { 1 } else { 16 };
@@ -322,165 +218,6 @@ pub(crate) fn heartbeat_fresh(at: &str, down_time: u64) -> bool {
         }
         Err(_) => false,
     }
-}
-
-fn field<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    entry.get(key).and_then(Value::as_str)
-}
-
-fn parse_fixed_ip(text: &str) -> Result<IpAddr, ApiError> {
-    text.parse().map_err(|_| ApiError::invalid_attribute("fixed_ips", format!("'{text}' is not a valid IP address")))
-}
-
-fn pools_of(subnet: &Subnet) -> Vec<IpRange> {
-    subnet
-        .allocation_pools
-        .iter()
-        .filter_map(|p| Some(IpRange::new(p.start.parse().ok()?, p.end.parse().ok()?)))
-        .collect()
-}
-
-fn ip_exhausted_on_subnet(subnet_id: &str) -> HttpError {
-    HttpError(ApiError::conflict(
-        "IpAddressGenerationFailure",
-        format!("No more IP addresses available for subnet {subnet_id}."),
-    ))
-}
-
-fn ip_in_use(ip: IpAddr, subnet_id: &str) -> HttpError {
-    HttpError(ApiError::conflict(
-        "IpAddressAlreadyAllocated",
-        format!("IP address {ip} already allocated in subnet {subnet_id}"),
-    ))
-}
-
-/// Give the port its addresses: exactly the requested ones, or Neutron's automatic choice
-/// (one IPv4 and one stateful IPv6 address, plus an EUI-64 address per SLAAC subnet).
-async fn assign_fixed_ips(
-    tx: &mut Tx,
-    port: &Port,
-    subnets: &[Subnet],
-    requested: Option<Vec<Map<String, Value>>>,
-) -> HttpResult<Vec<FixedIp>> {
-    let mut out = Vec::new();
-    match requested {
-        Some(entries) => {
-            for entry in &entries {
-                let ip = field(entry, "ip_address").map(parse_fixed_ip).transpose()?;
-                let subnet = match field(entry, "subnet_id") {
-                    Some(sid) => subnets.iter().find(|s| s.id == sid).ok_or_else(|| {
-                        ApiError::invalid_input(format!(
-                            "Failed to create port on network {}, because fixed_ips included invalid subnet {sid}",
-                            port.network_id
-                        ))
-                    })?,
-                    None => {
-                        let ip = ip.ok_or_else(|| {
-                            ApiError::invalid_attribute("fixed_ips", "an entry needs subnet_id or ip_address")
-                        })?;
-                        subnets.iter().find(|s| subnet_contains(s, ip)).ok_or_else(|| {
-                            ApiError::invalid_input(format!(
-                                "IP address {ip} is not a valid IP for any of the subnets on the specified network"
-                            ))
-                        })?
-                    }
-                };
-                let addr = match ip {
-                    Some(ip) => allocate_exact(tx, port, subnet, ip, out.len()).await?,
-                    None => allocate_from(tx, port, subnet, out.len()).await?,
-                };
-                out.push(FixedIp { subnet_id: subnet.id.clone(), ip_address: addr.to_string() });
-            }
-        }
-        None => {
-            let subnets = &subnets_for_owner(subnets, &port.device_owner);
-            for v6_stateful in [false, true] {
-                let family: Vec<&Subnet> = subnets
-                    .iter()
-                    .filter(|s| (s.ip_version == 6) == v6_stateful && !is_auto_address(s.ipv6_address_mode.as_deref()))
-                    .collect();
-                if family.is_empty() {
-                    continue;
-                }
-                let mut got = None;
-                for s in &family {
-                    if let Some(ip) =
-                        store::allocate_any_ip(tx, &port.network_id, &s.id, &pools_of(s), &port.id, out.len()).await?
-                    {
-                        got = Some(FixedIp { subnet_id: s.id.clone(), ip_address: ip.to_string() });
-                        break;
-                    }
-                }
-                let fixed = got.ok_or_else(|| {
-                    HttpError(ApiError::conflict(
-                        "IpAddressGenerationFailure",
-                        format!("No more IP addresses available on network {}.", port.network_id),
-                    ))
-                })?;
-                out.push(fixed);
-            }
-            for s in subnets.iter().filter(|s| is_auto_address(s.ipv6_address_mode.as_deref())) {
-                let addr = allocate_from(tx, port, s, out.len()).await?;
-                out.push(FixedIp { subnet_id: s.id.clone(), ip_address: addr.to_string() });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Subnets automatic addresses may come from, by `service_types`: those reserved for the
-/// port's device owner if there are any, else those reserved for nobody.
-fn subnets_for_owner(subnets: &[Subnet], device_owner: &str) -> Vec<Subnet> {
-    let for_owner: Vec<Subnet> =
-        subnets.iter().filter(|s| s.service_types.iter().any(|t| t == device_owner)).cloned().collect();
-    if !for_owner.is_empty() {
-        return for_owner;
-    }
-    subnets.iter().filter(|s| s.service_types.is_empty()).cloned().collect()
-}
-
-fn subnet_contains(subnet: &Subnet, ip: IpAddr) -> bool {
-    subnet.cidr.parse::<ipnet::IpNet>().is_ok_and(|c| c.contains(&ip))
-}
-
-/// Hold exactly `ip` on `subnet`.
-async fn allocate_exact(tx: &mut Tx, port: &Port, subnet: &Subnet, ip: IpAddr, position: usize) -> HttpResult<IpAddr> {
-    let cidr: ipnet::IpNet = subnet.cidr.parse().map_err(|_| ApiError::internal("stored CIDR is invalid"))?;
-    let v4_reserved =
-        cidr.addr().is_ipv4() && cidr.prefix_len() < 31 && (ip == cidr.network() || ip == cidr.broadcast());
-    if !cidr.contains(&ip) || v4_reserved {
-        return Err(HttpError(ApiError::new(
-            400,
-            "InvalidIpForSubnet",
-            format!("IP address {ip} is not a valid IP for the specified subnet."),
-        )));
-    }
-    let is_gateway = subnet.gateway_ip.as_deref() == Some(ip.to_string().as_str());
-    if is_gateway && !port.device_owner.starts_with("network:router_interface") {
-        return Err(ip_in_use(ip, &subnet.id));
-    }
-    if !store::allocate_specific_ip(tx, &port.network_id, &subnet.id, ip, &port.id, position).await? {
-        return Err(ip_in_use(ip, &subnet.id));
-    }
-    Ok(ip)
-}
-
-/// Take an address from `subnet`: EUI-64 on SLAAC subnets, else from the pools.
-async fn allocate_from(tx: &mut Tx, port: &Port, subnet: &Subnet, position: usize) -> HttpResult<IpAddr> {
-    if is_auto_address(subnet.ipv6_address_mode.as_deref()) {
-        let cidr = subnet.cidr.parse().map_err(|_| ApiError::internal("stored CIDR is invalid"))?;
-        let mac = mac_bytes(&port.mac_address).ok_or_else(|| ApiError::internal("stored MAC is invalid"))?;
-        let ip = eui64_address(cidr, mac).ok_or_else(|| {
-            ApiError::invalid_input(format!("Subnet {} is not a /64; SLAAC needs a /64 prefix", subnet.id))
-        })?;
-        if !store::allocate_specific_ip(tx, &port.network_id, &subnet.id, ip, &port.id, position).await? {
-            return Err(ip_in_use(ip, &subnet.id));
-        }
-        return Ok(ip);
-    }
-    store::allocate_any_ip(tx, &port.network_id, &subnet.id, &pools_of(subnet), &port.id, position)
-        .await?
-        .ok_or_else(|| ip_exhausted_on_subnet(&subnet.id))
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {

@@ -1,0 +1,305 @@
+//! API tests: ports.
+
+use super::*;
+
+on_both_backends!(ports_get_addresses_macs_and_bindings, default_config(), |s: TestServer| async move {
+    let (net_id, subnet_id) = network_with_subnet(&s, "198.51.100.0/29").await;
+    // A /29 has five addresses in its pool (.2 - .6).
+    let specific = post_port(
+        &s,
+        json!({"network_id": net_id, "fixed_ips": [{"subnet_id": subnet_id, "ip_address": "198.51.100.4"}]}),
+    )
+    .await
+    .unwrap()["port"]
+        .clone();
+    assert_eq!(specific["fixed_ips"], json!([{"subnet_id": subnet_id, "ip_address": "198.51.100.4"}]));
+    assert!(specific["mac_address"].as_str().unwrap().starts_with("fa:16:3e:"));
+    assert_eq!(specific["status"], "DOWN");
+    assert_eq!(specific["binding:vif_type"], "unbound");
+    let (status, kind, message) =
+        error_of(post_port(&s, json!({"network_id": net_id, "fixed_ips": [{"ip_address": "198.51.100.4"}]})).await);
+    assert_eq!((status, kind.as_str()), (409, "IpAddressAlreadyAllocated"));
+    assert_eq!(message, format!("IP address 198.51.100.4 already allocated in subnet {subnet_id}"));
+
+    let mut seen = HashSet::new();
+    for _ in 0..4 {
+        let p = post_port(&s, json!({"network_id": net_id})).await.unwrap()["port"].clone();
+        let ip = p["fixed_ips"][0]["ip_address"].as_str().unwrap().to_string();
+        assert!(["198.51.100.2", "198.51.100.3", "198.51.100.5", "198.51.100.6"].contains(&ip.as_str()), "{ip}");
+        assert!(seen.insert(ip));
+    }
+    let (status, kind, _) = error_of(post_port(&s, json!({"network_id": net_id})).await);
+    assert_eq!((status, kind.as_str()), (409, "IpAddressGenerationFailure"));
+
+    // Binding: no agent on the host fails; a registered Linux bridge agent binds.
+    let net2 = s.api.create_network("n2").await.unwrap();
+    let net2_id = net2["id"].as_str().unwrap();
+    let failed =
+        post_port(&s, json!({"network_id": net2_id, "binding:host_id": "nowhere"})).await.unwrap()["port"].clone();
+    assert_eq!(failed["binding:vif_type"], "binding_failed");
+    s.api
+        .post(
+            "/v2.0/neutrino/agents",
+            json!({"host": "compute1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"}),
+        )
+        .await
+        .unwrap();
+    let bound =
+        post_port(&s, json!({"network_id": net2_id, "binding:host_id": "compute1"})).await.unwrap()["port"].clone();
+    assert_eq!(bound["binding:vif_type"], "bridge");
+    assert_eq!(bound["binding:vif_details"]["bridge_name"], format!("brq{}", &net2_id[..11]));
+    let agents = s.api.get("/v2.0/agents").await.unwrap();
+    assert_eq!(agents["agents"][0]["host"], "compute1");
+    assert_eq!(agents["agents"][0]["alive"], true);
+
+    // Update and If-Match.
+    let id = bound["id"].as_str().unwrap();
+    let up = s
+        .api
+        .put(&format!("/v2.0/ports/{id}"), json!({"port": {"name": "renamed", "admin_state_up": false}}))
+        .await
+        .unwrap();
+    assert_eq!(up["port"]["revision_number"], 2);
+    assert_eq!(up["port"]["admin_state_up"], false);
+    let stale = reqwest::Client::new()
+        .put(format!("{}/v2.0/ports/{id}", s.base))
+        .header("If-Match", "revision_number=1")
+        .json(&json!({"port": {"name": "late"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+    let ports = s.api.get(&format!("/v2.0/ports?network_id={net2_id}&binding:host_id=compute1")).await.unwrap();
+    assert_eq!(ports["ports"].as_array().unwrap().len(), 1);
+
+    // Lists (rendered bodies) always equal what show returns (rows).
+    s.api.put("/v2.0/neutrino/ports/status", json!({"host": "compute1", "ports": {id: "ACTIVE"}})).await.unwrap();
+    s.api
+        .put(
+            &format!("/v2.0/ports/{}", specific["id"].as_str().unwrap()),
+            json!({"port": {"fixed_ips": [{"ip_address": "198.51.100.6"}]}}),
+        )
+        .await
+        .expect_err("198.51.100.6 is taken by an automatic port");
+    for p in s.api.get("/v2.0/ports").await.unwrap()["ports"].as_array().unwrap() {
+        let shown = s.api.port(p["id"].as_str().unwrap()).await.unwrap();
+        assert_eq!(p, &shown, "list and show agree");
+    }
+
+    // Deleting the network needs its ports gone first.
+    let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/networks/{net2_id}")).await);
+    assert_eq!((status, kind.as_str()), (409, "NetworkInUse"));
+    for p in s.api.get(&format!("/v2.0/ports?network_id={net2_id}")).await.unwrap()["ports"].as_array().unwrap() {
+        s.api.delete(&format!("/v2.0/ports/{}", p["id"].as_str().unwrap())).await.unwrap();
+    }
+    s.api.delete(&format!("/v2.0/networks/{net2_id}")).await.unwrap();
+});
+
+on_both_backends!(concurrent_port_creates_never_duplicate_or_fail, default_config(), |s: TestServer| async move {
+    let (net_id, _) = network_with_subnet(&s, "203.0.113.0/24").await;
+    // Sixteen clients race for one address: exactly one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let api = s.api.clone();
+        let net_id = net_id.clone();
+        tasks.push(tokio::spawn(async move {
+            api.post(
+                "/v2.0/ports",
+                json!({"port": {"network_id": net_id, "fixed_ips": [{"ip_address": "203.0.113.77"}]}}),
+            )
+            .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(e) => assert_eq!(error_of(Err(e)).0, 409),
+        }
+    }
+    assert_eq!(won, 1);
+
+    // 200 automatic ports from 16 clients: all succeed, all distinct.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let api = s.api.clone();
+        let net_id = net_id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for _ in 0..13 {
+                out.push(
+                    api.post("/v2.0/ports", json!({"port": {"network_id": net_id}}))
+                        .await
+                        .expect("no error under load")["port"]
+                        .clone(),
+                );
+            }
+            out
+        }));
+    }
+    let mut ips = HashSet::new();
+    let mut macs = HashSet::new();
+    for t in tasks {
+        for p in t.await.unwrap() {
+            assert!(ips.insert(p["fixed_ips"][0]["ip_address"].as_str().unwrap().to_string()));
+            assert!(macs.insert(p["mac_address"].as_str().unwrap().to_string()));
+        }
+    }
+    assert_eq!(ips.len(), 208);
+    let listed = s.api.get(&format!("/v2.0/ports?network_id={net_id}&fields=id")).await.unwrap();
+    assert_eq!(listed["ports"].as_array().unwrap().len(), 209);
+    // Paging: follow the absolute `next` links, as openstacksdk does, until the last page.
+    let mut seen_ids = HashSet::new();
+    let mut url = format!("{}/v2.0/ports?network_id={net_id}&limit=100", s.base);
+    let mut pages = 0;
+    loop {
+        let page: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        pages += 1;
+        for p in page["ports"].as_array().unwrap() {
+            assert!(seen_ids.insert(p["id"].as_str().unwrap().to_string()), "no port on two pages");
+        }
+        let next = page["ports_links"].as_array().and_then(|l| l.iter().find(|l| l["rel"] == "next"));
+        match next.and_then(|l| l["href"].as_str()) {
+            Some(next) => {
+                assert!(next.starts_with("http://") && next.contains(&format!("network_id={net_id}")), "{next}");
+                url = next.to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!((seen_ids.len(), pages), (209, 3));
+});
+
+on_both_backends!(ports_carry_address_pairs_and_dhcp_options, default_config(), |s: TestServer| async move {
+    let (net_id, _) = network_with_subnet(&s, "198.51.100.0/24").await;
+    let port = post_port(&s, json!({"network_id": net_id,
+        "allowed_address_pairs": [{"ip_address": "203.0.113.0/28"}, {"ip_address": "198.51.100.200", "mac_address": "FA:16:3E:AA:BB:CC"}],
+        "extra_dhcp_opts": [{"opt_name": "mtu", "opt_value": "1400"}, {"opt_name": "domain-search", "opt_value": "example.org", "ip_version": 6}]}))
+    .await
+    .unwrap()["port"]
+        .clone();
+    let id = port["id"].as_str().unwrap();
+    assert_eq!(
+        port["allowed_address_pairs"],
+        json!([{"ip_address": "203.0.113.0/28", "mac_address": port["mac_address"]},
+               {"ip_address": "198.51.100.200", "mac_address": "fa:16:3e:aa:bb:cc"}])
+    );
+    assert_eq!(port["extra_dhcp_opts"].as_array().unwrap().len(), 2);
+    assert_eq!(s.api.port(id).await.unwrap(), port, "what was stored is what was returned");
+
+    // DHCP options merge on update; a null value removes one.
+    let updated = s
+        .api
+        .put(&format!("/v2.0/ports/{id}"), json!({"port": {"extra_dhcp_opts": [
+            {"opt_name": "mtu", "opt_value": "1300"}, {"opt_name": "domain-search", "opt_value": null, "ip_version": 6}]}}))
+        .await
+        .unwrap()["port"]
+        .clone();
+    assert_eq!(updated["extra_dhcp_opts"], json!([{"opt_name": "mtu", "opt_value": "1300", "ip_version": 4}]));
+    assert_eq!(updated["allowed_address_pairs"], port["allowed_address_pairs"], "pairs kept");
+
+    let (status, kind, _) = error_of(
+        s.api
+            .put(&format!("/v2.0/ports/{id}"), json!({"port": {"port_security_enabled": false, "security_groups": []}}))
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (409, "AddressPairAndPortSecurityRequired"));
+    let (status, kind, _) = error_of(
+        post_port(
+            &s,
+            json!({"network_id": net_id,
+        "allowed_address_pairs": [{"ip_address": "203.0.113.9"}, {"ip_address": "203.0.113.9"}]}),
+        )
+        .await,
+    );
+    assert_eq!((status, kind.as_str()), (400, "DuplicateAddressPairInRequest"));
+    let (status, kind, _) = error_of(
+        post_port(&s, json!({"network_id": net_id, "allowed_address_pairs": [{"mac_address": "fa:16:3e:00:00:09"}]}))
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (400, "AllowedAddressPairsMissingIP"));
+
+    let cleared = s
+        .api
+        .put(
+            &format!("/v2.0/ports/{id}"),
+            json!({"port": {"allowed_address_pairs": [], "port_security_enabled": false, "security_groups": []}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared["port"]["allowed_address_pairs"], json!([]));
+    assert_eq!(s.api.get(&format!("/v2.0/ports?id={id}")).await.unwrap()["ports"][0], cleared["port"]);
+});
+
+on_both_backends!(dns_integration_names_ports_when_enabled, with_dns(), |s: TestServer| async move {
+    let exts = s.api.get("/v2.0/extensions").await.unwrap();
+    assert!(exts["extensions"].as_array().unwrap().iter().any(|e| e["alias"] == "dns-integration"));
+    let net =
+        s.api.post("/v2.0/networks", json!({"network": {"name": "d", "dns_domain": "example.org"}})).await.unwrap()
+            ["network"]
+            .clone();
+    assert_eq!(net["dns_domain"], "example.org.");
+    let net_id = net["id"].as_str().unwrap();
+    s.api.create_subnet(net_id, "198.51.100.0/24").await.unwrap();
+    let named =
+        post_port(&s, json!({"network_id": net_id, "dns_name": "VM1", "fixed_ips": [{"ip_address": "198.51.100.5"}]}))
+            .await
+            .unwrap()["port"]
+            .clone();
+    assert_eq!(named["dns_name"], "vm1");
+    assert_eq!(
+        named["dns_assignment"],
+        json!([{"hostname": "vm1", "ip_address": "198.51.100.5", "fqdn": "vm1.openstacklocal."}])
+    );
+    let anonymous = post_port(&s, json!({"network_id": net_id, "fixed_ips": [{"ip_address": "198.51.100.6"}]}))
+        .await
+        .unwrap()["port"]
+        .clone();
+    assert_eq!(anonymous["dns_assignment"][0]["hostname"], "host-198-51-100-6");
+    let id = named["id"].as_str().unwrap();
+    let renamed =
+        s.api.put(&format!("/v2.0/ports/{id}"), json!({"port": {"dns_name": "web"}})).await.unwrap()["port"].clone();
+    assert_eq!(renamed["dns_assignment"][0]["fqdn"], "web.openstacklocal.");
+    assert_eq!(s.api.get(&format!("/v2.0/ports?id={id}")).await.unwrap()["ports"][0], renamed, "list and show agree");
+    let (status, _, _) = error_of(post_port(&s, json!({"network_id": net_id, "dns_name": "-bad-"})).await);
+    assert_eq!(status, 400);
+});
+
+on_both_backends!(without_dns_integration_dns_attributes_are_absent, default_config(), |s: TestServer| async move {
+    let net = s.api.create_network("n").await.unwrap();
+    assert!(net.get("dns_domain").is_none());
+    let port = post_port(&s, json!({"network_id": net["id"]})).await.unwrap()["port"].clone();
+    assert!(port.get("dns_name").is_none() && port.get("dns_assignment").is_none());
+    let (status, _, _) = error_of(post_port(&s, json!({"network_id": net["id"], "dns_name": "vm1"})).await);
+    assert_eq!(status, 400, "refused, never ignored");
+});
+
+/// Turning DNS integration on renders the stored port bodies again, so lists show it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabling_dns_integration_renders_stored_ports_again() {
+    let dir = crate::common::TempDir(std::env::temp_dir().join(crate::common::unique("neutrino-dns")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let connection = format!("sqlite:///{}/db.sqlite", dir.0.display());
+    let serve = |dns: Option<String>| {
+        let connection = connection.clone();
+        async move {
+            let store = neutrino_store::Store::connect(&connection, 4).await.unwrap();
+            let config = ServerConfig { connection, dns_domain: dns, ..default_config() };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let app = neutrino_server::App::new(store, config).await.unwrap();
+            (tokio::spawn(neutrino_server::serve(app, listener)), neutrino_lab::ApiClient::new(&base))
+        }
+    };
+    let (task, api) = serve(None).await;
+    let net = api.create_network("n").await.unwrap();
+    api.create_subnet(net["id"].as_str().unwrap(), "198.51.100.0/24").await.unwrap();
+    api.post("/v2.0/ports", json!({"port": {"network_id": net["id"]}})).await.unwrap();
+    assert!(api.get("/v2.0/ports").await.unwrap()["ports"][0].get("dns_assignment").is_none());
+    task.abort();
+    let (task, api) = serve(Some("openstacklocal.".into())).await;
+    let listed = api.get("/v2.0/ports").await.unwrap();
+    assert_eq!(listed["ports"][0]["dns_name"], "");
+    assert!(listed["ports"][0]["dns_assignment"][0]["fqdn"].as_str().unwrap().ends_with(".openstacklocal."));
+    task.abort();
+}

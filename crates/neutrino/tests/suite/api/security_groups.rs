@@ -1,0 +1,155 @@
+//! API tests: security groups.
+
+use super::*;
+
+on_both_backends!(security_groups_and_rules_behave_like_neutron, default_config(), |s: TestServer| async move {
+    // The project's default group appears on first look, with Neutron's four rules.
+    let groups = s.api.get("/v2.0/security-groups").await.unwrap();
+    let default =
+        groups["security_groups"].as_array().unwrap().iter().find(|g| g["name"] == "default").unwrap().clone();
+    let default_id = default["id"].as_str().unwrap().to_string();
+    let rules = default["security_group_rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 4);
+    assert_eq!(rules.iter().filter(|r| r["remote_group_id"] == default["id"]).count(), 2);
+    assert!(rules.iter().all(|r| r["belongs_to_default_sg"] == true));
+    let again = s.api.get("/v2.0/security-groups?name=default").await.unwrap();
+    assert_eq!(again["security_groups"].as_array().unwrap().len(), 1, "only one default group");
+    let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/security-groups/{default_id}")).await);
+    assert_eq!((status, kind.as_str()), (409, "SecurityGroupCannotRemoveDefault"));
+
+    let web = s.api.post("/v2.0/security-groups", json!({"security_group": {"name": "web"}})).await.unwrap()
+        ["security_group"]
+        .clone();
+    let web_id = web["id"].as_str().unwrap().to_string();
+    assert_eq!(web["security_group_rules"].as_array().unwrap().len(), 2);
+    assert_eq!(web["stateful"], true);
+
+    let rule = |body: Value| {
+        let api = s.api.clone();
+        async move { api.post("/v2.0/security-group-rules", json!({ "security_group_rule": body })).await }
+    };
+    let ssh = rule(json!({"security_group_id": web_id, "direction": "ingress", "protocol": "tcp",
+        "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "203.0.113.7/24"}))
+    .await
+    .unwrap()["security_group_rule"]
+        .clone();
+    assert_eq!(ssh["normalized_cidr"], "203.0.113.0/24");
+    assert_eq!(ssh["ethertype"], "IPv4");
+    let (status, kind, message) = error_of(
+        rule(json!({"security_group_id": web_id, "direction": "ingress", "protocol": "6",
+            "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "203.0.113.0/24"}))
+        .await,
+    );
+    assert_eq!((status, kind.as_str()), (409, "SecurityGroupRuleExists"));
+    assert_eq!(message, format!("Security group rule already exists. Rule id is {}.", ssh["id"].as_str().unwrap()));
+    for (body, status, kind) in [
+        (
+            json!({"security_group_id": web_id, "direction": "ingress", "remote_ip_prefix": "0.0.0.0/0", "remote_group_id": web_id}),
+            400,
+            "SecurityGroupRemoteGroupAndRemoteIpPrefix",
+        ),
+        (
+            json!({"security_group_id": web_id, "direction": "ingress", "protocol": "bogus"}),
+            400,
+            "SecurityGroupRuleInvalidProtocol",
+        ),
+        (
+            json!({"security_group_id": web_id, "direction": "ingress", "protocol": "tcp", "port_range_min": 90, "port_range_max": 80}),
+            400,
+            "SecurityGroupInvalidPortRange",
+        ),
+        (json!({"security_group_id": web_id, "direction": "sideways"}), 400, "InvalidInput"),
+        (
+            json!({"security_group_id": "00000000-0000-0000-0000-000000000000", "direction": "ingress"}),
+            404,
+            "SecurityGroupNotFound",
+        ),
+    ] {
+        let (got_status, got_kind, message) = error_of(rule(body.clone()).await);
+        assert_eq!((got_status, got_kind.as_str()), (status, kind), "{body}: {message}");
+    }
+
+    // Sixteen different rules at once never fail; sixteen identical ones make exactly one.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let api = s.api.clone();
+        let web_id = web_id.clone();
+        tasks.push(tokio::spawn(async move {
+            api.post(
+                "/v2.0/security-group-rules",
+                json!({"security_group_rule": {"security_group_id": web_id,
+                "direction": "ingress", "protocol": "tcp", "port_range_min": 8000 + i, "port_range_max": 8000 + i}}),
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("distinct concurrent rules all succeed");
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let api = s.api.clone();
+        let web_id = web_id.clone();
+        tasks.push(tokio::spawn(async move {
+            api.post(
+                "/v2.0/security-group-rules",
+                json!({"security_group_rule": {"security_group_id": web_id,
+                "direction": "ingress", "protocol": "udp", "port_range_min": 53, "port_range_max": 53}}),
+            )
+            .await
+        }));
+    }
+    let mut made = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => made += 1,
+            Err(e) => assert_eq!(error_of(Err(e)).1, "SecurityGroupRuleExists"),
+        }
+    }
+    assert_eq!(made, 1);
+    let listed = s.api.get(&format!("/v2.0/security-group-rules?security_group_id={web_id}")).await.unwrap();
+    assert_eq!(listed["security_group_rules"].as_array().unwrap().len(), 2 + 1 + 16 + 1);
+
+    // Ports get the default group; explicit groups; port security rules.
+    let net = s.api.create_network("sg-net").await.unwrap();
+    let net_id = net["id"].as_str().unwrap();
+    let p1 = post_port(&s, json!({"network_id": net_id})).await.unwrap()["port"].clone();
+    assert_eq!(p1["security_groups"], json!([default_id]));
+    let p2 = post_port(&s, json!({"network_id": net_id, "security_groups": [web_id]})).await.unwrap()["port"].clone();
+    assert_eq!(p2["security_groups"], json!([web_id]));
+    let (status, kind, _) = error_of(
+        post_port(&s, json!({"network_id": net_id, "port_security_enabled": false, "security_groups": [web_id]})).await,
+    );
+    assert_eq!((status, kind.as_str()), (400, "PortSecurityAndIPRequiredForSecurityGroups"));
+    let open =
+        post_port(&s, json!({"network_id": net_id, "port_security_enabled": false})).await.unwrap()["port"].clone();
+    assert_eq!(open["security_groups"], json!([]));
+    assert_eq!(open["port_security_enabled"], false);
+    let p2_id = p2["id"].as_str().unwrap();
+    let (status, kind, _) =
+        error_of(s.api.put(&format!("/v2.0/ports/{p2_id}"), json!({"port": {"port_security_enabled": false}})).await);
+    assert_eq!((status, kind.as_str()), (409, "PortSecurityPortHasSecurityGroup"));
+    let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/security-groups/{web_id}")).await);
+    assert_eq!((status, kind.as_str()), (409, "SecurityGroupInUse"));
+    let cleared = s
+        .api
+        .put(&format!("/v2.0/ports/{p2_id}"), json!({"port": {"port_security_enabled": false, "security_groups": []}}))
+        .await
+        .unwrap();
+    assert_eq!(cleared["port"]["security_groups"], json!([]));
+    assert_eq!(s.api.get(&format!("/v2.0/ports?id={p2_id}")).await.unwrap()["ports"][0], cleared["port"]);
+
+    // Tags, rename, delete.
+    s.api.put(&format!("/v2.0/security-groups/{web_id}/tags/public"), json!(null)).await.unwrap();
+    let renamed = s
+        .api
+        .put(&format!("/v2.0/security-groups/{web_id}"), json!({"security_group": {"name": "www"}}))
+        .await
+        .unwrap();
+    assert_eq!(renamed["security_group"]["name"], "www");
+    assert_eq!(renamed["security_group"]["tags"], json!(["public"]));
+    s.api.delete(&format!("/v2.0/security-group-rules/{}", ssh["id"].as_str().unwrap())).await.unwrap();
+    s.api.delete(&format!("/v2.0/security-groups/{web_id}")).await.unwrap();
+    let (status, kind, _) = error_of(s.api.get(&format!("/v2.0/security-groups/{web_id}")).await);
+    assert_eq!((status, kind.as_str()), (404, "SecurityGroupNotFound"));
+});
