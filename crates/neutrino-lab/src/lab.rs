@@ -117,6 +117,10 @@ impl Lab {
             lab.build_host(&host)?;
         }
         lab.runtime = Some(crate::netns::NsRuntime::start(&lab.underlay_ns())?);
+        // A new lab starts from an empty SQLite database (restarts keep it).
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", lab.cfg.dir.join("server.sqlite").display()));
+        }
         lab.start_server()?;
         for host in lab.cfg.hosts.clone() {
             lab.start_agent(&host)?;
@@ -149,18 +153,16 @@ impl Lab {
     }
 
     fn log_file(&self, name: &str) -> Result<(File, File), LabError> {
-        let f = File::create(self.cfg.dir.join(format!("{name}.log")))?;
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(self.cfg.dir.join(format!("{name}.log")))?;
         Ok((f.try_clone()?, f))
     }
 
     fn start_server(&mut self) -> Result<(), LabError> {
-        let database = self.cfg.database.clone().unwrap_or_else(|| {
-            let db = self.cfg.dir.join("server.sqlite");
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-            }
-            format!("sqlite:///{}", db.display())
-        });
+        let database = self
+            .cfg
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:///{}", self.cfg.dir.join("server.sqlite").display()));
         let conf = format!(
             "[DEFAULT]\nbind_host = {SERVER_IP}\nbind_port = {}\n[database]\nconnection = {database}\n[ml2]\ntype_drivers = local,flat,vxlan\ntenant_network_types = vxlan\nmechanism_drivers = linuxbridge,l2population\n[ml2_type_vxlan]\nvni_ranges = 1001:2000\n",
             self.cfg.server_port
@@ -265,6 +267,16 @@ impl Lab {
             .spawn()?;
         self.agents.insert(host.to_string(), child);
         Ok(())
+    }
+
+    /// Kill the server (SIGKILL) and start it again on the same database: agents must
+    /// reconnect to its stream by themselves.
+    pub fn restart_server(&mut self) -> Result<(), LabError> {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        self.start_server()
     }
 
     /// Kill the agent of `host` abruptly (SIGKILL): the kernel state must survive it.

@@ -92,27 +92,46 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     assert_eq!(before, after, "VXLAN devices kept across restarts");
     assert!(lab.ping("vm3", &vms[0].ip, 2), "restarted agents still serve the network");
 
-    // 3. Deleting vm3's port removes its entries everywhere: it becomes unreachable, and h2,
-    //    left without ports on the network, tears the network down.
+    // 3. The server restarts: the agents reconnect to its stream (a fresh snapshot) by
+    //    themselves, and a VM booted afterwards is wired and reachable across hosts.
+    lab.restart_server().expect("server restarts on its database");
+    let vm4 = lab.boot_vm(&api, &net, "vm4", "h2").await.expect("a VM boots after the server restart");
+    assert!(lab.ping("vm1", &vm4.ip, 2), "vm1 reaches vm4 after the server restart");
+    vms.push(vm4);
+
+    // 4. Deleting vm3's port removes its entries everywhere: it becomes unreachable while the
+    //    others still talk. Deleting vm4's port too leaves h2 without a port on the network,
+    //    so h2 tears the network down.
     api.delete(&format!("/v2.0/ports/{}", vms[2].port_id)).await.unwrap();
-    let bridge = format!("brq{}", &net_id[..11]);
-    let mut torn_down = false;
-    for _ in 0..50 {
+    let forgotten = wait_for(|| {
         let fdb = lab.exec("h1", &["bridge", "fdb", "show", "dev", &vxlan]).unwrap_or_default();
-        let h2_bridge = ifindex(&lab, "h2", &bridge);
         // Only the static entries with a VTEP are L2 population's (the bridge may still
         // remember the MAC it learned on the port until it ages out).
-        let remembered = fdb.lines().any(|l| l.contains(&vms[2].mac) && l.contains(" dst "));
-        if !remembered && h2_bridge.is_none() {
-            torn_down = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(torn_down, "h1 forgot vm3 and h2 removed {bridge}\n{}", lab.log_tail("agent-h2", 20));
+        !fdb.lines().any(|l| l.contains(&vms[2].mac) && l.contains(" dst "))
+    })
+    .await;
+    assert!(forgotten, "h1 forgot vm3\n{}", lab.log_tail("agent-h1", 20));
     assert!(!lab.ping("vm1", &vms[2].ip, 2), "vm3 is unreachable after its port is deleted");
     assert!(lab.ping("vm1", &vms[1].ip, 2), "the others still talk");
+    assert!(lab.ping("vm1", &vms[3].ip, 2), "the others still talk across hosts");
+
+    api.delete(&format!("/v2.0/ports/{}", vms[3].port_id)).await.unwrap();
+    let bridge = format!("brq{}", &net_id[..11]);
+    let torn_down = wait_for(|| ifindex(&lab, "h2", &bridge).is_none() && ifindex(&lab, "h2", &vxlan).is_none()).await;
+    assert!(torn_down, "h2 removed {bridge} and {vxlan}\n{}", lab.log_tail("agent-h2", 20));
+    assert!(ifindex(&lab, "h1", &bridge).is_some(), "h1 still has local ports on the network");
 
     drop(lab);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Poll `check` for up to 5 s.
+async fn wait_for(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..50 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
