@@ -104,3 +104,17 @@ pub async fn not_found() -> HttpError {
 pub fn collection_method_error(resource: &'static str) -> HttpError {
     HttpError(ApiError::not_found(resource, "None"))
 }
+
+/// The routes of a collection path: list and create, and Neutron's 404 for `PUT`/`DELETE`.
+pub fn collection<L, TL, C, TC>(resource: &'static str, list: L, create: C) -> axum::routing::MethodRouter<App>
+where
+    L: axum::handler::Handler<TL, App>,
+    C: axum::handler::Handler<TC, App>,
+    TL: 'static,
+    TC: 'static,
+{
+    axum::routing::get(list)
+        .post(create)
+        .put(move || async move { collection_method_error(resource) })
+        .delete(move || async move { collection_method_error(resource) })
+}

@@ -2,7 +2,7 @@
 
 use crate::create::{create_all, Names};
 use crate::error::{HttpError, HttpResult};
-use crate::meta::collection_method_error;
+use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
 use crate::response::{many, no_content, one, PageInfo};
 use crate::App;
@@ -19,13 +19,7 @@ use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
-        .route(
-            "/v2.0/networks",
-            get(list)
-                .post(create)
-                .put(|| async { collection_method_error("network") })
-                .delete(|| async { collection_method_error("network") }),
-        )
+        .route("/v2.0/networks", collection("network", list, create))
         .route("/v2.0/networks/{id}", get(show).put(update).delete(delete))
 }
 

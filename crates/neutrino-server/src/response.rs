@@ -19,6 +19,15 @@ pub fn select<T: Serialize>(item: &T, fields: &[String]) -> Value {
     }
 }
 
+/// Serialize one resource into `out`: directly, or only its `fields`.
+fn write_item<T: Serialize>(out: &mut Vec<u8>, item: &T, fields: &[String]) -> serde_json::Result<()> {
+    if fields.is_empty() {
+        serde_json::to_writer(out, item)
+    } else {
+        serde_json::to_writer(out, &select(item, fields))
+    }
+}
+
 /// `{"<key>": item}` with the given status.
 /// Without `fields` the resource is serialized directly (no JSON tree, which also keeps
 /// integers wider than 64 bits, such as IPv6 address counts, exact).
@@ -27,12 +36,7 @@ pub fn one<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[Stri
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(b"\":");
-    let written = if fields.is_empty() {
-        serde_json::to_writer(&mut out, item)
-    } else {
-        serde_json::to_writer(&mut out, &select(item, fields))
-    };
-    if written.is_err() {
+    if write_item(&mut out, item, fields).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     out.push(b'}');
@@ -69,12 +73,7 @@ pub fn many<T: Serialize>(
         if i > 0 {
             out.push(b',');
         }
-        let written = if fields.is_empty() {
-            serde_json::to_writer(&mut out, item)
-        } else {
-            serde_json::to_writer(&mut out, &select(item, fields))
-        };
-        if written.is_err() {
+        if write_item(&mut out, item, fields).is_err() {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     }

@@ -2,7 +2,7 @@
 
 use crate::create::{create_all, Names};
 use crate::error::HttpResult;
-use crate::meta::collection_method_error;
+use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
 use crate::response::{many, no_content, one, PageInfo};
 use crate::App;
@@ -19,21 +19,9 @@ use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
-        .route(
-            "/v2.0/security-groups",
-            get(list_groups)
-                .post(create_groups)
-                .put(|| async { collection_method_error("security_group") })
-                .delete(|| async { collection_method_error("security_group") }),
-        )
+        .route("/v2.0/security-groups", collection("security_group", list_groups, create_groups))
         .route("/v2.0/security-groups/{id}", get(show_group).put(update_group).delete(delete_group))
-        .route(
-            "/v2.0/security-group-rules",
-            get(list_rules)
-                .post(create_rules)
-                .put(|| async { collection_method_error("security_group_rule") })
-                .delete(|| async { collection_method_error("security_group_rule") }),
-        )
+        .route("/v2.0/security-group-rules", collection("security_group_rule", list_rules, create_rules))
         .route("/v2.0/security-group-rules/{id}", get(show_rule).delete(delete_rule))
 }
 

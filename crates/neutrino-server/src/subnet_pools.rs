@@ -2,7 +2,7 @@
 
 use crate::create::{create_all, Names};
 use crate::error::HttpResult;
-use crate::meta::collection_method_error;
+use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
 use crate::response::{many, no_content, one, PageInfo};
 use crate::App;
@@ -19,21 +19,9 @@ use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
-        .route(
-            "/v2.0/address-scopes",
-            get(list_scopes)
-                .post(create_scopes)
-                .put(|| async { collection_method_error("address_scope") })
-                .delete(|| async { collection_method_error("address_scope") }),
-        )
+        .route("/v2.0/address-scopes", collection("address_scope", list_scopes, create_scopes))
         .route("/v2.0/address-scopes/{id}", get(show_scope).put(update_scope).delete(delete_scope))
-        .route(
-            "/v2.0/subnetpools",
-            get(list_pools)
-                .post(create_pools)
-                .put(|| async { collection_method_error("subnetpool") })
-                .delete(|| async { collection_method_error("subnetpool") }),
-        )
+        .route("/v2.0/subnetpools", collection("subnetpool", list_pools, create_pools))
         .route("/v2.0/subnetpools/{id}", get(show_pool).put(update_pool).delete(delete_pool))
 }
 

@@ -2,7 +2,7 @@
 
 use crate::create::{create_all, Names};
 use crate::error::HttpResult;
-use crate::meta::collection_method_error;
+use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
 use crate::response::{many, no_content, one, PageInfo};
 use crate::App;
@@ -22,13 +22,7 @@ use serde_json::Value;
 
 pub fn routes() -> Router<App> {
     Router::new()
-        .route(
-            "/v2.0/subnets",
-            get(list)
-                .post(create)
-                .put(|| async { collection_method_error("subnet") })
-                .delete(|| async { collection_method_error("subnet") }),
-        )
+        .route("/v2.0/subnets", collection("subnet", list, create))
         .route("/v2.0/subnets/{id}", get(show).put(update).delete(delete))
 }
 

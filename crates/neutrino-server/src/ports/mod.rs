@@ -8,7 +8,7 @@ use options::{apply_address_pairs, apply_dhcp_options, apply_security_groups, dn
 
 use crate::create::{create_all, Names};
 use crate::error::{HttpError, HttpResult};
-use crate::meta::collection_method_error;
+use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
 use crate::response::{many, many_raw, no_content, one, PageInfo};
 use crate::App;
@@ -29,13 +29,7 @@ use serde_json::{json, Map, Value};
 
 pub fn routes() -> Router<App> {
     Router::new()
-        .route(
-            "/v2.0/ports",
-            get(list)
-                .post(create)
-                .put(|| async { collection_method_error("port") })
-                .delete(|| async { collection_method_error("port") }),
-        )
+        .route("/v2.0/ports", collection("port", list, create))
         .route("/v2.0/ports/{id}", get(show).put(update).delete(delete))
 }
 
