@@ -81,16 +81,21 @@ pub async fn v2_root(headers: HeaderMap) -> Response {
 const DNS_INTEGRATION: (&str, &str, &str, &str) =
     ("dns-integration", "DNS Integration", "Provides integration with DNS.", "2015-08-15T18:00:00-00:00");
 
-pub async fn extensions(State(app): State<App>) -> Response {
+/// The extensions of this server (DNS integration only when it is on).
+fn enabled(app: &App) -> Vec<Extension> {
     let mut list: Vec<Extension> = EXTENSIONS.iter().map(to_extension).collect();
     if app.config.dns_domain.is_some() {
         list.push(to_extension(&DNS_INTEGRATION));
     }
-    axum::Json(json!({ "extensions": list })).into_response()
+    list
 }
 
-pub async fn extension(Path(alias): Path<String>) -> HttpResult<Response> {
-    let found = EXTENSIONS.iter().find(|e| e.0 == alias).map(to_extension).ok_or_else(|| {
+pub async fn extensions(State(app): State<App>) -> Response {
+    axum::Json(json!({ "extensions": enabled(&app) })).into_response()
+}
+
+pub async fn extension(State(app): State<App>, Path(alias): Path<String>) -> HttpResult<Response> {
+    let found = enabled(&app).into_iter().find(|e| e.alias == alias).ok_or_else(|| {
         HttpError(ApiError::new(404, "HTTPNotFound", format!("Extension with alias {alias} does not exist")))
     })?;
     Ok(axum::Json(json!({ "extension": found })).into_response())

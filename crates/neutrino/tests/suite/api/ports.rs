@@ -234,6 +234,7 @@ on_both_backends!(ports_carry_address_pairs_and_dhcp_options, default_config(), 
 on_both_backends!(dns_integration_names_ports_when_enabled, with_dns(), |s: TestServer| async move {
     let exts = s.api.get("/v2.0/extensions").await.unwrap();
     assert!(exts["extensions"].as_array().unwrap().iter().any(|e| e["alias"] == "dns-integration"));
+    assert_eq!(s.api.get("/v2.0/extensions/dns-integration").await.unwrap()["extension"]["name"], "DNS Integration");
     let net =
         s.api.post("/v2.0/networks", json!({"network": {"name": "d", "dns_domain": "example.org"}})).await.unwrap()
             ["network"]
