@@ -317,6 +317,19 @@ impl Tx {
         &mut self.inner
     }
 
+    /// The end of a compare-and-swap update: no matched row means the revision moved.
+    pub(crate) async fn updated(&mut self, rows_affected: u64, resource: &str, id: &str) -> Result<()> {
+        if rows_affected == 0 {
+            return Err(StoreError::RevisionMismatch);
+        }
+        self.record_change(resource, id, "update").await
+    }
+
+    /// Whether `sql`, with `id` bound to `$1`, finds a row (for "still in use" checks).
+    pub(crate) async fn any_row(&mut self, sql: &str, id: &str) -> Result<bool> {
+        Ok(sqlx::query(sql).bind(id.to_string()).fetch_optional(&mut *self.inner).await?.is_some())
+    }
+
     /// Note that this transaction wrote something agents may care about.
     pub(crate) fn mark_written(&mut self) {
         self.wrote = true;

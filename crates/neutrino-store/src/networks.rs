@@ -66,55 +66,73 @@ fn decode(row: &AnyRow) -> Result<Network> {
     })
 }
 
-/// Fill `subnets` for each network with one query.
-async fn attach_subnets(c: &mut AnyConnection, nets: &mut [Network], all: bool) -> Result<()> {
+/// A query with the network ids bound to its `$1, …` (when limited to some networks).
+fn bound<'q>(sql: &'q str, ids: Option<&[String]>) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for id in ids.unwrap_or_default() {
+        q = q.bind(id.clone());
+    }
+    q
+}
+
+/// Fill what a network shows of other tables (subnets, tags, address scopes, availability
+/// zones), with one query each. Queries are limited to the given networks unless `all` of them
+/// are listed, so reading one network (as every port create does) stays an index lookup.
+async fn attach_related(c: &mut AnyConnection, nets: &mut [Network], all: bool) -> Result<()> {
     if nets.is_empty() {
         return Ok(());
     }
-    let mut by_net: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let rows = if all || nets.len() > 500 {
-        sqlx::query("SELECT network_id, id FROM subnets ORDER BY created_at, id").fetch_all(&mut *c).await?
-    } else {
-        let placeholders = (1..=nets.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let sql =
-            format!("SELECT network_id, id FROM subnets WHERE network_id IN ({placeholders}) ORDER BY created_at, id");
-        let mut q = sqlx::query(&sql);
-        for n in nets.iter() {
-            q = q.bind(n.id.clone());
+    let all = all || nets.len() > 500;
+    let ids: Vec<String> = nets.iter().map(|n| n.id.clone()).collect();
+    // `AND <column> IN ($1, …)`, or nothing when every network is wanted.
+    let within = |column: &str| {
+        if all {
+            String::new()
+        } else {
+            let placeholders = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            format!(" AND {column} IN ({placeholders})")
         }
-        q.fetch_all(&mut *c).await?
     };
-    for r in rows {
-        by_net.entry(text(&r, "network_id")?).or_default().push(text(&r, "id")?);
+    let only = (!all).then_some(ids.as_slice());
+
+    let mut subnets_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let sql = format!("SELECT network_id, id FROM subnets WHERE 1 = 1{} ORDER BY created_at, id", within("network_id"));
+    for r in bound(&sql, only).fetch_all(&mut *c).await? {
+        subnets_of.entry(text(&r, "network_id")?).or_default().push(text(&r, "id")?);
     }
-    let mut tags = crate::tags::tags_by_id(c, "networks").await?;
+    let mut tags_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let sql = format!(
+        "SELECT resource_id, tag FROM tags WHERE resource_type = 'networks'{} ORDER BY resource_id, tag",
+        within("resource_id")
+    );
+    for r in bound(&sql, only).fetch_all(&mut *c).await? {
+        tags_of.entry(text(&r, "resource_id")?).or_default().push(text(&r, "tag")?);
+    }
     // A network is in an address scope through the pools of its subnets.
-    let scopes = sqlx::query(
-        "SELECT DISTINCT s.network_id, s.ip_version, p.address_scope_id FROM subnets s \
-         JOIN subnetpools p ON p.id = s.subnetpool_id WHERE p.address_scope_id IS NOT NULL",
-    )
-    .fetch_all(&mut *c)
-    .await?;
     let mut scope_of: BTreeMap<(String, i64), String> = BTreeMap::new();
-    for r in &scopes {
-        scope_of.insert((text(r, "network_id")?, int(r, "ip_version")?), text(r, "address_scope_id")?);
+    let sql = format!(
+        "SELECT DISTINCT s.network_id, s.ip_version, p.address_scope_id FROM subnets s \
+         JOIN subnetpools p ON p.id = s.subnetpool_id WHERE p.address_scope_id IS NOT NULL{}",
+        within("s.network_id")
+    );
+    for r in bound(&sql, only).fetch_all(&mut *c).await? {
+        scope_of.insert((text(&r, "network_id")?, int(&r, "ip_version")?), text(&r, "address_scope_id")?);
     }
     // A network is in the zones of the hosts its ports are bound to (no central node).
-    let zones = sqlx::query(
-        "SELECT DISTINCT p.network_id, a.availability_zone FROM ports p JOIN agents a ON a.host = p.host_id \
-         WHERE p.host_id <> '' ORDER BY a.availability_zone",
-    )
-    .fetch_all(&mut *c)
-    .await?;
     let mut zones_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in &zones {
-        zones_of.entry(text(r, "network_id")?).or_default().push(text(r, "availability_zone")?);
+    let sql = format!(
+        "SELECT DISTINCT p.network_id, a.availability_zone FROM ports p JOIN agents a ON a.host = p.host_id \
+         WHERE p.host_id <> ''{} ORDER BY a.availability_zone",
+        within("p.network_id")
+    );
+    for r in bound(&sql, only).fetch_all(&mut *c).await? {
+        zones_of.entry(text(&r, "network_id")?).or_default().push(text(&r, "availability_zone")?);
     }
     for n in nets {
         n.availability_zones = zones_of.remove(&n.id).unwrap_or_default();
         n.is_default = n.router_external.then_some(false);
-        n.subnets = by_net.remove(&n.id).unwrap_or_default();
-        n.tags = tags.remove(&n.id).unwrap_or_default();
+        n.subnets = subnets_of.remove(&n.id).unwrap_or_default();
+        n.tags = tags_of.remove(&n.id).unwrap_or_default();
         n.ipv4_address_scope = scope_of.get(&(n.id.clone(), 4)).cloned();
         n.ipv6_address_scope = scope_of.get(&(n.id.clone(), 6)).cloned();
     }
@@ -128,7 +146,7 @@ pub async fn get_network(c: &mut AnyConnection, id: &str) -> Result<Network> {
         .await?
         .ok_or_else(|| StoreError::not_found("network", id))?;
     let mut nets = vec![decode(&row)?];
-    attach_subnets(c, &mut nets, false).await?;
+    attach_related(c, &mut nets, false).await?;
     Ok(nets.remove(0))
 }
 
@@ -140,7 +158,7 @@ pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Pag
         rows.reverse();
     }
     let mut nets = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-    attach_subnets(c, &mut nets, filters.is_empty() && page.limit.is_none()).await?;
+    attach_related(c, &mut nets, filters.is_empty() && page.limit.is_none()).await?;
     Ok(nets)
 }
 

@@ -236,10 +236,7 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
     .bind(p.dns_name.clone().unwrap_or_default())
     .execute(tx.conn())
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::RevisionMismatch);
-    }
-    tx.record_change("port", &p.id, "update").await
+    tx.updated(done.rows_affected(), "port", &p.id).await
 }
 
 pub async fn delete_port(tx: &mut Tx, id: &str) -> Result<()> {

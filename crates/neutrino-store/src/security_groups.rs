@@ -272,10 +272,7 @@ pub async fn update_group(tx: &mut Tx, g: &SecurityGroup, expected_revision: u64
     .bind(expected_revision as i64)
     .execute(tx.conn())
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::RevisionMismatch);
-    }
-    tx.record_change("security_group", &g.id, "update").await
+    tx.updated(done.rows_affected(), "security_group", &g.id).await
 }
 
 /// Delete a group no port uses and that is not its project's default. Rules of other groups
@@ -293,11 +290,7 @@ pub async fn delete_group(tx: &mut Tx, id: &str) -> Result<()> {
         )
         .into());
     }
-    let used = sqlx::query("SELECT port_id FROM port_security_groups WHERE security_group_id = $1 LIMIT 1")
-        .bind(id.to_string())
-        .fetch_optional(tx.conn())
-        .await?;
-    if used.is_some() {
+    if tx.any_row("SELECT port_id FROM port_security_groups WHERE security_group_id = $1 LIMIT 1", id).await? {
         return Err(DomainError::conflict("SecurityGroupInUse", format!("Security Group {id} in use.")).into());
     }
     for stmt in [

@@ -130,11 +130,7 @@ pub async fn update_scope(tx: &mut Tx, s: &AddressScope) -> Result<()> {
 
 pub async fn delete_scope(tx: &mut Tx, id: &str) -> Result<()> {
     get_scope(tx.conn(), id).await?;
-    let used = sqlx::query("SELECT id FROM subnetpools WHERE address_scope_id = $1 LIMIT 1")
-        .bind(id.to_string())
-        .fetch_optional(tx.conn())
-        .await?;
-    if used.is_some() {
+    if tx.any_row("SELECT id FROM subnetpools WHERE address_scope_id = $1 LIMIT 1", id).await? {
         return Err(DomainError::conflict(
             "AddressScopeInUse",
             format!("Unable to complete operation on address scope {id}. There are one or more subnet pools in use on the address scope"),
@@ -274,19 +270,12 @@ pub async fn update_pool(tx: &mut Tx, p: &SubnetPool, expected_revision: u64) ->
     .execute(tx.conn())
     .await
     .map_err(|e| default_conflict(e.into(), p.ip_version))?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::RevisionMismatch);
-    }
-    tx.record_change("subnetpool", &p.id, "update").await
+    tx.updated(done.rows_affected(), "subnetpool", &p.id).await
 }
 
 pub async fn delete_pool(tx: &mut Tx, id: &str) -> Result<()> {
     get_pool(tx.conn(), id).await?;
-    let used = sqlx::query("SELECT id FROM subnets WHERE subnetpool_id = $1 LIMIT 1")
-        .bind(id.to_string())
-        .fetch_optional(tx.conn())
-        .await?;
-    if used.is_some() {
+    if tx.any_row("SELECT id FROM subnets WHERE subnetpool_id = $1 LIMIT 1", id).await? {
         return Err(DomainError::conflict(
             "SubnetPoolInUse",
             format!("Unable to complete operation on subnet pool {id}. Subnet pool is in use."),

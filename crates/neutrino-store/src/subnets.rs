@@ -147,10 +147,7 @@ pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .bind(serde_json::to_string(&s.service_types)?)
     .execute(tx.conn())
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::RevisionMismatch);
-    }
-    tx.record_change("subnet", &s.id, "update").await
+    tx.updated(done.rows_affected(), "subnet", &s.id).await
 }
 
 /// Delete a subnet whose addresses are held only by network-owned ports (those addresses are
