@@ -218,8 +218,20 @@ async fn attach(c: &mut AnyConnection, groups: &mut [SecurityGroup]) -> Result<(
     }
     let defaults = default_group_ids(c).await?;
     let wanted: HashSet<&str> = groups.iter().map(|g| g.id.as_str()).collect();
-    let rows =
-        sqlx::query(&format!("{RULE_SELECT} ORDER BY security_group_id, created_at, id")).fetch_all(&mut *c).await?;
+    // Only the listed groups' rules, unless so many groups are listed that one scan is cheaper.
+    let rows = if groups.len() > 500 {
+        sqlx::query(&format!("{RULE_SELECT} ORDER BY security_group_id, created_at, id")).fetch_all(&mut *c).await?
+    } else {
+        let placeholders = (1..=groups.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "{RULE_SELECT} WHERE security_group_id IN ({placeholders}) ORDER BY security_group_id, created_at, id"
+        );
+        let mut q = sqlx::query(&sql);
+        for g in groups.iter() {
+            q = q.bind(g.id.clone());
+        }
+        q.fetch_all(&mut *c).await?
+    };
     let mut by_group: HashMap<String, Vec<SecurityGroupRule>> = HashMap::new();
     for r in &rows {
         let group = text(r, "security_group_id")?;
@@ -324,9 +336,10 @@ pub async fn insert_rule(
     rule: &ValidRule,
     description: &str,
 ) -> Result<SecurityGroupRule> {
-    get_group(tx.conn(), group_id).await?;
-    if let Some(remote) = &rule.remote_group_id {
-        get_group(tx.conn(), remote).await?;
+    for group in std::iter::once(group_id).chain(rule.remote_group_id.as_deref()) {
+        if !tx.any_row("SELECT id FROM security_groups WHERE id = $1", group).await? {
+            return Err(StoreError::not_found("security_group", group));
+        }
     }
     if let Err(existing) = insert_rule_row(tx, id, group_id, project_id, rule, Some(description)).await? {
         return Err(DomainError::conflict(
