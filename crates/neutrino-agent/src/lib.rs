@@ -10,7 +10,7 @@ pub mod client;
 pub mod reconcile;
 
 use client::ServerClient;
-use neutrino_api::agent::{AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE};
+use neutrino_api::agent::{AgentConfigurations, AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE};
 use neutrino_dataplane::{DataPlane, LinkEvent};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub resync_interval: u64,
     /// `[AGENT] availability_zone`.
     pub availability_zone: String,
+    /// `[linux_bridge] physical_interface_mappings`: physical network → interface.
+    pub physical_interface_mappings: BTreeMap<String, String>,
 }
 
 /// Run the agent until `shutdown` resolves.
@@ -40,6 +42,12 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         agent_type: AGENT_TYPE_LINUXBRIDGE.into(),
         tunnel_ip: config.local_ip.to_string(),
         availability_zone: config.availability_zone.clone(),
+        configurations: AgentConfigurations {
+            interface_mappings: config.physical_interface_mappings.clone(),
+            tunnel_types: vec!["vxlan".into()],
+            l2_population: true,
+            ..Default::default()
+        },
     };
     let dataplane = Arc::new(dataplane);
     let wake = Arc::new(Notify::new());

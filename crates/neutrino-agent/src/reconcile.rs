@@ -171,7 +171,7 @@ mod tests {
     fn state() -> HostState {
         let mut s = HostState::default();
         s.networks
-            .insert(NET.into(), HostNetwork { network_type: "vxlan".into(), segmentation_id: Some(42), mtu: 1450 });
+            .insert(NET.into(), HostNetwork { network_type: "vxlan".into(), physical_network: None, segmentation_id: Some(42), mtu: 1450 });
         s.local_ports.insert(
             PORT.into(),
             LocalPort {

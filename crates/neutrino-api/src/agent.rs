@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const AGENT_TYPE_LINUXBRIDGE: &str = "Linux bridge agent";
+pub const AGENT_TYPE_OVS: &str = "Open vSwitch agent";
 
 /// `POST /v2.0/neutrino/agents` body, sent at start and then as a heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -19,6 +20,36 @@ pub struct AgentRegistration {
     /// `[AGENT] availability_zone`.
     #[serde(default = "default_availability_zone")]
     pub availability_zone: String,
+    /// What the agent can wire, shown as the agent's `configurations` and used by the
+    /// mechanism drivers to decide whether a port can be bound on this host.
+    #[serde(default)]
+    pub configurations: AgentConfigurations,
+}
+
+/// An agent's `configurations`, with Neutron's key names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentConfigurations {
+    /// Linux bridge: physical network → interface (`[linux_bridge] physical_interface_mappings`).
+    #[serde(default)]
+    pub interface_mappings: BTreeMap<String, String>,
+    /// Physical network → bridge (`[linux_bridge]` or `[ovs] bridge_mappings`).
+    #[serde(default)]
+    pub bridge_mappings: BTreeMap<String, String>,
+    /// Overlay types the agent terminates (`vxlan`, `gre`, `geneve`).
+    #[serde(default)]
+    pub tunnel_types: Vec<String>,
+    #[serde(default)]
+    pub l2_population: bool,
+    /// Open vSwitch: `system` or `netdev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_type: Option<String>,
+    /// Open vSwitch: the integration bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration_bridge: Option<String>,
+    /// Network types this agent's host cannot wire, with the reason (for example VLAN on a
+    /// kernel without 802.1Q). Ports on such segments are not bound here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unsupported_network_types: BTreeMap<String, String>,
 }
 
 pub fn default_availability_zone() -> String {
@@ -29,6 +60,9 @@ pub fn default_availability_zone() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HostNetwork {
     pub network_type: String,
+    /// For `flat` and `vlan` segments: the physical network, which the agent maps to an interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_network: Option<String>,
     pub segmentation_id: Option<u32>,
     pub mtu: u32,
 }

@@ -95,11 +95,11 @@ mod tests {
         let mut s = HostState::default();
         s.networks.insert(
             "net-aaaaaaaaaaaa".into(),
-            HostNetwork { network_type: "vxlan".into(), segmentation_id: Some(7), mtu: 1450 },
+            HostNetwork { network_type: "vxlan".into(), physical_network: None, segmentation_id: Some(7), mtu: 1450 },
         );
         s.networks.insert(
             "net-bbbbbbbbbbbb".into(),
-            HostNetwork { network_type: "vxlan".into(), segmentation_id: Some(8), mtu: 1450 },
+            HostNetwork { network_type: "vxlan".into(), physical_network: None, segmentation_id: Some(8), mtu: 1450 },
         );
         s.local_ports.insert(
             "port-1111111111".into(),

@@ -169,7 +169,7 @@ impl Store {
         }
 
         let nets = sqlx::query(
-            "SELECT id, network_type, segmentation_id, mtu FROM networks \
+            "SELECT id, network_type, physical_network, segmentation_id, mtu FROM networks \
              WHERE id IN (SELECT network_id FROM ports WHERE host_id = $1 AND host_id <> '')",
         )
         .bind(host.to_string())
@@ -180,6 +180,7 @@ impl Store {
                 text(r, "id")?,
                 HostNetwork {
                     network_type: text(r, "network_type")?,
+                    physical_network: crate::rows::opt_text(r, "physical_network")?,
                     segmentation_id: opt_int(r, "segmentation_id")?.map(|v| v as u32),
                     mtu: r.try_get::<i64, _>("mtu")? as u32,
                 },

@@ -32,6 +32,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("agent", &["server_url", "report_interval", "resync_interval", "availability_zone"]),
     ("AGENT", &["availability_zone"]),
     ("vxlan", &["local_ip", "enable_vxlan", "l2_population", "arp_responder"]),
+    ("linux_bridge", &["physical_interface_mappings"]),
 ];
 
 /// All options of all files, merged.
@@ -72,6 +73,22 @@ impl Options {
     fn list(&self, section: &str, key: &str) -> Option<Vec<String>> {
         self.get(section, key)
             .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+    }
+
+    /// `physnet1:eth1, physnet2:eth2` as a map; a malformed or repeated entry is an error.
+    fn mappings(&self, section: &str, key: &str) -> Result<BTreeMap<String, String>, String> {
+        let mut out = BTreeMap::new();
+        for entry in self.list(section, key).unwrap_or_default() {
+            let (physnet, device) = entry
+                .split_once(':')
+                .map(|(a, b)| (a.trim(), b.trim()))
+                .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                .ok_or_else(|| format!("[{section}] {key}: '{entry}' is not of the form <physical_network>:<name>"))?;
+            if out.insert(physnet.to_string(), device.to_string()).is_some() {
+                return Err(format!("[{section}] {key}: physical network '{physnet}' is mapped twice"));
+            }
+        }
+        Ok(out)
     }
 
     fn number<T: std::str::FromStr>(&self, section: &str, key: &str) -> Result<Option<T>, String> {
@@ -164,6 +181,7 @@ impl Options {
                 .or_else(|| self.get("agent", "availability_zone"))
                 .unwrap_or("nova")
                 .to_string(),
+            physical_interface_mappings: self.mappings("linux_bridge", "physical_interface_mappings")?,
         })
     }
 }
