@@ -19,12 +19,12 @@ pub struct Network {
     pub qos_policy_id: Option<String>,
     #[serde(rename = "router:external")]
     pub router_external: bool,
-    #[serde(rename = "provider:network_type")]
-    pub network_type: String,
-    #[serde(rename = "provider:physical_network")]
-    pub physical_network: Option<String>,
-    #[serde(rename = "provider:segmentation_id")]
-    pub segmentation_id: Option<u32>,
+    /// The `provider:*` attributes of a single-segment network; absent on multi-segment ones.
+    #[serde(flatten, default)]
+    pub provider: Option<ProviderSegment>,
+    /// Every segment of a multi-segment network (the multi-provider extension).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub segments: Option<Vec<ProviderSegment>>,
     /// Neutron shows `is_default` on external networks and in create replies only.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub is_default: Option<bool>,
@@ -41,6 +41,60 @@ pub struct Network {
     pub created_at: String,
     pub updated_at: String,
     pub revision_number: u64,
+}
+
+/// One segment as the provider and multi-provider extensions show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProviderSegment {
+    #[serde(rename = "provider:network_type")]
+    pub network_type: String,
+    #[serde(rename = "provider:physical_network")]
+    pub physical_network: Option<String>,
+    #[serde(rename = "provider:segmentation_id")]
+    pub segmentation_id: Option<u32>,
+}
+
+/// `/v2.0/segments`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Segment {
+    pub id: String,
+    pub network_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub physical_network: Option<String>,
+    pub network_type: String,
+    pub segmentation_id: Option<u32>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
+/// `/v2.0/network_segment_ranges`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkSegmentRange {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    pub default: bool,
+    pub shared: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub project_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tenant_id: Option<String>,
+    pub network_type: String,
+    /// `""` for tunnel types.
+    pub physical_network: String,
+    pub minimum: u32,
+    pub maximum: u32,
+    pub revision_number: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Free segmentation ids in the range.
+    pub available: Vec<u32>,
+    /// Segmentation id (as text) → project of the network holding it.
+    pub used: std::collections::BTreeMap<String, String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use neutrino_api::agent::{AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE};
+use neutrino_api::agent::{AgentRegistration, HostState, PortStatusReport, StreamMessage};
 use neutrino_api::ApiError;
 use neutrino_store::{self as store, AgentRecord};
 use serde_json::json;
@@ -46,13 +46,17 @@ fn agent_json(a: &AgentRecord, down_time: u64) -> serde_json::Value {
         "description": a.description,
         "availability_zone": a.availability_zone,
         "resources_synced": null,
-        "configurations": {
-            "tunneling_ip": a.tunnel_ip,
-            "tunnel_types": ["vxlan"],
-            "l2_population": true,
-            "arp_responder_enabled": true,
-        },
+        "configurations": configurations_json(a),
     })
+}
+
+/// What the agent reported, plus its VTEP, with Neutron's key names.
+fn configurations_json(a: &AgentRecord) -> serde_json::Value {
+    let mut c = serde_json::to_value(&a.configurations).unwrap_or_else(|_| json!({}));
+    if let Some(m) = c.as_object_mut() {
+        m.insert("tunneling_ip".into(), json!(a.tunnel_ip));
+    }
+    c
 }
 
 async fn list_agents(State(app): State<App>) -> HttpResult<Response> {
@@ -173,7 +177,7 @@ async fn next_message(mut s: StreamState) -> Option<(Result<Bytes, std::io::Erro
                 Err(_) => false,
             },
         };
-        let (revision, state) = match s.app.store.host_state(&s.host, AGENT_TYPE_LINUXBRIDGE).await {
+        let (revision, state) = match s.app.store.host_state(&s.host, s.app.ml2.populates_l2()).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(host = %s.host, error = %e, "host state query failed; closing stream");

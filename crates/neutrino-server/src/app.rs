@@ -1,4 +1,5 @@
 use neutrino_domain::segments::TypeDriverConfig;
+use crate::ml2::Ml2;
 use neutrino_store::Store;
 use std::sync::Arc;
 
@@ -43,12 +44,19 @@ impl Default for ServerConfig {
 pub struct App {
     pub store: Store,
     pub config: Arc<ServerConfig>,
+    pub ml2: Arc<Ml2>,
 }
 
 impl App {
-    /// The shared state; applies the settings the store's rendered data depends on.
+    /// The shared state: loads the mechanism drivers, makes the default segment ranges those
+    /// of the configuration, and applies the settings the store's rendered data depends on.
     pub async fn new(mut store: Store, config: ServerConfig) -> Result<App, neutrino_store::StoreError> {
+        let ml2 = Arc::new(Ml2::load(&config.mechanism_drivers).map_err(neutrino_store::StoreError::Config)?);
+        ml2.clone().follow(store.on_commit());
         store.set_dns_domain(config.dns_domain.clone()).await?;
-        Ok(App { store, config: Arc::new(config) })
+        let mut tx = store.begin().await?;
+        neutrino_store::sync_default_ranges(&mut tx, &config.type_drivers.default_ranges()).await?;
+        tx.commit().await?;
+        Ok(App { store, config: Arc::new(config), ml2 })
     }
 }

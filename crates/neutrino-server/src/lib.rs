@@ -10,11 +10,13 @@ mod create;
 mod error;
 mod ip_availability;
 mod meta;
+mod ml2;
 mod networks;
 mod ports;
 mod request;
 mod response;
 mod security_groups;
+mod segments;
 mod subnet_pools;
 mod subnets;
 mod tags;
@@ -39,6 +41,7 @@ pub fn router(app: App) -> Router {
         .merge(ports::routes())
         .merge(agents::routes())
         .merge(security_groups::routes())
+        .merge(segments::routes())
         .merge(subnet_pools::routes())
         .merge(tags::routes())
         .merge(ip_availability::routes())

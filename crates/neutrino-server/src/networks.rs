@@ -14,7 +14,9 @@ use axum::routing::get;
 use axum::Router;
 use neutrino_api::resources::Network;
 use neutrino_api::ApiError;
-use neutrino_domain::segments::{mtu_for, plan_segment, ProviderRequest, SegmentPlan};
+use neutrino_domain::binding::SegmentView;
+use neutrino_domain::segments::{mtu_for_segment, plan_segments, ProviderRequest};
+use serde_json::{Map, Value};
 use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
@@ -35,6 +37,7 @@ const CREATE_ATTRS: &[&str] = &[
     "provider:network_type",
     "provider:physical_network",
     "provider:segmentation_id",
+    "segments",
     "router:external",
     "availability_zone_hints",
     "qos_policy_id",
@@ -92,28 +95,87 @@ async fn zone_hints(tx: &mut Tx, attrs: &Attrs) -> HttpResult<Vec<String>> {
     Ok(hints)
 }
 
+/// The segments a create asks for: `provider:*` (one) or `segments` (multi-provider), or
+/// none for a tenant network.
+fn requested_segments(attrs: &Attrs) -> Result<Vec<ProviderRequest>, ApiError> {
+    let provider_given = PROVIDER_ATTRS.iter().any(|a| attrs.raw(a).is_some_and(|v| !v.is_null()));
+    match attrs.raw("segments") {
+        None | Some(Value::Null) => {
+            if !provider_given {
+                return Ok(Vec::new());
+            }
+            let mut single = Map::new();
+            for a in PROVIDER_ATTRS {
+                if let Some(v) = attrs.raw(a) {
+                    single.insert(a.to_string(), v.clone());
+                }
+            }
+            Ok(vec![provider_request(&single)?])
+        }
+        Some(_) if provider_given => Err(ApiError::invalid_input("Segments and provider values cannot both be set.")),
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|item| match item {
+                Value::Object(m) => provider_request(m),
+                other => Err(ApiError::invalid_attribute("segments", format!("'{other}' is not a dictionary"))),
+            })
+            .collect(),
+        Some(other) => Err(ApiError::invalid_attribute("segments", format!("'{other}' is not a non-empty list"))),
+    }
+}
+
+const PROVIDER_ATTRS: [&str; 3] = ["provider:network_type", "provider:physical_network", "provider:segmentation_id"];
+
+fn provider_request(m: &Map<String, Value>) -> Result<ProviderRequest, ApiError> {
+    if let Some(bad) = m.keys().find(|k| !PROVIDER_ATTRS.contains(&k.as_str())) {
+        return Err(ApiError::invalid_input(format!("Unrecognized attribute(s) '{bad}'")));
+    }
+    let text = |key: &str| -> Result<Option<String>, ApiError> {
+        match m.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) if s.chars().count() <= 64 => Ok(Some(s.clone())),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a valid string"))),
+        }
+    };
+    let segmentation_id = match m.get("provider:segmentation_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(Value::String(s)) if s.parse::<u64>().is_ok() => s.parse().ok(),
+        Some(v) => {
+            return Err(ApiError::invalid_attribute("provider:segmentation_id", format!("'{v}' is not an integer")))
+        }
+    };
+    Ok(ProviderRequest {
+        network_type: text("provider:network_type")?,
+        physical_network: text("provider:physical_network")?,
+        segmentation_id: segmentation_id.map(|v| v.min(u32::MAX as u64) as u32),
+    })
+}
+
+/// The largest MTU a network's segments allow.
+async fn max_mtu(app: &App, tx: &mut Tx, network_id: &str) -> HttpResult<u32> {
+    let segments = store::network_segments(tx.conn(), network_id).await?;
+    let cfg = &app.config.type_drivers;
+    Ok(segments
+        .iter()
+        .map(|s| mtu_for_segment(&s.network_type, s.physical_network.as_deref(), cfg))
+        .min()
+        .unwrap_or(cfg.global_physnet_mtu))
+}
+
+fn check_mtu(mtu: u32, max: u32) -> Result<(), ApiError> {
+    if !(68..=max).contains(&mtu) {
+        return Err(ApiError::invalid_input(format!("Requested MTU is too big, maximum is {max}")));
+    }
+    Ok(())
+}
+
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Network> {
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     attrs.only_defaults(&unsupported_network_attrs())?;
-    let provider = ProviderRequest {
-        network_type: attrs.string("provider:network_type", 255)?,
-        physical_network: attrs.nullable_string("provider:physical_network")?.flatten(),
-        segmentation_id: attrs.uint("provider:segmentation_id")?.map(|v| v.min(u32::MAX as u64) as u32),
-    };
-    let plan = plan_segment(&app.config.type_drivers, &provider)?;
-    let network_type = match &plan {
-        SegmentPlan::Allocate { network_type, .. }
-        | SegmentPlan::Reserve { network_type, .. }
-        | SegmentPlan::Nothing { network_type } => network_type.clone(),
-    };
-    let max_mtu = mtu_for(&network_type, &app.config.type_drivers);
-    let mtu = match attrs.uint("mtu")? {
-        Some(m) if m < 68 || m > max_mtu as u64 => {
-            return Err(ApiError::invalid_input(format!("Requested MTU is too big, maximum is {max_mtu}")).into())
-        }
-        Some(m) => m as u32,
-        None => max_mtu,
-    };
+    let plans = plan_segments(&app.config.type_drivers, &requested_segments(attrs)?)?;
+    let requested_mtu = attrs.uint("mtu")?.map(|m| m.min(u32::MAX as u64) as u32);
     let now = store::now_timestamp();
     let mut net = Network {
         id: uuid::Uuid::new_v4().to_string(),
@@ -121,16 +183,15 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         tenant_id: project_id.clone(),
         project_id,
         admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),
-        mtu,
+        mtu: requested_mtu.unwrap_or(app.config.type_drivers.global_physnet_mtu),
         status: "ACTIVE".into(),
         subnets: Vec::new(),
         shared: attrs.boolean("shared")?.unwrap_or(false),
         port_security_enabled: attrs.boolean("port_security_enabled")?.unwrap_or(true),
         qos_policy_id: None,
         router_external: attrs.boolean("router:external")?.unwrap_or(false),
-        network_type,
-        physical_network: None,
-        segmentation_id: None,
+        provider: None,
+        segments: None,
         is_default: Some(false),
         availability_zone_hints: zone_hints(tx, attrs).await?,
         availability_zones: Vec::new(),
@@ -145,7 +206,24 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         revision_number: 1,
     };
     net.tags = crate::tags::tags_on_create(attrs)?;
-    store::insert_network(tx, &mut net, &plan).await?;
+    store::insert_network(tx, &mut net, &plans).await?;
+    let segments: Vec<SegmentView> = store::network_segments(tx.conn(), &net.id)
+        .await?
+        .into_iter()
+        .map(|s| SegmentView {
+            id: s.id,
+            network_type: s.network_type,
+            physical_network: s.physical_network,
+            segmentation_id: s.segmentation_id,
+        })
+        .collect();
+    app.ml2.network_precommit(&segments)?;
+    let max = max_mtu(app, tx, &net.id).await?;
+    if let Some(m) = requested_mtu {
+        check_mtu(m, max)?;
+    }
+    net.mtu = requested_mtu.unwrap_or(max);
+    store::set_network_mtu(tx, &net.id, net.mtu).await?;
     app.store.finish_network(&mut net);
     store::insert_initial_tags(tx, "networks", &net.id, &net.tags).await?;
     Ok(net)
@@ -189,11 +267,8 @@ async fn update(
     };
     let mut tx = app.store.begin().await?;
     if let Some(mtu) = patch.mtu {
-        let current = store::get_network(tx.conn(), &id).await?;
-        let max = mtu_for(&current.network_type, &app.config.type_drivers);
-        if !(68..=max).contains(&mtu) {
-            return Err(ApiError::invalid_input(format!("Requested MTU is too big, maximum is {max}")).into());
-        }
+        store::get_network(tx.conn(), &id).await?;
+        check_mtu(mtu, max_mtu(&app, &mut tx, &id).await?)?;
     }
     let mut net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
     tx.commit().await?;

@@ -2,7 +2,10 @@
 
 use crate::rows::{boolean, opt_int, text};
 use crate::{now_timestamp, Result, Store, Tx};
-use neutrino_api::agent::{AgentRegistration, HostNetwork, HostState, LocalPort, RemotePort};
+use neutrino_api::agent::{
+    AgentConfigurations, AgentRegistration, HostNetwork, HostState, LocalPort, RemotePort, AGENT_TYPE_LINUXBRIDGE,
+    AGENT_TYPE_OVS,
+};
 use sqlx::{AnyConnection, Executor, Row};
 use std::collections::BTreeMap;
 
@@ -19,6 +22,7 @@ pub struct AgentRecord {
     pub heartbeat_at: String,
     pub availability_zone: String,
     pub description: Option<String>,
+    pub configurations: AgentConfigurations,
 }
 
 /// Insert or refresh an agent's registration (also its heartbeat).
@@ -26,9 +30,9 @@ pub async fn register_agent(tx: &mut Tx, reg: &AgentRegistration, new_id: &str, 
     let now = now_timestamp();
     sqlx::query(
         "INSERT INTO agents (id, host, agent_type, tunnel_ip, admin_state_up, created_at, started_at, heartbeat_at, \
-         availability_zone) VALUES ($1, $2, $3, $4, true, $5, $5, $5, $6) \
+         availability_zone, configurations) VALUES ($1, $2, $3, $4, true, $5, $5, $5, $6, $7) \
          ON CONFLICT (host, agent_type) DO UPDATE SET tunnel_ip = excluded.tunnel_ip, heartbeat_at = excluded.heartbeat_at, \
-         availability_zone = excluded.availability_zone",
+         availability_zone = excluded.availability_zone, configurations = excluded.configurations",
     )
     .bind(new_id.to_string())
     .bind(reg.host.clone())
@@ -36,6 +40,7 @@ pub async fn register_agent(tx: &mut Tx, reg: &AgentRegistration, new_id: &str, 
     .bind(reg.tunnel_ip.clone())
     .bind(now.clone())
     .bind(reg.availability_zone.clone())
+    .bind(serde_json::to_string(&reg.configurations)?)
     .execute(tx.conn())
     .await?;
     if starting {
@@ -68,6 +73,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<AgentRecord> {
         heartbeat_at: text(row, "heartbeat_at")?,
         availability_zone: text(row, "availability_zone")?,
         description: crate::rows::opt_text(row, "description")?,
+        configurations: crate::rows::json(row, "configurations")?,
     })
 }
 
@@ -105,6 +111,15 @@ pub async fn delete_agent(tx: &mut Tx, id: &str) -> Result<()> {
     tx.record_change("agent", id, "delete").await
 }
 
+/// Every agent registered on `host`.
+pub async fn agents_on_host(c: &mut AnyConnection, host: &str) -> Result<Vec<AgentRecord>> {
+    let rows = sqlx::query("SELECT * FROM agents WHERE host = $1 ORDER BY agent_type")
+        .bind(host.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
 pub async fn agent_on_host(c: &mut AnyConnection, host: &str, agent_type: &str) -> Result<Option<AgentRecord>> {
     let row = sqlx::query("SELECT * FROM agents WHERE host = $1 AND agent_type = $2")
         .bind(host.to_string())
@@ -140,7 +155,7 @@ pub async fn set_port_status(tx: &mut Tx, host: &str, statuses: &BTreeMap<String
 
 impl Store {
     /// Everything `host` needs, read in one consistent snapshot, and the revision it is at.
-    pub async fn host_state(&self, host: &str, agent_type: &str) -> Result<(u64, HostState)> {
+    pub async fn host_state(&self, host: &str, l2population: bool) -> Result<(u64, HostState)> {
         let mut tx = self.pool_begin_read().await?;
         let c: &mut AnyConnection = &mut tx;
         let rev_row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM changes").fetch_one(&mut *c).await?;
@@ -168,16 +183,18 @@ impl Store {
             return Ok((revision, state));
         }
 
+        // Each network as the segment this host's ports are bound to.
         let nets = sqlx::query(
-            "SELECT id, network_type, physical_network, segmentation_id, mtu FROM networks \
-             WHERE id IN (SELECT network_id FROM ports WHERE host_id = $1 AND host_id <> '')",
+            "SELECT DISTINCT p.network_id, s.network_type, s.physical_network, s.segmentation_id, n.mtu \
+             FROM ports p JOIN network_segments s ON s.id = p.segment_id JOIN networks n ON n.id = p.network_id \
+             WHERE p.host_id = $1 AND p.host_id <> ''",
         )
         .bind(host.to_string())
         .fetch_all(&mut *c)
         .await?;
         for r in &nets {
             state.networks.insert(
-                text(r, "id")?,
+                text(r, "network_id")?,
                 HostNetwork {
                     network_type: text(r, "network_type")?,
                     physical_network: crate::rows::opt_text(r, "physical_network")?,
@@ -186,15 +203,21 @@ impl Store {
                 },
             );
         }
+        if !l2population {
+            tx.rollback().await?;
+            return Ok((revision, state));
+        }
 
-        let remote = sqlx::query(
+        // L2 population: ports on other hosts bound to the segments this host's ports are on.
+        const ON_OUR_SEGMENTS: &str = "p.host_id <> $1 AND p.host_id <> '' \
+            AND p.segment_id IN (SELECT segment_id FROM ports WHERE host_id = $1 AND host_id <> '')";
+        let remote = sqlx::query(&format!(
             "SELECT p.id, p.network_id, p.mac_address, a.tunnel_ip FROM ports p \
-             JOIN agents a ON a.host = p.host_id AND a.agent_type = $2 \
-             WHERE p.host_id <> $1 AND p.host_id <> '' \
-               AND p.network_id IN (SELECT network_id FROM ports WHERE host_id = $1 AND host_id <> '')",
-        )
+             JOIN agents a ON a.host = p.host_id AND a.agent_type IN ($2, $3) WHERE {ON_OUR_SEGMENTS}"
+        ))
         .bind(host.to_string())
-        .bind(agent_type.to_string())
+        .bind(AGENT_TYPE_LINUXBRIDGE)
+        .bind(AGENT_TYPE_OVS)
         .fetch_all(&mut *c)
         .await?;
         for r in &remote {
@@ -208,12 +231,10 @@ impl Store {
                 },
             );
         }
-        let ips = sqlx::query(
+        let ips = sqlx::query(&format!(
             "SELECT i.port_id, i.ip_address FROM ports p JOIN ip_allocations i ON i.port_id = p.id \
-             WHERE p.host_id <> $1 AND p.host_id <> '' \
-               AND p.network_id IN (SELECT network_id FROM ports WHERE host_id = $1 AND host_id <> '') \
-             ORDER BY i.port_id, i.position",
-        )
+             WHERE {ON_OUR_SEGMENTS} ORDER BY i.port_id, i.position"
+        ))
         .bind(host.to_string())
         .fetch_all(&mut *c)
         .await?;

@@ -12,20 +12,29 @@ mod networks;
 mod ports;
 mod rows;
 mod schema;
+mod segment_ranges;
+mod segments;
 mod security_groups;
 mod subnet_pools;
 mod subnets;
 mod tags;
 
 pub use agents::{
-    agent_on_host, delete_agent, get_agent, list_agents, register_agent, set_port_status, update_agent, AgentRecord,
+    agent_on_host, agents_on_host, delete_agent, get_agent, list_agents, register_agent, set_port_status, update_agent,
+    AgentRecord,
 };
 pub use error::StoreError;
 pub use filters::{Filter, SqlValue};
-pub use networks::{delete_network, get_network, insert_network, list_networks, update_network, NetworkPatch};
+pub use networks::{
+    delete_network, get_network, insert_network, list_networks, set_network_mtu, update_network, NetworkPatch,
+};
+pub use segment_ranges::{delete_range, get_range, insert_range, list_ranges, sync_default_ranges, update_range};
+pub use segments::{
+    add_segments, delete_segment, get_segment, list_segments, network_segments, update_segment, SegmentOwner,
+};
 pub use ports::{
     allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,
-    network_allocations, refresh_port_body, release_port_ips, store_port_body, update_port_row,
+    network_allocations, refresh_port_body, release_port_ips, set_port_segment, store_port_body, update_port_row,
 };
 pub use rows::Page;
 pub use security_groups::{
@@ -46,7 +55,7 @@ use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row, Transacti
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+use tokio::sync::{mpsc, watch, Mutex, OwnedMutexGuard};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -67,6 +76,16 @@ pub struct Store {
     dns_domain: Option<Arc<str>>,
     write_lock: Arc<Mutex<()>>,
     changed: Arc<watch::Sender<u64>>,
+    /// Where committed transactions send what they changed (the postcommit hooks).
+    committed: Option<mpsc::UnboundedSender<Vec<Change>>>,
+}
+
+/// One recorded change: `(resource, id, operation)`, as in the change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub resource: String,
+    pub id: String,
+    pub operation: String,
 }
 
 /// Turn a Neutron-style `[database] connection` into a sqlx URL.
@@ -135,7 +154,14 @@ impl Store {
         }
         let (tx, _) = watch::channel(0);
         let store =
-            Store { pool, backend, dns_domain: None, write_lock: Arc::new(Mutex::new(())), changed: Arc::new(tx) };
+            Store {
+            pool,
+            backend,
+            dns_domain: None,
+            write_lock: Arc::new(Mutex::new(())),
+            changed: Arc::new(tx),
+            committed: None,
+        };
         store.migrate().await?;
         let rev = store.current_revision().await?;
         store.changed.send_replace(rev);
@@ -187,9 +213,18 @@ impl Store {
             backend: self.backend,
             dns_domain: self.dns_domain.clone(),
             changed: self.changed.clone(),
+            committed: self.committed.clone(),
+            recorded: Vec::new(),
             wrote: false,
             _guard: guard,
         })
+    }
+
+    /// Receive, in commit order, the changes of every transaction this handle commits.
+    pub fn on_commit(&mut self) -> mpsc::UnboundedReceiver<Vec<Change>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.committed = Some(tx);
+        rx
     }
 
     /// A pooled connection for read-only queries outside a transaction.
@@ -280,6 +315,8 @@ pub struct Tx {
     backend: Backend,
     pub(crate) dns_domain: Option<Arc<str>>,
     changed: Arc<watch::Sender<u64>>,
+    committed: Option<mpsc::UnboundedSender<Vec<Change>>>,
+    recorded: Vec<Change>,
     wrote: bool,
     _guard: Option<OwnedMutexGuard<()>>,
 }
@@ -294,6 +331,9 @@ impl Tx {
             .execute(&mut *self.inner)
             .await?;
         self.wrote = true;
+        if self.committed.is_some() {
+            self.recorded.push(Change { resource: resource.into(), id: id.into(), operation: operation.into() });
+        }
         Ok(())
     }
 
@@ -304,6 +344,10 @@ impl Tx {
         self.inner.commit().await?;
         if self.wrote {
             self.changed.send_modify(|r| *r = r.wrapping_add(1));
+        }
+        // Still under SQLite's write lock here, so hooks see commits in their order.
+        if let (Some(tx), false) = (&self.committed, self.recorded.is_empty()) {
+            let _ = tx.send(std::mem::take(&mut self.recorded));
         }
         Ok(())
     }

@@ -3,10 +3,10 @@
 use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, json, opt_int, opt_text, text, Page};
 use crate::{Result, StoreError, Tx};
-use neutrino_api::resources::Network;
-use neutrino_domain::segments::{no_tenant_network, segment_in_use, SegmentPlan};
+use neutrino_api::resources::{Network, ProviderSegment};
+use neutrino_domain::segments::SegmentPlan;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
 const COLUMNS: &[Column] = &[
@@ -48,9 +48,12 @@ fn decode(row: &AnyRow) -> Result<Network> {
         port_security_enabled: boolean(row, "port_security_enabled")?,
         qos_policy_id: None,
         router_external: boolean(row, "router_external")?,
-        network_type: text(row, "network_type")?,
-        physical_network: opt_text(row, "physical_network")?,
-        segmentation_id: opt_int(row, "segmentation_id")?.map(|v| v as u32),
+        provider: Some(ProviderSegment {
+            network_type: text(row, "network_type")?,
+            physical_network: opt_text(row, "physical_network")?,
+            segmentation_id: opt_int(row, "segmentation_id")?.map(|v| v as u32),
+        }),
+        segments: None,
         is_default: None,
         availability_zone_hints: json(row, "availability_zone_hints")?,
         availability_zones: Vec::new(),
@@ -128,7 +131,26 @@ async fn attach_related(c: &mut AnyConnection, nets: &mut [Network], all: bool) 
     for r in bound(&sql, only).fetch_all(&mut *c).await? {
         zones_of.entry(text(&r, "network_id")?).or_default().push(text(&r, "availability_zone")?);
     }
+    // Multi-segment networks show `segments` instead of `provider:*`.
+    let mut segments_of: BTreeMap<String, Vec<ProviderSegment>> = BTreeMap::new();
+    let sql = format!(
+        "SELECT network_id, network_type, physical_network, segmentation_id FROM network_segments \
+         WHERE network_id IN (SELECT network_id FROM network_segments GROUP BY network_id HAVING COUNT(*) > 1){} \
+         ORDER BY network_id, segment_index",
+        within("network_id")
+    );
+    for r in bound(&sql, only).fetch_all(&mut *c).await? {
+        segments_of.entry(text(&r, "network_id")?).or_default().push(ProviderSegment {
+            network_type: text(&r, "network_type")?,
+            physical_network: opt_text(&r, "physical_network")?,
+            segmentation_id: opt_int(&r, "segmentation_id")?.map(|v| v as u32),
+        });
+    }
     for n in nets {
+        if let Some(segments) = segments_of.remove(&n.id) {
+            n.provider = None;
+            n.segments = Some(segments);
+        }
         n.availability_zones = zones_of.remove(&n.id).unwrap_or_default();
         n.is_default = n.router_external.then_some(false);
         n.subnets = subnets_of.remove(&n.id).unwrap_or_default();
@@ -162,13 +184,13 @@ pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Pag
     Ok(nets)
 }
 
-/// Insert a network and give it its segment, in the caller's transaction.
-pub async fn insert_network(tx: &mut Tx, net: &mut Network, plan: &SegmentPlan) -> Result<()> {
+/// Insert a network and give it its segments, in the caller's transaction.
+pub async fn insert_network(tx: &mut Tx, net: &mut Network, plans: &[SegmentPlan]) -> Result<()> {
     sqlx::query(
         "INSERT INTO networks (id, project_id, name, description, admin_state_up, status, shared, router_external, \
          port_security_enabled, mtu, network_type, physical_network, segmentation_id, created_at, updated_at, revision_number, \
          availability_zone_hints, dns_domain) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $13, $14, $15, $16)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', NULL, NULL, $11, $12, $13, $14, $15)",
     )
     .bind(net.id.clone())
     .bind(net.project_id.clone())
@@ -180,7 +202,6 @@ pub async fn insert_network(tx: &mut Tx, net: &mut Network, plan: &SegmentPlan) 
     .bind(net.router_external)
     .bind(net.port_security_enabled)
     .bind(net.mtu as i64)
-    .bind(net.network_type.clone())
     .bind(net.created_at.clone())
     .bind(net.updated_at.clone())
     .bind(net.revision_number as i64)
@@ -188,96 +209,30 @@ pub async fn insert_network(tx: &mut Tx, net: &mut Network, plan: &SegmentPlan) 
     .bind(net.dns_domain.clone().unwrap_or_default())
     .execute(tx.conn())
     .await?;
-    let (physnet, seg) = match plan {
-        SegmentPlan::Nothing { .. } => (None, None),
-        SegmentPlan::Reserve { network_type, physical_network, segmentation_id } => {
-            reserve_segment(tx, &net.id, network_type, physical_network.as_deref(), *segmentation_id).await?;
-            (physical_network.clone(), *segmentation_id)
-        }
-        SegmentPlan::Allocate { network_type, ranges } => {
-            let id = allocate_segment(tx, &net.id, network_type, ranges).await?;
-            (None, Some(id))
-        }
-    };
-    if physnet.is_some() || seg.is_some() {
-        sqlx::query("UPDATE networks SET physical_network = $1, segmentation_id = $2 WHERE id = $3")
-            .bind(physnet.clone())
-            .bind(seg.map(|s| s as i64))
-            .bind(net.id.clone())
-            .execute(tx.conn())
-            .await?;
+    let owner = crate::SegmentOwner { network_id: &net.id, project_id: &net.project_id };
+    let segments = crate::add_segments(tx, &owner, plans, None).await?;
+    let provider: Vec<ProviderSegment> = segments
+        .iter()
+        .map(|s| ProviderSegment {
+            network_type: s.network_type.clone(),
+            physical_network: s.physical_network.clone(),
+            segmentation_id: s.segmentation_id,
+        })
+        .collect();
+    if provider.len() == 1 {
+        net.provider = provider.into_iter().next();
+        net.segments = None;
+    } else {
+        net.provider = None;
+        net.segments = Some(provider);
     }
-    net.physical_network = physnet;
-    net.segmentation_id = seg;
     tx.record_change("network", &net.id, "create").await
 }
 
-async fn reserve_segment(
-    tx: &mut Tx,
-    network_id: &str,
-    network_type: &str,
-    physnet: Option<&str>,
-    seg: Option<u32>,
-) -> Result<()> {
-    let inserted = sqlx::query(
-        "INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-    )
-    .bind(network_type.to_string())
-    .bind(physnet.unwrap_or_default().to_string())
-    .bind(seg.unwrap_or(0) as i64)
-    .bind(network_id.to_string())
-    .execute(tx.conn())
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(segment_in_use(network_type, physnet, seg).into());
-    }
+/// Set a network's MTU (the smallest its segments allow), in the caller's transaction.
+pub async fn set_network_mtu(tx: &mut Tx, id: &str, mtu: u32) -> Result<()> {
+    sqlx::query("UPDATE networks SET mtu = $1 WHERE id = $2").bind(mtu as i64).bind(id.to_string()).execute(tx.conn()).await?;
     Ok(())
-}
-
-/// Take the lowest free segment id in `ranges` with one `INSERT ... SELECT`. The primary key
-/// settles races: a loser's insert does nothing, and it simply asks again (each statement
-/// sees the winner's commit), so the loop ends when it wins or the ranges are full.
-async fn allocate_segment(tx: &mut Tx, network_id: &str, network_type: &str, ranges: &[(u32, u32)]) -> Result<u32> {
-    const FREE_CANDIDATE: &str = "SELECT c FROM ( \
-            SELECT CAST($1 AS BIGINT) AS c \
-            UNION ALL \
-            SELECT a.segmentation_id + 1 AS c FROM segment_allocations a \
-              WHERE a.network_type = $3 AND a.physical_network = '' \
-                AND a.segmentation_id >= $1 AND a.segmentation_id < $2 \
-        ) cand \
-        WHERE NOT EXISTS (SELECT 1 FROM segment_allocations b \
-            WHERE b.network_type = $3 AND b.physical_network = '' AND b.segmentation_id = cand.c) \
-        ORDER BY c LIMIT 1";
-    for (start, end) in ranges {
-        loop {
-            let insert = format!(
-                "INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id) \
-                 SELECT $3, '', c, $4 FROM ({FREE_CANDIDATE}) free WHERE true \
-                 ON CONFLICT DO NOTHING RETURNING segmentation_id"
-            );
-            let row = sqlx::query(&insert)
-                .bind(*start as i64)
-                .bind(*end as i64)
-                .bind(network_type.to_string())
-                .bind(network_id.to_string())
-                .fetch_optional(tx.conn())
-                .await?;
-            if let Some(r) = row {
-                return Ok(r.try_get::<i64, _>("segmentation_id")? as u32);
-            }
-            let still_free = sqlx::query(FREE_CANDIDATE)
-                .bind(*start as i64)
-                .bind(*end as i64)
-                .bind(network_type.to_string())
-                .fetch_optional(tx.conn())
-                .await?;
-            if still_free.is_none() {
-                break;
-            }
-        }
-    }
-    Err(no_tenant_network().into())
 }
 
 /// Changes a client may make to a network.
@@ -383,6 +338,7 @@ pub async fn delete_network(tx: &mut Tx, id: &str) -> Result<()> {
         "DELETE FROM ports WHERE network_id = $1",
         "DELETE FROM subnets WHERE network_id = $1",
         "DELETE FROM segment_allocations WHERE network_id = $1",
+        "DELETE FROM network_segments WHERE network_id = $1",
         "DELETE FROM networks WHERE id = $1",
     ] {
         sqlx::query(stmt).bind(id.to_string()).execute(tx.conn()).await?;

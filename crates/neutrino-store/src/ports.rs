@@ -380,3 +380,13 @@ pub async fn network_allocations(c: &mut AnyConnection, network_id: &str) -> Res
         .await?;
     rows.iter().map(|r| Ok((text(r, "subnet_id")?, text(r, "ip_address")?))).collect()
 }
+
+/// Record the segment a port is bound to (`None`: not bound).
+pub async fn set_port_segment(tx: &mut Tx, port_id: &str, segment_id: Option<&str>) -> Result<()> {
+    sqlx::query("UPDATE ports SET segment_id = $1 WHERE id = $2")
+        .bind(segment_id.map(String::from))
+        .bind(port_id.to_string())
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}

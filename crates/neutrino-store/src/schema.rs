@@ -16,7 +16,56 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_availability_zones", AVAILABILITY_ZONES),
     ("0009_dns", DNS),
     ("0010_agent_description", AGENT_DESCRIPTION),
+    ("0011_segments", SEGMENTS),
 ];
+
+/// Networks get any number of segments (the network row keeps its first one's provider
+/// attributes, for filters); ports remember the segment they are bound to; agents keep their
+/// configurations; tenant ranges live in `network_segment_ranges` (the configured ones as
+/// `default` rows). Segments of existing networks take the network's id.
+const SEGMENTS: &str = r#"
+CREATE TABLE network_segments (
+    id TEXT PRIMARY KEY,
+    network_id TEXT NOT NULL REFERENCES networks (id),
+    segment_index BIGINT NOT NULL,
+    network_type TEXT NOT NULL,
+    physical_network TEXT,
+    segmentation_id BIGINT,
+    name TEXT,
+    description TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL
+);
+CREATE INDEX network_segments_network ON network_segments (network_id, segment_index);
+INSERT INTO network_segments (id, network_id, segment_index, network_type, physical_network, segmentation_id,
+    created_at, updated_at, revision_number)
+    SELECT id, id, 0, network_type, physical_network, segmentation_id, created_at, created_at, 0 FROM networks;
+ALTER TABLE segment_allocations ADD COLUMN segment_id TEXT;
+UPDATE segment_allocations SET segment_id = network_id;
+ALTER TABLE ports ADD COLUMN segment_id TEXT;
+UPDATE ports SET segment_id = network_id WHERE host_id <> '' AND vif_type NOT IN ('unbound', 'binding_failed');
+CREATE INDEX ports_segment ON ports (segment_id) WHERE segment_id IS NOT NULL;
+ALTER TABLE agents ADD COLUMN configurations TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE network_segment_ranges (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    is_default BOOLEAN NOT NULL,
+    shared BOOLEAN NOT NULL,
+    project_id TEXT,
+    network_type TEXT NOT NULL,
+    physical_network TEXT NOT NULL,
+    minimum BIGINT NOT NULL,
+    maximum BIGINT NOT NULL,
+    description TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX network_segment_ranges_default
+    ON network_segment_ranges (network_type, physical_network, minimum, maximum) WHERE is_default;
+CREATE INDEX network_segment_ranges_type ON network_segment_ranges (network_type, physical_network)
+"#;
 
 const AGENT_DESCRIPTION: &str = r#"
 ALTER TABLE agents ADD COLUMN description TEXT

@@ -2,7 +2,7 @@
 
 use ini::Ini;
 use neutrino_agent::AgentConfig;
-use neutrino_domain::segments::{parse_vni_ranges, TypeDriverConfig};
+use neutrino_domain::segments::{parse_tunnel_ranges, parse_vlan_ranges, parse_vni_ranges, TypeDriverConfig, MAX_GRE_ID};
 use neutrino_server::ServerConfig;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -26,8 +26,22 @@ const KNOWN: &[(&str, &[&str])] = &[
         ],
     ),
     ("database", &["connection", "max_pool_size"]),
-    ("ml2", &["type_drivers", "tenant_network_types", "mechanism_drivers", "extension_drivers"]),
+    (
+        "ml2",
+        &[
+            "type_drivers",
+            "tenant_network_types",
+            "mechanism_drivers",
+            "extension_drivers",
+            "path_mtu",
+            "physical_network_mtus",
+            "overlay_ip_version",
+        ],
+    ),
     ("ml2_type_vxlan", &["vni_ranges"]),
+    ("ml2_type_geneve", &["vni_ranges", "max_header_size"]),
+    ("ml2_type_gre", &["tunnel_id_ranges"]),
+    ("ml2_type_vlan", &["network_vlan_ranges"]),
     ("ml2_type_flat", &["flat_networks"]),
     ("agent", &["server_url", "report_interval", "resync_interval", "availability_zone"]),
     ("AGENT", &["availability_zone"]),
@@ -129,17 +143,39 @@ impl Options {
         if let Some(v) = self.get("ml2_type_vxlan", "vni_ranges") {
             t.vni_ranges = parse_vni_ranges(v).map_err(|e| format!("[ml2_type_vxlan] vni_ranges: {e}"))?;
         }
+        if let Some(v) = self.get("ml2_type_geneve", "vni_ranges") {
+            t.geneve_vni_ranges = parse_vni_ranges(v).map_err(|e| format!("[ml2_type_geneve] vni_ranges: {e}"))?;
+        }
+        if let Some(v) = self.number("ml2_type_geneve", "max_header_size")? {
+            t.geneve_max_header_size = v;
+        }
+        if let Some(v) = self.get("ml2_type_gre", "tunnel_id_ranges") {
+            t.tunnel_id_ranges =
+                parse_tunnel_ranges(v, MAX_GRE_ID).map_err(|e| format!("[ml2_type_gre] tunnel_id_ranges: {e}"))?;
+        }
+        if let Some(v) = self.get("ml2_type_vlan", "network_vlan_ranges") {
+            t.network_vlan_ranges =
+                parse_vlan_ranges(v).map_err(|e| format!("[ml2_type_vlan] network_vlan_ranges: {e}"))?;
+        }
         if let Some(v) = self.list("ml2_type_flat", "flat_networks") {
             t.flat_networks = v;
         }
         if let Some(v) = self.number("DEFAULT", "global_physnet_mtu")? {
             t.global_physnet_mtu = v;
         }
+        if let Some(v) = self.number("ml2", "path_mtu")? {
+            t.path_mtu = v;
+        }
+        if let Some(v) = self.number("ml2", "overlay_ip_version")? {
+            t.overlay_ip_version = v;
+        }
+        for (physnet, mtu) in self.mappings("ml2", "physical_network_mtus")? {
+            let mtu = mtu.parse().map_err(|_| format!("[ml2] physical_network_mtus: '{mtu}' is not a valid MTU"))?;
+            t.physical_network_mtus.insert(physnet, mtu);
+        }
         t.validate()?;
         if let Some(v) = self.list("ml2", "mechanism_drivers") {
-            if let Some(bad) = v.iter().find(|d| !["linuxbridge", "l2population"].contains(&d.as_str())) {
-                return Err(format!("[ml2] mechanism_drivers: unknown or unsupported mechanism driver '{bad}'"));
-            }
+            neutrino_domain::binding::load_drivers(&v)?;
             c.mechanism_drivers = v;
         }
         c.type_drivers = t;
@@ -239,5 +275,41 @@ mod tests {
         let mut o = Options::default();
         o.set("ml2", "type_drivers", "vxlan,bogus");
         assert!(o.server().unwrap_err().contains("bogus"));
+        let mut o = Options::default();
+        o.set("ml2", "mechanism_drivers", "linuxbridge,ovn");
+        assert!(o.server().unwrap_err().contains("'ovn'"));
+        let mut o = Options::default();
+        o.set("ml2_type_vlan", "network_vlan_ranges", "physnet1:100:5000");
+        assert!(o.server().unwrap_err().contains("network_vlan_ranges"));
+        let mut o = Options::default();
+        o.set("ml2_type_gre", "tunnel_id_ranges", "5:1");
+        assert!(o.server().unwrap_err().contains("tunnel_id_ranges"));
+        let mut o = Options::default();
+        o.set("ml2", "tenant_network_types", "vlan,vxlan");
+        o.set("ml2", "type_drivers", "vxlan");
+        assert!(o.server().unwrap_err().contains("tenant_network_types"));
+    }
+
+    #[test]
+    fn every_ml2_type_option_is_read() {
+        let mut o = Options::default();
+        o.set("ml2", "type_drivers", "local,flat,vlan,gre,vxlan,geneve");
+        o.set("ml2", "tenant_network_types", "vlan,geneve,vxlan");
+        o.set("ml2", "mechanism_drivers", "openvswitch,linuxbridge,l2population");
+        o.set("ml2", "path_mtu", "9000");
+        o.set("ml2", "physical_network_mtus", "physnet1:1400");
+        o.set("ml2_type_vlan", "network_vlan_ranges", "physnet1:100:199,physnet2");
+        o.set("ml2_type_gre", "tunnel_id_ranges", "1:100");
+        o.set("ml2_type_geneve", "vni_ranges", "10:20");
+        o.set("ml2_type_geneve", "max_header_size", "38");
+        let s = o.server().unwrap();
+        let t = &s.type_drivers;
+        assert_eq!(t.tenant_network_types, ["vlan", "geneve", "vxlan"]);
+        assert_eq!(t.network_vlan_ranges["physnet1"], vec![(100, 199)]);
+        assert!(t.network_vlan_ranges["physnet2"].is_empty());
+        assert_eq!(t.tunnel_id_ranges, vec![(1, 100)]);
+        assert_eq!(t.geneve_vni_ranges, vec![(10, 20)]);
+        assert_eq!((t.geneve_max_header_size, t.path_mtu, t.physical_network_mtus["physnet1"]), (38, 9000, 1400));
+        assert_eq!(s.mechanism_drivers, ["openvswitch", "linuxbridge", "l2population"]);
     }
 }

@@ -18,10 +18,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use neutrino_api::agent::AGENT_TYPE_LINUXBRIDGE;
 use neutrino_api::resources::Port;
 use neutrino_api::ApiError;
-use neutrino_domain::binding::{bind_linuxbridge, HostAgent};
+use neutrino_domain::binding::{bind_port, AgentView, BindingOutcome, BindingRequest, SegmentView};
 use neutrino_domain::mac::{normalize_mac, random_port_mac};
 use neutrino_domain::subnet::is_auto_address;
 use neutrino_store::{self as store, Tx};
@@ -140,9 +139,12 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
 
     let network = store::get_network(tx.conn(), &network_id).await?;
     port.port_security_enabled = attrs.boolean("port_security_enabled")?.unwrap_or(network.port_security_enabled);
-    bind(app, tx, &mut port, &network.network_type).await?;
+    let segment = bind(app, tx, &mut port).await?;
     apply_dhcp_options(attrs, &mut port)?;
     insert_with_mac(tx, &mut port, given_mac).await?;
+    if segment.is_some() {
+        store::set_port_segment(tx, &port.id, segment.as_deref()).await?;
+    }
     if attrs.has("allowed_address_pairs") {
         // Pairs without a MAC take the port's, known only now.
         apply_address_pairs(attrs, &mut port)?;
@@ -184,22 +186,59 @@ async fn insert_with_mac(tx: &mut Tx, port: &mut Port, given: Option<String>) ->
     Err(mac_in_use(&port.network_id, &port.mac_address))
 }
 
-/// Run the mechanism driver for the port's host.
-async fn bind(app: &App, tx: &mut Tx, port: &mut Port, network_type: &str) -> HttpResult<()> {
-    let agent = if port.host_id.is_empty() {
-        None
-    } else {
-        store::agent_on_host(tx.conn(), &port.host_id, AGENT_TYPE_LINUXBRIDGE).await?.map(|a| HostAgent {
-            alive: a.admin_state_up && heartbeat_fresh(&a.heartbeat_at, app.config.agent_down_time),
+/// Bind the port on its host: walk the mechanism drivers over the network's segments and the
+/// host's agents. Returns the segment bound to (recorded once the port row exists).
+async fn bind(app: &App, tx: &mut Tx, port: &mut Port) -> HttpResult<Option<String>> {
+    let segments: Vec<SegmentView> = store::network_segments(tx.conn(), &port.network_id)
+        .await?
+        .into_iter()
+        .map(|s| SegmentView {
+            id: s.id,
+            network_type: s.network_type,
+            physical_network: s.physical_network,
+            segmentation_id: s.segmentation_id,
         })
+        .collect();
+    let agents: Vec<AgentView> = if port.host_id.is_empty() {
+        Vec::new()
+    } else {
+        store::agents_on_host(tx.conn(), &port.host_id)
+            .await?
+            .into_iter()
+            .map(|a| AgentView {
+                alive: heartbeat_fresh(&a.heartbeat_at, app.config.agent_down_time),
+                admin_state_up: a.admin_state_up,
+                agent_type: a.agent_type,
+                configurations: a.configurations,
+            })
+            .collect()
     };
-    let binding = bind_linuxbridge(&port.host_id, &port.network_id, network_type, agent.as_ref());
-    if binding.vif_type == neutrino_domain::binding::VIF_TYPE_BINDING_FAILED {
-        tracing::warn!(port = %port.id, host = %port.host_id, "binding failed: no alive Linux bridge agent on the host");
+    let request = BindingRequest {
+        port_id: &port.id,
+        host_id: &port.host_id,
+        network_id: &port.network_id,
+        vnic_type: &port.vnic_type,
+        segments: &segments,
+        agents: &agents,
+    };
+    let outcome = bind_port(app.ml2.drivers(), &request);
+    port.vif_type = outcome.vif_type().to_string();
+    match outcome {
+        BindingOutcome::Bound(b) => {
+            tracing::debug!(port = %port.id, host = %port.host_id, driver = b.driver, segment = %b.segment_id, "port bound");
+            port.vif_details = b.vif_details;
+            Ok(Some(b.segment_id))
+        }
+        BindingOutcome::Failed { reasons } => {
+            tracing::warn!(port = %port.id, host = %port.host_id, reasons = %reasons.join("; "), "binding failed");
+            port.vif_details = Map::new();
+            Ok(None)
+        }
+        BindingOutcome::Unbound => {
+            port.vif_details = Map::new();
+            Ok(None)
+        }
     }
-    port.vif_type = binding.vif_type.to_string();
-    port.vif_details = binding.vif_details;
-    Ok(())
 }
 
 /// Whether a heartbeat stamped `at` (Neutron timestamp) is younger than `down_time` seconds.
@@ -295,13 +334,17 @@ async fn update(
         }
         port.mac_address = new_mac.unwrap_or_default();
     }
-    if let Some(host) = attrs.string("binding:host_id", 255)? {
+    let new_host = attrs.string("binding:host_id", 255)?;
+    let rebind = new_host.is_some() || attrs.has("binding:vnic_type") || attrs.has("binding:profile");
+    if let Some(host) = new_host {
         if host != port.host_id {
             port.host_id = host;
             port.status = "DOWN".into();
         }
-        let network = store::get_network(tx.conn(), &port.network_id).await?;
-        bind(&app, &mut tx, &mut port, &network.network_type).await?;
+    }
+    if rebind {
+        let segment = bind(&app, &mut tx, &mut port).await?;
+        store::set_port_segment(&mut tx, &id, segment.as_deref()).await?;
     }
     port.updated_at = store::now_timestamp();
     port.revision_number = expected + 1;

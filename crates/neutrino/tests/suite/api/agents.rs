@@ -6,14 +6,14 @@ on_both_backends!(agent_stream_sends_snapshot_then_updates, default_config(), |s
     s.api
         .post(
             "/v2.0/neutrino/agents",
-            json!({"host": "h1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"}),
+            lb_agent("h1", "192.0.2.11"),
         )
         .await
         .unwrap();
     s.api
         .post(
             "/v2.0/neutrino/agents",
-            json!({"host": "h2", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.12"}),
+            lb_agent("h2", "192.0.2.12"),
         )
         .await
         .unwrap();
@@ -56,7 +56,7 @@ async fn two_servers_on_one_postgres_share_state_and_streams() {
     let b = crate::common::second_server(&a).await;
     for (s, host, ip) in [(&a, "h1", "192.0.2.11"), (&b, "h2", "192.0.2.12")] {
         s.api
-            .post("/v2.0/neutrino/agents", json!({"host": host, "agent_type": "Linux bridge agent", "tunnel_ip": ip}))
+            .post("/v2.0/neutrino/agents", lb_agent(host, ip))
             .await
             .unwrap();
     }
@@ -89,7 +89,7 @@ on_both_backends!(availability_zones_come_from_agents, default_config(), |s: Tes
             .post(
                 "/v2.0/neutrino/agents",
                 json!({"host": host, "agent_type": "Linux bridge agent",
-                "tunnel_ip": "192.0.2.11", "availability_zone": zone}),
+                "tunnel_ip": "192.0.2.11", "availability_zone": zone, "configurations": {"tunnel_types": ["vxlan"]}}),
             )
             .await
             .unwrap();
@@ -122,7 +122,7 @@ on_both_backends!(agents_can_be_set_down_and_deleted, default_config(), |s: Test
         .api
         .post(
             "/v2.0/neutrino/agents",
-            json!({"host": "c1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"}),
+            lb_agent("c1", "192.0.2.11"),
         )
         .await
         .unwrap();

@@ -62,3 +62,9 @@ impl Lines {
 pub(super) fn with_dns() -> ServerConfig {
     ServerConfig { dns_domain: Some("openstacklocal.".into()), ..default_config() }
 }
+
+/// A Linux bridge agent's registration: VXLAN tunnels, `physnet1` on `eth1`.
+pub(super) fn lb_agent(host: &str, tunnel_ip: &str) -> Value {
+    json!({"host": host, "agent_type": "Linux bridge agent", "tunnel_ip": tunnel_ip,
+           "configurations": {"tunnel_types": ["vxlan"], "interface_mappings": {"physnet1": "eth1"}, "l2_population": true}})
+}

@@ -40,7 +40,7 @@ on_both_backends!(ports_get_addresses_macs_and_bindings, default_config(), |s: T
     s.api
         .post(
             "/v2.0/neutrino/agents",
-            json!({"host": "compute1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"}),
+            lb_agent("compute1", "192.0.2.11"),
         )
         .await
         .unwrap();
