@@ -6,12 +6,17 @@
 //! then reports port status. Stopping the agent leaves the kernel as it is, so a restart does
 //! not disturb traffic.
 
+pub mod capabilities;
 pub mod client;
 pub mod reconcile;
 
 use client::ServerClient;
-use neutrino_api::agent::{AgentConfigurations, AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE};
+use neutrino_api::agent::{
+    AgentConfigurations, AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE,
+};
 use neutrino_dataplane::{DataPlane, LinkEvent};
+use neutrino_domain::host_intent::HostCapabilities;
+use neutrino_domain::naming::is_vlan_subinterface_of;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -37,6 +42,7 @@ pub struct AgentConfig {
 /// Run the agent until `shutdown` resolves.
 pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl std::future::Future<Output = ()>) {
     let client = ServerClient::new(&config.server_url);
+    let host = capabilities::discover(&dataplane, &config.physical_interface_mappings).await;
     let registration = AgentRegistration {
         host: config.host.clone(),
         agent_type: AGENT_TYPE_LINUXBRIDGE.into(),
@@ -46,6 +52,7 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
             interface_mappings: config.physical_interface_mappings.clone(),
             tunnel_types: vec!["vxlan".into()],
             l2_population: true,
+            unsupported_network_types: host.unsupported_network_types.clone(),
             ..Default::default()
         },
     };
@@ -57,8 +64,8 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     let tasks = [
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
         tokio::spawn(follow_stream(client.clone(), config.host.clone(), state_tx)),
-        tokio::spawn(watch_links(dataplane.clone(), wake.clone())),
-        tokio::spawn(reconcile_loop(dataplane, client, config, state_rx, wake)),
+        tokio::spawn(watch_links(dataplane.clone(), wake.clone(), host.clone())),
+        tokio::spawn(reconcile_loop(dataplane, client, config, host, state_rx, wake)),
     ];
     shutdown.await;
     for t in tasks {
@@ -128,21 +135,31 @@ async fn follow_stream(client: ServerClient, host: String, state: watch::Sender<
     }
 }
 
-/// Wake the reconciler when a tap appears or one of our devices disappears.
-async fn watch_links<D: DataPlane>(dp: Arc<D>, wake: Arc<Notify>) {
+/// Whether a link event may need the reconciler: a tap or a mapped physical interface
+/// appeared or changed, or one of our devices (bridge, VXLAN device, VLAN sub-interface of a
+/// mapped interface) or a mapped interface disappeared.
+fn is_relevant(event: &LinkEvent, host: &HostCapabilities) -> bool {
+    let mut mapped = host.interface_mappings.values();
+    match event {
+        LinkEvent::Added(name) => name.starts_with("tap") || mapped.any(|i| i == name),
+        LinkEvent::Removed(name) => {
+            name.starts_with("tap")
+                || name.starts_with("brq")
+                || name.starts_with("vxlan-")
+                || mapped.any(|i| i == name || is_vlan_subinterface_of(name, i))
+        }
+    }
+}
+
+/// Wake the reconciler when a link event is relevant (see [`is_relevant`]).
+async fn watch_links<D: DataPlane>(dp: Arc<D>, wake: Arc<Notify>, host: HostCapabilities) {
     loop {
         match dp.link_events().await {
             Ok(mut events) => {
                 // Events may have been missed while (re)subscribing: reconcile once.
                 wake.notify_one();
                 while let Some(e) = events.recv().await {
-                    let relevant = match &e {
-                        LinkEvent::Added(name) => name.starts_with("tap"),
-                        LinkEvent::Removed(name) => {
-                            name.starts_with("tap") || name.starts_with("brq") || name.starts_with("vxlan-")
-                        }
-                    };
-                    if relevant {
+                    if is_relevant(&e, &host) {
                         wake.notify_one();
                     }
                 }
@@ -158,21 +175,25 @@ async fn reconcile_loop<D: DataPlane>(
     dp: Arc<D>,
     client: ServerClient,
     config: AgentConfig,
+    host: HostCapabilities,
     mut state: watch::Receiver<Option<HostState>>,
     wake: Arc<Notify>,
 ) {
     // What we last told the server, so a status is reported once, not on every pass.
     let mut reported: BTreeMap<String, String> = BTreeMap::new();
+    // Networks we last logged as not wired, so each problem is logged when it appears.
+    let mut problems = NetworkProblems::default();
     let resync = Duration::from_secs(config.resync_interval.max(1));
     loop {
         let mut next_pass = resync;
         let current = state.borrow_and_update().clone();
         if let Some(current) = current {
-            match reconcile::reconcile(dp.as_ref(), &current, config.local_ip).await {
+            match reconcile::reconcile(dp.as_ref(), &current, config.local_ip, &host).await {
                 Ok(outcome) => {
                     if outcome.changes > 0 {
                         tracing::info!(changes = outcome.changes, "kernel reconciled");
                     }
+                    problems.log_changes(&outcome);
                     let delivered =
                         report_status(&client, &config.host, &current, &outcome.port_status, &mut reported).await;
                     if !delivered {
@@ -192,6 +213,41 @@ async fn reconcile_loop<D: DataPlane>(
             _ = tokio::time::sleep(next_pass) => {}
         }
     }
+}
+
+/// The networks a pass could not wire, remembered so that the log shows each problem once
+/// (and again when it changes), not on every pass.
+#[derive(Debug, Default)]
+struct NetworkProblems {
+    unwired: BTreeMap<String, String>,
+    failed: BTreeMap<String, String>,
+}
+
+impl NetworkProblems {
+    fn log_changes(&mut self, outcome: &reconcile::Outcome) {
+        for (network, reason) in news(&self.unwired, &outcome.unwired) {
+            tracing::warn!(%network, %reason, "network not wired on this host; its ports stay DOWN");
+        }
+        for (network, error) in news(&self.failed, &outcome.failed) {
+            tracing::error!(%network, %error, "network uplink failed; its ports stay DOWN");
+        }
+        let before: Vec<&String> = self.unwired.keys().chain(self.failed.keys()).collect();
+        for network in before {
+            if !outcome.unwired.contains_key(network) && !outcome.failed.contains_key(network) {
+                tracing::info!(%network, "network no longer has a wiring problem");
+            }
+        }
+        self.unwired = outcome.unwired.clone();
+        self.failed = outcome.failed.clone();
+    }
+}
+
+/// The entries of `now` that `before` did not have (or had with another value).
+fn news<'a>(
+    before: &'a BTreeMap<String, String>,
+    now: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = (&'a String, &'a String)> {
+    now.iter().filter(move |(k, v)| before.get(*k) != Some(*v))
 }
 
 /// Tell the server about ports whose status differs from what it shows. `false` when the
@@ -225,5 +281,42 @@ async fn report_status(
             tracing::warn!(error = %e, "status report failed; will retry");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostCapabilities {
+        HostCapabilities {
+            interface_mappings: BTreeMap::from([("physnet1".to_string(), "phys0".to_string())]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn our_devices_and_the_mapped_interfaces_are_relevant() {
+        let added = |n: &str| is_relevant(&LinkEvent::Added(n.into()), &host());
+        let removed = |n: &str| is_relevant(&LinkEvent::Removed(n.into()), &host());
+        assert!(added("tap3aab26d9-f8") && added("phys0"));
+        assert!(!added("brq0817d5d7-a3") && !added("phys0.100") && !added("eth0"));
+        for ours in ["tap3aab26d9-f8", "brq0817d5d7-a3", "vxlan-42", "phys0", "phys0.100", "phys0.4094"] {
+            assert!(removed(ours), "{ours}");
+        }
+        for theirs in ["eth0", "eth0.100", "phys1.100", "phys0.x"] {
+            assert!(!removed(theirs), "{theirs}");
+        }
+    }
+
+    #[test]
+    fn a_problem_is_new_once() {
+        let before = BTreeMap::from([("n1".to_string(), "no mapping".to_string())]);
+        let mut now = before.clone();
+        assert_eq!(news(&before, &now).count(), 0);
+        now.insert("n2".into(), "no 802.1Q".into());
+        now.insert("n1".into(), "interface missing".into());
+        let fresh: Vec<_> = news(&before, &now).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(fresh, ["n1", "n2"]);
     }
 }

@@ -13,17 +13,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use futures::{Stream, StreamExt, TryStreamExt};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::link::{
-    BridgeStpState, InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    BridgeStpState, InfoData, InfoKind, InfoVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVxlan, MulticastGroup};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVlan, LinkVxlan, MulticastGroup};
 use tokio::sync::mpsc;
 
 use crate::{
-    DataPlane, DataPlaneError, FdbEntry, Link, LinkEvent, LinkKind, MacAddr, NeighEntry, Observed, Result, VxlanSpec,
+    DataPlane, DataPlaneError, FdbEntry, Link, LinkEvent, LinkKind, MacAddr, NeighEntry, Observed, Result, VlanSpec,
+    VxlanSpec,
 };
 
 /// Capacity of each [`DataPlane::link_events`] channel. A consumer that falls this far behind
@@ -49,6 +50,8 @@ struct KernelLink {
     mtu: u32,
     /// UDP destination port, for VXLAN devices.
     vxlan_port: Option<u16>,
+    /// IFLA_LINK: the parent of a VLAN sub-interface (the peer of a veth, ...).
+    link: Option<u32>,
 }
 
 impl KernelDataPlane {
@@ -161,6 +164,14 @@ impl KernelDataPlane {
         self.set_up(&spec.name).await
     }
 
+    /// Creates the VLAN sub-interface down, turns IPv6 off on it (it is a bridge port, and must
+    /// not send router solicitations or MLD onto the physical network), then brings it up.
+    async fn create_vlan(&self, spec: &VlanSpec, parent_index: u32) -> Result<()> {
+        self.create_link("create vlan", &spec.name, vlan_message(spec, parent_index)).await?;
+        set_ipv6_conf(&spec.name, "disable_ipv6", "1")?;
+        self.set_up(&spec.name).await
+    }
+
     /// The index of the device that has the IPv4 address `ip`.
     async fn device_with_address(&self, ip: Ipv4Addr) -> Result<Option<u32>> {
         // Read the dump to the end (under the lock) so the socket is free for the next one.
@@ -263,6 +274,30 @@ impl DataPlane for KernelDataPlane {
                 );
                 self.delete_link(&spec.name).await?;
                 self.create_vxlan(spec).await
+            }
+        }
+    }
+
+    async fn ensure_vlan(&self, spec: &VlanSpec) -> Result<()> {
+        let parent = self.require_link(&spec.parent).await?;
+        match self.get_link(&spec.name).await? {
+            None => self.create_vlan(spec, parent.index).await,
+            Some(link) if vlan_matches(&link, spec, parent.index) => {
+                let mtu = spec.mtu.filter(|&m| m != link.mtu);
+                if link.up && mtu.is_none() {
+                    return Ok(());
+                }
+                let mut msg = LinkUnspec::new_with_index(link.index).up();
+                if let Some(mtu) = mtu {
+                    msg = msg.mtu(mtu);
+                }
+                self.set_link("update vlan", &spec.name, msg.build()).await
+            }
+            Some(link) => {
+                // The parent and VLAN id of a sub-interface cannot be changed.
+                tracing::info!(name = %spec.name, have = ?link.kind, want = ?spec, "recreating vlan");
+                self.delete_link(&spec.name).await?;
+                self.create_vlan(spec, parent.index).await
             }
         }
     }
@@ -424,10 +459,12 @@ fn parse_link(msg: &LinkMessage) -> Option<KernelLink> {
         up: msg.header.flags.contains(LinkFlags::Up),
         mtu: 0,
         vxlan_port: None,
+        link: None,
     };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+            LinkAttribute::Link(index) => link.link = Some(*index),
             LinkAttribute::Controller(index) if *index != 0 => link.master = Some(*index),
             LinkAttribute::LinkInfo(infos) => parse_link_info(infos, &mut link),
             _ => {}
@@ -446,6 +483,13 @@ fn parse_link_info(infos: &[LinkInfo], link: &mut KernelLink) {
                 link.kind = LinkKind::Vxlan { vni: 0, local: None };
             }
             LinkInfo::Data(InfoData::Vxlan(data)) => parse_vxlan_data(data, link),
+            LinkInfo::Kind(InfoKind::Vlan) if !matches!(link.kind, LinkKind::Vlan { .. }) => {
+                link.kind = LinkKind::Vlan { id: 0, parent: None };
+            }
+            LinkInfo::Data(InfoData::Vlan(data)) => {
+                let id = data.iter().find_map(|d| if let InfoVlan::Id(id) = d { Some(*id) } else { None });
+                link.kind = LinkKind::Vlan { id: id.unwrap_or(0), parent: None };
+            }
             _ => {}
         }
     }
@@ -464,11 +508,18 @@ fn parse_vxlan_data(data: &[InfoVxlan], link: &mut KernelLink) {
     link.kind = LinkKind::Vxlan { vni, local };
 }
 
+/// The observed link, with the indexes of its master (and of a VLAN's parent) resolved to names.
 fn resolve_master(link: &KernelLink, names: &HashMap<u32, &str>) -> Link {
+    let kind = match &link.kind {
+        LinkKind::Vlan { id, .. } => {
+            LinkKind::Vlan { id: *id, parent: link.link.and_then(|i| names.get(&i)).map(|n| n.to_string()) }
+        }
+        other => other.clone(),
+    };
     Link {
         name: link.name.clone(),
         index: link.index,
-        kind: link.kind.clone(),
+        kind,
         master: link.master.and_then(|i| names.get(&i)).map(|n| n.to_string()),
         up: link.up,
         mtu: link.mtu,
@@ -478,6 +529,22 @@ fn resolve_master(link: &KernelLink, names: &HashMap<u32, &str>) -> Link {
 /// Whether an existing device already is the VXLAN device `spec` asks for.
 fn vxlan_matches(link: &KernelLink, spec: &VxlanSpec) -> bool {
     link.kind == LinkKind::Vxlan { vni: spec.vni, local: Some(spec.local) } && link.vxlan_port == Some(spec.port)
+}
+
+/// Whether an existing device already is the VLAN sub-interface `spec` asks for.
+fn vlan_matches(link: &KernelLink, spec: &VlanSpec, parent_index: u32) -> bool {
+    matches!(link.kind, LinkKind::Vlan { id, .. } if id == spec.id) && link.link == Some(parent_index)
+}
+
+/// The RTM_NEWLINK that creates `spec` on the parent with index `parent_index`: IFLA_IFNAME,
+/// IFLA_LINK, IFLA_MTU when asked for, and IFLA_LINKINFO with kind `vlan` and IFLA_VLAN_ID.
+/// It is created down, so that IPv6 can be turned off before it sends anything.
+fn vlan_message(spec: &VlanSpec, parent_index: u32) -> LinkMessage {
+    let mut builder = LinkVlan::new(&spec.name, parent_index, spec.id).down();
+    if let Some(mtu) = spec.mtu {
+        builder = builder.mtu(mtu);
+    }
+    builder.build()
 }
 
 fn nud_state(msg: &NeighbourMessage) -> u16 {
@@ -791,6 +858,71 @@ mod tests {
         assert_eq!(notification(AddressFamily::Unspec, true), removed);
     }
 
+    fn vlan_spec(mtu: Option<u32>) -> VlanSpec {
+        VlanSpec { name: "eth1.100".into(), parent: "eth1".into(), id: 100, mtu }
+    }
+
+    #[test]
+    fn vlan_message_asks_for_an_8021q_sub_interface_of_the_parent() {
+        let msg = vlan_message(&vlan_spec(Some(1400)), 7);
+        let attrs = &msg.attributes;
+        assert!(attrs.contains(&LinkAttribute::IfName("eth1.100".into())));
+        assert!(attrs.contains(&LinkAttribute::Link(7)), "IFLA_LINK is the parent: {attrs:?}");
+        assert!(attrs.contains(&LinkAttribute::Mtu(1400)));
+        let info = attrs.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(info) => Some(info.clone()),
+            _ => None,
+        });
+        let info = info.expect("IFLA_LINKINFO");
+        assert!(info.contains(&LinkInfo::Kind(InfoKind::Vlan)), "{info:?}");
+        assert!(info.contains(&LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(100)]))), "{info:?}");
+        assert!(!msg.header.flags.contains(LinkFlags::Up), "created down");
+
+        let inherit = vlan_message(&vlan_spec(None), 7);
+        assert!(!inherit.attributes.iter().any(|a| matches!(a, LinkAttribute::Mtu(_))), "no MTU: the parent's");
+    }
+
+    #[test]
+    fn observed_vlan_names_its_id_and_parent() {
+        let msg = vlan_message(&vlan_spec(None), 7);
+        let mut parsed = parse_link(&msg).unwrap();
+        parsed.index = 8;
+        assert_eq!(parsed.kind, LinkKind::Vlan { id: 100, parent: None });
+        assert!(vlan_matches(&parsed, &vlan_spec(None), 7));
+        assert!(!vlan_matches(&parsed, &vlan_spec(None), 9), "another parent");
+        assert!(!vlan_matches(&parsed, &VlanSpec { id: 101, ..vlan_spec(None) }, 7), "another id");
+        let names = HashMap::from([(7, "eth1"), (8, "eth1.100")]);
+        let link = resolve_master(&parsed, &names);
+        assert_eq!(link.kind, LinkKind::Vlan { id: 100, parent: Some("eth1".into()) });
+    }
+
+    /// On a kernel with 802.1Q a VLAN sub-interface is created once and observed; on one
+    /// without, creation fails as unsupported and leaves nothing behind.
+    async fn vlan_on_a_dummy_parent(dp: &KernelDataPlane) {
+        // A bridge serves as parent: it needs no module beyond what the agent needs anyway.
+        dp.ensure_bridge("brqparent", None).await.unwrap();
+        let spec = VlanSpec { parent: "brqparent".into(), ..vlan_spec(None) };
+        match dp.ensure_vlan(&spec).await {
+            Ok(()) => {
+                dp.ensure_vlan(&spec).await.unwrap();
+                let obs = dp.observe().await.unwrap();
+                let vlan = obs.link("eth1.100").expect("vlan observed");
+                assert_eq!(vlan.kind, LinkKind::Vlan { id: 100, parent: Some("brqparent".into()) });
+                assert!(vlan.up);
+                eprintln!("this kernel supports 802.1Q");
+            }
+            Err(DataPlaneError::Unsupported(reason)) => {
+                eprintln!("this kernel has no 802.1Q: {reason}");
+                assert!(dp.observe().await.unwrap().link("eth1.100").is_none());
+            }
+            Err(e) => panic!("unexpected error creating a vlan: {e}"),
+        }
+        let missing = dp.ensure_vlan(&VlanSpec { parent: "nosuch0".into(), ..vlan_spec(None) }).await;
+        assert!(matches!(missing, Err(DataPlaneError::NoSuchLink(n)) if n == "nosuch0"));
+        dp.delete_link("eth1.100").await.unwrap();
+        dp.delete_link("brqparent").await.unwrap();
+    }
+
     #[test]
     fn kernel_data_plane_in_a_private_netns() {
         let ran = in_new_netns(|| async {
@@ -804,6 +936,7 @@ mod tests {
             mismatch_recreates(&dp, &built).await;
             delete_links(&dp).await;
             expect_bridge_events(&mut events).await;
+            vlan_on_a_dummy_parent(&dp).await;
         });
         if ran {
             eprintln!("kernel scenario ran in a private network namespace");

@@ -36,7 +36,16 @@ pub type Result<T> = std::result::Result<T, DataPlaneError>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkKind {
     Bridge,
-    Vxlan { vni: u32, local: Option<Ipv4Addr> },
+    Vxlan {
+        vni: u32,
+        local: Option<Ipv4Addr>,
+    },
+    /// An 802.1Q sub-interface: VLAN `id` on the link `parent` (`None` when the kernel reports
+    /// a parent that is not in the same namespace).
+    Vlan {
+        id: u16,
+        parent: Option<String>,
+    },
     Veth,
     Other,
 }
@@ -63,6 +72,19 @@ pub struct VxlanSpec {
     pub local: Ipv4Addr,
     /// UDP destination port (4789).
     pub port: u16,
+}
+
+/// An 802.1Q VLAN sub-interface to create on a physical interface (Linux-bridge agent style:
+/// one per VLAN network, enslaved to the network's bridge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanSpec {
+    pub name: String,
+    /// The interface the tagged frames leave by.
+    pub parent: String,
+    /// VLAN id, 1–4094.
+    pub id: u16,
+    /// `None` inherits the parent's MTU.
+    pub mtu: Option<u32>,
 }
 
 /// A static FDB entry on a VXLAN device: frames for `mac` go to the VTEP `dst`.
@@ -116,6 +138,11 @@ pub trait DataPlane: Send + Sync + 'static {
     /// VNI, local address and port is kept as it is (so its FDB survives an agent restart);
     /// one that differs is deleted and recreated.
     fn ensure_vxlan(&self, spec: &VxlanSpec) -> impl Future<Output = Result<()>> + Send;
+    /// Create an 802.1Q sub-interface and set it up. An existing link with the same parent and
+    /// VLAN id is kept (only its MTU, when given, and its up state are corrected); any other
+    /// link of that name is deleted and recreated. A kernel without 802.1Q support answers
+    /// [`DataPlaneError::Unsupported`], a missing parent [`DataPlaneError::NoSuchLink`].
+    fn ensure_vlan(&self, spec: &VlanSpec) -> impl Future<Output = Result<()>> + Send;
     /// Enslave `link` to `bridge` and set it up.
     fn attach(&self, link: &str, bridge: &str) -> impl Future<Output = Result<()>> + Send;
     /// Delete a link; deleting a missing link succeeds.

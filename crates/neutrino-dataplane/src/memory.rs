@@ -3,7 +3,9 @@
 //! It follows the kernel where reconcilers can tell the difference: FDB entries are keyed by
 //! device and MAC (an add with another destination replaces it), neighbours by device and IP,
 //! deleting a link takes its entries with it and un-enslaves the ports of a deleted bridge,
-//! and [`DataPlane::observe`] applies the same filters as the kernel implementation. Every
+//! deleting a parent deletes its VLAN sub-interfaces, and [`DataPlane::observe`] applies the
+//! same filters as the kernel implementation. It can play a kernel without 802.1Q support
+//! ([`MemoryDataPlane::refuse_vlans`]). Every
 //! call that changes something counts as one mutation, so a test can assert that a converged
 //! reconcile does nothing.
 
@@ -13,7 +15,8 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 use crate::{
-    DataPlane, DataPlaneError, FdbEntry, Link, LinkEvent, LinkKind, MacAddr, NeighEntry, Observed, Result, VxlanSpec,
+    DataPlane, DataPlaneError, FdbEntry, Link, LinkEvent, LinkKind, MacAddr, NeighEntry, Observed, Result, VlanSpec,
+    VxlanSpec,
 };
 
 /// MTU of a new bridge without ports, and of external links.
@@ -38,6 +41,8 @@ struct State {
     neighbours: BTreeSet<NeighEntry>,
     /// UDP port of each VXLAN device (not part of [`LinkKind`], but a mismatch recreates).
     vxlan_ports: HashMap<String, u16>,
+    /// Why VLAN creation fails, when playing a kernel without 802.1Q.
+    vlan_refusal: Option<String>,
     last_index: u32,
     mutations: usize,
     subscribers: Vec<mpsc::Sender<LinkEvent>>,
@@ -86,6 +91,12 @@ impl MemoryDataPlane {
         state.add_link(name, kind, DEFAULT_MTU, false);
     }
 
+    /// Plays a kernel without 802.1Q support: from now on [`DataPlane::ensure_vlan`] fails with
+    /// [`DataPlaneError::Unsupported`] and `reason`.
+    pub fn refuse_vlans(&self, reason: &str) {
+        self.lock().vlan_refusal = Some(reason.to_string());
+    }
+
     /// Simulates a link deleted by someone else; subscribers get [`LinkEvent::Removed`].
     /// Not counted as a mutation.
     pub fn remove_external_link(&self, name: &str) {
@@ -131,8 +142,9 @@ impl State {
         self.emit(LinkEvent::Added(name.to_string()));
     }
 
-    /// Removes a link the way the kernel does: its FDB and neighbour entries go with it, and
-    /// the ports of a bridge are released. Returns whether it existed.
+    /// Removes a link the way the kernel does: its FDB and neighbour entries go with it, the
+    /// ports of a bridge are released and its VLAN sub-interfaces deleted. Returns whether it
+    /// existed.
     fn remove_link(&mut self, name: &str) -> bool {
         let before = self.links.len();
         self.links.retain(|l| l.name != name);
@@ -146,6 +158,15 @@ impl State {
             self.links.iter().filter(|l| l.master.as_deref() == Some(name)).map(|l| l.name.clone()).collect();
         for port in ports {
             self.update(&port, |l| l.master = None);
+        }
+        let vlans: Vec<String> = self
+            .links
+            .iter()
+            .filter(|l| matches!(&l.kind, LinkKind::Vlan { parent: Some(p), .. } if p == name))
+            .map(|l| l.name.clone())
+            .collect();
+        for vlan in vlans {
+            self.remove_link(&vlan);
         }
         self.emit(LinkEvent::Removed(name.to_string()));
         true
@@ -211,6 +232,31 @@ impl State {
         true
     }
 
+    fn ensure_vlan(&mut self, spec: &VlanSpec) -> Result<bool> {
+        if let Some(reason) = &self.vlan_refusal {
+            return Err(DataPlaneError::Unsupported(format!("create vlan {}: {reason}", spec.name)));
+        }
+        let parent_mtu = self.require(&spec.parent)?.mtu;
+        let kind = LinkKind::Vlan { id: spec.id, parent: Some(spec.parent.clone()) };
+        match self.link(&spec.name) {
+            Some(link) if link.kind == kind => {
+                let mtu = spec.mtu.unwrap_or(link.mtu);
+                if link.up && link.mtu == mtu {
+                    return Ok(false);
+                }
+                self.update(&spec.name, |l| {
+                    l.up = true;
+                    l.mtu = mtu;
+                });
+            }
+            _ => {
+                self.remove_link(&spec.name);
+                self.add_link(&spec.name, kind, spec.mtu.unwrap_or(parent_mtu), true);
+            }
+        }
+        Ok(true)
+    }
+
     fn attach(&mut self, link: &str, bridge: &str) -> Result<bool> {
         let master = self.require(bridge)?;
         if master.kind != LinkKind::Bridge || link == bridge {
@@ -267,6 +313,10 @@ impl DataPlane for MemoryDataPlane {
 
     async fn ensure_vxlan(&self, spec: &VxlanSpec) -> Result<()> {
         self.mutate(|s| Ok(s.ensure_vxlan(spec)))
+    }
+
+    async fn ensure_vlan(&self, spec: &VlanSpec) -> Result<()> {
+        self.mutate(|s| s.ensure_vlan(spec))
     }
 
     async fn attach(&self, link: &str, bridge: &str) -> Result<()> {
@@ -472,6 +522,58 @@ mod tests {
         dp.del_neighbour(&neigh("vx-1", [10, 0, 0, 1], 7)).await.unwrap();
         assert!(dp.snapshot().neighbours.is_empty());
         assert_eq!(dp.mutations() - base, 3);
+    }
+
+    fn vlan(name: &str, parent: &str, id: u16) -> VlanSpec {
+        VlanSpec { name: name.into(), parent: parent.into(), id, mtu: None }
+    }
+
+    #[tokio::test]
+    async fn ensure_vlan_creates_on_the_parent_once_and_recreates_on_mismatch() {
+        let dp = MemoryDataPlane::new();
+        dp.add_external_link("eth1", LinkKind::Other);
+        dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await.unwrap();
+        dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await.unwrap();
+        let link = dp.snapshot().link("eth1.100").cloned().unwrap();
+        assert_eq!(link.kind, LinkKind::Vlan { id: 100, parent: Some("eth1".into()) });
+        assert_eq!((link.up, link.mtu), (true, DEFAULT_MTU), "up, with the parent's MTU");
+        assert_eq!(dp.mutations(), 1);
+
+        dp.ensure_vlan(&VlanSpec { mtu: Some(1400), ..vlan("eth1.100", "eth1", 100) }).await.unwrap();
+        let same = dp.snapshot().link("eth1.100").cloned().unwrap();
+        assert_eq!((same.index, same.mtu), (link.index, 1400), "an MTU change keeps the device");
+
+        dp.ensure_vlan(&vlan("eth1.100", "eth1", 101)).await.unwrap();
+        let other = dp.snapshot().link("eth1.100").cloned().unwrap();
+        assert_ne!(other.index, link.index);
+        assert_eq!(other.kind, LinkKind::Vlan { id: 101, parent: Some("eth1".into()) });
+        assert_eq!(dp.mutations(), 3);
+    }
+
+    #[tokio::test]
+    async fn ensure_vlan_needs_the_parent_and_a_kernel_with_8021q() {
+        let dp = MemoryDataPlane::new();
+        let missing = dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await;
+        assert!(matches!(missing, Err(DataPlaneError::NoSuchLink(n)) if n == "eth1"));
+        dp.add_external_link("eth1", LinkKind::Other);
+        dp.refuse_vlans("Operation not supported");
+        let refused = dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await;
+        assert!(matches!(refused, Err(DataPlaneError::Unsupported(m)) if m.contains("Operation not supported")));
+        assert!(dp.snapshot().link("eth1.100").is_none());
+        assert_eq!(dp.mutations(), 0);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_parent_deletes_its_vlans_and_a_bridge_only_releases_them() {
+        let dp = MemoryDataPlane::new();
+        dp.add_external_link("eth1", LinkKind::Other);
+        dp.ensure_bridge("brq1", None).await.unwrap();
+        dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await.unwrap();
+        dp.attach("eth1.100", "brq1").await.unwrap();
+        dp.delete_link("brq1").await.unwrap();
+        assert_eq!(dp.snapshot().link("eth1.100").unwrap().master, None);
+        dp.remove_external_link("eth1");
+        assert!(dp.snapshot().link("eth1.100").is_none());
     }
 
     #[tokio::test]

@@ -101,6 +101,23 @@ impl ApiClient {
         Ok(self.post("/v2.0/networks", json!({"network": {"name": name}})).await?["network"].take())
     }
 
+    /// A provider network (admin only in Neutron): `provider:network_type` on
+    /// `provider:physical_network`, with `provider:segmentation_id` for VLAN.
+    pub async fn create_provider_network(
+        &self,
+        name: &str,
+        network_type: &str,
+        physical_network: &str,
+        segmentation_id: Option<u32>,
+    ) -> Result<Value, ApiError> {
+        let mut network = json!({"name": name, "provider:network_type": network_type,
+                                 "provider:physical_network": physical_network});
+        if let Some(id) = segmentation_id {
+            network["provider:segmentation_id"] = json!(id);
+        }
+        Ok(self.post("/v2.0/networks", json!({"network": network})).await?["network"].take())
+    }
+
     pub async fn create_subnet(&self, network_id: &str, cidr: &str) -> Result<Value, ApiError> {
         let body = json!({"subnet": {"network_id": network_id, "ip_version": 4, "cidr": cidr}});
         Ok(self.post("/v2.0/subnets", body).await?["subnet"].take())

@@ -1,4 +1,4 @@
-//! Packet capture on the underlay and the count of what travels inside VXLAN.
+//! Packet capture in the lab's underlay namespace, and the count of what travels inside VXLAN.
 
 use crate::cmd::LabError;
 use std::path::{Path, PathBuf};
@@ -22,10 +22,15 @@ pub struct Capture {
 impl Capture {
     /// Capture VXLAN traffic on `interface` inside namespace `ns`.
     pub fn start(ns: &str, interface: &str, file: &Path) -> Result<Capture, LabError> {
+        Self::start_filtered(ns, interface, file, &["udp", "port", "4789"])
+    }
+
+    /// Capture what matches the tcpdump `filter` on `interface` inside namespace `ns`.
+    pub fn start_filtered(ns: &str, interface: &str, file: &Path, filter: &[&str]) -> Result<Capture, LabError> {
         let child = Command::new("ip")
             .args(["netns", "exec", ns, "tcpdump", "-i", interface, "-U", "--immediate-mode", "-n", "-w"])
             .arg(file)
-            .args(["udp", "port", "4789"])
+            .args(filter)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -35,13 +40,24 @@ impl Capture {
     }
 
     /// Stop (SIGINT, so the file is complete) and count.
-    pub fn stop(mut self) -> Result<CaptureCounts, LabError> {
+    pub fn stop(self) -> Result<CaptureCounts, LabError> {
+        let (bytes, file) = self.finish()?;
+        count_vxlan(&bytes).ok_or_else(|| LabError::Other(format!("{} is not a pcap file", file.display())))
+    }
+
+    /// Stop and count the captured frames.
+    pub fn stop_counting_frames(self) -> Result<usize, LabError> {
+        let (bytes, file) = self.finish()?;
+        frames(&bytes).map(|f| f.len()).ok_or_else(|| LabError::Other(format!("{} is not a pcap file", file.display())))
+    }
+
+    /// Stops tcpdump with SIGINT (so the file is complete) and reads the file.
+    fn finish(mut self) -> Result<(Vec<u8>, PathBuf), LabError> {
         let pid = self.child.id().to_string();
         std::thread::sleep(std::time::Duration::from_millis(300));
         let _ = Command::new("kill").args(["-INT", &pid]).status();
         let _ = self.child.wait();
-        let bytes = std::fs::read(&self.file)?;
-        count_vxlan(&bytes).ok_or_else(|| LabError::Other(format!("{} is not a pcap file", self.file.display())))
+        Ok((std::fs::read(&self.file)?, self.file.clone()))
     }
 }
 
@@ -54,6 +70,15 @@ impl Drop for Capture {
 
 /// Count VXLAN packets in a pcap (Ethernet link type) and classify their inner frames.
 pub fn count_vxlan(pcap: &[u8]) -> Option<CaptureCounts> {
+    let mut counts = CaptureCounts::default();
+    for frame in frames(pcap)? {
+        classify(frame, &mut counts);
+    }
+    Some(counts)
+}
+
+/// The frames of a pcap file, or `None` when it is not one.
+fn frames(pcap: &[u8]) -> Option<Vec<&[u8]>> {
     if pcap.len() < 24 {
         return None;
     }
@@ -70,16 +95,16 @@ pub fn count_vxlan(pcap: &[u8]) -> Option<CaptureCounts> {
             u32::from_be_bytes(a)
         }
     };
-    let mut counts = CaptureCounts::default();
+    let mut frames = Vec::new();
     let mut pos = 24;
     while pos + 16 <= pcap.len() {
         let len = u32_at(pcap, pos + 8) as usize;
         let start = pos + 16;
         let end = (start + len).min(pcap.len());
-        classify(&pcap[start..end], &mut counts);
+        frames.push(&pcap[start..end]);
         pos = start + len;
     }
-    Some(counts)
+    Some(frames)
 }
 
 fn classify(frame: &[u8], counts: &mut CaptureCounts) {
@@ -107,5 +132,33 @@ fn classify(frame: &[u8], counts: &mut CaptureCounts) {
         counts.inner_broadcast += 1;
     } else if dst[0] & 1 == 1 {
         counts.inner_multicast += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A little-endian pcap with one record per frame.
+    fn pcap(frames: &[&[u8]]) -> Vec<u8> {
+        let mut file = vec![0xd4, 0xc3, 0xb2, 0xa1];
+        file.extend_from_slice(&[0; 20]);
+        for frame in frames {
+            file.extend_from_slice(&[0; 8]);
+            let len = (frame.len() as u32).to_le_bytes();
+            file.extend_from_slice(&len);
+            file.extend_from_slice(&len);
+            file.extend_from_slice(frame);
+        }
+        file
+    }
+
+    #[test]
+    fn frames_are_split_by_their_record_headers() {
+        let file = pcap(&[&[1; 60], &[2; 98]]);
+        let split = frames(&file).unwrap();
+        assert_eq!(split.iter().map(|f| f.len()).collect::<Vec<_>>(), [60, 98]);
+        assert_eq!(count_vxlan(&file), Some(CaptureCounts::default()), "neither is VXLAN");
+        assert!(frames(b"not a pcap file at all..").is_none());
     }
 }

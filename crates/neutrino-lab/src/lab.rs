@@ -4,6 +4,9 @@
 //!   <p>ul: bridge br-ul 192.0.2.1 (the server runs here)
 //!             ├─ <p>h1: eth0 192.0.2.11 (agent) ── tap… ── <p>vm…: eth0
 //!             └─ <p>h2: eth0 192.0.2.12 (agent) ── tap… ── <p>vm…: eth0
+//!          bridge br-phys, no address: the provider network physnet1
+//!             ├─ <p>h1: phys0 (physical_interface_mappings = physnet1:phys0)
+//!             └─ <p>h2: phys0
 //! ```
 
 use crate::capture::Capture;
@@ -17,6 +20,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub const SERVER_IP: &str = "192.0.2.1";
+/// The physical network the hosts' `phys0` is wired to (`br-phys` in the underlay namespace).
+pub const PHYSICAL_NETWORK: &str = "physnet1";
+/// The hosts' interface on [`PHYSICAL_NETWORK`].
+pub const PHYSICAL_INTERFACE: &str = "phys0";
+/// The bridge in the underlay namespace that plays the provider network.
+const PROVIDER_BRIDGE: &str = "br-phys";
 
 #[derive(Debug, Clone)]
 pub struct LabConfig {
@@ -136,6 +145,8 @@ impl Lab {
         ip(&["-n", &ul, "link", "add", "br-ul", "type", "bridge", "forward_delay", "0", "stp_state", "0"])?;
         ip(&["-n", &ul, "addr", "add", &format!("{SERVER_IP}/24"), "dev", "br-ul"])?;
         ip(&["-n", &ul, "link", "set", "dev", "br-ul", "up"])?;
+        ip(&["-n", &ul, "link", "add", PROVIDER_BRIDGE, "type", "bridge", "forward_delay", "0", "stp_state", "0"])?;
+        ip(&["-n", &ul, "link", "set", "dev", PROVIDER_BRIDGE, "up"])?;
         Ok(())
     }
 
@@ -149,6 +160,12 @@ impl Lab {
         in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"])?;
         ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.host_ip(host)?), "dev", "eth0"])?;
         ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
+        // The host's "physical" interface on the provider network, cabled to br-phys.
+        let cable = format!("{host}-phys");
+        ip(&["-n", &ul, "link", "add", &cable, "type", "veth", "peer", "name", PHYSICAL_INTERFACE, "netns", &ns])?;
+        ip(&["-n", &ul, "link", "set", "dev", &cable, "master", PROVIDER_BRIDGE, "up"])?;
+        in_ns(&ns, &["sysctl", "-qw", &format!("net.ipv6.conf.{PHYSICAL_INTERFACE}.disable_ipv6=1")])?;
+        ip(&["-n", &ns, "link", "set", "dev", PHYSICAL_INTERFACE, "up"])?;
         Ok(())
     }
 
@@ -247,7 +264,7 @@ impl Lab {
     /// Start (or restart) the agent of `host` inside its namespace.
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
         let conf = format!(
-            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\n[vxlan]\nlocal_ip = {}\n",
+            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\n[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
             self.host_id(host),
             self.server_url(),
             self.host_ip(host)?
@@ -345,6 +362,13 @@ impl Lab {
     /// Start capturing VXLAN packets on the underlay bridge.
     pub fn capture_underlay(&self, name: &str) -> Result<Capture, LabError> {
         Capture::start(&self.underlay_ns(), "br-ul", &self.cfg.dir.join(format!("{name}.pcap")))
+    }
+
+    /// Start capturing on the provider network's bridge (`br-phys`) what matches the tcpdump
+    /// `filter`; count it with [`Capture::stop_counting_frames`].
+    pub fn capture_provider(&self, name: &str, filter: &[&str]) -> Result<Capture, LabError> {
+        let file = self.cfg.dir.join(format!("{name}.pcap"));
+        Capture::start_filtered(&self.underlay_ns(), PROVIDER_BRIDGE, &file, filter)
     }
 
     /// Run a command in one of the lab's namespaces (by short name: `h1`, `vm1`, `ul`).

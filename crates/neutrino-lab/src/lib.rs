@@ -12,5 +12,8 @@ mod netns;
 pub use api::{ApiClient, ApiError};
 pub use capture::{Capture, CaptureCounts};
 pub use cmd::{run, LabError};
-pub use lab::{check_tools, cleanup_prefix, BootedVm, Lab, LabConfig, PingRun, VmSpec, SERVER_IP};
+pub use lab::{
+    check_tools, cleanup_prefix, BootedVm, Lab, LabConfig, PingRun, VmSpec, PHYSICAL_INTERFACE, PHYSICAL_NETWORK,
+    SERVER_IP,
+};
 pub use netns::{join_netns, NsRuntime};

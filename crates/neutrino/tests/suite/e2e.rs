@@ -1,7 +1,10 @@
-//! End to end in the namespace lab: two hosts with real agents, three VMs, real packets.
+//! End to end in the namespace lab: two hosts with real agents, VMs on a VXLAN tenant network
+//! and on a flat provider network, real packets.
 //! Needs root, `ip`, `ping` and `tcpdump`; skipped (with a message) otherwise, except in CI.
+//! `NEUTRINO_E2E_PREFIX` (default `nte`, at most 4 characters) names the lab's namespaces, so
+//! that two people can run the lab on one machine.
 
-use neutrino_lab::{check_tools, BootedVm, Lab, LabConfig};
+use neutrino_lab::{check_tools, BootedVm, Lab, LabConfig, PHYSICAL_INTERFACE, PHYSICAL_NETWORK};
 use std::time::Duration;
 
 fn lab_available() -> bool {
@@ -14,6 +17,20 @@ fn lab_available() -> bool {
     assert!(std::env::var("CI").is_err(), "the lab must run in CI: {why}");
     eprintln!("skipping the lab test: {why}");
     false
+}
+
+/// Prefix of the lab's namespaces.
+fn lab_prefix() -> String {
+    std::env::var("NEUTRINO_E2E_PREFIX").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "nte".into())
+}
+
+/// The names of the ports of bridge `bridge` in a lab namespace (`phys0@if7` → `phys0`).
+fn bridge_ports(lab: &Lab, ns: &str, bridge: &str) -> Vec<String> {
+    let out = lab.exec(ns, &["ip", "-o", "link", "show", "master", bridge]).unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|name| name.trim().split('@').next().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// The kernel index of a link in a lab namespace (to prove it was not recreated).
@@ -29,7 +46,7 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     }
     let dir = std::env::temp_dir().join(format!("neutrino-e2e-{}", std::process::id()));
     let mut lab = Lab::start(LabConfig {
-        prefix: "nte".into(),
+        prefix: lab_prefix(),
         binary: env!("CARGO_BIN_EXE_neutrino").into(),
         hosts: vec!["h1".into(), "h2".into()],
         database: None,
@@ -72,7 +89,58 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     assert_eq!(counts.inner_broadcast, 0, "no broadcast inside VXLAN: {counts:?}");
     assert_eq!(counts.inner_multicast, 0, "no multicast inside VXLAN: {counts:?}");
 
-    // 2. Restarting both agents during a continuous cross-host ping loses nothing, and the
+    // 2. A flat provider network on physnet1 beside the VXLAN network: each host's phys0 becomes
+    //    a port of the network's bridge, and its VMs talk across hosts over the provider
+    //    network (br-phys), not through the tunnels.
+    let flat = api.create_provider_network("e2e-flat", "flat", PHYSICAL_NETWORK, None).await.unwrap();
+    let flat_id = flat["id"].as_str().unwrap().to_string();
+    assert_eq!((flat["provider:network_type"].as_str(), flat["mtu"].as_u64()), (Some("flat"), Some(1500)));
+    api.create_subnet(&flat_id, "203.0.113.0/24").await.unwrap();
+    let mut flat_vms: Vec<BootedVm> = Vec::new();
+    for (name, host) in [("vm5", "h1"), ("vm6", "h2")] {
+        flat_vms.push(lab.boot_vm(&api, &flat, name, host).await.expect("a VM on the flat network boots"));
+    }
+    let flat_bridge = format!("brq{}", &flat_id[..11]);
+    // What the agents found out about VLAN at start (on a kernel without 802.1Q they report
+    // vlan as unsupported).
+    let agent_log = std::fs::read_to_string(lab.dir().join("agent-h1.log")).unwrap_or_default();
+    for line in agent_log.lines().filter(|l| l.contains("vlan")) {
+        eprintln!("agent h1: {line}");
+    }
+    for host in ["h1", "h2"] {
+        let ports = bridge_ports(&lab, host, &flat_bridge);
+        assert!(ports.iter().any(|p| p == PHYSICAL_INTERFACE), "{host}: {flat_bridge} has {ports:?}");
+        assert!(!ports.iter().any(|p| p.starts_with("vxlan-")), "{host}: no tunnel on a flat network: {ports:?}");
+    }
+    let tunnels = lab.capture_underlay("flat-pings-tunnels").unwrap();
+    let provider = lab.capture_provider("flat-pings-provider", &["icmp"]).unwrap();
+    for (from, to) in [(&flat_vms[0], &flat_vms[1]), (&flat_vms[1], &flat_vms[0])] {
+        assert!(
+            lab.ping(&from.name, &to.ip, 3),
+            "flat {} → {} ({}) failed\nagent h1:\n{}\nagent h2:\n{}",
+            from.name,
+            to.name,
+            to.ip,
+            lab.log_tail("agent-h1", 20),
+            lab.log_tail("agent-h2", 20)
+        );
+    }
+    let provider_icmp = provider.stop_counting_frames().unwrap();
+    let tunnel_counts = tunnels.stop().unwrap();
+    eprintln!("flat pings: {provider_icmp} ICMP frames on br-phys; tunnels meanwhile: {tunnel_counts:?}");
+    assert!(provider_icmp >= 12, "6 echoes and 6 replies crossed the provider network: {provider_icmp}");
+    assert_eq!(tunnel_counts.vxlan_packets, 0, "flat traffic does not go through VXLAN: {tunnel_counts:?}");
+
+    // Both networks carry traffic at the same time.
+    let vxlan_ping = lab.start_ping("vm1", &vms[2].ip, 100, 20).unwrap();
+    let flat_ping = lab.start_ping("vm5", &flat_vms[1].ip, 100, 20).unwrap();
+    let (flat_sent, flat_received) = flat_ping.finish().unwrap();
+    let (vxlan_sent, vxlan_received) = vxlan_ping.finish().unwrap();
+    eprintln!("concurrent pings: flat {flat_received}/{flat_sent}, vxlan {vxlan_received}/{vxlan_sent}");
+    assert_eq!((flat_sent, flat_received), (100, 100), "flat VMs talk while the VXLAN VMs do");
+    assert_eq!((vxlan_sent, vxlan_received), (100, 100), "VXLAN VMs talk while the flat VMs do");
+
+    // 3. Restarting both agents during a continuous cross-host ping loses nothing, and the
     //    devices are not recreated.
     let vxlan = format!("vxlan-{vni}");
     let before = (ifindex(&lab, "h1", &vxlan), ifindex(&lab, "h2", &vxlan));
@@ -91,15 +159,17 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     assert!(before.0.is_some() && before.1.is_some());
     assert_eq!(before, after, "VXLAN devices kept across restarts");
     assert!(lab.ping("vm3", &vms[0].ip, 2), "restarted agents still serve the network");
+    assert!(lab.ping("vm6", &flat_vms[0].ip, 2), "restarted agents still serve the flat network");
+    assert!(bridge_ports(&lab, "h1", &flat_bridge).iter().any(|p| p == PHYSICAL_INTERFACE));
 
-    // 3. The server restarts: the agents reconnect to its stream (a fresh snapshot) by
+    // 4. The server restarts: the agents reconnect to its stream (a fresh snapshot) by
     //    themselves, and a VM booted afterwards is wired and reachable across hosts.
     lab.restart_server().expect("server restarts on its database");
     let vm4 = lab.boot_vm(&api, &net, "vm4", "h2").await.expect("a VM boots after the server restart");
     assert!(lab.ping("vm1", &vm4.ip, 2), "vm1 reaches vm4 after the server restart");
     vms.push(vm4);
 
-    // 4. Deleting vm3's port removes its entries everywhere: it becomes unreachable while the
+    // 5. Deleting vm3's port removes its entries everywhere: it becomes unreachable while the
     //    others still talk. Deleting vm4's port too leaves h2 without a port on the network,
     //    so h2 tears the network down.
     api.delete(&format!("/v2.0/ports/{}", vms[2].port_id)).await.unwrap();
@@ -120,6 +190,18 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     let torn_down = wait_for(|| ifindex(&lab, "h2", &bridge).is_none() && ifindex(&lab, "h2", &vxlan).is_none()).await;
     assert!(torn_down, "h2 removed {bridge} and {vxlan}\n{}", lab.log_tail("agent-h2", 20));
     assert!(ifindex(&lab, "h1", &bridge).is_some(), "h1 still has local ports on the network");
+
+    // 6. Deleting vm6's port leaves h2 without a port on the flat network: h2 deletes its
+    //    bridge, which releases phys0; the physical interface itself stays.
+    let phys_index = ifindex(&lab, "h2", PHYSICAL_INTERFACE);
+    api.delete(&format!("/v2.0/ports/{}", flat_vms[1].port_id)).await.unwrap();
+    let flat_torn_down = wait_for(|| ifindex(&lab, "h2", &flat_bridge).is_none()).await;
+    assert!(flat_torn_down, "h2 removed {flat_bridge}\n{}", lab.log_tail("agent-h2", 20));
+    assert!(phys_index.is_some());
+    assert_eq!(ifindex(&lab, "h2", PHYSICAL_INTERFACE), phys_index, "phys0 is never deleted");
+    let phys = lab.exec("h2", &["ip", "-o", "link", "show", "dev", PHYSICAL_INTERFACE]).unwrap();
+    assert!(!phys.contains(" master "), "phys0 was released: {phys}");
+    assert!(bridge_ports(&lab, "h1", &flat_bridge).iter().any(|p| p == PHYSICAL_INTERFACE), "h1 keeps its uplink");
 
     drop(lab);
     let _ = std::fs::remove_dir_all(dir);
