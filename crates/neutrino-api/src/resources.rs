@@ -88,6 +88,8 @@ pub struct NetworkSegmentRange {
     pub maximum: u32,
     pub revision_number: u64,
     pub created_at: String,
+    /// Kept, but not shown: Neutron's replies carry `created_at` only.
+    #[serde(skip_serializing, default)]
     pub updated_at: String,
     /// Free segmentation ids in the range.
     pub available: Vec<u32>,

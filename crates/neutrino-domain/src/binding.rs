@@ -61,7 +61,9 @@ pub enum BindingOutcome {
     Unbound,
     Bound(BoundPort),
     /// No driver could bind; the reasons say why (one per driver and agent tried).
-    Failed { reasons: Vec<String> },
+    Failed {
+        reasons: Vec<String>,
+    },
 }
 
 impl BindingOutcome {
@@ -372,7 +374,10 @@ mod tests {
             assert_eq!(b.vif_details["datapath_type"], "system");
             assert_eq!(b.vif_details["port_filter"], true);
         }
-        assert!(matches!(bind(&["openvswitch"], &[seg(FLAT, Some("physnet2"))], &[ovs_agent()]), BindingOutcome::Failed { .. }));
+        assert!(matches!(
+            bind(&["openvswitch"], &[seg(FLAT, Some("physnet2"))], &[ovs_agent()]),
+            BindingOutcome::Failed { .. }
+        ));
     }
 
     #[test]

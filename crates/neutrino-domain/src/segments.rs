@@ -282,7 +282,11 @@ fn plan_flat(cfg: &TypeDriverConfig, req: &ProviderRequest) -> Result<SegmentPla
     if !cfg.flat_networks.iter().any(|n| n == "*" || n == physnet) {
         return Err(DomainError::invalid(format!("physical_network '{physnet}' unknown for flat provider network")));
     }
-    Ok(SegmentPlan::Reserve { network_type: FLAT.into(), physical_network: Some(physnet.clone()), segmentation_id: None })
+    Ok(SegmentPlan::Reserve {
+        network_type: FLAT.into(),
+        physical_network: Some(physnet.clone()),
+        segmentation_id: None,
+    })
 }
 
 fn plan_vlan(cfg: &TypeDriverConfig, req: &ProviderRequest) -> Result<SegmentPlan, DomainError> {
@@ -297,9 +301,9 @@ fn plan_vlan(cfg: &TypeDriverConfig, req: &ProviderRequest) -> Result<SegmentPla
     }
     match req.segmentation_id {
         None => Ok(SegmentPlan::Allocate { network_type: VLAN.into(), physical_network: Some(physnet.clone()) }),
-        Some(id) if !(MIN_VLAN_TAG..=MAX_VLAN_TAG).contains(&id) => Err(DomainError::invalid(format!(
-            "segmentation_id out of range ({MIN_VLAN_TAG} through {MAX_VLAN_TAG})"
-        ))),
+        Some(id) if !(MIN_VLAN_TAG..=MAX_VLAN_TAG).contains(&id) => {
+            Err(DomainError::invalid(format!("segmentation_id out of range ({MIN_VLAN_TAG} through {MAX_VLAN_TAG})")))
+        }
         Some(id) => Ok(SegmentPlan::Reserve {
             network_type: VLAN.into(),
             physical_network: Some(physnet.clone()),
@@ -407,14 +411,21 @@ mod tests {
     }
 
     fn req(t: &str, physnet: Option<&str>, id: Option<u32>) -> ProviderRequest {
-        ProviderRequest { network_type: Some(t.into()), physical_network: physnet.map(String::from), segmentation_id: id }
+        ProviderRequest {
+            network_type: Some(t.into()),
+            physical_network: physnet.map(String::from),
+            segmentation_id: id,
+        }
     }
 
     #[test]
     fn tenant_networks_take_the_ordered_tenant_types() {
         let mut c = cfg();
         c.tenant_network_types = vec![VLAN.into(), VXLAN.into()];
-        assert_eq!(plan_segments(&c, &[]).unwrap(), vec![SegmentPlan::Tenant { types: vec!["vlan".into(), "vxlan".into()] }]);
+        assert_eq!(
+            plan_segments(&c, &[]).unwrap(),
+            vec![SegmentPlan::Tenant { types: vec!["vlan".into(), "vxlan".into()] }]
+        );
         c.tenant_network_types.clear();
         assert!(matches!(plan_segments(&c, &[]), Err(DomainError::Unavailable { .. })));
     }
@@ -462,7 +473,10 @@ mod tests {
         let c = cfg();
         let r = req(VXLAN, None, Some(7));
         assert!(plan_segments(&c, &[r.clone(), r]).is_err());
-        assert_eq!(plan_segments(&c, &[req(VXLAN, None, Some(7)), req(VLAN, Some("physnet1"), Some(7))]).unwrap().len(), 2);
+        assert_eq!(
+            plan_segments(&c, &[req(VXLAN, None, Some(7)), req(VLAN, Some("physnet1"), Some(7))]).unwrap().len(),
+            2
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-use neutrino_domain::segments::TypeDriverConfig;
 use crate::ml2::Ml2;
+use neutrino_domain::segments::TypeDriverConfig;
 use neutrino_store::Store;
 use std::sync::Arc;
 

@@ -125,7 +125,12 @@ mod tests {
     #[tokio::test]
     async fn a_precommit_refusal_stops_the_write() {
         let ml2 = Ml2::with_drivers(vec![Arc::new(Recorder(Default::default()))]);
-        let seg = |t: &str| SegmentView { id: "s".into(), network_type: t.into(), physical_network: None, segmentation_id: None };
+        let seg = |t: &str| SegmentView {
+            id: "s".into(),
+            network_type: t.into(),
+            physical_network: None,
+            segmentation_id: None,
+        };
         assert!(ml2.network_precommit(&[seg("vxlan")]).is_ok());
         assert!(ml2.network_precommit(&[seg("vxlan"), seg("gre")]).is_err());
         assert!(!ml2.populates_l2());

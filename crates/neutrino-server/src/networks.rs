@@ -16,8 +16,8 @@ use neutrino_api::resources::Network;
 use neutrino_api::ApiError;
 use neutrino_domain::binding::SegmentView;
 use neutrino_domain::segments::{mtu_for_segment, plan_segments, ProviderRequest};
-use serde_json::{Map, Value};
 use neutrino_store::{self as store, Tx};
+use serde_json::{Map, Value};
 
 pub fn routes() -> Router<App> {
     Router::new()

@@ -79,7 +79,8 @@ async fn list_segments(State(app): State<App>, headers: HeaderMap, RawQuery(raw)
     let mut c = app.store.reader().await?;
     let segments = store::list_segments(&mut c, &q.filters, &q.page).await?;
     let info = PageInfo { headers: &headers, collection: "segments", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(segments.len(), segments.first().map(|s| s.id.as_str()), segments.last().map(|s| s.id.as_str()));
+    let links =
+        info.links(segments.len(), segments.first().map(|s| s.id.as_str()), segments.last().map(|s| s.id.as_str()));
     Ok(many("segments", &segments, &q.fields, links))
 }
 
@@ -141,12 +142,7 @@ fn check_bounds(network_type: &str, minimum: u32, maximum: u32) -> Result<(), Ap
     Ok(())
 }
 
-async fn create_range(
-    app: &App,
-    tx: &mut Tx,
-    headers: &HeaderMap,
-    attrs: &Attrs,
-) -> HttpResult<NetworkSegmentRange> {
+async fn create_range(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<NetworkSegmentRange> {
     for required in ["network_type", "minimum", "maximum"] {
         attrs.required(required)?;
     }
@@ -183,7 +179,9 @@ async fn create_range(
     } else {
         let explicit = attrs.has("project_id") || attrs.has("tenant_id");
         if !explicit {
-            return Err(ApiError::invalid_input("project_id required for a network segment range that is not shared").into());
+            return Err(
+                ApiError::invalid_input("project_id required for a network segment range that is not shared").into()
+            );
         }
         Some(project_of(attrs, headers, &app.config.noauth_project)?)
     };

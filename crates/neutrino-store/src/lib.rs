@@ -12,9 +12,9 @@ mod networks;
 mod ports;
 mod rows;
 mod schema;
+mod security_groups;
 mod segment_ranges;
 mod segments;
-mod security_groups;
 mod subnet_pools;
 mod subnets;
 mod tags;
@@ -28,10 +28,6 @@ pub use filters::{Filter, SqlValue};
 pub use networks::{
     delete_network, get_network, insert_network, list_networks, set_network_mtu, update_network, NetworkPatch,
 };
-pub use segment_ranges::{delete_range, get_range, insert_range, list_ranges, sync_default_ranges, update_range};
-pub use segments::{
-    add_segments, delete_segment, get_segment, list_segments, network_segments, update_segment, SegmentOwner,
-};
 pub use ports::{
     allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,
     network_allocations, refresh_port_body, release_port_ips, set_port_segment, store_port_body, update_port_row,
@@ -40,6 +36,10 @@ pub use rows::Page;
 pub use security_groups::{
     delete_group, delete_rule, ensure_default_group, get_group, get_rule, insert_group, insert_rule, list_groups,
     list_rules, set_port_groups, update_group,
+};
+pub use segment_ranges::{delete_range, get_range, insert_range, list_ranges, sync_default_ranges, update_range};
+pub use segments::{
+    add_segments, delete_segment, get_segment, list_segments, network_segments, update_segment, SegmentOwner,
 };
 pub use subnet_pools::{
     default_pool, delete_pool, delete_scope, get_pool, get_scope, insert_pool, insert_scope, list_pools, list_scopes,
@@ -153,8 +153,7 @@ impl Store {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         let (tx, _) = watch::channel(0);
-        let store =
-            Store {
+        let store = Store {
             pool,
             backend,
             dns_domain: None,

@@ -231,7 +231,11 @@ pub async fn insert_network(tx: &mut Tx, net: &mut Network, plans: &[SegmentPlan
 
 /// Set a network's MTU (the smallest its segments allow), in the caller's transaction.
 pub async fn set_network_mtu(tx: &mut Tx, id: &str, mtu: u32) -> Result<()> {
-    sqlx::query("UPDATE networks SET mtu = $1 WHERE id = $2").bind(mtu as i64).bind(id.to_string()).execute(tx.conn()).await?;
+    sqlx::query("UPDATE networks SET mtu = $1 WHERE id = $2")
+        .bind(mtu as i64)
+        .bind(id.to_string())
+        .execute(tx.conn())
+        .await?;
     Ok(())
 }
 

@@ -107,16 +107,21 @@ pub async fn sync_default_ranges(tx: &mut Tx, configured: &[SegmentRange]) -> Re
         .iter()
         .map(|r| key(&r.network_type, r.physical_network.as_deref().unwrap_or(""), r.minimum as i64, r.maximum as i64))
         .collect();
-    let rows = sqlx::query("SELECT id, network_type, physical_network, minimum, maximum FROM network_segment_ranges WHERE is_default")
-        .fetch_all(tx.conn())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, network_type, physical_network, minimum, maximum FROM network_segment_ranges WHERE is_default",
+    )
+    .fetch_all(tx.conn())
+    .await?;
     let mut have = std::collections::BTreeSet::new();
     for r in &rows {
         let k = key(&text(r, "network_type")?, &text(r, "physical_network")?, int(r, "minimum")?, int(r, "maximum")?);
         if wanted.contains(&k) {
             have.insert(k);
         } else {
-            sqlx::query("DELETE FROM network_segment_ranges WHERE id = $1").bind(text(r, "id")?).execute(tx.conn()).await?;
+            sqlx::query("DELETE FROM network_segment_ranges WHERE id = $1")
+                .bind(text(r, "id")?)
+                .execute(tx.conn())
+                .await?;
             tracing::info!(network_type = %k.0, physical_network = %k.1, minimum = k.2, maximum = k.3,
                 "default segment range left the configuration; its allocations stay until released");
         }

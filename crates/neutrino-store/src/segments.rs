@@ -86,11 +86,12 @@ pub async fn add_segments(
     plans: &[SegmentPlan],
     names: Option<(Option<String>, Option<String>)>,
 ) -> Result<Vec<Segment>> {
-    let next: i64 = sqlx::query("SELECT COALESCE(MAX(segment_index) + 1, 0) AS n FROM network_segments WHERE network_id = $1")
-        .bind(owner.network_id.to_string())
-        .fetch_one(tx.conn())
-        .await?
-        .try_get("n")?;
+    let next: i64 =
+        sqlx::query("SELECT COALESCE(MAX(segment_index) + 1, 0) AS n FROM network_segments WHERE network_id = $1")
+            .bind(owner.network_id.to_string())
+            .fetch_one(tx.conn())
+            .await?
+            .try_get("n")?;
     let now = now_timestamp();
     let mut out = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
@@ -354,7 +355,8 @@ pub async fn delete_segment(tx: &mut Tx, id: &str) -> Result<()> {
     if network_segments(tx.conn(), &seg.network_id).await?.len() == 1 {
         return Err(in_use(format!("it is the only segment of network {}", seg.network_id)));
     }
-    for stmt in ["DELETE FROM segment_allocations WHERE segment_id = $1", "DELETE FROM network_segments WHERE id = $1"] {
+    for stmt in ["DELETE FROM segment_allocations WHERE segment_id = $1", "DELETE FROM network_segments WHERE id = $1"]
+    {
         sqlx::query(stmt).bind(id.to_string()).execute(tx.conn()).await?;
     }
     mirror_first_segment(tx, &seg.network_id).await?;

@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Ports on the server when filtered, paged and tagged lists are timed (0: skip).
     #[arg(long, default_value_t = 10000)]
     query_ports: usize,
+    /// Tenant networks created (then deleted) by `clients` concurrent clients (0: skip).
+    #[arg(long, default_value_t = 2000)]
+    networks: usize,
     /// Ports of the activation phase (lab only).
     #[arg(long, default_value_t = 100)]
     activations: usize,
@@ -111,6 +114,82 @@ async fn api_phases(api: &ApiClient, args: &BenchArgs) -> Result<(), String> {
     if args.query_ports > 0 {
         query_phase(api, &net_id, args).await?;
     }
+    if args.networks > 0 {
+        network_phase(api, args.networks, args.clients).await?;
+    }
+    Ok(())
+}
+
+/// Tenant networks: each create allocates a segment from the ranges (a race on one unique
+/// key), so this measures allocation under contention. Checks no segment is handed out twice,
+/// times the list, then deletes them all (releasing the segments) with as many clients.
+async fn network_phase(api: &ApiClient, total: usize, clients: usize) -> Result<(), String> {
+    let clients = clients.max(1);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let n = total / clients + usize::from(c < total % clients);
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let t = Instant::now();
+                let net = api.create_network(&format!("bench-net-{c}-{i}")).await.map_err(|e| e.to_string())?;
+                let segment =
+                    (net["provider:network_type"].to_string(), net["provider:segmentation_id"].as_u64().unwrap_or(0));
+                out.push((t.elapsed(), net["id"].as_str().unwrap_or_default().to_string(), segment));
+            }
+            Ok::<_, String>(out)
+        }));
+    }
+    let mut created = Vec::with_capacity(total);
+    for t in tasks {
+        created.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = start.elapsed();
+    let segments: std::collections::HashSet<_> = created.iter().map(|c| c.2.clone()).collect();
+    if segments.len() != created.len() {
+        return Err(format!("{} networks but only {} distinct segments", created.len(), segments.len()));
+    }
+    let mut latencies: Vec<Duration> = created.iter().map(|c| c.0).collect();
+    latencies.sort();
+    println!(
+        "create tenant networks, {clients} clients: {total} networks in {:.2} s = {:.0} networks/s; latency p50 {}, p99 {}; {} distinct segments",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        segments.len()
+    );
+    let t = Instant::now();
+    let raw = api.get_raw("/v2.0/networks").await.map_err(|e| e.to_string())?;
+    let listed = serde_json::from_slice::<serde_json::Value>(&raw).map_err(|e| e.to_string())?["networks"]
+        .as_array()
+        .map_or(0, Vec::len);
+    println!("GET /v2.0/networks ({listed} networks): {}", ms(t.elapsed()));
+
+    let start = Instant::now();
+    let ids: Vec<String> = created.into_iter().map(|c| c.1).collect();
+    let mut tasks = Vec::new();
+    for chunk in ids.chunks(total.div_ceil(clients).max(1)) {
+        let api = api.clone();
+        let chunk = chunk.to_vec();
+        tasks.push(tokio::spawn(async move {
+            for id in chunk {
+                api.delete(&format!("/v2.0/networks/{id}")).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "delete tenant networks, {clients} clients: {total} in {:.2} s = {:.0} networks/s (segments released)",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
     Ok(())
 }
 

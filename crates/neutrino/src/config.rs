@@ -2,7 +2,9 @@
 
 use ini::Ini;
 use neutrino_agent::AgentConfig;
-use neutrino_domain::segments::{parse_tunnel_ranges, parse_vlan_ranges, parse_vni_ranges, TypeDriverConfig, MAX_GRE_ID};
+use neutrino_domain::segments::{
+    parse_tunnel_ranges, parse_vlan_ranges, parse_vni_ranges, TypeDriverConfig, MAX_GRE_ID,
+};
 use neutrino_server::ServerConfig;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -20,7 +20,7 @@ use axum::routing::get;
 use axum::Router;
 use neutrino_api::resources::Port;
 use neutrino_api::ApiError;
-use neutrino_domain::binding::{bind_port, AgentView, BindingOutcome, BindingRequest, SegmentView};
+use neutrino_domain::binding::{bind_port, AgentView, BindingOutcome, BindingRequest, SegmentView, VIF_TYPE_UNBOUND};
 use neutrino_domain::mac::{normalize_mac, random_port_mac};
 use neutrino_domain::subnet::is_auto_address;
 use neutrino_store::{self as store, Tx};
@@ -189,6 +189,11 @@ async fn insert_with_mac(tx: &mut Tx, port: &mut Port, given: Option<String>) ->
 /// Bind the port on its host: walk the mechanism drivers over the network's segments and the
 /// host's agents. Returns the segment bound to (recorded once the port row exists).
 async fn bind(app: &App, tx: &mut Tx, port: &mut Port) -> HttpResult<Option<String>> {
+    if port.host_id.is_empty() {
+        port.vif_type = VIF_TYPE_UNBOUND.to_string();
+        port.vif_details = Map::new();
+        return Ok(None);
+    }
     let segments: Vec<SegmentView> = store::network_segments(tx.conn(), &port.network_id)
         .await?
         .into_iter()
@@ -199,20 +204,16 @@ async fn bind(app: &App, tx: &mut Tx, port: &mut Port) -> HttpResult<Option<Stri
             segmentation_id: s.segmentation_id,
         })
         .collect();
-    let agents: Vec<AgentView> = if port.host_id.is_empty() {
-        Vec::new()
-    } else {
-        store::agents_on_host(tx.conn(), &port.host_id)
-            .await?
-            .into_iter()
-            .map(|a| AgentView {
-                alive: heartbeat_fresh(&a.heartbeat_at, app.config.agent_down_time),
-                admin_state_up: a.admin_state_up,
-                agent_type: a.agent_type,
-                configurations: a.configurations,
-            })
-            .collect()
-    };
+    let agents: Vec<AgentView> = store::agents_on_host(tx.conn(), &port.host_id)
+        .await?
+        .into_iter()
+        .map(|a| AgentView {
+            alive: heartbeat_fresh(&a.heartbeat_at, app.config.agent_down_time),
+            admin_state_up: a.admin_state_up,
+            agent_type: a.agent_type,
+            configurations: a.configurations,
+        })
+        .collect();
     let request = BindingRequest {
         port_id: &port.id,
         host_id: &port.host_id,

@@ -3,20 +3,8 @@
 use super::*;
 
 on_both_backends!(agent_stream_sends_snapshot_then_updates, default_config(), |s: TestServer| async move {
-    s.api
-        .post(
-            "/v2.0/neutrino/agents",
-            lb_agent("h1", "192.0.2.11"),
-        )
-        .await
-        .unwrap();
-    s.api
-        .post(
-            "/v2.0/neutrino/agents",
-            lb_agent("h2", "192.0.2.12"),
-        )
-        .await
-        .unwrap();
+    s.api.post("/v2.0/neutrino/agents", lb_agent("h1", "192.0.2.11")).await.unwrap();
+    s.api.post("/v2.0/neutrino/agents", lb_agent("h2", "192.0.2.12")).await.unwrap();
     let (net_id, _) = network_with_subnet(&s, "198.51.100.0/24").await;
     let local = post_port(&s, json!({"network_id": net_id, "binding:host_id": "h1"})).await.unwrap()["port"].clone();
 
@@ -55,10 +43,7 @@ async fn two_servers_on_one_postgres_share_state_and_streams() {
     };
     let b = crate::common::second_server(&a).await;
     for (s, host, ip) in [(&a, "h1", "192.0.2.11"), (&b, "h2", "192.0.2.12")] {
-        s.api
-            .post("/v2.0/neutrino/agents", lb_agent(host, ip))
-            .await
-            .unwrap();
+        s.api.post("/v2.0/neutrino/agents", lb_agent(host, ip)).await.unwrap();
     }
     let (net_id, _) = network_with_subnet(&a, "198.51.100.0/24").await;
     post_port(&a, json!({"network_id": net_id, "binding:host_id": "h1"})).await.unwrap();
@@ -118,14 +103,7 @@ on_both_backends!(availability_zones_come_from_agents, default_config(), |s: Tes
 });
 
 on_both_backends!(agents_can_be_set_down_and_deleted, default_config(), |s: TestServer| async move {
-    let reg = s
-        .api
-        .post(
-            "/v2.0/neutrino/agents",
-            lb_agent("c1", "192.0.2.11"),
-        )
-        .await
-        .unwrap();
+    let reg = s.api.post("/v2.0/neutrino/agents", lb_agent("c1", "192.0.2.11")).await.unwrap();
     let id = reg["agent"]["id"].as_str().unwrap().to_string();
     let net = s.api.create_network("a").await.unwrap();
     let bound = post_port(&s, json!({"network_id": net["id"], "binding:host_id": "c1"})).await.unwrap();

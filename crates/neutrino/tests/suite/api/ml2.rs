@@ -22,7 +22,12 @@ fn all_drivers() -> ServerConfig {
     ml2_config(&["vlan", "vxlan"], &["openvswitch", "linuxbridge", "l2population"])
 }
 
-async fn provider_net(s: &TestServer, t: &str, physnet: Option<&str>, id: Option<u64>) -> Result<Value, neutrino_lab::ApiError> {
+async fn provider_net(
+    s: &TestServer,
+    t: &str,
+    physnet: Option<&str>,
+    id: Option<u64>,
+) -> Result<Value, neutrino_lab::ApiError> {
     let mut n = json!({"name": format!("{t}-net"), "provider:network_type": t});
     if let Some(p) = physnet {
         n["provider:physical_network"] = json!(p);
@@ -83,7 +88,10 @@ on_both_backends!(provider_networks_of_every_type, all_drivers(), |s: TestServer
     // Provider attributes are not updatable.
     let (status, _, _) = error_of(
         s.api
-            .put(&format!("/v2.0/networks/{}", gre["id"].as_str().unwrap()), json!({"network": {"provider:segmentation_id": 5}}))
+            .put(
+                &format!("/v2.0/networks/{}", gre["id"].as_str().unwrap()),
+                json!({"network": {"provider:segmentation_id": 5}}),
+            )
             .await,
     );
     assert_eq!(status, 400);
@@ -97,7 +105,12 @@ on_both_backends!(tenant_networks_fall_back_through_the_ordered_types, all_drive
     }
     assert_eq!(
         got,
-        vec![("vlan".into(), Some(100)), ("vlan".into(), Some(101)), ("vxlan".into(), Some(1)), ("vxlan".into(), Some(2))]
+        vec![
+            ("vlan".into(), Some(100)),
+            ("vlan".into(), Some(101)),
+            ("vxlan".into(), Some(1)),
+            ("vxlan".into(), Some(2))
+        ]
     );
     let (status, kind, _) = error_of(s.api.create_network("full").await);
     assert_eq!((status, kind.as_str()), (503, "NoNetworkAvailable"));
@@ -105,7 +118,10 @@ on_both_backends!(tenant_networks_fall_back_through_the_ordered_types, all_drive
     let id = nets["networks"][0]["id"].as_str().unwrap().to_string();
     s.api.delete(&format!("/v2.0/networks/{id}")).await.unwrap();
     let again = s.api.create_network("again").await.unwrap();
-    assert_eq!((again["provider:network_type"].as_str(), again["provider:segmentation_id"].as_u64()), (Some("vlan"), Some(101)));
+    assert_eq!(
+        (again["provider:network_type"].as_str(), again["provider:segmentation_id"].as_u64()),
+        (Some("vlan"), Some(101))
+    );
 });
 
 on_both_backends!(multi_segment_networks_and_the_segments_api, all_drivers(), |s: TestServer| async move {
@@ -127,7 +143,16 @@ on_both_backends!(multi_segment_networks_and_the_segments_api, all_drivers(), |s
     let segs = s.api.get(&format!("/v2.0/segments?network_id={net_id}")).await.unwrap()["segments"].clone();
     assert_eq!(segs.as_array().unwrap().len(), 2);
     let keys: Vec<&String> = segs[0].as_object().unwrap().keys().collect();
-    for k in ["id", "network_id", "name", "description", "physical_network", "network_type", "segmentation_id", "revision_number"] {
+    for k in [
+        "id",
+        "network_id",
+        "name",
+        "description",
+        "physical_network",
+        "network_type",
+        "segmentation_id",
+        "revision_number",
+    ] {
         assert!(keys.iter().any(|x| x.as_str() == k), "segment shows {k}");
     }
     // Add a GRE segment (id allocated), name it, delete it.
@@ -141,8 +166,14 @@ on_both_backends!(multi_segment_networks_and_the_segments_api, all_drivers(), |s
     let gre_id = gre["id"].as_str().unwrap().to_string();
     let renamed =
         s.api.put(&format!("/v2.0/segments/{gre_id}"), json!({"segment": {"description": "d"}})).await.unwrap();
-    assert_eq!((renamed["segment"]["description"].as_str(), renamed["segment"]["revision_number"].as_u64()), (Some("d"), Some(1)));
-    assert_eq!(s.api.get(&format!("/v2.0/networks/{net_id}")).await.unwrap()["network"]["segments"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        (renamed["segment"]["description"].as_str(), renamed["segment"]["revision_number"].as_u64()),
+        (Some("d"), Some(1))
+    );
+    assert_eq!(
+        s.api.get(&format!("/v2.0/networks/{net_id}")).await.unwrap()["network"]["segments"].as_array().unwrap().len(),
+        3
+    );
     s.api.delete(&format!("/v2.0/segments/{gre_id}")).await.unwrap();
     assert_eq!(error_of(s.api.get(&format!("/v2.0/segments/{gre_id}")).await).1, "SegmentNotFound");
     // The GRE id is free again.
@@ -167,7 +198,13 @@ on_both_backends!(multi_segment_networks_and_the_segments_api, all_drivers(), |s
         error_of(s.api.delete(&format!("/v2.0/segments/{}", single_seg["segments"][0]["id"].as_str().unwrap())).await);
     assert_eq!((status, kind.as_str()), (409, "SegmentInUse"));
     // Unknown network.
-    assert_eq!(error_of(s.api.post("/v2.0/segments", json!({"segment": {"network_id": "nope", "network_type": "vxlan"}})).await).1, "NetworkNotFound");
+    assert_eq!(
+        error_of(
+            s.api.post("/v2.0/segments", json!({"segment": {"network_id": "nope", "network_type": "vxlan"}})).await
+        )
+        .1,
+        "NetworkNotFound"
+    );
 });
 
 on_both_backends!(segment_ranges_are_managed_at_run_time, all_drivers(), |s: TestServer| async move {
@@ -213,7 +250,10 @@ on_both_backends!(segment_ranges_are_managed_at_run_time, all_drivers(), |s: Tes
         .clone();
     assert_eq!(p_net["provider:segmentation_id"], 500, "the project's own range first");
     let shown = s.api.get(&format!("/v2.0/network_segment_ranges/{range_id}")).await.unwrap();
-    assert_eq!((shown["network_segment_range"]["used"].clone(), shown["network_segment_range"]["available"].clone()), (json!({"500": "p"}), json!([])));
+    assert_eq!(
+        (shown["network_segment_range"]["used"].clone(), shown["network_segment_range"]["available"].clone()),
+        (json!({"500": "p"}), json!([]))
+    );
     let other = s
         .api
         .post("/v2.0/networks", json!({"network": {"name": "q", "project_id": "q", "provider:network_type": "vxlan"}}))
@@ -228,7 +268,12 @@ on_both_backends!(segment_ranges_are_managed_at_run_time, all_drivers(), |s: Tes
     let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/network_segment_ranges/{default_id}")).await);
     assert_eq!((status, kind.as_str()), (409, "NetworkSegmentRangeDefaultReadOnly"));
     let (status, _, _) = error_of(
-        s.api.put(&format!("/v2.0/network_segment_ranges/{default_id}"), json!({"network_segment_range": {"maximum": 9}})).await,
+        s.api
+            .put(
+                &format!("/v2.0/network_segment_ranges/{default_id}"),
+                json!({"network_segment_range": {"maximum": 9}}),
+            )
+            .await,
     );
     assert_eq!(status, 409);
     let widened = s
@@ -245,7 +290,8 @@ on_both_backends!(segment_ranges_are_managed_at_run_time, all_drivers(), |s: Tes
         json!({"network_type": "flat", "minimum": 1, "maximum": 2}),
         json!({"network_type": "vxlan", "shared": false, "minimum": 1, "maximum": 2}),
     ] {
-        let (status, _, msg) = error_of(s.api.post("/v2.0/network_segment_ranges", json!({"network_segment_range": bad})).await);
+        let (status, _, msg) =
+            error_of(s.api.post("/v2.0/network_segment_ranges", json!({"network_segment_range": bad})).await);
         assert_eq!(status, 400, "{msg}");
     }
     s.api.delete(&format!("/v2.0/networks/{}", p_net["id"].as_str().unwrap())).await.unwrap();
@@ -288,12 +334,18 @@ on_both_backends!(ports_bind_through_the_driver_of_the_hosts_agent, all_drivers(
 
     let p = bind_on(&s, &vxlan, "lb").await;
     assert_eq!(p["binding:vif_type"], "bridge");
-    assert_eq!(p["binding:vif_details"], json!({"connectivity": "l2", "port_filter": true,
-        "bridge_name": format!("brq{}", &vxlan["id"].as_str().unwrap()[..11])}));
+    assert_eq!(
+        p["binding:vif_details"],
+        json!({"connectivity": "l2", "port_filter": true,
+        "bridge_name": format!("brq{}", &vxlan["id"].as_str().unwrap()[..11])})
+    );
     let p = bind_on(&s, &vxlan, "ovs").await;
     assert_eq!(p["binding:vif_type"], "ovs");
-    assert_eq!(p["binding:vif_details"], json!({"connectivity": "l2", "port_filter": true, "ovs_hybrid_plug": false,
-        "datapath_type": "system", "bridge_name": "br-int"}));
+    assert_eq!(
+        p["binding:vif_details"],
+        json!({"connectivity": "l2", "port_filter": true, "ovs_hybrid_plug": false,
+        "datapath_type": "system", "bridge_name": "br-int"})
+    );
     for (net, host, want) in [
         (&gre, "lb", "binding_failed"),
         (&gre, "ovs", "ovs"),
@@ -311,9 +363,12 @@ on_both_backends!(ports_bind_through_the_driver_of_the_hosts_agent, all_drivers(
     // A multi-segment network binds on each host to the segment it can reach.
     let multi = s
         .api
-        .post("/v2.0/networks", json!({"network": {"name": "m", "segments": [
+        .post(
+            "/v2.0/networks",
+            json!({"network": {"name": "m", "segments": [
             {"provider:network_type": "vlan", "provider:physical_network": "physnet1", "provider:segmentation_id": 121},
-            {"provider:network_type": "vxlan"}]}}))
+            {"provider:network_type": "vxlan"}]}}),
+        )
         .await
         .unwrap()["network"]
         .clone();
@@ -325,12 +380,20 @@ on_both_backends!(ports_bind_through_the_driver_of_the_hosts_agent, all_drivers(
     assert_eq!(snap["state"]["networks"][multi["id"].as_str().unwrap()]["network_type"], "vxlan", "the bound segment");
     assert_eq!(snap["state"]["networks"][flat1["id"].as_str().unwrap()]["physical_network"], "physnet1");
     // The segment a port is bound to cannot be deleted.
-    let segs = s.api.get(&format!("/v2.0/segments?network_id={}&network_type=vxlan", multi["id"].as_str().unwrap())).await.unwrap();
-    let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/segments/{}", segs["segments"][0]["id"].as_str().unwrap())).await);
+    let segs = s
+        .api
+        .get(&format!("/v2.0/segments?network_id={}&network_type=vxlan", multi["id"].as_str().unwrap()))
+        .await
+        .unwrap();
+    let (status, kind, _) =
+        error_of(s.api.delete(&format!("/v2.0/segments/{}", segs["segments"][0]["id"].as_str().unwrap())).await);
     assert_eq!((status, kind.as_str()), (409, "SegmentInUse"));
     // An agent set down gets no new binding; rebinding on update follows the host.
     let ovs_id = agents["agents"].as_array().unwrap().iter().find(|a| a["host"] == "ovs").unwrap()["id"].clone();
-    s.api.put(&format!("/v2.0/agents/{}", ovs_id.as_str().unwrap()), json!({"agent": {"admin_state_up": false}})).await.unwrap();
+    s.api
+        .put(&format!("/v2.0/agents/{}", ovs_id.as_str().unwrap()), json!({"agent": {"admin_state_up": false}}))
+        .await
+        .unwrap();
     assert_eq!(bind_on(&s, &gre, "ovs").await["binding:vif_type"], "binding_failed");
     let moved = s
         .api
@@ -340,18 +403,23 @@ on_both_backends!(ports_bind_through_the_driver_of_the_hosts_agent, all_drivers(
     assert_eq!(moved["port"]["binding:vif_type"], "binding_failed");
 });
 
-on_both_backends!(without_l2population_hosts_learn_no_remote_ports, ml2_config(&["vxlan"], &["linuxbridge"]), |s: TestServer| async move {
-    s.api.post("/v2.0/neutrino/agents", lb_agent("h1", "192.0.2.11")).await.unwrap();
-    s.api.post("/v2.0/neutrino/agents", lb_agent("h2", "192.0.2.12")).await.unwrap();
-    let net = s.api.create_network("n").await.unwrap();
-    assert_eq!(bind_on(&s, &net, "h1").await["binding:vif_type"], "bridge");
-    assert_eq!(bind_on(&s, &net, "h2").await["binding:vif_type"], "bridge");
-    let resp = reqwest::Client::new().get(format!("{}/v2.0/neutrino/hosts/h1/stream", s.base)).send().await.unwrap();
-    let mut lines = Lines { body: Box::pin(resp.bytes_stream()), buf: Vec::new() };
-    let snap = lines.next().await;
-    assert_eq!(snap["state"]["local_ports"].as_object().unwrap().len(), 1);
-    assert_eq!(snap["state"]["remote_ports"], json!({}));
-});
+on_both_backends!(
+    without_l2population_hosts_learn_no_remote_ports,
+    ml2_config(&["vxlan"], &["linuxbridge"]),
+    |s: TestServer| async move {
+        s.api.post("/v2.0/neutrino/agents", lb_agent("h1", "192.0.2.11")).await.unwrap();
+        s.api.post("/v2.0/neutrino/agents", lb_agent("h2", "192.0.2.12")).await.unwrap();
+        let net = s.api.create_network("n").await.unwrap();
+        assert_eq!(bind_on(&s, &net, "h1").await["binding:vif_type"], "bridge");
+        assert_eq!(bind_on(&s, &net, "h2").await["binding:vif_type"], "bridge");
+        let resp =
+            reqwest::Client::new().get(format!("{}/v2.0/neutrino/hosts/h1/stream", s.base)).send().await.unwrap();
+        let mut lines = Lines { body: Box::pin(resp.bytes_stream()), buf: Vec::new() };
+        let snap = lines.next().await;
+        assert_eq!(snap["state"]["local_ports"].as_object().unwrap().len(), 1);
+        assert_eq!(snap["state"]["remote_ports"], json!({}));
+    }
+);
 
 /// 16 clients create tenant networks until the ranges run out: every segment is handed out
 /// once, then every client gets a clean 503.
@@ -398,9 +466,70 @@ fn wide_ranges() -> ServerConfig {
     }
 }
 
-on_both_backends!(concurrent_tenant_networks_exhaust_the_ranges_without_duplicates, wide_ranges(), |s: TestServer| async move {
-    let all = exhaust_tenant_ranges(&s, 60).await;
-    assert_eq!(all.iter().filter(|(t, _)| t == "vlan").count(), 30);
-    let listed = s.api.get("/v2.0/networks?fields=id").await.unwrap();
-    assert_eq!(listed["networks"].as_array().unwrap().len(), 60, "nothing half-created");
-});
+on_both_backends!(
+    concurrent_tenant_networks_exhaust_the_ranges_without_duplicates,
+    wide_ranges(),
+    |s: TestServer| async move {
+        let all = exhaust_tenant_ranges(&s, 60).await;
+        assert_eq!(all.iter().filter(|(t, _)| t == "vlan").count(), 30);
+        let listed = s.api.get("/v2.0/networks?fields=id").await.unwrap();
+        assert_eq!(listed["networks"].as_array().unwrap().len(), 60, "nothing half-created");
+    }
+);
+
+/// A server on `connection` with `vni_ranges`, as a restart with a new configuration would be.
+async fn server_with_vni_ranges(
+    connection: &str,
+    ranges: Vec<(u32, u32)>,
+) -> (neutrino_lab::ApiClient, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let config = ServerConfig {
+        connection: connection.to_string(),
+        type_drivers: TypeDriverConfig { vni_ranges: ranges, ..TypeDriverConfig::default() },
+        ..default_config()
+    };
+    let store = neutrino_store::Store::connect(connection, 4).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = neutrino_server::App::new(store, config).await.unwrap();
+    (neutrino_lab::ApiClient::new(&base), tokio::spawn(neutrino_server::serve(app, listener)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_change_between_restarts_and_old_allocations_stay_until_released() {
+    let dir = crate::common::TempDir(std::env::temp_dir().join(crate::common::unique("neutrino-ranges")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let connection = format!("sqlite:///{}/db.sqlite", dir.0.display());
+    let (api, task) = server_with_vni_ranges(&connection, vec![(1, 3)]).await;
+    let old = api.create_network("old").await.unwrap();
+    assert_eq!(old["provider:segmentation_id"], 1);
+    task.abort();
+
+    let (api, task) = server_with_vni_ranges(&connection, vec![(10, 11)]).await;
+    let shown = api.get(&format!("/v2.0/networks/{}", old["id"].as_str().unwrap())).await.unwrap();
+    assert_eq!(shown["network"]["provider:segmentation_id"], 1, "outside the new range, still valid");
+    let ranges = api.get("/v2.0/network_segment_ranges?network_type=vxlan").await.unwrap();
+    let bounds: Vec<(u64, u64)> = ranges["network_segment_ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["minimum"].as_u64().unwrap(), r["maximum"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(bounds, vec![(10, 11)], "the default ranges follow the configuration");
+    for want in [10, 11] {
+        assert_eq!(api.create_network("new").await.unwrap()["provider:segmentation_id"], want);
+    }
+    assert_eq!(error_of(api.create_network("full").await).0, 503);
+    api.delete(&format!("/v2.0/networks/{}", old["id"].as_str().unwrap())).await.unwrap();
+    assert_eq!(
+        error_of(api.create_network("still full").await).0,
+        503,
+        "a released id outside the ranges is not reused"
+    );
+    // A provider network may still take an id outside the ranges.
+    let provider = api
+        .post("/v2.0/networks", json!({"network": {"provider:network_type": "vxlan", "provider:segmentation_id": 1}}))
+        .await
+        .unwrap();
+    assert_eq!(provider["network"]["provider:segmentation_id"], 1);
+    task.abort();
+}

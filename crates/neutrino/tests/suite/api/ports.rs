@@ -37,13 +37,7 @@ on_both_backends!(ports_get_addresses_macs_and_bindings, default_config(), |s: T
     let failed =
         post_port(&s, json!({"network_id": net2_id, "binding:host_id": "nowhere"})).await.unwrap()["port"].clone();
     assert_eq!(failed["binding:vif_type"], "binding_failed");
-    s.api
-        .post(
-            "/v2.0/neutrino/agents",
-            lb_agent("compute1", "192.0.2.11"),
-        )
-        .await
-        .unwrap();
+    s.api.post("/v2.0/neutrino/agents", lb_agent("compute1", "192.0.2.11")).await.unwrap();
     let bound =
         post_port(&s, json!({"network_id": net2_id, "binding:host_id": "compute1"})).await.unwrap()["port"].clone();
     assert_eq!(bound["binding:vif_type"], "bridge");
