@@ -239,6 +239,9 @@ async fn update_range(
     if if_match_revision(&headers)?.is_some_and(|r| r != range.revision_number) {
         return Err(store::StoreError::RevisionMismatch.into());
     }
+    if range.default {
+        return Err(store::default_read_only(&id).into());
+    }
     if let Some(n) = attrs.nullable_string("name")? {
         range.name = n;
     }

@@ -37,7 +37,9 @@ pub use security_groups::{
     delete_group, delete_rule, ensure_default_group, get_group, get_rule, insert_group, insert_rule, list_groups,
     list_rules, set_port_groups, update_group,
 };
-pub use segment_ranges::{delete_range, get_range, insert_range, list_ranges, sync_default_ranges, update_range};
+pub use segment_ranges::{
+    default_read_only, delete_range, get_range, insert_range, list_ranges, sync_default_ranges, update_range,
+};
 pub use segments::{
     add_segments, delete_segment, get_segment, list_segments, network_segments, update_segment, SegmentOwner,
 };

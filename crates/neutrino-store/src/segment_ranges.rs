@@ -168,7 +168,8 @@ pub async fn insert_range(tx: &mut Tx, r: &NetworkSegmentRange) -> Result<()> {
     tx.record_change("network_segment_range", &r.id, "create").await
 }
 
-fn default_read_only(id: &str) -> StoreError {
+/// Default ranges belong to the configuration.
+pub fn default_read_only(id: &str) -> StoreError {
     StoreError::Domain(DomainError::conflict(
         "NetworkSegmentRangeDefaultReadOnly",
         format!("Network Segment Range {id} is a default segment range which could not be updated or deleted."),

@@ -278,6 +278,11 @@ async fn allocate_in_range(
         WHERE NOT EXISTS (SELECT 1 FROM segment_allocations b \
             WHERE b.network_type = $3 AND b.physical_network = $4 AND b.segmentation_id = cand.c) \
         ORDER BY c LIMIT 1";
+    if tx.backend() == crate::Backend::Postgres {
+        if let Some(id) = claim_unlocked_candidate(tx, owner, segment_id, network_type, physnet, start, end).await? {
+            return Ok(Some(id));
+        }
+    }
     loop {
         let insert = format!(
             "INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id, segment_id) \
@@ -307,6 +312,82 @@ async fn allocate_in_range(
             return Ok(None);
         }
     }
+}
+
+/// PostgreSQL, many servers and clients: instead of all racing for the lowest free id (each
+/// loser waiting for the winner's commit), walk the lowest free ids and claim the first that no
+/// other transaction is claiming (a transaction-scoped advisory lock per id, released at
+/// commit), so concurrent creates take different ids without waiting. `None` when every
+/// candidate is being claimed by others: the caller then waits its turn.
+async fn claim_unlocked_candidate(
+    tx: &mut Tx,
+    owner: &SegmentOwner<'_>,
+    segment_id: &str,
+    network_type: &str,
+    physnet: &str,
+    start: u32,
+    end: u32,
+) -> Result<Option<u32>> {
+    // Free ids: the start of each gap (the range start, or an allocated id + 1), then the
+    // ids that follow it, lowest first.
+    const CANDIDATES: &str = "WITH gaps AS ( \
+            SELECT g.c FROM ( \
+                SELECT CAST($1 AS BIGINT) AS c \
+                UNION ALL \
+                SELECT a.segmentation_id + 1 AS c FROM segment_allocations a \
+                  WHERE a.network_type = $3 AND a.physical_network = $4 \
+                    AND a.segmentation_id >= $1 AND a.segmentation_id < $2 \
+            ) g \
+            WHERE NOT EXISTS (SELECT 1 FROM segment_allocations b \
+                WHERE b.network_type = $3 AND b.physical_network = $4 AND b.segmentation_id = g.c) \
+            ORDER BY g.c LIMIT 16 \
+        ), cand AS ( \
+            SELECT DISTINCT gaps.c + k AS c FROM gaps CROSS JOIN generate_series(0, 15) AS k \
+            WHERE gaps.c + k <= $2 AND NOT EXISTS (SELECT 1 FROM segment_allocations b \
+                WHERE b.network_type = $3 AND b.physical_network = $4 AND b.segmentation_id = gaps.c + k) \
+            ORDER BY 1 LIMIT 64 \
+        ) \
+        SELECT c FROM (SELECT c FROM cand ORDER BY c) ordered \
+        WHERE pg_try_advisory_xact_lock(CAST($5 AS INTEGER), CAST(c - 2147483648 AS INTEGER)) LIMIT 1";
+    let lock_space = lock_space(network_type, physnet);
+    for _ in 0..4 {
+        let candidate = sqlx::query(CANDIDATES)
+            .bind(start as i64)
+            .bind(end as i64)
+            .bind(network_type.to_string())
+            .bind(physnet.to_string())
+            .bind(lock_space)
+            .fetch_optional(tx.conn())
+            .await?;
+        let Some(row) = candidate else { return Ok(None) };
+        let c: i64 = row.try_get("c")?;
+        // Holding the id's lock, nobody else inserts it; a row committed since our snapshot
+        // makes this insert do nothing, and the next query sees it.
+        let inserted = sqlx::query(
+            "INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id, segment_id) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(network_type.to_string())
+        .bind(physnet.to_string())
+        .bind(c)
+        .bind(owner.network_id.to_string())
+        .bind(segment_id.to_string())
+        .execute(tx.conn())
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Some(c as u32));
+        }
+    }
+    Ok(None)
+}
+
+/// The advisory-lock key space of one (type, physical network): a stable 31-bit hash.
+fn lock_space(network_type: &str, physnet: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in network_type.bytes().chain([0]).chain(physnet.bytes()) {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (h & 0x7fff_ffff) as i32
 }
 
 /// `name` / `description` of a segment (`Some(None)` clears).

@@ -137,10 +137,15 @@ pub fn error_of(r: Result<serde_json::Value, neutrino_lab::ApiError>) -> (u16, S
 
 /// Another server process-equivalent (own store, own pool) on the same database as `first`.
 pub async fn second_server(first: &TestServer) -> TestServer {
+    second_server_with(first, default_config()).await
+}
+
+/// [`second_server`] with its own configuration.
+pub async fn second_server_with(first: &TestServer, config: ServerConfig) -> TestServer {
     let db = first.pg_db.clone().expect("a PostgreSQL server");
     let base_url = pg_admin_url().rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
     let connection = format!("{base_url}/{db}");
-    let config = ServerConfig { connection: connection.clone(), ..default_config() };
+    let config = ServerConfig { connection: connection.clone(), ..config };
     let store = neutrino_store::Store::connect(&connection, 8).await.expect("connect store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

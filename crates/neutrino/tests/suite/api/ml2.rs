@@ -533,3 +533,39 @@ async fn ranges_change_between_restarts_and_old_allocations_stay_until_released(
     assert_eq!(provider["network"]["provider:segmentation_id"], 1);
     task.abort();
 }
+
+/// Two servers on one PostgreSQL database, 8 clients each, one tenant range: each id is handed
+/// out once across both servers, then both answer 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_exhaust_one_range_without_duplicates() {
+    let config = || ServerConfig {
+        type_drivers: TypeDriverConfig { vni_ranges: vec![(1, 48)], ..TypeDriverConfig::default() },
+        ..default_config()
+    };
+    let Some(a) = crate::common::start(crate::common::Backend::Postgres, config()).await else {
+        return;
+    };
+    let b = crate::common::second_server_with(&a, config()).await;
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        let api = if c % 2 == 0 { a.api.clone() } else { b.api.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                match api.create_network(&format!("ha{c}")).await {
+                    Ok(n) => mine.push(n["provider:segmentation_id"].as_u64().unwrap()),
+                    Err(e) => {
+                        assert_eq!(error_of(Err(e)).0, 503);
+                        return mine;
+                    }
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    assert_eq!(all, (1..=48).collect::<Vec<u64>>(), "every VNI once, across both servers");
+}
