@@ -166,6 +166,44 @@ async fn openstack_cli_manages_networks_subnets_and_ports() {
     openstack(&cli, &base, &["port", "delete", "sg-port"]).await;
     openstack(&cli, &base, &["security", "group", "delete", "cli-sg"]).await;
 
+    // Provider networks, segments and segment ranges.
+    let gre = openstack(
+        &cli,
+        &base,
+        &["network", "create", "--provider-network-type", "gre", "--provider-segment", "77", "cli-gre", "-f", "json"],
+    )
+    .await;
+    assert_eq!((gre["provider:network_type"].as_str(), gre["mtu"].as_u64()), (Some("gre"), Some(1458)), "{gre}");
+    let segments = openstack(&cli, &base, &["network", "segment", "list", "--network", "cli-gre", "-f", "json"]).await;
+    assert_eq!(segments.as_array().unwrap().len(), 1, "{segments}");
+    assert_eq!((segments[0]["Network Type"].as_str(), segments[0]["Segment"].as_u64()), (Some("gre"), Some(77)));
+    let range = openstack(
+        &cli,
+        &base,
+        &[
+            "network",
+            "segment",
+            "range",
+            "create",
+            "--shared",
+            "--network-type",
+            "vxlan",
+            "--minimum",
+            "3000",
+            "--maximum",
+            "3009",
+            "cli-range",
+            "-f",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!((range["minimum"].as_u64(), range["maximum"].as_u64()), (Some(3000), Some(3009)), "{range}");
+    let ranges = openstack(&cli, &base, &["network", "segment", "range", "list", "-f", "json"]).await;
+    assert!(ranges.as_array().unwrap().iter().any(|r| r["Name"] == "cli-range"), "{ranges}");
+    openstack(&cli, &base, &["network", "segment", "range", "delete", "cli-range"]).await;
+    openstack(&cli, &base, &["network", "delete", "cli-gre"]).await;
+
     // Address scopes, subnet pools and a subnet allocated from one.
     let scope =
         openstack(&cli, &base, &["address", "scope", "create", "--ip-version", "4", "cli-scope", "-f", "json"]).await;
