@@ -8,6 +8,7 @@ pub mod host_intent;
 pub mod ipam;
 pub mod mac;
 pub mod naming;
+pub mod policy;
 pub mod port_options;
 pub mod security_groups;
 pub mod segments;

@@ -111,7 +111,9 @@ async fn list_zones(State(app): State<App>, RawQuery(raw): RawQuery) -> HttpResu
         .into_iter()
         .map(|(name, alive)| json!({"name": name, "resource": "network", "state": if alive { "available" } else { "unavailable" }}))
         .filter(|z| {
-            q.filters.iter().all(|f| f.values.iter().any(|v| z.get(&f.attribute).and_then(|x| x.as_str()) == Some(v.as_str())))
+            q.filters.iter().filter(|f| f.attribute != neutrino_store::VISIBLE_TO).all(|f| {
+                f.values.iter().any(|v| z.get(&f.attribute).and_then(|x| x.as_str()) == Some(v.as_str()))
+            })
         })
         .collect();
     Ok(crate::response::many("availability_zones", &list, &q.fields, Vec::new()))

@@ -1,4 +1,6 @@
+use crate::auth::{AuthStrategy, KeystoneValidator};
 use crate::ml2::Ml2;
+use neutrino_domain::policy::Rules;
 use neutrino_domain::segments::TypeDriverConfig;
 use neutrino_store::Store;
 use std::sync::Arc;
@@ -22,6 +24,10 @@ pub struct ServerConfig {
     pub noauth_project: String,
     /// `[DEFAULT] dns_domain` when DNS integration is on (`[ml2] extension_drivers = dns`).
     pub dns_domain: Option<String>,
+    /// `[DEFAULT] auth_strategy` (and `[keystone_authtoken]`).
+    pub auth: AuthStrategy,
+    /// `[oslo_policy] policy_file`: rules overriding Neutron's defaults.
+    pub policy_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +41,8 @@ impl Default for ServerConfig {
             agent_down_time: 75,
             noauth_project: "fake_project_id".into(),
             dns_domain: None,
+            auth: AuthStrategy::NoAuth,
+            policy_file: None,
         }
     }
 }
@@ -45,6 +53,8 @@ pub struct App {
     pub store: Store,
     pub config: Arc<ServerConfig>,
     pub ml2: Arc<Ml2>,
+    pub policy: Arc<Rules>,
+    pub keystone: Option<Arc<KeystoneValidator>>,
 }
 
 impl App {
@@ -57,6 +67,19 @@ impl App {
         let mut tx = store.begin().await?;
         neutrino_store::sync_default_ranges(&mut tx, &config.type_drivers.default_ranges()).await?;
         tx.commit().await?;
-        Ok(App { store, config: Arc::new(config), ml2 })
+        let mut policy = Rules::neutron_defaults();
+        if let Some(path) = &config.policy_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| neutrino_store::StoreError::Config(format!("policy file {}: {e}", path.display())))?;
+            let n = policy
+                .apply_policy_file(&text)
+                .map_err(|e| neutrino_store::StoreError::Config(format!("policy file {}: {e}", path.display())))?;
+            tracing::info!(rules = n, file = %path.display(), "policy rules overridden");
+        }
+        let keystone = match &config.auth {
+            AuthStrategy::NoAuth => None,
+            AuthStrategy::Keystone(k) => Some(Arc::new(KeystoneValidator::new(k.clone()))),
+        };
+        Ok(App { store, config: Arc::new(config), ml2, policy: Arc::new(policy), keystone })
     }
 }

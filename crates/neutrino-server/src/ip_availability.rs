@@ -103,6 +103,7 @@ fn network_filters(raw: Option<&str>) -> HttpResult<(Vec<Filter>, Option<u8>)> {
             "network_id" => filters.push(Filter { attribute: "id".into(), values: f.values }),
             "network_name" => filters.push(Filter { attribute: "name".into(), values: f.values }),
             "project_id" | "tenant_id" => filters.push(f),
+            a if a == neutrino_store::VISIBLE_TO => filters.push(f),
             "ip_version" => {
                 ip_version =
                     Some(f.values[0].parse().map_err(|_| ApiError::invalid_attribute("ip_version", "must be 4 or 6"))?)

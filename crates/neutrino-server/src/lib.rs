@@ -5,6 +5,7 @@
 //! body in one place ([`error`]).
 
 mod agents;
+pub mod auth;
 mod app;
 mod create;
 mod error;
@@ -12,7 +13,9 @@ mod ip_availability;
 mod meta;
 mod ml2;
 mod networks;
+mod policy;
 mod ports;
+mod rbac;
 mod request;
 mod response;
 mod security_groups;
@@ -42,10 +45,12 @@ pub fn router(app: App) -> Router {
         .merge(agents::routes())
         .merge(security_groups::routes())
         .merge(segments::routes())
+        .merge(rbac::routes())
         .merge(subnet_pools::routes())
         .merge(tags::routes())
         .merge(ip_availability::routes())
         .fallback(meta::not_found)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::middleware))
         .layer(axum::middleware::map_response(response::add_request_id))
         .with_state(app)
 }

@@ -32,6 +32,7 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
     ("port-security", "Port Security", "Provides port security", "2012-07-23T10:00:00-00:00"),
     ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled.", "2016-09-09T09:09:09-09:09"),
     ("provider", "Provider Network", "Expose mapping of virtual networks to physical networks", "2012-09-07T10:00:00-00:00"),
+    ("rbac-policies", "RBAC Policies", "Allows creation and modification of policies that control project access to resources.", "2015-06-17T12:15:12-00:00"),
     ("security-group", "security-group", "The security groups extension.", "2012-10-05T10:00:00-00:00"),
     ("segment", "Segment", "Segments extension.", "2016-02-24T17:00:00-00:00"),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled.", "2016-06-12T00:00:00-00:00"),

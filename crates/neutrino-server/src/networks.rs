@@ -224,6 +224,9 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     }
     net.mtu = requested_mtu.unwrap_or(max);
     store::set_network_mtu(tx, &net.id, net.mtu).await?;
+    if net.shared {
+        store::set_network_shared(tx, &net.id, &net.project_id, true).await?;
+    }
     app.store.finish_network(&mut net);
     store::insert_initial_tags(tx, "networks", &net.id, &net.tags).await?;
     Ok(net)
@@ -234,7 +237,26 @@ async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQu
     let mut c = app.store.reader().await?;
     let mut net = store::get_network(&mut c, &id).await?;
     app.store.finish_network(&mut net);
+    drop(c);
+    shared_with_caller(&app, std::slice::from_mut(&mut net)).await?;
     Ok(one(StatusCode::OK, "network", &net, &q.fields))
+}
+
+/// `shared` as the caller sees it: also true for networks shared with the caller's project
+/// alone (an RBAC policy naming it).
+async fn shared_with_caller(app: &App, nets: &mut [Network]) -> HttpResult<()> {
+    let ctx = crate::auth::current();
+    let Some(project) = ctx.project_id() else { return Ok(()) };
+    let candidates: Vec<String> = nets.iter().filter(|n| !n.shared && n.project_id != project).map(|n| n.id.clone()).collect();
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let mut c = app.store.reader().await?;
+    let shared = store::networks_shared_with(&mut c, project, &candidates).await?;
+    for n in nets.iter_mut().filter(|n| shared.contains(&n.id)) {
+        n.shared = true;
+    }
+    Ok(())
 }
 
 async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
@@ -242,6 +264,8 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
     let mut c = app.store.reader().await?;
     let mut nets = store::list_networks(&mut c, &q.filters, &q.page).await?;
     nets.iter_mut().for_each(|n| app.store.finish_network(n));
+    drop(c);
+    shared_with_caller(&app, &mut nets).await?;
     let info = PageInfo { headers: &headers, collection: "networks", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(nets.len(), nets.first().map(|n| n.id.as_str()), nets.last().map(|n| n.id.as_str()));
     Ok(many("networks", &nets, &q.fields, links))
@@ -271,6 +295,9 @@ async fn update(
         check_mtu(mtu, max_mtu(&app, &mut tx, &id).await?)?;
     }
     let mut net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
+    if let Some(shared) = patch.shared {
+        store::set_network_shared(&mut tx, &id, &net.project_id, shared).await?;
+    }
     tx.commit().await?;
     app.store.finish_network(&mut net);
     Ok(one(StatusCode::OK, "network", &net, &[]))

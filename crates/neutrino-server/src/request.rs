@@ -242,11 +242,17 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
         return Err(ApiError::bad_request("The number of sort_keys and sort_dirs must be same"));
     }
     q.page.sort = sort_keys.into_iter().zip(sort_dirs).collect();
+    // Lists of callers who are not admins hold only what their project may see.
+    let ctx = crate::auth::current();
+    if !ctx.is_admin {
+        let project = ctx.project_id().unwrap_or_default().to_string();
+        q.filters.push(Filter { attribute: neutrino_store::VISIBLE_TO.to_string(), values: vec![project] });
+    }
     Ok(q)
 }
 
-/// The project a noauth request acts in: the body's `project_id`/`tenant_id`, else the
-/// `X-Project-Id` header, else the configured default.
+/// The project a create acts in: the body's `project_id`/`tenant_id` (the policy decides whether
+/// the caller may name another project), else the caller's.
 pub fn project_of(attrs: &Attrs, headers: &HeaderMap, default: &str) -> Result<String, ApiError> {
     let p = attrs.string("project_id", 255)?;
     let t = attrs.string("tenant_id", 255)?;
@@ -258,12 +264,8 @@ pub fn project_of(attrs: &Attrs, headers: &HeaderMap, default: &str) -> Result<S
     if let Some(id) = p.or(t) {
         return Ok(id);
     }
-    let header = headers
-        .get("x-project-id")
-        .or_else(|| headers.get("x-tenant-id"))
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty());
-    Ok(header.unwrap_or(default).to_string())
+    let _ = headers;
+    Ok(crate::auth::current().project_id().unwrap_or(default).to_string())
 }
 
 /// `If-Match: revision_number=N`

@@ -32,6 +32,18 @@ fn write_item<T: Serialize>(out: &mut Vec<u8>, item: &T, fields: &[String]) -> s
 /// Without `fields` the resource is serialized directly (no JSON tree, which also keeps
 /// integers wider than 64 bits, such as IPv6 address counts, exact).
 pub fn one<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[String]) -> Response {
+    if let Some(resource) = crate::policy::resource_of_key(key).filter(|_| crate::policy::filtering()) {
+        let mut value = serde_json::to_value(item).unwrap_or(Value::Null);
+        if !crate::policy::view(resource, &mut value) {
+            let id = value.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            return crate::error::HttpError(neutrino_api::ApiError::not_found(resource, &id)).into_response();
+        }
+        return one_unfiltered(status, key, &value, fields);
+    }
+    one_unfiltered(status, key, item, fields)
+}
+
+fn one_unfiltered<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[String]) -> Response {
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(key.as_bytes());
@@ -60,6 +72,25 @@ pub fn created<T: Serialize>(resource: &str, collection: &str, items: &[T], bulk
 /// resources are serialized straight into the body (no intermediate JSON tree), which is what
 /// keeps large lists fast.
 pub fn many<T: Serialize>(
+    collection: &str,
+    items: &[T],
+    fields: &[String],
+    links: Vec<(&'static str, String)>,
+) -> Response {
+    if let Some(resource) = crate::policy::resource_of_key(collection).filter(|_| crate::policy::filtering()) {
+        let visible: Vec<Value> = items
+            .iter()
+            .filter_map(|item| {
+                let mut v = serde_json::to_value(item).ok()?;
+                crate::policy::view(resource, &mut v).then_some(v)
+            })
+            .collect();
+        return many_unfiltered(collection, &visible, fields, links);
+    }
+    many_unfiltered(collection, items, fields, links)
+}
+
+fn many_unfiltered<T: Serialize>(
     collection: &str,
     items: &[T],
     fields: &[String],
@@ -98,6 +129,10 @@ pub async fn add_request_id(mut response: Response) -> Response {
 
 /// `{"<collection>": [...]}` from JSON objects the database already rendered.
 pub fn many_raw(collection: &str, bodies: &[(String, String)], links: Vec<(&'static str, String)>) -> Response {
+    if crate::policy::resource_of_key(collection).is_some() && crate::policy::filtering() {
+        let items: Vec<Value> = bodies.iter().filter_map(|(_, b)| serde_json::from_str(b).ok()).collect();
+        return many(collection, &items, &[], links);
+    }
     let size: usize = bodies.iter().map(|(_, b)| b.len() + 1).sum();
     let mut out: Vec<u8> = Vec::with_capacity(64 + size);
     out.extend_from_slice(b"{\"");

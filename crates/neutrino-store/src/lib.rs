@@ -11,6 +11,7 @@ mod filters;
 mod networks;
 mod ports;
 mod rows;
+mod rbac;
 mod schema;
 mod security_groups;
 mod segment_ranges;
@@ -18,12 +19,14 @@ mod segments;
 mod subnet_pools;
 mod subnets;
 mod tags;
+mod visibility;
 
 pub use agents::{
     agent_on_host, agents_on_host, delete_agent, get_agent, list_agents, register_agent, set_port_status, update_agent,
     AgentRecord,
 };
 pub use error::StoreError;
+pub use visibility::VISIBLE_TO;
 pub use filters::{Filter, SqlValue};
 pub use networks::{
     delete_network, get_network, insert_network, list_networks, set_network_mtu, update_network, NetworkPatch,
@@ -31,6 +34,10 @@ pub use networks::{
 pub use ports::{
     allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,
     network_allocations, refresh_port_body, release_port_ips, set_port_segment, store_port_body, update_port_row,
+};
+pub use rbac::{
+    delete_object_policies, delete_rbac_policy, get_rbac_policy, insert_rbac_policy, list_rbac_policies,
+    networks_shared_with, retarget_rbac_policy, set_network_shared, RbacPolicy,
 };
 pub use rows::Page;
 pub use security_groups::{

@@ -173,7 +173,7 @@ pub async fn get_network(c: &mut AnyConnection, id: &str) -> Result<Network> {
 }
 
 pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Network>> {
-    let w = build_where(COLUMNS, filters, crate::tags::tag_filter("networks"))?;
+    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("networks", crate::tags::tag_filter("networks")))?;
     let (sql, w) = list_sql(SELECT, "networks", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {
@@ -343,6 +343,7 @@ pub async fn delete_network(tx: &mut Tx, id: &str) -> Result<()> {
         "DELETE FROM subnets WHERE network_id = $1",
         "DELETE FROM segment_allocations WHERE network_id = $1",
         "DELETE FROM network_segments WHERE network_id = $1",
+        "DELETE FROM rbac_policies WHERE object_type = 'network' AND object_id = $1",
         "DELETE FROM networks WHERE id = $1",
     ] {
         sqlx::query(stmt).bind(id.to_string()).execute(tx.conn()).await?;

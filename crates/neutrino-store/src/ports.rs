@@ -146,7 +146,7 @@ pub async fn get_port(c: &mut AnyConnection, id: &str) -> Result<Port> {
 }
 
 pub async fn list_ports(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Port>> {
-    let w = build_where(COLUMNS, filters, port_filter)?;
+    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("ports", port_filter))?;
     let (sql, w) = list_sql(SELECT, "ports", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {
@@ -363,7 +363,7 @@ pub async fn refresh_port_body(tx: &mut Tx, id: &str) -> Result<()> {
 
 /// Ports as their rendered JSON bodies: `(id, json)` in id order.
 pub async fn list_ports_json(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<(String, String)>> {
-    let w = build_where(COLUMNS, filters, port_filter)?;
+    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("ports", port_filter))?;
     let (sql, w) = list_sql("SELECT id, body FROM ports", "ports", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

@@ -17,7 +17,25 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_dns", DNS),
     ("0010_agent_description", AGENT_DESCRIPTION),
     ("0011_segments", SEGMENTS),
+    ("0012_rbac", RBAC),
 ];
+
+/// RBAC policies; a network's `shared` column mirrors its wildcard `access_as_shared` policy.
+const RBAC: &str = r#"
+CREATE TABLE rbac_policies (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    object_type TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target_project TEXT NOT NULL,
+    UNIQUE (object_type, object_id, action, target_project)
+);
+CREATE INDEX rbac_policies_target ON rbac_policies (target_project, object_type, action);
+CREATE INDEX rbac_policies_project ON rbac_policies (project_id);
+INSERT INTO rbac_policies (id, project_id, object_type, object_id, action, target_project)
+    SELECT id, project_id, 'network', id, 'access_as_shared', '*' FROM networks WHERE shared
+"#;
 
 /// Networks get any number of segments (the network row keeps its first one's provider
 /// attributes, for filters); ports remember the segment they are bound to; agents keep their

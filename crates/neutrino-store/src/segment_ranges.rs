@@ -86,7 +86,7 @@ pub async fn get_range(c: &mut AnyConnection, id: &str) -> Result<NetworkSegment
 }
 
 pub async fn list_ranges(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<NetworkSegmentRange>> {
-    let w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
+    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("network_segment_ranges", |_, _| Ok(false)))?;
     let (sql, w) = list_sql(SELECT, "network_segment_ranges", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

@@ -63,7 +63,7 @@ pub async fn get_segment(c: &mut AnyConnection, id: &str) -> Result<Segment> {
 }
 
 pub async fn list_segments(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Segment>> {
-    let w = build_where(COLUMNS, filters, |_, _| Ok(false))?;
+    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("network_segments", |_, _| Ok(false)))?;
     let (sql, w) = list_sql(SELECT, "network_segments", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

@@ -71,7 +71,7 @@ pub async fn get_subnet(c: &mut AnyConnection, id: &str) -> Result<Subnet> {
 }
 
 pub async fn list_subnets(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Subnet>> {
-    let w = build_where(COLUMNS, filters, crate::tags::tag_filter("subnets"))?;
+    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("subnets", crate::tags::tag_filter("subnets")))?;
     let (sql, w) = list_sql(SELECT, "subnets", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

@@ -1,0 +1,116 @@
+//! `/v2.0/rbac-policies`: `access_as_shared` on networks, for one project or `*`.
+
+use crate::create::{create_all, Names};
+use crate::error::{HttpError, HttpResult};
+use crate::meta::collection;
+use crate::request::{parse_body, parse_query, project_of, Attrs};
+use crate::response::{many, no_content, one, PageInfo};
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use neutrino_api::ApiError;
+use neutrino_store::{self as store, RbacPolicy, Tx};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/v2.0/rbac-policies", collection("rbac_policy", list, create))
+        .route("/v2.0/rbac-policies/{id}", get(show).put(update).delete(delete))
+}
+
+const CREATE_ATTRS: &[&str] =
+    &["object_type", "object_id", "action", "target_tenant", "target_project", "project_id", "tenant_id"];
+const UPDATE_ATTRS: &[&str] = &["target_tenant", "target_project"];
+
+async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    let names = Names { resource: "rbac_policy", collection: "rbac_policies", allowed: &[CREATE_ATTRS] };
+    create_all(&app, &headers, &body, names, create_one).await
+}
+
+fn target_of(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    let a = attrs.string("target_tenant", 255)?;
+    let b = attrs.string("target_project", 255)?;
+    if let (Some(a), Some(b)) = (&a, &b) {
+        if a != b {
+            return Err(ApiError::bad_request("'target_tenant' and 'target_project' do not match"));
+        }
+    }
+    Ok(a.or(b))
+}
+
+async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<RbacPolicy> {
+    for required in ["object_type", "object_id", "action"] {
+        attrs.required(required)?;
+    }
+    let object_type = attrs.string("object_type", 255)?.unwrap_or_default();
+    if object_type != "network" {
+        return Err(ApiError::invalid_attribute("object_type", format!("'{object_type}' is not in ['network']")).into());
+    }
+    let action = attrs.string("action", 255)?.unwrap_or_default();
+    if action != "access_as_shared" {
+        return Err(ApiError::invalid_attribute("action", format!("'{action}' is not in ['access_as_shared']")).into());
+    }
+    let target = target_of(attrs)?.ok_or_else(|| {
+        ApiError::bad_request("Failed to parse request. Required attribute 'target_tenant' not specified")
+    })?;
+    let object_id = attrs.string("object_id", 36)?.unwrap_or_default();
+    let network = store::get_network(tx.conn(), &object_id).await?;
+    let ctx = crate::auth::current();
+    if !ctx.is_admin && ctx.project_id() != Some(network.project_id.as_str()) {
+        // Only the owner shares a network; others do not learn more than that it is not theirs.
+        return Err(HttpError(ApiError::not_found("network", &object_id)));
+    }
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+    let policy = RbacPolicy {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: project_id.clone(),
+        project_id,
+        object_type,
+        object_id,
+        action,
+        target_tenant: target.clone(),
+        target_project: target,
+    };
+    store::insert_rbac_policy(tx, &policy).await?;
+    Ok(policy)
+}
+
+async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let policies = store::list_rbac_policies(&mut c, &q.filters, &q.page).await?;
+    let info = PageInfo { headers: &headers, collection: "rbac-policies", raw_query: raw.as_deref(), page: &q.page };
+    let links = info.links(policies.len(), policies.first().map(|p| p.id.as_str()), policies.last().map(|p| p.id.as_str()));
+    Ok(many("rbac_policies", &policies, &q.fields, links))
+}
+
+async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let mut c = app.store.reader().await?;
+    let policy = store::get_rbac_policy(&mut c, &id).await?;
+    Ok(one(StatusCode::OK, "rbac_policy", &policy, &q.fields))
+}
+
+async fn update(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
+    let attrs = parse_body(&body, "rbac_policy", UPDATE_ATTRS)?;
+    let mut tx = app.store.begin().await?;
+    let mut policy = store::get_rbac_policy(tx.conn(), &id).await?;
+    if let Some(target) = target_of(&attrs)? {
+        if target != policy.target_project {
+            policy = store::retarget_rbac_policy(&mut tx, &policy, &target).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(one(StatusCode::OK, "rbac_policy", &policy, &[]))
+}
+
+async fn delete(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+    let mut tx = app.store.begin().await?;
+    let policy = store::get_rbac_policy(tx.conn(), &id).await?;
+    store::delete_rbac_policy(&mut tx, &policy).await?;
+    tx.commit().await?;
+    Ok(no_content())
+}
