@@ -16,9 +16,15 @@ pub enum Check {
     Role(String),
     Rule(String),
     /// `<credential>:<target template or literal>`.
-    Generic { credential: String, value: String },
+    Generic {
+        credential: String,
+        value: String,
+    },
     /// `field:<collection>:<attribute>=<value>`.
-    Field { attribute: String, value: String },
+    Field {
+        attribute: String,
+        value: String,
+    },
     Not(Box<Check>),
     And(Vec<Check>),
     Or(Vec<Check>),
@@ -178,7 +184,8 @@ impl Rules {
             if line.is_empty() || line.starts_with('#') || line == "---" {
                 continue;
             }
-            let (name, rule) = split_yaml_entry(line).ok_or_else(|| format!("line {}: not a \"name\": \"rule\" entry", n + 1))?;
+            let (name, rule) =
+                split_yaml_entry(line).ok_or_else(|| format!("line {}: not a \"name\": \"rule\" entry", n + 1))?;
             let check = parse(&rule).map_err(|e| format!("line {}: {e}", n + 1))?;
             self.rules.insert(name, check);
             count += 1;
@@ -257,8 +264,8 @@ fn matches_literal(v: &Value, literal: &str) -> bool {
 fn split_yaml_entry(line: &str) -> Option<(String, String)> {
     let unquote = |s: &str| {
         let s = s.trim();
-        let quoted = s.len() >= 2
-            && ((s.starts_with('"') && s.ends_with('"')) || (s.starts_with('\'') && s.ends_with('\'')));
+        let quoted =
+            s.len() >= 2 && ((s.starts_with('"') && s.ends_with('"')) || (s.starts_with('\'') && s.ends_with('\'')));
         if quoted {
             s[1..s.len() - 1].to_string()
         } else {
@@ -374,10 +381,16 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ("delete_address_scope", "rule:admin_or_project_member"),
     // RBAC policies: owners share their objects; only admins share with everyone.
     ("create_rbac_policy", "rule:admin_or_project_member"),
-    ("create_rbac_policy:target_tenant", "rule:admin_only or (not field:rbac_policy:target_tenant=* and not field:rbac_policy:target_project=*)"),
+    (
+        "create_rbac_policy:target_tenant",
+        "rule:admin_only or (not field:rbac_policy:target_tenant=* and not field:rbac_policy:target_project=*)",
+    ),
     ("get_rbac_policy", "rule:admin_or_project_reader"),
     ("update_rbac_policy", "rule:admin_or_project_member"),
-    ("update_rbac_policy:target_tenant", "rule:admin_only or (not field:rbac_policy:target_tenant=* and not field:rbac_policy:target_project=*)"),
+    (
+        "update_rbac_policy:target_tenant",
+        "rule:admin_only or (not field:rbac_policy:target_tenant=* and not field:rbac_policy:target_project=*)",
+    ),
     ("delete_rbac_policy", "rule:admin_or_project_member"),
     // Quotas: a project reads its own; admins set them.
     ("get_quota", "rule:admin_or_project_reader"),

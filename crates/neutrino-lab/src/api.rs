@@ -28,6 +28,8 @@ pub struct ApiClient {
     http: reqwest::Client,
     /// Where requests run: a runtime inside the lab's namespace, or the caller's.
     runtime: Option<tokio::runtime::Handle>,
+    /// Sent with every request (`X-Auth-Token`, or noauth's `X-Project-Id` and `X-Roles`).
+    headers: Vec<(String, String)>,
 }
 
 impl ApiClient {
@@ -37,7 +39,7 @@ impl ApiClient {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default();
-        ApiClient { base: base.trim_end_matches('/').to_string(), http, runtime: None }
+        ApiClient { base: base.trim_end_matches('/').to_string(), http, runtime: None, headers: Vec::new() }
     }
 
     /// A client whose connections are made by `runtime` (e.g. one inside a namespace).
@@ -45,12 +47,33 @@ impl ApiClient {
         ApiClient { runtime: Some(runtime), ..ApiClient::new(base) }
     }
 
+    /// The same client, sending `name: value` with every request.
+    pub fn with_header(&self, name: &str, value: &str) -> ApiClient {
+        let mut c = self.clone();
+        c.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        c.headers.push((name.to_string(), value.to_string()));
+        c
+    }
+
+    /// The same client acting with a Keystone token.
+    pub fn with_token(&self, token: &str) -> ApiClient {
+        self.with_header("X-Auth-Token", token)
+    }
+
+    /// The same client acting (noauth) in `project` with `roles` (comma separated).
+    pub fn acting_as(&self, project: &str, roles: &str) -> ApiClient {
+        self.with_header("X-Project-Id", project).with_header("X-Roles", roles)
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
 
     /// Send a request (on the namespaced runtime when there is one): status and raw body.
-    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), ApiError> {
+    async fn exchange(&self, mut req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), ApiError> {
+        for (name, value) in &self.headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
         let exchange = async move {
             let resp = req.send().await?;
             let status = resp.status().as_u16();

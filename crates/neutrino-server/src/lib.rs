@@ -5,8 +5,8 @@
 //! body in one place ([`error`]).
 
 mod agents;
-pub mod auth;
 mod app;
+pub mod auth;
 mod create;
 mod error;
 mod ip_availability;

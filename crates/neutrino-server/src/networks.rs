@@ -247,7 +247,8 @@ async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQu
 async fn shared_with_caller(app: &App, nets: &mut [Network]) -> HttpResult<()> {
     let ctx = crate::auth::current();
     let Some(project) = ctx.project_id() else { return Ok(()) };
-    let candidates: Vec<String> = nets.iter().filter(|n| !n.shared && n.project_id != project).map(|n| n.id.clone()).collect();
+    let candidates: Vec<String> =
+        nets.iter().filter(|n| !n.shared && n.project_id != project).map(|n| n.id.clone()).collect();
     if candidates.is_empty() {
         return Ok(());
     }

@@ -20,9 +20,8 @@ pub fn view(resource: &str, value: &mut Value) -> bool {
     if ctx.is_admin {
         return true;
     }
-    if !NARROWED_IN_SQL.contains(&resource) && !ctx.policy.allows(&format!("get_{resource}"), &ctx.creds, value) {
-        return false;
-    }
+    let visible =
+        NARROWED_IN_SQL.contains(&resource) || ctx.policy.allows(&format!("get_{resource}"), &ctx.creds, value);
     let hidden: Vec<String> = ctx
         .policy
         .attribute_rules(&format!("get_{resource}"))
@@ -35,7 +34,7 @@ pub fn view(resource: &str, value: &mut Value) -> bool {
             m.remove(&attr);
         }
     }
-    true
+    visible
 }
 
 /// The resource of a response key (`networks` or `network` → `network`); `None` for keys the

@@ -83,7 +83,8 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
     let mut c = app.store.reader().await?;
     let policies = store::list_rbac_policies(&mut c, &q.filters, &q.page).await?;
     let info = PageInfo { headers: &headers, collection: "rbac-policies", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(policies.len(), policies.first().map(|p| p.id.as_str()), policies.last().map(|p| p.id.as_str()));
+    let links =
+        info.links(policies.len(), policies.first().map(|p| p.id.as_str()), policies.last().map(|p| p.id.as_str()));
     Ok(many("rbac_policies", &policies, &q.fields, links))
 }
 

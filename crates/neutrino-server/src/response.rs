@@ -32,9 +32,15 @@ fn write_item<T: Serialize>(out: &mut Vec<u8>, item: &T, fields: &[String]) -> s
 /// Without `fields` the resource is serialized directly (no JSON tree, which also keeps
 /// integers wider than 64 bits, such as IPv6 address counts, exact).
 pub fn one<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[String]) -> Response {
+    one_viewed(status, key, item, fields, true)
+}
+
+/// [`one`], for the caller's view: hidden attributes removed, and (when `must_see`) a 404 for
+/// an item the caller may not see.
+fn one_viewed<T: Serialize>(status: StatusCode, key: &str, item: &T, fields: &[String], must_see: bool) -> Response {
     if let Some(resource) = crate::policy::resource_of_key(key).filter(|_| crate::policy::filtering()) {
         let mut value = serde_json::to_value(item).unwrap_or(Value::Null);
-        if !crate::policy::view(resource, &mut value) {
+        if !crate::policy::view(resource, &mut value) && must_see {
             let id = value.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
             return crate::error::HttpError(neutrino_api::ApiError::not_found(resource, &id)).into_response();
         }
@@ -63,7 +69,8 @@ pub fn created<T: Serialize>(resource: &str, collection: &str, items: &[T], bulk
         return response;
     }
     match items.first() {
-        Some(item) => one(StatusCode::CREATED, resource, item, &[]),
+        // What one just created is shown (its hidden attributes removed) whatever `get_*` says.
+        Some(item) => one_viewed(StatusCode::CREATED, resource, item, &[], false),
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -10,8 +10,8 @@ mod error;
 mod filters;
 mod networks;
 mod ports;
-mod rows;
 mod rbac;
+mod rows;
 mod schema;
 mod security_groups;
 mod segment_ranges;
@@ -26,7 +26,6 @@ pub use agents::{
     AgentRecord,
 };
 pub use error::StoreError;
-pub use visibility::VISIBLE_TO;
 pub use filters::{Filter, SqlValue};
 pub use networks::{
     delete_network, get_network, insert_network, list_networks, set_network_mtu, update_network, NetworkPatch,
@@ -56,6 +55,7 @@ pub use subnet_pools::{
 };
 pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
 pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH, TAGGABLE};
+pub use visibility::VISIBLE_TO;
 
 use neutrino_api::resources::{Network, Port};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

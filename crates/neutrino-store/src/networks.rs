@@ -173,7 +173,8 @@ pub async fn get_network(c: &mut AnyConnection, id: &str) -> Result<Network> {
 }
 
 pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Network>> {
-    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("networks", crate::tags::tag_filter("networks")))?;
+    let w =
+        build_where(COLUMNS, filters, crate::visibility::narrowed("networks", crate::tags::tag_filter("networks")))?;
     let (sql, w) = list_sql(SELECT, "networks", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

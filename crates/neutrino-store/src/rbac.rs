@@ -204,7 +204,11 @@ pub async fn set_network_shared(tx: &mut Tx, network_id: &str, owner: &str, shar
 }
 
 /// Of `network_ids`, those shared with `project` by a policy naming it (not the wildcard).
-pub async fn networks_shared_with(c: &mut AnyConnection, project: &str, network_ids: &[String]) -> Result<BTreeSet<String>> {
+pub async fn networks_shared_with(
+    c: &mut AnyConnection,
+    project: &str,
+    network_ids: &[String],
+) -> Result<BTreeSet<String>> {
     if network_ids.is_empty() {
         return Ok(BTreeSet::new());
     }

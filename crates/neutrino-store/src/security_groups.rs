@@ -259,7 +259,11 @@ pub async fn get_group(c: &mut AnyConnection, id: &str) -> Result<SecurityGroup>
 }
 
 pub async fn list_groups(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<SecurityGroup>> {
-    let w = build_where(GROUP_COLUMNS, filters, crate::visibility::narrowed("security_groups", crate::tags::tag_filter("security_groups")))?;
+    let w = build_where(
+        GROUP_COLUMNS,
+        filters,
+        crate::visibility::narrowed("security_groups", crate::tags::tag_filter("security_groups")),
+    )?;
     let (sql, w) = list_sql(GROUP_SELECT, "security_groups", GROUP_COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

@@ -153,7 +153,11 @@ pub async fn get_pool(c: &mut AnyConnection, id: &str) -> Result<SubnetPool> {
 }
 
 pub async fn list_pools(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<SubnetPool>> {
-    let w = build_where(POOL_COLUMNS, filters, crate::visibility::narrowed("subnetpools", crate::tags::tag_filter("subnetpools")))?;
+    let w = build_where(
+        POOL_COLUMNS,
+        filters,
+        crate::visibility::narrowed("subnetpools", crate::tags::tag_filter("subnetpools")),
+    )?;
     let (sql, w) = list_sql(POOL_SELECT, "subnetpools", POOL_COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

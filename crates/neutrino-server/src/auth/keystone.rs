@@ -197,7 +197,8 @@ impl KeystoneValidator {
 fn credentials_of(body: &Value) -> Result<(Credentials, Duration), KeystoneError> {
     let token = body.get("token").ok_or_else(|| KeystoneError::Malformed("no token".into()))?;
     let expires_at = token["expires_at"].as_str().ok_or_else(|| KeystoneError::Malformed("no expires_at".into()))?;
-    let remaining = seconds_until(expires_at).ok_or_else(|| KeystoneError::Malformed(format!("expires_at {expires_at}")))?;
+    let remaining =
+        seconds_until(expires_at).ok_or_else(|| KeystoneError::Malformed(format!("expires_at {expires_at}")))?;
     let roles = token["roles"]
         .as_array()
         .map(|rs| rs.iter().filter_map(|r| r["name"].as_str()).map(|r| r.to_ascii_lowercase()).collect())
@@ -240,7 +241,8 @@ mod tests {
     #[test]
     fn the_cache_is_bounded_and_forgets_expired_tokens() {
         let mut cache = TokenCache { entries: HashMap::new(), order: VecDeque::new(), capacity: 2 };
-        let entry = |secs| CachedToken { creds: Credentials::default(), until: Instant::now() + Duration::from_secs(secs) };
+        let entry =
+            |secs| CachedToken { creds: Credentials::default(), until: Instant::now() + Duration::from_secs(secs) };
         cache.insert("a".into(), entry(60));
         cache.insert("b".into(), entry(60));
         cache.insert("c".into(), entry(60));

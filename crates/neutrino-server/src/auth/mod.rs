@@ -110,7 +110,9 @@ fn noauth_credentials(req: &Request, app: &App) -> Credentials {
     Credentials {
         user_id: header("x-user-id"),
         project_id: Some(
-            header("x-project-id").or_else(|| header("x-tenant-id")).unwrap_or_else(|| app.config.noauth_project.clone()),
+            header("x-project-id")
+                .or_else(|| header("x-tenant-id"))
+                .unwrap_or_else(|| app.config.noauth_project.clone()),
         ),
         roles,
     }

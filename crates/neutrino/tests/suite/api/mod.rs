@@ -15,6 +15,7 @@ mod networks;
 mod ports;
 mod security_groups;
 mod subnets;
+mod tenancy;
 
 pub(super) async fn network_with_subnet(s: &TestServer, cidr: &str) -> (String, String) {
     let net = s.api.create_network("n").await.unwrap();

@@ -1,0 +1,304 @@
+//! API tests: projects are isolated by Neutron's policy, shared networks and RBAC. Callers act
+//! through noauth's `X-Project-Id` / `X-Roles` here (fast, on both databases); the same checks
+//! with real Keystone tokens are in `keystone_auth`.
+
+use super::*;
+use neutrino_lab::ApiClient;
+
+struct Callers {
+    admin: ApiClient,
+    alice: ApiClient,
+    rita: ApiClient,
+    bob: ApiClient,
+}
+
+fn callers(s: &TestServer) -> Callers {
+    Callers {
+        admin: s.api.acting_as("admin-project", "admin,member,reader"),
+        alice: s.api.acting_as("alpha", "member,reader"),
+        rita: s.api.acting_as("alpha", "reader"),
+        bob: s.api.acting_as("beta", "member,reader"),
+    }
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn status(r: Result<Value, neutrino_lab::ApiError>) -> (u16, String) {
+    let (status, kind, _) = error_of(r);
+    (status, kind)
+}
+
+fn ids(list: &Value, key: &str) -> Vec<String> {
+    list[key].as_array().unwrap().iter().map(id).collect()
+}
+
+on_both_backends!(projects_are_isolated_for_every_resource_type, default_config(), |s: TestServer| async move {
+    let c = callers(&s);
+    let net = c.alice.create_network("a-net").await.unwrap();
+    assert_eq!(net["project_id"], "alpha");
+    assert!(net.get("provider:network_type").is_none(), "provider attributes are for admins");
+    let net_id = id(&net);
+    let subnet = c.alice.create_subnet(&net_id, "203.0.113.0/24").await.unwrap();
+    let port = c.alice.post("/v2.0/ports", json!({"port": {"network_id": net_id}})).await.unwrap()["port"].clone();
+    assert!(port.get("binding:vif_type").is_none() && port.get("binding:host_id").is_none(), "{port}");
+    let sg = c.alice.post("/v2.0/security-groups", json!({"security_group": {"name": "a-sg"}})).await.unwrap()
+        ["security_group"]
+        .clone();
+    let rule = c
+        .alice
+        .post("/v2.0/security-group-rules", json!({"security_group_rule": {"security_group_id": sg["id"], "direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22}}))
+        .await
+        .unwrap()["security_group_rule"]
+        .clone();
+    let scope = c
+        .alice
+        .post("/v2.0/address-scopes", json!({"address_scope": {"name": "a-scope", "ip_version": 4}}))
+        .await
+        .unwrap()["address_scope"]
+        .clone();
+    let pool = c
+        .alice
+        .post(
+            "/v2.0/subnetpools",
+            json!({"subnetpool": {"name": "a-pool", "prefixes": ["198.18.0.0/16"], "default_prefixlen": 24}}),
+        )
+        .await
+        .unwrap()["subnetpool"]
+        .clone();
+
+    let items = [
+        ("networks", "network", id(&net), "NetworkNotFound"),
+        ("subnets", "subnet", id(&subnet), "SubnetNotFound"),
+        ("ports", "port", id(&port), "PortNotFound"),
+        ("security-groups", "security_group", id(&sg), "SecurityGroupNotFound"),
+        ("security-group-rules", "security_group_rule", id(&rule), "SecurityGroupRuleNotFound"),
+        ("address-scopes", "address_scope", id(&scope), "AddressScopeNotFound"),
+        ("subnetpools", "subnetpool", id(&pool), "SubnetPoolNotFound"),
+    ];
+    for (collection, resource, item, not_found) in &items {
+        let key = collection.replace('-', "_");
+        // Another project: not listed, not found, cannot change or delete it.
+        let listed = c.bob.get(&format!("/v2.0/{collection}")).await.unwrap();
+        assert!(!ids(&listed, &key).contains(item), "{collection} listed to bob");
+        let filtered = c.bob.get(&format!("/v2.0/{collection}?id={item}")).await.unwrap();
+        assert!(ids(&filtered, &key).is_empty(), "{collection} by id to bob");
+        assert_eq!(status(c.bob.get(&format!("/v2.0/{collection}/{item}")).await).await, (404, not_found.to_string()));
+        if *resource != "security_group_rule" {
+            let body = json!({ *resource: {"name": "stolen"} });
+            assert_eq!(
+                status(c.bob.put(&format!("/v2.0/{collection}/{item}"), body).await).await.0,
+                404,
+                "{collection} update by bob"
+            );
+        }
+        assert_eq!(
+            status(c.bob.delete(&format!("/v2.0/{collection}/{item}")).await).await.0,
+            404,
+            "{collection} delete by bob"
+        );
+        // The owner's reader sees it but cannot change it.
+        assert!(
+            ids(&c.rita.get(&format!("/v2.0/{collection}")).await.unwrap(), &key).contains(item),
+            "{collection} listed to rita"
+        );
+        c.rita.get(&format!("/v2.0/{collection}/{item}")).await.unwrap();
+        assert_eq!(
+            status(c.rita.delete(&format!("/v2.0/{collection}/{item}")).await).await,
+            (403, "PolicyNotAuthorized".into()),
+            "{collection}"
+        );
+        // The admin sees everything.
+        c.admin.get(&format!("/v2.0/{collection}/{item}")).await.unwrap();
+    }
+    assert_eq!(status(c.bob.put(&format!("/v2.0/networks/{net_id}/tags/x"), json!(null)).await).await.0, 404);
+    assert_eq!(
+        status(c.rita.put(&format!("/v2.0/networks/{net_id}"), json!({"network": {"name": "r"}})).await).await.0,
+        403
+    );
+    assert_eq!(status(c.rita.create_network("r-net").await).await, (403, "PolicyNotAuthorized".into()));
+
+    // Creating in another project, on another project's network, or with admin-only attributes.
+    let (st, kind) =
+        status(c.alice.post("/v2.0/networks", json!({"network": {"name": "x", "project_id": "beta"}})).await).await;
+    assert_eq!((st, kind.as_str()), (403, "PolicyNotAuthorized"));
+    for attrs in [json!({"shared": true}), json!({"provider:network_type": "vxlan"}), json!({"router:external": true})]
+    {
+        let mut body = attrs.clone();
+        body["name"] = json!("x");
+        assert_eq!(status(c.alice.post("/v2.0/networks", json!({ "network": body })).await).await.0, 403, "{attrs}");
+    }
+    assert_eq!(
+        status(c.bob.post("/v2.0/ports", json!({"port": {"network_id": net_id}})).await).await,
+        (404, "NetworkNotFound".into())
+    );
+    assert_eq!(
+        status(
+            c.bob
+                .post(
+                    "/v2.0/subnets",
+                    json!({"subnet": {"network_id": net_id, "cidr": "198.51.100.0/24", "ip_version": 4}})
+                )
+                .await
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        status(c.alice.post("/v2.0/ports", json!({"port": {"network_id": net_id, "binding:host_id": "h1"}})).await)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        status(c.alice.put(&format!("/v2.0/networks/{net_id}"), json!({"network": {"shared": true}})).await).await.0,
+        403
+    );
+
+    // Admin-only collections: empty lists, 403 on writes, 404 on items.
+    for collection in ["agents", "segments", "network_segment_ranges"] {
+        let listed = c.alice.get(&format!("/v2.0/{collection}")).await.unwrap();
+        assert_eq!(listed[collection], json!([]), "{collection}");
+    }
+    let seg = s.api.get(&format!("/v2.0/segments?network_id={net_id}")).await.unwrap()["segments"][0].clone();
+    assert_eq!(status(c.alice.get(&format!("/v2.0/segments/{}", id(&seg))).await).await.0, 404);
+    assert_eq!(
+        status(
+            c.alice.post("/v2.0/segments", json!({"segment": {"network_id": net_id, "network_type": "vxlan"}})).await
+        )
+        .await
+        .0,
+        403
+    );
+    // Admin sees provider attributes and bindings.
+    let as_admin = c.admin.get(&format!("/v2.0/ports/{}", id(&port))).await.unwrap();
+    assert_eq!(as_admin["port"]["binding:vif_type"], "unbound");
+    // The owner deletes.
+    c.alice.delete(&format!("/v2.0/ports/{}", id(&port))).await.unwrap();
+    c.alice.delete(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+});
+
+on_both_backends!(shared_networks_and_rbac_policies, default_config(), |s: TestServer| async move {
+    let c = callers(&s);
+    let gamma = s.api.acting_as("gamma", "member,reader");
+    // An admin's shared network: visible to all, usable by all, changed only by its owner.
+    let shared = c.admin.post("/v2.0/networks", json!({"network": {"name": "public", "shared": true}})).await.unwrap()
+        ["network"]
+        .clone();
+    let shared_id = id(&shared);
+    let shared_subnet = c.admin.create_subnet(&shared_id, "198.51.100.0/24").await.unwrap();
+    let seen = c.bob.get(&format!("/v2.0/networks/{shared_id}")).await.unwrap();
+    assert_eq!(seen["network"]["shared"], true);
+    assert!(ids(&c.bob.get("/v2.0/subnets").await.unwrap(), "subnets").contains(&id(&shared_subnet)));
+    let bobs_port =
+        c.bob.post("/v2.0/ports", json!({"port": {"network_id": shared_id}})).await.unwrap()["port"].clone();
+    assert_eq!(bobs_port["project_id"], "beta");
+    assert!(
+        !ids(&c.alice.get("/v2.0/ports").await.unwrap(), "ports").contains(&id(&bobs_port)),
+        "alice sees no bob port"
+    );
+    assert_eq!(
+        status(c.bob.put(&format!("/v2.0/networks/{shared_id}"), json!({"network": {"name": "mine"}})).await).await.0,
+        403
+    );
+    assert_eq!(
+        status(
+            c.bob
+                .post(
+                    "/v2.0/subnets",
+                    json!({"subnet": {"network_id": shared_id, "cidr": "192.0.2.0/24", "ip_version": 4}})
+                )
+                .await
+        )
+        .await
+        .0,
+        403
+    );
+    // A fixed address on someone else's network is for its owner only.
+    let fixed = json!({"port": {"network_id": shared_id, "fixed_ips": [{"subnet_id": id(&shared_subnet), "ip_address": "198.51.100.77"}]}});
+    assert_eq!(status(c.bob.post("/v2.0/ports", fixed).await).await.0, 403);
+    // Unsharing while bob uses it is refused.
+    let (st, kind) =
+        status(c.admin.put(&format!("/v2.0/networks/{shared_id}"), json!({"network": {"shared": false}})).await).await;
+    assert_eq!((st, kind.as_str()), (409, "RbacPolicyInUse"));
+    let wildcard =
+        c.admin.get(&format!("/v2.0/rbac-policies?object_id={shared_id}")).await.unwrap()["rbac_policies"][0].clone();
+    assert_eq!(
+        (wildcard["target_tenant"].as_str(), wildcard["action"].as_str()),
+        (Some("*"), Some("access_as_shared"))
+    );
+
+    // Alice shares her network with beta only.
+    let net = c.alice.create_network("a-net").await.unwrap();
+    let net_id = id(&net);
+    assert_eq!(status(c.bob.get(&format!("/v2.0/networks/{net_id}")).await).await.0, 404);
+    let everyone = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "*"}});
+    assert_eq!(
+        status(c.alice.post("/v2.0/rbac-policies", everyone).await).await.0,
+        403,
+        "only admins share with everyone"
+    );
+    let to_beta = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "beta"}});
+    assert_eq!(
+        status(c.bob.post("/v2.0/rbac-policies", to_beta.clone()).await).await.0,
+        404,
+        "bob cannot share alice's network"
+    );
+    let policy = c.alice.post("/v2.0/rbac-policies", to_beta.clone()).await.unwrap()["rbac_policy"].clone();
+    assert_eq!((policy["project_id"].as_str(), policy["target_tenant"].as_str()), (Some("alpha"), Some("beta")));
+    assert_eq!(status(c.alice.post("/v2.0/rbac-policies", to_beta).await).await, (409, "DuplicateRbacPolicy".into()));
+    let seen = c.bob.get(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+    assert_eq!(seen["network"]["shared"], true, "shared with bob's project");
+    assert_eq!(c.alice.get(&format!("/v2.0/networks/{net_id}")).await.unwrap()["network"]["shared"], false);
+    assert_eq!(status(gamma.get(&format!("/v2.0/networks/{net_id}")).await).await.0, 404, "not with gamma");
+    assert!(
+        ids(&c.bob.get("/v2.0/rbac-policies").await.unwrap(), "rbac_policies").is_empty(),
+        "policies show to their owner"
+    );
+    let on_alices = c.bob.post("/v2.0/ports", json!({"port": {"network_id": net_id}})).await.unwrap()["port"].clone();
+    assert!(
+        ids(&c.alice.get("/v2.0/ports").await.unwrap(), "ports").contains(&id(&on_alices)),
+        "network owners see ports on their networks"
+    );
+    let policy_id = id(&policy);
+    let (st, kind) = status(c.alice.delete(&format!("/v2.0/rbac-policies/{policy_id}")).await).await;
+    assert_eq!((st, kind.as_str()), (409, "RbacPolicyInUse"));
+    let (st, _) = status(
+        c.alice
+            .put(&format!("/v2.0/rbac-policies/{policy_id}"), json!({"rbac_policy": {"target_tenant": "gamma"}}))
+            .await,
+    )
+    .await;
+    assert_eq!(st, 409, "retargeting away from a user is refused too");
+    c.bob.delete(&format!("/v2.0/ports/{}", id(&on_alices))).await.unwrap();
+    c.alice.delete(&format!("/v2.0/rbac-policies/{policy_id}")).await.unwrap();
+    assert_eq!(status(c.bob.get(&format!("/v2.0/networks/{net_id}")).await).await.0, 404, "unshared");
+    // Deleting the network deletes its policies.
+    c.alice.post("/v2.0/rbac-policies", json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "gamma"}})).await.unwrap();
+    c.alice.delete(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+    assert!(ids(&c.admin.get(&format!("/v2.0/rbac-policies?object_id={net_id}")).await.unwrap(), "rbac_policies")
+        .is_empty());
+    for bad in [
+        json!({"object_type": "router", "object_id": shared_id, "action": "access_as_shared", "target_tenant": "x"}),
+        json!({"object_type": "network", "object_id": shared_id, "action": "access_as_nothing", "target_tenant": "x"}),
+        json!({"object_type": "network", "object_id": shared_id, "action": "access_as_shared"}),
+    ] {
+        assert_eq!(status(c.admin.post("/v2.0/rbac-policies", json!({ "rbac_policy": bad })).await).await.0, 400);
+    }
+});
+
+fn with_policy_file() -> ServerConfig {
+    let path = std::env::temp_dir().join(crate::common::unique("neutrino-policy"));
+    std::fs::write(&path, "# only admins read networks\n\"get_network\": \"rule:admin_only\"\n").unwrap();
+    ServerConfig { policy_file: Some(path), ..default_config() }
+}
+
+on_both_backends!(a_policy_file_overrides_the_defaults, with_policy_file(), |s: TestServer| async move {
+    let c = callers(&s);
+    let net = c.alice.create_network("a").await.unwrap();
+    assert_eq!(status(c.alice.get(&format!("/v2.0/networks/{}", id(&net))).await).await.0, 404);
+    assert!(c.alice.get("/v2.0/networks").await.unwrap()["networks"].as_array().unwrap().is_empty());
+    c.admin.get(&format!("/v2.0/networks/{}", id(&net))).await.unwrap();
+});
