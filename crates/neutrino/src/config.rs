@@ -5,6 +5,7 @@ use neutrino_agent::AgentConfig;
 use neutrino_domain::segments::{
     parse_tunnel_ranges, parse_vlan_ranges, parse_vni_ranges, TypeDriverConfig, MAX_GRE_ID,
 };
+use neutrino_server::auth::{AuthStrategy, KeystoneConfig};
 use neutrino_server::ServerConfig;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -28,6 +29,23 @@ const KNOWN: &[(&str, &[&str])] = &[
         ],
     ),
     ("database", &["connection", "max_pool_size"]),
+    (
+        "keystone_authtoken",
+        &[
+            "www_authenticate_uri",
+            "auth_uri",
+            "auth_url",
+            "auth_type",
+            "username",
+            "password",
+            "project_name",
+            "user_domain_name",
+            "project_domain_name",
+            "token_cache_time",
+            "neutrino_token_cache_size",
+        ],
+    ),
+    ("oslo_policy", &["policy_file", "enforce_new_defaults", "enforce_scope"]),
     (
         "ml2",
         &[
@@ -187,6 +205,8 @@ impl Options {
                 return Err(format!("[ml2] extension_drivers: unknown or unsupported extension driver '{d}'"));
             }
         }
+        c.auth = self.auth_strategy()?;
+        c.policy_file = self.get("oslo_policy", "policy_file").map(|p| self.resolve(p));
         if extension_drivers.iter().any(|d| d == "dns" || d == "dns_domain_ports") {
             let domain = self.get("DEFAULT", "dns_domain").unwrap_or(neutrino_domain::dns::DEFAULT_DNS_DOMAIN);
             let domain =
@@ -194,6 +214,60 @@ impl Options {
             c.dns_domain = Some(domain);
         }
         Ok(c)
+    }
+
+    /// A relative path is relative to the state directory (Neutron's config directory
+    /// convention does not apply: Neutrino has one).
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = PathBuf::from(path);
+        if p.is_absolute() {
+            p
+        } else {
+            self.state_path().join(p)
+        }
+    }
+
+    /// `[DEFAULT] auth_strategy` and, for `keystone`, `[keystone_authtoken]`.
+    pub fn auth_strategy(&self) -> Result<AuthStrategy, String> {
+        // Neutron's default is keystone; without a `[keystone_authtoken]` to use, Neutrino
+        // starts in noauth (and says so), so that a bare all-in-one runs.
+        let default = if self.get("keystone_authtoken", "auth_url").is_some() { "keystone" } else { "noauth" };
+        let strategy = self.get("DEFAULT", "auth_strategy").unwrap_or(default);
+        if strategy == "noauth" {
+            tracing::warn!("auth_strategy = noauth: every caller is an admin (X-Project-Id and X-Roles are trusted)");
+        }
+        match strategy {
+            "noauth" => Ok(AuthStrategy::NoAuth),
+            "keystone" => Ok(AuthStrategy::Keystone(self.keystone()?)),
+            other => Err(format!("[DEFAULT] auth_strategy: '{other}' is not keystone or noauth")),
+        }
+    }
+
+    /// `[keystone_authtoken]` (the service's credentials and where Keystone is).
+    pub fn keystone(&self) -> Result<KeystoneConfig, String> {
+        let s = "keystone_authtoken";
+        let need = |key: &str| {
+            self.get(s, key).map(String::from).ok_or_else(|| format!("[{s}] {key} is required with auth_strategy = keystone"))
+        };
+        let auth_url = need("auth_url")?;
+        if !auth_url.starts_with("http://") {
+            return Err(format!("[{s}] auth_url: only http:// Keystone endpoints are supported (got '{auth_url}')"));
+        }
+        Ok(KeystoneConfig {
+            www_authenticate_uri: self
+                .get(s, "www_authenticate_uri")
+                .or_else(|| self.get(s, "auth_uri"))
+                .unwrap_or(&auth_url)
+                .to_string(),
+            auth_url: auth_url.clone(),
+            username: need("username")?,
+            password: need("password")?,
+            project_name: need("project_name")?,
+            user_domain_name: self.get(s, "user_domain_name").unwrap_or("Default").to_string(),
+            project_domain_name: self.get(s, "project_domain_name").unwrap_or("Default").to_string(),
+            token_cache_time: self.number(s, "token_cache_time")?.unwrap_or(300),
+            token_cache_size: self.number(s, "neutrino_token_cache_size")?.unwrap_or(10_000),
+        })
     }
 
     pub fn agent(&self) -> Result<AgentConfig, String> {
@@ -290,6 +364,31 @@ mod tests {
         o.set("ml2", "tenant_network_types", "vlan,vxlan");
         o.set("ml2", "type_drivers", "vxlan");
         assert!(o.server().unwrap_err().contains("tenant_network_types"));
+    }
+
+    #[test]
+    fn auth_options_are_read() {
+        let o = Options::default();
+        assert!(matches!(o.server().unwrap().auth, AuthStrategy::NoAuth));
+        let mut o = Options::default();
+        o.set("DEFAULT", "auth_strategy", "keystone");
+        assert!(o.server().unwrap_err().contains("[keystone_authtoken] auth_url"));
+        for (k, v) in [
+            ("auth_url", "http://192.0.2.5:5000"),
+            ("www_authenticate_uri", "http://192.0.2.5:5000/v3"),
+            ("username", "neutron"),
+            ("password", "secret"),
+            ("project_name", "service"),
+        ] {
+            o.set("keystone_authtoken", k, v);
+        }
+        o.set("oslo_policy", "policy_file", "/etc/neutron/policy.yaml");
+        let s = o.server().unwrap();
+        let AuthStrategy::Keystone(k) = &s.auth else { panic!("keystone expected") };
+        assert_eq!((k.username.as_str(), k.user_domain_name.as_str(), k.token_cache_time), ("neutron", "Default", 300));
+        assert_eq!(s.policy_file.as_deref(), Some(Path::new("/etc/neutron/policy.yaml")));
+        o.set("DEFAULT", "auth_strategy", "magic");
+        assert!(o.server().is_err());
     }
 
     #[test]
