@@ -2,8 +2,10 @@
 
 use futures::StreamExt;
 use neutrino_api::agent::{AgentRegistration, PortStatusReport, StreamMessage};
-use std::time::Duration;
-use tokio::sync::mpsc;
+use neutrino_api::keystone::PasswordAuth;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -19,6 +21,42 @@ pub enum ClientError {
 pub struct ServerClient {
     base: String,
     http: reqwest::Client,
+    /// With Keystone: the agent's credentials and its current token.
+    keystone: Option<Arc<KeystoneToken>>,
+}
+
+/// The agent's Keystone token: fetched when first needed, again when the server refuses it
+/// and every 15 minutes (tokens live an hour by default).
+pub struct KeystoneToken {
+    auth: PasswordAuth,
+    current: Mutex<Option<(String, Instant)>>,
+}
+
+const TOKEN_REFRESH: Duration = Duration::from_secs(15 * 60);
+
+impl KeystoneToken {
+    async fn get(&self, http: &reqwest::Client) -> Result<String, ClientError> {
+        let mut current = self.current.lock().await;
+        if let Some((token, at)) = current.as_ref() {
+            if at.elapsed() < TOKEN_REFRESH {
+                return Ok(token.clone());
+            }
+        }
+        let resp = http.post(self.auth.tokens_url()).json(&self.auth.request_body()).send().await?;
+        let resp = ServerClient::check(resp).await?;
+        let token = resp
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+            .ok_or_else(|| ClientError::BadMessage("Keystone sent no X-Subject-Token".into()))?;
+        *current = Some((token.clone(), Instant::now()));
+        Ok(token)
+    }
+
+    async fn forget(&self) {
+        *self.current.lock().await = None;
+    }
 }
 
 impl ServerClient {
@@ -28,7 +66,32 @@ impl ServerClient {
             .tcp_keepalive(Duration::from_secs(15))
             .build()
             .unwrap_or_default();
-        ServerClient { base: server_url.trim_end_matches('/').to_string(), http }
+        ServerClient { base: server_url.trim_end_matches('/').to_string(), http, keystone: None }
+    }
+
+    /// Authenticate to the server with Keystone tokens obtained with `auth`.
+    pub fn with_keystone(mut self, auth: PasswordAuth) -> ServerClient {
+        self.keystone = Some(Arc::new(KeystoneToken { auth, current: Mutex::new(None) }));
+        self
+    }
+
+    /// Add the token, when there is Keystone, to a request.
+    async fn authed(&self, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, ClientError> {
+        match &self.keystone {
+            Some(k) => Ok(req.header("X-Auth-Token", k.get(&self.http).await?)),
+            None => Ok(req),
+        }
+    }
+
+    /// Send; a 401 makes the next request fetch a new token.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = self.authed(req).await?.send().await?;
+        if resp.status().as_u16() == 401 {
+            if let Some(k) = &self.keystone {
+                k.forget().await;
+            }
+        }
+        Self::check(resp).await
     }
 
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -43,21 +106,19 @@ impl ServerClient {
     /// Register (or heartbeat). `starting` marks a fresh start of the agent.
     pub async fn register(&self, reg: &AgentRegistration, starting: bool) -> Result<(), ClientError> {
         let url = format!("{}/v2.0/neutrino/agents?starting={starting}", self.base);
-        let resp = self.http.post(url).json(reg).timeout(Duration::from_secs(10)).send().await?;
-        Self::check(resp).await.map(|_| ())
+        self.send(self.http.post(url).json(reg).timeout(Duration::from_secs(10))).await.map(|_| ())
     }
 
     pub async fn report(&self, report: &PortStatusReport) -> Result<(), ClientError> {
         let url = format!("{}/v2.0/neutrino/ports/status", self.base);
-        let resp = self.http.put(url).json(report).timeout(Duration::from_secs(10)).send().await?;
-        Self::check(resp).await.map(|_| ())
+        self.send(self.http.put(url).json(report).timeout(Duration::from_secs(10))).await.map(|_| ())
     }
 
     /// Follow the host's stream, sending each message to `out`, until the connection ends.
     /// A silent connection (no heartbeat for 35 s) is treated as dead.
     pub async fn follow(&self, host: &str, out: &mpsc::Sender<StreamMessage>) -> Result<(), ClientError> {
         let url = format!("{}/v2.0/neutrino/hosts/{host}/stream", self.base);
-        let resp = Self::check(self.http.get(url).send().await?).await?;
+        let resp = self.send(self.http.get(url)).await?;
         let mut body = resp.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
         loop {

@@ -37,11 +37,17 @@ pub struct AgentConfig {
     pub availability_zone: String,
     /// `[linux_bridge] physical_interface_mappings`: physical network → interface.
     pub physical_interface_mappings: BTreeMap<String, String>,
+    /// `[keystone_authtoken]`: with Keystone, the agent's credentials (a user with the
+    /// `admin` or `service` role).
+    pub keystone: Option<neutrino_api::keystone::PasswordAuth>,
 }
 
 /// Run the agent until `shutdown` resolves.
 pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl std::future::Future<Output = ()>) {
-    let client = ServerClient::new(&config.server_url);
+    let mut client = ServerClient::new(&config.server_url);
+    if let Some(auth) = &config.keystone {
+        client = client.with_keystone(auth.clone());
+    }
     let host = capabilities::discover(&dataplane, &config.physical_interface_mappings).await;
     let registration = AgentRegistration {
         host: config.host.clone(),

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod error;
+pub mod keystone;
 pub mod resources;
 
 pub use error::{ApiError, NeutronErrorBody};

@@ -247,7 +247,9 @@ impl Options {
     pub fn keystone(&self) -> Result<KeystoneConfig, String> {
         let s = "keystone_authtoken";
         let need = |key: &str| {
-            self.get(s, key).map(String::from).ok_or_else(|| format!("[{s}] {key} is required with auth_strategy = keystone"))
+            self.get(s, key)
+                .map(String::from)
+                .ok_or_else(|| format!("[{s}] {key} is required with auth_strategy = keystone"))
         };
         let auth_url = need("auth_url")?;
         if !auth_url.starts_with("http://") {
@@ -294,6 +296,20 @@ impl Options {
                 .unwrap_or("nova")
                 .to_string(),
             physical_interface_mappings: self.mappings("linux_bridge", "physical_interface_mappings")?,
+            keystone: match self.get("keystone_authtoken", "auth_url") {
+                None => None,
+                Some(_) => {
+                    let k = self.keystone()?;
+                    Some(neutrino_api::keystone::PasswordAuth {
+                        auth_url: k.auth_url,
+                        username: k.username,
+                        password: k.password,
+                        project_name: k.project_name,
+                        user_domain_name: k.user_domain_name,
+                        project_domain_name: k.project_domain_name,
+                    })
+                }
+            },
         })
     }
 }

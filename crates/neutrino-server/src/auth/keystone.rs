@@ -6,8 +6,9 @@
 //! The service token is shared behind a read lock and refreshed by one request at a time only
 //! when it is about to expire, so validation never serializes requests.
 
+use neutrino_api::keystone::PasswordAuth;
 use neutrino_domain::policy::Credentials;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -170,11 +171,15 @@ impl KeystoneValidator {
             }
         }
         let c = &self.config;
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": c.username, "password": c.password, "domain": {"name": c.user_domain_name}}}},
-            "scope": {"project": {"name": c.project_name, "domain": {"name": c.project_domain_name}}}}});
-        let resp = self.client.post(format!("{}/auth/tokens", self.identity)).json(&body).send().await?;
+        let auth = PasswordAuth {
+            auth_url: c.auth_url.clone(),
+            username: c.username.clone(),
+            password: c.password.clone(),
+            project_name: c.project_name.clone(),
+            user_domain_name: c.user_domain_name.clone(),
+            project_domain_name: c.project_domain_name.clone(),
+        };
+        let resp = self.client.post(auth.tokens_url()).json(&auth.request_body()).send().await?;
         let status = resp.status().as_u16();
         if status != 201 {
             return Err(KeystoneError::Status { status, body: resp.text().await.unwrap_or_default() });
@@ -224,6 +229,7 @@ fn seconds_until(at: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn token_bodies_give_credentials_and_lifetime() {
