@@ -6,12 +6,14 @@
 mod api;
 mod capture;
 mod cmd;
+mod keystone;
 mod lab;
 mod netns;
 
 pub use api::{ApiClient, ApiError};
 pub use capture::{Capture, CaptureCounts};
 pub use cmd::{run, LabError};
+pub use keystone::{keystone_harness, keystone_installed, Keystone, KeystoneUser};
 pub use lab::{
     check_tools, cleanup_prefix, BootedVm, Lab, LabConfig, PingRun, VmSpec, PHYSICAL_INTERFACE, PHYSICAL_NETWORK,
     SERVER_IP,

@@ -4,9 +4,11 @@
 //! - `conformance`: replies compared with the recorded Neutron 29 samples.
 //! - `e2e`: the namespace lab with real agents and real packets (root only).
 //! - `cli`: the real `openstack` CLI (needs `NEUTRINO_OPENSTACK_CLI`).
+//! - `keystone`: a real Keystone (`scripts/keystone-harness`, installed by `scripts/test`).
 
 mod api;
 mod cli;
 mod common;
 mod conformance;
 mod e2e;
+mod keystone;
