@@ -38,7 +38,10 @@ async fn keystone_issues_and_validates_project_tokens() {
     }
     let dir = std::env::temp_dir().join(format!("neutrino-keystone-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let ks = Keystone::start(&dir, free_port()).expect("Keystone starts");
+    // Neutrino's address goes into Keystone's catalog, as a cloud's network endpoint.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let ks = Keystone::start_with(&dir, free_port(), Some(&format!("{base}/"))).expect("Keystone starts");
     let alpha = ks.project_id("alpha").unwrap().to_string();
 
     let mut tokens = std::collections::BTreeMap::new();
@@ -77,6 +80,121 @@ async fn keystone_issues_and_validates_project_tokens() {
     let (status, body) = ks.validate(service, "gAAAAABnot-a-real-token").await.unwrap();
     assert_eq!(status, 404, "{body}");
 
+    neutrino_with_keystone(&ks, listener, &base, &tokens).await;
     drop(ks);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Neutrino server with `auth_strategy = keystone`, the `neutron` service user validating the
+/// callers' tokens: 401s, projects isolated, roles obeyed, and the openstack CLI logging in.
+async fn neutrino_with_keystone(
+    ks: &Keystone,
+    listener: tokio::net::TcpListener,
+    base: &str,
+    tokens: &std::collections::BTreeMap<&str, String>,
+) {
+    use neutrino_server::auth::{AuthStrategy, KeystoneConfig};
+    use serde_json::json;
+    let neutron = ks.user("neutron").unwrap();
+    let tmp = crate::common::TempDir(std::env::temp_dir().join(crate::common::unique("neutrino-ks-db")));
+    std::fs::create_dir_all(&tmp.0).unwrap();
+    let connection = format!("sqlite:///{}/db.sqlite", tmp.0.display());
+    let config = neutrino_server::ServerConfig {
+        connection: connection.clone(),
+        auth: AuthStrategy::Keystone(KeystoneConfig {
+            www_authenticate_uri: ks.auth_url().to_string(),
+            auth_url: ks.auth_url().to_string(),
+            username: neutron.name.clone(),
+            password: neutron.password.clone(),
+            project_name: neutron.project.clone(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            token_cache_time: 300,
+            token_cache_size: 1000,
+        }),
+        ..crate::common::default_config()
+    };
+    let store = neutrino_store::Store::connect(&connection, 8).await.unwrap();
+    let app = neutrino_server::App::new(store, config).await.unwrap();
+    let server = tokio::spawn(neutrino_server::serve(app, listener));
+
+    // No token, or a bad one: keystonemiddleware's 401.
+    let resp = reqwest::Client::new().get(format!("{base}/v2.0/networks")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert_eq!(challenge, format!("Keystone uri=\"{}\"", ks.auth_url()));
+    let anonymous = neutrino_lab::ApiClient::new(base);
+    assert_eq!(anonymous.with_token("gAAAAABbogus").get("/v2.0/networks").await.unwrap_err().status(), Some(401));
+    assert!(anonymous.get("/").await.is_ok(), "version discovery needs no token");
+
+    let api = |user: &str| anonymous.with_token(&tokens[user]);
+    let (alice, bob, rita, admin) = (api("alice"), api("bob"), api("rita"), api("admin"));
+    let net = alice.create_network("alpha-net").await.unwrap();
+    assert_eq!(net["project_id"], ks.project_id("alpha").unwrap());
+    let net_id = net["id"].as_str().unwrap().to_string();
+    let listed = |v: serde_json::Value| -> Vec<String> {
+        v["networks"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(!listed(bob.get("/v2.0/networks").await.unwrap()).contains(&"alpha-net".to_string()));
+    assert_eq!(bob.get(&format!("/v2.0/networks/{net_id}")).await.unwrap_err().status(), Some(404));
+    assert!(listed(rita.get("/v2.0/networks").await.unwrap()).contains(&"alpha-net".to_string()));
+    let renamed = rita.put(&format!("/v2.0/networks/{net_id}"), json!({"network": {"name": "r"}})).await;
+    assert_eq!(renamed.unwrap_err().status(), Some(403));
+    assert!(listed(admin.get("/v2.0/networks").await.unwrap()).contains(&"alpha-net".to_string()));
+    let shared = admin.post("/v2.0/networks", json!({"network": {"name": "public", "shared": true}})).await.unwrap();
+    assert_eq!(shared["network"]["project_id"], ks.project_id("admin").unwrap());
+    assert!(listed(bob.get("/v2.0/networks").await.unwrap()).contains(&"public".to_string()));
+    let sharing = alice.post("/v2.0/networks", json!({"network": {"name": "x", "shared": true}})).await;
+    assert_eq!(sharing.unwrap_err().status(), Some(403));
+    // Agents need an admin or service token.
+    let reg = json!({"host": "h1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11"});
+    assert_eq!(alice.post("/v2.0/neutrino/agents", reg.clone()).await.unwrap_err().status(), Some(403));
+    api("neutron").post("/v2.0/neutrino/agents", reg).await.unwrap();
+
+    openstack_cli_with_keystone_tokens(ks).await;
+    server.abort();
+}
+
+/// The openstack CLI, logged in through Keystone, finds Neutrino in the catalog.
+async fn openstack_cli_with_keystone_tokens(ks: &Keystone) {
+    let cli = match std::env::var("NEUTRINO_OPENSTACK_CLI") {
+        Ok(c) => c,
+        Err(_) => {
+            assert!(std::env::var("CI").is_err(), "CI must provide NEUTRINO_OPENSTACK_CLI");
+            return;
+        }
+    };
+    let run = |user: &str, args: &[&str]| {
+        let mut cmd = std::process::Command::new(&cli);
+        cmd.args(ks.openstack_args(user).unwrap()).args(args).env("no_proxy", "127.0.0.1");
+        let out = cmd.output().expect("openstack runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let names = |user: &str| -> Vec<String> {
+        let (ok, out, err) = run(user, &["network", "list", "-f", "json"]);
+        assert!(ok, "{user}: network list failed: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array().unwrap().iter().map(|n| n["Name"].as_str().unwrap().to_string()).collect()
+    };
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| run("alice", &["network", "create", "cli-alpha", "-f", "json"]));
+    assert!(ok, "alice creates a network: {out} {err}");
+    let (ok, _, err) = tokio::task::block_in_place(|| run("bob", &["network", "create", "cli-beta", "-f", "json"]));
+    assert!(ok, "bob creates a network: {err}");
+    let (alice_sees, bob_sees, admin_sees) =
+        tokio::task::block_in_place(|| (names("alice"), names("bob"), names("admin")));
+    assert!(alice_sees.contains(&"cli-alpha".into()) && !alice_sees.contains(&"cli-beta".into()), "{alice_sees:?}");
+    assert!(bob_sees.contains(&"cli-beta".into()) && !bob_sees.contains(&"cli-alpha".into()), "{bob_sees:?}");
+    assert!(admin_sees.contains(&"cli-alpha".into()) && admin_sees.contains(&"cli-beta".into()), "{admin_sees:?}");
+    assert!(bob_sees.contains(&"public".into()), "the shared network: {bob_sees:?}");
+    let (ok, _, err) = tokio::task::block_in_place(|| run("rita", &["network", "delete", "cli-alpha"]));
+    assert!(!ok && (err.contains("403") || err.contains("disallowed")), "a reader cannot delete: {err}");
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        run("bob", &["port", "create", "--network", "public", "bob-port", "-f", "json"])
+    });
+    assert!(ok, "bob plugs into the shared network: {err}");
 }
