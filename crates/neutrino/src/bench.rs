@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Tenant networks created (then deleted) by `clients` concurrent clients (0: skip).
     #[arg(long, default_value_t = 2000)]
     networks: usize,
+    /// Compare port creates with Keystone tokens (real Keystone, cached tokens) to noauth,
+    /// on two in-process servers (needs `scripts/keystone-harness install`).
+    #[arg(long)]
+    keystone: bool,
     /// Ports of the activation phase (lab only).
     #[arg(long, default_value_t = 100)]
     activations: usize,
@@ -49,6 +53,9 @@ fn ms(d: Duration) -> String {
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if args.keystone {
+        return keystone_phase(&args).await;
+    }
     if let Some(url) = &args.url {
         return api_phases(&ApiClient::new(url), &args).await.map(|_| ());
     }
@@ -349,5 +356,76 @@ async fn activation_phase(lab: &mut Lab, api: &ApiClient, count: usize) -> Resul
         ms(percentile(&total, 0.5)),
         ms(percentile(&total, 0.99))
     );
+    Ok(())
+}
+
+/// A server on a fresh SQLite file in `dir`, with `auth`.
+async fn in_process_server(
+    dir: &std::path::Path,
+    name: &str,
+    auth: neutrino_server::auth::AuthStrategy,
+) -> Result<(String, tokio::task::JoinHandle<std::io::Result<()>>), String> {
+    let connection = format!("sqlite:///{}/{name}.sqlite", dir.display());
+    let config = neutrino_server::ServerConfig { connection: connection.clone(), auth, ..Default::default() };
+    let store = neutrino_store::Store::connect(&connection, 16).await.map_err(|e| e.to_string())?;
+    let app = neutrino_server::App::new(store, config).await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    Ok((base, tokio::spawn(neutrino_server::serve(app, listener))))
+}
+
+/// Port creates with 16 clients: noauth against Keystone tokens (validated once, then served
+/// from the cache), as an admin and as a project member (whose creates the policy also checks
+/// against the network).
+async fn keystone_phase(args: &BenchArgs) -> Result<(), String> {
+    use neutrino_server::auth::{AuthStrategy, KeystoneConfig};
+    neutrino_lab::keystone_installed()?;
+    let dir = std::env::temp_dir().join(format!("neutrino-bench-keystone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let ks = neutrino_lab::Keystone::start(&dir.join("keystone"), port).map_err(|e| e.to_string())?;
+    let neutron = ks.user("neutron").ok_or("no neutron user")?;
+    let keystone = AuthStrategy::Keystone(KeystoneConfig {
+        www_authenticate_uri: ks.auth_url().to_string(),
+        auth_url: ks.auth_url().to_string(),
+        username: neutron.name.clone(),
+        password: neutron.password.clone(),
+        project_name: neutron.project.clone(),
+        user_domain_name: "Default".into(),
+        project_domain_name: "Default".into(),
+        token_cache_time: 300,
+        token_cache_size: 10_000,
+    });
+    let (noauth_url, noauth_task) = in_process_server(&dir, "noauth", AuthStrategy::NoAuth).await?;
+    let (keystone_url, keystone_task) = in_process_server(&dir, "keystone", keystone).await?;
+    let admin_token = ks.token("admin").await.map_err(|e| e.to_string())?;
+    let alice_token = ks.token("alice").await.map_err(|e| e.to_string())?;
+    let alpha = ks.project_id("alpha").ok_or("no project alpha")?.to_string();
+    let cases = [
+        ("noauth, admin", ApiClient::new(&noauth_url)),
+        ("keystone token, admin", ApiClient::new(&keystone_url).with_token(&admin_token)),
+        ("noauth, project member (X-Roles)", ApiClient::new(&noauth_url).acting_as(&alpha, "member,reader")),
+        ("keystone token, project member", ApiClient::new(&keystone_url).with_token(&alice_token)),
+    ];
+    let mut rates = Vec::new();
+    for (name, api) in &cases {
+        let e = |e: neutrino_lab::ApiError| e.to_string();
+        let net = api.create_network(&format!("bench-{}", rates.len())).await.map_err(e)?;
+        let net_id = net["id"].as_str().unwrap_or_default().to_string();
+        api.create_subnet(&net_id, "10.96.0.0/16").await.map_err(e)?;
+        create_ports(api, &net_id, 200, args.clients).await?; // warm-up
+        let r = create_ports(api, &net_id, args.ports, args.clients).await?;
+        report(&format!("create ports, {} clients, {name}", args.clients), &r);
+        rates.push(r.latencies.len() as f64 / r.elapsed.as_secs_f64());
+    }
+    println!(
+        "keystone/noauth throughput: admin {:.1}%, project member {:.1}%",
+        100.0 * rates[1] / rates[0],
+        100.0 * rates[3] / rates[2]
+    );
+    noauth_task.abort();
+    keystone_task.abort();
+    drop(ks);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
