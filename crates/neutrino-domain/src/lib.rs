@@ -9,6 +9,7 @@ pub mod ipam;
 pub mod mac;
 pub mod naming;
 pub mod port_options;
+pub mod quotas;
 pub mod security_groups;
 pub mod segments;
 pub mod subnet;

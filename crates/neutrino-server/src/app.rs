@@ -1,4 +1,5 @@
 use crate::ml2::Ml2;
+use neutrino_domain::quotas::QuotaDefaults;
 use neutrino_domain::segments::TypeDriverConfig;
 use neutrino_store::Store;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct ServerConfig {
     pub noauth_project: String,
     /// `[DEFAULT] dns_domain` when DNS integration is on (`[ml2] extension_drivers = dns`).
     pub dns_domain: Option<String>,
+    /// `[quotas]`: the limits of projects without overrides.
+    pub quotas: QuotaDefaults,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +38,7 @@ impl Default for ServerConfig {
             agent_down_time: 75,
             noauth_project: "fake_project_id".into(),
             dns_domain: None,
+            quotas: QuotaDefaults::default(),
         }
     }
 }
@@ -54,6 +58,7 @@ impl App {
         let ml2 = Arc::new(Ml2::load(&config.mechanism_drivers).map_err(neutrino_store::StoreError::Config)?);
         ml2.clone().follow(store.on_commit());
         store.set_dns_domain(config.dns_domain.clone()).await?;
+        store.set_quota_defaults(config.quotas.clone());
         let mut tx = store.begin().await?;
         neutrino_store::sync_default_ranges(&mut tx, &config.type_drivers.default_ranges()).await?;
         tx.commit().await?;

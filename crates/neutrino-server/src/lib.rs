@@ -13,6 +13,7 @@ mod meta;
 mod ml2;
 mod networks;
 mod ports;
+mod quotas;
 mod request;
 mod response;
 mod security_groups;
@@ -45,6 +46,7 @@ pub fn router(app: App) -> Router {
         .merge(subnet_pools::routes())
         .merge(tags::routes())
         .merge(ip_availability::routes())
+        .merge(quotas::routes())
         .fallback(meta::not_found)
         .layer(axum::middleware::map_response(response::add_request_id))
         .with_state(app)

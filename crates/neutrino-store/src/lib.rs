@@ -10,6 +10,7 @@ mod error;
 mod filters;
 mod networks;
 mod ports;
+mod quotas;
 mod rows;
 mod schema;
 mod security_groups;
@@ -32,6 +33,9 @@ pub use ports::{
     allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,
     network_allocations, refresh_port_body, release_port_ips, set_port_segment, store_port_body, update_port_row,
 };
+pub use quotas::{
+    delete_project_limits, enforce_quota, project_limits, projects_with_limits, quota_usage, set_project_limits,
+};
 pub use rows::Page;
 pub use security_groups::{
     delete_group, delete_rule, ensure_default_group, get_group, get_rule, insert_group, insert_rule, list_groups,
@@ -51,6 +55,7 @@ pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, networ
 pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH, TAGGABLE};
 
 use neutrino_api::resources::{Network, Port};
+use neutrino_domain::quotas::QuotaDefaults;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row, Transaction};
@@ -62,6 +67,9 @@ use tokio::sync::{mpsc, watch, Mutex, OwnedMutexGuard};
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 const NOTIFY_CHANNEL: &str = "neutrino_changes";
+
+/// The PostgreSQL advisory lock (one-key space) that serializes migrations of several servers.
+const MIGRATION_LOCK_KEY: i64 = 4242;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -76,6 +84,8 @@ pub struct Store {
     backend: Backend,
     /// `[DEFAULT] dns_domain` when DNS integration is on (it shapes port bodies).
     dns_domain: Option<Arc<str>>,
+    /// `[quotas]`: the limits of projects without overrides (creates check them).
+    quota_defaults: Arc<QuotaDefaults>,
     write_lock: Arc<Mutex<()>>,
     changed: Arc<watch::Sender<u64>>,
     /// Where committed transactions send what they changed (the postcommit hooks).
@@ -159,6 +169,7 @@ impl Store {
             pool,
             backend,
             dns_domain: None,
+            quota_defaults: Arc::new(QuotaDefaults::default()),
             write_lock: Arc::new(Mutex::new(())),
             changed: Arc::new(tx),
             committed: None,
@@ -177,7 +188,7 @@ impl Store {
         let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {
             // Several servers may start at once on one database: one migrates, the others wait.
-            tx.inner.execute("SELECT pg_advisory_xact_lock(4242)").await?;
+            tx.inner.execute(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})").as_str()).await?;
         }
         tx.inner.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)").await?;
         for (name, sql) in schema::MIGRATIONS {
@@ -213,6 +224,7 @@ impl Store {
             inner,
             backend: self.backend,
             dns_domain: self.dns_domain.clone(),
+            quota_defaults: self.quota_defaults.clone(),
             changed: self.changed.clone(),
             committed: self.committed.clone(),
             recorded: Vec::new(),
@@ -259,6 +271,15 @@ impl Store {
                 .await?;
         }
         tx.commit().await
+    }
+
+    /// The quota limits of projects without overrides (`[quotas]`).
+    pub fn set_quota_defaults(&mut self, defaults: QuotaDefaults) {
+        self.quota_defaults = Arc::new(defaults);
+    }
+
+    pub fn quota_defaults(&self) -> &QuotaDefaults {
+        &self.quota_defaults
     }
 
     /// Shape a port for a reply (DNS attributes only when DNS integration is on).
@@ -315,6 +336,7 @@ pub struct Tx {
     pub(crate) inner: Transaction<'static, Any>,
     backend: Backend,
     pub(crate) dns_domain: Option<Arc<str>>,
+    pub(crate) quota_defaults: Arc<QuotaDefaults>,
     changed: Arc<watch::Sender<u64>>,
     committed: Option<mpsc::UnboundedSender<Vec<Change>>>,
     recorded: Vec<Change>,

@@ -17,7 +17,21 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_dns", DNS),
     ("0010_agent_description", AGENT_DESCRIPTION),
     ("0011_segments", SEGMENTS),
+    ("0012_quotas", QUOTAS),
 ];
+
+/// Per-project quota overrides (the defaults live in the configuration). Usage is counted from
+/// the resource tables by project, so every counted table gets a `project_id` index.
+const QUOTAS: &str = r#"
+CREATE TABLE quotas (
+    project_id TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    hard_limit BIGINT NOT NULL,
+    PRIMARY KEY (project_id, resource)
+);
+CREATE INDEX security_group_rules_project ON security_group_rules (project_id);
+CREATE INDEX subnetpools_project ON subnetpools (project_id)
+"#;
 
 /// Networks get any number of segments (the network row keeps its first one's provider
 /// attributes, for filters); ports remember the segment they are bound to; agents keep their
