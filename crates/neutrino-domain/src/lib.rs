@@ -10,6 +10,7 @@ pub mod mac;
 pub mod naming;
 pub mod policy;
 pub mod port_options;
+pub mod quotas;
 pub mod security_groups;
 pub mod segments;
 pub mod subnet;

@@ -1,6 +1,7 @@
 use crate::auth::{AuthStrategy, KeystoneValidator};
 use crate::ml2::Ml2;
 use neutrino_domain::policy::Rules;
+use neutrino_domain::quotas::QuotaDefaults;
 use neutrino_domain::segments::TypeDriverConfig;
 use neutrino_store::Store;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct ServerConfig {
     pub auth: AuthStrategy,
     /// `[oslo_policy] policy_file`: rules overriding Neutron's defaults.
     pub policy_file: Option<std::path::PathBuf>,
+    /// `[quotas]`: the limits of projects without overrides.
+    pub quotas: QuotaDefaults,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +46,7 @@ impl Default for ServerConfig {
             dns_domain: None,
             auth: AuthStrategy::NoAuth,
             policy_file: None,
+            quotas: QuotaDefaults::default(),
         }
     }
 }
@@ -64,6 +68,7 @@ impl App {
         let ml2 = Arc::new(Ml2::load(&config.mechanism_drivers).map_err(neutrino_store::StoreError::Config)?);
         ml2.clone().follow(store.on_commit());
         store.set_dns_domain(config.dns_domain.clone()).await?;
+        store.set_quota_defaults(config.quotas.clone());
         let mut tx = store.begin().await?;
         neutrino_store::sync_default_ranges(&mut tx, &config.type_drivers.default_ranges()).await?;
         tx.commit().await?;

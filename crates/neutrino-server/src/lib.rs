@@ -15,6 +15,7 @@ mod ml2;
 mod networks;
 mod policy;
 mod ports;
+mod quotas;
 mod rbac;
 mod request;
 mod response;
@@ -49,6 +50,7 @@ pub fn router(app: App) -> Router {
         .merge(subnet_pools::routes())
         .merge(tags::routes())
         .merge(ip_availability::routes())
+        .merge(quotas::routes())
         .fallback(meta::not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::middleware))
         .layer(axum::middleware::map_response(response::add_request_id))

@@ -10,6 +10,7 @@ mod error;
 mod filters;
 mod networks;
 mod ports;
+mod quotas;
 mod rbac;
 mod rows;
 mod schema;
@@ -33,6 +34,9 @@ pub use networks::{
 pub use ports::{
     allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,
     network_allocations, refresh_port_body, release_port_ips, set_port_segment, store_port_body, update_port_row,
+};
+pub use quotas::{
+    delete_project_limits, enforce_quota, project_limits, projects_with_limits, quota_usage, set_project_limits,
 };
 pub use rbac::{
     delete_object_policies, delete_rbac_policy, get_rbac_policy, insert_rbac_policy, list_rbac_policies,
@@ -58,6 +62,7 @@ pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, t
 pub use visibility::VISIBLE_TO;
 
 use neutrino_api::resources::{Network, Port};
+use neutrino_domain::quotas::QuotaDefaults;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row, Transaction};
@@ -69,6 +74,9 @@ use tokio::sync::{mpsc, watch, Mutex, OwnedMutexGuard};
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 const NOTIFY_CHANNEL: &str = "neutrino_changes";
+
+/// The PostgreSQL advisory lock (one-key space) that serializes migrations of several servers.
+const MIGRATION_LOCK_KEY: i64 = 4242;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -83,6 +91,8 @@ pub struct Store {
     backend: Backend,
     /// `[DEFAULT] dns_domain` when DNS integration is on (it shapes port bodies).
     dns_domain: Option<Arc<str>>,
+    /// `[quotas]`: the limits of projects without overrides (creates check them).
+    quota_defaults: Arc<QuotaDefaults>,
     write_lock: Arc<Mutex<()>>,
     changed: Arc<watch::Sender<u64>>,
     /// Where committed transactions send what they changed (the postcommit hooks).
@@ -166,6 +176,7 @@ impl Store {
             pool,
             backend,
             dns_domain: None,
+            quota_defaults: Arc::new(QuotaDefaults::default()),
             write_lock: Arc::new(Mutex::new(())),
             changed: Arc::new(tx),
             committed: None,
@@ -184,7 +195,7 @@ impl Store {
         let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {
             // Several servers may start at once on one database: one migrates, the others wait.
-            tx.inner.execute("SELECT pg_advisory_xact_lock(4242)").await?;
+            tx.inner.execute(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})").as_str()).await?;
         }
         tx.inner.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)").await?;
         for (name, sql) in schema::MIGRATIONS {
@@ -220,6 +231,7 @@ impl Store {
             inner,
             backend: self.backend,
             dns_domain: self.dns_domain.clone(),
+            quota_defaults: self.quota_defaults.clone(),
             changed: self.changed.clone(),
             committed: self.committed.clone(),
             recorded: Vec::new(),
@@ -266,6 +278,15 @@ impl Store {
                 .await?;
         }
         tx.commit().await
+    }
+
+    /// The quota limits of projects without overrides (`[quotas]`).
+    pub fn set_quota_defaults(&mut self, defaults: QuotaDefaults) {
+        self.quota_defaults = Arc::new(defaults);
+    }
+
+    pub fn quota_defaults(&self) -> &QuotaDefaults {
+        &self.quota_defaults
     }
 
     /// Shape a port for a reply (DNS attributes only when DNS integration is on).
@@ -322,6 +343,7 @@ pub struct Tx {
     pub(crate) inner: Transaction<'static, Any>,
     backend: Backend,
     pub(crate) dns_domain: Option<Arc<str>>,
+    pub(crate) quota_defaults: Arc<QuotaDefaults>,
     changed: Arc<watch::Sender<u64>>,
     committed: Option<mpsc::UnboundedSender<Vec<Change>>>,
     recorded: Vec<Change>,

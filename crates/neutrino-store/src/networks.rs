@@ -187,6 +187,7 @@ pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Pag
 
 /// Insert a network and give it its segments, in the caller's transaction.
 pub async fn insert_network(tx: &mut Tx, net: &mut Network, plans: &[SegmentPlan]) -> Result<()> {
+    crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::Network, &net.project_id).await?;
     sqlx::query(
         "INSERT INTO networks (id, project_id, name, description, admin_state_up, status, shared, router_external, \
          port_security_enabled, mtu, network_type, physical_network, segmentation_id, created_at, updated_at, revision_number, \

@@ -75,6 +75,7 @@ fn duplicate() -> StoreError {
 }
 
 pub async fn insert_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
+    crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::RbacPolicy, &p.project_id).await?;
     let done = sqlx::query(
         "INSERT INTO rbac_policies (id, project_id, object_type, object_id, action, target_project) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",

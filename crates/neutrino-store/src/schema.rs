@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0010_agent_description", AGENT_DESCRIPTION),
     ("0011_segments", SEGMENTS),
     ("0012_rbac", RBAC),
+    ("0013_quotas", QUOTAS),
 ];
 
 /// RBAC policies; a network's `shared` column mirrors its wildcard `access_as_shared` policy.
@@ -35,6 +36,19 @@ CREATE INDEX rbac_policies_target ON rbac_policies (target_project, object_type,
 CREATE INDEX rbac_policies_project ON rbac_policies (project_id);
 INSERT INTO rbac_policies (id, project_id, object_type, object_id, action, target_project)
     SELECT id, project_id, 'network', id, 'access_as_shared', '*' FROM networks WHERE shared
+"#;
+
+/// Per-project quota overrides (the defaults live in the configuration). Usage is counted from
+/// the resource tables by project, so every counted table gets a `project_id` index.
+const QUOTAS: &str = r#"
+CREATE TABLE quotas (
+    project_id TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    hard_limit BIGINT NOT NULL,
+    PRIMARY KEY (project_id, resource)
+);
+CREATE INDEX security_group_rules_project ON security_group_rules (project_id);
+CREATE INDEX subnetpools_project ON subnetpools (project_id)
 "#;
 
 /// Networks get any number of segments (the network row keeps its first one's provider

@@ -136,7 +136,8 @@ pub async fn ensure_default_group(tx: &mut Tx, project_id: &str) -> Result<Strin
         updated_at: now,
         revision_number: 1,
     };
-    insert_group(tx, &group, &initial_rules(&id, true)).await?;
+    // Made for the project, not asked for: never refused by quota (it still counts as used).
+    insert_group_rows(tx, &group, &initial_rules(&id, true)).await?;
     Ok(id)
 }
 
@@ -144,8 +145,16 @@ fn uuid_like() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Insert a group with its first rules.
+/// Insert a group a user asked for, with its first rules. The group counts against the
+/// `security_group` quota; its automatic rules are part of the group, as in Neutron, and are
+/// not refused by the `security_group_rule` quota (they still count as used).
 pub async fn insert_group(tx: &mut Tx, group: &SecurityGroup, rules: &[ValidRule]) -> Result<()> {
+    crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::SecurityGroup, &group.project_id).await?;
+    insert_group_rows(tx, group, rules).await
+}
+
+/// Insert a group with its first rules, without a quota check.
+async fn insert_group_rows(tx: &mut Tx, group: &SecurityGroup, rules: &[ValidRule]) -> Result<()> {
     sqlx::query(
         "INSERT INTO security_groups (id, project_id, name, description, stateful, created_at, updated_at, revision_number) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -345,6 +354,7 @@ pub async fn insert_rule(
             return Err(StoreError::not_found("security_group", group));
         }
     }
+    crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::SecurityGroupRule, project_id).await?;
     if let Err(existing) = insert_rule_row(tx, id, group_id, project_id, rule, Some(description)).await? {
         return Err(DomainError::conflict(
             "SecurityGroupRuleExists",

@@ -226,6 +226,7 @@ fn default_conflict(e: StoreError, ip_version: u8) -> StoreError {
 
 pub async fn insert_pool(tx: &mut Tx, p: &SubnetPool) -> Result<()> {
     check_scope(tx, p).await?;
+    crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::Subnetpool, &p.project_id).await?;
     sqlx::query(
         "INSERT INTO subnetpools (id, project_id, name, description, ip_version, prefixes, min_prefixlen, max_prefixlen, \
          default_prefixlen, address_scope_id, is_default, shared, created_at, updated_at, revision_number) \

@@ -97,6 +97,7 @@ pub async fn network_subnets(c: &mut AnyConnection, network_id: &str) -> Result<
 }
 
 pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
+    crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::Subnet, &s.project_id).await?;
     sqlx::query(
         "INSERT INTO subnets (id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, enable_dhcp, \
          ipv6_ra_mode, ipv6_address_mode, allocation_pools, dns_nameservers, host_routes, created_at, updated_at, revision_number, \

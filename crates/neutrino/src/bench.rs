@@ -382,7 +382,8 @@ async fn keystone_phase(args: &BenchArgs) -> Result<(), String> {
     neutrino_lab::keystone_installed()?;
     let dir = std::env::temp_dir().join(format!("neutrino-bench-keystone-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let ks = neutrino_lab::Keystone::start(&dir.join("keystone"), port).map_err(|e| e.to_string())?;
     let neutron = ks.user("neutron").ok_or("no neutron user")?;
     let keystone = AuthStrategy::Keystone(KeystoneConfig {

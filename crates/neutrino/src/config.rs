@@ -2,6 +2,7 @@
 
 use ini::Ini;
 use neutrino_agent::AgentConfig;
+use neutrino_domain::quotas::{QuotaDefaults, QuotaResource};
 use neutrino_domain::segments::{
     parse_tunnel_ranges, parse_vlan_ranges, parse_vni_ranges, TypeDriverConfig, MAX_GRE_ID,
 };
@@ -67,6 +68,21 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("AGENT", &["availability_zone"]),
     ("vxlan", &["local_ip", "enable_vxlan", "l2_population", "arp_responder"]),
     ("linux_bridge", &["physical_interface_mappings"]),
+    ("quotas", QUOTA_OPTIONS),
+    ("QUOTAS", QUOTA_OPTIONS),
+];
+
+/// `[quotas]` (oslo.config also reads it as `[QUOTAS]`): one default per counted resource, and
+/// `default_quota` for resources without their own option.
+const QUOTA_OPTIONS: &[&str] = &[
+    "default_quota",
+    "quota_network",
+    "quota_subnet",
+    "quota_port",
+    "quota_subnetpool",
+    "quota_security_group",
+    "quota_security_group_rule",
+    "quota_rbac_policy",
 ];
 
 /// All options of all files, merged.
@@ -213,6 +229,7 @@ impl Options {
                 neutrino_domain::dns::validate_dns_domain(domain).map_err(|e| format!("[DEFAULT] dns_domain: {e}"))?;
             c.dns_domain = Some(domain);
         }
+        c.quotas = self.quotas()?;
         Ok(c)
     }
 
@@ -270,6 +287,27 @@ impl Options {
             token_cache_time: self.number(s, "token_cache_time")?.unwrap_or(300),
             token_cache_size: self.number(s, "neutrino_token_cache_size")?.unwrap_or(10_000),
         })
+    }
+
+    /// `[quotas]`: Neutron's defaults for what is not set; every value an integer >= -1.
+    fn quotas(&self) -> Result<QuotaDefaults, String> {
+        let section = if self.values.keys().any(|(s, _)| s == "QUOTAS") { "QUOTAS" } else { "quotas" };
+        let value = |option: &str| -> Result<Option<i64>, String> {
+            self.get(section, option)
+                .map(|v| v.parse().map_err(|_| format!("[quotas] {option}: '{v}' is not an integer")))
+                .transpose()
+        };
+        let mut q = QuotaDefaults::default();
+        if let Some(v) = value("default_quota")? {
+            q.default_quota = v;
+        }
+        for resource in QuotaResource::ALL {
+            if let Some(v) = value(&resource.option_name())? {
+                q.own.insert(resource, v);
+            }
+        }
+        q.validate()?;
+        Ok(q)
     }
 
     pub fn agent(&self) -> Result<AgentConfig, String> {
@@ -428,5 +466,27 @@ mod tests {
         assert_eq!(t.geneve_vni_ranges, vec![(10, 20)]);
         assert_eq!((t.geneve_max_header_size, t.path_mtu, t.physical_network_mtus["physnet1"]), (38, 9000, 1400));
         assert_eq!(s.mechanism_drivers, ["openvswitch", "linuxbridge", "l2population"]);
+    }
+
+    #[test]
+    fn quota_defaults_are_read_and_validated() {
+        let s = Options::default().server().unwrap();
+        assert_eq!(s.quotas, QuotaDefaults::default());
+        let mut o = Options::default();
+        o.set("quotas", "quota_network", "5");
+        o.set("quotas", "quota_port", "-1");
+        o.set("quotas", "default_quota", "3");
+        let q = o.server().unwrap().quotas;
+        assert_eq!((q.limit(QuotaResource::Network), q.limit(QuotaResource::Port)), (5, -1));
+        assert_eq!((q.limit(QuotaResource::Subnet), q.default_quota), (100, 3));
+        let mut o = Options::default();
+        o.set("QUOTAS", "quota_security_group", "2");
+        assert_eq!(o.server().unwrap().quotas.limit(QuotaResource::SecurityGroup), 2);
+        for bad in ["-2", "ten", "1.5"] {
+            let mut o = Options::default();
+            o.set("quotas", "quota_subnet", bad);
+            let e = o.server().unwrap_err();
+            assert!(e.contains("[quotas] quota_subnet") && e.contains(bad), "{e}");
+        }
     }
 }

@@ -13,6 +13,7 @@ mod collections;
 mod ml2;
 mod networks;
 mod ports;
+mod quotas;
 mod security_groups;
 mod subnets;
 mod tenancy;
