@@ -101,8 +101,13 @@ pub trait MechanismDriver: Send + Sync {
         Ok(())
     }
 
-    /// After commit, in commit order for this driver. Must not block.
+    /// After commit, in commit order for this driver, on the driver's own queue.
     fn postcommit(&self, _event: &ChangeEvent) {}
+
+    /// Whether [`MechanismDriver::postcommit`] does anything (drivers without it get no queue).
+    fn wants_postcommit(&self) -> bool {
+        false
+    }
 
     /// Whether hosts are told about remote ports (L2 population).
     fn populates_l2(&self) -> bool {

@@ -66,7 +66,9 @@ impl App {
     /// of the configuration, and applies the settings the store's rendered data depends on.
     pub async fn new(mut store: Store, config: ServerConfig) -> Result<App, neutrino_store::StoreError> {
         let ml2 = Arc::new(Ml2::load(&config.mechanism_drivers).map_err(neutrino_store::StoreError::Config)?);
-        ml2.clone().follow(store.on_commit());
+        if ml2.has_postcommit_hooks() {
+            ml2.clone().follow(store.on_commit());
+        }
         store.set_dns_domain(config.dns_domain.clone()).await?;
         store.set_quota_defaults(config.quotas.clone());
         let mut tx = store.begin().await?;

@@ -20,7 +20,7 @@ impl Ml2 {
     }
 
     pub fn with_drivers(drivers: Vec<Arc<dyn MechanismDriver>>) -> Ml2 {
-        let queues = drivers.iter().map(|d| start_queue(d.clone())).collect();
+        let queues = drivers.iter().filter(|d| d.wants_postcommit()).map(|d| start_queue(d.clone())).collect();
         Ml2 { drivers, queues }
     }
 
@@ -46,6 +46,11 @@ impl Ml2 {
                 let _ = q.send(event.clone());
             }
         }
+    }
+
+    /// Whether any driver has postcommit hooks (otherwise commits need not be followed).
+    pub fn has_postcommit_hooks(&self) -> bool {
+        !self.queues.is_empty()
     }
 
     /// Feed committed changes to the drivers for as long as the store commits.
@@ -88,6 +93,9 @@ mod tests {
         fn postcommit(&self, event: &ChangeEvent) {
             std::thread::sleep(std::time::Duration::from_millis(2));
             self.0.lock().unwrap().push(format!("{} {} {}", event.resource, event.id, event.action));
+        }
+        fn wants_postcommit(&self) -> bool {
+            true
         }
         fn network_precommit(&self, segments: &[SegmentView]) -> Result<(), DomainError> {
             if segments.iter().any(|s| s.network_type == "gre") {

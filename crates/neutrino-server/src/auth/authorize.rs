@@ -224,7 +224,8 @@ async fn network_target(app: &App, id: &str) -> Result<Option<Value>, HttpError>
     };
     let mut v = serde_json::to_value(&net).unwrap_or(Value::Null);
     if let Some(project) = current().project_id() {
-        if !net.shared && !store::networks_shared_with(&mut c, project, &[net.id.clone()]).await?.is_empty() {
+        if !net.shared && !store::networks_shared_with(&mut c, project, std::slice::from_ref(&net.id)).await?.is_empty()
+        {
             v["shared"] = Value::Bool(true);
         }
     }
