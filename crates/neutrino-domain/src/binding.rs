@@ -24,6 +24,17 @@ pub struct SegmentView {
     pub segmentation_id: Option<u32>,
 }
 
+impl From<neutrino_api::resources::Segment> for SegmentView {
+    fn from(s: neutrino_api::resources::Segment) -> Self {
+        SegmentView {
+            id: s.id,
+            network_type: s.network_type,
+            physical_network: s.physical_network,
+            segmentation_id: s.segmentation_id,
+        }
+    }
+}
+
 /// One agent registered on the port's host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentView {

@@ -179,6 +179,19 @@ impl Keystone {
         )
     }
 
+    /// The `neutron` service user's credentials, as `[keystone_authtoken]` names them.
+    pub fn service_auth(&self) -> neutrino_api::keystone::PasswordAuth {
+        let u = self.user("neutron").expect("the harness creates the neutron user");
+        neutrino_api::keystone::PasswordAuth {
+            auth_url: self.auth_url.clone(),
+            username: u.name.clone(),
+            password: u.password.clone(),
+            project_name: u.project.clone(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+        }
+    }
+
     /// A project-scoped token for `user` (password method): the `X-Subject-Token` header.
     pub async fn token(&self, user: &str) -> Result<String, LabError> {
         let u = self.user(user).ok_or_else(|| LabError::Other(format!("no Keystone user {user}")))?;

@@ -207,16 +207,8 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     };
     net.tags = crate::tags::tags_on_create(attrs)?;
     store::insert_network(tx, &mut net, &plans).await?;
-    let segments: Vec<SegmentView> = store::network_segments(tx.conn(), &net.id)
-        .await?
-        .into_iter()
-        .map(|s| SegmentView {
-            id: s.id,
-            network_type: s.network_type,
-            physical_network: s.physical_network,
-            segmentation_id: s.segmentation_id,
-        })
-        .collect();
+    let segments: Vec<SegmentView> =
+        store::network_segments(tx.conn(), &net.id).await?.into_iter().map(SegmentView::from).collect();
     app.ml2.network_precommit(&segments)?;
     let max = max_mtu(app, tx, &net.id).await?;
     if let Some(m) = requested_mtu {

@@ -59,16 +59,8 @@ async fn create_segment(app: &App, tx: &mut Tx, _headers: &HeaderMap, attrs: &At
     let owner = store::SegmentOwner { network_id: &network.id, project_id: &network.project_id };
     let names = (attrs.nullable_string("name")?.flatten(), attrs.nullable_string("description")?.flatten());
     let segment = store::add_segments(tx, &owner, &[plan], Some(names)).await?.remove(0);
-    let views: Vec<SegmentView> = store::network_segments(tx.conn(), &network.id)
-        .await?
-        .into_iter()
-        .map(|s| SegmentView {
-            id: s.id,
-            network_type: s.network_type,
-            physical_network: s.physical_network,
-            segmentation_id: s.segmentation_id,
-        })
-        .collect();
+    let views: Vec<SegmentView> =
+        store::network_segments(tx.conn(), &network.id).await?.into_iter().map(SegmentView::from).collect();
     app.ml2.network_precommit(&views)?;
     tx.record_change("network", &network.id, "update").await?;
     Ok(segment)

@@ -390,18 +390,7 @@ async fn keystone_phase(args: &BenchArgs) -> Result<(), String> {
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let ks = neutrino_lab::Keystone::start(&dir.join("keystone"), port).map_err(|e| e.to_string())?;
-    let neutron = ks.user("neutron").ok_or("no neutron user")?;
-    let keystone = AuthStrategy::Keystone(KeystoneConfig {
-        www_authenticate_uri: ks.auth_url().to_string(),
-        auth_url: ks.auth_url().to_string(),
-        username: neutron.name.clone(),
-        password: neutron.password.clone(),
-        project_name: neutron.project.clone(),
-        user_domain_name: "Default".into(),
-        project_domain_name: "Default".into(),
-        token_cache_time: 300,
-        token_cache_size: 10_000,
-    });
+    let keystone = AuthStrategy::Keystone(KeystoneConfig::new(ks.service_auth()));
     let (noauth_url, noauth_task) = in_process_server(&dir, "noauth", AuthStrategy::NoAuth).await?;
     let (keystone_url, keystone_task) = in_process_server(&dir, "keystone", keystone).await?;
     let admin_token = ks.token("admin").await.map_err(|e| e.to_string())?;

@@ -2,6 +2,7 @@
 
 use ini::Ini;
 use neutrino_agent::AgentConfig;
+use neutrino_api::keystone::PasswordAuth;
 use neutrino_domain::quotas::{QuotaDefaults, QuotaResource};
 use neutrino_domain::segments::{
     parse_tunnel_ranges, parse_vlan_ranges, parse_vni_ranges, TypeDriverConfig, MAX_GRE_ID,
@@ -278,12 +279,14 @@ impl Options {
                 .or_else(|| self.get(s, "auth_uri"))
                 .unwrap_or(&auth_url)
                 .to_string(),
-            auth_url: auth_url.clone(),
-            username: need("username")?,
-            password: need("password")?,
-            project_name: need("project_name")?,
-            user_domain_name: self.get(s, "user_domain_name").unwrap_or("Default").to_string(),
-            project_domain_name: self.get(s, "project_domain_name").unwrap_or("Default").to_string(),
+            service: PasswordAuth {
+                auth_url: auth_url.clone(),
+                username: need("username")?,
+                password: need("password")?,
+                project_name: need("project_name")?,
+                user_domain_name: self.get(s, "user_domain_name").unwrap_or("Default").to_string(),
+                project_domain_name: self.get(s, "project_domain_name").unwrap_or("Default").to_string(),
+            },
             token_cache_time: self.number(s, "token_cache_time")?.unwrap_or(300),
             token_cache_size: self.number(s, "neutrino_token_cache_size")?.unwrap_or(10_000),
         })
@@ -336,17 +339,7 @@ impl Options {
             physical_interface_mappings: self.mappings("linux_bridge", "physical_interface_mappings")?,
             keystone: match self.get("keystone_authtoken", "auth_url") {
                 None => None,
-                Some(_) => {
-                    let k = self.keystone()?;
-                    Some(neutrino_api::keystone::PasswordAuth {
-                        auth_url: k.auth_url,
-                        username: k.username,
-                        password: k.password,
-                        project_name: k.project_name,
-                        user_domain_name: k.user_domain_name,
-                        project_domain_name: k.project_domain_name,
-                    })
-                }
+                Some(_) => Some(self.keystone()?.service),
             },
         })
     }
@@ -439,7 +432,8 @@ mod tests {
         o.set("oslo_policy", "policy_file", "/etc/neutron/policy.yaml");
         let s = o.server().unwrap();
         let AuthStrategy::Keystone(k) = &s.auth else { panic!("keystone expected") };
-        assert_eq!((k.username.as_str(), k.user_domain_name.as_str(), k.token_cache_time), ("neutron", "Default", 300));
+        assert_eq!((k.service.username.as_str(), k.service.user_domain_name.as_str()), ("neutron", "Default"));
+        assert_eq!((k.token_cache_time, k.www_authenticate_uri.as_str()), (300, "http://192.0.2.5:5000/v3"));
         assert_eq!(s.policy_file.as_deref(), Some(Path::new("/etc/neutron/policy.yaml")));
         o.set("DEFAULT", "auth_strategy", "magic");
         assert!(o.server().is_err());

@@ -17,17 +17,26 @@ use tokio::sync::RwLock;
 /// `[keystone_authtoken]`, with Neutron's option names.
 #[derive(Debug, Clone, Default)]
 pub struct KeystoneConfig {
+    /// Where clients are sent for tokens (`WWW-Authenticate`).
     pub www_authenticate_uri: String,
-    pub auth_url: String,
-    pub username: String,
-    pub password: String,
-    pub project_name: String,
-    pub user_domain_name: String,
-    pub project_domain_name: String,
+    /// The service's own credentials (`auth_url`, `username`, `password`, `project_name`, ...).
+    pub service: PasswordAuth,
     /// Seconds a validated token is trusted without asking again (`token_cache_time`, 300).
     pub token_cache_time: u64,
     /// Most tokens kept (`neutrino_token_cache_size`, 10000).
     pub token_cache_size: usize,
+}
+
+impl KeystoneConfig {
+    /// The service's credentials with the default cache and `www_authenticate_uri = auth_url`.
+    pub fn new(service: PasswordAuth) -> KeystoneConfig {
+        KeystoneConfig {
+            www_authenticate_uri: service.auth_url.clone(),
+            service,
+            token_cache_time: 300,
+            token_cache_size: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +105,7 @@ pub struct KeystoneValidator {
 
 impl KeystoneValidator {
     pub fn new(config: KeystoneConfig) -> KeystoneValidator {
-        let base = config.auth_url.trim_end_matches('/');
+        let base = config.service.auth_url.trim_end_matches('/');
         let identity = if base.ends_with("/v3") { base.to_string() } else { format!("{base}/v3") };
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
         let cache = TokenCache { entries: HashMap::new(), order: VecDeque::new(), capacity: config.token_cache_size };
@@ -112,7 +121,7 @@ impl KeystoneValidator {
 
     pub fn www_authenticate_uri(&self) -> &str {
         if self.config.www_authenticate_uri.is_empty() {
-            &self.config.auth_url
+            &self.config.service.auth_url
         } else {
             &self.config.www_authenticate_uri
         }
@@ -170,15 +179,7 @@ impl KeystoneValidator {
                 return Ok(t);
             }
         }
-        let c = &self.config;
-        let auth = PasswordAuth {
-            auth_url: c.auth_url.clone(),
-            username: c.username.clone(),
-            password: c.password.clone(),
-            project_name: c.project_name.clone(),
-            user_domain_name: c.user_domain_name.clone(),
-            project_domain_name: c.project_domain_name.clone(),
-        };
+        let auth = &self.config.service;
         let resp = self.client.post(auth.tokens_url()).json(&auth.request_body()).send().await?;
         let status = resp.status().as_u16();
         if status != 201 {
@@ -193,7 +194,7 @@ impl KeystoneValidator {
         let body: Value = resp.json().await?;
         let (_, expires) = credentials_of(&body)?;
         *self.service.write().await = Some(ServiceToken { token: token.clone(), expires: Instant::now() + expires });
-        tracing::info!(user = %c.username, "obtained a service token from Keystone");
+        tracing::info!(user = %auth.username, "obtained a service token from Keystone");
         Ok(token)
     }
 }

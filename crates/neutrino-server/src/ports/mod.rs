@@ -194,16 +194,8 @@ async fn bind(app: &App, tx: &mut Tx, port: &mut Port) -> HttpResult<Option<Stri
         port.vif_details = Map::new();
         return Ok(None);
     }
-    let segments: Vec<SegmentView> = store::network_segments(tx.conn(), &port.network_id)
-        .await?
-        .into_iter()
-        .map(|s| SegmentView {
-            id: s.id,
-            network_type: s.network_type,
-            physical_network: s.physical_network,
-            segmentation_id: s.segmentation_id,
-        })
-        .collect();
+    let segments: Vec<SegmentView> =
+        store::network_segments(tx.conn(), &port.network_id).await?.into_iter().map(SegmentView::from).collect();
     let agents: Vec<AgentView> = store::agents_on_host(tx.conn(), &port.host_id)
         .await?
         .into_iter()

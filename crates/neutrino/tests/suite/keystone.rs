@@ -95,23 +95,12 @@ async fn neutrino_with_keystone(
 ) {
     use neutrino_server::auth::{AuthStrategy, KeystoneConfig};
     use serde_json::json;
-    let neutron = ks.user("neutron").unwrap();
     let tmp = crate::common::TempDir(std::env::temp_dir().join(crate::common::unique("neutrino-ks-db")));
     std::fs::create_dir_all(&tmp.0).unwrap();
     let connection = format!("sqlite:///{}/db.sqlite", tmp.0.display());
     let config = neutrino_server::ServerConfig {
         connection: connection.clone(),
-        auth: AuthStrategy::Keystone(KeystoneConfig {
-            www_authenticate_uri: ks.auth_url().to_string(),
-            auth_url: ks.auth_url().to_string(),
-            username: neutron.name.clone(),
-            password: neutron.password.clone(),
-            project_name: neutron.project.clone(),
-            user_domain_name: "Default".into(),
-            project_domain_name: "Default".into(),
-            token_cache_time: 300,
-            token_cache_size: 1000,
-        }),
+        auth: AuthStrategy::Keystone(KeystoneConfig::new(ks.service_auth())),
         ..crate::common::default_config()
     };
     let store = neutrino_store::Store::connect(&connection, 8).await.unwrap();
