@@ -29,7 +29,8 @@ pub use agents::{
 pub use error::StoreError;
 pub use filters::{Filter, SqlValue};
 pub use networks::{
-    delete_network, get_network, insert_network, list_networks, set_network_mtu, update_network, NetworkPatch,
+    delete_network, get_network, insert_network, list_networks, network_access, set_network_mtu, update_network,
+    NetworkAccess, NetworkPatch,
 };
 pub use ports::{
     allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,

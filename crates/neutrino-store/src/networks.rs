@@ -172,6 +172,30 @@ pub async fn get_network(c: &mut AnyConnection, id: &str) -> Result<Network> {
     Ok(nets.remove(0))
 }
 
+/// What decides who may see and use a network: its owner and how it is shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkAccess {
+    pub project_id: String,
+    pub shared: bool,
+    pub router_external: bool,
+}
+
+/// [`NetworkAccess`] of a network (one indexed lookup), `None` when it does not exist.
+pub async fn network_access(c: &mut AnyConnection, id: &str) -> Result<Option<NetworkAccess>> {
+    let row = sqlx::query("SELECT project_id, shared, router_external FROM networks WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *c)
+        .await?;
+    row.map(|r| {
+        Ok(NetworkAccess {
+            project_id: text(&r, "project_id")?,
+            shared: boolean(&r, "shared")?,
+            router_external: boolean(&r, "router_external")?,
+        })
+    })
+    .transpose()
+}
+
 pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Network>> {
     let w =
         build_where(COLUMNS, filters, crate::visibility::narrowed("networks", crate::tags::tag_filter("networks")))?;

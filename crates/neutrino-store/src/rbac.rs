@@ -210,18 +210,22 @@ pub async fn networks_shared_with(
     project: &str,
     network_ids: &[String],
 ) -> Result<BTreeSet<String>> {
-    if network_ids.is_empty() {
-        return Ok(BTreeSet::new());
+    let mut out = BTreeSet::new();
+    for chunk in network_ids.chunks(500) {
+        let placeholders = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT object_id FROM rbac_policies WHERE object_type = 'network' AND action = 'access_as_shared' \
+             AND target_project = $1 AND object_id IN ({placeholders})"
+        );
+        let mut q = sqlx::query(&sql).bind(project.to_string());
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.insert(text(&r, "object_id")?);
+        }
     }
-    let rows = sqlx::query(
-        "SELECT object_id FROM rbac_policies WHERE object_type = 'network' AND action = 'access_as_shared' \
-         AND target_project = $1",
-    )
-    .bind(project.to_string())
-    .fetch_all(&mut *c)
-    .await?;
-    let wanted: BTreeSet<&String> = network_ids.iter().collect();
-    rows.iter().map(|r| text(r, "object_id")).filter(|id| id.as_ref().map_or(true, |i| wanted.contains(i))).collect()
+    Ok(out)
 }
 
 /// Delete the policies of a deleted object.

@@ -215,21 +215,24 @@ fn missing(e: StoreError) -> Result<Option<Value>, HttpError> {
     }
 }
 
-/// A network as the caller sees it: `shared` also when shared with the caller's project alone.
+/// What the policy needs of a network, as the caller sees it: `shared` also when shared with the
+/// caller's project alone.
 async fn network_target(app: &App, id: &str) -> Result<Option<Value>, HttpError> {
     let mut c = app.store.reader().await?;
-    let net = match store::get_network(&mut c, id).await {
-        Ok(n) => n,
-        Err(e) => return missing(e),
-    };
-    let mut v = serde_json::to_value(&net).unwrap_or(Value::Null);
+    let Some(access) = store::network_access(&mut c, id).await? else { return Ok(None) };
+    let mut shared = access.shared;
     if let Some(project) = current().project_id() {
-        if !net.shared && !store::networks_shared_with(&mut c, project, std::slice::from_ref(&net.id)).await?.is_empty()
-        {
-            v["shared"] = Value::Bool(true);
+        if !shared && access.project_id != project {
+            shared = !store::networks_shared_with(&mut c, project, &[id.to_string()]).await?.is_empty();
         }
     }
-    Ok(Some(v))
+    Ok(Some(serde_json::json!({
+        "id": id,
+        "project_id": access.project_id,
+        "tenant_id": access.project_id,
+        "shared": shared,
+        "router:external": access.router_external,
+    })))
 }
 
 /// What the policy sees of an existing item, `None` when it does not exist.
