@@ -245,13 +245,18 @@ impl Rules {
                     "is_admin" => Some(if creds.has_role("admin") { "True" } else { "False" }.to_string()),
                     _ => None,
                 };
-                actual.is_some_and(|a| a.eq_ignore_ascii_case(&expected) || a == expected)
+                // Ids compare exactly (the database does); only `is_admin:True` is a word.
+                actual.is_some_and(|a| a == expected || (credential == "is_admin" && a.eq_ignore_ascii_case(&expected)))
             }
         }
     }
 }
 
 fn matches_literal(v: &Value, literal: &str) -> bool {
+    // `=~^prefix`: oslo.policy's regular-expression match, for the anchored prefixes Neutron uses.
+    if let Some(prefix) = literal.strip_prefix("~^") {
+        return v.as_str().is_some_and(|s| s.starts_with(prefix));
+    }
     match v {
         Value::Bool(b) => literal.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
         Value::String(s) => s == literal,
@@ -304,6 +309,7 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ("external", "field:networks:router:external=True"),
     ("shared_subnetpools", "field:subnetpools:shared=True"),
     ("shared_address_scopes", "field:address_scopes:shared=True"),
+    ("network_device", "field:port:device_owner=~^network:"),
     // Networks.
     ("create_network", "rule:admin_or_project_member"),
     ("create_network:shared", "rule:admin_only"),
@@ -336,6 +342,7 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ("delete_subnet", "rule:admin_or_network_owner_member"),
     // Ports.
     ("create_port", "rule:admin_or_project_member"),
+    ("create_port:device_owner", "not rule:network_device or rule:admin_or_network_owner_member"),
     ("create_port:mac_address", "rule:admin_or_network_owner_member"),
     ("create_port:fixed_ips:ip_address", "rule:admin_or_network_owner_member"),
     ("create_port:fixed_ips:subnet_id", "rule:admin_or_network_owner_member or rule:shared"),
@@ -349,6 +356,7 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ("get_port:binding:host_id", "rule:admin_only"),
     ("get_port:binding:profile", "rule:admin_only"),
     ("update_port", "rule:admin_or_project_member or rule:network_owner_member"),
+    ("update_port:device_owner", "not rule:network_device or rule:admin_or_network_owner_member"),
     ("update_port:mac_address", "rule:admin_only"),
     ("update_port:fixed_ips:ip_address", "rule:admin_or_network_owner_member"),
     ("update_port:fixed_ips:subnet_id", "rule:admin_or_network_owner_member or rule:shared"),
@@ -385,10 +393,18 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
         "create_rbac_policy:target_tenant",
         "rule:admin_only or (not field:rbac_policy:target_tenant=* and not field:rbac_policy:target_project=*)",
     ),
+    (
+        "create_rbac_policy:target_project",
+        "rule:admin_only or (not field:rbac_policy:target_tenant=* and not field:rbac_policy:target_project=*)",
+    ),
     ("get_rbac_policy", "rule:admin_or_project_reader"),
     ("update_rbac_policy", "rule:admin_or_project_member"),
     (
         "update_rbac_policy:target_tenant",
+        "rule:admin_only or (not field:rbac_policy:target_tenant=* and not field:rbac_policy:target_project=*)",
+    ),
+    (
+        "update_rbac_policy:target_project",
         "rule:admin_only or (not field:rbac_policy:target_tenant=* and not field:rbac_policy:target_project=*)",
     ),
     ("delete_rbac_policy", "rule:admin_or_project_member"),
@@ -488,6 +504,21 @@ mod tests {
         let one = json!({"project_id": "p1", "target_tenant": "p2", "target_project": "p2"});
         assert!(!r.allows("create_rbac_policy:target_tenant", &alice, &everyone));
         assert!(r.allows("create_rbac_policy:target_tenant", &alice, &one));
+    }
+
+    #[test]
+    fn project_ids_compare_exactly_and_network_devices_are_for_owners() {
+        let r = Rules::neutron_defaults();
+        let alice = creds("p1", &["member", "reader"]);
+        assert!(!r.allows("create_network", &alice, &json!({"project_id": "P1"})));
+        let on_others = json!({"project_id": "p1", "network:project_id": "p2", "device_owner": "network:dhcp"});
+        assert!(!r.allows("create_port:device_owner", &alice, &on_others));
+        let compute = json!({"project_id": "p1", "network:project_id": "p2", "device_owner": "compute:nova"});
+        assert!(r.allows("create_port:device_owner", &alice, &compute));
+        let own = json!({"project_id": "p1", "network:project_id": "p1", "device_owner": "network:dhcp"});
+        assert!(r.allows("create_port:device_owner", &alice, &own));
+        let everyone = json!({"project_id": "p1", "target_tenant": "*", "target_project": "*"});
+        assert!(!r.allows("create_rbac_policy:target_project", &alice, &everyone));
     }
 
     #[test]

@@ -118,11 +118,15 @@ pub async fn delete_project_limits(tx: &mut Tx, project_id: &str) -> Result<bool
 /// Called by every store insert of a counted resource, before its row is written.
 pub async fn enforce_quota(tx: &mut Tx, resource: QuotaResource, project_id: &str) -> Result<()> {
     let defaults = tx.quota_defaults.clone();
+    if project_limits(tx.conn(), &defaults, project_id).await?[&resource] < 0 {
+        return Ok(());
+    }
+    // Read the limit again under the lock, so a concurrent change of it is seen.
+    lock_quota(tx, resource, project_id).await?;
     let limit = project_limits(tx.conn(), &defaults, project_id).await?[&resource];
     if limit < 0 {
         return Ok(());
     }
-    lock_quota(tx, resource, project_id).await?;
     let used = quota_usage(tx.conn(), project_id, resource).await?;
     Ok(check_one_more(resource, limit, used)?)
 }

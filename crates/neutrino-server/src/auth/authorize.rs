@@ -87,20 +87,59 @@ fn attributes_of(item: &Map<String, Value>) -> Vec<String> {
     out
 }
 
-pub async fn request(app: App, req: Request) -> Result<Request, HttpError> {
+/// Authorize a request: it goes on to its handler, or the caller gets an error (or, for an
+/// admin-only list, an empty one).
+pub async fn request(app: App, req: Request) -> Result<Request, axum::response::Response> {
+    use axum::response::IntoResponse;
+    match check(app, req).await {
+        Ok(Checked::Pass(req)) => Ok(req),
+        Ok(Checked::EmptyList(key)) => Err(axum::Json(serde_json::json!({ key: [] })).into_response()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+enum Checked {
+    Pass(Request),
+    EmptyList(String),
+}
+
+impl From<Request> for Checked {
+    fn from(req: Request) -> Self {
+        Checked::Pass(req)
+    }
+}
+
+async fn check(app: App, req: Request) -> Result<Checked, HttpError> {
     // Every rule starts with `rule:admin_only`: admins are not narrowed, and are spared the
     // lookups the checks need.
     if current().is_admin {
-        return Ok(req);
+        return Ok(req.into());
     }
     let path = req.uri().path().to_string();
-    let Some(rest) = path.strip_prefix("/v2.0/") else { return Ok(req) };
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(rest) = path.strip_prefix("/v2.0/") else { return Ok(req.into()) };
+    // The router decodes `%xx` in path parameters: decide on the same decoded segments.
+    let decoded: Vec<String> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect::<Option<_>>()
+        .ok_or_else(|| HttpError(ApiError::no_route()))?;
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let method = req.method().clone();
     match segments.as_slice() {
+        // Collections only admins may read: nothing to list (and nothing computed for it).
+        [collection] if method == Method::GET => {
+            let Some(resource) = resource_of_collection(collection) else { return Ok(req.into()) };
+            if ADMIN_ONLY_LISTS.contains(&resource)
+                && !app.policy.allows(&format!("get_{resource}"), &current().creds, &Value::Null)
+            {
+                return Ok(Checked::EmptyList(collection.replace('-', "_")));
+            }
+            Ok(req.into())
+        }
         ["neutrino", ..] => {
             enforce(&app, "neutrino_agent", &[], &Value::Null)?;
-            Ok(req)
+            Ok(req.into())
         }
         ["quotas", project, ..] if !matches!(*project, "tenant" | "project") => {
             let action = match method {
@@ -110,46 +149,60 @@ pub async fn request(app: App, req: Request) -> Result<Request, HttpError> {
             };
             let target = serde_json::json!({"project_id": project, "tenant_id": project});
             enforce(&app, action, &[], &target)?;
-            Ok(req)
+            Ok(req.into())
         }
         [collection] if method == Method::POST => {
-            let Some(resource) = resource_of_collection(collection) else { return Ok(req) };
+            let Some(resource) = resource_of_collection(collection) else { return Ok(req.into()) };
             let (parts, bytes) = buffer(req).await.map_err(|_| HttpError(ApiError::malformed_body()))?;
             authorize_create(&app, resource, collection, &bytes).await?;
-            Ok(rebuild(parts, bytes))
+            Ok(rebuild(parts, bytes).into())
         }
         [collection, id, tail @ ..] => {
-            let Some(resource) = resource_of_collection(collection) else { return Ok(req) };
+            let Some(resource) = resource_of_collection(collection) else { return Ok(req.into()) };
             if matches!(resource, "quota" | "availability_zone") {
-                return Ok(req);
+                return Ok(req.into());
             }
             let Some(target) = target_of(&app, resource, id).await? else {
                 // Unknown ids: the handler answers with its own 404.
-                return Ok(req);
+                return Ok(req.into());
             };
             let ctx = current();
             if !app.policy.allows(&format!("get_{resource}"), &ctx.creds, &target) {
                 return Err(HttpError(ApiError::not_found(resource, id)));
             }
             let action = match (&method, tail.is_empty()) {
-                (&Method::GET, _) => return Ok(req),
+                (&Method::GET, _) => return Ok(req.into()),
                 // Tags are part of the resource: changing them is an update.
                 (_, false) => format!("update_{resource}"),
                 (&Method::PUT, true) => format!("update_{resource}"),
                 (&Method::DELETE, true) => format!("delete_{resource}"),
-                _ => return Ok(req),
+                _ => return Ok(req.into()),
             };
             if method == Method::PUT && tail.is_empty() {
                 let (parts, bytes) = buffer(req).await.map_err(|_| HttpError(ApiError::malformed_body()))?;
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let attrs = body.get(resource).and_then(Value::as_object).map(attributes_of).unwrap_or_default();
-                enforce(&app, &action, &attrs, &target)?;
-                return Ok(rebuild(parts, bytes));
+                let Some(changes) = body.get(resource).and_then(Value::as_object) else {
+                    return Ok(rebuild(parts, bytes).into());
+                };
+                // The action is checked on the object as it is; its attribute rules on the object
+                // as it would become, as Neutron does.
+                enforce(&app, &action, &[], &target)?;
+                let mut normalized = changes.clone();
+                normalize_rbac_target(&mut normalized);
+                let mut merged = target.as_object().cloned().unwrap_or_default();
+                for (k, v) in normalized {
+                    if !matches!(k.as_str(), "project_id" | "tenant_id") {
+                        merged.insert(k, v);
+                    }
+                }
+                enforce(&app, &action, &attributes_of(changes), &Value::Object(merged))?;
+                check_references(&app, changes).await?;
+                return Ok(rebuild(parts, bytes).into());
             }
             enforce(&app, &action, &[], &target)?;
-            Ok(req)
+            Ok(req.into())
         }
-        _ => Ok(req),
+        _ => Ok(req.into()),
     }
 }
 
@@ -177,10 +230,7 @@ async fn authorize_create(app: &App, resource: &str, collection: &str, bytes: &[
             .unwrap_or_default();
         target.insert("project_id".into(), Value::String(project.clone()));
         target.insert("tenant_id".into(), Value::String(project));
-        if let Some(target_tenant) = item.get("target_tenant").or_else(|| item.get("target_project")) {
-            target.insert("target_tenant".into(), target_tenant.clone());
-            target.insert("target_project".into(), target_tenant.clone());
-        }
+        normalize_rbac_target(&mut target);
         if matches!(resource, "subnet" | "port") {
             if let Some(network_id) = item.get("network_id").and_then(Value::as_str) {
                 match network_target(app, network_id).await? {
@@ -196,8 +246,78 @@ async fn authorize_create(app: &App, resource: &str, collection: &str, bytes: &[
             }
         }
         enforce(app, &format!("create_{resource}"), &attributes_of(item), &Value::Object(target))?;
+        if resource == "security_group_rule" {
+            check_parent_group(app, item).await?;
+        }
+        check_references(app, item).await?;
     }
     Ok(())
+}
+
+/// `target_project` is another name of `target_tenant`: rules see both.
+fn normalize_rbac_target(target: &mut Map<String, Value>) {
+    if let Some(t) = target.get("target_project").or_else(|| target.get("target_tenant")).cloned() {
+        target.insert("target_tenant".into(), t.clone());
+        target.insert("target_project".into(), t);
+    }
+}
+
+/// Objects a body names must be visible to the caller: security groups (of a port, or a rule's
+/// remote group), subnet pools (of a subnet) and address scopes (of a pool).
+async fn check_references(app: &App, item: &Map<String, Value>) -> Result<(), HttpError> {
+    let mut refs: Vec<(&str, String)> = Vec::new();
+    if let Some(Value::Array(groups)) = item.get("security_groups") {
+        refs.extend(groups.iter().filter_map(Value::as_str).map(|g| ("security_group", g.to_string())));
+    }
+    for (key, resource) in
+        [("remote_group_id", "security_group"), ("subnetpool_id", "subnetpool"), ("address_scope_id", "address_scope")]
+    {
+        if let Some(id) = item.get(key).and_then(Value::as_str) {
+            refs.push((resource, id.to_string()));
+        }
+    }
+    let ctx = current();
+    for (resource, id) in refs {
+        if let Some(target) = target_of(app, resource, &id).await? {
+            if !app.policy.allows(&format!("get_{resource}"), &ctx.creds, &target) {
+                return Err(HttpError(ApiError::not_found(resource, &id)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A rule goes into a group its project owns (Neutron's `sg_owner`): other groups are not found.
+async fn check_parent_group(app: &App, item: &Map<String, Value>) -> Result<(), HttpError> {
+    let Some(group_id) = item.get("security_group_id").and_then(Value::as_str) else { return Ok(()) };
+    let Some(group) = target_of(app, "security_group", group_id).await? else { return Ok(()) };
+    let ctx = current();
+    let owner = group.get("project_id").and_then(Value::as_str);
+    if owner != ctx.project_id() {
+        return Err(HttpError(ApiError::not_found("security_group", group_id)));
+    }
+    Ok(())
+}
+
+/// Resources whose lists only admins see (by default): answered empty without being computed.
+const ADMIN_ONLY_LISTS: [&str; 4] = ["agent", "segment", "network_segment_range", "network_ip_availability"];
+
+/// `%xx` decoding of one path segment; `None` for malformed escapes or non-UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn add_network_keys(target: &mut Map<String, Value>, net: &Value) {
@@ -276,4 +396,19 @@ async fn target_of(app: &App, resource: &str, id: &str) -> Result<Option<Value>,
         }
     }
     Ok(Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_decoded_like_the_router_does() {
+        assert_eq!(percent_decode("n%65tworks").as_deref(), Some("networks"));
+        assert_eq!(percent_decode("%36b1f").as_deref(), Some("6b1f"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
 }

@@ -79,6 +79,13 @@ impl TokenCache {
     }
 
     fn insert(&mut self, token: String, entry: CachedToken) {
+        // Expired entries leave the map on lookup; their places in the order go here, so the
+        // order never holds more than twice the capacity.
+        if self.order.len() >= 2 * self.capacity.max(1) {
+            let mut seen = std::collections::HashSet::new();
+            let entries = &self.entries;
+            self.order.retain(|t| entries.contains_key(t) && seen.insert(t.clone()));
+        }
         while self.entries.len() >= self.capacity.max(1) {
             match self.order.pop_front() {
                 Some(old) => {
@@ -90,6 +97,11 @@ impl TokenCache {
         if self.entries.insert(token.clone(), entry).is_none() {
             self.order.push_back(token);
         }
+    }
+
+    #[cfg(test)]
+    fn order_len(&self) -> usize {
+        self.order.len()
     }
 }
 
@@ -258,5 +270,10 @@ mod tests {
         cache.insert("d".into(), entry(0));
         assert!(cache.get("d").is_none(), "expired");
         assert!(cache.entries.len() <= 2);
+        for _ in 0..100 {
+            cache.insert("e".into(), entry(0));
+            assert!(cache.get("e").is_none());
+        }
+        assert!(cache.order_len() <= 4, "the order stays bounded");
     }
 }

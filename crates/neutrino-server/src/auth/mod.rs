@@ -92,7 +92,7 @@ pub async fn middleware(State(app): State<App>, req: Request, next: Next) -> Res
     let ctx = Arc::new(Context { creds, is_admin, policy: app.policy.clone() });
     let req = match CONTEXT.scope(ctx.clone(), authorize::request(app.clone(), req)).await {
         Ok(req) => req,
-        Err(e) => return e.into_response(),
+        Err(response) => return response,
     };
     CONTEXT.scope(ctx, next.run(req)).await
 }

@@ -302,3 +302,80 @@ on_both_backends!(a_policy_file_overrides_the_defaults, with_policy_file(), |s: 
     assert!(c.alice.get("/v2.0/networks").await.unwrap()["networks"].as_array().unwrap().is_empty());
     c.admin.get(&format!("/v2.0/networks/{}", id(&net))).await.unwrap();
 });
+
+/// Every byte as `%xx`: the router decodes it, so the checks must too.
+fn encoded(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+on_both_backends!(checks_cannot_be_sidestepped, default_config(), |s: TestServer| async move {
+    let c = callers(&s);
+    let net = c.alice.create_network("a-net").await.unwrap();
+    let net_id = id(&net);
+    let subnet = c.alice.create_subnet(&net_id, "203.0.113.0/24").await.unwrap();
+    let port = c.alice.post("/v2.0/ports", json!({"port": {"network_id": net_id}})).await.unwrap()["port"].clone();
+    // Percent-encoded ids and collection names.
+    assert_eq!(status(c.bob.get(&format!("/v2.0/ports/{}", encoded(&id(&port)))).await).await.0, 404);
+    assert_eq!(status(c.bob.delete(&format!("/v2.0/networks/{}", encoded(&net_id))).await).await.0, 404);
+    assert_eq!(status(c.bob.put(&format!("/v2.0/n%65tworks/{net_id}/tags/x"), json!(null)).await).await.0, 404);
+    assert_eq!(
+        status(c.bob.put(&format!("/v2.0/networks/{}", encoded(&net_id)), json!({"network": {"name": "x"}})).await)
+            .await
+            .0,
+        404
+    );
+    c.alice.get(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+    assert!(c.alice.get(&format!("/v2.0/networks/{net_id}/tags")).await.unwrap()["tags"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // Sharing with everyone under the other name of the target, or by changing a policy.
+    let everyone = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_project": "*"}});
+    assert_eq!(status(c.alice.post("/v2.0/rbac-policies", everyone).await).await.0, 403);
+    let to_beta = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "beta"}});
+    let policy = c.alice.post("/v2.0/rbac-policies", to_beta).await.unwrap()["rbac_policy"].clone();
+    let widen = c
+        .alice
+        .put(&format!("/v2.0/rbac-policies/{}", id(&policy)), json!({"rbac_policy": {"target_tenant": "*"}}))
+        .await;
+    assert_eq!(status(widen).await.0, 403);
+    // Other projects' security groups and pools cannot be used.
+    let sg = c.alice.post("/v2.0/security-groups", json!({"security_group": {"name": "a-sg"}})).await.unwrap()
+        ["security_group"]
+        .clone();
+    let rule = json!({"security_group_rule": {"security_group_id": sg["id"], "direction": "ingress", "remote_ip_prefix": "0.0.0.0/0"}});
+    assert_eq!(status(c.bob.post("/v2.0/security-group-rules", rule).await).await.0, 404);
+    let bobs_sg = c.bob.post("/v2.0/security-groups", json!({"security_group": {"name": "b-sg"}})).await.unwrap()
+        ["security_group"]
+        .clone();
+    let remote = json!({"security_group_rule": {"security_group_id": bobs_sg["id"], "direction": "ingress", "remote_group_id": sg["id"]}});
+    assert_eq!(status(c.bob.post("/v2.0/security-group-rules", remote).await).await.0, 404);
+    let shared = c.admin.post("/v2.0/networks", json!({"network": {"name": "public", "shared": true}})).await.unwrap()
+        ["network"]
+        .clone();
+    c.admin.create_subnet(&id(&shared), "198.51.100.0/24").await.unwrap();
+    let with_alices_group = json!({"port": {"network_id": shared["id"], "security_groups": [sg["id"]]}});
+    assert_eq!(status(c.bob.post("/v2.0/ports", with_alices_group).await).await.0, 404);
+    let bobs_port =
+        c.bob.post("/v2.0/ports", json!({"port": {"network_id": shared["id"]}})).await.unwrap()["port"].clone();
+    let regroup = json!({"port": {"security_groups": [sg["id"]]}});
+    assert_eq!(status(c.bob.put(&format!("/v2.0/ports/{}", id(&bobs_port)), regroup).await).await.0, 404);
+    let pool = c
+        .alice
+        .post(
+            "/v2.0/subnetpools",
+            json!({"subnetpool": {"name": "a-pool", "prefixes": ["198.18.0.0/16"], "default_prefixlen": 24}}),
+        )
+        .await
+        .unwrap()["subnetpool"]
+        .clone();
+    let bobs_net = c.bob.create_network("b-net").await.unwrap();
+    let from_pool = json!({"subnet": {"network_id": bobs_net["id"], "subnetpool_id": pool["id"], "ip_version": 4}});
+    assert_eq!(status(c.bob.post("/v2.0/subnets", from_pool).await).await.0, 404);
+    // Network devices on someone else's network, and look-alike project ids.
+    let dhcp = json!({"port": {"network_id": shared["id"], "device_owner": "network:dhcp"}});
+    assert_eq!(status(c.bob.post("/v2.0/ports", dhcp).await).await.0, 403);
+    let shouting = json!({"network": {"name": "x", "project_id": "ALPHA"}});
+    assert_eq!(status(c.alice.post("/v2.0/networks", shouting).await).await.0, 403);
+    let _ = subnet;
+});
