@@ -92,20 +92,20 @@ fn attributes_of(item: &Map<String, Value>) -> Vec<String> {
 pub async fn request(app: App, req: Request) -> Result<Request, axum::response::Response> {
     use axum::response::IntoResponse;
     match check(app, req).await {
-        Ok(Checked::Pass(req)) => Ok(req),
+        Ok(Checked::Pass(req)) => Ok(*req),
         Ok(Checked::EmptyList(key)) => Err(axum::Json(serde_json::json!({ key: [] })).into_response()),
         Err(e) => Err(e.into_response()),
     }
 }
 
 enum Checked {
-    Pass(Request),
+    Pass(Box<Request>),
     EmptyList(String),
 }
 
 impl From<Request> for Checked {
     fn from(req: Request) -> Self {
-        Checked::Pass(req)
+        Checked::Pass(Box::new(req))
     }
 }
 
