@@ -135,6 +135,7 @@ async fn check(app: App, req: Request) -> Result<Checked, HttpError> {
             {
                 return Ok(Checked::EmptyList(collection.replace('-', "_")));
             }
+            check_hidden_filters(&app, resource, req.uri().query())?;
             Ok(req.into())
         }
         ["neutrino", ..] => {
@@ -250,6 +251,29 @@ async fn authorize_create(app: &App, resource: &str, collection: &str, bytes: &[
             check_parent_group(app, item).await?;
         }
         check_references(app, item).await?;
+    }
+    Ok(())
+}
+
+/// Filtering or sorting on an attribute the caller may not see would reveal it: refused as an
+/// attribute the collection does not filter on.
+fn check_hidden_filters(app: &App, resource: &str, query: Option<&str>) -> Result<(), HttpError> {
+    let Some(query) = query else { return Ok(()) };
+    let ctx = current();
+    let hidden: Vec<String> = app
+        .policy
+        .attribute_rules(&format!("get_{resource}"))
+        .into_iter()
+        .filter(|(_, rule)| !app.policy.allows(rule, &ctx.creds, &Value::Null))
+        .map(|(attr, _)| attr)
+        .collect();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let attribute = if key == "sort_key" { value.as_ref() } else { key.as_ref() };
+        if hidden.iter().any(|h| h == attribute) {
+            return Err(HttpError(ApiError::bad_request(format!(
+                "['{attribute}'] is invalid attribute for filtering"
+            ))));
+        }
     }
     Ok(())
 }
