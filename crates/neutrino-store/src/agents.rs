@@ -187,7 +187,8 @@ impl Store {
         let nets = sqlx::query(
             "SELECT DISTINCT p.network_id, s.network_type, s.physical_network, s.segmentation_id, n.mtu \
              FROM ports p JOIN network_segments s ON s.id = p.segment_id JOIN networks n ON n.id = p.network_id \
-             WHERE p.host_id = $1 AND p.host_id <> ''",
+             WHERE p.host_id = $1 AND p.host_id <> '' \
+             ORDER BY p.network_id, s.network_type, s.physical_network, s.segmentation_id",
         )
         .bind(host.to_string())
         .fetch_all(&mut *c)

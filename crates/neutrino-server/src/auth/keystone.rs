@@ -144,12 +144,13 @@ impl KeystoneValidator {
         if let Some(c) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(token) {
             return Ok(Some(c));
         }
+        let mut refused: Option<String> = None;
         for attempt in 0..2 {
-            let service = self.service_token(attempt > 0).await?;
+            let service = self.service_token(refused.as_deref()).await?;
             let resp = self
                 .client
                 .get(format!("{}/auth/tokens", self.identity))
-                .header("X-Auth-Token", service)
+                .header("X-Auth-Token", service.as_str())
                 .header("X-Subject-Token", token)
                 .send()
                 .await?;
@@ -167,7 +168,7 @@ impl KeystoneValidator {
                 }
                 404 => return Ok(None),
                 // Our own token was refused: get a new one and ask again, once.
-                401 | 403 if attempt == 0 => continue,
+                401 | 403 if attempt == 0 => refused = Some(service),
                 status => return Err(KeystoneError::Status { status, body: resp.text().await.unwrap_or_default() }),
             }
         }
@@ -176,20 +177,20 @@ impl KeystoneValidator {
 
     /// The service's token: the shared one while it has a minute left, else a new one (one
     /// request fetches it; the others wait for that one instead of asking Keystone too).
-    async fn service_token(&self, force: bool) -> Result<String, KeystoneError> {
+    /// `refused`: a token Keystone just refused, which must not be handed out again (another
+    /// request may already have replaced it, and then that replacement is used).
+    async fn service_token(&self, refused: Option<&str>) -> Result<String, KeystoneError> {
         let fresh = |t: &Option<ServiceToken>| {
-            t.as_ref().filter(|t| t.expires > Instant::now() + Duration::from_secs(60)).map(|t| t.token.clone())
+            t.as_ref()
+                .filter(|t| t.expires > Instant::now() + Duration::from_secs(60) && Some(t.token.as_str()) != refused)
+                .map(|t| t.token.clone())
         };
-        if !force {
-            if let Some(t) = fresh(&*self.service.read().await) {
-                return Ok(t);
-            }
+        if let Some(t) = fresh(&*self.service.read().await) {
+            return Ok(t);
         }
         let _one_at_a_time = self.refresh.lock().await;
-        if !force {
-            if let Some(t) = fresh(&*self.service.read().await) {
-                return Ok(t);
-            }
+        if let Some(t) = fresh(&*self.service.read().await) {
+            return Ok(t);
         }
         let auth = &self.config.service;
         let resp = self.client.post(auth.tokens_url()).json(&auth.request_body()).send().await?;
