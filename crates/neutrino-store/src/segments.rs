@@ -197,21 +197,51 @@ async fn reserve(
     physnet: Option<&str>,
     seg: Option<u32>,
 ) -> Result<()> {
+    let held = hold(tx, owner, segment_id, network_type, physnet.unwrap_or_default(), seg.unwrap_or(0) as i64).await?;
+    if !held {
+        return Err(segment_in_use(network_type, physnet, seg).into());
+    }
+    Ok(())
+}
+
+/// Hold one id for a segment; `false` when it is already held (the primary key says so).
+async fn hold(
+    tx: &mut Tx,
+    owner: &SegmentOwner<'_>,
+    segment_id: &str,
+    network_type: &str,
+    physnet: &str,
+    id: i64,
+) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id, segment_id) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(network_type.to_string())
-    .bind(physnet.unwrap_or_default().to_string())
-    .bind(seg.unwrap_or(0) as i64)
+    .bind(physnet.to_string())
+    .bind(id)
     .bind(owner.network_id.to_string())
     .bind(segment_id.to_string())
     .execute(tx.conn())
     .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(segment_in_use(network_type, physnet, seg).into());
-    }
-    Ok(())
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The lowest `limit` free ids that start a gap in `[$1, $2]` of type `$3` on physical network
+/// `$4`: the range start or an allocated id + 1, when free.
+fn gap_starts(limit: u32) -> String {
+    format!(
+        "SELECT g.c FROM ( \
+            SELECT CAST($1 AS BIGINT) AS c \
+            UNION ALL \
+            SELECT a.segmentation_id + 1 AS c FROM segment_allocations a \
+              WHERE a.network_type = $3 AND a.physical_network = $4 \
+                AND a.segmentation_id >= $1 AND a.segmentation_id < $2 \
+        ) g \
+        WHERE NOT EXISTS (SELECT 1 FROM segment_allocations b \
+            WHERE b.network_type = $3 AND b.physical_network = $4 AND b.segmentation_id = g.c) \
+        ORDER BY g.c LIMIT {limit}"
+    )
 }
 
 /// The ranges a project may take ids of `network_type` from: its own first, then shared.
@@ -268,16 +298,7 @@ async fn allocate_in_range(
     start: u32,
     end: u32,
 ) -> Result<Option<u32>> {
-    const FREE_CANDIDATE: &str = "SELECT c FROM ( \
-            SELECT CAST($1 AS BIGINT) AS c \
-            UNION ALL \
-            SELECT a.segmentation_id + 1 AS c FROM segment_allocations a \
-              WHERE a.network_type = $3 AND a.physical_network = $4 \
-                AND a.segmentation_id >= $1 AND a.segmentation_id < $2 \
-        ) cand \
-        WHERE NOT EXISTS (SELECT 1 FROM segment_allocations b \
-            WHERE b.network_type = $3 AND b.physical_network = $4 AND b.segmentation_id = cand.c) \
-        ORDER BY c LIMIT 1";
+    let lowest_free = gap_starts(1);
     if tx.backend() == crate::Backend::Postgres {
         if let Some(id) = claim_unlocked_candidate(tx, owner, segment_id, network_type, physnet, start, end).await? {
             return Ok(Some(id));
@@ -286,7 +307,7 @@ async fn allocate_in_range(
     loop {
         let insert = format!(
             "INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id, segment_id) \
-             SELECT $3, $4, c, $5, $6 FROM ({FREE_CANDIDATE}) free WHERE true \
+             SELECT $3, $4, c, $5, $6 FROM ({lowest_free}) free WHERE true \
              ON CONFLICT DO NOTHING RETURNING segmentation_id"
         );
         let row = sqlx::query(&insert)
@@ -301,7 +322,7 @@ async fn allocate_in_range(
         if let Some(r) = row {
             return Ok(Some(r.try_get::<i64, _>("segmentation_id")? as u32));
         }
-        let still_free = sqlx::query(FREE_CANDIDATE)
+        let still_free = sqlx::query(&lowest_free)
             .bind(start as i64)
             .bind(end as i64)
             .bind(network_type.to_string())
@@ -328,30 +349,21 @@ async fn claim_unlocked_candidate(
     start: u32,
     end: u32,
 ) -> Result<Option<u32>> {
-    // Free ids: the start of each gap (the range start, or an allocated id + 1), then the
-    // ids that follow it, lowest first.
-    const CANDIDATES: &str = "WITH gaps AS ( \
-            SELECT g.c FROM ( \
-                SELECT CAST($1 AS BIGINT) AS c \
-                UNION ALL \
-                SELECT a.segmentation_id + 1 AS c FROM segment_allocations a \
-                  WHERE a.network_type = $3 AND a.physical_network = $4 \
-                    AND a.segmentation_id >= $1 AND a.segmentation_id < $2 \
-            ) g \
-            WHERE NOT EXISTS (SELECT 1 FROM segment_allocations b \
-                WHERE b.network_type = $3 AND b.physical_network = $4 AND b.segmentation_id = g.c) \
-            ORDER BY g.c LIMIT 16 \
-        ), cand AS ( \
+    // Free ids: the start of each gap, then the ids that follow it, lowest first.
+    let candidates = format!(
+        "WITH gaps AS ({}), cand AS ( \
             SELECT DISTINCT gaps.c + k AS c FROM gaps CROSS JOIN generate_series(0, 15) AS k \
             WHERE gaps.c + k <= $2 AND NOT EXISTS (SELECT 1 FROM segment_allocations b \
                 WHERE b.network_type = $3 AND b.physical_network = $4 AND b.segmentation_id = gaps.c + k) \
             ORDER BY 1 LIMIT 64 \
         ) \
         SELECT c FROM (SELECT c FROM cand ORDER BY c) ordered \
-        WHERE pg_try_advisory_xact_lock(CAST($5 AS INTEGER), CAST(c - 2147483648 AS INTEGER)) LIMIT 1";
+        WHERE pg_try_advisory_xact_lock(CAST($5 AS INTEGER), CAST(c - 2147483648 AS INTEGER)) LIMIT 1",
+        gap_starts(16)
+    );
     let lock_space = lock_space(network_type, physnet);
     for _ in 0..4 {
-        let candidate = sqlx::query(CANDIDATES)
+        let candidate = sqlx::query(&candidates)
             .bind(start as i64)
             .bind(end as i64)
             .bind(network_type.to_string())
@@ -363,18 +375,7 @@ async fn claim_unlocked_candidate(
         let c: i64 = row.try_get("c")?;
         // Holding the id's lock, nobody else inserts it; a row committed since our snapshot
         // makes this insert do nothing, and the next query sees it.
-        let inserted = sqlx::query(
-            "INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id, segment_id) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(network_type.to_string())
-        .bind(physnet.to_string())
-        .bind(c)
-        .bind(owner.network_id.to_string())
-        .bind(segment_id.to_string())
-        .execute(tx.conn())
-        .await?;
-        if inserted.rows_affected() == 1 {
+        if hold(tx, owner, segment_id, network_type, physnet, c).await? {
             return Ok(Some(c as u32));
         }
     }
