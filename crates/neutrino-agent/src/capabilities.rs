@@ -1,6 +1,6 @@
 //! What this host can wire, found out once at agent start and reported in the registration.
 
-use neutrino_dataplane::{DataPlane, DataPlaneError, VlanSpec};
+use neutrino_dataplane::{DataPlane, DataPlaneError, Links, VlanSpec};
 use neutrino_domain::host_intent::HostCapabilities;
 use std::collections::BTreeMap;
 
@@ -39,8 +39,8 @@ pub async fn probe_vlan_support<D: DataPlane>(dp: &D, interface_mappings: &BTree
     }
     let parent = interface_mappings.values().find(|i| observed.link(i).is_some())?;
     let spec = VlanSpec { name: VLAN_PROBE_DEVICE.into(), parent: parent.clone(), id: VLAN_PROBE_ID, mtu: None };
-    let created = dp.ensure_vlan(&spec).await;
-    if let Err(e) = dp.delete_link(VLAN_PROBE_DEVICE).await {
+    let created = dp.links().ensure_vlan(&spec).await;
+    if let Err(e) = dp.links().delete(VLAN_PROBE_DEVICE).await {
         tracing::warn!(error = %e, device = VLAN_PROBE_DEVICE, "cannot delete the vlan probe");
     }
     match created {

@@ -1,7 +1,7 @@
 //! The agent's side of the server protocol.
 
 use futures::StreamExt;
-use neutrino_api::agent::{AgentRegistration, PortStatusReport, StreamMessage};
+use neutrino_api::agent::{AgentRegistration, PortStatusReport, StreamMessage, PROTOCOL_VERSION};
 use neutrino_api::keystone::PasswordAuth;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,9 +115,18 @@ impl ServerClient {
     }
 
     /// Follow the host's stream, sending each message to `out`, until the connection ends.
-    /// A silent connection (no heartbeat for 35 s) is treated as dead.
-    pub async fn follow(&self, host: &str, out: &mpsc::Sender<StreamMessage>) -> Result<(), ClientError> {
-        let url = format!("{}/v2.0/neutrino/hosts/{host}/stream", self.base);
+    /// `since`: the revision of the last message applied (the server then sends what changed
+    /// after it, or a snapshot). A silent connection (no heartbeat for 35 s) is treated as dead.
+    pub async fn follow(
+        &self,
+        host: &str,
+        since: Option<u64>,
+        out: &mpsc::Sender<StreamMessage>,
+    ) -> Result<(), ClientError> {
+        let mut url = format!("{}/v2.0/neutrino/hosts/{host}/stream?protocol={PROTOCOL_VERSION}", self.base);
+        if let Some(since) = since {
+            url.push_str(&format!("&since={since}"));
+        }
         let resp = self.send(self.http.get(url)).await?;
         let mut body = resp.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();

@@ -1,27 +1,30 @@
 //! The per-host agent.
 //!
-//! Three loops share one state: the stream follower keeps the host's view up to date (a
-//! snapshot on every connection, then updates), the link watcher notices taps appearing, and
-//! the reconciler programs the kernel after any of those (and periodically, to repair drift),
-//! then reports port status. Stopping the agent leaves the kernel as it is, so a restart does
-//! not disturb traffic.
+//! Tasks share the host's view: the stream follower keeps it equal to the server's (a
+//! snapshot, then one update per revision; after a reconnect only what it missed), the link
+//! watcher passes kernel link events on, and the reconcile loop runs every feature's
+//! reconciler after any of those (and periodically a full pass, to repair drift), then
+//! reports port status. The follower is supervised: if it ever stops, it is started again.
+//! Stopping the agent leaves the kernel as it is, so a restart does not disturb traffic.
 
 pub mod capabilities;
 pub mod client;
-pub mod reconcile;
+pub mod metrics;
+pub mod reconcilers;
 
 use client::ServerClient;
+use metrics::{AgentMetrics, FeatureLabels, PassLabels};
 use neutrino_api::agent::{
     AgentConfigurations, AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE,
 };
-use neutrino_dataplane::{DataPlane, LinkEvent};
-use neutrino_domain::host_intent::HostCapabilities;
-use neutrino_domain::naming::is_vlan_subinterface_of;
+use neutrino_dataplane::{DataPlane, LinkEvent, Links};
+use reconcilers::l2::L2Reconciler;
+use reconcilers::{port_status, PassOutcome, Reconciler, Scope};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{mpsc, watch, Notify};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
 
 /// Agent options (`[DEFAULT] host`, `[agent] server_url`, `[vxlan] local_ip`, ...).
 #[derive(Debug, Clone)]
@@ -40,10 +43,25 @@ pub struct AgentConfig {
     /// `[keystone_authtoken]`: with Keystone, the agent's credentials (a user with the
     /// `admin` or `service` role).
     pub keystone: Option<neutrino_api::keystone::PasswordAuth>,
+    /// `[agent] metrics_listen`: where to serve `GET /metrics` (not served when `None`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// The host's view as the follower last published it.
+pub type View = Option<Arc<HostState>>;
+
+/// What the link watcher passes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LinkSignal {
+    Event(LinkEvent),
+    /// Events may have been missed (subscribing anew): every reconciler does a full pass.
+    Resync,
 }
 
 /// Run the agent until `shutdown` resolves.
 pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl std::future::Future<Output = ()>) {
+    let started = Instant::now();
+    let metrics = AgentMetrics::new();
     let mut client = ServerClient::new(&config.server_url);
     if let Some(auth) = &config.keystone {
         client = client.with_keystone(auth.clone());
@@ -63,22 +81,40 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         },
     };
     let dataplane = Arc::new(dataplane);
-    let wake = Arc::new(Notify::new());
-    let (state_tx, state_rx) = watch::channel::<Option<HostState>>(None);
+    let (view_tx, view_rx) = watch::channel::<View>(None);
+    let (links_tx, links_rx) = mpsc::channel(EVENT_QUEUE);
 
     register_until_accepted(&client, &registration).await;
-    let tasks = [
+    let reconcilers: Vec<Box<dyn Reconciler<D>>> = vec![Box::new(L2Reconciler::new(config.local_ip, host))];
+    let mut tasks = vec![
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
-        tokio::spawn(follow_stream(client.clone(), config.host.clone(), state_tx)),
-        tokio::spawn(watch_links(dataplane.clone(), wake.clone(), host.clone())),
-        tokio::spawn(reconcile_loop(dataplane, client, config, host, state_rx, wake)),
+        tokio::spawn(supervise_stream(client.clone(), config.host.clone(), view_tx, metrics.clone())),
+        tokio::spawn(watch_links(dataplane.clone(), links_tx)),
+        tokio::spawn(
+            ReconcileLoop {
+                dp: dataplane,
+                client,
+                config: config.clone(),
+                reconcilers,
+                metrics: metrics.clone(),
+                started,
+            }
+            .run(view_rx, links_rx),
+        ),
     ];
+    if let Some(listen) = config.metrics_listen {
+        tasks.push(tokio::spawn(metrics::serve(metrics, listen)));
+    }
     shutdown.await;
     for t in tasks {
         t.abort();
     }
     tracing::info!("agent stopped; kernel state left in place");
 }
+
+/// Capacity of the link event queue to the reconcile loop; a watcher that finds it full
+/// asks for a full pass instead.
+const EVENT_QUEUE: usize = 4096;
 
 async fn register_until_accepted(client: &ServerClient, reg: &AgentRegistration) {
     let mut delay = Duration::from_millis(200);
@@ -106,67 +142,133 @@ async fn heartbeat(client: ServerClient, reg: AgentRegistration, interval: u64) 
     }
 }
 
-/// Keep `state` equal to the server's view of this host, reconnecting forever.
-async fn follow_stream(client: ServerClient, host: String, state: watch::Sender<Option<HostState>>) {
+/// Keep the stream follower running: if it ever ends (it only should by panicking), start it
+/// again, from the view it had.
+async fn supervise_stream(client: ServerClient, host: String, view: watch::Sender<View>, metrics: AgentMetrics) {
+    let view = Arc::new(view);
+    let follower = Follower::default();
+    let follower = Arc::new(tokio::sync::Mutex::new(follower));
     loop {
-        let (tx, mut rx) = mpsc::channel(64);
-        let follower = {
-            let client = client.clone();
-            let host = host.clone();
-            tokio::spawn(async move { client.follow(&host, &tx).await })
-        };
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                StreamMessage::Snapshot { revision, state: snapshot } => {
-                    tracing::debug!(revision, "snapshot");
-                    state.send_replace(Some(snapshot));
-                }
-                StreamMessage::Update { revision, upserted, removed } => {
-                    tracing::debug!(revision, "update");
-                    state.send_modify(|s| {
-                        if let Some(s) = s {
-                            s.apply(upserted, &removed);
-                        }
-                    });
-                }
-                StreamMessage::Heartbeat { .. } => {}
-            }
-        }
-        match follower.await {
-            Ok(Ok(())) => tracing::info!("stream closed by server; reconnecting"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "stream failed; reconnecting"),
+        let task =
+            tokio::spawn(follow_stream(client.clone(), host.clone(), view.clone(), follower.clone(), metrics.clone()));
+        match task.await {
+            Ok(()) => tracing::error!("stream follower stopped; starting it again"),
+            Err(e) if e.is_panic() => tracing::error!(error = %e, "stream follower panicked; starting it again"),
             Err(_) => return,
         }
+        metrics.stream_connected.set(0);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// Whether a link event may need the reconciler: a tap or a mapped physical interface
-/// appeared or changed, or one of our devices (bridge, VXLAN device, VLAN sub-interface of a
-/// mapped interface) or a mapped interface disappeared.
-fn is_relevant(event: &LinkEvent, host: &HostCapabilities) -> bool {
-    let mut mapped = host.interface_mappings.values();
-    match event {
-        LinkEvent::Added(name) => name.starts_with("tap") || mapped.any(|i| i == name),
-        LinkEvent::Removed(name) => {
-            name.starts_with("tap")
-                || name.starts_with("brq")
-                || name.starts_with("vxlan-")
-                || mapped.any(|i| i == name || is_vlan_subinterface_of(name, i))
+/// The follower's own copy of the view and the revision it is at.
+#[derive(Default)]
+struct Follower {
+    revision: Option<u64>,
+    state: HostState,
+}
+
+impl Follower {
+    /// Apply one message. `Err` when it does not fit (an update before any snapshot).
+    fn apply(&mut self, message: StreamMessage) -> Result<bool, String> {
+        match message {
+            StreamMessage::Snapshot { revision, state, .. } => {
+                tracing::debug!(revision, ports = state.local_ports.len(), "snapshot");
+                self.state = state;
+                self.revision = Some(revision);
+                Ok(true)
+            }
+            StreamMessage::Update { revision, delta } => match self.revision {
+                None => Err(format!("update {revision} before any snapshot")),
+                Some(at) if revision <= at => Ok(false),
+                Some(_) => {
+                    self.state.apply(delta);
+                    self.revision = Some(revision);
+                    Ok(true)
+                }
+            },
+            StreamMessage::Heartbeat { revision } => {
+                if self.revision.is_some() {
+                    self.revision = self.revision.max(Some(revision));
+                }
+                Ok(false)
+            }
         }
     }
 }
 
-/// Wake the reconciler when a link event is relevant (see [`is_relevant`]).
-async fn watch_links<D: DataPlane>(dp: Arc<D>, wake: Arc<Notify>, host: HostCapabilities) {
+/// Keep the view equal to the server's, reconnecting forever (resuming from the revision
+/// the view is at).
+async fn follow_stream(
+    client: ServerClient,
+    host: String,
+    view: Arc<watch::Sender<View>>,
+    follower: Arc<tokio::sync::Mutex<Follower>>,
+    metrics: AgentMetrics,
+) {
+    let mut delay = Duration::from_millis(200);
     loop {
-        match dp.link_events().await {
+        let since = follower.lock().await.revision;
+        let (tx, mut rx) = mpsc::channel(1024);
+        let connection = {
+            let client = client.clone();
+            let host = host.clone();
+            tokio::spawn(async move { client.follow(&host, since, &tx).await })
+        };
+        metrics.stream_reconnects.inc();
+        while let Some(first) = rx.recv().await {
+            metrics.stream_connected.set(1);
+            delay = Duration::from_millis(200);
+            let mut f = follower.lock().await;
+            let mut changed = false;
+            let mut message = Some(first);
+            // Apply everything that has arrived, then publish once.
+            while let Some(m) = message.take() {
+                metrics.stream_messages.inc();
+                match f.apply(m) {
+                    Ok(c) => changed |= c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unexpected stream message; starting over with a snapshot");
+                        f.revision = None;
+                    }
+                }
+                message = rx.try_recv().ok();
+            }
+            if let Some(r) = f.revision {
+                metrics.stream_revision.set(r as i64);
+            }
+            if changed {
+                metrics.local_ports.set(f.state.local_ports.len() as i64);
+                view.send_replace(Some(Arc::new(f.state.clone())));
+            }
+        }
+        metrics.stream_connected.set(0);
+        match connection.await {
+            Ok(Ok(())) => tracing::info!("stream closed by server; reconnecting"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "stream failed; reconnecting"),
+            Err(_) => return,
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Pass link events on to the reconcile loop, resubscribing when the kernel dropped some.
+async fn watch_links<D: DataPlane>(dp: Arc<D>, out: mpsc::Sender<LinkSignal>) {
+    loop {
+        match dp.links().events().await {
             Ok(mut events) => {
-                // Events may have been missed while (re)subscribing: reconcile once.
-                wake.notify_one();
+                // Events may have been missed while (re)subscribing.
+                if out.send(LinkSignal::Resync).await.is_err() {
+                    return;
+                }
                 while let Some(e) = events.recv().await {
-                    if is_relevant(&e, &host) {
-                        wake.notify_one();
+                    match out.try_send(LinkSignal::Event(e)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            let _ = out.send(LinkSignal::Resync).await;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 }
                 tracing::warn!("link event subscription ended; resubscribing");
@@ -177,74 +279,136 @@ async fn watch_links<D: DataPlane>(dp: Arc<D>, wake: Arc<Notify>, host: HostCapa
     }
 }
 
-async fn reconcile_loop<D: DataPlane>(
+struct ReconcileLoop<D: DataPlane> {
     dp: Arc<D>,
     client: ServerClient,
     config: AgentConfig,
-    host: HostCapabilities,
-    mut state: watch::Receiver<Option<HostState>>,
-    wake: Arc<Notify>,
-) {
-    // What we last told the server, so a status is reported once, not on every pass.
-    let mut reported: BTreeMap<String, String> = BTreeMap::new();
-    // Networks we last logged as not wired, so each problem is logged when it appears.
-    let mut problems = NetworkProblems::default();
-    let resync = Duration::from_secs(config.resync_interval.max(1));
-    loop {
-        let mut next_pass = resync;
-        let current = state.borrow_and_update().clone();
-        if let Some(current) = current {
-            match reconcile::reconcile(dp.as_ref(), &current, config.local_ip, &host).await {
-                Ok(outcome) => {
-                    if outcome.changes > 0 {
-                        tracing::info!(changes = outcome.changes, "kernel reconciled");
+    reconcilers: Vec<Box<dyn Reconciler<D>>>,
+    metrics: AgentMetrics,
+    started: Instant,
+}
+
+/// What the loop remembers of each reconciler.
+struct Feature {
+    outcome: PassOutcome,
+    /// The view its last successful pass reconciled (`None`: next pass is a full one).
+    reconciled: Option<Arc<HostState>>,
+    /// Problems already logged.
+    logged: BTreeMap<String, String>,
+}
+
+impl<D: DataPlane> ReconcileLoop<D> {
+    async fn run(mut self, mut view: watch::Receiver<View>, mut links: mpsc::Receiver<LinkSignal>) {
+        let resync = Duration::from_secs(self.config.resync_interval.max(1));
+        let mut features: Vec<Feature> = self
+            .reconcilers
+            .iter()
+            .map(|_| Feature { outcome: PassOutcome::default(), reconciled: None, logged: BTreeMap::new() })
+            .collect();
+        // What we last told the server, so a status is reported once, not on every pass.
+        let mut reported: BTreeMap<String, String> = BTreeMap::new();
+        let mut events: Vec<LinkEvent> = Vec::new();
+        let mut next_full = Instant::now() + resync;
+        let mut retry = false;
+        let mut converged = false;
+        loop {
+            let current = view.borrow_and_update().clone();
+            if let Some(state) = current {
+                let full = Instant::now() >= next_full;
+                if full {
+                    next_full = Instant::now() + resync;
+                }
+                let mut failed = false;
+                for (r, f) in self.reconcilers.iter_mut().zip(features.iter_mut()) {
+                    let relevant: Vec<LinkEvent> = events.iter().filter(|e| r.wants_link_event(e)).cloned().collect();
+                    let unchanged = f.reconciled.as_ref().is_some_and(|s| Arc::ptr_eq(s, &state));
+                    if !full && unchanged && relevant.is_empty() && !retry {
+                        continue;
                     }
-                    problems.log_changes(&outcome);
-                    let delivered =
-                        report_status(&client, &config.host, &current, &outcome.port_status, &mut reported).await;
-                    if !delivered {
-                        next_pass = Duration::from_secs(1);
+                    let scope = if full || f.reconciled.is_none() { Scope::Full } else { Scope::Changes(relevant) };
+                    let feature = r.name().to_string();
+                    let began = Instant::now();
+                    match r.reconcile(self.dp.as_ref(), &state, &scope).await {
+                        Ok(outcome) => {
+                            let kind = if scope == Scope::Full { "full" } else { "changes" };
+                            let labels = FeatureLabels { feature: feature.clone() };
+                            self.metrics
+                                .passes
+                                .get_or_create(&PassLabels { feature: feature.clone(), scope: kind.into() })
+                                .inc();
+                            self.metrics.pass_seconds.get_or_create(&labels).observe(began.elapsed().as_secs_f64());
+                            self.metrics.changes.get_or_create(&labels).inc_by(outcome.changes as u64);
+                            if outcome.changes > 0 {
+                                tracing::info!(%feature, changes = outcome.changes, scope = kind, "kernel reconciled");
+                            }
+                            log_problems(&feature, &f.logged, &outcome.problems);
+                            f.logged = outcome.problems.clone();
+                            f.outcome = outcome;
+                            f.reconciled = Some(state.clone());
+                        }
+                        Err(e) => {
+                            tracing::warn!(%feature, error = %e, "reconcile failed; retrying with a full pass");
+                            self.metrics.pass_failures.get_or_create(&FeatureLabels { feature }).inc();
+                            f.reconciled = None;
+                            failed = true;
+                        }
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "reconcile failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
+                events.clear();
+                let outcomes: Vec<&PassOutcome> = features.iter().map(|f| &f.outcome).collect();
+                let statuses = port_status(&state, &outcomes);
+                let active = statuses.values().filter(|s| *s == "ACTIVE").count();
+                self.metrics.active_ports.set(active as i64);
+                let delivered = report_status(&self.client, &self.config.host, &state, &statuses, &mut reported).await;
+                retry = failed || !delivered;
+                if !converged && !failed && delivered {
+                    converged = true;
+                    let elapsed_ms = self.started.elapsed().as_millis() as u64;
+                    tracing::info!(elapsed_ms, ports = state.local_ports.len(), active, "host converged");
                 }
             }
-        }
-        tokio::select! {
-            _ = state.changed() => {}
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(next_pass) => {}
+            let wait =
+                if retry { Duration::from_millis(500) } else { next_full.saturating_duration_since(Instant::now()) };
+            tokio::select! {
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        // The follower's supervisor went away: nothing will change any more.
+                        return;
+                    }
+                }
+                signal = links.recv() => {
+                    let mut signal = signal;
+                    while let Some(s) = signal.take() {
+                        match s {
+                            LinkSignal::Event(e) => events.push(e),
+                            LinkSignal::Resync => {
+                                for f in features.iter_mut() {
+                                    f.reconciled = None;
+                                }
+                            }
+                        }
+                        signal = links.try_recv().ok();
+                    }
+                    let relevant = events.iter().any(|e| self.reconcilers.iter().any(|r| r.wants_link_event(e)));
+                    let reset = features.iter().any(|f| f.reconciled.is_none());
+                    if !relevant && !reset {
+                        events.clear();
+                        continue;
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
     }
 }
 
-/// The networks a pass could not wire, remembered so that the log shows each problem once
-/// (and again when it changes), not on every pass.
-#[derive(Debug, Default)]
-struct NetworkProblems {
-    unwired: BTreeMap<String, String>,
-    failed: BTreeMap<String, String>,
-}
-
-impl NetworkProblems {
-    fn log_changes(&mut self, outcome: &reconcile::Outcome) {
-        for (network, reason) in news(&self.unwired, &outcome.unwired) {
-            tracing::warn!(%network, %reason, "network not wired on this host; its ports stay DOWN");
-        }
-        for (network, error) in news(&self.failed, &outcome.failed) {
-            tracing::error!(%network, %error, "network uplink failed; its ports stay DOWN");
-        }
-        let before: Vec<&String> = self.unwired.keys().chain(self.failed.keys()).collect();
-        for network in before {
-            if !outcome.unwired.contains_key(network) && !outcome.failed.contains_key(network) {
-                tracing::info!(%network, "network no longer has a wiring problem");
-            }
-        }
-        self.unwired = outcome.unwired.clone();
-        self.failed = outcome.failed.clone();
+/// Log the problems that appeared or changed, and those that went away.
+fn log_problems(feature: &str, before: &BTreeMap<String, String>, now: &BTreeMap<String, String>) {
+    for (what, why) in news(before, now) {
+        tracing::warn!(%feature, %what, %why, "cannot do this here; its ports stay DOWN");
+    }
+    for what in before.keys().filter(|k| !now.contains_key(*k)) {
+        tracing::info!(%feature, %what, "no longer a problem");
     }
 }
 
@@ -293,6 +457,8 @@ async fn report_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use neutrino_api::agent::{HostDelta, LocalPort};
+    use neutrino_domain::host_intent::HostCapabilities;
 
     fn host() -> HostCapabilities {
         HostCapabilities {
@@ -302,9 +468,10 @@ mod tests {
     }
 
     #[test]
-    fn our_devices_and_the_mapped_interfaces_are_relevant() {
-        let added = |n: &str| is_relevant(&LinkEvent::Added(n.into()), &host());
-        let removed = |n: &str| is_relevant(&LinkEvent::Removed(n.into()), &host());
+    fn our_devices_and_the_mapped_interfaces_are_relevant_to_l2() {
+        let l2 = L2Reconciler::new(Ipv4Addr::LOCALHOST, host());
+        let added = |n: &str| l2.is_relevant(&LinkEvent::Added(n.into()));
+        let removed = |n: &str| l2.is_relevant(&LinkEvent::Removed(n.into()));
         assert!(added("tap3aab26d9-f8") && added("phys0"));
         assert!(!added("brq0817d5d7-a3") && !added("phys0.100") && !added("eth0"));
         for ours in ["tap3aab26d9-f8", "brq0817d5d7-a3", "vxlan-42", "phys0", "phys0.100", "phys0.4094"] {
@@ -324,5 +491,32 @@ mod tests {
         now.insert("n1".into(), "interface missing".into());
         let fresh: Vec<_> = news(&before, &now).map(|(k, _)| k.as_str()).collect();
         assert_eq!(fresh, ["n1", "n2"]);
+    }
+
+    fn port() -> LocalPort {
+        LocalPort {
+            network_id: "n1".into(),
+            mac_address: "fa:16:3e:00:00:01".into(),
+            admin_state_up: true,
+            status: "DOWN".into(),
+        }
+    }
+
+    #[test]
+    fn the_follower_applies_updates_in_order_once_and_resumes_from_its_revision() {
+        let mut f = Follower::default();
+        let mut delta = HostDelta::default();
+        delta.set("p1", Some(port()));
+        let update = |revision: u64, delta: &HostDelta| StreamMessage::Update { revision, delta: delta.clone() };
+        assert!(f.apply(update(3, &delta)).is_err(), "no update before a snapshot");
+        assert_eq!(
+            f.apply(StreamMessage::Snapshot { revision: 5, state: HostState::default(), protocol: 2 }),
+            Ok(true)
+        );
+        assert_eq!(f.apply(update(5, &delta)), Ok(false), "a revision already applied is skipped");
+        assert_eq!(f.apply(update(6, &delta)), Ok(true));
+        assert_eq!(f.state.local_ports.len(), 1);
+        assert_eq!(f.apply(StreamMessage::Heartbeat { revision: 9 }), Ok(false));
+        assert_eq!(f.revision, Some(9), "a heartbeat says the view is current at its revision");
     }
 }

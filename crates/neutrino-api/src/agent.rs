@@ -1,14 +1,29 @@
 //! The agent protocol: registration, the host-state stream and status reports.
 //!
 //! The stream is newline-delimited JSON. The first message is a [`StreamMessage::Snapshot`] of
-//! everything the host needs at a revision; then [`StreamMessage::Update`]s carry ordered
-//! differences; [`StreamMessage::Heartbeat`]s keep an idle connection observably alive.
+//! everything the host needs at a revision of the change log (or, when the agent reconnects
+//! with `since=R` and the server still holds the log after R, an [`StreamMessage::Update`]
+//! with exactly what changed after R). Then one [`StreamMessage::Update`] per revision that
+//! changes the host's view, in revision order; [`StreamMessage::Heartbeat`]s keep an idle
+//! connection observably alive and tell the agent how far the log has been read for it.
+//!
+//! **Versions.** The host state is a set of keyed collections (declared by `host_state!`). A newer
+//! server may add collections and fields; an older agent ignores what it does not know, and
+//! a newer agent reads a missing collection or field as empty. The agent sends the protocol
+//! version it speaks (`protocol=N`); the server answers in that version or refuses with 400
+//! when it cannot.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const AGENT_TYPE_LINUXBRIDGE: &str = "Linux bridge agent";
 pub const AGENT_TYPE_OVS: &str = "Open vSwitch agent";
+
+/// The stream protocol version this build speaks. Version 1 had no `since` and no
+/// per-revision updates; version 2 adds both, and keeps version 1's message shapes.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest version a server of this build still serves.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// `POST /v2.0/neutrino/agents` body, sent at start and then as a heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -86,56 +101,147 @@ pub struct RemotePort {
     pub tunnel_ip: String,
 }
 
-/// Everything one host needs, keyed by id so it can be diffed.
+/// A value kept in one collection of [`HostState`], keyed by id.
+pub trait HostValue: Clone + PartialEq + Sized {
+    /// The collection's name on the wire.
+    const COLLECTION: &'static str;
+    fn collection(state: &HostState) -> &BTreeMap<String, Self>;
+    fn collection_mut(state: &mut HostState) -> &mut BTreeMap<String, Self>;
+    fn removed_mut(removed: &mut Removed) -> &mut Vec<String>;
+}
+
+/// Declares the host state: one keyed collection per line. This generates [`HostState`],
+/// [`Removed`] (the ids that left each collection), [`HostValue`] for every value type, and
+/// the generic diff, apply and merge, so adding a collection is adding a line.
+macro_rules! host_state {
+    ($( $(#[$doc:meta])* $field:ident : $value:ty ),* $(,)?) => {
+        /// Everything one host needs, as keyed collections that are diffed generically.
+        #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+        pub struct HostState {
+            $( $(#[$doc])* #[serde(default)] pub $field: BTreeMap<String, $value>, )*
+        }
+
+        /// The ids that left each collection of a [`HostState`].
+        #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+        pub struct Removed {
+            $( #[serde(default)] pub $field: Vec<String>, )*
+        }
+
+        $(
+            impl HostValue for $value {
+                const COLLECTION: &'static str = stringify!($field);
+                fn collection(state: &HostState) -> &BTreeMap<String, Self> {
+                    &state.$field
+                }
+                fn collection_mut(state: &mut HostState) -> &mut BTreeMap<String, Self> {
+                    &mut state.$field
+                }
+                fn removed_mut(removed: &mut Removed) -> &mut Vec<String> {
+                    &mut removed.$field
+                }
+            }
+        )*
+
+        impl HostState {
+            /// The update that turns `self` into `next`, or `None` if they are equal.
+            pub fn diff(&self, next: &HostState) -> Option<HostDelta> {
+                let mut delta = HostDelta::default();
+                $( diff_map(&self.$field, &next.$field, &mut delta.upserted.$field, &mut delta.removed.$field); )*
+                (!delta.is_empty()).then_some(delta)
+            }
+
+            /// Apply an update (from [`HostState::diff`] or the stream).
+            pub fn apply(&mut self, delta: HostDelta) {
+                $(
+                    for id in &delta.removed.$field {
+                        self.$field.remove(id);
+                    }
+                    self.$field.extend(delta.upserted.$field);
+                )*
+            }
+
+            /// The number of entries over all collections.
+            pub fn len(&self) -> usize {
+                0 $( + self.$field.len() )*
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// Every `(collection, id)` of the state.
+            pub fn keys(&self) -> Vec<(&'static str, &str)> {
+                let mut keys = Vec::with_capacity(self.len());
+                $( keys.extend(self.$field.keys().map(|k| (stringify!($field), k.as_str()))); )*
+                keys
+            }
+        }
+
+        impl Removed {
+            pub fn is_empty(&self) -> bool {
+                true $( && self.$field.is_empty() )*
+            }
+
+            /// Every `(collection, id)` removed.
+            pub fn keys(&self) -> Vec<(&'static str, &str)> {
+                let mut keys = Vec::new();
+                $( keys.extend(self.$field.iter().map(|k| (stringify!($field), k.as_str()))); )*
+                keys
+            }
+        }
+    };
+}
+
+host_state! {
+    /// The networks the host has local ports on, as the segment they are bound to.
+    networks: HostNetwork,
+    /// The ports bound to the host.
+    local_ports: LocalPort,
+    /// With L2 population: the ports on other hosts bound to the segments of local ports.
+    remote_ports: RemotePort,
+}
+
+/// A change of a [`HostState`]: entries upserted and ids removed, per collection.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HostState {
-    pub networks: BTreeMap<String, HostNetwork>,
-    pub local_ports: BTreeMap<String, LocalPort>,
-    pub remote_ports: BTreeMap<String, RemotePort>,
+pub struct HostDelta {
+    #[serde(default)]
+    pub upserted: HostState,
+    #[serde(default)]
+    pub removed: Removed,
 }
 
-/// Ids that left the host's view.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Removed {
-    pub networks: Vec<String>,
-    pub local_ports: Vec<String>,
-    pub remote_ports: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StreamMessage {
-    Snapshot { revision: u64, state: HostState },
-    Update { revision: u64, upserted: HostState, removed: Removed },
-    Heartbeat { revision: u64 },
-}
-
-impl HostState {
-    /// The update that turns `self` into `next`, or `None` if they are equal.
-    pub fn diff(&self, next: &HostState) -> Option<(HostState, Removed)> {
-        let mut up = HostState::default();
-        let mut rm = Removed::default();
-        diff_map(&self.networks, &next.networks, &mut up.networks, &mut rm.networks);
-        diff_map(&self.local_ports, &next.local_ports, &mut up.local_ports, &mut rm.local_ports);
-        diff_map(&self.remote_ports, &next.remote_ports, &mut up.remote_ports, &mut rm.remote_ports);
-        let empty = up == HostState::default() && rm == Removed::default();
-        (!empty).then_some((up, rm))
+impl HostDelta {
+    pub fn is_empty(&self) -> bool {
+        self.upserted.is_empty() && self.removed.is_empty()
     }
 
-    /// Apply an update produced by [`HostState::diff`].
-    pub fn apply(&mut self, upserted: HostState, removed: &Removed) {
-        for id in &removed.networks {
-            self.networks.remove(id);
+    /// Record the entry `id` of `V`'s collection: its new value, or `None` if it left.
+    pub fn set<V: HostValue>(&mut self, id: &str, value: Option<V>) {
+        let removed = V::removed_mut(&mut self.removed);
+        removed.retain(|r| r != id);
+        match value {
+            Some(v) => {
+                V::collection_mut(&mut self.upserted).insert(id.to_string(), v);
+            }
+            None => {
+                V::collection_mut(&mut self.upserted).remove(id);
+                removed.push(id.to_string());
+            }
         }
-        for id in &removed.local_ports {
-            self.local_ports.remove(id);
+    }
+
+    /// Record an entry only if it differs from what it was.
+    pub fn set_if_changed<V: HostValue>(&mut self, id: &str, before: Option<V>, after: Option<V>) {
+        if before != after {
+            self.set(id, after);
         }
-        for id in &removed.remote_ports {
-            self.remote_ports.remove(id);
-        }
-        self.networks.extend(upserted.networks);
-        self.local_ports.extend(upserted.local_ports);
-        self.remote_ports.extend(upserted.remote_ports);
+    }
+
+    /// Every `(collection, id)` the delta touches.
+    pub fn keys(&self) -> Vec<(&'static str, &str)> {
+        let mut keys = self.upserted.keys();
+        keys.extend(self.removed.keys());
+        keys
     }
 }
 
@@ -151,6 +257,40 @@ fn diff_map<V: Clone + PartialEq>(
         }
     }
     removed.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StreamMessage {
+    Snapshot {
+        revision: u64,
+        state: HostState,
+        /// The protocol version the server answers in (absent from version 1 servers).
+        #[serde(default = "protocol_v1")]
+        protocol: u32,
+    },
+    Update {
+        revision: u64,
+        #[serde(flatten)]
+        delta: HostDelta,
+    },
+    Heartbeat {
+        revision: u64,
+    },
+}
+
+fn protocol_v1() -> u32 {
+    1
+}
+
+impl StreamMessage {
+    pub fn revision(&self) -> u64 {
+        match self {
+            StreamMessage::Snapshot { revision, .. }
+            | StreamMessage::Update { revision, .. }
+            | StreamMessage::Heartbeat { revision } => *revision,
+        }
+    }
 }
 
 /// `PUT /v2.0/neutrino/ports/status` body: the agent reports what it wired.
@@ -182,11 +322,53 @@ mod tests {
         let mut b = a.clone();
         b.local_ports.remove("p1");
         b.local_ports.insert("p3".into(), port("n2"));
-        let (up, rm) = a.diff(&b).unwrap();
-        assert_eq!(rm.local_ports, vec!["p1".to_string()]);
-        assert_eq!(up.local_ports.len(), 1);
-        a.apply(up, &rm);
+        let delta = a.diff(&b).unwrap();
+        assert_eq!(delta.removed.local_ports, vec!["p1".to_string()]);
+        assert_eq!(delta.upserted.local_ports.len(), 1);
+        a.apply(delta);
         assert_eq!(a, b);
         assert!(a.diff(&b).is_none());
+    }
+
+    #[test]
+    fn set_keeps_the_last_word_per_entry() {
+        let mut d = HostDelta::default();
+        d.set("p1", Some(port("n1")));
+        d.set::<LocalPort>("p1", None);
+        assert!(d.upserted.local_ports.is_empty());
+        assert_eq!(d.removed.local_ports, ["p1"]);
+        d.set("p1", Some(port("n2")));
+        assert!(d.removed.local_ports.is_empty());
+        assert_eq!(d.upserted.local_ports["p1"].network_id, "n2");
+        d.set_if_changed("p2", Some(port("n1")), Some(port("n1")));
+        assert_eq!(d.keys(), [("local_ports", "p1")]);
+    }
+
+    #[test]
+    fn version_1_update_shape_is_kept() {
+        let mut d = HostDelta::default();
+        d.set::<LocalPort>("p1", None);
+        let line = serde_json::to_value(StreamMessage::Update { revision: 7, delta: d }).unwrap();
+        assert_eq!(line["kind"], "update");
+        assert_eq!(line["revision"], 7);
+        assert_eq!(line["removed"]["local_ports"], serde_json::json!(["p1"]));
+        assert_eq!(line["upserted"]["networks"], serde_json::json!({}), "every collection is sent");
+    }
+
+    #[test]
+    fn unknown_collections_and_fields_are_ignored_and_missing_ones_are_empty() {
+        // A newer server's message: a collection and a field this build does not know.
+        let newer = r#"{"kind":"snapshot","revision":3,"protocol":9,"state":{
+            "local_ports":{"p1":{"network_id":"n1","mac_address":"fa:16:3e:00:00:01","admin_state_up":true,
+                                 "status":"DOWN","security_groups":["sg1"]}},
+            "floating_ips":{"f1":{"address":"203.0.113.5"}}}}"#;
+        let StreamMessage::Snapshot { revision, state, protocol } = serde_json::from_str(newer).unwrap() else {
+            panic!("a snapshot");
+        };
+        assert_eq!((revision, protocol, state.local_ports.len()), (3, 9, 1));
+        assert!(state.networks.is_empty() && state.remote_ports.is_empty());
+        // A version 1 server's snapshot has no protocol field.
+        let v1 = r#"{"kind":"snapshot","revision":1,"state":{"networks":{},"local_ports":{},"remote_ports":{}}}"#;
+        assert!(matches!(serde_json::from_str(v1).unwrap(), StreamMessage::Snapshot { protocol: 1, .. }));
     }
 }

@@ -1,13 +1,17 @@
 //! Data plane: the narrow interface between the agent's reconcilers and the kernel.
 //!
-//! Reconcilers read the observed state with [`DataPlane::observe`], compute a diff against the
-//! desired state, and apply it through the primitive operations. Every operation is idempotent
+//! Reconcilers read the observed state (all of it with [`DataPlane::observe`], or only the
+//! objects a change concerns through the sub-handles), compute a diff against the desired
+//! state, and apply it through the primitive operations. Every operation is idempotent
 //! (adding what exists or deleting what is gone is not an error), so a reconciler may be
 //! interrupted and restarted at any point.
 //!
 //! Two implementations exist: [`kernel::KernelDataPlane`] (rtnetlink, the real thing) and
-//! [`memory::MemoryDataPlane`] (an in-memory model for unit tests of reconcilers).
+//! [`memory::MemoryDataPlane`] (an in-memory model for unit tests of reconcilers). The
+//! scenarios of the `contract` test module run against both.
 
+#[cfg(test)]
+mod contract;
 pub mod kernel;
 mod mac;
 pub mod memory;
@@ -126,10 +130,27 @@ pub enum LinkEvent {
     Removed(String),
 }
 
-/// The operations a reconciler needs. All are idempotent.
+/// The data plane of one network namespace, as sub-handles in the style of rtnetlink's
+/// `Handle`: [`DataPlane::links`], [`DataPlane::fdb`], [`DataPlane::neighbours`]. Every
+/// operation is idempotent. Later features add handles of their own here (addresses, routes,
+/// nftables) and a handle per network namespace (routers live in their own), without
+/// changing the ones that exist.
 pub trait DataPlane: Send + Sync + 'static {
-    /// Links, VXLAN FDB entries and VXLAN neighbour entries currently in the kernel.
+    type Links: Links;
+    type Fdb: Fdb;
+    type Neighbours: Neighbours;
+    fn links(&self) -> &Self::Links;
+    fn fdb(&self) -> &Self::Fdb;
+    fn neighbours(&self) -> &Self::Neighbours;
+    /// Every link, and the static FDB and permanent neighbour entries of every VXLAN device,
+    /// in one read (for a full pass; a targeted pass asks the handles for what it needs).
     fn observe(&self) -> impl Future<Output = Result<Observed>> + Send;
+}
+
+/// Links: bridges, VXLAN devices, VLAN sub-interfaces, and the taps others create.
+pub trait Links: Send + Sync {
+    /// The link called `name`, with its master (and a VLAN's parent) as names.
+    fn get(&self, name: &str) -> impl Future<Output = Result<Option<Link>>> + Send;
     /// Create a bridge (STP off, forward delay 0, IPv6 off on it) and set it up. On an existing
     /// bridge only the MTU (when given) and the up state are corrected.
     fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> impl Future<Output = Result<()>> + Send;
@@ -146,14 +167,26 @@ pub trait DataPlane: Send + Sync + 'static {
     /// Enslave `link` to `bridge` and set it up.
     fn attach(&self, link: &str, bridge: &str) -> impl Future<Output = Result<()>> + Send;
     /// Delete a link; deleting a missing link succeeds.
-    fn delete_link(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
-    /// Add or replace a static FDB entry (NTF_SELF, NUD_PERMANENT) with a destination VTEP.
-    fn add_fdb(&self, entry: &FdbEntry) -> impl Future<Output = Result<()>> + Send;
-    fn del_fdb(&self, entry: &FdbEntry) -> impl Future<Output = Result<()>> + Send;
-    /// Add or replace a permanent neighbour entry.
-    fn add_neighbour(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
-    fn del_neighbour(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
+    fn delete(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Subscribe to link notifications. Each call returns a new receiver. The channel closes
     /// when notifications were lost (kernel socket overrun): resubscribe, then resync.
-    fn link_events(&self) -> impl Future<Output = Result<tokio::sync::mpsc::Receiver<LinkEvent>>> + Send;
+    fn events(&self) -> impl Future<Output = Result<tokio::sync::mpsc::Receiver<LinkEvent>>> + Send;
+}
+
+/// Static FDB entries of VXLAN devices (L2 population: remote MAC → VTEP).
+pub trait Fdb: Send + Sync {
+    /// The static entries with a destination on `device` (none when it does not exist).
+    fn list(&self, device: &str) -> impl Future<Output = Result<Vec<FdbEntry>>> + Send;
+    /// Add or replace a static FDB entry (NTF_SELF, NUD_PERMANENT) with a destination VTEP.
+    fn add(&self, entry: &FdbEntry) -> impl Future<Output = Result<()>> + Send;
+    fn del(&self, entry: &FdbEntry) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Permanent neighbour entries (the ARP/ND responder of VXLAN devices).
+pub trait Neighbours: Send + Sync {
+    /// The permanent entries on `device` (none when it does not exist).
+    fn list(&self, device: &str) -> impl Future<Output = Result<Vec<NeighEntry>>> + Send;
+    /// Add or replace a permanent neighbour entry.
+    fn add(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
+    fn del(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
 }

@@ -3,20 +3,21 @@
 //! It follows the kernel where reconcilers can tell the difference: FDB entries are keyed by
 //! device and MAC (an add with another destination replaces it), neighbours by device and IP,
 //! deleting a link takes its entries with it and un-enslaves the ports of a deleted bridge,
-//! deleting a parent deletes its VLAN sub-interfaces, and [`DataPlane::observe`] applies the
-//! same filters as the kernel implementation. It can play a kernel without 802.1Q support
-//! ([`MemoryDataPlane::refuse_vlans`]). Every
-//! call that changes something counts as one mutation, so a test can assert that a converged
-//! reconcile does nothing.
+//! deleting a parent deletes its VLAN sub-interfaces, and [`DataPlane::observe`] and the
+//! handles' lists apply the same filters as the kernel implementation. It can play a kernel
+//! without 802.1Q support ([`MemoryDataPlane::refuse_vlans`]). Every call that changes
+//! something counts as one mutation, so a test can assert that a converged reconcile does
+//! nothing; every read counts too ([`MemoryDataPlane::reads`]), so a test can assert what a
+//! pass looked at.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
 use crate::{
-    DataPlane, DataPlaneError, FdbEntry, Link, LinkEvent, LinkKind, MacAddr, NeighEntry, Observed, Result, VlanSpec,
-    VxlanSpec,
+    DataPlane, DataPlaneError, Fdb, FdbEntry, Link, LinkEvent, LinkKind, Links, MacAddr, NeighEntry, Neighbours,
+    Observed, Result, VlanSpec, VxlanSpec,
 };
 
 /// MTU of a new bridge without ports, and of external links.
@@ -29,7 +30,33 @@ const EVENT_QUEUE: usize = 1024;
 /// [`DataPlane`] that keeps its state in memory.
 #[derive(Default)]
 pub struct MemoryDataPlane {
-    state: Mutex<State>,
+    links: MemoryLinks,
+    fdb: MemoryFdb,
+    neighbours: MemoryNeighbours,
+}
+
+/// The state every handle of one [`MemoryDataPlane`] shares.
+#[derive(Default, Clone)]
+struct Shared(Arc<Mutex<State>>);
+
+#[derive(Default, Clone)]
+pub struct MemoryLinks(Shared);
+
+#[derive(Default, Clone)]
+pub struct MemoryFdb(Shared);
+
+#[derive(Default, Clone)]
+pub struct MemoryNeighbours(Shared);
+
+/// What a pass read, by kind of read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    /// Whole reads ([`DataPlane::observe`]).
+    pub observes: usize,
+    /// Single links read by name.
+    pub links: usize,
+    /// Lists of one device's FDB or neighbour entries.
+    pub entry_lists: usize,
 }
 
 #[derive(Default)]
@@ -45,12 +72,22 @@ struct State {
     vlan_refusal: Option<String>,
     last_index: u32,
     mutations: usize,
+    reads: Reads,
     subscribers: Vec<mpsc::Sender<LinkEvent>>,
 }
 
 impl MemoryDataPlane {
     pub fn new() -> Self {
-        Self::default()
+        Self::with_state(State::default())
+    }
+
+    fn with_state(state: State) -> Self {
+        let shared = Shared(Arc::new(Mutex::new(state)));
+        Self {
+            links: MemoryLinks(shared.clone()),
+            fdb: MemoryFdb(shared.clone()),
+            neighbours: MemoryNeighbours(shared),
+        }
     }
 
     /// Starts from a given state, e.g. what a previous agent run left in the kernel.
@@ -69,12 +106,17 @@ impl MemoryDataPlane {
             neighbours: observed.neighbours.into_iter().collect(),
             ..State::default()
         };
-        Self { state: Mutex::new(state) }
+        Self::with_state(state)
     }
 
     /// How many calls so far changed something.
     pub fn mutations(&self) -> usize {
         self.lock().mutations
+    }
+
+    /// What has been read so far.
+    pub fn reads(&self) -> Reads {
+        self.lock().reads
     }
 
     /// What [`DataPlane::observe`] would return, without a runtime.
@@ -104,8 +146,14 @@ impl MemoryDataPlane {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
+        self.links.0.lock()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in another test thread must not hide this test's result.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `op` on the state and counts a mutation when it reports a change.
@@ -188,9 +236,17 @@ impl State {
     fn observed(&self) -> Observed {
         Observed {
             links: self.links.clone(),
-            fdb: self.fdb.iter().filter(|e| e.mac != MacAddr::default() && self.is_vxlan(&e.device)).cloned().collect(),
-            neighbours: self.neighbours.iter().filter(|e| self.is_vxlan(&e.device)).cloned().collect(),
+            fdb: self.observed_fdb().cloned().collect(),
+            neighbours: self.observed_neighbours().cloned().collect(),
         }
+    }
+
+    fn observed_fdb(&self) -> impl Iterator<Item = &FdbEntry> {
+        self.fdb.iter().filter(|e| e.mac != MacAddr::default() && self.is_vxlan(&e.device))
+    }
+
+    fn observed_neighbours(&self) -> impl Iterator<Item = &NeighEntry> {
+        self.neighbours.iter().filter(|e| self.is_vxlan(&e.device))
     }
 
     fn ensure_bridge(&mut self, name: &str, mtu: Option<u32>) -> bool {
@@ -303,50 +359,92 @@ impl State {
 }
 
 impl DataPlane for MemoryDataPlane {
+    type Links = MemoryLinks;
+    type Fdb = MemoryFdb;
+    type Neighbours = MemoryNeighbours;
+
+    fn links(&self) -> &MemoryLinks {
+        &self.links
+    }
+
+    fn fdb(&self) -> &MemoryFdb {
+        &self.fdb
+    }
+
+    fn neighbours(&self) -> &MemoryNeighbours {
+        &self.neighbours
+    }
+
     async fn observe(&self) -> Result<Observed> {
-        Ok(self.snapshot())
+        let mut state = self.lock();
+        state.reads.observes += 1;
+        Ok(state.observed())
+    }
+}
+
+impl Links for MemoryLinks {
+    async fn get(&self, name: &str) -> Result<Option<Link>> {
+        let mut state = self.0.lock();
+        state.reads.links += 1;
+        Ok(state.link(name).cloned())
     }
 
     async fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> Result<()> {
-        self.mutate(|s| Ok(s.ensure_bridge(name, mtu)))
+        self.0.mutate(|s| Ok(s.ensure_bridge(name, mtu)))
     }
 
     async fn ensure_vxlan(&self, spec: &VxlanSpec) -> Result<()> {
-        self.mutate(|s| Ok(s.ensure_vxlan(spec)))
+        self.0.mutate(|s| Ok(s.ensure_vxlan(spec)))
     }
 
     async fn ensure_vlan(&self, spec: &VlanSpec) -> Result<()> {
-        self.mutate(|s| s.ensure_vlan(spec))
+        self.0.mutate(|s| s.ensure_vlan(spec))
     }
 
     async fn attach(&self, link: &str, bridge: &str) -> Result<()> {
-        self.mutate(|s| s.attach(link, bridge))
+        self.0.mutate(|s| s.attach(link, bridge))
     }
 
-    async fn delete_link(&self, name: &str) -> Result<()> {
-        self.mutate(|s| Ok(s.remove_link(name)))
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.0.mutate(|s| Ok(s.remove_link(name)))
     }
 
-    async fn add_fdb(&self, entry: &FdbEntry) -> Result<()> {
-        self.mutate(|s| s.add_fdb(entry))
-    }
-
-    async fn del_fdb(&self, entry: &FdbEntry) -> Result<()> {
-        self.mutate(|s| Ok(s.fdb.remove(entry)))
-    }
-
-    async fn add_neighbour(&self, entry: &NeighEntry) -> Result<()> {
-        self.mutate(|s| s.add_neighbour(entry))
-    }
-
-    async fn del_neighbour(&self, entry: &NeighEntry) -> Result<()> {
-        self.mutate(|s| Ok(s.remove_neighbour(entry)))
-    }
-
-    async fn link_events(&self) -> Result<mpsc::Receiver<LinkEvent>> {
+    async fn events(&self) -> Result<mpsc::Receiver<LinkEvent>> {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        self.lock().subscribers.push(tx);
+        self.0.lock().subscribers.push(tx);
         Ok(rx)
+    }
+}
+
+impl Fdb for MemoryFdb {
+    async fn list(&self, device: &str) -> Result<Vec<FdbEntry>> {
+        let mut state = self.0.lock();
+        state.reads.entry_lists += 1;
+        Ok(state.observed_fdb().filter(|e| e.device == device).cloned().collect())
+    }
+
+    async fn add(&self, entry: &FdbEntry) -> Result<()> {
+        self.0.mutate(|s| s.add_fdb(entry))
+    }
+
+    async fn del(&self, entry: &FdbEntry) -> Result<()> {
+        self.0.mutate(|s| Ok(s.fdb.remove(entry)))
+    }
+}
+
+impl Neighbours for MemoryNeighbours {
+    async fn list(&self, device: &str) -> Result<Vec<NeighEntry>> {
+        let mut state = self.0.lock();
+        state.reads.entry_lists += 1;
+        Ok(state.observed_neighbours().filter(|e| e.device == device).cloned().collect())
+    }
+
+    async fn add(&self, entry: &NeighEntry) -> Result<()> {
+        self.0.mutate(|s| s.add_neighbour(entry))
+    }
+
+    async fn del(&self, entry: &NeighEntry) -> Result<()> {
+        self.0.mutate(|s| Ok(s.remove_neighbour(entry)))
     }
 }
 
@@ -374,22 +472,22 @@ mod tests {
 
     /// A bridge with a VXLAN port, as a network reconciler would leave it.
     async fn network(dp: &MemoryDataPlane) {
-        dp.ensure_bridge("brq1", None).await.unwrap();
-        dp.ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
-        dp.attach("vx-1", "brq1").await.unwrap();
+        dp.links().ensure_bridge("brq1", None).await.unwrap();
+        dp.links().ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
+        dp.links().attach("vx-1", "brq1").await.unwrap();
     }
 
     #[tokio::test]
     async fn ensure_bridge_creates_once() {
         let dp = MemoryDataPlane::new();
-        dp.ensure_bridge("brq1", Some(1450)).await.unwrap();
-        dp.ensure_bridge("brq1", Some(1450)).await.unwrap();
-        dp.ensure_bridge("brq1", None).await.unwrap();
+        dp.links().ensure_bridge("brq1", Some(1450)).await.unwrap();
+        dp.links().ensure_bridge("brq1", Some(1450)).await.unwrap();
+        dp.links().ensure_bridge("brq1", None).await.unwrap();
         assert_eq!(dp.mutations(), 1);
         let obs = dp.observe().await.unwrap();
         let br = obs.link("brq1").unwrap();
         assert_eq!((br.kind.clone(), br.up, br.mtu), (LinkKind::Bridge, true, 1450));
-        dp.ensure_bridge("brq1", Some(1400)).await.unwrap();
+        dp.links().ensure_bridge("brq1", Some(1400)).await.unwrap();
         assert_eq!(dp.snapshot().link("brq1").unwrap().mtu, 1400);
         assert_eq!(dp.mutations(), 2);
     }
@@ -397,19 +495,19 @@ mod tests {
     #[tokio::test]
     async fn ensure_vxlan_recreates_only_on_mismatch() {
         let dp = MemoryDataPlane::new();
-        dp.ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
+        dp.links().ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
         let index = dp.snapshot().link("vx-1").unwrap().index;
-        dp.ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
+        dp.links().ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
         assert_eq!(dp.snapshot().link("vx-1").unwrap().index, index);
         assert_eq!(dp.mutations(), 1);
 
-        dp.ensure_vxlan(&vxlan("vx-1", 2)).await.unwrap();
+        dp.links().ensure_vxlan(&vxlan("vx-1", 2)).await.unwrap();
         let link = dp.snapshot().link("vx-1").cloned().unwrap();
         assert_ne!(link.index, index);
         assert_eq!(link.kind, LinkKind::Vxlan { vni: 2, local: Some(Ipv4Addr::new(192, 0, 2, 1)) });
         assert_eq!(link.mtu, VXLAN_MTU);
 
-        dp.ensure_vxlan(&VxlanSpec { port: 8472, ..vxlan("vx-1", 2) }).await.unwrap();
+        dp.links().ensure_vxlan(&VxlanSpec { port: 8472, ..vxlan("vx-1", 2) }).await.unwrap();
         assert_ne!(dp.snapshot().link("vx-1").unwrap().index, link.index);
         assert_eq!(dp.mutations(), 3);
     }
@@ -417,11 +515,11 @@ mod tests {
     #[tokio::test]
     async fn attach_enslaves_and_sets_up_once() {
         let dp = MemoryDataPlane::new();
-        dp.ensure_bridge("brq1", None).await.unwrap();
+        dp.links().ensure_bridge("brq1", None).await.unwrap();
         dp.add_external_link("tap1", LinkKind::Veth);
         assert!(!dp.snapshot().link("tap1").unwrap().up);
-        dp.attach("tap1", "brq1").await.unwrap();
-        dp.attach("tap1", "brq1").await.unwrap();
+        dp.links().attach("tap1", "brq1").await.unwrap();
+        dp.links().attach("tap1", "brq1").await.unwrap();
         let tap = dp.snapshot().link("tap1").cloned().unwrap();
         assert_eq!((tap.master.as_deref(), tap.up), (Some("brq1"), true));
         assert_eq!(dp.mutations(), 2);
@@ -430,13 +528,13 @@ mod tests {
     #[tokio::test]
     async fn attach_needs_both_links_and_a_bridge() {
         let dp = MemoryDataPlane::new();
-        dp.ensure_bridge("brq1", None).await.unwrap();
+        dp.links().ensure_bridge("brq1", None).await.unwrap();
         dp.add_external_link("tap1", LinkKind::Veth);
-        let missing = dp.attach("tap9", "brq1").await;
+        let missing = dp.links().attach("tap9", "brq1").await;
         assert!(matches!(missing, Err(DataPlaneError::NoSuchLink(n)) if n == "tap9"));
-        let no_bridge = dp.attach("tap1", "brq9").await;
+        let no_bridge = dp.links().attach("tap1", "brq9").await;
         assert!(matches!(no_bridge, Err(DataPlaneError::NoSuchLink(n)) if n == "brq9"));
-        assert!(dp.attach("brq1", "tap1").await.is_err());
+        assert!(dp.links().attach("brq1", "tap1").await.is_err());
         assert_eq!(dp.mutations(), 1);
     }
 
@@ -444,8 +542,8 @@ mod tests {
     async fn deleting_a_bridge_releases_its_ports() {
         let dp = MemoryDataPlane::new();
         network(&dp).await;
-        dp.delete_link("brq1").await.unwrap();
-        dp.delete_link("brq1").await.unwrap();
+        dp.links().delete("brq1").await.unwrap();
+        dp.links().delete("brq1").await.unwrap();
         let obs = dp.snapshot();
         assert!(obs.link("brq1").is_none());
         assert_eq!(obs.link("vx-1").unwrap().master, None);
@@ -456,14 +554,14 @@ mod tests {
     async fn deleting_a_vxlan_drops_its_entries() {
         let dp = MemoryDataPlane::new();
         network(&dp).await;
-        dp.add_fdb(&fdb("vx-1", 1, [192, 0, 2, 2])).await.unwrap();
-        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 1)).await.unwrap();
+        dp.fdb().add(&fdb("vx-1", 1, [192, 0, 2, 2])).await.unwrap();
+        dp.neighbours().add(&neigh("vx-1", [10, 0, 0, 1], 1)).await.unwrap();
         assert_eq!((dp.snapshot().fdb.len(), dp.snapshot().neighbours.len()), (1, 1));
-        dp.delete_link("vx-1").await.unwrap();
+        dp.links().delete("vx-1").await.unwrap();
         let obs = dp.snapshot();
         assert!(obs.fdb.is_empty() && obs.neighbours.is_empty());
         // Recreating the device does not bring the entries back.
-        dp.ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
+        dp.links().ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
         assert!(dp.snapshot().fdb.is_empty());
     }
 
@@ -474,14 +572,14 @@ mod tests {
         let base = dp.mutations();
         let old = fdb("vx-1", 1, [192, 0, 2, 2]);
         let moved = fdb("vx-1", 1, [192, 0, 2, 3]);
-        dp.add_fdb(&old).await.unwrap();
-        dp.add_fdb(&old).await.unwrap();
-        dp.add_fdb(&moved).await.unwrap();
+        dp.fdb().add(&old).await.unwrap();
+        dp.fdb().add(&old).await.unwrap();
+        dp.fdb().add(&moved).await.unwrap();
         assert_eq!(dp.snapshot().fdb, vec![moved.clone()]);
         // Deleting the stale destination is a no-op, like NDA_DST in the kernel.
-        dp.del_fdb(&old).await.unwrap();
+        dp.fdb().del(&old).await.unwrap();
         assert_eq!(dp.snapshot().fdb, vec![moved.clone()]);
-        dp.del_fdb(&moved).await.unwrap();
+        dp.fdb().del(&moved).await.unwrap();
         assert!(dp.snapshot().fdb.is_empty());
         assert_eq!(dp.mutations() - base, 3);
     }
@@ -490,9 +588,9 @@ mod tests {
     async fn observe_filters_like_the_kernel() {
         let dp = MemoryDataPlane::new();
         network(&dp).await;
-        dp.add_fdb(&FdbEntry { mac: MacAddr::default(), ..fdb("vx-1", 0, [192, 0, 2, 2]) }).await.unwrap();
-        dp.add_fdb(&fdb("brq1", 1, [192, 0, 2, 2])).await.unwrap();
-        dp.add_neighbour(&neigh("brq1", [10, 0, 0, 1], 1)).await.unwrap();
+        dp.fdb().add(&FdbEntry { mac: MacAddr::default(), ..fdb("vx-1", 0, [192, 0, 2, 2]) }).await.unwrap();
+        dp.fdb().add(&fdb("brq1", 1, [192, 0, 2, 2])).await.unwrap();
+        dp.neighbours().add(&neigh("brq1", [10, 0, 0, 1], 1)).await.unwrap();
         let obs = dp.snapshot();
         assert!(obs.fdb.is_empty() && obs.neighbours.is_empty());
     }
@@ -500,13 +598,13 @@ mod tests {
     #[tokio::test]
     async fn entries_need_an_existing_device() {
         let dp = MemoryDataPlane::new();
-        let err = dp.add_fdb(&fdb("vx-9", 1, [192, 0, 2, 2])).await;
+        let err = dp.fdb().add(&fdb("vx-9", 1, [192, 0, 2, 2])).await;
         assert!(matches!(err, Err(DataPlaneError::NoSuchLink(_))));
-        let err = dp.add_neighbour(&neigh("vx-9", [10, 0, 0, 1], 1)).await;
+        let err = dp.neighbours().add(&neigh("vx-9", [10, 0, 0, 1], 1)).await;
         assert!(matches!(err, Err(DataPlaneError::NoSuchLink(_))));
-        dp.del_fdb(&fdb("vx-9", 1, [192, 0, 2, 2])).await.unwrap();
-        dp.del_neighbour(&neigh("vx-9", [10, 0, 0, 1], 1)).await.unwrap();
-        dp.delete_link("vx-9").await.unwrap();
+        dp.fdb().del(&fdb("vx-9", 1, [192, 0, 2, 2])).await.unwrap();
+        dp.neighbours().del(&neigh("vx-9", [10, 0, 0, 1], 1)).await.unwrap();
+        dp.links().delete("vx-9").await.unwrap();
         assert_eq!(dp.mutations(), 0);
     }
 
@@ -515,11 +613,11 @@ mod tests {
         let dp = MemoryDataPlane::new();
         network(&dp).await;
         let base = dp.mutations();
-        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 1)).await.unwrap();
-        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 1)).await.unwrap();
-        dp.add_neighbour(&neigh("vx-1", [10, 0, 0, 1], 2)).await.unwrap();
+        dp.neighbours().add(&neigh("vx-1", [10, 0, 0, 1], 1)).await.unwrap();
+        dp.neighbours().add(&neigh("vx-1", [10, 0, 0, 1], 1)).await.unwrap();
+        dp.neighbours().add(&neigh("vx-1", [10, 0, 0, 1], 2)).await.unwrap();
         assert_eq!(dp.snapshot().neighbours, vec![neigh("vx-1", [10, 0, 0, 1], 2)]);
-        dp.del_neighbour(&neigh("vx-1", [10, 0, 0, 1], 7)).await.unwrap();
+        dp.neighbours().del(&neigh("vx-1", [10, 0, 0, 1], 7)).await.unwrap();
         assert!(dp.snapshot().neighbours.is_empty());
         assert_eq!(dp.mutations() - base, 3);
     }
@@ -532,18 +630,18 @@ mod tests {
     async fn ensure_vlan_creates_on_the_parent_once_and_recreates_on_mismatch() {
         let dp = MemoryDataPlane::new();
         dp.add_external_link("eth1", LinkKind::Other);
-        dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await.unwrap();
-        dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await.unwrap();
+        dp.links().ensure_vlan(&vlan("eth1.100", "eth1", 100)).await.unwrap();
+        dp.links().ensure_vlan(&vlan("eth1.100", "eth1", 100)).await.unwrap();
         let link = dp.snapshot().link("eth1.100").cloned().unwrap();
         assert_eq!(link.kind, LinkKind::Vlan { id: 100, parent: Some("eth1".into()) });
         assert_eq!((link.up, link.mtu), (true, DEFAULT_MTU), "up, with the parent's MTU");
         assert_eq!(dp.mutations(), 1);
 
-        dp.ensure_vlan(&VlanSpec { mtu: Some(1400), ..vlan("eth1.100", "eth1", 100) }).await.unwrap();
+        dp.links().ensure_vlan(&VlanSpec { mtu: Some(1400), ..vlan("eth1.100", "eth1", 100) }).await.unwrap();
         let same = dp.snapshot().link("eth1.100").cloned().unwrap();
         assert_eq!((same.index, same.mtu), (link.index, 1400), "an MTU change keeps the device");
 
-        dp.ensure_vlan(&vlan("eth1.100", "eth1", 101)).await.unwrap();
+        dp.links().ensure_vlan(&vlan("eth1.100", "eth1", 101)).await.unwrap();
         let other = dp.snapshot().link("eth1.100").cloned().unwrap();
         assert_ne!(other.index, link.index);
         assert_eq!(other.kind, LinkKind::Vlan { id: 101, parent: Some("eth1".into()) });
@@ -553,11 +651,11 @@ mod tests {
     #[tokio::test]
     async fn ensure_vlan_needs_the_parent_and_a_kernel_with_8021q() {
         let dp = MemoryDataPlane::new();
-        let missing = dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await;
+        let missing = dp.links().ensure_vlan(&vlan("eth1.100", "eth1", 100)).await;
         assert!(matches!(missing, Err(DataPlaneError::NoSuchLink(n)) if n == "eth1"));
         dp.add_external_link("eth1", LinkKind::Other);
         dp.refuse_vlans("Operation not supported");
-        let refused = dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await;
+        let refused = dp.links().ensure_vlan(&vlan("eth1.100", "eth1", 100)).await;
         assert!(matches!(refused, Err(DataPlaneError::Unsupported(m)) if m.contains("Operation not supported")));
         assert!(dp.snapshot().link("eth1.100").is_none());
         assert_eq!(dp.mutations(), 0);
@@ -567,10 +665,10 @@ mod tests {
     async fn deleting_a_parent_deletes_its_vlans_and_a_bridge_only_releases_them() {
         let dp = MemoryDataPlane::new();
         dp.add_external_link("eth1", LinkKind::Other);
-        dp.ensure_bridge("brq1", None).await.unwrap();
-        dp.ensure_vlan(&vlan("eth1.100", "eth1", 100)).await.unwrap();
-        dp.attach("eth1.100", "brq1").await.unwrap();
-        dp.delete_link("brq1").await.unwrap();
+        dp.links().ensure_bridge("brq1", None).await.unwrap();
+        dp.links().ensure_vlan(&vlan("eth1.100", "eth1", 100)).await.unwrap();
+        dp.links().attach("eth1.100", "brq1").await.unwrap();
+        dp.links().delete("brq1").await.unwrap();
         assert_eq!(dp.snapshot().link("eth1.100").unwrap().master, None);
         dp.remove_external_link("eth1");
         assert!(dp.snapshot().link("eth1.100").is_none());
@@ -579,8 +677,8 @@ mod tests {
     #[tokio::test]
     async fn link_events_reach_live_subscribers() {
         let dp = MemoryDataPlane::new();
-        let mut events = dp.link_events().await.unwrap();
-        let dropped = dp.link_events().await.unwrap();
+        let mut events = dp.links().events().await.unwrap();
+        let dropped = dp.links().events().await.unwrap();
         drop(dropped);
         dp.add_external_link("tap1", LinkKind::Veth);
         dp.remove_external_link("tap1");
@@ -595,14 +693,14 @@ mod tests {
     async fn from_observed_round_trips() {
         let dp = MemoryDataPlane::new();
         network(&dp).await;
-        dp.add_fdb(&fdb("vx-1", 1, [192, 0, 2, 2])).await.unwrap();
+        dp.fdb().add(&fdb("vx-1", 1, [192, 0, 2, 2])).await.unwrap();
         let copy = MemoryDataPlane::from_observed(dp.snapshot());
         assert_eq!(copy.snapshot(), dp.snapshot());
-        copy.ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
-        copy.ensure_bridge("brq1", None).await.unwrap();
-        copy.attach("vx-1", "brq1").await.unwrap();
+        copy.links().ensure_vxlan(&vxlan("vx-1", 1)).await.unwrap();
+        copy.links().ensure_bridge("brq1", None).await.unwrap();
+        copy.links().attach("vx-1", "brq1").await.unwrap();
         assert_eq!(copy.mutations(), 0);
-        copy.ensure_bridge("brq2", None).await.unwrap();
+        copy.links().ensure_bridge("brq2", None).await.unwrap();
         assert!(copy.snapshot().link("brq2").unwrap().index > copy.snapshot().link("vx-1").unwrap().index);
     }
 }

@@ -87,15 +87,7 @@ impl BindingOutcome {
     }
 }
 
-/// A committed change, as drivers' `postcommit` hooks see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeEvent {
-    /// `network`, `segment`, `port`, `subnet`, `agent`, ...
-    pub resource: String,
-    pub id: String,
-    /// `create`, `update`, `delete`, `status`.
-    pub action: String,
-}
+pub use crate::changes::ChangeEvent;
 
 /// An ML2 mechanism driver.
 pub trait MechanismDriver: Send + Sync {

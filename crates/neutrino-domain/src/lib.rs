@@ -2,6 +2,7 @@
 //! is unit tested directly.
 
 pub mod binding;
+pub mod changes;
 pub mod dns;
 pub mod error;
 pub mod host_intent;
@@ -15,5 +16,6 @@ pub mod security_groups;
 pub mod segments;
 pub mod subnet;
 pub mod subnet_pools;
+pub mod topology;
 
 pub use error::DomainError;

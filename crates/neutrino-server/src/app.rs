@@ -1,4 +1,6 @@
+use crate::agents::hub::{Hub, HubConfig};
 use crate::auth::{AuthStrategy, KeystoneValidator};
+use crate::metrics::Metrics;
 use crate::ml2::Ml2;
 use neutrino_domain::policy::Rules;
 use neutrino_domain::quotas::QuotaDefaults;
@@ -31,6 +33,9 @@ pub struct ServerConfig {
     pub policy_file: Option<std::path::PathBuf>,
     /// `[quotas]`: the limits of projects without overrides.
     pub quotas: QuotaDefaults,
+    /// `[neutrino] change_log_keep_revisions`: how many revisions of the change log are kept
+    /// whole (agents that reconnect within them resume instead of taking a snapshot).
+    pub change_log_keep_revisions: u64,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +52,7 @@ impl Default for ServerConfig {
             auth: AuthStrategy::NoAuth,
             policy_file: None,
             quotas: QuotaDefaults::default(),
+            change_log_keep_revisions: 50_000,
         }
     }
 }
@@ -59,11 +65,15 @@ pub struct App {
     pub ml2: Arc<Ml2>,
     pub policy: Arc<Rules>,
     pub keystone: Option<Arc<KeystoneValidator>>,
+    /// The fan-out hub behind the agent streams.
+    pub hub: Hub,
+    pub metrics: Metrics,
 }
 
 impl App {
     /// The shared state: loads the mechanism drivers, makes the default segment ranges those
-    /// of the configuration, and applies the settings the store's rendered data depends on.
+    /// of the configuration, applies the settings the store's rendered data depends on, and
+    /// starts the hub (which loads the change log). Needs a Tokio runtime.
     pub async fn new(mut store: Store, config: ServerConfig) -> Result<App, neutrino_store::StoreError> {
         let ml2 = Arc::new(Ml2::load(&config.mechanism_drivers).map_err(neutrino_store::StoreError::Config)?);
         if ml2.has_postcommit_hooks() {
@@ -87,6 +97,10 @@ impl App {
             AuthStrategy::NoAuth => None,
             AuthStrategy::Keystone(k) => Some(Arc::new(KeystoneValidator::new(k.clone()))),
         };
-        Ok(App { store, config: Arc::new(config), ml2, policy: Arc::new(policy), keystone })
+        let metrics = Metrics::new();
+        let hub_config =
+            HubConfig { l2population: ml2.populates_l2(), keep_revisions: config.change_log_keep_revisions.max(1) };
+        let hub = Hub::start(store.clone(), hub_config, metrics.clone()).await?;
+        Ok(App { store, config: Arc::new(config), ml2, policy: Arc::new(policy), keystone, hub, metrics })
     }
 }

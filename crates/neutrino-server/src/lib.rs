@@ -11,6 +11,7 @@ mod create;
 mod error;
 mod ip_availability;
 mod meta;
+pub mod metrics;
 mod ml2;
 mod networks;
 mod policy;
@@ -53,13 +54,21 @@ pub fn router(app: App) -> Router {
         .merge(quotas::routes())
         .fallback(meta::not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::middleware))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), metrics::track))
         .layer(axum::middleware::map_response(response::add_request_id))
+        .route("/metrics", get(metrics::serve))
         .with_state(app)
 }
 
-/// Serve until the listener fails. Also follows other servers' commits on PostgreSQL.
+/// Serve until the listener fails. On PostgreSQL this also numbers the change log's new rows
+/// and follows the revisions other servers number.
 pub async fn serve(app: App, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let follower = app.clone();
-    tokio::spawn(async move { follower.store.follow_other_servers(&follower.config.connection).await });
-    axum::serve(listener, router(app)).await
+    let follow = tokio::spawn(async move { follower.store.follow_other_servers(&follower.config.connection).await });
+    let sequencer = app.store.clone();
+    let sequence = tokio::spawn(async move { sequencer.run_sequencer().await });
+    let served = axum::serve(listener, router(app)).await;
+    follow.abort();
+    sequence.abort();
+    served
 }

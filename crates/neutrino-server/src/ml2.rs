@@ -41,7 +41,7 @@ impl Ml2 {
     /// Hand one committed transaction's changes to every driver's queue (never blocks).
     pub fn postcommit(&self, changes: Vec<Change>) {
         for c in changes {
-            let event = Arc::new(ChangeEvent { resource: c.resource, id: c.id, action: c.operation });
+            let event = Arc::new(c);
             for q in &self.queues {
                 let _ = q.send(event.clone());
             }
@@ -81,6 +81,7 @@ fn start_queue(driver: Arc<dyn MechanismDriver>) -> mpsc::UnboundedSender<Arc<Ch
 #[cfg(test)]
 mod tests {
     use super::*;
+    use neutrino_domain::changes::{Operation, Resource};
     use std::sync::Mutex;
 
     /// Records what it is told, slowly, to show hooks stay ordered and off the caller.
@@ -92,7 +93,7 @@ mod tests {
         }
         fn postcommit(&self, event: &ChangeEvent) {
             std::thread::sleep(std::time::Duration::from_millis(2));
-            self.0.lock().unwrap().push(format!("{} {} {}", event.resource, event.id, event.action));
+            self.0.lock().unwrap().push(format!("{} {} {}", event.resource, event.id, event.operation));
         }
         fn wants_postcommit(&self) -> bool {
             true
@@ -105,8 +106,8 @@ mod tests {
         }
     }
 
-    fn change(id: &str, op: &str) -> Change {
-        Change { resource: "port".into(), id: id.into(), operation: op.into() }
+    fn change(id: &str, operation: Operation) -> Change {
+        Change { resource: Resource::Port, id: id.into(), operation }
     }
 
     #[tokio::test]
@@ -115,7 +116,10 @@ mod tests {
         let ml2 = Ml2::with_drivers(vec![Arc::new(Recorder(seen.clone()))]);
         let started = std::time::Instant::now();
         for i in 0..20 {
-            ml2.postcommit(vec![change(&format!("p{i}"), "create"), change(&format!("p{i}"), "update")]);
+            ml2.postcommit(vec![
+                change(&format!("p{i}"), Operation::Create),
+                change(&format!("p{i}"), Operation::Update),
+            ]);
         }
         assert!(started.elapsed() < std::time::Duration::from_millis(20), "postcommit must not wait for hooks");
         for _ in 0..200 {

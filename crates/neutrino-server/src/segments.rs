@@ -15,6 +15,7 @@ use axum::Router;
 use neutrino_api::resources::{NetworkSegmentRange, Segment};
 use neutrino_api::ApiError;
 use neutrino_domain::binding::SegmentView;
+use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::segments::{max_segmentation_id, plan_segment, ProviderRequest, VLAN};
 use neutrino_store::{self as store, Tx};
 
@@ -62,7 +63,7 @@ async fn create_segment(app: &App, tx: &mut Tx, _headers: &HeaderMap, attrs: &At
     let views: Vec<SegmentView> =
         store::network_segments(tx.conn(), &network.id).await?.into_iter().map(SegmentView::from).collect();
     app.ml2.network_precommit(&views)?;
-    tx.record_change("network", &network.id, "update").await?;
+    tx.record_change(Resource::Network, &network.id, Operation::Update);
     Ok(segment)
 }
 

@@ -6,6 +6,8 @@ use neutrino_api::agent::{
     AgentConfigurations, AgentRegistration, HostNetwork, HostState, LocalPort, RemotePort, AGENT_TYPE_LINUXBRIDGE,
     AGENT_TYPE_OVS,
 };
+use neutrino_domain::changes::{Operation, Resource};
+use neutrino_domain::topology::ObjectKind;
 use sqlx::{AnyConnection, Executor, Row};
 use std::collections::BTreeMap;
 
@@ -28,6 +30,12 @@ pub struct AgentRecord {
 /// Insert or refresh an agent's registration (also its heartbeat).
 pub async fn register_agent(tx: &mut Tx, reg: &AgentRegistration, new_id: &str, starting: bool) -> Result<AgentRecord> {
     let now = now_timestamp();
+    let previous = sqlx::query("SELECT tunnel_ip FROM agents WHERE host = $1 AND agent_type = $2")
+        .bind(reg.host.clone())
+        .bind(reg.agent_type.clone())
+        .fetch_optional(tx.conn())
+        .await?;
+    let previous_vtep = previous.as_ref().map(|r| text(r, "tunnel_ip")).transpose()?;
     sqlx::query(
         "INSERT INTO agents (id, host, agent_type, tunnel_ip, admin_state_up, created_at, started_at, heartbeat_at, \
          availability_zone, configurations) VALUES ($1, $2, $3, $4, true, $5, $5, $5, $6, $7) \
@@ -50,15 +58,19 @@ pub async fn register_agent(tx: &mut Tx, reg: &AgentRegistration, new_id: &str, 
             .bind(reg.agent_type.clone())
             .execute(tx.conn())
             .await?;
-        // A (re)started agent may have a new VTEP: remote hosts must hear about it.
-        tx.mark_written();
     }
     let row = sqlx::query("SELECT * FROM agents WHERE host = $1 AND agent_type = $2")
         .bind(reg.host.clone())
         .bind(reg.agent_type.clone())
         .fetch_one(tx.conn())
         .await?;
-    decode(&row)
+    let record = decode(&row)?;
+    // A new agent, or a (re)started one that may have a new VTEP: hosts must hear of it. A
+    // heartbeat changes nothing they see.
+    if starting || previous_vtep.as_deref() != Some(reg.tunnel_ip.as_str()) {
+        tx.touch(ObjectKind::Agent, &record.id);
+    }
+    Ok(record)
 }
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<AgentRecord> {
@@ -99,7 +111,8 @@ pub async fn update_agent(tx: &mut Tx, agent: &AgentRecord) -> Result<()> {
         .bind(agent.id.clone())
         .execute(tx.conn())
         .await?;
-    tx.record_change("agent", &agent.id, "update").await
+    tx.record_change(Resource::Agent, &agent.id, Operation::Update);
+    Ok(())
 }
 
 /// Forget an agent (an alive one registers again with its next heartbeat).
@@ -108,7 +121,8 @@ pub async fn delete_agent(tx: &mut Tx, id: &str) -> Result<()> {
     if done.rows_affected() == 0 {
         return Err(crate::StoreError::not_found("agent", id));
     }
-    tx.record_change("agent", id, "delete").await
+    tx.record_change(Resource::Agent, id, Operation::Delete);
+    Ok(())
 }
 
 /// Every agent registered on `host`.
@@ -147,18 +161,20 @@ pub async fn set_port_status(tx: &mut Tx, host: &str, statuses: &BTreeMap<String
         if done.rows_affected() > 0 {
             changed += 1;
             crate::ports::refresh_port_body(tx, port_id).await?;
-            tx.record_change("port", port_id, "status").await?;
+            tx.record_change(Resource::Port, port_id, Operation::Status);
         }
     }
     Ok(changed)
 }
 
 impl Store {
-    /// Everything `host` needs, read in one consistent snapshot, and the revision it is at.
+    /// Everything `host` needs, computed from the tables in one consistent snapshot, and the
+    /// log's head revision. Servers keep views from the change log instead; this is the
+    /// reference those views are checked against, written independently of them.
     pub async fn host_state(&self, host: &str, l2population: bool) -> Result<(u64, HostState)> {
         let mut tx = self.pool_begin_read().await?;
         let c: &mut AnyConnection = &mut tx;
-        let rev_row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM changes").fetch_one(&mut *c).await?;
+        let rev_row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM change_log").fetch_one(&mut *c).await?;
         let revision = rev_row.try_get::<i64, _>("r")? as u64;
         let mut state = HostState::default();
 
@@ -178,57 +194,66 @@ impl Store {
                 },
             );
         }
-        if state.local_ports.is_empty() {
-            tx.rollback().await?;
-            return Ok((revision, state));
-        }
 
-        // Each network as the segment this host's ports are bound to.
+        // Each network as the segment this host's ports are bound to (the lowest segment id
+        // when they are bound to several).
         let nets = sqlx::query(
-            "SELECT DISTINCT p.network_id, s.network_type, s.physical_network, s.segmentation_id, n.mtu \
+            "SELECT DISTINCT p.network_id, s.id AS segment_id, s.network_type, s.physical_network, s.segmentation_id, n.mtu \
              FROM ports p JOIN network_segments s ON s.id = p.segment_id JOIN networks n ON n.id = p.network_id \
-             WHERE p.host_id = $1 AND p.host_id <> '' \
-             ORDER BY p.network_id, s.network_type, s.physical_network, s.segmentation_id",
+             WHERE p.host_id = $1 AND p.host_id <> '' ORDER BY p.network_id, s.id",
         )
         .bind(host.to_string())
         .fetch_all(&mut *c)
         .await?;
         for r in &nets {
-            state.networks.insert(
-                text(r, "network_id")?,
-                HostNetwork {
-                    network_type: text(r, "network_type")?,
-                    physical_network: crate::rows::opt_text(r, "physical_network")?,
-                    segmentation_id: opt_int(r, "segmentation_id")?.map(|v| v as u32),
-                    mtu: r.try_get::<i64, _>("mtu")? as u32,
-                },
-            );
+            let network = HostNetwork {
+                network_type: text(r, "network_type")?,
+                physical_network: crate::rows::opt_text(r, "physical_network")?,
+                segmentation_id: opt_int(r, "segmentation_id")?.map(|v| v as u32),
+                mtu: r.try_get::<i64, _>("mtu")? as u32,
+            };
+            state.networks.entry(text(r, "network_id")?).or_insert(network);
         }
-        if !l2population {
+        if !l2population || local.is_empty() {
             tx.rollback().await?;
             return Ok((revision, state));
         }
 
-        // L2 population: ports on other hosts bound to the segments this host's ports are on.
+        // L2 population: ports on other hosts bound to the segments this host's ports are on,
+        // behind the VTEP of their host's L2 agent (a Linux bridge agent before an OVS agent).
         const ON_OUR_SEGMENTS: &str = "p.host_id <> $1 AND p.host_id <> '' \
             AND p.segment_id IN (SELECT segment_id FROM ports WHERE host_id = $1 AND host_id <> '')";
         let remote = sqlx::query(&format!(
-            "SELECT p.id, p.network_id, p.mac_address, a.tunnel_ip FROM ports p \
-             JOIN agents a ON a.host = p.host_id AND a.agent_type IN ($2, $3) WHERE {ON_OUR_SEGMENTS}"
+            "SELECT p.id, p.network_id, p.mac_address, p.host_id FROM ports p WHERE {ON_OUR_SEGMENTS}"
+        ))
+        .bind(host.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+        let vteps = sqlx::query(&format!(
+            "SELECT a.host, a.tunnel_ip FROM agents a WHERE a.agent_type IN ($2, $3) \
+             AND a.host IN (SELECT p.host_id FROM ports p WHERE {ON_OUR_SEGMENTS}) \
+             ORDER BY a.host, CASE WHEN a.agent_type = $2 THEN 0 ELSE 1 END, a.id"
         ))
         .bind(host.to_string())
         .bind(AGENT_TYPE_LINUXBRIDGE)
         .bind(AGENT_TYPE_OVS)
         .fetch_all(&mut *c)
         .await?;
+        let mut vtep_of: BTreeMap<String, String> = BTreeMap::new();
+        for r in &vteps {
+            vtep_of.entry(text(r, "host")?).or_insert(text(r, "tunnel_ip")?);
+        }
         for r in &remote {
+            let Some(tunnel_ip) = vtep_of.get(&text(r, "host_id")?) else {
+                continue;
+            };
             state.remote_ports.insert(
                 text(r, "id")?,
                 RemotePort {
                     network_id: text(r, "network_id")?,
                     mac_address: text(r, "mac_address")?,
                     ip_addresses: Vec::new(),
-                    tunnel_ip: text(r, "tunnel_ip")?,
+                    tunnel_ip: tunnel_ip.clone(),
                 },
             );
         }

@@ -6,6 +6,7 @@
 //! so writes there are queued on an in-process lock instead of failing with `SQLITE_BUSY`.
 
 mod agents;
+mod change_log;
 mod error;
 mod filters;
 mod networks;
@@ -17,6 +18,7 @@ mod schema;
 mod security_groups;
 mod segment_ranges;
 mod segments;
+mod settings;
 mod subnet_pools;
 mod subnets;
 mod tags;
@@ -63,18 +65,22 @@ pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, t
 pub use visibility::VISIBLE_TO;
 
 use neutrino_api::resources::{Network, Port};
+use neutrino_domain::changes::{ChangeEvent, Operation, Resource};
 use neutrino_domain::quotas::QuotaDefaults;
+use neutrino_domain::topology::ObjectKind;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row, Transaction};
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Mutex, OwnedMutexGuard};
+use tokio::sync::{mpsc, watch, Mutex, Notify, OwnedMutexGuard};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const NOTIFY_CHANNEL: &str = "neutrino_changes";
+/// One committed change, as the postcommit hooks are told.
+pub type Change = ChangeEvent;
 
 /// The PostgreSQL advisory lock (one-key space) that serializes migrations of several servers.
 const MIGRATION_LOCK_KEY: i64 = 4242;
@@ -95,17 +101,29 @@ pub struct Store {
     /// `[quotas]`: the limits of projects without overrides (creates check them).
     quota_defaults: Arc<QuotaDefaults>,
     write_lock: Arc<Mutex<()>>,
-    changed: Arc<watch::Sender<u64>>,
+    signals: Arc<LogSignals>,
     /// Where committed transactions send what they changed (the postcommit hooks).
     committed: Option<mpsc::UnboundedSender<Vec<Change>>>,
 }
 
-/// One recorded change: `(resource, id, operation)`, as in the change log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub resource: String,
-    pub id: String,
-    pub operation: String,
+/// How commits make themselves known to the readers of the change log.
+struct LogSignals {
+    /// The highest revision known to be numbered, here or by another server.
+    head: watch::Sender<u64>,
+    /// Rows were appended that await numbering (PostgreSQL).
+    appended: Notify,
+}
+
+impl LogSignals {
+    fn advance(&self, head: u64) {
+        self.head.send_if_modified(|h| {
+            let moved = head > *h;
+            if moved {
+                *h = head;
+            }
+            moved
+        });
+    }
 }
 
 /// Turn a Neutron-style `[database] connection` into a sqlx URL.
@@ -172,19 +190,19 @@ impl Store {
         if backend == Backend::Sqlite && !in_memory {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
-        let (tx, _) = watch::channel(0);
+        let (head, _) = watch::channel(0);
         let store = Store {
             pool,
             backend,
             dns_domain: None,
             quota_defaults: Arc::new(QuotaDefaults::default()),
             write_lock: Arc::new(Mutex::new(())),
-            changed: Arc::new(tx),
+            signals: Arc::new(LogSignals { head, appended: Notify::new() }),
             committed: None,
         };
         store.migrate().await?;
-        let rev = store.current_revision().await?;
-        store.changed.send_replace(rev);
+        store.sequence().await?;
+        store.signals.advance(store.log_head().await?);
         Ok(store)
     }
 
@@ -213,6 +231,7 @@ impl Store {
             }
             sqlx::query("INSERT INTO schema_migrations (name) VALUES ($1)").bind(*name).execute(&mut *tx.inner).await?;
         }
+        change_log::seed(&mut tx).await?;
         tx.commit().await
     }
 
@@ -233,10 +252,10 @@ impl Store {
             backend: self.backend,
             dns_domain: self.dns_domain.clone(),
             quota_defaults: self.quota_defaults.clone(),
-            changed: self.changed.clone(),
+            signals: self.signals.clone(),
             committed: self.committed.clone(),
-            recorded: Vec::new(),
-            wrote: false,
+            events: Vec::new(),
+            touched: BTreeSet::new(),
             _guard: guard,
         })
     }
@@ -260,23 +279,14 @@ impl Store {
         self.dns_domain = domain.map(Arc::from);
         let wanted = self.dns_domain.as_deref().unwrap_or("").to_string();
         let mut tx = self.begin().await?;
-        let current = sqlx::query("SELECT value FROM settings WHERE name = 'port_body_dns'")
-            .fetch_optional(tx.conn())
-            .await?
-            .map(|r| r.try_get::<String, _>("value"))
-            .transpose()?
-            .unwrap_or_default();
+        let current = settings::get(tx.conn(), "port_body_dns").await?.unwrap_or_default();
         if current != wanted {
             let ids = sqlx::query("SELECT id FROM ports").fetch_all(tx.conn()).await?;
             tracing::info!(ports = ids.len(), "DNS integration changed: rendering port bodies again");
             for r in &ids {
                 ports::refresh_port_body(&mut tx, &r.try_get::<String, _>("id")?).await?;
             }
-            sqlx::query("DELETE FROM settings WHERE name = 'port_body_dns'").execute(tx.conn()).await?;
-            sqlx::query("INSERT INTO settings (name, value) VALUES ('port_body_dns', $1)")
-                .bind(wanted)
-                .execute(tx.conn())
-                .await?;
+            settings::set(tx.conn(), "port_body_dns", &wanted).await?;
         }
         tx.commit().await
     }
@@ -302,20 +312,14 @@ impl Store {
         }
     }
 
-    /// The highest change-log revision.
-    pub async fn current_revision(&self) -> Result<u64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM changes").fetch_one(&self.pool).await?;
-        Ok(row.try_get::<i64, _>("r")? as u64)
-    }
-
-    /// A receiver that changes whenever a write commits on this process (or, on PostgreSQL,
-    /// on any server, once [`Store::follow_other_servers`] runs).
+    /// A receiver of the log's head revision: it changes whenever a commit here (or, on
+    /// PostgreSQL, on any server, once [`Store::follow_other_servers`] runs) numbered one.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
+        self.signals.head.subscribe()
     }
 
-    /// On PostgreSQL, wake this process's subscribers when another server commits a change
-    /// (`LISTEN/NOTIFY`). Runs until the process ends; reconnects on failure.
+    /// On PostgreSQL, learn of revisions other servers numbered (`LISTEN/NOTIFY`). Runs until
+    /// the process ends; reconnects on failure (readers also poll, so nothing is lost meanwhile).
     pub async fn follow_other_servers(&self, connection: &str) {
         if self.backend != Backend::Postgres {
             return;
@@ -326,9 +330,14 @@ impl Store {
         loop {
             match sqlx::postgres::PgListener::connect(&url).await {
                 Ok(mut listener) => {
-                    if listener.listen(NOTIFY_CHANNEL).await.is_ok() {
-                        while listener.recv().await.is_ok() {
-                            self.changed.send_modify(|r| *r = r.wrapping_add(1));
+                    if listener.listen(change_log::LOG_CHANNEL).await.is_ok() {
+                        if let Ok(head) = self.log_head().await {
+                            self.signals.advance(head);
+                        }
+                        while let Ok(n) = listener.recv().await {
+                            if let Ok(head) = n.payload().parse() {
+                                self.signals.advance(head);
+                            }
                         }
                     }
                 }
@@ -345,40 +354,47 @@ pub struct Tx {
     backend: Backend,
     pub(crate) dns_domain: Option<Arc<str>>,
     pub(crate) quota_defaults: Arc<QuotaDefaults>,
-    changed: Arc<watch::Sender<u64>>,
+    signals: Arc<LogSignals>,
     committed: Option<mpsc::UnboundedSender<Vec<Change>>>,
-    recorded: Vec<Change>,
-    wrote: bool,
+    /// What the postcommit hooks are told.
+    events: Vec<Change>,
+    /// The objects whose images go into the change log at commit.
+    touched: BTreeSet<(ObjectKind, String)>,
     _guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl Tx {
-    /// Append to the change log; agents' streams wake up after the commit.
-    pub async fn record_change(&mut self, resource: &str, id: &str, operation: &str) -> Result<()> {
-        sqlx::query("INSERT INTO changes (resource, resource_id, operation) VALUES ($1, $2, $3)")
-            .bind(resource)
-            .bind(id)
-            .bind(operation)
-            .execute(&mut *self.inner)
-            .await?;
-        self.wrote = true;
-        if self.committed.is_some() {
-            self.recorded.push(Change { resource: resource.into(), id: id.into(), operation: operation.into() });
+    /// Record that this transaction changed a resource: the postcommit hooks hear of it, and
+    /// the change log gets the object's image (if hosts care about that kind of object).
+    pub fn record_change(&mut self, resource: Resource, id: &str, operation: Operation) {
+        if let (Some(kind), false) = (resource.object_kind(), operation == Operation::Tags) {
+            self.touch(kind, id);
         }
-        Ok(())
+        if self.committed.is_some() {
+            self.events.push(Change { resource, id: id.into(), operation });
+        }
+    }
+
+    /// Record the object's image in the change log at commit: whatever it is then, or its
+    /// absence if it was deleted.
+    pub fn touch(&mut self, kind: ObjectKind, id: &str) {
+        if !self.touched.contains(&(kind, id.to_string())) {
+            self.touched.insert((kind, id.to_string()));
+        }
     }
 
     pub async fn commit(mut self) -> Result<()> {
-        if self.wrote && self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *self.inner).await?;
-        }
+        let touched = std::mem::take(&mut self.touched);
+        let revision = if touched.is_empty() { None } else { Some(change_log::append(&mut self, &touched).await?) };
         self.inner.commit().await?;
-        if self.wrote {
-            self.changed.send_modify(|r| *r = r.wrapping_add(1));
+        match revision {
+            Some(Some(r)) => self.signals.advance(r),
+            Some(None) => self.signals.appended.notify_one(),
+            None => {}
         }
         // Still under SQLite's write lock here, so hooks see commits in their order.
-        if let (Some(tx), false) = (&self.committed, self.recorded.is_empty()) {
-            let _ = tx.send(std::mem::take(&mut self.recorded));
+        if let (Some(tx), false) = (&self.committed, self.events.is_empty()) {
+            let _ = tx.send(std::mem::take(&mut self.events));
         }
         Ok(())
     }
@@ -393,21 +409,17 @@ impl Tx {
     }
 
     /// The end of a compare-and-swap update: no matched row means the revision moved.
-    pub(crate) async fn updated(&mut self, rows_affected: u64, resource: &str, id: &str) -> Result<()> {
+    pub(crate) fn updated(&mut self, rows_affected: u64, resource: Resource, id: &str) -> Result<()> {
         if rows_affected == 0 {
             return Err(StoreError::RevisionMismatch);
         }
-        self.record_change(resource, id, "update").await
+        self.record_change(resource, id, Operation::Update);
+        Ok(())
     }
 
     /// Whether `sql`, with `id` bound to `$1`, finds a row (for "still in use" checks).
     pub(crate) async fn any_row(&mut self, sql: &str, id: &str) -> Result<bool> {
         Ok(sqlx::query(sql).bind(id.to_string()).fetch_optional(&mut *self.inner).await?.is_some())
-    }
-
-    /// Note that this transaction wrote something agents may care about.
-    pub(crate) fn mark_written(&mut self) {
-        self.wrote = true;
     }
 }
 
@@ -435,14 +447,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn in_memory_store_migrates_and_counts_changes() {
+    async fn a_commit_appends_one_revision_and_wakes_readers() {
         let store = Store::connect("sqlite://", 4).await.unwrap();
-        let before = store.current_revision().await.unwrap();
+        let before = store.log_head().await.unwrap();
         let rx = store.subscribe();
         let mut tx = store.begin().await.unwrap();
-        tx.record_change("network", "n1", "create").await.unwrap();
+        tx.record_change(Resource::Network, "n1", Operation::Create);
+        tx.record_change(Resource::Port, "p1", Operation::Delete);
+        tx.record_change(Resource::Port, "p2", Operation::Tags);
+        tx.record_change(Resource::Subnet, "s1", Operation::Create);
         tx.commit().await.unwrap();
-        assert_eq!(store.current_revision().await.unwrap(), before + 1);
-        assert!(rx.has_changed().unwrap(), "subscribers are woken by a commit");
+        assert_eq!(store.log_head().await.unwrap(), before + 1);
+        assert!(rx.has_changed().unwrap(), "readers are woken by a commit");
+        let revisions = store.log_since(before, 10).await.unwrap();
+        assert_eq!(revisions.len(), 1);
+        let logged: Vec<(ObjectKind, &str, bool)> =
+            revisions[0].changes.iter().map(|c| (c.kind, c.id.as_str(), c.image.is_some())).collect();
+        assert_eq!(logged, [(ObjectKind::Network, "n1", false), (ObjectKind::Port, "p1", false)]);
+        let tx = store.begin().await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.log_head().await.unwrap(), before + 1, "a transaction that touched nothing adds no revision");
     }
 }

@@ -4,7 +4,9 @@ use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter
 use crate::rows::{boolean, int, json, opt_int, opt_text, text, Page};
 use crate::{Result, StoreError, Tx};
 use neutrino_api::resources::{Network, ProviderSegment};
+use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::segments::SegmentPlan;
+use neutrino_domain::topology::ObjectKind;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::collections::BTreeMap;
@@ -252,7 +254,8 @@ pub async fn insert_network(tx: &mut Tx, net: &mut Network, plans: &[SegmentPlan
         net.provider = None;
         net.segments = Some(provider);
     }
-    tx.record_change("network", &net.id, "create").await
+    tx.record_change(Resource::Network, &net.id, Operation::Create);
+    Ok(())
 }
 
 /// Set a network's MTU (the smallest its segments allow), in the caller's transaction.
@@ -262,6 +265,7 @@ pub async fn set_network_mtu(tx: &mut Tx, id: &str, mtu: u32) -> Result<()> {
         .bind(id.to_string())
         .execute(tx.conn())
         .await?;
+    tx.touch(ObjectKind::Network, id);
     Ok(())
 }
 
@@ -332,7 +336,7 @@ pub async fn update_network(tx: &mut Tx, id: &str, patch: &NetworkPatch, if_revi
         return Err(StoreError::RevisionMismatch);
     }
     net.revision_number += 1;
-    tx.record_change("network", id, "update").await?;
+    tx.record_change(Resource::Network, id, Operation::Update);
     Ok(net)
 }
 
@@ -349,6 +353,13 @@ pub async fn delete_network(tx: &mut Tx, id: &str) -> Result<()> {
         if !text(r, "device_owner")?.starts_with("network:") {
             in_use.push(text(r, "id")?);
         }
+    }
+    // The network-owned ports and the segments go with the network.
+    for r in &rows {
+        tx.touch(ObjectKind::Port, &text(r, "id")?);
+    }
+    for s in crate::segments::network_segments(tx.conn(), id).await? {
+        tx.touch(ObjectKind::Segment, &s.id);
     }
     if !in_use.is_empty() {
         return Err(neutrino_domain::DomainError::conflict(
@@ -374,5 +385,6 @@ pub async fn delete_network(tx: &mut Tx, id: &str) -> Result<()> {
     ] {
         sqlx::query(stmt).bind(id.to_string()).execute(tx.conn()).await?;
     }
-    tx.record_change("network", id, "delete").await
+    tx.record_change(Resource::Network, id, Operation::Delete);
+    Ok(())
 }

@@ -4,7 +4,9 @@ use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter
 use crate::rows::{boolean, int, json, text, Page};
 use crate::{Result, StoreError, Tx};
 use neutrino_api::resources::{FixedIp, Port};
+use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::ipam::{first_free, random_candidates, to_u128, IpRange};
+use neutrino_domain::topology::ObjectKind;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::collections::HashMap;
@@ -203,7 +205,7 @@ pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<bool> {
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    tx.record_change("port", &p.id, "create").await?;
+    tx.record_change(Resource::Port, &p.id, Operation::Create);
     Ok(true)
 }
 
@@ -237,7 +239,7 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
     .bind(p.dns_name.clone().unwrap_or_default())
     .execute(tx.conn())
     .await?;
-    tx.updated(done.rows_affected(), "port", &p.id).await
+    tx.updated(done.rows_affected(), Resource::Port, &p.id)
 }
 
 pub async fn delete_port(tx: &mut Tx, id: &str) -> Result<()> {
@@ -247,12 +249,14 @@ pub async fn delete_port(tx: &mut Tx, id: &str) -> Result<()> {
     }
     sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     crate::tags::clear_tags(tx, "ports", id).await?;
-    tx.record_change("port", id, "delete").await
+    tx.record_change(Resource::Port, id, Operation::Delete);
+    Ok(())
 }
 
 /// Release every address of a port (before re-allocating on update).
 pub async fn release_port_ips(tx: &mut Tx, port_id: &str) -> Result<()> {
     sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1").bind(port_id.to_string()).execute(tx.conn()).await?;
+    tx.touch(ObjectKind::Port, port_id);
     Ok(())
 }
 
@@ -275,6 +279,7 @@ async fn try_insert_ip(
     .bind(position as i64)
     .execute(tx.conn())
     .await?;
+    tx.touch(ObjectKind::Port, port_id);
     Ok(done.rows_affected() == 1)
 }
 
@@ -389,5 +394,6 @@ pub async fn set_port_segment(tx: &mut Tx, port_id: &str, segment_id: Option<&st
         .bind(port_id.to_string())
         .execute(tx.conn())
         .await?;
+    tx.touch(ObjectKind::Port, port_id);
     Ok(())
 }

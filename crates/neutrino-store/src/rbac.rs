@@ -4,6 +4,7 @@
 use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{text, Page};
 use crate::{Result, StoreError, Tx};
+use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::DomainError;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -92,8 +93,9 @@ pub async fn insert_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
         return Err(duplicate());
     }
     sync_shared_column(tx, &p.object_id).await?;
-    tx.record_change("rbac_policy", &p.id, "create").await?;
-    tx.record_change("network", &p.object_id, "update").await
+    tx.record_change(Resource::RbacPolicy, &p.id, Operation::Create);
+    tx.record_change(Resource::Network, &p.object_id, Operation::Update);
+    Ok(())
 }
 
 /// Change a policy's target, after checking nobody loses access they depend on.
@@ -110,8 +112,8 @@ pub async fn retarget_rbac_policy(tx: &mut Tx, p: &RbacPolicy, new_target: &str)
         other => other?,
     };
     sync_shared_column(tx, &p.object_id).await?;
-    tx.record_change("rbac_policy", &p.id, "update").await?;
-    tx.record_change("network", &p.object_id, "update").await?;
+    tx.record_change(Resource::RbacPolicy, &p.id, Operation::Update);
+    tx.record_change(Resource::Network, &p.object_id, Operation::Update);
     get_rbac_policy(tx.conn(), &p.id).await
 }
 
@@ -119,8 +121,9 @@ pub async fn delete_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
     ensure_not_in_use(tx, p).await?;
     sqlx::query("DELETE FROM rbac_policies WHERE id = $1").bind(p.id.clone()).execute(tx.conn()).await?;
     sync_shared_column(tx, &p.object_id).await?;
-    tx.record_change("rbac_policy", &p.id, "delete").await?;
-    tx.record_change("network", &p.object_id, "update").await
+    tx.record_change(Resource::RbacPolicy, &p.id, Operation::Delete);
+    tx.record_change(Resource::Network, &p.object_id, Operation::Update);
+    Ok(())
 }
 
 /// Refuse to remove `p` while a project that would lose access to the network (not its owner,

@@ -19,7 +19,27 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_segments", SEGMENTS),
     ("0012_rbac", RBAC),
     ("0013_quotas", QUOTAS),
+    ("0014_change_log", CHANGE_LOG),
 ];
+
+/// The change log (see `change_log.rs`): one row per object image, numbered by revision
+/// (`NULL` until a PostgreSQL sequencer numbers it). The earlier log of bare ids goes; the
+/// current state is recorded afresh at start-up.
+const CHANGE_LOG: &str = r#"
+DROP TABLE changes;
+CREATE TABLE change_log (
+    id {SERIAL},
+    revision BIGINT,
+    txn TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    image TEXT
+);
+CREATE INDEX change_log_revision ON change_log (revision);
+CREATE INDEX change_log_pending ON change_log (id) WHERE revision IS NULL;
+CREATE INDEX change_log_object ON change_log (kind, object_id, revision)
+"#;
 
 /// RBAC policies; a network's `shared` column mirrors its wildcard `access_as_shared` policy.
 const RBAC: &str = r#"

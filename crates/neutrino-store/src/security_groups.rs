@@ -4,6 +4,7 @@ use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter
 use crate::rows::{boolean, int, opt_int, opt_text, text, Page};
 use crate::{now_timestamp, Result, StoreError, Tx};
 use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
+use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::security_groups::{initial_rules, ValidRule};
 use neutrino_domain::DomainError;
 use sqlx::any::AnyRow;
@@ -173,7 +174,8 @@ async fn insert_group_rows(tx: &mut Tx, group: &SecurityGroup, rules: &[ValidRul
         // A new group has no rules yet, so none of these can be a duplicate.
         let _ = insert_rule_row(tx, &uuid_like(), &group.id, &group.project_id, rule, None).await?;
     }
-    tx.record_change("security_group", &group.id, "create").await
+    tx.record_change(Resource::SecurityGroup, &group.id, Operation::Create);
+    Ok(())
 }
 
 /// Insert one rule; `Err(existing id)` when the group already has the same rule.
@@ -297,7 +299,7 @@ pub async fn update_group(tx: &mut Tx, g: &SecurityGroup, expected_revision: u64
     .bind(expected_revision as i64)
     .execute(tx.conn())
     .await?;
-    tx.updated(done.rows_affected(), "security_group", &g.id).await
+    tx.updated(done.rows_affected(), Resource::SecurityGroup, &g.id)
 }
 
 /// Delete a group no port uses and that is not its project's default. Rules of other groups
@@ -326,7 +328,8 @@ pub async fn delete_group(tx: &mut Tx, id: &str) -> Result<()> {
     ] {
         sqlx::query(stmt).bind(id.to_string()).execute(tx.conn()).await?;
     }
-    tx.record_change("security_group", id, "delete").await
+    tx.record_change(Resource::SecurityGroup, id, Operation::Delete);
+    Ok(())
 }
 
 async fn bump_group(tx: &mut Tx, group_id: &str) -> Result<()> {
@@ -363,7 +366,7 @@ pub async fn insert_rule(
         .into());
     }
     bump_group(tx, group_id).await?;
-    tx.record_change("security_group_rule", id, "create").await?;
+    tx.record_change(Resource::SecurityGroupRule, id, Operation::Create);
     get_rule(tx.conn(), id).await
 }
 
@@ -391,7 +394,8 @@ pub async fn delete_rule(tx: &mut Tx, id: &str) -> Result<()> {
     let rule = get_rule(tx.conn(), id).await?;
     sqlx::query("DELETE FROM security_group_rules WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     bump_group(tx, &rule.security_group_id).await?;
-    tx.record_change("security_group_rule", id, "delete").await
+    tx.record_change(Resource::SecurityGroupRule, id, Operation::Delete);
+    Ok(())
 }
 
 /// Make `groups` the port's groups (each must exist: 404 otherwise).

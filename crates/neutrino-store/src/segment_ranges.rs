@@ -6,6 +6,7 @@ use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter
 use crate::rows::{boolean, int, opt_text, text, Page};
 use crate::{now_timestamp, Result, StoreError, Tx};
 use neutrino_api::resources::NetworkSegmentRange;
+use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::segments::SegmentRange;
 use neutrino_domain::DomainError;
 use sqlx::any::AnyRow;
@@ -165,7 +166,8 @@ pub async fn insert_range(tx: &mut Tx, r: &NetworkSegmentRange) -> Result<()> {
     .bind(r.revision_number as i64)
     .execute(tx.conn())
     .await?;
-    tx.record_change("network_segment_range", &r.id, "create").await
+    tx.record_change(Resource::SegmentRange, &r.id, Operation::Create);
+    Ok(())
 }
 
 /// Default ranges belong to the configuration.
@@ -194,7 +196,7 @@ pub async fn update_range(tx: &mut Tx, r: &NetworkSegmentRange) -> Result<()> {
     .bind(r.revision_number as i64)
     .execute(tx.conn())
     .await?;
-    tx.updated(done.rows_affected(), "network_segment_range", &r.id).await
+    tx.updated(done.rows_affected(), Resource::SegmentRange, &r.id)
 }
 
 /// Delete a non-default range none of whose ids is in use.
@@ -210,5 +212,6 @@ pub async fn delete_range(tx: &mut Tx, id: &str) -> Result<()> {
         )));
     }
     sqlx::query("DELETE FROM network_segment_ranges WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
-    tx.record_change("network_segment_range", id, "delete").await
+    tx.record_change(Resource::SegmentRange, id, Operation::Delete);
+    Ok(())
 }

@@ -8,6 +8,7 @@ use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter
 use crate::rows::{int, opt_int, opt_text, text, Page};
 use crate::{now_timestamp, Result, StoreError, Tx};
 use neutrino_api::resources::Segment;
+use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::segments::{no_tenant_network, segment_in_use, SegmentPlan, FLAT, LOCAL};
 use neutrino_domain::DomainError;
 use sqlx::any::AnyRow;
@@ -127,7 +128,7 @@ pub async fn add_segments(
         .bind(now.clone())
         .execute(tx.conn())
         .await?;
-        tx.record_change("segment", &seg.id, "create").await?;
+        tx.record_change(Resource::Segment, &seg.id, Operation::Create);
         out.push(seg);
     }
     mirror_first_segment(tx, owner.network_id).await?;
@@ -417,7 +418,7 @@ pub async fn update_segment(
     .bind(seg.revision_number as i64)
     .execute(tx.conn())
     .await?;
-    tx.updated(done.rows_affected(), "segment", id).await?;
+    tx.updated(done.rows_affected(), Resource::Segment, id)?;
     seg.revision_number += 1;
     Ok(seg)
 }
@@ -450,6 +451,7 @@ pub async fn delete_segment(tx: &mut Tx, id: &str) -> Result<()> {
         sqlx::query(stmt).bind(id.to_string()).execute(tx.conn()).await?;
     }
     mirror_first_segment(tx, &seg.network_id).await?;
-    tx.record_change("segment", id, "delete").await?;
-    tx.record_change("network", &seg.network_id, "update").await
+    tx.record_change(Resource::Segment, id, Operation::Delete);
+    tx.record_change(Resource::Network, &seg.network_id, Operation::Update);
+    Ok(())
 }

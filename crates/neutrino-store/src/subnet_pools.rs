@@ -5,6 +5,7 @@ use crate::rows::{boolean, int, json, opt_text, text, Page};
 use crate::{Result, StoreError, Tx};
 use ipnet::IpNet;
 use neutrino_api::resources::{AddressScope, SubnetPool};
+use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::subnet_pools::{any_overlap, PoolSpec};
 use neutrino_domain::DomainError;
 use sqlx::any::AnyRow;
@@ -96,7 +97,8 @@ pub async fn insert_scope(tx: &mut Tx, s: &AddressScope) -> Result<()> {
         .bind(s.shared)
         .execute(tx.conn())
         .await?;
-    tx.record_change("address_scope", &s.id, "create").await
+    tx.record_change(Resource::AddressScope, &s.id, Operation::Create);
+    Ok(())
 }
 
 pub async fn get_scope(c: &mut AnyConnection, id: &str) -> Result<AddressScope> {
@@ -125,7 +127,8 @@ pub async fn update_scope(tx: &mut Tx, s: &AddressScope) -> Result<()> {
         .bind(s.id.clone())
         .execute(tx.conn())
         .await?;
-    tx.record_change("address_scope", &s.id, "update").await
+    tx.record_change(Resource::AddressScope, &s.id, Operation::Update);
+    Ok(())
 }
 
 pub async fn delete_scope(tx: &mut Tx, id: &str) -> Result<()> {
@@ -138,7 +141,8 @@ pub async fn delete_scope(tx: &mut Tx, id: &str) -> Result<()> {
         .into());
     }
     sqlx::query("DELETE FROM address_scopes WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
-    tx.record_change("address_scope", id, "delete").await
+    tx.record_change(Resource::AddressScope, id, Operation::Delete);
+    Ok(())
 }
 
 pub async fn get_pool(c: &mut AnyConnection, id: &str) -> Result<SubnetPool> {
@@ -250,7 +254,8 @@ pub async fn insert_pool(tx: &mut Tx, p: &SubnetPool) -> Result<()> {
     .execute(tx.conn())
     .await
     .map_err(|e| default_conflict(e.into(), p.ip_version))?;
-    tx.record_change("subnetpool", &p.id, "create").await
+    tx.record_change(Resource::SubnetPool, &p.id, Operation::Create);
+    Ok(())
 }
 
 /// Store an updated pool (revision compare-and-swap).
@@ -275,7 +280,7 @@ pub async fn update_pool(tx: &mut Tx, p: &SubnetPool, expected_revision: u64) ->
     .execute(tx.conn())
     .await
     .map_err(|e| default_conflict(e.into(), p.ip_version))?;
-    tx.updated(done.rows_affected(), "subnetpool", &p.id).await
+    tx.updated(done.rows_affected(), Resource::SubnetPool, &p.id)
 }
 
 pub async fn delete_pool(tx: &mut Tx, id: &str) -> Result<()> {
@@ -289,7 +294,8 @@ pub async fn delete_pool(tx: &mut Tx, id: &str) -> Result<()> {
     }
     crate::tags::clear_tags(tx, "subnetpools", id).await?;
     sqlx::query("DELETE FROM subnetpools WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
-    tx.record_change("subnetpool", id, "delete").await
+    tx.record_change(Resource::SubnetPool, id, Operation::Delete);
+    Ok(())
 }
 
 /// Lock the pool for allocation (PostgreSQL row lock; SQLite already has one writer) and

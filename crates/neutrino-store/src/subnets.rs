@@ -4,6 +4,7 @@ use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter
 use crate::rows::{boolean, int, json, opt_text, text, Page};
 use crate::{Result, StoreError, Tx};
 use neutrino_api::resources::Subnet;
+use neutrino_domain::changes::{Operation, Resource};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
@@ -125,7 +126,8 @@ pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .bind(serde_json::to_string(&s.service_types)?)
     .execute(tx.conn())
     .await?;
-    tx.record_change("subnet", &s.id, "create").await
+    tx.record_change(Resource::Subnet, &s.id, Operation::Create);
+    Ok(())
 }
 
 /// Store an updated subnet (the caller validated it), with revision compare-and-swap.
@@ -148,7 +150,7 @@ pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .bind(serde_json::to_string(&s.service_types)?)
     .execute(tx.conn())
     .await?;
-    tx.updated(done.rows_affected(), "subnet", &s.id).await
+    tx.updated(done.rows_affected(), Resource::Subnet, &s.id)
 }
 
 /// Delete a subnet whose addresses are held only by network-owned ports (those addresses are
@@ -177,9 +179,12 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
         .await?;
     sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     for h in &holders {
-        crate::ports::refresh_port_body(tx, &text(h, "port_id")?).await?;
+        let port_id = text(h, "port_id")?;
+        crate::ports::refresh_port_body(tx, &port_id).await?;
+        tx.touch(neutrino_domain::topology::ObjectKind::Port, &port_id);
     }
     crate::tags::clear_tags(tx, "subnets", id).await?;
     sqlx::query("DELETE FROM subnets WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
-    tx.record_change("subnet", id, "delete").await
+    tx.record_change(Resource::Subnet, id, Operation::Delete);
+    Ok(())
 }

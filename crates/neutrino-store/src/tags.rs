@@ -78,7 +78,10 @@ async fn touch(tx: &mut Tx, table: &str, id: &str) -> Result<()> {
     if table == "ports" {
         crate::ports::refresh_port_body(tx, id).await?;
     }
-    tx.record_change(table, id, "tags").await
+    if let Some(resource) = neutrino_domain::changes::Resource::of_table(table) {
+        tx.record_change(resource, id, neutrino_domain::changes::Operation::Tags);
+    }
+    Ok(())
 }
 
 /// Replace all tags of a resource.

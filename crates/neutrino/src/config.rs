@@ -26,6 +26,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "global_physnet_mtu",
             "debug",
             "auth_strategy",
+            "use_json",
             "core_plugin",
             "dns_domain",
         ],
@@ -65,7 +66,8 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("ml2_type_gre", &["tunnel_id_ranges"]),
     ("ml2_type_vlan", &["network_vlan_ranges"]),
     ("ml2_type_flat", &["flat_networks"]),
-    ("agent", &["server_url", "report_interval", "resync_interval", "availability_zone"]),
+    ("agent", &["server_url", "report_interval", "resync_interval", "availability_zone", "metrics_listen"]),
+    ("neutrino", &["change_log_keep_revisions"]),
     ("AGENT", &["availability_zone"]),
     ("vxlan", &["local_ip", "enable_vxlan", "l2_population", "arp_responder"]),
     ("linux_bridge", &["physical_interface_mappings"]),
@@ -104,13 +106,17 @@ impl Options {
                 }
             }
         }
-        for (section, key) in o.values.keys() {
+        Ok(o)
+    }
+
+    /// Log, once, each option Neutrino does not use (after logging is set up).
+    pub fn log_ignored(&self) {
+        for (section, key) in self.values.keys() {
             let known = KNOWN.iter().any(|(s, keys)| s == section && keys.contains(&key.as_str()));
             if !known {
                 tracing::info!("ignoring option [{section}] {key}: not used by Neutrino");
             }
         }
-        Ok(o)
     }
 
     pub fn get(&self, section: &str, key: &str) -> Option<&str> {
@@ -148,6 +154,11 @@ impl Options {
             .transpose()
     }
 
+    /// `[DEFAULT] use_json` (oslo.log): logs as JSON lines.
+    pub fn use_json(&self) -> bool {
+        self.get("DEFAULT", "use_json").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+    }
+
     pub fn state_path(&self) -> PathBuf {
         match self.get("DEFAULT", "state_path") {
             Some(p) => PathBuf::from(p),
@@ -165,6 +176,12 @@ impl Options {
         }
         if let Some(v) = self.number("DEFAULT", "agent_down_time")? {
             c.agent_down_time = v;
+        }
+        if let Some(v) = self.number::<u64>("neutrino", "change_log_keep_revisions")? {
+            if v == 0 {
+                return Err("[neutrino] change_log_keep_revisions: must be at least 1".into());
+            }
+            c.change_log_keep_revisions = v;
         }
         c.connection = match self.get("database", "connection") {
             Some(v) => v.to_string(),
@@ -340,6 +357,12 @@ impl Options {
             keystone: match self.get("keystone_authtoken", "auth_url") {
                 None => None,
                 Some(_) => Some(self.keystone()?.service),
+            },
+            metrics_listen: match self.get("agent", "metrics_listen").filter(|v| !v.is_empty()) {
+                None => None,
+                Some(v) => {
+                    Some(v.parse().map_err(|_| format!("[agent] metrics_listen: '{v}' is not an address:port"))?)
+                }
             },
         })
     }

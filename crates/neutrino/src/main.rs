@@ -12,6 +12,10 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "neutrino", version, about = "Tenant networking for clouds, Neutron-compatible")]
 struct Cli {
+    /// Log format: `text` (no colours unless stderr is a terminal) or `json` (one object per
+    /// line). `[DEFAULT] use_json = true` in a config file also asks for JSON.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -47,15 +51,46 @@ enum Cmd {
     Bench(bench::BenchArgs),
 }
 
-fn init_logging() {
+/// Logs on stderr: plain text, coloured only on a terminal, or JSON lines.
+fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// The config files a subcommand reads, loaded (before logging starts: errors are returned).
+fn config_of(cmd: &Cmd) -> Result<Option<Options>, String> {
+    match cmd {
+        Cmd::Server { config_file } | Cmd::Agent { config_file } | Cmd::AllInOne { config_file, .. } => {
+            Options::load(config_file).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let options = match config_of(&cli.command) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("neutrino: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = match cli.log_format.as_deref() {
+        Some(format) => format == "json",
+        None => options.as_ref().is_some_and(Options::use_json),
+    };
+    init_logging(json);
+    if let Some(o) = &options {
+        o.log_ignored();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -65,9 +100,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Cmd::Server { config_file } => run_server(Options::load(&config_file)?, false).await,
-            Cmd::Agent { config_file } => run_agent(Options::load(&config_file)?).await,
-            Cmd::AllInOne { config_file, no_agent } => run_server(Options::load(&config_file)?, !no_agent).await,
+            Cmd::Server { .. } => run_server(options.unwrap_or_default(), false).await,
+            Cmd::Agent { .. } => run_agent(options.unwrap_or_default()).await,
+            Cmd::AllInOne { no_agent, .. } => run_server(options.unwrap_or_default(), !no_agent).await,
             Cmd::Demo { prefix } => demo::run(&prefix).await,
             Cmd::Bench(args) => bench::run(args).await,
         }

@@ -1,24 +1,17 @@
-//! The agents API (`/v2.0/agents`) and the agent-facing protocol under `/v2.0/neutrino/`:
-//! registration/heartbeat, the per-host state stream, and port status reports.
+//! The agents API (`/v2.0/agents`, `/v2.0/availability_zones`) and the agents' own calls:
+//! registration/heartbeat and port status reports.
 
 use crate::error::HttpResult;
 use crate::App;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use neutrino_api::agent::{AgentRegistration, HostState, PortStatusReport, StreamMessage};
+use neutrino_api::agent::{AgentRegistration, PortStatusReport};
 use neutrino_api::ApiError;
 use neutrino_store::{self as store, AgentRecord};
 use serde_json::json;
-use std::time::Duration;
-
-/// How long a quiet stream waits before sending a heartbeat.
-const STREAM_HEARTBEAT: Duration = Duration::from_secs(10);
-/// Changes arriving within this window are sent as one update.
-const STREAM_COALESCE: Duration = Duration::from_millis(5);
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -26,7 +19,7 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/agents/{id}", get(show_agent).put(update_agent).delete(delete_agent))
         .route("/v2.0/availability_zones", get(list_zones))
         .route("/v2.0/neutrino/agents", post(register))
-        .route("/v2.0/neutrino/hosts/{host}/stream", get(stream))
+        .route("/v2.0/neutrino/hosts/{host}/stream", get(super::stream::stream))
         .route("/v2.0/neutrino/ports/status", put(port_status))
 }
 
@@ -140,65 +133,4 @@ async fn port_status(State(app): State<App>, body: Bytes) -> HttpResult<Response
     let changed = store::set_port_status(&mut tx, &report.host, &report.ports).await?;
     tx.commit().await?;
     Ok(axum::Json(json!({ "changed": changed })).into_response())
-}
-
-/// What one stream connection remembers between messages.
-struct StreamState {
-    app: App,
-    host: String,
-    sent: Option<HostState>,
-    changes: tokio::sync::watch::Receiver<u64>,
-}
-
-/// `GET /v2.0/neutrino/hosts/{host}/stream`: newline-delimited JSON. A snapshot first, then
-/// an update whenever the host's view changes, and heartbeats in between. Every connection
-/// starts with a snapshot, so a reconnecting agent can never miss a change.
-async fn stream(State(app): State<App>, Path(host): Path<String>) -> Response {
-    let mut changes = app.store.subscribe();
-    changes.mark_unchanged();
-    let state = StreamState { app, host, sent: None, changes };
-    let lines = futures::stream::unfold(state, next_message);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::from_stream(lines))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-async fn next_message(mut s: StreamState) -> Option<(Result<Bytes, std::io::Error>, StreamState)> {
-    loop {
-        let woke = match &s.sent {
-            None => true,
-            Some(_) => match tokio::time::timeout(STREAM_HEARTBEAT, s.changes.changed()).await {
-                Ok(Ok(())) => {
-                    tokio::time::sleep(STREAM_COALESCE).await;
-                    s.changes.mark_unchanged();
-                    true
-                }
-                Ok(Err(_)) => return None,
-                Err(_) => false,
-            },
-        };
-        let (revision, state) = match s.app.store.host_state(&s.host, s.app.ml2.populates_l2()).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(host = %s.host, error = %e, "host state query failed; closing stream");
-                return None;
-            }
-        };
-        let message = match &s.sent {
-            None => Some(StreamMessage::Snapshot { revision, state: state.clone() }),
-            Some(prev) => match prev.diff(&state) {
-                Some((upserted, removed)) => Some(StreamMessage::Update { revision, upserted, removed }),
-                None if !woke => Some(StreamMessage::Heartbeat { revision }),
-                None => None,
-            },
-        };
-        if let Some(m) = message {
-            s.sent = Some(state);
-            let mut line = serde_json::to_vec(&m).unwrap_or_default();
-            line.push(b'\n');
-            return Some((Ok(Bytes::from(line)), s));
-        }
-    }
 }

@@ -1,0 +1,218 @@
+//! What the change log records of each object hosts care about: its kind, its id and its
+//! *image* (the attributes host views are computed from), or no image once it is gone.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The kinds of object the change log records. Each has an image type below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    Network,
+    Segment,
+    Port,
+    Agent,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 4] = [ObjectKind::Network, ObjectKind::Segment, ObjectKind::Port, ObjectKind::Agent];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Network => "network",
+            ObjectKind::Segment => "segment",
+            ObjectKind::Port => "port",
+            ObjectKind::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ObjectKind> {
+        ObjectKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A network: its MTU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkImage {
+    pub mtu: u32,
+}
+
+/// A network segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentImage {
+    pub network_id: String,
+    pub network_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_network: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segmentation_id: Option<u32>,
+}
+
+/// A port: where it is bound and what peers need to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortImage {
+    pub network_id: String,
+    /// `binding:host_id` (empty when unbound).
+    #[serde(default)]
+    pub host: String,
+    /// The segment the port is bound to (none when unbound or the binding failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_id: Option<String>,
+    pub mac_address: String,
+    pub admin_state_up: bool,
+    pub status: String,
+    /// The fixed IPs, in the port's order.
+    #[serde(default)]
+    pub ip_addresses: Vec<String>,
+}
+
+impl PortImage {
+    /// `(host, segment)` when the port is bound to a segment on a host.
+    pub fn bound(&self) -> Option<(&str, &str)> {
+        match (&self.segment_id, self.host.as_str()) {
+            (Some(segment), host) if !host.is_empty() => Some((host, segment.as_str())),
+            _ => None,
+        }
+    }
+}
+
+/// An agent: the host it serves and its VTEP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentImage {
+    pub host: String,
+    pub agent_type: String,
+    pub tunnel_ip: String,
+}
+
+/// The image of one object. Images are shared (`Arc`): the model, the window of recent
+/// revisions and the log reader hold the same one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Image {
+    Network(Arc<NetworkImage>),
+    Segment(Arc<SegmentImage>),
+    Port(Arc<PortImage>),
+    Agent(Arc<AgentImage>),
+}
+
+impl Image {
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            Image::Network(_) => ObjectKind::Network,
+            Image::Segment(_) => ObjectKind::Segment,
+            Image::Port(_) => ObjectKind::Port,
+            Image::Agent(_) => ObjectKind::Agent,
+        }
+    }
+
+    /// The stored form (JSON of the image alone; the kind is stored beside it).
+    pub fn to_json(&self) -> String {
+        let json = match self {
+            Image::Network(i) => serde_json::to_string(&**i),
+            Image::Segment(i) => serde_json::to_string(&**i),
+            Image::Port(i) => serde_json::to_string(&**i),
+            Image::Agent(i) => serde_json::to_string(&**i),
+        };
+        json.unwrap_or_default()
+    }
+
+    pub fn from_json(kind: ObjectKind, json: &str) -> Result<Image, serde_json::Error> {
+        Ok(match kind {
+            ObjectKind::Network => Image::Network(Arc::new(serde_json::from_str(json)?)),
+            ObjectKind::Segment => Image::Segment(Arc::new(serde_json::from_str(json)?)),
+            ObjectKind::Port => Image::Port(Arc::new(serde_json::from_str(json)?)),
+            ObjectKind::Agent => Image::Agent(Arc::new(serde_json::from_str(json)?)),
+        })
+    }
+
+    /// The scopes this image places its object in (which host views it can touch).
+    pub fn scopes(&self, id: &str) -> Vec<Scope> {
+        match self {
+            Image::Network(_) => vec![Scope::Network(id.to_string())],
+            Image::Segment(s) => vec![Scope::Network(s.network_id.clone()), Scope::Segment(id.to_string())],
+            Image::Port(p) => {
+                let mut scopes = vec![Scope::Network(p.network_id.clone())];
+                if let Some(segment) = &p.segment_id {
+                    scopes.push(Scope::Segment(segment.clone()));
+                }
+                if !p.host.is_empty() {
+                    scopes.push(Scope::Host(p.host.clone()));
+                }
+                scopes
+            }
+            Image::Agent(a) => vec![Scope::Host(a.host.clone())],
+        }
+    }
+}
+
+/// What part of the cloud a change touches. Recorded with each change, so the log says
+/// which host views a change can concern without reading its image.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Network(String),
+    Segment(String),
+    Host(String),
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Network(id) => write!(f, "network:{id}"),
+            Scope::Segment(id) => write!(f, "segment:{id}"),
+            Scope::Host(host) => write!(f, "host:{host}"),
+        }
+    }
+}
+
+/// One object's change: its new image, or `None` when it was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectChange {
+    pub kind: ObjectKind,
+    pub id: String,
+    pub image: Option<Image>,
+}
+
+impl ObjectChange {
+    pub fn new(id: &str, image: Image) -> ObjectChange {
+        ObjectChange { kind: image.kind(), id: id.to_string(), image: Some(image) }
+    }
+
+    pub fn deleted(kind: ObjectKind, id: &str) -> ObjectChange {
+        ObjectChange { kind, id: id.to_string(), image: None }
+    }
+}
+
+/// One committed transaction's changes, at its revision of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub revision: u64,
+    pub changes: Vec<ObjectChange>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_round_trip_through_their_stored_form() {
+        let port = Image::Port(Arc::new(PortImage {
+            network_id: "n1".into(),
+            host: "h1".into(),
+            segment_id: Some("s1".into()),
+            mac_address: "fa:16:3e:00:00:01".into(),
+            admin_state_up: true,
+            status: "DOWN".into(),
+            ip_addresses: vec!["192.0.2.5".into()],
+        }));
+        assert_eq!(Image::from_json(ObjectKind::Port, &port.to_json()).unwrap(), port);
+        let scopes: Vec<String> = port.scopes("p1").iter().map(ToString::to_string).collect();
+        assert_eq!(scopes, ["network:n1", "segment:s1", "host:h1"]);
+        for kind in ObjectKind::ALL {
+            assert_eq!(ObjectKind::parse(kind.as_str()), Some(kind));
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The model every server folds the change log into, with the indexes that make a change cost
+//! work in proportion to the hosts whose view it changes.
+//!
+//! A host's view (see `neutrino_api::agent::HostState`) is a function of the model:
+//! - `local_ports`: the ports whose `binding:host_id` is the host;
+//! - `networks`: the networks of its bound local ports, each as the segment they are bound to
+//!   (the lowest segment id when they are bound to several) with the network's MTU;
+//! - `remote_ports` (with L2 population): the ports bound on other hosts to the segments its
+//!   local ports are bound to, with the VTEP of their host's L2 agent.
+//!
+//! [`Topology::view`] computes it from scratch; [`Topology::apply`] applies one revision and
+//! returns, per host, exactly the entries whose value changed.
+
+use super::images::{AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, SegmentImage};
+use neutrino_api::agent::{
+    HostDelta, HostNetwork, HostState, LocalPort, RemotePort, AGENT_TYPE_LINUXBRIDGE, AGENT_TYPE_OVS,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// The agent types whose tunnel IP is a host's VTEP, in order of preference.
+const L2_AGENT_TYPES: [&str; 2] = [AGENT_TYPE_LINUXBRIDGE, AGENT_TYPE_OVS];
+
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    l2population: bool,
+    networks: HashMap<String, Arc<NetworkImage>>,
+    segments: HashMap<String, Arc<SegmentImage>>,
+    ports: HashMap<String, Arc<PortImage>>,
+    agents: HashMap<String, Arc<AgentImage>>,
+    /// host → every port with that `binding:host_id`.
+    ports_on_host: HashMap<String, BTreeSet<String>>,
+    /// segment → the ports bound to it (on any host).
+    bound_on_segment: HashMap<String, BTreeSet<String>>,
+    /// host → segment → how many of the host's ports are bound to it.
+    host_segments: HashMap<String, BTreeMap<String, u32>>,
+    /// segment → the hosts with a port bound to it.
+    segment_hosts: HashMap<String, BTreeSet<String>>,
+    /// host → network → segment → how many of the host's ports are bound to it.
+    host_networks: HashMap<String, BTreeMap<String, BTreeMap<String, u32>>>,
+    /// network → the hosts with a port bound on it.
+    network_hosts: HashMap<String, BTreeSet<String>>,
+    /// host → `(preference, agent id)` of its L2 agents.
+    l2_agents: HashMap<String, BTreeSet<(usize, String)>>,
+}
+
+/// One entry of a host's view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    Network(String),
+    Local(String),
+    Remote(String),
+}
+
+/// The value of a [`Key`] in a host's view (`None`: not in the view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Network(Option<HostNetwork>),
+    Local(Option<LocalPort>),
+    Remote(Option<RemotePort>),
+}
+
+impl Topology {
+    /// An empty model. `l2population`: whether views carry remote ports.
+    pub fn new(l2population: bool) -> Topology {
+        Topology { l2population, ..Topology::default() }
+    }
+
+    pub fn l2population(&self) -> bool {
+        self.l2population
+    }
+
+    /// The image an object has now.
+    pub fn image(&self, kind: ObjectKind, id: &str) -> Option<Image> {
+        match kind {
+            ObjectKind::Network => self.networks.get(id).cloned().map(Image::Network),
+            ObjectKind::Segment => self.segments.get(id).cloned().map(Image::Segment),
+            ObjectKind::Port => self.ports.get(id).cloned().map(Image::Port),
+            ObjectKind::Agent => self.agents.get(id).cloned().map(Image::Agent),
+        }
+    }
+
+    /// The number of objects held.
+    pub fn len(&self) -> usize {
+        self.networks.len() + self.segments.len() + self.ports.len() + self.agents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The hosts that have ports or agents.
+    pub fn hosts(&self) -> BTreeSet<String> {
+        let mut hosts: BTreeSet<String> = self.ports_on_host.keys().cloned().collect();
+        hosts.extend(self.agents.values().map(|a| a.host.clone()));
+        hosts
+    }
+
+    /// Apply one revision's changes without computing deltas (loading the log).
+    pub fn load(&mut self, changes: &[ObjectChange]) {
+        for c in changes {
+            self.mutate(c);
+        }
+    }
+
+    /// Apply one revision's changes and return, for every host `wanted` says yes to, the
+    /// entries of its view that changed. Work is proportional to the entries that can change.
+    pub fn apply(&mut self, changes: &[ObjectChange], wanted: &dyn Fn(&str) -> bool) -> BTreeMap<String, HostDelta> {
+        // The value of every entry a change can touch, before the revision.
+        let mut before: BTreeMap<(String, Key), Value> = BTreeMap::new();
+        for change in changes {
+            let mut dirty = Vec::new();
+            self.dirty_entries(change, wanted, &mut dirty);
+            for (host, key) in dirty {
+                if !before.contains_key(&(host.clone(), key.clone())) {
+                    let value = self.value(&host, &key);
+                    before.insert((host, key), value);
+                }
+            }
+            self.mutate(change);
+        }
+        let mut deltas: BTreeMap<String, HostDelta> = BTreeMap::new();
+        for ((host, key), old) in before {
+            let new = self.value(&host, &key);
+            if new != old {
+                put(deltas.entry(host).or_default(), &key, new);
+            }
+        }
+        deltas
+    }
+
+    /// A host's whole view.
+    pub fn view(&self, host: &str) -> HostState {
+        let mut state = HostState::default();
+        for id in self.ports_on_host.get(host).into_iter().flatten() {
+            if let Some(p) = self.local_port(host, id) {
+                state.local_ports.insert(id.clone(), p);
+            }
+        }
+        for network in self.host_networks.get(host).into_iter().flat_map(|n| n.keys()) {
+            if let Some(n) = self.network_entry(host, network) {
+                state.networks.insert(network.clone(), n);
+            }
+        }
+        if self.l2population {
+            for segment in self.host_segments.get(host).into_iter().flat_map(|s| s.keys()) {
+                for id in self.bound_on_segment.get(segment).into_iter().flatten() {
+                    if let Some(p) = self.remote_port(host, id) {
+                        state.remote_ports.insert(id.clone(), p);
+                    }
+                }
+            }
+        }
+        state
+    }
+
+    /// The entries `change` can touch in the views of wanted hosts, judged before it applies.
+    fn dirty_entries(&self, change: &ObjectChange, wanted: &dyn Fn(&str) -> bool, out: &mut Vec<(String, Key)>) {
+        let mut add = |host: &str, key: Key| {
+            if wanted(host) {
+                out.push((host.to_string(), key));
+            }
+        };
+        let id = change.id.as_str();
+        match (change.kind, &change.image) {
+            (ObjectKind::Port, image) => {
+                let old = self.ports.get(id).map(Arc::as_ref);
+                let new = match image {
+                    Some(Image::Port(p)) => Some(p.as_ref()),
+                    _ => None,
+                };
+                let mut segments: BTreeSet<&str> = BTreeSet::new();
+                for p in old.iter().chain(new.iter()) {
+                    if !p.host.is_empty() {
+                        add(&p.host, Key::Local(id.to_string()));
+                        for q in old.iter().chain(new.iter()) {
+                            add(&p.host, Key::Network(q.network_id.clone()));
+                        }
+                    }
+                    if let Some((_, segment)) = p.bound() {
+                        segments.insert(segment);
+                    }
+                }
+                if !self.l2population {
+                    return;
+                }
+                // The port itself, as a remote port of the hosts on its segments.
+                for segment in &segments {
+                    for host in self.segment_hosts.get(*segment).into_iter().flatten() {
+                        add(host, Key::Remote(id.to_string()));
+                    }
+                }
+                // A host that gains or loses a segment gains or loses its remote ports.
+                let old_binding = old.and_then(PortImage::bound);
+                let new_binding = new.and_then(PortImage::bound);
+                if old_binding != new_binding {
+                    let count = |(host, segment): (&str, &str)| {
+                        self.host_segments.get(host).and_then(|s| s.get(segment)).copied().unwrap_or(0)
+                    };
+                    let lost = old_binding.filter(|b| count(*b) == 1);
+                    let gained = new_binding.filter(|b| count(*b) == 0);
+                    for (host, segment) in lost.into_iter().chain(gained) {
+                        for q in self.bound_on_segment.get(segment).into_iter().flatten() {
+                            add(host, Key::Remote(q.clone()));
+                        }
+                    }
+                }
+            }
+            (ObjectKind::Agent, image) => {
+                if !self.l2population {
+                    return;
+                }
+                let old = self.agents.get(id);
+                let new = match image {
+                    Some(Image::Agent(a)) => Some(a),
+                    _ => None,
+                };
+                let hosts: BTreeSet<&str> = old.iter().chain(new.iter()).map(|a| a.host.as_str()).collect();
+                for agent_host in hosts {
+                    // Every port on the agent's host, as a remote port of the hosts sharing its segment.
+                    for port_id in self.ports_on_host.get(agent_host).into_iter().flatten() {
+                        let Some((_, segment)) = self.ports.get(port_id).and_then(|p| p.bound()) else {
+                            continue;
+                        };
+                        for host in self.segment_hosts.get(segment).into_iter().flatten() {
+                            add(host, Key::Remote(port_id.clone()));
+                        }
+                    }
+                }
+            }
+            (ObjectKind::Network, _) => {
+                for host in self.network_hosts.get(id).into_iter().flatten() {
+                    add(host, Key::Network(id.to_string()));
+                }
+            }
+            (ObjectKind::Segment, image) => {
+                let mut networks: BTreeSet<&str> = BTreeSet::new();
+                if let Some(s) = self.segments.get(id) {
+                    networks.insert(&s.network_id);
+                }
+                if let Some(Image::Segment(s)) = image {
+                    networks.insert(&s.network_id);
+                }
+                for host in self.segment_hosts.get(id).into_iter().flatten() {
+                    for network in &networks {
+                        add(host, Key::Network(network.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn value(&self, host: &str, key: &Key) -> Value {
+        match key {
+            Key::Network(id) => Value::Network(self.network_entry(host, id)),
+            Key::Local(id) => Value::Local(self.local_port(host, id)),
+            Key::Remote(id) => Value::Remote(self.remote_port(host, id)),
+        }
+    }
+
+    fn local_port(&self, host: &str, id: &str) -> Option<LocalPort> {
+        let p = self.ports.get(id).filter(|p| p.host == host)?;
+        Some(LocalPort {
+            network_id: p.network_id.clone(),
+            mac_address: p.mac_address.clone(),
+            admin_state_up: p.admin_state_up,
+            status: p.status.clone(),
+        })
+    }
+
+    fn network_entry(&self, host: &str, network_id: &str) -> Option<HostNetwork> {
+        let network = self.networks.get(network_id)?;
+        let segments = self.host_networks.get(host)?.get(network_id)?;
+        let segment = segments.keys().find_map(|id| self.segments.get(id))?;
+        Some(HostNetwork {
+            network_type: segment.network_type.clone(),
+            physical_network: segment.physical_network.clone(),
+            segmentation_id: segment.segmentation_id,
+            mtu: network.mtu,
+        })
+    }
+
+    fn remote_port(&self, host: &str, id: &str) -> Option<RemotePort> {
+        if !self.l2population {
+            return None;
+        }
+        let p = self.ports.get(id)?;
+        let (port_host, segment) = p.bound()?;
+        if port_host == host || !self.host_segments.get(host).is_some_and(|s| s.contains_key(segment)) {
+            return None;
+        }
+        Some(RemotePort {
+            network_id: p.network_id.clone(),
+            mac_address: p.mac_address.clone(),
+            ip_addresses: p.ip_addresses.clone(),
+            tunnel_ip: self.vtep(port_host)?.to_string(),
+        })
+    }
+
+    /// The ids of the ports whose `binding:host_id` is `host`.
+    pub fn ports_of<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.ports_on_host.get(host).into_iter().flatten().map(String::as_str)
+    }
+
+    /// The ids of the ports bound to `segment`.
+    pub fn bound_ports_on<'a>(&'a self, segment: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.bound_on_segment.get(segment).into_iter().flatten().map(String::as_str)
+    }
+
+    /// The ids of the L2 agents on `host`.
+    pub fn agents_of<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.l2_agents.get(host).into_iter().flatten().map(|(_, id)| id.as_str())
+    }
+
+    /// The tunnel IP of the host's L2 agent (a Linux bridge agent before an OVS agent).
+    pub fn vtep(&self, host: &str) -> Option<&str> {
+        let (_, id) = self.l2_agents.get(host)?.first()?;
+        self.agents.get(id).map(|a| a.tunnel_ip.as_str())
+    }
+
+    /// Replace an object's image (or remove it) and keep the indexes right.
+    fn mutate(&mut self, change: &ObjectChange) {
+        let id = change.id.as_str();
+        match (change.kind, &change.image) {
+            (ObjectKind::Network, Some(Image::Network(n))) => {
+                self.networks.insert(id.to_string(), n.clone());
+            }
+            (ObjectKind::Network, _) => {
+                self.networks.remove(id);
+            }
+            (ObjectKind::Segment, Some(Image::Segment(s))) => {
+                self.segments.insert(id.to_string(), s.clone());
+            }
+            (ObjectKind::Segment, _) => {
+                self.segments.remove(id);
+            }
+            (ObjectKind::Port, image) => {
+                if let Some(old) = self.ports.remove(id) {
+                    self.unindex_port(id, &old);
+                }
+                if let Some(Image::Port(p)) = image {
+                    self.index_port(id, p);
+                    self.ports.insert(id.to_string(), p.clone());
+                }
+            }
+            (ObjectKind::Agent, image) => {
+                if let Some(old) = self.agents.remove(id) {
+                    if let Some(set) = self.l2_agents.get_mut(&old.host) {
+                        set.retain(|(_, a)| a != id);
+                        if set.is_empty() {
+                            self.l2_agents.remove(&old.host);
+                        }
+                    }
+                }
+                if let Some(Image::Agent(a)) = image {
+                    if let Some(preference) = L2_AGENT_TYPES.iter().position(|t| *t == a.agent_type) {
+                        self.l2_agents.entry(a.host.clone()).or_default().insert((preference, id.to_string()));
+                    }
+                    self.agents.insert(id.to_string(), a.clone());
+                }
+            }
+        }
+    }
+
+    fn index_port(&mut self, id: &str, p: &PortImage) {
+        if p.host.is_empty() {
+            return;
+        }
+        self.ports_on_host.entry(p.host.clone()).or_default().insert(id.to_string());
+        let Some((host, segment)) = p.bound() else {
+            return;
+        };
+        self.bound_on_segment.entry(segment.to_string()).or_default().insert(id.to_string());
+        *self.host_segments.entry(host.to_string()).or_default().entry(segment.to_string()).or_default() += 1;
+        self.segment_hosts.entry(segment.to_string()).or_default().insert(host.to_string());
+        let networks = self.host_networks.entry(host.to_string()).or_default();
+        *networks.entry(p.network_id.clone()).or_default().entry(segment.to_string()).or_default() += 1;
+        self.network_hosts.entry(p.network_id.clone()).or_default().insert(host.to_string());
+    }
+
+    fn unindex_port(&mut self, id: &str, p: &PortImage) {
+        if p.host.is_empty() {
+            return;
+        }
+        remove_from(&mut self.ports_on_host, &p.host, id);
+        let Some((host, segment)) = p.bound() else {
+            return;
+        };
+        remove_from(&mut self.bound_on_segment, segment, id);
+        if decrement(self.host_segments.get_mut(host), segment) {
+            remove_from(&mut self.segment_hosts, segment, host);
+        }
+        if self.host_segments.get(host).is_some_and(BTreeMap::is_empty) {
+            self.host_segments.remove(host);
+        }
+        let networks = self.host_networks.get_mut(host);
+        let segments = networks.and_then(|n| n.get_mut(&p.network_id));
+        decrement(segments, segment);
+        let network_left =
+            self.host_networks.get(host).and_then(|n| n.get(&p.network_id)).is_some_and(|s| s.is_empty());
+        if network_left {
+            if let Some(networks) = self.host_networks.get_mut(host) {
+                networks.remove(&p.network_id);
+                if networks.is_empty() {
+                    self.host_networks.remove(host);
+                }
+            }
+            remove_from(&mut self.network_hosts, &p.network_id, host);
+        }
+    }
+}
+
+/// Remove `item` from the set at `key`, and the set when it empties.
+fn remove_from(map: &mut HashMap<String, BTreeSet<String>>, key: &str, item: &str) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(item);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+/// Count one less at `key`; `true` when the count reached zero (and was removed).
+fn decrement(counts: Option<&mut BTreeMap<String, u32>>, key: &str) -> bool {
+    let Some(counts) = counts else {
+        return false;
+    };
+    match counts.get_mut(key) {
+        Some(n) if *n > 1 => {
+            *n -= 1;
+            false
+        }
+        Some(_) => {
+            counts.remove(key);
+            true
+        }
+        None => false,
+    }
+}
+
+fn put(delta: &mut HostDelta, key: &Key, value: Value) {
+    match (key, value) {
+        (Key::Network(id), Value::Network(v)) => delta.set(id, v),
+        (Key::Local(id), Value::Local(v)) => delta.set(id, v),
+        (Key::Remote(id), Value::Remote(v)) => delta.set(id, v),
+        _ => {}
+    }
+}

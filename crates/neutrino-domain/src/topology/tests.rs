@@ -1,0 +1,247 @@
+use super::*;
+use neutrino_api::agent::{HostState, AGENT_TYPE_LINUXBRIDGE, AGENT_TYPE_OVS};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn port(network: &str, host: &str, segment: Option<&str>, mac: u8, ips: &[&str]) -> Image {
+    Image::Port(Arc::new(PortImage {
+        network_id: network.into(),
+        host: host.into(),
+        segment_id: segment.map(String::from),
+        mac_address: format!("fa:16:3e:00:00:{mac:02x}"),
+        admin_state_up: true,
+        status: "DOWN".into(),
+        ip_addresses: ips.iter().map(|s| s.to_string()).collect(),
+    }))
+}
+
+fn agent(host: &str, tunnel_ip: &str) -> Image {
+    Image::Agent(Arc::new(AgentImage {
+        host: host.into(),
+        agent_type: AGENT_TYPE_LINUXBRIDGE.into(),
+        tunnel_ip: tunnel_ip.into(),
+    }))
+}
+
+fn network(mtu: u32) -> Image {
+    Image::Network(Arc::new(NetworkImage { mtu }))
+}
+
+fn segment(network: &str, vni: u32) -> Image {
+    Image::Segment(Arc::new(SegmentImage {
+        network_id: network.into(),
+        network_type: "vxlan".into(),
+        physical_network: None,
+        segmentation_id: Some(vni),
+    }))
+}
+
+fn all(_: &str) -> bool {
+    true
+}
+
+/// Two hosts on one network; what each sees, whole and as updates.
+#[test]
+fn a_port_reaches_its_host_and_the_hosts_on_its_segment() {
+    let mut t = Topology::new(true);
+    t.load(&[
+        ObjectChange::new("a1", agent("h1", "192.0.2.11")),
+        ObjectChange::new("a2", agent("h2", "192.0.2.12")),
+        ObjectChange::new("a3", agent("h3", "192.0.2.13")),
+        ObjectChange::new("n1", network(1450)),
+        ObjectChange::new("s1", segment("n1", 7)),
+        ObjectChange::new("p1", port("n1", "h1", Some("s1"), 1, &["198.51.100.5"])),
+    ]);
+    let h1 = t.view("h1");
+    assert_eq!(h1.local_ports.len(), 1);
+    assert_eq!(h1.networks["n1"].segmentation_id, Some(7));
+    assert!(t.view("h3").is_empty(), "h3 has no port");
+
+    let deltas = t.apply(&[ObjectChange::new("p2", port("n1", "h2", Some("s1"), 2, &["198.51.100.6"]))], &all);
+    assert_eq!(deltas.keys().collect::<Vec<_>>(), ["h1", "h2"], "h3 is not told");
+    let to_h1 = &deltas["h1"];
+    assert_eq!(to_h1.keys(), [("remote_ports", "p2")]);
+    assert_eq!(to_h1.upserted.remote_ports["p2"].tunnel_ip, "192.0.2.12");
+    let to_h2 = &deltas["h2"];
+    assert_eq!(to_h2.upserted.local_ports.len(), 1);
+    assert_eq!(to_h2.upserted.remote_ports.keys().collect::<Vec<_>>(), ["p1"], "h2 gains the segment's ports");
+    assert!(to_h2.upserted.networks.contains_key("n1"));
+
+    // A status change is the port's own host's business only.
+    let mut active = match port("n1", "h2", Some("s1"), 2, &["198.51.100.6"]) {
+        Image::Port(p) => (*p).clone(),
+        _ => unreachable!(),
+    };
+    active.status = "ACTIVE".into();
+    let deltas = t.apply(&[ObjectChange::new("p2", Image::Port(Arc::new(active)))], &all);
+    assert_eq!(deltas.keys().collect::<Vec<_>>(), ["h2"]);
+
+    // A moved VTEP reaches the hosts that see the agent's ports.
+    let deltas = t.apply(&[ObjectChange::new("a2", agent("h2", "192.0.2.22"))], &all);
+    assert_eq!(deltas.keys().collect::<Vec<_>>(), ["h1"]);
+    assert_eq!(deltas["h1"].upserted.remote_ports["p2"].tunnel_ip, "192.0.2.22");
+
+    // h2's last port goes: it forgets the network and its remote ports.
+    let deltas = t.apply(&[ObjectChange::deleted(ObjectKind::Port, "p2")], &all);
+    assert_eq!(deltas["h1"].removed.remote_ports, ["p2"]);
+    let to_h2 = &deltas["h2"];
+    assert_eq!(to_h2.removed.local_ports, ["p2"]);
+    assert_eq!(to_h2.removed.remote_ports, ["p1"]);
+    assert_eq!(to_h2.removed.networks, ["n1"]);
+}
+
+#[test]
+fn only_wanted_hosts_get_deltas_and_no_l2population_means_no_remote_ports() {
+    let mut t = Topology::new(false);
+    t.load(&[
+        ObjectChange::new("a1", agent("h1", "192.0.2.11")),
+        ObjectChange::new("n1", network(1450)),
+        ObjectChange::new("s1", segment("n1", 7)),
+        ObjectChange::new("p1", port("n1", "h1", Some("s1"), 1, &[])),
+    ]);
+    let deltas = t.apply(&[ObjectChange::new("p2", port("n1", "h2", Some("s1"), 2, &[]))], &|h| h == "h1");
+    assert!(deltas.is_empty(), "h1 gets no remote port without l2population, h2 is not wanted");
+    assert!(t.view("h1").remote_ports.is_empty());
+}
+
+#[test]
+fn an_agent_of_another_type_is_not_a_vtep_and_linux_bridge_wins() {
+    let mut t = Topology::new(true);
+    let other = Image::Agent(Arc::new(AgentImage {
+        host: "h2".into(),
+        agent_type: "DHCP agent".into(),
+        tunnel_ip: "192.0.2.99".into(),
+    }));
+    let ovs = Image::Agent(Arc::new(AgentImage {
+        host: "h2".into(),
+        agent_type: AGENT_TYPE_OVS.into(),
+        tunnel_ip: "192.0.2.32".into(),
+    }));
+    t.load(&[ObjectChange::new("x", other)]);
+    assert_eq!(t.vtep("h2"), None);
+    t.load(&[ObjectChange::new("o", ovs), ObjectChange::new("l", agent("h2", "192.0.2.12"))]);
+    assert_eq!(t.vtep("h2"), Some("192.0.2.12"));
+    t.load(&[ObjectChange::deleted(ObjectKind::Agent, "l")]);
+    assert_eq!(t.vtep("h2"), Some("192.0.2.32"));
+}
+
+/// Random operations over a few hosts, networks and ports: every host's view kept with the
+/// deltas equals its view computed from scratch after every revision, and the history
+/// rebuilds every earlier view in its window.
+#[test]
+fn incremental_views_equal_views_from_scratch() {
+    for seed in 0..16 {
+        random_run(seed, seed % 3 != 0);
+    }
+}
+
+fn random_run(seed: u64, l2population: bool) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let hosts = ["h1", "h2", "h3", "h4", "h5"];
+    let mut history = History::new(Topology::new(l2population), 0, 40);
+    let mut views: BTreeMap<&str, HostState> = hosts.iter().map(|h| (*h, HostState::default())).collect();
+    let mut recorded: Vec<(u64, BTreeMap<&str, HostState>)> = Vec::new();
+    // Only some hosts listen at any time; the others catch up with a rebuilt view.
+    let mut listening: Vec<bool> = hosts.iter().map(|_| true).collect();
+    // The revision each host that stopped listening has its view at.
+    let mut stopped_at: Vec<u64> = hosts.iter().map(|_| 0).collect();
+    for revision in 1..=300u64 {
+        let changes: Vec<ObjectChange> = (0..rng.gen_range(1..=3)).map(|_| random_change(&mut rng, &hosts)).collect();
+        let wanted = |h: &str| hosts.iter().position(|x| *x == h).is_some_and(|i| listening[i]);
+        let deltas = history.apply(revision, &changes, &wanted);
+        for (host, delta) in deltas {
+            assert!(wanted(&host), "seed {seed}: a delta for {host}, who is not listening");
+            views.get_mut(host.as_str()).unwrap().apply(delta);
+        }
+        for (i, host) in hosts.iter().enumerate() {
+            if listening[i] {
+                assert_eq!(views[host], history.model().view(host), "seed {seed}, revision {revision}, {host}");
+            }
+        }
+        // Hosts drop off and come back: a returning host resumes from the view it had.
+        if rng.gen_bool(0.1) {
+            let i = rng.gen_range(0..hosts.len());
+            if listening[i] {
+                listening[i] = false;
+                stopped_at[i] = revision;
+            } else if revision - stopped_at[i] <= 40 {
+                let host = hosts[i];
+                let delta = history.delta_since(host, stopped_at[i]).expect("in window");
+                views.get_mut(host).unwrap().apply(delta);
+                assert_eq!(views[host], history.model().view(host), "seed {seed}: {host} resumed");
+                listening[i] = true;
+            } else {
+                // Too long ago for the window: a snapshot.
+                assert!(history.delta_since(hosts[i], stopped_at[i]).is_none());
+                views.insert(hosts[i], history.model().view(hosts[i]));
+                listening[i] = true;
+            }
+        }
+        let whole: BTreeMap<&str, HostState> = hosts.iter().map(|h| (*h, history.model().view(h))).collect();
+        recorded.push((revision, whole));
+        // Every view in the window can be rebuilt.
+        if revision % 25 == 0 {
+            for (r, then) in recorded.iter().rev().take(35) {
+                for host in hosts {
+                    assert_eq!(history.view_at(host, *r).as_ref(), Some(&then[host]), "seed {seed}: {host} at {r}");
+                }
+            }
+            if revision > 41 {
+                assert!(history.view_at("h1", revision - 41).is_none(), "the window is 40 revisions");
+            }
+        }
+    }
+}
+
+fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
+    let networks = ["n1", "n2", "n3"];
+    match rng.gen_range(0..100) {
+        0..=4 => {
+            let n = networks[rng.gen_range(0..networks.len())];
+            if rng.gen_bool(0.9) {
+                ObjectChange::new(n, network(rng.gen_range(1400..1451)))
+            } else {
+                ObjectChange::deleted(ObjectKind::Network, n)
+            }
+        }
+        5..=9 => {
+            let i = rng.gen_range(0..6);
+            let s = format!("s{i}");
+            if rng.gen_bool(0.9) {
+                ObjectChange::new(&s, segment(networks[i % 3], 100 + i as u32))
+            } else {
+                ObjectChange::deleted(ObjectKind::Segment, &s)
+            }
+        }
+        10..=14 => {
+            let h = hosts[rng.gen_range(0..hosts.len())];
+            let id = format!("a-{h}");
+            if rng.gen_bool(0.85) {
+                ObjectChange::new(&id, agent(h, &format!("192.0.2.{}", rng.gen_range(10..14))))
+            } else {
+                ObjectChange::deleted(ObjectKind::Agent, &id)
+            }
+        }
+        _ => {
+            let id = format!("p{}", rng.gen_range(0..25));
+            if rng.gen_bool(0.15) {
+                return ObjectChange::deleted(ObjectKind::Port, &id);
+            }
+            let i = rng.gen_range(0..6);
+            let net = networks[i % 3];
+            let host = if rng.gen_bool(0.15) { "" } else { hosts[rng.gen_range(0..hosts.len())] };
+            let seg = (!host.is_empty() && rng.gen_bool(0.9)).then(|| format!("s{i}"));
+            let mac = rng.gen_range(0..4);
+            let ip = format!("198.51.100.{}", rng.gen_range(1..5));
+            let mut image = match port(net, host, seg.as_deref(), mac, &[&ip]) {
+                Image::Port(p) => (*p).clone(),
+                _ => unreachable!(),
+            };
+            image.admin_state_up = rng.gen_bool(0.8);
+            image.status = if rng.gen_bool(0.5) { "ACTIVE" } else { "DOWN" }.into();
+            ObjectChange::new(&id, Image::Port(Arc::new(image)))
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The change log: every write transaction appends, in the transaction, the images of the
+//! objects hosts care about that it touched (see `neutrino_domain::topology`), all under one
+//! revision. Servers read it in revision order to keep their host views current; agents
+//! resume from a revision of it.
+//!
+//! **Revisions are commit order.** On SQLite writers take turns (one write transaction at a
+//! time), so a transaction takes the next revision when it appends. On PostgreSQL concurrent
+//! transactions commit in any order, so a sequence value taken inside a transaction is not
+//! commit order: a reader could see revision 11 before revision 10 commits, and skip 10.
+//! Instead, writers append rows without a revision, and a *sequencer* numbers committed rows
+//! after the fact: in a transaction holding an advisory lock (so sequencer runs take turns),
+//! it gives every transaction's rows found without a revision the next revisions, in the
+//! order the rows were written. A reader therefore always sees a gap-free prefix of
+//! revisions. Two transactions that touch the same object take its row lock when they read
+//! its image (`FOR UPDATE`), so the later one appends after the earlier one committed and gets
+//! the later revision. Any server may run the sequencer; each runs it after its own commits
+//! and sweeps periodically for rows of a server that died before numbering its own.
+//!
+//! **Compaction** keeps every revision after a horizon (`keep` revisions back) and, before it,
+//! only each object's latest image (and no deleted object at all). So the log folds into the
+//! current state, and any view at a revision after the horizon can be rebuilt from it.
+
+use crate::rows::text;
+use crate::{Backend, Result, Store, StoreError, Tx};
+use neutrino_domain::topology::{
+    AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision, SegmentImage,
+};
+use sqlx::{AnyConnection, Executor, Row};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Advisory lock (one-key space) held by a sequencer or compaction run on PostgreSQL.
+const SEQUENCER_LOCK_KEY: i64 = 4243;
+/// Servers LISTEN here; a sequencer run that numbered revisions NOTIFYs with the new head.
+pub(crate) const LOG_CHANNEL: &str = "neutrino_log";
+/// How many ids one `IN (...)` list binds.
+const CHUNK: usize = 500;
+/// How often each server sweeps for committed rows nobody numbered (PostgreSQL).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Read the current image of every touched object and append them to the log under one
+/// revision. Returns the revision on SQLite (PostgreSQL numbers them after commit).
+pub(crate) async fn append(tx: &mut Tx, touched: &BTreeSet<(ObjectKind, String)>) -> Result<Option<u64>> {
+    let backend = tx.backend();
+    let mut changes: Vec<ObjectChange> = Vec::with_capacity(touched.len());
+    for kind in ObjectKind::ALL {
+        let ids: Vec<&str> = touched.iter().filter(|(k, _)| *k == kind).map(|(_, id)| id.as_str()).collect();
+        for chunk in ids.chunks(CHUNK) {
+            let mut images = read_images(tx.conn(), backend, kind, chunk).await?;
+            for id in chunk {
+                changes.push(ObjectChange { kind, id: id.to_string(), image: images.remove(*id) });
+            }
+        }
+    }
+    let (revision, txn) = match backend {
+        Backend::Sqlite => {
+            let row =
+                sqlx::query("SELECT COALESCE(MAX(revision), 0) + 1 AS r FROM change_log").fetch_one(tx.conn()).await?;
+            (Some(row.try_get::<i64, _>("r")?), String::new())
+        }
+        Backend::Postgres => (None, uuid::Uuid::new_v4().simple().to_string()),
+    };
+    insert_rows(tx.conn(), revision, &txn, &changes).await?;
+    Ok(revision.map(|r| r as u64))
+}
+
+async fn insert_rows(c: &mut AnyConnection, revision: Option<i64>, txn: &str, changes: &[ObjectChange]) -> Result<()> {
+    for chunk in changes.chunks(CHUNK / 6) {
+        let mut sql = String::from("INSERT INTO change_log (revision, txn, kind, object_id, scopes, image) VALUES ");
+        for i in 0..chunk.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+        }
+        let mut q = sqlx::query(&sql);
+        for c in chunk {
+            let scopes: Vec<String> =
+                c.image.as_ref().map(|i| i.scopes(&c.id)).unwrap_or_default().iter().map(ToString::to_string).collect();
+            q = q
+                .bind(revision)
+                .bind(txn.to_string())
+                .bind(c.kind.as_str())
+                .bind(c.id.clone())
+                .bind(scopes.join(" "))
+                .bind(c.image.as_ref().map(Image::to_json));
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The current images of `ids` of one kind (absent ids are deleted objects). On PostgreSQL
+/// the rows are locked, so two writers of one object append in commit order.
+async fn read_images(
+    c: &mut AnyConnection,
+    backend: Backend,
+    kind: ObjectKind,
+    ids: &[&str],
+) -> Result<BTreeMap<String, Image>> {
+    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+    let list = placeholders(ids.len());
+    let sql = match kind {
+        ObjectKind::Network => format!("SELECT id, mtu FROM networks WHERE id IN ({list}) ORDER BY id{lock}"),
+        ObjectKind::Segment => format!(
+            "SELECT id, network_id, network_type, physical_network, segmentation_id FROM network_segments \
+             WHERE id IN ({list}) ORDER BY id{lock}"
+        ),
+        ObjectKind::Port => format!(
+            "SELECT id, network_id, host_id, segment_id, mac_address, admin_state_up, status FROM ports \
+             WHERE id IN ({list}) ORDER BY id{lock}"
+        ),
+        ObjectKind::Agent => {
+            format!("SELECT id, host, agent_type, tunnel_ip FROM agents WHERE id IN ({list}) ORDER BY id{lock}")
+        }
+    };
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(id.to_string());
+    }
+    let rows = q.fetch_all(&mut *c).await?;
+    let mut out = BTreeMap::new();
+    match kind {
+        ObjectKind::Network => {
+            for r in &rows {
+                let mtu = r.try_get::<i64, _>("mtu")? as u32;
+                out.insert(text(r, "id")?, Image::Network(Arc::new(NetworkImage { mtu })));
+            }
+        }
+        ObjectKind::Segment => {
+            for r in &rows {
+                let image = SegmentImage {
+                    network_id: text(r, "network_id")?,
+                    network_type: text(r, "network_type")?,
+                    physical_network: crate::rows::opt_text(r, "physical_network")?,
+                    segmentation_id: crate::rows::opt_int(r, "segmentation_id")?.map(|v| v as u32),
+                };
+                out.insert(text(r, "id")?, Image::Segment(Arc::new(image)));
+            }
+        }
+        ObjectKind::Agent => {
+            for r in &rows {
+                let image = AgentImage {
+                    host: text(r, "host")?,
+                    agent_type: text(r, "agent_type")?,
+                    tunnel_ip: text(r, "tunnel_ip")?,
+                };
+                out.insert(text(r, "id")?, Image::Agent(Arc::new(image)));
+            }
+        }
+        ObjectKind::Port => {
+            let mut addresses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            if !rows.is_empty() {
+                let sql = format!(
+                    "SELECT port_id, ip_address FROM ip_allocations WHERE port_id IN ({list}) ORDER BY port_id, position"
+                );
+                let mut q = sqlx::query(&sql);
+                for id in ids {
+                    q = q.bind(id.to_string());
+                }
+                for r in q.fetch_all(&mut *c).await? {
+                    addresses.entry(text(&r, "port_id")?).or_default().push(text(&r, "ip_address")?);
+                }
+            }
+            for r in &rows {
+                let id = text(r, "id")?;
+                let image = PortImage {
+                    network_id: text(r, "network_id")?,
+                    host: text(r, "host_id")?,
+                    segment_id: crate::rows::opt_text(r, "segment_id")?,
+                    mac_address: text(r, "mac_address")?,
+                    admin_state_up: crate::rows::boolean(r, "admin_state_up")?,
+                    status: text(r, "status")?,
+                    ip_addresses: addresses.remove(&id).unwrap_or_default(),
+                };
+                out.insert(id, Image::Port(Arc::new(image)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The table each kind's objects live in (for seeding the log).
+fn table_of(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Network => "networks",
+        ObjectKind::Segment => "network_segments",
+        ObjectKind::Port => "ports",
+        ObjectKind::Agent => "agents",
+    }
+}
+
+/// Give the log an image of every existing object of each kind it has not recorded yet (a
+/// database from before the log, or before a kind was added). Runs in the migration's
+/// transaction; on PostgreSQL writers wait meanwhile, so no image can be older than a write.
+pub(crate) async fn seed(tx: &mut Tx) -> Result<()> {
+    let seeded = crate::settings::get(tx.conn(), "change_log_kinds").await?.unwrap_or_default();
+    let seeded: BTreeSet<&str> = seeded.split(',').filter(|k| !k.is_empty()).collect();
+    let missing: Vec<ObjectKind> = ObjectKind::ALL.into_iter().filter(|k| !seeded.contains(k.as_str())).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if tx.backend() == Backend::Postgres {
+        tx.conn().execute("LOCK TABLE networks, network_segments, ports, ip_allocations, agents IN SHARE MODE").await?;
+    }
+    let mut count = 0;
+    for kind in &missing {
+        let rows = sqlx::query(&format!("SELECT id FROM {} ORDER BY id", table_of(*kind))).fetch_all(tx.conn()).await?;
+        for r in &rows {
+            tx.touch(*kind, &text(r, "id")?);
+        }
+        count += rows.len();
+    }
+    tracing::info!(objects = count, kinds = ?missing, "recording the current state in the change log");
+    let all: Vec<&str> = ObjectKind::ALL.iter().map(|k| k.as_str()).collect();
+    crate::settings::set(tx.conn(), "change_log_kinds", &all.join(",")).await
+}
+
+/// Rows as revisions (rows arrive ordered by revision, then id).
+fn group(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Revision>> {
+    let mut out: Vec<Revision> = Vec::new();
+    for r in rows {
+        let revision = r.try_get::<i64, _>("revision")? as u64;
+        let kind_text = text(r, "kind")?;
+        let kind = ObjectKind::parse(&kind_text)
+            .ok_or_else(|| StoreError::Config(format!("change log: unknown kind '{kind_text}'")))?;
+        let id = text(r, "object_id")?;
+        let image = match crate::rows::opt_text(r, "image")? {
+            Some(json) => Some(Image::from_json(kind, &json)?),
+            None => None,
+        };
+        let change = ObjectChange { kind, id, image };
+        match out.last_mut() {
+            Some(last) if last.revision == revision => last.changes.push(change),
+            _ => out.push(Revision { revision, changes: vec![change] }),
+        }
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// The highest numbered revision.
+    pub async fn log_head(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM change_log").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>("r")? as u64)
+    }
+
+    /// The revisions after `after`, up to `after + max_revisions`, in order.
+    pub async fn log_since(&self, after: u64, max_revisions: u64) -> Result<Vec<Revision>> {
+        let rows = sqlx::query(
+            "SELECT revision, kind, object_id, image FROM change_log WHERE revision > $1 AND revision <= $2 \
+             ORDER BY revision, id",
+        )
+        .bind(after as i64)
+        .bind(after.saturating_add(max_revisions).min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        group(&rows)
+    }
+
+    /// The compaction horizon: views before it cannot be rebuilt from the log.
+    pub async fn log_horizon(&self) -> Result<u64> {
+        let mut c = self.pool.acquire().await?;
+        Ok(crate::settings::get(&mut c, "change_log_horizon").await?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// Number the committed rows no sequencer has numbered yet (PostgreSQL; a no-op on
+    /// SQLite). Returns the new head when it numbered any.
+    pub async fn sequence(&self) -> Result<Option<u64>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let pending = sqlx::query("SELECT 1 AS x FROM change_log WHERE revision IS NULL LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        if pending.is_none() {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await?;
+        tx.execute(format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_KEY})").as_str()).await?;
+        let head = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM change_log").fetch_one(&mut *tx).await?;
+        let head = head.try_get::<i64, _>("r")?;
+        let numbered = sqlx::query(
+            "WITH pending AS (SELECT id, MIN(id) OVER (PARTITION BY txn) AS first FROM change_log \
+                              WHERE revision IS NULL), \
+                  ranked AS (SELECT id, DENSE_RANK() OVER (ORDER BY first) AS r FROM pending) \
+             UPDATE change_log SET revision = $1 + ranked.r FROM ranked WHERE change_log.id = ranked.id \
+             RETURNING change_log.revision",
+        )
+        .bind(head)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(new_head) = numbered.iter().filter_map(|r| r.try_get::<i64, _>("revision").ok()).max() else {
+            return Ok(None);
+        };
+        sqlx::query("SELECT pg_notify($1, $2)").bind(LOG_CHANNEL).bind(new_head.to_string()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(new_head as u64))
+    }
+
+    /// Number committed rows for as long as the process runs: after each local commit, and
+    /// every half second for rows other servers left (PostgreSQL only).
+    pub async fn run_sequencer(&self) {
+        if self.backend != Backend::Postgres {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::select! {
+                _ = self.signals.appended.notified() => {}
+                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            }
+            match self.sequence().await {
+                Ok(Some(head)) => self.signals.advance(head),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "numbering the change log failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Drop what the log no longer needs: before the horizon `head - keep`, every image but
+    /// each object's latest, and deleted objects altogether. Returns the rows removed.
+    pub async fn compact_log(&self, keep: u64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            tx.conn().execute(format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_KEY})").as_str()).await?;
+        }
+        let head = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM change_log").fetch_one(tx.conn()).await?;
+        let head = head.try_get::<i64, _>("r")? as u64;
+        let current = crate::settings::get(tx.conn(), "change_log_horizon").await?.and_then(|v| v.parse().ok());
+        let horizon = head.saturating_sub(keep);
+        if horizon <= current.unwrap_or(0) {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "DELETE FROM change_log WHERE revision <= $1 AND (image IS NULL OR EXISTS ( \
+                SELECT 1 FROM change_log later WHERE later.kind = change_log.kind \
+                AND later.object_id = change_log.object_id AND later.revision > change_log.revision \
+                AND later.revision <= $1))",
+        )
+        .bind(horizon as i64)
+        .execute(tx.conn())
+        .await?;
+        crate::settings::set(tx.conn(), "change_log_horizon", &horizon.to_string()).await?;
+        tx.commit().await?;
+        tracing::debug!(horizon, removed = done.rows_affected(), "change log compacted");
+        Ok(done.rows_affected())
+    }
+}
