@@ -287,11 +287,12 @@ async fn a_pass_over_one_change_reads_only_what_it_concerns() {
     assert!(dp.reads().links - reads.links <= 3, "bridge, VXLAN device, the new tap: {:?}", dp.reads());
 }
 
+/// A link without its index: name, kind, master, up, MTU.
+type PlainLink = (String, String, Option<String>, bool, u32);
+
 /// A plain copy of what the kernel holds, without link indexes (which depend on the order
 /// links were made in).
-fn kernel_view(
-    dp: &MemoryDataPlane,
-) -> (Vec<(String, String, Option<String>, bool, u32)>, Vec<FdbEntry>, Vec<NeighEntry>) {
+fn kernel_view(dp: &MemoryDataPlane) -> (Vec<PlainLink>, Vec<FdbEntry>, Vec<NeighEntry>) {
     let seen = dp.snapshot();
     let mut links: Vec<_> =
         seen.links.iter().map(|l| (l.name.clone(), format!("{:?}", l.kind), l.master.clone(), l.up, l.mtu)).collect();
