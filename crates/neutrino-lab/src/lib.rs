@@ -6,6 +6,7 @@
 mod api;
 mod capture;
 mod cmd;
+pub mod follower;
 mod keystone;
 mod lab;
 mod netns;

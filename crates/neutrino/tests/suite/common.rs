@@ -13,6 +13,8 @@ pub enum Backend {
 pub struct TestServer {
     pub api: ApiClient,
     pub base: String,
+    /// A handle on the server's database (the same pool), for checks from the tables.
+    pub store: neutrino_store::Store,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: Option<TempDir>,
     pg_db: Option<String>,
@@ -54,22 +56,14 @@ pub fn pg_admin_url() -> String {
     std::env::var("NEUTRINO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// Whether PostgreSQL tests must run (CI) or may be skipped when no server is reachable.
-fn pg_required() -> bool {
-    std::env::var("CI").is_ok() || std::env::var("NEUTRINO_TEST_PG").is_ok()
-}
-
-/// A fresh database for one test, or `None` (skip) when PostgreSQL is absent outside CI.
+/// A fresh database for one test. PostgreSQL tests are `#[ignore]`d (run them with
+/// `--include-ignored`, as `scripts/test` does); once asked for, PostgreSQL must be there.
 async fn pg_database() -> Option<(String, String)> {
     use sqlx::Connection;
     let admin = pg_admin_url();
     let mut c = match sqlx::PgConnection::connect(&admin).await {
         Ok(c) => c,
-        Err(e) if !pg_required() => {
-            eprintln!("skipping PostgreSQL test: {e}");
-            return None;
-        }
-        Err(e) => panic!("PostgreSQL at {admin} is required: {e}"),
+        Err(e) => panic!("PostgreSQL at {admin} (NEUTRINO_TEST_PG) is needed by this test: {e}"),
     };
     let db = unique("neutrino_test");
     sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut c).await.expect("create test database");
@@ -98,8 +92,8 @@ pub async fn start(backend: Backend, mut config: ServerConfig) -> Option<TestSer
     let store = neutrino_store::Store::connect(&connection, 16).await.expect("connect store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(neutrino_server::serve(App::new(store, config).await.unwrap(), listener));
-    Some(TestServer { api: ApiClient::new(&base), base, task, _dir: dir, pg_db })
+    let task = tokio::spawn(neutrino_server::serve(App::new(store.clone(), config).await.unwrap(), listener));
+    Some(TestServer { api: ApiClient::new(&base), base, store, task, _dir: dir, pg_db })
 }
 
 /// Run `body` once per backend. Declares `<name>_sqlite` and `<name>_postgres` tests.
@@ -114,10 +108,10 @@ macro_rules! on_both_backends {
                 ($body)(s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs PostgreSQL (NEUTRINO_TEST_PG); scripts/test runs it"]
             async fn postgres() {
-                if let Some(s) = $crate::common::start($crate::common::Backend::Postgres, $config).await {
-                    ($body)(s).await;
-                }
+                let s = $crate::common::start($crate::common::Backend::Postgres, $config).await.unwrap();
+                ($body)(s).await;
             }
         }
     };
@@ -149,7 +143,7 @@ pub async fn second_server_with(first: &TestServer, config: ServerConfig) -> Tes
     let store = neutrino_store::Store::connect(&connection, 8).await.expect("connect store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(neutrino_server::serve(App::new(store, config).await.unwrap(), listener));
+    let task = tokio::spawn(neutrino_server::serve(App::new(store.clone(), config).await.unwrap(), listener));
     // The database belongs to `first`, which drops it.
-    TestServer { api: ApiClient::new(&base), base, task, _dir: None, pg_db: None }
+    TestServer { api: ApiClient::new(&base), base, store, task, _dir: None, pg_db: None }
 }

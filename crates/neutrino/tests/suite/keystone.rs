@@ -1,18 +1,15 @@
 //! The real Keystone the `auth_strategy = keystone` tests run against (`scripts/keystone-harness`,
 //! installed by `scripts/test`): users get project-scoped tokens, and the service user validates
-//! them as keystonemiddleware does. Skipped (with a message) when not installed, except in CI.
+//! them as keystonemiddleware does. The tests are `#[ignore]`d; run with `--include-ignored`
+//! they need it installed.
 
 use neutrino_lab::{keystone_installed, Keystone};
 
 fn keystone_available() -> bool {
-    match keystone_installed() {
-        Ok(()) => true,
-        Err(why) => {
-            assert!(std::env::var("CI").is_err(), "Keystone must run in CI: {why}");
-            eprintln!("skipping the Keystone test: {why}");
-            false
-        }
+    if let Err(why) = keystone_installed() {
+        panic!("this test needs Keystone (scripts/keystone-harness install): {why}");
     }
+    true
 }
 
 fn free_port() -> u16 {
@@ -32,6 +29,7 @@ fn role_names(body: &serde_json::Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Keystone (scripts/keystone-harness); scripts/test runs it"]
 async fn keystone_issues_and_validates_project_tokens() {
     if !keystone_available() {
         return;
@@ -146,13 +144,8 @@ async fn neutrino_with_keystone(
 
 /// The openstack CLI, logged in through Keystone, finds Neutrino in the catalog.
 async fn openstack_cli_with_keystone_tokens(ks: &Keystone) {
-    let cli = match std::env::var("NEUTRINO_OPENSTACK_CLI") {
-        Ok(c) => c,
-        Err(_) => {
-            assert!(std::env::var("CI").is_err(), "CI must provide NEUTRINO_OPENSTACK_CLI");
-            return;
-        }
-    };
+    let cli = std::env::var("NEUTRINO_OPENSTACK_CLI")
+        .expect("this test needs the openstack CLI: set NEUTRINO_OPENSTACK_CLI (scripts/test does)");
     let run = |user: &str, args: &[&str]| {
         let mut cmd = std::process::Command::new(&cli);
         cmd.args(ks.openstack_args(user).unwrap()).args(args).env("no_proxy", "127.0.0.1");

@@ -37,6 +37,7 @@ on_both_backends!(agent_stream_sends_snapshot_then_updates, default_config(), |s
 /// Two stateless servers on one PostgreSQL database: a change made through one reaches the
 /// agent stream served by the other (LISTEN/NOTIFY), and allocations stay unique across both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (NEUTRINO_TEST_PG); scripts/test runs it"]
 async fn two_servers_on_one_postgres_share_state_and_streams() {
     let Some(a) = crate::common::start(crate::common::Backend::Postgres, default_config()).await else {
         return;

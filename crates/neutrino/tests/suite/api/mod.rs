@@ -15,6 +15,7 @@ mod networks;
 mod ports;
 mod quotas;
 mod security_groups;
+mod stream;
 mod subnets;
 mod tenancy;
 

@@ -216,6 +216,7 @@ on_both_backends!(concurrent_creates_never_pass_the_limit, default_config(), |s:
 
 /// Several servers on one PostgreSQL database share each project's limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (NEUTRINO_TEST_PG); scripts/test runs it"]
 async fn two_servers_never_pass_one_limit() {
     let Some(a) = crate::common::start(crate::common::Backend::Postgres, default_config()).await else {
         return;
