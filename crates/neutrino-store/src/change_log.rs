@@ -34,6 +34,21 @@ use std::time::Duration;
 const SEQUENCER_LOCK_KEY: i64 = 4243;
 /// Servers LISTEN here; a sequencer run that numbered revisions NOTIFYs with the new head.
 pub(crate) const LOG_CHANNEL: &str = "neutrino_log";
+/// One sequencer run (see `Store::sequence_pending`); the lock key is
+/// [`SEQUENCER_LOCK_KEY`] and the channel [`LOG_CHANNEL`] (a test checks both).
+const SEQUENCER_RUN: &str = "BEGIN; \
+     SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(4243)) l; \
+     WITH head AS (SELECT COALESCE(MAX(revision), 0) AS h FROM change_log), \
+          pending AS (SELECT id, MIN(id) OVER (PARTITION BY txn) AS first FROM change_log \
+                      WHERE revision IS NULL), \
+          ranked AS (SELECT id, DENSE_RANK() OVER (ORDER BY first) AS r FROM pending), \
+          numbered AS (UPDATE change_log SET revision = head.h + ranked.r FROM ranked, head \
+                       WHERE change_log.id = ranked.id RETURNING change_log.revision), \
+          top AS (SELECT MAX(revision) AS new_head FROM numbered) \
+     SELECT top.new_head FROM top, LATERAL (SELECT pg_notify('neutrino_log', top.new_head::text) \
+                                           WHERE top.new_head IS NOT NULL) notified; \
+     COMMIT";
+
 /// How many ids one `IN (...)` list binds.
 const CHUNK: usize = 500;
 /// How often each server sweeps for committed rows nobody numbered (PostgreSQL).
@@ -247,7 +262,8 @@ fn group(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Revision>> {
 impl Store {
     /// The highest numbered revision.
     pub async fn log_head(&self) -> Result<u64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM change_log").fetch_one(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM change_log").fetch_one(&self.log_pool).await?;
         Ok(row.try_get::<i64, _>("r")? as u64)
     }
 
@@ -259,14 +275,14 @@ impl Store {
         )
         .bind(after as i64)
         .bind(after.saturating_add(max_revisions).min(i64::MAX as u64) as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.log_pool)
         .await?;
         group(&rows)
     }
 
     /// The compaction horizon: views before it cannot be rebuilt from the log.
     pub async fn log_horizon(&self) -> Result<u64> {
-        let mut c = self.pool.acquire().await?;
+        let mut c = self.log_pool.acquire().await?;
         Ok(crate::settings::get(&mut c, "change_log_horizon").await?.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
@@ -277,31 +293,30 @@ impl Store {
             return Ok(None);
         }
         let pending = sqlx::query("SELECT 1 AS x FROM change_log WHERE revision IS NULL LIMIT 1")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.log_pool)
             .await?;
         if pending.is_none() {
             return Ok(None);
         }
-        let mut tx = self.pool.begin().await?;
-        tx.execute(format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_KEY})").as_str()).await?;
-        let head = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM change_log").fetch_one(&mut *tx).await?;
-        let head = head.try_get::<i64, _>("r")?;
-        let numbered = sqlx::query(
-            "WITH pending AS (SELECT id, MIN(id) OVER (PARTITION BY txn) AS first FROM change_log \
-                              WHERE revision IS NULL), \
-                  ranked AS (SELECT id, DENSE_RANK() OVER (ORDER BY first) AS r FROM pending) \
-             UPDATE change_log SET revision = $1 + ranked.r FROM ranked WHERE change_log.id = ranked.id \
-             RETURNING change_log.revision",
-        )
-        .bind(head)
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some(new_head) = numbered.iter().filter_map(|r| r.try_get::<i64, _>("revision").ok()).max() else {
-            return Ok(None);
-        };
-        sqlx::query("SELECT pg_notify($1, $2)").bind(LOG_CHANNEL).bind(new_head.to_string()).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(Some(new_head as u64))
+        self.sequence_pending().await
+    }
+
+    /// One sequencer run, in one round trip: the lock is taken by a statement of its own, so
+    /// the numbering statement's snapshot sees every run before it. A run that numbered
+    /// revisions NOTIFYs the new head.
+    async fn sequence_pending(&self) -> Result<Option<u64>> {
+        let mut c = self.log_pool.acquire().await?;
+        match c.fetch_all(SEQUENCER_RUN).await {
+            Ok(rows) => {
+                let head = rows.iter().find_map(|r| r.try_get::<i64, _>("new_head").ok());
+                Ok(head.map(|h| h as u64))
+            }
+            Err(e) => {
+                // Leave the connection outside any transaction.
+                let _ = c.execute("ROLLBACK").await;
+                Err(e.into())
+            }
+        }
     }
 
     /// Number committed rows for as long as the process runs: after each local commit, and
@@ -311,11 +326,13 @@ impl Store {
             return std::future::pending().await;
         }
         loop {
-            tokio::select! {
-                _ = self.signals.appended.notified() => {}
-                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
-            }
-            match self.sequence().await {
+            let numbered = tokio::select! {
+                // A local commit appended rows: number them.
+                _ = self.signals.appended.notified() => self.sequence_pending().await,
+                // Rows another server may have left.
+                _ = tokio::time::sleep(SWEEP_INTERVAL) => self.sequence().await,
+            };
+            match numbered {
                 Ok(Some(head)) => self.signals.advance(head),
                 Ok(None) => {}
                 Err(e) => {
@@ -353,5 +370,16 @@ impl Store {
         tx.commit().await?;
         tracing::debug!(horizon, removed = done.rows_affected(), "change log compacted");
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sequencer_run_uses_the_lock_key_and_the_channel() {
+        assert!(SEQUENCER_RUN.contains(&format!("pg_advisory_xact_lock({SEQUENCER_LOCK_KEY})")));
+        assert!(SEQUENCER_RUN.contains(&format!("pg_notify('{LOG_CHANNEL}'")));
     }
 }

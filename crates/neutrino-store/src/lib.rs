@@ -95,6 +95,8 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Connections for the change log's sequencer and readers.
+    log_pool: AnyPool,
     backend: Backend,
     /// `[DEFAULT] dns_domain` when DNS integration is on (it shapes port bodies).
     dns_domain: Option<Arc<str>>,
@@ -158,9 +160,39 @@ impl Store {
             .map_err(|e| StoreError::Config(format!("[database] connection: {e}")))?
             .log_statements(tracing::log::LevelFilter::Trace);
         let in_memory = url.contains(":memory:");
-        let pool = AnyPoolOptions::new()
+        let pool = Self::pool_options(backend, in_memory, if in_memory { 1 } else { max_connections })
+            .connect_with(options.clone())
+            .await?;
+        if backend == Backend::Sqlite && !in_memory {
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        // The change log's sequencer and readers have connections of their own, so that API
+        // load queueing for the main pool never delays the fan-out.
+        let log_pool = match in_memory {
+            true => pool.clone(),
+            false => Self::pool_options(backend, false, 2).connect_with(options).await?,
+        };
+        let (head, _) = watch::channel(0);
+        let store = Store {
+            pool,
+            log_pool,
+            backend,
+            dns_domain: None,
+            quota_defaults: Arc::new(QuotaDefaults::default()),
+            write_lock: Arc::new(Mutex::new(())),
+            signals: Arc::new(LogSignals { head, appended: Notify::new() }),
+            committed: None,
+        };
+        store.migrate().await?;
+        store.sequence().await?;
+        store.signals.advance(store.log_head().await?);
+        Ok(store)
+    }
+
+    fn pool_options(backend: Backend, in_memory: bool, max_connections: u32) -> AnyPoolOptions {
+        AnyPoolOptions::new()
             // An in-memory SQLite database exists per connection: keep exactly one.
-            .max_connections(if in_memory { 1 } else { max_connections })
+            .max_connections(max_connections)
             .min_connections(if in_memory { 1 } else { 0 })
             .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
             // SQLite reads planner statistics when a connection opens (see after_connect), so
@@ -185,25 +217,6 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await?;
-        if backend == Backend::Sqlite && !in_memory {
-            pool.execute("PRAGMA journal_mode = WAL").await?;
-        }
-        let (head, _) = watch::channel(0);
-        let store = Store {
-            pool,
-            backend,
-            dns_domain: None,
-            quota_defaults: Arc::new(QuotaDefaults::default()),
-            write_lock: Arc::new(Mutex::new(())),
-            signals: Arc::new(LogSignals { head, appended: Notify::new() }),
-            committed: None,
-        };
-        store.migrate().await?;
-        store.sequence().await?;
-        store.signals.advance(store.log_head().await?);
-        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

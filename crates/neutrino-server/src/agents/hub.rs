@@ -68,13 +68,24 @@ struct Stream {
     delivered: Arc<AtomicU64>,
 }
 
+/// What the metrics see of one stream: how far it was sent, and its queue (a stream with an
+/// empty queue is current at the revision the views are at).
+#[derive(Clone)]
+struct StreamGauge {
+    delivered: Arc<AtomicU64>,
+    queue: mpsc::WeakSender<Outgoing>,
+}
+
+type SharedStreams = Arc<Mutex<HashMap<String, Vec<StreamGauge>>>>;
+
 /// The handle the HTTP side holds: cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
     requests: mpsc::Sender<Request>,
     /// Who is connected (for metrics), shared with the task.
-    streams: Arc<Mutex<HashMap<String, Vec<Arc<AtomicU64>>>>>,
+    streams: SharedStreams,
     head: Arc<AtomicU64>,
+    applied: Arc<AtomicU64>,
     metrics: Metrics,
 }
 
@@ -95,6 +106,7 @@ impl Hub {
         let (requests, rx) = mpsc::channel(1024);
         let streams = Arc::new(Mutex::new(HashMap::new()));
         let head = Arc::new(AtomicU64::new(history.revision()));
+        let applied = Arc::new(AtomicU64::new(history.revision()));
         let task = Task {
             store,
             config,
@@ -102,11 +114,12 @@ impl Hub {
             streams: HashMap::new(),
             shared: streams.clone(),
             head: head.clone(),
+            applied: applied.clone(),
             metrics: metrics.clone(),
             pending: Vec::new(),
         };
         tokio::spawn(task.run(rx));
-        Ok(Hub { requests, streams, head, metrics })
+        Ok(Hub { requests, streams, head, applied, metrics })
     }
 
     /// Subscribe to `host`'s view: a snapshot, or with `since` what changed after it.
@@ -117,19 +130,36 @@ impl Hub {
         answer.await.map_err(|_| HubUnavailable)
     }
 
-    /// Bring the per-stream gauges up to date (before a scrape).
+    /// Bring the per-stream gauges up to date (before a scrape). A stream's lag is how many
+    /// revisions of the log it is not known to be current at: the head, less what it was
+    /// sent or (once its queue is empty) the revision the views are at.
     pub fn refresh_metrics(&self) {
         let head = self.head.load(Ordering::Relaxed);
+        let applied = self.applied.load(Ordering::Relaxed);
         let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         self.metrics.stream_lag.clear();
         let mut connected = 0;
-        for (host, delivered) in streams.iter() {
-            connected += delivered.len();
-            let behind = delivered.iter().map(|d| head.saturating_sub(d.load(Ordering::Relaxed))).max().unwrap_or(0);
-            self.metrics.stream_lag.get_or_create(&HostLabels { host: host.clone() }).set(behind as i64);
+        let mut hosts = 0;
+        for (host, gauges) in streams.iter() {
+            let mut behind = None;
+            for g in gauges {
+                let Some(queue) = g.queue.upgrade() else { continue };
+                let current = if queue.capacity() == queue.max_capacity() {
+                    applied
+                } else {
+                    g.delivered.load(Ordering::Relaxed)
+                };
+                connected += 1;
+                behind = behind.max(Some(head.saturating_sub(current)));
+            }
+            if let Some(behind) = behind {
+                hosts += 1;
+                self.metrics.stream_lag.get_or_create(&HostLabels { host: host.clone() }).set(behind as i64);
+            }
         }
-        self.metrics.streams.set(connected as i64);
-        self.metrics.stream_hosts.set(streams.len() as i64);
+        self.metrics.streams.set(connected);
+        self.metrics.stream_hosts.set(hosts);
+        self.metrics.log_head.set(head as i64);
     }
 }
 
@@ -156,8 +186,9 @@ struct Task {
     config: HubConfig,
     history: History,
     streams: HashMap<String, Vec<Stream>>,
-    shared: Arc<Mutex<HashMap<String, Vec<Arc<AtomicU64>>>>>,
+    shared: SharedStreams,
     head: Arc<AtomicU64>,
+    applied: Arc<AtomicU64>,
     metrics: Metrics,
     /// Agents that asked to resume from a revision this server has not read yet.
     pending: Vec<Request>,
@@ -177,13 +208,20 @@ impl Task {
             tokio::select! {
                 request = requests.recv() => {
                     let Some(request) = request else { return };
-                    // Answer from everything committed so far (what the agent's caller may
-                    // just have written): number what is pending, and read it.
+                    // Everyone waiting is answered from one read of everything committed so
+                    // far (what an agent's caller may just have written): number what is
+                    // pending, and read it.
+                    let mut waiting = vec![request];
+                    while let Ok(r) = requests.try_recv() {
+                        waiting.push(r);
+                    }
                     if let Ok(Some(head)) = self.store.sequence().await {
                         self.head.fetch_max(head, Ordering::Relaxed);
                     }
                     self.catch_up().await;
-                    self.subscribe(request);
+                    for request in waiting {
+                        self.subscribe(request);
+                    }
                 }
                 changed = head.changed() => {
                     if changed.is_err() {
@@ -246,6 +284,7 @@ impl Task {
     fn note_revision(&self) {
         let revision = self.history.revision();
         self.head.fetch_max(revision, Ordering::Relaxed);
+        self.applied.store(revision, Ordering::Relaxed);
         self.metrics.log_applied.set(revision as i64);
     }
 
@@ -343,7 +382,11 @@ impl Task {
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         shared.clear();
         for (host, streams) in &self.streams {
-            shared.insert(host.clone(), streams.iter().map(|s| s.delivered.clone()).collect());
+            let gauges = streams
+                .iter()
+                .map(|s| StreamGauge { delivered: s.delivered.clone(), queue: s.queue.downgrade() })
+                .collect();
+            shared.insert(host.clone(), gauges);
         }
     }
 }

@@ -1,5 +1,9 @@
-//! `neutrino bench`: API throughput and latency, list time, and port activation time.
-//! It prints figures; it passes or fails nothing.
+//! `neutrino bench`: API throughput and latency, list time, and port activation time; the
+//! fan-out of host state to many hosts (`--fanout`); an agent restart with many local ports
+//! (`--agent-restart`). It prints figures; it passes or fails nothing.
+
+mod agent_restart;
+mod fanout;
 
 use neutrino_lab::{check_tools, ApiClient, Lab, LabConfig};
 use serde_json::json;
@@ -38,6 +42,24 @@ pub struct BenchArgs {
     /// Ports of the activation phase (lab only).
     #[arg(long, default_value_t = 100)]
     activations: usize,
+    /// Simulated hosts follow a server process's streams: port creates, fan-out latency,
+    /// server CPU and memory, for each host count of `--hosts`.
+    #[arg(long)]
+    fanout: bool,
+    /// Host counts of the fan-out benchmark.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    hosts: Vec<usize>,
+    /// Ports per simulated host.
+    #[arg(long, default_value_t = 10)]
+    ports_per_host: usize,
+    /// Simulated hosts per network.
+    #[arg(long, default_value_t = 10)]
+    hosts_per_network: usize,
+    /// Restart a real agent with `--restart-ports` local ports during a ping (root; lab).
+    #[arg(long)]
+    agent_restart: bool,
+    #[arg(long, default_value_t = 1000)]
+    restart_ports: usize,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -55,6 +77,19 @@ fn ms(d: Duration) -> String {
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.keystone {
         return keystone_phase(&args).await;
+    }
+    if args.fanout {
+        let fan = fanout::FanoutArgs {
+            hosts: args.hosts.clone(),
+            ports_per_host: args.ports_per_host,
+            hosts_per_network: args.hosts_per_network.max(1),
+            clients: args.clients,
+            database: args.database.clone(),
+        };
+        return fanout::run(fan).await;
+    }
+    if args.agent_restart {
+        return agent_restart::run(args.restart_ports, args.database.clone()).await;
     }
     if let Some(url) = &args.url {
         return api_phases(&ApiClient::new(url), &args).await.map(|_| ());
