@@ -8,6 +8,7 @@ pub mod error;
 pub mod host_intent;
 pub mod ipam;
 pub mod mac;
+pub mod mtu;
 pub mod naming;
 pub mod policy;
 pub mod port_options;

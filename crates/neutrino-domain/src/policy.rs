@@ -165,6 +165,44 @@ pub struct Rules {
     rules: BTreeMap<String, Check>,
 }
 
+/// The attributes whose `<action>:<attribute>` rules Neutron evaluates on writes: those its
+/// attribute maps mark `enforce_policy` (neutron-lib). Rules named after other attributes are
+/// never consulted, there as here (`create_subnet:service_types`, for one, is such a rule).
+pub fn enforced_attributes(resource: &str) -> &'static [&'static str] {
+    match resource {
+        "network" => &[
+            "shared",
+            "router:external",
+            "provider:network_type",
+            "provider:physical_network",
+            "provider:segmentation_id",
+            "segments",
+            "mtu",
+            "port_security_enabled",
+            "qos_policy_id",
+            "is_default",
+        ],
+        "subnet" => &["shared"],
+        "port" => &[
+            "mac_address",
+            "fixed_ips",
+            "device_id",
+            "device_owner",
+            "allowed_address_pairs",
+            "binding:vif_type",
+            "binding:vif_details",
+            "binding:vnic_type",
+            "binding:host_id",
+            "binding:profile",
+            "port_security_enabled",
+            "qos_policy_id",
+        ],
+        "subnetpool" => &["is_default", "shared"],
+        "address_scope" | "security_group" | "rbac_policy" => &["shared"],
+        _ => &[],
+    }
+}
+
 impl Rules {
     /// Neutron's defaults (secure RBAC: admin, member and reader, project scoped).
     pub fn neutron_defaults() -> Rules {
@@ -335,10 +373,8 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ("delete_network", "rule:admin_or_project_member"),
     // Subnets: the network's owner manages them; everyone who sees a shared network sees them.
     ("create_subnet", "rule:admin_or_network_owner_member"),
-    ("create_subnet:service_types", "rule:admin_only"),
     ("get_subnet", "rule:admin_or_project_reader or rule:network_owner_reader or rule:shared"),
     ("update_subnet", "rule:admin_or_network_owner_member"),
-    ("update_subnet:service_types", "rule:admin_only"),
     ("delete_subnet", "rule:admin_or_network_owner_member"),
     // Ports.
     ("create_port", "rule:admin_or_project_member"),
@@ -370,9 +406,11 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ("get_security_group", "rule:admin_or_project_reader"),
     ("update_security_group", "rule:admin_or_project_member"),
     ("delete_security_group", "rule:admin_or_project_member"),
+    // Rules belong to their group's owner, whoever created them (an admin, in the owner's group).
+    ("sg_owner", "project_id:%(security_group:project_id)s"),
     ("create_security_group_rule", "rule:admin_or_project_member"),
-    ("get_security_group_rule", "rule:admin_or_project_reader"),
-    ("delete_security_group_rule", "rule:admin_or_project_member"),
+    ("get_security_group_rule", "rule:admin_only or (role:reader and rule:sg_owner)"),
+    ("delete_security_group_rule", "rule:admin_only or (role:member and rule:sg_owner)"),
     // Subnet pools and address scopes.
     ("create_subnetpool", "rule:admin_or_project_member"),
     ("create_subnetpool:shared", "rule:admin_only"),

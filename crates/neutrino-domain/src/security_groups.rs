@@ -74,6 +74,10 @@ const PROTOCOLS: &[(&str, u8)] = &[
     ("vrrp", 112),
 ];
 
+/// Protocols Neutron allows with IPv6 rules only (`ipv6-encap`, `-route`, `-frag`, `-icmp`,
+/// `-nonxt`, `-opts`, by name or number).
+const IPV6_ONLY_PROTOCOLS: [u8; 6] = [41, 43, 44, 58, 59, 60];
+
 /// Protocols whose port range means ports (others may not have one, but ICMP's means type/code).
 const PORT_PROTOCOLS: [u8; 5] = [6, 17, 33, 132, 136];
 
@@ -116,7 +120,7 @@ pub fn validate_rule(req: &RuleRequest) -> Result<ValidRule, DomainError> {
                         PROTOCOLS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
                 )
             })?;
-            if ethertype == "IPv4" && number == 58 {
+            if ethertype == "IPv4" && IPV6_ONLY_PROTOCOLS.contains(&number) {
                 return Err(DomainError::bad_request(
                     "SecurityGroupEthertypeConflictWithProtocol",
                     format!("Invalid ethertype IPv4 for protocol {p}."),

@@ -164,12 +164,6 @@ async fn max_mtu(app: &App, tx: &mut Tx, network_id: &str) -> HttpResult<u32> {
         .unwrap_or(cfg.global_physnet_mtu))
 }
 
-fn check_mtu(mtu: u32, max: u32) -> Result<(), ApiError> {
-    if !(68..=max).contains(&mtu) {
-        return Err(ApiError::invalid_input(format!("Requested MTU is too big, maximum is {max}")));
-    }
-    Ok(())
-}
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Network> {
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
@@ -211,10 +205,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         store::network_segments(tx.conn(), &net.id).await?.into_iter().map(SegmentView::from).collect();
     app.ml2.network_precommit(&segments)?;
     let max = max_mtu(app, tx, &net.id).await?;
-    if let Some(m) = requested_mtu {
-        check_mtu(m, max)?;
-    }
-    net.mtu = requested_mtu.unwrap_or(max);
+    net.mtu = neutrino_domain::mtu::network_mtu(requested_mtu, max)?;
     store::set_network_mtu(tx, &net.id, net.mtu).await?;
     if net.shared {
         store::set_network_shared(tx, &net.id, &net.project_id, true).await?;
@@ -283,9 +274,13 @@ async fn update(
         dns_domain: dns_domain_of(&app, &attrs)?,
     };
     let mut tx = app.store.begin().await?;
+    let mut patch = patch;
     if let Some(mtu) = patch.mtu {
         store::get_network(tx.conn(), &id).await?;
-        check_mtu(mtu, max_mtu(&app, &mut tx, &id).await?)?;
+        let mtu = neutrino_domain::mtu::network_mtu(Some(mtu), max_mtu(&app, &mut tx, &id).await?)?;
+        let versions: Vec<u8> = store::network_subnets(tx.conn(), &id).await?.iter().map(|s| s.ip_version).collect();
+        neutrino_domain::mtu::check_subnets_fit(&id, mtu, &versions)?;
+        patch.mtu = Some(mtu);
     }
     let mut net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
     if let Some(shared) = patch.shared {

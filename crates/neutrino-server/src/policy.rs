@@ -5,9 +5,10 @@
 use crate::auth::current;
 use serde_json::Value;
 
-/// Resources whose visibility needs more than the row itself (the network's owner and
-/// sharing): lists of these are narrowed in the database and items checked before the handler.
-const NARROWED_IN_SQL: [&str; 2] = ["subnet", "port"];
+/// Resources whose visibility needs more than the row itself (the network's or the security
+/// group's owner, sharing): lists of these are narrowed in the database and items checked
+/// before the handler.
+const NARROWED_IN_SQL: [&str; 3] = ["subnet", "port", "security_group_rule"];
 
 /// Whether filtering applies to this request at all.
 pub fn filtering() -> bool {

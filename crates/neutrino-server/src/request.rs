@@ -53,15 +53,24 @@ pub fn parse_create(
     let Value::Object(mut outer) = value else {
         return Err(ApiError::malformed_body());
     };
-    if let Some(one) = outer.remove(resource) {
-        return Ok(CreateBody { items: vec![attrs_of(one, resource, allowed)?], bulk: false });
-    }
+    // As Neutron: the collection first, and each of its items may be wrapped in the
+    // resource's name (`{"security_groups": [{"security_group": {...}}]}`).
     match outer.remove(collection) {
-        Some(Value::Array(list)) if !list.is_empty() => Ok(CreateBody {
-            items: list.into_iter().map(|v| attrs_of(v, resource, allowed)).collect::<Result<_, _>>()?,
-            bulk: true,
-        }),
-        Some(_) => Err(ApiError::bad_request(format!("Resources required: '{collection}' must be a non-empty list"))),
+        Some(Value::Array(list)) if !list.is_empty() => {
+            let unwrap = |v: Value| match v {
+                Value::Object(mut item) if item.contains_key(resource) => item.remove(resource).unwrap_or_default(),
+                other => other,
+            };
+            return Ok(CreateBody {
+                items: list.into_iter().map(|v| attrs_of(unwrap(v), resource, allowed)).collect::<Result<_, _>>()?,
+                bulk: true,
+            });
+        }
+        Some(_) => return Err(ApiError::bad_request("Resources required")),
+        None => {}
+    }
+    match outer.remove(resource) {
+        Some(one) => Ok(CreateBody { items: vec![attrs_of(one, resource, allowed)?], bulk: false }),
         None => Err(ApiError::bad_request(format!("Unable to find '{resource}' in request body"))),
     }
 }

@@ -176,9 +176,10 @@ pub struct PageInfo<'a> {
 impl PageInfo<'_> {
     /// Neutron's links, by its rule: `next` (marker = last item) unless a forward page came
     /// back short, `previous` (marker = first item, `page_reverse=True`) unless a backward page
-    /// came back short.
+    /// came back short. An empty page's links have no marker (a `previous` from past the end
+    /// is the last page).
     pub fn links(&self, len: usize, first: Option<&str>, last: Option<&str>) -> Vec<(&'static str, String)> {
-        let (Some(limit), Some(first), Some(last)) = (self.page.limit, first, last) else { return Vec::new() };
+        let Some(limit) = self.page.limit else { return Vec::new() };
         let short = len < limit as usize;
         let reverse = self.page.page_reverse;
         let more_forward = !short || reverse;
@@ -193,7 +194,7 @@ impl PageInfo<'_> {
         links
     }
 
-    fn href(&self, marker: &str, reverse: bool) -> String {
+    fn href(&self, marker: Option<&str>, reverse: bool) -> String {
         let host = self.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (k, v) in form_urlencoded::parse(self.raw_query.unwrap_or_default().as_bytes()) {
@@ -201,7 +202,9 @@ impl PageInfo<'_> {
                 query.append_pair(&k, &v);
             }
         }
-        query.append_pair("marker", marker);
+        if let Some(marker) = marker {
+            query.append_pair("marker", marker);
+        }
         if reverse {
             query.append_pair("page_reverse", "True");
         }

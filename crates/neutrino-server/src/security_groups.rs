@@ -135,6 +135,9 @@ async fn update_group(
         g.description = d;
     }
     if let Some(s) = attrs.boolean("stateful")? {
+        if s != g.stateful && store::group_in_use(&mut tx, &g.id).await? {
+            return Err(ApiError::conflict("SecurityGroupInUse", format!("Security Group {} in use.", g.id)).into());
+        }
         g.stateful = s;
     }
     g.updated_at = store::now_timestamp();
@@ -146,7 +149,7 @@ async fn update_group(
 
 async fn delete_group(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
     let mut tx = app.store.begin().await?;
-    store::delete_group(&mut tx, &id).await?;
+    store::delete_group(&mut tx, &id, crate::auth::current().is_admin).await?;
     tx.commit().await?;
     Ok(no_content())
 }

@@ -205,6 +205,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     let existing: Vec<ipnet::IpNet> =
         store::network_subnets(tx.conn(), &network_id).await?.iter().filter_map(|s| s.cidr.parse().ok()).collect();
     let valid = validate_subnet(&request, &network_id, &existing)?;
+    neutrino_domain::mtu::check_subnets_fit(&network_id, network.mtu, &[version])?;
     let now = store::now_timestamp();
     let mut subnet = Subnet {
         id: uuid::Uuid::new_v4().to_string(),

@@ -77,6 +77,11 @@ impl Where {
         self.add_in(sql, values.into_iter().map(SqlValue::Text).collect());
     }
 
+    /// Add a condition without values.
+    pub fn add_clause(&mut self, sql: &str) {
+        self.clauses.push(format!("({sql})"));
+    }
+
     /// Add a raw condition with one bound value (`{}` is replaced by its placeholder).
     pub fn add_raw(&mut self, template: &str, value: SqlValue) {
         self.values.push(value);
@@ -131,6 +136,15 @@ pub(crate) fn build_where(
     Ok(w)
 }
 
+/// A filter value as a boolean, as Neutron's `convert_to_boolean` reads it.
+pub(crate) fn boolean_value(attribute: &str, v: &str) -> Result<bool, StoreError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" | "y" | "on" => Ok(true),
+        "false" | "0" | "f" | "no" | "n" | "off" => Ok(false),
+        _ => Err(StoreError::BadFilter(format!("Invalid input for {attribute}. Reason: '{v}' is not a valid value."))),
+    }
+}
+
 fn convert(c: &Column, v: &str) -> Result<SqlValue, StoreError> {
     let bad =
         || StoreError::BadFilter(format!("Invalid input for {}. Reason: '{v}' is not a valid value.", c.attribute));
@@ -140,11 +154,7 @@ fn convert(c: &Column, v: &str) -> Result<SqlValue, StoreError> {
         ColumnType::NullableText => SqlValue::Text(v.to_string()),
         ColumnType::NullableInt if v.is_empty() || v == "None" => SqlValue::Null,
         ColumnType::Int | ColumnType::NullableInt => SqlValue::Int(v.parse().map_err(|_| bad())?),
-        ColumnType::Bool => match v.to_ascii_lowercase().as_str() {
-            "true" | "1" | "t" | "yes" | "y" | "on" => SqlValue::Bool(true),
-            "false" | "0" | "f" | "no" | "n" | "off" => SqlValue::Bool(false),
-            _ => return Err(bad()),
-        },
+        ColumnType::Bool => SqlValue::Bool(boolean_value(c.attribute, v)?),
     })
 }
 

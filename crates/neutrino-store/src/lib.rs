@@ -47,7 +47,7 @@ pub use rbac::{
 };
 pub use rows::Page;
 pub use security_groups::{
-    delete_group, delete_rule, ensure_default_group, get_group, get_rule, insert_group, insert_rule, list_groups,
+    delete_group, delete_rule, ensure_default_group, get_group, group_in_use, get_rule, insert_group, insert_rule, list_groups,
     list_rules, set_port_groups, update_group,
 };
 pub use segment_ranges::{
@@ -269,6 +269,7 @@ impl Store {
             committed: self.committed.clone(),
             events: Vec::new(),
             touched: BTreeSet::new(),
+            revised: BTreeSet::new(),
             _guard: guard,
         })
     }
@@ -373,6 +374,8 @@ pub struct Tx {
     events: Vec<Change>,
     /// The objects whose images go into the change log at commit.
     touched: BTreeSet<(ObjectKind, String)>,
+    /// Rows whose `revision_number` this transaction already moved (or set, creating them).
+    revised: BTreeSet<(&'static str, String)>,
     _guard: Option<OwnedMutexGuard<()>>,
 }
 
@@ -427,6 +430,26 @@ impl Tx {
             return Err(StoreError::RevisionMismatch);
         }
         self.record_change(resource, id, Operation::Update);
+        Ok(())
+    }
+
+    /// Note that this transaction created or revised the row `id` of `table` itself.
+    pub(crate) fn revised(&mut self, table: &'static str, id: &str) {
+        self.revised.insert((table, id.to_string()));
+    }
+
+    /// A change of something that belongs to the row `id` of `table` (a network's subnets or
+    /// RBAC policies) revises it, as Neutron's `revises_on_change`: its `revision_number` moves
+    /// by one and `updated_at` is now, once per transaction.
+    pub(crate) async fn revise(&mut self, table: &'static str, id: &str) -> Result<()> {
+        if !self.revised.insert((table, id.to_string())) {
+            return Ok(());
+        }
+        sqlx::query(&format!("UPDATE {table} SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2"))
+            .bind(now_timestamp())
+            .bind(id.to_string())
+            .execute(&mut *self.inner)
+            .await?;
         Ok(())
     }
 

@@ -254,6 +254,7 @@ pub async fn insert_network(tx: &mut Tx, net: &mut Network, plans: &[SegmentPlan
         net.provider = None;
         net.segments = Some(provider);
     }
+    tx.revised("networks", &net.id);
     tx.record_change(Resource::Network, &net.id, Operation::Create);
     Ok(())
 }
@@ -336,6 +337,7 @@ pub async fn update_network(tx: &mut Tx, id: &str, patch: &NetworkPatch, if_revi
         return Err(StoreError::RevisionMismatch);
     }
     net.revision_number += 1;
+    tx.revised("networks", id);
     tx.record_change(Resource::Network, id, Operation::Update);
     Ok(net)
 }

@@ -95,6 +95,9 @@ pub async fn insert_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
     sync_shared_column(tx, &p.object_id).await?;
     tx.record_change(Resource::RbacPolicy, &p.id, Operation::Create);
     tx.record_change(Resource::Network, &p.object_id, Operation::Update);
+    if p.object_type == "network" {
+        tx.revise("networks", &p.object_id).await?;
+    }
     Ok(())
 }
 
@@ -114,6 +117,9 @@ pub async fn retarget_rbac_policy(tx: &mut Tx, p: &RbacPolicy, new_target: &str)
     sync_shared_column(tx, &p.object_id).await?;
     tx.record_change(Resource::RbacPolicy, &p.id, Operation::Update);
     tx.record_change(Resource::Network, &p.object_id, Operation::Update);
+    if p.object_type == "network" {
+        tx.revise("networks", &p.object_id).await?;
+    }
     get_rbac_policy(tx.conn(), &p.id).await
 }
 
@@ -123,6 +129,9 @@ pub async fn delete_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
     sync_shared_column(tx, &p.object_id).await?;
     tx.record_change(Resource::RbacPolicy, &p.id, Operation::Delete);
     tx.record_change(Resource::Network, &p.object_id, Operation::Update);
+    if p.object_type == "network" {
+        tx.revise("networks", &p.object_id).await?;
+    }
     Ok(())
 }
 

@@ -304,23 +304,31 @@ pub async fn update_group(tx: &mut Tx, g: &SecurityGroup, expected_revision: u64
 
 /// Delete a group no port uses and that is not its project's default. Rules of other groups
 /// that name it as their remote group go with it.
-pub async fn delete_group(tx: &mut Tx, id: &str) -> Result<()> {
+/// Whether a port uses the group.
+pub async fn group_in_use(tx: &mut Tx, id: &str) -> Result<bool> {
+    tx.any_row("SELECT port_id FROM port_security_groups WHERE security_group_id = $1 LIMIT 1", id).await
+}
+
+/// Delete a group no port uses. A project's `default` group may be deleted by admins only
+/// (`may_remove_default`); the project gets a new one when it next needs it, as in Neutron.
+pub async fn delete_group(tx: &mut Tx, id: &str, may_remove_default: bool) -> Result<()> {
     get_group(tx.conn(), id).await?;
+    if tx.any_row("SELECT port_id FROM port_security_groups WHERE security_group_id = $1 LIMIT 1", id).await? {
+        return Err(DomainError::conflict("SecurityGroupInUse", format!("Security Group {id} in use.")).into());
+    }
     let is_default = sqlx::query("SELECT project_id FROM default_security_groups WHERE security_group_id = $1")
         .bind(id.to_string())
         .fetch_optional(tx.conn())
         .await?;
-    if is_default.is_some() {
+    if is_default.is_some() && !may_remove_default {
         return Err(DomainError::conflict(
             "SecurityGroupCannotRemoveDefault",
             "Insufficient rights for removing default security group.",
         )
         .into());
     }
-    if tx.any_row("SELECT port_id FROM port_security_groups WHERE security_group_id = $1 LIMIT 1", id).await? {
-        return Err(DomainError::conflict("SecurityGroupInUse", format!("Security Group {id} in use.")).into());
-    }
     for stmt in [
+        "DELETE FROM default_security_groups WHERE security_group_id = $1",
         "DELETE FROM security_group_rules WHERE remote_group_id = $1",
         "DELETE FROM security_group_rules WHERE security_group_id = $1",
         "DELETE FROM tags WHERE resource_type = 'security_groups' AND resource_id = $1",
@@ -400,14 +408,23 @@ pub async fn delete_rule(tx: &mut Tx, id: &str) -> Result<()> {
 
 /// Make `groups` the port's groups (each must exist: 404 otherwise).
 pub async fn set_port_groups(tx: &mut Tx, port_id: &str, groups: &[String]) -> Result<()> {
+    let mut stateful = Vec::new();
     for g in groups {
-        let found = sqlx::query("SELECT id FROM security_groups WHERE id = $1")
+        let found = sqlx::query("SELECT stateful FROM security_groups WHERE id = $1")
             .bind(g.clone())
             .fetch_optional(tx.conn())
             .await?;
-        if found.is_none() {
-            return Err(StoreError::not_found("security_group", g));
+        match found {
+            None => return Err(StoreError::not_found("security_group", g)),
+            Some(row) => stateful.push(boolean(&row, "stateful")?),
         }
+    }
+    if stateful.contains(&true) && stateful.contains(&false) {
+        return Err(DomainError::conflict(
+            "SecurityGroupConflict",
+            "Error Cannot apply both stateful and stateless security groups on the same port at the same time while attempting the operation.",
+        )
+        .into());
     }
     sqlx::query("DELETE FROM port_security_groups WHERE port_id = $1")
         .bind(port_id.to_string())

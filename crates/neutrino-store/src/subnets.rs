@@ -71,8 +71,26 @@ pub async fn get_subnet(c: &mut AnyConnection, id: &str) -> Result<Subnet> {
     Ok(subnet)
 }
 
+/// `shared`: Neutron's filter-only attribute of subnets, the sharing of their network.
+fn shared_filter(f: &Filter, w: &mut crate::filters::Where) -> Result<bool> {
+    if f.attribute != "shared" {
+        return Ok(false);
+    }
+    let wanted: Vec<bool> =
+        f.values.iter().map(|v| crate::filters::boolean_value("shared", v)).collect::<Result<_>>()?;
+    let of_shared = "network_id IN (SELECT n.id FROM networks n WHERE n.shared)";
+    match (wanted.contains(&true), wanted.contains(&false)) {
+        (true, false) => w.add_clause(of_shared),
+        (false, true) => w.add_clause(&format!("NOT {of_shared}")),
+        _ => {}
+    }
+    Ok(true)
+}
+
 pub async fn list_subnets(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Subnet>> {
-    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("subnets", crate::tags::tag_filter("subnets")))?;
+    let tags = crate::tags::tag_filter("subnets");
+    let special = move |f: &Filter, w: &mut crate::filters::Where| Ok(shared_filter(f, w)? || tags(f, w)?);
+    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("subnets", special))?;
     let (sql, w) = list_sql(SELECT, "subnets", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {
@@ -126,6 +144,7 @@ pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .bind(serde_json::to_string(&s.service_types)?)
     .execute(tx.conn())
     .await?;
+    tx.revise("networks", &s.network_id).await?;
     tx.record_change(Resource::Subnet, &s.id, Operation::Create);
     Ok(())
 }
@@ -150,13 +169,14 @@ pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .bind(serde_json::to_string(&s.service_types)?)
     .execute(tx.conn())
     .await?;
-    tx.updated(done.rows_affected(), Resource::Subnet, &s.id)
+    tx.updated(done.rows_affected(), Resource::Subnet, &s.id)?;
+    tx.revise("networks", &s.network_id).await
 }
 
 /// Delete a subnet whose addresses are held only by network-owned ports (those addresses are
 /// released); otherwise `SubnetInUse`.
 pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
-    get_subnet(tx.conn(), id).await?;
+    let subnet = get_subnet(tx.conn(), id).await?;
     let users = sqlx::query(
         "SELECT DISTINCT p.id FROM ip_allocations a JOIN ports p ON p.id = a.port_id \
          WHERE a.subnet_id = $1 AND p.device_owner NOT LIKE 'network:%'",
@@ -185,6 +205,7 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
     }
     crate::tags::clear_tags(tx, "subnets", id).await?;
     sqlx::query("DELETE FROM subnets WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
+    tx.revise("networks", &subnet.network_id).await?;
     tx.record_change(Resource::Subnet, id, Operation::Delete);
     Ok(())
 }

@@ -52,13 +52,25 @@ pub fn forbidden(rules: &[String]) -> HttpError {
     HttpError(ApiError::new(403, "PolicyNotAuthorized", text))
 }
 
-/// Check `action` and the attribute rules for `attributes` on `target`.
+/// Check `action` and the attribute rules for `attributes` on `target`: only for the
+/// attributes Neutron enforces policy on (`enforced_attributes`), and their sub-attributes.
 fn enforce(app: &App, action: &str, attributes: &[String], target: &Value) -> Result<(), HttpError> {
     let ctx = current();
     if !app.policy.allows(action, &ctx.creds, target) {
         return Err(forbidden(&[action.to_string()]));
     }
+    let resource = action.split_once('_').map(|(_, r)| r).unwrap_or_default();
+    let enforced = neutrino_domain::policy::enforced_attributes(resource);
     for attr in attributes {
+        let base = attr.split(':').next().unwrap_or_default();
+        let base = if attr.starts_with("binding:") || attr.starts_with("provider:") || attr.starts_with("router:") {
+            attr.as_str()
+        } else {
+            base
+        };
+        if !enforced.contains(&base) {
+            continue;
+        }
         let rule = format!("{action}:{attr}");
         if app.policy.has(&rule) && !app.policy.allows(&rule, &ctx.creds, target) {
             return Err(forbidden(&[action.to_string(), rule]));
@@ -256,7 +268,9 @@ async fn authorize_create(app: &App, resource: &str, collection: &str, bytes: &[
 }
 
 /// Filtering or sorting on an attribute the caller may not see would reveal it: refused as an
-/// attribute the collection does not filter on.
+/// attribute the collection does not filter on. Neutron lets everyone filter networks on their
+/// `provider:*` attributes (Tempest relies on it), so those filters stay allowed; sorting on
+/// them, and filtering ports on where they are bound (`binding:*`), do not.
 fn check_hidden_filters(app: &App, resource: &str, query: Option<&str>) -> Result<(), HttpError> {
     let Some(query) = query else { return Ok(()) };
     let ctx = current();
@@ -268,7 +282,11 @@ fn check_hidden_filters(app: &App, resource: &str, query: Option<&str>) -> Resul
         .map(|(attr, _)| attr)
         .collect();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let attribute = if key == "sort_key" { value.as_ref() } else { key.as_ref() };
+        let sorting = key == "sort_key";
+        let attribute = if sorting { value.as_ref() } else { key.as_ref() };
+        if !sorting && attribute.starts_with("provider:") {
+            continue;
+        }
         if hidden.iter().any(|h| h == attribute) {
             return Err(HttpError(ApiError::bad_request(format!(
                 "['{attribute}'] is invalid attribute for filtering"
@@ -410,6 +428,19 @@ async fn target_of(app: &App, resource: &str, id: &str) -> Result<Option<Value>,
         }
         _ => return Ok(None),
     };
+    if resource == "security_group_rule" {
+        let group = v.get("security_group_id").and_then(Value::as_str).map(String::from);
+        let owner = match group {
+            Some(g) => {
+                let mut c = app.store.reader().await?;
+                store::get_group(&mut c, &g).await.ok().map(|g| g.project_id)
+            }
+            None => None,
+        };
+        if let Value::Object(m) = &mut v {
+            m.insert("security_group:project_id".into(), owner.map(Value::String).unwrap_or(Value::Null));
+        }
+    }
     if matches!(resource, "subnet" | "port") {
         if let Some(network_id) = v.get("network_id").and_then(Value::as_str).map(String::from) {
             if let Some(net) = network_target(app, &network_id).await? {

@@ -98,8 +98,16 @@ pub(super) async fn apply_security_groups(
     mut groups: Vec<String>,
     creating: bool,
 ) -> HttpResult<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    let duplicates: Vec<&String> = groups.iter().filter(|g| !seen.insert(g.as_str())).collect();
+    if !duplicates.is_empty() {
+        let list = duplicates.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(HttpError(ApiError::invalid_attribute(
+            "security_groups",
+            format!("Duplicate items in the list: '{list}'"),
+        )));
+    }
     groups.sort();
-    groups.dedup();
     if !port.port_security_enabled && !groups.is_empty() {
         return Err(if creating {
             HttpError(ApiError::bad_request_kind(

@@ -14,8 +14,15 @@ on_both_backends!(security_groups_and_rules_behave_like_neutron, default_config(
     assert!(rules.iter().all(|r| r["belongs_to_default_sg"] == true));
     let again = s.api.get("/v2.0/security-groups?name=default").await.unwrap();
     assert_eq!(again["security_groups"].as_array().unwrap().len(), 1, "only one default group");
-    let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/security-groups/{default_id}")).await);
+    let member = s.api.acting_as(default["project_id"].as_str().unwrap(), "member,reader");
+    let (status, kind, _) = error_of(member.delete(&format!("/v2.0/security-groups/{default_id}")).await);
     assert_eq!((status, kind.as_str()), (409, "SecurityGroupCannotRemoveDefault"));
+    // An admin may delete it (Tempest cleans projects up so); the project gets a new one.
+    s.api.delete(&format!("/v2.0/security-groups/{default_id}")).await.unwrap();
+    let groups = s.api.get("/v2.0/security-groups?name=default").await.unwrap();
+    let recreated = groups["security_groups"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(recreated, default_id);
+    let default_id = recreated;
 
     let web = s.api.post("/v2.0/security-groups", json!({"security_group": {"name": "web"}})).await.unwrap()
         ["security_group"]
