@@ -198,7 +198,9 @@ pub fn enforced_attributes(resource: &str) -> &'static [&'static str] {
             "qos_policy_id",
         ],
         "subnetpool" => &["is_default", "shared"],
-        "address_scope" | "security_group" | "rbac_policy" => &["shared"],
+        "address_scope" | "security_group" => &["shared"],
+        // Neutron's own rbac extension marks these.
+        "rbac_policy" => &["object_type", "object_id", "target_tenant", "target_project", "action"],
         _ => &[],
     }
 }

@@ -60,7 +60,7 @@ async fn create_groups(State(app): State<App>, headers: HeaderMap, body: Bytes) 
 async fn create_group(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroup> {
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     let name = attrs.string("name", 255)?.unwrap_or_default();
-    if name == "default" {
+    if name.eq_ignore_ascii_case("default") {
         return Err(
             ApiError::conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.").into()
         );
@@ -122,6 +122,11 @@ async fn update_group(
         return Err(store::StoreError::RevisionMismatch.into());
     }
     if let Some(name) = attrs.string("name", 255)? {
+        // As Neutron's `name_not_default` validator: no group may be named `default` by hand.
+        if name.eq_ignore_ascii_case("default") && g.name != "default" {
+            return Err(ApiError::conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
+                .into());
+        }
         if g.name == "default" && name != "default" {
             return Err(ApiError::conflict(
                 "SecurityGroupCannotUpdateDefault",
@@ -170,13 +175,27 @@ fn protocol_of(attrs: &Attrs) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// A rule's `port_range_min`/`max`, as Neutron converts it: a port number 0 to 65535 (or its
+/// text), else `SecurityGroupInvalidPortValue`.
+fn port_value(raw: Option<&serde_json::Value>) -> Result<Option<i64>, ApiError> {
+    use serde_json::Value;
+    let text = match raw {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    match text.trim().parse::<i64>() {
+        Ok(p) if (0..=65535).contains(&p) => Ok(Some(p)),
+        _ => Err(ApiError::bad_request_kind("SecurityGroupInvalidPortValue", format!("Invalid value for port {text}"))),
+    }
+}
+
 async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroupRule> {
     attrs.required("security_group_id")?;
     attrs.only_defaults(&[("remote_address_group_id", serde_json::Value::Null)])?;
     let group_id = attrs.string("security_group_id", 36)?.unwrap_or_default();
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    let port =
-        |key: &str| -> Result<Option<i64>, ApiError> { Ok(attrs.uint(key)?.map(|v| v.min(i64::MAX as u64) as i64)) };
+    let port = |key: &str| port_value(attrs.raw(key));
     let rule = validate_rule(&RuleRequest {
         direction: attrs.string("direction", 16)?,
         ethertype: attrs.string("ethertype", 16)?,

@@ -25,6 +25,9 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/segments/{id}", get(show_segment).put(update_segment).delete(delete_segment))
         .route("/v2.0/network_segment_ranges", collection("network_segment_range", list_ranges, create_ranges))
         .route("/v2.0/network_segment_ranges/{id}", get(show_range).put(update_range).delete(delete_range))
+        // Neutron serves extension collections under their hyphenated names too.
+        .route("/v2.0/network-segment-ranges", collection("network_segment_range", list_ranges, create_ranges))
+        .route("/v2.0/network-segment-ranges/{id}", get(show_range).put(update_range).delete(delete_range))
 }
 
 const SEGMENT_CREATE_ATTRS: &[&str] = &[

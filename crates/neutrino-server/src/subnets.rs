@@ -99,13 +99,19 @@ fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
     attrs.only_defaults(&[("dns_publish_fixed_ip", serde_json::json!(false))])
 }
 
-/// Device owner prefixes a subnet may be reserved for (`service_types`).
-const SERVICE_TYPE_PREFIXES: [&str; 5] = ["network:", "neutron:", "compute:", "baremetal:", "trunk:"];
+/// What a subnet's `service_types` may start with, exactly as neutron-lib checks it: the
+/// `network:` and `neutron:` prefixes, plus (neutron-lib extends its list with the *string*
+/// `compute:`) any of the characters of `compute:`. So `compute:nova` and also `test:x` are
+/// accepted, `baremetal:x` is not; Tempest relies on `test:`.
+const SERVICE_TYPE_PREFIXES: [&str; 10] = ["network:", "neutron:", "c", "o", "m", "p", "u", "t", "e", ":"];
 
 fn service_types_of(attrs: &Attrs) -> Result<Option<Vec<String>>, ApiError> {
     let Some(mut types) = attrs.string_list("service_types")? else { return Ok(None) };
     if let Some(bad) = types.iter().find(|t| !SERVICE_TYPE_PREFIXES.iter().any(|p| t.starts_with(p))) {
-        return Err(ApiError::invalid_input(format!("Invalid service type {bad}")));
+        return Err(ApiError::bad_request_kind(
+            "InvalidSubnetServiceType",
+            format!("Subnet service type {bad} does not correspond to a valid device owner."),
+        ));
     }
     types.sort();
     types.dedup();

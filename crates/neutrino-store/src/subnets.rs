@@ -71,6 +71,13 @@ pub async fn get_subnet(c: &mut AnyConnection, id: &str) -> Result<Subnet> {
     Ok(subnet)
 }
 
+/// Owners of the ports that go with their network (Neutron's `AUTO_DELETE_PORT_OWNERS`).
+const AUTO_DELETE_PORT_OWNERS: &str =
+    "'network:dhcp', 'network:distributed', 'network:floatingip_agent_gateway'";
+/// Owners of router interface ports (Neutron's `ROUTER_INTERFACE_OWNERS`).
+const ROUTER_INTERFACE_OWNERS: &str =
+    "'network:router_interface', 'network:router_interface_distributed', 'network:ha_router_replicated_interface'";
+
 /// `shared`: Neutron's filter-only attribute of subnets, the sharing of their network.
 fn shared_filter(f: &Filter, w: &mut crate::filters::Where) -> Result<bool> {
     if f.attribute != "shared" {
@@ -173,25 +180,45 @@ pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     tx.revise("networks", &s.network_id).await
 }
 
-/// Delete a subnet whose addresses are held only by network-owned ports (those addresses are
-/// released); otherwise `SubnetInUse`.
+/// Delete a subnet, as Neutron does: never while a router interface has an address from it;
+/// otherwise only when no user port has one, except on an IPv6 auto-address subnet (SLAAC,
+/// DHCPv6 stateless), whose addresses are taken off the ports. Ports that go with their
+/// network (DHCP, distributed) lose their addresses from it.
 pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
     let subnet = get_subnet(tx.conn(), id).await?;
-    let users = sqlx::query(
-        "SELECT DISTINCT p.id FROM ip_allocations a JOIN ports p ON p.id = a.port_id \
-         WHERE a.subnet_id = $1 AND p.device_owner NOT LIKE 'network:%'",
-    )
-    .bind(id.to_string())
-    .fetch_all(tx.conn())
-    .await?;
-    if !users.is_empty() {
-        return Err(neutrino_domain::DomainError::conflict(
+    let holders_by = |owners: &str, negate: bool| {
+        format!(
+            "SELECT DISTINCT p.id FROM ip_allocations a JOIN ports p ON p.id = a.port_id \
+             WHERE a.subnet_id = $1 AND p.device_owner {}IN ({owners})",
+            if negate { "NOT " } else { "" }
+        )
+    };
+    let in_use = || {
+        neutrino_domain::DomainError::conflict(
             "SubnetInUse",
             format!(
                 "Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."
             ),
         )
-        .into());
+    };
+    let router_ports = sqlx::query(&holders_by(ROUTER_INTERFACE_OWNERS, false))
+        .bind(id.to_string())
+        .fetch_all(tx.conn())
+        .await?;
+    if !router_ports.is_empty() {
+        return Err(in_use().into());
+    }
+    let auto_address = [subnet.ipv6_address_mode.as_deref(), subnet.ipv6_ra_mode.as_deref()]
+        .iter()
+        .any(|m| matches!(m, Some("slaac") | Some("dhcpv6-stateless")));
+    if !auto_address {
+        let users = sqlx::query(&holders_by(AUTO_DELETE_PORT_OWNERS, true))
+            .bind(id.to_string())
+            .fetch_all(tx.conn())
+            .await?;
+        if !users.is_empty() {
+            return Err(in_use().into());
+        }
     }
     let holders = sqlx::query("SELECT DISTINCT port_id FROM ip_allocations WHERE subnet_id = $1")
         .bind(id.to_string())
@@ -200,6 +227,7 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
     sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     for h in &holders {
         let port_id = text(h, "port_id")?;
+        tx.revise("ports", &port_id).await?;
         crate::ports::refresh_port_body(tx, &port_id).await?;
         tx.touch(neutrino_domain::topology::ObjectKind::Port, &port_id);
     }

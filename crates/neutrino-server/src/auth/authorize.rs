@@ -31,7 +31,7 @@ pub fn resource_of_collection(collection: &str) -> Option<&'static str> {
         "address-scopes" | "address_scopes" => "address_scope",
         "rbac-policies" | "rbac_policies" => "rbac_policy",
         "segments" => "segment",
-        "network_segment_ranges" => "network_segment_range",
+        "network_segment_ranges" | "network-segment-ranges" => "network_segment_range",
         "agents" => "agent",
         "network-ip-availabilities" | "network_ip_availabilities" => "network_ip_availability",
         "availability_zones" => "availability_zone",
@@ -226,13 +226,30 @@ async fn authorize_create(app: &App, resource: &str, collection: &str, bytes: &[
         return Ok(());
     };
     let plural = collection.replace('-', "_");
-    let items: Vec<&Map<String, Value>> = match (body.get(resource), body.get(&plural)) {
-        (Some(Value::Object(one)), _) => vec![one],
-        (_, Some(Value::Array(many))) => many.iter().filter_map(Value::as_object).collect(),
+    let items: Vec<&Map<String, Value>> = match (body.get(&plural), body.get(resource)) {
+        // Bulk items may be wrapped in the resource's name, as the handler reads them.
+        (Some(Value::Array(many)), _) => many
+            .iter()
+            .filter_map(|v| v.get(resource).unwrap_or(v).as_object())
+            .collect(),
+        (_, Some(Value::Object(one))) => vec![one],
         _ => return Ok(()),
     };
     let ctx = current();
     for item in items {
+        // As neutron-lib's body checks, before any policy: only admins (and services) name
+        // another project.
+        let own = ctx.project_id().unwrap_or_default();
+        let named: Vec<&str> =
+            ["project_id", "tenant_id"].iter().filter_map(|k| item.get(*k).and_then(Value::as_str)).collect();
+        if named.len() == 2 && named[0] != named[1] {
+            return Err(HttpError(ApiError::bad_request("'project_id' and 'tenant_id' do not match")));
+        }
+        if named.iter().any(|p| *p != own) && !ctx.creds.has_role("service") {
+            return Err(HttpError(ApiError::bad_request(
+                "Specifying 'project_id' other than the authenticated project in request is not allowed for the current user.",
+            )));
+        }
         let mut target = item.clone();
         let project = item
             .get("project_id")
