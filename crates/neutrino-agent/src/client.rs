@@ -17,6 +17,9 @@ pub enum ClientError {
     BadMessage(String),
 }
 
+/// How long a stream may stay silent (the server sends a heartbeat every 10 s).
+const SILENCE: Duration = Duration::from_secs(35);
+
 #[derive(Clone)]
 pub struct ServerClient {
     base: String,
@@ -127,24 +130,35 @@ impl ServerClient {
         if let Some(since) = since {
             url.push_str(&format!("&since={since}"));
         }
-        let resp = self.send(self.http.get(url)).await?;
+        // A server that never answers (a resume it cannot serve) counts as a dead one too.
+        let resp = match tokio::time::timeout(SILENCE, self.send(self.http.get(url))).await {
+            Err(_) => return Err(ClientError::BadMessage("no answer to the stream request".into())),
+            Ok(resp) => resp?,
+        };
         let mut body = resp.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
+        // Bytes of `buf` known to hold no newline (a large snapshot arrives in many chunks).
+        let mut scanned = 0;
         loop {
-            let chunk = match tokio::time::timeout(Duration::from_secs(35), body.next()).await {
+            let chunk = match tokio::time::timeout(SILENCE, body.next()).await {
                 Err(_) => return Err(ClientError::BadMessage("stream went silent".into())),
                 Ok(None) => return Ok(()),
                 Ok(Some(chunk)) => chunk?,
             };
             buf.extend_from_slice(&chunk);
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                let msg: StreamMessage = serde_json::from_slice(&line[..line.len() - 1])
-                    .map_err(|e| ClientError::BadMessage(e.to_string()))?;
+            let mut consumed = 0;
+            while let Some(offset) = buf[scanned..].iter().position(|b| *b == b'\n') {
+                let end = scanned + offset;
+                let msg: StreamMessage =
+                    serde_json::from_slice(&buf[consumed..end]).map_err(|e| ClientError::BadMessage(e.to_string()))?;
+                consumed = end + 1;
+                scanned = consumed;
                 if out.send(msg).await.is_err() {
                     return Ok(());
                 }
             }
+            buf.drain(..consumed);
+            scanned = buf.len();
         }
     }
 }

@@ -82,14 +82,12 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     };
     let dataplane = Arc::new(dataplane);
     let (view_tx, view_rx) = watch::channel::<View>(None);
-    let (links_tx, links_rx) = mpsc::channel(EVENT_QUEUE);
 
     register_until_accepted(&client, &registration).await;
     let reconcilers: Vec<Box<dyn Reconciler<D>>> = vec![Box::new(L2Reconciler::new(config.local_ip, host))];
     let mut tasks = vec![
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
         tokio::spawn(supervise_stream(client.clone(), config.host.clone(), view_tx, metrics.clone())),
-        tokio::spawn(watch_links(dataplane.clone(), links_tx)),
         tokio::spawn(
             ReconcileLoop {
                 dp: dataplane,
@@ -99,7 +97,7 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
                 metrics: metrics.clone(),
                 started,
             }
-            .run(view_rx, links_rx),
+            .run(view_rx),
         ),
     ];
     if let Some(listen) = config.metrics_listen {
@@ -216,6 +214,7 @@ async fn follow_stream(
             tokio::spawn(async move { client.follow(&host, since, &tx).await })
         };
         metrics.stream_reconnects.inc();
+        let mut start_over = false;
         while let Some(first) = rx.recv().await {
             metrics.stream_connected.set(1);
             delay = Duration::from_millis(200);
@@ -230,6 +229,8 @@ async fn follow_stream(
                     Err(e) => {
                         tracing::warn!(error = %e, "unexpected stream message; starting over with a snapshot");
                         f.revision = None;
+                        start_over = true;
+                        break;
                     }
                 }
                 message = rx.try_recv().ok();
@@ -241,8 +242,16 @@ async fn follow_stream(
                 metrics.local_ports.set(f.state.local_ports.len() as i64);
                 view.send_replace(Some(Arc::new(f.state.clone())));
             }
+            if start_over {
+                // Drop this connection: the next one asks for a snapshot.
+                connection.abort();
+                break;
+            }
         }
         metrics.stream_connected.set(0);
+        if start_over {
+            continue;
+        }
         match connection.await {
             Ok(Ok(())) => tracing::info!("stream closed by server; reconnecting"),
             Ok(Err(e)) => tracing::warn!(error = %e, "stream failed; reconnecting"),
@@ -279,6 +288,19 @@ async fn watch_links<D: DataPlane>(dp: Arc<D>, out: mpsc::Sender<LinkSignal>) {
     }
 }
 
+/// A task aborted when its handle is dropped.
+struct OwnedTask(tokio::task::JoinHandle<()>);
+
+impl Drop for OwnedTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How long the reconcile loop waits after a failed pass or report, at first and at most.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
 struct ReconcileLoop<D: DataPlane> {
     dp: Arc<D>,
     client: ServerClient,
@@ -298,7 +320,14 @@ struct Feature {
 }
 
 impl<D: DataPlane> ReconcileLoop<D> {
-    async fn run(mut self, mut view: watch::Receiver<View>, mut links: mpsc::Receiver<LinkSignal>) {
+    /// Start a link watcher (it lives as long as the returned task handle).
+    fn watch_links(&self) -> (mpsc::Receiver<LinkSignal>, OwnedTask) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        (rx, OwnedTask(tokio::spawn(watch_links(self.dp.clone(), tx))))
+    }
+
+    async fn run(mut self, mut view: watch::Receiver<View>) {
+        let (mut links, mut _watcher) = self.watch_links();
         let resync = Duration::from_secs(self.config.resync_interval.max(1));
         let mut features: Vec<Feature> = self
             .reconcilers
@@ -310,6 +339,7 @@ impl<D: DataPlane> ReconcileLoop<D> {
         let mut events: Vec<LinkEvent> = Vec::new();
         let mut next_full = Instant::now() + resync;
         let mut retry = false;
+        let mut retry_delay = RETRY_FIRST / 2;
         let mut converged = false;
         loop {
             let current = view.borrow_and_update().clone();
@@ -361,14 +391,14 @@ impl<D: DataPlane> ReconcileLoop<D> {
                 self.metrics.active_ports.set(active as i64);
                 let delivered = report_status(&self.client, &self.config.host, &state, &statuses, &mut reported).await;
                 retry = failed || !delivered;
+                retry_delay = if retry { (retry_delay * 2).min(RETRY_MAX) } else { RETRY_FIRST / 2 };
                 if !converged && !failed && delivered {
                     converged = true;
                     let elapsed_ms = self.started.elapsed().as_millis() as u64;
                     tracing::info!(elapsed_ms, ports = state.local_ports.len(), active, "host converged");
                 }
             }
-            let wait =
-                if retry { Duration::from_millis(500) } else { next_full.saturating_duration_since(Instant::now()) };
+            let wait = if retry { retry_delay } else { next_full.saturating_duration_since(Instant::now()) };
             tokio::select! {
                 changed = view.changed() => {
                     if changed.is_err() {
@@ -377,7 +407,15 @@ impl<D: DataPlane> ReconcileLoop<D> {
                     }
                 }
                 signal = links.recv() => {
-                    let mut signal = signal;
+                    let Some(signal) = signal else {
+                        // The watcher ended (it only does by failing): start another, and
+                        // look at everything again.
+                        tracing::warn!("link watcher ended; starting it again");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        (links, _watcher) = self.watch_links();
+                        continue;
+                    };
+                    let mut signal = Some(signal);
                     while let Some(s) = signal.take() {
                         match s {
                             LinkSignal::Event(e) => events.push(e),

@@ -14,7 +14,7 @@
 //! when it cannot.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const AGENT_TYPE_LINUXBRIDGE: &str = "Linux bridge agent";
 pub const AGENT_TYPE_OVS: &str = "Open vSwitch agent";
@@ -107,7 +107,7 @@ pub trait HostValue: Clone + PartialEq + Sized {
     const COLLECTION: &'static str;
     fn collection(state: &HostState) -> &BTreeMap<String, Self>;
     fn collection_mut(state: &mut HostState) -> &mut BTreeMap<String, Self>;
-    fn removed_mut(removed: &mut Removed) -> &mut Vec<String>;
+    fn removed_mut(removed: &mut Removed) -> &mut BTreeSet<String>;
 }
 
 /// Declares the host state: one keyed collection per line. This generates [`HostState`],
@@ -124,7 +124,7 @@ macro_rules! host_state {
         /// The ids that left each collection of a [`HostState`].
         #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
         pub struct Removed {
-            $( #[serde(default)] pub $field: Vec<String>, )*
+            $( #[serde(default)] pub $field: BTreeSet<String>, )*
         }
 
         $(
@@ -136,7 +136,7 @@ macro_rules! host_state {
                 fn collection_mut(state: &mut HostState) -> &mut BTreeMap<String, Self> {
                     &mut state.$field
                 }
-                fn removed_mut(removed: &mut Removed) -> &mut Vec<String> {
+                fn removed_mut(removed: &mut Removed) -> &mut BTreeSet<String> {
                     &mut removed.$field
                 }
             }
@@ -218,14 +218,14 @@ impl HostDelta {
     /// Record the entry `id` of `V`'s collection: its new value, or `None` if it left.
     pub fn set<V: HostValue>(&mut self, id: &str, value: Option<V>) {
         let removed = V::removed_mut(&mut self.removed);
-        removed.retain(|r| r != id);
         match value {
             Some(v) => {
+                removed.remove(id);
                 V::collection_mut(&mut self.upserted).insert(id.to_string(), v);
             }
             None => {
                 V::collection_mut(&mut self.upserted).remove(id);
-                removed.push(id.to_string());
+                removed.insert(id.to_string());
             }
         }
     }
@@ -249,7 +249,7 @@ fn diff_map<V: Clone + PartialEq>(
     old: &BTreeMap<String, V>,
     new: &BTreeMap<String, V>,
     upserted: &mut BTreeMap<String, V>,
-    removed: &mut Vec<String>,
+    removed: &mut BTreeSet<String>,
 ) {
     for (k, v) in new {
         if old.get(k) != Some(v) {
@@ -323,7 +323,7 @@ mod tests {
         b.local_ports.remove("p1");
         b.local_ports.insert("p3".into(), port("n2"));
         let delta = a.diff(&b).unwrap();
-        assert_eq!(delta.removed.local_ports, vec!["p1".to_string()]);
+        assert_eq!(Vec::from_iter(&delta.removed.local_ports), ["p1"]);
         assert_eq!(delta.upserted.local_ports.len(), 1);
         a.apply(delta);
         assert_eq!(a, b);
@@ -336,7 +336,7 @@ mod tests {
         d.set("p1", Some(port("n1")));
         d.set::<LocalPort>("p1", None);
         assert!(d.upserted.local_ports.is_empty());
-        assert_eq!(d.removed.local_ports, ["p1"]);
+        assert_eq!(Vec::from_iter(&d.removed.local_ports), ["p1"]);
         d.set("p1", Some(port("n2")));
         assert!(d.removed.local_ports.is_empty());
         assert_eq!(d.upserted.local_ports["p1"].network_id, "n2");

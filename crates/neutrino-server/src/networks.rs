@@ -164,7 +164,6 @@ async fn max_mtu(app: &App, tx: &mut Tx, network_id: &str) -> HttpResult<u32> {
         .unwrap_or(cfg.global_physnet_mtu))
 }
 
-
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Network> {
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     attrs.only_defaults(&unsupported_network_attrs())?;

@@ -124,8 +124,11 @@ async fn update_group(
     if let Some(name) = attrs.string("name", 255)? {
         // As Neutron's `name_not_default` validator: no group may be named `default` by hand.
         if name.eq_ignore_ascii_case("default") && g.name != "default" {
-            return Err(ApiError::conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
-                .into());
+            return Err(ApiError::conflict(
+                "SecurityGroupDefaultAlreadyExists",
+                "Default security group already exists.",
+            )
+            .into());
         }
         if g.name == "default" && name != "default" {
             return Err(ApiError::conflict(

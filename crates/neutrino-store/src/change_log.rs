@@ -12,7 +12,7 @@
 //! it gives every transaction's rows found without a revision the next revisions, in the
 //! order the rows were written. A reader therefore always sees a gap-free prefix of
 //! revisions. Two transactions that touch the same object take its row lock when they read
-//! its image (`FOR UPDATE`), so the later one appends after the earlier one committed and gets
+//! its image (`FOR NO KEY UPDATE`), so the later one appends after the earlier one committed and gets
 //! the later revision. Any server may run the sequencer; each runs it after its own commits
 //! and sweeps periodically for rows of a server that died before numbering its own.
 //!
@@ -31,7 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Advisory lock (one-key space) held by a sequencer or compaction run on PostgreSQL.
+#[cfg_attr(not(test), allow(dead_code))] // spelled out in SEQUENCER_RUN; a test checks they agree
 const SEQUENCER_LOCK_KEY: i64 = 4243;
+/// The advisory lock servers take turns on to compact the log.
+const COMPACTION_LOCK_KEY: i64 = 4244;
 /// Servers LISTEN here; a sequencer run that numbered revisions NOTIFYs with the new head.
 pub(crate) const LOG_CHANNEL: &str = "neutrino_log";
 /// One sequencer run (see `Store::sequence_pending`); the lock key is
@@ -119,7 +122,9 @@ async fn read_images(
     kind: ObjectKind,
     ids: &[&str],
 ) -> Result<BTreeMap<String, Image>> {
-    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+    // NO KEY UPDATE still orders two writers of one object, without waiting for (or
+    // blocking) the foreign-key checks of rows that refer to it, such as a network's ports.
+    let lock = if backend == Backend::Postgres { " FOR NO KEY UPDATE" } else { "" };
     let list = placeholders(ids.len());
     let sql = match kind {
         ObjectKind::Network => format!("SELECT id, mtu FROM networks WHERE id IN ({list}) ORDER BY id{lock}"),
@@ -267,14 +272,18 @@ impl Store {
         Ok(row.try_get::<i64, _>("r")? as u64)
     }
 
-    /// The revisions after `after`, up to `after + max_revisions`, in order.
-    pub async fn log_since(&self, after: u64, max_revisions: u64) -> Result<Vec<Revision>> {
+    /// Whole revisions after `after`, in order: those holding the first `max_rows` rows
+    /// (the last revision complete, however many rows it has). Revisions are sparse before
+    /// the compaction horizon, so the read is bounded by rows, not by revision numbers.
+    pub async fn log_since(&self, after: u64, max_rows: u64) -> Result<Vec<Revision>> {
         let rows = sqlx::query(
-            "SELECT revision, kind, object_id, image FROM change_log WHERE revision > $1 AND revision <= $2 \
+            "SELECT revision, kind, object_id, image FROM change_log WHERE revision > $1 AND revision <= ( \
+                SELECT MAX(revision) FROM (SELECT revision FROM change_log WHERE revision > $1 \
+                ORDER BY revision LIMIT $2) page) \
              ORDER BY revision, id",
         )
         .bind(after as i64)
-        .bind(after.saturating_add(max_revisions).min(i64::MAX as u64) as i64)
+        .bind(max_rows.clamp(1, i64::MAX as u64) as i64)
         .fetch_all(&self.log_pool)
         .await?;
         group(&rows)
@@ -344,25 +353,31 @@ impl Store {
     }
 
     /// Drop what the log no longer needs: before the horizon `head - keep`, every image but
-    /// each object's latest, and deleted objects altogether. Returns the rows removed.
+    /// each object's latest, and deleted objects altogether. Only rows made obsolete since
+    /// the last horizon are looked at. Returns the rows removed.
+    ///
+    /// Servers take turns on a lock of its own (not the sequencer's, so numbering and
+    /// fan-out never wait for a compaction).
     pub async fn compact_log(&self, keep: u64) -> Result<u64> {
         let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {
-            tx.conn().execute(format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_KEY})").as_str()).await?;
+            tx.conn().execute(format!("SELECT pg_advisory_xact_lock({COMPACTION_LOCK_KEY})").as_str()).await?;
         }
         let head = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS r FROM change_log").fetch_one(tx.conn()).await?;
         let head = head.try_get::<i64, _>("r")? as u64;
-        let current = crate::settings::get(tx.conn(), "change_log_horizon").await?.and_then(|v| v.parse().ok());
+        let current: u64 =
+            crate::settings::get(tx.conn(), "change_log_horizon").await?.and_then(|v| v.parse().ok()).unwrap_or(0);
         let horizon = head.saturating_sub(keep);
-        if horizon <= current.unwrap_or(0) {
+        if horizon <= current {
             return Ok(0);
         }
         let done = sqlx::query(
-            "DELETE FROM change_log WHERE revision <= $1 AND (image IS NULL OR EXISTS ( \
+            "DELETE FROM change_log WHERE revision <= $2 AND ((image IS NULL AND revision > $1) OR EXISTS ( \
                 SELECT 1 FROM change_log later WHERE later.kind = change_log.kind \
                 AND later.object_id = change_log.object_id AND later.revision > change_log.revision \
-                AND later.revision <= $1))",
+                AND later.revision > $1 AND later.revision <= $2))",
         )
+        .bind(current as i64)
         .bind(horizon as i64)
         .execute(tx.conn())
         .await?;

@@ -47,8 +47,8 @@ pub use rbac::{
 };
 pub use rows::Page;
 pub use security_groups::{
-    delete_group, delete_rule, ensure_default_group, get_group, group_in_use, get_rule, insert_group, insert_rule, list_groups,
-    list_rules, set_port_groups, update_group,
+    delete_group, delete_rule, ensure_default_group, get_group, get_rule, group_in_use, insert_group, insert_rule,
+    list_groups, list_rules, set_port_groups, update_group,
 };
 pub use segment_ranges::{
     default_read_only, delete_range, get_range, insert_range, list_ranges, sync_default_ranges, update_range,
@@ -445,17 +445,32 @@ impl Tx {
         if !self.revised.insert((table, id.to_string())) {
             return Ok(());
         }
-        sqlx::query(&format!("UPDATE {table} SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2"))
-            .bind(now_timestamp())
-            .bind(id.to_string())
-            .execute(&mut *self.inner)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE {table} SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2"
+        ))
+        .bind(now_timestamp())
+        .bind(id.to_string())
+        .execute(&mut *self.inner)
+        .await?;
         Ok(())
     }
 
     /// Whether `sql`, with `id` bound to `$1`, finds a row (for "still in use" checks).
     pub(crate) async fn any_row(&mut self, sql: &str, id: &str) -> Result<bool> {
         Ok(sqlx::query(sql).bind(id.to_string()).fetch_optional(&mut *self.inner).await?.is_some())
+    }
+
+    /// Lock a parent row (PostgreSQL; SQLite's writers take turns anyway) before reading
+    /// its children to delete them: rows that refer to it wait for this transaction (their
+    /// foreign-key check), so none is added between the read and the delete.
+    pub(crate) async fn lock_parent(&mut self, table: &str, id: &str) -> Result<()> {
+        if self.backend() == Backend::Postgres {
+            sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1 FOR UPDATE"))
+                .bind(id.to_string())
+                .fetch_optional(&mut *self.inner)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -503,5 +518,26 @@ mod tests {
         let tx = store.begin().await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(store.log_head().await.unwrap(), before + 1, "a transaction that touched nothing adds no revision");
+    }
+
+    #[tokio::test]
+    async fn reads_cross_a_compacted_gap_of_any_length() {
+        let store = Store::connect("sqlite://", 4).await.unwrap();
+        let start = store.log_head().await.unwrap();
+        for i in 0..300 {
+            let mut tx = store.begin().await.unwrap();
+            tx.record_change(Resource::Port, &format!("gone-{i}"), Operation::Delete);
+            tx.commit().await.unwrap();
+        }
+        let head = store.log_head().await.unwrap();
+        assert_eq!(head, start + 300);
+        assert!(store.compact_log(1).await.unwrap() >= 299, "deleted objects before the horizon go");
+        assert_eq!(store.log_horizon().await.unwrap(), head - 1);
+        // 299 empty revisions, then one left: a read of a few rows still reaches it.
+        let read = store.log_since(start, 5).await.unwrap();
+        assert_eq!(read.iter().map(|r| r.revision).collect::<Vec<_>>(), [head]);
+        assert!(store.log_since(head, 5).await.unwrap().is_empty());
+        // A second compaction only looks past the last horizon.
+        assert_eq!(store.compact_log(1).await.unwrap(), 0);
     }
 }

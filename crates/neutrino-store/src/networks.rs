@@ -345,6 +345,7 @@ pub async fn update_network(tx: &mut Tx, id: &str, patch: &NetworkPatch, if_revi
 /// Delete a network that has no ports but network-owned ones (which go with it, as do its
 /// subnets and segments). Fails with `NetworkInUse` listing the ports otherwise.
 pub async fn delete_network(tx: &mut Tx, id: &str) -> Result<()> {
+    tx.lock_parent("networks", id).await?;
     get_network(tx.conn(), id).await?;
     let rows = sqlx::query("SELECT id, device_owner FROM ports WHERE network_id = $1 ORDER BY id")
         .bind(id.to_string())

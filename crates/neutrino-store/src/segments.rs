@@ -428,12 +428,7 @@ pub async fn delete_segment(tx: &mut Tx, id: &str) -> Result<()> {
     let seg = get_segment(tx.conn(), id).await?;
     // Deletes of one network's segments take turns (SQLite's writers always do), so two of
     // them cannot both see "not the last one".
-    if tx.backend() == crate::Backend::Postgres {
-        sqlx::query("SELECT id FROM networks WHERE id = $1 FOR UPDATE")
-            .bind(seg.network_id.clone())
-            .fetch_optional(tx.conn())
-            .await?;
-    }
+    tx.lock_parent("networks", &seg.network_id).await?;
     let in_use = |reason: String| {
         StoreError::Domain(DomainError::conflict(
             "SegmentInUse",

@@ -72,8 +72,7 @@ pub async fn get_subnet(c: &mut AnyConnection, id: &str) -> Result<Subnet> {
 }
 
 /// Owners of the ports that go with their network (Neutron's `AUTO_DELETE_PORT_OWNERS`).
-const AUTO_DELETE_PORT_OWNERS: &str =
-    "'network:dhcp', 'network:distributed', 'network:floatingip_agent_gateway'";
+const AUTO_DELETE_PORT_OWNERS: &str = "'network:dhcp', 'network:distributed', 'network:floatingip_agent_gateway'";
 /// Owners of router interface ports (Neutron's `ROUTER_INTERFACE_OWNERS`).
 const ROUTER_INTERFACE_OWNERS: &str =
     "'network:router_interface', 'network:router_interface_distributed', 'network:ha_router_replicated_interface'";
@@ -185,6 +184,7 @@ pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
 /// DHCPv6 stateless), whose addresses are taken off the ports. Ports that go with their
 /// network (DHCP, distributed) lose their addresses from it.
 pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
+    tx.lock_parent("subnets", id).await?;
     let subnet = get_subnet(tx.conn(), id).await?;
     let holders_by = |owners: &str, negate: bool| {
         format!(
@@ -201,10 +201,8 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
             ),
         )
     };
-    let router_ports = sqlx::query(&holders_by(ROUTER_INTERFACE_OWNERS, false))
-        .bind(id.to_string())
-        .fetch_all(tx.conn())
-        .await?;
+    let router_ports =
+        sqlx::query(&holders_by(ROUTER_INTERFACE_OWNERS, false)).bind(id.to_string()).fetch_all(tx.conn()).await?;
     if !router_ports.is_empty() {
         return Err(in_use().into());
     }
@@ -212,10 +210,8 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
         .iter()
         .any(|m| matches!(m, Some("slaac") | Some("dhcpv6-stateless")));
     if !auto_address {
-        let users = sqlx::query(&holders_by(AUTO_DELETE_PORT_OWNERS, true))
-            .bind(id.to_string())
-            .fetch_all(tx.conn())
-            .await?;
+        let users =
+            sqlx::query(&holders_by(AUTO_DELETE_PORT_OWNERS, true)).bind(id.to_string()).fetch_all(tx.conn()).await?;
         if !users.is_empty() {
             return Err(in_use().into());
         }

@@ -169,6 +169,10 @@ impl Topology {
                     Some(Image::Port(p)) => Some(p.as_ref()),
                     _ => None,
                 };
+                if old == new {
+                    // Written again unchanged (an agent reporting the status it had).
+                    return;
+                }
                 let mut segments: BTreeSet<&str> = BTreeSet::new();
                 for p in old.iter().chain(new.iter()) {
                     if !p.host.is_empty() {
@@ -181,7 +185,9 @@ impl Topology {
                         segments.insert(segment);
                     }
                 }
-                if !self.l2population {
+                // What other hosts see of the port: a change of its status or admin state
+                // alone concerns its own host only.
+                if !self.l2population || old.map(seen_by_others) == new.map(seen_by_others) {
                     return;
                 }
                 // The port itself, as a remote port of the hosts on its segments.
@@ -215,6 +221,10 @@ impl Topology {
                     Some(Image::Agent(a)) => Some(a),
                     _ => None,
                 };
+                if old == new {
+                    // An agent registering again (a restart) with what it had.
+                    return;
+                }
                 let hosts: BTreeSet<&str> = old.iter().chain(new.iter()).map(|a| a.host.as_str()).collect();
                 for agent_host in hosts {
                     // Every port on the agent's host, as a remote port of the hosts sharing its segment.
@@ -445,4 +455,9 @@ fn put(delta: &mut HostDelta, key: &Key, value: Value) {
         (Key::Remote(id), Value::Remote(v)) => delta.set(id, v),
         _ => {}
     }
+}
+
+/// What other hosts' views hold of a port (its remote entry, besides its host's VTEP).
+fn seen_by_others(p: &PortImage) -> (Option<(&str, &str)>, &str, &str, &[String]) {
+    (p.bound(), &p.network_id, &p.mac_address, &p.ip_addresses)
 }

@@ -85,11 +85,11 @@ fn a_port_reaches_its_host_and_the_hosts_on_its_segment() {
 
     // h2's last port goes: it forgets the network and its remote ports.
     let deltas = t.apply(&[ObjectChange::deleted(ObjectKind::Port, "p2")], &all);
-    assert_eq!(deltas["h1"].removed.remote_ports, ["p2"]);
+    assert_eq!(Vec::from_iter(&deltas["h1"].removed.remote_ports), ["p2"]);
     let to_h2 = &deltas["h2"];
-    assert_eq!(to_h2.removed.local_ports, ["p2"]);
-    assert_eq!(to_h2.removed.remote_ports, ["p1"]);
-    assert_eq!(to_h2.removed.networks, ["n1"]);
+    assert_eq!(Vec::from_iter(&to_h2.removed.local_ports), ["p2"]);
+    assert_eq!(Vec::from_iter(&to_h2.removed.remote_ports), ["p1"]);
+    assert_eq!(Vec::from_iter(&to_h2.removed.networks), ["n1"]);
 }
 
 #[test]

@@ -21,8 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{HostLabels, Metrics};
 
-/// How many revisions of the log one read asks for.
+/// How many rows of the log one read asks for (whole revisions: the last one may add more).
 const READ_BATCH: u64 = 2000;
+/// How long a resume from a revision this server has not read yet may wait for it before
+/// the agent gets a snapshot instead.
+const PENDING_DEADLINE: Duration = Duration::from_secs(5);
 /// Messages a stream may have queued before it is closed as too slow.
 const STREAM_QUEUE: usize = 4096;
 /// How long a quiet stream waits before it gets a heartbeat.
@@ -61,6 +64,8 @@ struct Request {
     host: String,
     since: Option<u64>,
     reply: oneshot::Sender<Subscription>,
+    /// When it first had to wait for this server to read further.
+    waiting_since: Option<Instant>,
 }
 
 struct Stream {
@@ -125,7 +130,7 @@ impl Hub {
     /// Subscribe to `host`'s view: a snapshot, or with `since` what changed after it.
     pub async fn subscribe(&self, host: &str, since: Option<u64>) -> Result<Subscription, HubUnavailable> {
         let (reply, answer) = oneshot::channel();
-        let request = Request { host: host.to_string(), since, reply };
+        let request = Request { host: host.to_string(), since, reply, waiting_since: None };
         self.requests.send(request).await.map_err(|_| HubUnavailable)?;
         answer.await.map_err(|_| HubUnavailable)
     }
@@ -165,20 +170,30 @@ impl Hub {
 
 /// The model at the log's head: every retained revision folded in order. Views can be
 /// rebuilt back to the compaction horizon (everything after it is kept whole).
+///
+/// A compaction committed while the log is read could remove an object's deletion after its
+/// older image was read, so the horizon is read again afterwards and the load repeated if it
+/// moved.
 async fn load(store: &Store, config: HubConfig) -> Result<History, neutrino_store::StoreError> {
-    let horizon = store.log_horizon().await?;
-    let mut history = History::new(Topology::new(config.l2population), 0, config.keep_revisions as usize);
     loop {
-        let revisions = store.log_since(history.revision(), READ_BATCH * 10).await?;
-        if revisions.is_empty() {
-            break;
+        let horizon = store.log_horizon().await?;
+        let mut history = History::new(Topology::new(config.l2population), 0, config.keep_revisions as usize);
+        loop {
+            let revisions = store.log_since(history.revision(), READ_BATCH * 10).await?;
+            if revisions.is_empty() {
+                break;
+            }
+            for r in &revisions {
+                history.load(r.revision, &r.changes);
+            }
         }
-        for r in &revisions {
-            history.load(r.revision, &r.changes);
+        if store.log_horizon().await? != horizon {
+            tracing::info!("the change log was compacted while it was read; reading it again");
+            continue;
         }
+        history.forget_before(horizon);
+        return Ok(history);
     }
-    history.forget_before(horizon);
-    Ok(history)
 }
 
 struct Task {
@@ -231,7 +246,10 @@ impl Task {
                     self.head.fetch_max(known, Ordering::Relaxed);
                     self.catch_up().await;
                 }
-                _ = poll.tick() => self.catch_up().await,
+                _ = poll.tick() => {
+                    self.reload_if_behind_horizon().await;
+                    self.catch_up().await;
+                }
                 _ = heartbeat.tick() => self.heartbeat(),
                 _ = compact.tick() => self.compact(),
             }
@@ -252,6 +270,7 @@ impl Task {
             if revisions.is_empty() {
                 break;
             }
+            let rows: usize = revisions.iter().map(|r| r.changes.len()).sum();
             let started = Instant::now();
             for r in &revisions {
                 if r.revision <= self.history.revision() {
@@ -269,7 +288,8 @@ impl Task {
             }
             self.metrics.fanout_seconds.observe(started.elapsed().as_secs_f64());
             self.note_revision();
-            if (revisions.len() as u64) < READ_BATCH {
+            if (rows as u64) < READ_BATCH {
+                // The read reached the end of what is numbered.
                 break;
             }
         }
@@ -278,6 +298,36 @@ impl Task {
             for request in std::mem::take(&mut self.pending) {
                 self.subscribe(request);
             }
+        }
+    }
+
+    /// A hub that fell further behind than the log keeps (the log was compacted past the
+    /// revision it is at) would miss deletions: it reads the log afresh, and its streams are
+    /// closed so their agents resume (with a snapshot) from the new views.
+    async fn reload_if_behind_horizon(&mut self) {
+        let horizon = match self.store.log_horizon().await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the change log's horizon failed");
+                return;
+            }
+        };
+        if horizon <= self.history.revision() {
+            return;
+        }
+        tracing::warn!(
+            revision = self.history.revision(),
+            horizon,
+            "the change log was compacted past this server's views; reading it again"
+        );
+        match load(&self.store, self.config).await {
+            Ok(history) => {
+                self.history = history;
+                self.streams.clear();
+                self.share_all();
+                self.note_revision();
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the change log failed; retrying"),
         }
     }
 
@@ -312,7 +362,7 @@ impl Task {
             self.streams.remove(host);
         }
         if gone {
-            self.share();
+            self.share(host);
         }
     }
 
@@ -341,12 +391,15 @@ impl Task {
         let revision = self.history.revision();
         let host = request.host.as_str();
         if let Some(since) = request.since {
-            if since > revision && self.pending.len() < 10_000 {
+            let waited = request.waiting_since.is_some_and(|t| t.elapsed() >= PENDING_DEADLINE);
+            if since > revision && self.pending.len() < 10_000 && !waited {
                 // The agent was served by a server further ahead; wait until this one reads
-                // that far (the next catch-up retries, and snapshots if the log has no such
-                // revision).
+                // that far (the next catch-up retries). A revision the log does not reach
+                // gets a snapshot, and so does one still unread after the deadline.
                 let head = self.head.load(Ordering::Relaxed);
                 if since <= head {
+                    let mut request = request;
+                    request.waiting_since.get_or_insert_with(Instant::now);
                     self.pending.push(request);
                     return;
                 }
@@ -372,23 +425,36 @@ impl Task {
             snapshot,
         };
         if request.reply.send(subscription).is_ok() {
-            self.streams.entry(request.host).or_default().push(Stream { queue, delivered });
-            self.share();
+            self.streams.entry(request.host.clone()).or_default().push(Stream { queue, delivered });
+            self.share(&request.host);
         }
     }
 
-    /// Publish who is connected, for the metrics.
-    fn share(&self) {
+    /// Publish who of `host` is connected, for the metrics.
+    fn share(&self, host: &str) {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match self.streams.get(host) {
+            Some(streams) => {
+                shared.insert(host.to_string(), gauges(streams));
+            }
+            None => {
+                shared.remove(host);
+            }
+        }
+    }
+
+    /// Publish every connected stream, for the metrics.
+    fn share_all(&self) {
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         shared.clear();
         for (host, streams) in &self.streams {
-            let gauges = streams
-                .iter()
-                .map(|s| StreamGauge { delivered: s.delivered.clone(), queue: s.queue.downgrade() })
-                .collect();
-            shared.insert(host.clone(), gauges);
+            shared.insert(host.clone(), gauges(streams));
         }
     }
+}
+
+fn gauges(streams: &[Stream]) -> Vec<StreamGauge> {
+    streams.iter().map(|s| StreamGauge { delivered: s.delivered.clone(), queue: s.queue.downgrade() }).collect()
 }
 
 fn encode(message: &StreamMessage) -> Bytes {

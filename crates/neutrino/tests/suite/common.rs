@@ -18,6 +18,8 @@ pub struct TestServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: Option<TempDir>,
     pg_db: Option<String>,
+    /// The database's connection string (for a second server on it).
+    connection: String,
 }
 
 impl Drop for TestServer {
@@ -93,7 +95,7 @@ pub async fn start(backend: Backend, mut config: ServerConfig) -> Option<TestSer
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(neutrino_server::serve(App::new(store.clone(), config).await.unwrap(), listener));
-    Some(TestServer { api: ApiClient::new(&base), base, store, task, _dir: dir, pg_db })
+    Some(TestServer { api: ApiClient::new(&base), base, store, task, _dir: dir, pg_db, connection })
 }
 
 /// Run `body` once per backend. Declares `<name>_sqlite` and `<name>_postgres` tests.
@@ -136,14 +138,12 @@ pub async fn second_server(first: &TestServer) -> TestServer {
 
 /// [`second_server`] with its own configuration.
 pub async fn second_server_with(first: &TestServer, config: ServerConfig) -> TestServer {
-    let db = first.pg_db.clone().expect("a PostgreSQL server");
-    let base_url = pg_admin_url().rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
-    let connection = format!("{base_url}/{db}");
+    let connection = first.connection.clone();
     let config = ServerConfig { connection: connection.clone(), ..config };
     let store = neutrino_store::Store::connect(&connection, 8).await.expect("connect store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(neutrino_server::serve(App::new(store.clone(), config).await.unwrap(), listener));
     // The database belongs to `first`, which drops it.
-    TestServer { api: ApiClient::new(&base), base, store, task, _dir: None, pg_db: None }
+    TestServer { api: ApiClient::new(&base), base, store, task, _dir: None, pg_db: None, connection }
 }

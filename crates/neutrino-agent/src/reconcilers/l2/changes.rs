@@ -3,7 +3,7 @@
 use super::{is_managed_bridge, is_managed_vlan, is_managed_vxlan, reconcile, reconcile_network, Outcome};
 use crate::reconcilers::{PassOutcome, Reconciler, Scope};
 use futures::future::BoxFuture;
-use neutrino_api::agent::HostState;
+use neutrino_api::agent::{HostState, LocalPort};
 use neutrino_dataplane::{DataPlane, Fdb, LinkEvent, Links, Neighbours, Observed};
 use neutrino_domain::host_intent::{compile_l2, HostCapabilities, L2Intent, NetworkIntent, Uplink};
 use neutrino_domain::naming::{bridge_name, is_vlan_subinterface_of, tap_name};
@@ -99,17 +99,40 @@ impl<D: DataPlane> Reconciler<D> for L2Reconciler {
     }
 }
 
-/// The networks (by id) and taps a change since `last` concerns.
-fn concerned(
-    state: &HostState,
-    last: &Applied,
-    events: &[LinkEvent],
-    intent: &L2Intent,
-) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut networks: BTreeSet<String> = BTreeSet::new();
-    let mut taps: BTreeSet<String> = BTreeSet::new();
+/// What a change since the last pass concerns.
+#[derive(Debug, Default)]
+struct Concerned {
+    /// The networks (by id) to look at.
+    networks: BTreeSet<String>,
+    /// The taps to look at in them.
+    taps: BTreeSet<String>,
+    /// Networks one of whose own devices (bridge, VXLAN device, uplink) an event named:
+    /// all their taps are looked at (a re-created bridge has none plugged).
+    devices: BTreeSet<String>,
+}
+
+/// Whether a local port changed in a way L2 wiring sees (its status is what this agent
+/// reported: the server echoing it back changes nothing here).
+fn wiring_changed(before: Option<&LocalPort>, after: Option<&LocalPort>) -> bool {
+    match (before, after) {
+        (Some(b), Some(a)) => {
+            b.network_id != a.network_id || b.mac_address != a.mac_address || b.admin_state_up != a.admin_state_up
+        }
+        (None, None) => false,
+        _ => true,
+    }
+}
+
+/// What a change since `last` concerns.
+fn concerned(state: &HostState, last: &Applied, events: &[LinkEvent], intent: &L2Intent) -> Concerned {
+    let mut c = Concerned::default();
+    let Concerned { networks, taps, devices } = &mut c;
     if let Some(delta) = last.state.diff(state) {
         for (collection, id) in delta.keys() {
+            if collection == "local_ports" && !wiring_changed(last.state.local_ports.get(id), state.local_ports.get(id))
+            {
+                continue;
+            }
             let now = |s: &HostState| match collection {
                 "local_ports" => s.local_ports.get(id).map(|p| p.network_id.clone()),
                 "remote_ports" => s.remote_ports.get(id).map(|p| p.network_id.clone()),
@@ -132,11 +155,13 @@ fn concerned(
             for net in i.networks.values() {
                 let uplink = net.uplink.as_ref();
                 let names_it = net.bridge == *name
-                    || net.taps.contains_key(name)
                     || net.vxlan.as_ref().is_some_and(|(v, _)| v == name)
                     || uplink.is_some_and(|u| u.device() == name)
                     || matches!(uplink, Some(Uplink::Vlan { parent, .. }) if parent == name);
                 if names_it {
+                    devices.insert(net.network_id.clone());
+                }
+                if names_it || net.taps.contains_key(name) {
                     networks.insert(net.network_id.clone());
                 }
             }
@@ -145,7 +170,7 @@ fn concerned(
             taps.insert(name.clone());
         }
     }
-    (networks, taps)
+    c
 }
 
 /// A pass over what changed since `last`: the concerned networks only.
@@ -158,7 +183,7 @@ async fn reconcile_changes<D: DataPlane>(
     host: &HostCapabilities,
 ) -> neutrino_dataplane::Result<Outcome> {
     let intent = compile_l2(state, IpAddr::V4(local_ip), host);
-    let (networks, mut taps) = concerned(state, last, events, &intent);
+    let Concerned { networks, mut taps, devices } = concerned(state, last, events, &intent);
     let mut out = Outcome { unwired: intent.unwired.clone(), ..Outcome::default() };
     // What is not looked at keeps its status; ports that left are forgotten.
     out.port_status = last
@@ -188,10 +213,11 @@ async fn reconcile_changes<D: DataPlane>(
         let bridge = bridge_name(network_id);
         let wired = intent.networks.get(&bridge);
         let old = last.intent.networks.get(&bridge);
-        let changed = match (wired, old) {
-            (Some(net), Some(o)) => o.mtu != net.mtu || o.vxlan != net.vxlan || o.uplink != net.uplink,
-            _ => true,
-        };
+        let changed = devices.contains(network_id)
+            || match (wired, old) {
+                (Some(net), Some(o)) => o.mtu != net.mtu || o.vxlan != net.vxlan || o.uplink != net.uplink,
+                _ => true,
+            };
         if changed {
             all_taps.insert(network_id);
         }
@@ -205,8 +231,17 @@ async fn reconcile_changes<D: DataPlane>(
         let old = last.intent.networks.get(&bridge);
         match intent.networks.get(&bridge) {
             Some(net) => {
-                let filter = if all_taps.contains(network_id.as_str()) { None } else { Some(&taps) };
-                let observed = observe_network(dp, net, filter).await?;
+                let mut filter = if all_taps.contains(network_id.as_str()) { None } else { Some(&taps) };
+                let mut observed = observe_network(dp, net, filter).await?;
+                let bridge_ok = observed.links.iter().any(|l| l.name == net.bridge && l.up);
+                if filter.is_some() && !bridge_ok {
+                    // The bridge is gone or down (whatever the events said): every tap of
+                    // the network is plugged and decided again.
+                    filter = None;
+                    observed = observe_network(dp, net, None).await?;
+                    out.port_status
+                        .retain(|id, _| state.local_ports.get(id).is_none_or(|p| p.network_id != *network_id));
+                }
                 reconcile_network(dp, net, &observed, local_ip, &mut out, filter).await?;
                 if let Some(old) = old.filter(|o| o.uplink != net.uplink || o.vxlan != net.vxlan) {
                     tear_down(dp, old, &intent, host, &mut out, false).await?;

@@ -287,6 +287,43 @@ async fn a_pass_over_one_change_reads_only_what_it_concerns() {
     assert!(dp.reads().links - reads.links <= 3, "bridge, VXLAN device, the new tap: {:?}", dp.reads());
 }
 
+#[tokio::test]
+async fn a_bridge_deleted_under_the_agent_is_made_again_with_its_taps() {
+    let dp = MemoryDataPlane::new();
+    dp.add_external_link(&tap_name(PORT), LinkKind::Veth);
+    let mut l2 = L2Reconciler::new(local_ip(), host());
+    assert_eq!(l2.pass(&dp, &state(), &Scope::Full).await.unwrap().port_status[PORT], "ACTIVE");
+    let bridge = "brq0817d5d7-a3";
+    dp.remove_external_link(bridge);
+    let out = l2.pass(&dp, &state(), &Scope::Changes(vec![LinkEvent::Removed(bridge.into())])).await.unwrap();
+    assert_eq!(out.port_status[PORT], "ACTIVE");
+    let seen = dp.snapshot();
+    assert_eq!(seen.link(&tap_name(PORT)).unwrap().master.as_deref(), Some(bridge), "the tap is plugged again");
+    assert_eq!(seen.link("vxlan-42").unwrap().master.as_deref(), Some(bridge));
+    // Even without the event (a pass for something else), a missing bridge is noticed.
+    dp.remove_external_link(bridge);
+    let mut s = state();
+    s.remote_ports.clear();
+    l2.pass(&dp, &s, &Scope::Changes(Vec::new())).await.unwrap();
+    assert_eq!(dp.snapshot().link(&tap_name(PORT)).unwrap().master.as_deref(), Some(bridge));
+    assert_eq!(reconcile(&dp, &s, local_ip(), &host()).await.unwrap().changes, 0, "nothing left for a full pass");
+}
+
+#[tokio::test]
+async fn the_server_echoing_a_status_reads_nothing() {
+    let dp = MemoryDataPlane::new();
+    dp.add_external_link(&tap_name(PORT), LinkKind::Veth);
+    let mut l2 = L2Reconciler::new(local_ip(), host());
+    l2.pass(&dp, &state(), &Scope::Full).await.unwrap();
+    let mut s = state();
+    s.local_ports.get_mut(PORT).unwrap().status = "ACTIVE".into();
+    let reads = dp.reads();
+    let out = l2.pass(&dp, &s, &Scope::Changes(Vec::new())).await.unwrap();
+    assert_eq!(out.port_status[PORT], "ACTIVE");
+    assert_eq!(dp.reads().links, reads.links, "{:?}", dp.reads());
+    assert_eq!(dp.reads().entry_lists, reads.entry_lists);
+}
+
 /// A link without its index: name, kind, master, up, MTU.
 type PlainLink = (String, String, Option<String>, bool, u32);
 
@@ -358,6 +395,23 @@ async fn passes_over_changes_reach_what_full_passes_reach() {
                             tunnel_ip: format!("192.0.2.{}", rng.gen_range(12..15)),
                         };
                         s.remote_ports.insert(id, remote);
+                    }
+                }
+                8 if rng.gen_bool(0.3) => {
+                    // Someone deletes one of our bridges or VXLAN devices.
+                    let names: Vec<String> = full_dp
+                        .snapshot()
+                        .links
+                        .iter()
+                        .filter(|l| l.name.starts_with("brq") || l.name.starts_with("vxlan-"))
+                        .map(|l| l.name.clone())
+                        .collect();
+                    if !names.is_empty() {
+                        let name = names[rng.gen_range(0..names.len())].clone();
+                        for dp in [&changes_dp, &full_dp] {
+                            dp.remove_external_link(&name);
+                        }
+                        events.push(LinkEvent::Removed(name));
                     }
                 }
                 _ => {
