@@ -18,5 +18,6 @@ pub mod segments;
 pub mod subnet;
 pub mod subnet_pools;
 pub mod topology;
+pub mod validators;
 
 pub use error::DomainError;

@@ -200,7 +200,7 @@ pub fn enforced_attributes(resource: &str) -> &'static [&'static str] {
         "subnetpool" => &["is_default", "shared"],
         "address_scope" | "security_group" => &["shared"],
         // Neutron's own rbac extension marks these.
-        "rbac_policy" => &["object_type", "object_id", "target_tenant", "target_project", "action"],
+        "rbac_policy" => &["object_type", "object_id", "target_tenant", "action"],
         _ => &[],
     }
 }

@@ -160,7 +160,12 @@ pub fn over_quota(resources: &[QuotaResource]) -> DomainError {
 
 /// Refuse one more of `resource` when `used` already reaches `limit`.
 pub fn check_one_more(resource: QuotaResource, limit: i64, used: i64) -> Result<(), DomainError> {
-    if fits(limit, used, 1) {
+    check_more(resource, limit, used, 1)
+}
+
+/// Refuse `more` of `resource` when they do not fit under `limit` beside `used`.
+pub fn check_more(resource: QuotaResource, limit: i64, used: i64, more: i64) -> Result<(), DomainError> {
+    if fits(limit, used, more) {
         Ok(())
     } else {
         Err(over_quota(&[resource]))

@@ -112,6 +112,20 @@ pub fn allocate_prefix(spec: &PoolSpec, used: &[IpNet], len: u8) -> Result<IpNet
     ))
 }
 
+/// A pool's `default_quota` (per project; 0 or none: no limit), counted as Neutron does: in
+/// addresses for IPv4 and in /64s for IPv6, over the project's subnets from the pool plus the
+/// one asked for (of length `len`).
+pub fn check_pool_quota(ip_version: u8, quota: Option<u64>, held: &[IpNet], len: u8) -> Result<(), DomainError> {
+    let Some(quota) = quota.filter(|q| *q > 0) else { return Ok(()) };
+    let unit: i32 = if ip_version == 4 { 32 } else { 64 };
+    let units = |prefixlen: u8| 2f64.powi(unit - i32::from(prefixlen));
+    let used: f64 = held.iter().map(|n| units(n.prefix_len())).sum();
+    if used + units(len) > quota as f64 {
+        return Err(DomainError::conflict("SubnetPoolQuotaExceeded", "Per-tenant subnet pool prefix quota exceeded."));
+    }
+    Ok(())
+}
+
 /// A specific CIDR asked from a pool: inside its prefixes, allowed size, not taken.
 pub fn check_specific(spec: &PoolSpec, used: &[IpNet], cidr: IpNet) -> Result<(), DomainError> {
     check_prefixlen(spec, cidr.prefix_len())?;
@@ -133,6 +147,20 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_pool_quota_counts_addresses_for_ipv4_and_64s_for_ipv6() {
+        assert!(check_pool_quota(4, None, &[net("10.0.0.0/8")], 8).is_ok(), "no quota");
+        assert!(check_pool_quota(4, Some(0), &[net("10.0.0.0/8")], 8).is_ok(), "0 is no quota");
+        assert!(check_pool_quota(4, Some(4), &[], 30).is_ok());
+        assert!(check_pool_quota(4, Some(4), &[], 29).is_err());
+        assert!(check_pool_quota(4, Some(8), &[net("10.0.0.0/30")], 30).is_ok());
+        let e = check_pool_quota(4, Some(8), &[net("10.0.0.0/30"), net("10.0.0.4/31")], 30).unwrap_err();
+        assert_eq!(e.to_string(), "Per-tenant subnet pool prefix quota exceeded.");
+        assert!(check_pool_quota(6, Some(1), &[], 64).is_ok());
+        assert!(check_pool_quota(6, Some(1), &[], 63).is_err());
+        assert!(check_pool_quota(6, Some(1), &[net("2001:db8::/65")], 65).is_ok(), "half a /64 each");
     }
 
     #[test]

@@ -55,13 +55,13 @@ const UPDATE_ATTRS: &[&str] = &[
     "port_security_enabled",
     "router:external",
     "qos_policy_id",
+    "is_default",
     "dns_domain",
 ];
 
 /// Network attributes accepted only with their defaults until their features exist.
-fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 2] {
-    use serde_json::json;
-    [("qos_policy_id", json!(null)), ("is_default", json!(false))]
+fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 1] {
+    [("qos_policy_id", serde_json::Value::Null)]
 }
 
 /// `dns_domain`: with DNS integration, validated; without it, only the empty default.
@@ -199,6 +199,9 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         revision_number: 1,
     };
     net.tags = crate::tags::tags_on_create(attrs)?;
+    // Neutron makes sure the project has its `default` security group whenever one of its
+    // networks or ports is created or updated.
+    store::ensure_default_group(tx, &net.project_id).await?;
     store::insert_network(tx, &mut net, &plans).await?;
     let segments: Vec<SegmentView> =
         store::network_segments(tx.conn(), &net.id).await?.into_iter().map(SegmentView::from).collect();
@@ -208,6 +211,13 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     store::set_network_mtu(tx, &net.id, net.mtu).await?;
     if net.shared {
         store::set_network_shared(tx, &net.id, &net.project_id, true).await?;
+    }
+    if net.router_external {
+        store::set_network_external(tx, &net.id, &net.project_id, true).await?;
+        if let Some(true) = attrs.boolean("is_default")? {
+            store::set_network_default(tx, &net.id, true).await?;
+            net.is_default = Some(true);
+        }
     }
     app.store.finish_network(&mut net);
     store::insert_initial_tags(tx, "networks", &net.id, &net.tags).await?;
@@ -281,10 +291,21 @@ async fn update(
         neutrino_domain::mtu::check_subnets_fit(&id, mtu, &versions)?;
         patch.mtu = Some(mtu);
     }
-    let mut net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
+    let net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
     if let Some(shared) = patch.shared {
         store::set_network_shared(&mut tx, &id, &net.project_id, shared).await?;
     }
+    if let Some(external) = patch.router_external {
+        store::set_network_external(&mut tx, &id, &net.project_id, external).await?;
+    }
+    if let Some(is_default) = attrs.boolean("is_default")? {
+        store::set_network_default(&mut tx, &id, is_default).await?;
+    }
+    let mut net = if patch.router_external.is_some() || attrs.has("is_default") {
+        store::get_network(tx.conn(), &id).await?
+    } else {
+        net
+    };
     tx.commit().await?;
     app.store.finish_network(&mut net);
     Ok(one(StatusCode::OK, "network", &net, &[]))

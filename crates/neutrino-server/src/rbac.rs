@@ -1,4 +1,5 @@
-//! `/v2.0/rbac-policies`: `access_as_shared` on networks, for one project or `*`.
+//! `/v2.0/rbac-policies`: `access_as_shared` and `access_as_external` on networks, for one
+//! project or `*`.
 
 use crate::create::{create_all, Names};
 use crate::error::{HttpError, HttpResult};
@@ -13,6 +14,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use neutrino_api::ApiError;
+use neutrino_domain::validators::{is_uuid_like, not_a_uuid};
 use neutrino_store::{self as store, RbacPolicy, Tx};
 
 pub fn routes() -> Router<App> {
@@ -21,24 +23,23 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/rbac-policies/{id}", get(show).put(update).delete(delete))
 }
 
-const CREATE_ATTRS: &[&str] =
-    &["object_type", "object_id", "action", "target_tenant", "target_project", "project_id", "tenant_id"];
-const UPDATE_ATTRS: &[&str] = &["target_tenant", "target_project"];
+const CREATE_ATTRS: &[&str] = &["object_type", "object_id", "action", "target_tenant", "project_id", "tenant_id"];
+const UPDATE_ATTRS: &[&str] = &["target_tenant"];
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
     let names = Names { resource: "rbac_policy", collection: "rbac_policies", allowed: &[CREATE_ATTRS] };
     create_all(&app, &headers, &body, names, create_one).await
 }
 
+/// `target_tenant`, validated as Neutron 29 does (`type:valid_target_project`).
 fn target_of(attrs: &Attrs) -> Result<Option<String>, ApiError> {
-    let a = attrs.string("target_tenant", 255)?;
-    let b = attrs.string("target_project", 255)?;
-    if let (Some(a), Some(b)) = (&a, &b) {
-        if a != b {
-            return Err(ApiError::bad_request("'target_tenant' and 'target_project' do not match"));
-        }
+    let Some(target) = attrs.string("target_tenant", 255)? else { return Ok(None) };
+    if target != "*" && !is_uuid_like(&target) {
+        return Err(ApiError::invalid_input(format!(
+            "'{target}' is not a valid target project ID; expected a UUID or '*'"
+        )));
     }
-    Ok(a.or(b))
+    Ok(Some(target))
 }
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<RbacPolicy> {
@@ -50,18 +51,30 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         return Err(ApiError::invalid_attribute("object_type", format!("'{object_type}' is not in ['network']")).into());
     }
     let action = attrs.string("action", 255)?.unwrap_or_default();
-    if action != "access_as_shared" {
-        return Err(ApiError::invalid_attribute("action", format!("'{action}' is not in ['access_as_shared']")).into());
+    if !store::NETWORK_ACTIONS.contains(&action.as_str()) {
+        let valid = store::NETWORK_ACTIONS.map(|a| format!("'{a}'")).join(", ");
+        return Err(ApiError::invalid_attribute("action", format!("'{action}' is not in [{valid}]")).into());
     }
     let target = target_of(attrs)?.ok_or_else(|| {
         ApiError::bad_request("Failed to parse request. Required attribute 'target_tenant' not specified")
     })?;
-    let object_id = attrs.string("object_id", 36)?.unwrap_or_default();
+    let object_id = attrs.string("object_id", 255)?.unwrap_or_default();
+    if !is_uuid_like(&object_id) {
+        return Err(ApiError::invalid_attribute("object_id", not_a_uuid(&object_id)).into());
+    }
     let network = store::get_network(tx.conn(), &object_id).await?;
     let ctx = crate::auth::current();
-    if !ctx.is_admin && ctx.project_id() != Some(network.project_id.as_str()) {
-        // Only the owner shares a network; others do not learn more than that it is not theirs.
-        return Err(HttpError(ApiError::not_found("network", &object_id)));
+    if let Some(project) = ctx.project_id().filter(|p| !ctx.is_admin && *p != network.project_id) {
+        // Only the owner manipulates a network's policies: a network the caller sees is a
+        // 400 (as Neutron), one it does not see does not exist.
+        let ids = [object_id.clone()];
+        let visible = network.shared
+            || !store::networks_shared_with(tx.conn(), project, &ids).await?.is_empty()
+            || !store::networks_external_to(tx.conn(), project, &ids).await?.is_empty();
+        if !visible {
+            return Err(HttpError(ApiError::not_found("network", &object_id)));
+        }
+        return Err(ApiError::invalid_input("Only admins can manipulate policies on networks they do not own").into());
     }
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     let policy = RbacPolicy {
@@ -71,8 +84,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         object_type,
         object_id,
         action,
-        target_tenant: target.clone(),
-        target_project: target,
+        target_tenant: target,
     };
     store::insert_rbac_policy(tx, &policy).await?;
     Ok(policy)
@@ -100,7 +112,7 @@ async fn update(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> 
     let mut tx = app.store.begin().await?;
     let mut policy = store::get_rbac_policy(tx.conn(), &id).await?;
     if let Some(target) = target_of(&attrs)? {
-        if target != policy.target_project {
+        if target != policy.target_tenant {
             policy = store::retarget_rbac_policy(&mut tx, &policy, &target).await?;
         }
     }

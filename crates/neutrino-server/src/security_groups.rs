@@ -88,12 +88,23 @@ async fn create_group(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs
     Ok(store::get_group(tx.conn(), &id).await?)
 }
 
+/// Neutron creates a project's `default` group when its groups or rules are first listed:
+/// the project filtered on, or else the caller's.
+async fn ensure_listed_default(app: &App, headers: &HeaderMap, filters: &[store::Filter]) -> HttpResult<()> {
+    let filtered = ["project_id", "tenant_id"]
+        .iter()
+        .find_map(|key| filters.iter().find(|f| f.attribute == *key).and_then(|f| f.values.first().cloned()))
+        .filter(|p| !p.is_empty());
+    let project = filtered.unwrap_or_else(|| request_project(app, headers));
+    let mut tx = app.store.begin().await?;
+    store::ensure_default_group(&mut tx, &project).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 async fn list_groups(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
-    // Neutron creates the caller's `default` group when it first looks at its groups.
-    let mut tx = app.store.begin().await?;
-    store::ensure_default_group(&mut tx, &request_project(&app, &headers)).await?;
-    tx.commit().await?;
+    ensure_listed_default(&app, &headers, &q.filters).await?;
     let mut c = app.store.reader().await?;
     let groups = store::list_groups(&mut c, &q.filters, &q.page).await?;
     let info = PageInfo { headers: &headers, collection: "security-groups", raw_query: raw.as_deref(), page: &q.page };
@@ -215,6 +226,7 @@ async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs)
 
 async fn list_rules(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
+    ensure_listed_default(&app, &headers, &q.filters).await?;
     let mut c = app.store.reader().await?;
     let rules = store::list_rules(&mut c, &q.filters, &q.page).await?;
     let info =

@@ -244,6 +244,8 @@ async fn update_range(
     if let Some(d) = attrs.nullable_string("description")? {
         range.description = d;
     }
+    // The ids in use in the range now (`get_range` fills them).
+    let in_use: Vec<u32> = range.used.keys().filter_map(|k| k.parse().ok()).collect();
     if let Some(m) = attrs.uint("minimum")? {
         range.minimum = m.min(u32::MAX as u64) as u32;
     }
@@ -251,6 +253,11 @@ async fn update_range(
         range.maximum = m.min(u32::MAX as u64) as u32;
     }
     check_bounds(&range.network_type, range.minimum, range.maximum)?;
+    // As Neutron 29: the new bounds must still hold every id in use.
+    let (lowest, highest) = (in_use.iter().min(), in_use.iter().max());
+    if lowest.is_some_and(|l| range.minimum > *l) || highest.is_some_and(|h| range.maximum < *h) {
+        return Err(store::range_in_use(&id).into());
+    }
     range.updated_at = store::now_timestamp();
     store::update_range(&mut tx, &range).await?;
     let range = store::get_range(tx.conn(), &id).await?;

@@ -15,6 +15,7 @@ use axum::Router;
 use neutrino_api::resources::{AddressScope, SubnetPool};
 use neutrino_api::ApiError;
 use neutrino_domain::subnet_pools::validate_pool;
+use neutrino_domain::validators::{is_uuid_like, not_a_uuid};
 use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
@@ -36,8 +37,9 @@ const POOL_UPDATE_ATTRS: &[&str] = &[
     "max_prefixlen",
     "address_scope_id",
     "is_default",
+    "default_quota",
 ];
-const POOL_CREATE_ONLY_ATTRS: &[&str] = &["shared", "project_id", "tenant_id", "tags", "default_quota"];
+const POOL_CREATE_ONLY_ATTRS: &[&str] = &["shared", "project_id", "tenant_id", "tags"];
 
 fn ip_version_of(attrs: &Attrs) -> Result<u8, ApiError> {
     attrs.required("ip_version")?;
@@ -92,6 +94,13 @@ async fn update_scope(State(app): State<App>, Path(id): Path<String>, body: Byte
         scope.name = n;
     }
     if let Some(s) = attrs.boolean("shared")? {
+        if scope.shared && !s {
+            return Err(ApiError::bad_request_kind(
+                "AddressScopeUpdateError",
+                format!("Unable to update address scope {id} : Shared address scope can't be unshared."),
+            )
+            .into());
+        }
         scope.shared = s;
     }
     store::update_scope(&mut tx, &scope).await?;
@@ -104,6 +113,35 @@ async fn delete_scope(State(app): State<App>, Path(id): Path<String>) -> HttpRes
     store::delete_scope(&mut tx, &id).await?;
     tx.commit().await?;
     Ok(no_content())
+}
+
+/// `default_quota` as neutron-lib converts it (an integer, or a string of one; `null` clears
+/// it) and validates it (`type:non_negative`).
+fn default_quota(attrs: &Attrs) -> Result<Option<Option<u64>>, ApiError> {
+    let Some(value) = attrs.raw("default_quota") else { return Ok(None) };
+    let number = match value {
+        serde_json::Value::Null => return Ok(Some(None)),
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
+        serde_json::Value::Bool(b) => Some(*b as i64),
+        _ => None,
+    };
+    match number {
+        Some(n) if n >= 0 => Ok(Some(Some(n as u64))),
+        Some(n) => Err(ApiError::invalid_attribute("default_quota", format!("'{n}' should be non-negative"))),
+        None => Err(ApiError::invalid_attribute("default_quota", format!("'{value}' is not an integer"))),
+    }
+}
+
+/// `address_scope_id` (`type:uuid_or_none`).
+fn address_scope_of(attrs: &Attrs) -> Result<Option<Option<String>>, ApiError> {
+    let scope = attrs.nullable_string("address_scope_id")?;
+    if let Some(Some(id)) = &scope {
+        if !is_uuid_like(id) {
+            return Err(ApiError::invalid_attribute("address_scope_id", not_a_uuid(id)));
+        }
+    }
+    Ok(scope)
 }
 
 /// A prefix length given as a number or a numeric string.
@@ -162,7 +200,6 @@ async fn create_pools(State(app): State<App>, headers: HeaderMap, body: Bytes) -
 
 async fn create_pool(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SubnetPool> {
     attrs.required("prefixes")?;
-    attrs.only_defaults(&[("default_quota", serde_json::Value::Null)])?;
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     let now = store::now_timestamp();
     let mut pool = SubnetPool {
@@ -175,10 +212,10 @@ async fn create_pool(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs)
         min_prefixlen: String::new(),
         max_prefixlen: String::new(),
         ip_version: 0,
-        address_scope_id: attrs.nullable_string("address_scope_id")?.flatten(),
+        address_scope_id: address_scope_of(attrs)?.flatten(),
         is_default: attrs.boolean("is_default")?.unwrap_or(false),
         shared: attrs.boolean("shared")?.unwrap_or(false),
-        default_quota: None,
+        default_quota: default_quota(attrs)?.flatten(),
         description: attrs.string("description", 255)?.unwrap_or_default(),
         tags: crate::tags::tags_on_create(attrs)?,
         created_at: now.clone(),
@@ -225,11 +262,28 @@ async fn update_pool(
     if let Some(d) = attrs.string("description", 255)? {
         pool.description = d;
     }
-    if let Some(scope) = attrs.nullable_string("address_scope_id")? {
+    // A pool on an address scope the caller does not own (a shared one) cannot be changed.
+    if let Some(scope_id) = pool.address_scope_id.clone() {
+        let scope = store::get_scope(tx.conn(), &scope_id).await?;
+        let ctx = crate::auth::current();
+        if !ctx.is_admin && ctx.project_id().is_some_and(|p| p != scope.project_id) {
+            return Err(ApiError::bad_request_kind(
+                "IllegalSubnetPoolUpdate",
+                format!(
+                    "Illegal subnetpool update : subnetpool {id} cannot be updated when associated with shared address scope {scope_id}."
+                ),
+            )
+            .into());
+        }
+    }
+    if let Some(scope) = address_scope_of(&attrs)? {
         pool.address_scope_id = scope;
     }
     if let Some(d) = attrs.boolean("is_default")? {
         pool.is_default = d;
+    }
+    if let Some(q) = default_quota(&attrs)? {
+        pool.default_quota = q;
     }
     pool_bounds(&attrs, &mut pool)?;
     pool.updated_at = store::now_timestamp();

@@ -16,7 +16,7 @@ use neutrino_api::resources::{AllocationPool, HostRoute, Subnet};
 use neutrino_api::ApiError;
 use neutrino_domain::ipam::IpRange;
 use neutrino_domain::subnet::{parse_cidr, validate_subnet, GatewayRequest, SubnetRequest, ValidSubnet};
-use neutrino_domain::subnet_pools::{allocate_prefix, check_specific};
+use neutrino_domain::subnet_pools::{allocate_prefix, check_pool_quota, check_specific};
 use neutrino_store::{self as store, Tx};
 use serde_json::Value;
 
@@ -120,7 +120,12 @@ fn service_types_of(attrs: &Attrs) -> Result<Option<Vec<String>>, ApiError> {
 
 /// The CIDR of a new subnet: the one given, or one allocated from its subnet pool (the one
 /// named, or the default pool of the IP version with `use_default_subnetpool`).
-async fn subnet_cidr(tx: &mut Tx, attrs: &Attrs, ip_version: u8) -> HttpResult<(String, Option<String>)> {
+async fn subnet_cidr(
+    tx: &mut Tx,
+    attrs: &Attrs,
+    ip_version: u8,
+    project_id: &str,
+) -> HttpResult<(String, Option<String>)> {
     let given = attrs.string("cidr", 64)?;
     let pool_id = match attrs.nullable_string("subnetpool_id")?.flatten() {
         Some(id) => Some(id),
@@ -144,7 +149,8 @@ async fn subnet_cidr(tx: &mut Tx, attrs: &Attrs, ip_version: u8) -> HttpResult<(
         })?;
         return Ok((cidr, None));
     };
-    let (pool, used) = store::lock_pool_for_allocation(tx, &pool_id).await?;
+    let store::PoolAllocations { pool, used, by_project } =
+        store::lock_pool_for_allocation(tx, &pool_id, project_id).await?;
     if pool.ip_version != ip_version {
         return Err(ApiError::bad_request_kind(
             "BadRequest",
@@ -156,15 +162,18 @@ async fn subnet_cidr(tx: &mut Tx, attrs: &Attrs, ip_version: u8) -> HttpResult<(
         .into());
     }
     let spec = store::pool_spec(&pool);
+    let quota = |len: u8| check_pool_quota(ip_version, pool.default_quota, &by_project, len);
     let cidr = match given {
         Some(text) => {
             let cidr = parse_cidr(&text, ip_version)?;
+            quota(cidr.prefix_len())?;
             check_specific(&spec, &used, cidr)?;
             cidr
         }
         None => {
             let len =
                 attrs.uint("prefixlen")?.map(|v| u8::try_from(v).unwrap_or(u8::MAX)).unwrap_or(spec.default_prefixlen);
+            quota(len)?;
             allocate_prefix(&spec, &used, len)?
         }
     };
@@ -195,7 +204,8 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     let ip_version = attrs.uint("ip_version")?.unwrap_or_default();
     let version = u8::try_from(ip_version).unwrap_or(0);
     let network = store::get_network(tx.conn(), &network_id).await?;
-    let (cidr, subnetpool_id) = subnet_cidr(tx, attrs, version).await?;
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+    let (cidr, subnetpool_id) = subnet_cidr(tx, attrs, version, &project_id).await?;
     let request = SubnetRequest {
         ip_version: version,
         cidr,
@@ -207,7 +217,6 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         ipv6_address_mode: attrs.nullable_string("ipv6_address_mode")?.flatten(),
         enable_dhcp: attrs.boolean("enable_dhcp")?.unwrap_or(true),
     };
-    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     let existing: Vec<ipnet::IpNet> =
         store::network_subnets(tx.conn(), &network_id).await?.iter().filter_map(|s| s.cidr.parse().ok()).collect();
     let valid = validate_subnet(&request, &network_id, &existing)?;

@@ -43,7 +43,8 @@ pub use quotas::{
 };
 pub use rbac::{
     delete_object_policies, delete_rbac_policy, get_rbac_policy, insert_rbac_policy, list_rbac_policies,
-    networks_shared_with, retarget_rbac_policy, set_network_shared, RbacPolicy,
+    networks_external_to, networks_shared_with, retarget_rbac_policy, set_network_default, set_network_external,
+    set_network_shared, RbacPolicy, NETWORK_ACTIONS,
 };
 pub use rows::Page;
 pub use security_groups::{
@@ -51,14 +52,15 @@ pub use security_groups::{
     list_groups, list_rules, set_port_groups, update_group,
 };
 pub use segment_ranges::{
-    default_read_only, delete_range, get_range, insert_range, list_ranges, sync_default_ranges, update_range,
+    default_read_only, delete_range, get_range, insert_range, list_ranges, range_in_use, sync_default_ranges,
+    update_range,
 };
 pub use segments::{
     add_segments, delete_segment, get_segment, list_segments, network_segments, update_segment, SegmentOwner,
 };
 pub use subnet_pools::{
     default_pool, delete_pool, delete_scope, get_pool, get_scope, insert_pool, insert_scope, list_pools, list_scopes,
-    lock_pool_for_allocation, pool_spec, update_pool, update_scope,
+    lock_pool_for_allocation, pool_spec, update_pool, update_scope, PoolAllocations,
 };
 pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
 pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH, TAGGABLE};

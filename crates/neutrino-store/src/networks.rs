@@ -21,6 +21,7 @@ const COLUMNS: &[Column] = &[
     col("status", "status", T::Text),
     col("shared", "shared", T::Bool),
     col("router:external", "router_external", T::Bool),
+    col("is_default", "is_default", T::Bool),
     col("port_security_enabled", "port_security_enabled", T::Bool),
     col("mtu", "mtu", T::Int),
     col("provider:network_type", "network_type", T::Text),
@@ -33,7 +34,7 @@ const COLUMNS: &[Column] = &[
 
 const SELECT: &str = "SELECT id, project_id, name, description, admin_state_up, status, shared, router_external, \
     port_security_enabled, mtu, network_type, physical_network, segmentation_id, created_at, updated_at, \
-    revision_number, availability_zone_hints, dns_domain FROM networks";
+    revision_number, availability_zone_hints, dns_domain, is_default FROM networks";
 
 fn decode(row: &AnyRow) -> Result<Network> {
     let project_id = text(row, "project_id")?;
@@ -56,7 +57,7 @@ fn decode(row: &AnyRow) -> Result<Network> {
             segmentation_id: opt_int(row, "segmentation_id")?.map(|v| v as u32),
         }),
         segments: None,
-        is_default: None,
+        is_default: Some(boolean(row, "is_default")?),
         availability_zone_hints: json(row, "availability_zone_hints")?,
         availability_zones: Vec::new(),
         ipv4_address_scope: None,
@@ -154,7 +155,7 @@ async fn attach_related(c: &mut AnyConnection, nets: &mut [Network], all: bool) 
             n.segments = Some(segments);
         }
         n.availability_zones = zones_of.remove(&n.id).unwrap_or_default();
-        n.is_default = n.router_external.then_some(false);
+        n.is_default = n.router_external.then(|| n.is_default.unwrap_or(false));
         n.subnets = subnets_of.remove(&n.id).unwrap_or_default();
         n.tags = tags_of.remove(&n.id).unwrap_or_default();
         n.ipv4_address_scope = scope_of.get(&(n.id.clone(), 4)).cloned();

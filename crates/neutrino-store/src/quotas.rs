@@ -10,7 +10,7 @@
 //! creator's count includes them. A bulk create counts its own earlier items the same way.
 
 use crate::{Backend, Result, Tx};
-use neutrino_domain::quotas::{check_new_limit, check_one_more, QuotaDefaults, QuotaResource};
+use neutrino_domain::quotas::{check_more, check_new_limit, QuotaDefaults, QuotaResource};
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
 
@@ -117,6 +117,11 @@ pub async fn delete_project_limits(tx: &mut Tx, project_id: &str) -> Result<bool
 /// Refuse creating one more `resource` for `project_id` when the project is at its limit.
 /// Called by every store insert of a counted resource, before its row is written.
 pub async fn enforce_quota(tx: &mut Tx, resource: QuotaResource, project_id: &str) -> Result<()> {
+    enforce_quota_for(tx, resource, project_id, 1).await
+}
+
+/// Refuse creating `more` of `resource` for `project_id` when they do not fit its limit.
+pub async fn enforce_quota_for(tx: &mut Tx, resource: QuotaResource, project_id: &str, more: i64) -> Result<()> {
     let defaults = tx.quota_defaults.clone();
     if project_limits(tx.conn(), &defaults, project_id).await?[&resource] < 0 {
         return Ok(());
@@ -128,7 +133,7 @@ pub async fn enforce_quota(tx: &mut Tx, resource: QuotaResource, project_id: &st
         return Ok(());
     }
     let used = quota_usage(tx.conn(), project_id, resource).await?;
-    Ok(check_one_more(resource, limit, used)?)
+    Ok(check_more(resource, limit, used, more)?)
 }
 
 /// Serialize, until this transaction ends, everything that counts `resource` for `project_id`.

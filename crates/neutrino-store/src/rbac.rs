@@ -1,5 +1,7 @@
-//! RBAC policies (`access_as_shared` on networks). A network's `shared` attribute is its
-//! wildcard policy; the `shared` column mirrors it for fast visibility checks.
+//! RBAC policies on networks: `access_as_shared` (a network's `shared` attribute is its
+//! wildcard policy; the `shared` column mirrors it for fast visibility checks) and
+//! `access_as_external` (the network is external while any exists: `router_external`
+//! mirrors that; a network made external gets a wildcard one).
 
 use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{text, Page};
@@ -11,7 +13,12 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::collections::BTreeSet;
 
-/// One policy, as the API shows it.
+/// The actions a network policy may have.
+pub const NETWORK_ACTIONS: [&str; 2] = ["access_as_external", "access_as_shared"];
+pub const ACCESS_AS_SHARED: &str = "access_as_shared";
+pub const ACCESS_AS_EXTERNAL: &str = "access_as_external";
+
+/// One policy, as the API shows it (Neutron shows the target as `target_tenant` only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RbacPolicy {
     pub id: String,
@@ -21,7 +28,6 @@ pub struct RbacPolicy {
     pub object_id: String,
     pub action: String,
     pub target_tenant: String,
-    pub target_project: String,
 }
 
 const COLUMNS: &[Column] = &[
@@ -32,7 +38,6 @@ const COLUMNS: &[Column] = &[
     col("object_id", "object_id", T::Text),
     col("action", "action", T::Text),
     col("target_tenant", "target_project", T::Text),
-    col("target_project", "target_project", T::Text),
 ];
 
 const SELECT: &str = "SELECT id, project_id, object_type, object_id, action, target_project FROM rbac_policies";
@@ -47,8 +52,7 @@ fn decode(row: &AnyRow) -> Result<RbacPolicy> {
         object_type: text(row, "object_type")?,
         object_id: text(row, "object_id")?,
         action: text(row, "action")?,
-        target_tenant: target.clone(),
-        target_project: target,
+        target_tenant: target,
     })
 }
 
@@ -86,13 +90,13 @@ pub async fn insert_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
     .bind(p.object_type.clone())
     .bind(p.object_id.clone())
     .bind(p.action.clone())
-    .bind(p.target_project.clone())
+    .bind(p.target_tenant.clone())
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 0 {
         return Err(duplicate());
     }
-    sync_shared_column(tx, &p.object_id).await?;
+    sync_network_columns(tx, &p.object_id).await?;
     tx.record_change(Resource::RbacPolicy, &p.id, Operation::Create);
     tx.record_change(Resource::Network, &p.object_id, Operation::Update);
     if p.object_type == "network" {
@@ -103,7 +107,7 @@ pub async fn insert_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
 
 /// Change a policy's target, after checking nobody loses access they depend on.
 pub async fn retarget_rbac_policy(tx: &mut Tx, p: &RbacPolicy, new_target: &str) -> Result<RbacPolicy> {
-    ensure_not_in_use(tx, p).await?;
+    ensure_not_in_use(tx, p, Some(new_target)).await?;
     let done = sqlx::query("UPDATE rbac_policies SET target_project = $1 WHERE id = $2")
         .bind(new_target.to_string())
         .bind(p.id.clone())
@@ -114,7 +118,7 @@ pub async fn retarget_rbac_policy(tx: &mut Tx, p: &RbacPolicy, new_target: &str)
         Err(e) if e.is_unique_violation() => return Err(duplicate()),
         other => other?,
     };
-    sync_shared_column(tx, &p.object_id).await?;
+    sync_network_columns(tx, &p.object_id).await?;
     tx.record_change(Resource::RbacPolicy, &p.id, Operation::Update);
     tx.record_change(Resource::Network, &p.object_id, Operation::Update);
     if p.object_type == "network" {
@@ -124,9 +128,9 @@ pub async fn retarget_rbac_policy(tx: &mut Tx, p: &RbacPolicy, new_target: &str)
 }
 
 pub async fn delete_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
-    ensure_not_in_use(tx, p).await?;
+    ensure_not_in_use(tx, p, None).await?;
     sqlx::query("DELETE FROM rbac_policies WHERE id = $1").bind(p.id.clone()).execute(tx.conn()).await?;
-    sync_shared_column(tx, &p.object_id).await?;
+    sync_network_columns(tx, &p.object_id).await?;
     tx.record_change(Resource::RbacPolicy, &p.id, Operation::Delete);
     tx.record_change(Resource::Network, &p.object_id, Operation::Update);
     if p.object_type == "network" {
@@ -135,9 +139,26 @@ pub async fn delete_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
     Ok(())
 }
 
-/// Refuse to remove `p` while a project that would lose access to the network (not its owner,
-/// not covered by another policy) has ports on it, as Neutron does.
-async fn ensure_not_in_use(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
+fn policy_in_use(object_id: &str, details: &str) -> StoreError {
+    StoreError::Domain(DomainError::conflict(
+        "RbacPolicyInUse",
+        format!("RBAC policy on object {object_id} cannot be removed because other objects depend on it.\nDetails: {details}"),
+    ))
+}
+
+/// Refuse to remove or retarget `p` while something depends on it, as Neutron does: for
+/// `access_as_shared`, a project that would lose access to the network (not its owner, not
+/// covered by another policy) and has ports on it; for `access_as_external`, the default
+/// external network's wildcard. (Routers, which also depend on external access, do not exist
+/// yet.)
+async fn ensure_not_in_use(tx: &mut Tx, p: &RbacPolicy, new_target: Option<&str>) -> Result<()> {
+    if p.action == ACCESS_AS_EXTERNAL {
+        let default = tx.any_row("SELECT id FROM networks WHERE id = $1 AND is_default", &p.object_id).await?;
+        if p.target_tenant == "*" && default && new_target != Some("*") {
+            return Err(policy_in_use(&p.object_id, "Default external networks must be shared to everyone."));
+        }
+        return Ok(());
+    }
     let others = sqlx::query(
         "SELECT target_project FROM rbac_policies WHERE object_type = 'network' AND object_id = $1 \
          AND action = 'access_as_shared' AND id <> $2",
@@ -162,58 +183,126 @@ async fn ensure_not_in_use(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
         .map(|r| text(r, "project_id"))
         .collect::<Result<Vec<_>>>()?
         .into_iter()
-        .any(|project| !remaining.contains(&project) && (p.target_project == "*" || p.target_project == project));
+        .any(|project| !remaining.contains(&project) && (p.target_tenant == "*" || p.target_tenant == project));
     if losing {
-        return Err(StoreError::Domain(DomainError::conflict(
-            "RbacPolicyInUse",
-            format!(
-                "RBAC policy on object {} cannot be removed because other objects depend on it.\nDetails: Callback \
-                 neutron.plugins.ml2.plugin.Ml2Plugin.validate_network_rbac_policy_change failed with \"Unable to \
-                 reconfigure sharing settings for network {}. Multiple tenants are using it.\"",
-                p.object_id, p.object_id
+        return Err(policy_in_use(
+            &p.object_id,
+            &format!(
+                "Callback neutron.plugins.ml2.plugin.Ml2Plugin.validate_network_rbac_policy_change failed with \
+                 \"Unable to reconfigure sharing settings for network {}. Multiple tenants are using it.\"",
+                p.object_id
             ),
-        )));
+        ));
     }
     Ok(())
 }
 
-/// The `shared` column is true exactly while a wildcard `access_as_shared` policy exists.
-async fn sync_shared_column(tx: &mut Tx, network_id: &str) -> Result<()> {
+/// The `shared` column is true exactly while a wildcard `access_as_shared` policy exists, and
+/// `router_external` while any `access_as_external` one does (a network no longer external
+/// is no longer the default one).
+async fn sync_network_columns(tx: &mut Tx, network_id: &str) -> Result<()> {
     sqlx::query(
         "UPDATE networks SET shared = EXISTS (SELECT 1 FROM rbac_policies WHERE object_type = 'network' \
-         AND object_id = $1 AND action = 'access_as_shared' AND target_project = '*') WHERE id = $1",
+         AND object_id = $1 AND action = 'access_as_shared' AND target_project = '*'), \
+         router_external = EXISTS (SELECT 1 FROM rbac_policies WHERE object_type = 'network' \
+         AND object_id = $1 AND action = 'access_as_external') WHERE id = $1",
     )
     .bind(network_id.to_string())
     .execute(tx.conn())
     .await?;
+    sqlx::query("UPDATE networks SET is_default = false WHERE id = $1 AND NOT router_external")
+        .bind(network_id.to_string())
+        .execute(tx.conn())
+        .await?;
     Ok(())
+}
+
+/// The wildcard policy of `action` on a network, if it has one.
+async fn wildcard_policy(tx: &mut Tx, network_id: &str, action: &str) -> Result<Option<RbacPolicy>> {
+    let row = sqlx::query(&format!(
+        "{SELECT} WHERE object_type = 'network' AND object_id = $1 AND action = $2 AND target_project = '*'"
+    ))
+    .bind(network_id.to_string())
+    .bind(action.to_string())
+    .fetch_optional(tx.conn())
+    .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// A wildcard policy of `action` on a network, owned by the network's project.
+async fn add_wildcard(tx: &mut Tx, network_id: &str, owner: &str, action: &str) -> Result<()> {
+    let p = RbacPolicy {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: owner.to_string(),
+        tenant_id: owner.to_string(),
+        object_type: "network".into(),
+        object_id: network_id.to_string(),
+        action: action.into(),
+        target_tenant: "*".into(),
+    };
+    insert_rbac_policy(tx, &p).await
 }
 
 /// `shared` on a network: add or remove its wildcard policy (owned by the network's project).
 pub async fn set_network_shared(tx: &mut Tx, network_id: &str, owner: &str, shared: bool) -> Result<()> {
-    let existing = sqlx::query(&format!(
-        "{SELECT} WHERE object_type = 'network' AND object_id = $1 AND action = 'access_as_shared' AND target_project = '*'"
-    ))
-    .bind(network_id.to_string())
-    .fetch_optional(tx.conn())
-    .await?;
-    match (existing, shared) {
-        (None, true) => {
-            let p = RbacPolicy {
-                id: uuid::Uuid::new_v4().to_string(),
-                project_id: owner.to_string(),
-                tenant_id: owner.to_string(),
-                object_type: "network".into(),
-                object_id: network_id.to_string(),
-                action: "access_as_shared".into(),
-                target_tenant: "*".into(),
-                target_project: "*".into(),
-            };
-            insert_rbac_policy(tx, &p).await
-        }
-        (Some(row), false) => delete_rbac_policy(tx, &decode(&row)?).await,
+    match (wildcard_policy(tx, network_id, ACCESS_AS_SHARED).await?, shared) {
+        (None, true) => add_wildcard(tx, network_id, owner, ACCESS_AS_SHARED).await,
+        (Some(p), false) => delete_rbac_policy(tx, &p).await,
         _ => Ok(()),
     }
+}
+
+/// `router:external` on a network, as Neutron sets it: making it external adds a wildcard
+/// `access_as_external` policy; making it internal removes every such policy, unless a
+/// router's gateway is on it.
+pub async fn set_network_external(tx: &mut Tx, network_id: &str, owner: &str, external: bool) -> Result<()> {
+    if external {
+        if wildcard_policy(tx, network_id, ACCESS_AS_EXTERNAL).await?.is_none() {
+            add_wildcard(tx, network_id, owner, ACCESS_AS_EXTERNAL).await?;
+        }
+        return Ok(());
+    }
+    let gateways = "SELECT id FROM ports WHERE network_id = $1 AND device_owner = 'network:router_gateway' LIMIT 1";
+    if tx.any_row(gateways, network_id).await? {
+        return Err(StoreError::Domain(DomainError::conflict(
+            "ExternalNetworkInUse",
+            format!("External network {network_id} cannot be updated to be non-external, because it has existing gateway ports."),
+        )));
+    }
+    sqlx::query("DELETE FROM rbac_policies WHERE object_type = 'network' AND object_id = $1 AND action = $2")
+        .bind(network_id.to_string())
+        .bind(ACCESS_AS_EXTERNAL)
+        .execute(tx.conn())
+        .await?;
+    sync_network_columns(tx, network_id).await?;
+    tx.record_change(Resource::Network, network_id, Operation::Update);
+    Ok(())
+}
+
+/// `is_default` on an external network: at most one is the default (Neutron's
+/// `DefaultExternalNetworkExists`).
+pub async fn set_network_default(tx: &mut Tx, network_id: &str, is_default: bool) -> Result<()> {
+    if is_default {
+        let other = sqlx::query("SELECT id FROM networks WHERE is_default AND id <> $1")
+            .bind(network_id.to_string())
+            .fetch_optional(tx.conn())
+            .await?;
+        if let Some(other) = other {
+            return Err(StoreError::Domain(DomainError::conflict(
+                "DefaultExternalNetworkExists",
+                format!(
+                    "Unable to set network {network_id} as default; network {} is the default one.",
+                    text(&other, "id")?
+                ),
+            )));
+        }
+    }
+    sqlx::query("UPDATE networks SET is_default = $1 WHERE id = $2 AND router_external")
+        .bind(is_default)
+        .bind(network_id.to_string())
+        .execute(tx.conn())
+        .await?;
+    Ok(())
 }
 
 /// Of `network_ids`, those shared with `project` by a policy naming it (not the wildcard).
@@ -222,14 +311,38 @@ pub async fn networks_shared_with(
     project: &str,
     network_ids: &[String],
 ) -> Result<BTreeSet<String>> {
+    networks_with_policy(c, ACCESS_AS_SHARED, &[project], network_ids).await
+}
+
+/// Of `network_ids`, those external to `project`: an `access_as_external` policy names it or
+/// is a wildcard.
+pub async fn networks_external_to(
+    c: &mut AnyConnection,
+    project: &str,
+    network_ids: &[String],
+) -> Result<BTreeSet<String>> {
+    networks_with_policy(c, ACCESS_AS_EXTERNAL, &[project, "*"], network_ids).await
+}
+
+async fn networks_with_policy(
+    c: &mut AnyConnection,
+    action: &str,
+    targets: &[&str],
+    network_ids: &[String],
+) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for chunk in network_ids.chunks(500) {
-        let placeholders = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let first = targets.len() + 2;
+        let targets_sql = (2..first).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let placeholders = (first..chunk.len() + first).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         let sql = format!(
-            "SELECT object_id FROM rbac_policies WHERE object_type = 'network' AND action = 'access_as_shared' \
-             AND target_project = $1 AND object_id IN ({placeholders})"
+            "SELECT object_id FROM rbac_policies WHERE object_type = 'network' AND action = $1 \
+             AND target_project IN ({targets_sql}) AND object_id IN ({placeholders})"
         );
-        let mut q = sqlx::query(&sql).bind(project.to_string());
+        let mut q = sqlx::query(&sql).bind(action.to_string());
+        for t in targets {
+            q = q.bind(t.to_string());
+        }
         for id in chunk {
             q = q.bind(id.clone());
         }

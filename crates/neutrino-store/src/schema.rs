@@ -20,7 +20,23 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0012_rbac", RBAC),
     ("0013_quotas", QUOTAS),
     ("0014_change_log", CHANGE_LOG),
+    ("0015_subnetpool_quota", SUBNETPOOL_QUOTA),
+    ("0016_external_networks", EXTERNAL_NETWORKS),
 ];
+
+/// External networks as Neutron keeps them: `router_external` mirrors whether any
+/// `access_as_external` policy exists (a network made external gets a wildcard one, owned by
+/// its project), and `is_default` marks the default external network. The policy of an
+/// existing external network takes its id with the first character changed.
+const EXTERNAL_NETWORKS: &str = r#"
+ALTER TABLE networks ADD COLUMN is_default BOOLEAN NOT NULL DEFAULT false;
+INSERT INTO rbac_policies (id, project_id, object_type, object_id, action, target_project)
+    SELECT CASE WHEN substr(id, 1, 1) = 'e' THEN 'f' ELSE 'e' END || substr(id, 2), project_id, 'network', id,
+        'access_as_external', '*' FROM networks WHERE router_external
+"#;
+
+/// A pool's `default_quota`: how much of it one project may allocate (NULL: no limit).
+const SUBNETPOOL_QUOTA: &str = "ALTER TABLE subnetpools ADD COLUMN default_quota BIGINT";
 
 /// The change log (see `change_log.rs`): one row per object image, numbered by revision
 /// (`NULL` until a PostgreSQL sequencer numbers it). The earlier log of bare ids goes; the

@@ -150,7 +150,11 @@ fn uuid_like() -> String {
 /// `security_group` quota; its automatic rules are part of the group, as in Neutron, and are
 /// not refused by the `security_group_rule` quota (they still count as used).
 pub async fn insert_group(tx: &mut Tx, group: &SecurityGroup, rules: &[ValidRule]) -> Result<()> {
-    crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::SecurityGroup, &group.project_id).await?;
+    use neutrino_domain::quotas::QuotaResource;
+    crate::enforce_quota(tx, QuotaResource::SecurityGroup, &group.project_id).await?;
+    // Its first rules count too (Neutron checks them before creating the group).
+    crate::quotas::enforce_quota_for(tx, QuotaResource::SecurityGroupRule, &group.project_id, rules.len() as i64)
+        .await?;
     insert_group_rows(tx, group, rules).await
 }
 

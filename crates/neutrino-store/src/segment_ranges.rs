@@ -172,9 +172,17 @@ pub async fn insert_range(tx: &mut Tx, r: &NetworkSegmentRange) -> Result<()> {
 
 /// Default ranges belong to the configuration.
 pub fn default_read_only(id: &str) -> StoreError {
-    StoreError::Domain(DomainError::conflict(
+    StoreError::Domain(DomainError::bad_request(
         "NetworkSegmentRangeDefaultReadOnly",
         format!("Network Segment Range {id} is a default segment range which could not be updated or deleted."),
+    ))
+}
+
+/// A range whose ids project networks use.
+pub fn range_in_use(id: &str) -> StoreError {
+    StoreError::Domain(DomainError::conflict(
+        "NetworkSegmentRangeReferencedByProject",
+        format!("Network Segment Range {id} is referenced by one or more project networks."),
     ))
 }
 
@@ -206,10 +214,7 @@ pub async fn delete_range(tx: &mut Tx, id: &str) -> Result<()> {
         return Err(default_read_only(id));
     }
     if !r.used.is_empty() {
-        return Err(StoreError::Domain(DomainError::conflict(
-            "NetworkSegmentRangeReferencedByProject",
-            format!("Network Segment Range {id} is referenced by one or more tenant networks."),
-        )));
+        return Err(range_in_use(id));
     }
     sqlx::query("DELETE FROM network_segment_ranges WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     tx.record_change(Resource::SegmentRange, id, Operation::Delete);

@@ -1,7 +1,7 @@
 //! Address scopes and subnet pools.
 
 use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
-use crate::rows::{boolean, int, json, opt_text, text, Page};
+use crate::rows::{boolean, int, json, opt_int, opt_text, text, Page};
 use crate::{Result, StoreError, Tx};
 use ipnet::IpNet;
 use neutrino_api::resources::{AddressScope, SubnetPool};
@@ -33,13 +33,15 @@ const POOL_COLUMNS: &[Column] = &[
     col("default_prefixlen", "default_prefixlen", T::Int),
     col("min_prefixlen", "min_prefixlen", T::Int),
     col("max_prefixlen", "max_prefixlen", T::Int),
+    col("default_quota", "default_quota", T::NullableInt),
     col("revision_number", "revision_number", T::Int),
 ];
 
 const SCOPE_SELECT: &str = "SELECT id, project_id, name, ip_version, shared FROM address_scopes";
 const POOL_SELECT: &str =
     "SELECT id, project_id, name, description, ip_version, prefixes, min_prefixlen, max_prefixlen, \
-    default_prefixlen, address_scope_id, is_default, shared, created_at, updated_at, revision_number FROM subnetpools";
+    default_prefixlen, address_scope_id, is_default, shared, default_quota, created_at, updated_at, revision_number \
+    FROM subnetpools";
 
 fn decode_scope(row: &AnyRow) -> Result<AddressScope> {
     let project_id = text(row, "project_id")?;
@@ -68,7 +70,7 @@ fn decode_pool(row: &AnyRow) -> Result<SubnetPool> {
         address_scope_id: opt_text(row, "address_scope_id")?,
         is_default: boolean(row, "is_default")?,
         shared: boolean(row, "shared")?,
-        default_quota: None,
+        default_quota: opt_int(row, "default_quota")?.map(|q| q as u64),
         description: text(row, "description")?,
         tags: Vec::new(),
         created_at: text(row, "created_at")?,
@@ -207,7 +209,7 @@ async fn check_scope(tx: &mut Tx, pool: &SubnetPool) -> Result<()> {
         let theirs: Vec<String> = json(r, "prefixes")?;
         let theirs: Vec<IpNet> = theirs.iter().filter_map(|p| p.parse().ok()).collect();
         if any_overlap(&mine, &theirs) {
-            return Err(DomainError::bad_request(
+            return Err(DomainError::conflict(
                 "AddressScopePrefixConflict",
                 "Failed to associate address scope: subnetpools within an address scope must have unique prefixes.",
             )
@@ -233,8 +235,8 @@ pub async fn insert_pool(tx: &mut Tx, p: &SubnetPool) -> Result<()> {
     crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::Subnetpool, &p.project_id).await?;
     sqlx::query(
         "INSERT INTO subnetpools (id, project_id, name, description, ip_version, prefixes, min_prefixlen, max_prefixlen, \
-         default_prefixlen, address_scope_id, is_default, shared, created_at, updated_at, revision_number) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         default_prefixlen, address_scope_id, is_default, shared, created_at, updated_at, revision_number, \
+         default_quota) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(p.id.clone())
     .bind(p.project_id.clone())
@@ -251,6 +253,7 @@ pub async fn insert_pool(tx: &mut Tx, p: &SubnetPool) -> Result<()> {
     .bind(p.created_at.clone())
     .bind(p.updated_at.clone())
     .bind(p.revision_number as i64)
+    .bind(p.default_quota.map(|q| q.min(i64::MAX as u64) as i64))
     .execute(tx.conn())
     .await
     .map_err(|e| default_conflict(e.into(), p.ip_version))?;
@@ -263,7 +266,7 @@ pub async fn update_pool(tx: &mut Tx, p: &SubnetPool, expected_revision: u64) ->
     check_scope(tx, p).await?;
     let done = sqlx::query(
         "UPDATE subnetpools SET name = $1, description = $2, prefixes = $3, min_prefixlen = $4, max_prefixlen = $5, \
-         default_prefixlen = $6, address_scope_id = $7, is_default = $8, updated_at = $9, \
+         default_prefixlen = $6, address_scope_id = $7, is_default = $8, updated_at = $9, default_quota = $12, \
          revision_number = revision_number + 1 WHERE id = $10 AND revision_number = $11",
     )
     .bind(p.name.clone())
@@ -277,6 +280,7 @@ pub async fn update_pool(tx: &mut Tx, p: &SubnetPool, expected_revision: u64) ->
     .bind(p.updated_at.clone())
     .bind(p.id.clone())
     .bind(expected_revision as i64)
+    .bind(p.default_quota.map(|q| q.min(i64::MAX as u64) as i64))
     .execute(tx.conn())
     .await
     .map_err(|e| default_conflict(e.into(), p.ip_version))?;
@@ -298,19 +302,36 @@ pub async fn delete_pool(tx: &mut Tx, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a pool has handed out, locked for the next allocation.
+pub struct PoolAllocations {
+    pub pool: SubnetPool,
+    /// Every subnet taken from it.
+    pub used: Vec<IpNet>,
+    /// Those of them the allocating project holds (for the pool's `default_quota`).
+    pub by_project: Vec<IpNet>,
+}
+
 /// Lock the pool for allocation (PostgreSQL row lock; SQLite already has one writer) and
 /// return it with the subnets already taken from it. Two subnets allocated at once from one
-/// pool are thereby handed out one after the other, never the same prefix twice.
-pub async fn lock_pool_for_allocation(tx: &mut Tx, id: &str) -> Result<(SubnetPool, Vec<IpNet>)> {
+/// pool are thereby handed out one after the other, never the same prefix twice, and a
+/// project's quota of the pool is counted once.
+pub async fn lock_pool_for_allocation(tx: &mut Tx, id: &str, project_id: &str) -> Result<PoolAllocations> {
     sqlx::query("UPDATE subnetpools SET revision_number = revision_number WHERE id = $1")
         .bind(id.to_string())
         .execute(tx.conn())
         .await?;
     let pool = get_pool(tx.conn(), id).await?;
-    let rows = sqlx::query("SELECT cidr FROM subnets WHERE subnetpool_id = $1")
+    let rows = sqlx::query("SELECT cidr, project_id FROM subnets WHERE subnetpool_id = $1")
         .bind(id.to_string())
         .fetch_all(tx.conn())
         .await?;
-    let used = rows.iter().filter_map(|r| text(r, "cidr").ok()?.parse().ok()).collect();
-    Ok((pool, used))
+    let (mut used, mut by_project) = (Vec::new(), Vec::new());
+    for r in &rows {
+        let Ok(cidr) = text(r, "cidr")?.parse::<IpNet>() else { continue };
+        if text(r, "project_id")? == project_id {
+            by_project.push(cidr);
+        }
+        used.push(cidr);
+    }
+    Ok(PoolAllocations { pool, used, by_project })
 }

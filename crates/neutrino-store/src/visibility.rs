@@ -8,13 +8,16 @@ use crate::Result;
 /// are checked against each table's columns).
 pub const VISIBLE_TO: &str = "__visible_to";
 
-const NETWORK_SHARED_WITH: &str =
-    "SELECT object_id FROM rbac_policies WHERE object_type = 'network' AND action = 'access_as_shared' AND target_project = {}";
+/// Networks shared with the project by a policy naming it, or external to it (a policy naming
+/// it or the wildcard): Neutron's network query hook admits both actions.
+const NETWORK_SHARED_WITH: &str = "SELECT object_id FROM rbac_policies WHERE object_type = 'network' AND \
+    ((action = 'access_as_shared' AND target_project = {}) OR \
+    (action = 'access_as_external' AND target_project IN ({}, '*')))";
 
 /// The condition for each table, `{}` standing for the project.
 pub(crate) fn clause(table: &str) -> Option<String> {
     Some(match table {
-        "networks" => format!("(project_id = {{}} OR shared OR router_external OR id IN ({NETWORK_SHARED_WITH}))"),
+        "networks" => format!("(project_id = {{}} OR shared OR id IN ({NETWORK_SHARED_WITH}))"),
         "subnets" => format!(
             "(project_id = {{}} OR network_id IN (SELECT id FROM networks WHERE project_id = {{}} OR shared) \
              OR network_id IN ({NETWORK_SHARED_WITH}))"

@@ -392,14 +392,19 @@ fn missing(e: StoreError) -> Result<Option<Value>, HttpError> {
 }
 
 /// What the policy needs of a network, as the caller sees it: `shared` also when shared with the
-/// caller's project alone.
+/// caller's project alone, `router:external` only when external to it.
 async fn network_target(app: &App, id: &str) -> Result<Option<Value>, HttpError> {
     let mut c = app.store.reader().await?;
     let Some(access) = store::network_access(&mut c, id).await? else { return Ok(None) };
-    let mut shared = access.shared;
+    let (mut shared, mut external) = (access.shared, access.router_external);
     if let Some(project) = current().project_id() {
+        let ids = [id.to_string()];
         if !shared && access.project_id != project {
-            shared = !store::networks_shared_with(&mut c, project, &[id.to_string()]).await?.is_empty();
+            shared = !store::networks_shared_with(&mut c, project, &ids).await?.is_empty();
+        }
+        // External to this project only when a policy makes it so (or it owns it).
+        if external && access.project_id != project {
+            external = !store::networks_external_to(&mut c, project, &ids).await?.is_empty();
         }
     }
     Ok(Some(serde_json::json!({
@@ -407,7 +412,7 @@ async fn network_target(app: &App, id: &str) -> Result<Option<Value>, HttpError>
         "project_id": access.project_id,
         "tenant_id": access.project_id,
         "shared": shared,
-        "router:external": access.router_external,
+        "router:external": external,
     })))
 }
 

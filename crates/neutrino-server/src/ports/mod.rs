@@ -285,6 +285,8 @@ async fn update(
     if if_match_revision(&headers)?.is_some_and(|r| r != expected) {
         return Err(store::StoreError::RevisionMismatch.into());
     }
+    // As Neutron before any port update: the project's `default` group exists again.
+    store::ensure_default_group(&mut tx, &port.project_id).await?;
     if let Some(v) = attrs.string("name", 255)? {
         port.name = v;
     }

@@ -194,7 +194,7 @@ on_both_backends!(
             s.api.delete(&format!("/v2.0/ports/{p}")).await.unwrap();
         }
         s.store.sequence().await.unwrap();
-    assert!(s.store.compact_log(5).await.unwrap() > 0);
+        assert!(s.store.compact_log(5).await.unwrap() > 0);
         // A new server loads the compacted log (long runs of revisions with nothing left in
         // them) and serves what the tables say; so does an agent resuming from before the
         // horizon.

@@ -85,7 +85,7 @@ on_both_backends!(
             .post("/v2.0/subnetpools", json!({"subnetpool": {"name": "clash", "prefixes": ["198.18.128.0/17"], "address_scope_id": scope_id}}))
             .await,
     );
-        assert_eq!((status, kind.as_str()), (400, "AddressScopePrefixConflict"));
+        assert_eq!((status, kind.as_str()), (409, "AddressScopePrefixConflict"));
 
         let net = s.api.create_network("pooled").await.unwrap();
         let net_id = net["id"].as_str().unwrap().to_string();
@@ -116,6 +116,28 @@ on_both_backends!(
         assert_eq!(status, 400);
         let (status, _, _) = error_of(subnet(json!({"network_id": net2["id"], "ip_version": 4})).await);
         assert_eq!(status, 400, "no cidr and no pool");
+        // A project's quota of a pool counts addresses (IPv4): 256 + 64 used of 384.
+        let limited = s
+            .api
+            .put(&format!("/v2.0/subnetpools/{pool_id}"), json!({"subnetpool": {"default_quota": 384}}))
+            .await
+            .unwrap();
+        assert_eq!(limited["subnetpool"]["default_quota"], 384);
+        let net3 = s.api.create_network("pooled3").await.unwrap();
+        let third = json!({"network_id": net3["id"], "ip_version": 4, "subnetpool_id": pool_id, "prefixlen": 25});
+        let (status, kind, _) = error_of(subnet(third).await);
+        assert_eq!((status, kind.as_str()), (409, "SubnetPoolQuotaExceeded"));
+        subnet(json!({"network_id": net3["id"], "ip_version": 4, "subnetpool_id": pool_id, "prefixlen": 26}))
+            .await
+            .unwrap();
+        let (status, _, _) = error_of(
+            s.api.put(&format!("/v2.0/subnetpools/{pool_id}"), json!({"subnetpool": {"default_quota": -1}})).await,
+        );
+        assert_eq!(status, 400);
+        s.api
+            .put(&format!("/v2.0/subnetpools/{pool_id}"), json!({"subnetpool": {"default_quota": null}}))
+            .await
+            .unwrap();
         let shown = s.api.get(&format!("/v2.0/networks/{net_id}")).await.unwrap();
         assert_eq!(shown["network"]["ipv4_address_scope"], scope_id.as_str());
         assert_eq!(shown["network"]["ipv6_address_scope"], Value::Null);

@@ -15,9 +15,9 @@ struct Callers {
 fn callers(s: &TestServer) -> Callers {
     Callers {
         admin: s.api.acting_as("admin-project", "admin,member,reader"),
-        alice: s.api.acting_as("alpha", "member,reader"),
-        rita: s.api.acting_as("alpha", "reader"),
-        bob: s.api.acting_as("beta", "member,reader"),
+        alice: s.api.acting_as("a1fa00000000000000000000000000a1", "member,reader"),
+        rita: s.api.acting_as("a1fa00000000000000000000000000a1", "reader"),
+        bob: s.api.acting_as("be7a00000000000000000000000000b2", "member,reader"),
     }
 }
 
@@ -37,7 +37,7 @@ fn ids(list: &Value, key: &str) -> Vec<String> {
 on_both_backends!(projects_are_isolated_for_every_resource_type, default_config(), |s: TestServer| async move {
     let c = callers(&s);
     let net = c.alice.create_network("a-net").await.unwrap();
-    assert_eq!(net["project_id"], "alpha");
+    assert_eq!(net["project_id"], "a1fa00000000000000000000000000a1");
     assert!(net.get("provider:network_type").is_none(), "provider attributes are for admins");
     let net_id = id(&net);
     let subnet = c.alice.create_subnet(&net_id, "203.0.113.0/24").await.unwrap();
@@ -121,8 +121,12 @@ on_both_backends!(projects_are_isolated_for_every_resource_type, default_config(
 
     // Creating in another project (refused as neutron-lib refuses the body, before any policy),
     // on another project's network, or with admin-only attributes.
-    let (st, kind) =
-        status(c.alice.post("/v2.0/networks", json!({"network": {"name": "x", "project_id": "beta"}})).await).await;
+    let (st, kind) = status(
+        c.alice
+            .post("/v2.0/networks", json!({"network": {"name": "x", "project_id": "be7a00000000000000000000000000b2"}}))
+            .await,
+    )
+    .await;
     assert_eq!((st, kind.as_str()), (400, "HTTPBadRequest"));
     for attrs in [json!({"shared": true}), json!({"provider:network_type": "vxlan"}), json!({"router:external": true})]
     {
@@ -183,7 +187,7 @@ on_both_backends!(projects_are_isolated_for_every_resource_type, default_config(
 
 on_both_backends!(shared_networks_and_rbac_policies, default_config(), |s: TestServer| async move {
     let c = callers(&s);
-    let gamma = s.api.acting_as("gamma", "member,reader");
+    let gamma = s.api.acting_as("9a3a00000000000000000000000000c3", "member,reader");
     // An admin's shared network: visible to all, usable by all, changed only by its owner.
     let shared = c.admin.post("/v2.0/networks", json!({"network": {"name": "public", "shared": true}})).await.unwrap()
         ["network"]
@@ -195,7 +199,7 @@ on_both_backends!(shared_networks_and_rbac_policies, default_config(), |s: TestS
     assert!(ids(&c.bob.get("/v2.0/subnets").await.unwrap(), "subnets").contains(&id(&shared_subnet)));
     let bobs_port =
         c.bob.post("/v2.0/ports", json!({"port": {"network_id": shared_id}})).await.unwrap()["port"].clone();
-    assert_eq!(bobs_port["project_id"], "beta");
+    assert_eq!(bobs_port["project_id"], "be7a00000000000000000000000000b2");
     assert!(
         !ids(&c.alice.get("/v2.0/ports").await.unwrap(), "ports").contains(&id(&bobs_port)),
         "alice sees no bob port"
@@ -241,14 +245,17 @@ on_both_backends!(shared_networks_and_rbac_policies, default_config(), |s: TestS
         403,
         "only admins share with everyone"
     );
-    let to_beta = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "beta"}});
+    let to_beta = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "be7a00000000000000000000000000b2"}});
     assert_eq!(
         status(c.bob.post("/v2.0/rbac-policies", to_beta.clone()).await).await.0,
         404,
         "bob cannot share alice's network"
     );
     let policy = c.alice.post("/v2.0/rbac-policies", to_beta.clone()).await.unwrap()["rbac_policy"].clone();
-    assert_eq!((policy["project_id"].as_str(), policy["target_tenant"].as_str()), (Some("alpha"), Some("beta")));
+    assert_eq!(
+        (policy["project_id"].as_str(), policy["target_tenant"].as_str()),
+        (Some("a1fa00000000000000000000000000a1"), Some("be7a00000000000000000000000000b2"))
+    );
     assert_eq!(status(c.alice.post("/v2.0/rbac-policies", to_beta).await).await, (409, "DuplicateRbacPolicy".into()));
     let seen = c.bob.get(&format!("/v2.0/networks/{net_id}")).await.unwrap();
     assert_eq!(seen["network"]["shared"], true, "shared with bob's project");
@@ -268,7 +275,10 @@ on_both_backends!(shared_networks_and_rbac_policies, default_config(), |s: TestS
     assert_eq!((st, kind.as_str()), (409, "RbacPolicyInUse"));
     let (st, _) = status(
         c.alice
-            .put(&format!("/v2.0/rbac-policies/{policy_id}"), json!({"rbac_policy": {"target_tenant": "gamma"}}))
+            .put(
+                &format!("/v2.0/rbac-policies/{policy_id}"),
+                json!({"rbac_policy": {"target_tenant": "9a3a00000000000000000000000000c3"}}),
+            )
             .await,
     )
     .await;
@@ -277,7 +287,7 @@ on_both_backends!(shared_networks_and_rbac_policies, default_config(), |s: TestS
     c.alice.delete(&format!("/v2.0/rbac-policies/{policy_id}")).await.unwrap();
     assert_eq!(status(c.bob.get(&format!("/v2.0/networks/{net_id}")).await).await.0, 404, "unshared");
     // Deleting the network deletes its policies.
-    c.alice.post("/v2.0/rbac-policies", json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "gamma"}})).await.unwrap();
+    c.alice.post("/v2.0/rbac-policies", json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "9a3a00000000000000000000000000c3"}})).await.unwrap();
     c.alice.delete(&format!("/v2.0/networks/{net_id}")).await.unwrap();
     assert!(ids(&c.admin.get(&format!("/v2.0/rbac-policies?object_id={net_id}")).await.unwrap(), "rbac_policies")
         .is_empty());
@@ -295,6 +305,60 @@ fn with_policy_file() -> ServerConfig {
     std::fs::write(&path, "# only admins read networks\n\"get_network\": \"rule:admin_only\"\n").unwrap();
     ServerConfig { policy_file: Some(path), ..default_config() }
 }
+
+on_both_backends!(external_networks_are_access_as_external_policies, default_config(), |s: TestServer| async move {
+    let c = callers(&s);
+    let bob_project = "be7a00000000000000000000000000b2";
+    let external_policies = |net: &str| format!("/v2.0/rbac-policies?object_id={net}&action=access_as_external");
+    // Made external: a wildcard policy, and every project sees the network and its subnets.
+    let public =
+        c.admin.post("/v2.0/networks", json!({"network": {"name": "pub", "router:external": true}})).await.unwrap()
+            ["network"]
+            .clone();
+    let public_id = id(&public);
+    assert_eq!(public["is_default"], false);
+    let policies = c.admin.get(&external_policies(&public_id)).await.unwrap()["rbac_policies"].clone();
+    assert_eq!(policies.as_array().unwrap().len(), 1);
+    assert_eq!(policies[0]["target_tenant"], "*");
+    assert!(policies[0].get("target_project").is_none(), "Neutron shows the target as target_tenant only");
+    c.admin
+        .post("/v2.0/subnets", json!({"subnet": {"network_id": public_id, "cidr": "203.0.113.0/24", "ip_version": 4}}))
+        .await
+        .unwrap();
+    assert_eq!(c.bob.get(&format!("/v2.0/networks/{public_id}")).await.unwrap()["network"]["router:external"], true);
+    assert_eq!(ids(&c.bob.get(&format!("/v2.0/subnets?network_id={public_id}")).await.unwrap(), "subnets").len(), 1);
+    // Made internal: its external policies go, and other projects no longer see it.
+    c.admin.put(&format!("/v2.0/networks/{public_id}"), json!({"network": {"router:external": false}})).await.unwrap();
+    assert!(c.admin.get(&external_policies(&public_id)).await.unwrap()["rbac_policies"].as_array().unwrap().is_empty());
+    assert_eq!(status(c.bob.get(&format!("/v2.0/networks/{public_id}")).await).await.0, 404);
+
+    // A policy for one project makes the network external, for that project only.
+    let policy = json!({"rbac_policy": {"object_type": "network", "object_id": public_id, "action": "access_as_external", "target_tenant": bob_project}});
+    let policy = c.admin.post("/v2.0/rbac-policies", policy).await.unwrap()["rbac_policy"].clone();
+    assert_eq!(c.admin.get(&format!("/v2.0/networks/{public_id}")).await.unwrap()["network"]["router:external"], true);
+    assert!(ids(&c.bob.get("/v2.0/networks").await.unwrap(), "networks").contains(&public_id));
+    assert!(!ids(&c.alice.get("/v2.0/networks").await.unwrap(), "networks").contains(&public_id));
+    assert_eq!(status(c.alice.get(&format!("/v2.0/networks/{public_id}")).await).await.0, 404);
+    // Bob sees it but does not own it: a 400, as Neutron.
+    let by_bob = json!({"rbac_policy": {"object_type": "network", "object_id": public_id, "action": "access_as_external", "target_tenant": bob_project}});
+    assert_eq!(status(c.bob.post("/v2.0/rbac-policies", by_bob).await).await, (400, "InvalidInput".into()));
+    // The last external policy gone, the network is internal again.
+    c.admin.delete(&format!("/v2.0/rbac-policies/{}", id(&policy))).await.unwrap();
+    assert_eq!(c.admin.get(&format!("/v2.0/networks/{public_id}")).await.unwrap()["network"]["router:external"], false);
+
+    // The default external network keeps its wildcard, and there is one default.
+    c.admin
+        .put(&format!("/v2.0/networks/{public_id}"), json!({"network": {"router:external": true, "is_default": true}}))
+        .await
+        .unwrap();
+    let wildcard = c.admin.get(&external_policies(&public_id)).await.unwrap()["rbac_policies"][0].clone();
+    let (code, kind) = status(c.admin.delete(&format!("/v2.0/rbac-policies/{}", id(&wildcard))).await).await;
+    assert_eq!((code, kind.as_str()), (409, "RbacPolicyInUse"));
+    let other = json!({"network": {"name": "pub2", "router:external": true, "is_default": true}});
+    assert_eq!(status(c.admin.post("/v2.0/networks", other).await).await, (409, "DefaultExternalNetworkExists".into()));
+    let not_uuid = json!({"rbac_policy": {"object_type": "network", "object_id": public_id, "action": "access_as_shared", "target_tenant": "bob"}});
+    assert_eq!(status(c.admin.post("/v2.0/rbac-policies", not_uuid).await).await, (400, "InvalidInput".into()));
+});
 
 on_both_backends!(a_policy_file_overrides_the_defaults, with_policy_file(), |s: TestServer| async move {
     let c = callers(&s);
@@ -330,10 +394,11 @@ on_both_backends!(checks_cannot_be_sidestepped, default_config(), |s: TestServer
         .as_array()
         .unwrap()
         .is_empty());
-    // Sharing with everyone under the other name of the target, or by changing a policy.
+    // The target has one name in Neutron 29's API (`target_tenant`), and changing a policy
+    // to everyone is refused too.
     let everyone = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_project": "*"}});
-    assert_eq!(status(c.alice.post("/v2.0/rbac-policies", everyone).await).await.0, 403);
-    let to_beta = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "beta"}});
+    assert_eq!(status(c.alice.post("/v2.0/rbac-policies", everyone).await).await.0, 400);
+    let to_beta = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": "be7a00000000000000000000000000b2"}});
     let policy = c.alice.post("/v2.0/rbac-policies", to_beta).await.unwrap()["rbac_policy"].clone();
     let widen = c
         .alice
