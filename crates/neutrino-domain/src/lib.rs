@@ -13,6 +13,7 @@ pub mod naming;
 pub mod policy;
 pub mod port_options;
 pub mod quotas;
+pub mod resources;
 pub mod security_groups;
 pub mod segments;
 pub mod subnet;

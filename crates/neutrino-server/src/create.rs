@@ -7,35 +7,28 @@ use crate::response;
 use crate::App;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use neutrino_domain::resources::ResourceDef;
 use neutrino_store::Tx;
 use serde::Serialize;
-
-/// Names of a resource in request and response bodies.
-pub struct Names {
-    pub resource: &'static str,
-    pub collection: &'static str,
-    /// Attribute lists a create accepts.
-    pub allowed: &'static [&'static [&'static str]],
-}
 
 /// Parse a create body, run `create_one` for each item inside one transaction, reply 201.
 pub async fn create_all<T, F>(
     app: &App,
     headers: &HeaderMap,
     body: &[u8],
-    names: Names,
+    def: &ResourceDef,
     create_one: F,
 ) -> HttpResult<Response>
 where
     T: Serialize,
     F: AsyncFn(&App, &mut Tx, &HeaderMap, &Attrs) -> HttpResult<T>,
 {
-    let request = parse_create(body, names.resource, names.collection, names.allowed)?;
+    let request = parse_create(body, def)?;
     let mut tx = app.store.begin().await?;
     let mut created = Vec::with_capacity(request.items.len());
     for attrs in &request.items {
         created.push(create_one(app, &mut tx, headers, attrs).await?);
     }
     tx.commit().await?;
-    Ok(response::created(names.resource, names.collection, &created, request.bulk))
+    Ok(response::created(def.member, def.collection, &created, request.bulk))
 }

@@ -46,6 +46,7 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
     ("standard-attr-tag", "Tag support for resources with standard attribute: port, subnet, subnetpool, network, security_group", "Enables to set tag on resources with standard attribute.", "2017-01-01T00:00:00-00:00"),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.", "2016-09-12T10:00:00-00:00"),
     ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not", "2019-11-26T09:00:00-00:00"),
+    ("subnet-external-network", "Subnet belongs to an external network", "Informs if the subnet belongs to an external network", "2024-02-05T18:00:00-00:00"),
     ("subnet-service-types", "Subnet service types", "Provides ability to set the subnet service_types field", "2016-03-15T18:00:00-00:00"),
     ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool", "2015-03-30T10:00:00-00:00"),
     ("tag-creation", "Tag creation extension", "Allow to create multiple tags for a resource", "2024-23-07T10:00:00-00:00"),

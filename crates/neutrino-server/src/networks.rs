@@ -1,6 +1,6 @@
 //! `/v2.0/networks`
 
-use crate::create::{create_all, Names};
+use crate::create::create_all;
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
@@ -15,6 +15,7 @@ use axum::Router;
 use neutrino_api::resources::Network;
 use neutrino_api::ApiError;
 use neutrino_domain::binding::SegmentView;
+use neutrino_domain::resources;
 use neutrino_domain::segments::{mtu_for_segment, plan_segments, ProviderRequest};
 use neutrino_store::{self as store, Tx};
 use serde_json::{Map, Value};
@@ -24,40 +25,6 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/networks", collection("network", list, create))
         .route("/v2.0/networks/{id}", get(show).put(update).delete(delete))
 }
-
-const CREATE_ATTRS: &[&str] = &[
-    "name",
-    "description",
-    "admin_state_up",
-    "shared",
-    "mtu",
-    "port_security_enabled",
-    "project_id",
-    "tenant_id",
-    "provider:network_type",
-    "provider:physical_network",
-    "provider:segmentation_id",
-    "segments",
-    "router:external",
-    "availability_zone_hints",
-    "qos_policy_id",
-    "is_default",
-    "dns_domain",
-    "tags",
-];
-
-const UPDATE_ATTRS: &[&str] = &[
-    "name",
-    "description",
-    "admin_state_up",
-    "shared",
-    "mtu",
-    "port_security_enabled",
-    "router:external",
-    "qos_policy_id",
-    "is_default",
-    "dns_domain",
-];
 
 /// Network attributes accepted only with their defaults until their features exist.
 fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 1] {
@@ -75,8 +42,7 @@ fn dns_domain_of(app: &App, attrs: &Attrs) -> Result<Option<String>, ApiError> {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "network", collection: "networks", allowed: &[CREATE_ATTRS] };
-    create_all(&app, &headers, &body, names, create_one).await
+    create_all(&app, &headers, &body, &resources::NETWORK, create_one).await
 }
 
 /// `availability_zone_hints`: each must be the zone of a registered agent.
@@ -270,7 +236,7 @@ async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "network", UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::NETWORK)?;
     attrs.only_defaults(&unsupported_network_attrs())?;
     let patch = store::NetworkPatch {
         name: attrs.string("name", 255)?,

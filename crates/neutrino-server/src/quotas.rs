@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use neutrino_api::ApiError;
 use neutrino_domain::quotas::{parse_limit, QuotaResource};
+use neutrino_domain::resources;
 use neutrino_store as store;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -121,19 +122,6 @@ async fn details(State(app): State<App>, headers: HeaderMap, Path(project_id): P
     Ok(Json(json!({ "quota": body })).into_response())
 }
 
-/// What a `PUT` body may hold: the resources, and Neutron's `force` / `check_limit` flags.
-const UPDATE_ATTRS: &[&str] = &[
-    "network",
-    "subnet",
-    "port",
-    "subnetpool",
-    "security_group",
-    "security_group_rule",
-    "rbac_policy",
-    "force",
-    "check_limit",
-];
-
 /// `PUT {"quota": {"network": 5}}`: a limit below the current usage is refused unless
 /// `"force": true` (`quota-check-limit-default`); `check_limit` is accepted for older clients.
 async fn update(
@@ -143,7 +131,7 @@ async fn update(
     body: Bytes,
 ) -> HttpResult<Response> {
     authorize(&headers, Access::Change, Some(&project_id))?;
-    let attrs = parse_body(&body, "quota", UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::QUOTA)?;
     let force = attrs.boolean("force")?.unwrap_or(false);
     attrs.boolean("check_limit")?;
     let mut limits = Vec::new();

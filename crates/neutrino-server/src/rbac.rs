@@ -1,7 +1,7 @@
 //! `/v2.0/rbac-policies`: `access_as_shared` and `access_as_external` on networks, for one
 //! project or `*`.
 
-use crate::create::{create_all, Names};
+use crate::create::create_all;
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
 use crate::request::{parse_body, parse_query, project_of, Attrs};
@@ -14,6 +14,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use neutrino_api::ApiError;
+use neutrino_domain::resources;
 use neutrino_domain::validators::{is_uuid_like, not_a_uuid};
 use neutrino_store::{self as store, RbacPolicy, Tx};
 
@@ -23,12 +24,8 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/rbac-policies/{id}", get(show).put(update).delete(delete))
 }
 
-const CREATE_ATTRS: &[&str] = &["object_type", "object_id", "action", "target_tenant", "project_id", "tenant_id"];
-const UPDATE_ATTRS: &[&str] = &["target_tenant"];
-
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "rbac_policy", collection: "rbac_policies", allowed: &[CREATE_ATTRS] };
-    create_all(&app, &headers, &body, names, create_one).await
+    create_all(&app, &headers, &body, &resources::RBAC_POLICY, create_one).await
 }
 
 /// `target_tenant`, validated as Neutron 29 does (`type:valid_target_project`).
@@ -108,7 +105,7 @@ async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQu
 }
 
 async fn update(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "rbac_policy", UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::RBAC_POLICY)?;
     let mut tx = app.store.begin().await?;
     let mut policy = store::get_rbac_policy(tx.conn(), &id).await?;
     if let Some(target) = target_of(&attrs)? {

@@ -3,6 +3,7 @@
 
 use axum::http::HeaderMap;
 use neutrino_api::ApiError;
+use neutrino_domain::resources::{BodyError, ResourceDef};
 use neutrino_store::{Filter, Page};
 use serde_json::{Map, Value};
 
@@ -11,28 +12,31 @@ pub struct Attrs {
     map: Map<String, Value>,
 }
 
-/// Parse `{"<resource>": {...}}`, refusing attributes not in `allowed`.
-pub fn parse_body(bytes: &[u8], resource: &str, allowed: &[&str]) -> Result<Attrs, ApiError> {
+/// Parse an update body, `{"<member>": {...}}`, judged by the resource's attribute map.
+pub fn parse_body(bytes: &[u8], def: &ResourceDef) -> Result<Attrs, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::malformed_body())?;
     let Value::Object(mut outer) = value else {
         return Err(ApiError::malformed_body());
     };
-    let inner = outer
-        .remove(resource)
-        .ok_or_else(|| ApiError::bad_request(format!("Unable to find '{resource}' in request body")))?;
-    attrs_of(inner, resource, &[allowed])
+    let inner = outer.remove(def.member).ok_or_else(|| missing(def.member))?;
+    let Value::Object(map) = inner else { return Err(missing(def.member)) };
+    def.check_update(map.keys().map(String::as_str)).map_err(body_error)?;
+    Ok(Attrs { map })
 }
 
-/// `allowed` is a list of attribute lists (e.g. the update attributes plus create-only ones).
-fn attrs_of(value: Value, resource: &str, allowed: &[&[&str]]) -> Result<Attrs, ApiError> {
-    let Value::Object(map) = value else {
-        return Err(ApiError::bad_request(format!("Unable to find '{resource}' in request body")));
-    };
-    let unknown: Vec<&str> =
-        map.keys().map(String::as_str).filter(|k| !allowed.iter().any(|list| list.contains(k))).collect();
-    if !unknown.is_empty() {
-        return Err(ApiError::bad_request(format!("Unrecognized attribute(s) '{}'", unknown.join(", "))));
-    }
+fn missing(member: &str) -> ApiError {
+    ApiError::bad_request(format!("Unable to find '{member}' in request body"))
+}
+
+/// A body naming attributes it may not (Neutron's 400s).
+pub fn body_error(e: BodyError) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+/// One item of a create body.
+fn create_item(value: Value, def: &ResourceDef) -> Result<Attrs, ApiError> {
+    let Value::Object(map) = value else { return Err(missing(def.member)) };
+    def.check_create(map.keys().map(String::as_str)).map_err(body_error)?;
     Ok(Attrs { map })
 }
 
@@ -43,12 +47,8 @@ pub struct CreateBody {
     pub bulk: bool,
 }
 
-pub fn parse_create(
-    bytes: &[u8],
-    resource: &str,
-    collection: &str,
-    allowed: &[&[&str]],
-) -> Result<CreateBody, ApiError> {
+pub fn parse_create(bytes: &[u8], def: &ResourceDef) -> Result<CreateBody, ApiError> {
+    let (resource, collection) = (def.member, def.collection);
     let value: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::malformed_body())?;
     let Value::Object(mut outer) = value else {
         return Err(ApiError::malformed_body());
@@ -62,7 +62,7 @@ pub fn parse_create(
                 other => other,
             };
             return Ok(CreateBody {
-                items: list.into_iter().map(|v| attrs_of(unwrap(v), resource, allowed)).collect::<Result<_, _>>()?,
+                items: list.into_iter().map(|v| create_item(unwrap(v), def)).collect::<Result<_, _>>()?,
                 bulk: true,
             });
         }
@@ -70,7 +70,7 @@ pub fn parse_create(
         None => {}
     }
     match outer.remove(resource) {
-        Some(one) => Ok(CreateBody { items: vec![attrs_of(one, resource, allowed)?], bulk: false }),
+        Some(one) => Ok(CreateBody { items: vec![create_item(one, def)?], bulk: false }),
         None => Err(ApiError::bad_request(format!("Unable to find '{resource}' in request body"))),
     }
 }
@@ -296,17 +296,18 @@ pub fn if_match_revision(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use neutrino_domain::resources;
 
     #[test]
     fn unknown_attributes_are_named() {
         let e =
-            parse_body(br#"{"network": {"name": "x", "no_such_attribute": 1}}"#, "network", &["name"]).err().unwrap();
+            parse_body(br#"{"network": {"name": "x", "no_such_attribute": 1}}"#, &resources::NETWORK).err().unwrap();
         assert_eq!(e.message, "Unrecognized attribute(s) 'no_such_attribute'");
     }
 
     #[test]
     fn malformed_json_is_bad_request() {
-        let e = parse_body(br#"{"network": {"#, "network", &["name"]).err().unwrap();
+        let e = parse_body(br#"{"network": {"#, &resources::NETWORK).err().unwrap();
         assert_eq!((e.status, e.kind.as_str()), (400, "HTTPBadRequest"));
     }
 

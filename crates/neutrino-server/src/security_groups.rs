@@ -1,6 +1,6 @@
 //! `/v2.0/security-groups` and `/v2.0/security-group-rules`.
 
-use crate::create::{create_all, Names};
+use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
 use neutrino_api::ApiError;
+use neutrino_domain::resources;
 use neutrino_domain::security_groups::{initial_rules, validate_rule, RuleRequest};
 use neutrino_store::{self as store, Tx};
 
@@ -24,23 +25,6 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/security-group-rules", collection("security_group_rule", list_rules, create_rules))
         .route("/v2.0/security-group-rules/{id}", get(show_rule).delete(delete_rule))
 }
-
-const GROUP_CREATE_ATTRS: &[&str] = &["name", "description", "stateful", "project_id", "tenant_id", "tags"];
-const GROUP_UPDATE_ATTRS: &[&str] = &["name", "description", "stateful"];
-const RULE_CREATE_ATTRS: &[&str] = &[
-    "security_group_id",
-    "direction",
-    "ethertype",
-    "protocol",
-    "port_range_min",
-    "port_range_max",
-    "remote_ip_prefix",
-    "remote_group_id",
-    "remote_address_group_id",
-    "description",
-    "project_id",
-    "tenant_id",
-];
 
 /// The project a request acts in (for the `default` group made on first use).
 fn request_project(app: &App, headers: &HeaderMap) -> String {
@@ -53,8 +37,7 @@ fn request_project(app: &App, headers: &HeaderMap) -> String {
 }
 
 async fn create_groups(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "security_group", collection: "security_groups", allowed: &[GROUP_CREATE_ATTRS] };
-    create_all(&app, &headers, &body, names, create_group).await
+    create_all(&app, &headers, &body, &resources::SECURITY_GROUP, create_group).await
 }
 
 async fn create_group(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroup> {
@@ -125,7 +108,7 @@ async fn update_group(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "security_group", GROUP_UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::SECURITY_GROUP)?;
     let mut tx = app.store.begin().await?;
     let mut g = store::get_group(tx.conn(), &id).await?;
     let expected = g.revision_number;
@@ -174,9 +157,7 @@ async fn delete_group(State(app): State<App>, Path(id): Path<String>) -> HttpRes
 }
 
 async fn create_rules(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names =
-        Names { resource: "security_group_rule", collection: "security_group_rules", allowed: &[RULE_CREATE_ATTRS] };
-    create_all(&app, &headers, &body, names, create_rule).await
+    create_all(&app, &headers, &body, &resources::SECURITY_GROUP_RULE, create_rule).await
 }
 
 /// A protocol given as a name or as a number.

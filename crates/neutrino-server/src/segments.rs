@@ -1,6 +1,6 @@
 //! `/v2.0/segments` (the segment extension) and `/v2.0/network_segment_ranges`.
 
-use crate::create::{create_all, Names};
+use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
@@ -16,6 +16,7 @@ use neutrino_api::resources::{NetworkSegmentRange, Segment};
 use neutrino_api::ApiError;
 use neutrino_domain::binding::SegmentView;
 use neutrino_domain::changes::{Operation, Resource};
+use neutrino_domain::resources;
 use neutrino_domain::segments::{max_segmentation_id, plan_segment, ProviderRequest, VLAN};
 use neutrino_store::{self as store, Tx};
 
@@ -30,21 +31,8 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/network-segment-ranges/{id}", get(show_range).put(update_range).delete(delete_range))
 }
 
-const SEGMENT_CREATE_ATTRS: &[&str] = &[
-    "network_id",
-    "network_type",
-    "physical_network",
-    "segmentation_id",
-    "name",
-    "description",
-    "project_id",
-    "tenant_id",
-];
-const SEGMENT_UPDATE_ATTRS: &[&str] = &["name", "description"];
-
 async fn create_segments(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "segment", collection: "segments", allowed: &[SEGMENT_CREATE_ATTRS] };
-    create_all(&app, &headers, &body, names, create_segment).await
+    create_all(&app, &headers, &body, &resources::SEGMENT, create_segment).await
 }
 
 /// Add a segment to a network: validated and allocated like a provider segment (a missing
@@ -88,7 +76,7 @@ async fn show_segment(State(app): State<App>, Path(id): Path<String>, RawQuery(q
 }
 
 async fn update_segment(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "segment", SEGMENT_UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::SEGMENT)?;
     let mut tx = app.store.begin().await?;
     let segment =
         store::update_segment(&mut tx, &id, attrs.nullable_string("name")?, attrs.nullable_string("description")?)
@@ -104,27 +92,8 @@ async fn delete_segment(State(app): State<App>, Path(id): Path<String>) -> HttpR
     Ok(no_content())
 }
 
-const RANGE_CREATE_ATTRS: &[&str] = &[
-    "name",
-    "description",
-    "shared",
-    "project_id",
-    "tenant_id",
-    "network_type",
-    "physical_network",
-    "minimum",
-    "maximum",
-    "tags",
-];
-const RANGE_UPDATE_ATTRS: &[&str] = &["name", "description", "minimum", "maximum"];
-
 async fn create_ranges(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names {
-        resource: "network_segment_range",
-        collection: "network_segment_ranges",
-        allowed: &[RANGE_CREATE_ATTRS],
-    };
-    create_all(&app, &headers, &body, names, create_range).await
+    create_all(&app, &headers, &body, &resources::NETWORK_SEGMENT_RANGE, create_range).await
 }
 
 /// Check a range's bounds for its type.
@@ -229,7 +198,7 @@ async fn update_range(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "network_segment_range", RANGE_UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::NETWORK_SEGMENT_RANGE)?;
     let mut tx = app.store.begin().await?;
     let mut range = store::get_range(tx.conn(), &id).await?;
     if if_match_revision(&headers)?.is_some_and(|r| r != range.revision_number) {

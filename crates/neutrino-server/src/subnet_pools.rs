@@ -1,6 +1,6 @@
 //! `/v2.0/address-scopes` and `/v2.0/subnetpools`.
 
-use crate::create::{create_all, Names};
+use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use neutrino_api::resources::{AddressScope, SubnetPool};
 use neutrino_api::ApiError;
+use neutrino_domain::resources;
 use neutrino_domain::subnet_pools::validate_pool;
 use neutrino_domain::validators::{is_uuid_like, not_a_uuid};
 use neutrino_store::{self as store, Tx};
@@ -25,21 +26,6 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/subnetpools", collection("subnetpool", list_pools, create_pools))
         .route("/v2.0/subnetpools/{id}", get(show_pool).put(update_pool).delete(delete_pool))
 }
-
-const SCOPE_CREATE_ATTRS: &[&str] = &["name", "ip_version", "shared", "project_id", "tenant_id"];
-const SCOPE_UPDATE_ATTRS: &[&str] = &["name", "shared"];
-const POOL_UPDATE_ATTRS: &[&str] = &[
-    "name",
-    "description",
-    "prefixes",
-    "default_prefixlen",
-    "min_prefixlen",
-    "max_prefixlen",
-    "address_scope_id",
-    "is_default",
-    "default_quota",
-];
-const POOL_CREATE_ONLY_ATTRS: &[&str] = &["shared", "project_id", "tenant_id", "tags"];
 
 fn ip_version_of(attrs: &Attrs) -> Result<u8, ApiError> {
     attrs.required("ip_version")?;
@@ -53,8 +39,7 @@ fn ip_version_of(attrs: &Attrs) -> Result<u8, ApiError> {
 }
 
 async fn create_scopes(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "address_scope", collection: "address_scopes", allowed: &[SCOPE_CREATE_ATTRS] };
-    create_all(&app, &headers, &body, names, create_scope).await
+    create_all(&app, &headers, &body, &resources::ADDRESS_SCOPE, create_scope).await
 }
 
 async fn create_scope(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<AddressScope> {
@@ -87,7 +72,7 @@ async fn show_scope(State(app): State<App>, Path(id): Path<String>, RawQuery(q):
 }
 
 async fn update_scope(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "address_scope", SCOPE_UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::ADDRESS_SCOPE)?;
     let mut tx = app.store.begin().await?;
     let mut scope = store::get_scope(tx.conn(), &id).await?;
     if let Some(n) = attrs.string("name", 255)? {
@@ -190,12 +175,7 @@ fn to_api(e: neutrino_domain::DomainError) -> ApiError {
 }
 
 async fn create_pools(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names {
-        resource: "subnetpool",
-        collection: "subnetpools",
-        allowed: &[POOL_UPDATE_ATTRS, POOL_CREATE_ONLY_ATTRS],
-    };
-    create_all(&app, &headers, &body, names, create_pool).await
+    create_all(&app, &headers, &body, &resources::SUBNETPOOL, create_pool).await
 }
 
 async fn create_pool(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SubnetPool> {
@@ -249,7 +229,7 @@ async fn update_pool(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "subnetpool", POOL_UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::SUBNETPOOL)?;
     let mut tx = app.store.begin().await?;
     let mut pool = store::get_pool(tx.conn(), &id).await?;
     let expected = pool.revision_number;

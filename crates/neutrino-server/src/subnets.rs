@@ -1,6 +1,6 @@
 //! `/v2.0/subnets`
 
-use crate::create::{create_all, Names};
+use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
@@ -15,6 +15,7 @@ use axum::Router;
 use neutrino_api::resources::{AllocationPool, HostRoute, Subnet};
 use neutrino_api::ApiError;
 use neutrino_domain::ipam::IpRange;
+use neutrino_domain::resources;
 use neutrino_domain::subnet::{parse_cidr, validate_subnet, GatewayRequest, SubnetRequest, ValidSubnet};
 use neutrino_domain::subnet_pools::{allocate_prefix, check_pool_quota, check_specific};
 use neutrino_store::{self as store, Tx};
@@ -25,43 +26,6 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/subnets", collection("subnet", list, create))
         .route("/v2.0/subnets/{id}", get(show).put(update).delete(delete))
 }
-
-const CREATE_ATTRS: &[&str] = &[
-    "network_id",
-    "ip_version",
-    "cidr",
-    "name",
-    "description",
-    "gateway_ip",
-    "allocation_pools",
-    "dns_nameservers",
-    "host_routes",
-    "enable_dhcp",
-    "ipv6_ra_mode",
-    "ipv6_address_mode",
-    "project_id",
-    "tenant_id",
-    "subnetpool_id",
-    "segment_id",
-    "service_types",
-    "use_default_subnetpool",
-    "dns_publish_fixed_ip",
-    "tags",
-    "prefixlen",
-];
-
-const UPDATE_ATTRS: &[&str] = &[
-    "name",
-    "description",
-    "gateway_ip",
-    "allocation_pools",
-    "dns_nameservers",
-    "host_routes",
-    "enable_dhcp",
-    "service_types",
-    "segment_id",
-    "dns_publish_fixed_ip",
-];
 
 fn gateway_request(attrs: &Attrs) -> Result<GatewayRequest, ApiError> {
     Ok(match attrs.raw("gateway_ip") {
@@ -193,8 +157,7 @@ fn apply_valid(subnet: &mut Subnet, v: &ValidSubnet) {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "subnet", collection: "subnets", allowed: &[CREATE_ATTRS] };
-    create_all(&app, &headers, &body, names, create_one).await
+    create_all(&app, &headers, &body, &resources::SUBNET, create_one).await
 }
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Subnet> {
@@ -277,7 +240,7 @@ async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "subnet", UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::SUBNET)?;
     refuse_unsupported(&attrs)?;
     let mut tx = app.store.begin().await?;
     let mut subnet = store::get_subnet(tx.conn(), &id).await?;

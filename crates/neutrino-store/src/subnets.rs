@@ -23,6 +23,7 @@ const COLUMNS: &[Column] = &[
     col("ipv6_address_mode", "ipv6_address_mode", T::NullableText),
     col("revision_number", "revision_number", T::Int),
     col("subnetpool_id", "subnetpool_id", T::NullableText),
+    col("router:external", "(SELECT n.router_external FROM networks n WHERE n.id = subnets.network_id)", T::Bool),
 ];
 
 const SELECT: &str =

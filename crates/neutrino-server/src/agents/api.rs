@@ -68,7 +68,7 @@ async fn show_agent(State(app): State<App>, Path(id): Path<String>) -> HttpResul
 /// `PUT /v2.0/agents/{id}`: `admin_state_up` (an agent set down gets no new bindings) and
 /// `description`.
 async fn update_agent(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
-    let attrs = crate::request::parse_body(&body, "agent", &["admin_state_up", "description"])?;
+    let attrs = crate::request::parse_body(&body, &neutrino_domain::resources::AGENT)?;
     let mut tx = app.store.begin().await?;
     let mut a = store::get_agent(tx.conn(), &id).await?;
     if let Some(up) = attrs.boolean("admin_state_up")? {

@@ -12,33 +12,14 @@
 
 use super::{buffer, current, rebuild};
 use crate::error::HttpError;
+use crate::request::body_error;
 use crate::App;
 use axum::extract::Request;
 use axum::http::Method;
 use neutrino_api::ApiError;
+use neutrino_domain::resources::{self, ResourceDef};
 use neutrino_store::{self as store, StoreError};
 use serde_json::{Map, Value};
-
-/// The resource a collection path holds.
-pub fn resource_of_collection(collection: &str) -> Option<&'static str> {
-    Some(match collection {
-        "networks" => "network",
-        "subnets" => "subnet",
-        "ports" => "port",
-        "security-groups" | "security_groups" => "security_group",
-        "security-group-rules" | "security_group_rules" => "security_group_rule",
-        "subnetpools" => "subnetpool",
-        "address-scopes" | "address_scopes" => "address_scope",
-        "rbac-policies" | "rbac_policies" => "rbac_policy",
-        "segments" => "segment",
-        "network_segment_ranges" | "network-segment-ranges" => "network_segment_range",
-        "agents" => "agent",
-        "network-ip-availabilities" | "network_ip_availabilities" => "network_ip_availability",
-        "availability_zones" => "availability_zone",
-        "quotas" => "quota",
-        _ => return None,
-    })
-}
 
 pub fn forbidden(rules: &[String]) -> HttpError {
     let text = if rules.len() == 1 {
@@ -141,7 +122,7 @@ async fn check(app: App, req: Request) -> Result<Checked, HttpError> {
     match segments.as_slice() {
         // Collections only admins may read: nothing to list (and nothing computed for it).
         [collection] if method == Method::GET => {
-            let Some(resource) = resource_of_collection(collection) else { return Ok(req.into()) };
+            let Some(resource) = resources::by_path(collection).map(|d| d.member) else { return Ok(req.into()) };
             if ADMIN_ONLY_LISTS.contains(&resource)
                 && !app.policy.allows(&format!("get_{resource}"), &current().creds, &Value::Null)
             {
@@ -165,16 +146,30 @@ async fn check(app: App, req: Request) -> Result<Checked, HttpError> {
             Ok(req.into())
         }
         [collection] if method == Method::POST => {
-            let Some(resource) = resource_of_collection(collection) else { return Ok(req.into()) };
+            let Some(def) = resources::by_path(collection) else { return Ok(req.into()) };
             let (parts, bytes) = buffer(req).await.map_err(|_| HttpError(ApiError::malformed_body()))?;
-            authorize_create(&app, resource, collection, &bytes).await?;
+            authorize_create(&app, def, &bytes).await?;
             Ok(rebuild(parts, bytes).into())
         }
         [collection, id, tail @ ..] => {
-            let Some(resource) = resource_of_collection(collection) else { return Ok(req.into()) };
+            let Some(def) = resources::by_path(collection) else { return Ok(req.into()) };
+            let resource = def.member;
             if matches!(resource, "quota" | "availability_zone") {
                 return Ok(req.into());
             }
+            // As Neutron's API layer: the body is judged before the item is looked up (an
+            // attribute an update may not change is a 400, whoever's the item).
+            let req = if method == Method::PUT && tail.is_empty() {
+                let (parts, bytes) = buffer(req).await.map_err(|_| HttpError(ApiError::malformed_body()))?;
+                if let Some(changes) =
+                    serde_json::from_slice::<Value>(&bytes).ok().as_ref().and_then(|b| b.get(resource)?.as_object())
+                {
+                    def.check_update(changes.keys().map(String::as_str)).map_err(|e| HttpError(body_error(e)))?;
+                }
+                rebuild(parts, bytes)
+            } else {
+                req
+            };
             let Some(target) = target_of(&app, resource, id).await? else {
                 // Unknown ids: the handler answers with its own 404.
                 return Ok(req.into());
@@ -220,12 +215,12 @@ async fn check(app: App, req: Request) -> Result<Checked, HttpError> {
 }
 
 /// `create_<resource>` for each item of a (bulk) create body.
-async fn authorize_create(app: &App, resource: &str, collection: &str, bytes: &[u8]) -> Result<(), HttpError> {
+async fn authorize_create(app: &App, def: &ResourceDef, bytes: &[u8]) -> Result<(), HttpError> {
     let Ok(body) = serde_json::from_slice::<Value>(bytes) else {
         // The handler answers malformed bodies.
         return Ok(());
     };
-    let plural = collection.replace('-', "_");
+    let (resource, plural) = (def.member, def.collection);
     let items: Vec<&Map<String, Value>> = match (body.get(&plural), body.get(resource)) {
         // Bulk items may be wrapped in the resource's name, as the handler reads them.
         (Some(Value::Array(many)), _) => many.iter().filter_map(|v| v.get(resource).unwrap_or(v).as_object()).collect(),
@@ -234,8 +229,9 @@ async fn authorize_create(app: &App, resource: &str, collection: &str, bytes: &[
     };
     let ctx = current();
     for item in items {
-        // As neutron-lib's body checks, before any policy: only admins (and services) name
-        // another project.
+        // As neutron-lib's body checks, before any policy: attributes the resource does not
+        // have, or a create may not set, and only admins (and services) name another project.
+        def.check_create(item.keys().map(String::as_str)).map_err(|e| HttpError(body_error(e)))?;
         let own = ctx.project_id().unwrap_or_default();
         let named: Vec<&str> =
             ["project_id", "tenant_id"].iter().filter_map(|k| item.get(*k).and_then(Value::as_str)).collect();

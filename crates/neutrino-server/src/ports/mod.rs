@@ -6,7 +6,7 @@ mod options;
 use addresses::assign_fixed_ips;
 use options::{apply_address_pairs, apply_dhcp_options, apply_security_groups, dns_name_of};
 
-use crate::create::{create_all, Names};
+use crate::create::create_all;
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
@@ -22,6 +22,7 @@ use neutrino_api::resources::Port;
 use neutrino_api::ApiError;
 use neutrino_domain::binding::{bind_port, AgentView, BindingOutcome, BindingRequest, SegmentView, VIF_TYPE_UNBOUND};
 use neutrino_domain::mac::{normalize_mac, random_port_mac};
+use neutrino_domain::resources;
 use neutrino_domain::subnet::is_auto_address;
 use neutrino_store::{self as store, Tx};
 use serde_json::{json, Map, Value};
@@ -31,28 +32,6 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/ports", collection("port", list, create))
         .route("/v2.0/ports/{id}", get(show).put(update).delete(delete))
 }
-
-const UPDATE_ATTRS: &[&str] = &[
-    "name",
-    "description",
-    "admin_state_up",
-    "mac_address",
-    "fixed_ips",
-    "device_id",
-    "device_owner",
-    "binding:host_id",
-    "binding:profile",
-    "binding:vnic_type",
-    "security_groups",
-    "port_security_enabled",
-    "allowed_address_pairs",
-    "extra_dhcp_opts",
-    "qos_policy_id",
-    "dns_name",
-];
-
-/// Create takes the update attributes plus these.
-const CREATE_ONLY_ATTRS: &[&str] = &["network_id", "project_id", "tenant_id", "tags"];
 
 const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder"];
 
@@ -91,8 +70,7 @@ fn mac_in_use(network_id: &str, mac: &str) -> HttpError {
 }
 
 async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    let names = Names { resource: "port", collection: "ports", allowed: &[UPDATE_ATTRS, CREATE_ONLY_ATTRS] };
-    create_all(&app, &headers, &body, names, create_one).await
+    create_all(&app, &headers, &body, &resources::PORT, create_one).await
 }
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Port> {
@@ -275,7 +253,7 @@ async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
-    let attrs = parse_body(&body, "port", UPDATE_ATTRS)?;
+    let attrs = parse_body(&body, &resources::PORT)?;
     refuse_unsupported(&attrs)?;
     let new_mac = requested_mac(&attrs)?;
     let fixed_ips = requested_fixed_ips(&attrs)?;

@@ -360,6 +360,27 @@ on_both_backends!(external_networks_are_access_as_external_policies, default_con
     assert_eq!(status(c.admin.post("/v2.0/rbac-policies", not_uuid).await).await, (400, "InvalidInput".into()));
 });
 
+on_both_backends!(bodies_are_judged_before_items_are_looked_up, default_config(), |s: TestServer| async move {
+    let c = callers(&s);
+    let pool = json!({"subnetpool": {"name": "admins", "prefixes": ["198.18.0.0/16"]}});
+    let pool_id = id(&c.admin.post("/v2.0/subnetpools", pool).await.unwrap()["subnetpool"]);
+    // Alice cannot see the admin's pool, but what she may not change is said first (Neutron).
+    let shared = c.alice.put(&format!("/v2.0/subnetpools/{pool_id}"), json!({"subnetpool": {"shared": true}})).await;
+    let (code, _, message) = error_of(shared);
+    assert_eq!((code, message.as_str()), (400, "Cannot update read-only attribute shared"));
+    let renamed = c.alice.put(&format!("/v2.0/subnetpools/{pool_id}"), json!({"subnetpool": {"name": "mine"}})).await;
+    assert_eq!(status(renamed).await.0, 404);
+    let net = c.alice.create_network("n").await.unwrap();
+    let (code, _, message) =
+        error_of(c.alice.put(&format!("/v2.0/networks/{}", id(&net)), json!({"network": {"status": "DOWN"}})).await);
+    assert_eq!((code, message.as_str()), (400, "Cannot update read-only attribute status"));
+    let (code, _, message) = error_of(c.alice.post("/v2.0/networks", json!({"network": {"status": "DOWN"}})).await);
+    assert_eq!((code, message.as_str()), (400, "Attribute 'status' not allowed in POST"));
+    let (code, _, message) =
+        error_of(c.admin.put(&format!("/v2.0/networks/{}", id(&net)), json!({"network": {"bogus": 1}})).await);
+    assert_eq!((code, message.as_str()), (400, "Unrecognized attribute(s) 'bogus'"));
+});
+
 on_both_backends!(a_policy_file_overrides_the_defaults, with_policy_file(), |s: TestServer| async move {
     let c = callers(&s);
     let net = c.alice.create_network("a").await.unwrap();
