@@ -221,7 +221,7 @@ async fn authorize_create(app: &App, def: &ResourceDef, bytes: &[u8]) -> Result<
         return Ok(());
     };
     let (resource, plural) = (def.member, def.collection);
-    let items: Vec<&Map<String, Value>> = match (body.get(&plural), body.get(resource)) {
+    let items: Vec<&Map<String, Value>> = match (body.get(plural), body.get(resource)) {
         // Bulk items may be wrapped in the resource's name, as the handler reads them.
         (Some(Value::Array(many)), _) => many.iter().filter_map(|v| v.get(resource).unwrap_or(v).as_object()).collect(),
         (_, Some(Value::Object(one))) => vec![one],
