@@ -52,11 +52,33 @@ fn configurations_json(a: &AgentRecord) -> serde_json::Value {
     c
 }
 
-async fn list_agents(State(app): State<App>) -> HttpResult<Response> {
+/// `GET /v2.0/agents`, with Neutron's filters on the agent's attributes and `fields`.
+async fn list_agents(State(app): State<App>, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+    let q = crate::request::parse_query(raw.as_deref())?;
+    let filters: Vec<&neutrino_store::Filter> =
+        q.filters.iter().filter(|f| f.attribute != neutrino_store::VISIBLE_TO).collect();
+    let def = &neutrino_domain::resources::AGENT;
+    if let Some(f) = filters.iter().find(|f| !def.knows(&f.attribute) && f.attribute != "description") {
+        return Err(ApiError::bad_request(format!("['{}'] is invalid attribute for filtering", f.attribute)).into());
+    }
     let mut c = app.store.reader().await?;
     let agents = store::list_agents(&mut c).await?;
-    let list: Vec<_> = agents.iter().map(|a| agent_json(a, app.config.agent_down_time)).collect();
-    Ok(axum::Json(json!({ "agents": list })).into_response())
+    let list: Vec<serde_json::Value> = agents
+        .iter()
+        .map(|a| agent_json(a, app.config.agent_down_time))
+        .filter(|a| filters.iter().all(|f| f.values.iter().any(|v| matches_filter(a.get(&f.attribute), v))))
+        .collect();
+    Ok(crate::response::many("agents", &list, &q.fields, Vec::new()))
+}
+
+/// Whether a shown value equals a filter's text (booleans as Neutron converts them).
+fn matches_filter(value: Option<&serde_json::Value>, filter: &str) -> bool {
+    match value {
+        Some(serde_json::Value::String(s)) => s == filter,
+        Some(serde_json::Value::Bool(b)) => matches!(filter.to_ascii_lowercase().as_str(), "true" | "1") == *b,
+        Some(serde_json::Value::Number(n)) => n.to_string() == filter,
+        _ => false,
+    }
 }
 
 async fn show_agent(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {

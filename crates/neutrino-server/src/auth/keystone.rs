@@ -147,13 +147,7 @@ impl KeystoneValidator {
         let mut refused: Option<String> = None;
         for attempt in 0..2 {
             let service = self.service_token(refused.as_deref()).await?;
-            let resp = self
-                .client
-                .get(format!("{}/auth/tokens", self.identity))
-                .header("X-Auth-Token", service.as_str())
-                .header("X-Subject-Token", token)
-                .send()
-                .await?;
+            let resp = self.validation_request(&service, token).await?;
             match resp.status().as_u16() {
                 200 => {
                     let body: Value = resp.json().await?;
@@ -173,6 +167,30 @@ impl KeystoneValidator {
             }
         }
         Ok(None)
+    }
+
+    /// Ask Keystone about `token`. A request that never got an answer (a kept-alive
+    /// connection Keystone had just closed, a refused connection) is sent again, up to
+    /// twice, as keystonemiddleware's `http_request_max_retries` does: it only reads.
+    async fn validation_request(&self, service: &str, token: &str) -> Result<reqwest::Response, KeystoneError> {
+        let mut tries = 0;
+        loop {
+            let sent = self
+                .client
+                .get(format!("{}/auth/tokens", self.identity))
+                .header("X-Auth-Token", service)
+                .header("X-Subject-Token", token)
+                .send()
+                .await;
+            match sent {
+                Err(e) if tries < 2 && (e.is_connect() || e.is_request()) => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "Keystone did not answer; asking again");
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// The service's token: the shared one while it has a minute left, else a new one (one
