@@ -157,7 +157,7 @@ mod tests {
         assert!(check_pool_quota(4, Some(4), &[], 29).is_err());
         assert!(check_pool_quota(4, Some(8), &[net("10.0.0.0/30")], 30).is_ok());
         let e = check_pool_quota(4, Some(8), &[net("10.0.0.0/30"), net("10.0.0.4/31")], 30).unwrap_err();
-        assert_eq!(e.to_string(), "Per-tenant subnet pool prefix quota exceeded.");
+        assert_eq!(e.to_string(), "SubnetPoolQuotaExceeded: Per-tenant subnet pool prefix quota exceeded.");
         assert!(check_pool_quota(6, Some(1), &[], 64).is_ok());
         assert!(check_pool_quota(6, Some(1), &[], 63).is_err());
         assert!(check_pool_quota(6, Some(1), &[net("2001:db8::/65")], 65).is_ok(), "half a /64 each");
