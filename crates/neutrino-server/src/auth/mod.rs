@@ -49,16 +49,21 @@ tokio::task_local! {
     static CONTEXT: Arc<Context>;
 }
 
-/// The context of the request being handled (an admin context outside of one, for code that
-/// runs without a request, such as tests of handlers' helpers).
+/// The context of the request being handled. Outside of one (a task that lost it, code run
+/// without a request) it fails closed: no project, no role, not an admin, so every policy
+/// check refuses and every list is empty.
 pub fn current() -> Arc<Context> {
     CONTEXT.try_with(Arc::clone).unwrap_or_else(|_| {
-        static DEFAULTS: std::sync::OnceLock<Arc<Rules>> = std::sync::OnceLock::new();
-        Arc::new(Context {
-            creds: Credentials { user_id: None, project_id: None, roles: vec!["admin".into()] },
-            is_admin: true,
-            policy: DEFAULTS.get_or_init(|| Arc::new(Rules::neutron_defaults())).clone(),
-        })
+        static NOBODY: std::sync::OnceLock<Arc<Context>> = std::sync::OnceLock::new();
+        NOBODY
+            .get_or_init(|| {
+                Arc::new(Context {
+                    creds: Credentials { user_id: None, project_id: None, roles: Vec::new() },
+                    is_admin: false,
+                    policy: Arc::new(Rules::neutron_defaults()),
+                })
+            })
+            .clone()
     })
 }
 
