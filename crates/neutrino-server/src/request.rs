@@ -241,6 +241,13 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             }
             "marker" => q.page.marker = Some(v.into_owned()),
             k if NON_FILTERS.contains(&k) => {}
+            // The caller's visibility is the server's to set, never a query parameter.
+            neutrino_store::VISIBLE_TO => {
+                return Err(ApiError::bad_request(format!(
+                    "['{}'] is invalid attribute for filtering",
+                    neutrino_store::VISIBLE_TO
+                )))
+            }
             k => match q.filters.iter_mut().find(|f| f.attribute == k) {
                 Some(f) => f.values.push(v.into_owned()),
                 None => q.filters.push(Filter { attribute: k.to_string(), values: vec![v.into_owned()] }),
@@ -309,6 +316,12 @@ mod tests {
     fn malformed_json_is_bad_request() {
         let e = parse_body(br#"{"network": {"#, &resources::NETWORK).err().unwrap();
         assert_eq!((e.status, e.kind.as_str()), (400, "HTTPBadRequest"));
+    }
+
+    #[test]
+    fn the_visibility_filter_cannot_be_sent() {
+        let raw = format!("{}=p1", neutrino_store::VISIBLE_TO);
+        assert_eq!(parse_query(Some(&raw)).err().unwrap().status, 400);
     }
 
     #[test]

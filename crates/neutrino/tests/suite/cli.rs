@@ -245,6 +245,48 @@ async fn openstack_cli_manages_networks_subnets_and_ports() {
     openstack(&cli, &base, &["subnet", "pool", "delete", "cli-pool"]).await;
     openstack(&cli, &base, &["address", "scope", "delete", "cli-scope"]).await;
 
+    // Sharing with RBAC policies, IP availability, agents and availability zones.
+    let policy = openstack(
+        &cli,
+        &base,
+        &[
+            "network",
+            "rbac",
+            "create",
+            "--type",
+            "network",
+            "--action",
+            "access_as_shared",
+            "--target-all-projects",
+            "cli-net",
+            "-f",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(policy["target_project_id"], "*", "{policy}");
+    let policies = openstack(&cli, &base, &["network", "rbac", "list", "-f", "json"]).await;
+    assert!(policies.as_array().unwrap().iter().any(|p| p["ID"] == policy["id"]), "{policies}");
+    let policy_id = policy["id"].as_str().unwrap();
+    openstack(&cli, &base, &["network", "rbac", "delete", policy_id]).await;
+    // (Quotas name projects, which the CLI looks up in Keystone: see the Keystone tests.)
+    let availability = openstack(&cli, &base, &["ip", "availability", "show", "cli-net", "-f", "json"]).await;
+    assert_eq!(availability["network_name"], "cli-net", "{availability}");
+    let registration = serde_json::json!({
+        "host": "cli-host", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.31",
+        "configurations": {"tunnel_types": ["vxlan"], "l2_population": true}
+    });
+    s.api.post("/v2.0/neutrino/agents?starting=true", registration).await.unwrap();
+    let agents = openstack(&cli, &base, &["network", "agent", "list", "--host", "cli-host", "-f", "json"]).await;
+    assert_eq!(agents.as_array().unwrap().len(), 1, "{agents}");
+    assert_eq!(agents[0]["Agent Type"], "Linux bridge agent", "{agents}");
+    let agent_id = agents[0]["ID"].as_str().unwrap().to_string();
+    openstack(&cli, &base, &["network", "agent", "set", "--description", "from the CLI", &agent_id]).await;
+    let agent = openstack(&cli, &base, &["network", "agent", "show", &agent_id, "-f", "json"]).await;
+    assert_eq!(agent["description"], "from the CLI", "{agent}");
+    let zones = openstack(&cli, &base, &["availability", "zone", "list", "--network", "-f", "json"]).await;
+    assert!(zones.as_array().unwrap().iter().any(|z| z["Zone Name"] == "nova"), "{zones}");
+
     openstack(&cli, &base, &["port", "delete", "cli-port"]).await;
     openstack(&cli, &base, &["subnet", "delete", "cli-subnet"]).await;
     openstack(&cli, &base, &["network", "delete", "cli-net"]).await;

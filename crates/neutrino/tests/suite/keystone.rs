@@ -179,4 +179,41 @@ async fn openstack_cli_with_keystone_tokens(ks: &Keystone) {
         run("bob", &["port", "create", "--network", "public", "bob-port", "-f", "json"])
     });
     assert!(ok, "bob plugs into the shared network: {err}");
+    // Quotas and targeted sharing name projects, which the CLI looks up in Keystone.
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| run("admin", &["quota", "set", "--networks", "33", "--ports", "77", "alpha"]));
+    assert!(ok, "admin sets alpha's quota: {err}");
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| run("admin", &["quota", "show", "--network", "alpha", "-f", "json"]));
+    assert!(ok, "admin shows alpha's quota: {err}");
+    let quota: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let limit = |resource: &str| {
+        quota
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["Resource"] == resource))
+            .and_then(|r| r["Limit"].as_i64())
+    };
+    assert_eq!((limit("networks"), limit("ports")), (Some(33), Some(77)), "{quota}");
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        let args = [
+            "network",
+            "rbac",
+            "create",
+            "--type",
+            "network",
+            "--action",
+            "access_as_shared",
+            "--target-project",
+            "beta",
+            "cli-alpha",
+            "-f",
+            "json",
+        ];
+        run("admin", &args)
+    });
+    assert!(ok, "admin shares alice's network with beta: {err}");
+    let policy: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(policy["target_project_id"].as_str(), ks.project_id("beta"), "{policy}");
+    let bob_sees = tokio::task::block_in_place(|| names("bob"));
+    assert!(bob_sees.contains(&"cli-alpha".into()), "shared with beta: {bob_sees:?}");
 }
