@@ -225,6 +225,24 @@ impl Store {
         self.backend
     }
 
+    /// The schema's version: the number of migrations and a hash of their text (a database
+    /// migrated by this build has exactly this schema).
+    pub fn schema_version() -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for (name, sql) in schema::MIGRATIONS {
+            for byte in name.bytes().chain(sql.bytes()) {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        format!("{}_{hash:016x}", schema::MIGRATIONS.len())
+    }
+
+    /// Close every connection (the store's pools are done with).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.log_pool.close().await;
+    }
+
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {

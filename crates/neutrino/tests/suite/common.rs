@@ -67,10 +67,67 @@ async fn pg_database() -> Option<(String, String)> {
         Ok(c) => c,
         Err(e) => panic!("PostgreSQL at {admin} (NEUTRINO_TEST_PG) is needed by this test: {e}"),
     };
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+    let template = migrated_template(&mut c, &base).await;
     let db = unique("neutrino_test");
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut c).await.expect("create test database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+    sqlx::query(&format!("CREATE DATABASE {db} TEMPLATE {template}"))
+        .execute(&mut c)
+        .await
+        .expect("create test database");
     Some((format!("{base}/{db}"), db))
+}
+
+async fn template_exists(c: &mut sqlx::PgConnection, name: &str) -> bool {
+    sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name.to_string())
+        .fetch_optional(c)
+        .await
+        .expect("look for the template")
+        .is_some()
+}
+
+/// A database migrated to this build's schema, that test databases are copied from (made once
+/// per schema version: migrated under a temporary name, then renamed, so that test binaries
+/// running at once never copy a half-migrated one). Nobody stays connected to it.
+async fn migrated_template(c: &mut sqlx::PgConnection, base: &str) -> String {
+    static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let name = TEMPLATE
+        .get_or_init(|| async {
+            format!("neutrino_template_{}", neutrino_store::Store::schema_version())
+                .chars()
+                .map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_lowercase() } else { '_' })
+                .take(63)
+                .collect()
+        })
+        .await
+        .clone();
+    if template_exists(&mut *c, &name).await {
+        return name;
+    }
+    // Templates of other schema versions are of no more use.
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'neutrino\\_template\\_%' AND datname <> $1 \
+         AND datname NOT LIKE 'neutrino\\_template\\_new%'",
+    )
+    .bind(name.clone())
+    .fetch_all(&mut *c)
+    .await
+    .unwrap_or_default();
+    for old in stale {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {old}")).execute(&mut *c).await.ok();
+    }
+    let scratch = unique("neutrino_template_new");
+    sqlx::query(&format!("CREATE DATABASE {scratch}")).execute(&mut *c).await.expect("create the template");
+    let store = neutrino_store::Store::connect(&format!("{base}/{scratch}"), 2).await.expect("migrate the template");
+    store.close().await;
+    drop(store);
+    let renamed = sqlx::query(&format!("ALTER DATABASE {scratch} RENAME TO {name}")).execute(&mut *c).await;
+    if renamed.is_err() {
+        // Another test binary made it first.
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")).execute(&mut *c).await.ok();
+        assert!(template_exists(&mut *c, &name).await, "the template {name}: {renamed:?}");
+    }
+    name
 }
 
 pub fn default_config() -> ServerConfig {
