@@ -31,8 +31,8 @@ pub use agents::{
 pub use error::StoreError;
 pub use filters::{Filter, SqlValue};
 pub use networks::{
-    delete_network, get_network, insert_network, list_networks, network_access, set_network_mtu, update_network,
-    NetworkAccess, NetworkPatch,
+    delete_network, get_network, insert_network, list_networks, lock_network_for_use, network_access, set_network_mtu,
+    update_network, NetworkAccess, NetworkPatch,
 };
 pub use ports::{
     allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,
@@ -83,6 +83,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// One committed change, as the postcommit hooks are told.
 pub type Change = ChangeEvent;
+/// A database connection (a reader, or a transaction's).
+pub type Connection = AnyConnection;
 
 /// The PostgreSQL advisory lock (one-key space) that serializes migrations of several servers.
 const MIGRATION_LOCK_KEY: i64 = 4242;

@@ -183,6 +183,19 @@ pub struct NetworkAccess {
     pub router_external: bool,
 }
 
+/// Hold a network's row for the rest of the transaction against changes of who may use it
+/// (PostgreSQL `FOR SHARE`: RBAC changes lock the row `FOR UPDATE` first, so they wait for
+/// this transaction, or it for them and then reads their outcome; SQLite's writers take turns).
+pub async fn lock_network_for_use(tx: &mut Tx, id: &str) -> Result<()> {
+    if tx.backend() == crate::Backend::Postgres {
+        sqlx::query("SELECT id FROM networks WHERE id = $1 FOR SHARE")
+            .bind(id.to_string())
+            .fetch_optional(tx.conn())
+            .await?;
+    }
+    Ok(())
+}
+
 /// [`NetworkAccess`] of a network (one indexed lookup), `None` when it does not exist.
 pub async fn network_access(c: &mut AnyConnection, id: &str) -> Result<Option<NetworkAccess>> {
     let row = sqlx::query("SELECT project_id, shared, router_external FROM networks WHERE id = $1")

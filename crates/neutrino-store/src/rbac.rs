@@ -152,6 +152,9 @@ fn policy_in_use(object_id: &str, details: &str) -> StoreError {
 /// external network's wildcard. (Routers, which also depend on external access, do not exist
 /// yet.)
 async fn ensure_not_in_use(tx: &mut Tx, p: &RbacPolicy, new_target: Option<&str>) -> Result<()> {
+    // Creates of subnets and ports hold the network `FOR SHARE` while they check and use it:
+    // take it first, so the ports read below are all there will be.
+    tx.lock_parent("networks", &p.object_id).await?;
     if p.action == ACCESS_AS_EXTERNAL {
         let default = tx.any_row("SELECT id FROM networks WHERE id = $1 AND is_default", &p.object_id).await?;
         if p.target_tenant == "*" && default && new_target != Some("*") {

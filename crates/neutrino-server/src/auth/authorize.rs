@@ -391,16 +391,37 @@ fn missing(e: StoreError) -> Result<Option<Value>, HttpError> {
 /// caller's project alone, `router:external` only when external to it.
 async fn network_target(app: &App, id: &str) -> Result<Option<Value>, HttpError> {
     let mut c = app.store.reader().await?;
-    let Some(access) = store::network_access(&mut c, id).await? else { return Ok(None) };
+    network_target_on(&mut c, id).await
+}
+
+/// Inside the transaction that uses a network (a subnet or port create), check again that the
+/// caller may: the network's row is locked against a change of who may use it (its RBAC
+/// policies lock it to change them), so the check and the use see the same sharing. An admin
+/// passes; a network the caller may not see is a 404.
+pub async fn may_use_network(app: &App, tx: &mut store::Tx, id: &str) -> Result<(), HttpError> {
+    store::lock_network_for_use(tx, id).await?;
+    let ctx = current();
+    if ctx.is_admin {
+        return Ok(());
+    }
+    match network_target_on(tx.conn(), id).await? {
+        Some(net) if app.policy.allows("get_network", &ctx.creds, &net) => Ok(()),
+        _ => Err(HttpError(ApiError::not_found("network", id))),
+    }
+}
+
+async fn network_target_on(c: &mut store::Connection, id: &str) -> Result<Option<Value>, HttpError> {
+    let c = &mut *c;
+    let Some(access) = store::network_access(c, id).await? else { return Ok(None) };
     let (mut shared, mut external) = (access.shared, access.router_external);
     if let Some(project) = current().project_id() {
         let ids = [id.to_string()];
         if !shared && access.project_id != project {
-            shared = !store::networks_shared_with(&mut c, project, &ids).await?.is_empty();
+            shared = !store::networks_shared_with(c, project, &ids).await?.is_empty();
         }
         // External to this project only when a policy makes it so (or it owns it).
         if external && access.project_id != project {
-            external = !store::networks_external_to(&mut c, project, &ids).await?.is_empty();
+            external = !store::networks_external_to(c, project, &ids).await?.is_empty();
         }
     }
     Ok(Some(serde_json::json!({

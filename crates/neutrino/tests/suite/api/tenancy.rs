@@ -472,3 +472,39 @@ on_both_backends!(checks_cannot_be_sidestepped, default_config(), |s: TestServer
     assert_eq!(status(c.alice.post("/v2.0/networks", shouting).await).await.0, 400, "another project, in another case");
     let _ = subnet;
 });
+
+/// A subnet or port create checks and uses its network in one transaction, holding the network
+/// against sharing changes: an RBAC change waits for it, and then sees what it created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (NEUTRINO_TEST_PG); scripts/test runs it"]
+async fn sharing_changes_wait_for_creates_that_use_the_network() {
+    let s = crate::common::start(crate::common::Backend::Postgres, default_config()).await.unwrap();
+    let c = callers(&s);
+    let bob_project = "be7a00000000000000000000000000b2";
+    let net = c.alice.create_network("a").await.unwrap();
+    let net_id = id(&net);
+    let share = json!({"rbac_policy": {"object_type": "network", "object_id": net_id, "action": "access_as_shared", "target_tenant": bob_project}});
+    let policy = c.alice.post("/v2.0/rbac-policies", share).await.unwrap()["rbac_policy"].clone();
+    let alices_port = c.alice.post("/v2.0/ports", json!({"port": {"network_id": net_id}})).await.unwrap();
+
+    // Bob's create holds the network, as its handler does, and adds his port ...
+    let mut using = s.store.begin().await.unwrap();
+    neutrino_store::lock_network_for_use(&mut using, &net_id).await.unwrap();
+    let mut bobs = neutrino_store::get_port(using.conn(), &id(&alices_port["port"])).await.unwrap();
+    bobs.id = "b0b0b0b0-0000-4000-8000-000000000001".into();
+    bobs.project_id = bob_project.into();
+    bobs.tenant_id = bob_project.into();
+    bobs.mac_address = "fa:16:3e:b0:b0:01".into();
+    bobs.fixed_ips.clear();
+    neutrino_store::insert_port(&mut using, &bobs).await.unwrap();
+    // ... while Alice unshares: that waits for Bob's create ...
+    let alice = c.alice.clone();
+    let path = format!("/v2.0/rbac-policies/{}", id(&policy));
+    let unshare = tokio::spawn(async move { alice.delete(&path).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!unshare.is_finished(), "the RBAC change waits for the transaction using the network");
+    // ... and then finds Bob's port, which depends on the policy.
+    using.commit().await.unwrap();
+    let (code, kind) = status(unshare.await.unwrap()).await;
+    assert_eq!((code, kind.as_str()), (409, "RbacPolicyInUse"));
+}
