@@ -160,7 +160,6 @@ pub async fn set_port_status(tx: &mut Tx, host: &str, statuses: &BTreeMap<String
         .await?;
         if done.rows_affected() > 0 {
             changed += 1;
-            crate::ports::refresh_port_body(tx, port_id).await?;
             tx.record_change(Resource::Port, port_id, Operation::Status);
         }
     }

@@ -292,6 +292,7 @@ impl Store {
             events: Vec::new(),
             touched: BTreeSet::new(),
             revised: BTreeSet::new(),
+            stale_port_bodies: BTreeSet::new(),
             _guard: guard,
         })
     }
@@ -398,6 +399,9 @@ pub struct Tx {
     touched: BTreeSet<(ObjectKind, String)>,
     /// Rows whose `revision_number` this transaction already moved (or set, creating them).
     revised: BTreeSet<(&'static str, String)>,
+    /// Ports whose rendered body (`ports.body`) may no longer match their rows: rendered
+    /// again at commit, once each.
+    stale_port_bodies: BTreeSet<String>,
     _guard: Option<OwnedMutexGuard<()>>,
 }
 
@@ -416,12 +420,35 @@ impl Tx {
     /// Record the object's image in the change log at commit: whatever it is then, or its
     /// absence if it was deleted.
     pub fn touch(&mut self, kind: ObjectKind, id: &str) {
+        if kind == ObjectKind::Port {
+            self.port_body_stale(id);
+        }
         if !self.touched.contains(&(kind, id.to_string())) {
             self.touched.insert((kind, id.to_string()));
         }
     }
 
+    /// Something a port's body shows changed: it is rendered again at commit (unless this
+    /// transaction stores a body it rendered itself afterwards).
+    pub(crate) fn port_body_stale(&mut self, id: &str) {
+        if !self.stale_port_bodies.contains(id) {
+            self.stale_port_bodies.insert(id.to_string());
+        }
+    }
+
+    /// This transaction stored the port's body from the port as it now is.
+    pub(crate) fn port_body_fresh(&mut self, id: &str) {
+        self.stale_port_bodies.remove(id);
+    }
+
     pub async fn commit(mut self) -> Result<()> {
+        for id in std::mem::take(&mut self.stale_port_bodies) {
+            match ports::refresh_port_body(&mut self, &id).await {
+                // Deleted in this transaction: nothing to render.
+                Err(StoreError::NotFound { .. }) => {}
+                other => other?,
+            }
+        }
         let touched = std::mem::take(&mut self.touched);
         let revision = if touched.is_empty() { None } else { Some(change_log::append(&mut self, &touched).await?) };
         self.inner.commit().await?;
@@ -466,6 +493,10 @@ impl Tx {
     pub(crate) async fn revise(&mut self, table: &'static str, id: &str) -> Result<()> {
         if !self.revised.insert((table, id.to_string())) {
             return Ok(());
+        }
+        if table == "ports" {
+            // Its body shows the revision and the update time.
+            self.port_body_stale(id);
         }
         sqlx::query(&format!(
             "UPDATE {table} SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2"

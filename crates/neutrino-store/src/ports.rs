@@ -342,6 +342,7 @@ pub async fn store_port_body(tx: &mut Tx, port: &Port) -> Result<()> {
         .bind(port.id.clone())
         .execute(tx.conn())
         .await?;
+    tx.port_body_fresh(&port.id);
     Ok(())
 }
 

@@ -225,7 +225,6 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
     for h in &holders {
         let port_id = text(h, "port_id")?;
         tx.revise("ports", &port_id).await?;
-        crate::ports::refresh_port_body(tx, &port_id).await?;
         tx.touch(neutrino_domain::topology::ObjectKind::Port, &port_id);
     }
     crate::tags::clear_tags(tx, "subnets", id).await?;

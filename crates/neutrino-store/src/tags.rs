@@ -68,7 +68,7 @@ async fn require(tx: &mut Tx, collection: &str, id: &str) -> Result<&'static str
 }
 
 /// A change of tags is a change of the resource: revision and `updated_at` move, and a port's
-/// rendered body is refreshed.
+/// rendered body is rendered again at commit.
 async fn touch(tx: &mut Tx, table: &str, id: &str) -> Result<()> {
     sqlx::query(&format!("UPDATE {table} SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2"))
         .bind(crate::now_timestamp())
@@ -76,7 +76,7 @@ async fn touch(tx: &mut Tx, table: &str, id: &str) -> Result<()> {
         .execute(tx.conn())
         .await?;
     if table == "ports" {
-        crate::ports::refresh_port_body(tx, id).await?;
+        tx.port_body_stale(id);
     }
     if let Some(resource) = neutrino_domain::changes::Resource::of_table(table) {
         tx.record_change(resource, id, neutrino_domain::changes::Operation::Tags);

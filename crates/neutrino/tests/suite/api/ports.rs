@@ -298,3 +298,31 @@ async fn enabling_dns_integration_renders_stored_ports_again() {
     assert!(listed["ports"][0]["dns_assignment"][0]["fqdn"].as_str().unwrap().ends_with(".openstacklocal."));
     task.abort();
 }
+
+/// The rendered bodies lists stream follow every change a port's body shows, whoever makes
+/// it: tags, an agent's status report, a subnet delete that takes addresses away.
+on_both_backends!(rendered_port_bodies_follow_every_change, default_config(), |s: TestServer| async move {
+    let (net_id, _) = network_with_subnet(&s, "198.51.100.0/24").await;
+    let v6 = json!({"subnet": {"network_id": net_id, "ip_version": 6, "cidr": "2001:db8:5::/64",
+                    "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}});
+    let v6_id = s.api.post("/v2.0/subnets", v6).await.unwrap()["subnet"]["id"].as_str().unwrap().to_string();
+    s.api.post("/v2.0/neutrino/agents", lb_agent("bodies", "192.0.2.41")).await.unwrap();
+    let port = post_port(&s, json!({"network_id": net_id, "binding:host_id": "bodies"})).await.unwrap();
+    let id = port["port"]["id"].as_str().unwrap().to_string();
+    assert_eq!(port["port"]["fixed_ips"].as_array().unwrap().len(), 2);
+    let listed_equals_shown = |step: &'static str| {
+        let api = s.api.clone();
+        let id = id.clone();
+        async move {
+            let listed = api.get(&format!("/v2.0/ports?id={id}")).await.unwrap()["ports"][0].clone();
+            assert_eq!(listed, api.port(&id).await.unwrap(), "after {step}");
+            listed
+        }
+    };
+    s.api.put(&format!("/v2.0/ports/{id}/tags/red"), json!({})).await.unwrap();
+    assert_eq!(listed_equals_shown("a tag").await["tags"], json!(["red"]));
+    s.api.put("/v2.0/neutrino/ports/status", json!({"host": "bodies", "ports": {&id: "ACTIVE"}})).await.unwrap();
+    assert_eq!(listed_equals_shown("a status report").await["status"], "ACTIVE");
+    s.api.delete(&format!("/v2.0/subnets/{v6_id}")).await.unwrap();
+    assert_eq!(listed_equals_shown("a subnet delete").await["fixed_ips"].as_array().unwrap().len(), 1);
+});
