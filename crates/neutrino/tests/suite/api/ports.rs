@@ -299,8 +299,8 @@ async fn enabling_dns_integration_renders_stored_ports_again() {
     task.abort();
 }
 
-/// The rendered bodies lists stream follow every change a port's body shows, whoever makes
-/// it: tags, an agent's status report, a subnet delete that takes addresses away.
+// The rendered bodies lists stream follow every change a port's body shows, whoever makes
+// it: tags, an agent's status report, a subnet delete that takes addresses away.
 on_both_backends!(rendered_port_bodies_follow_every_change, default_config(), |s: TestServer| async move {
     let (net_id, _) = network_with_subnet(&s, "198.51.100.0/24").await;
     let v6 = json!({"subnet": {"network_id": net_id, "ip_version": 6, "cidr": "2001:db8:5::/64",
