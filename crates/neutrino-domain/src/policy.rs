@@ -375,7 +375,8 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ("delete_network", "rule:admin_or_project_member"),
     // Subnets: the network's owner manages them; everyone who sees a shared network sees them.
     ("create_subnet", "rule:admin_or_network_owner_member"),
-    ("get_subnet", "rule:admin_or_project_reader or rule:network_owner_reader or rule:shared"),
+    ("external_network", "field:subnets:router:external=True"),
+    ("get_subnet", "rule:admin_or_project_reader or rule:network_owner_reader or rule:shared or rule:external_network"),
     ("update_subnet", "rule:admin_or_network_owner_member"),
     ("delete_subnet", "rule:admin_or_network_owner_member"),
     // Ports.

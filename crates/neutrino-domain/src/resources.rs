@@ -117,6 +117,11 @@ pub const NETWORK: ResourceDef = ResourceDef {
         "qos_policy_id",
         "is_default",
         "dns_domain",
+        // Accepted unchanged (clients send objects back whole); changes are refused.
+        "provider:network_type",
+        "provider:physical_network",
+        "provider:segmentation_id",
+        "segments",
     ],
     read_only: standard![
         "status",

@@ -31,6 +31,32 @@ fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 1] {
     [("qos_policy_id", serde_json::Value::Null)]
 }
 
+/// Provider attributes in an update: as ML2 does, accepted when they repeat what the network has
+/// (clients send whole objects back), refused when they would change it (Neutrino does not
+/// move networks between segments).
+async fn refuse_provider_changes(tx: &mut Tx, id: &str, attrs: &Attrs) -> HttpResult<()> {
+    let given: Vec<&str> = PROVIDER_ATTRS.iter().chain(["segments"].iter()).copied().filter(|a| attrs.has(a)).collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    let current = serde_json::to_value(store::get_network(tx.conn(), id).await?).unwrap_or_default();
+    for attr in given {
+        let wanted = attrs.raw(attr).cloned().unwrap_or_default();
+        let same = match (&wanted, current.get(attr)) {
+            (serde_json::Value::Null, None) => true,
+            (w, Some(c)) => w == c || w.as_str().is_some_and(|s| c.as_u64().is_some_and(|n| s == n.to_string())),
+            _ => false,
+        };
+        if !same {
+            return Err(ApiError::invalid_input(format!(
+                "Plugin does not support updating the following provider network attributes: {attr}"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// `dns_domain`: with DNS integration, validated; without it, only the empty default.
 fn dns_domain_of(app: &App, attrs: &Attrs) -> Result<Option<String>, ApiError> {
     let Some(domain) = attrs.string("dns_domain", 255)? else { return Ok(None) };
@@ -250,6 +276,7 @@ async fn update(
     };
     let mut tx = app.store.begin().await?;
     let mut patch = patch;
+    refuse_provider_changes(&mut tx, &id, &attrs).await?;
     if let Some(mtu) = patch.mtu {
         store::get_network(tx.conn(), &id).await?;
         let mtu = neutrino_domain::mtu::network_mtu(Some(mtu), max_mtu(&app, &mut tx, &id).await?)?;

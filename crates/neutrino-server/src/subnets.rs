@@ -166,9 +166,9 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     attrs.required("ip_version")?;
     let ip_version = attrs.uint("ip_version")?.unwrap_or_default();
     let version = u8::try_from(ip_version).unwrap_or(0);
-    crate::auth::authorize::may_use_network(app, tx, &network_id).await?;
-    let network = store::get_network(tx.conn(), &network_id).await?;
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+    crate::auth::authorize::may_use_network(app, tx, &network_id, &project_id, store::NetworkUse::Revise).await?;
+    let network = store::get_network(tx.conn(), &network_id).await?;
     let (cidr, subnetpool_id) = subnet_cidr(tx, attrs, version, &project_id).await?;
     let request = SubnetRequest {
         ip_version: version,

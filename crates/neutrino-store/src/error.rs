@@ -28,9 +28,17 @@ impl StoreError {
         StoreError::NotFound { resource, id: id.into() }
     }
 
-    /// Whether the database was too busy to answer in time (worth a retry by the client).
+    /// Whether the database could not answer this time (worth a retry by the client: 503).
     pub fn is_busy(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut))
+        match self {
+            StoreError::Database(sqlx::Error::PoolTimedOut) => true,
+            // PostgreSQL gave up on this transaction to let another through (a deadlock, a
+            // serialization failure): the request may simply be sent again.
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40P01") | Some("40001"))
+            }
+            _ => false,
+        }
     }
 
     /// Whether the database refused the write because of a unique key.

@@ -32,7 +32,7 @@ pub use error::StoreError;
 pub use filters::{Filter, SqlValue};
 pub use networks::{
     delete_network, get_network, insert_network, list_networks, lock_network_for_use, network_access, set_network_mtu,
-    update_network, NetworkAccess, NetworkPatch,
+    update_network, NetworkAccess, NetworkPatch, NetworkUse,
 };
 pub use ports::{
     allocate_any_ip, allocate_specific_ip, delete_port, get_port, insert_port, list_ports, list_ports_json,

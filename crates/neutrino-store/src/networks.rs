@@ -183,12 +183,26 @@ pub struct NetworkAccess {
     pub router_external: bool,
 }
 
+/// How a transaction holds a network it creates something on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkUse {
+    /// A port: many may be created at once (`FOR SHARE`).
+    Share,
+    /// A subnet, which also revises the network row: creates take turns (`FOR NO KEY UPDATE`),
+    /// as two share locks both upgrading would deadlock.
+    Revise,
+}
+
 /// Hold a network's row for the rest of the transaction against changes of who may use it
-/// (PostgreSQL `FOR SHARE`: RBAC changes lock the row `FOR UPDATE` first, so they wait for
-/// this transaction, or it for them and then reads their outcome; SQLite's writers take turns).
-pub async fn lock_network_for_use(tx: &mut Tx, id: &str) -> Result<()> {
+/// (PostgreSQL: RBAC changes lock the row `FOR UPDATE` first, so they wait for this
+/// transaction, or it for them and then reads their outcome; SQLite's writers take turns).
+pub async fn lock_network_for_use(tx: &mut Tx, id: &str, how: NetworkUse) -> Result<()> {
     if tx.backend() == crate::Backend::Postgres {
-        sqlx::query("SELECT id FROM networks WHERE id = $1 FOR SHARE")
+        let lock = match how {
+            NetworkUse::Share => "FOR SHARE",
+            NetworkUse::Revise => "FOR NO KEY UPDATE",
+        };
+        sqlx::query(&format!("SELECT id FROM networks WHERE id = $1 {lock}"))
             .bind(id.to_string())
             .fetch_optional(tx.conn())
             .await?;

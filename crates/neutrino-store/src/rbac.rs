@@ -81,6 +81,12 @@ fn duplicate() -> StoreError {
 
 pub async fn insert_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
     crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::RbacPolicy, &p.project_id).await?;
+    insert_policy_row(tx, p).await
+}
+
+/// Insert a policy without a quota check (the wildcards Neutron makes itself for `shared`
+/// and `router:external` count against no quota).
+async fn insert_policy_row(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
     let done = sqlx::query(
         "INSERT INTO rbac_policies (id, project_id, object_type, object_id, action, target_project) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -159,6 +165,20 @@ async fn ensure_not_in_use(tx: &mut Tx, p: &RbacPolicy, new_target: Option<&str>
         let default = tx.any_row("SELECT id FROM networks WHERE id = $1 AND is_default", &p.object_id).await?;
         if p.target_tenant == "*" && default && new_target != Some("*") {
             return Err(policy_in_use(&p.object_id, "Default external networks must be shared to everyone."));
+        }
+        if new_target.is_none() {
+            // The last one gone, the network would turn internal: not under routers' gateways.
+            let others = sqlx::query(
+                "SELECT id FROM rbac_policies WHERE object_type = 'network' AND object_id = $1 \
+                 AND action = 'access_as_external' AND id <> $2 LIMIT 1",
+            )
+            .bind(p.object_id.clone())
+            .bind(p.id.clone())
+            .fetch_optional(tx.conn())
+            .await?;
+            if others.is_none() {
+                refuse_while_gateways(tx, &p.object_id).await?;
+            }
         }
         return Ok(());
     }
@@ -243,7 +263,7 @@ async fn add_wildcard(tx: &mut Tx, network_id: &str, owner: &str, action: &str) 
         action: action.into(),
         target_tenant: "*".into(),
     };
-    insert_rbac_policy(tx, &p).await
+    insert_policy_row(tx, &p).await
 }
 
 /// `shared` on a network: add or remove its wildcard policy (owned by the network's project).
@@ -259,19 +279,16 @@ pub async fn set_network_shared(tx: &mut Tx, network_id: &str, owner: &str, shar
 /// `access_as_external` policy; making it internal removes every such policy, unless a
 /// router's gateway is on it.
 pub async fn set_network_external(tx: &mut Tx, network_id: &str, owner: &str, external: bool) -> Result<()> {
+    let any_external =
+        "SELECT id FROM rbac_policies WHERE object_type = 'network' AND object_id = $1 AND action = 'access_as_external'";
     if external {
-        if wildcard_policy(tx, network_id, ACCESS_AS_EXTERNAL).await?.is_none() {
+        // Already external (to some projects): as Neutron, nothing changes.
+        if !tx.any_row(any_external, network_id).await? {
             add_wildcard(tx, network_id, owner, ACCESS_AS_EXTERNAL).await?;
         }
         return Ok(());
     }
-    let gateways = "SELECT id FROM ports WHERE network_id = $1 AND device_owner = 'network:router_gateway' LIMIT 1";
-    if tx.any_row(gateways, network_id).await? {
-        return Err(StoreError::Domain(DomainError::conflict(
-            "ExternalNetworkInUse",
-            format!("External network {network_id} cannot be updated to be non-external, because it has existing gateway ports."),
-        )));
-    }
+    refuse_while_gateways(tx, network_id).await?;
     sqlx::query("DELETE FROM rbac_policies WHERE object_type = 'network' AND object_id = $1 AND action = $2")
         .bind(network_id.to_string())
         .bind(ACCESS_AS_EXTERNAL)
@@ -282,8 +299,20 @@ pub async fn set_network_external(tx: &mut Tx, network_id: &str, owner: &str, ex
     Ok(())
 }
 
+/// A network with routers' gateways on it stays external.
+async fn refuse_while_gateways(tx: &mut Tx, network_id: &str) -> Result<()> {
+    let gateways = "SELECT id FROM ports WHERE network_id = $1 AND device_owner = 'network:router_gateway' LIMIT 1";
+    if tx.any_row(gateways, network_id).await? {
+        return Err(StoreError::Domain(DomainError::conflict(
+            "ExternalNetworkInUse",
+            format!("External network {network_id} cannot be updated to be non-external, because it has existing gateway ports."),
+        )));
+    }
+    Ok(())
+}
+
 /// `is_default` on an external network: at most one is the default (Neutron's
-/// `DefaultExternalNetworkExists`).
+/// `DefaultExternalNetworkExists`; a unique index settles concurrent requests).
 pub async fn set_network_default(tx: &mut Tx, network_id: &str, is_default: bool) -> Result<()> {
     if is_default {
         let other = sqlx::query("SELECT id FROM networks WHERE is_default AND id <> $1")
@@ -300,12 +329,19 @@ pub async fn set_network_default(tx: &mut Tx, network_id: &str, is_default: bool
             )));
         }
     }
-    sqlx::query("UPDATE networks SET is_default = $1 WHERE id = $2 AND router_external")
+    let done = sqlx::query("UPDATE networks SET is_default = $1 WHERE id = $2 AND router_external")
         .bind(is_default)
         .bind(network_id.to_string())
         .execute(tx.conn())
-        .await?;
-    Ok(())
+        .await
+        .map_err(StoreError::from);
+    match done {
+        Err(e) if e.is_unique_violation() => Err(StoreError::Domain(DomainError::conflict(
+            "DefaultExternalNetworkExists",
+            format!("Unable to set network {network_id} as default; another network is the default one."),
+        ))),
+        other => other.map(|_| ()),
+    }
 }
 
 /// Of `network_ids`, those shared with `project` by a policy naming it (not the wildcard).

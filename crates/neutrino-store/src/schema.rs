@@ -22,7 +22,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0014_change_log", CHANGE_LOG),
     ("0015_subnetpool_quota", SUBNETPOOL_QUOTA),
     ("0016_external_networks", EXTERNAL_NETWORKS),
+    ("0017_one_default_external_network", ONE_DEFAULT_EXTERNAL_NETWORK),
 ];
+
+/// At most one default external network, whatever runs at once.
+const ONE_DEFAULT_EXTERNAL_NETWORK: &str =
+    "CREATE UNIQUE INDEX networks_one_default ON networks (is_default) WHERE is_default";
 
 /// External networks as Neutron keeps them: `router_external` mirrors whether any
 /// `access_as_external` policy exists (a network made external gets a wildcard one, owned by

@@ -75,7 +75,10 @@ async fn list_agents(State(app): State<App>, RawQuery(raw): RawQuery) -> HttpRes
 fn matches_filter(value: Option<&serde_json::Value>, filter: &str) -> bool {
     match value {
         Some(serde_json::Value::String(s)) => s == filter,
-        Some(serde_json::Value::Bool(b)) => matches!(filter.to_ascii_lowercase().as_str(), "true" | "1") == *b,
+        // oslo's bool_from_string, as Neutron converts boolean filters.
+        Some(serde_json::Value::Bool(b)) => {
+            matches!(filter.to_ascii_lowercase().as_str(), "true" | "1" | "t" | "yes" | "y" | "on") == *b
+        }
         Some(serde_json::Value::Number(n)) => n.to_string() == filter,
         _ => false,
     }

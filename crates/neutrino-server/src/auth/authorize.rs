@@ -373,9 +373,13 @@ fn percent_decode(segment: &str) -> Option<String> {
 }
 
 fn add_network_keys(target: &mut Map<String, Value>, net: &Value) {
-    for (ours, theirs) in
-        [("network:project_id", "project_id"), ("network:tenant_id", "project_id"), ("shared", "shared")]
-    {
+    // `router:external` as the network is to the caller (a subnet shows its network's).
+    for (ours, theirs) in [
+        ("network:project_id", "project_id"),
+        ("network:tenant_id", "project_id"),
+        ("shared", "shared"),
+        ("router:external", "router:external"),
+    ] {
         target.insert(ours.into(), net.get(theirs).cloned().unwrap_or(Value::Null));
     }
 }
@@ -394,20 +398,33 @@ async fn network_target(app: &App, id: &str) -> Result<Option<Value>, HttpError>
     network_target_on(&mut c, id).await
 }
 
-/// Inside the transaction that uses a network (a subnet or port create), check again that the
-/// caller may: the network's row is locked against a change of who may use it (its RBAC
-/// policies lock it to change them), so the check and the use see the same sharing. An admin
-/// passes; a network the caller may not see is a 404.
-pub async fn may_use_network(app: &App, tx: &mut store::Tx, id: &str) -> Result<(), HttpError> {
-    store::lock_network_for_use(tx, id).await?;
+/// Inside the transaction that creates a subnet or port on a network, check again that the
+/// caller may, as Neutron's `_validate_network_project_ownership`: the network is shared with
+/// the caller or belongs to `project` (the new item's). A network the caller cannot see is a
+/// `NetworkNotFound`, one it sees but may not use (an external one) Neutron's bare 404. The
+/// network's row is locked against a change of who may use it (RBAC changes lock it first),
+/// so the check and the use see the same sharing. Admins and services pass.
+pub async fn may_use_network(
+    app: &App,
+    tx: &mut store::Tx,
+    id: &str,
+    project: &str,
+    lock: store::NetworkUse,
+) -> Result<(), HttpError> {
+    store::lock_network_for_use(tx, id, lock).await?;
     let ctx = current();
-    if ctx.is_admin {
+    if ctx.is_admin || ctx.creds.has_role("service") {
         return Ok(());
     }
-    match network_target_on(tx.conn(), id).await? {
-        Some(net) if app.policy.allows("get_network", &ctx.creds, &net) => Ok(()),
-        _ => Err(HttpError(ApiError::not_found("network", id))),
+    let net = match network_target_on(tx.conn(), id).await? {
+        Some(net) if app.policy.allows("get_network", &ctx.creds, &net) => net,
+        _ => return Err(HttpError(ApiError::not_found("network", id))),
+    };
+    let shared = net.get("shared").and_then(Value::as_bool).unwrap_or(false);
+    if !shared && net.get("project_id").and_then(Value::as_str) != Some(project) {
+        return Err(HttpError(ApiError::new(404, "HTTPNotFound", "The resource could not be found.")));
     }
+    Ok(())
 }
 
 async fn network_target_on(c: &mut store::Connection, id: &str) -> Result<Option<Value>, HttpError> {

@@ -326,7 +326,18 @@ on_both_backends!(external_networks_are_access_as_external_policies, default_con
         .await
         .unwrap();
     assert_eq!(c.bob.get(&format!("/v2.0/networks/{public_id}")).await.unwrap()["network"]["router:external"], true);
-    assert_eq!(ids(&c.bob.get(&format!("/v2.0/subnets?network_id={public_id}")).await.unwrap(), "subnets").len(), 1);
+    let public_subnets = ids(&c.bob.get(&format!("/v2.0/subnets?network_id={public_id}")).await.unwrap(), "subnets");
+    assert_eq!(public_subnets.len(), 1);
+    c.bob.get(&format!("/v2.0/subnets/{}", public_subnets[0])).await.expect("shown as it is listed");
+    // Seen, but not Bob's to plug into: external is not shared (Neutron's bare 404).
+    let plug = c.bob.post("/v2.0/ports", json!({"port": {"network_id": public_id}})).await;
+    assert_eq!(status(plug).await, (404, "HTTPNotFound".into()));
+    // Provider attributes may come back unchanged in an update, not changed.
+    let same_type = json!({"network": {"name": "pub", "provider:network_type": public["provider:network_type"]}});
+    c.admin.put(&format!("/v2.0/networks/{public_id}"), same_type).await.unwrap();
+    let other_type = json!({"network": {"provider:network_type": "flat"}});
+    let (code, kind) = status(c.admin.put(&format!("/v2.0/networks/{public_id}"), other_type).await).await;
+    assert_eq!((code, kind.as_str()), (400, "InvalidInput"));
     // Made internal: its external policies go, and other projects no longer see it.
     c.admin.put(&format!("/v2.0/networks/{public_id}"), json!({"network": {"router:external": false}})).await.unwrap();
     assert!(c.admin.get(&external_policies(&public_id)).await.unwrap()["rbac_policies"].as_array().unwrap().is_empty());
@@ -356,6 +367,29 @@ on_both_backends!(external_networks_are_access_as_external_policies, default_con
     assert_eq!((code, kind.as_str()), (409, "RbacPolicyInUse"));
     let other = json!({"network": {"name": "pub2", "router:external": true, "is_default": true}});
     assert_eq!(status(c.admin.post("/v2.0/networks", other).await).await, (409, "DefaultExternalNetworkExists".into()));
+    // Two networks made default at once: one wins.
+    c.admin.put(&format!("/v2.0/networks/{public_id}"), json!({"network": {"is_default": false}})).await.unwrap();
+    let mut candidates = Vec::new();
+    for name in ["pub3", "pub4"] {
+        let net = json!({"network": {"name": name, "router:external": true}});
+        candidates.push(id(&c.admin.post("/v2.0/networks", net).await.unwrap()["network"]));
+    }
+    let make_default = |net: String| {
+        let admin = c.admin.clone();
+        async move { admin.put(&format!("/v2.0/networks/{net}"), json!({"network": {"is_default": true}})).await }
+    };
+    let (a, b) = tokio::join!(make_default(candidates[0].clone()), make_default(candidates[1].clone()));
+    assert_eq!([a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(), 1, "{a:?} {b:?}");
+    let defaults = c.admin.get("/v2.0/networks?is_default=true").await.unwrap();
+    assert_eq!(ids(&defaults, "networks").len(), 1);
+    // The wildcard Neutron makes for router:external counts against no quota.
+    let alice_project = "a1fa00000000000000000000000000a1";
+    c.admin.put(&format!("/v2.0/quotas/{alice_project}"), json!({"quota": {"rbac_policy": 0}})).await.unwrap();
+    let alices = c.alice.create_network("to-be-external").await.unwrap();
+    c.admin
+        .put(&format!("/v2.0/networks/{}", id(&alices)), json!({"network": {"router:external": true}}))
+        .await
+        .unwrap();
     let not_uuid = json!({"rbac_policy": {"object_type": "network", "object_id": public_id, "action": "access_as_shared", "target_tenant": "bob"}});
     assert_eq!(status(c.admin.post("/v2.0/rbac-policies", not_uuid).await).await, (400, "InvalidInput".into()));
 });
@@ -489,7 +523,7 @@ async fn sharing_changes_wait_for_creates_that_use_the_network() {
 
     // Bob's create holds the network, as its handler does, and adds his port ...
     let mut using = s.store.begin().await.unwrap();
-    neutrino_store::lock_network_for_use(&mut using, &net_id).await.unwrap();
+    neutrino_store::lock_network_for_use(&mut using, &net_id, neutrino_store::NetworkUse::Share).await.unwrap();
     let mut bobs = neutrino_store::get_port(using.conn(), &id(&alices_port["port"])).await.unwrap();
     bobs.id = "b0b0b0b0-0000-4000-8000-000000000001".into();
     bobs.project_id = bob_project.into();
@@ -508,3 +542,21 @@ async fn sharing_changes_wait_for_creates_that_use_the_network() {
     let (code, kind) = status(unshare.await.unwrap()).await;
     assert_eq!((code, kind.as_str()), (409, "RbacPolicyInUse"));
 }
+
+// Many subnets created on one network at once: each takes its turn on the network (the
+// check and the revision both hold its row), none fails.
+on_both_backends!(concurrent_subnet_creates_on_one_network_all_succeed, default_config(), |s: TestServer| async move {
+    let c = callers(&s);
+    let net_id = id(&c.alice.create_network("busy").await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let alice = c.alice.clone();
+        let body = json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": format!("10.9.{i}.0/24")}});
+        tasks.push(tokio::spawn(async move { alice.post("/v2.0/subnets", body).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every create succeeds");
+    }
+    let net = c.alice.get(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+    assert_eq!(net["network"]["subnets"].as_array().unwrap().len(), 16);
+});
