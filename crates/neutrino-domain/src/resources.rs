@@ -82,47 +82,53 @@ macro_rules! standard {
     };
 }
 
+/// `a` then `b`, at compile time (`N` must be their total length).
+const fn concat<const A: usize, const B: usize, const N: usize>(
+    a: [&'static str; A],
+    b: [&'static str; B],
+) -> [&'static str; N] {
+    assert!(N == A + B, "concat: N must be A + B");
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - A];
+        i += 1;
+    }
+    out
+}
+
+/// What a network create and update both accept.
+const NETWORK_WRITABLE: [&str; 14] = [
+    "name",
+    "description",
+    "admin_state_up",
+    "shared",
+    "mtu",
+    "port_security_enabled",
+    "router:external",
+    "qos_policy_id",
+    "is_default",
+    "dns_domain",
+    // Accepted unchanged in updates (clients send objects back whole); changes are refused.
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
+    "segments",
+];
+
+const NETWORK_CREATE: [&str; 18] =
+    concat(NETWORK_WRITABLE, ["project_id", "tenant_id", "availability_zone_hints", "tags"]);
+
 pub const NETWORK: ResourceDef = ResourceDef {
     member: "network",
     collection: "networks",
     paths: &["networks"],
-    create: &[
-        "name",
-        "description",
-        "admin_state_up",
-        "shared",
-        "mtu",
-        "port_security_enabled",
-        "project_id",
-        "tenant_id",
-        "provider:network_type",
-        "provider:physical_network",
-        "provider:segmentation_id",
-        "segments",
-        "router:external",
-        "availability_zone_hints",
-        "qos_policy_id",
-        "is_default",
-        "dns_domain",
-        "tags",
-    ],
-    update: &[
-        "name",
-        "description",
-        "admin_state_up",
-        "shared",
-        "mtu",
-        "port_security_enabled",
-        "router:external",
-        "qos_policy_id",
-        "is_default",
-        "dns_domain",
-        // Accepted unchanged (clients send objects back whole); changes are refused.
-        "provider:network_type",
-        "provider:physical_network",
-        "provider:segmentation_id",
-        "segments",
-    ],
+    create: &NETWORK_CREATE,
+    update: &NETWORK_WRITABLE,
     read_only: standard![
         "status",
         "subnets",
@@ -133,45 +139,43 @@ pub const NETWORK: ResourceDef = ResourceDef {
     ],
 };
 
-pub const SUBNET: ResourceDef = ResourceDef {
-    member: "subnet",
-    collection: "subnets",
-    paths: &["subnets"],
-    create: &[
+/// What a subnet create and update both accept.
+const SUBNET_WRITABLE: [&str; 10] = [
+    "name",
+    "description",
+    "gateway_ip",
+    "allocation_pools",
+    "dns_nameservers",
+    "host_routes",
+    "enable_dhcp",
+    "service_types",
+    "segment_id",
+    "dns_publish_fixed_ip",
+];
+
+const SUBNET_CREATE: [&str; 21] = concat(
+    SUBNET_WRITABLE,
+    [
         "network_id",
         "ip_version",
         "cidr",
-        "name",
-        "description",
-        "gateway_ip",
-        "allocation_pools",
-        "dns_nameservers",
-        "host_routes",
-        "enable_dhcp",
         "ipv6_ra_mode",
         "ipv6_address_mode",
         "project_id",
         "tenant_id",
         "subnetpool_id",
-        "segment_id",
-        "service_types",
         "use_default_subnetpool",
-        "dns_publish_fixed_ip",
         "tags",
         "prefixlen",
     ],
-    update: &[
-        "name",
-        "description",
-        "gateway_ip",
-        "allocation_pools",
-        "dns_nameservers",
-        "host_routes",
-        "enable_dhcp",
-        "service_types",
-        "segment_id",
-        "dns_publish_fixed_ip",
-    ],
+);
+
+pub const SUBNET: ResourceDef = ResourceDef {
+    member: "subnet",
+    collection: "subnets",
+    paths: &["subnets"],
+    create: &SUBNET_CREATE,
+    update: &SUBNET_WRITABLE,
     read_only: standard!["router:external"],
 };
 
@@ -194,23 +198,6 @@ const PORT_WRITABLE: [&str; 16] = [
     "qos_policy_id",
     "dns_name",
 ];
-
-const fn concat<const A: usize, const B: usize, const N: usize>(
-    a: [&'static str; A],
-    b: [&'static str; B],
-) -> [&'static str; N] {
-    let mut out = [""; N];
-    let mut i = 0;
-    while i < A {
-        out[i] = a[i];
-        i += 1;
-    }
-    while i < N {
-        out[i] = b[i - A];
-        i += 1;
-    }
-    out
-}
 
 const PORT_CREATE: [&str; 20] = concat(PORT_WRITABLE, ["network_id", "project_id", "tenant_id", "tags"]);
 
@@ -261,36 +248,27 @@ pub const SECURITY_GROUP_RULE: ResourceDef = ResourceDef {
     read_only: standard!["belongs_to_default_sg", "normalized_cidr"],
 };
 
+/// What a subnetpool create and update both accept.
+const SUBNETPOOL_WRITABLE: [&str; 9] = [
+    "name",
+    "description",
+    "prefixes",
+    "default_prefixlen",
+    "min_prefixlen",
+    "max_prefixlen",
+    "address_scope_id",
+    "is_default",
+    "default_quota",
+];
+
+const SUBNETPOOL_CREATE: [&str; 13] = concat(SUBNETPOOL_WRITABLE, ["shared", "project_id", "tenant_id", "tags"]);
+
 pub const SUBNETPOOL: ResourceDef = ResourceDef {
     member: "subnetpool",
     collection: "subnetpools",
     paths: &["subnetpools"],
-    create: &[
-        "name",
-        "description",
-        "prefixes",
-        "default_prefixlen",
-        "min_prefixlen",
-        "max_prefixlen",
-        "address_scope_id",
-        "is_default",
-        "default_quota",
-        "shared",
-        "project_id",
-        "tenant_id",
-        "tags",
-    ],
-    update: &[
-        "name",
-        "description",
-        "prefixes",
-        "default_prefixlen",
-        "min_prefixlen",
-        "max_prefixlen",
-        "address_scope_id",
-        "is_default",
-        "default_quota",
-    ],
+    create: &SUBNETPOOL_CREATE,
+    update: &SUBNETPOOL_WRITABLE,
     read_only: standard!["ip_version"],
 };
 
