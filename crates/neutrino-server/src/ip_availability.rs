@@ -12,7 +12,7 @@ use axum::Router;
 use neutrino_api::resources::{IpAvailabilityDetails, Network, NetworkIpAvailability, Subnet, SubnetIpAvailability};
 use neutrino_api::ApiError;
 use neutrino_domain::ipam::{pools_capacity, subnet_capacity, IpRange};
-use neutrino_store::{self as store, Filter, Page};
+use neutrino_store::{self as store, Filter, Page, Visibility};
 use std::net::IpAddr;
 
 pub fn routes() -> Router<App> {
@@ -72,9 +72,10 @@ async fn availability(
     app: &App,
     filters: Vec<Filter>,
     ip_version: Option<u8>,
+    visibility: &Visibility,
 ) -> HttpResult<Vec<NetworkIpAvailability>> {
     let mut c = app.store.reader().await?;
-    let networks = store::list_networks(&mut c, &filters, &Page::default()).await?;
+    let networks = store::list_networks(&mut c, &filters, &Page::default(), visibility).await?;
     let mut out = Vec::with_capacity(networks.len());
     for net in &networks {
         let subnets = store::network_subnets(&mut c, &net.id).await?;
@@ -94,7 +95,7 @@ async fn availability(
 }
 
 /// Filters of this collection, in terms of the networks collection.
-fn network_filters(raw: Option<&str>) -> HttpResult<(Vec<Filter>, Option<u8>)> {
+fn network_filters(raw: Option<&str>) -> HttpResult<(Vec<Filter>, Option<u8>, Visibility)> {
     let q = parse_query(raw)?;
     let mut filters = Vec::new();
     let mut ip_version = None;
@@ -103,7 +104,6 @@ fn network_filters(raw: Option<&str>) -> HttpResult<(Vec<Filter>, Option<u8>)> {
             "network_id" => filters.push(Filter { attribute: "id".into(), values: f.values }),
             "network_name" => filters.push(Filter { attribute: "name".into(), values: f.values }),
             "project_id" | "tenant_id" => filters.push(f),
-            a if a == neutrino_store::VISIBLE_TO => filters.push(f),
             "ip_version" => {
                 ip_version =
                     Some(f.values[0].parse().map_err(|_| ApiError::invalid_attribute("ip_version", "must be 4 or 6"))?)
@@ -113,19 +113,20 @@ fn network_filters(raw: Option<&str>) -> HttpResult<(Vec<Filter>, Option<u8>)> {
             }
         }
     }
-    Ok((filters, ip_version))
+    Ok((filters, ip_version, q.visibility))
 }
 
 async fn list(State(app): State<App>, RawQuery(raw): RawQuery) -> HttpResult<Response> {
-    let (filters, ip_version) = network_filters(raw.as_deref())?;
+    let (filters, ip_version, visibility) = network_filters(raw.as_deref())?;
     let fields = parse_query(raw.as_deref())?.fields;
-    let all = availability(&app, filters, ip_version).await?;
+    let all = availability(&app, filters, ip_version, &visibility).await?;
     Ok(many("network_ip_availabilities", &all, &fields, Vec::new()))
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
     let filters = vec![Filter { attribute: "id".into(), values: vec![id.clone()] }];
-    let found = availability(&app, filters, None)
+    let visibility = parse_query(None)?.visibility;
+    let found = availability(&app, filters, None, &visibility)
         .await?
         .pop()
         .ok_or_else(|| HttpError(ApiError::new(404, "NetworkNotFound", format!("Network {id} could not be found."))))?;

@@ -247,7 +247,7 @@ async fn shared_with_caller(app: &App, nets: &mut [Network]) -> HttpResult<()> {
 async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
-    let mut nets = store::list_networks(&mut c, &q.filters, &q.page).await?;
+    let mut nets = store::list_networks(&mut c, &q.filters, &q.page, &q.visibility).await?;
     nets.iter_mut().for_each(|n| app.store.finish_network(n));
     drop(c);
     shared_with_caller(&app, &mut nets).await?;

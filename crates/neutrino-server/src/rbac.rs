@@ -90,7 +90,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
 async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
-    let policies = store::list_rbac_policies(&mut c, &q.filters, &q.page).await?;
+    let policies = store::list_rbac_policies(&mut c, &q.filters, &q.page, &q.visibility).await?;
     let info = PageInfo { headers: &headers, collection: "rbac-policies", raw_query: raw.as_deref(), page: &q.page };
     let links =
         info.links(policies.len(), policies.first().map(|p| p.id.as_str()), policies.last().map(|p| p.id.as_str()));

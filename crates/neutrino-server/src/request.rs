@@ -4,7 +4,7 @@
 use axum::http::HeaderMap;
 use neutrino_api::ApiError;
 use neutrino_domain::resources::{BodyError, ResourceDef};
-use neutrino_store::{Filter, Page};
+use neutrino_store::{Filter, Page, Visibility};
 use serde_json::{Map, Value};
 
 /// The attributes of one resource in a request body.
@@ -204,11 +204,19 @@ fn plain(v: &Value) -> String {
 }
 
 /// A list or show query: filters, `fields`, paging.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ListQuery {
     pub filters: Vec<Filter>,
     pub fields: Vec<String>,
     pub page: Page,
+    /// Whose rows the list may hold: the caller's project's view unless it is an admin.
+    pub visibility: Visibility,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery { filters: Vec::new(), fields: Vec::new(), page: Page::default(), visibility: Visibility::Everything }
+    }
 }
 
 const NON_FILTERS: [&str; 1] = ["verbose"];
@@ -241,13 +249,6 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             }
             "marker" => q.page.marker = Some(v.into_owned()),
             k if NON_FILTERS.contains(&k) => {}
-            // The caller's visibility is the server's to set, never a query parameter.
-            neutrino_store::VISIBLE_TO => {
-                return Err(ApiError::bad_request(format!(
-                    "['{}'] is invalid attribute for filtering",
-                    neutrino_store::VISIBLE_TO
-                )))
-            }
             k => match q.filters.iter_mut().find(|f| f.attribute == k) {
                 Some(f) => f.values.push(v.into_owned()),
                 None => q.filters.push(Filter { attribute: k.to_string(), values: vec![v.into_owned()] }),
@@ -261,8 +262,7 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     // Lists of callers who are not admins hold only what their project may see.
     let ctx = crate::auth::current();
     if !ctx.is_admin {
-        let project = ctx.project_id().unwrap_or_default().to_string();
-        q.filters.push(Filter { attribute: neutrino_store::VISIBLE_TO.to_string(), values: vec![project] });
+        q.visibility = Visibility::Project(ctx.project_id().unwrap_or_default().to_string());
     }
     Ok(q)
 }
@@ -319,18 +319,11 @@ mod tests {
     }
 
     #[test]
-    fn the_visibility_filter_cannot_be_sent() {
-        let raw = format!("{}=p1", neutrino_store::VISIBLE_TO);
-        assert_eq!(parse_query(Some(&raw)).err().unwrap().status, 400);
-    }
-
-    #[test]
     fn repeated_filters_and_fields_are_collected() {
         let q = parse_query(Some("name=a&name=b&fields=id&fields=name&limit=5")).unwrap();
-        let name = Filter { attribute: "name".into(), values: vec!["a".into(), "b".into()] };
+        assert_eq!(q.filters, vec![Filter { attribute: "name".into(), values: vec!["a".into(), "b".into()] }]);
         // Outside a request the context fails closed: the list is narrowed to no project.
-        let nobody = Filter { attribute: neutrino_store::VISIBLE_TO.into(), values: vec![String::new()] };
-        assert_eq!(q.filters, vec![name, nobody]);
+        assert_eq!(q.visibility, Visibility::Project(String::new()));
         assert_eq!(q.fields, vec!["id", "name"]);
         assert_eq!(q.page.limit, Some(5));
     }

@@ -89,7 +89,7 @@ async fn list_groups(State(app): State<App>, headers: HeaderMap, RawQuery(raw): 
     let q = parse_query(raw.as_deref())?;
     ensure_listed_default(&app, &headers, &q.filters).await?;
     let mut c = app.store.reader().await?;
-    let groups = store::list_groups(&mut c, &q.filters, &q.page).await?;
+    let groups = store::list_groups(&mut c, &q.filters, &q.page, &q.visibility).await?;
     let info = PageInfo { headers: &headers, collection: "security-groups", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(groups.len(), groups.first().map(|g| g.id.as_str()), groups.last().map(|g| g.id.as_str()));
     Ok(many("security_groups", &groups, &q.fields, links))
@@ -209,7 +209,7 @@ async fn list_rules(State(app): State<App>, headers: HeaderMap, RawQuery(raw): R
     let q = parse_query(raw.as_deref())?;
     ensure_listed_default(&app, &headers, &q.filters).await?;
     let mut c = app.store.reader().await?;
-    let rules = store::list_rules(&mut c, &q.filters, &q.page).await?;
+    let rules = store::list_rules(&mut c, &q.filters, &q.page, &q.visibility).await?;
     let info =
         PageInfo { headers: &headers, collection: "security-group-rules", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(rules.len(), rules.first().map(|r| r.id.as_str()), rules.last().map(|r| r.id.as_str()));

@@ -61,7 +61,7 @@ async fn create_segment(app: &App, tx: &mut Tx, _headers: &HeaderMap, attrs: &At
 async fn list_segments(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
-    let segments = store::list_segments(&mut c, &q.filters, &q.page).await?;
+    let segments = store::list_segments(&mut c, &q.filters, &q.page, &q.visibility).await?;
     let info = PageInfo { headers: &headers, collection: "segments", raw_query: raw.as_deref(), page: &q.page };
     let links =
         info.links(segments.len(), segments.first().map(|s| s.id.as_str()), segments.last().map(|s| s.id.as_str()));
@@ -178,7 +178,7 @@ async fn create_range(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs
 async fn list_ranges(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
-    let ranges = store::list_ranges(&mut c, &q.filters, &q.page).await?;
+    let ranges = store::list_ranges(&mut c, &q.filters, &q.page, &q.visibility).await?;
     let info =
         PageInfo { headers: &headers, collection: "network_segment_ranges", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(ranges.len(), ranges.first().map(|r| r.id.as_str()), ranges.last().map(|r| r.id.as_str()));

@@ -59,7 +59,7 @@ async fn create_scope(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs
 async fn list_scopes(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
-    let scopes = store::list_scopes(&mut c, &q.filters, &q.page).await?;
+    let scopes = store::list_scopes(&mut c, &q.filters, &q.page, &q.visibility).await?;
     let info = PageInfo { headers: &headers, collection: "address-scopes", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(scopes.len(), scopes.first().map(|s| s.id.as_str()), scopes.last().map(|s| s.id.as_str()));
     Ok(many("address_scopes", &scopes, &q.fields, links))
@@ -211,7 +211,7 @@ async fn create_pool(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs)
 async fn list_pools(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
-    let pools = store::list_pools(&mut c, &q.filters, &q.page).await?;
+    let pools = store::list_pools(&mut c, &q.filters, &q.page, &q.visibility).await?;
     let info = PageInfo { headers: &headers, collection: "subnetpools", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(pools.len(), pools.first().map(|p| p.id.as_str()), pools.last().map(|p| p.id.as_str()));
     Ok(many("subnetpools", &pools, &q.fields, links))

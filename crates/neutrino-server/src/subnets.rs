@@ -228,7 +228,7 @@ async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQu
 async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let mut c = app.store.reader().await?;
-    let subnets = store::list_subnets(&mut c, &q.filters, &q.page).await?;
+    let subnets = store::list_subnets(&mut c, &q.filters, &q.page, &q.visibility).await?;
     let info = PageInfo { headers: &headers, collection: "subnets", raw_query: raw.as_deref(), page: &q.page };
     let links =
         info.links(subnets.len(), subnets.first().map(|s| s.id.as_str()), subnets.last().map(|s| s.id.as_str()));

@@ -64,7 +64,7 @@ pub use subnet_pools::{
 };
 pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
 pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH, TAGGABLE};
-pub use visibility::VISIBLE_TO;
+pub use visibility::Visibility;
 
 use neutrino_api::resources::{Network, Port};
 use neutrino_domain::changes::{ChangeEvent, Operation, Resource};

@@ -1,7 +1,8 @@
 //! Networks and their segments.
 
-use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, json, opt_int, opt_text, text, Page};
+use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
 use neutrino_api::resources::{Network, ProviderSegment};
 use neutrino_domain::changes::{Operation, Resource};
@@ -226,9 +227,19 @@ pub async fn network_access(c: &mut AnyConnection, id: &str) -> Result<Option<Ne
     .transpose()
 }
 
-pub async fn list_networks(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Network>> {
-    let w =
-        build_where(COLUMNS, filters, crate::visibility::narrowed("networks", crate::tags::tag_filter("networks")))?;
+pub async fn list_networks(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<Network>> {
+    let w = crate::visibility::build_where_for(
+        "networks",
+        COLUMNS,
+        filters,
+        visibility,
+        crate::tags::tag_filter("networks"),
+    )?;
     let (sql, w) = list_sql(SELECT, "networks", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

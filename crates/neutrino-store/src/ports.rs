@@ -1,7 +1,8 @@
 //! Ports and their IP allocations.
 
-use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter, SqlValue, Where};
+use crate::filters::{col, list_sql, Column, ColumnType as T, Filter, SqlValue, Where};
 use crate::rows::{boolean, int, json, text, Page};
+use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
 use neutrino_api::resources::{FixedIp, Port};
 use neutrino_domain::changes::{Operation, Resource};
@@ -142,13 +143,23 @@ async fn attach_fixed_ips(c: &mut AnyConnection, ports: &mut [Port], w: &Where) 
 }
 
 pub async fn get_port(c: &mut AnyConnection, id: &str) -> Result<Port> {
-    let mut ports =
-        list_ports(c, &[Filter { attribute: "id".into(), values: vec![id.to_string()] }], &Page::default()).await?;
+    let mut ports = list_ports(
+        c,
+        &[Filter { attribute: "id".into(), values: vec![id.to_string()] }],
+        &Page::default(),
+        &Visibility::Everything,
+    )
+    .await?;
     ports.pop().ok_or_else(|| StoreError::not_found("port", id))
 }
 
-pub async fn list_ports(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Port>> {
-    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("ports", port_filter))?;
+pub async fn list_ports(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<Port>> {
+    let w = crate::visibility::build_where_for("ports", COLUMNS, filters, visibility, port_filter)?;
     let (sql, w) = list_sql(SELECT, "ports", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {
@@ -369,8 +380,13 @@ pub async fn refresh_port_body(tx: &mut Tx, id: &str) -> Result<()> {
 }
 
 /// Ports as their rendered JSON bodies: `(id, json)` in id order.
-pub async fn list_ports_json(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<(String, String)>> {
-    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("ports", port_filter))?;
+pub async fn list_ports_json(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<(String, String)>> {
+    let w = crate::visibility::build_where_for("ports", COLUMNS, filters, visibility, port_filter)?;
     let (sql, w) = list_sql("SELECT id, body FROM ports", "ports", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

@@ -3,8 +3,9 @@
 //! `access_as_external` (the network is external while any exists: `router_external`
 //! mirrors that; a network made external gets a wildcard one).
 
-use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{text, Page};
+use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
 use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::DomainError;
@@ -65,8 +66,13 @@ pub async fn get_rbac_policy(c: &mut AnyConnection, id: &str) -> Result<RbacPoli
     decode(&row)
 }
 
-pub async fn list_rbac_policies(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<RbacPolicy>> {
-    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("rbac_policies", |_, _| Ok(false)))?;
+pub async fn list_rbac_policies(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<RbacPolicy>> {
+    let w = crate::visibility::build_where_for("rbac_policies", COLUMNS, filters, visibility, |_, _| Ok(false))?;
     let (sql, w) = list_sql(SELECT, "rbac_policies", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

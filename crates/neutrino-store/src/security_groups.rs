@@ -1,7 +1,8 @@
 //! Security groups, their rules, each project's `default` group, and port bindings.
 
-use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, opt_int, opt_text, text, Page};
+use crate::visibility::Visibility;
 use crate::{now_timestamp, Result, StoreError, Tx};
 use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
 use neutrino_domain::changes::{Operation, Resource};
@@ -273,11 +274,18 @@ pub async fn get_group(c: &mut AnyConnection, id: &str) -> Result<SecurityGroup>
     Ok(groups.remove(0))
 }
 
-pub async fn list_groups(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<SecurityGroup>> {
-    let w = build_where(
+pub async fn list_groups(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<SecurityGroup>> {
+    let w = crate::visibility::build_where_for(
+        "security_groups",
         GROUP_COLUMNS,
         filters,
-        crate::visibility::narrowed("security_groups", crate::tags::tag_filter("security_groups")),
+        visibility,
+        crate::tags::tag_filter("security_groups"),
     )?;
     let (sql, w) = list_sql(GROUP_SELECT, "security_groups", GROUP_COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
@@ -391,8 +399,15 @@ pub async fn get_rule(c: &mut AnyConnection, id: &str) -> Result<SecurityGroupRu
     decode_rule(&row, &default_group_ids(c).await?)
 }
 
-pub async fn list_rules(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<SecurityGroupRule>> {
-    let w = build_where(RULE_COLUMNS, filters, crate::visibility::narrowed("security_group_rules", |_, _| Ok(false)))?;
+pub async fn list_rules(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<SecurityGroupRule>> {
+    let w = crate::visibility::build_where_for("security_group_rules", RULE_COLUMNS, filters, visibility, |_, _| {
+        Ok(false)
+    })?;
     let (sql, w) = list_sql(RULE_SELECT, "security_group_rules", RULE_COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

@@ -2,8 +2,9 @@
 //! the configuration are kept as `default` rows (replaced at start-up when the configuration
 //! changed); admins add shared or per-project ranges at run time.
 
-use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, opt_text, text, Page};
+use crate::visibility::Visibility;
 use crate::{now_timestamp, Result, StoreError, Tx};
 use neutrino_api::resources::NetworkSegmentRange;
 use neutrino_domain::changes::{Operation, Resource};
@@ -86,8 +87,14 @@ pub async fn get_range(c: &mut AnyConnection, id: &str) -> Result<NetworkSegment
     Ok(r)
 }
 
-pub async fn list_ranges(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<NetworkSegmentRange>> {
-    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("network_segment_ranges", |_, _| Ok(false)))?;
+pub async fn list_ranges(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<NetworkSegmentRange>> {
+    let w =
+        crate::visibility::build_where_for("network_segment_ranges", COLUMNS, filters, visibility, |_, _| Ok(false))?;
     let (sql, w) = list_sql(SELECT, "network_segment_ranges", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

@@ -4,8 +4,9 @@
 //! in `segment_allocations`, whose primary key makes double allocation impossible on either
 //! database. Tenant ids come from the `network_segment_ranges` a project may use.
 
-use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{int, opt_int, opt_text, text, Page};
+use crate::visibility::Visibility;
 use crate::{now_timestamp, Result, StoreError, Tx};
 use neutrino_api::resources::Segment;
 use neutrino_domain::changes::{Operation, Resource};
@@ -63,8 +64,13 @@ pub async fn get_segment(c: &mut AnyConnection, id: &str) -> Result<Segment> {
     decode(&row)
 }
 
-pub async fn list_segments(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Segment>> {
-    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("network_segments", |_, _| Ok(false)))?;
+pub async fn list_segments(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<Segment>> {
+    let w = crate::visibility::build_where_for("network_segments", COLUMNS, filters, visibility, |_, _| Ok(false))?;
     let (sql, w) = list_sql(SELECT, "network_segments", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

@@ -1,7 +1,8 @@
 //! Address scopes and subnet pools.
 
-use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, json, opt_int, opt_text, text, Page};
+use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
 use ipnet::IpNet;
 use neutrino_api::resources::{AddressScope, SubnetPool};
@@ -112,8 +113,13 @@ pub async fn get_scope(c: &mut AnyConnection, id: &str) -> Result<AddressScope> 
     decode_scope(&row)
 }
 
-pub async fn list_scopes(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<AddressScope>> {
-    let w = build_where(SCOPE_COLUMNS, filters, crate::visibility::narrowed("address_scopes", |_, _| Ok(false)))?;
+pub async fn list_scopes(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<AddressScope>> {
+    let w = crate::visibility::build_where_for("address_scopes", SCOPE_COLUMNS, filters, visibility, |_, _| Ok(false))?;
     let (sql, w) = list_sql(SCOPE_SELECT, "address_scopes", SCOPE_COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {
@@ -158,11 +164,18 @@ pub async fn get_pool(c: &mut AnyConnection, id: &str) -> Result<SubnetPool> {
     Ok(pool)
 }
 
-pub async fn list_pools(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<SubnetPool>> {
-    let w = build_where(
+pub async fn list_pools(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<SubnetPool>> {
+    let w = crate::visibility::build_where_for(
+        "subnetpools",
         POOL_COLUMNS,
         filters,
-        crate::visibility::narrowed("subnetpools", crate::tags::tag_filter("subnetpools")),
+        visibility,
+        crate::tags::tag_filter("subnetpools"),
     )?;
     let (sql, w) = list_sql(POOL_SELECT, "subnetpools", POOL_COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;

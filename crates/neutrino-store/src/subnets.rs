@@ -1,7 +1,8 @@
 //! Subnets.
 
-use crate::filters::{build_where, col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, json, opt_text, text, Page};
+use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
 use neutrino_api::resources::Subnet;
 use neutrino_domain::changes::{Operation, Resource};
@@ -94,10 +95,15 @@ fn shared_filter(f: &Filter, w: &mut crate::filters::Where) -> Result<bool> {
     Ok(true)
 }
 
-pub async fn list_subnets(c: &mut AnyConnection, filters: &[Filter], page: &Page) -> Result<Vec<Subnet>> {
+pub async fn list_subnets(
+    c: &mut AnyConnection,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<Vec<Subnet>> {
     let tags = crate::tags::tag_filter("subnets");
     let special = move |f: &Filter, w: &mut crate::filters::Where| Ok(shared_filter(f, w)? || tags(f, w)?);
-    let w = build_where(COLUMNS, filters, crate::visibility::narrowed("subnets", special))?;
+    let w = crate::visibility::build_where_for("subnets", COLUMNS, filters, visibility, special)?;
     let (sql, w) = list_sql(SELECT, "subnets", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
     if page.page_reverse {

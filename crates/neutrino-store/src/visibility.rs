@@ -1,12 +1,8 @@
 //! What a project may see of each table, as SQL: lists of non-admin callers are narrowed in the
 //! database (the policy engine then checks each row it returns).
 
-use crate::filters::{Filter, SqlValue, Where};
+use crate::filters::{build_where, Column, Filter, SqlValue, Where};
 use crate::Result;
-
-/// The pseudo-filter carrying the caller's project (never a client's query parameter: those
-/// are checked against each table's columns).
-pub const VISIBLE_TO: &str = "__visible_to";
 
 /// Networks shared with the project by a policy naming it, or external to it (a policy naming
 /// it or the wildcard): Neutron's network query hook admits both actions.
@@ -32,18 +28,25 @@ pub(crate) fn clause(table: &str) -> Option<String> {
     })
 }
 
-/// Wrap a table's special-filter handler so that [`VISIBLE_TO`] narrows the list.
-pub(crate) fn narrowed<F>(table: &'static str, mut inner: F) -> impl FnMut(&Filter, &mut Where) -> Result<bool>
-where
-    F: FnMut(&Filter, &mut Where) -> Result<bool>,
-{
-    move |f: &Filter, w: &mut Where| {
-        if f.attribute != VISIBLE_TO {
-            return inner(f, w);
-        }
-        if let (Some(c), Some(project)) = (clause(table), f.values.first()) {
-            w.add_raw(&c, SqlValue::Text(project.clone()));
-        }
-        Ok(true)
+/// Whose rows a list holds: everything (admins, the server itself), or what one project may
+/// see. A typed argument of every list, never a query parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    Everything,
+    Project(String),
+}
+
+/// [`build_where`] for a list of `table` narrowed to `visibility`.
+pub(crate) fn build_where_for(
+    table: &str,
+    columns: &[Column],
+    filters: &[Filter],
+    visibility: &Visibility,
+    special: impl FnMut(&Filter, &mut Where) -> Result<bool>,
+) -> Result<Where> {
+    let mut w = build_where(columns, filters, special)?;
+    if let (Visibility::Project(project), Some(c)) = (visibility, clause(table)) {
+        w.add_raw(&c, SqlValue::Text(project.clone()));
     }
+    Ok(w)
 }

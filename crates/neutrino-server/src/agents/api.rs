@@ -55,8 +55,7 @@ fn configurations_json(a: &AgentRecord) -> serde_json::Value {
 /// `GET /v2.0/agents`, with Neutron's filters on the agent's attributes and `fields`.
 async fn list_agents(State(app): State<App>, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = crate::request::parse_query(raw.as_deref())?;
-    let filters: Vec<&neutrino_store::Filter> =
-        q.filters.iter().filter(|f| f.attribute != neutrino_store::VISIBLE_TO).collect();
+    let filters: Vec<&neutrino_store::Filter> = q.filters.iter().collect();
     let def = &neutrino_domain::resources::AGENT;
     if let Some(f) = filters.iter().find(|f| !def.knows(&f.attribute) && f.attribute != "description") {
         return Err(ApiError::bad_request(format!("['{}'] is invalid attribute for filtering", f.attribute)).into());
@@ -129,7 +128,7 @@ async fn list_zones(State(app): State<App>, RawQuery(raw): RawQuery) -> HttpResu
         .into_iter()
         .map(|(name, alive)| json!({"name": name, "resource": "network", "state": if alive { "available" } else { "unavailable" }}))
         .filter(|z| {
-            q.filters.iter().filter(|f| f.attribute != neutrino_store::VISIBLE_TO).all(|f| {
+            q.filters.iter().all(|f| {
                 f.values.iter().any(|v| z.get(&f.attribute).and_then(|x| x.as_str()) == Some(v.as_str()))
             })
         })

@@ -238,11 +238,11 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
     let info = PageInfo { headers: &headers, collection: "ports", raw_query: raw.as_deref(), page: &q.page };
     let mut c = app.store.reader().await?;
     if q.fields.is_empty() {
-        let ports = store::list_ports_json(&mut c, &q.filters, &q.page).await?;
+        let ports = store::list_ports_json(&mut c, &q.filters, &q.page, &q.visibility).await?;
         let links = info.links(ports.len(), ports.first().map(|p| p.0.as_str()), ports.last().map(|p| p.0.as_str()));
         return Ok(many_raw("ports", &ports, links));
     }
-    let mut ports = store::list_ports(&mut c, &q.filters, &q.page).await?;
+    let mut ports = store::list_ports(&mut c, &q.filters, &q.page, &q.visibility).await?;
     ports.iter_mut().for_each(|p| app.store.finish_port(p));
     let links = info.links(ports.len(), ports.first().map(|p| p.id.as_str()), ports.last().map(|p| p.id.as_str()));
     Ok(many("ports", &ports, &q.fields, links))
