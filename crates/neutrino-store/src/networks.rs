@@ -1,6 +1,6 @@
 //! Networks and their segments.
 
-use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, json, opt_int, opt_text, text, Page};
 use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
@@ -233,18 +233,9 @@ pub async fn list_networks(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<Network>> {
-    let w = crate::visibility::build_where_for(
-        "networks",
-        COLUMNS,
-        filters,
-        visibility,
-        crate::tags::tag_filter("networks"),
-    )?;
-    let (sql, w) = list_sql(SELECT, "networks", COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed = crate::visibility::Listed { select: SELECT, table: "networks", columns: COLUMNS };
+    let rows =
+        crate::visibility::list_rows(c, listed, filters, page, visibility, crate::tags::tag_filter("networks")).await?;
     let mut nets = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
     attach_related(c, &mut nets, filters.is_empty() && page.limit.is_none()).await?;
     Ok(nets)

@@ -159,6 +159,7 @@ pub async fn list_ports(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<Port>> {
+    // The WHERE is needed again for the addresses of a whole list.
     let w = crate::visibility::build_where_for("ports", COLUMNS, filters, visibility, port_filter)?;
     let (sql, w) = list_sql(SELECT, "ports", COLUMNS, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
@@ -386,12 +387,8 @@ pub async fn list_ports_json(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<(String, String)>> {
-    let w = crate::visibility::build_where_for("ports", COLUMNS, filters, visibility, port_filter)?;
-    let (sql, w) = list_sql("SELECT id, body FROM ports", "ports", COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed = crate::visibility::Listed { select: "SELECT id, body FROM ports", table: "ports", columns: COLUMNS };
+    let rows = crate::visibility::list_rows(c, listed, filters, page, visibility, port_filter).await?;
     rows.iter().map(|r| Ok((text(r, "id")?, text(r, "body")?))).collect()
 }
 

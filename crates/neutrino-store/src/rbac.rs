@@ -3,7 +3,7 @@
 //! `access_as_external` (the network is external while any exists: `router_external`
 //! mirrors that; a network made external gets a wildcard one).
 
-use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, Column, ColumnType as T, Filter};
 use crate::rows::{text, Page};
 use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
@@ -72,12 +72,8 @@ pub async fn list_rbac_policies(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<RbacPolicy>> {
-    let w = crate::visibility::build_where_for("rbac_policies", COLUMNS, filters, visibility, |_, _| Ok(false))?;
-    let (sql, w) = list_sql(SELECT, "rbac_policies", COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed = crate::visibility::Listed { select: SELECT, table: "rbac_policies", columns: COLUMNS };
+    let rows = crate::visibility::list_rows(c, listed, filters, page, visibility, |_, _| Ok(false)).await?;
     rows.iter().map(decode).collect()
 }
 

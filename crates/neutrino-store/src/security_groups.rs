@@ -1,6 +1,6 @@
 //! Security groups, their rules, each project's `default` group, and port bindings.
 
-use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, opt_int, opt_text, text, Page};
 use crate::visibility::Visibility;
 use crate::{now_timestamp, Result, StoreError, Tx};
@@ -280,18 +280,10 @@ pub async fn list_groups(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<SecurityGroup>> {
-    let w = crate::visibility::build_where_for(
-        "security_groups",
-        GROUP_COLUMNS,
-        filters,
-        visibility,
-        crate::tags::tag_filter("security_groups"),
-    )?;
-    let (sql, w) = list_sql(GROUP_SELECT, "security_groups", GROUP_COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed = crate::visibility::Listed { select: GROUP_SELECT, table: "security_groups", columns: GROUP_COLUMNS };
+    let rows =
+        crate::visibility::list_rows(c, listed, filters, page, visibility, crate::tags::tag_filter("security_groups"))
+            .await?;
     let mut groups = rows.iter().map(decode_group).collect::<Result<Vec<_>>>()?;
     attach(c, &mut groups).await?;
     Ok(groups)
@@ -405,14 +397,9 @@ pub async fn list_rules(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<SecurityGroupRule>> {
-    let w = crate::visibility::build_where_for("security_group_rules", RULE_COLUMNS, filters, visibility, |_, _| {
-        Ok(false)
-    })?;
-    let (sql, w) = list_sql(RULE_SELECT, "security_group_rules", RULE_COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed =
+        crate::visibility::Listed { select: RULE_SELECT, table: "security_group_rules", columns: RULE_COLUMNS };
+    let rows = crate::visibility::list_rows(c, listed, filters, page, visibility, |_, _| Ok(false)).await?;
     let defaults = default_group_ids(c).await?;
     rows.iter().map(|r| decode_rule(r, &defaults)).collect()
 }

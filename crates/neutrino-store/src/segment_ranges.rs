@@ -2,7 +2,7 @@
 //! the configuration are kept as `default` rows (replaced at start-up when the configuration
 //! changed); admins add shared or per-project ranges at run time.
 
-use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, opt_text, text, Page};
 use crate::visibility::Visibility;
 use crate::{now_timestamp, Result, StoreError, Tx};
@@ -93,13 +93,8 @@ pub async fn list_ranges(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<NetworkSegmentRange>> {
-    let w =
-        crate::visibility::build_where_for("network_segment_ranges", COLUMNS, filters, visibility, |_, _| Ok(false))?;
-    let (sql, w) = list_sql(SELECT, "network_segment_ranges", COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed = crate::visibility::Listed { select: SELECT, table: "network_segment_ranges", columns: COLUMNS };
+    let rows = crate::visibility::list_rows(c, listed, filters, page, visibility, |_, _| Ok(false)).await?;
     let mut out = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
     for r in &mut out {
         attach_usage(c, r).await?;

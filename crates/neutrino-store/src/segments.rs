@@ -4,7 +4,7 @@
 //! in `segment_allocations`, whose primary key makes double allocation impossible on either
 //! database. Tenant ids come from the `network_segment_ranges` a project may use.
 
-use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, Column, ColumnType as T, Filter};
 use crate::rows::{int, opt_int, opt_text, text, Page};
 use crate::visibility::Visibility;
 use crate::{now_timestamp, Result, StoreError, Tx};
@@ -70,12 +70,8 @@ pub async fn list_segments(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<Segment>> {
-    let w = crate::visibility::build_where_for("network_segments", COLUMNS, filters, visibility, |_, _| Ok(false))?;
-    let (sql, w) = list_sql(SELECT, "network_segments", COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed = crate::visibility::Listed { select: SELECT, table: "network_segments", columns: COLUMNS };
+    let rows = crate::visibility::list_rows(c, listed, filters, page, visibility, |_, _| Ok(false)).await?;
     rows.iter().map(decode).collect()
 }
 

@@ -1,6 +1,6 @@
 //! Address scopes and subnet pools.
 
-use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, json, opt_int, opt_text, text, Page};
 use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
@@ -119,12 +119,8 @@ pub async fn list_scopes(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<AddressScope>> {
-    let w = crate::visibility::build_where_for("address_scopes", SCOPE_COLUMNS, filters, visibility, |_, _| Ok(false))?;
-    let (sql, w) = list_sql(SCOPE_SELECT, "address_scopes", SCOPE_COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed = crate::visibility::Listed { select: SCOPE_SELECT, table: "address_scopes", columns: SCOPE_COLUMNS };
+    let rows = crate::visibility::list_rows(c, listed, filters, page, visibility, |_, _| Ok(false)).await?;
     rows.iter().map(decode_scope).collect()
 }
 
@@ -170,18 +166,10 @@ pub async fn list_pools(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<SubnetPool>> {
-    let w = crate::visibility::build_where_for(
-        "subnetpools",
-        POOL_COLUMNS,
-        filters,
-        visibility,
-        crate::tags::tag_filter("subnetpools"),
-    )?;
-    let (sql, w) = list_sql(POOL_SELECT, "subnetpools", POOL_COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed = crate::visibility::Listed { select: POOL_SELECT, table: "subnetpools", columns: POOL_COLUMNS };
+    let rows =
+        crate::visibility::list_rows(c, listed, filters, page, visibility, crate::tags::tag_filter("subnetpools"))
+            .await?;
     let mut tags = crate::tags::tags_by_id(c, "subnetpools").await?;
     rows.iter()
         .map(|r| {

@@ -1,6 +1,6 @@
 //! Subnets.
 
-use crate::filters::{col, list_sql, Column, ColumnType as T, Filter};
+use crate::filters::{col, Column, ColumnType as T, Filter};
 use crate::rows::{boolean, int, json, opt_text, text, Page};
 use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
@@ -103,12 +103,8 @@ pub async fn list_subnets(
 ) -> Result<Vec<Subnet>> {
     let tags = crate::tags::tag_filter("subnets");
     let special = move |f: &Filter, w: &mut crate::filters::Where| Ok(shared_filter(f, w)? || tags(f, w)?);
-    let w = crate::visibility::build_where_for("subnets", COLUMNS, filters, visibility, special)?;
-    let (sql, w) = list_sql(SELECT, "subnets", COLUMNS, w, page)?;
-    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
-    if page.page_reverse {
-        rows.reverse();
-    }
+    let listed = crate::visibility::Listed { select: SELECT, table: "subnets", columns: COLUMNS };
+    let rows = crate::visibility::list_rows(c, listed, filters, page, visibility, special).await?;
     let mut tags = crate::tags::tags_by_id(c, "subnets").await?;
     rows.iter()
         .map(|r| {

@@ -1,8 +1,10 @@
 //! What a project may see of each table, as SQL: lists of non-admin callers are narrowed in the
 //! database (the policy engine then checks each row it returns).
 
-use crate::filters::{build_where, Column, Filter, SqlValue, Where};
-use crate::Result;
+use crate::filters::{build_where, list_sql, Column, Filter, SqlValue, Where};
+use crate::{Page, Result};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 
 /// Networks shared with the project by a policy naming it, or external to it (a policy naming
 /// it or the wildcard): Neutron's network query hook admits both actions.
@@ -34,6 +36,32 @@ pub(crate) fn clause(table: &str) -> Option<String> {
 pub enum Visibility {
     Everything,
     Project(String),
+}
+
+/// What a list reads: its `SELECT ... FROM`, its table and its filterable columns.
+pub(crate) struct Listed<'a> {
+    pub select: &'a str,
+    pub table: &'a str,
+    pub columns: &'a [Column],
+}
+
+/// The rows of one page of a list: filtered, narrowed to `visibility`, sorted and paged
+/// (in the order asked, also when paging backwards).
+pub(crate) async fn list_rows(
+    c: &mut AnyConnection,
+    listed: Listed<'_>,
+    filters: &[Filter],
+    page: &Page,
+    visibility: &Visibility,
+    special: impl FnMut(&Filter, &mut Where) -> Result<bool>,
+) -> Result<Vec<AnyRow>> {
+    let w = build_where_for(listed.table, listed.columns, filters, visibility, special)?;
+    let (sql, w) = list_sql(listed.select, listed.table, listed.columns, w, page)?;
+    let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
+    if page.page_reverse {
+        rows.reverse();
+    }
+    Ok(rows)
 }
 
 /// [`build_where`] for a list of `table` narrowed to `visibility`.
