@@ -537,6 +537,7 @@ mod tests {
             mac_address: "fa:16:3e:00:00:01".into(),
             admin_state_up: true,
             status: "DOWN".into(),
+            ..LocalPort::default()
         }
     }
 

@@ -89,6 +89,110 @@ pub struct LocalPort {
     pub mac_address: String,
     pub admin_state_up: bool,
     pub status: String,
+    /// The fixed IPs, in the port's order.
+    #[serde(default)]
+    pub ip_addresses: Vec<String>,
+    /// `port_security_enabled`: without it the port is neither filtered nor checked for
+    /// spoofing. A server that does not send it means filtering (the safe side).
+    #[serde(default = "enabled")]
+    pub port_security_enabled: bool,
+    /// The port's security groups (ids, sorted).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// `allowed_address_pairs`: more source addresses (an IP or a CIDR) the port may use,
+    /// each with the MAC it may use them with.
+    #[serde(default)]
+    pub allowed_address_pairs: Vec<AddressPair>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for LocalPort {
+    fn default() -> LocalPort {
+        LocalPort {
+            network_id: String::new(),
+            mac_address: String::new(),
+            admin_state_up: true,
+            status: "DOWN".into(),
+            ip_addresses: Vec::new(),
+            port_security_enabled: true,
+            security_groups: Vec::new(),
+            allowed_address_pairs: Vec::new(),
+        }
+    }
+}
+
+/// One allowed address pair of a port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AddressPair {
+    /// An address or a CIDR.
+    pub ip_address: String,
+    pub mac_address: String,
+}
+
+/// Which way a security group rule lets traffic go, seen from the port.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// A security group rule's `ethertype`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EtherType {
+    IPv4,
+    IPv6,
+}
+
+/// A security group some local port is in: its rules, as the agent enforces them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostSecurityGroup {
+    /// `stateful`: false means no connection tracking for its ports (replies need rules).
+    pub stateful: bool,
+    /// The rules, by id.
+    pub rules: Vec<HostSecurityRule>,
+}
+
+/// One rule of a [`HostSecurityGroup`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostSecurityRule {
+    pub id: String,
+    pub direction: Direction,
+    pub ethertype: EtherType,
+    /// IANA protocol number (`None`: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u8>,
+    /// Ports for TCP, UDP, SCTP, DCCP and UDP-Lite; ICMP type for ICMP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_range_min: Option<u32>,
+    /// Last port; ICMP code for ICMP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_range_max: Option<u32>,
+    /// The normalized CIDR of `remote_ip_prefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_ip_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_group_id: Option<String>,
+}
+
+/// A port in a security group that rules of this host's groups name as `remote_group_id`
+/// (on any host): the addresses it may send from. Keyed `<group id>/<port id>`, so a port
+/// joining a group of 1000 members is one entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupMember {
+    pub group_id: String,
+    /// Fixed IPs and allowed address pairs' addresses (an address or a CIDR).
+    pub addresses: Vec<String>,
+}
+
+impl GroupMember {
+    /// The key of a member in [`HostState::group_members`].
+    pub fn key(group_id: &str, port_id: &str) -> String {
+        format!("{group_id}/{port_id}")
+    }
 }
 
 /// A port bound to another host on a network this host has ports on (L2 population).
@@ -199,6 +303,10 @@ host_state! {
     local_ports: LocalPort,
     /// With L2 population: the ports on other hosts bound to the segments of local ports.
     remote_ports: RemotePort,
+    /// The security groups of local ports.
+    security_groups: HostSecurityGroup,
+    /// The members of every group that rules of those groups name as remote group.
+    group_members: GroupMember,
 }
 
 /// A change of a [`HostState`]: entries upserted and ids removed, per collection.
@@ -311,6 +419,7 @@ mod tests {
             mac_address: "fa:16:3e:00:00:01".into(),
             admin_state_up: true,
             status: "DOWN".into(),
+            ..LocalPort::default()
         }
     }
 

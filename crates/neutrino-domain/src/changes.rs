@@ -57,6 +57,7 @@ impl Resource {
             Resource::Port => Some(ObjectKind::Port),
             Resource::Segment => Some(ObjectKind::Segment),
             Resource::Agent => Some(ObjectKind::Agent),
+            Resource::SecurityGroup => Some(ObjectKind::SecurityGroup),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@ pub mod binding;
 pub mod changes;
 pub mod dns;
 pub mod error;
+pub mod firewall;
 pub mod host_intent;
 pub mod ipam;
 pub mod mac;

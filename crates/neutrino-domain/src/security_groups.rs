@@ -81,7 +81,8 @@ const IPV6_ONLY_PROTOCOLS: [u8; 6] = [41, 43, 44, 58, 59, 60];
 /// Protocols whose port range means ports (others may not have one, but ICMP's means type/code).
 const PORT_PROTOCOLS: [u8; 5] = [6, 17, 33, 132, 136];
 
-fn protocol_number(p: &str) -> Option<u8> {
+/// The IANA number of a protocol given by name or number.
+pub fn protocol_number(p: &str) -> Option<u8> {
     PROTOCOLS.iter().find(|(n, _)| *n == p).map(|(_, v)| *v).or_else(|| p.parse().ok())
 }
 

@@ -177,11 +177,13 @@ impl Store {
         let revision = rev_row.try_get::<i64, _>("r")? as u64;
         let mut state = HostState::default();
 
-        let local =
-            sqlx::query("SELECT id, network_id, mac_address, admin_state_up, status FROM ports WHERE host_id = $1 AND host_id <> ''")
-                .bind(host.to_string())
-                .fetch_all(&mut *c)
-                .await?;
+        let local = sqlx::query(
+            "SELECT id, network_id, mac_address, admin_state_up, status, port_security_enabled, allowed_address_pairs \
+             FROM ports WHERE host_id = $1 AND host_id <> ''",
+        )
+        .bind(host.to_string())
+        .fetch_all(&mut *c)
+        .await?;
         for r in &local {
             state.local_ports.insert(
                 text(r, "id")?,
@@ -190,9 +192,26 @@ impl Store {
                     mac_address: text(r, "mac_address")?,
                     admin_state_up: boolean(r, "admin_state_up")?,
                     status: text(r, "status")?,
+                    ip_addresses: Vec::new(),
+                    port_security_enabled: boolean(r, "port_security_enabled")?,
+                    security_groups: Vec::new(),
+                    allowed_address_pairs: serde_json::from_str(&text(r, "allowed_address_pairs")?)?,
                 },
             );
         }
+        let local_ips = sqlx::query(
+            "SELECT i.port_id, i.ip_address FROM ports p JOIN ip_allocations i ON i.port_id = p.id \
+             WHERE p.host_id = $1 AND p.host_id <> '' ORDER BY i.port_id, i.position",
+        )
+        .bind(host.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &local_ips {
+            if let Some(p) = state.local_ports.get_mut(&text(r, "port_id")?) {
+                p.ip_addresses.push(text(r, "ip_address")?);
+            }
+        }
+        crate::security_groups::host_groups_reference(c, host, &mut state).await?;
 
         // Each network as the segment this host's ports are bound to (the lowest segment id
         // when they are bound to several).

@@ -22,8 +22,10 @@
 
 use crate::rows::text;
 use crate::{Backend, Result, Store, StoreError, Tx};
+use neutrino_api::agent::{Direction, EtherType, HostSecurityRule};
+use neutrino_domain::security_groups::protocol_number;
 use neutrino_domain::topology::{
-    AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision, SegmentImage,
+    AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision, SecurityGroupImage, SegmentImage,
 };
 use sqlx::{AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -133,9 +135,12 @@ async fn read_images(
              WHERE id IN ({list}) ORDER BY id{lock}"
         ),
         ObjectKind::Port => format!(
-            "SELECT id, network_id, host_id, segment_id, mac_address, admin_state_up, status FROM ports \
-             WHERE id IN ({list}) ORDER BY id{lock}"
+            "SELECT id, network_id, host_id, segment_id, mac_address, admin_state_up, status, port_security_enabled, \
+             allowed_address_pairs FROM ports WHERE id IN ({list}) ORDER BY id{lock}"
         ),
+        ObjectKind::SecurityGroup => {
+            format!("SELECT id, stateful FROM security_groups WHERE id IN ({list}) ORDER BY id{lock}")
+        }
         ObjectKind::Agent => {
             format!("SELECT id, host, agent_type, tunnel_ip FROM agents WHERE id IN ({list}) ORDER BY id{lock}")
         }
@@ -174,8 +179,45 @@ async fn read_images(
                 out.insert(text(r, "id")?, Image::Agent(Arc::new(image)));
             }
         }
+        ObjectKind::SecurityGroup => {
+            let mut rules: BTreeMap<String, Vec<HostSecurityRule>> = BTreeMap::new();
+            if !rows.is_empty() {
+                let sql = format!(
+                    "SELECT id, security_group_id, direction, ethertype, protocol, port_range_min, port_range_max, \
+                     normalized_cidr, remote_group_id FROM security_group_rules WHERE security_group_id IN ({list}) \
+                     ORDER BY security_group_id, id"
+                );
+                let mut q = sqlx::query(&sql);
+                for id in ids {
+                    q = q.bind(id.to_string());
+                }
+                for r in q.fetch_all(&mut *c).await? {
+                    rules.entry(text(&r, "security_group_id")?).or_default().push(rule_image(&r)?);
+                }
+            }
+            for r in &rows {
+                let id = text(r, "id")?;
+                let stateful = crate::rows::boolean(r, "stateful")?;
+                let image = SecurityGroupImage { stateful, rules: rules.remove(&id).unwrap_or_default() };
+                out.insert(id, Image::SecurityGroup(Arc::new(image)));
+            }
+        }
         ObjectKind::Port => {
             let mut addresses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            if !rows.is_empty() {
+                let sql = format!(
+                    "SELECT port_id, security_group_id FROM port_security_groups WHERE port_id IN ({list}) \
+                     ORDER BY port_id, security_group_id"
+                );
+                let mut q = sqlx::query(&sql);
+                for id in ids {
+                    q = q.bind(id.to_string());
+                }
+                for r in q.fetch_all(&mut *c).await? {
+                    groups.entry(text(&r, "port_id")?).or_default().push(text(&r, "security_group_id")?);
+                }
+            }
             if !rows.is_empty() {
                 let sql = format!(
                     "SELECT port_id, ip_address FROM ip_allocations WHERE port_id IN ({list}) ORDER BY port_id, position"
@@ -198,12 +240,39 @@ async fn read_images(
                     admin_state_up: crate::rows::boolean(r, "admin_state_up")?,
                     status: text(r, "status")?,
                     ip_addresses: addresses.remove(&id).unwrap_or_default(),
+                    port_security_enabled: crate::rows::boolean(r, "port_security_enabled")?,
+                    security_groups: groups.remove(&id).unwrap_or_default(),
+                    allowed_address_pairs: serde_json::from_str(&text(r, "allowed_address_pairs")?)?,
                 };
                 out.insert(id, Image::Port(Arc::new(image)));
             }
         }
     }
     Ok(out)
+}
+
+/// A rule as hosts enforce it: the protocol as its number, the prefix normalized.
+pub(crate) fn rule_image(r: &sqlx::any::AnyRow) -> Result<HostSecurityRule> {
+    let direction = match text(r, "direction")?.as_str() {
+        "egress" => Direction::Egress,
+        _ => Direction::Ingress,
+    };
+    let ethertype = match text(r, "ethertype")?.as_str() {
+        "IPv6" => EtherType::IPv6,
+        _ => EtherType::IPv4,
+    };
+    let protocol = crate::rows::opt_text(r, "protocol")?.and_then(|p| protocol_number(&p));
+    let port = |name: &str| -> Result<Option<u32>> { Ok(crate::rows::opt_int(r, name)?.map(|v| v as u32)) };
+    Ok(HostSecurityRule {
+        id: text(r, "id")?,
+        direction,
+        ethertype,
+        protocol,
+        port_range_min: port("port_range_min")?,
+        port_range_max: port("port_range_max")?,
+        remote_ip_prefix: crate::rows::opt_text(r, "normalized_cidr")?,
+        remote_group_id: crate::rows::opt_text(r, "remote_group_id")?,
+    })
 }
 
 /// The table each kind's objects live in (for seeding the log).
@@ -213,6 +282,17 @@ fn table_of(kind: ObjectKind) -> &'static str {
         ObjectKind::Segment => "network_segments",
         ObjectKind::Port => "ports",
         ObjectKind::Agent => "agents",
+        ObjectKind::SecurityGroup => "security_groups",
+    }
+}
+
+/// What the seeding records per kind in `change_log_kinds`: a kind whose image gained
+/// attributes gets a new tag, so a database logged before records its objects again.
+fn seed_tag(kind: ObjectKind) -> &'static str {
+    match kind {
+        // Version 2 carries the security groups, port security and address pairs.
+        ObjectKind::Port => "port@2",
+        other => other.as_str(),
     }
 }
 
@@ -222,12 +302,17 @@ fn table_of(kind: ObjectKind) -> &'static str {
 pub(crate) async fn seed(tx: &mut Tx) -> Result<()> {
     let seeded = crate::settings::get(tx.conn(), "change_log_kinds").await?.unwrap_or_default();
     let seeded: BTreeSet<&str> = seeded.split(',').filter(|k| !k.is_empty()).collect();
-    let missing: Vec<ObjectKind> = ObjectKind::ALL.into_iter().filter(|k| !seeded.contains(k.as_str())).collect();
+    let missing: Vec<ObjectKind> = ObjectKind::ALL.into_iter().filter(|k| !seeded.contains(seed_tag(*k))).collect();
     if missing.is_empty() {
         return Ok(());
     }
     if tx.backend() == Backend::Postgres {
-        tx.conn().execute("LOCK TABLE networks, network_segments, ports, ip_allocations, agents IN SHARE MODE").await?;
+        tx.conn()
+            .execute(
+                "LOCK TABLE networks, network_segments, ports, ip_allocations, agents, security_groups, \
+                 security_group_rules, port_security_groups IN SHARE MODE",
+            )
+            .await?;
     }
     let mut count = 0;
     for kind in &missing {
@@ -238,7 +323,7 @@ pub(crate) async fn seed(tx: &mut Tx) -> Result<()> {
         count += rows.len();
     }
     tracing::info!(objects = count, kinds = ?missing, "recording the current state in the change log");
-    let all: Vec<&str> = ObjectKind::ALL.iter().map(|k| k.as_str()).collect();
+    let all: Vec<&str> = ObjectKind::ALL.iter().map(|k| seed_tag(*k)).collect();
     crate::settings::set(tx.conn(), "change_log_kinds", &all.join(",")).await
 }
 

@@ -7,6 +7,7 @@ use crate::{now_timestamp, Result, StoreError, Tx};
 use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
 use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::security_groups::{initial_rules, ValidRule};
+use neutrino_domain::topology::ObjectKind;
 use neutrino_domain::DomainError;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
@@ -331,6 +332,18 @@ pub async fn delete_group(tx: &mut Tx, id: &str, may_remove_default: bool) -> Re
         )
         .into());
     }
+    // Rules of other groups that name it go with it (as in Neutron): those groups change.
+    let naming = sqlx::query(
+        "SELECT DISTINCT security_group_id FROM security_group_rules WHERE remote_group_id = $1 \
+         AND security_group_id <> $1 ORDER BY security_group_id",
+    )
+    .bind(id.to_string())
+    .fetch_all(tx.conn())
+    .await?;
+    for row in &naming {
+        let group = crate::rows::text(row, "security_group_id")?;
+        bump_group(tx, &group).await?;
+    }
     for stmt in [
         "DELETE FROM default_security_groups WHERE security_group_id = $1",
         "DELETE FROM security_group_rules WHERE remote_group_id = $1",
@@ -344,12 +357,14 @@ pub async fn delete_group(tx: &mut Tx, id: &str, may_remove_default: bool) -> Re
     Ok(())
 }
 
+/// A rule of the group was added or removed: a new revision, and a new image for hosts.
 async fn bump_group(tx: &mut Tx, group_id: &str) -> Result<()> {
     sqlx::query("UPDATE security_groups SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2")
         .bind(now_timestamp())
         .bind(group_id.to_string())
         .execute(tx.conn())
         .await?;
+    tx.touch(ObjectKind::SecurityGroup, group_id);
     Ok(())
 }
 
@@ -444,6 +459,94 @@ pub async fn set_port_groups(tx: &mut Tx, port_id: &str, groups: &[String]) -> R
         .bind(g.clone())
         .execute(tx.conn())
         .await?;
+    }
+    Ok(())
+}
+
+/// The security group part of a host's state, from the tables (the reference
+/// `Store::host_state` checks the servers' views against): the groups of the host's ports,
+/// their rules, and the members of the groups those rules name.
+pub(crate) async fn host_groups_reference(
+    c: &mut AnyConnection,
+    host: &str,
+    state: &mut neutrino_api::agent::HostState,
+) -> Result<()> {
+    use neutrino_api::agent::{GroupMember, HostSecurityGroup};
+    const HOST_GROUPS: &str = "SELECT DISTINCT psg.security_group_id FROM port_security_groups psg \
+        JOIN ports p ON p.id = psg.port_id WHERE p.host_id = $1 AND p.host_id <> ''";
+    let memberships = sqlx::query(
+        "SELECT psg.port_id, psg.security_group_id FROM port_security_groups psg JOIN ports p ON p.id = psg.port_id \
+         WHERE p.host_id = $1 AND p.host_id <> '' ORDER BY psg.port_id, psg.security_group_id",
+    )
+    .bind(host.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    for r in &memberships {
+        if let Some(p) = state.local_ports.get_mut(&crate::rows::text(r, "port_id")?) {
+            p.security_groups.push(crate::rows::text(r, "security_group_id")?);
+        }
+    }
+    let groups = sqlx::query(&format!("SELECT id, stateful FROM security_groups WHERE id IN ({HOST_GROUPS})"))
+        .bind(host.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+    for r in &groups {
+        let group = HostSecurityGroup { stateful: crate::rows::boolean(r, "stateful")?, rules: Vec::new() };
+        state.security_groups.insert(crate::rows::text(r, "id")?, group);
+    }
+    let rules = sqlx::query(&format!(
+        "SELECT id, security_group_id, direction, ethertype, protocol, port_range_min, port_range_max, \
+         normalized_cidr, remote_group_id FROM security_group_rules WHERE security_group_id IN ({HOST_GROUPS}) \
+         ORDER BY security_group_id, id"
+    ))
+    .bind(host.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    for r in &rules {
+        if let Some(g) = state.security_groups.get_mut(&crate::rows::text(r, "security_group_id")?) {
+            g.rules.push(crate::change_log::rule_image(r)?);
+        }
+    }
+    let members = sqlx::query(&format!(
+        "SELECT psg.security_group_id, p.id, p.allowed_address_pairs FROM port_security_groups psg \
+         JOIN ports p ON p.id = psg.port_id WHERE psg.security_group_id IN \
+         (SELECT remote_group_id FROM security_group_rules WHERE security_group_id IN ({HOST_GROUPS}))"
+    ))
+    .bind(host.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    let mut pairs_of: std::collections::BTreeMap<String, Vec<neutrino_api::agent::AddressPair>> =
+        std::collections::BTreeMap::new();
+    for r in &members {
+        let port = crate::rows::text(r, "id")?;
+        let pairs = serde_json::from_str(&crate::rows::text(r, "allowed_address_pairs")?)?;
+        pairs_of.insert(port.clone(), pairs);
+        let group = crate::rows::text(r, "security_group_id")?;
+        let member = GroupMember { group_id: group.clone(), addresses: Vec::new() };
+        state.group_members.insert(GroupMember::key(&group, &port), member);
+    }
+    if pairs_of.is_empty() {
+        return Ok(());
+    }
+    let ports: Vec<&String> = pairs_of.keys().collect();
+    let mut fixed: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for chunk in ports.chunks(500) {
+        let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT port_id, ip_address FROM ip_allocations WHERE port_id IN ({list}) ORDER BY port_id, position"
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            fixed.entry(crate::rows::text(&r, "port_id")?).or_default().push(crate::rows::text(&r, "ip_address")?);
+        }
+    }
+    for (key, member) in state.group_members.iter_mut() {
+        let port = key.split_once('/').map(|(_, p)| p).unwrap_or_default();
+        member.addresses = fixed.get(port).cloned().unwrap_or_default();
+        member.addresses.extend(pairs_of.get(port).into_iter().flatten().map(|p| p.ip_address.clone()));
     }
     Ok(())
 }

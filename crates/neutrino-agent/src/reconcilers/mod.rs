@@ -80,6 +80,7 @@ mod tests {
                 mac_address: "fa:16:3e:00:00:01".into(),
                 admin_state_up: true,
                 status: "DOWN".into(),
+                ..LocalPort::default()
             };
             state.local_ports.insert(id.into(), port);
         }

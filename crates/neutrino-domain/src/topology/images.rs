@@ -1,6 +1,7 @@
 //! What the change log records of each object hosts care about: its kind, its id and its
 //! *image* (the attributes host views are computed from), or no image once it is gone.
 
+use neutrino_api::agent::{AddressPair, HostSecurityRule};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -11,10 +12,12 @@ pub enum ObjectKind {
     Segment,
     Port,
     Agent,
+    SecurityGroup,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [ObjectKind::Network, ObjectKind::Segment, ObjectKind::Port, ObjectKind::Agent];
+    pub const ALL: [ObjectKind; 5] =
+        [ObjectKind::Network, ObjectKind::Segment, ObjectKind::Port, ObjectKind::Agent, ObjectKind::SecurityGroup];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -22,6 +25,7 @@ impl ObjectKind {
             ObjectKind::Segment => "segment",
             ObjectKind::Port => "port",
             ObjectKind::Agent => "agent",
+            ObjectKind::SecurityGroup => "security_group",
         }
     }
 
@@ -69,6 +73,17 @@ pub struct PortImage {
     /// The fixed IPs, in the port's order.
     #[serde(default)]
     pub ip_addresses: Vec<String>,
+    #[serde(default = "enabled")]
+    pub port_security_enabled: bool,
+    /// Security group ids, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_address_pairs: Vec<AddressPair>,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 impl PortImage {
@@ -78,6 +93,23 @@ impl PortImage {
             (Some(segment), host) if !host.is_empty() => Some((host, segment.as_str())),
             _ => None,
         }
+    }
+}
+
+/// A security group: whether it is stateful, and its rules (a rule created or deleted records
+/// its group's image again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupImage {
+    pub stateful: bool,
+    /// Ordered by id.
+    #[serde(default)]
+    pub rules: Vec<HostSecurityRule>,
+}
+
+impl SecurityGroupImage {
+    /// The groups its rules name as remote group.
+    pub fn remote_groups(&self) -> std::collections::BTreeSet<&str> {
+        self.rules.iter().filter_map(|r| r.remote_group_id.as_deref()).collect()
     }
 }
 
@@ -97,6 +129,7 @@ pub enum Image {
     Segment(Arc<SegmentImage>),
     Port(Arc<PortImage>),
     Agent(Arc<AgentImage>),
+    SecurityGroup(Arc<SecurityGroupImage>),
 }
 
 impl Image {
@@ -106,6 +139,7 @@ impl Image {
             Image::Segment(_) => ObjectKind::Segment,
             Image::Port(_) => ObjectKind::Port,
             Image::Agent(_) => ObjectKind::Agent,
+            Image::SecurityGroup(_) => ObjectKind::SecurityGroup,
         }
     }
 
@@ -116,6 +150,7 @@ impl Image {
             Image::Segment(i) => serde_json::to_string(&**i),
             Image::Port(i) => serde_json::to_string(&**i),
             Image::Agent(i) => serde_json::to_string(&**i),
+            Image::SecurityGroup(i) => serde_json::to_string(&**i),
         };
         json.unwrap_or_default()
     }
@@ -126,6 +161,7 @@ impl Image {
             ObjectKind::Segment => Image::Segment(Arc::new(serde_json::from_str(json)?)),
             ObjectKind::Port => Image::Port(Arc::new(serde_json::from_str(json)?)),
             ObjectKind::Agent => Image::Agent(Arc::new(serde_json::from_str(json)?)),
+            ObjectKind::SecurityGroup => Image::SecurityGroup(Arc::new(serde_json::from_str(json)?)),
         })
     }
 
@@ -145,6 +181,7 @@ impl Image {
                 scopes
             }
             Image::Agent(a) => vec![Scope::Host(a.host.clone())],
+            Image::SecurityGroup(_) => vec![Scope::SecurityGroup(id.to_string())],
         }
     }
 }
@@ -156,6 +193,7 @@ pub enum Scope {
     Network(String),
     Segment(String),
     Host(String),
+    SecurityGroup(String),
 }
 
 impl std::fmt::Display for Scope {
@@ -164,6 +202,7 @@ impl std::fmt::Display for Scope {
             Scope::Network(id) => write!(f, "network:{id}"),
             Scope::Segment(id) => write!(f, "segment:{id}"),
             Scope::Host(host) => write!(f, "host:{host}"),
+            Scope::SecurityGroup(id) => write!(f, "security_group:{id}"),
         }
     }
 }
@@ -207,6 +246,9 @@ mod tests {
             admin_state_up: true,
             status: "DOWN".into(),
             ip_addresses: vec!["192.0.2.5".into()],
+            port_security_enabled: true,
+            security_groups: vec!["g1".into()],
+            allowed_address_pairs: Vec::new(),
         }));
         assert_eq!(Image::from_json(ObjectKind::Port, &port.to_json()).unwrap(), port);
         let scopes: Vec<String> = port.scopes("p1").iter().map(ToString::to_string).collect();

@@ -12,7 +12,10 @@ mod images;
 mod model;
 mod window;
 
-pub use images::{AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision, Scope, SegmentImage};
+pub use images::{
+    AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision, Scope, SecurityGroupImage,
+    SegmentImage,
+};
 pub use model::Topology;
 pub use window::History;
 

@@ -6,14 +6,21 @@
 //! - `networks`: the networks of its bound local ports, each as the segment they are bound to
 //!   (the lowest segment id when they are bound to several) with the network's MTU;
 //! - `remote_ports` (with L2 population): the ports bound on other hosts to the segments its
-//!   local ports are bound to, with the VTEP of their host's L2 agent.
+//!   local ports are bound to, with the VTEP of their host's L2 agent;
+//! - `security_groups`: the groups its local ports are in, with their rules;
+//! - `group_members`: the ports (on any host) of every group that those groups' rules name as
+//!   remote group, one entry per (group, port), so a port joining a group of 1000 changes
+//!   one entry of each host that needs it.
 //!
 //! [`Topology::view`] computes it from scratch; [`Topology::apply`] applies one revision and
 //! returns, per host, exactly the entries whose value changed.
 
-use super::images::{AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, SegmentImage};
+use super::images::{
+    AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, SecurityGroupImage, SegmentImage,
+};
 use neutrino_api::agent::{
-    HostDelta, HostNetwork, HostState, LocalPort, RemotePort, AGENT_TYPE_LINUXBRIDGE, AGENT_TYPE_OVS,
+    GroupMember, HostDelta, HostNetwork, HostSecurityGroup, HostState, LocalPort, RemotePort, AGENT_TYPE_LINUXBRIDGE,
+    AGENT_TYPE_OVS,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -42,6 +49,15 @@ pub struct Topology {
     network_hosts: HashMap<String, BTreeSet<String>>,
     /// host → `(preference, agent id)` of its L2 agents.
     l2_agents: HashMap<String, BTreeSet<(usize, String)>>,
+    groups: HashMap<String, Arc<SecurityGroupImage>>,
+    /// security group → every port in it (on any host, or none).
+    group_ports: HashMap<String, BTreeSet<String>>,
+    /// host → security group → how many of the host's ports are in it.
+    host_groups: HashMap<String, BTreeMap<String, u32>>,
+    /// security group → the hosts with a port in it.
+    group_hosts: HashMap<String, BTreeSet<String>>,
+    /// security group → the groups whose rules name it as remote group.
+    referenced_by: HashMap<String, BTreeSet<String>>,
 }
 
 /// One entry of a host's view.
@@ -50,6 +66,9 @@ enum Key {
     Network(String),
     Local(String),
     Remote(String),
+    Group(String),
+    /// `(group, port)`.
+    Member(String, String),
 }
 
 /// The value of a [`Key`] in a host's view (`None`: not in the view).
@@ -58,6 +77,8 @@ enum Value {
     Network(Option<HostNetwork>),
     Local(Option<LocalPort>),
     Remote(Option<RemotePort>),
+    Group(Option<HostSecurityGroup>),
+    Member(Option<GroupMember>),
 }
 
 impl Topology {
@@ -77,12 +98,13 @@ impl Topology {
             ObjectKind::Segment => self.segments.get(id).cloned().map(Image::Segment),
             ObjectKind::Port => self.ports.get(id).cloned().map(Image::Port),
             ObjectKind::Agent => self.agents.get(id).cloned().map(Image::Agent),
+            ObjectKind::SecurityGroup => self.groups.get(id).cloned().map(Image::SecurityGroup),
         }
     }
 
     /// The number of objects held.
     pub fn len(&self) -> usize {
-        self.networks.len() + self.segments.len() + self.ports.len() + self.agents.len()
+        self.networks.len() + self.segments.len() + self.ports.len() + self.agents.len() + self.groups.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -142,6 +164,22 @@ impl Topology {
                 state.networks.insert(network.clone(), n);
             }
         }
+        for group in self.host_groups.get(host).into_iter().flat_map(|g| g.keys()) {
+            if let Some(g) = self.group_entry(host, group) {
+                state.security_groups.insert(group.clone(), g);
+            }
+            for remote in self.groups.get(group).into_iter().flat_map(|g| g.remote_groups()) {
+                for port in self.group_ports.get(remote).into_iter().flatten() {
+                    let key = GroupMember::key(remote, port);
+                    if state.group_members.contains_key(&key) {
+                        continue;
+                    }
+                    if let Some(m) = self.member_entry(host, remote, port) {
+                        state.group_members.insert(key, m);
+                    }
+                }
+            }
+        }
         if self.l2population {
             for segment in self.host_segments.get(host).into_iter().flat_map(|s| s.keys()) {
                 for id in self.bound_on_segment.get(segment).into_iter().flatten() {
@@ -185,6 +223,7 @@ impl Topology {
                         segments.insert(segment);
                     }
                 }
+                self.dirty_port_groups(id, old, new, &mut add);
                 // What other hosts see of the port: a change of its status or admin state
                 // alone concerns its own host only.
                 if !self.l2population || old.map(seen_by_others) == new.map(seen_by_others) {
@@ -238,6 +277,29 @@ impl Topology {
                     }
                 }
             }
+            (ObjectKind::SecurityGroup, image) => {
+                let old = self.groups.get(id).map(Arc::as_ref);
+                let new = match image {
+                    Some(Image::SecurityGroup(g)) => Some(g.as_ref()),
+                    _ => None,
+                };
+                if old == new {
+                    return;
+                }
+                let hosts = self.group_hosts.get(id).into_iter().flatten();
+                let old_remotes = old.map(SecurityGroupImage::remote_groups).unwrap_or_default();
+                let new_remotes = new.map(SecurityGroupImage::remote_groups).unwrap_or_default();
+                let changed: Vec<&str> = old_remotes.symmetric_difference(&new_remotes).copied().collect();
+                for host in hosts {
+                    add(host, Key::Group(id.to_string()));
+                    // Remote groups named or no longer named: their members come or go.
+                    for remote in &changed {
+                        for port in self.group_ports.get(*remote).into_iter().flatten() {
+                            add(host, Key::Member(remote.to_string(), port.clone()));
+                        }
+                    }
+                }
+            }
             (ObjectKind::Network, _) => {
                 for host in self.network_hosts.get(id).into_iter().flatten() {
                     add(host, Key::Network(id.to_string()));
@@ -260,11 +322,59 @@ impl Topology {
         }
     }
 
+    /// The security group entries a port change can touch: the groups of its host(s), the
+    /// members of remote groups a host gains or loses with them, and the port itself as a
+    /// member, on the hosts whose rules name its groups.
+    fn dirty_port_groups(
+        &self,
+        id: &str,
+        old: Option<&PortImage>,
+        new: Option<&PortImage>,
+        add: &mut impl FnMut(&str, Key),
+    ) {
+        let groups: BTreeSet<&str> =
+            old.iter().chain(new.iter()).flat_map(|p| p.security_groups.iter().map(String::as_str)).collect();
+        let placement = |p: &PortImage| (p.host.clone(), p.security_groups.clone());
+        let moved = old.map(placement) != new.map(placement);
+        for p in old.iter().chain(new.iter()).filter(|p| !p.host.is_empty()) {
+            let counts = self.host_groups.get(&p.host);
+            for group in &groups {
+                add(&p.host, Key::Group(group.to_string()));
+                // The host may gain or lose the group, and with it the remote groups it names.
+                let count = counts.and_then(|c| c.get(*group)).copied().unwrap_or(0);
+                if !moved || count > 1 {
+                    continue;
+                }
+                for remote in self.groups.get(*group).into_iter().flat_map(|g| g.remote_groups()) {
+                    for port in self.group_ports.get(remote).into_iter().flatten() {
+                        add(&p.host, Key::Member(remote.to_string(), port.clone()));
+                    }
+                    // The port itself, when it joins the remote group with this change.
+                    add(&p.host, Key::Member(remote.to_string(), id.to_string()));
+                }
+            }
+        }
+        let membership =
+            |p: &PortImage| (p.ip_addresses.clone(), p.allowed_address_pairs.clone(), p.security_groups.clone());
+        if old.map(membership) == new.map(membership) {
+            return;
+        }
+        for group in &groups {
+            for naming in self.referenced_by.get(*group).into_iter().flatten() {
+                for host in self.group_hosts.get(naming).into_iter().flatten() {
+                    add(host, Key::Member(group.to_string(), id.to_string()));
+                }
+            }
+        }
+    }
+
     fn value(&self, host: &str, key: &Key) -> Value {
         match key {
             Key::Network(id) => Value::Network(self.network_entry(host, id)),
             Key::Local(id) => Value::Local(self.local_port(host, id)),
             Key::Remote(id) => Value::Remote(self.remote_port(host, id)),
+            Key::Group(id) => Value::Group(self.group_entry(host, id)),
+            Key::Member(group, port) => Value::Member(self.member_entry(host, group, port)),
         }
     }
 
@@ -275,7 +385,35 @@ impl Topology {
             mac_address: p.mac_address.clone(),
             admin_state_up: p.admin_state_up,
             status: p.status.clone(),
+            ip_addresses: p.ip_addresses.clone(),
+            port_security_enabled: p.port_security_enabled,
+            security_groups: p.security_groups.clone(),
+            allowed_address_pairs: p.allowed_address_pairs.clone(),
         })
+    }
+
+    fn group_entry(&self, host: &str, id: &str) -> Option<HostSecurityGroup> {
+        if !self.host_groups.get(host).is_some_and(|g| g.contains_key(id)) {
+            return None;
+        }
+        let g = self.groups.get(id)?;
+        Some(HostSecurityGroup { stateful: g.stateful, rules: g.rules.clone() })
+    }
+
+    /// `port` as a member of `group`, for a host whose groups' rules name `group`.
+    fn member_entry(&self, host: &str, group: &str, port: &str) -> Option<GroupMember> {
+        if !self.group_ports.get(group).is_some_and(|p| p.contains(port)) {
+            return None;
+        }
+        let host_groups = self.host_groups.get(host)?;
+        let named = self.referenced_by.get(group)?.iter().any(|g| host_groups.contains_key(g));
+        if !named {
+            return None;
+        }
+        let p = self.ports.get(port)?;
+        let (fixed, pairs) = as_member(p);
+        let addresses = fixed.iter().cloned().chain(pairs.iter().map(|a| a.ip_address.clone())).collect();
+        Some(GroupMember { group_id: group.to_string(), addresses })
     }
 
     fn network_entry(&self, host: &str, network_id: &str) -> Option<HostNetwork> {
@@ -317,6 +455,11 @@ impl Topology {
         self.bound_on_segment.get(segment).into_iter().flatten().map(String::as_str)
     }
 
+    /// The ids of the ports in security group `group`.
+    pub fn ports_in_group<'a>(&'a self, group: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.group_ports.get(group).into_iter().flatten().map(String::as_str)
+    }
+
     /// The ids of the L2 agents on `host`.
     pub fn agents_of<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a str> + 'a {
         self.l2_agents.get(host).into_iter().flatten().map(|(_, id)| id.as_str())
@@ -353,6 +496,19 @@ impl Topology {
                     self.ports.insert(id.to_string(), p.clone());
                 }
             }
+            (ObjectKind::SecurityGroup, image) => {
+                if let Some(old) = self.groups.remove(id) {
+                    for remote in old.remote_groups() {
+                        remove_from(&mut self.referenced_by, remote, id);
+                    }
+                }
+                if let Some(Image::SecurityGroup(g)) = image {
+                    for remote in g.remote_groups() {
+                        self.referenced_by.entry(remote.to_string()).or_default().insert(id.to_string());
+                    }
+                    self.groups.insert(id.to_string(), g.clone());
+                }
+            }
             (ObjectKind::Agent, image) => {
                 if let Some(old) = self.agents.remove(id) {
                     if let Some(set) = self.l2_agents.get_mut(&old.host) {
@@ -373,6 +529,13 @@ impl Topology {
     }
 
     fn index_port(&mut self, id: &str, p: &PortImage) {
+        for group in &p.security_groups {
+            self.group_ports.entry(group.clone()).or_default().insert(id.to_string());
+            if !p.host.is_empty() {
+                *self.host_groups.entry(p.host.clone()).or_default().entry(group.clone()).or_default() += 1;
+                self.group_hosts.entry(group.clone()).or_default().insert(p.host.clone());
+            }
+        }
         if p.host.is_empty() {
             return;
         }
@@ -389,6 +552,15 @@ impl Topology {
     }
 
     fn unindex_port(&mut self, id: &str, p: &PortImage) {
+        for group in &p.security_groups {
+            remove_from(&mut self.group_ports, group, id);
+            if !p.host.is_empty() && decrement(self.host_groups.get_mut(&p.host), group) {
+                remove_from(&mut self.group_hosts, group, &p.host);
+            }
+        }
+        if self.host_groups.get(&p.host).is_some_and(BTreeMap::is_empty) {
+            self.host_groups.remove(&p.host);
+        }
         if p.host.is_empty() {
             return;
         }
@@ -453,8 +625,15 @@ fn put(delta: &mut HostDelta, key: &Key, value: Value) {
         (Key::Network(id), Value::Network(v)) => delta.set(id, v),
         (Key::Local(id), Value::Local(v)) => delta.set(id, v),
         (Key::Remote(id), Value::Remote(v)) => delta.set(id, v),
+        (Key::Group(id), Value::Group(v)) => delta.set(id, v),
+        (Key::Member(group, port), Value::Member(v)) => delta.set(&GroupMember::key(group, port), v),
         _ => {}
     }
+}
+
+/// What a port is as a member of its groups: its groups, fixed IPs and address pairs.
+fn as_member(p: &PortImage) -> (&[String], &[neutrino_api::agent::AddressPair]) {
+    (&p.ip_addresses, &p.allowed_address_pairs)
 }
 
 /// What other hosts' views hold of a port (its remote entry, besides its host's VTEP).

@@ -14,7 +14,89 @@ fn port(network: &str, host: &str, segment: Option<&str>, mac: u8, ips: &[&str])
         admin_state_up: true,
         status: "DOWN".into(),
         ip_addresses: ips.iter().map(|s| s.to_string()).collect(),
+        port_security_enabled: true,
+        security_groups: Vec::new(),
+        allowed_address_pairs: Vec::new(),
     }))
+}
+
+fn group(remotes: &[&str]) -> Image {
+    use neutrino_api::agent::{Direction, EtherType, HostSecurityRule};
+    let mut rules = vec![HostSecurityRule {
+        id: "r-egress".into(),
+        direction: Direction::Egress,
+        ethertype: EtherType::IPv4,
+        protocol: None,
+        port_range_min: None,
+        port_range_max: None,
+        remote_ip_prefix: None,
+        remote_group_id: None,
+    }];
+    for (i, remote) in remotes.iter().enumerate() {
+        rules.push(HostSecurityRule {
+            id: format!("r{i}"),
+            direction: Direction::Ingress,
+            remote_group_id: Some(remote.to_string()),
+            ..rules[0].clone()
+        });
+    }
+    Image::SecurityGroup(Arc::new(SecurityGroupImage { stateful: true, rules }))
+}
+
+fn in_groups(image: Image, groups: &[&str]) -> Image {
+    let Image::Port(p) = image else { unreachable!() };
+    let mut p = (*p).clone();
+    p.security_groups = groups.iter().map(|g| g.to_string()).collect();
+    Image::Port(Arc::new(p))
+}
+
+/// A host sees its ports' groups, and the members of the groups their rules name, wherever
+/// those members are; a member joining is one entry for the hosts that need it.
+#[test]
+fn hosts_see_their_groups_and_the_members_of_remote_groups() {
+    let mut t = Topology::new(true);
+    t.load(&[
+        ObjectChange::new("n1", network(1450)),
+        ObjectChange::new("s1", segment("n1", 7)),
+        ObjectChange::new("web", group(&["web", "lb"])),
+        ObjectChange::new("lb", group(&[])),
+        ObjectChange::new("db", group(&["web"])),
+        ObjectChange::new("p1", in_groups(port("n1", "h1", Some("s1"), 1, &["198.51.100.5"]), &["web"])),
+        ObjectChange::new("p2", in_groups(port("n1", "h2", Some("s1"), 2, &["198.51.100.6"]), &["lb"])),
+        ObjectChange::new("p3", in_groups(port("n1", "h3", Some("s1"), 3, &["198.51.100.7"]), &["db"])),
+    ]);
+    let h1 = t.view("h1");
+    assert_eq!(h1.security_groups.keys().collect::<Vec<_>>(), ["web"]);
+    assert_eq!(h1.group_members.keys().collect::<Vec<_>>(), ["lb/p2", "web/p1"]);
+    assert_eq!(h1.group_members["lb/p2"].addresses, ["198.51.100.6"]);
+    assert_eq!(h1.local_ports["p1"].security_groups, ["web"]);
+    let h2 = t.view("h2");
+    assert!(h2.group_members.is_empty(), "lb names no remote group");
+    assert_eq!(t.view("h3").group_members.keys().collect::<Vec<_>>(), ["web/p1"]);
+
+    // A new member of `web` (unbound yet): one entry for h1 and h3, nothing for h2.
+    let p4 = in_groups(port("n1", "", None, 4, &["198.51.100.8"]), &["web"]);
+    let deltas = t.apply(&[ObjectChange::new("p4", p4)], &all);
+    assert_eq!(deltas.keys().collect::<Vec<_>>(), ["h1", "h3"]);
+    assert_eq!(deltas["h1"].keys(), [("group_members", "web/p4")]);
+    assert_eq!(deltas["h3"].keys(), [("group_members", "web/p4")]);
+
+    // `db` stops naming `web`: h3 loses web's members.
+    let deltas = t.apply(&[ObjectChange::new("db", group(&[]))], &all);
+    assert_eq!(deltas.keys().collect::<Vec<_>>(), ["h3"]);
+    let mut removed = deltas["h3"].removed.group_members.iter().collect::<Vec<_>>();
+    removed.sort();
+    assert_eq!(removed, ["web/p1", "web/p4"]);
+
+    // p2 leaves `lb` for `web`: h1's lb member goes, p2 is a web member for h1, and h2 gets web.
+    let p2 = in_groups(port("n1", "h2", Some("s1"), 2, &["198.51.100.6"]), &["web"]);
+    let deltas = t.apply(&[ObjectChange::new("p2", p2)], &all);
+    assert_eq!(deltas["h1"].removed.group_members.iter().collect::<Vec<_>>(), ["lb/p2"]);
+    assert!(deltas["h1"].upserted.group_members.contains_key("web/p2"));
+    assert_eq!(deltas["h2"].removed.security_groups.iter().collect::<Vec<_>>(), ["lb"]);
+    assert!(deltas["h2"].upserted.security_groups.contains_key("web"));
+    let members: Vec<&String> = deltas["h2"].upserted.group_members.keys().collect();
+    assert_eq!(members, ["web/p1", "web/p2", "web/p4"]);
 }
 
 fn agent(host: &str, tunnel_ip: &str) -> Image {
@@ -224,6 +306,14 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
                 ObjectChange::deleted(ObjectKind::Agent, &id)
             }
         }
+        15..=22 => {
+            let g = ["g1", "g2", "g3"][rng.gen_range(0..3)];
+            if rng.gen_bool(0.1) {
+                return ObjectChange::deleted(ObjectKind::SecurityGroup, g);
+            }
+            let remotes: Vec<&str> = ["g1", "g2", "g3"].into_iter().filter(|_| rng.gen_bool(0.4)).collect();
+            ObjectChange::new(g, group(&remotes))
+        }
         _ => {
             let id = format!("p{}", rng.gen_range(0..25));
             if rng.gen_bool(0.15) {
@@ -240,6 +330,15 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
                 _ => unreachable!(),
             };
             image.admin_state_up = rng.gen_bool(0.8);
+            image.security_groups =
+                ["g1", "g2", "g3"].into_iter().filter(|_| rng.gen_bool(0.4)).map(String::from).collect();
+            if rng.gen_bool(0.2) {
+                let pair = neutrino_api::agent::AddressPair {
+                    ip_address: "203.0.113.0/28".into(),
+                    mac_address: image.mac_address.clone(),
+                };
+                image.allowed_address_pairs.push(pair);
+            }
             image.status = if rng.gen_bool(0.5) { "ACTIVE" } else { "DOWN" }.into();
             ObjectChange::new(&id, Image::Port(Arc::new(image)))
         }

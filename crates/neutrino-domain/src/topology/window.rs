@@ -5,7 +5,7 @@
 use super::images::{Image, ObjectChange, ObjectKind};
 use super::model::Topology;
 use neutrino_api::agent::{HostDelta, HostState};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// One applied revision: the image each changed object had before it.
 #[derive(Debug, Clone)]
@@ -124,15 +124,34 @@ impl History {
         local.sort();
         local.dedup();
         let mut segments = Vec::new();
+        let mut groups: BTreeSet<String> = BTreeSet::new();
         for id in &local {
             let Some(p) = port_at(id).filter(|p| p.host == host) else {
                 continue;
             };
+            groups.extend(p.security_groups.iter().cloned());
             add(ObjectKind::Port, id, &mut small);
             add(ObjectKind::Network, &p.network_id, &mut small);
             if let Some(segment) = &p.segment_id {
                 add(ObjectKind::Segment, segment, &mut small);
                 segments.push(segment.clone());
+            }
+        }
+        // The groups of the local ports, and the members of the remote groups they name.
+        let mut remotes: BTreeSet<String> = BTreeSet::new();
+        for group in &groups {
+            if let Some(Image::SecurityGroup(g)) = then(ObjectKind::SecurityGroup, group) {
+                remotes.extend(g.remote_groups().into_iter().map(String::from));
+            }
+            add(ObjectKind::SecurityGroup, group, &mut small);
+        }
+        for remote in &remotes {
+            let mut candidates: Vec<&str> = self.model.ports_in_group(remote).collect();
+            candidates.extend(changed_ports.iter().copied());
+            for id in candidates {
+                if port_at(id).is_some_and(|p| p.security_groups.contains(remote)) {
+                    add(ObjectKind::Port, id, &mut small);
+                }
             }
         }
         if self.model.l2population() {

@@ -32,6 +32,7 @@ fn state() -> HostState {
             mac_address: "fa:16:3e:00:00:01".into(),
             admin_state_up: true,
             status: "DOWN".into(),
+            ..LocalPort::default()
         },
     );
     s.remote_ports.insert(
@@ -230,8 +231,13 @@ fn big_host(count: usize, per_network: usize) -> (HostState, MemoryDataPlane) {
         for p in 0..per_network {
             let id = format!("{n:04x}{p:04x}-0000-4000-8000-000000000000");
             let mac = format!("fa:16:3e:{:02x}:{:02x}:{:02x}", n, p / 256, p % 256);
-            let port =
-                LocalPort { network_id: net.clone(), mac_address: mac, admin_state_up: true, status: "ACTIVE".into() };
+            let port = LocalPort {
+                network_id: net.clone(),
+                mac_address: mac,
+                admin_state_up: true,
+                status: "ACTIVE".into(),
+                ..LocalPort::default()
+            };
             s.local_ports.insert(id.clone(), port);
             dp.add_external_link(&tap_name(&id), LinkKind::Veth);
             let remote = RemotePort {
@@ -278,6 +284,7 @@ async fn a_pass_over_one_change_reads_only_what_it_concerns() {
         mac_address: "fa:16:3e:98:98:98".into(),
         admin_state_up: true,
         status: "DOWN".into(),
+        ..LocalPort::default()
     };
     s.local_ports.insert(id.into(), port);
     dp.add_external_link(&tap_name(id), LinkKind::Veth);
@@ -377,6 +384,7 @@ async fn passes_over_changes_reach_what_full_passes_reach() {
                             mac_address: format!("fa:16:3e:00:01:{:02x}", rng.gen_range(0..12)),
                             admin_state_up: rng.gen_bool(0.85),
                             status: "DOWN".into(),
+                            ..LocalPort::default()
                         };
                         s.local_ports.insert(id, port);
                     }
