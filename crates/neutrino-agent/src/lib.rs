@@ -45,6 +45,9 @@ pub struct AgentConfig {
     pub keystone: Option<neutrino_api::keystone::PasswordAuth>,
     /// `[agent] metrics_listen`: where to serve `GET /metrics` (not served when `None`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[securitygroup] firewall_driver` is `nftables` (the default), not `noop`: security
+    /// groups and port security are enforced.
+    pub firewall: bool,
 }
 
 /// The host's view as the follower last published it.
@@ -84,7 +87,11 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     let (view_tx, view_rx) = watch::channel::<View>(None);
 
     register_until_accepted(&client, &registration).await;
-    let reconcilers: Vec<Box<dyn Reconciler<D>>> = vec![Box::new(L2Reconciler::new(config.local_ip, host))];
+    let mut reconcilers: Vec<Box<dyn Reconciler<D>>> = Vec::new();
+    if config.firewall {
+        reconcilers.push(Box::new(reconcilers::firewall::FirewallReconciler::new()));
+    }
+    reconcilers.push(Box::new(L2Reconciler::new(config.local_ip, host)));
     let mut tasks = vec![
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
         tokio::spawn(supervise_stream(client.clone(), config.host.clone(), view_tx, metrics.clone())),
@@ -378,6 +385,10 @@ impl<D: DataPlane> ReconcileLoop<D> {
                         }
                         Err(e) => {
                             tracing::warn!(%feature, error = %e, "reconcile failed; retrying with a full pass");
+                            // Ports this feature has not been done with yet stay DOWN.
+                            for id in state.local_ports.keys() {
+                                f.outcome.ready.entry(id.clone()).or_insert(false);
+                            }
                             self.metrics.pass_failures.get_or_create(&FeatureLabels { feature }).inc();
                             f.reconciled = None;
                             failed = true;

@@ -37,6 +37,7 @@ pub struct KernelDataPlane {
     links: KernelLinks,
     fdb: KernelFdb,
     neighbours: KernelNeighbours,
+    firewall: crate::nft::KernelFirewall,
 }
 
 /// The links of the namespace the socket was opened in.
@@ -86,6 +87,7 @@ impl KernelDataPlane {
             links: KernelLinks(netlink.clone()),
             fdb: KernelFdb(netlink.clone()),
             neighbours: KernelNeighbours(netlink),
+            firewall: crate::nft::KernelFirewall::of_current_netns()?,
         })
     }
 }
@@ -255,6 +257,11 @@ impl DataPlane for KernelDataPlane {
     type Links = KernelLinks;
     type Fdb = KernelFdb;
     type Neighbours = KernelNeighbours;
+    type Firewall = crate::nft::KernelFirewall;
+
+    fn firewall(&self) -> &crate::nft::KernelFirewall {
+        &self.firewall
+    }
 
     fn links(&self) -> &KernelLinks {
         &self.links

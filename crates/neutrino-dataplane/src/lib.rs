@@ -15,6 +15,7 @@ mod contract;
 pub mod kernel;
 mod mac;
 pub mod memory;
+pub mod nft;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
@@ -32,6 +33,8 @@ pub enum DataPlaneError {
     Io(#[from] std::io::Error),
     #[error("unsupported by this kernel: {0}")]
     Unsupported(String),
+    #[error("nftables: {0}")]
+    Nftables(String),
 }
 
 pub type Result<T> = std::result::Result<T, DataPlaneError>;
@@ -139,9 +142,12 @@ pub trait DataPlane: Send + Sync + 'static {
     type Links: Links;
     type Fdb: Fdb;
     type Neighbours: Neighbours;
+    type Firewall: Firewall;
     fn links(&self) -> &Self::Links;
     fn fdb(&self) -> &Self::Fdb;
     fn neighbours(&self) -> &Self::Neighbours;
+    /// The security group firewall (nftables).
+    fn firewall(&self) -> &Self::Firewall;
     /// Every link, and the static FDB and permanent neighbour entries of every VXLAN device,
     /// in one read (for a full pass; a targeted pass asks the handles for what it needs).
     fn observe(&self) -> impl Future<Output = Result<Observed>> + Send;
@@ -189,4 +195,13 @@ pub trait Neighbours: Send + Sync {
     /// Add or replace a permanent neighbour entry.
     fn add(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
     fn del(&self, entry: &NeighEntry) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The firewall's nftables objects (two tables called `neutrino`; see
+/// `neutrino_domain::firewall`).
+pub trait Firewall: Send + Sync {
+    /// The chains (with their digest) and sets of the firewall's tables.
+    fn observe(&self) -> impl Future<Output = Result<neutrino_domain::firewall::ir::ObservedRuleset>> + Send;
+    /// Make the changes of a plan, all in one transaction (all or nothing).
+    fn apply(&self, ops: &[neutrino_domain::firewall::Op]) -> impl Future<Output = Result<()>> + Send;
 }

@@ -33,6 +33,34 @@ pub struct MemoryDataPlane {
     links: MemoryLinks,
     fdb: MemoryFdb,
     neighbours: MemoryNeighbours,
+    firewall: MemoryFirewall,
+}
+
+/// The firewall's objects, as [`neutrino_domain::firewall::apply_to`] leaves them.
+#[derive(Default, Clone)]
+pub struct MemoryFirewall {
+    ruleset: Arc<std::sync::Mutex<neutrino_domain::firewall::ir::ObservedRuleset>>,
+    /// Plans applied (each one transaction).
+    pub applies: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl MemoryFirewall {
+    pub fn ruleset(&self) -> neutrino_domain::firewall::ir::ObservedRuleset {
+        self.ruleset.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl crate::Firewall for MemoryFirewall {
+    async fn observe(&self) -> Result<neutrino_domain::firewall::ir::ObservedRuleset> {
+        Ok(self.ruleset())
+    }
+
+    async fn apply(&self, ops: &[neutrino_domain::firewall::Op]) -> Result<()> {
+        let mut r = self.ruleset.lock().unwrap_or_else(|p| p.into_inner());
+        neutrino_domain::firewall::apply_to(&mut r, ops);
+        self.applies.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// The state every handle of one [`MemoryDataPlane`] shares.
@@ -87,6 +115,7 @@ impl MemoryDataPlane {
             links: MemoryLinks(shared.clone()),
             fdb: MemoryFdb(shared.clone()),
             neighbours: MemoryNeighbours(shared),
+            firewall: MemoryFirewall::default(),
         }
     }
 
@@ -362,6 +391,11 @@ impl DataPlane for MemoryDataPlane {
     type Links = MemoryLinks;
     type Fdb = MemoryFdb;
     type Neighbours = MemoryNeighbours;
+    type Firewall = MemoryFirewall;
+
+    fn firewall(&self) -> &MemoryFirewall {
+        &self.firewall
+    }
 
     fn links(&self) -> &MemoryLinks {
         &self.links

@@ -364,6 +364,13 @@ impl Options {
                     Some(v.parse().map_err(|_| format!("[agent] metrics_listen: '{v}' is not an address:port"))?)
                 }
             },
+            firewall: match self.get("securitygroup", "firewall_driver").unwrap_or("nftables") {
+                "nftables" | "iptables" | "iptables_hybrid" | "openvswitch" => {
+                    !matches!(self.get("securitygroup", "enable_security_group"), Some("false" | "False" | "0"))
+                }
+                "noop" => false,
+                other => return Err(format!("[securitygroup] firewall_driver '{other}' is not one of nftables, noop")),
+            },
         })
     }
 }

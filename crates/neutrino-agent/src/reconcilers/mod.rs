@@ -2,9 +2,11 @@
 //! applies the difference and says, per local port, whether it is done with it. A port is
 //! ACTIVE once every reconciler that applies to it is done with it.
 //!
-//! Today there is the L2 reconciler; security groups, routing and DHCP each add one here,
-//! with their own idea of which link events concern them.
+//! There are the firewall (security groups) and L2 reconcilers; routing and DHCP each add one
+//! here, with their own idea of which link events concern them. The firewall goes first, so a
+//! new port's drop-by-default is in place before L2 plugs it into its bridge.
 
+pub mod firewall;
 pub mod l2;
 
 use futures::future::BoxFuture;
