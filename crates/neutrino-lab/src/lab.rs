@@ -371,6 +371,18 @@ impl Lab {
         Capture::start_filtered(&self.underlay_ns(), PROVIDER_BRIDGE, &file, filter)
     }
 
+    /// Start a command in one of the lab's namespaces (by short name) and leave it running;
+    /// the caller kills it (by its handle) when done.
+    pub fn spawn(&self, ns: &str, args: &[&str]) -> Result<std::process::Child, LabError> {
+        Ok(Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?)
+    }
+
     /// Run a command in one of the lab's namespaces (by short name: `h1`, `vm1`, `ul`).
     pub fn exec(&self, ns: &str, args: &[&str]) -> Result<String, LabError> {
         Ok(String::from_utf8_lossy(&in_ns(&self.ns(ns), args)?.stdout).to_string())

@@ -7,6 +7,8 @@
 use neutrino_lab::{check_tools, BootedVm, Lab, LabConfig, PHYSICAL_INTERFACE, PHYSICAL_NETWORK};
 use std::time::Duration;
 
+mod security_groups;
+
 fn lab_available() -> bool {
     let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
     assert!(root, "the lab needs root");
@@ -86,6 +88,9 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     assert_eq!(counts.inner_arp, 0, "no ARP inside VXLAN: {counts:?}");
     assert_eq!(counts.inner_broadcast, 0, "no broadcast inside VXLAN: {counts:?}");
     assert_eq!(counts.inner_multicast, 0, "no multicast inside VXLAN: {counts:?}");
+
+    // 1b. Security groups, enforced on the hosts (its own module).
+    security_groups::check(&mut lab, &api, &net, &vms).await;
 
     // 2. A flat provider network on physnet1 beside the VXLAN network: each host's phys0 becomes
     //    a port of the network's bridge, and its VMs talk across hosts over the provider
