@@ -55,10 +55,19 @@ impl KernelFirewall {
 }
 
 impl Firewall for KernelFirewall {
+    /// Chains (names only: their content is in the manifest set), sets and maps. (Listing
+    /// tables would read every rule; a table is there when something of it is, and adding a
+    /// table that exists changes nothing.)
     async fn observe(&self) -> Result<ObservedRuleset> {
-        let text = self.nft(&["-j", "list", "ruleset"], None).await?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| DataPlaneError::Nftables(e.to_string()))?;
-        Ok(parse_ruleset(&value))
+        let mut items = Vec::new();
+        for what in ["chains", "sets", "maps"] {
+            let text = self.nft(&["-j", "list", what], None).await?;
+            let value: Value = serde_json::from_str(&text).map_err(|e| DataPlaneError::Nftables(e.to_string()))?;
+            if let Some(list) = value.get("nftables").and_then(Value::as_array) {
+                items.extend(list.iter().cloned());
+            }
+        }
+        Ok(parse_ruleset(&json!({ "nftables": items })))
     }
 
     async fn apply(&self, ops: &[Op]) -> Result<()> {
@@ -90,6 +99,9 @@ fn parse_ruleset(v: &Value) -> ObservedRuleset {
         let ours = |field: &str| body.get(field).and_then(Value::as_str) == Some(TABLE);
         let Some(family) = family_of(body) else { continue };
         let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        if kind != "table" && ours("table") {
+            out.tables.insert(family);
+        }
         match kind.as_str() {
             "table" if ours("name") => {
                 out.tables.insert(family);
@@ -162,6 +174,7 @@ fn render_op(op: &Op) -> Value {
                 SetKind::IfnameToMark => ("map", "ifname", Some("mark"), false),
                 SetKind::IfnameToVerdict => ("map", "ifname", Some("verdict"), false),
                 SetKind::MarkToVerdict => ("map", "mark", Some("verdict"), false),
+                SetKind::Tokens => ("set", "ifname", None, false),
             };
             o["type"] = json!(key);
             if let Some(d) = data {
@@ -308,6 +321,8 @@ fn render_rule(family: Family, rule: &Rule) -> Vec<Value> {
         Action::Accept => expr.push(json!({ "accept": null })),
         Action::Drop => expr.push(json!({ "drop": null })),
         Action::Return => expr.push(json!({ "return": null })),
+        Action::Jump(target) => expr.push(json!({ "jump": { "target": target } })),
+        Action::Goto(target) => expr.push(json!({ "goto": { "target": target } })),
         Action::SetMark(v) => expr.push(json!({ "mangle": { "key": meta("mark"), "value": v } })),
         Action::OrMarkAccept(bits) => {
             expr.push(json!({ "mangle": { "key": meta("mark"), "value": { "|": [meta("mark"), bits] } } }));

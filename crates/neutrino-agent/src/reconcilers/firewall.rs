@@ -104,7 +104,7 @@ mod tests {
         let dp = MemoryDataPlane::new();
         let first = FirewallReconciler::new().pass(&dp, &state, &Scope::Full).await.unwrap();
         assert!(first.changes > 0);
-        assert_eq!(first.ready["port-1"], true);
+        assert!(first.ready["port-1"]);
         let again = FirewallReconciler::new().pass(&dp, &state, &Scope::Full).await.unwrap();
         assert_eq!(again.changes, 0, "a new agent changes nothing");
     }

@@ -6,7 +6,9 @@
 //! a frame from a port gets the port's slot in the low 16 bits (in `prerouting`, after the
 //! port's anti-spoofing checks), a frame to a port gets the slot in the high 16 bits (in
 //! `forward`, where the output port is known). The `inet` forward chain then jumps by mark to
-//! the sending port's egress chain and the receiving port's ingress chain.
+//! the sending port's egress chain, which goes on to the receiving port's ingress chain when
+//! it lets the packet out. A port's chains jump to one chain per security group and
+//! direction, shared by every port of the group.
 //!
 //! Only replies of established connections pass on conntrack alone: packets in a
 //! connection's original direction are checked against the rules every time, so a rule,
@@ -29,6 +31,11 @@ const FROM_PORT: &str = "from_port";
 const TO_PORT: &str = "to_port";
 const EGRESS: &str = "egress";
 const INGRESS: &str = "ingress";
+/// Where a packet goes once the sender's egress let it out: the receiver's ingress chain.
+const INGRESS_CHECK: &str = "ingress_check";
+/// What every filtered port may always send and receive (before its groups' rules).
+const COMMON_EGRESS: &str = "common_egress";
+const COMMON_INGRESS: &str = "common_ingress";
 /// Marks: the sending port's slot in the low half, the receiving port's in the high half.
 pub const FROM_MASK: u32 = 0x0000_ffff;
 pub const TO_MASK: u32 = 0xffff_0000;
@@ -114,10 +121,21 @@ pub fn compile_firewall(
             Rule::new(vec![Match::Mark { mask: u32::MAX, value: 0 }], Action::Accept),
             Rule::new(vec![Match::CtInvalid], Action::Drop),
             Rule::new(vec![], Action::MarkVmap { mask: FROM_MASK, set: EGRESS.into() }),
+            // Not sent by a filtered port (or its egress let it out): the receiver decides.
+            Rule::new(vec![], Action::Goto(INGRESS_CHECK.into())),
+        ],
+    );
+    b.chain(
+        Family::Inet,
+        INGRESS_CHECK,
+        None,
+        vec![
             Rule::new(vec![], Action::MarkVmap { mask: TO_MASK, set: INGRESS.into() }),
             Rule::new(vec![], Action::Accept),
         ],
     );
+    b.chain(Family::Inet, COMMON_EGRESS, None, common_egress());
+    b.chain(Family::Inet, COMMON_INGRESS, None, common_ingress());
 
     for (tap, port_id) in &taps {
         let port = &state.local_ports[*port_id];
@@ -279,8 +297,42 @@ fn anti_spoofing(port: &LocalPort, slot: u32) -> Vec<Rule> {
     rules
 }
 
-/// The port's egress and ingress chains (`inet`): the traffic always allowed, then its groups'
-/// rules; the remote groups they name become sets.
+/// Allowed out of every filtered port: replies, DHCP and DHCPv6 requests, router and
+/// neighbour solicitations, neighbour advertisements and MLD reports.
+fn common_egress() -> Vec<Rule> {
+    let allowed = Action::Goto(INGRESS_CHECK.into());
+    let mut rules = vec![
+        Rule::new(vec![Match::CtEstablishedReply], allowed.clone()),
+        Rule::new(vec![Match::CtRelated], allowed.clone()),
+        Rule::new(vec![Match::Ipv4, Match::UdpPorts { source: 68, destination: 67 }], allowed.clone()),
+        Rule::new(vec![Match::Ipv6, Match::UdpPorts { source: 546, destination: 547 }], allowed.clone()),
+    ];
+    for t in [ROUTER_SOLICIT, NEIGHBOUR_SOLICIT, NEIGHBOUR_ADVERT, MLD_REPORT, MLD2_REPORT] {
+        rules.push(Rule::new(vec![Match::Ipv6, Match::L4Proto(ICMPV6), Match::Icmp6Type(t)], allowed.clone()));
+    }
+    rules.push(Rule::new(vec![], Action::Return));
+    rules
+}
+
+/// Allowed into every filtered port: replies, DHCP and DHCPv6 replies, MLD queries, router
+/// advertisements and neighbour discovery.
+fn common_ingress() -> Vec<Rule> {
+    let mut rules = vec![
+        Rule::new(vec![Match::CtEstablishedReply], Action::Accept),
+        Rule::new(vec![Match::CtRelated], Action::Accept),
+        Rule::new(vec![Match::Ipv4, Match::UdpPorts { source: 67, destination: 68 }], Action::Accept),
+        Rule::new(vec![Match::Ipv6, Match::UdpPorts { source: 547, destination: 546 }], Action::Accept),
+    ];
+    for t in [MLD_QUERY, ROUTER_ADVERT, NEIGHBOUR_SOLICIT, NEIGHBOUR_ADVERT] {
+        rules.push(Rule::new(vec![Match::Ipv6, Match::L4Proto(ICMPV6), Match::Icmp6Type(t)], Action::Accept));
+    }
+    rules.push(Rule::new(vec![], Action::Return));
+    rules
+}
+
+/// The port's egress and ingress chains (`inet`): the traffic always allowed, then a jump to
+/// each of its groups' chains (one pair per group, shared by every port in it: a rule
+/// change rewrites one chain), then drop.
 fn port_filters(
     state: &HostState,
     port: &LocalPort,
@@ -288,38 +340,32 @@ fn port_filters(
     problems: &mut BTreeMap<String, String>,
     port_id: &str,
 ) -> (Vec<Rule>, Vec<Rule>) {
-    let mut egress = vec![
-        Rule::new(vec![Match::CtEstablishedReply], Action::Return),
-        Rule::new(vec![Match::CtRelated], Action::Return),
-        Rule::new(vec![Match::Ipv4, Match::UdpPorts { source: 68, destination: 67 }], Action::Return),
-        Rule::new(vec![Match::Ipv6, Match::UdpPorts { source: 546, destination: 547 }], Action::Return),
-    ];
-    for t in [ROUTER_SOLICIT, NEIGHBOUR_SOLICIT, NEIGHBOUR_ADVERT, MLD_REPORT, MLD2_REPORT] {
-        egress.push(Rule::new(vec![Match::Ipv6, Match::L4Proto(ICMPV6), Match::Icmp6Type(t)], Action::Return));
-    }
-    let mut ingress = vec![
-        Rule::new(vec![Match::CtEstablishedReply], Action::Accept),
-        Rule::new(vec![Match::CtRelated], Action::Accept),
-        Rule::new(vec![Match::Ipv4, Match::UdpPorts { source: 67, destination: 68 }], Action::Accept),
-        Rule::new(vec![Match::Ipv6, Match::UdpPorts { source: 547, destination: 546 }], Action::Accept),
-    ];
-    for t in [MLD_QUERY, ROUTER_ADVERT, NEIGHBOUR_SOLICIT, NEIGHBOUR_ADVERT] {
-        ingress.push(Rule::new(vec![Match::Ipv6, Match::L4Proto(ICMPV6), Match::Icmp6Type(t)], Action::Accept));
-    }
+    let mut egress = vec![Rule::new(vec![], Action::Jump(COMMON_EGRESS.into()))];
+    let mut ingress = vec![Rule::new(vec![], Action::Jump(COMMON_INGRESS.into()))];
     for group_id in &port.security_groups {
         let Some(group) = state.security_groups.get(group_id) else {
             problems.insert(format!("port {port_id}"), format!("security group {group_id} is not known yet"));
             continue;
         };
-        for rule in &group.rules {
-            let (chain, verdict) = match rule.direction {
-                Direction::Egress => (&mut egress, Action::Return),
-                Direction::Ingress => (&mut ingress, Action::Accept),
-            };
-            for matches in rule_matches(state, rule, b) {
-                chain.push(Rule::new(matches, verdict.clone()));
+        let (out_chain, in_chain) = (format!("sg-out-{group_id}"), format!("sg-in-{group_id}"));
+        if !b.ruleset.chains.contains_key(&(Family::Inet, out_chain.clone())) {
+            let (mut out_rules, mut in_rules) = (Vec::new(), Vec::new());
+            for rule in &group.rules {
+                let (chain, verdict) = match rule.direction {
+                    Direction::Egress => (&mut out_rules, Action::Goto(INGRESS_CHECK.into())),
+                    Direction::Ingress => (&mut in_rules, Action::Accept),
+                };
+                for matches in rule_matches(state, rule, b) {
+                    chain.push(Rule::new(matches, verdict.clone()));
+                }
             }
+            out_rules.push(Rule::new(vec![], Action::Return));
+            in_rules.push(Rule::new(vec![], Action::Return));
+            b.chain(Family::Inet, &out_chain, None, out_rules);
+            b.chain(Family::Inet, &in_chain, None, in_rules);
         }
+        egress.push(Rule::new(vec![], Action::Jump(out_chain)));
+        ingress.push(Rule::new(vec![], Action::Jump(in_chain)));
     }
     egress.push(Rule::new(vec![], Action::Drop));
     ingress.push(Rule::new(vec![], Action::Drop));

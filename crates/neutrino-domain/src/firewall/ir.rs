@@ -25,6 +25,11 @@ impl Family {
 
 /// The name of both tables.
 pub const TABLE: &str = "neutrino";
+/// The `inet` set (of 15-character tokens, as interface names) that records the content of
+/// every chain: a chain is up to date when the token of its name and digest is in it. So
+/// the firewall is observed from its chains' names and its sets alone, without listing
+/// rules (which costs a second at 20 000 rules).
+pub const MANIFEST: &str = "manifest";
 
 /// Everything the firewall wants in the kernel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,6 +84,8 @@ pub enum SetKind {
     IfnameToVerdict,
     /// Mark → verdict.
     MarkToVerdict,
+    /// Interface-name-sized strings (the manifest).
+    Tokens,
 }
 
 impl SetKind {
@@ -155,6 +162,8 @@ pub enum Action {
     Accept,
     Drop,
     Return,
+    Jump(String),
+    Goto(String),
     SetMark(u32),
     /// `meta mark set meta mark | bits`, then accept.
     OrMarkAccept(u32),
@@ -169,8 +178,8 @@ pub enum Action {
     },
 }
 
-/// What the data plane finds of the firewall: per chain, the digest its last rule carries
-/// (`None`: the chain exists without one), and per set its elements.
+/// What the data plane finds of the firewall: its chains (with the digest their last rule
+/// carries, when the observation read rules; `None` otherwise), and per set its elements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObservedRuleset {
     pub tables: BTreeSet<Family>,

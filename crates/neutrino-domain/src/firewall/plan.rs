@@ -2,7 +2,7 @@
 //! order one transaction must make them. Nothing that is right is touched: a chain is
 //! rewritten only when its digest differs, a set changes element by element.
 
-use super::ir::{Chain, Family, Hook, ObservedRuleset, Rule, Ruleset, SetKind, SetValue};
+use super::ir::{Chain, Family, Hook, ObservedRuleset, Rule, Ruleset, Set, SetKind, SetValue, MANIFEST};
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 
@@ -63,8 +63,23 @@ pub fn digest(chain: &Chain) -> String {
     format!("neutrino:{hex}")
 }
 
+/// The manifest token of a chain with this content (see [`MANIFEST`]).
+pub fn token(family: Family, name: &str, digest: &str) -> String {
+    let hash = Sha1::digest(format!("{}|{name}|{digest}", family.as_str()).as_bytes());
+    hash.iter().map(|b| format!("{b:02x}")).collect::<String>()[..15].to_string()
+}
+
 /// The changes from `observed` to `desired`; empty when the kernel is right.
 pub fn plan(desired: &Ruleset, observed: &ObservedRuleset) -> Vec<Op> {
+    // The manifest is part of what is wanted: one token per chain.
+    let mut desired = desired.clone();
+    let mut manifest = Set { kind: SetKind::Tokens, elements: BTreeMap::new() };
+    for ((family, name), chain) in &desired.chains {
+        manifest.elements.insert(token(*family, name, &digest(chain)), None);
+    }
+    desired.sets.insert((Family::Inet, MANIFEST.to_string()), manifest);
+    let desired = &desired;
+    let recorded = observed.sets.get(&(Family::Inet, MANIFEST.to_string()));
     let mut ops = Vec::new();
     for family in Family::ALL {
         if !observed.tables.contains(&family) {
@@ -79,8 +94,10 @@ pub fn plan(desired: &Ruleset, observed: &ObservedRuleset) -> Vec<Op> {
     let mut rewrite: Vec<(&(Family, String), &Chain, String)> = Vec::new();
     for (key, chain) in &desired.chains {
         let want = digest(chain);
+        let in_manifest = recorded.is_some_and(|m| m.contains_key(&token(key.0, &key.1, &want)));
         match observed.chains.get(key) {
             Some(Some(have)) if *have == want => {}
+            Some(_) if in_manifest => {}
             Some(_) => rewrite.push((key, chain, want)),
             None => {
                 ops.push(Op::AddChain { family: key.0, name: key.1.clone(), hook: chain.hook });

@@ -1,9 +1,11 @@
 //! `neutrino bench`: API throughput and latency, list time, and port activation time; the
 //! fan-out of host state to many hosts (`--fanout`); an agent restart with many local ports
-//! (`--agent-restart`). It prints figures; it passes or fails nothing.
+//! (`--agent-restart`); one host's security group firewall (`--firewall`). It prints figures;
+//! it passes or fails nothing.
 
 mod agent_restart;
 mod fanout;
+mod firewall;
 
 use neutrino_lab::{check_tools, ApiClient, Lab, LabConfig};
 use serde_json::json;
@@ -60,6 +62,13 @@ pub struct BenchArgs {
     agent_restart: bool,
     #[arg(long, default_value_t = 1000)]
     restart_ports: usize,
+    /// One host's security group firewall in nftables (root; a private network namespace).
+    #[arg(long)]
+    firewall: bool,
+    #[arg(long, default_value_t = 1000)]
+    firewall_ports: usize,
+    #[arg(long, default_value_t = 1000)]
+    firewall_members: usize,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -87,6 +96,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             database: args.database.clone(),
         };
         return fanout::run(fan).await;
+    }
+    if args.firewall {
+        return firewall::run(args.firewall_ports, args.firewall_members);
     }
     if args.agent_restart {
         return agent_restart::run(args.restart_ports, args.database.clone()).await;
