@@ -371,6 +371,11 @@ impl Lab {
         Capture::start_filtered(&self.underlay_ns(), PROVIDER_BRIDGE, &file, filter)
     }
 
+    /// The full name of one of the lab's namespaces (by short name: `h1`, `vm1`, `ul`).
+    pub fn netns(&self, short: &str) -> String {
+        self.ns(short)
+    }
+
     /// Start a command in one of the lab's namespaces (by short name) and leave it running;
     /// the caller kills it (by its handle) when done.
     pub fn spawn(&self, ns: &str, args: &[&str]) -> Result<std::process::Child, LabError> {

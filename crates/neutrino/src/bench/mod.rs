@@ -6,6 +6,7 @@
 mod agent_restart;
 mod fanout;
 mod firewall;
+mod sg_latency;
 
 use neutrino_lab::{check_tools, ApiClient, Lab, LabConfig};
 use serde_json::json;
@@ -69,6 +70,9 @@ pub struct BenchArgs {
     firewall_ports: usize,
     #[arg(long, default_value_t = 1000)]
     firewall_members: usize,
+    /// Time from a security group rule's create reply to the traffic it allows (root; lab).
+    #[arg(long)]
+    sg_latency: bool,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -96,6 +100,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             database: args.database.clone(),
         };
         return fanout::run(fan).await;
+    }
+    if args.sg_latency {
+        return sg_latency::run(args.database.clone()).await;
     }
     if args.firewall {
         return firewall::run(args.firewall_ports, args.firewall_members);

@@ -91,6 +91,19 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     }
     assert!(resumed, "the same session resumes when the rule is back");
 
+    // Both agents restart while the session runs: it goes on, and nothing is rewritten.
+    let ruleset_before = lab.exec("h2", &["nft", "list", "table", "inet", "neutrino"]).unwrap();
+    for host in ["h1", "h2"] {
+        lab.kill_agent(host);
+        assert!(grows(&received, Duration::from_millis(400)).await, "the session goes on without the agent");
+        lab.start_agent(host).unwrap();
+    }
+    for _ in 0..4 {
+        assert!(grows(&received, Duration::from_millis(500)).await, "the session goes on while agents start");
+    }
+    let ruleset_after = lab.exec("h2", &["nft", "list", "table", "inet", "neutrino"]).unwrap();
+    assert_eq!(ruleset_before, ruleset_after, "a restarted agent leaves the firewall as it was");
+
     // A remote group across hosts: tcp/9000 from members of the group itself. vm2 (on h1)
     // joins and is let in; it leaves and is cut off.
     rule(api, &group, json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 9000, "port_range_max": 9000, "remote_group_id": group})).await;
