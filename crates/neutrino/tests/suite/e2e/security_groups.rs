@@ -127,6 +127,8 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     assert!(spoofed.is_err(), "a spoofed source address is dropped");
     lab.exec("vm2", &["ip", "addr", "del", "198.51.100.250/24", "dev", "eth0"]).unwrap();
 
+    spoofing(lab, api, &vms[..3]).await;
+
     // Negative control: without the firewall's inet table on h2, tcp/9000 from vm1 passes;
     // the agent's next full pass puts the table back.
     lab.exec("h2", &["nft", "delete", "table", "inet", "neutrino"]).unwrap();
@@ -139,4 +141,120 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     drop(running);
     api.delete(&format!("/v2.0/ports/{}", vmx.port_id)).await.unwrap();
     lab.remove_vm("vm7").unwrap();
+}
+
+/// Sends a gratuitous ARP from `eth0` claiming `ip` (AF_PACKET, as a VM could).
+const FORGE_ARP: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mac = bytes.fromhex(open("/sys/class/net/eth0/address").read().strip().replace(":", ""))
+ip = socket.inet_aton(sys.argv[1])
+frame = b"\xff" * 6 + mac + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip + b"\x00" * 6 + ip
+for _ in range(3):
+    s.send(frame)
+"#;
+
+/// Sends one ICMPv6 message of the given type to all nodes on `eth0`.
+const SEND_ICMP6: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+body = bytes([int(sys.argv[1]), 0, 0, 0]) + bytes(20)
+for _ in range(3):
+    s.sendto(body, ("ff02::1%eth0", 0))
+"#;
+
+/// Prints the ICMPv6 types received within 3 seconds.
+const RECEIVE_ICMP6: &str = r#"
+import socket, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.settimeout(0.2)
+end = time.time() + 3
+seen = set()
+while time.time() < end:
+    try:
+        seen.add(s.recv(2048)[0])
+    except socket.timeout:
+        pass
+print(" ".join(str(t) for t in sorted(seen)))
+"#;
+
+/// What vm2 (default group, on h1) may not do: send from another address or MAC, claim
+/// another VM's address in ARP, answer DHCP or advertise a router. An allowed address pair
+/// (an address and a CIDR) lets its addresses through, and makes them members of the group.
+async fn spoofing(lab: &mut Lab, api: &ApiClient, vms: &[BootedVm]) {
+    let (vm1, vm2, vm3) = (&vms[0], &vms[1], &vms[2]);
+    let ping_from = |lab: &Lab, source: &str| {
+        lab.exec("vm2", &["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", "-I", source, &vm1.ip]).is_ok()
+    };
+    // A source address of its own, but not one of the port's.
+    lab.exec("vm2", &["ip", "addr", "add", "198.51.100.200/24", "dev", "eth0"]).unwrap();
+    lab.exec("vm2", &["ip", "addr", "add", "198.51.100.210/24", "dev", "eth0"]).unwrap();
+    assert!(lab.ping("vm2", &vm1.ip, 1), "vm2's own address works");
+    assert!(!ping_from(lab, "198.51.100.200"), "a spoofed source address is dropped");
+    // Allowed address pairs: one address and one CIDR.
+    let port_path = format!("/v2.0/ports/{}", vm2.port_id);
+    let pairs = json!({"port": {"allowed_address_pairs": [{"ip_address": "198.51.100.200"}, {"ip_address": "198.51.100.208/29"}]}});
+    api.put(&port_path, pairs).await.unwrap();
+    assert!(wait_for(|| ping_from(lab, "198.51.100.200")).await, "an allowed address pair's address gets through");
+    assert!(ping_from(lab, "198.51.100.210"), "so does an address of an allowed CIDR");
+    api.put(&port_path, json!({"port": {"allowed_address_pairs": []}})).await.unwrap();
+    assert!(wait_for(|| !ping_from(lab, "198.51.100.200")).await, "without the pair it is dropped again");
+    for a in ["198.51.100.200/24", "198.51.100.210/24"] {
+        lab.exec("vm2", &["ip", "addr", "del", a, "dev", "eth0"]).unwrap();
+    }
+
+    // Another MAC.
+    lab.exec("vm2", &["ip", "link", "set", "dev", "eth0", "address", "fa:16:3e:99:99:99"]).unwrap();
+    assert!(!lab.ping("vm2", &vm1.ip, 1), "a spoofed source MAC is dropped");
+    lab.exec("vm2", &["ip", "link", "set", "dev", "eth0", "address", &vm2.mac]).unwrap();
+    assert!(wait_for(|| lab.ping("vm2", &vm1.ip, 1)).await);
+
+    // A forged ARP: vm2 claims vm3's address; vm1 keeps vm3's MAC.
+    assert!(lab.ping("vm1", &vm3.ip, 1));
+    lab.exec("vm2", &["python3", "-c", FORGE_ARP, &vm3.ip]).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let neigh = lab.exec("vm1", &["ip", "neigh", "show", &vm3.ip]).unwrap();
+    assert!(neigh.contains(&vm3.mac) && !neigh.contains(&vm2.mac), "a forged ARP is dropped: {neigh}");
+
+    // A rogue DHCP server: UDP from port 67 to port 68 is dropped; from port 5067 it passes.
+    let got = lab.dir().join("dhcp.received");
+    let listen = format!("nc.openbsd -u -l 68 > {}", got.display());
+    let mut running = Running(vec![lab.spawn("vm1", &["sh", "-c", &listen]).unwrap()]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let send = |sport: &str| format!("echo offer-{sport} | nc.openbsd -u -w 1 -p {sport} {} 68", vm1.ip);
+    lab.exec("vm2", &["sh", "-c", &send("67")]).unwrap();
+    lab.exec("vm2", &["sh", "-c", &send("5067")]).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(running.0.pop().map(|mut c| c.kill()));
+    let text = std::fs::read_to_string(&got).unwrap_or_default();
+    assert!(text.contains("offer-5067"), "the listener works: {text:?}");
+    assert!(!text.contains("offer-67"), "a DHCP reply from a VM is dropped: {text:?}");
+
+    // A rogue router advertisement (IPv6 on for a moment): neighbour solicitations from vm2
+    // reach vm1, router advertisements do not.
+    for vm in ["vm1", "vm2"] {
+        lab.exec(vm, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0"])
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    running.0.push({
+        let out = lab.dir().join("icmp6.received");
+        let script = format!("python3 -c '{}' > {}", RECEIVE_ICMP6.replace('\'', "\""), out.display());
+        lab.spawn("vm1", &["sh", "-c", &script]).unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lab.exec("vm2", &["python3", "-c", SEND_ICMP6, "135"]).unwrap();
+    lab.exec("vm2", &["python3", "-c", SEND_ICMP6, "134"]).unwrap();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let seen = std::fs::read_to_string(lab.dir().join("icmp6.received")).unwrap_or_default();
+    for vm in ["vm1", "vm2"] {
+        lab.exec(vm, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.eth0.disable_ipv6=1"])
+            .unwrap();
+    }
+    let types: Vec<&str> = seen.split_whitespace().collect();
+    assert!(types.contains(&"135"), "neighbour solicitations pass: {seen:?}");
+    assert!(!types.contains(&"134"), "a router advertisement from a VM is dropped: {seen:?}");
+    drop(running);
 }
