@@ -138,7 +138,10 @@ fn parse_key(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Object(o) => {
-            if let Some(p) = o.get("prefix") {
+            if let Some(parts) = o.get("concat").and_then(Value::as_array) {
+                let parts: Option<Vec<String>> = parts.iter().map(parse_key).collect();
+                Some(parts?.join(" . "))
+            } else if let Some(p) = o.get("prefix") {
                 Some(format!("{}/{}", p.get("addr")?.as_str()?, p.get("len")?))
             } else {
                 // An element with options ({"elem": {"val": ...}}).
@@ -175,8 +178,14 @@ fn render_op(op: &Op) -> Value {
                 SetKind::IfnameToVerdict => ("map", "ifname", Some("verdict"), false),
                 SetKind::MarkToVerdict => ("map", "mark", Some("verdict"), false),
                 SetKind::Tokens => ("set", "ifname", None, false),
+                SetKind::Marks => ("set", "mark", None, false),
+                SetKind::IfnameIpv4 => ("set", "ifname . ipv4_addr", None, false),
+                SetKind::IfnameIpv6 => ("set", "ifname . ipv6_addr", None, false),
             };
-            o["type"] = json!(key);
+            o["type"] = match key.split_once(" . ") {
+                Some((a, b)) => json!([a, b]),
+                None => json!(key),
+            };
             if let Some(d) = data {
                 o["map"] = json!(d);
             }
@@ -229,6 +238,9 @@ fn render_op(op: &Op) -> Value {
 
 /// An element key as nftables reads it: marks as numbers, prefixes as prefixes.
 fn render_key(k: &str) -> Value {
+    if let Some((a, b)) = k.split_once(" . ") {
+        return json!({ "concat": [render_key(a), render_key(b)] });
+    }
     if let Ok(n) = k.parse::<u64>() {
         return json!(n);
     }
@@ -308,6 +320,11 @@ fn render_match(family: Family, m: &Match) -> Vec<Value> {
             matches(json!({ "ct": { "key": "direction" } }), json!("reply")),
             json!({ "match": { "op": "in", "left": { "ct": { "key": "state" } }, "right": "established" } }),
         ],
+        Match::MarkIn { mask, set } => one(matches(json!({ "&": [meta("mark"), mask] }), json!(format!("@{set}")))),
+        Match::IifDestinationIn { v6, set } => {
+            let daddr = payload(if *v6 { "ip6" } else { "ip" }, "daddr");
+            one(matches(json!({ "concat": [meta("iifname"), daddr] }), json!(format!("@{set}"))))
+        }
         Match::Mark { mask, value } => {
             let left = if *mask == u32::MAX { meta("mark") } else { json!({ "&": [meta("mark"), mask] }) };
             one(matches(left, json!(value)))
@@ -326,6 +343,11 @@ fn render_rule(family: Family, rule: &Rule) -> Vec<Value> {
         Action::SetMark(v) => expr.push(json!({ "mangle": { "key": meta("mark"), "value": v } })),
         Action::OrMarkAccept(bits) => {
             expr.push(json!({ "mangle": { "key": meta("mark"), "value": { "|": [meta("mark"), bits] } } }));
+            expr.push(json!({ "accept": null }));
+        }
+        // Accept at once: a zone set afterwards would track the packet again.
+        Action::Notrack => {
+            expr.push(json!({ "notrack": null }));
             expr.push(json!({ "accept": null }));
         }
         Action::SetCtZone(z) => expr.push(json!({ "mangle": { "key": { "ct": { "key": "zone" } }, "value": z } })),
@@ -361,7 +383,9 @@ mod tests {
             ..LocalPort::default()
         };
         s.local_ports.insert("port-1".into(), port.clone());
-        s.local_ports.insert("port-2".into(), LocalPort { port_security_enabled: false, ..port });
+        s.local_ports.insert("port-2".into(), LocalPort { port_security_enabled: false, ..port.clone() });
+        s.local_ports.insert("port-3".into(), LocalPort { security_groups: vec!["stateless".into()], ..port });
+        s.security_groups.insert("stateless".into(), HostSecurityGroup { stateful: false, rules: Vec::new() });
         let rule = |id: &str, direction, ethertype, protocol, min, max, remote: Option<&str>| HostSecurityRule {
             id: id.into(),
             direction,

@@ -10,6 +10,9 @@
 //! it lets the packet out. A port's chains jump to one chain per security group and
 //! direction, shared by every port of the group.
 //!
+//! Ports of stateless groups are not tracked (`notrack` in the raw hook, by their mark and by
+//! bridge and address), so their rules see every packet and replies need rules of their own.
+//!
 //! Only replies of established connections pass on conntrack alone: packets in a
 //! connection's original direction are checked against the rules every time, so a rule,
 //! remote member or group removed stops the flows that only it allowed, and re-adding it lets
@@ -33,6 +36,9 @@ const EGRESS: &str = "egress";
 const INGRESS: &str = "ingress";
 /// Where a packet goes once the sender's egress let it out: the receiver's ingress chain.
 const INGRESS_CHECK: &str = "ingress_check";
+const STATELESS_SLOTS: &str = "stateless_slots";
+const STATELESS_V4: &str = "stateless_v4";
+const STATELESS_V6: &str = "stateless_v6";
 /// What every filtered port may always send and receive (before its groups' rules).
 const COMMON_EGRESS: &str = "common_egress";
 const COMMON_INGRESS: &str = "common_ingress";
@@ -103,10 +109,21 @@ pub fn compile_firewall(
             Rule::new(vec![Match::Oif("tap*".into())], Action::Drop),
         ],
     );
-    let mut zone_rules: Vec<Rule> = zone_of
-        .iter()
-        .map(|(bridge, zone)| Rule::new(vec![Match::Iif(bridge.clone())], Action::SetCtZone(*zone as u16)))
-        .collect();
+    // Ports whose groups are stateless are not tracked: what they send (by mark) and what is
+    // sent to their addresses on their bridge.
+    b.map(Family::Inet, STATELESS_SLOTS, SetKind::Marks);
+    b.map(Family::Inet, STATELESS_V4, SetKind::IfnameIpv4);
+    b.map(Family::Inet, STATELESS_V6, SetKind::IfnameIpv6);
+    let mut zone_rules = vec![
+        Rule::new(vec![Match::MarkIn { mask: FROM_MASK, set: STATELESS_SLOTS.into() }], Action::Notrack),
+        Rule::new(vec![Match::IifDestinationIn { v6: false, set: STATELESS_V4.into() }], Action::Notrack),
+        Rule::new(vec![Match::IifDestinationIn { v6: true, set: STATELESS_V6.into() }], Action::Notrack),
+    ];
+    zone_rules.extend(
+        zone_of
+            .iter()
+            .map(|(bridge, zone)| Rule::new(vec![Match::Iif(bridge.clone())], Action::SetCtZone(*zone as u16))),
+    );
     zone_rules.push(Rule::new(vec![], Action::Accept));
     for (bridge, zone) in &zone_of {
         b.element(Family::Bridge, ZONES, bridge, Some(SetValue::Mark(*zone)));
@@ -158,11 +175,28 @@ pub fn compile_firewall(
         let (out_chain, in_chain) = (format!("out-{slot}"), format!("in-{slot}"));
         b.chain(Family::Inet, &out_chain, None, egress);
         b.chain(Family::Inet, &in_chain, None, ingress);
+        if is_stateless(state, port) {
+            b.element(Family::Inet, STATELESS_SLOTS, &slot.to_string(), None);
+            let bridge = bridge_name(&port.network_id);
+            for (_, net) in sources(port) {
+                if net.prefix_len() != net.max_prefix_len() {
+                    continue;
+                }
+                let set = if net.addr().is_ipv6() { STATELESS_V6 } else { STATELESS_V4 };
+                b.element(Family::Inet, set, &format!("{bridge} . {}", net.addr()), None);
+            }
+        }
         b.element(Family::Inet, EGRESS, &slot.to_string(), Some(SetValue::Jump(out_chain)));
         b.element(Family::Inet, INGRESS, &(slot << 16).to_string(), Some(SetValue::Jump(in_chain)));
     }
     out.ruleset = b.ruleset;
     out
+}
+
+/// A port is stateless when it has groups and all of them are (Neutron refuses a mix).
+fn is_stateless(state: &HostState, port: &LocalPort) -> bool {
+    let mut groups = port.security_groups.iter().filter_map(|g| state.security_groups.get(g)).peekable();
+    groups.peek().is_some() && groups.all(|g| !g.stateful)
 }
 
 /// Keep the numbers `existing` gives the names that stay; give new names the lowest free ones

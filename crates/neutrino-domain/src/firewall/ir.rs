@@ -86,6 +86,12 @@ pub enum SetKind {
     MarkToVerdict,
     /// Interface-name-sized strings (the manifest).
     Tokens,
+    /// Marks (the slots of ports without connection tracking).
+    Marks,
+    /// `bridge . address` (the addresses of ports without connection tracking, per bridge):
+    /// keys are `brq… . 192.0.2.5`.
+    IfnameIpv4,
+    IfnameIpv6,
 }
 
 impl SetKind {
@@ -155,6 +161,16 @@ pub enum Match {
         mask: u32,
         value: u32,
     },
+    /// `meta mark & mask` is in a set of marks.
+    MarkIn {
+        mask: u32,
+        set: String,
+    },
+    /// `iifname . ip daddr` (or `ip6 daddr`) is in a set.
+    IifDestinationIn {
+        v6: bool,
+        set: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +184,9 @@ pub enum Action {
     /// `meta mark set meta mark | bits`, then accept.
     OrMarkAccept(u32),
     SetCtZone(u16),
+    /// No connection tracking (stateless security groups), and accept: nothing later in the
+    /// raw hook may set a zone (which would track the packet again).
+    Notrack,
     /// `iifname vmap @set`.
     IifVmap(String),
     OifVmap(String),

@@ -127,6 +127,32 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     assert!(spoofed.is_err(), "a spoofed source address is dropped");
     lab.exec("vm2", &["ip", "addr", "del", "198.51.100.250/24", "dev", "eth0"]).unwrap();
 
+    // A stateless group: vm7's traffic leaves no conntrack entry on h2 (its group lets
+    // ICMP in and everything out, so pings work both ways). Back in a stateful group, the
+    // same pings are tracked.
+    let stateless = json!({"security_group": {"name": "stateless", "stateful": false}});
+    let stateless = api.post("/v2.0/security-groups", stateless).await.unwrap();
+    let stateless = stateless["security_group"]["id"].as_str().unwrap().to_string();
+    rule(api, &stateless, json!({"direction": "ingress", "protocol": "icmp"})).await;
+    let vmx_path = format!("/v2.0/ports/{}", vmx.port_id);
+    api.put(&vmx_path, json!({"port": {"security_groups": [stateless]}})).await.unwrap();
+    let tracked = |lab: &Lab| {
+        let _ = lab.exec("h2", &["conntrack", "-D", "-d", &vmx.ip]);
+        assert!(lab.ping("vm1", &vmx.ip, 2), "vm1 pings vm7");
+        let entries = lab.exec("h2", &["conntrack", "-L", "-d", &vmx.ip]).unwrap_or_default();
+        entries.lines().filter(|l| l.contains(&vmx.ip)).count()
+    };
+    // (The group before let ICMP in too: wait for the change to be in force.)
+    let untracked = wait_for(|| tracked(lab) == 0).await;
+    assert!(
+        untracked,
+        "no conntrack entry for a port of a stateless group\n{}\n{}",
+        lab.exec("h2", &["conntrack", "-L"]).unwrap_or_default(),
+        lab.exec("h2", &["nft", "list", "table", "inet", "neutrino"]).unwrap_or_default()
+    );
+    api.put(&vmx_path, json!({"port": {"security_groups": [group]}})).await.unwrap();
+    assert!(wait_for(|| tracked(lab) > 0).await, "the same pings are tracked in a stateful group");
+
     spoofing(lab, api, &vms[..3]).await;
 
     // Negative control: without the firewall's inet table on h2, tcp/9000 from vm1 passes;
