@@ -50,13 +50,8 @@ async fn measure(lab: &mut Lab) -> Result<(), String> {
             join_netns(&server_ns).map_err(|e| e.to_string()).and_then(|_| {
                 (0..RULES).map(|i| TcpListener::bind(("0.0.0.0", FIRST_PORT + i)).map_err(|e| e.to_string())).collect()
             });
-        let keep = listeners.map(|l| {
-            let _ = ready_tx.send(Ok(()));
-            l
-        });
-        if let Err(err) = &keep {
-            let _ = ready_tx.send(Err(err.clone()));
-        }
+        let _ = ready_tx.send(listeners.as_ref().map(|_| ()).map_err(Clone::clone));
+        let keep = listeners;
         std::thread::sleep(Duration::from_secs(600));
         drop(keep);
     });
