@@ -104,5 +104,45 @@ async fn measure(lab: &mut Lab) -> Result<(), String> {
         super::ms(super::percentile(&took, 0.99)),
         super::ms(*took.last().unwrap_or(&Duration::ZERO))
     );
+    throughput(lab, &api, &group, &client, &server).await
+}
+
+/// iperf3 between the two VMs (VXLAN across hosts) with filtering on, then with port security
+/// off on both ports.
+async fn throughput(
+    lab: &mut Lab,
+    api: &neutrino_lab::ApiClient,
+    group: &str,
+    client: &neutrino_lab::BootedVm,
+    server: &neutrino_lab::BootedVm,
+) -> Result<(), String> {
+    if neutrino_lab::run("which", &["iperf3"]).is_err() {
+        println!("(iperf3 is not installed: no throughput figures)");
+        return Ok(());
+    }
+    let e = |e: neutrino_lab::ApiError| e.to_string();
+    let rule = json!({"security_group_rule": {"security_group_id": group, "direction": "ingress",
+        "protocol": "tcp", "port_range_min": 5201, "port_range_max": 5201}});
+    api.post("/v2.0/security-group-rules", rule).await.map_err(e)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let run = |label: &str| -> Result<f64, String> {
+        let mut server_proc = lab.spawn("vm2", &["iperf3", "-s", "-1"]).map_err(|e| e.to_string())?;
+        std::thread::sleep(Duration::from_millis(300));
+        let out = lab.exec("vm1", &["iperf3", "-c", &server.ip, "-t", "5", "-J"]).map_err(|e| e.to_string());
+        let _ = server_proc.kill();
+        let _ = server_proc.wait();
+        let v: serde_json::Value = serde_json::from_str(&out?).map_err(|e| e.to_string())?;
+        let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
+        println!("  iperf3 {} → {} ({label}): {:.2} Gbit/s", client.name, server.name, bps / 1e9);
+        Ok(bps)
+    };
+    let filtered = run("filtering on")?;
+    for port in [&client.port_id, &server.port_id] {
+        let body = json!({"port": {"security_groups": [], "port_security_enabled": false}});
+        api.put(&format!("/v2.0/ports/{port}"), body).await.map_err(e)?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let open = run("port security off")?;
+    println!("  filtered / unfiltered: {:.2} (goal: >= 0.9)", filtered / open.max(1.0));
     Ok(())
 }
