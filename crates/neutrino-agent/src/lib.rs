@@ -392,6 +392,10 @@ impl<D: DataPlane> ReconcileLoop<D> {
                             self.metrics.pass_failures.get_or_create(&FeatureLabels { feature }).inc();
                             f.reconciled = None;
                             failed = true;
+                            if r.gates_later_features() {
+                                // Fail closed: nothing is plugged until this feature is in place.
+                                break;
+                            }
                         }
                     }
                 }

@@ -176,6 +176,15 @@ pub struct HostSecurityRule {
     pub remote_ip_prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_address_group_id: Option<String>,
+}
+
+/// An address group that rules of this host's groups name as `remote_address_group_id`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostAddressGroup {
+    /// Normalized CIDRs.
+    pub addresses: Vec<String>,
 }
 
 /// A port in a security group that rules of this host's groups name as `remote_group_id`
@@ -307,6 +316,8 @@ host_state! {
     security_groups: HostSecurityGroup,
     /// The members of every group that rules of those groups name as remote group.
     group_members: GroupMember,
+    /// The address groups those rules name.
+    address_groups: HostAddressGroup,
 }
 
 /// A change of a [`HostState`]: entries upserted and ids removed, per collection.

@@ -69,6 +69,7 @@ impl ApiError {
             "security_group_rule" => format!("Security group rule {id} does not exist"),
             "subnetpool" => format!("Subnet pool {id} could not be found."),
             "address_scope" => format!("Address scope {id} could not be found."),
+            "address_group" => format!("Address group {id} could not be found."),
             "network_segment_range" => format!("Network Segment Range {id} could not be found."),
             other => format!("{} {id} could not be found.", camel(other)),
         };

@@ -258,6 +258,21 @@ pub struct NetworkIpAvailability {
     pub ip_availability_details: IpAvailabilityDetails,
 }
 
+/// An address group: CIDRs that security group rules name as `remote_address_group_id`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddressGroup {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub tenant_id: String,
+    pub project_id: String,
+    /// Normalized CIDRs, sorted.
+    pub addresses: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AddressScope {
     pub id: String,

@@ -200,6 +200,9 @@ pub trait Neighbours: Send + Sync {
 /// The firewall's nftables objects (two tables called `neutrino`; see
 /// `neutrino_domain::firewall`).
 pub trait Firewall: Send + Sync {
+    /// Make bridged IP traffic go through the `inet` hooks (`br_netfilter`'s
+    /// `bridge-nf-call-iptables` and `-ip6tables` on), or say why it cannot.
+    fn prepare(&self) -> impl Future<Output = Result<()>> + Send;
     /// The chains (with their digest) and sets of the firewall's tables.
     fn observe(&self) -> impl Future<Output = Result<neutrino_domain::firewall::ir::ObservedRuleset>> + Send;
     /// Make the changes of a plan, all in one transaction (all or nothing).

@@ -51,6 +51,10 @@ impl MemoryFirewall {
 }
 
 impl crate::Firewall for MemoryFirewall {
+    async fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn observe(&self) -> Result<neutrino_domain::firewall::ir::ObservedRuleset> {
         Ok(self.ruleset())
     }

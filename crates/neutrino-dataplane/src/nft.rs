@@ -54,7 +54,39 @@ impl KernelFirewall {
     }
 }
 
+/// The switches that send bridged IPv4 and IPv6 through the `inet` hooks.
+const BRIDGE_NETFILTER: [&str; 2] =
+    ["/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/sys/net/bridge/bridge-nf-call-ip6tables"];
+
 impl Firewall for KernelFirewall {
+    /// Turned on in the data plane's namespace (a thread enters it: `/proc/sys/net` is the
+    /// namespace of whoever opens it).
+    async fn prepare(&self) -> Result<()> {
+        let netns = self.netns.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<()> {
+            std::thread::spawn(move || -> Result<()> {
+                // SAFETY: setns on a valid namespace fd changes only this short-lived thread.
+                if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error().into());
+                }
+                for path in BRIDGE_NETFILTER {
+                    let now = std::fs::read_to_string(path).map_err(|e| {
+                        DataPlaneError::Unsupported(format!(
+                            "{path}: {e} (br_netfilter is not loaded: security groups cannot see bridged traffic)"
+                        ))
+                    })?;
+                    if now.trim() != "1" {
+                        std::fs::write(path, "1")?;
+                    }
+                }
+                Ok(())
+            })
+            .join()
+            .map_err(|_| DataPlaneError::Nftables("the br_netfilter thread panicked".into()))?
+        });
+        done.await.map_err(|e| DataPlaneError::Nftables(e.to_string()))?
+    }
+
     /// Chains (names only: their content is in the manifest set), sets and maps. (Listing
     /// tables would read every rule; a table is there when something of it is, and adding a
     /// table that exists changes nothing.)
@@ -325,6 +357,8 @@ fn render_match(family: Family, m: &Match) -> Vec<Value> {
             let daddr = payload(if *v6 { "ip6" } else { "ip" }, "daddr");
             one(matches(json!({ "concat": [meta("iifname"), daddr] }), json!(format!("@{set}"))))
         }
+        Match::NotIpOrArp => one(json!({ "match": { "op": "!=", "left": payload("ether", "type"),
+            "right": { "set": ["ip", "ip6", "arp"] } } })),
         Match::Mark { mask, value } => {
             let left = if *mask == u32::MAX { meta("mark") } else { json!({ "&": [meta("mark"), mask] }) };
             one(matches(left, json!(value)))
@@ -341,8 +375,9 @@ fn render_rule(family: Family, rule: &Rule) -> Vec<Value> {
         Action::Jump(target) => expr.push(json!({ "jump": { "target": target } })),
         Action::Goto(target) => expr.push(json!({ "goto": { "target": target } })),
         Action::SetMark(v) => expr.push(json!({ "mangle": { "key": meta("mark"), "value": v } })),
-        Action::OrMarkAccept(bits) => {
-            expr.push(json!({ "mangle": { "key": meta("mark"), "value": { "|": [meta("mark"), bits] } } }));
+        Action::SetToSlotAccept(bits) => {
+            let value = json!({ "|": [{ "&": [meta("mark"), 0xffff] }, bits] });
+            expr.push(json!({ "mangle": { "key": meta("mark"), "value": value } }));
             expr.push(json!({ "accept": null }));
         }
         // Accept at once: a zone set afterwards would track the packet again.
@@ -395,17 +430,30 @@ mod tests {
             port_range_max: max,
             remote_ip_prefix: None,
             remote_group_id: remote.map(String::from),
+            remote_address_group_id: None,
         };
         let rules = vec![
             rule("a", Direction::Egress, EtherType::IPv4, None, None, None, None),
             rule("b", Direction::Ingress, EtherType::IPv4, Some(6), Some(22), Some(80), Some("g")),
             rule("c", Direction::Ingress, EtherType::IPv6, Some(1), Some(128), Some(0), None),
             HostSecurityRule {
+                remote_address_group_id: Some("ag".into()),
+                ..rule("e", Direction::Ingress, EtherType::IPv6, Some(6), Some(443), None, None)
+            },
+            HostSecurityRule {
+                remote_address_group_id: Some("ag".into()),
+                ..rule("f", Direction::Ingress, EtherType::IPv4, Some(6), Some(443), None, None)
+            },
+            HostSecurityRule {
                 remote_ip_prefix: Some("192.0.2.0/24".into()),
                 ..rule("d", Direction::Egress, EtherType::IPv4, Some(17), Some(53), None, None)
             },
         ];
         s.security_groups.insert("g".into(), HostSecurityGroup { stateful: true, rules });
+        let ag = neutrino_api::agent::HostAddressGroup {
+            addresses: vec!["192.0.2.0/28".into(), "192.0.2.77/32".into(), "2001:db8:1::/64".into()],
+        };
+        s.address_groups.insert("ag".into(), ag);
         for (i, m) in members.iter().enumerate() {
             let member = GroupMember { group_id: "g".into(), addresses: vec![m.to_string()] };
             s.group_members.insert(GroupMember::key("g", &format!("m{i}")), member);

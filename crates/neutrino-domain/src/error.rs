@@ -8,6 +8,9 @@ pub enum DomainError {
     /// 400 with a specific Neutron type.
     #[error("{kind}: {message}")]
     BadRequest { kind: &'static str, message: String },
+    /// 404 with a specific Neutron type.
+    #[error("{kind}: {message}")]
+    NotFound { kind: &'static str, message: String },
     /// 409 with a specific Neutron type.
     #[error("{kind}: {message}")]
     Conflict { kind: &'static str, message: String },
@@ -25,5 +28,8 @@ impl DomainError {
     }
     pub fn bad_request(kind: &'static str, message: impl Into<String>) -> Self {
         DomainError::BadRequest { kind, message: message.into() }
+    }
+    pub fn not_found(kind: &'static str, message: impl Into<String>) -> Self {
+        DomainError::NotFound { kind, message: message.into() }
     }
 }

@@ -412,6 +412,12 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     // Rules belong to their group's owner, whoever created them (an admin, in the owner's group).
     ("sg_owner", "project_id:%(security_group:project_id)s"),
     ("create_security_group_rule", "rule:admin_or_project_member"),
+    ("create_address_group", "rule:admin_or_project_member"),
+    ("get_address_group", "rule:admin_or_project_reader"),
+    ("update_address_group", "rule:admin_or_project_member"),
+    ("delete_address_group", "rule:admin_or_project_member"),
+    ("add_addresses", "rule:admin_or_project_member"),
+    ("remove_addresses", "rule:admin_or_project_member"),
     ("get_security_group_rule", "rule:admin_only or (role:reader and rule:sg_owner)"),
     ("delete_security_group_rule", "rule:admin_only or (role:member and rule:sg_owner)"),
     // Subnet pools and address scopes.

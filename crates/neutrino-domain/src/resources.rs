@@ -226,6 +226,15 @@ pub const SECURITY_GROUP: ResourceDef = ResourceDef {
     read_only: standard!["security_group_rules", "shared"],
 };
 
+pub const ADDRESS_GROUP: ResourceDef = ResourceDef {
+    member: "address_group",
+    collection: "address_groups",
+    paths: &["address-groups", "address_groups"],
+    create: &["name", "description", "addresses", "project_id", "tenant_id"],
+    update: &["name", "description"],
+    read_only: standard![],
+};
+
 pub const SECURITY_GROUP_RULE: ResourceDef = ResourceDef {
     member: "security_group_rule",
     collection: "security_group_rules",
@@ -389,12 +398,13 @@ pub const QUOTA: ResourceDef = ResourceDef {
 };
 
 /// Every resource.
-pub const ALL: [&ResourceDef; 14] = [
+pub const ALL: [&ResourceDef; 15] = [
     &NETWORK,
     &SUBNET,
     &PORT,
     &SECURITY_GROUP,
     &SECURITY_GROUP_RULE,
+    &ADDRESS_GROUP,
     &SUBNETPOOL,
     &ADDRESS_SCOPE,
     &RBAC_POLICY,

@@ -13,6 +13,7 @@ pub struct RuleRequest {
     pub port_range_max: Option<i64>,
     pub remote_ip_prefix: Option<String>,
     pub remote_group_id: Option<String>,
+    pub remote_address_group_id: Option<String>,
 }
 
 /// A validated rule, normalised so that equal rules compare equal.
@@ -26,6 +27,7 @@ pub struct ValidRule {
     pub remote_ip_prefix: Option<String>,
     pub normalized_cidr: Option<String>,
     pub remote_group_id: Option<String>,
+    pub remote_address_group_id: Option<String>,
 }
 
 impl ValidRule {
@@ -34,7 +36,7 @@ impl ValidRule {
     pub fn fingerprint(&self) -> String {
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
         let n = |v: &Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
-        format!(
+        let mut print = format!(
             "{}|{}|{}|{}|{}|{}|{}",
             self.direction,
             self.ethertype,
@@ -43,7 +45,12 @@ impl ValidRule {
             n(&self.port_range_max),
             o(&self.normalized_cidr),
             o(&self.remote_group_id)
-        )
+        );
+        // Appended only when set, so the prints of rules stored before stay what they were.
+        if let Some(ag) = &self.remote_address_group_id {
+            print.push_str(&format!("|{ag}"));
+        }
+        print
     }
 }
 
@@ -131,10 +138,13 @@ pub fn validate_rule(req: &RuleRequest) -> Result<ValidRule, DomainError> {
         }
     };
     validate_ports(protocol.as_deref(), req.port_range_min, req.port_range_max)?;
-    if req.remote_ip_prefix.is_some() && req.remote_group_id.is_some() {
+    let remotes =
+        [req.remote_ip_prefix.is_some(), req.remote_group_id.is_some(), req.remote_address_group_id.is_some()];
+    if remotes.iter().filter(|r| **r).count() > 1 {
         return Err(DomainError::bad_request(
-            "SecurityGroupRemoteGroupAndRemoteIpPrefix",
-            "Only remote_ip_prefix or remote_group_id may be provided.",
+            "SecurityGroupMultipleRemoteEntites",
+            "Invalid input for operation: Only one of remote_ip_prefix or remote_group_id or remote_address_group_id \
+             may be provided.",
         ));
     }
     let normalized_cidr = match &req.remote_ip_prefix {
@@ -163,6 +173,7 @@ pub fn validate_rule(req: &RuleRequest) -> Result<ValidRule, DomainError> {
         remote_ip_prefix: req.remote_ip_prefix.clone(),
         normalized_cidr,
         remote_group_id: req.remote_group_id.clone(),
+        remote_address_group_id: req.remote_address_group_id.clone(),
     })
 }
 
@@ -239,6 +250,7 @@ pub fn initial_rules(group_id: &str, is_default: bool) -> Vec<ValidRule> {
             remote_ip_prefix: None,
             normalized_cidr: None,
             remote_group_id: None,
+            remote_address_group_id: None,
         });
         if is_default {
             rules.push(ValidRule {
@@ -250,6 +262,7 @@ pub fn initial_rules(group_id: &str, is_default: bool) -> Vec<ValidRule> {
                 remote_ip_prefix: None,
                 normalized_cidr: None,
                 remote_group_id: Some(group_id.to_string()),
+                remote_address_group_id: None,
             });
         }
     }
@@ -269,6 +282,7 @@ mod tests {
             port_range_max: Some(22),
             remote_ip_prefix: Some("0.0.0.0/0".into()),
             remote_group_id: None,
+            remote_address_group_id: None,
         }
     }
 
@@ -287,7 +301,7 @@ mod tests {
         both.remote_group_id = Some("g".into());
         assert!(matches!(
             validate_rule(&both),
-            Err(DomainError::BadRequest { kind: "SecurityGroupRemoteGroupAndRemoteIpPrefix", .. })
+            Err(DomainError::BadRequest { kind: "SecurityGroupMultipleRemoteEntites", .. })
         ));
         let mut reversed = tcp22();
         reversed.port_range_min = Some(80);

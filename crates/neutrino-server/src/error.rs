@@ -34,6 +34,7 @@ impl From<DomainError> for HttpError {
             DomainError::InvalidInput(m) => ApiError::invalid_input(m),
             DomainError::BadRequest { kind, message } => ApiError::new(400, kind, message),
             DomainError::Conflict { kind, message } => ApiError::new(409, kind, message),
+            DomainError::NotFound { kind, message } => ApiError::new(404, kind, message),
             DomainError::Unavailable { kind, message } => ApiError::new(503, kind, message),
         })
     }

@@ -4,6 +4,7 @@
 //! transaction, and shape the response. Errors of every layer are mapped to the Neutron error
 //! body in one place ([`error`]).
 
+mod address_groups;
 mod agents;
 mod app;
 pub mod auth;
@@ -46,6 +47,7 @@ pub fn router(app: App) -> Router {
         .merge(ports::routes())
         .merge(agents::routes())
         .merge(security_groups::routes())
+        .merge(address_groups::routes())
         .merge(segments::routes())
         .merge(rbac::routes())
         .merge(subnet_pools::routes())

@@ -187,7 +187,6 @@ fn port_value(raw: Option<&serde_json::Value>) -> Result<Option<i64>, ApiError> 
 
 async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroupRule> {
     attrs.required("security_group_id")?;
-    attrs.only_defaults(&[("remote_address_group_id", serde_json::Value::Null)])?;
     let group_id = attrs.string("security_group_id", 36)?.unwrap_or_default();
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     let port = |key: &str| port_value(attrs.raw(key));
@@ -199,6 +198,7 @@ async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs)
         port_range_max: port("port_range_max")?,
         remote_ip_prefix: attrs.nullable_string("remote_ip_prefix")?.flatten(),
         remote_group_id: attrs.nullable_string("remote_group_id")?.flatten(),
+        remote_address_group_id: attrs.nullable_string("remote_address_group_id")?.flatten(),
     })?;
     let description = attrs.string("description", 255)?.unwrap_or_default();
     let id = uuid::Uuid::new_v4().to_string();

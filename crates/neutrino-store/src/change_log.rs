@@ -25,7 +25,8 @@ use crate::{Backend, Result, Store, StoreError, Tx};
 use neutrino_api::agent::{Direction, EtherType, HostSecurityRule};
 use neutrino_domain::security_groups::protocol_number;
 use neutrino_domain::topology::{
-    AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision, SecurityGroupImage, SegmentImage,
+    AddressGroupImage, AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision,
+    SecurityGroupImage, SegmentImage,
 };
 use sqlx::{AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -141,6 +142,9 @@ async fn read_images(
         ObjectKind::SecurityGroup => {
             format!("SELECT id, stateful FROM security_groups WHERE id IN ({list}) ORDER BY id{lock}")
         }
+        ObjectKind::AddressGroup => {
+            format!("SELECT id FROM address_groups WHERE id IN ({list}) ORDER BY id{lock}")
+        }
         ObjectKind::Agent => {
             format!("SELECT id, host, agent_type, tunnel_ip FROM agents WHERE id IN ({list}) ORDER BY id{lock}")
         }
@@ -179,12 +183,34 @@ async fn read_images(
                 out.insert(text(r, "id")?, Image::Agent(Arc::new(image)));
             }
         }
+        ObjectKind::AddressGroup => {
+            let mut addresses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            if !rows.is_empty() {
+                let sql = format!(
+                    "SELECT address_group_id, address FROM address_group_addresses WHERE address_group_id IN ({list}) \
+                     ORDER BY address_group_id, address"
+                );
+                let mut q = sqlx::query(&sql);
+                for id in ids {
+                    q = q.bind(id.to_string());
+                }
+                for r in q.fetch_all(&mut *c).await? {
+                    addresses.entry(text(&r, "address_group_id")?).or_default().push(text(&r, "address")?);
+                }
+            }
+            for r in &rows {
+                let id = text(r, "id")?;
+                let image = AddressGroupImage { addresses: addresses.remove(&id).unwrap_or_default() };
+                out.insert(id, Image::AddressGroup(Arc::new(image)));
+            }
+        }
         ObjectKind::SecurityGroup => {
             let mut rules: BTreeMap<String, Vec<HostSecurityRule>> = BTreeMap::new();
             if !rows.is_empty() {
                 let sql = format!(
                     "SELECT id, security_group_id, direction, ethertype, protocol, port_range_min, port_range_max, \
-                     normalized_cidr, remote_group_id FROM security_group_rules WHERE security_group_id IN ({list}) \
+                     normalized_cidr, remote_group_id, remote_address_group_id FROM security_group_rules \
+                     WHERE security_group_id IN ({list}) \
                      ORDER BY security_group_id, id"
                 );
                 let mut q = sqlx::query(&sql);
@@ -272,6 +298,7 @@ pub(crate) fn rule_image(r: &sqlx::any::AnyRow) -> Result<HostSecurityRule> {
         port_range_max: port("port_range_max")?,
         remote_ip_prefix: crate::rows::opt_text(r, "normalized_cidr")?,
         remote_group_id: crate::rows::opt_text(r, "remote_group_id")?,
+        remote_address_group_id: crate::rows::opt_text(r, "remote_address_group_id")?,
     })
 }
 
@@ -283,6 +310,7 @@ fn table_of(kind: ObjectKind) -> &'static str {
         ObjectKind::Port => "ports",
         ObjectKind::Agent => "agents",
         ObjectKind::SecurityGroup => "security_groups",
+        ObjectKind::AddressGroup => "address_groups",
     }
 }
 
@@ -310,7 +338,7 @@ pub(crate) async fn seed(tx: &mut Tx) -> Result<()> {
         tx.conn()
             .execute(
                 "LOCK TABLE networks, network_segments, ports, ip_allocations, agents, security_groups, \
-                 security_group_rules, port_security_groups IN SHARE MODE",
+                 security_group_rules, port_security_groups, address_groups, address_group_addresses IN SHARE MODE",
             )
             .await?;
     }

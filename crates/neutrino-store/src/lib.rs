@@ -5,6 +5,7 @@
 //! child's create, and `revision_number` compare-and-swap. SQLite allows one writer at a time,
 //! so writes there are queued on an in-process lock instead of failing with `SQLITE_BUSY`.
 
+mod address_groups;
 mod agents;
 mod change_log;
 mod error;
@@ -24,6 +25,10 @@ mod subnets;
 mod tags;
 mod visibility;
 
+pub use address_groups::{
+    change_addresses, delete_address_group, get_address_group, insert_address_group, list_address_groups,
+    update_address_group,
+};
 pub use agents::{
     agent_on_host, agents_on_host, delete_agent, get_agent, list_agents, register_agent, set_port_status, update_agent,
     AgentRecord,

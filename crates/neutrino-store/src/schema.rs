@@ -23,7 +23,29 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0015_subnetpool_quota", SUBNETPOOL_QUOTA),
     ("0016_external_networks", EXTERNAL_NETWORKS),
     ("0017_one_default_external_network", ONE_DEFAULT_EXTERNAL_NETWORK),
+    ("0018_address_groups", ADDRESS_GROUPS),
 ];
+
+/// Address groups (sets of CIDRs) and security group rules that name one.
+const ADDRESS_GROUPS: &str = r#"
+CREATE TABLE address_groups (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL
+);
+CREATE INDEX address_groups_project ON address_groups (project_id);
+CREATE TABLE address_group_addresses (
+    address_group_id TEXT NOT NULL REFERENCES address_groups (id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    PRIMARY KEY (address_group_id, address)
+);
+ALTER TABLE security_group_rules ADD COLUMN remote_address_group_id TEXT REFERENCES address_groups (id);
+CREATE INDEX security_group_rules_address_group ON security_group_rules (remote_address_group_id)
+"#;
 
 /// At most one default external network, whatever runs at once.
 const ONE_DEFAULT_EXTERNAL_NETWORK: &str =

@@ -38,6 +38,7 @@ const RULE_COLUMNS: &[Column] = &[
     col("remote_ip_prefix", "remote_ip_prefix", T::NullableText),
     col("normalized_cidr", "normalized_cidr", T::NullableText),
     col("remote_group_id", "remote_group_id", T::NullableText),
+    col("remote_address_group_id", "remote_address_group_id", T::NullableText),
     col("description", "description", T::Text),
     col("revision_number", "revision_number", T::Int),
     col("created_at", "created_at", T::Text),
@@ -47,7 +48,8 @@ const RULE_COLUMNS: &[Column] = &[
 const GROUP_SELECT: &str =
     "SELECT id, project_id, name, description, stateful, created_at, updated_at, revision_number FROM security_groups";
 const RULE_SELECT: &str = "SELECT id, project_id, security_group_id, direction, ethertype, protocol, port_range_min, \
-    port_range_max, remote_ip_prefix, normalized_cidr, remote_group_id, description, created_at, updated_at, \
+    port_range_max, remote_ip_prefix, normalized_cidr, remote_group_id, remote_address_group_id, description, \
+    created_at, updated_at, \
     revision_number FROM security_group_rules";
 
 fn decode_group(row: &AnyRow) -> Result<SecurityGroup> {
@@ -83,7 +85,7 @@ fn decode_rule(row: &AnyRow, defaults: &HashSet<String>) -> Result<SecurityGroup
         port_range_min: opt_int(row, "port_range_min")?,
         port_range_max: opt_int(row, "port_range_max")?,
         remote_ip_prefix: opt_text(row, "remote_ip_prefix")?,
-        remote_address_group_id: None,
+        remote_address_group_id: opt_text(row, "remote_address_group_id")?,
         normalized_cidr: opt_text(row, "normalized_cidr")?,
         remote_group_id: opt_text(row, "remote_group_id")?,
         description: text(row, "description")?,
@@ -198,8 +200,8 @@ async fn insert_rule_row(
     let done = sqlx::query(
         "INSERT INTO security_group_rules (id, project_id, security_group_id, direction, ethertype, protocol, \
          port_range_min, port_range_max, remote_ip_prefix, normalized_cidr, remote_group_id, description, fingerprint, \
-         created_at, updated_at, revision_number) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 0) ON CONFLICT DO NOTHING",
+         created_at, updated_at, revision_number, remote_address_group_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 0, $15) ON CONFLICT DO NOTHING",
     )
     .bind(id.to_string())
     .bind(project_id.to_string())
@@ -215,6 +217,7 @@ async fn insert_rule_row(
     .bind(description.unwrap_or_default().to_string())
     .bind(fingerprint.clone())
     .bind(now)
+    .bind(rule.remote_address_group_id.clone())
     .execute(tx.conn())
     .await?;
     if done.rows_affected() == 1 {
@@ -384,6 +387,21 @@ pub async fn insert_rule(
             return Err(StoreError::not_found("security_group", group));
         }
     }
+    if let Some(ag) = rule.remote_address_group_id.as_deref() {
+        // Held against a concurrent delete of the group until this rule commits.
+        let lock = if tx.backend() == crate::Backend::Postgres { " FOR KEY SHARE" } else { "" };
+        let found = sqlx::query(&format!("SELECT id FROM address_groups WHERE id = $1{lock}"))
+            .bind(ag.to_string())
+            .fetch_optional(tx.conn())
+            .await?;
+        if found.is_none() {
+            return Err(DomainError::not_found(
+                "AddressGroupNotFound",
+                format!("Address group {ag} could not be found."),
+            )
+            .into());
+        }
+    }
     crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::SecurityGroupRule, project_id).await?;
     if let Err(existing) = insert_rule_row(tx, id, group_id, project_id, rule, Some(description)).await? {
         return Err(DomainError::conflict(
@@ -496,7 +514,8 @@ pub(crate) async fn host_groups_reference(
     }
     let rules = sqlx::query(&format!(
         "SELECT id, security_group_id, direction, ethertype, protocol, port_range_min, port_range_max, \
-         normalized_cidr, remote_group_id FROM security_group_rules WHERE security_group_id IN ({HOST_GROUPS}) \
+         normalized_cidr, remote_group_id, remote_address_group_id FROM security_group_rules \
+         WHERE security_group_id IN ({HOST_GROUPS}) \
          ORDER BY security_group_id, id"
     ))
     .bind(host.to_string())
@@ -505,6 +524,30 @@ pub(crate) async fn host_groups_reference(
     for r in &rules {
         if let Some(g) = state.security_groups.get_mut(&crate::rows::text(r, "security_group_id")?) {
             g.rules.push(crate::change_log::rule_image(r)?);
+        }
+    }
+    let addresses = sqlx::query(&format!(
+        "SELECT address_group_id, address FROM address_group_addresses WHERE address_group_id IN \
+         (SELECT remote_address_group_id FROM security_group_rules WHERE security_group_id IN ({HOST_GROUPS})) \
+         ORDER BY address_group_id, address"
+    ))
+    .bind(host.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    let groups_named = sqlx::query(&format!(
+        "SELECT id FROM address_groups WHERE id IN \
+         (SELECT remote_address_group_id FROM security_group_rules WHERE security_group_id IN ({HOST_GROUPS}))"
+    ))
+    .bind(host.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    for r in &groups_named {
+        let entry = neutrino_api::agent::HostAddressGroup { addresses: Vec::new() };
+        state.address_groups.insert(crate::rows::text(r, "id")?, entry);
+    }
+    for r in &addresses {
+        if let Some(g) = state.address_groups.get_mut(&crate::rows::text(r, "address_group_id")?) {
+            g.addresses.push(crate::rows::text(r, "address")?);
         }
     }
     let members = sqlx::query(&format!(

@@ -21,7 +21,7 @@ pub(crate) fn clause(table: &str) -> Option<String> {
              OR network_id IN ({NETWORK_SHARED_WITH}))"
         ),
         "ports" => "(project_id = {} OR network_id IN (SELECT id FROM networks WHERE project_id = {}))".into(),
-        "security_groups" | "rbac_policies" => "project_id = {}".into(),
+        "security_groups" | "rbac_policies" | "address_groups" => "project_id = {}".into(),
         "security_group_rules" => {
             "(project_id = {} OR security_group_id IN (SELECT id FROM security_groups WHERE project_id = {}))".into()
         }

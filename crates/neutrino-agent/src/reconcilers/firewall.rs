@@ -34,7 +34,10 @@ impl FirewallReconciler {
     ) -> neutrino_dataplane::Result<PassOutcome> {
         let mut observed = match (scope, self.last.take()) {
             (Scope::Changes(_), Some(last)) => last,
-            _ => dp.firewall().observe().await?,
+            _ => {
+                dp.firewall().prepare().await?;
+                dp.firewall().observe().await?
+            }
         };
         let intent = compile_firewall(state, &numbers(&observed, SLOTS), &numbers(&observed, ZONES));
         let ops = plan(&intent.ruleset, &observed);
@@ -68,6 +71,10 @@ fn numbers(observed: &ObservedRuleset, map: &str) -> BTreeMap<String, u32> {
 impl<D: DataPlane> Reconciler<D> for FirewallReconciler {
     fn name(&self) -> &'static str {
         "firewall"
+    }
+
+    fn gates_later_features(&self) -> bool {
+        true
     }
 
     /// Rules name taps, whether or not they exist: links do not concern the firewall.

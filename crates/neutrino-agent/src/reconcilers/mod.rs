@@ -40,6 +40,12 @@ pub trait Reconciler<D: DataPlane>: Send {
     /// The feature's name (in logs and metrics).
     fn name(&self) -> &'static str;
 
+    /// Whether the features after this one must wait while its passes fail (the firewall:
+    /// L2 plugs no port the firewall has not closed).
+    fn gates_later_features(&self) -> bool {
+        false
+    }
+
     /// Whether a link event can concern this feature (a relevant one triggers a pass that
     /// looks at what it names).
     fn wants_link_event(&self, event: &LinkEvent) -> bool;

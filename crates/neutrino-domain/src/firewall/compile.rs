@@ -81,7 +81,7 @@ pub fn compile_firewall(
     let taps: BTreeMap<String, &str> = state.local_ports.keys().map(|id| (tap_name(id), id.as_str())).collect();
     let slot_of = allocate(slots, taps.keys().cloned().collect(), u16::MAX as u32);
     let bridges: BTreeSet<String> = state.local_ports.values().map(|p| bridge_name(&p.network_id)).collect();
-    let zone_of = allocate(zones, bridges, u16::MAX as u32);
+    let zone_of = allocate_above(zones, bridges, u16::MAX as u32);
 
     let mut b = Builder::default();
     b.map(Family::Bridge, SLOTS, SetKind::IfnameToMark);
@@ -98,6 +98,8 @@ pub fn compile_firewall(
         vec![
             Rule::new(vec![], Action::IifVmap(FROM_PORT.into())),
             Rule::new(vec![Match::Iif("tap*".into())], Action::Drop),
+            // Frames from tunnels and uplinks carry no port's mark, whatever they came with.
+            Rule::new(vec![], Action::SetMark(0)),
         ],
     );
     b.chain(
@@ -170,7 +172,13 @@ pub fn compile_firewall(
             continue;
         }
         b.chain(Family::Bridge, &from, None, anti_spoofing(port, slot));
-        b.chain(Family::Bridge, &to, None, vec![Rule::new(vec![], Action::OrMarkAccept(slot << 16))]);
+        // Only IP and ARP reach a filtered port: VLAN-tagged or other frames would not meet
+        // the inet rules.
+        let to_rules = vec![
+            Rule::new(vec![Match::NotIpOrArp], Action::Drop),
+            Rule::new(vec![], Action::SetToSlotAccept(slot << 16)),
+        ];
+        b.chain(Family::Bridge, &to, None, to_rules);
         let (egress, ingress) = port_filters(state, port, &mut b, &mut out.problems, port_id);
         let (out_chain, in_chain) = (format!("out-{slot}"), format!("in-{slot}"));
         b.chain(Family::Inet, &out_chain, None, egress);
@@ -190,6 +198,33 @@ pub fn compile_firewall(
         b.element(Family::Inet, INGRESS, &(slot << 16).to_string(), Some(SetValue::Jump(in_chain)));
     }
     out.ruleset = b.ruleset;
+    out
+}
+
+/// As [`allocate`], but a new name gets a number above the highest in use (the lowest free
+/// one once that passes `max`): a zone just given up keeps its conntrack entries until they
+/// expire, and a new network should not meet them.
+fn allocate_above(existing: &BTreeMap<String, u32>, names: BTreeSet<String>, max: u32) -> BTreeMap<String, u32> {
+    let mut out: BTreeMap<String, u32> = BTreeMap::new();
+    let mut used: BTreeSet<u32> = BTreeSet::new();
+    for name in &names {
+        if let Some(z) = existing.get(name).filter(|z| (1..=max).contains(*z) && !used.contains(*z)) {
+            used.insert(*z);
+            out.insert(name.clone(), *z);
+        }
+    }
+    let mut next = existing.values().copied().filter(|z| *z <= max).max().unwrap_or(0) + 1;
+    for name in names {
+        if out.contains_key(&name) {
+            continue;
+        }
+        while next <= max && used.contains(&next) {
+            next += 1;
+        }
+        let n = if next <= max { next } else { (1..=max).find(|z| !used.contains(z)).unwrap_or(max) };
+        used.insert(n);
+        out.insert(name, n);
+    }
     out
 }
 
@@ -321,7 +356,7 @@ fn anti_spoofing(port: &LocalPort, slot: u32) -> Vec<Rule> {
     }
     // Duplicate address detection and MLD from the unspecified address.
     let unspecified = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 128).expect("/128");
-    for t in [NEIGHBOUR_SOLICIT, MLD2_REPORT] {
+    for t in [NEIGHBOUR_SOLICIT, MLD_REPORT, MLD2_REPORT] {
         rules.push(Rule::new(
             vec![own.clone(), Match::Ip6(Addr::Source, unspecified), Match::L4Proto(ICMPV6), Match::Icmp6Type(t)],
             Action::Accept,
@@ -335,7 +370,13 @@ fn anti_spoofing(port: &LocalPort, slot: u32) -> Vec<Rule> {
 /// neighbour solicitations, neighbour advertisements and MLD reports.
 fn common_egress() -> Vec<Rule> {
     let allowed = Action::Goto(INGRESS_CHECK.into());
+    // Also after reassembly (the bridge table sees fragments one by one): no DHCP server, no
+    // router advertisement or redirect from a VM.
     let mut rules = vec![
+        Rule::new(vec![Match::Ipv4, Match::UdpPorts { source: 67, destination: 68 }], Action::Drop),
+        Rule::new(vec![Match::Ipv6, Match::UdpPorts { source: 547, destination: 546 }], Action::Drop),
+        Rule::new(vec![Match::Ipv6, Match::L4Proto(ICMPV6), Match::Icmp6Type(ROUTER_ADVERT)], Action::Drop),
+        Rule::new(vec![Match::Ipv6, Match::L4Proto(ICMPV6), Match::Icmp6Type(REDIRECT)], Action::Drop),
         Rule::new(vec![Match::CtEstablishedReply], allowed.clone()),
         Rule::new(vec![Match::CtRelated], allowed.clone()),
         Rule::new(vec![Match::Ipv4, Match::UdpPorts { source: 68, destination: 67 }], allowed.clone()),
@@ -412,7 +453,8 @@ fn rule_matches(state: &HostState, rule: &HostSecurityRule, b: &mut Builder) -> 
     let v6 = rule.ethertype == EtherType::IPv6;
     let mut m = vec![if v6 { Match::Ipv6 } else { Match::Ipv4 }];
     // Neutron reads ICMP in an IPv6 rule as ICMPv6.
-    let protocol = rule.protocol.map(|p| if v6 && p == ICMP { ICMPV6 } else { p });
+    // Protocol 0 is any, as Neutron's drivers read it (no packet has l4proto 0).
+    let protocol = rule.protocol.filter(|p| *p != 0).map(|p| if v6 && p == ICMP { ICMPV6 } else { p });
     if let Some(p) = protocol {
         m.push(Match::L4Proto(p));
         let (min, max) = (rule.port_range_min, rule.port_range_max);
@@ -451,18 +493,52 @@ fn rule_matches(state: &HostState, rule: &HostSecurityRule, b: &mut Builder) -> 
         }
         return vec![m];
     }
+    let in_set = |name: String| if v6 { Match::Ip6In(remote, name) } else { Match::Ip4In(remote, name) };
+    if let Some(ag) = rule.remote_address_group_id.as_deref() {
+        return vec![[m, vec![in_set(address_group_set(state, ag, v6, b))]].concat()];
+    }
     let Some(group) = rule.remote_group_id.as_deref() else {
         return vec![m];
     };
     let (addresses, prefixes) = remote_group_sets(state, group, v6, b);
     let mut out = Vec::new();
-    let in_set = |name: String| if v6 { Match::Ip6In(remote, name) } else { Match::Ip4In(remote, name) };
     // The address set always exists (members come and go element by element).
     out.push([m.clone(), vec![in_set(addresses)]].concat());
     if let Some(prefixes) = prefixes {
         out.push([m, vec![in_set(prefixes)]].concat());
     }
     out
+}
+
+/// The set of an address group's CIDRs of one IP version (an interval set, merged; empty when
+/// the group is not known yet, which matches nothing).
+fn address_group_set(state: &HostState, id: &str, v6: bool, b: &mut Builder) -> String {
+    let name = format!("ag{}-{id}", if v6 { "6" } else { "4" });
+    if b.ruleset.sets.contains_key(&(Family::Inet, name.clone())) {
+        return name;
+    }
+    b.map(Family::Inet, &name, if v6 { SetKind::Ipv6Prefixes } else { SetKind::Ipv4Prefixes });
+    let nets: Vec<IpNet> = state
+        .address_groups
+        .get(id)
+        .into_iter()
+        .flat_map(|g| g.addresses.iter())
+        .filter_map(|a| parse_net(a))
+        .filter(|n| n.addr().is_ipv6() == v6)
+        .collect();
+    for net in IpNet::aggregate(&nets) {
+        b.element(Family::Inet, &name, &interval_key(&net), None);
+    }
+    name
+}
+
+/// An interval set's element as nftables lists it: a host prefix as its address.
+fn interval_key(net: &IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
 }
 
 /// The sets of a remote group's member addresses for one IP version: single addresses, and
@@ -497,7 +573,7 @@ fn remote_group_sets(state: &HostState, group: &str, v6: bool, b: &mut Builder) 
     b.map(Family::Inet, &prefixes, kind);
     // Interval sets refuse overlapping elements: merge them first.
     for net in IpNet::aggregate(&nets) {
-        b.element(Family::Inet, &prefixes, &net.to_string(), None);
+        b.element(Family::Inet, &prefixes, &interval_key(&net), None);
     }
     (addresses, Some(prefixes))
 }

@@ -171,6 +171,8 @@ pub enum Match {
         v6: bool,
         set: String,
     },
+    /// `ether type` is none of IPv4, IPv6 and ARP (in the bridge family).
+    NotIpOrArp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,8 +183,9 @@ pub enum Action {
     Jump(String),
     Goto(String),
     SetMark(u32),
-    /// `meta mark set meta mark | bits`, then accept.
-    OrMarkAccept(u32),
+    /// `meta mark set meta mark & 0xffff | bits` (the receiving port's slot in the high half,
+    /// the sender's kept), then accept.
+    SetToSlotAccept(u32),
     SetCtZone(u16),
     /// No connection tracking (stateless security groups), and accept: nothing later in the
     /// raw hook may set a zone (which would track the packet again).

@@ -66,7 +66,8 @@ pub fn digest(chain: &Chain) -> String {
 /// The manifest token of a chain with this content (see [`MANIFEST`]).
 pub fn token(family: Family, name: &str, digest: &str) -> String {
     let hash = Sha1::digest(format!("{}|{name}|{digest}", family.as_str()).as_bytes());
-    hash.iter().map(|b| format!("{b:02x}")).collect::<String>()[..15].to_string()
+    // A letter first: a key of digits alone would be read as a number.
+    format!("m{}", &hash.iter().map(|b| format!("{b:02x}")).collect::<String>()[..14])
 }
 
 /// The changes from `observed` to `desired`; empty when the kernel is right.

@@ -28,6 +28,7 @@ fn state(ports: usize, members: usize) -> HostState {
         port_range_max: None,
         remote_ip_prefix: None,
         remote_group_id: remote.map(String::from),
+        remote_address_group_id: None,
     };
     let rules = vec![rule("r1", Direction::Egress, None), rule("r2", Direction::Ingress, Some(GROUP))];
     s.security_groups.insert(GROUP.into(), HostSecurityGroup { stateful: true, rules });

@@ -13,11 +13,18 @@ pub enum ObjectKind {
     Port,
     Agent,
     SecurityGroup,
+    AddressGroup,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 5] =
-        [ObjectKind::Network, ObjectKind::Segment, ObjectKind::Port, ObjectKind::Agent, ObjectKind::SecurityGroup];
+    pub const ALL: [ObjectKind; 6] = [
+        ObjectKind::Network,
+        ObjectKind::Segment,
+        ObjectKind::Port,
+        ObjectKind::Agent,
+        ObjectKind::SecurityGroup,
+        ObjectKind::AddressGroup,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -26,6 +33,7 @@ impl ObjectKind {
             ObjectKind::Port => "port",
             ObjectKind::Agent => "agent",
             ObjectKind::SecurityGroup => "security_group",
+            ObjectKind::AddressGroup => "address_group",
         }
     }
 
@@ -111,6 +119,18 @@ impl SecurityGroupImage {
     pub fn remote_groups(&self) -> std::collections::BTreeSet<&str> {
         self.rules.iter().filter_map(|r| r.remote_group_id.as_deref()).collect()
     }
+
+    /// The address groups its rules name.
+    pub fn address_groups(&self) -> std::collections::BTreeSet<&str> {
+        self.rules.iter().filter_map(|r| r.remote_address_group_id.as_deref()).collect()
+    }
+}
+
+/// An address group: its CIDRs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressGroupImage {
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// An agent: the host it serves and its VTEP.
@@ -130,6 +150,7 @@ pub enum Image {
     Port(Arc<PortImage>),
     Agent(Arc<AgentImage>),
     SecurityGroup(Arc<SecurityGroupImage>),
+    AddressGroup(Arc<AddressGroupImage>),
 }
 
 impl Image {
@@ -140,6 +161,7 @@ impl Image {
             Image::Port(_) => ObjectKind::Port,
             Image::Agent(_) => ObjectKind::Agent,
             Image::SecurityGroup(_) => ObjectKind::SecurityGroup,
+            Image::AddressGroup(_) => ObjectKind::AddressGroup,
         }
     }
 
@@ -151,6 +173,7 @@ impl Image {
             Image::Port(i) => serde_json::to_string(&**i),
             Image::Agent(i) => serde_json::to_string(&**i),
             Image::SecurityGroup(i) => serde_json::to_string(&**i),
+            Image::AddressGroup(i) => serde_json::to_string(&**i),
         };
         json.unwrap_or_default()
     }
@@ -162,6 +185,7 @@ impl Image {
             ObjectKind::Port => Image::Port(Arc::new(serde_json::from_str(json)?)),
             ObjectKind::Agent => Image::Agent(Arc::new(serde_json::from_str(json)?)),
             ObjectKind::SecurityGroup => Image::SecurityGroup(Arc::new(serde_json::from_str(json)?)),
+            ObjectKind::AddressGroup => Image::AddressGroup(Arc::new(serde_json::from_str(json)?)),
         })
     }
 
@@ -182,6 +206,7 @@ impl Image {
             }
             Image::Agent(a) => vec![Scope::Host(a.host.clone())],
             Image::SecurityGroup(_) => vec![Scope::SecurityGroup(id.to_string())],
+            Image::AddressGroup(_) => vec![Scope::AddressGroup(id.to_string())],
         }
     }
 }
@@ -194,6 +219,7 @@ pub enum Scope {
     Segment(String),
     Host(String),
     SecurityGroup(String),
+    AddressGroup(String),
 }
 
 impl std::fmt::Display for Scope {
@@ -203,6 +229,7 @@ impl std::fmt::Display for Scope {
             Scope::Segment(id) => write!(f, "segment:{id}"),
             Scope::Host(host) => write!(f, "host:{host}"),
             Scope::SecurityGroup(id) => write!(f, "security_group:{id}"),
+            Scope::AddressGroup(id) => write!(f, "address_group:{id}"),
         }
     }
 }

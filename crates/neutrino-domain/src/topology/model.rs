@@ -16,11 +16,12 @@
 //! returns, per host, exactly the entries whose value changed.
 
 use super::images::{
-    AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, SecurityGroupImage, SegmentImage,
+    AddressGroupImage, AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, SecurityGroupImage,
+    SegmentImage,
 };
 use neutrino_api::agent::{
-    GroupMember, HostDelta, HostNetwork, HostSecurityGroup, HostState, LocalPort, RemotePort, AGENT_TYPE_LINUXBRIDGE,
-    AGENT_TYPE_OVS,
+    GroupMember, HostAddressGroup, HostDelta, HostNetwork, HostSecurityGroup, HostState, LocalPort, RemotePort,
+    AGENT_TYPE_LINUXBRIDGE, AGENT_TYPE_OVS,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -58,6 +59,9 @@ pub struct Topology {
     group_hosts: HashMap<String, BTreeSet<String>>,
     /// security group → the groups whose rules name it as remote group.
     referenced_by: HashMap<String, BTreeSet<String>>,
+    address_groups: HashMap<String, Arc<AddressGroupImage>>,
+    /// address group → the security groups whose rules name it.
+    address_group_users: HashMap<String, BTreeSet<String>>,
 }
 
 /// One entry of a host's view.
@@ -69,6 +73,7 @@ enum Key {
     Group(String),
     /// `(group, port)`.
     Member(String, String),
+    AddressGroup(String),
 }
 
 /// The value of a [`Key`] in a host's view (`None`: not in the view).
@@ -79,6 +84,7 @@ enum Value {
     Remote(Option<RemotePort>),
     Group(Option<HostSecurityGroup>),
     Member(Option<GroupMember>),
+    AddressGroup(Option<HostAddressGroup>),
 }
 
 impl Topology {
@@ -99,12 +105,18 @@ impl Topology {
             ObjectKind::Port => self.ports.get(id).cloned().map(Image::Port),
             ObjectKind::Agent => self.agents.get(id).cloned().map(Image::Agent),
             ObjectKind::SecurityGroup => self.groups.get(id).cloned().map(Image::SecurityGroup),
+            ObjectKind::AddressGroup => self.address_groups.get(id).cloned().map(Image::AddressGroup),
         }
     }
 
     /// The number of objects held.
     pub fn len(&self) -> usize {
-        self.networks.len() + self.segments.len() + self.ports.len() + self.agents.len() + self.groups.len()
+        self.networks.len()
+            + self.segments.len()
+            + self.ports.len()
+            + self.agents.len()
+            + self.groups.len()
+            + self.address_groups.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -167,6 +179,11 @@ impl Topology {
         for group in self.host_groups.get(host).into_iter().flat_map(|g| g.keys()) {
             if let Some(g) = self.group_entry(host, group) {
                 state.security_groups.insert(group.clone(), g);
+            }
+            for ag in self.groups.get(group).into_iter().flat_map(|g| g.address_groups()) {
+                if let Some(entry) = self.address_group_entry(host, ag) {
+                    state.address_groups.insert(ag.to_string(), entry);
+                }
             }
             for remote in self.groups.get(group).into_iter().flat_map(|g| g.remote_groups()) {
                 for port in self.group_ports.get(remote).into_iter().flatten() {
@@ -290,13 +307,26 @@ impl Topology {
                 let old_remotes = old.map(SecurityGroupImage::remote_groups).unwrap_or_default();
                 let new_remotes = new.map(SecurityGroupImage::remote_groups).unwrap_or_default();
                 let changed: Vec<&str> = old_remotes.symmetric_difference(&new_remotes).copied().collect();
+                let old_ags = old.map(SecurityGroupImage::address_groups).unwrap_or_default();
+                let new_ags = new.map(SecurityGroupImage::address_groups).unwrap_or_default();
+                let changed_ags: Vec<&str> = old_ags.symmetric_difference(&new_ags).copied().collect();
                 for host in hosts {
                     add(host, Key::Group(id.to_string()));
+                    for ag in &changed_ags {
+                        add(host, Key::AddressGroup(ag.to_string()));
+                    }
                     // Remote groups named or no longer named: their members come or go.
                     for remote in &changed {
                         for port in self.group_ports.get(*remote).into_iter().flatten() {
                             add(host, Key::Member(remote.to_string(), port.clone()));
                         }
+                    }
+                }
+            }
+            (ObjectKind::AddressGroup, _) => {
+                for group in self.address_group_users.get(id).into_iter().flatten() {
+                    for host in self.group_hosts.get(group).into_iter().flatten() {
+                        add(host, Key::AddressGroup(id.to_string()));
                     }
                 }
             }
@@ -345,6 +375,9 @@ impl Topology {
                 if !moved || count > 1 {
                     continue;
                 }
+                for ag in self.groups.get(*group).into_iter().flat_map(|g| g.address_groups()) {
+                    add(&p.host, Key::AddressGroup(ag.to_string()));
+                }
                 for remote in self.groups.get(*group).into_iter().flat_map(|g| g.remote_groups()) {
                     for port in self.group_ports.get(remote).into_iter().flatten() {
                         add(&p.host, Key::Member(remote.to_string(), port.clone()));
@@ -375,7 +408,19 @@ impl Topology {
             Key::Remote(id) => Value::Remote(self.remote_port(host, id)),
             Key::Group(id) => Value::Group(self.group_entry(host, id)),
             Key::Member(group, port) => Value::Member(self.member_entry(host, group, port)),
+            Key::AddressGroup(id) => Value::AddressGroup(self.address_group_entry(host, id)),
         }
+    }
+
+    /// An address group, for a host whose groups' rules name it.
+    fn address_group_entry(&self, host: &str, id: &str) -> Option<HostAddressGroup> {
+        let host_groups = self.host_groups.get(host)?;
+        let named = self.address_group_users.get(id)?.iter().any(|g| host_groups.contains_key(g));
+        if !named {
+            return None;
+        }
+        let ag = self.address_groups.get(id)?;
+        Some(HostAddressGroup { addresses: ag.addresses.clone() })
     }
 
     fn local_port(&self, host: &str, id: &str) -> Option<LocalPort> {
@@ -496,15 +541,27 @@ impl Topology {
                     self.ports.insert(id.to_string(), p.clone());
                 }
             }
+            (ObjectKind::AddressGroup, Some(Image::AddressGroup(a))) => {
+                self.address_groups.insert(id.to_string(), a.clone());
+            }
+            (ObjectKind::AddressGroup, _) => {
+                self.address_groups.remove(id);
+            }
             (ObjectKind::SecurityGroup, image) => {
                 if let Some(old) = self.groups.remove(id) {
                     for remote in old.remote_groups() {
                         remove_from(&mut self.referenced_by, remote, id);
                     }
+                    for ag in old.address_groups() {
+                        remove_from(&mut self.address_group_users, ag, id);
+                    }
                 }
                 if let Some(Image::SecurityGroup(g)) = image {
                     for remote in g.remote_groups() {
                         self.referenced_by.entry(remote.to_string()).or_default().insert(id.to_string());
+                    }
+                    for ag in g.address_groups() {
+                        self.address_group_users.entry(ag.to_string()).or_default().insert(id.to_string());
                     }
                     self.groups.insert(id.to_string(), g.clone());
                 }
@@ -627,6 +684,7 @@ fn put(delta: &mut HostDelta, key: &Key, value: Value) {
         (Key::Remote(id), Value::Remote(v)) => delta.set(id, v),
         (Key::Group(id), Value::Group(v)) => delta.set(id, v),
         (Key::Member(group, port), Value::Member(v)) => delta.set(&GroupMember::key(group, port), v),
+        (Key::AddressGroup(id), Value::AddressGroup(v)) => delta.set(id, v),
         _ => {}
     }
 }

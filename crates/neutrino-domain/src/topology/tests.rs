@@ -31,6 +31,7 @@ fn group(remotes: &[&str]) -> Image {
         port_range_max: None,
         remote_ip_prefix: None,
         remote_group_id: None,
+        remote_address_group_id: None,
     }];
     for (i, remote) in remotes.iter().enumerate() {
         rules.push(HostSecurityRule {
@@ -312,7 +313,26 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
                 return ObjectChange::deleted(ObjectKind::SecurityGroup, g);
             }
             let remotes: Vec<&str> = ["g1", "g2", "g3"].into_iter().filter(|_| rng.gen_bool(0.4)).collect();
-            ObjectChange::new(g, group(&remotes))
+            let Image::SecurityGroup(image) = group(&remotes) else { unreachable!() };
+            let mut image = (*image).clone();
+            for ag in ["a1", "a2"] {
+                if rng.gen_bool(0.3) {
+                    let mut rule = image.rules[0].clone();
+                    rule.id = format!("r-{ag}");
+                    rule.remote_address_group_id = Some(ag.into());
+                    image.rules.push(rule);
+                }
+            }
+            ObjectChange::new(g, Image::SecurityGroup(Arc::new(image)))
+        }
+        23..=26 => {
+            let a = ["a1", "a2"][rng.gen_range(0..2)];
+            if rng.gen_bool(0.15) {
+                return ObjectChange::deleted(ObjectKind::AddressGroup, a);
+            }
+            let addresses =
+                (0..rng.gen_range(0..3)).map(|i| format!("192.0.2.{}/32", i * 7 + rng.gen_range(0..5))).collect();
+            ObjectChange::new(a, Image::AddressGroup(Arc::new(AddressGroupImage { addresses })))
         }
         _ => {
             let id = format!("p{}", rng.gen_range(0..25));

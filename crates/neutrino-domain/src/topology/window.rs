@@ -142,6 +142,9 @@ impl History {
         for group in &groups {
             if let Some(Image::SecurityGroup(g)) = then(ObjectKind::SecurityGroup, group) {
                 remotes.extend(g.remote_groups().into_iter().map(String::from));
+                for ag in g.address_groups() {
+                    add(ObjectKind::AddressGroup, ag, &mut small);
+                }
             }
             add(ObjectKind::SecurityGroup, group, &mut small);
         }

@@ -180,6 +180,10 @@ async fn check(app: App, req: Request) -> Result<Checked, HttpError> {
             }
             let action = match (&method, tail.is_empty()) {
                 (&Method::GET, _) => return Ok(req.into()),
+                // Address groups' member actions have rules of their own.
+                (_, false) if resource == "address_group" && matches!(tail, ["add_addresses" | "remove_addresses"]) => {
+                    tail[0].to_string()
+                }
                 // Tags are part of the resource: changing them is an update.
                 (_, false) => format!("update_{resource}"),
                 (&Method::PUT, true) => format!("update_{resource}"),
@@ -467,6 +471,7 @@ async fn target_of(app: &App, resource: &str, id: &str) -> Result<Option<Value>,
         "port" => fetch!(store::get_port),
         "security_group" => fetch!(store::get_group),
         "security_group_rule" => fetch!(store::get_rule),
+        "address_group" => fetch!(store::get_address_group),
         "subnetpool" => fetch!(store::get_pool),
         "address_scope" => fetch!(store::get_scope),
         "rbac_policy" => fetch!(store::get_rbac_policy),

@@ -39,6 +39,7 @@ fn state(ports: usize, members: usize) -> HostState {
             port_range_max: (r > 0).then_some(8000 + r),
             remote_ip_prefix: (r > 1).then(|| format!("198.51.{r}.0/24")),
             remote_group_id: (r == 1).then(|| REMOTE.to_string()),
+            remote_address_group_id: None,
         });
     }
     s.security_groups.insert(GROUP.into(), HostSecurityGroup { stateful: true, rules });

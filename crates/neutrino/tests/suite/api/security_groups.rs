@@ -53,7 +53,7 @@ on_both_backends!(security_groups_and_rules_behave_like_neutron, default_config(
         (
             json!({"security_group_id": web_id, "direction": "ingress", "remote_ip_prefix": "0.0.0.0/0", "remote_group_id": web_id}),
             400,
-            "SecurityGroupRemoteGroupAndRemoteIpPrefix",
+            "SecurityGroupMultipleRemoteEntites",
         ),
         (
             json!({"security_group_id": web_id, "direction": "ingress", "protocol": "bogus"}),
@@ -159,4 +159,71 @@ on_both_backends!(security_groups_and_rules_behave_like_neutron, default_config(
     s.api.delete(&format!("/v2.0/security-groups/{web_id}")).await.unwrap();
     let (status, kind, _) = error_of(s.api.get(&format!("/v2.0/security-groups/{web_id}")).await);
     assert_eq!((status, kind.as_str()), (404, "SecurityGroupNotFound"));
+});
+
+on_both_backends!(address_groups_behave_like_neutron, default_config(), |s: TestServer| async move {
+    let created = s
+        .api
+        .post(
+            "/v2.0/address-groups",
+            json!({"address_group": {"name": "office", "addresses": ["192.0.2.7/32", "198.51.100.0/24", "198.51.100.9/24"]}}),
+        )
+        .await
+        .unwrap()["address_group"]
+        .clone();
+    let id = created["id"].as_str().unwrap().to_string();
+    let bare = json!({"address_group": {"name": "bare", "addresses": ["192.0.2.8"]}});
+    let (status, _, message) = error_of(s.api.post("/v2.0/address-groups", bare).await);
+    assert_eq!(status, 400, "a create takes CIDRs only: {message}");
+    assert!(message.contains("'192.0.2.8/32' is recommended"), "{message}");
+    assert_eq!(created["addresses"], json!(["192.0.2.7/32", "198.51.100.0/24"]), "normalized, duplicates merged");
+    assert_eq!(created["description"], "");
+    let path = format!("/v2.0/address-groups/{id}");
+    let added = s.api.put(&format!("{path}/add_addresses"), json!({"addresses": ["2001:db8::/64"]})).await.unwrap();
+    assert_eq!(added["address_group"]["addresses"].as_array().unwrap().len(), 3);
+    let (status, kind, message) =
+        error_of(s.api.put(&format!("{path}/add_addresses"), json!({"addresses": ["192.0.2.7"]})).await);
+    assert_eq!((status, kind.as_str()), (400, "AddressesAlreadyExist"), "{message}");
+    assert!(message.contains("'192.0.2.7/32'"), "{message}");
+    let (status, kind, _) =
+        error_of(s.api.put(&format!("{path}/remove_addresses"), json!({"addresses": ["203.0.113.0/24"]})).await);
+    assert_eq!((status, kind.as_str()), (404, "AddressesNotFound"));
+    // The actions take a bare address as its host prefix.
+    let removed = s.api.put(&format!("{path}/remove_addresses"), json!({"addresses": ["192.0.2.7"]})).await.unwrap();
+    assert_eq!(removed["address_group"]["addresses"], json!(["198.51.100.0/24", "2001:db8::/64"]));
+    let renamed = s.api.put(&path, json!({"address_group": {"name": "office-2"}})).await.unwrap();
+    assert_eq!(renamed["address_group"]["name"], "office-2");
+    let (status, _, _) = error_of(s.api.put(&path, json!({"address_group": {"addresses": []}})).await);
+    assert_eq!(status, 400, "addresses change only through the actions");
+    let listed = s.api.get("/v2.0/address-groups?name=office-2").await.unwrap();
+    assert_eq!(listed["address_groups"].as_array().unwrap().len(), 1);
+
+    // A rule names it; then it cannot go. Only one remote of the three kinds per rule.
+    let group = s.api.post("/v2.0/security-groups", json!({"security_group": {"name": "ag"}})).await.unwrap();
+    let group_id = group["security_group"]["id"].as_str().unwrap().to_string();
+    let rule = json!({"security_group_rule": {"security_group_id": group_id, "direction": "ingress",
+        "remote_address_group_id": id}});
+    let rule = s.api.post("/v2.0/security-group-rules", rule).await.unwrap();
+    assert_eq!(rule["security_group_rule"]["remote_address_group_id"], json!(id));
+    let both = json!({"security_group_rule": {"security_group_id": group_id, "direction": "ingress",
+        "remote_address_group_id": id, "remote_ip_prefix": "192.0.2.0/24"}});
+    let (status, kind, _) = error_of(s.api.post("/v2.0/security-group-rules", both).await);
+    assert_eq!((status, kind.as_str()), (400, "SecurityGroupMultipleRemoteEntites"));
+    let missing = json!({"security_group_rule": {"security_group_id": group_id, "direction": "egress",
+        "remote_address_group_id": "9b9a8a3e-0000-4000-8000-000000000000"}});
+    let (status, kind, _) = error_of(s.api.post("/v2.0/security-group-rules", missing).await);
+    assert_eq!((status, kind.as_str()), (404, "AddressGroupNotFound"));
+    let (status, kind, _) = error_of(s.api.delete(&path).await);
+    assert_eq!((status, kind.as_str()), (409, "AddressGroupInUse"));
+    let rule_id = rule["security_group_rule"]["id"].as_str().unwrap();
+    s.api.delete(&format!("/v2.0/security-group-rules/{rule_id}")).await.unwrap();
+    s.api.delete(&path).await.unwrap();
+    let (status, kind, _) = error_of(s.api.get(&path).await);
+    assert_eq!((status, kind.as_str()), (404, "AddressGroupNotFound"));
+    let extensions = s.api.get("/v2.0/extensions").await.unwrap();
+    let aliases: Vec<&str> =
+        extensions["extensions"].as_array().unwrap().iter().filter_map(|e| e["alias"].as_str()).collect();
+    for alias in ["address-group", "security-groups-remote-address-group", "security-groups-normalized-cidr"] {
+        assert!(aliases.contains(&alias), "{alias} is listed");
+    }
 });

@@ -153,6 +153,19 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     api.put(&vmx_path, json!({"port": {"security_groups": [group]}})).await.unwrap();
     assert!(wait_for(|| tracked(lab) > 0).await, "the same pings are tracked in a stateful group");
 
+    // An address group: tcp/9000 from its CIDRs. vm2's address is added (vm2 is let in, vm1
+    // is not), then removed (vm2 is cut off).
+    let ag = json!({"address_group": {"name": "partners", "addresses": ["203.0.113.0/28"]}});
+    let ag = api.post("/v2.0/address-groups", ag).await.unwrap()["address_group"]["id"].as_str().unwrap().to_string();
+    rule(api, &group, json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 9000, "port_range_max": 9000, "remote_address_group_id": ag})).await;
+    assert!(!connects(lab, "vm2", &vmx.ip, 9000));
+    let ag_path = format!("/v2.0/address-groups/{ag}");
+    api.put(&format!("{ag_path}/add_addresses"), json!({"addresses": [vm2.ip]})).await.unwrap();
+    assert!(wait_for(|| connects(lab, "vm2", &vmx.ip, 9000)).await, "an address added to the group is let in");
+    assert!(!connects(lab, "vm1", &vmx.ip, 9000), "another is not");
+    api.put(&format!("{ag_path}/remove_addresses"), json!({"addresses": [vm2.ip]})).await.unwrap();
+    assert!(wait_for(|| !connects(lab, "vm2", &vmx.ip, 9000)).await, "an address removed is cut off");
+
     spoofing(lab, api, &vms[..3]).await;
 
     // Negative control: without the firewall's inet table on h2, tcp/9000 from vm1 passes;
