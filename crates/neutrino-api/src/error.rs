@@ -70,6 +70,7 @@ impl ApiError {
             "subnetpool" => format!("Subnet pool {id} could not be found."),
             "address_scope" => format!("Address scope {id} could not be found."),
             "address_group" => format!("Address group {id} could not be found."),
+            "default_security_group_rule" => format!("Default Security Group rule {id} does not exist"),
             "network_segment_range" => format!("Network Segment Range {id} could not be found."),
             other => format!("{} {id} could not be found.", camel(other)),
         };

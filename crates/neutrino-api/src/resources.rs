@@ -258,6 +258,23 @@ pub struct NetworkIpAvailability {
     pub ip_availability_details: IpAvailabilityDetails,
 }
 
+/// A rule new security groups start with: `remote_group_id` `PARENT` is the new group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DefaultSecurityGroupRule {
+    pub id: String,
+    pub direction: String,
+    pub ethertype: String,
+    pub protocol: Option<String>,
+    pub port_range_min: Option<i64>,
+    pub port_range_max: Option<i64>,
+    pub remote_ip_prefix: Option<String>,
+    pub remote_group_id: Option<String>,
+    pub remote_address_group_id: Option<String>,
+    pub description: String,
+    pub used_in_default_sg: bool,
+    pub used_in_non_default_sg: bool,
+}
+
 /// An address group: CIDRs that security group rules name as `remote_address_group_id`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AddressGroup {

@@ -412,6 +412,9 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     // Rules belong to their group's owner, whoever created them (an admin, in the owner's group).
     ("sg_owner", "project_id:%(security_group:project_id)s"),
     ("create_security_group_rule", "rule:admin_or_project_member"),
+    ("create_default_security_group_rule", "rule:admin_only"),
+    ("get_default_security_group_rule", "@"),
+    ("delete_default_security_group_rule", "rule:admin_only"),
     ("create_address_group", "rule:admin_or_project_member"),
     ("get_address_group", "rule:admin_or_project_reader"),
     ("update_address_group", "rule:admin_or_project_member"),

@@ -226,6 +226,29 @@ pub const SECURITY_GROUP: ResourceDef = ResourceDef {
     read_only: standard!["security_group_rules", "shared"],
 };
 
+pub const DEFAULT_SECURITY_GROUP_RULE: ResourceDef = ResourceDef {
+    member: "default_security_group_rule",
+    collection: "default_security_group_rules",
+    paths: &["default-security-group-rules", "default_security_group_rules"],
+    create: &[
+        "direction",
+        "ethertype",
+        "protocol",
+        "port_range_min",
+        "port_range_max",
+        "remote_ip_prefix",
+        "remote_group_id",
+        "remote_address_group_id",
+        "description",
+        "used_in_default_sg",
+        "used_in_non_default_sg",
+        "tenant_id",
+        "project_id",
+    ],
+    update: &[],
+    read_only: &["id"],
+};
+
 pub const ADDRESS_GROUP: ResourceDef = ResourceDef {
     member: "address_group",
     collection: "address_groups",
@@ -398,13 +421,14 @@ pub const QUOTA: ResourceDef = ResourceDef {
 };
 
 /// Every resource.
-pub const ALL: [&ResourceDef; 15] = [
+pub const ALL: [&ResourceDef; 16] = [
     &NETWORK,
     &SUBNET,
     &PORT,
     &SECURITY_GROUP,
     &SECURITY_GROUP_RULE,
     &ADDRESS_GROUP,
+    &DEFAULT_SECURITY_GROUP_RULE,
     &SUBNETPOOL,
     &ADDRESS_SCOPE,
     &RBAC_POLICY,

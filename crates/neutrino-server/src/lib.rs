@@ -9,6 +9,7 @@ mod agents;
 mod app;
 pub mod auth;
 mod create;
+mod default_rules;
 mod error;
 mod ip_availability;
 mod meta;
@@ -48,6 +49,7 @@ pub fn router(app: App) -> Router {
         .merge(agents::routes())
         .merge(security_groups::routes())
         .merge(address_groups::routes())
+        .merge(default_rules::routes())
         .merge(segments::routes())
         .merge(rbac::routes())
         .merge(subnet_pools::routes())

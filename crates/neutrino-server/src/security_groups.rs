@@ -15,7 +15,7 @@ use axum::Router;
 use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
 use neutrino_api::ApiError;
 use neutrino_domain::resources;
-use neutrino_domain::security_groups::{initial_rules, validate_rule, RuleRequest};
+use neutrino_domain::security_groups::{validate_rule, RuleRequest};
 use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
@@ -66,7 +66,8 @@ async fn create_group(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs
         updated_at: now,
         revision_number: 1,
     };
-    store::insert_group(tx, &group, &initial_rules(&id, false)).await?;
+    let rules = store::template_rules(tx, &id, false).await?;
+    store::insert_group(tx, &group, &rules).await?;
     store::insert_initial_tags(tx, "security_groups", &id, &tags).await?;
     Ok(store::get_group(tx.conn(), &id).await?)
 }
@@ -161,7 +162,7 @@ async fn create_rules(State(app): State<App>, headers: HeaderMap, body: Bytes) -
 }
 
 /// A protocol given as a name or as a number.
-fn protocol_of(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+pub(crate) fn protocol_of(attrs: &Attrs) -> Result<Option<String>, ApiError> {
     match attrs.raw("protocol") {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
@@ -172,7 +173,7 @@ fn protocol_of(attrs: &Attrs) -> Result<Option<String>, ApiError> {
 
 /// A rule's `port_range_min`/`max`, as Neutron converts it: a port number 0 to 65535 (or its
 /// text), else `SecurityGroupInvalidPortValue`.
-fn port_value(raw: Option<&serde_json::Value>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn port_value(raw: Option<&serde_json::Value>) -> Result<Option<i64>, ApiError> {
     use serde_json::Value;
     let text = match raw {
         None | Some(Value::Null) => return Ok(None),

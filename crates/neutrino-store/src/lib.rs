@@ -8,6 +8,7 @@
 mod address_groups;
 mod agents;
 mod change_log;
+mod default_rules;
 mod error;
 mod filters;
 mod networks;
@@ -32,6 +33,9 @@ pub use address_groups::{
 pub use agents::{
     agent_on_host, agents_on_host, delete_agent, get_agent, list_agents, register_agent, set_port_status, update_agent,
     AgentRecord,
+};
+pub use default_rules::{
+    delete_default_rule, get_default_rule, insert_default_rule, list_default_rules, template_rules, PARENT,
 };
 pub use error::StoreError;
 pub use filters::{Filter, SqlValue};

@@ -24,7 +24,41 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0016_external_networks", EXTERNAL_NETWORKS),
     ("0017_one_default_external_network", ONE_DEFAULT_EXTERNAL_NETWORK),
     ("0018_address_groups", ADDRESS_GROUPS),
+    ("0019_default_security_group_rules", DEFAULT_SECURITY_GROUP_RULES),
 ];
+
+/// The rules new security groups start with (`/v2.0/default-security-group-rules`), seeded
+/// with Neutron's legacy four: egress anywhere for every group, ingress from its own members
+/// (`PARENT`) for `default` groups.
+const DEFAULT_SECURITY_GROUP_RULES: &str = r#"
+CREATE TABLE default_security_group_rules (
+    id TEXT PRIMARY KEY,
+    direction TEXT NOT NULL,
+    ethertype TEXT NOT NULL,
+    protocol TEXT,
+    port_range_min BIGINT,
+    port_range_max BIGINT,
+    remote_ip_prefix TEXT,
+    normalized_cidr TEXT,
+    remote_group_id TEXT,
+    remote_address_group_id TEXT,
+    description TEXT NOT NULL,
+    used_in_default_sg BOOLEAN NOT NULL,
+    used_in_non_default_sg BOOLEAN NOT NULL,
+    fingerprint TEXT NOT NULL
+);
+CREATE INDEX default_security_group_rules_fingerprint ON default_security_group_rules (fingerprint);
+INSERT INTO default_security_group_rules (id, direction, ethertype, description, remote_group_id,
+    used_in_default_sg, used_in_non_default_sg, fingerprint) VALUES
+    ('5a0b2f3e-0d1c-4e6b-9a41-000000000001', 'egress', 'IPv4', 'Legacy default SG rule for egress traffic', NULL,
+     true, true, 'egress|IPv4|||||'),
+    ('5a0b2f3e-0d1c-4e6b-9a41-000000000002', 'egress', 'IPv6', 'Legacy default SG rule for egress traffic', NULL,
+     true, true, 'egress|IPv6|||||'),
+    ('5a0b2f3e-0d1c-4e6b-9a41-000000000003', 'ingress', 'IPv4', 'Legacy default SG rule for ingress traffic',
+     'PARENT', true, false, 'ingress|IPv4|||||PARENT'),
+    ('5a0b2f3e-0d1c-4e6b-9a41-000000000004', 'ingress', 'IPv6', 'Legacy default SG rule for ingress traffic',
+     'PARENT', true, false, 'ingress|IPv6|||||PARENT')
+"#;
 
 /// Address groups (sets of CIDRs) and security group rules that name one.
 const ADDRESS_GROUPS: &str = r#"

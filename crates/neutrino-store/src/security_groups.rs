@@ -6,7 +6,7 @@ use crate::visibility::Visibility;
 use crate::{now_timestamp, Result, StoreError, Tx};
 use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
 use neutrino_domain::changes::{Operation, Resource};
-use neutrino_domain::security_groups::{initial_rules, ValidRule};
+use neutrino_domain::security_groups::ValidRule;
 use neutrino_domain::topology::ObjectKind;
 use neutrino_domain::DomainError;
 use sqlx::any::AnyRow;
@@ -142,7 +142,8 @@ pub async fn ensure_default_group(tx: &mut Tx, project_id: &str) -> Result<Strin
         revision_number: 1,
     };
     // Made for the project, not asked for: never refused by quota (it still counts as used).
-    insert_group_rows(tx, &group, &initial_rules(&id, true)).await?;
+    let rules = crate::default_rules::template_rules(tx, &id, true).await?;
+    insert_group_rows(tx, &group, &rules).await?;
     Ok(id)
 }
 

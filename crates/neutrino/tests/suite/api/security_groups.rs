@@ -227,3 +227,59 @@ on_both_backends!(address_groups_behave_like_neutron, default_config(), |s: Test
         assert!(aliases.contains(&alias), "{alias} is listed");
     }
 });
+
+on_both_backends!(
+    default_security_group_rules_are_the_templates_of_new_groups,
+    default_config(),
+    |s: TestServer| async move {
+        let listed = s.api.get("/v2.0/default-security-group-rules").await.unwrap();
+        let legacy = listed["default_security_group_rules"].as_array().unwrap().clone();
+        assert_eq!(legacy.len(), 4, "Neutron's legacy templates: {legacy:?}");
+        assert_eq!(
+            legacy.iter().filter(|r| r["remote_group_id"] == "PARENT" && r["used_in_non_default_sg"] == false).count(),
+            2
+        );
+        let template = |body: Value| {
+            let api = s.api.clone();
+            async move {
+                api.post("/v2.0/default-security-group-rules", json!({ "default_security_group_rule": body })).await
+            }
+        };
+        let http = json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 8080,
+        "port_range_max": 8080, "used_in_default_sg": false, "used_in_non_default_sg": true});
+        let created = template(http.clone()).await.unwrap()["default_security_group_rule"].clone();
+        assert_eq!(created["remote_address_group_id"], Value::Null);
+        // The same rule for the groups it already applies to is a conflict; for the others it is not.
+        let (status, kind, _) = error_of(template(json!({"used_in_default_sg": true, "used_in_non_default_sg": true, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 8080, "port_range_max": 8080})).await);
+        assert_eq!((status, kind.as_str()), (409, "DefaultSecurityGroupRuleExists"));
+        let mut for_default = http.clone();
+        for_default["used_in_default_sg"] = json!(true);
+        for_default["used_in_non_default_sg"] = json!(false);
+        template(for_default).await.unwrap();
+        // A new group starts with the templates of non-default groups, the new project's default
+        // group with those of default groups (PARENT being itself).
+        let group = s.api.post("/v2.0/security-groups", json!({"security_group": {"name": "web"}})).await.unwrap();
+        let rules = group["security_group"]["security_group_rules"].as_array().unwrap().clone();
+        assert_eq!(rules.len(), 3, "{rules:?}");
+        assert!(rules.iter().any(|r| r["port_range_min"] == 8080));
+        let other = s.api.acting_as("c0ffee00c0ffee00c0ffee00c0ffee00", "member,reader");
+        let groups = other.get("/v2.0/security-groups?name=default").await.unwrap();
+        let default = groups["security_groups"][0].clone();
+        let default_rules = default["security_group_rules"].as_array().unwrap();
+        assert_eq!(default_rules.len(), 5, "{default_rules:?}");
+        assert_eq!(default_rules.iter().filter(|r| r["remote_group_id"] == default["id"]).count(), 2);
+        // Only admins write templates; anyone reads them.
+        let (status, kind, _) = error_of(
+            other.post("/v2.0/default-security-group-rules", json!({"default_security_group_rule": http})).await,
+        );
+        assert_eq!((status, kind.as_str()), (403, "PolicyNotAuthorized"));
+        let id = created["id"].as_str().unwrap();
+        let path = format!("/v2.0/default-security-group-rules/{id}");
+        other.get(&path).await.unwrap();
+        let (status, _, _) = error_of(other.delete(&path).await);
+        assert_eq!(status, 403);
+        s.api.delete(&path).await.unwrap();
+        let (status, kind, _) = error_of(s.api.get(&path).await);
+        assert_eq!((status, kind.as_str()), (404, "DefaultSecurityGroupRuleNotFound"));
+    }
+);
