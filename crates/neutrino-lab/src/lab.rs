@@ -296,6 +296,11 @@ impl Lab {
         self.start_server()
     }
 
+    /// The process id of `host`'s agent (`ip netns exec` execs the agent in its place).
+    pub fn agent_pid(&self, host: &str) -> Option<u32> {
+        self.agents.get(host).map(Child::id)
+    }
+
     /// Kill the agent of `host` abruptly (SIGKILL): the kernel state must survive it.
     pub fn kill_agent(&mut self, host: &str) {
         if let Some(mut c) = self.agents.remove(host) {

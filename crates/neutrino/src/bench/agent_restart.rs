@@ -69,6 +69,7 @@ async fn measure(lab: &mut Lab, ports: usize) -> Result<(), String> {
     let (converged_ms, wall) = wait_converged(&log, log_before, killed, Duration::from_secs(60)).await?;
     let (sent, received) = ping.finish().map_err(|e| e.to_string())?;
     let changes = restart_changes(&log, log_before);
+    let memory = lab.agent_pid("h1").map(memory_of).unwrap_or_default();
     println!(
         "agent restart with {ports} local ports: converged {converged_ms} ms after the agent started \
          ({} after the kill), {changes} kernel changes; ping {} → {} across hosts: {sent} sent, {received} received, {} lost",
@@ -77,6 +78,7 @@ async fn measure(lab: &mut Lab, ports: usize) -> Result<(), String> {
         vm2.name,
         sent.saturating_sub(received)
     );
+    println!("agent memory after the restart (firewall and L2 of {ports} ports): {memory}");
     Ok(())
 }
 
@@ -154,6 +156,16 @@ async fn wait_converged(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// `VmRSS` and `VmHWM` (the peak) of a process.
+fn memory_of(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_default();
+        line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) / 1024
+    };
+    format!("RSS {} MiB (peak {} MiB)", field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Kernel changes the restarted agent reported (0 when it found everything in place).
