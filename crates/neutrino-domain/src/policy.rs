@@ -349,6 +349,7 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ("external", "field:networks:router:external=True"),
     ("shared_subnetpools", "field:subnetpools:shared=True"),
     ("shared_address_scopes", "field:address_scopes:shared=True"),
+    ("shared_security_groups", "field:security_groups:shared=True"),
     ("network_device", "field:port:device_owner=~^network:"),
     // Networks.
     ("create_network", "rule:admin_or_project_member"),
@@ -406,7 +407,7 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ("delete_port", "rule:admin_or_project_member or rule:network_owner_member"),
     // Security groups and rules.
     ("create_security_group", "rule:admin_or_project_member"),
-    ("get_security_group", "rule:admin_or_project_reader"),
+    ("get_security_group", "rule:admin_or_project_reader or rule:shared_security_groups"),
     ("update_security_group", "rule:admin_or_project_member"),
     ("delete_security_group", "rule:admin_or_project_member"),
     // Rules belong to their group's owner, whoever created them (an admin, in the owner's group).

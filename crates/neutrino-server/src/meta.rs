@@ -45,6 +45,7 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
     ("standard-attr-segment", "Standard Attribute Segment Extension", "Add standard attributes to Segment resource", "2018-04-09T10:00:00-00:00"),
     ("standard-attr-tag", "Tag support for resources with standard attribute: port, subnet, subnetpool, network, security_group", "Enables to set tag on resources with standard attribute.", "2017-01-01T00:00:00-00:00"),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.", "2016-09-12T10:00:00-00:00"),
+    ("rbac-security-groups", "Add security_group type to RBAC", "Add security_group type to RBAC", "2019-04-12T10:00:00-00:00"),
     ("security-groups-default-rules", "Default rules for security groups", "Configure set of security group rules used as default rules for every new security group", "2022-12-19T10:00:00-00:00"),
     ("address-group", "Address group", "Support address group", "2020-07-15T10:00:00-00:00"),
     ("security-groups-remote-address-group", "Remote address group id field for security group rules", "Add new security group rule parameter remote_address_group_id.", "2020-11-05T10:00:00-00:00"),

@@ -44,12 +44,14 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         attrs.required(required)?;
     }
     let object_type = attrs.string("object_type", 255)?.unwrap_or_default();
-    if object_type != "network" {
-        return Err(ApiError::invalid_attribute("object_type", format!("'{object_type}' is not in ['network']")).into());
+    if object_type != "network" && object_type != "security_group" {
+        let message = format!("'{object_type}' is not in ['network', 'security_group']");
+        return Err(ApiError::invalid_attribute("object_type", message).into());
     }
     let action = attrs.string("action", 255)?.unwrap_or_default();
-    if !store::NETWORK_ACTIONS.contains(&action.as_str()) {
-        let valid = store::NETWORK_ACTIONS.map(|a| format!("'{a}'")).join(", ");
+    let actions: &[&str] = if object_type == "network" { &store::NETWORK_ACTIONS } else { &["access_as_shared"] };
+    if !actions.contains(&action.as_str()) {
+        let valid = actions.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
         return Err(ApiError::invalid_attribute("action", format!("'{action}' is not in [{valid}]")).into());
     }
     let target = target_of(attrs)?.ok_or_else(|| {
@@ -58,6 +60,10 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     let object_id = attrs.string("object_id", 255)?.unwrap_or_default();
     if !is_uuid_like(&object_id) {
         return Err(ApiError::invalid_attribute("object_id", not_a_uuid(&object_id)).into());
+    }
+    if object_type == "security_group" {
+        check_group_owner(tx, &object_id).await?;
+        return insert(app, tx, headers, attrs, object_type, object_id, action, target).await;
     }
     let network = store::get_network(tx.conn(), &object_id).await?;
     let ctx = crate::auth::current();
@@ -73,6 +79,36 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         }
         return Err(ApiError::invalid_input("Only admins can manipulate policies on networks they do not own").into());
     }
+    insert(app, tx, headers, attrs, object_type, object_id, action, target).await
+}
+
+/// Only a group's owner (or an admin) shares it: a group the caller sees is a 400, one it
+/// does not see does not exist.
+async fn check_group_owner(tx: &mut Tx, group_id: &str) -> HttpResult<()> {
+    let group = store::get_group(tx.conn(), group_id).await?;
+    let ctx = crate::auth::current();
+    if let Some(project) = ctx.project_id().filter(|p| !ctx.is_admin && *p != group.project_id) {
+        if !store::group_shared_with(tx.conn(), group_id, project).await? {
+            return Err(HttpError(ApiError::not_found("security_group", group_id)));
+        }
+        return Err(
+            ApiError::invalid_input("Only admins can manipulate policies on security groups they do not own").into()
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert(
+    app: &App,
+    tx: &mut Tx,
+    headers: &HeaderMap,
+    attrs: &Attrs,
+    object_type: String,
+    object_id: String,
+    action: String,
+    target: String,
+) -> HttpResult<RbacPolicy> {
     let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
     let policy = RbacPolicy {
         id: uuid::Uuid::new_v4().to_string(),

@@ -86,11 +86,25 @@ async fn ensure_listed_default(app: &App, headers: &HeaderMap, filters: &[store:
     Ok(())
 }
 
+/// `shared`, as Neutron shows it: whether the group is shared with the caller's project.
+async fn mark_shared(c: &mut store::Connection, groups: &mut [SecurityGroup]) -> HttpResult<()> {
+    let Some(project) = crate::auth::current().project_id().map(String::from) else { return Ok(()) };
+    if groups.iter().all(|g| g.project_id == project) {
+        return Ok(());
+    }
+    let shared = store::groups_shared_with(c, &project).await?;
+    for g in groups.iter_mut().filter(|g| g.project_id != project) {
+        g.shared = shared.contains(&g.id);
+    }
+    Ok(())
+}
+
 async fn list_groups(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     ensure_listed_default(&app, &headers, &q.filters).await?;
     let mut c = app.store.reader().await?;
-    let groups = store::list_groups(&mut c, &q.filters, &q.page, &q.visibility).await?;
+    let mut groups = store::list_groups(&mut c, &q.filters, &q.page, &q.visibility).await?;
+    mark_shared(&mut c, &mut groups).await?;
     let info = PageInfo { headers: &headers, collection: "security-groups", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(groups.len(), groups.first().map(|g| g.id.as_str()), groups.last().map(|g| g.id.as_str()));
     Ok(many("security_groups", &groups, &q.fields, links))
@@ -99,8 +113,9 @@ async fn list_groups(State(app): State<App>, headers: HeaderMap, RawQuery(raw): 
 async fn show_group(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
-    let g = store::get_group(&mut c, &id).await?;
-    Ok(one(StatusCode::OK, "security_group", &g, &q.fields))
+    let mut groups = [store::get_group(&mut c, &id).await?];
+    mark_shared(&mut c, &mut groups).await?;
+    Ok(one(StatusCode::OK, "security_group", &groups[0], &q.fields))
 }
 
 async fn update_group(

@@ -57,8 +57,8 @@ pub use rbac::{
 };
 pub use rows::Page;
 pub use security_groups::{
-    delete_group, delete_rule, ensure_default_group, get_group, get_rule, group_in_use, insert_group, insert_rule,
-    list_groups, list_rules, set_port_groups, update_group,
+    delete_group, delete_rule, ensure_default_group, get_group, get_rule, group_in_use, group_shared_with,
+    groups_shared_with, insert_group, insert_rule, list_groups, list_rules, set_port_groups, update_group,
 };
 pub use segment_ranges::{
     default_read_only, delete_range, get_range, insert_range, list_ranges, range_in_use, sync_default_ranges,

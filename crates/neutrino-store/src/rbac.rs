@@ -104,13 +104,8 @@ async fn insert_policy_row(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
     if done.rows_affected() == 0 {
         return Err(duplicate());
     }
-    sync_network_columns(tx, &p.object_id).await?;
     tx.record_change(Resource::RbacPolicy, &p.id, Operation::Create);
-    tx.record_change(Resource::Network, &p.object_id, Operation::Update);
-    if p.object_type == "network" {
-        tx.revise("networks", &p.object_id).await?;
-    }
-    Ok(())
+    object_changed(tx, p).await
 }
 
 /// Change a policy's target, after checking nobody loses access they depend on.
@@ -126,25 +121,43 @@ pub async fn retarget_rbac_policy(tx: &mut Tx, p: &RbacPolicy, new_target: &str)
         Err(e) if e.is_unique_violation() => return Err(duplicate()),
         other => other?,
     };
-    sync_network_columns(tx, &p.object_id).await?;
     tx.record_change(Resource::RbacPolicy, &p.id, Operation::Update);
-    tx.record_change(Resource::Network, &p.object_id, Operation::Update);
-    if p.object_type == "network" {
-        tx.revise("networks", &p.object_id).await?;
-    }
+    object_changed(tx, p).await?;
     get_rbac_policy(tx.conn(), &p.id).await
 }
 
 pub async fn delete_rbac_policy(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
     ensure_not_in_use(tx, p, None).await?;
     sqlx::query("DELETE FROM rbac_policies WHERE id = $1").bind(p.id.clone()).execute(tx.conn()).await?;
-    sync_network_columns(tx, &p.object_id).await?;
     tx.record_change(Resource::RbacPolicy, &p.id, Operation::Delete);
-    tx.record_change(Resource::Network, &p.object_id, Operation::Update);
-    if p.object_type == "network" {
-        tx.revise("networks", &p.object_id).await?;
+    object_changed(tx, p).await
+}
+
+/// What a policy's object keeps of its policies: a network's `shared` and `router_external`
+/// columns and revision (a security group keeps nothing).
+async fn object_changed(tx: &mut Tx, p: &RbacPolicy) -> Result<()> {
+    if p.object_type != "network" {
+        return Ok(());
     }
-    Ok(())
+    sync_network_columns(tx, &p.object_id).await?;
+    tx.record_change(Resource::Network, &p.object_id, Operation::Update);
+    tx.revise("networks", &p.object_id).await
+}
+
+/// The projects using a shared security group on their ports (not its owner).
+async fn security_group_users(tx: &mut Tx, group_id: &str) -> Result<Vec<String>> {
+    // Port updates and creates that add the group hold it `FOR SHARE` (see
+    // `ports::set_port_groups`): take it first, so the ports read are all there will be.
+    tx.lock_parent("security_groups", group_id).await?;
+    let rows = sqlx::query(
+        "SELECT DISTINCT p.project_id FROM port_security_groups psg JOIN ports p ON p.id = psg.port_id \
+         JOIN security_groups g ON g.id = psg.security_group_id WHERE psg.security_group_id = $1 \
+         AND p.project_id <> g.project_id",
+    )
+    .bind(group_id.to_string())
+    .fetch_all(tx.conn())
+    .await?;
+    rows.iter().map(|r| text(r, "project_id")).collect()
 }
 
 fn policy_in_use(object_id: &str, details: &str) -> StoreError {
@@ -160,6 +173,29 @@ fn policy_in_use(object_id: &str, details: &str) -> StoreError {
 /// external network's wildcard. (Routers, which also depend on external access, do not exist
 /// yet.)
 async fn ensure_not_in_use(tx: &mut Tx, p: &RbacPolicy, new_target: Option<&str>) -> Result<()> {
+    if p.object_type == "security_group" {
+        let users = security_group_users(tx, &p.object_id).await?;
+        let others = sqlx::query(
+            "SELECT target_project FROM rbac_policies WHERE object_type = 'security_group' AND object_id = $1 \
+             AND action = 'access_as_shared' AND id <> $2",
+        )
+        .bind(p.object_id.clone())
+        .bind(p.id.clone())
+        .fetch_all(tx.conn())
+        .await?;
+        let mut remaining: BTreeSet<String> =
+            others.iter().map(|r| text(r, "target_project")).collect::<Result<_>>()?;
+        remaining.extend(new_target.map(String::from));
+        let losing = !remaining.contains("*")
+            && users.iter().any(|u| !remaining.contains(u) && (p.target_tenant == "*" || p.target_tenant == *u));
+        if losing {
+            return Err(policy_in_use(
+                &p.object_id,
+                &format!("Security group {} is in use by ports of the projects it is shared with.", p.object_id),
+            ));
+        }
+        return Ok(());
+    }
     // Creates of subnets and ports hold the network `FOR SHARE` while they check and use it:
     // take it first, so the ports read below are all there will be.
     tx.lock_parent("networks", &p.object_id).await?;

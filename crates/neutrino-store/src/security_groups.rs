@@ -449,8 +449,10 @@ pub async fn delete_rule(tx: &mut Tx, id: &str) -> Result<()> {
 /// Make `groups` the port's groups (each must exist: 404 otherwise).
 pub async fn set_port_groups(tx: &mut Tx, port_id: &str, groups: &[String]) -> Result<()> {
     let mut stateful = Vec::new();
+    // Held against an RBAC policy removed meanwhile (which locks the group to count its users).
+    let lock = if tx.backend() == crate::Backend::Postgres { " FOR SHARE" } else { "" };
     for g in groups {
-        let found = sqlx::query("SELECT stateful FROM security_groups WHERE id = $1")
+        let found = sqlx::query(&format!("SELECT stateful FROM security_groups WHERE id = $1{lock}"))
             .bind(g.clone())
             .fetch_optional(tx.conn())
             .await?;
@@ -593,4 +595,29 @@ pub(crate) async fn host_groups_reference(
         member.addresses.extend(pairs_of.get(port).into_iter().flatten().map(|p| p.ip_address.clone()));
     }
     Ok(())
+}
+
+/// Whether `project` may use the group through an `access_as_shared` policy (to it or to all).
+pub async fn group_shared_with(c: &mut AnyConnection, group_id: &str, project: &str) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT id FROM rbac_policies WHERE object_type = 'security_group' AND object_id = $1 \
+         AND action = 'access_as_shared' AND (target_project = $2 OR target_project = '*') LIMIT 1",
+    )
+    .bind(group_id.to_string())
+    .bind(project.to_string())
+    .fetch_optional(&mut *c)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// The groups shared with `project` through `access_as_shared` policies (to it or to all).
+pub async fn groups_shared_with(c: &mut AnyConnection, project: &str) -> Result<HashSet<String>> {
+    let rows = sqlx::query(
+        "SELECT object_id FROM rbac_policies WHERE object_type = 'security_group' \
+         AND action = 'access_as_shared' AND (target_project = $1 OR target_project = '*')",
+    )
+    .bind(project.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(|r| text(r, "object_id")).collect()
 }

@@ -13,6 +13,10 @@ const NETWORK_SHARED_WITH: &str = "SELECT object_id FROM rbac_policies WHERE obj
     (action = 'access_as_external' AND target_project IN ({}, '*')))";
 
 /// The condition for each table, `{}` standing for the project.
+/// Security groups shared with the project (`access_as_shared`, to it or to everyone).
+const GROUP_SHARED_WITH: &str = "SELECT object_id FROM rbac_policies WHERE object_type = 'security_group' \
+    AND action = 'access_as_shared' AND (target_project = {} OR target_project = '*')";
+
 pub(crate) fn clause(table: &str) -> Option<String> {
     Some(match table {
         "networks" => format!("(project_id = {{}} OR shared OR id IN ({NETWORK_SHARED_WITH}))"),
@@ -21,10 +25,12 @@ pub(crate) fn clause(table: &str) -> Option<String> {
              OR network_id IN ({NETWORK_SHARED_WITH}))"
         ),
         "ports" => "(project_id = {} OR network_id IN (SELECT id FROM networks WHERE project_id = {}))".into(),
-        "security_groups" | "rbac_policies" | "address_groups" => "project_id = {}".into(),
-        "security_group_rules" => {
-            "(project_id = {} OR security_group_id IN (SELECT id FROM security_groups WHERE project_id = {}))".into()
-        }
+        "security_groups" => format!("(project_id = {{}} OR id IN ({GROUP_SHARED_WITH}))"),
+        "rbac_policies" | "address_groups" => "project_id = {}".into(),
+        "security_group_rules" => format!(
+            "(project_id = {{}} OR security_group_id IN (SELECT id FROM security_groups WHERE project_id = {{}}) \
+             OR security_group_id IN ({GROUP_SHARED_WITH}))"
+        ),
         "subnetpools" | "address_scopes" => "(project_id = {} OR shared)".into(),
         _ => return None,
     })

@@ -487,6 +487,17 @@ async fn target_of(app: &App, resource: &str, id: &str) -> Result<Option<Value>,
         }
         _ => return Ok(None),
     };
+    if resource == "security_group" {
+        // `shared`: shared with the caller (Neutron's per-project view of the attribute).
+        let owner = v.get("project_id").and_then(Value::as_str).map(String::from);
+        if let Some(project) = current().project_id().filter(|p| owner.as_deref() != Some(*p)) {
+            let mut c = app.store.reader().await?;
+            let shared = store::group_shared_with(&mut c, id, project).await?;
+            if let Value::Object(m) = &mut v {
+                m.insert("shared".into(), Value::Bool(shared));
+            }
+        }
+    }
     if resource == "security_group_rule" {
         let group = v.get("security_group_id").and_then(Value::as_str).map(String::from);
         let owner = match group {

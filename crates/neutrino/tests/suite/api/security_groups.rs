@@ -283,3 +283,56 @@ on_both_backends!(
         assert_eq!((status, kind.as_str()), (404, "DefaultSecurityGroupRuleNotFound"));
     }
 );
+
+on_both_backends!(security_groups_are_shared_through_rbac, default_config(), |s: TestServer| async move {
+    let (a, b, c) =
+        ("aaaa0000aaaa0000aaaa0000aaaa0000", "bbbb0000bbbb0000bbbb0000bbbb0000", "cccc0000cccc0000cccc0000cccc0000");
+    let (owner, user, stranger) =
+        (s.api.acting_as(a, "member,reader"), s.api.acting_as(b, "member,reader"), s.api.acting_as(c, "member,reader"));
+    let group = owner.post("/v2.0/security-groups", json!({"security_group": {"name": "shared-web"}})).await.unwrap();
+    let group_id = group["security_group"]["id"].as_str().unwrap().to_string();
+    let group_path = format!("/v2.0/security-groups/{group_id}");
+    let (status, _, _) = error_of(user.get(&group_path).await);
+    assert_eq!(status, 404, "not shared yet");
+    let policy = json!({"rbac_policy": {"object_type": "security_group", "object_id": group_id,
+        "action": "access_as_shared", "target_tenant": b}});
+    let policy = owner.post("/v2.0/rbac-policies", policy).await.unwrap();
+    let policy_id = policy["rbac_policy"]["id"].as_str().unwrap().to_string();
+    let seen = user.get(&group_path).await.unwrap();
+    assert_eq!(seen["security_group"]["shared"], true, "shared with b");
+    let listed = user.get("/v2.0/security-groups").await.unwrap();
+    assert!(listed["security_groups"].as_array().unwrap().iter().any(|g| g["id"] == json!(group_id)));
+    assert!(stranger.get(&group_path).await.is_err(), "not shared with c");
+    let share_again = json!({"rbac_policy": {"object_type": "security_group", "object_id": group_id,
+        "action": "access_as_shared", "target_tenant": c}});
+    let (status, _, _) = error_of(stranger.post("/v2.0/rbac-policies", share_again).await);
+    assert_eq!(status, 404, "c cannot share a group it does not see");
+    let (status, _, _) = error_of(
+        owner
+            .post(
+                "/v2.0/rbac-policies",
+                json!({"rbac_policy": {"object_type": "security_group",
+        "object_id": group_id, "action": "access_as_external", "target_tenant": c}}),
+            )
+            .await,
+    );
+    assert_eq!(status, 400, "security groups are shared, not external");
+
+    // b uses it on a port of its own; then the policy cannot go.
+    let net = user.post("/v2.0/networks", json!({"network": {"name": "b-net"}})).await.unwrap();
+    let net_id = net["network"]["id"].as_str().unwrap().to_string();
+    let port =
+        user.post("/v2.0/ports", json!({"port": {"network_id": net_id, "security_groups": [group_id]}})).await.unwrap();
+    let port_id = port["port"]["id"].as_str().unwrap().to_string();
+    let policy_path = format!("/v2.0/rbac-policies/{policy_id}");
+    let (status, kind, _) = error_of(owner.delete(&policy_path).await);
+    assert_eq!((status, kind.as_str()), (409, "RbacPolicyInUse"));
+    user.delete(&format!("/v2.0/ports/{port_id}")).await.unwrap();
+    owner.delete(&policy_path).await.unwrap();
+    let (status, _, _) = error_of(user.get(&group_path).await);
+    assert_eq!(status, 404, "no longer shared");
+    let (status, _, _) = error_of(
+        user.post("/v2.0/ports", json!({"port": {"network_id": net_id, "security_groups": [group_id]}})).await,
+    );
+    assert_eq!(status, 404, "a group not shared cannot be used");
+});
