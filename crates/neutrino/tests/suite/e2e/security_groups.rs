@@ -58,9 +58,18 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     assert!(cut_off, "nothing may reach a port of a group without ingress rules");
     assert!(!lab.ping("vm7", &vm1.ip, 1), "the default group admits only its members");
 
-    // ICMP allowed from anywhere.
-    rule(api, &group, json!({"direction": "ingress", "protocol": "icmp", "remote_ip_prefix": "0.0.0.0/0"})).await;
-    assert!(wait_for(|| lab.ping("vm1", &vmx.ip, 1)).await, "an ICMP rule lets pings in");
+    // ICMP by type: a rule for type 0 (echo reply) lets no echo request in; one for type 8,
+    // code 0 does.
+    rule(
+        api,
+        &group,
+        json!({"direction": "ingress", "protocol": "icmp", "port_range_min": 0, "remote_ip_prefix": "0.0.0.0/0"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!lab.ping("vm1", &vmx.ip, 2), "ICMP of another type does not let pings in");
+    rule(api, &group, json!({"direction": "ingress", "protocol": "icmp", "port_range_min": 8, "port_range_max": 0, "remote_ip_prefix": "0.0.0.0/0"})).await;
+    assert!(wait_for(|| lab.ping("vm1", &vmx.ip, 1)).await, "an ICMP type 8 rule lets pings in");
 
     // TCP by port: 8005 allowed, 9000 not.
     let tcp = json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 8000, "port_range_max": 8010});
@@ -76,6 +85,28 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     running.0.push(lab.spawn("vm1", &["sh", "-c", &sender]).unwrap());
     assert!(wait_for(|| size(&received) > 0).await, "a TCP session to 8005 delivers");
     assert!(grows(&received, Duration::from_millis(500)).await);
+
+    // UDP by port range, and ICMP by type: a rule for UDP 5000-5010 lets a datagram to 5005
+    // in, not one to 6000; echo requests (type 8) pass only while a rule names type 8.
+    let got = lab.dir().join("sg-udp.received");
+    let udp_listener = |port: u16| format!("nc.openbsd -u -l {port} >> {}", got.display());
+    running.0.push(lab.spawn("vm7", &["sh", "-c", &udp_listener(5005)]).unwrap());
+    running.0.push(lab.spawn("vm7", &["sh", "-c", &udp_listener(6000)]).unwrap());
+    rule(
+        api,
+        &group,
+        json!({"direction": "ingress", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for port in [5005, 6000] {
+        let send = format!("echo datagram-{port} | nc.openbsd -u -w 1 {} {port}", vmx.ip);
+        lab.exec("vm1", &["sh", "-c", &send]).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = std::fs::read_to_string(&got).unwrap_or_default();
+    assert!(text.contains("datagram-5005"), "UDP to a port of the range passes: {text:?}");
+    assert!(!text.contains("datagram-6000"), "UDP to another port does not: {text:?}");
 
     // The live session stops when its rule goes, and goes on when the rule is back.
     api.delete(&format!("/v2.0/security-group-rules/{tcp_rule}")).await.unwrap();
@@ -167,6 +198,14 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     assert!(wait_for(|| !connects(lab, "vm2", &vmx.ip, 9000)).await, "an address removed is cut off");
 
     spoofing(lab, api, &vms[..3]).await;
+
+    // Port security off (no groups): everything passes, tcp/9000 too.
+    let off = json!({"port": {"port_security_enabled": false, "security_groups": []}});
+    api.put(&format!("/v2.0/ports/{}", vmx.port_id), off).await.unwrap();
+    assert!(wait_for(|| connects(lab, "vm1", &vmx.ip, 9000)).await, "no filtering without port security");
+    let on = json!({"port": {"port_security_enabled": true, "security_groups": [group]}});
+    api.put(&format!("/v2.0/ports/{}", vmx.port_id), on).await.unwrap();
+    assert!(wait_for(|| !connects(lab, "vm1", &vmx.ip, 9000)).await, "filtered again with port security on");
 
     // Negative control: without the firewall's inet table on h2, tcp/9000 from vm1 passes;
     // the agent's next full pass puts the table back.
