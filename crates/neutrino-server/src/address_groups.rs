@@ -71,7 +71,7 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
     let group = AddressGroup {
         id: uuid::Uuid::new_v4().to_string(),
         name: attrs.string("name", 255)?.unwrap_or_default(),
-        description: attrs.string("description", 255)?.unwrap_or_default(),
+        description: attrs.string("description", 1024)?.unwrap_or_default(),
         tenant_id: project_id.clone(),
         project_id,
         addresses: addresses_of(attrs.raw("addresses"), false)?,
@@ -115,7 +115,7 @@ async fn update(
     if let Some(name) = attrs.string("name", 255)? {
         g.name = name;
     }
-    if let Some(d) = attrs.string("description", 255)? {
+    if let Some(d) = attrs.string("description", 1024)? {
         g.description = d;
     }
     g.updated_at = store::now_timestamp();

@@ -47,7 +47,7 @@ async fn create_one(
         remote_group_id: attrs.nullable_string("remote_group_id")?.flatten(),
         remote_address_group_id: attrs.nullable_string("remote_address_group_id")?.flatten(),
     })?;
-    let description = attrs.string("description", 255)?.unwrap_or_default();
+    let description = attrs.string("description", 1024)?.unwrap_or_default();
     let in_default = attrs.boolean("used_in_default_sg")?.unwrap_or(false);
     let in_others = attrs.boolean("used_in_non_default_sg")?.unwrap_or(true);
     let id = uuid::Uuid::new_v4().to_string();

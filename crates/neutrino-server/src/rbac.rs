@@ -91,9 +91,7 @@ async fn check_group_owner(tx: &mut Tx, group_id: &str) -> HttpResult<()> {
         if !store::group_shared_with(tx.conn(), group_id, project).await? {
             return Err(HttpError(ApiError::not_found("security_group", group_id)));
         }
-        return Err(
-            ApiError::invalid_input("Only admins can manipulate policies on security groups they do not own").into()
-        );
+        return Err(ApiError::invalid_input("Only admins can manipulate policies on objects they do not own").into());
     }
     Ok(())
 }

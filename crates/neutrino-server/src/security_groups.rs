@@ -86,14 +86,12 @@ async fn ensure_listed_default(app: &App, headers: &HeaderMap, filters: &[store:
     Ok(())
 }
 
-/// `shared`, as Neutron shows it: whether the group is shared with the caller's project.
+/// `shared`, as Neutron shows it: whether the group is shared with the caller's project (its
+/// owner's too: a group shared with everyone is shared for its owner).
 async fn mark_shared(c: &mut store::Connection, groups: &mut [SecurityGroup]) -> HttpResult<()> {
     let Some(project) = crate::auth::current().project_id().map(String::from) else { return Ok(()) };
-    if groups.iter().all(|g| g.project_id == project) {
-        return Ok(());
-    }
     let shared = store::groups_shared_with(c, &project).await?;
-    for g in groups.iter_mut().filter(|g| g.project_id != project) {
+    for g in groups.iter_mut() {
         g.shared = shared.contains(&g.id);
     }
     Ok(())
@@ -218,7 +216,8 @@ async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs)
     })?;
     let description = attrs.string("description", 255)?.unwrap_or_default();
     let id = uuid::Uuid::new_v4().to_string();
-    Ok(store::insert_rule(tx, &id, &group_id, &project_id, &rule, &description).await?)
+    let admin = crate::auth::current().is_admin;
+    Ok(store::insert_rule(tx, &id, &group_id, &project_id, &rule, &description, admin).await?)
 }
 
 async fn list_rules(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {

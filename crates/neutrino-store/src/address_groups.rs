@@ -185,8 +185,15 @@ pub async fn change_addresses(tx: &mut Tx, id: &str, addresses: &[String], add: 
 }
 
 pub async fn delete_address_group(tx: &mut Tx, id: &str) -> Result<()> {
+    // Rules and templates naming it hold it `FOR KEY SHARE` until they commit: lock it first.
+    tx.lock_parent("address_groups", id).await?;
     get_address_group(tx.conn(), id).await?;
-    if tx.any_row("SELECT id FROM security_group_rules WHERE remote_address_group_id = $1 LIMIT 1", id).await? {
+    let named =
+        tx.any_row("SELECT id FROM security_group_rules WHERE remote_address_group_id = $1 LIMIT 1", id).await?
+            || tx
+                .any_row("SELECT id FROM default_security_group_rules WHERE remote_address_group_id = $1 LIMIT 1", id)
+                .await?;
+    if named {
         return Err(DomainError::conflict(
             "AddressGroupInUse",
             format!("Address group {id} is in use on one or more security group rules."),

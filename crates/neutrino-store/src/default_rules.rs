@@ -84,6 +84,20 @@ pub async fn insert_default_rule(
     used_in_default_sg: bool,
     used_in_non_default_sg: bool,
 ) -> Result<DefaultSecurityGroupRule> {
+    if let Some(ag) = rule.remote_address_group_id.as_deref() {
+        let lock = if tx.backend() == crate::Backend::Postgres { " FOR KEY SHARE" } else { "" };
+        let found = sqlx::query(&format!("SELECT id FROM address_groups WHERE id = $1{lock}"))
+            .bind(ag.to_string())
+            .fetch_optional(tx.conn())
+            .await?;
+        if found.is_none() {
+            return Err(DomainError::not_found(
+                "AddressGroupNotFound",
+                format!("Address group {ag} could not be found."),
+            )
+            .into());
+        }
+    }
     let fingerprint = rule.fingerprint();
     // Templates take turns on the table, so two equal ones cannot both pass the check.
     if tx.backend() == crate::Backend::Postgres {

@@ -350,6 +350,7 @@ pub async fn delete_group(tx: &mut Tx, id: &str, may_remove_default: bool) -> Re
     }
     for stmt in [
         "DELETE FROM default_security_groups WHERE security_group_id = $1",
+        "DELETE FROM rbac_policies WHERE object_type = 'security_group' AND object_id = $1",
         "DELETE FROM security_group_rules WHERE remote_group_id = $1",
         "DELETE FROM security_group_rules WHERE security_group_id = $1",
         "DELETE FROM tags WHERE resource_type = 'security_groups' AND resource_id = $1",
@@ -374,7 +375,8 @@ async fn bump_group(tx: &mut Tx, group_id: &str) -> Result<()> {
 
 /// Add a rule to its group. A rule equal to an existing one is refused with
 /// `SecurityGroupRuleExists` naming the existing rule; different rules added at the same time
-/// never conflict.
+/// never conflict. An address group it names must be the rule's project's (`any_project`:
+/// an admin's rule may name anyone's).
 pub async fn insert_rule(
     tx: &mut Tx,
     id: &str,
@@ -382,6 +384,7 @@ pub async fn insert_rule(
     project_id: &str,
     rule: &ValidRule,
     description: &str,
+    any_project: bool,
 ) -> Result<SecurityGroupRule> {
     for group in std::iter::once(group_id).chain(rule.remote_group_id.as_deref()) {
         if !tx.any_row("SELECT id FROM security_groups WHERE id = $1", group).await? {
@@ -391,11 +394,16 @@ pub async fn insert_rule(
     if let Some(ag) = rule.remote_address_group_id.as_deref() {
         // Held against a concurrent delete of the group until this rule commits.
         let lock = if tx.backend() == crate::Backend::Postgres { " FOR KEY SHARE" } else { "" };
-        let found = sqlx::query(&format!("SELECT id FROM address_groups WHERE id = $1{lock}"))
+        let found = sqlx::query(&format!("SELECT project_id FROM address_groups WHERE id = $1{lock}"))
             .bind(ag.to_string())
             .fetch_optional(tx.conn())
             .await?;
-        if found.is_none() {
+        // As Neutron's `check_address_group`: the rule's project must own the group.
+        let owned = match &found {
+            Some(r) => any_project || text(r, "project_id")? == project_id,
+            None => false,
+        };
+        if !owned {
             return Err(DomainError::not_found(
                 "AddressGroupNotFound",
                 format!("Address group {ag} could not be found."),
@@ -447,19 +455,31 @@ pub async fn delete_rule(tx: &mut Tx, id: &str) -> Result<()> {
 }
 
 /// Make `groups` the port's groups (each must exist: 404 otherwise).
-pub async fn set_port_groups(tx: &mut Tx, port_id: &str, groups: &[String]) -> Result<()> {
+/// (`any_project`: an admin's port may use any group, as in Neutron.)
+pub async fn set_port_groups(tx: &mut Tx, port_id: &str, groups: &[String], any_project: bool) -> Result<()> {
     let mut stateful = Vec::new();
-    // Held against an RBAC policy removed meanwhile (which locks the group to count its users).
+    // Held against an RBAC policy removed meanwhile (which locks the group to count its
+    // users); with it held, the group must still be the port's project's or shared with it.
     let lock = if tx.backend() == crate::Backend::Postgres { " FOR SHARE" } else { "" };
+    let port_project = sqlx::query("SELECT project_id FROM ports WHERE id = $1")
+        .bind(port_id.to_string())
+        .fetch_optional(tx.conn())
+        .await?
+        .map(|r| text(&r, "project_id"))
+        .transpose()?;
     for g in groups {
-        let found = sqlx::query(&format!("SELECT stateful FROM security_groups WHERE id = $1{lock}"))
+        let found = sqlx::query(&format!("SELECT stateful, project_id FROM security_groups WHERE id = $1{lock}"))
             .bind(g.clone())
             .fetch_optional(tx.conn())
             .await?;
-        match found {
-            None => return Err(StoreError::not_found("security_group", g)),
-            Some(row) => stateful.push(boolean(&row, "stateful")?),
+        let Some(row) = found else { return Err(StoreError::not_found("security_group", g)) };
+        let owner = text(&row, "project_id")?;
+        if let Some(project) = port_project.as_deref().filter(|p| !any_project && *p != owner) {
+            if !group_shared_with(tx.conn(), g, project).await? {
+                return Err(StoreError::not_found("security_group", g));
+            }
         }
+        stateful.push(boolean(&row, "stateful")?);
     }
     if stateful.contains(&true) && stateful.contains(&false) {
         return Err(DomainError::conflict(

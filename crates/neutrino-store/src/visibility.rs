@@ -27,10 +27,11 @@ pub(crate) fn clause(table: &str) -> Option<String> {
         "ports" => "(project_id = {} OR network_id IN (SELECT id FROM networks WHERE project_id = {}))".into(),
         "security_groups" => format!("(project_id = {{}} OR id IN ({GROUP_SHARED_WITH}))"),
         "rbac_policies" | "address_groups" => "project_id = {}".into(),
-        "security_group_rules" => format!(
-            "(project_id = {{}} OR security_group_id IN (SELECT id FROM security_groups WHERE project_id = {{}}) \
-             OR security_group_id IN ({GROUP_SHARED_WITH}))"
-        ),
+        // Rules of groups shared with the project show inside their group, not here (as
+        // Neutron, whose `sg_owner` rule hides them).
+        "security_group_rules" => {
+            "(project_id = {} OR security_group_id IN (SELECT id FROM security_groups WHERE project_id = {}))".into()
+        }
         "subnetpools" | "address_scopes" => "(project_id = {} OR shared)".into(),
         _ => return None,
     })

@@ -30,6 +30,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const SLOTS: &str = "slots";
 /// Map of bridge → conntrack zone.
 pub const ZONES: &str = "zones";
+/// The element of [`ZONES`] that keeps the highest zone ever given (not a bridge).
+const ZONE_HIGH_WATER: &str = "zone-highwater";
 const FROM_PORT: &str = "from_port";
 const TO_PORT: &str = "to_port";
 const EGRESS: &str = "egress";
@@ -81,7 +83,9 @@ pub fn compile_firewall(
     let taps: BTreeMap<String, &str> = state.local_ports.keys().map(|id| (tap_name(id), id.as_str())).collect();
     let slot_of = allocate(slots, taps.keys().cloned().collect(), u16::MAX as u32);
     let bridges: BTreeSet<String> = state.local_ports.values().map(|p| bridge_name(&p.network_id)).collect();
-    let zone_of = allocate_above(zones, bridges, u16::MAX as u32);
+    let zones_in_use: BTreeMap<String, u32> =
+        zones.iter().filter(|(k, _)| *k != ZONE_HIGH_WATER).map(|(k, v)| (k.clone(), *v)).collect();
+    let zone_of = allocate_above(&zones_in_use, bridges, zones.get(ZONE_HIGH_WATER).copied(), u16::MAX as u32);
 
     let mut b = Builder::default();
     b.map(Family::Bridge, SLOTS, SetKind::IfnameToMark);
@@ -129,6 +133,11 @@ pub fn compile_firewall(
     zone_rules.push(Rule::new(vec![], Action::Accept));
     for (bridge, zone) in &zone_of {
         b.element(Family::Bridge, ZONES, bridge, Some(SetValue::Mark(*zone)));
+    }
+    // The highest zone ever given, kept (a network that goes takes its element with it).
+    let high = zones.values().chain(zone_of.values()).copied().filter(|z| *z <= u16::MAX as u32).max();
+    if let Some(high) = high {
+        b.element(Family::Bridge, ZONES, ZONE_HIGH_WATER, Some(SetValue::Mark(high)));
     }
     b.chain(Family::Inet, "zones", Some((Hook::Prerouting, -300)), zone_rules);
     b.chain(
@@ -204,7 +213,12 @@ pub fn compile_firewall(
 /// As [`allocate`], but a new name gets a number above the highest in use (the lowest free
 /// one once that passes `max`): a zone just given up keeps its conntrack entries until they
 /// expire, and a new network should not meet them.
-fn allocate_above(existing: &BTreeMap<String, u32>, names: BTreeSet<String>, max: u32) -> BTreeMap<String, u32> {
+fn allocate_above(
+    existing: &BTreeMap<String, u32>,
+    names: BTreeSet<String>,
+    high_water: Option<u32>,
+    max: u32,
+) -> BTreeMap<String, u32> {
     let mut out: BTreeMap<String, u32> = BTreeMap::new();
     let mut used: BTreeSet<u32> = BTreeSet::new();
     for name in &names {
@@ -213,7 +227,8 @@ fn allocate_above(existing: &BTreeMap<String, u32>, names: BTreeSet<String>, max
             out.insert(name.clone(), *z);
         }
     }
-    let mut next = existing.values().copied().filter(|z| *z <= max).max().unwrap_or(0) + 1;
+    let highest = existing.values().copied().chain(high_water).filter(|z| *z <= max).max();
+    let mut next = highest.unwrap_or(0) + 1;
     for name in names {
         if out.contains_key(&name) {
             continue;

@@ -121,3 +121,23 @@ fn port_security_off_means_no_filter_chains() {
 fn link_local_is_eui64() {
     assert_eq!(link_local("fa:16:3e:12:34:56").unwrap().to_string(), "fe80::f816:3eff:fe12:3456");
 }
+
+#[test]
+fn a_zone_given_up_is_not_given_to_the_next_network() {
+    let mut s = state(2, 0);
+    let ids: Vec<String> = s.local_ports.keys().cloned().collect();
+    s.local_ports.get_mut(&ids[1]).unwrap().network_id = "net-bbbbbbbbbbbb".into();
+    let mut kernel = ObservedRuleset::default();
+    converge(&s, &mut kernel);
+    let zones = numbers(&kernel, ZONES);
+    let b_zone = zones["brqnet-bbbbbbb"];
+    // The second network goes (its zone with it), then a third comes.
+    s.local_ports.remove(&ids[1]);
+    converge(&s, &mut kernel);
+    let mut port = s.local_ports[&ids[0]].clone();
+    port.network_id = "net-cccccccccccc".into();
+    s.local_ports.insert("port-third-xxxx".into(), port);
+    converge(&s, &mut kernel);
+    let zones = numbers(&kernel, ZONES);
+    assert!(zones["brqnet-ccccccc"] > b_zone, "{zones:?}");
+}

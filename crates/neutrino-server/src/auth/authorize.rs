@@ -325,9 +325,12 @@ async fn check_references(app: &App, item: &Map<String, Value>) -> Result<(), Ht
     if let Some(Value::Array(groups)) = item.get("security_groups") {
         refs.extend(groups.iter().filter_map(Value::as_str).map(|g| ("security_group", g.to_string())));
     }
-    for (key, resource) in
-        [("remote_group_id", "security_group"), ("subnetpool_id", "subnetpool"), ("address_scope_id", "address_scope")]
-    {
+    for (key, resource) in [
+        ("remote_group_id", "security_group"),
+        ("remote_address_group_id", "address_group"),
+        ("subnetpool_id", "subnetpool"),
+        ("address_scope_id", "address_scope"),
+    ] {
         if let Some(id) = item.get(key).and_then(Value::as_str) {
             refs.push((resource, id.to_string()));
         }
@@ -489,8 +492,7 @@ async fn target_of(app: &App, resource: &str, id: &str) -> Result<Option<Value>,
     };
     if resource == "security_group" {
         // `shared`: shared with the caller (Neutron's per-project view of the attribute).
-        let owner = v.get("project_id").and_then(Value::as_str).map(String::from);
-        if let Some(project) = current().project_id().filter(|p| owner.as_deref() != Some(*p)) {
+        if let Some(project) = current().project_id() {
             let mut c = app.store.reader().await?;
             let shared = store::group_shared_with(&mut c, id, project).await?;
             if let Value::Object(m) = &mut v {

@@ -121,7 +121,7 @@ pub(super) async fn apply_security_groups(
             ))
         });
     }
-    store::set_port_groups(tx, &port.id, &groups).await?;
+    store::set_port_groups(tx, &port.id, &groups, crate::auth::current().is_admin).await?;
     port.security_groups = groups;
     Ok(())
 }

@@ -335,4 +335,26 @@ on_both_backends!(security_groups_are_shared_through_rbac, default_config(), |s:
         user.post("/v2.0/ports", json!({"port": {"network_id": net_id, "security_groups": [group_id]}})).await,
     );
     assert_eq!(status, 404, "a group not shared cannot be used");
+
+    // Another project's address group cannot be named in a rule.
+    let ag = owner
+        .post("/v2.0/address-groups", json!({"address_group": {"name": "a-only", "addresses": ["192.0.2.0/28"]}}))
+        .await
+        .unwrap();
+    let ag_id = ag["address_group"]["id"].as_str().unwrap().to_string();
+    let b_group = user.post("/v2.0/security-groups", json!({"security_group": {"name": "b"}})).await.unwrap();
+    let b_group = b_group["security_group"]["id"].as_str().unwrap().to_string();
+    let rule = json!({"security_group_rule": {"security_group_id": b_group, "direction": "ingress", "remote_address_group_id": ag_id}});
+    let (status, _, _) = error_of(user.post("/v2.0/security-group-rules", rule).await);
+    assert_eq!(status, 404, "b does not see a's address group");
+    // A group's policies go with it.
+    let policy = json!({"rbac_policy": {"object_type": "security_group", "object_id": group_id,
+        "action": "access_as_shared", "target_tenant": "*"}});
+    // (Sharing with everyone is for admins.)
+    s.api.post("/v2.0/rbac-policies", policy).await.unwrap();
+    let mine = owner.get(&group_path).await.unwrap();
+    assert_eq!(mine["security_group"]["shared"], true, "shared with everyone is shared for its owner too");
+    owner.delete(&group_path).await.unwrap();
+    let left = s.api.get(&format!("/v2.0/rbac-policies?object_id={group_id}")).await.unwrap();
+    assert!(left["rbac_policies"].as_array().unwrap().is_empty(), "{left}");
 });
