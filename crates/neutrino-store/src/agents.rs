@@ -211,7 +211,7 @@ impl Store {
                 p.ip_addresses.push(text(r, "ip_address")?);
             }
         }
-        crate::security_groups::host_groups_reference(c, host, &mut state).await?;
+        crate::group_reference::host_groups_reference(c, host, &mut state).await?;
 
         // Each network as the segment this host's ports are bound to (the lowest segment id
         // when they are bound to several).

@@ -11,6 +11,7 @@ mod change_log;
 mod default_rules;
 mod error;
 mod filters;
+mod group_reference;
 mod networks;
 mod ports;
 mod quotas;

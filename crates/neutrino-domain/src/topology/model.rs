@@ -26,6 +26,8 @@ use neutrino_api::agent::{
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+mod groups;
+
 /// The agent types whose tunnel IP is a host's VTEP, in order of preference.
 const L2_AGENT_TYPES: [&str; 2] = [AGENT_TYPE_LINUXBRIDGE, AGENT_TYPE_OVS];
 
@@ -352,55 +354,6 @@ impl Topology {
         }
     }
 
-    /// The security group entries a port change can touch: the groups of its host(s), the
-    /// members of remote groups a host gains or loses with them, and the port itself as a
-    /// member, on the hosts whose rules name its groups.
-    fn dirty_port_groups(
-        &self,
-        id: &str,
-        old: Option<&PortImage>,
-        new: Option<&PortImage>,
-        add: &mut impl FnMut(&str, Key),
-    ) {
-        let groups: BTreeSet<&str> =
-            old.iter().chain(new.iter()).flat_map(|p| p.security_groups.iter().map(String::as_str)).collect();
-        let placement = |p: &PortImage| (p.host.clone(), p.security_groups.clone());
-        let moved = old.map(placement) != new.map(placement);
-        for p in old.iter().chain(new.iter()).filter(|p| !p.host.is_empty()) {
-            let counts = self.host_groups.get(&p.host);
-            for group in &groups {
-                add(&p.host, Key::Group(group.to_string()));
-                // The host may gain or lose the group, and with it the remote groups it names.
-                let count = counts.and_then(|c| c.get(*group)).copied().unwrap_or(0);
-                if !moved || count > 1 {
-                    continue;
-                }
-                for ag in self.groups.get(*group).into_iter().flat_map(|g| g.address_groups()) {
-                    add(&p.host, Key::AddressGroup(ag.to_string()));
-                }
-                for remote in self.groups.get(*group).into_iter().flat_map(|g| g.remote_groups()) {
-                    for port in self.group_ports.get(remote).into_iter().flatten() {
-                        add(&p.host, Key::Member(remote.to_string(), port.clone()));
-                    }
-                    // The port itself, when it joins the remote group with this change.
-                    add(&p.host, Key::Member(remote.to_string(), id.to_string()));
-                }
-            }
-        }
-        let membership =
-            |p: &PortImage| (p.ip_addresses.clone(), p.allowed_address_pairs.clone(), p.security_groups.clone());
-        if old.map(membership) == new.map(membership) {
-            return;
-        }
-        for group in &groups {
-            for naming in self.referenced_by.get(*group).into_iter().flatten() {
-                for host in self.group_hosts.get(naming).into_iter().flatten() {
-                    add(host, Key::Member(group.to_string(), id.to_string()));
-                }
-            }
-        }
-    }
-
     fn value(&self, host: &str, key: &Key) -> Value {
         match key {
             Key::Network(id) => Value::Network(self.network_entry(host, id)),
@@ -410,17 +363,6 @@ impl Topology {
             Key::Member(group, port) => Value::Member(self.member_entry(host, group, port)),
             Key::AddressGroup(id) => Value::AddressGroup(self.address_group_entry(host, id)),
         }
-    }
-
-    /// An address group, for a host whose groups' rules name it.
-    fn address_group_entry(&self, host: &str, id: &str) -> Option<HostAddressGroup> {
-        let host_groups = self.host_groups.get(host)?;
-        let named = self.address_group_users.get(id)?.iter().any(|g| host_groups.contains_key(g));
-        if !named {
-            return None;
-        }
-        let ag = self.address_groups.get(id)?;
-        Some(HostAddressGroup { addresses: ag.addresses.clone() })
     }
 
     fn local_port(&self, host: &str, id: &str) -> Option<LocalPort> {
@@ -435,30 +377,6 @@ impl Topology {
             security_groups: p.security_groups.clone(),
             allowed_address_pairs: p.allowed_address_pairs.clone(),
         })
-    }
-
-    fn group_entry(&self, host: &str, id: &str) -> Option<HostSecurityGroup> {
-        if !self.host_groups.get(host).is_some_and(|g| g.contains_key(id)) {
-            return None;
-        }
-        let g = self.groups.get(id)?;
-        Some(HostSecurityGroup { stateful: g.stateful, rules: g.rules.clone() })
-    }
-
-    /// `port` as a member of `group`, for a host whose groups' rules name `group`.
-    fn member_entry(&self, host: &str, group: &str, port: &str) -> Option<GroupMember> {
-        if !self.group_ports.get(group).is_some_and(|p| p.contains(port)) {
-            return None;
-        }
-        let host_groups = self.host_groups.get(host)?;
-        let named = self.referenced_by.get(group)?.iter().any(|g| host_groups.contains_key(g));
-        if !named {
-            return None;
-        }
-        let p = self.ports.get(port)?;
-        let (fixed, pairs) = as_member(p);
-        let addresses = fixed.iter().cloned().chain(pairs.iter().map(|a| a.ip_address.clone())).collect();
-        Some(GroupMember { group_id: group.to_string(), addresses })
     }
 
     fn network_entry(&self, host: &str, network_id: &str) -> Option<HostNetwork> {
@@ -687,11 +605,6 @@ fn put(delta: &mut HostDelta, key: &Key, value: Value) {
         (Key::AddressGroup(id), Value::AddressGroup(v)) => delta.set(id, v),
         _ => {}
     }
-}
-
-/// What a port is as a member of its groups: its groups, fixed IPs and address pairs.
-fn as_member(p: &PortImage) -> (&[String], &[neutrino_api::agent::AddressPair]) {
-    (&p.ip_addresses, &p.allowed_address_pairs)
 }
 
 /// What other hosts' views hold of a port (its remote entry, besides its host's VTEP).

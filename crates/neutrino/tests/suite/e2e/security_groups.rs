@@ -207,10 +207,12 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     api.put(&format!("/v2.0/ports/{}", vmx.port_id), on).await.unwrap();
     assert!(wait_for(|| !connects(lab, "vm1", &vmx.ip, 9000)).await, "filtered again with port security on");
 
-    // Negative control: without the firewall's inet table on h2, tcp/9000 from vm1 passes;
-    // the agent's next full pass puts the table back.
+    // Negative control: without the firewall's inet table on h2, tcp/9000 from vm1 passes (the
+    // agent is stopped meanwhile, so nothing puts it back); the agent, started again, restores it.
+    lab.kill_agent("h2");
     lab.exec("h2", &["nft", "delete", "table", "inet", "neutrino"]).unwrap();
     assert!(connects(lab, "vm1", &vmx.ip, 9000), "without the table the blocked traffic passes");
+    lab.start_agent("h2").unwrap();
     let restored = (0..30).any(|_| {
         std::thread::sleep(Duration::from_millis(500));
         !connects(lab, "vm1", &vmx.ip, 9000)
