@@ -278,7 +278,12 @@ async fn spoofing(lab: &mut Lab, api: &ApiClient, vms: &[BootedVm]) {
     let pairs = json!({"port": {"allowed_address_pairs": [{"ip_address": "198.51.100.200"}, {"ip_address": "198.51.100.208/29"}]}});
     api.put(&port_path, pairs).await.unwrap();
     assert!(wait_for(|| ping_from(lab, "198.51.100.200")).await, "an allowed address pair's address gets through");
-    assert!(ping_from(lab, "198.51.100.210"), "so does an address of an allowed CIDR");
+    let cidr_passes = wait_for(|| ping_from(lab, "198.51.100.210")).await;
+    assert!(
+        cidr_passes,
+        "so does an address of an allowed CIDR\n{}",
+        lab.exec("h1", &["nft", "list", "ruleset"]).unwrap_or_default()
+    );
     api.put(&port_path, json!({"port": {"allowed_address_pairs": []}})).await.unwrap();
     assert!(wait_for(|| !ping_from(lab, "198.51.100.200")).await, "without the pair it is dropped again");
     for a in ["198.51.100.200/24", "198.51.100.210/24"] {
