@@ -98,20 +98,31 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
         json!({"direction": "ingress", "protocol": "udp", "port_range_min": 5000, "port_range_max": 5010}),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for port in [5005, 6000] {
+    let send = |port: u16| {
         let send = format!("echo datagram-{port} | nc.openbsd -u -w 1 {} {port}", vmx.ip);
         lab.exec("vm1", &["sh", "-c", &send]).unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // (Sent until the rule is in force; a datagram to the other port goes with each round.)
+    let arrived = wait_for(|| {
+        send(5005);
+        send(6000);
+        std::fs::read_to_string(&got).unwrap_or_default().contains("datagram-5005")
+    })
+    .await;
     let text = std::fs::read_to_string(&got).unwrap_or_default();
-    assert!(text.contains("datagram-5005"), "UDP to a port of the range passes: {text:?}");
+    assert!(arrived, "UDP to a port of the range passes: {text:?}");
     assert!(!text.contains("datagram-6000"), "UDP to another port does not: {text:?}");
 
     // The live session stops when its rule goes, and goes on when the rule is back.
     api.delete(&format!("/v2.0/security-group-rules/{tcp_rule}")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!grows(&received, Duration::from_millis(1500)).await, "the established session is stopped");
+    let mut stopped = false;
+    for _ in 0..8 {
+        if !grows(&received, Duration::from_millis(1500)).await {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped, "the established session is stopped");
     rule(api, &group, tcp).await;
     let mut resumed = false;
     for _ in 0..10 {
