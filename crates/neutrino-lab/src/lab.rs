@@ -320,7 +320,13 @@ impl Lab {
         ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
         ip(&["-n", &host_ns, "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
         ip(&["-n", &ns, "link", "set", "dev", "eth0", "address", &vm.mac, "mtu", &mtu])?;
-        ip(&["-n", &ns, "addr", "add", &format!("{}/{}", vm.ip, vm.prefix_len), "dev", "eth0"])?;
+        if vm.ip.contains(':') {
+            // An IPv6 VM: IPv6 on (the lab keeps it off elsewhere), its address without DAD.
+            in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0"])?;
+            ip(&["-n", &ns, "addr", "add", &format!("{}/{}", vm.ip, vm.prefix_len), "dev", "eth0", "nodad"])?;
+        } else {
+            ip(&["-n", &ns, "addr", "add", &format!("{}/{}", vm.ip, vm.prefix_len), "dev", "eth0"])?;
+        }
         ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
         self.vms.insert(vm.name.clone(), vm);
         Ok(())

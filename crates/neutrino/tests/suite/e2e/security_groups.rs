@@ -209,6 +209,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     assert!(wait_for(|| !connects(lab, "vm2", &vmx.ip, 9000)).await, "an address removed is cut off");
 
     spoofing(lab, api, &vms[..3]).await;
+    ipv6(lab, api, &group).await;
 
     // Port security off (no groups): everything passes, tcp/9000 too.
     let off = json!({"port": {"port_security_enabled": false, "security_groups": []}});
@@ -353,4 +354,36 @@ async fn spoofing(lab: &mut Lab, api: &ApiClient, vms: &[BootedVm]) {
     assert!(types.contains(&"135"), "neighbour solicitations pass: {seen:?}");
     assert!(!types.contains(&"134"), "a router advertisement from a VM is dropped: {seen:?}");
     drop(running);
+}
+
+/// IPv6 through the same rules: two VMs of an IPv6 network on two hosts ping each other in
+/// the default group; in `group` (no IPv6 ingress rule) pings are dropped, until rules for
+/// ICMP (read as ICMPv6 in an IPv6 rule) and tcp/9000 over IPv6 let them in.
+async fn ipv6(lab: &mut Lab, api: &ApiClient, group: &str) {
+    let net = api.create_network("e2e-v6").await.unwrap();
+    let net_id = net["network"]["id"].as_str().or(net["id"].as_str()).unwrap().to_string();
+    let subnet = json!({"subnet": {"network_id": net_id, "ip_version": 6, "cidr": "2001:db8:6::/64"}});
+    api.post("/v2.0/subnets", subnet).await.unwrap();
+    let a = lab.boot_vm(api, &net, "vm8", "h1").await.expect("an IPv6 VM boots");
+    let b = lab.boot_vm(api, &net, "vm9", "h2").await.expect("an IPv6 VM boots");
+    assert!(a.ip.contains(':') && b.ip.contains(':'), "{} {}", a.ip, b.ip);
+    assert!(wait_for(|| lab.ping("vm8", &b.ip, 1)).await, "the default group lets its IPv6 members in");
+    assert!(lab.ping("vm9", &a.ip, 1));
+    api.put(&format!("/v2.0/ports/{}", b.port_id), json!({"port": {"security_groups": [group]}})).await.unwrap();
+    assert!(wait_for(|| !lab.ping("vm8", &b.ip, 1)).await, "no IPv6 ingress rule, no pings");
+    rule(api, group, json!({"direction": "ingress", "ethertype": "IPv6", "protocol": "icmp"})).await;
+    assert!(wait_for(|| lab.ping("vm8", &b.ip, 1)).await, "an IPv6 ICMP rule lets pings in");
+    let mut running = Running(vec![lab.spawn("vm9", &["sh", "-c", "nc.openbsd -6 -lk 9000 > /dev/null"]).unwrap()]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let connects6 = |lab: &Lab| lab.exec("vm8", &["nc.openbsd", "-6", "-z", "-w", "1", &b.ip, "9000"]).is_ok();
+    assert!(!connects6(lab), "tcp/9000 over IPv6 has no rule yet");
+    let tcp6 = json!({"direction": "ingress", "ethertype": "IPv6", "protocol": "tcp", "port_range_min": 9000, "port_range_max": 9000});
+    rule(api, group, tcp6).await;
+    assert!(wait_for(|| connects6(lab)).await, "a tcp/9000 IPv6 rule lets connections in");
+    drop(running.0.pop().map(|mut c| c.kill()));
+    for vm in [&a, &b] {
+        api.delete(&format!("/v2.0/ports/{}", vm.port_id)).await.unwrap();
+        lab.remove_vm(&vm.name).unwrap();
+    }
+    api.delete(&format!("/v2.0/networks/{net_id}")).await.unwrap();
 }
