@@ -226,25 +226,28 @@ pub const SECURITY_GROUP: ResourceDef = ResourceDef {
     read_only: standard!["security_group_rules", "shared"],
 };
 
+/// What a security group rule and a default rule (a rule's template) are made of.
+const RULE_ATTRIBUTES: [&str; 11] = [
+    "direction",
+    "ethertype",
+    "protocol",
+    "port_range_min",
+    "port_range_max",
+    "remote_ip_prefix",
+    "remote_group_id",
+    "remote_address_group_id",
+    "description",
+    "project_id",
+    "tenant_id",
+];
+
+const DEFAULT_RULE_CREATE: [&str; 13] = concat(RULE_ATTRIBUTES, ["used_in_default_sg", "used_in_non_default_sg"]);
+
 pub const DEFAULT_SECURITY_GROUP_RULE: ResourceDef = ResourceDef {
     member: "default_security_group_rule",
     collection: "default_security_group_rules",
     paths: &["default-security-group-rules", "default_security_group_rules"],
-    create: &[
-        "direction",
-        "ethertype",
-        "protocol",
-        "port_range_min",
-        "port_range_max",
-        "remote_ip_prefix",
-        "remote_group_id",
-        "remote_address_group_id",
-        "description",
-        "used_in_default_sg",
-        "used_in_non_default_sg",
-        "tenant_id",
-        "project_id",
-    ],
+    create: &DEFAULT_RULE_CREATE,
     update: &[],
     read_only: &["id"],
 };
@@ -258,24 +261,13 @@ pub const ADDRESS_GROUP: ResourceDef = ResourceDef {
     read_only: standard![],
 };
 
+const RULE_CREATE: [&str; 12] = concat(["security_group_id"], RULE_ATTRIBUTES);
+
 pub const SECURITY_GROUP_RULE: ResourceDef = ResourceDef {
     member: "security_group_rule",
     collection: "security_group_rules",
     paths: &["security-group-rules", "security_group_rules"],
-    create: &[
-        "security_group_id",
-        "direction",
-        "ethertype",
-        "protocol",
-        "port_range_min",
-        "port_range_max",
-        "remote_ip_prefix",
-        "remote_group_id",
-        "remote_address_group_id",
-        "description",
-        "project_id",
-        "tenant_id",
-    ],
+    create: &RULE_CREATE,
     update: &[],
     read_only: standard!["belongs_to_default_sg", "normalized_cidr"],
 };

@@ -6,7 +6,7 @@ use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{parse_query, Attrs};
 use crate::response::{many, no_content, one, PageInfo};
-use crate::security_groups::{port_value, protocol_of};
+use crate::security_groups::valid_rule;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -15,7 +15,6 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use neutrino_domain::resources;
-use neutrino_domain::security_groups::{validate_rule, RuleRequest};
 use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
@@ -36,17 +35,7 @@ async fn create_one(
 ) -> HttpResult<neutrino_api::resources::DefaultSecurityGroupRule> {
     attrs.required("used_in_default_sg")?;
     attrs.required("used_in_non_default_sg")?;
-    let port = |key: &str| port_value(attrs.raw(key));
-    let rule = validate_rule(&RuleRequest {
-        direction: attrs.string("direction", 16)?,
-        ethertype: attrs.string("ethertype", 16)?,
-        protocol: protocol_of(attrs)?,
-        port_range_min: port("port_range_min")?,
-        port_range_max: port("port_range_max")?,
-        remote_ip_prefix: attrs.nullable_string("remote_ip_prefix")?.flatten(),
-        remote_group_id: attrs.nullable_string("remote_group_id")?.flatten(),
-        remote_address_group_id: attrs.nullable_string("remote_address_group_id")?.flatten(),
-    })?;
+    let rule = valid_rule(attrs)?;
     let description = attrs.string("description", 1024)?.unwrap_or_default();
     let in_default = attrs.boolean("used_in_default_sg")?.unwrap_or(false);
     let in_others = attrs.boolean("used_in_non_default_sg")?.unwrap_or(true);

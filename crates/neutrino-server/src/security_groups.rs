@@ -1,7 +1,7 @@
 //! `/v2.0/security-groups` and `/v2.0/security-group-rules`.
 
 use crate::create::create_all;
-use crate::error::HttpResult;
+use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
 use crate::response::{many, no_content, one, PageInfo};
@@ -199,12 +199,10 @@ pub(crate) fn port_value(raw: Option<&serde_json::Value>) -> Result<Option<i64>,
     }
 }
 
-async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroupRule> {
-    attrs.required("security_group_id")?;
-    let group_id = attrs.string("security_group_id", 36)?.unwrap_or_default();
-    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+/// A rule (or a default rule) as its body gives it, validated as Neutron does.
+pub(crate) fn valid_rule(attrs: &Attrs) -> Result<neutrino_domain::security_groups::ValidRule, HttpError> {
     let port = |key: &str| port_value(attrs.raw(key));
-    let rule = validate_rule(&RuleRequest {
+    Ok(validate_rule(&RuleRequest {
         direction: attrs.string("direction", 16)?,
         ethertype: attrs.string("ethertype", 16)?,
         protocol: protocol_of(attrs)?,
@@ -213,7 +211,14 @@ async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs)
         remote_ip_prefix: attrs.nullable_string("remote_ip_prefix")?.flatten(),
         remote_group_id: attrs.nullable_string("remote_group_id")?.flatten(),
         remote_address_group_id: attrs.nullable_string("remote_address_group_id")?.flatten(),
-    })?;
+    })?)
+}
+
+async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroupRule> {
+    attrs.required("security_group_id")?;
+    let group_id = attrs.string("security_group_id", 36)?.unwrap_or_default();
+    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+    let rule = valid_rule(attrs)?;
     let description = attrs.string("description", 255)?.unwrap_or_default();
     let id = uuid::Uuid::new_v4().to_string();
     let admin = crate::auth::current().is_admin;

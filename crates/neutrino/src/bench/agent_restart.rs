@@ -3,7 +3,7 @@
 //! (SIGKILL) and started again; it prints how long the agent took to converge and how many
 //! packets were lost meanwhile.
 
-use neutrino_lab::{check_tools, ApiClient, Lab, LabConfig};
+use neutrino_lab::{ApiClient, Lab};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,21 +11,7 @@ use std::time::{Duration, Instant};
 const GOALS: &str = "goals: converged <= 1 s after the restart, no packet lost";
 
 pub async fn run(ports: usize, database: Option<String>) -> Result<(), String> {
-    check_tools().map_err(|e| e.to_string())?;
-    let dir = std::env::temp_dir().join(format!("neutrino-bench-restart-{}", std::process::id()));
-    let mut lab = Lab::start(LabConfig {
-        prefix: "nb".into(),
-        binary: std::env::current_exe().map_err(|e| e.to_string())?,
-        hosts: vec!["h1".into(), "h2".into()],
-        database,
-        server_port: 9696,
-        dir: dir.clone(),
-    })
-    .map_err(|e| e.to_string())?;
-    let result = measure(&mut lab, ports).await;
-    drop(lab);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    super::in_two_host_lab("restart", database, async |lab: &mut Lab| measure(lab, ports).await).await
 }
 
 async fn measure(lab: &mut Lab, ports: usize) -> Result<(), String> {

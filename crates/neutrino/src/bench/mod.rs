@@ -75,6 +75,29 @@ pub struct BenchArgs {
     sg_latency: bool,
 }
 
+/// A two-host lab for a benchmark (root), in a work directory named after it; run `measure`
+/// on it, then tear both down.
+async fn in_two_host_lab<F>(name: &str, database: Option<String>, measure: F) -> Result<(), String>
+where
+    F: AsyncFnOnce(&mut Lab) -> Result<(), String>,
+{
+    check_tools().map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("neutrino-bench-{name}-{}", std::process::id()));
+    let mut lab = Lab::start(LabConfig {
+        prefix: "nb".into(),
+        binary: std::env::current_exe().map_err(|e| e.to_string())?,
+        hosts: vec!["h1".into(), "h2".into()],
+        database,
+        server_port: 9696,
+        dir: dir.clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    let result = measure(&mut lab).await;
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;

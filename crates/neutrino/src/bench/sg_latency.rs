@@ -4,7 +4,7 @@
 //! VM connects again and again (2 ms timeouts) until the handshake succeeds: the time from
 //! the create's reply to that success, p50/p99 over the 100 rules.
 
-use neutrino_lab::{check_tools, join_netns, Lab, LabConfig};
+use neutrino_lab::{join_netns, Lab};
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -13,21 +13,7 @@ const RULES: u16 = 100;
 const FIRST_PORT: u16 = 20000;
 
 pub async fn run(database: Option<String>) -> Result<(), String> {
-    check_tools().map_err(|e| e.to_string())?;
-    let dir = std::env::temp_dir().join(format!("neutrino-bench-sg-{}", std::process::id()));
-    let mut lab = Lab::start(LabConfig {
-        prefix: "nb".into(),
-        binary: std::env::current_exe().map_err(|e| e.to_string())?,
-        hosts: vec!["h1".into(), "h2".into()],
-        database,
-        server_port: 9696,
-        dir: dir.clone(),
-    })
-    .map_err(|e| e.to_string())?;
-    let result = measure(&mut lab).await;
-    drop(lab);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    super::in_two_host_lab("sg", database, async |lab: &mut Lab| measure(lab).await).await
 }
 
 async fn measure(lab: &mut Lab) -> Result<(), String> {
