@@ -117,6 +117,15 @@ fn placeholders(n: usize) -> String {
     (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// The rows of `sql`, whose placeholders are the `ids`, in order.
+async fn rows_for(c: &mut AnyConnection, sql: &str, ids: &[&str]) -> Result<Vec<sqlx::any::AnyRow>> {
+    let mut q = sqlx::query(sql);
+    for id in ids {
+        q = q.bind(id.to_string());
+    }
+    Ok(q.fetch_all(&mut *c).await?)
+}
+
 /// The current images of `ids` of one kind (absent ids are deleted objects). On PostgreSQL
 /// the rows are locked, so two writers of one object append in commit order.
 async fn read_images(
@@ -149,11 +158,7 @@ async fn read_images(
             format!("SELECT id, host, agent_type, tunnel_ip FROM agents WHERE id IN ({list}) ORDER BY id{lock}")
         }
     };
-    let mut q = sqlx::query(&sql);
-    for id in ids {
-        q = q.bind(id.to_string());
-    }
-    let rows = q.fetch_all(&mut *c).await?;
+    let rows = rows_for(c, &sql, ids).await?;
     let mut out = BTreeMap::new();
     match kind {
         ObjectKind::Network => {
@@ -190,11 +195,7 @@ async fn read_images(
                     "SELECT address_group_id, address FROM address_group_addresses WHERE address_group_id IN ({list}) \
                      ORDER BY address_group_id, address"
                 );
-                let mut q = sqlx::query(&sql);
-                for id in ids {
-                    q = q.bind(id.to_string());
-                }
-                for r in q.fetch_all(&mut *c).await? {
+                for r in rows_for(c, &sql, ids).await? {
                     addresses.entry(text(&r, "address_group_id")?).or_default().push(text(&r, "address")?);
                 }
             }
@@ -213,11 +214,7 @@ async fn read_images(
                      WHERE security_group_id IN ({list}) \
                      ORDER BY security_group_id, id"
                 );
-                let mut q = sqlx::query(&sql);
-                for id in ids {
-                    q = q.bind(id.to_string());
-                }
-                for r in q.fetch_all(&mut *c).await? {
+                for r in rows_for(c, &sql, ids).await? {
                     rules.entry(text(&r, "security_group_id")?).or_default().push(rule_image(&r)?);
                 }
             }
@@ -236,11 +233,7 @@ async fn read_images(
                     "SELECT port_id, security_group_id FROM port_security_groups WHERE port_id IN ({list}) \
                      ORDER BY port_id, security_group_id"
                 );
-                let mut q = sqlx::query(&sql);
-                for id in ids {
-                    q = q.bind(id.to_string());
-                }
-                for r in q.fetch_all(&mut *c).await? {
+                for r in rows_for(c, &sql, ids).await? {
                     groups.entry(text(&r, "port_id")?).or_default().push(text(&r, "security_group_id")?);
                 }
             }
@@ -248,11 +241,7 @@ async fn read_images(
                 let sql = format!(
                     "SELECT port_id, ip_address FROM ip_allocations WHERE port_id IN ({list}) ORDER BY port_id, position"
                 );
-                let mut q = sqlx::query(&sql);
-                for id in ids {
-                    q = q.bind(id.to_string());
-                }
-                for r in q.fetch_all(&mut *c).await? {
+                for r in rows_for(c, &sql, ids).await? {
                     addresses.entry(text(&r, "port_id")?).or_default().push(text(&r, "ip_address")?);
                 }
             }
