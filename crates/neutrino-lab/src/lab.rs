@@ -301,11 +301,20 @@ impl Lab {
         self.agents.get(host).map(Child::id)
     }
 
-    /// Kill the agent of `host` abruptly (SIGKILL): the kernel state must survive it.
+    /// Kill the agent of `host` abruptly (SIGKILL): the kernel state must survive it. Returns
+    /// once the agent and what it had started (an `nft` mid-transaction, say) have ended, so
+    /// that nothing of it changes the host afterwards.
     pub fn kill_agent(&mut self, host: &str) {
         if let Some(mut c) = self.agents.remove(host) {
+            let children = children_of(c.id());
             let _ = c.kill();
             let _ = c.wait();
+            for _ in 0..100 {
+                if !children.iter().any(|pid| running(*pid)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 
@@ -557,4 +566,25 @@ impl Lab {
         let mac = port["mac_address"].as_str().unwrap_or_default().to_string();
         Ok(BootedVm { name: name.to_string(), host: host.to_string(), port_id, ip, mac })
     }
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| stat_fields(*child).is_some_and(|(_, parent)| parent == pid))
+        .collect()
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// The state and parent of `pid`, from /proc/PID/stat (after the command's closing parenthesis).
+fn stat_fields(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.next()?.parse().ok()?))
 }

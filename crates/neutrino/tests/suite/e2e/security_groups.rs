@@ -219,11 +219,17 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value, vms: &[BootedVm]
     api.put(&format!("/v2.0/ports/{}", vmx.port_id), on).await.unwrap();
     assert!(wait_for(|| !connects(lab, "vm1", &vmx.ip, 9000)).await, "filtered again with port security on");
 
-    // Negative control: without the firewall's inet table on h2, tcp/9000 from vm1 passes (the
-    // agent is stopped meanwhile, so nothing puts it back); the agent, started again, restores it.
+    // Negative control: without the firewall's tables on h2, tcp/9000 from vm1 passes (the
+    // agent is stopped meanwhile, so nothing puts them back); the agent, started again, restores
+    // them.
     lab.kill_agent("h2");
     lab.exec("h2", &["nft", "delete", "table", "inet", "neutrino"]).unwrap();
-    assert!(connects(lab, "vm1", &vmx.ip, 9000), "without the table the blocked traffic passes");
+    lab.exec("h2", &["nft", "delete", "table", "bridge", "neutrino"]).unwrap();
+    assert!(
+        wait_for(|| connects(lab, "vm1", &vmx.ip, 9000)).await,
+        "without the tables the blocked traffic passes\n{}",
+        lab.exec("h2", &["nft", "list", "ruleset"]).unwrap_or_default()
+    );
     lab.start_agent("h2").unwrap();
     let restored = (0..30).any(|_| {
         std::thread::sleep(Duration::from_millis(500));
