@@ -24,11 +24,12 @@ mod request;
 mod response;
 mod security_groups;
 mod segments;
+mod state;
 mod subnet_pools;
 mod subnets;
 mod tags;
 
-pub use app::{App, ServerConfig};
+pub use state::{App, ServerConfig};
 
 pub(crate) use ports::heartbeat_fresh as ports_alive;
 

@@ -1,10 +1,12 @@
-//! `/v2.0/networks`
+//! `/v2.0/networks`: requests parsed into [`CreateNetwork`] and [`UpdateNetwork`], handed to
+//! [`crate::app::networks`], and the results rendered.
 
-use crate::create::create_all;
-use crate::error::{HttpError, HttpResult};
+use crate::app::networks::{self as ops, CreateNetwork, UpdateNetwork};
+use crate::auth::Caller;
+use crate::error::HttpResult;
 use crate::meta::collection;
-use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
+use crate::response::{self, many, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -12,12 +14,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use neutrino_api::resources::Network;
 use neutrino_api::ApiError;
-use neutrino_domain::binding::SegmentView;
 use neutrino_domain::resources;
-use neutrino_domain::segments::{mtu_for_segment, plan_segments, ProviderRequest};
-use neutrino_store::{self as store, Tx};
+use neutrino_domain::segments::ProviderRequest;
+use neutrino_store as store;
 use serde_json::{Map, Value};
 
 pub fn routes() -> Router<App> {
@@ -31,32 +31,6 @@ fn unsupported_network_attrs() -> [(&'static str, serde_json::Value); 1] {
     [("qos_policy_id", serde_json::Value::Null)]
 }
 
-/// Provider attributes in an update: as ML2 does, accepted when they repeat what the network has
-/// (clients send whole objects back), refused when they would change it (Neutrino does not
-/// move networks between segments).
-async fn refuse_provider_changes(tx: &mut Tx, id: &str, attrs: &Attrs) -> HttpResult<()> {
-    let given: Vec<&str> = PROVIDER_ATTRS.iter().chain(["segments"].iter()).copied().filter(|a| attrs.has(a)).collect();
-    if given.is_empty() {
-        return Ok(());
-    }
-    let current = serde_json::to_value(store::get_network(tx.conn(), id).await?).unwrap_or_default();
-    for attr in given {
-        let wanted = attrs.raw(attr).cloned().unwrap_or_default();
-        let same = match (&wanted, current.get(attr)) {
-            (serde_json::Value::Null, None) => true,
-            (w, Some(c)) => w == c || w.as_str().is_some_and(|s| c.as_u64().is_some_and(|n| s == n.to_string())),
-            _ => false,
-        };
-        if !same {
-            return Err(ApiError::invalid_input(format!(
-                "Plugin does not support updating the following provider network attributes: {attr}"
-            ))
-            .into());
-        }
-    }
-    Ok(())
-}
-
 /// `dns_domain`: with DNS integration, validated; without it, only the empty default.
 fn dns_domain_of(app: &App, attrs: &Attrs) -> Result<Option<String>, ApiError> {
     let Some(domain) = attrs.string("dns_domain", 255)? else { return Ok(None) };
@@ -65,26 +39,6 @@ fn dns_domain_of(app: &App, attrs: &Attrs) -> Result<Option<String>, ApiError> {
         return Ok(None);
     }
     Ok(Some(neutrino_domain::dns::validate_dns_domain(&domain).map_err(|e| crate::error::HttpError::from(e).0)?))
-}
-
-async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::NETWORK, create_one).await
-}
-
-/// `availability_zone_hints`: each must be the zone of a registered agent.
-async fn zone_hints(tx: &mut Tx, attrs: &Attrs) -> HttpResult<Vec<String>> {
-    let Some(mut hints) = attrs.string_list("availability_zone_hints")? else { return Ok(Vec::new()) };
-    hints.sort();
-    hints.dedup();
-    let known: Vec<String> = store::list_agents(tx.conn()).await?.into_iter().map(|a| a.availability_zone).collect();
-    if let Some(bad) = hints.iter().find(|h| !known.contains(h)) {
-        return Err(HttpError(ApiError::new(
-            404,
-            "AvailabilityZoneNotFound",
-            format!("AvailabilityZone {bad} could not be found."),
-        )));
-    }
-    Ok(hints)
 }
 
 /// The segments a create asks for: `provider:*` (one) or `segments` (multi-provider), or
@@ -145,112 +99,62 @@ fn provider_request(m: &Map<String, Value>) -> Result<ProviderRequest, ApiError>
     })
 }
 
-/// The largest MTU a network's segments allow.
-async fn max_mtu(app: &App, tx: &mut Tx, network_id: &str) -> HttpResult<u32> {
-    let segments = store::network_segments(tx.conn(), network_id).await?;
-    let cfg = &app.config.type_drivers;
-    Ok(segments
-        .iter()
-        .map(|s| mtu_for_segment(&s.network_type, s.physical_network.as_deref(), cfg))
-        .min()
-        .unwrap_or(cfg.global_physnet_mtu))
+async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::NETWORK)?;
+    let items = request.items.iter().map(|attrs| create_request(&app, attrs)).collect::<Result<_, _>>()?;
+    let created = ops::create(&app, &ctx, items).await?;
+    Ok(response::created("network", "networks", &created, request.bulk))
 }
 
-async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Network> {
-    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
+fn create_request(app: &App, attrs: &Attrs) -> Result<CreateNetwork, ApiError> {
     attrs.only_defaults(&unsupported_network_attrs())?;
-    let plans = plan_segments(&app.config.type_drivers, &requested_segments(attrs)?)?;
-    let requested_mtu = attrs.uint("mtu")?.map(|m| m.min(u32::MAX as u64) as u32);
-    let now = store::now_timestamp();
-    let mut net = Network {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: attrs.string("name", 255)?.unwrap_or_default(),
-        tenant_id: project_id.clone(),
-        project_id,
-        admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),
-        mtu: requested_mtu.unwrap_or(app.config.type_drivers.global_physnet_mtu),
-        status: "ACTIVE".into(),
-        subnets: Vec::new(),
-        shared: attrs.boolean("shared")?.unwrap_or(false),
-        port_security_enabled: attrs.boolean("port_security_enabled")?.unwrap_or(true),
-        qos_policy_id: None,
-        router_external: attrs.boolean("router:external")?.unwrap_or(false),
-        provider: None,
-        segments: None,
-        is_default: Some(false),
-        availability_zone_hints: zone_hints(tx, attrs).await?,
-        availability_zones: Vec::new(),
-        ipv4_address_scope: None,
-        ipv6_address_scope: None,
-        description: attrs.string("description", 255)?.unwrap_or_default(),
-        l2_adjacency: true,
-        dns_domain: Some(dns_domain_of(app, attrs)?.unwrap_or_default()),
-        tags: Vec::new(),
-        created_at: now.clone(),
-        updated_at: now,
-        revision_number: 1,
-    };
-    net.tags = crate::tags::tags_on_create(attrs)?;
-    // Neutron makes sure the project has its `default` security group whenever one of its
-    // networks or ports is created or updated.
-    store::ensure_default_group(tx, &net.project_id).await?;
-    store::insert_network(tx, &mut net, &plans).await?;
-    let segments: Vec<SegmentView> =
-        store::network_segments(tx.conn(), &net.id).await?.into_iter().map(SegmentView::from).collect();
-    app.ml2.network_precommit(&segments)?;
-    let max = max_mtu(app, tx, &net.id).await?;
-    net.mtu = neutrino_domain::mtu::network_mtu(requested_mtu, max)?;
-    store::set_network_mtu(tx, &net.id, net.mtu).await?;
-    if net.shared {
-        store::set_network_shared(tx, &net.id, &net.project_id, true).await?;
-    }
-    if net.router_external {
-        store::set_network_external(tx, &net.id, &net.project_id, true).await?;
-        if let Some(true) = attrs.boolean("is_default")? {
-            store::set_network_default(tx, &net.id, true).await?;
-            net.is_default = Some(true);
+    let p = attrs.string("project_id", 255)?;
+    let t = attrs.string("tenant_id", 255)?;
+    if let (Some(p), Some(t)) = (&p, &t) {
+        if p != t {
+            return Err(ApiError::bad_request("'project_id' and 'tenant_id' do not match"));
         }
     }
-    app.store.finish_network(&mut net);
-    store::insert_initial_tags(tx, "networks", &net.id, &net.tags).await?;
-    Ok(net)
+    let mut availability_zone_hints = attrs.string_list("availability_zone_hints")?.unwrap_or_default();
+    availability_zone_hints.sort();
+    availability_zone_hints.dedup();
+    Ok(CreateNetwork {
+        given: attrs.given().clone(),
+        project_id: p.or(t),
+        name: attrs.string("name", 255)?.unwrap_or_default(),
+        description: attrs.string("description", 255)?.unwrap_or_default(),
+        admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),
+        shared: attrs.boolean("shared")?.unwrap_or(false),
+        port_security_enabled: attrs.boolean("port_security_enabled")?.unwrap_or(true),
+        router_external: attrs.boolean("router:external")?.unwrap_or(false),
+        is_default: attrs.boolean("is_default")?.unwrap_or(false),
+        mtu: attrs.uint("mtu")?.map(|m| m.min(u32::MAX as u64) as u32),
+        segments: requested_segments(attrs)?,
+        availability_zone_hints,
+        dns_domain: dns_domain_of(app, attrs)?,
+        tags: crate::tags::tags_on_create(attrs)?,
+    })
 }
 
-async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+async fn show(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let mut net = store::get_network(&mut c, &id).await?;
-    app.store.finish_network(&mut net);
-    drop(c);
-    shared_with_caller(&app, std::slice::from_mut(&mut net)).await?;
+    let net = ops::show(&app, &ctx, &id).await?;
     Ok(one(StatusCode::OK, "network", &net, &q.fields))
 }
 
-/// `shared` as the caller sees it: also true for networks shared with the caller's project
-/// alone (an RBAC policy naming it).
-async fn shared_with_caller(app: &App, nets: &mut [Network]) -> HttpResult<()> {
-    let ctx = crate::auth::current();
-    let Some(project) = ctx.project_id() else { return Ok(()) };
-    let candidates: Vec<String> =
-        nets.iter().filter(|n| !n.shared && n.project_id != project).map(|n| n.id.clone()).collect();
-    if candidates.is_empty() {
-        return Ok(());
-    }
-    let mut c = app.store.reader().await?;
-    let shared = store::networks_shared_with(&mut c, project, &candidates).await?;
-    for n in nets.iter_mut().filter(|n| shared.contains(&n.id)) {
-        n.shared = true;
-    }
-    Ok(())
-}
-
-async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+async fn list(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let mut nets = store::list_networks(&mut c, &q.filters, &q.page, &q.visibility).await?;
-    nets.iter_mut().for_each(|n| app.store.finish_network(n));
-    drop(c);
-    shared_with_caller(&app, &mut nets).await?;
+    let nets = ops::list(&app, &ctx, &q.filters, &q.page).await?;
     let info = PageInfo { headers: &headers, collection: "networks", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(nets.len(), nets.first().map(|n| n.id.as_str()), nets.last().map(|n| n.id.as_str()));
     Ok(many("networks", &nets, &q.fields, links))
@@ -258,71 +162,39 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
 
 async fn update(
     State(app): State<App>,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::NETWORK)?;
     attrs.only_defaults(&unsupported_network_attrs())?;
-    let patch = store::NetworkPatch {
-        name: attrs.string("name", 255)?,
-        description: attrs.string("description", 255)?,
-        admin_state_up: attrs.boolean("admin_state_up")?,
-        mtu: attrs.uint("mtu")?.map(|m| m.min(u32::MAX as u64) as u32),
-        shared: attrs.boolean("shared")?,
-        port_security_enabled: attrs.boolean("port_security_enabled")?,
-        router_external: attrs.boolean("router:external")?,
-        dns_domain: dns_domain_of(&app, &attrs)?,
+    let provider = PROVIDER_ATTRS
+        .iter()
+        .chain(["segments"].iter())
+        .filter_map(|a| attrs.raw(a).map(|v| (a.to_string(), v.clone())))
+        .collect();
+    let request = UpdateNetwork {
+        given: attrs.given().clone(),
+        patch: store::NetworkPatch {
+            name: attrs.string("name", 255)?,
+            description: attrs.string("description", 255)?,
+            admin_state_up: attrs.boolean("admin_state_up")?,
+            mtu: attrs.uint("mtu")?.map(|m| m.min(u32::MAX as u64) as u32),
+            shared: attrs.boolean("shared")?,
+            port_security_enabled: attrs.boolean("port_security_enabled")?,
+            router_external: attrs.boolean("router:external")?,
+            dns_domain: dns_domain_of(&app, &attrs)?,
+        },
+        is_default: attrs.boolean("is_default")?,
+        provider,
+        if_revision: if_match_revision(&headers)?,
     };
-    let mut tx = app.store.begin().await?;
-    let mut patch = patch;
-    refuse_provider_changes(&mut tx, &id, &attrs).await?;
-    if let Some(mtu) = patch.mtu {
-        store::get_network(tx.conn(), &id).await?;
-        let mtu = neutrino_domain::mtu::network_mtu(Some(mtu), max_mtu(&app, &mut tx, &id).await?)?;
-        let versions: Vec<u8> = store::network_subnets(tx.conn(), &id).await?.iter().map(|s| s.ip_version).collect();
-        neutrino_domain::mtu::check_subnets_fit(&id, mtu, &versions)?;
-        patch.mtu = Some(mtu);
-    }
-    let net = store::update_network(&mut tx, &id, &patch, if_match_revision(&headers)?).await?;
-    if let Some(shared) = patch.shared {
-        store::set_network_shared(&mut tx, &id, &net.project_id, shared).await?;
-    }
-    if let Some(external) = patch.router_external {
-        store::set_network_external(&mut tx, &id, &net.project_id, external).await?;
-    }
-    if let Some(is_default) = attrs.boolean("is_default")? {
-        store::set_network_default(&mut tx, &id, is_default).await?;
-    }
-    let mut net = if patch.router_external.is_some() || attrs.has("is_default") {
-        store::get_network(tx.conn(), &id).await?
-    } else {
-        net
-    };
-    tx.commit().await?;
-    app.store.finish_network(&mut net);
+    let net = ops::update(&app, &ctx, &id, request).await?;
     Ok(one(StatusCode::OK, "network", &net, &[]))
 }
 
-async fn delete(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    match store::delete_network(&mut tx, &id).await {
-        Ok(()) => {}
-        // A port was created on the network while we deleted it: the foreign key refused.
-        Err(e) if e.is_foreign_key_violation() => {
-            return Err(HttpError(ApiError::conflict(
-                "NetworkInUse",
-                format!("Unable to complete operation on network {id}. There are one or more ports still in use on the network."),
-            )))
-        }
-        Err(e) => return Err(e.into()),
-    }
-    tx.commit().await.map_err(|e| {
-        if e.is_foreign_key_violation() {
-            HttpError(ApiError::conflict("NetworkInUse", format!("Unable to complete operation on network {id}.")))
-        } else {
-            e.into()
-        }
-    })?;
+async fn delete(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
+    ops::delete(&app, &ctx, &id).await?;
     Ok(no_content())
 }

@@ -76,6 +76,11 @@ pub fn parse_create(bytes: &[u8], def: &ResourceDef) -> Result<CreateBody, ApiEr
 }
 
 impl Attrs {
+    /// The attributes as given (what the policy judges).
+    pub fn given(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.map.contains_key(key)
     }
@@ -260,10 +265,7 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     }
     q.page.sort = sort_keys.into_iter().zip(sort_dirs).collect();
     // Lists of callers who are not admins hold only what their project may see.
-    let ctx = crate::auth::current();
-    if !ctx.is_admin {
-        q.visibility = Visibility::Project(ctx.project_id().unwrap_or_default().to_string());
-    }
+    q.visibility = crate::auth::current().visibility();
     Ok(q)
 }
 

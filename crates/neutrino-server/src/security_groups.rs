@@ -1,10 +1,12 @@
-//! `/v2.0/security-groups` and `/v2.0/security-group-rules`.
+//! `/v2.0/security-groups` and `/v2.0/security-group-rules`: requests parsed, handed to
+//! [`crate::app::security_groups`], results rendered.
 
-use crate::create::create_all;
+use crate::app::security_groups::{self as ops, CreateGroup, CreateRule, UpdateGroup};
+use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
-use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs, ListQuery};
+use crate::response::{self, many, no_content, one, PageInfo};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -12,11 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
 use neutrino_api::ApiError;
 use neutrino_domain::resources;
 use neutrino_domain::security_groups::{validate_rule, RuleRequest};
-use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -26,152 +26,145 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/security-group-rules/{id}", get(show_rule).delete(delete_rule))
 }
 
-/// The project a request acts in (for the `default` group made on first use).
-fn request_project(app: &App, headers: &HeaderMap) -> String {
-    headers
-        .get("x-project-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or(&app.config.noauth_project)
-        .to_string()
-}
-
-async fn create_groups(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::SECURITY_GROUP, create_group).await
-}
-
-async fn create_group(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroup> {
-    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    let name = attrs.string("name", 255)?.unwrap_or_default();
-    if name.eq_ignore_ascii_case("default") {
-        return Err(
-            ApiError::conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.").into()
-        );
+/// The body's `project_id`/`tenant_id`, which must agree.
+pub(crate) fn named_project(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    let p = attrs.string("project_id", 255)?;
+    let t = attrs.string("tenant_id", 255)?;
+    if let (Some(p), Some(t)) = (&p, &t) {
+        if p != t {
+            return Err(ApiError::bad_request("'project_id' and 'tenant_id' do not match"));
+        }
     }
-    store::ensure_default_group(tx, &project_id).await?;
-    let now = store::now_timestamp();
-    let id = uuid::Uuid::new_v4().to_string();
-    let tags = crate::tags::tags_on_create(attrs)?;
-    let group = SecurityGroup {
-        id: id.clone(),
-        name,
-        stateful: attrs.boolean("stateful")?.unwrap_or(true),
-        tenant_id: project_id.clone(),
-        project_id,
-        description: attrs.string("description", 255)?.unwrap_or_default(),
-        shared: false,
-        security_group_rules: Vec::new(),
-        tags: tags.clone(),
-        created_at: now.clone(),
-        updated_at: now,
-        revision_number: 1,
-    };
-    let rules = store::template_rules(tx, &id, false).await?;
-    store::insert_group(tx, &group, &rules).await?;
-    store::insert_initial_tags(tx, "security_groups", &id, &tags).await?;
-    Ok(store::get_group(tx.conn(), &id).await?)
+    Ok(p.or(t))
 }
 
-/// Neutron creates a project's `default` group when its groups or rules are first listed:
-/// the project filtered on, or else the caller's.
-async fn ensure_listed_default(app: &App, headers: &HeaderMap, filters: &[store::Filter]) -> HttpResult<()> {
-    let filtered = ["project_id", "tenant_id"]
+async fn create_groups(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::SECURITY_GROUP)?;
+    let items = request
+        .items
         .iter()
-        .find_map(|key| filters.iter().find(|f| f.attribute == *key).and_then(|f| f.values.first().cloned()))
-        .filter(|p| !p.is_empty());
-    let project = filtered.unwrap_or_else(|| request_project(app, headers));
-    let mut tx = app.store.begin().await?;
-    store::ensure_default_group(&mut tx, &project).await?;
-    tx.commit().await?;
-    Ok(())
+        .map(|attrs| {
+            Ok(CreateGroup {
+                given: attrs.given().clone(),
+                project_id: named_project(attrs)?,
+                name: attrs.string("name", 255)?.unwrap_or_default(),
+                description: attrs.string("description", 255)?.unwrap_or_default(),
+                stateful: attrs.boolean("stateful")?.unwrap_or(true),
+                tags: crate::tags::tags_on_create(attrs)?,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let created = ops::create_groups(&app, &ctx, items).await?;
+    Ok(response::created("security_group", "security_groups", &created, request.bulk))
 }
 
-/// `shared`, as Neutron shows it: whether the group is shared with the caller's project (its
-/// owner's too: a group shared with everyone is shared for its owner).
-async fn mark_shared(c: &mut store::Connection, groups: &mut [SecurityGroup]) -> HttpResult<()> {
-    let Some(project) = crate::auth::current().project_id().map(String::from) else { return Ok(()) };
-    let shared = store::groups_shared_with(c, &project).await?;
-    for g in groups.iter_mut() {
-        g.shared = shared.contains(&g.id);
-    }
-    Ok(())
+/// The paging links of a list reply.
+fn links(
+    headers: &HeaderMap,
+    path: &'static str,
+    raw: Option<&str>,
+    q: &ListQuery,
+    ids: (Option<&str>, Option<&str>),
+    len: usize,
+) -> Vec<(&'static str, String)> {
+    PageInfo { headers, collection: path, raw_query: raw, page: &q.page }.links(len, ids.0, ids.1)
 }
 
-async fn list_groups(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+async fn list_groups(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
-    ensure_listed_default(&app, &headers, &q.filters).await?;
-    let mut c = app.store.reader().await?;
-    let mut groups = store::list_groups(&mut c, &q.filters, &q.page, &q.visibility).await?;
-    mark_shared(&mut c, &mut groups).await?;
-    let info = PageInfo { headers: &headers, collection: "security-groups", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(groups.len(), groups.first().map(|g| g.id.as_str()), groups.last().map(|g| g.id.as_str()));
+    let groups = ops::list_groups(&app, &ctx, &q.filters, &q.page).await?;
+    let ends = (groups.first().map(|g| g.id.as_str()), groups.last().map(|g| g.id.as_str()));
+    let links = links(&headers, "security-groups", raw.as_deref(), &q, ends, groups.len());
     Ok(many("security_groups", &groups, &q.fields, links))
 }
 
-async fn show_group(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+async fn show_group(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let mut groups = [store::get_group(&mut c, &id).await?];
-    mark_shared(&mut c, &mut groups).await?;
-    Ok(one(StatusCode::OK, "security_group", &groups[0], &q.fields))
+    let group = ops::show_group(&app, &ctx, &id).await?;
+    Ok(one(StatusCode::OK, "security_group", &group, &q.fields))
 }
 
 async fn update_group(
     State(app): State<App>,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::SECURITY_GROUP)?;
-    let mut tx = app.store.begin().await?;
-    let mut g = store::get_group(tx.conn(), &id).await?;
-    let expected = g.revision_number;
-    if if_match_revision(&headers)?.is_some_and(|r| r != expected) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
-    if let Some(name) = attrs.string("name", 255)? {
-        // As Neutron's `name_not_default` validator: no group may be named `default` by hand.
-        if name.eq_ignore_ascii_case("default") && g.name != "default" {
-            return Err(ApiError::conflict(
-                "SecurityGroupDefaultAlreadyExists",
-                "Default security group already exists.",
-            )
-            .into());
-        }
-        if g.name == "default" && name != "default" {
-            return Err(ApiError::conflict(
-                "SecurityGroupCannotUpdateDefault",
-                "Updating default security group not allowed.",
-            )
-            .into());
-        }
-        g.name = name;
-    }
-    if let Some(d) = attrs.string("description", 255)? {
-        g.description = d;
-    }
-    if let Some(s) = attrs.boolean("stateful")? {
-        if s != g.stateful && store::group_in_use(&mut tx, &g.id).await? {
-            return Err(ApiError::conflict("SecurityGroupInUse", format!("Security Group {} in use.", g.id)).into());
-        }
-        g.stateful = s;
-    }
-    g.updated_at = store::now_timestamp();
-    store::update_group(&mut tx, &g, expected).await?;
-    tx.commit().await?;
-    g.revision_number = expected + 1;
-    Ok(one(StatusCode::OK, "security_group", &g, &[]))
+    let request = UpdateGroup {
+        given: attrs.given().clone(),
+        name: attrs.string("name", 255)?,
+        description: attrs.string("description", 255)?,
+        stateful: attrs.boolean("stateful")?,
+        if_revision: if_match_revision(&headers)?,
+    };
+    let group = ops::update_group(&app, &ctx, &id, request).await?;
+    Ok(one(StatusCode::OK, "security_group", &group, &[]))
 }
 
-async fn delete_group(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    store::delete_group(&mut tx, &id, crate::auth::current().is_admin).await?;
-    tx.commit().await?;
+async fn delete_group(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
+    ops::delete_group(&app, &ctx, &id).await?;
     Ok(no_content())
 }
 
-async fn create_rules(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::SECURITY_GROUP_RULE, create_rule).await
+async fn create_rules(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::SECURITY_GROUP_RULE)?;
+    let items = request
+        .items
+        .iter()
+        .map(|attrs| {
+            attrs.required("security_group_id")?;
+            Ok(CreateRule {
+                given: attrs.given().clone(),
+                security_group_id: attrs.string("security_group_id", 36)?.unwrap_or_default(),
+                project_id: named_project(attrs)?,
+                rule: valid_rule(attrs)?,
+                description: attrs.string("description", 255)?.unwrap_or_default(),
+            })
+        })
+        .collect::<Result<_, HttpError>>()?;
+    let created = ops::create_rules(&app, &ctx, items).await?;
+    Ok(response::created("security_group_rule", "security_group_rules", &created, request.bulk))
+}
+
+async fn list_rules(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
+    let rules = ops::list_rules(&app, &ctx, &q.filters, &q.page).await?;
+    let ends = (rules.first().map(|r| r.id.as_str()), rules.last().map(|r| r.id.as_str()));
+    let links = links(&headers, "security-group-rules", raw.as_deref(), &q, ends, rules.len());
+    Ok(many("security_group_rules", &rules, &q.fields, links))
+}
+
+async fn show_rule(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let rule = ops::show_rule(&app, &ctx, &id).await?;
+    Ok(one(StatusCode::OK, "security_group_rule", &rule, &q.fields))
+}
+
+async fn delete_rule(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
+    ops::delete_rule(&app, &ctx, &id).await?;
+    Ok(no_content())
 }
 
 /// A protocol given as a name or as a number.
@@ -212,40 +205,4 @@ pub(crate) fn valid_rule(attrs: &Attrs) -> Result<neutrino_domain::security_grou
         remote_group_id: attrs.nullable_string("remote_group_id")?.flatten(),
         remote_address_group_id: attrs.nullable_string("remote_address_group_id")?.flatten(),
     })?)
-}
-
-async fn create_rule(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SecurityGroupRule> {
-    attrs.required("security_group_id")?;
-    let group_id = attrs.string("security_group_id", 36)?.unwrap_or_default();
-    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    let rule = valid_rule(attrs)?;
-    let description = attrs.string("description", 255)?.unwrap_or_default();
-    let id = uuid::Uuid::new_v4().to_string();
-    let admin = crate::auth::current().is_admin;
-    Ok(store::insert_rule(tx, &id, &group_id, &project_id, &rule, &description, admin).await?)
-}
-
-async fn list_rules(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
-    let q = parse_query(raw.as_deref())?;
-    ensure_listed_default(&app, &headers, &q.filters).await?;
-    let mut c = app.store.reader().await?;
-    let rules = store::list_rules(&mut c, &q.filters, &q.page, &q.visibility).await?;
-    let info =
-        PageInfo { headers: &headers, collection: "security-group-rules", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(rules.len(), rules.first().map(|r| r.id.as_str()), rules.last().map(|r| r.id.as_str()));
-    Ok(many("security_group_rules", &rules, &q.fields, links))
-}
-
-async fn show_rule(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
-    let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let r = store::get_rule(&mut c, &id).await?;
-    Ok(one(StatusCode::OK, "security_group_rule", &r, &q.fields))
-}
-
-async fn delete_rule(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    store::delete_rule(&mut tx, &id).await?;
-    tx.commit().await?;
-    Ok(no_content())
 }

@@ -11,6 +11,8 @@
 //! Admin contexts (`context_is_admin`) pass: every default rule admits them.
 
 use super::{buffer, current, rebuild};
+use crate::app::authorize::{add_network_keys, attributes_of, normalize_rbac_target};
+use crate::app::AUTHORIZED_HERE;
 use crate::error::HttpError;
 use crate::request::body_error;
 use crate::App;
@@ -21,63 +23,11 @@ use neutrino_domain::resources::{self, ResourceDef};
 use neutrino_store::{self as store, StoreError};
 use serde_json::{Map, Value};
 
-pub fn forbidden(rules: &[String]) -> HttpError {
-    let text = if rules.len() == 1 {
-        format!("rule:{} is disallowed by policy", rules[0])
-    } else {
-        format!(
-            "({}) is disallowed by policy",
-            rules.iter().map(|r| format!("rule:{r}")).collect::<Vec<_>>().join(" and ")
-        )
-    };
-    HttpError(ApiError::new(403, "PolicyNotAuthorized", text))
-}
+pub use crate::app::authorize::forbidden;
 
-/// Check `action` and the attribute rules for `attributes` on `target`: only for the
-/// attributes Neutron enforces policy on (`enforced_attributes`), and their sub-attributes.
-fn enforce(app: &App, action: &str, attributes: &[String], target: &Value) -> Result<(), HttpError> {
-    let ctx = current();
-    if !app.policy.allows(action, &ctx.creds, target) {
-        return Err(forbidden(&[action.to_string()]));
-    }
-    let resource = action.split_once('_').map(|(_, r)| r).unwrap_or_default();
-    let enforced = neutrino_domain::policy::enforced_attributes(resource);
-    for attr in attributes {
-        let base = attr.split(':').next().unwrap_or_default();
-        let base = if attr.starts_with("binding:") || attr.starts_with("provider:") || attr.starts_with("router:") {
-            attr.as_str()
-        } else {
-            base
-        };
-        if !enforced.contains(&base) {
-            continue;
-        }
-        let rule = format!("{action}:{attr}");
-        if app.policy.has(&rule) && !app.policy.allows(&rule, &ctx.creds, target) {
-            return Err(forbidden(&[action.to_string(), rule]));
-        }
-    }
-    Ok(())
-}
-
-/// The attributes of a request body that have rules: top-level keys, and for `fixed_ips` the
-/// keys of its entries (`fixed_ips:ip_address`, `fixed_ips:subnet_id`).
-fn attributes_of(item: &Map<String, Value>) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in item {
-        out.push(k.clone());
-        if let Value::Array(entries) = v {
-            for e in entries.iter().filter_map(Value::as_object) {
-                for sub in e.keys() {
-                    let name = format!("{k}:{sub}");
-                    if !out.contains(&name) {
-                        out.push(name);
-                    }
-                }
-            }
-        }
-    }
-    out
+/// Check `action` (and attribute rules) for the request's caller.
+fn enforce(_app: &App, action: &str, attributes: &[String], target: &Value) -> Result<(), HttpError> {
+    current().enforce(action, attributes, target)
 }
 
 /// Authorize a request: it goes on to its handler, or the caller gets an error (or, for an
@@ -147,6 +97,9 @@ async fn check(app: App, req: Request) -> Result<Checked, HttpError> {
         }
         [collection] if method == Method::POST => {
             let Some(def) = resources::by_path(collection) else { return Ok(req.into()) };
+            if AUTHORIZED_HERE.contains(&def.member) {
+                return Ok(req.into());
+            }
             let (parts, bytes) = buffer(req).await.map_err(|_| HttpError(ApiError::malformed_body()))?;
             authorize_create(&app, def, &bytes).await?;
             Ok(rebuild(parts, bytes).into())
@@ -154,7 +107,9 @@ async fn check(app: App, req: Request) -> Result<Checked, HttpError> {
         [collection, id, tail @ ..] => {
             let Some(def) = resources::by_path(collection) else { return Ok(req.into()) };
             let resource = def.member;
-            if matches!(resource, "quota" | "availability_zone") {
+            if matches!(resource, "quota" | "availability_zone")
+                || (tail.is_empty() && AUTHORIZED_HERE.contains(&resource))
+            {
                 return Ok(req.into());
             }
             // As Neutron's API layer: the body is judged before the item is looked up (an
@@ -236,28 +191,7 @@ async fn authorize_create(app: &App, def: &ResourceDef, bytes: &[u8]) -> Result<
         // As neutron-lib's body checks, before any policy: attributes the resource does not
         // have, or a create may not set, and only admins (and services) name another project.
         def.check_create(item.keys().map(String::as_str)).map_err(|e| HttpError(body_error(e)))?;
-        let own = ctx.project_id().unwrap_or_default();
-        let named: Vec<&str> =
-            ["project_id", "tenant_id"].iter().filter_map(|k| item.get(*k).and_then(Value::as_str)).collect();
-        if named.len() == 2 && named[0] != named[1] {
-            return Err(HttpError(ApiError::bad_request("'project_id' and 'tenant_id' do not match")));
-        }
-        if named.iter().any(|p| *p != own) && !ctx.creds.has_role("service") {
-            return Err(HttpError(ApiError::bad_request(
-                "Specifying 'project_id' other than the authenticated project in request is not allowed for the current user.",
-            )));
-        }
-        let mut target = item.clone();
-        let project = item
-            .get("project_id")
-            .or_else(|| item.get("tenant_id"))
-            .and_then(Value::as_str)
-            .map(String::from)
-            .or_else(|| ctx.project_id().map(String::from))
-            .unwrap_or_default();
-        target.insert("project_id".into(), Value::String(project.clone()));
-        target.insert("tenant_id".into(), Value::String(project));
-        normalize_rbac_target(&mut target);
+        let mut target = ctx.create_target(item)?;
         if matches!(resource, "subnet" | "port") {
             if let Some(network_id) = item.get("network_id").and_then(Value::as_str) {
                 match network_target(app, network_id).await? {
@@ -308,14 +242,6 @@ fn check_hidden_filters(app: &App, resource: &str, query: Option<&str>) -> Resul
         }
     }
     Ok(())
-}
-
-/// `target_project` is another name of `target_tenant`: rules see both.
-fn normalize_rbac_target(target: &mut Map<String, Value>) {
-    if let Some(t) = target.get("target_project").or_else(|| target.get("target_tenant")).cloned() {
-        target.insert("target_tenant".into(), t.clone());
-        target.insert("target_project".into(), t);
-    }
 }
 
 /// Objects a body names must be visible to the caller: security groups (of a port, or a rule's
@@ -379,18 +305,6 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn add_network_keys(target: &mut Map<String, Value>, net: &Value) {
-    // `router:external` as the network is to the caller (a subnet shows its network's).
-    for (ours, theirs) in [
-        ("network:project_id", "project_id"),
-        ("network:tenant_id", "project_id"),
-        ("shared", "shared"),
-        ("router:external", "router:external"),
-    ] {
-        target.insert(ours.into(), net.get(theirs).cloned().unwrap_or(Value::Null));
-    }
-}
-
 fn missing(e: StoreError) -> Result<Option<Value>, HttpError> {
     match e {
         StoreError::NotFound { .. } => Ok(None),
@@ -405,56 +319,8 @@ async fn network_target(app: &App, id: &str) -> Result<Option<Value>, HttpError>
     network_target_on(&mut c, id).await
 }
 
-/// Inside the transaction that creates a subnet or port on a network, check again that the
-/// caller may, as Neutron's `_validate_network_project_ownership`: the network is shared with
-/// the caller or belongs to `project` (the new item's). A network the caller cannot see is a
-/// `NetworkNotFound`, one it sees but may not use (an external one) Neutron's bare 404. The
-/// network's row is locked against a change of who may use it (RBAC changes lock it first),
-/// so the check and the use see the same sharing. Admins and services pass.
-pub async fn may_use_network(
-    app: &App,
-    tx: &mut store::Tx,
-    id: &str,
-    project: &str,
-    lock: store::NetworkUse,
-) -> Result<(), HttpError> {
-    store::lock_network_for_use(tx, id, lock).await?;
-    let ctx = current();
-    if ctx.is_admin || ctx.creds.has_role("service") {
-        return Ok(());
-    }
-    let net = match network_target_on(tx.conn(), id).await? {
-        Some(net) if app.policy.allows("get_network", &ctx.creds, &net) => net,
-        _ => return Err(HttpError(ApiError::not_found("network", id))),
-    };
-    let shared = net.get("shared").and_then(Value::as_bool).unwrap_or(false);
-    if !shared && net.get("project_id").and_then(Value::as_str) != Some(project) {
-        return Err(HttpError(ApiError::new(404, "HTTPNotFound", "The resource could not be found.")));
-    }
-    Ok(())
-}
-
 async fn network_target_on(c: &mut store::Connection, id: &str) -> Result<Option<Value>, HttpError> {
-    let c = &mut *c;
-    let Some(access) = store::network_access(c, id).await? else { return Ok(None) };
-    let (mut shared, mut external) = (access.shared, access.router_external);
-    if let Some(project) = current().project_id() {
-        let ids = [id.to_string()];
-        if !shared && access.project_id != project {
-            shared = !store::networks_shared_with(c, project, &ids).await?.is_empty();
-        }
-        // External to this project only when a policy makes it so (or it owns it).
-        if external && access.project_id != project {
-            external = !store::networks_external_to(c, project, &ids).await?.is_empty();
-        }
-    }
-    Ok(Some(serde_json::json!({
-        "id": id,
-        "project_id": access.project_id,
-        "tenant_id": access.project_id,
-        "shared": shared,
-        "router:external": external,
-    })))
+    crate::app::authorize::network_target(&current(), c, id).await
 }
 
 /// What the policy sees of an existing item, `None` when it does not exist.

@@ -95,11 +95,32 @@ pub async fn middleware(State(app): State<App>, req: Request, next: Next) -> Res
     };
     let is_admin = app.policy.allows("context_is_admin", &creds, &serde_json::Value::Null);
     let ctx = Arc::new(Context { creds, is_admin, policy: app.policy.clone() });
-    let req = match CONTEXT.scope(ctx.clone(), authorize::request(app.clone(), req)).await {
+    let mut req = match CONTEXT.scope(ctx.clone(), authorize::request(app.clone(), req)).await {
         Ok(req) => req,
         Err(response) => return response,
     };
+    req.extensions_mut().insert(Caller(ctx.clone()));
     CONTEXT.scope(ctx, next.run(req)).await
+}
+
+/// The caller of a request, for handlers to pass to the application layer explicitly. A
+/// request that reached a handler without passing the authentication middleware has none, and
+/// is refused (never treated as anyone's).
+#[derive(Clone)]
+pub struct Caller(pub Arc<Context>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = crate::error::HttpError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            crate::error::HttpError(neutrino_api::ApiError::new(
+                401,
+                "Unauthorized",
+                "The request you have made requires authentication.",
+            ))
+        })
+    }
 }
 
 /// noauth: an admin in `X-Project-Id` (else the configured project); `X-Roles` narrows the

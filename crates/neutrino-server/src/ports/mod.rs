@@ -115,7 +115,14 @@ async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) 
         revision_number: 1,
     };
 
-    crate::auth::authorize::may_use_network(app, tx, &network_id, &port.project_id, store::NetworkUse::Share).await?;
+    crate::app::authorize::may_use_network(
+        &crate::auth::current(),
+        tx,
+        &network_id,
+        &port.project_id,
+        store::NetworkUse::Share,
+    )
+    .await?;
     let network = store::get_network(tx.conn(), &network_id).await?;
     port.port_security_enabled = attrs.boolean("port_security_enabled")?.unwrap_or(network.port_security_enabled);
     let segment = bind(app, tx, &mut port).await?;
