@@ -31,7 +31,7 @@ mod tags;
 
 pub use state::{App, ServerConfig};
 
-pub(crate) use ports::heartbeat_fresh as ports_alive;
+pub(crate) use app::ports::heartbeat_fresh as ports_alive;
 
 use axum::routing::get;
 use axum::Router;

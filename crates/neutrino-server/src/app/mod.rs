@@ -8,6 +8,7 @@
 
 pub mod authorize;
 pub mod networks;
+pub mod ports;
 pub mod security_groups;
 pub mod subnets;
 
@@ -18,4 +19,4 @@ pub type OpContext = crate::auth::Context;
 
 /// Resources whose creates, reads, updates and deletes are authorized by their operations here
 /// rather than by the request middleware.
-pub const AUTHORIZED_HERE: &[&str] = &["network", "subnet", "security_group", "security_group_rule"];
+pub const AUTHORIZED_HERE: &[&str] = &["network", "subnet", "port", "security_group", "security_group_rule"];

@@ -133,7 +133,7 @@ pub async fn show_group(app: &App, ctx: &OpContext, id: &str) -> HttpResult<Secu
 
 /// The group as the policy sees it (`shared` with the caller), loaded on `c`; a 404 when the
 /// caller may not see it.
-async fn visible_group(ctx: &OpContext, c: &mut store::Connection, id: &str) -> HttpResult<SecurityGroup> {
+pub(super) async fn visible_group(ctx: &OpContext, c: &mut store::Connection, id: &str) -> HttpResult<SecurityGroup> {
     let mut groups = [store::get_group(c, id).await?];
     mark_shared(ctx, c, &mut groups).await?;
     let [group] = groups;

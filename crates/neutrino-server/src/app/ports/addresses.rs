@@ -7,11 +7,13 @@ use neutrino_domain::ipam::{eui64_address, IpRange};
 use neutrino_domain::mac::mac_bytes;
 use neutrino_domain::subnet::is_auto_address;
 use neutrino_store::{self as store, Tx};
-use serde_json::{Map, Value};
 use std::net::IpAddr;
 
-pub(super) fn field<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    entry.get(key).and_then(Value::as_str)
+/// One entry of a request's `fixed_ips`: a subnet, an address, or both.
+#[derive(Debug, Clone, Default)]
+pub struct FixedIpRequest {
+    pub subnet_id: Option<String>,
+    pub ip_address: Option<String>,
 }
 
 fn parse_fixed_ip(text: &str) -> Result<IpAddr, ApiError> {
@@ -46,14 +48,14 @@ pub(super) async fn assign_fixed_ips(
     tx: &mut Tx,
     port: &Port,
     subnets: &[Subnet],
-    requested: Option<Vec<Map<String, Value>>>,
+    requested: Option<Vec<FixedIpRequest>>,
 ) -> HttpResult<Vec<FixedIp>> {
     let mut out = Vec::new();
     match requested {
         Some(entries) => {
             for entry in &entries {
-                let ip = field(entry, "ip_address").map(parse_fixed_ip).transpose()?;
-                let subnet = match field(entry, "subnet_id") {
+                let ip = entry.ip_address.as_deref().map(parse_fixed_ip).transpose()?;
+                let subnet = match entry.subnet_id.as_deref() {
                     Some(sid) => subnets.iter().find(|s| s.id == sid).ok_or_else(|| {
                         ApiError::invalid_input(format!(
                             "Failed to create port on network {}, because fixed_ips included invalid subnet {sid}",

@@ -1,0 +1,224 @@
+//! `/v2.0/ports`: requests parsed into [`CreatePort`] and [`UpdatePort`], handed to
+//! [`crate::app::ports`], results rendered.
+
+use crate::app::ports::{self as ops, AddressPairsRequest, CreatePort, FixedIpRequest, UpdatePort};
+use crate::auth::Caller;
+use crate::error::HttpResult;
+use crate::meta::collection;
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
+use crate::response::{self, many, many_raw, no_content, one, PageInfo};
+use crate::security_groups::named_project;
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use neutrino_api::ApiError;
+use neutrino_domain::mac::normalize_mac;
+use neutrino_domain::port_options::DhcpOptionRequest;
+use neutrino_domain::resources;
+use serde_json::{json, Map, Value};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/v2.0/ports", collection("port", list, create))
+        .route("/v2.0/ports/{id}", get(show).put(update).delete(delete))
+}
+
+const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder"];
+
+/// Attributes Neutrino accepts only with their default value for now.
+fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
+    attrs.only_defaults(&[("qos_policy_id", json!(null))])
+}
+
+fn text_of<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    entry.get(key).and_then(Value::as_str)
+}
+
+fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
+    Ok(attrs.object_list("fixed_ips", &["subnet_id", "ip_address"])?.map(|entries| {
+        entries
+            .iter()
+            .map(|e| FixedIpRequest {
+                subnet_id: text_of(e, "subnet_id").map(String::from),
+                ip_address: text_of(e, "ip_address").map(String::from),
+            })
+            .collect()
+    }))
+}
+
+fn requested_mac(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    match attrs.string("mac_address", 32)? {
+        None => Ok(None),
+        Some(m) => normalize_mac(&m)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_attribute("mac_address", format!("'{m}' is not a valid MAC address"))),
+    }
+}
+
+fn vnic_type(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    match attrs.string("binding:vnic_type", 64)? {
+        Some(v) if !VNIC_TYPES.contains(&v.as_str()) => {
+            Err(ApiError::invalid_attribute("binding:vnic_type", format!("'{v}' is not in {VNIC_TYPES:?}")))
+        }
+        other => Ok(other),
+    }
+}
+
+/// `allowed_address_pairs`: `None` when not given, no pairs for `null`.
+fn address_pairs(attrs: &Attrs) -> Result<Option<AddressPairsRequest>, ApiError> {
+    Ok(match attrs.raw("allowed_address_pairs") {
+        None => None,
+        Some(Value::Null) => Some(Vec::new()),
+        Some(_) => Some(
+            attrs
+                .object_list("allowed_address_pairs", &["ip_address", "mac_address"])?
+                .unwrap_or_default()
+                .iter()
+                .map(|p| (text_of(p, "ip_address").map(String::from), text_of(p, "mac_address").map(String::from)))
+                .collect(),
+        ),
+    })
+}
+
+/// `extra_dhcp_opts`: a list of `{opt_name, opt_value, ip_version}`; `None` when not given
+/// (or `null`).
+fn dhcp_options(attrs: &Attrs) -> Result<Option<Vec<DhcpOptionRequest>>, ApiError> {
+    let items = match attrs.raw("extra_dhcp_opts") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ApiError::invalid_attribute("extra_dhcp_opts", "must be a list")),
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut requested = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(m) = item else {
+            return Err(ApiError::invalid_attribute("extra_dhcp_opts", format!("'{item}' is not a dictionary")));
+        };
+        if let Some(bad) = m.keys().find(|k| !["opt_name", "opt_value", "ip_version"].contains(&k.as_str())) {
+            return Err(ApiError::invalid_attribute("extra_dhcp_opts", format!("Unexpected keys supplied: {bad}")));
+        }
+        requested.push(DhcpOptionRequest {
+            opt_name: m.get("opt_name").and_then(text),
+            opt_value: m.get("opt_value").and_then(text),
+            ip_version: m.get("ip_version").and_then(text).and_then(|v| v.parse().ok()),
+        });
+    }
+    Ok(Some(requested))
+}
+
+/// `dns_name`: with DNS integration, validated; without it, only the empty default.
+fn dns_name_of(app: &App, attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    let Some(name) = attrs.string("dns_name", 255)? else { return Ok(None) };
+    let Some(domain) = &app.config.dns_domain else {
+        attrs.only_defaults(&[("dns_name", json!(""))])?;
+        return Ok(None);
+    };
+    neutrino_domain::dns::validate_dns_name(&name, domain).map(Some).map_err(|e| crate::error::HttpError::from(e).0)
+}
+
+async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::PORT)?;
+    let items = request.items.iter().map(|attrs| create_request(&app, attrs)).collect::<Result<_, _>>()?;
+    let created = ops::create(&app, &ctx, items).await?;
+    Ok(response::created("port", "ports", &created, request.bulk))
+}
+
+fn create_request(app: &App, attrs: &Attrs) -> Result<CreatePort, ApiError> {
+    refuse_unsupported(attrs)?;
+    attrs.required("network_id")?;
+    Ok(CreatePort {
+        given: attrs.given().clone(),
+        project_id: named_project(attrs)?,
+        network_id: attrs.string("network_id", 36)?.unwrap_or_default(),
+        name: attrs.string("name", 255)?.unwrap_or_default(),
+        description: attrs.string("description", 255)?.unwrap_or_default(),
+        admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),
+        device_id: attrs.string("device_id", 255)?.unwrap_or_default(),
+        device_owner: attrs.string("device_owner", 255)?.unwrap_or_default(),
+        mac_address: requested_mac(attrs)?,
+        fixed_ips: requested_fixed_ips(attrs)?,
+        port_security_enabled: attrs.boolean("port_security_enabled")?,
+        security_groups: attrs.string_list("security_groups")?,
+        vnic_type: vnic_type(attrs)?.unwrap_or_else(|| "normal".into()),
+        profile: attrs.object("binding:profile")?.unwrap_or_default(),
+        host_id: attrs.string("binding:host_id", 255)?.unwrap_or_default(),
+        allowed_address_pairs: address_pairs(attrs)?,
+        extra_dhcp_opts: dhcp_options(attrs)?,
+        dns_name: dns_name_of(app, attrs)?,
+        tags: crate::tags::tags_on_create(attrs)?,
+    })
+}
+
+async fn show(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let port = ops::show(&app, &ctx, &id).await?;
+    Ok(one(StatusCode::OK, "port", &port, &q.fields))
+}
+
+async fn list(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
+    let info = PageInfo { headers: &headers, collection: "ports", raw_query: raw.as_deref(), page: &q.page };
+    if q.fields.is_empty() {
+        let ports = ops::list_bodies(&app, &ctx, &q.filters, &q.page).await?;
+        let links = info.links(ports.len(), ports.first().map(|p| p.0.as_str()), ports.last().map(|p| p.0.as_str()));
+        return Ok(many_raw("ports", &ports, links));
+    }
+    let ports = ops::list(&app, &ctx, &q.filters, &q.page).await?;
+    let links = info.links(ports.len(), ports.first().map(|p| p.id.as_str()), ports.last().map(|p| p.id.as_str()));
+    Ok(many("ports", &ports, &q.fields, links))
+}
+
+async fn update(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    let attrs = parse_body(&body, &resources::PORT)?;
+    refuse_unsupported(&attrs)?;
+    let request = UpdatePort {
+        given: attrs.given().clone(),
+        name: attrs.string("name", 255)?,
+        description: attrs.string("description", 255)?,
+        admin_state_up: attrs.boolean("admin_state_up")?,
+        device_id: attrs.string("device_id", 255)?,
+        device_owner: attrs.string("device_owner", 255)?,
+        mac_address: requested_mac(&attrs)?,
+        fixed_ips: requested_fixed_ips(&attrs)?,
+        port_security_enabled: attrs.boolean("port_security_enabled")?,
+        security_groups: attrs.string_list("security_groups")?,
+        vnic_type: vnic_type(&attrs)?,
+        profile: attrs.object("binding:profile")?,
+        host_id: attrs.string("binding:host_id", 255)?,
+        allowed_address_pairs: address_pairs(&attrs)?,
+        extra_dhcp_opts: dhcp_options(&attrs)?,
+        dns_name: dns_name_of(&app, &attrs)?,
+        if_revision: if_match_revision(&headers)?,
+    };
+    let port = ops::update(&app, &ctx, &id, request).await?;
+    Ok(one(StatusCode::OK, "port", &port, &[]))
+}
+
+async fn delete(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
+    ops::delete(&app, &ctx, &id).await?;
+    Ok(no_content())
+}
