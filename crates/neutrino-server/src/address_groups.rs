@@ -1,6 +1,9 @@
 //! `/v2.0/address-groups`: named sets of CIDRs for security group rules'
 //! `remote_address_group_id`, with `add_addresses` and `remove_addresses`.
 
+use crate::app::authorize::{authorize_item, ItemAction};
+use crate::app::OpContext;
+use crate::auth::Caller;
 use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
@@ -61,8 +64,8 @@ fn addresses_of(value: Option<&serde_json::Value>, bare_addresses: bool) -> Resu
     Ok(out)
 }
 
-async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::ADDRESS_GROUP, create_one).await
+async fn create(State(app): State<App>, Caller(ctx): Caller, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    create_all(&app, &ctx, &headers, &body, &resources::ADDRESS_GROUP, create_one).await
 }
 
 async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<AddressGroup> {
@@ -92,21 +95,29 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
     Ok(many("address_groups", &groups, &q.fields, links))
 }
 
-async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+async fn show(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
+    authorize_item(&ctx, &mut c, "address_group", &id, ItemAction::Read).await?;
     let g = store::get_address_group(&mut c, &id).await?;
     Ok(one(StatusCode::OK, "address_group", &g, &q.fields))
 }
 
 async fn update(
     State(app): State<App>,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::ADDRESS_GROUP)?;
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "address_group", &id, ItemAction::Update(attrs.given())).await?;
     let mut g = store::get_address_group(tx.conn(), &id).await?;
     let expected = g.revision_number;
     if if_match_revision(&headers)?.is_some_and(|r| r != expected) {
@@ -134,24 +145,37 @@ fn action_addresses(body: &[u8]) -> Result<Vec<String>, ApiError> {
     addresses_of(Some(addresses), true)
 }
 
-async fn change(app: &App, id: &str, body: &[u8], add: bool) -> HttpResult<Response> {
+async fn change(app: &App, ctx: &OpContext, id: &str, body: &[u8], add: bool) -> HttpResult<Response> {
     let addresses = action_addresses(body)?;
     let mut tx = app.store.begin().await?;
+    let action = if add { "add_addresses" } else { "remove_addresses" };
+    authorize_item(ctx, tx.conn(), "address_group", id, ItemAction::Named(action)).await?;
     let g = store::change_addresses(&mut tx, id, &addresses, add).await?;
     tx.commit().await?;
     Ok(one(StatusCode::OK, "address_group", &g, &[]))
 }
 
-async fn add_addresses(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
-    change(&app, &id, &body, true).await
+async fn add_addresses(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> HttpResult<Response> {
+    change(&app, &ctx, &id, &body, true).await
 }
 
-async fn remove_addresses(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
-    change(&app, &id, &body, false).await
+async fn remove_addresses(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> HttpResult<Response> {
+    change(&app, &ctx, &id, &body, false).await
 }
 
-async fn delete(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+async fn delete(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "address_group", &id, ItemAction::Delete).await?;
     store::delete_address_group(&mut tx, &id).await?;
     tx.commit().await?;
     Ok(no_content())

@@ -1,6 +1,8 @@
 //! Create requests, single or bulk: every resource is created in one transaction, so a bulk
-//! request is all or nothing.
+//! request is all or nothing. Each item is authorized inside that transaction first.
 
+use crate::app::authorize::authorize_create;
+use crate::app::OpContext;
 use crate::error::HttpResult;
 use crate::request::{parse_create, Attrs};
 use crate::response;
@@ -11,9 +13,11 @@ use neutrino_domain::resources::ResourceDef;
 use neutrino_store::Tx;
 use serde::Serialize;
 
-/// Parse a create body, run `create_one` for each item inside one transaction, reply 201.
+/// Parse a create body, authorize and run `create_one` for each item inside one
+/// transaction, reply 201.
 pub async fn create_all<T, F>(
     app: &App,
+    ctx: &OpContext,
     headers: &HeaderMap,
     body: &[u8],
     def: &ResourceDef,
@@ -27,6 +31,7 @@ where
     let mut tx = app.store.begin().await?;
     let mut created = Vec::with_capacity(request.items.len());
     for attrs in &request.items {
+        authorize_create(ctx, tx.conn(), def.member, attrs.given()).await?;
         created.push(create_one(app, &mut tx, headers, attrs).await?);
     }
     tx.commit().await?;

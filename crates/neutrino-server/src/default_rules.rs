@@ -1,6 +1,8 @@
 //! `/v2.0/default-security-group-rules`: the rules new security groups start with (admins
 //! write them; everyone may read them).
 
+use crate::app::authorize::{authorize_item, ItemAction};
+use crate::auth::Caller;
 use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
@@ -23,8 +25,8 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/default-security-group-rules/{id}", get(show).delete(delete))
 }
 
-async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::DEFAULT_SECURITY_GROUP_RULE, create_one).await
+async fn create(State(app): State<App>, Caller(ctx): Caller, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    create_all(&app, &ctx, &headers, &body, &resources::DEFAULT_SECURITY_GROUP_RULE, create_one).await
 }
 
 async fn create_one(
@@ -57,15 +59,22 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
     Ok(many("default_security_group_rules", &rules, &q.fields, links))
 }
 
-async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+async fn show(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
+    authorize_item(&ctx, &mut c, "default_security_group_rule", &id, ItemAction::Read).await?;
     let r = store::get_default_rule(&mut c, &id).await?;
     Ok(one(StatusCode::OK, "default_security_group_rule", &r, &q.fields))
 }
 
-async fn delete(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+async fn delete(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "default_security_group_rule", &id, ItemAction::Delete).await?;
     store::delete_default_rule(&mut tx, &id).await?;
     tx.commit().await?;
     Ok(no_content())

@@ -1,6 +1,8 @@
 //! `/v2.0/rbac-policies`: `access_as_shared` and `access_as_external` on networks, for one
 //! project or `*`.
 
+use crate::app::authorize::{authorize_item, ItemAction};
+use crate::auth::Caller;
 use crate::create::create_all;
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
@@ -24,8 +26,8 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/rbac-policies/{id}", get(show).put(update).delete(delete))
 }
 
-async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::RBAC_POLICY, create_one).await
+async fn create(State(app): State<App>, Caller(ctx): Caller, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
+    create_all(&app, &ctx, &headers, &body, &resources::RBAC_POLICY, create_one).await
 }
 
 /// `target_tenant`, validated as Neutron 29 does (`type:valid_target_project`).
@@ -131,16 +133,28 @@ async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuer
     Ok(many("rbac_policies", &policies, &q.fields, links))
 }
 
-async fn show(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+async fn show(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
+    authorize_item(&ctx, &mut c, "rbac_policy", &id, ItemAction::Read).await?;
     let policy = store::get_rbac_policy(&mut c, &id).await?;
     Ok(one(StatusCode::OK, "rbac_policy", &policy, &q.fields))
 }
 
-async fn update(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
+async fn update(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::RBAC_POLICY)?;
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "rbac_policy", &id, ItemAction::Update(attrs.given())).await?;
     let mut policy = store::get_rbac_policy(tx.conn(), &id).await?;
     if let Some(target) = target_of(&attrs)? {
         if target != policy.target_tenant {
@@ -151,8 +165,9 @@ async fn update(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> 
     Ok(one(StatusCode::OK, "rbac_policy", &policy, &[]))
 }
 
-async fn delete(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+async fn delete(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "rbac_policy", &id, ItemAction::Delete).await?;
     let policy = store::get_rbac_policy(tx.conn(), &id).await?;
     store::delete_rbac_policy(&mut tx, &policy).await?;
     tx.commit().await?;

@@ -1,5 +1,7 @@
 //! `/v2.0/segments` (the segment extension) and `/v2.0/network_segment_ranges`.
 
+use crate::app::authorize::{authorize_item, ItemAction};
+use crate::auth::Caller;
 use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
@@ -31,8 +33,13 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/network-segment-ranges/{id}", get(show_range).put(update_range).delete(delete_range))
 }
 
-async fn create_segments(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::SEGMENT, create_segment).await
+async fn create_segments(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    create_all(&app, &ctx, &headers, &body, &resources::SEGMENT, create_segment).await
 }
 
 /// Add a segment to a network: validated and allocated like a provider segment (a missing
@@ -68,16 +75,28 @@ async fn list_segments(State(app): State<App>, headers: HeaderMap, RawQuery(raw)
     Ok(many("segments", &segments, &q.fields, links))
 }
 
-async fn show_segment(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+async fn show_segment(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
+    authorize_item(&ctx, &mut c, "segment", &id, ItemAction::Read).await?;
     let segment = store::get_segment(&mut c, &id).await?;
     Ok(one(StatusCode::OK, "segment", &segment, &q.fields))
 }
 
-async fn update_segment(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
+async fn update_segment(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::SEGMENT)?;
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "segment", &id, ItemAction::Update(attrs.given())).await?;
     let segment =
         store::update_segment(&mut tx, &id, attrs.nullable_string("name")?, attrs.nullable_string("description")?)
             .await?;
@@ -85,15 +104,21 @@ async fn update_segment(State(app): State<App>, Path(id): Path<String>, body: By
     Ok(one(StatusCode::OK, "segment", &segment, &[]))
 }
 
-async fn delete_segment(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+async fn delete_segment(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "segment", &id, ItemAction::Delete).await?;
     store::delete_segment(&mut tx, &id).await?;
     tx.commit().await?;
     Ok(no_content())
 }
 
-async fn create_ranges(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::NETWORK_SEGMENT_RANGE, create_range).await
+async fn create_ranges(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    create_all(&app, &ctx, &headers, &body, &resources::NETWORK_SEGMENT_RANGE, create_range).await
 }
 
 /// Check a range's bounds for its type.
@@ -185,21 +210,29 @@ async fn list_ranges(State(app): State<App>, headers: HeaderMap, RawQuery(raw): 
     Ok(many("network_segment_ranges", &ranges, &q.fields, links))
 }
 
-async fn show_range(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+async fn show_range(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
+    authorize_item(&ctx, &mut c, "network_segment_range", &id, ItemAction::Read).await?;
     let range = store::get_range(&mut c, &id).await?;
     Ok(one(StatusCode::OK, "network_segment_range", &range, &q.fields))
 }
 
 async fn update_range(
     State(app): State<App>,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::NETWORK_SEGMENT_RANGE)?;
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "network_segment_range", &id, ItemAction::Update(attrs.given())).await?;
     let mut range = store::get_range(tx.conn(), &id).await?;
     if if_match_revision(&headers)?.is_some_and(|r| r != range.revision_number) {
         return Err(store::StoreError::RevisionMismatch.into());
@@ -234,8 +267,9 @@ async fn update_range(
     Ok(one(StatusCode::OK, "network_segment_range", &range, &[]))
 }
 
-async fn delete_range(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+async fn delete_range(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "network_segment_range", &id, ItemAction::Delete).await?;
     store::delete_range(&mut tx, &id).await?;
     tx.commit().await?;
     Ok(no_content())

@@ -1,5 +1,7 @@
 //! `/v2.0/address-scopes` and `/v2.0/subnetpools`.
 
+use crate::app::authorize::{authorize_item, ItemAction};
+use crate::auth::Caller;
 use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
@@ -38,8 +40,13 @@ fn ip_version_of(attrs: &Attrs) -> Result<u8, ApiError> {
     }
 }
 
-async fn create_scopes(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::ADDRESS_SCOPE, create_scope).await
+async fn create_scopes(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    create_all(&app, &ctx, &headers, &body, &resources::ADDRESS_SCOPE, create_scope).await
 }
 
 async fn create_scope(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<AddressScope> {
@@ -65,15 +72,27 @@ async fn list_scopes(State(app): State<App>, headers: HeaderMap, RawQuery(raw): 
     Ok(many("address_scopes", &scopes, &q.fields, links))
 }
 
-async fn show_scope(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+async fn show_scope(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
+    authorize_item(&ctx, &mut c, "address_scope", &id, ItemAction::Read).await?;
     Ok(one(StatusCode::OK, "address_scope", &store::get_scope(&mut c, &id).await?, &q.fields))
 }
 
-async fn update_scope(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
+async fn update_scope(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::ADDRESS_SCOPE)?;
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "address_scope", &id, ItemAction::Update(attrs.given())).await?;
     let mut scope = store::get_scope(tx.conn(), &id).await?;
     if let Some(n) = attrs.string("name", 255)? {
         scope.name = n;
@@ -93,8 +112,9 @@ async fn update_scope(State(app): State<App>, Path(id): Path<String>, body: Byte
     Ok(one(StatusCode::OK, "address_scope", &scope, &[]))
 }
 
-async fn delete_scope(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+async fn delete_scope(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "address_scope", &id, ItemAction::Delete).await?;
     store::delete_scope(&mut tx, &id).await?;
     tx.commit().await?;
     Ok(no_content())
@@ -174,8 +194,13 @@ fn to_api(e: neutrino_domain::DomainError) -> ApiError {
     crate::error::HttpError::from(e).0
 }
 
-async fn create_pools(State(app): State<App>, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &headers, &body, &resources::SUBNETPOOL, create_pool).await
+async fn create_pools(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    create_all(&app, &ctx, &headers, &body, &resources::SUBNETPOOL, create_pool).await
 }
 
 async fn create_pool(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SubnetPool> {
@@ -217,20 +242,28 @@ async fn list_pools(State(app): State<App>, headers: HeaderMap, RawQuery(raw): R
     Ok(many("subnetpools", &pools, &q.fields, links))
 }
 
-async fn show_pool(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> HttpResult<Response> {
+async fn show_pool(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
     let mut c = app.store.reader().await?;
+    authorize_item(&ctx, &mut c, "subnetpool", &id, ItemAction::Read).await?;
     Ok(one(StatusCode::OK, "subnetpool", &store::get_pool(&mut c, &id).await?, &q.fields))
 }
 
 async fn update_pool(
     State(app): State<App>,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::SUBNETPOOL)?;
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "subnetpool", &id, ItemAction::Update(attrs.given())).await?;
     let mut pool = store::get_pool(tx.conn(), &id).await?;
     let expected = pool.revision_number;
     if if_match_revision(&headers)?.is_some_and(|r| r != expected) {
@@ -273,8 +306,9 @@ async fn update_pool(
     Ok(one(StatusCode::OK, "subnetpool", &pool, &[]))
 }
 
-async fn delete_pool(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+async fn delete_pool(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "subnetpool", &id, ItemAction::Delete).await?;
     store::delete_pool(&mut tx, &id).await?;
     tx.commit().await?;
     Ok(no_content())

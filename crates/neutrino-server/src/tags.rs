@@ -1,5 +1,8 @@
 //! `/v2.0/{networks|subnets|ports}/{id}/tags[/{tag}]`
 
+use crate::app::authorize::{authorize_item, ItemAction};
+use crate::app::OpContext;
+use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
 use crate::request::Attrs;
 use crate::response::no_content;
@@ -30,6 +33,18 @@ fn taggable(collection: &mut String) -> HttpResult<()> {
     }
 }
 
+/// The resource of a taggable collection (`security_groups` → `security_group`).
+fn member_of(collection: &str) -> &str {
+    collection.strip_suffix('s').unwrap_or(collection)
+}
+
+/// Tags are part of their resource: changing them is an update of it (`update_<resource>`),
+/// authorized in the change's transaction.
+async fn authorize_change(ctx: &OpContext, tx: &mut store::Tx, collection: &str, id: &str) -> HttpResult<()> {
+    let action = format!("update_{}", member_of(collection));
+    authorize_item(ctx, tx.conn(), member_of(collection), id, ItemAction::Named(&action)).await
+}
+
 fn validate(tag: &str) -> Result<(), ApiError> {
     if tag.is_empty() || tag.chars().count() > MAX_TAG_LENGTH {
         return Err(ApiError::invalid_attribute(
@@ -49,15 +64,20 @@ pub fn tags_on_create(attrs: &Attrs) -> Result<Vec<String>, ApiError> {
     Ok(tags)
 }
 
-async fn list(State(app): State<App>, Path((mut collection, id)): Path<(String, String)>) -> HttpResult<Response> {
+async fn list(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path((mut collection, id)): Path<(String, String)>,
+) -> HttpResult<Response> {
     taggable(&mut collection)?;
-    let tags = read_tags(&app, &collection, &id).await?;
+    let tags = read_tags(&app, &ctx, &collection, &id).await?;
     Ok(axum::Json(json!({ "tags": tags })).into_response())
 }
 
 /// The tags of an existing resource (404 when it does not exist).
-async fn read_tags(app: &App, collection: &str, id: &str) -> HttpResult<Vec<String>> {
+async fn read_tags(app: &App, ctx: &OpContext, collection: &str, id: &str) -> HttpResult<Vec<String>> {
     let mut c = app.store.reader().await?;
+    authorize_item(ctx, &mut c, member_of(collection), id, ItemAction::Read).await?;
     match collection {
         "networks" => drop(store::get_network(&mut c, id).await?),
         "subnets" => drop(store::get_subnet(&mut c, id).await?),
@@ -70,6 +90,7 @@ async fn read_tags(app: &App, collection: &str, id: &str) -> HttpResult<Vec<Stri
 
 async fn replace(
     State(app): State<App>,
+    Caller(ctx): Caller,
     Path((mut collection, id)): Path<(String, String)>,
     body: Bytes,
 ) -> HttpResult<Response> {
@@ -88,14 +109,20 @@ async fn replace(
     tags.sort();
     tags.dedup();
     let mut tx = app.store.begin().await?;
+    authorize_change(&ctx, &mut tx, &collection, &id).await?;
     store::set_tags(&mut tx, &collection, &id, &tags).await?;
     tx.commit().await?;
     Ok(axum::Json(json!({ "tags": tags })).into_response())
 }
 
-async fn clear(State(app): State<App>, Path((mut collection, id)): Path<(String, String)>) -> HttpResult<Response> {
+async fn clear(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path((mut collection, id)): Path<(String, String)>,
+) -> HttpResult<Response> {
     taggable(&mut collection)?;
     let mut tx = app.store.begin().await?;
+    authorize_change(&ctx, &mut tx, &collection, &id).await?;
     store::set_tags(&mut tx, &collection, &id, &[]).await?;
     tx.commit().await?;
     Ok(no_content())
@@ -103,10 +130,11 @@ async fn clear(State(app): State<App>, Path((mut collection, id)): Path<(String,
 
 async fn check(
     State(app): State<App>,
+    Caller(ctx): Caller,
     Path((mut collection, id, tag)): Path<(String, String, String)>,
 ) -> HttpResult<Response> {
     taggable(&mut collection)?;
-    let tags = read_tags(&app, &collection, &id).await?;
+    let tags = read_tags(&app, &ctx, &collection, &id).await?;
     if tags.contains(&tag) {
         Ok(no_content())
     } else {
@@ -116,11 +144,13 @@ async fn check(
 
 async fn add(
     State(app): State<App>,
+    Caller(ctx): Caller,
     Path((mut collection, id, tag)): Path<(String, String, String)>,
 ) -> HttpResult<Response> {
     taggable(&mut collection)?;
     validate(&tag)?;
     let mut tx = app.store.begin().await?;
+    authorize_change(&ctx, &mut tx, &collection, &id).await?;
     store::add_tag(&mut tx, &collection, &id, &tag).await?;
     tx.commit().await?;
     Ok(StatusCode::CREATED.into_response())
@@ -128,10 +158,12 @@ async fn add(
 
 async fn remove(
     State(app): State<App>,
+    Caller(ctx): Caller,
     Path((mut collection, id, tag)): Path<(String, String, String)>,
 ) -> HttpResult<Response> {
     taggable(&mut collection)?;
     let mut tx = app.store.begin().await?;
+    authorize_change(&ctx, &mut tx, &collection, &id).await?;
     if !store::remove_tag(&mut tx, &collection, &id, &tag).await? {
         return Err(tag_not_found(&tag));
     }

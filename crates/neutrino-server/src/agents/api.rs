@@ -1,6 +1,8 @@
 //! The agents API (`/v2.0/agents`, `/v2.0/availability_zones`) and the agents' own calls:
 //! registration/heartbeat and port status reports.
 
+use crate::app::authorize::{authorize_item, ItemAction};
+use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::App;
 use axum::body::Bytes;
@@ -83,17 +85,24 @@ fn matches_filter(value: Option<&serde_json::Value>, filter: &str) -> bool {
     }
 }
 
-async fn show_agent(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+async fn show_agent(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
     let mut c = app.store.reader().await?;
+    authorize_item(&ctx, &mut c, "agent", &id, ItemAction::Read).await?;
     let a = store::get_agent(&mut c, &id).await?;
     Ok(axum::Json(json!({ "agent": agent_json(&a, app.config.agent_down_time) })).into_response())
 }
 
 /// `PUT /v2.0/agents/{id}`: `admin_state_up` (an agent set down gets no new bindings) and
 /// `description`.
-async fn update_agent(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> HttpResult<Response> {
+async fn update_agent(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> HttpResult<Response> {
     let attrs = crate::request::parse_body(&body, &neutrino_domain::resources::AGENT)?;
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "agent", &id, ItemAction::Update(attrs.given())).await?;
     let mut a = store::get_agent(tx.conn(), &id).await?;
     if let Some(up) = attrs.boolean("admin_state_up")? {
         a.admin_state_up = up;
@@ -106,8 +115,9 @@ async fn update_agent(State(app): State<App>, Path(id): Path<String>, body: Byte
     Ok(axum::Json(json!({ "agent": agent_json(&a, app.config.agent_down_time) })).into_response())
 }
 
-async fn delete_agent(State(app): State<App>, Path(id): Path<String>) -> HttpResult<Response> {
+async fn delete_agent(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
     let mut tx = app.store.begin().await?;
+    authorize_item(&ctx, tx.conn(), "agent", &id, ItemAction::Delete).await?;
     store::delete_agent(&mut tx, &id).await?;
     tx.commit().await?;
     Ok(crate::response::no_content())

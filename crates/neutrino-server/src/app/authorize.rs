@@ -195,3 +195,128 @@ pub async fn may_use_network(
     }
     Ok(())
 }
+
+/// What an operation does to an existing item, for [`authorize_item`].
+pub enum ItemAction<'a> {
+    /// Read it: only `get_<resource>`.
+    Read,
+    /// Change these attributes (`update_<resource>` and its attribute rules).
+    Update(&'a Map<String, Value>),
+    /// Delete it.
+    Delete,
+    /// An action with rules of its own (`add_addresses`), or an update without attributes
+    /// (its tags: `update_<resource>`).
+    Named(&'a str),
+}
+
+/// Authorize an operation on item `id` of `resource`, on the item as `c` (the operation's
+/// transaction, for writes) sees it: one the caller may not see is not found whatever the
+/// operation, then the operation's rules apply. Unknown items pass (the operation answers its
+/// own 404). Admins pass (every default rule admits them).
+pub async fn authorize_item(
+    ctx: &OpContext,
+    c: &mut store::Connection,
+    resource: &str,
+    id: &str,
+    action: ItemAction<'_>,
+) -> Result<(), HttpError> {
+    if ctx.is_admin {
+        return Ok(());
+    }
+    let Some(target) = item_target(ctx, c, resource, id).await? else { return Ok(()) };
+    if !ctx.may_see(resource, &target) {
+        return Err(HttpError(ApiError::not_found(resource, id)));
+    }
+    match action {
+        ItemAction::Read => Ok(()),
+        ItemAction::Update(changes) => ctx.enforce_update(resource, &target, changes),
+        ItemAction::Delete => ctx.enforce(&format!("delete_{resource}"), &[], &target),
+        ItemAction::Named(action) => ctx.enforce(action, &[], &target),
+    }
+}
+
+/// Authorize creating one item of `resource` from the attributes `given`, inside the create's
+/// transaction: `create_<resource>` and its attribute rules, and the objects the body names
+/// must be ones the caller sees.
+pub async fn authorize_create(
+    ctx: &OpContext,
+    c: &mut store::Connection,
+    resource: &str,
+    given: &Map<String, Value>,
+) -> Result<(), HttpError> {
+    if ctx.is_admin {
+        return Ok(());
+    }
+    let target = ctx.create_target(given)?;
+    ctx.enforce(&format!("create_{resource}"), &attributes_of(given), &Value::Object(target))?;
+    for (key, referenced) in [("subnetpool_id", "subnetpool"), ("address_scope_id", "address_scope")] {
+        if let Some(id) = given.get(key).and_then(Value::as_str) {
+            authorize_item(ctx, c, referenced, id, ItemAction::Read).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What the policy sees of an existing item (on `c`), `None` when it does not exist.
+pub async fn item_target(
+    ctx: &OpContext,
+    c: &mut store::Connection,
+    resource: &str,
+    id: &str,
+) -> Result<Option<Value>, HttpError> {
+    fn json<T: serde::Serialize>(found: store::Result<T>) -> Result<Option<Value>, HttpError> {
+        match found {
+            Ok(item) => Ok(Some(serde_json::to_value(&item).unwrap_or(Value::Null))),
+            Err(store::StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+    match resource {
+        "network" => network_target(ctx, c, id).await,
+        "subnetpool" => json(store::get_pool(c, id).await),
+        "address_scope" => json(store::get_scope(c, id).await),
+        "address_group" => json(store::get_address_group(c, id).await),
+        "default_security_group_rule" => json(store::get_default_rule(c, id).await),
+        "rbac_policy" => json(store::get_rbac_policy(c, id).await),
+        "segment" => json(store::get_segment(c, id).await),
+        "network_segment_range" => json(store::get_range(c, id).await),
+        "agent" => match store::get_agent(c, id).await {
+            Ok(a) => Ok(Some(serde_json::json!({"id": a.id, "host": a.host}))),
+            Err(store::StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        "subnet" => match store::get_subnet(c, id).await {
+            Ok(s) => with_network_keys(ctx, c, serde_json::to_value(&s).unwrap_or_default(), &s.network_id).await,
+            Err(store::StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        "port" => match store::get_port(c, id).await {
+            Ok(p) => with_network_keys(ctx, c, serde_json::to_value(&p).unwrap_or_default(), &p.network_id).await,
+            Err(store::StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        "security_group" => match store::get_group(c, id).await {
+            Ok(mut g) => {
+                if let Some(project) = ctx.project_id() {
+                    g.shared = store::group_shared_with(c, id, project).await?;
+                }
+                Ok(Some(serde_json::to_value(&g).unwrap_or_default()))
+            }
+            Err(store::StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        _ => Ok(None),
+    }
+}
+
+async fn with_network_keys(
+    ctx: &OpContext,
+    c: &mut store::Connection,
+    mut target: Value,
+    network_id: &str,
+) -> Result<Option<Value>, HttpError> {
+    if let (Some(net), Value::Object(m)) = (network_target(ctx, c, network_id).await?, &mut target) {
+        add_network_keys(m, &net);
+    }
+    Ok(Some(target))
+}

@@ -3,8 +3,10 @@
 //! transaction, and authorizes on the rows it loads in that transaction (so what is checked is
 //! what is acted on). The HTTP modules only parse, call one of these, and render.
 //!
-//! Resources move here one by one; the request middleware (`crate::auth::authorize`) still
-//! authorizes those not moved yet, and skips those listed in [`AUTHORIZED_HERE`].
+//! Resources without a module here yet (subnet pools, address scopes, address groups, RBAC
+//! policies, segments, ranges, agents, default rules, tags) run their own transactions in their
+//! HTTP modules, and authorize there with the same checks ([`authorize::authorize_item`],
+//! [`authorize::authorize_create`]) inside those transactions.
 
 pub mod authorize;
 pub mod networks;
@@ -16,7 +18,3 @@ pub mod subnets;
 /// policy. Handlers get it from the request ([`crate::auth::Caller`]); without one a request
 /// is refused.
 pub type OpContext = crate::auth::Context;
-
-/// Resources whose creates, reads, updates and deletes are authorized by their operations here
-/// rather than by the request middleware.
-pub const AUTHORIZED_HERE: &[&str] = &["network", "subnet", "port", "security_group", "security_group_rule"];

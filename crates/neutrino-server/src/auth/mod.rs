@@ -10,7 +10,6 @@ pub mod authorize;
 pub mod keystone;
 
 use crate::App;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -155,15 +154,23 @@ fn unauthorized(www_authenticate_uri: &str) -> Response {
     resp
 }
 
-/// A body as bytes, for middleware that reads it and passes it on.
-pub(crate) async fn buffer(req: Request) -> Result<(axum::http::request::Parts, axum::body::Bytes), Response> {
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, 16 * 1024 * 1024).await {
-        Ok(b) => Ok((parts, b)),
-        Err(_) => Err((StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response()),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::FromRequestParts;
 
-pub(crate) fn rebuild(parts: axum::http::request::Parts, bytes: axum::body::Bytes) -> Request {
-    Request::from_parts(parts, Body::from(bytes))
+    #[tokio::test]
+    async fn a_request_without_a_caller_is_refused() {
+        let (mut parts, _) = axum::http::Request::new(()).into_parts();
+        let refused = Caller::from_request_parts(&mut parts, &()).await.err().expect("refused");
+        assert_eq!(refused.0.status, 401);
+        let ctx = Arc::new(Context {
+            creds: Credentials { user_id: None, project_id: Some("p".into()), roles: vec!["member".into()] },
+            is_admin: false,
+            policy: Arc::new(Rules::neutron_defaults()),
+        });
+        parts.extensions.insert(Caller(ctx));
+        let caller = Caller::from_request_parts(&mut parts, &()).await.expect("the middleware's caller");
+        assert_eq!(caller.0.project_id(), Some("p"));
+    }
 }
