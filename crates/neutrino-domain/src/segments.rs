@@ -239,7 +239,10 @@ pub fn plan_segments(cfg: &TypeDriverConfig, requested: &[ProviderRequest]) -> R
     }
     for (i, a) in requested.iter().enumerate() {
         if requested[..i].contains(a) {
-            return Err(DomainError::invalid("Duplicate segment entry in request."));
+            return Err(DomainError::bad_request(
+                "SegmentsContainDuplicateEntry",
+                "Duplicate segment entry in request.",
+            ));
         }
     }
     requested.iter().map(|r| plan_segment(cfg, r)).collect()

@@ -58,7 +58,10 @@ fn requested_segments(attrs: &Attrs) -> Result<Vec<ProviderRequest>, ApiError> {
             }
             Ok(vec![provider_request(&single)?])
         }
-        Some(_) if provider_given => Err(ApiError::invalid_input("Segments and provider values cannot both be set.")),
+        Some(_) if provider_given => Err(ApiError::bad_request_kind(
+            "SegmentsSetInConjunctionWithProviders",
+            "Segments and provider values cannot both be set.",
+        )),
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
             .map(|item| match item {

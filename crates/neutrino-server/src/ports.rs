@@ -1,7 +1,7 @@
 //! `/v2.0/ports`: requests parsed into [`CreatePort`] and [`UpdatePort`], handed to
 //! [`crate::app::ports`], results rendered.
 
-use crate::app::ports::{self as ops, AddressPairsRequest, CreatePort, FixedIpRequest, UpdatePort};
+use crate::app::ports::{self as ops, AddressPairsRequest, CreatePort, FixedIpRequest, MacRequest, UpdatePort};
 use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::meta::collection;
@@ -50,7 +50,19 @@ fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<FixedIpRequest>>, Api
     }))
 }
 
-fn requested_mac(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+/// `mac_address`: given (normalized), or `null` for a new random one (`None` either way on a
+/// create, where no MAC means a random one).
+fn requested_mac(attrs: &Attrs) -> Result<Option<MacRequest>, ApiError> {
+    if matches!(attrs.raw("mac_address"), Some(Value::Null)) {
+        return Ok(Some(MacRequest::Regenerate));
+    }
+    Ok(given_mac(attrs)?.map(MacRequest::Given))
+}
+
+fn given_mac(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    if matches!(attrs.raw("mac_address"), Some(Value::Null)) {
+        return Ok(None);
+    }
     match attrs.string("mac_address", 32)? {
         None => Ok(None),
         Some(m) => normalize_mac(&m)
@@ -143,7 +155,7 @@ fn create_request(app: &App, attrs: &Attrs) -> Result<CreatePort, ApiError> {
         admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),
         device_id: attrs.string("device_id", 255)?.unwrap_or_default(),
         device_owner: attrs.string("device_owner", 255)?.unwrap_or_default(),
-        mac_address: requested_mac(attrs)?,
+        mac_address: given_mac(attrs)?,
         fixed_ips: requested_fixed_ips(attrs)?,
         port_security_enabled: attrs.boolean("port_security_enabled")?,
         security_groups: attrs.string_list("security_groups")?,

@@ -50,8 +50,19 @@ fn pools_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
     pairs_of(attrs, "allocation_pools", "start", "end")
 }
 
+/// `host_routes`, each given once (neutron-lib's `type:hostroutes`).
 fn routes_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
-    pairs_of(attrs, "host_routes", "destination", "nexthop")
+    let routes = pairs_of(attrs, "host_routes", "destination", "nexthop")?;
+    if let Some(routes) = &routes {
+        let repeated = routes.iter().enumerate().find(|(i, r)| routes[..*i].contains(r)).map(|(_, r)| r);
+        if let Some((d, n)) = repeated {
+            return Err(ApiError::invalid_attribute(
+                "host_routes",
+                format!("Duplicate hostroute '{{'destination': '{d}', 'nexthop': '{n}'}}'"),
+            ));
+        }
+    }
+    Ok(routes)
 }
 
 fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {

@@ -88,6 +88,26 @@ impl Where {
         self.clauses.push(template.replace("{}", &format!("${}", self.values.len())));
     }
 
+    /// Add `template` with `{}` replaced by the list of `values` (for `IN ({})`).
+    pub fn add_raw_list(&mut self, template: &str, values: Vec<SqlValue>) {
+        let mut places = Vec::with_capacity(values.len());
+        for v in values {
+            self.values.push(v);
+            places.push(format!("${}", self.values.len()));
+        }
+        self.clauses.push(template.replace("{}", &places.join(", ")));
+    }
+
+    /// Add `template` once per value, any of them true (`{}` is the value).
+    pub fn add_raw_any(&mut self, template: &str, values: Vec<SqlValue>) {
+        let mut alternatives = Vec::with_capacity(values.len());
+        for v in values {
+            self.values.push(v);
+            alternatives.push(template.replace("{}", &format!("${}", self.values.len())));
+        }
+        self.clauses.push(format!("({})", alternatives.join(" OR ")));
+    }
+
     pub fn sql(&self) -> String {
         if self.clauses.is_empty() {
             String::new()

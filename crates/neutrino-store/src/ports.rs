@@ -73,29 +73,48 @@ fn decode(row: &AnyRow) -> Result<Port> {
     })
 }
 
-/// `fixed_ips=ip_address=X` / `fixed_ips=subnet_id=Y` filters, as Neutron accepts them.
+/// `fixed_ips=ip_address=X`, `fixed_ips=subnet_id=Y` and `fixed_ips=ip_address_substr=Z`
+/// filters, as Neutron's ML2 reads them: repeated keys mean any of their values, different
+/// keys must all hold (each on some address of the port).
 fn fixed_ips_filter(f: &Filter, w: &mut Where) -> Result<bool> {
     if f.attribute != "fixed_ips" {
         return Ok(false);
     }
+    let (mut addresses, mut subnets, mut substrings) = (Vec::new(), Vec::new(), Vec::new());
     for v in &f.values {
         let (key, value) =
             v.split_once('=').ok_or_else(|| StoreError::BadFilter(format!("Invalid fixed_ips filter '{v}'")))?;
-        let column = match key {
-            "ip_address" => "ip_address",
-            "subnet_id" => "subnet_id",
+        match key {
+            "ip_address" => addresses.push(SqlValue::Text(value.to_string())),
+            "subnet_id" => subnets.push(SqlValue::Text(value.to_string())),
+            "ip_address_substr" => substrings.push(SqlValue::Text(format!("%{value}%"))),
             _ => return Err(StoreError::BadFilter(format!("Invalid fixed_ips filter '{v}'"))),
-        };
-        w.add_raw(
-            &format!("id IN (SELECT port_id FROM ip_allocations WHERE {column} = {{}})"),
-            SqlValue::Text(value.to_string()),
-        );
+        }
+    }
+    if !addresses.is_empty() {
+        w.add_raw_list("id IN (SELECT port_id FROM ip_allocations WHERE ip_address IN ({}))", addresses);
+    }
+    if !subnets.is_empty() {
+        w.add_raw_list("id IN (SELECT port_id FROM ip_allocations WHERE subnet_id IN ({}))", subnets);
+    }
+    if !substrings.is_empty() {
+        w.add_raw_any("id IN (SELECT port_id FROM ip_allocations WHERE ip_address LIKE {})", substrings);
     }
     Ok(true)
 }
 
+/// `security_groups=X` (repeated: any of them): ports in one of the groups.
+fn security_groups_filter(f: &Filter, w: &mut Where) -> bool {
+    if f.attribute != "security_groups" {
+        return false;
+    }
+    let groups = f.values.iter().map(|g| SqlValue::Text(g.clone())).collect();
+    w.add_raw_list("id IN (SELECT port_id FROM port_security_groups WHERE security_group_id IN ({}))", groups);
+    true
+}
+
 fn port_filter(f: &Filter, w: &mut Where) -> Result<bool> {
-    Ok(fixed_ips_filter(f, w)? || crate::tags::tag_filter("ports")(f, w)?)
+    Ok(fixed_ips_filter(f, w)? || security_groups_filter(f, w) || crate::tags::tag_filter("ports")(f, w)?)
 }
 
 /// Fill `fixed_ips`, `tags` and `security_groups` of the listed ports: one query each over the

@@ -53,26 +53,41 @@ pub(super) async fn assign_fixed_ips(
     let mut out = Vec::new();
     match requested {
         Some(entries) => {
+            if !entries.is_empty() && subnets.is_empty() {
+                return Err(ApiError::invalid_input("IP allocation requires subnets for network").into());
+            }
             for entry in &entries {
                 let ip = entry.ip_address.as_deref().map(parse_fixed_ip).transpose()?;
                 let subnet = match entry.subnet_id.as_deref() {
-                    Some(sid) => subnets.iter().find(|s| s.id == sid).ok_or_else(|| {
-                        ApiError::invalid_input(format!(
-                            "Failed to create port on network {}, because fixed_ips included invalid subnet {sid}",
-                            port.network_id
-                        ))
-                    })?,
-                    None => {
-                        let ip = ip.ok_or_else(|| {
-                            ApiError::invalid_attribute("fixed_ips", "an entry needs subnet_id or ip_address")
-                        })?;
-                        subnets.iter().find(|s| subnet_contains(s, ip)).ok_or_else(|| {
-                            ApiError::invalid_input(format!(
-                                "IP address {ip} is not a valid IP for any of the subnets on the specified network"
+                    Some(sid) => match subnets.iter().find(|s| s.id == sid) {
+                        Some(subnet) => subnet,
+                        None => {
+                            // As Neutron: a subnet that does not exist is not found; one on
+                            // another network is invalid input.
+                            store::get_subnet(tx.conn(), sid).await?;
+                            return Err(ApiError::invalid_input(format!(
+                                "Failed to create port on network {}, because fixed_ips included invalid subnet {sid}",
+                                port.network_id
                             ))
+                            .into());
+                        }
+                    },
+                    None => {
+                        let ip = ip
+                            .ok_or_else(|| ApiError::invalid_input("IP allocation requires subnet_id or ip_address"))?;
+                        subnets.iter().find(|s| subnet_contains(s, ip)).ok_or_else(|| {
+                            ApiError::bad_request_kind(
+                                "InvalidIpForNetwork",
+                                format!(
+                                    "IP address {ip} is not a valid IP for any of the subnets on the specified network."
+                                ),
+                            )
                         })?
                     }
                 };
+                if let Some(ip) = ip {
+                    refuse_on_auto_address_subnet(port, subnet, ip)?;
+                }
                 let addr = match ip {
                     Some(ip) => allocate_exact(tx, port, subnet, ip, out.len()).await?,
                     None => allocate_from(tx, port, subnet, out.len()).await?,
@@ -114,6 +129,32 @@ pub(super) async fn assign_fixed_ips(
         }
     }
     Ok(out)
+}
+
+/// Device owners of router interfaces, which may take any address of a SLAAC subnet.
+const ROUTER_INTERFACE_OWNERS: [&str; 3] =
+    ["network:router_interface", "network:ha_router_replicated_interface", "network:router_interface_distributed"];
+
+/// An address asked for on a SLAAC (or DHCPv6-stateless) subnet must be the port's EUI-64
+/// address, as Neutron's `AllocationOnAutoAddressSubnet` (router interfaces excepted).
+fn refuse_on_auto_address_subnet(port: &Port, subnet: &Subnet, ip: IpAddr) -> HttpResult<()> {
+    if !is_auto_address(subnet.ipv6_address_mode.as_deref())
+        || ROUTER_INTERFACE_OWNERS.contains(&port.device_owner.as_str())
+    {
+        return Ok(());
+    }
+    let eui64 =
+        subnet.cidr.parse().ok().zip(mac_bytes(&port.mac_address)).and_then(|(cidr, mac)| eui64_address(cidr, mac));
+    if eui64 == Some(ip) {
+        return Ok(());
+    }
+    Err(HttpError(ApiError::bad_request_kind(
+        "AllocationOnAutoAddressSubnet",
+        format!(
+            "IPv6 address {ip} cannot be directly assigned to a port on subnet {} as the subnet is configured for automatic addresses",
+            subnet.id
+        ),
+    )))
 }
 
 /// Subnets automatic addresses may come from, by `service_types`: those reserved for the

@@ -52,8 +52,14 @@ pub struct CreatePort {
     pub tags: Vec<String>,
 }
 
+/// A new MAC address for a port.
+pub enum MacRequest {
+    Given(String),
+    /// `"mac_address": null` (`port-mac-address-regenerate`): a new random one.
+    Regenerate,
+}
+
 /// Changes to a port, as parsed from its body (`None`: unchanged).
-#[derive(Default)]
 pub struct UpdatePort {
     pub given: Map<String, Value>,
     pub name: Option<String>,
@@ -61,7 +67,7 @@ pub struct UpdatePort {
     pub admin_state_up: Option<bool>,
     pub device_id: Option<String>,
     pub device_owner: Option<String>,
-    pub mac_address: Option<String>,
+    pub mac_address: Option<MacRequest>,
     pub fixed_ips: Option<Vec<FixedIpRequest>>,
     pub port_security_enabled: Option<bool>,
     pub security_groups: Option<Vec<String>>,
@@ -363,7 +369,10 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdatePort) -> Ht
     apply_security_groups(ctx, &mut tx, &mut port, groups, false).await?;
     apply_address_pairs(req.allowed_address_pairs.as_ref(), &mut port)?;
     apply_dhcp_options(req.extra_dhcp_opts.as_deref(), &mut port)?;
-    let new_mac = req.mac_address;
+    let new_mac = req.mac_address.map(|m| match m {
+        MacRequest::Given(mac) => mac,
+        MacRequest::Regenerate => random_port_mac(&mut rand::thread_rng()),
+    });
     let mac_changed = new_mac.as_ref().is_some_and(|m| *m != port.mac_address);
     if mac_changed {
         if port.vif_type != "unbound" && port.vif_type != "binding_failed" {

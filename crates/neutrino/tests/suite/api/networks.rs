@@ -99,7 +99,7 @@ on_both_backends!(bad_requests_get_neutron_errors_and_change_nothing, default_co
             "/v2.0/ports",
             json!({"port": {"network_id": net_id, "fixed_ips": [{"ip_address": "203.0.113.5"}]}}),
             400,
-            "InvalidInput",
+            "InvalidIpForNetwork",
         ),
         ("POST", "/v2.0/ports", json!({"port": {"name": "no network"}}), 400, "HTTPBadRequest"),
         ("PUT", "/v2.0/networks", json!({"network": {"name": "x"}}), 404, "NetworkNotFound"),

@@ -326,3 +326,101 @@ on_both_backends!(rendered_port_bodies_follow_every_change, default_config(), |s
     s.api.delete(&format!("/v2.0/subnets/{v6_id}")).await.unwrap();
     assert_eq!(listed_equals_shown("a subnet delete").await["fixed_ips"].as_array().unwrap().len(), 1);
 });
+
+// Corners where Neutron answers with specific types and behaviours: MAC regeneration, fixed
+// IPs on subnets that do not exist or are SLAAC, filters on groups and address substrings,
+// duplicate host routes, segments beside provider attributes.
+on_both_backends!(corner_cases_answer_as_neutron_does, default_config(), |s: TestServer| async move {
+    let (net_id, subnet_id) = network_with_subnet(&s, "198.51.100.0/24").await;
+    let port = post_port(&s, json!({"network_id": net_id, "mac_address": null})).await.unwrap()["port"].clone();
+    let (id, mac) = (port["id"].as_str().unwrap().to_string(), port["mac_address"].as_str().unwrap().to_string());
+    assert!(mac.starts_with("fa:16:3e:"), "a null MAC on create is a random one: {mac}");
+    // `port-mac-address-regenerate`: a null MAC on update draws a new one.
+    let updated = s.api.put(&format!("/v2.0/ports/{id}"), json!({"port": {"mac_address": null}})).await.unwrap();
+    let new_mac = updated["port"]["mac_address"].as_str().unwrap();
+    assert!(new_mac.starts_with("fa:16:3e:") && new_mac != mac, "{mac} -> {new_mac}");
+    let extensions = s.api.get("/v2.0/extensions").await.unwrap().to_string();
+    assert!(extensions.contains("port-mac-address-regenerate"));
+
+    // A subnet that does not exist is not found; one of another network is invalid input.
+    let missing = "11111111-2222-3333-4444-555555555555";
+    let (status, kind, message) =
+        error_of(post_port(&s, json!({"network_id": net_id, "fixed_ips": [{"subnet_id": missing}]})).await);
+    assert_eq!(
+        (status, kind.as_str(), message),
+        (404, "SubnetNotFound", format!("Subnet {missing} could not be found."))
+    );
+    let (other_net, other_subnet) = network_with_subnet(&s, "203.0.113.0/24").await;
+    let (status, kind, message) =
+        error_of(post_port(&s, json!({"network_id": net_id, "fixed_ips": [{"subnet_id": other_subnet}]})).await);
+    assert_eq!((status, kind.as_str()), (400, "InvalidInput"));
+    assert!(message.contains("because fixed_ips included invalid subnet"), "{message}");
+    let (status, kind, _) =
+        error_of(post_port(&s, json!({"network_id": net_id, "fixed_ips": [{"ip_address": "203.0.113.9"}]})).await);
+    assert_eq!((status, kind.as_str()), (400, "InvalidIpForNetwork"));
+    let bare = s.api.create_network("bare").await.unwrap()["id"].as_str().unwrap().to_string();
+    let (status, _, message) =
+        error_of(post_port(&s, json!({"network_id": bare, "fixed_ips": [{"ip_address": "198.51.100.9"}]})).await);
+    assert_eq!(
+        (status, message.as_str()),
+        (400, "Invalid input for operation: IP allocation requires subnets for network.")
+    );
+
+    // On a SLAAC subnet only the port's EUI-64 address may be asked for.
+    let v6 = json!({"subnet": {"network_id": net_id, "ip_version": 6, "cidr": "2001:db8:7::/64",
+                    "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}});
+    let v6_id = s.api.post("/v2.0/subnets", v6).await.unwrap()["subnet"]["id"].as_str().unwrap().to_string();
+    let explicit = json!({"network_id": net_id, "fixed_ips": [{"subnet_id": v6_id, "ip_address": "2001:db8:7::5"}]});
+    let (status, kind, message) = error_of(post_port(&s, explicit).await);
+    assert_eq!((status, kind.as_str()), (400, "AllocationOnAutoAddressSubnet"));
+    assert_eq!(message, format!("IPv6 address 2001:db8:7::5 cannot be directly assigned to a port on subnet {v6_id} as the subnet is configured for automatic addresses"));
+    let eui64 = json!({"network_id": net_id, "mac_address": "fa:16:3e:00:00:01",
+                       "fixed_ips": [{"subnet_id": v6_id, "ip_address": "2001:db8:7::f816:3eff:fe00:1"}]});
+    post_port(&s, eui64).await.expect("the EUI-64 address itself is accepted");
+
+    // Filters: by security group, by a part of an address; repeated keys mean any of them.
+    let group = s.api.post("/v2.0/security-groups", json!({"security_group": {"name": "web"}})).await.unwrap();
+    let group = group["security_group"]["id"].as_str().unwrap().to_string();
+    let fixed = |ip: &str| json!({"network_id": net_id, "fixed_ips": [{"subnet_id": subnet_id, "ip_address": ip}]});
+    let in_group = post_port(
+        &s,
+        json!({"network_id": net_id, "security_groups": [group],
+                                        "fixed_ips": [{"subnet_id": subnet_id, "ip_address": "198.51.100.77"}]}),
+    )
+    .await
+    .unwrap()["port"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = post_port(&s, fixed("198.51.100.78")).await.unwrap()["port"]["id"].as_str().unwrap().to_string();
+    let ids = |body: serde_json::Value| -> Vec<String> {
+        let mut v: Vec<String> =
+            body["ports"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(s.api.get(&format!("/v2.0/ports?security_groups={group}")).await.unwrap()), vec![in_group.clone()]);
+    let substr = s.api.get("/v2.0/ports?fixed_ips=ip_address_substr%3D100.7").await.unwrap();
+    let mut both = vec![in_group.clone(), other.clone()];
+    both.sort();
+    assert_eq!(ids(substr), both);
+    let either = s.api.get("/v2.0/ports?fixed_ips=ip_address%3D198.51.100.77&fixed_ips=ip_address%3D198.51.100.78");
+    assert_eq!(ids(either.await.unwrap()), both);
+    let and = "/v2.0/ports?fixed_ips=ip_address_substr%3D100.7&fixed_ips=ip_address%3D198.51.100.78";
+    assert_eq!(ids(s.api.get(and).await.unwrap()), vec![other]);
+
+    // Subnets: a host route given twice.
+    let routes = json!({"subnet": {"network_id": other_net, "ip_version": 4, "cidr": "192.0.2.0/24", "host_routes": [
+        {"destination": "198.51.100.0/24", "nexthop": "192.0.2.5"}, {"destination": "198.51.100.0/24", "nexthop": "192.0.2.5"}]}});
+    let (status, kind, message) = error_of(s.api.post("/v2.0/subnets", routes).await);
+    assert_eq!((status, kind.as_str()), (400, "InvalidInput"));
+    assert_eq!(message, "Invalid input for host_routes. Reason: Duplicate hostroute '{'destination': '198.51.100.0/24', 'nexthop': '192.0.2.5'}'.");
+
+    // Networks: segments beside provider attributes.
+    let both = json!({"network": {"provider:network_type": "vxlan", "segments": [{"provider:network_type": "vxlan"}]}});
+    let (status, kind, message) = error_of(s.api.post("/v2.0/networks", both).await);
+    assert_eq!(
+        (status, kind.as_str(), message.as_str()),
+        (400, "SegmentsSetInConjunctionWithProviders", "Segments and provider values cannot both be set.")
+    );
+});
