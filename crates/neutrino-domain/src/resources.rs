@@ -21,6 +21,25 @@ pub struct ResourceDef {
     pub update: &'static [&'static str],
     /// Attributes shown but set by the server only.
     pub read_only: &'static [&'static str],
+    /// Who sees which of its items, and how that is decided.
+    pub reads: Reads,
+    /// Whether it carries tags (`/tags` and the tag filters; `standard-attr-tag`).
+    pub taggable: bool,
+}
+
+/// How reads of a resource are narrowed to what the caller may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Each item by `get_<resource>` on the item itself; attributes the policy hides removed.
+    Policy,
+    /// Visibility needs more than the row (its network's owner, sharing): lists are narrowed
+    /// in the database and items checked by their operations; attributes still redacted.
+    NarrowedInSql,
+    /// Lists only admins may read (by default): others get an empty list, computed for nobody.
+    AdminOnlyList,
+    /// Only the store's visibility narrows it (a project's own items; or everyone's, for
+    /// templates everyone reads); the policy does not look at items.
+    StoreOnly,
 }
 
 /// A body naming an attribute it may not: Neutron's messages (all `400 HTTPBadRequest`).
@@ -137,6 +156,8 @@ pub const NETWORK: ResourceDef = ResourceDef {
         "ipv4_address_scope",
         "ipv6_address_scope"
     ],
+    reads: Reads::Policy,
+    taggable: true,
 };
 
 /// What a subnet create and update both accept.
@@ -177,6 +198,8 @@ pub const SUBNET: ResourceDef = ResourceDef {
     create: &SUBNET_CREATE,
     update: &SUBNET_WRITABLE,
     read_only: standard!["router:external"],
+    reads: Reads::NarrowedInSql,
+    taggable: true,
 };
 
 /// What a port create and update both accept.
@@ -215,6 +238,8 @@ pub const PORT: ResourceDef = ResourceDef {
         "resource_request",
         "ip_allocation"
     ],
+    reads: Reads::NarrowedInSql,
+    taggable: true,
 };
 
 pub const SECURITY_GROUP: ResourceDef = ResourceDef {
@@ -224,6 +249,8 @@ pub const SECURITY_GROUP: ResourceDef = ResourceDef {
     create: &["name", "description", "stateful", "project_id", "tenant_id", "tags"],
     update: &["name", "description", "stateful"],
     read_only: standard!["security_group_rules", "shared"],
+    reads: Reads::Policy,
+    taggable: true,
 };
 
 /// What a security group rule and a default rule (a rule's template) are made of.
@@ -250,6 +277,8 @@ pub const DEFAULT_SECURITY_GROUP_RULE: ResourceDef = ResourceDef {
     create: &DEFAULT_RULE_CREATE,
     update: &[],
     read_only: &["id"],
+    reads: Reads::StoreOnly,
+    taggable: false,
 };
 
 pub const ADDRESS_GROUP: ResourceDef = ResourceDef {
@@ -259,6 +288,8 @@ pub const ADDRESS_GROUP: ResourceDef = ResourceDef {
     create: &["name", "description", "addresses", "project_id", "tenant_id"],
     update: &["name", "description"],
     read_only: standard![],
+    reads: Reads::StoreOnly,
+    taggable: false,
 };
 
 const RULE_CREATE: [&str; 12] = concat(["security_group_id"], RULE_ATTRIBUTES);
@@ -270,6 +301,8 @@ pub const SECURITY_GROUP_RULE: ResourceDef = ResourceDef {
     create: &RULE_CREATE,
     update: &[],
     read_only: standard!["belongs_to_default_sg", "normalized_cidr"],
+    reads: Reads::NarrowedInSql,
+    taggable: false,
 };
 
 /// What a subnetpool create and update both accept.
@@ -294,6 +327,8 @@ pub const SUBNETPOOL: ResourceDef = ResourceDef {
     create: &SUBNETPOOL_CREATE,
     update: &SUBNETPOOL_WRITABLE,
     read_only: standard!["ip_version"],
+    reads: Reads::Policy,
+    taggable: true,
 };
 
 pub const ADDRESS_SCOPE: ResourceDef = ResourceDef {
@@ -303,6 +338,8 @@ pub const ADDRESS_SCOPE: ResourceDef = ResourceDef {
     create: &["name", "ip_version", "shared", "project_id", "tenant_id"],
     update: &["name", "shared"],
     read_only: &["id"],
+    reads: Reads::Policy,
+    taggable: false,
 };
 
 pub const RBAC_POLICY: ResourceDef = ResourceDef {
@@ -312,6 +349,8 @@ pub const RBAC_POLICY: ResourceDef = ResourceDef {
     create: &["object_type", "object_id", "action", "target_tenant", "project_id", "tenant_id"],
     update: &["target_tenant"],
     read_only: &["id"],
+    reads: Reads::Policy,
+    taggable: false,
 };
 
 pub const SEGMENT: ResourceDef = ResourceDef {
@@ -330,6 +369,8 @@ pub const SEGMENT: ResourceDef = ResourceDef {
     ],
     update: &["name", "description"],
     read_only: standard![],
+    reads: Reads::AdminOnlyList,
+    taggable: false,
 };
 
 pub const NETWORK_SEGMENT_RANGE: ResourceDef = ResourceDef {
@@ -350,6 +391,8 @@ pub const NETWORK_SEGMENT_RANGE: ResourceDef = ResourceDef {
     ],
     update: &["name", "description", "minimum", "maximum"],
     read_only: standard!["default", "available", "used"],
+    reads: Reads::AdminOnlyList,
+    taggable: false,
 };
 
 pub const AGENT: ResourceDef = ResourceDef {
@@ -372,6 +415,8 @@ pub const AGENT: ResourceDef = ResourceDef {
         "availability_zone",
         "resources_synced",
     ],
+    reads: Reads::AdminOnlyList,
+    taggable: false,
 };
 
 /// Collections that are read only (no attribute map of their own to write).
@@ -382,6 +427,8 @@ pub const NETWORK_IP_AVAILABILITY: ResourceDef = ResourceDef {
     create: &[],
     update: &[],
     read_only: &[],
+    reads: Reads::AdminOnlyList,
+    taggable: false,
 };
 
 pub const AVAILABILITY_ZONE: ResourceDef = ResourceDef {
@@ -391,6 +438,8 @@ pub const AVAILABILITY_ZONE: ResourceDef = ResourceDef {
     create: &[],
     update: &[],
     read_only: &["name", "resource", "state"],
+    reads: Reads::Policy,
+    taggable: false,
 };
 
 pub const QUOTA: ResourceDef = ResourceDef {
@@ -410,6 +459,8 @@ pub const QUOTA: ResourceDef = ResourceDef {
         "check_limit",
     ],
     read_only: &[],
+    reads: Reads::StoreOnly,
+    taggable: false,
 };
 
 /// Every resource.
@@ -435,6 +486,11 @@ pub const ALL: [&ResourceDef; 16] = [
 /// The resource whose collection is served at `/v2.0/<segment>`.
 pub fn by_path(segment: &str) -> Option<&'static ResourceDef> {
     ALL.into_iter().find(|d| d.paths.contains(&segment))
+}
+
+/// The collections that carry tags (also the store's names for them).
+pub fn taggable_collections() -> impl Iterator<Item = &'static str> {
+    ALL.into_iter().filter(|d| d.taggable).map(|d| d.collection)
 }
 
 /// The resource of a member name.

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use neutrino_api::ApiError;
-use neutrino_store::{self as store, MAX_TAG_LENGTH, TAGGABLE};
+use neutrino_store::{self as store, MAX_TAG_LENGTH};
 use serde_json::{json, Value};
 
 pub fn routes() -> Router<App> {
@@ -26,7 +26,7 @@ pub fn routes() -> Router<App> {
 /// The URL collection (`security-groups`) as the store names it (`security_groups`).
 fn taggable(collection: &mut String) -> HttpResult<()> {
     *collection = collection.replace('-', "_");
-    if TAGGABLE.contains(&collection.as_str()) {
+    if store::is_taggable(collection) {
         Ok(())
     } else {
         Err(HttpError(ApiError::no_route()))

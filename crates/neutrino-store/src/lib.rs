@@ -73,7 +73,7 @@ pub use subnet_pools::{
     lock_pool_for_allocation, pool_spec, update_pool, update_scope, PoolAllocations,
 };
 pub use subnets::{delete_subnet, get_subnet, insert_subnet, list_subnets, network_subnets, update_subnet};
-pub use tags::{add_tag, clear_tags, insert_initial_tags, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH, TAGGABLE};
+pub use tags::{add_tag, clear_tags, insert_initial_tags, is_taggable, remove_tag, set_tags, tags_of, MAX_TAG_LENGTH};
 pub use visibility::Visibility;
 
 use neutrino_api::resources::{Network, Port};

@@ -7,17 +7,18 @@ use crate::{Result, StoreError, Tx};
 use sqlx::AnyConnection;
 use std::collections::HashMap;
 
-/// The resources that carry tags, by collection name (also their table name).
-pub const TAGGABLE: [&str; 5] = ["networks", "subnets", "ports", "security_groups", "subnetpools"];
-
 /// Neutron's limit on one tag.
 pub const MAX_TAG_LENGTH: usize = 255;
 
+/// The resources that carry tags, by collection name (also their table name): those their
+/// definitions mark taggable.
+pub fn is_taggable(collection: &str) -> bool {
+    neutrino_domain::resources::taggable_collections().any(|c| c == collection)
+}
+
 fn table_of(collection: &str) -> Result<&'static str> {
-    TAGGABLE
-        .iter()
-        .find(|t| **t == collection)
-        .copied()
+    neutrino_domain::resources::taggable_collections()
+        .find(|t| *t == collection)
         .ok_or_else(|| StoreError::BadFilter(format!("{collection} cannot be tagged")))
 }
 

@@ -60,8 +60,9 @@ async fn check(app: App, req: Request) -> Result<Checked, HttpError> {
     match segments.as_slice() {
         // Collections only admins may read: nothing to list (and nothing computed for it).
         [collection] if method == Method::GET => {
-            let Some(resource) = resources::by_path(collection).map(|d| d.member) else { return Ok(req.into()) };
-            if ADMIN_ONLY_LISTS.contains(&resource)
+            let Some(def) = resources::by_path(collection) else { return Ok(req.into()) };
+            let resource = def.member;
+            if def.reads == resources::Reads::AdminOnlyList
                 && !app.policy.allows(&format!("get_{resource}"), &current().creds, &Value::Null)
             {
                 return Ok(Checked::EmptyList(collection.replace('-', "_")));
@@ -115,9 +116,6 @@ fn check_hidden_filters(app: &App, resource: &str, query: Option<&str>) -> Resul
     }
     Ok(())
 }
-
-/// Resources whose lists only admins see (by default): answered empty without being computed.
-const ADMIN_ONLY_LISTS: [&str; 4] = ["agent", "segment", "network_segment_range", "network_ip_availability"];
 
 /// `%xx` decoding of one path segment; `None` for malformed escapes or non-UTF-8.
 fn percent_decode(segment: &str) -> Option<String> {
