@@ -1,14 +1,13 @@
 //! `/v2.0/address-groups`: named sets of CIDRs for security group rules'
 //! `remote_address_group_id`, with `add_addresses` and `remove_addresses`.
 
-use crate::app::authorize::{authorize_item, ItemAction};
-use crate::app::OpContext;
+use crate::app::address_groups::{self as ops, CreateAddressGroup, UpdateAddressGroup};
 use crate::auth::Caller;
-use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
-use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query};
+use crate::response::{self, many, no_content, one, PageInfo};
+use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -16,10 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
-use neutrino_api::resources::AddressGroup;
 use neutrino_api::ApiError;
 use neutrino_domain::resources;
-use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -64,32 +61,33 @@ fn addresses_of(value: Option<&serde_json::Value>, bare_addresses: bool) -> Resu
     Ok(out)
 }
 
-async fn create(State(app): State<App>, Caller(ctx): Caller, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &ctx, &headers, &body, &resources::ADDRESS_GROUP, create_one).await
+async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::ADDRESS_GROUP)?;
+    let items = request
+        .items
+        .iter()
+        .map(|attrs| {
+            Ok(CreateAddressGroup {
+                given: attrs.given().clone(),
+                project_id: named_project(attrs)?,
+                name: attrs.string("name", 255)?.unwrap_or_default(),
+                description: attrs.string("description", 1024)?.unwrap_or_default(),
+                addresses: addresses_of(attrs.raw("addresses"), false)?,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let created = ops::create(&app, &ctx, items).await?;
+    Ok(response::created("address_group", "address_groups", &created, request.bulk))
 }
 
-async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<AddressGroup> {
-    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    let now = store::now_timestamp();
-    let group = AddressGroup {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: attrs.string("name", 255)?.unwrap_or_default(),
-        description: attrs.string("description", 1024)?.unwrap_or_default(),
-        tenant_id: project_id.clone(),
-        project_id,
-        addresses: addresses_of(attrs.raw("addresses"), false)?,
-        created_at: now.clone(),
-        updated_at: now,
-        revision_number: 1,
-    };
-    store::insert_address_group(tx, &group).await?;
-    Ok(store::get_address_group(tx.conn(), &group.id).await?)
-}
-
-async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+async fn list(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let groups = store::list_address_groups(&mut c, &q.filters, &q.page, &q.visibility).await?;
+    let groups = ops::list(&app, &ctx, &q.filters, &q.page).await?;
     let info = PageInfo { headers: &headers, collection: "address-groups", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(groups.len(), groups.first().map(|g| g.id.as_str()), groups.last().map(|g| g.id.as_str()));
     Ok(many("address_groups", &groups, &q.fields, links))
@@ -102,10 +100,8 @@ async fn show(
     RawQuery(q): RawQuery,
 ) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    authorize_item(&ctx, &mut c, "address_group", &id, ItemAction::Read).await?;
-    let g = store::get_address_group(&mut c, &id).await?;
-    Ok(one(StatusCode::OK, "address_group", &g, &q.fields))
+    let group = ops::show(&app, &ctx, &id).await?;
+    Ok(one(StatusCode::OK, "address_group", &group, &q.fields))
 }
 
 async fn update(
@@ -116,24 +112,14 @@ async fn update(
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::ADDRESS_GROUP)?;
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "address_group", &id, ItemAction::Update(attrs.given())).await?;
-    let mut g = store::get_address_group(tx.conn(), &id).await?;
-    let expected = g.revision_number;
-    if if_match_revision(&headers)?.is_some_and(|r| r != expected) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
-    if let Some(name) = attrs.string("name", 255)? {
-        g.name = name;
-    }
-    if let Some(d) = attrs.string("description", 1024)? {
-        g.description = d;
-    }
-    g.updated_at = store::now_timestamp();
-    store::update_address_group(&mut tx, &g, expected).await?;
-    tx.commit().await?;
-    g.revision_number = expected + 1;
-    Ok(one(StatusCode::OK, "address_group", &g, &[]))
+    let request = UpdateAddressGroup {
+        given: attrs.given().clone(),
+        name: attrs.string("name", 255)?,
+        description: attrs.string("description", 1024)?,
+        if_revision: if_match_revision(&headers)?,
+    };
+    let group = ops::update(&app, &ctx, &id, request).await?;
+    Ok(one(StatusCode::OK, "address_group", &group, &[]))
 }
 
 /// The body of `add_addresses` and `remove_addresses`: `{"addresses": [...]}`.
@@ -145,23 +131,14 @@ fn action_addresses(body: &[u8]) -> Result<Vec<String>, ApiError> {
     addresses_of(Some(addresses), true)
 }
 
-async fn change(app: &App, ctx: &OpContext, id: &str, body: &[u8], add: bool) -> HttpResult<Response> {
-    let addresses = action_addresses(body)?;
-    let mut tx = app.store.begin().await?;
-    let action = if add { "add_addresses" } else { "remove_addresses" };
-    authorize_item(ctx, tx.conn(), "address_group", id, ItemAction::Named(action)).await?;
-    let g = store::change_addresses(&mut tx, id, &addresses, add).await?;
-    tx.commit().await?;
-    Ok(one(StatusCode::OK, "address_group", &g, &[]))
-}
-
 async fn add_addresses(
     State(app): State<App>,
     Caller(ctx): Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> HttpResult<Response> {
-    change(&app, &ctx, &id, &body, true).await
+    let group = ops::change_addresses(&app, &ctx, &id, &action_addresses(&body)?, true).await?;
+    Ok(one(StatusCode::OK, "address_group", &group, &[]))
 }
 
 async fn remove_addresses(
@@ -170,13 +147,11 @@ async fn remove_addresses(
     Path(id): Path<String>,
     body: Bytes,
 ) -> HttpResult<Response> {
-    change(&app, &ctx, &id, &body, false).await
+    let group = ops::change_addresses(&app, &ctx, &id, &action_addresses(&body)?, false).await?;
+    Ok(one(StatusCode::OK, "address_group", &group, &[]))
 }
 
 async fn delete(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "address_group", &id, ItemAction::Delete).await?;
-    store::delete_address_group(&mut tx, &id).await?;
-    tx.commit().await?;
+    ops::delete(&app, &ctx, &id).await?;
     Ok(no_content())
 }

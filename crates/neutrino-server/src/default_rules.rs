@@ -1,13 +1,12 @@
-//! `/v2.0/default-security-group-rules`: the rules new security groups start with (admins
-//! write them; everyone may read them).
+//! `/v2.0/default-security-group-rules`: requests parsed, handed to
+//! [`crate::app::default_rules`], results rendered.
 
-use crate::app::authorize::{authorize_item, ItemAction};
+use crate::app::default_rules::{self as ops, CreateDefaultRule};
 use crate::auth::Caller;
-use crate::create::create_all;
-use crate::error::HttpResult;
+use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
-use crate::request::{parse_query, Attrs};
-use crate::response::{many, no_content, one, PageInfo};
+use crate::request::{parse_create, parse_query};
+use crate::response::{self, many, no_content, one, PageInfo};
 use crate::security_groups::valid_rule;
 use crate::App;
 use axum::body::Bytes;
@@ -17,7 +16,6 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use neutrino_domain::resources;
-use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -25,30 +23,30 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/default-security-group-rules/{id}", get(show).delete(delete))
 }
 
-async fn create(State(app): State<App>, Caller(ctx): Caller, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &ctx, &headers, &body, &resources::DEFAULT_SECURITY_GROUP_RULE, create_one).await
-}
-
-async fn create_one(
-    _app: &App,
-    tx: &mut Tx,
-    _headers: &HeaderMap,
-    attrs: &Attrs,
-) -> HttpResult<neutrino_api::resources::DefaultSecurityGroupRule> {
-    attrs.required("used_in_default_sg")?;
-    attrs.required("used_in_non_default_sg")?;
-    let rule = valid_rule(attrs)?;
-    let description = attrs.string("description", 1024)?.unwrap_or_default();
-    let in_default = attrs.boolean("used_in_default_sg")?.unwrap_or(false);
-    let in_others = attrs.boolean("used_in_non_default_sg")?.unwrap_or(true);
-    let id = uuid::Uuid::new_v4().to_string();
-    Ok(store::insert_default_rule(tx, &id, &rule, &description, in_default, in_others).await?)
+async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::DEFAULT_SECURITY_GROUP_RULE)?;
+    let items = request
+        .items
+        .iter()
+        .map(|attrs| {
+            attrs.required("used_in_default_sg")?;
+            attrs.required("used_in_non_default_sg")?;
+            Ok(CreateDefaultRule {
+                given: attrs.given().clone(),
+                rule: valid_rule(attrs)?,
+                description: attrs.string("description", 1024)?.unwrap_or_default(),
+                used_in_default_sg: attrs.boolean("used_in_default_sg")?.unwrap_or(false),
+                used_in_non_default_sg: attrs.boolean("used_in_non_default_sg")?.unwrap_or(true),
+            })
+        })
+        .collect::<Result<_, HttpError>>()?;
+    let created = ops::create(&app, &ctx, items).await?;
+    Ok(response::created("default_security_group_rule", "default_security_group_rules", &created, request.bulk))
 }
 
 async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let rules = store::list_default_rules(&mut c, &q.filters, &q.page).await?;
+    let rules = ops::list(&app, &q.filters, &q.page).await?;
     let info = PageInfo {
         headers: &headers,
         collection: "default-security-group-rules",
@@ -66,16 +64,11 @@ async fn show(
     RawQuery(q): RawQuery,
 ) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    authorize_item(&ctx, &mut c, "default_security_group_rule", &id, ItemAction::Read).await?;
-    let r = store::get_default_rule(&mut c, &id).await?;
-    Ok(one(StatusCode::OK, "default_security_group_rule", &r, &q.fields))
+    let rule = ops::show(&app, &ctx, &id).await?;
+    Ok(one(StatusCode::OK, "default_security_group_rule", &rule, &q.fields))
 }
 
 async fn delete(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "default_security_group_rule", &id, ItemAction::Delete).await?;
-    store::delete_default_rule(&mut tx, &id).await?;
-    tx.commit().await?;
+    ops::delete(&app, &ctx, &id).await?;
     Ok(no_content())
 }

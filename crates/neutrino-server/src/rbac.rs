@@ -1,13 +1,12 @@
-//! `/v2.0/rbac-policies`: `access_as_shared` and `access_as_external` on networks, for one
-//! project or `*`.
+//! `/v2.0/rbac-policies`: requests parsed, handed to [`crate::app::rbac`], results rendered.
 
-use crate::app::authorize::{authorize_item, ItemAction};
+use crate::app::rbac::{self as ops, CreateRbacPolicy, ObjectType};
 use crate::auth::Caller;
-use crate::create::create_all;
-use crate::error::{HttpError, HttpResult};
+use crate::error::HttpResult;
 use crate::meta::collection;
-use crate::request::{parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, no_content, one, PageInfo};
+use crate::request::{parse_body, parse_create, parse_query, Attrs};
+use crate::response::{self, many, no_content, one, PageInfo};
+use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -18,16 +17,12 @@ use axum::Router;
 use neutrino_api::ApiError;
 use neutrino_domain::resources;
 use neutrino_domain::validators::{is_uuid_like, not_a_uuid};
-use neutrino_store::{self as store, RbacPolicy, Tx};
+use neutrino_store as store;
 
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/v2.0/rbac-policies", collection("rbac_policy", list, create))
         .route("/v2.0/rbac-policies/{id}", get(show).put(update).delete(delete))
-}
-
-async fn create(State(app): State<App>, Caller(ctx): Caller, headers: HeaderMap, body: Bytes) -> HttpResult<Response> {
-    create_all(&app, &ctx, &headers, &body, &resources::RBAC_POLICY, create_one).await
 }
 
 /// `target_tenant`, validated as Neutron 29 does (`type:valid_target_project`).
@@ -41,92 +36,58 @@ fn target_of(attrs: &Attrs) -> Result<Option<String>, ApiError> {
     Ok(Some(target))
 }
 
-async fn create_one(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<RbacPolicy> {
+/// One create item, validated in Neutron's order.
+fn create_request(attrs: &Attrs) -> Result<CreateRbacPolicy, ApiError> {
     for required in ["object_type", "object_id", "action"] {
         attrs.required(required)?;
     }
-    let object_type = attrs.string("object_type", 255)?.unwrap_or_default();
-    if object_type != "network" && object_type != "security_group" {
-        let message = format!("'{object_type}' is not in ['network', 'security_group']");
-        return Err(ApiError::invalid_attribute("object_type", message).into());
-    }
+    let object_type = match attrs.string("object_type", 255)?.unwrap_or_default().as_str() {
+        "network" => ObjectType::Network,
+        "security_group" => ObjectType::SecurityGroup,
+        other => {
+            let message = format!("'{other}' is not in ['network', 'security_group']");
+            return Err(ApiError::invalid_attribute("object_type", message));
+        }
+    };
     let action = attrs.string("action", 255)?.unwrap_or_default();
-    let actions: &[&str] = if object_type == "network" { &store::NETWORK_ACTIONS } else { &["access_as_shared"] };
+    let actions: &[&str] =
+        if object_type == ObjectType::Network { &store::NETWORK_ACTIONS } else { &["access_as_shared"] };
     if !actions.contains(&action.as_str()) {
         let valid = actions.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
-        return Err(ApiError::invalid_attribute("action", format!("'{action}' is not in [{valid}]")).into());
+        return Err(ApiError::invalid_attribute("action", format!("'{action}' is not in [{valid}]")));
     }
-    let target = target_of(attrs)?.ok_or_else(|| {
+    let target_tenant = target_of(attrs)?.ok_or_else(|| {
         ApiError::bad_request("Failed to parse request. Required attribute 'target_tenant' not specified")
     })?;
     let object_id = attrs.string("object_id", 255)?.unwrap_or_default();
     if !is_uuid_like(&object_id) {
-        return Err(ApiError::invalid_attribute("object_id", not_a_uuid(&object_id)).into());
+        return Err(ApiError::invalid_attribute("object_id", not_a_uuid(&object_id)));
     }
-    if object_type == "security_group" {
-        check_group_owner(tx, &object_id).await?;
-        return insert(app, tx, headers, attrs, object_type, object_id, action, target).await;
-    }
-    let network = store::get_network(tx.conn(), &object_id).await?;
-    let ctx = crate::auth::current();
-    if let Some(project) = ctx.project_id().filter(|p| !ctx.is_admin && *p != network.project_id) {
-        // Only the owner manipulates a network's policies: a network the caller sees is a
-        // 400 (as Neutron), one it does not see does not exist.
-        let ids = [object_id.clone()];
-        let visible = network.shared
-            || !store::networks_shared_with(tx.conn(), project, &ids).await?.is_empty()
-            || !store::networks_external_to(tx.conn(), project, &ids).await?.is_empty();
-        if !visible {
-            return Err(HttpError(ApiError::not_found("network", &object_id)));
-        }
-        return Err(ApiError::invalid_input("Only admins can manipulate policies on networks they do not own").into());
-    }
-    insert(app, tx, headers, attrs, object_type, object_id, action, target).await
-}
-
-/// Only a group's owner (or an admin) shares it: a group the caller sees is a 400, one it
-/// does not see does not exist.
-async fn check_group_owner(tx: &mut Tx, group_id: &str) -> HttpResult<()> {
-    let group = store::get_group(tx.conn(), group_id).await?;
-    let ctx = crate::auth::current();
-    if let Some(project) = ctx.project_id().filter(|p| !ctx.is_admin && *p != group.project_id) {
-        if !store::group_shared_with(tx.conn(), group_id, project).await? {
-            return Err(HttpError(ApiError::not_found("security_group", group_id)));
-        }
-        return Err(ApiError::invalid_input("Only admins can manipulate policies on objects they do not own").into());
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert(
-    app: &App,
-    tx: &mut Tx,
-    headers: &HeaderMap,
-    attrs: &Attrs,
-    object_type: String,
-    object_id: String,
-    action: String,
-    target: String,
-) -> HttpResult<RbacPolicy> {
-    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    let policy = RbacPolicy {
-        id: uuid::Uuid::new_v4().to_string(),
-        tenant_id: project_id.clone(),
-        project_id,
+    Ok(CreateRbacPolicy {
+        given: attrs.given().clone(),
+        project_id: named_project(attrs)?,
         object_type,
         object_id,
         action,
-        target_tenant: target,
-    };
-    store::insert_rbac_policy(tx, &policy).await?;
-    Ok(policy)
+        target_tenant,
+    })
 }
 
-async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::RBAC_POLICY)?;
+    let items = request.items.iter().map(create_request).collect::<Result<_, _>>()?;
+    let created = ops::create(&app, &ctx, items).await?;
+    Ok(response::created("rbac_policy", "rbac_policies", &created, request.bulk))
+}
+
+async fn list(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let policies = store::list_rbac_policies(&mut c, &q.filters, &q.page, &q.visibility).await?;
+    let policies = ops::list(&app, &ctx, &q.filters, &q.page).await?;
     let info = PageInfo { headers: &headers, collection: "rbac-policies", raw_query: raw.as_deref(), page: &q.page };
     let links =
         info.links(policies.len(), policies.first().map(|p| p.id.as_str()), policies.last().map(|p| p.id.as_str()));
@@ -140,9 +101,7 @@ async fn show(
     RawQuery(q): RawQuery,
 ) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    authorize_item(&ctx, &mut c, "rbac_policy", &id, ItemAction::Read).await?;
-    let policy = store::get_rbac_policy(&mut c, &id).await?;
+    let policy = ops::show(&app, &ctx, &id).await?;
     Ok(one(StatusCode::OK, "rbac_policy", &policy, &q.fields))
 }
 
@@ -153,23 +112,11 @@ async fn update(
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::RBAC_POLICY)?;
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "rbac_policy", &id, ItemAction::Update(attrs.given())).await?;
-    let mut policy = store::get_rbac_policy(tx.conn(), &id).await?;
-    if let Some(target) = target_of(&attrs)? {
-        if target != policy.target_tenant {
-            policy = store::retarget_rbac_policy(&mut tx, &policy, &target).await?;
-        }
-    }
-    tx.commit().await?;
+    let policy = ops::update(&app, &ctx, &id, attrs.given(), target_of(&attrs)?).await?;
     Ok(one(StatusCode::OK, "rbac_policy", &policy, &[]))
 }
 
 async fn delete(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "rbac_policy", &id, ItemAction::Delete).await?;
-    let policy = store::get_rbac_policy(tx.conn(), &id).await?;
-    store::delete_rbac_policy(&mut tx, &policy).await?;
-    tx.commit().await?;
+    ops::delete(&app, &ctx, &id).await?;
     Ok(no_content())
 }

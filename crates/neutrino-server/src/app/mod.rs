@@ -8,9 +8,12 @@
 //! HTTP modules, and authorize there with the same checks ([`authorize::authorize_item`],
 //! [`authorize::authorize_create`]) inside those transactions.
 
+pub mod address_groups;
 pub mod authorize;
+pub mod default_rules;
 pub mod networks;
 pub mod ports;
+pub mod rbac;
 pub mod security_groups;
 pub mod subnets;
 
@@ -18,3 +21,37 @@ pub mod subnets;
 /// policy. Handlers get it from the request ([`crate::auth::Caller`]); without one a request
 /// is refused.
 pub type OpContext = crate::auth::Context;
+
+use crate::error::HttpResult;
+use crate::App;
+use neutrino_store::Tx;
+use serde_json::{Map, Value};
+
+/// One item of a create request: what its body gave, for the policy.
+pub trait CreateItem {
+    fn given(&self) -> &Map<String, Value>;
+}
+
+/// Create every item of a (bulk) request in one transaction, all or nothing: each is
+/// authorized (`create_<resource>`, inside the transaction) and then made by `create_one`.
+pub async fn create_each<R: CreateItem, T>(
+    app: &App,
+    ctx: &OpContext,
+    resource: &str,
+    items: Vec<R>,
+    create_one: impl AsyncFn(&App, &OpContext, &mut Tx, R) -> HttpResult<T>,
+) -> HttpResult<Vec<T>> {
+    let mut tx = app.store.begin().await?;
+    let mut created = Vec::with_capacity(items.len());
+    for item in items {
+        authorize::authorize_create(ctx, tx.conn(), resource, item.given()).await?;
+        created.push(create_one(app, ctx, &mut tx, item).await?);
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// The project a new item is for: the one its body names, else the caller's.
+pub fn project_for(app: &App, ctx: &OpContext, named: &Option<String>) -> String {
+    named.clone().unwrap_or_else(|| ctx.project_id().unwrap_or(&app.config.noauth_project).to_string())
+}
