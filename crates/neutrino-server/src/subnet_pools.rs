@@ -1,12 +1,13 @@
-//! `/v2.0/address-scopes` and `/v2.0/subnetpools`.
+//! `/v2.0/address-scopes` and `/v2.0/subnetpools`: requests parsed, handed to
+//! [`crate::app::subnet_pools`], results rendered.
 
-use crate::app::authorize::{authorize_item, ItemAction};
+use crate::app::subnet_pools::{self as ops, CreatePool, CreateScope, PoolBounds, UpdatePool, UpdateScope};
 use crate::auth::Caller;
-use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
-use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
+use crate::response::{self, many, no_content, one, PageInfo};
+use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -14,12 +15,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use neutrino_api::resources::{AddressScope, SubnetPool};
 use neutrino_api::ApiError;
 use neutrino_domain::resources;
-use neutrino_domain::subnet_pools::validate_pool;
 use neutrino_domain::validators::{is_uuid_like, not_a_uuid};
-use neutrino_store::{self as store, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -38,86 +36,6 @@ fn ip_version_of(attrs: &Attrs) -> Result<u8, ApiError> {
             Err(ApiError::invalid_attribute("ip_version", format!("'{}' is not in [4, 6]", other.unwrap_or_default())))
         }
     }
-}
-
-async fn create_scopes(
-    State(app): State<App>,
-    Caller(ctx): Caller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> HttpResult<Response> {
-    create_all(&app, &ctx, &headers, &body, &resources::ADDRESS_SCOPE, create_scope).await
-}
-
-async fn create_scope(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<AddressScope> {
-    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    let scope = AddressScope {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: attrs.required("name").and_then(|_| attrs.string("name", 255))?.unwrap_or_default(),
-        tenant_id: project_id.clone(),
-        project_id,
-        shared: attrs.boolean("shared")?.unwrap_or(false),
-        ip_version: ip_version_of(attrs)?,
-    };
-    store::insert_scope(tx, &scope).await?;
-    Ok(scope)
-}
-
-async fn list_scopes(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
-    let q = parse_query(raw.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let scopes = store::list_scopes(&mut c, &q.filters, &q.page, &q.visibility).await?;
-    let info = PageInfo { headers: &headers, collection: "address-scopes", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(scopes.len(), scopes.first().map(|s| s.id.as_str()), scopes.last().map(|s| s.id.as_str()));
-    Ok(many("address_scopes", &scopes, &q.fields, links))
-}
-
-async fn show_scope(
-    State(app): State<App>,
-    Caller(ctx): Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> HttpResult<Response> {
-    let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    authorize_item(&ctx, &mut c, "address_scope", &id, ItemAction::Read).await?;
-    Ok(one(StatusCode::OK, "address_scope", &store::get_scope(&mut c, &id).await?, &q.fields))
-}
-
-async fn update_scope(
-    State(app): State<App>,
-    Caller(ctx): Caller,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> HttpResult<Response> {
-    let attrs = parse_body(&body, &resources::ADDRESS_SCOPE)?;
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "address_scope", &id, ItemAction::Update(attrs.given())).await?;
-    let mut scope = store::get_scope(tx.conn(), &id).await?;
-    if let Some(n) = attrs.string("name", 255)? {
-        scope.name = n;
-    }
-    if let Some(s) = attrs.boolean("shared")? {
-        if scope.shared && !s {
-            return Err(ApiError::bad_request_kind(
-                "AddressScopeUpdateError",
-                format!("Unable to update address scope {id} : Shared address scope can't be unshared."),
-            )
-            .into());
-        }
-        scope.shared = s;
-    }
-    store::update_scope(&mut tx, &scope).await?;
-    tx.commit().await?;
-    Ok(one(StatusCode::OK, "address_scope", &scope, &[]))
-}
-
-async fn delete_scope(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "address_scope", &id, ItemAction::Delete).await?;
-    store::delete_scope(&mut tx, &id).await?;
-    tx.commit().await?;
-    Ok(no_content())
 }
 
 /// `default_quota` as neutron-lib converts it (an integer, or a string of one; `null` clears
@@ -157,86 +75,112 @@ fn prefixlen(attrs: &Attrs, key: &str) -> Result<Option<u8>, ApiError> {
         .transpose()
 }
 
-/// Apply prefixes and bounds from `attrs` over `current`, validated as a whole.
-fn pool_bounds(attrs: &Attrs, pool: &mut SubnetPool) -> Result<(), ApiError> {
-    let given = attrs.string_list("prefixes")?;
-    if let Some(given) = &given {
-        // Prefixes may grow, never shrink, while subnets may use them.
-        if !pool.prefixes.is_empty() {
-            let old = validate_pool(&pool.prefixes, None, None, None).map_err(to_api)?;
-            let new = validate_pool(given, None, None, None).map_err(to_api)?;
-            if old.prefixes.iter().any(|o| !new.prefixes.iter().any(|n| n.contains(o))) {
-                return Err(ApiError::bad_request_kind(
-                    "IllegalSubnetPoolPrefixUpdate",
-                    format!("Illegal update to prefixes: Existing prefixes of subnet pool {} must be kept", pool.id),
-                ));
-            }
-        }
-    }
-    let prefixes = given.unwrap_or_else(|| pool.prefixes.clone());
-    let current = |s: &str| s.parse::<u8>().ok();
-    let spec = validate_pool(
-        &prefixes,
-        prefixlen(attrs, "min_prefixlen")?.or(current(&pool.min_prefixlen)),
-        prefixlen(attrs, "max_prefixlen")?.or(current(&pool.max_prefixlen)),
-        prefixlen(attrs, "default_prefixlen")?.or(current(&pool.default_prefixlen)),
-    )
-    .map_err(to_api)?;
-    pool.ip_version = spec.ip_version;
-    pool.prefixes = spec.prefixes.iter().map(|p| p.to_string()).collect();
-    pool.min_prefixlen = spec.min_prefixlen.to_string();
-    pool.max_prefixlen = spec.max_prefixlen.to_string();
-    pool.default_prefixlen = spec.default_prefixlen.to_string();
-    Ok(())
+fn bounds_of(attrs: &Attrs) -> Result<PoolBounds, ApiError> {
+    Ok(PoolBounds {
+        prefixes: attrs.string_list("prefixes")?,
+        min_prefixlen: prefixlen(attrs, "min_prefixlen")?,
+        max_prefixlen: prefixlen(attrs, "max_prefixlen")?,
+        default_prefixlen: prefixlen(attrs, "default_prefixlen")?,
+    })
 }
 
-fn to_api(e: neutrino_domain::DomainError) -> ApiError {
-    crate::error::HttpError::from(e).0
+async fn create_scopes(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::ADDRESS_SCOPE)?;
+    let items = request
+        .items
+        .iter()
+        .map(|attrs| {
+            Ok(CreateScope {
+                given: attrs.given().clone(),
+                project_id: named_project(attrs)?,
+                name: attrs.required("name").and_then(|_| attrs.string("name", 255))?.unwrap_or_default(),
+                shared: attrs.boolean("shared")?.unwrap_or(false),
+                ip_version: ip_version_of(attrs)?,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let created = ops::create_scopes(&app, &ctx, items).await?;
+    Ok(response::created("address_scope", "address_scopes", &created, request.bulk))
 }
 
-async fn create_pools(
+async fn list_scopes(
     State(app): State<App>,
     Caller(ctx): Caller,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResult<Response> {
+    let q = parse_query(raw.as_deref())?;
+    let scopes = ops::list_scopes(&app, &ctx, &q.filters, &q.page).await?;
+    let info = PageInfo { headers: &headers, collection: "address-scopes", raw_query: raw.as_deref(), page: &q.page };
+    let links = info.links(scopes.len(), scopes.first().map(|s| s.id.as_str()), scopes.last().map(|s| s.id.as_str()));
+    Ok(many("address_scopes", &scopes, &q.fields, links))
+}
+
+async fn show_scope(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> HttpResult<Response> {
+    let q = parse_query(q.as_deref())?;
+    let scope = ops::show_scope(&app, &ctx, &id).await?;
+    Ok(one(StatusCode::OK, "address_scope", &scope, &q.fields))
+}
+
+async fn update_scope(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
     body: Bytes,
 ) -> HttpResult<Response> {
-    create_all(&app, &ctx, &headers, &body, &resources::SUBNETPOOL, create_pool).await
-}
-
-async fn create_pool(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<SubnetPool> {
-    attrs.required("prefixes")?;
-    let project_id = project_of(attrs, headers, &app.config.noauth_project)?;
-    let now = store::now_timestamp();
-    let mut pool = SubnetPool {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: attrs.required("name").and_then(|_| attrs.string("name", 255))?.unwrap_or_default(),
-        tenant_id: project_id.clone(),
-        project_id,
-        prefixes: Vec::new(),
-        default_prefixlen: String::new(),
-        min_prefixlen: String::new(),
-        max_prefixlen: String::new(),
-        ip_version: 0,
-        address_scope_id: address_scope_of(attrs)?.flatten(),
-        is_default: attrs.boolean("is_default")?.unwrap_or(false),
-        shared: attrs.boolean("shared")?.unwrap_or(false),
-        default_quota: default_quota(attrs)?.flatten(),
-        description: attrs.string("description", 255)?.unwrap_or_default(),
-        tags: crate::tags::tags_on_create(attrs)?,
-        created_at: now.clone(),
-        updated_at: now,
-        revision_number: 0,
+    let attrs = parse_body(&body, &resources::ADDRESS_SCOPE)?;
+    let request = UpdateScope {
+        given: attrs.given().clone(),
+        name: attrs.string("name", 255)?,
+        shared: attrs.boolean("shared")?,
     };
-    pool_bounds(attrs, &mut pool)?;
-    store::insert_pool(tx, &pool).await?;
-    store::insert_initial_tags(tx, "subnetpools", &pool.id, &pool.tags).await?;
-    Ok(pool)
+    let scope = ops::update_scope(&app, &ctx, &id, request).await?;
+    Ok(one(StatusCode::OK, "address_scope", &scope, &[]))
 }
 
-async fn list_pools(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+async fn delete_scope(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
+    ops::delete_scope(&app, &ctx, &id).await?;
+    Ok(no_content())
+}
+
+async fn create_pools(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::SUBNETPOOL)?;
+    let items = request
+        .items
+        .iter()
+        .map(|attrs| {
+            attrs.required("prefixes")?;
+            Ok(CreatePool {
+                given: attrs.given().clone(),
+                project_id: named_project(attrs)?,
+                name: attrs.required("name").and_then(|_| attrs.string("name", 255))?.unwrap_or_default(),
+                description: attrs.string("description", 255)?.unwrap_or_default(),
+                bounds: bounds_of(attrs)?,
+                address_scope_id: address_scope_of(attrs)?.flatten(),
+                is_default: attrs.boolean("is_default")?.unwrap_or(false),
+                shared: attrs.boolean("shared")?.unwrap_or(false),
+                default_quota: default_quota(attrs)?.flatten(),
+                tags: crate::tags::tags_on_create(attrs)?,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let created = ops::create_pools(&app, &ctx, items).await?;
+    Ok(response::created("subnetpool", "subnetpools", &created, request.bulk))
+}
+
+async fn list_pools(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let pools = store::list_pools(&mut c, &q.filters, &q.page, &q.visibility).await?;
+    let pools = ops::list_pools(&app, &ctx, &q.filters, &q.page).await?;
     let info = PageInfo { headers: &headers, collection: "subnetpools", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(pools.len(), pools.first().map(|p| p.id.as_str()), pools.last().map(|p| p.id.as_str()));
     Ok(many("subnetpools", &pools, &q.fields, links))
@@ -249,9 +193,8 @@ async fn show_pool(
     RawQuery(q): RawQuery,
 ) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    authorize_item(&ctx, &mut c, "subnetpool", &id, ItemAction::Read).await?;
-    Ok(one(StatusCode::OK, "subnetpool", &store::get_pool(&mut c, &id).await?, &q.fields))
+    let pool = ops::show_pool(&app, &ctx, &id).await?;
+    Ok(one(StatusCode::OK, "subnetpool", &pool, &q.fields))
 }
 
 async fn update_pool(
@@ -262,54 +205,21 @@ async fn update_pool(
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::SUBNETPOOL)?;
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "subnetpool", &id, ItemAction::Update(attrs.given())).await?;
-    let mut pool = store::get_pool(tx.conn(), &id).await?;
-    let expected = pool.revision_number;
-    if if_match_revision(&headers)?.is_some_and(|r| r != expected) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
-    if let Some(n) = attrs.string("name", 255)? {
-        pool.name = n;
-    }
-    if let Some(d) = attrs.string("description", 255)? {
-        pool.description = d;
-    }
-    // A pool on an address scope the caller does not own (a shared one) cannot be changed.
-    if let Some(scope_id) = pool.address_scope_id.clone() {
-        let scope = store::get_scope(tx.conn(), &scope_id).await?;
-        let ctx = crate::auth::current();
-        if !ctx.is_admin && ctx.project_id().is_some_and(|p| p != scope.project_id) {
-            return Err(ApiError::bad_request_kind(
-                "IllegalSubnetPoolUpdate",
-                format!(
-                    "Illegal subnetpool update : subnetpool {id} cannot be updated when associated with shared address scope {scope_id}."
-                ),
-            )
-            .into());
-        }
-    }
-    if let Some(scope) = address_scope_of(&attrs)? {
-        pool.address_scope_id = scope;
-    }
-    if let Some(d) = attrs.boolean("is_default")? {
-        pool.is_default = d;
-    }
-    if let Some(q) = default_quota(&attrs)? {
-        pool.default_quota = q;
-    }
-    pool_bounds(&attrs, &mut pool)?;
-    pool.updated_at = store::now_timestamp();
-    store::update_pool(&mut tx, &pool, expected).await?;
-    tx.commit().await?;
-    pool.revision_number = expected + 1;
+    let request = UpdatePool {
+        given: attrs.given().clone(),
+        name: attrs.string("name", 255)?,
+        description: attrs.string("description", 255)?,
+        bounds: bounds_of(&attrs)?,
+        address_scope_id: address_scope_of(&attrs)?,
+        is_default: attrs.boolean("is_default")?,
+        default_quota: default_quota(&attrs)?,
+        if_revision: if_match_revision(&headers)?,
+    };
+    let pool = ops::update_pool(&app, &ctx, &id, request).await?;
     Ok(one(StatusCode::OK, "subnetpool", &pool, &[]))
 }
 
 async fn delete_pool(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "subnetpool", &id, ItemAction::Delete).await?;
-    store::delete_pool(&mut tx, &id).await?;
-    tx.commit().await?;
+    ops::delete_pool(&app, &ctx, &id).await?;
     Ok(no_content())
 }

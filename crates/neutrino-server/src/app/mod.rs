@@ -15,6 +15,7 @@ pub mod networks;
 pub mod ports;
 pub mod rbac;
 pub mod security_groups;
+pub mod subnet_pools;
 pub mod subnets;
 
 /// Who an operation acts for: the request's credentials, whether they are an admin, and the
