@@ -331,7 +331,7 @@ on_both_backends!(rendered_port_bodies_follow_every_change, default_config(), |s
 // IPs on subnets that do not exist or are SLAAC, filters on groups and address substrings,
 // duplicate host routes, segments beside provider attributes.
 on_both_backends!(corner_cases_answer_as_neutron_does, default_config(), |s: TestServer| async move {
-    let (net_id, subnet_id) = network_with_subnet(&s, "198.51.100.0/24").await;
+    let (net_id, _) = network_with_subnet(&s, "198.51.100.0/24").await;
     let port = post_port(&s, json!({"network_id": net_id, "mac_address": null})).await.unwrap()["port"].clone();
     let (id, mac) = (port["id"].as_str().unwrap().to_string(), port["mac_address"].as_str().unwrap().to_string());
     assert!(mac.starts_with("fa:16:3e:"), "a null MAC on create is a random one: {mac}");
@@ -381,18 +381,20 @@ on_both_backends!(corner_cases_answer_as_neutron_does, default_config(), |s: Tes
     // Filters: by security group, by a part of an address; repeated keys mean any of them.
     let group = s.api.post("/v2.0/security-groups", json!({"security_group": {"name": "web"}})).await.unwrap();
     let group = group["security_group"]["id"].as_str().unwrap().to_string();
-    let fixed = |ip: &str| json!({"network_id": net_id, "fixed_ips": [{"subnet_id": subnet_id, "ip_address": ip}]});
+    // (On the other network, where no other port's address could hold the substring.)
+    let fixed =
+        |ip: &str| json!({"network_id": other_net, "fixed_ips": [{"subnet_id": other_subnet, "ip_address": ip}]});
     let in_group = post_port(
         &s,
-        json!({"network_id": net_id, "security_groups": [group],
-                                        "fixed_ips": [{"subnet_id": subnet_id, "ip_address": "198.51.100.77"}]}),
+        json!({"network_id": other_net, "security_groups": [group],
+                                        "fixed_ips": [{"subnet_id": other_subnet, "ip_address": "203.0.113.77"}]}),
     )
     .await
     .unwrap()["port"]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let other = post_port(&s, fixed("198.51.100.78")).await.unwrap()["port"]["id"].as_str().unwrap().to_string();
+    let other = post_port(&s, fixed("203.0.113.78")).await.unwrap()["port"]["id"].as_str().unwrap().to_string();
     let ids = |body: serde_json::Value| -> Vec<String> {
         let mut v: Vec<String> =
             body["ports"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect();
@@ -400,13 +402,13 @@ on_both_backends!(corner_cases_answer_as_neutron_does, default_config(), |s: Tes
         v
     };
     assert_eq!(ids(s.api.get(&format!("/v2.0/ports?security_groups={group}")).await.unwrap()), vec![in_group.clone()]);
-    let substr = s.api.get("/v2.0/ports?fixed_ips=ip_address_substr%3D100.7").await.unwrap();
+    let substr = s.api.get("/v2.0/ports?fixed_ips=ip_address_substr%3D113.7").await.unwrap();
     let mut both = vec![in_group.clone(), other.clone()];
     both.sort();
     assert_eq!(ids(substr), both);
-    let either = s.api.get("/v2.0/ports?fixed_ips=ip_address%3D198.51.100.77&fixed_ips=ip_address%3D198.51.100.78");
+    let either = s.api.get("/v2.0/ports?fixed_ips=ip_address%3D203.0.113.77&fixed_ips=ip_address%3D203.0.113.78");
     assert_eq!(ids(either.await.unwrap()), both);
-    let and = "/v2.0/ports?fixed_ips=ip_address_substr%3D100.7&fixed_ips=ip_address%3D198.51.100.78";
+    let and = "/v2.0/ports?fixed_ips=ip_address_substr%3D113.7&fixed_ips=ip_address%3D203.0.113.78";
     assert_eq!(ids(s.api.get(and).await.unwrap()), vec![other]);
 
     // Subnets: a host route given twice.
