@@ -8,7 +8,6 @@ mod address_groups;
 mod agents;
 mod app;
 pub mod auth;
-mod create;
 mod default_rules;
 mod error;
 mod ip_availability;

@@ -269,23 +269,6 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     Ok(q)
 }
 
-/// The project a create acts in: the body's `project_id`/`tenant_id` (the policy decides whether
-/// the caller may name another project), else the caller's.
-pub fn project_of(attrs: &Attrs, headers: &HeaderMap, default: &str) -> Result<String, ApiError> {
-    let p = attrs.string("project_id", 255)?;
-    let t = attrs.string("tenant_id", 255)?;
-    if let (Some(p), Some(t)) = (&p, &t) {
-        if p != t {
-            return Err(ApiError::bad_request("'project_id' and 'tenant_id' do not match"));
-        }
-    }
-    if let Some(id) = p.or(t) {
-        return Ok(id);
-    }
-    let _ = headers;
-    Ok(crate::auth::current().project_id().unwrap_or(default).to_string())
-}
-
 /// `If-Match: revision_number=N`
 pub fn if_match_revision(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get("if-match").and_then(|v| v.to_str().ok()) else {

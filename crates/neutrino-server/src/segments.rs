@@ -1,12 +1,13 @@
-//! `/v2.0/segments` (the segment extension) and `/v2.0/network_segment_ranges`.
+//! `/v2.0/segments` (the segment extension) and `/v2.0/network_segment_ranges`: requests
+//! parsed, handed to [`crate::app::segments`], results rendered.
 
-use crate::app::authorize::{authorize_item, ItemAction};
+use crate::app::segments::{self as ops, CreateRange, CreateSegment, UpdateRange};
 use crate::auth::Caller;
-use crate::create::create_all;
 use crate::error::HttpResult;
 use crate::meta::collection;
-use crate::request::{if_match_revision, parse_body, parse_query, project_of, Attrs};
-use crate::response::{many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
+use crate::response::{self, many, no_content, one, PageInfo};
+use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -14,13 +15,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use neutrino_api::resources::{NetworkSegmentRange, Segment};
 use neutrino_api::ApiError;
-use neutrino_domain::binding::SegmentView;
-use neutrino_domain::changes::{Operation, Resource};
 use neutrino_domain::resources;
-use neutrino_domain::segments::{max_segmentation_id, plan_segment, ProviderRequest, VLAN};
-use neutrino_store::{self as store, Tx};
+use neutrino_domain::segments::ProviderRequest;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -33,42 +30,37 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/network-segment-ranges/{id}", get(show_range).put(update_range).delete(delete_range))
 }
 
-async fn create_segments(
+fn create_segment_request(attrs: &Attrs) -> Result<CreateSegment, ApiError> {
+    attrs.required("network_id")?;
+    attrs.required("network_type")?;
+    Ok(CreateSegment {
+        given: attrs.given().clone(),
+        network_id: attrs.string("network_id", 36)?.unwrap_or_default(),
+        request: ProviderRequest {
+            network_type: attrs.string("network_type", 32)?,
+            physical_network: attrs.nullable_string("physical_network")?.flatten().filter(|p| !p.is_empty()),
+            segmentation_id: attrs.uint("segmentation_id")?.map(|v| v.min(u32::MAX as u64) as u32),
+        },
+        name: attrs.nullable_string("name")?.flatten(),
+        description: attrs.nullable_string("description")?.flatten(),
+    })
+}
+
+async fn create_segments(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::SEGMENT)?;
+    let items = request.items.iter().map(create_segment_request).collect::<Result<_, _>>()?;
+    let created = ops::create_segments(&app, &ctx, items).await?;
+    Ok(response::created("segment", "segments", &created, request.bulk))
+}
+
+async fn list_segments(
     State(app): State<App>,
     Caller(ctx): Caller,
     headers: HeaderMap,
-    body: Bytes,
+    RawQuery(raw): RawQuery,
 ) -> HttpResult<Response> {
-    create_all(&app, &ctx, &headers, &body, &resources::SEGMENT, create_segment).await
-}
-
-/// Add a segment to a network: validated and allocated like a provider segment (a missing
-/// `segmentation_id` is allocated from the ranges).
-async fn create_segment(app: &App, tx: &mut Tx, _headers: &HeaderMap, attrs: &Attrs) -> HttpResult<Segment> {
-    attrs.required("network_id")?;
-    attrs.required("network_type")?;
-    let network_id = attrs.string("network_id", 36)?.unwrap_or_default();
-    let network = store::get_network(tx.conn(), &network_id).await?;
-    let request = ProviderRequest {
-        network_type: attrs.string("network_type", 32)?,
-        physical_network: attrs.nullable_string("physical_network")?.flatten().filter(|p| !p.is_empty()),
-        segmentation_id: attrs.uint("segmentation_id")?.map(|v| v.min(u32::MAX as u64) as u32),
-    };
-    let plan = plan_segment(&app.config.type_drivers, &request)?;
-    let owner = store::SegmentOwner { network_id: &network.id, project_id: &network.project_id };
-    let names = (attrs.nullable_string("name")?.flatten(), attrs.nullable_string("description")?.flatten());
-    let segment = store::add_segments(tx, &owner, &[plan], Some(names)).await?.remove(0);
-    let views: Vec<SegmentView> =
-        store::network_segments(tx.conn(), &network.id).await?.into_iter().map(SegmentView::from).collect();
-    app.ml2.network_precommit(&views)?;
-    tx.record_change(Resource::Network, &network.id, Operation::Update);
-    Ok(segment)
-}
-
-async fn list_segments(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let segments = store::list_segments(&mut c, &q.filters, &q.page, &q.visibility).await?;
+    let segments = ops::list_segments(&app, &ctx, &q.filters, &q.page).await?;
     let info = PageInfo { headers: &headers, collection: "segments", raw_query: raw.as_deref(), page: &q.page };
     let links =
         info.links(segments.len(), segments.first().map(|s| s.id.as_str()), segments.last().map(|s| s.id.as_str()));
@@ -82,9 +74,7 @@ async fn show_segment(
     RawQuery(q): RawQuery,
 ) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    authorize_item(&ctx, &mut c, "segment", &id, ItemAction::Read).await?;
-    let segment = store::get_segment(&mut c, &id).await?;
+    let segment = ops::show_segment(&app, &ctx, &id).await?;
     Ok(one(StatusCode::OK, "segment", &segment, &q.fields))
 }
 
@@ -95,44 +85,21 @@ async fn update_segment(
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::SEGMENT)?;
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "segment", &id, ItemAction::Update(attrs.given())).await?;
-    let segment =
-        store::update_segment(&mut tx, &id, attrs.nullable_string("name")?, attrs.nullable_string("description")?)
-            .await?;
-    tx.commit().await?;
+    let (name, description) = (attrs.nullable_string("name")?, attrs.nullable_string("description")?);
+    let segment = ops::update_segment(&app, &ctx, &id, attrs.given(), name, description).await?;
     Ok(one(StatusCode::OK, "segment", &segment, &[]))
 }
 
 async fn delete_segment(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "segment", &id, ItemAction::Delete).await?;
-    store::delete_segment(&mut tx, &id).await?;
-    tx.commit().await?;
+    ops::delete_segment(&app, &ctx, &id).await?;
     Ok(no_content())
 }
 
-async fn create_ranges(
-    State(app): State<App>,
-    Caller(ctx): Caller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> HttpResult<Response> {
-    create_all(&app, &ctx, &headers, &body, &resources::NETWORK_SEGMENT_RANGE, create_range).await
+fn bound(attrs: &Attrs, key: &str) -> Result<Option<u32>, ApiError> {
+    Ok(attrs.uint(key)?.map(|v| v.min(u32::MAX as u64) as u32))
 }
 
-/// Check a range's bounds for its type.
-fn check_bounds(network_type: &str, minimum: u32, maximum: u32) -> Result<(), ApiError> {
-    let max = max_segmentation_id(network_type).unwrap_or(0);
-    if minimum == 0 || minimum > maximum || maximum > max {
-        return Err(ApiError::invalid_input(format!(
-            "Network segment range minimum {minimum} and maximum {maximum} must satisfy 1 <= minimum <= maximum <= {max} for {network_type}"
-        )));
-    }
-    Ok(())
-}
-
-async fn create_range(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs) -> HttpResult<NetworkSegmentRange> {
+fn create_range_request(attrs: &Attrs) -> Result<CreateRange, ApiError> {
     for required in ["network_type", "minimum", "maximum"] {
         attrs.required(required)?;
     }
@@ -141,69 +108,36 @@ async fn create_range(app: &App, tx: &mut Tx, headers: &HeaderMap, attrs: &Attrs
         return Err(ApiError::invalid_attribute(
             "network_type",
             format!("'{network_type}' is not in ['geneve', 'gre', 'vlan', 'vxlan']"),
-        )
-        .into());
+        ));
     }
-    if !app.config.type_drivers.type_drivers.contains(&network_type) {
-        return Err(ApiError::invalid_input(format!("network_type value '{network_type}' not supported")).into());
-    }
-    let physical_network = attrs.nullable_string("physical_network")?.flatten().unwrap_or_default();
-    match (network_type == VLAN, physical_network.is_empty()) {
-        (true, true) => {
-            return Err(ApiError::invalid_input("physical_network required for VLAN network segment range").into())
-        }
-        (false, false) => {
-            return Err(ApiError::invalid_input(format!(
-                "physical_network is not allowed for {network_type} network segment range"
-            ))
-            .into())
-        }
-        _ => {}
-    }
-    let minimum = attrs.uint("minimum")?.unwrap_or_default().min(u32::MAX as u64) as u32;
-    let maximum = attrs.uint("maximum")?.unwrap_or_default().min(u32::MAX as u64) as u32;
-    check_bounds(&network_type, minimum, maximum)?;
-    let shared = attrs.boolean("shared")?.unwrap_or(true);
-    let project_id = if shared {
-        None
-    } else {
-        let explicit = attrs.has("project_id") || attrs.has("tenant_id");
-        if !explicit {
-            return Err(
-                ApiError::invalid_input("project_id required for a network segment range that is not shared").into()
-            );
-        }
-        Some(project_of(attrs, headers, &app.config.noauth_project)?)
-    };
-    let now = store::now_timestamp();
-    let mut range = NetworkSegmentRange {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: attrs.nullable_string("name")?.flatten(),
-        default: false,
-        shared,
-        tenant_id: project_id.clone(),
-        project_id,
+    Ok(CreateRange {
+        given: attrs.given().clone(),
+        project_id: named_project(attrs)?,
         network_type,
-        physical_network,
-        minimum,
-        maximum,
-        revision_number: 0,
-        created_at: now.clone(),
-        updated_at: now,
-        available: Vec::new(),
-        used: Default::default(),
+        physical_network: attrs.nullable_string("physical_network")?.flatten().unwrap_or_default(),
+        minimum: bound(attrs, "minimum")?.unwrap_or_default(),
+        maximum: bound(attrs, "maximum")?.unwrap_or_default(),
+        shared: attrs.boolean("shared")?.unwrap_or(true),
+        name: attrs.nullable_string("name")?.flatten(),
         description: attrs.nullable_string("description")?.flatten(),
-        tags: Vec::new(),
-    };
-    store::insert_range(tx, &range).await?;
-    range = store::get_range(tx.conn(), &range.id).await?;
-    Ok(range)
+    })
 }
 
-async fn list_ranges(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
+async fn create_ranges(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
+    let request = parse_create(&body, &resources::NETWORK_SEGMENT_RANGE)?;
+    let items = request.items.iter().map(create_range_request).collect::<Result<_, _>>()?;
+    let created = ops::create_ranges(&app, &ctx, items).await?;
+    Ok(response::created("network_segment_range", "network_segment_ranges", &created, request.bulk))
+}
+
+async fn list_ranges(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let ranges = store::list_ranges(&mut c, &q.filters, &q.page, &q.visibility).await?;
+    let ranges = ops::list_ranges(&app, &ctx, &q.filters, &q.page).await?;
     let info =
         PageInfo { headers: &headers, collection: "network_segment_ranges", raw_query: raw.as_deref(), page: &q.page };
     let links = info.links(ranges.len(), ranges.first().map(|r| r.id.as_str()), ranges.last().map(|r| r.id.as_str()));
@@ -217,9 +151,7 @@ async fn show_range(
     RawQuery(q): RawQuery,
 ) -> HttpResult<Response> {
     let q = parse_query(q.as_deref())?;
-    let mut c = app.store.reader().await?;
-    authorize_item(&ctx, &mut c, "network_segment_range", &id, ItemAction::Read).await?;
-    let range = store::get_range(&mut c, &id).await?;
+    let range = ops::show_range(&app, &ctx, &id).await?;
     Ok(one(StatusCode::OK, "network_segment_range", &range, &q.fields))
 }
 
@@ -231,46 +163,19 @@ async fn update_range(
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::NETWORK_SEGMENT_RANGE)?;
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "network_segment_range", &id, ItemAction::Update(attrs.given())).await?;
-    let mut range = store::get_range(tx.conn(), &id).await?;
-    if if_match_revision(&headers)?.is_some_and(|r| r != range.revision_number) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
-    if range.default {
-        return Err(store::default_read_only(&id).into());
-    }
-    if let Some(n) = attrs.nullable_string("name")? {
-        range.name = n;
-    }
-    if let Some(d) = attrs.nullable_string("description")? {
-        range.description = d;
-    }
-    // The ids in use in the range now (`get_range` fills them).
-    let in_use: Vec<u32> = range.used.keys().filter_map(|k| k.parse().ok()).collect();
-    if let Some(m) = attrs.uint("minimum")? {
-        range.minimum = m.min(u32::MAX as u64) as u32;
-    }
-    if let Some(m) = attrs.uint("maximum")? {
-        range.maximum = m.min(u32::MAX as u64) as u32;
-    }
-    check_bounds(&range.network_type, range.minimum, range.maximum)?;
-    // As Neutron 29: the new bounds must still hold every id in use.
-    let (lowest, highest) = (in_use.iter().min(), in_use.iter().max());
-    if lowest.is_some_and(|l| range.minimum > *l) || highest.is_some_and(|h| range.maximum < *h) {
-        return Err(store::range_in_use(&id).into());
-    }
-    range.updated_at = store::now_timestamp();
-    store::update_range(&mut tx, &range).await?;
-    let range = store::get_range(tx.conn(), &id).await?;
-    tx.commit().await?;
+    let request = UpdateRange {
+        given: attrs.given().clone(),
+        name: attrs.nullable_string("name")?,
+        description: attrs.nullable_string("description")?,
+        minimum: bound(&attrs, "minimum")?,
+        maximum: bound(&attrs, "maximum")?,
+        if_revision: if_match_revision(&headers)?,
+    };
+    let range = ops::update_range(&app, &ctx, &id, request).await?;
     Ok(one(StatusCode::OK, "network_segment_range", &range, &[]))
 }
 
 async fn delete_range(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "network_segment_range", &id, ItemAction::Delete).await?;
-    store::delete_range(&mut tx, &id).await?;
-    tx.commit().await?;
+    ops::delete_range(&app, &ctx, &id).await?;
     Ok(no_content())
 }

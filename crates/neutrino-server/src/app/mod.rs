@@ -15,6 +15,7 @@ pub mod networks;
 pub mod ports;
 pub mod rbac;
 pub mod security_groups;
+pub mod segments;
 pub mod subnet_pools;
 pub mod subnets;
 
