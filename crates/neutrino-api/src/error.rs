@@ -44,9 +44,11 @@ impl ApiError {
         Self::new(400, "InvalidInput", format!("Invalid input for operation: {reason}."))
     }
 
-    /// 400 `InvalidInput` for one attribute: "Invalid input for X. Reason: Y."
+    /// 400 for one attribute whose value its validator refuses: "Invalid input for X.
+    /// Reason: Y." Neutron's API layer raises these as `HTTPBadRequest` (converters, and the
+    /// plugins, raise `InvalidInput` with "Invalid input for operation: ...").
     pub fn invalid_attribute(attr: &str, reason: impl std::fmt::Display) -> Self {
-        Self::new(400, "InvalidInput", format!("Invalid input for {attr}. Reason: {reason}."))
+        Self::new(400, "HTTPBadRequest", format!("Invalid input for {attr}. Reason: {reason}."))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

@@ -144,7 +144,8 @@ pub fn parse_limit(resource: QuotaResource, value: &Value) -> Result<i64, Domain
     } else {
         return Ok(limit);
     };
-    Err(DomainError::bad_request("InvalidInput", format!("Invalid input for {}. Reason: {reason}.", resource.name())))
+    // A validator's refusal: Neutron's API layer answers it as `HTTPBadRequest`.
+    Err(DomainError::bad_request("HTTPBadRequest", format!("Invalid input for {}. Reason: {reason}.", resource.name())))
 }
 
 /// Whether `requested` more of a resource fit beside `used` under `limit`.
@@ -247,7 +248,7 @@ mod tests {
         assert_eq!(
             parse_limit(net, &json!(-2)),
             Err(DomainError::bad_request(
-                "InvalidInput",
+                "HTTPBadRequest",
                 "Invalid input for network. Reason: '-2' is too small - must be at least '-1'."
             ))
         );

@@ -44,20 +44,21 @@ pub struct ValidSubnet {
 
 const IPV6_MODES: [&str; 3] = ["slaac", "dhcpv6-stateful", "dhcpv6-stateless"];
 
-/// Parse a CIDR as Neutron does: host bits must be zero and the version must match.
+/// Parse a CIDR as Neutron does: an address alone is its host prefix
+/// (`convert_cidr_to_canonical_format`), host bits are cleared, and the version must match.
 pub fn parse_cidr(text: &str, ip_version: u8) -> Result<IpNet, DomainError> {
-    let net: IpNet = text.parse().map_err(|_| DomainError::invalid(format!("{text} is not in a CIDR format")))?;
-    if net.network() != net.addr() {
-        return Err(DomainError::invalid(format!(
-            "'{text}' isn't a recognized IP subnet cidr, '{}' is recommended",
-            net.trunc()
-        )));
-    }
+    let net: IpNet = match text.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => text
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| DomainError::invalid(format!("{text} is not in a CIDR format")))?,
+    };
     let version = if net.addr().is_ipv4() { 4 } else { 6 };
     if version != ip_version {
         return Err(DomainError::invalid(format!("cidr '{text}' does not match the ip_version '{ip_version}'")));
     }
-    Ok(net)
+    Ok(net.trunc())
 }
 
 fn parse_ip(text: &str, what: &str) -> Result<IpAddr, DomainError> {
@@ -95,8 +96,11 @@ pub fn validate_subnet(req: &SubnetRequest, network_id: &str, existing: &[IpNet]
         }),
         GatewayRequest::Address(text) => {
             let gw = parse_ip(text, "gateway_ip")?;
-            if !cidr.contains(&gw) || (cidr.addr().is_ipv4() && gw == cidr.broadcast() && cidr.prefix_len() < 31) {
-                return Err(DomainError::invalid(format!("Gateway IP {gw} is not valid on subnet {cidr}")));
+            // As Neutron's `check_gateway_invalid_in_subnet`: a gateway outside the subnet is
+            // accepted (nothing tells what it is on); inside an IPv4 one it may be neither the
+            // network nor the broadcast address.
+            if cidr.contains(&gw) && cidr.addr().is_ipv4() && (gw == cidr.network() || gw == cidr.broadcast()) {
+                return Err(DomainError::invalid("Gateway is not valid on subnet"));
             }
             Some(gw)
         }
@@ -309,7 +313,23 @@ mod tests {
     }
 
     #[test]
-    fn host_bits_are_refused() {
-        assert!(parse_cidr("10.0.0.5/24", 4).is_err());
+    fn cidrs_are_made_canonical() {
+        assert_eq!(parse_cidr("10.0.0.5/24", 4).unwrap().to_string(), "10.0.0.0/24");
+        assert_eq!(parse_cidr("2001:db8::1/64", 6).unwrap().to_string(), "2001:db8::/64");
+        assert_eq!(parse_cidr("192.0.2.7", 4).unwrap().to_string(), "192.0.2.7/32");
+        assert!(parse_cidr("10.999.0.0/24", 4).is_err());
+        assert!(parse_cidr("10.0.0.0/24", 6).is_err());
+    }
+
+    #[test]
+    fn gateways_outside_the_subnet_are_accepted_but_not_its_network_or_broadcast() {
+        let mut r = req("10.0.0.0/24", 4);
+        r.gateway = GatewayRequest::Address("192.0.2.1".into());
+        assert!(validate_subnet(&r, "n", &[]).is_ok());
+        for bad in ["10.0.0.0", "10.0.0.255"] {
+            r.gateway = GatewayRequest::Address(bad.into());
+            let e = validate_subnet(&r, "n", &[]).unwrap_err();
+            assert_eq!(e, DomainError::invalid("Gateway is not valid on subnet"), "{bad}");
+        }
     }
 }

@@ -70,7 +70,7 @@ async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> Htt
             Ok(CreateAddressGroup {
                 given: attrs.given().clone(),
                 project_id: named_project(attrs)?,
-                name: attrs.string("name", 255)?.unwrap_or_default(),
+                name: attrs.name("name", 255)?.unwrap_or_default(),
                 description: attrs.string("description", 1024)?.unwrap_or_default(),
                 addresses: addresses_of(attrs.raw("addresses"), false)?,
             })
@@ -114,7 +114,7 @@ async fn update(
     let attrs = parse_body(&body, &resources::ADDRESS_GROUP)?;
     let request = UpdateAddressGroup {
         given: attrs.given().clone(),
-        name: attrs.string("name", 255)?,
+        name: attrs.name("name", 255)?,
         description: attrs.string("description", 1024)?,
         if_revision: if_match_revision(&headers)?,
     };

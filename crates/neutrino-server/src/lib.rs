@@ -57,6 +57,7 @@ pub fn router(app: App) -> Router {
         .merge(ip_availability::routes())
         .merge(quotas::routes())
         .fallback(meta::not_found)
+        .layer(axum::middleware::from_fn(request::refuse_delete_bodies))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::middleware))
         .layer(axum::middleware::from_fn_with_state(app.clone(), metrics::track))
         .layer(axum::middleware::map_response(response::add_request_id))

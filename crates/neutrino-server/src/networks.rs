@@ -124,7 +124,7 @@ fn create_request(app: &App, attrs: &Attrs) -> Result<CreateNetwork, ApiError> {
     Ok(CreateNetwork {
         given: attrs.given().clone(),
         project_id: p.or(t),
-        name: attrs.string("name", 255)?.unwrap_or_default(),
+        name: attrs.name("name", 255)?.unwrap_or_default(),
         description: attrs.string("description", 255)?.unwrap_or_default(),
         admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),
         shared: attrs.boolean("shared")?.unwrap_or(false),
@@ -180,7 +180,7 @@ async fn update(
     let request = UpdateNetwork {
         given: attrs.given().clone(),
         patch: store::NetworkPatch {
-            name: attrs.string("name", 255)?,
+            name: attrs.name("name", 255)?,
             description: attrs.string("description", 255)?,
             admin_state_up: attrs.boolean("admin_state_up")?,
             mtu: attrs.uint("mtu")?.map(|m| m.min(u32::MAX as u64) as u32),

@@ -27,7 +27,20 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/ports/{id}", get(show).put(update).delete(delete))
 }
 
-const VNIC_TYPES: &[&str] = &["normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder"];
+/// neutron-lib's `VNIC_TYPES`.
+const VNIC_TYPES: &[&str] = &[
+    "normal",
+    "direct",
+    "macvtap",
+    "baremetal",
+    "direct-physical",
+    "virtio-forwarder",
+    "smart-nic",
+    "vdpa",
+    "accelerator-direct",
+    "accelerator-direct-physical",
+    "remote-managed",
+];
 
 /// Attributes Neutrino accepts only with their default value for now.
 fn refuse_unsupported(attrs: &Attrs) -> Result<(), ApiError> {
@@ -73,10 +86,27 @@ fn given_mac(attrs: &Attrs) -> Result<Option<String>, ApiError> {
 
 fn vnic_type(attrs: &Attrs) -> Result<Option<String>, ApiError> {
     match attrs.string("binding:vnic_type", 64)? {
+        // As neutron-lib's `type:values` words it.
         Some(v) if !VNIC_TYPES.contains(&v.as_str()) => {
-            Err(ApiError::invalid_attribute("binding:vnic_type", format!("'{v}' is not in {VNIC_TYPES:?}")))
+            Err(ApiError::invalid_attribute("binding:vnic_type", format!("{v} is not in valid_values")))
         }
         other => Ok(other),
+    }
+}
+
+/// `binding:host_id`: no validator in neutron-lib; `null` (Nova unbinding a port) is no host.
+fn host_id(attrs: &Attrs) -> Result<Option<String>, ApiError> {
+    match attrs.raw("binding:host_id") {
+        Some(Value::Null) => Ok(Some(String::new())),
+        _ => attrs.string("binding:host_id", 255),
+    }
+}
+
+/// `security_groups`: `null` is none (`convert_none_to_empty_list`).
+fn security_groups(attrs: &Attrs) -> Result<Option<Vec<String>>, ApiError> {
+    match attrs.raw("security_groups") {
+        Some(Value::Null) => Ok(Some(Vec::new())),
+        _ => attrs.string_list("security_groups"),
     }
 }
 
@@ -150,7 +180,7 @@ fn create_request(app: &App, attrs: &Attrs) -> Result<CreatePort, ApiError> {
         given: attrs.given().clone(),
         project_id: named_project(attrs)?,
         network_id: attrs.string("network_id", 36)?.unwrap_or_default(),
-        name: attrs.string("name", 255)?.unwrap_or_default(),
+        name: attrs.name("name", 255)?.unwrap_or_default(),
         description: attrs.string("description", 255)?.unwrap_or_default(),
         admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),
         device_id: attrs.string("device_id", 255)?.unwrap_or_default(),
@@ -158,10 +188,10 @@ fn create_request(app: &App, attrs: &Attrs) -> Result<CreatePort, ApiError> {
         mac_address: given_mac(attrs)?,
         fixed_ips: requested_fixed_ips(attrs)?,
         port_security_enabled: attrs.boolean("port_security_enabled")?,
-        security_groups: attrs.string_list("security_groups")?,
+        security_groups: security_groups(attrs)?,
         vnic_type: vnic_type(attrs)?.unwrap_or_else(|| "normal".into()),
         profile: attrs.object("binding:profile")?.unwrap_or_default(),
-        host_id: attrs.string("binding:host_id", 255)?.unwrap_or_default(),
+        host_id: host_id(attrs)?.unwrap_or_default(),
         allowed_address_pairs: address_pairs(attrs)?,
         extra_dhcp_opts: dhcp_options(attrs)?,
         dns_name: dns_name_of(app, attrs)?,
@@ -209,7 +239,7 @@ async fn update(
     refuse_unsupported(&attrs)?;
     let request = UpdatePort {
         given: attrs.given().clone(),
-        name: attrs.string("name", 255)?,
+        name: attrs.name("name", 255)?,
         description: attrs.string("description", 255)?,
         admin_state_up: attrs.boolean("admin_state_up")?,
         device_id: attrs.string("device_id", 255)?,
@@ -217,10 +247,10 @@ async fn update(
         mac_address: requested_mac(&attrs)?,
         fixed_ips: requested_fixed_ips(&attrs)?,
         port_security_enabled: attrs.boolean("port_security_enabled")?,
-        security_groups: attrs.string_list("security_groups")?,
+        security_groups: security_groups(&attrs)?,
         vnic_type: vnic_type(&attrs)?,
         profile: attrs.object("binding:profile")?,
-        host_id: attrs.string("binding:host_id", 255)?,
+        host_id: host_id(&attrs)?,
         allowed_address_pairs: address_pairs(&attrs)?,
         extra_dhcp_opts: dhcp_options(&attrs)?,
         dns_name: dns_name_of(&app, &attrs)?,

@@ -14,18 +14,31 @@ pub struct Attrs {
 
 /// Parse an update body, `{"<member>": {...}}`, judged by the resource's attribute map.
 pub fn parse_body(bytes: &[u8], def: &ResourceDef) -> Result<Attrs, ApiError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::malformed_body())?;
-    let Value::Object(mut outer) = value else {
-        return Err(ApiError::malformed_body());
-    };
+    let mut outer = body_object(bytes, def)?;
     let inner = outer.remove(def.member).ok_or_else(|| missing(def.member))?;
-    let Value::Object(map) = inner else { return Err(missing(def.member)) };
+    let Value::Object(map) = inner else { return Err(invalid_object(def.member)) };
     def.check_update(map.keys().map(String::as_str)).map_err(body_error)?;
     Ok(Attrs { map })
 }
 
 fn missing(member: &str) -> ApiError {
     ApiError::bad_request(format!("Unable to find '{member}' in request body"))
+}
+
+fn invalid_object(member: &str) -> ApiError {
+    ApiError::bad_request(format!("Object '{member}' contains invalid data"))
+}
+
+/// A request body's top-level object. An empty body names nothing (Neutron: the resource is
+/// not found in it); anything else that is not a JSON object is invalid data.
+fn body_object(bytes: &[u8], def: &ResourceDef) -> Result<Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(missing(def.member));
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Object(outer)) => Ok(outer),
+        _ => Err(ApiError::malformed_body()),
+    }
 }
 
 /// A body naming attributes it may not (Neutron's 400s).
@@ -35,7 +48,7 @@ pub fn body_error(e: BodyError) -> ApiError {
 
 /// One item of a create body.
 fn create_item(value: Value, def: &ResourceDef) -> Result<Attrs, ApiError> {
-    let Value::Object(map) = value else { return Err(missing(def.member)) };
+    let Value::Object(map) = value else { return Err(invalid_object(def.member)) };
     def.check_create(map.keys().map(String::as_str)).map_err(body_error)?;
     Ok(Attrs { map })
 }
@@ -49,10 +62,7 @@ pub struct CreateBody {
 
 pub fn parse_create(bytes: &[u8], def: &ResourceDef) -> Result<CreateBody, ApiError> {
     let (resource, collection) = (def.member, def.collection);
-    let value: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::malformed_body())?;
-    let Value::Object(mut outer) = value else {
-        return Err(ApiError::malformed_body());
-    };
+    let mut outer = body_object(bytes, def)?;
     // As Neutron: the collection first, and each of its items may be wrapped in the
     // resource's name (`{"security_groups": [{"security_group": {...}}]}`).
     match outer.remove(collection) {
@@ -117,8 +127,22 @@ impl Attrs {
             Some(Value::String(s)) => {
                 Err(ApiError::invalid_attribute(key, format!("'{s}' exceeds maximum length of {max}")))
             }
-            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a valid string"))),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{}' is not a valid string", python_str(v)))),
         }
+    }
+
+    /// A name (neutron-lib's `type:name_string`): a string of printable characters that
+    /// neither starts nor ends with a space.
+    pub fn name(&self, key: &str, max: usize) -> Result<Option<String>, ApiError> {
+        let name = self.string(key, max)?;
+        if let Some(n) = &name {
+            let printable = |c: &char| !c.is_control();
+            let edge_ok = |c: Option<char>| c.is_none_or(|c| !c.is_whitespace());
+            if !n.chars().all(|c| printable(&c)) || !edge_ok(n.chars().next()) || !edge_ok(n.chars().last()) {
+                return Err(ApiError::invalid_attribute(key, format!("'{n}' is not a valid string")));
+            }
+        }
+        Ok(name)
     }
 
     /// A string attribute that may be `null`.
@@ -129,23 +153,35 @@ impl Attrs {
         }
     }
 
+    /// A boolean, converted as neutron-lib's `convert_to_boolean` (oslo's strict
+    /// `bool_from_string`: `true`/`false`, `1`/`0`, `"yes"`/`"no"`, `"on"`/`"off"`, ...).
     pub fn boolean(&self, key: &str) -> Result<Option<bool>, ApiError> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{}' is not a valid boolean value", plain(v)))),
+        let Some(v) = self.map.get(key) else { return Ok(None) };
+        if let Value::Bool(b) = v {
+            return Ok(Some(*b));
+        }
+        let text = python_str(v).trim().to_ascii_lowercase();
+        match text.as_str() {
+            "1" | "t" | "true" | "on" | "y" | "yes" => Ok(Some(true)),
+            "0" | "f" | "false" | "off" | "n" | "no" => Ok(Some(false)),
+            _ => Err(ApiError::invalid_input(format!("'{}' cannot be converted to boolean", python_str(v)))),
         }
     }
 
-    /// A non-negative integer (also accepted as a numeric string, as Neutron converts).
+    /// A non-negative integer, converted as neutron-lib's `convert_to_int` (a number or a
+    /// numeric string; `null` is not one) and validated as `type:non_negative`.
     pub fn uint(&self, key: &str) -> Result<Option<u64>, ApiError> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
-            Some(Value::String(s)) if s.parse::<u64>().is_ok() => Ok(s.parse().ok()),
-            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{}' is not an integer", plain(v)))),
+        let Some(v) = self.map.get(key) else { return Ok(None) };
+        let number = match v {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc() as i64)),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            Value::Bool(b) => Some(*b as i64),
+            _ => None,
+        };
+        match number {
+            Some(n) if n >= 0 => Ok(Some(n as u64)),
+            Some(n) => Err(ApiError::invalid_attribute(key, format!("'{n}' should be non-negative"))),
+            None => Err(ApiError::invalid_input(format!("'{}' is not an integer", python_str(v)))),
         }
     }
 
@@ -157,11 +193,11 @@ impl Attrs {
                 .iter()
                 .map(|i| match i {
                     Value::String(s) => Ok(s.clone()),
-                    v => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a valid string"))),
+                    v => Err(ApiError::invalid_attribute(key, format!("'{}' is not a valid string", python_str(v)))),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{v}' is not a list"))),
+            Some(v) => Err(ApiError::invalid_attribute(key, format!("'{}' is not a list", python_str(v)))),
         }
     }
 
@@ -200,11 +236,27 @@ impl Attrs {
     }
 }
 
-/// A JSON value as Neutron prints it in messages (strings without quotes).
-fn plain(v: &Value) -> String {
+/// A JSON value as Neutron prints it in messages: as Python's `str()` of the value the body
+/// decoded to (`None`, `True`, strings without quotes, `['a', 'b']`, `{'k': 1}`).
+pub fn python_str(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        other => python_repr(other),
+    }
+}
+
+fn python_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{s}'"),
+        Value::Array(items) => format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(m) => {
+            let entries: Vec<String> = m.iter().map(|(k, v)| format!("'{k}': {}", python_repr(v))).collect();
+            format!("{{{}}}", entries.join(", "))
+        }
     }
 }
 
@@ -283,6 +335,25 @@ pub fn if_match_revision(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         }
     }
     Ok(None)
+}
+
+/// Neutron refuses a body on a DELETE (rather than ignoring it): 400 before anything is done.
+pub async fn refuse_delete_bodies(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let has_body = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0);
+    if req.method() == axum::http::Method::DELETE && has_body {
+        let refused = ApiError::bad_request("Request body is not supported in DELETE.");
+        return crate::error::HttpError(refused).into_response();
+    }
+    next.run(req).await
 }
 
 #[cfg(test)]

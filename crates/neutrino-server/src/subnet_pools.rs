@@ -93,7 +93,7 @@ async fn create_scopes(State(app): State<App>, Caller(ctx): Caller, body: Bytes)
             Ok(CreateScope {
                 given: attrs.given().clone(),
                 project_id: named_project(attrs)?,
-                name: attrs.required("name").and_then(|_| attrs.string("name", 255))?.unwrap_or_default(),
+                name: attrs.required("name").and_then(|_| attrs.name("name", 255))?.unwrap_or_default(),
                 shared: attrs.boolean("shared")?.unwrap_or(false),
                 ip_version: ip_version_of(attrs)?,
             })
@@ -134,11 +134,8 @@ async fn update_scope(
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::ADDRESS_SCOPE)?;
-    let request = UpdateScope {
-        given: attrs.given().clone(),
-        name: attrs.string("name", 255)?,
-        shared: attrs.boolean("shared")?,
-    };
+    let request =
+        UpdateScope { given: attrs.given().clone(), name: attrs.name("name", 255)?, shared: attrs.boolean("shared")? };
     let scope = ops::update_scope(&app, &ctx, &id, request).await?;
     Ok(one(StatusCode::OK, "address_scope", &scope, &[]))
 }
@@ -158,7 +155,7 @@ async fn create_pools(State(app): State<App>, Caller(ctx): Caller, body: Bytes) 
             Ok(CreatePool {
                 given: attrs.given().clone(),
                 project_id: named_project(attrs)?,
-                name: attrs.required("name").and_then(|_| attrs.string("name", 255))?.unwrap_or_default(),
+                name: attrs.required("name").and_then(|_| attrs.name("name", 255))?.unwrap_or_default(),
                 description: attrs.string("description", 255)?.unwrap_or_default(),
                 bounds: bounds_of(attrs)?,
                 address_scope_id: address_scope_of(attrs)?.flatten(),
@@ -207,7 +204,7 @@ async fn update_pool(
     let attrs = parse_body(&body, &resources::SUBNETPOOL)?;
     let request = UpdatePool {
         given: attrs.given().clone(),
-        name: attrs.string("name", 255)?,
+        name: attrs.name("name", 255)?,
         description: attrs.string("description", 255)?,
         bounds: bounds_of(&attrs)?,
         address_scope_id: address_scope_of(&attrs)?,

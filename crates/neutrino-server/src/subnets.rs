@@ -35,7 +35,11 @@ fn gateway_request(attrs: &Attrs) -> Result<GatewayRequest, ApiError> {
 }
 
 /// A list of two-key objects (`allocation_pools`, `host_routes`) as pairs of strings.
+/// `null` for a list attribute is an empty list (`convert_none_to_empty_list`).
 fn pairs_of(attrs: &Attrs, key: &str, first: &str, second: &str) -> Result<Option<Vec<(String, String)>>, ApiError> {
+    if matches!(attrs.raw(key), Some(Value::Null)) {
+        return Ok(Some(Vec::new()));
+    }
     Ok(attrs.object_list(key, &[first, second])?.map(|list| {
         list.iter()
             .map(|p| {
@@ -46,6 +50,15 @@ fn pairs_of(attrs: &Attrs, key: &str, first: &str, second: &str) -> Result<Optio
     }))
 }
 
+/// `dns_nameservers` (`null`: none).
+fn nameservers_of(attrs: &Attrs) -> Result<Option<Vec<String>>, ApiError> {
+    if matches!(attrs.raw("dns_nameservers"), Some(Value::Null)) {
+        return Ok(Some(Vec::new()));
+    }
+    attrs.string_list("dns_nameservers")
+}
+
+/// `allocation_pools` (`null`: on a create the default pools, on an update none).
 fn pools_of(attrs: &Attrs) -> Result<Option<Vec<(String, String)>>, ApiError> {
     pairs_of(attrs, "allocation_pools", "start", "end")
 }
@@ -107,7 +120,7 @@ fn create_request(attrs: &Attrs) -> Result<CreateSubnet, ApiError> {
         given: attrs.given().clone(),
         project_id: named_project(attrs)?,
         network_id,
-        name: attrs.string("name", 255)?.unwrap_or_default(),
+        name: attrs.name("name", 255)?.unwrap_or_default(),
         description: attrs.string("description", 255)?.unwrap_or_default(),
         cidr: attrs.string("cidr", 64)?,
         subnetpool_id: attrs.nullable_string("subnetpool_id")?.flatten(),
@@ -117,8 +130,11 @@ fn create_request(attrs: &Attrs) -> Result<CreateSubnet, ApiError> {
             ip_version,
             cidr: String::new(),
             gateway: gateway_request(attrs)?,
-            allocation_pools: pools_of(attrs)?,
-            dns_nameservers: attrs.string_list("dns_nameservers")?.unwrap_or_default(),
+            allocation_pools: match attrs.raw("allocation_pools") {
+                Some(Value::Null) => None,
+                _ => pools_of(attrs)?,
+            },
+            dns_nameservers: nameservers_of(attrs)?.unwrap_or_default(),
             host_routes: routes_of(attrs)?.unwrap_or_default(),
             ipv6_ra_mode: attrs.nullable_string("ipv6_ra_mode")?.flatten(),
             ipv6_address_mode: attrs.nullable_string("ipv6_address_mode")?.flatten(),
@@ -165,11 +181,11 @@ async fn update(
     refuse_unsupported(&attrs)?;
     let request = UpdateSubnet {
         given: attrs.given().clone(),
-        name: attrs.string("name", 255)?,
+        name: attrs.name("name", 255)?,
         description: attrs.string("description", 255)?,
         gateway: if attrs.has("gateway_ip") { Some(gateway_request(&attrs)?) } else { None },
         allocation_pools: pools_of(&attrs)?,
-        dns_nameservers: attrs.string_list("dns_nameservers")?,
+        dns_nameservers: nameservers_of(&attrs)?,
         host_routes: routes_of(&attrs)?,
         enable_dhcp: attrs.boolean("enable_dhcp")?,
         service_types: service_types_of(&attrs)?,

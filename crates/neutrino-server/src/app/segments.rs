@@ -121,7 +121,11 @@ fn check_bounds(network_type: &str, minimum: u32, maximum: u32) -> Result<(), Ap
     Ok(())
 }
 
-pub async fn create_ranges(app: &App, ctx: &OpContext, items: Vec<CreateRange>) -> HttpResult<Vec<NetworkSegmentRange>> {
+pub async fn create_ranges(
+    app: &App,
+    ctx: &OpContext,
+    items: Vec<CreateRange>,
+) -> HttpResult<Vec<NetworkSegmentRange>> {
     create_each(app, ctx, "network_segment_range", items, create_range).await
 }
 

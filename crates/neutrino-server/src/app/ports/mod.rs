@@ -149,7 +149,11 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreatePort) ->
     };
     may_use_network(ctx, tx, &network_id, &port.project_id, store::NetworkUse::Share).await?;
     let network = store::get_network(tx.conn(), &network_id).await?;
-    port.port_security_enabled = req.port_security_enabled.unwrap_or(network.port_security_enabled);
+    // As ML2's port security driver: ports the network itself owns (`network:*`, such as DHCP
+    // or router ports) are trusted and never filtered; others take the request's or the
+    // network's setting.
+    port.port_security_enabled = !port.device_owner.starts_with("network:")
+        && req.port_security_enabled.unwrap_or(network.port_security_enabled);
     let segment = bind(app, tx, &mut port).await?;
     apply_dhcp_options(req.extra_dhcp_opts.as_deref(), &mut port)?;
     insert_with_mac(tx, &mut port, req.mac_address).await?;

@@ -92,7 +92,7 @@ on_both_backends!(bad_requests_get_neutron_errors_and_change_nothing, default_co
             "/v2.0/ports",
             json!({"port": {"network_id": net_id, "mac_address": "not-a-mac"}}),
             400,
-            "InvalidInput",
+            "HTTPBadRequest",
         ),
         (
             "POST",
@@ -188,4 +188,99 @@ on_both_backends!(deleting_a_network_takes_its_network_owned_ports, default_conf
     let (status, _, _) = error_of(s.api.get(&format!("/v2.0/ports/{}", dhcp["id"].as_str().unwrap())).await);
     assert_eq!(status, 404, "the DHCP port went with its network");
     assert_eq!(s.api.get("/v2.0/subnets").await.unwrap()["subnets"], json!([]));
+});
+
+// The attribute layer as neutron-lib's: converters (booleans as oslo reads them, integers)
+// raise InvalidInput, validators' refusals are HTTPBadRequest, values are printed as Python
+// prints them; bodies without the resource, and DELETEs with a body, are refused.
+on_both_backends!(attributes_are_converted_and_refused_as_neutron_does, default_config(), |s: TestServer| async move {
+    let created = |v: Result<Value, neutrino_lab::ApiError>| v.unwrap()["network"].clone();
+    let yes = created(s.api.post("/v2.0/networks", json!({"network": {"admin_state_up": "yes"}})).await);
+    assert_eq!(yes["admin_state_up"], true);
+    let zero = created(s.api.post("/v2.0/networks", json!({"network": {"admin_state_up": 0, "shared": "off"}})).await);
+    assert_eq!((zero["admin_state_up"].clone(), zero["shared"].clone()), (json!(false), json!(false)));
+    let cases = [
+        (
+            json!({"admin_state_up": "maybe"}),
+            "InvalidInput",
+            "Invalid input for operation: 'maybe' cannot be converted to boolean.",
+        ),
+        (
+            json!({"admin_state_up": null}),
+            "InvalidInput",
+            "Invalid input for operation: 'None' cannot be converted to boolean.",
+        ),
+        (json!({"mtu": null}), "InvalidInput", "Invalid input for operation: 'None' is not an integer."),
+        (json!({"mtu": "big"}), "InvalidInput", "Invalid input for operation: 'big' is not an integer."),
+        (json!({"mtu": -1}), "HTTPBadRequest", "Invalid input for mtu. Reason: '-1' should be non-negative."),
+        (
+            json!({"name": " padded"}),
+            "HTTPBadRequest",
+            "Invalid input for name. Reason: ' padded' is not a valid string.",
+        ),
+        (json!({"name": 5}), "HTTPBadRequest", "Invalid input for name. Reason: '5' is not a valid string."),
+        (
+            json!({"description": true}),
+            "HTTPBadRequest",
+            "Invalid input for description. Reason: 'True' is not a valid string.",
+        ),
+    ];
+    for (body, kind, message) in cases {
+        let (status, got_kind, got_message) = error_of(s.api.post("/v2.0/networks", json!({ "network": body })).await);
+        assert_eq!((status, got_kind.as_str(), got_message.as_str()), (400, kind, message), "{body}");
+    }
+    let raw = |method: reqwest::Method, path: &str, body: &'static str| {
+        reqwest::Client::new().request(method, format!("{}{path}", s.base)).body(body).send()
+    };
+    for (body, message) in [
+        ("", "Unable to find 'network' in request body"),
+        ("{\"network\": \"x\"}", "Object 'network' contains invalid data"),
+    ] {
+        let resp = raw(reqwest::Method::POST, "/v2.0/networks", body).await.unwrap();
+        assert_eq!(resp.status(), 400, "{body:?}");
+        assert_eq!(resp.json::<Value>().await.unwrap()["NeutronError"]["message"], message, "{body:?}");
+    }
+    let id = yes["id"].as_str().unwrap().to_string();
+    let resp = raw(reqwest::Method::DELETE, &format!("/v2.0/networks/{id}"), "{\"a\": 1}").await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["NeutronError"]["message"],
+        "Request body is not supported in DELETE."
+    );
+    s.api.get(&format!("/v2.0/networks/{id}")).await.expect("the network is still there");
+
+    // Subnets: CIDRs made canonical, gateways outside the subnet accepted, null lists empty.
+    let subnet = |extra: Value| {
+        let mut body = json!({"network_id": id, "ip_version": 4});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        s.api.post("/v2.0/subnets", json!({ "subnet": body }))
+    };
+    let canonical = subnet(json!({"cidr": "198.51.100.5/24", "gateway_ip": "203.0.113.1", "dns_nameservers": null}))
+        .await
+        .unwrap()["subnet"]
+        .clone();
+    assert_eq!(canonical["cidr"], "198.51.100.0/24");
+    assert_eq!(canonical["gateway_ip"], "203.0.113.1");
+    assert_eq!(canonical["dns_nameservers"], json!([]));
+    assert_eq!(canonical["allocation_pools"], json!([{"start": "198.51.100.1", "end": "198.51.100.254"}]));
+    let (status, kind, message) = error_of(subnet(json!({"cidr": "192.0.2.0/24", "gateway_ip": "192.0.2.0"})).await);
+    assert_eq!(
+        (status, kind.as_str(), message.as_str()),
+        (400, "InvalidInput", "Invalid input for operation: Gateway is not valid on subnet.")
+    );
+
+    // Ports: Nova's unbinding null host, null groups, trusted ports, every VNIC type.
+    let port = |body: Value| s.api.post("/v2.0/ports", json!({ "port": body }));
+    let p = port(json!({"network_id": id, "binding:host_id": null, "security_groups": null})).await.unwrap()["port"]
+        .clone();
+    assert_eq!((p["binding:host_id"].clone(), p["security_groups"].clone()), (json!(""), json!([])));
+    let dhcp = port(json!({"network_id": id, "device_owner": "network:dhcp"})).await.unwrap()["port"].clone();
+    assert_eq!(dhcp["port_security_enabled"], false, "ports the network owns are trusted");
+    let vdpa = port(json!({"network_id": id, "binding:vnic_type": "vdpa"})).await.unwrap()["port"].clone();
+    assert_eq!(vdpa["binding:vnic_type"], "vdpa");
+    let (status, kind, message) = error_of(port(json!({"network_id": id, "binding:vnic_type": "bogus"})).await);
+    assert_eq!(
+        (status, kind.as_str(), message.as_str()),
+        (400, "HTTPBadRequest", "Invalid input for binding:vnic_type. Reason: bogus is not in valid_values.")
+    );
 });

@@ -415,7 +415,7 @@ on_both_backends!(corner_cases_answer_as_neutron_does, default_config(), |s: Tes
     let routes = json!({"subnet": {"network_id": other_net, "ip_version": 4, "cidr": "192.0.2.0/24", "host_routes": [
         {"destination": "198.51.100.0/24", "nexthop": "192.0.2.5"}, {"destination": "198.51.100.0/24", "nexthop": "192.0.2.5"}]}});
     let (status, kind, message) = error_of(s.api.post("/v2.0/subnets", routes).await);
-    assert_eq!((status, kind.as_str()), (400, "InvalidInput"));
+    assert_eq!((status, kind.as_str()), (400, "HTTPBadRequest"), "a validator's refusal");
     assert_eq!(message, "Invalid input for host_routes. Reason: Duplicate hostroute '{'destination': '198.51.100.0/24', 'nexthop': '192.0.2.5'}'.");
 
     // Networks: segments beside provider attributes.

@@ -56,12 +56,12 @@ on_both_backends!(quota_api_shows_changes_and_resets_limits, default_config(), |
     for (quota, kind, message) in [
         (
             json!({"network": -2}),
-            "InvalidInput",
+            "HTTPBadRequest",
             "Invalid input for network. Reason: '-2' is too small - must be at least '-1'.",
         ),
         (
             json!({"subnet": 2147483648u64}),
-            "InvalidInput",
+            "HTTPBadRequest",
             "Invalid input for subnet. Reason: '2147483648' is too large - must be no larger than '2147483647'.",
         ),
         (json!({"port": "ten"}), "InvalidInput", "Invalid input for operation: 'ten' is not an integer."),
@@ -70,7 +70,7 @@ on_both_backends!(quota_api_shows_changes_and_resets_limits, default_config(), |
         (
             json!({"network": 3, "force": "maybe"}),
             "InvalidInput",
-            "Invalid input for force. Reason: 'maybe' is not a valid boolean value.",
+            "Invalid input for operation: 'maybe' cannot be converted to boolean.",
         ),
     ] {
         let (status, got_kind, got_message) = error_of(set_quota(&s, "p1", quota.clone()).await);
