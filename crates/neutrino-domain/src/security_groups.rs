@@ -43,7 +43,8 @@ impl ValidRule {
             o(&self.protocol.as_ref().map(|p| canonical_protocol(p))),
             n(&self.port_range_min),
             n(&self.port_range_max),
-            o(&self.normalized_cidr),
+            // As Neutron's `_rule_to_key`: "anywhere" and no prefix are the same rule.
+            o(&self.normalized_cidr.clone().filter(|c| c != "0.0.0.0/0" && c != "::/0")),
             o(&self.remote_group_id)
         );
         // Appended only when set, so the prints of rules stored before stay what they were.
@@ -54,20 +55,23 @@ impl ValidRule {
     }
 }
 
-/// Protocol names Neutron accepts, with their IANA numbers.
+/// Protocol names Neutron accepts, with their IANA numbers, in neutron-lib's
+/// `IP_PROTOCOL_MAP` order (messages list them so).
 const PROTOCOLS: &[(&str, u8)] = &[
     ("ah", 51),
     ("dccp", 33),
     ("egp", 8),
     ("esp", 50),
     ("gre", 47),
+    ("hopopt", 0),
     ("icmp", 1),
-    ("icmpv6", 58),
     ("igmp", 2),
+    ("ip", 0),
     ("ipip", 4),
     ("ipv6-encap", 41),
     ("ipv6-frag", 44),
     ("ipv6-icmp", 58),
+    ("icmpv6", 58),
     ("ipv6-nonxt", 59),
     ("ipv6-opts", 60),
     ("ipv6-route", 43),
@@ -98,6 +102,44 @@ fn canonical_protocol(p: &str) -> String {
     protocol_number(p).map(|n| n.to_string()).unwrap_or_else(|| p.to_string())
 }
 
+/// `SecurityGroupRuleInvalidProtocol`, listing what Neutron supports as Python prints it.
+fn invalid_protocol(p: &str) -> DomainError {
+    let names: Vec<String> = PROTOCOLS.iter().map(|(n, _)| format!("'{n}'")).collect();
+    DomainError::bad_request(
+        "SecurityGroupRuleInvalidProtocol",
+        format!(
+            "Security group rule protocol {p} not supported. Only protocol values (None, 'any', {}) and integer representations [0 to 255] are supported.",
+            names.join(", ")
+        ),
+    )
+}
+
+/// `protocol` as Neutron's `convert_protocol`: none for `any`, a number 0 to 255 as given, a
+/// known name in lower case.
+fn convert_protocol(p: Option<&str>) -> Result<Option<String>, DomainError> {
+    let Some(p) = p.filter(|p| *p != "any") else { return Ok(None) };
+    if let Ok(n) = p.trim().parse::<i64>() {
+        return if (0..=255).contains(&n) { Ok(Some(p.to_string())) } else { Err(invalid_protocol(p)) };
+    }
+    let lower = p.to_ascii_lowercase();
+    if PROTOCOLS.iter().any(|(n, _)| *n == lower) {
+        Ok(Some(lower))
+    } else {
+        Err(invalid_protocol(p))
+    }
+}
+
+/// `remote_ip_prefix` as Neutron's `convert_ip_prefix_to_cidr`: empty is none, an address is
+/// its host prefix, written as netaddr writes it (host bits kept, lower case).
+fn convert_ip_prefix(prefix: Option<&str>) -> Result<Option<IpNet>, DomainError> {
+    let Some(prefix) = prefix.filter(|p| !p.is_empty()) else { return Ok(None) };
+    prefix
+        .parse::<IpNet>()
+        .or_else(|_| prefix.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(Some)
+        .map_err(|_| DomainError::bad_request("InvalidCIDR", format!("Invalid CIDR {prefix} given as IP prefix.")))
+}
+
 pub fn validate_rule(req: &RuleRequest) -> Result<ValidRule, DomainError> {
     let direction = req.direction.clone().ok_or_else(|| {
         DomainError::bad_request(
@@ -106,72 +148,73 @@ pub fn validate_rule(req: &RuleRequest) -> Result<ValidRule, DomainError> {
         )
     })?;
     if direction != "ingress" && direction != "egress" {
-        return Err(DomainError::invalid(format!("'{direction}' is not in ['ingress', 'egress']")));
-    }
-    let ethertype = req.ethertype.clone().unwrap_or_else(|| "IPv4".into());
-    if ethertype != "IPv4" && ethertype != "IPv6" {
         return Err(DomainError::bad_request(
-            "SecurityGroupRuleInvalidEtherType",
-            format!(
-                "Security group rule for ethertype '{ethertype}' not supported. Allowed values are ['IPv4', 'IPv6']."
-            ),
+            "HTTPBadRequest",
+            format!("Invalid input for direction. Reason: {direction} is not in valid_values."),
         ));
     }
-    let protocol = match req.protocol.as_deref() {
-        None | Some("") | Some("any") => None,
-        Some(p) => {
-            let lower = p.to_ascii_lowercase();
-            let number = protocol_number(&lower).ok_or_else(|| {
-                DomainError::bad_request(
-                    "SecurityGroupRuleInvalidProtocol",
-                    format!("Security group rule protocol {p} not supported. Only protocol values {} and integer representations [0 to 255] are supported.",
-                        PROTOCOLS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
-                )
-            })?;
-            if ethertype == "IPv4" && IPV6_ONLY_PROTOCOLS.contains(&number) {
-                return Err(DomainError::bad_request(
-                    "SecurityGroupEthertypeConflictWithProtocol",
-                    format!("Invalid ethertype IPv4 for protocol {p}."),
-                ));
-            }
-            Some(lower)
+    let given_ethertype = req.ethertype.clone().unwrap_or_else(|| "IPv4".into());
+    let ethertype = ["IPv4", "IPv6"]
+        .into_iter()
+        .find(|e| e.eq_ignore_ascii_case(&given_ethertype))
+        .map(String::from)
+        .ok_or_else(|| {
+            DomainError::bad_request(
+                "SecurityGroupRuleInvalidEtherType",
+                format!(
+                    "Security group rule for ethertype '{given_ethertype}' not supported. Allowed values are ['IPv4', 'IPv6']."
+                ),
+            )
+        })?;
+    let mut protocol = convert_protocol(req.protocol.as_deref())?;
+    if let Some(p) = &protocol {
+        let number = protocol_number(p).unwrap_or(255);
+        if ethertype == "IPv4" && IPV6_ONLY_PROTOCOLS.contains(&number) {
+            return Err(DomainError::bad_request(
+                "SecurityGroupEthertypeConflictWithProtocol",
+                format!("Invalid ethertype IPv4 for protocol {p}."),
+            ));
         }
-    };
+    }
     validate_ports(protocol.as_deref(), req.port_range_min, req.port_range_max)?;
-    let remotes =
-        [req.remote_ip_prefix.is_some(), req.remote_group_id.is_some(), req.remote_address_group_id.is_some()];
+    let remote_ip_prefix = convert_ip_prefix(req.remote_ip_prefix.as_deref())?;
+    let remotes = [remote_ip_prefix.is_some(), req.remote_group_id.is_some(), req.remote_address_group_id.is_some()];
     if remotes.iter().filter(|r| **r).count() > 1 {
         return Err(DomainError::bad_request(
             "SecurityGroupMultipleRemoteEntites",
-            "Invalid input for operation: Only one of remote_ip_prefix or remote_group_id or remote_address_group_id \
-             may be provided.",
+            "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided.",
         ));
     }
-    let normalized_cidr = match &req.remote_ip_prefix {
-        None => None,
-        Some(prefix) => {
-            let net: IpNet = prefix
-                .parse()
-                .or_else(|_| prefix.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| DomainError::invalid(format!("'{prefix}' is not a valid IP subnet")))?;
-            let version = if net.addr().is_ipv4() { "IPv4" } else { "IPv6" };
-            if version != ethertype {
-                return Err(DomainError::bad_request(
-                    "SecurityGroupRuleParameterConflict",
-                    format!("Conflicting value ethertype {ethertype} for CIDR {prefix}"),
-                ));
-            }
-            Some(net.trunc().to_string())
+    if let Some(net) = &remote_ip_prefix {
+        let version = if net.addr().is_ipv4() { "IPv4" } else { "IPv6" };
+        if version != ethertype {
+            return Err(DomainError::bad_request(
+                "SecurityGroupRuleParameterConflict",
+                format!("Conflicting value ethertype {ethertype} for CIDR {net}"),
+            ));
         }
+    }
+    // Neutron's canonical forms: IPv6 ICMP by its IPv6 name (or number), and the whole port
+    // range as no range.
+    if ethertype == "IPv6" {
+        protocol = match protocol.as_deref() {
+            Some("icmp") | Some("icmpv6") => Some("ipv6-icmp".into()),
+            Some("1") => Some("58".into()),
+            _ => protocol,
+        };
+    }
+    let (port_range_min, port_range_max) = match (req.port_range_min, req.port_range_max) {
+        (Some(1), Some(65535)) => (None, None),
+        other => other,
     };
     Ok(ValidRule {
         direction,
         ethertype,
         protocol,
-        port_range_min: req.port_range_min,
-        port_range_max: req.port_range_max,
-        remote_ip_prefix: req.remote_ip_prefix.clone(),
-        normalized_cidr,
+        port_range_min,
+        port_range_max,
+        remote_ip_prefix: remote_ip_prefix.map(|n| n.to_string()),
+        normalized_cidr: remote_ip_prefix.map(|n| n.trunc().to_string()),
         remote_group_id: req.remote_group_id.clone(),
         remote_address_group_id: req.remote_address_group_id.clone(),
     })
@@ -189,6 +232,9 @@ fn validate_ports(protocol: Option<&str>, min: Option<i64>, max: Option<i64>) ->
     };
     let number = protocol_number(p).unwrap_or(255);
     if PORT_PROTOCOLS.contains(&number) {
+        if min == Some(0) || max == Some(0) {
+            return Err(DomainError::bad_request("SecurityGroupInvalidPortValue", "Invalid value for port 0"));
+        }
         let (Some(lo), Some(hi)) = (min, max) else {
             return Err(DomainError::bad_request(
                 "SecurityGroupInvalidPortRange",
@@ -210,14 +256,12 @@ fn validate_ports(protocol: Option<&str>, min: Option<i64>, max: Option<i64>) ->
         return Ok(());
     }
     if number == 1 || number == 58 {
-        for (field, v) in [("type", min), ("code", max)] {
+        for (field, attr, v) in [("type", "port_range_min", min), ("code", "port_range_max", max)] {
             if let Some(v) = v {
                 if !(0..=255).contains(&v) {
                     return Err(DomainError::bad_request(
                         "SecurityGroupInvalidIcmpValue",
-                        format!(
-                            "Invalid value for ICMP {field} (port_range_min/port_range_max) {v}. It must be 0 to 255."
-                        ),
+                        format!("Invalid value for ICMP {field} ({attr}) {v}. It must be 0 to 255."),
                     ));
                 }
             }
@@ -233,7 +277,12 @@ fn validate_ports(protocol: Option<&str>, min: Option<i64>, max: Option<i64>) ->
         }
         return Ok(());
     }
-    Err(DomainError::invalid(format!("Protocol {p} does not support port ranges")))
+    Err(DomainError::bad_request(
+        "SecurityGroupInvalidProtocolForPort",
+        format!(
+            "Ports cannot be specified for protocol {number}. Ports are only supported for DCCP, SCTP, TCP, UDP, UDPLITE."
+        ),
+    ))
 }
 
 /// The rules of a new group: any egress over IPv4 and IPv6; the project's `default` group
@@ -332,6 +381,72 @@ mod tests {
             validate_rule(&icmp),
             Err(DomainError::BadRequest { kind: "SecurityGroupMissingIcmpType", .. })
         ));
+    }
+
+    #[test]
+    fn rules_take_neutrons_canonical_forms() {
+        let rule = |f: &dyn Fn(&mut RuleRequest)| {
+            let mut r = RuleRequest { direction: Some("ingress".into()), ..Default::default() };
+            f(&mut r);
+            validate_rule(&r)
+        };
+        let v6_icmp = rule(&|r| {
+            r.ethertype = Some("ipv6".into());
+            r.protocol = Some("icmp".into());
+        })
+        .unwrap();
+        assert_eq!((v6_icmp.ethertype.as_str(), v6_icmp.protocol.as_deref()), ("IPv6", Some("ipv6-icmp")));
+        let by_number = rule(&|r| {
+            r.ethertype = Some("IPv6".into());
+            r.protocol = Some("1".into());
+        });
+        assert_eq!(by_number.unwrap().protocol.as_deref(), Some("58"));
+        let whole = rule(&|r| {
+            r.protocol = Some("TCP".into());
+            (r.port_range_min, r.port_range_max) = (Some(1), Some(65535));
+        })
+        .unwrap();
+        assert_eq!((whole.protocol.as_deref(), whole.port_range_min, whole.port_range_max), (Some("tcp"), None, None));
+        let host = rule(&|r| r.remote_ip_prefix = Some("192.0.2.7".into())).unwrap();
+        assert_eq!(
+            (host.remote_ip_prefix.as_deref(), host.normalized_cidr.as_deref()),
+            (Some("192.0.2.7/32"), Some("192.0.2.7/32"))
+        );
+        let v6 = rule(&|r| {
+            r.ethertype = Some("IPv6".into());
+            r.remote_ip_prefix = Some("2001:DB8::5/64".into());
+        })
+        .unwrap();
+        assert_eq!(
+            (v6.remote_ip_prefix.as_deref(), v6.normalized_cidr.as_deref()),
+            (Some("2001:db8::5/64"), Some("2001:db8::/64"))
+        );
+        assert_eq!(rule(&|r| r.remote_ip_prefix = Some(String::new())).unwrap().remote_ip_prefix, None);
+        let anywhere = rule(&|r| r.remote_ip_prefix = Some("0.0.0.0/0".into())).unwrap();
+        assert_eq!(anywhere.fingerprint(), rule(&|_| {}).unwrap().fingerprint(), "anywhere is no prefix");
+        assert!(rule(&|r| r.protocol = Some("hopopt".into())).is_ok());
+        let errors = [
+            (
+                rule(&|r| {
+                    r.protocol = Some("tcp".into());
+                    (r.port_range_min, r.port_range_max) = (Some(0), Some(10));
+                }),
+                "SecurityGroupInvalidPortValue",
+            ),
+            (
+                rule(&|r| {
+                    r.protocol = Some("gre".into());
+                    (r.port_range_min, r.port_range_max) = (Some(1), Some(2));
+                }),
+                "SecurityGroupInvalidProtocolForPort",
+            ),
+            (rule(&|r| r.remote_ip_prefix = Some("192.0.2.300/24".into())), "InvalidCIDR"),
+            (rule(&|r| r.direction = Some("sideways".into())), "HTTPBadRequest"),
+            (rule(&|r| r.protocol = Some("bogus".into())), "SecurityGroupRuleInvalidProtocol"),
+        ];
+        for (result, kind) in errors {
+            assert!(matches!(result, Err(DomainError::BadRequest { kind: k, .. }) if k == kind), "{kind}");
+        }
     }
 
     #[test]

@@ -65,7 +65,7 @@ on_both_backends!(security_groups_and_rules_behave_like_neutron, default_config(
             400,
             "SecurityGroupInvalidPortRange",
         ),
-        (json!({"security_group_id": web_id, "direction": "sideways"}), 400, "InvalidInput"),
+        (json!({"security_group_id": web_id, "direction": "sideways"}), 400, "HTTPBadRequest"),
         (
             json!({"security_group_id": "00000000-0000-0000-0000-000000000000", "direction": "ingress"}),
             404,
