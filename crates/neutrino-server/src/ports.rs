@@ -51,16 +51,27 @@ fn text_of<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     entry.get(key).and_then(Value::as_str)
 }
 
+/// `fixed_ips` as neutron-lib's `type:fixed_ips`: subnet ids are ids, an address is asked
+/// for once.
 fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
-    Ok(attrs.object_list("fixed_ips", &["subnet_id", "ip_address"])?.map(|entries| {
-        entries
-            .iter()
-            .map(|e| FixedIpRequest {
-                subnet_id: text_of(e, "subnet_id").map(String::from),
-                ip_address: text_of(e, "ip_address").map(String::from),
-            })
-            .collect()
-    }))
+    let Some(entries) = attrs.object_list("fixed_ips", &["subnet_id", "ip_address"])? else { return Ok(None) };
+    let mut out: Vec<FixedIpRequest> = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let request = FixedIpRequest {
+            subnet_id: text_of(e, "subnet_id").map(String::from),
+            ip_address: text_of(e, "ip_address").map(String::from),
+        };
+        if let Some(id) = request.subnet_id.as_deref().filter(|id| !neutrino_domain::validators::is_uuid_like(id)) {
+            return Err(ApiError::invalid_attribute("fixed_ips", neutrino_domain::validators::not_a_uuid(id)));
+        }
+        if let Some(ip) =
+            request.ip_address.as_deref().filter(|ip| out.iter().any(|o| o.ip_address.as_deref() == Some(*ip)))
+        {
+            return Err(ApiError::invalid_attribute("fixed_ips", format!("Duplicate IP address '{ip}'")));
+        }
+        out.push(request);
+    }
+    Ok(Some(out))
 }
 
 /// `mac_address`: given (normalized), or `null` for a new random one (`None` either way on a
@@ -106,7 +117,7 @@ fn host_id(attrs: &Attrs) -> Result<Option<String>, ApiError> {
 fn security_groups(attrs: &Attrs) -> Result<Option<Vec<String>>, ApiError> {
     match attrs.raw("security_groups") {
         Some(Value::Null) => Ok(Some(Vec::new())),
-        _ => attrs.string_list("security_groups"),
+        _ => attrs.uuid_list("security_groups"),
     }
 }
 
@@ -179,7 +190,7 @@ fn create_request(app: &App, attrs: &Attrs) -> Result<CreatePort, ApiError> {
     Ok(CreatePort {
         given: attrs.given().clone(),
         project_id: named_project(attrs)?,
-        network_id: attrs.string("network_id", 36)?.unwrap_or_default(),
+        network_id: attrs.uuid("network_id")?.unwrap_or_default(),
         name: attrs.name("name", 255)?.unwrap_or_default(),
         description: attrs.string("description", 255)?.unwrap_or_default(),
         admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),

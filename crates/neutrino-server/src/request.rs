@@ -145,6 +145,34 @@ impl Attrs {
         Ok(name)
     }
 
+    /// An id (`type:uuid`): a 400 for anything that is not one, before any lookup.
+    pub fn uuid(&self, key: &str) -> Result<Option<String>, ApiError> {
+        let id = self.string(key, 255)?;
+        if let Some(id) = &id {
+            if !neutrino_domain::validators::is_uuid_like(id) {
+                return Err(ApiError::invalid_attribute(key, neutrino_domain::validators::not_a_uuid(id)));
+            }
+        }
+        Ok(id)
+    }
+
+    /// An id that may be `null` (`type:uuid_or_none`).
+    pub fn nullable_uuid(&self, key: &str) -> Result<Option<Option<String>>, ApiError> {
+        match self.map.get(key) {
+            Some(Value::Null) => Ok(Some(None)),
+            _ => Ok(self.uuid(key)?.map(Some)),
+        }
+    }
+
+    /// A list of ids (`type:uuid_list`).
+    pub fn uuid_list(&self, key: &str) -> Result<Option<Vec<String>>, ApiError> {
+        let ids = self.string_list(key)?;
+        if let Some(bad) = ids.iter().flatten().find(|id| !neutrino_domain::validators::is_uuid_like(id)) {
+            return Err(ApiError::invalid_attribute(key, neutrino_domain::validators::not_a_uuid(bad)));
+        }
+        Ok(ids)
+    }
+
     /// A string attribute that may be `null`.
     pub fn nullable_string(&self, key: &str) -> Result<Option<Option<String>>, ApiError> {
         match self.map.get(key) {

@@ -35,7 +35,7 @@ fn create_segment_request(attrs: &Attrs) -> Result<CreateSegment, ApiError> {
     attrs.required("network_type")?;
     Ok(CreateSegment {
         given: attrs.given().clone(),
-        network_id: attrs.string("network_id", 36)?.unwrap_or_default(),
+        network_id: attrs.uuid("network_id")?.unwrap_or_default(),
         request: ProviderRequest {
             network_type: attrs.string("network_type", 32)?,
             physical_network: attrs.nullable_string("physical_network")?.flatten().filter(|p| !p.is_empty()),

@@ -113,7 +113,7 @@ async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> Htt
 
 fn create_request(attrs: &Attrs) -> Result<CreateSubnet, ApiError> {
     refuse_unsupported(attrs)?;
-    let network_id = attrs.required("network_id").and_then(|_| attrs.string("network_id", 36))?.unwrap_or_default();
+    let network_id = attrs.required("network_id").and_then(|_| attrs.uuid("network_id"))?.unwrap_or_default();
     attrs.required("ip_version")?;
     let ip_version = u8::try_from(attrs.uint("ip_version")?.unwrap_or_default()).unwrap_or(0);
     Ok(CreateSubnet {
@@ -123,7 +123,7 @@ fn create_request(attrs: &Attrs) -> Result<CreateSubnet, ApiError> {
         name: attrs.name("name", 255)?.unwrap_or_default(),
         description: attrs.string("description", 255)?.unwrap_or_default(),
         cidr: attrs.string("cidr", 64)?,
-        subnetpool_id: attrs.nullable_string("subnetpool_id")?.flatten(),
+        subnetpool_id: attrs.nullable_uuid("subnetpool_id")?.flatten(),
         use_default_subnetpool: attrs.boolean("use_default_subnetpool")? == Some(true),
         prefixlen: attrs.uint("prefixlen")?.map(|v| u8::try_from(v).unwrap_or(u8::MAX)),
         request: SubnetRequest {

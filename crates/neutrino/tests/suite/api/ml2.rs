@@ -197,13 +197,15 @@ on_both_backends!(multi_segment_networks_and_the_segments_api, all_drivers(), |s
     let (status, kind, _) =
         error_of(s.api.delete(&format!("/v2.0/segments/{}", single_seg["segments"][0]["id"].as_str().unwrap())).await);
     assert_eq!((status, kind.as_str()), (409, "SegmentInUse"));
-    // Unknown network.
+    // Unknown network; a network id that is not one at all.
+    let unknown = json!({"segment": {"network_id": "00000000-0000-0000-0000-00000000dead", "network_type": "vxlan"}});
+    assert_eq!(error_of(s.api.post("/v2.0/segments", unknown).await).1, "NetworkNotFound");
+    let (status, kind, message) = error_of(
+        s.api.post("/v2.0/segments", json!({"segment": {"network_id": "nope", "network_type": "vxlan"}})).await,
+    );
     assert_eq!(
-        error_of(
-            s.api.post("/v2.0/segments", json!({"segment": {"network_id": "nope", "network_type": "vxlan"}})).await
-        )
-        .1,
-        "NetworkNotFound"
+        (status, kind.as_str(), message.as_str()),
+        (400, "HTTPBadRequest", "Invalid input for network_id. Reason: 'nope' is not a valid UUID.")
     );
 });
 

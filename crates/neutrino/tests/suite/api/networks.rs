@@ -84,6 +84,13 @@ on_both_backends!(bad_requests_get_neutron_errors_and_change_nothing, default_co
             "POST",
             "/v2.0/subnets",
             json!({"subnet": {"network_id": "nope", "ip_version": 4, "cidr": "203.0.113.0/24"}}),
+            400,
+            "HTTPBadRequest",
+        ),
+        (
+            "POST",
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": "00000000-0000-0000-0000-00000000dead", "ip_version": 4, "cidr": "203.0.113.0/24"}}),
             404,
             "NetworkNotFound",
         ),
@@ -278,6 +285,25 @@ on_both_backends!(attributes_are_converted_and_refused_as_neutron_does, default_
     assert_eq!(dhcp["port_security_enabled"], false, "ports the network owns are trusted");
     let vdpa = port(json!({"network_id": id, "binding:vnic_type": "vdpa"})).await.unwrap()["port"].clone();
     assert_eq!(vdpa["binding:vnic_type"], "vdpa");
+    // Ids are ids before anything is looked up; an address is asked for once.
+    for (body, message) in [
+        (json!({"network_id": "abc"}), "Invalid input for network_id. Reason: 'abc' is not a valid UUID."),
+        (
+            json!({"network_id": id, "fixed_ips": [{"subnet_id": "abc"}]}),
+            "Invalid input for fixed_ips. Reason: 'abc' is not a valid UUID.",
+        ),
+        (
+            json!({"network_id": id, "security_groups": ["x"]}),
+            "Invalid input for security_groups. Reason: 'x' is not a valid UUID.",
+        ),
+        (
+            json!({"network_id": id, "fixed_ips": [{"ip_address": "198.51.100.9"}, {"ip_address": "198.51.100.9"}]}),
+            "Invalid input for fixed_ips. Reason: Duplicate IP address '198.51.100.9'.",
+        ),
+    ] {
+        let (status, kind, got) = error_of(port(body.clone()).await);
+        assert_eq!((status, kind.as_str(), got.as_str()), (400, "HTTPBadRequest", message), "{body}");
+    }
     let (status, kind, message) = error_of(port(json!({"network_id": id, "binding:vnic_type": "bogus"})).await);
     assert_eq!(
         (status, kind.as_str(), message.as_str()),
