@@ -74,6 +74,8 @@ impl ApiError {
             "address_group" => format!("Address group {id} could not be found."),
             "default_security_group_rule" => format!("Default Security Group rule {id} does not exist"),
             "network_segment_range" => format!("Network Segment Range {id} could not be found."),
+            // Neutron names the object's type when it knows it; by id alone it does not.
+            "rbac_policy" => format!("RBAC policy of type unknown with ID {id} not found"),
             other => format!("{} {id} could not be found.", camel(other)),
         };
         let kind = match resource {

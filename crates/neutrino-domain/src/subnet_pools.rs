@@ -22,7 +22,7 @@ pub fn validate_pool(
     default: Option<u8>,
 ) -> Result<PoolSpec, DomainError> {
     if prefixes.is_empty() {
-        return Err(DomainError::invalid("A subnet pool needs at least one prefix"));
+        return Err(DomainError::bad_request("EmptySubnetPoolPrefixList", "Empty subnet pool prefix list."));
     }
     let mut nets = Vec::with_capacity(prefixes.len());
     for p in prefixes {
@@ -40,10 +40,24 @@ pub fn validate_pool(
     let min = min.unwrap_or(if v4 { 8 } else { 64 });
     let max = max.unwrap_or(family_max);
     let default = default.unwrap_or(min);
-    if max > family_max || min > max || default < min || default > max {
-        return Err(DomainError::invalid(format!(
-            "Illegal prefix bounds: min_prefixlen={min}, default_prefixlen={default}, max_prefixlen={max} (0..{family_max}, min <= default <= max)"
-        )));
+    // In the order of Neutron's `_read_prefix_bounds`.
+    let illegal = |kind: &str, len: u8, base: &str, base_len: u8| {
+        DomainError::bad_request(
+            "IllegalSubnetPoolPrefixBounds",
+            format!("Illegal prefix bounds: {kind}={len}, {base}={base_len}."),
+        )
+    };
+    if min > max {
+        return Err(illegal("min_prefixlen", min, "max_prefixlen", max));
+    }
+    if max > family_max {
+        return Err(illegal("max_prefixlen", max, "ip_version_max", family_max));
+    }
+    if default < min {
+        return Err(illegal("default_prefixlen", default, "min_prefixlen", min));
+    }
+    if default > max {
+        return Err(illegal("default_prefixlen", default, "max_prefixlen", max));
     }
     nets.sort();
     nets.dedup();
@@ -69,11 +83,23 @@ pub fn any_overlap(a: &[IpNet], b: &[IpNet]) -> bool {
 }
 
 fn check_prefixlen(spec: &PoolSpec, len: u8) -> Result<(), DomainError> {
-    if len < spec.min_prefixlen || len > spec.max_prefixlen {
-        return Err(DomainError::invalid(format!(
-            "Unable to allocate subnet with prefix length {len}, minimum allowed prefix is {}, maximum allowed prefix is {}",
-            spec.min_prefixlen, spec.max_prefixlen
-        )));
+    if len < spec.min_prefixlen {
+        return Err(DomainError::bad_request(
+            "MinPrefixSubnetAllocationError",
+            format!(
+                "Unable to allocate subnet with prefix length {len}, minimum allowed prefix is {}.",
+                spec.min_prefixlen
+            ),
+        ));
+    }
+    if len > spec.max_prefixlen {
+        return Err(DomainError::bad_request(
+            "MaxPrefixSubnetAllocationError",
+            format!(
+                "Unable to allocate subnet with prefix length {len}, maximum allowed prefix is {}.",
+                spec.max_prefixlen
+            ),
+        ));
     }
     Ok(())
 }
@@ -121,7 +147,7 @@ pub fn check_pool_quota(ip_version: u8, quota: Option<u64>, held: &[IpNet], len:
     let units = |prefixlen: u8| 2f64.powi(unit - i32::from(prefixlen));
     let used: f64 = held.iter().map(|n| units(n.prefix_len())).sum();
     if used + units(len) > quota as f64 {
-        return Err(DomainError::conflict("SubnetPoolQuotaExceeded", "Per-tenant subnet pool prefix quota exceeded."));
+        return Err(DomainError::conflict("SubnetPoolQuotaExceeded", "Per-project subnet pool prefix quota exceeded."));
     }
     Ok(())
 }
@@ -157,7 +183,7 @@ mod tests {
         assert!(check_pool_quota(4, Some(4), &[], 29).is_err());
         assert!(check_pool_quota(4, Some(8), &[net("10.0.0.0/30")], 30).is_ok());
         let e = check_pool_quota(4, Some(8), &[net("10.0.0.0/30"), net("10.0.0.4/31")], 30).unwrap_err();
-        assert_eq!(e.to_string(), "SubnetPoolQuotaExceeded: Per-tenant subnet pool prefix quota exceeded.");
+        assert_eq!(e.to_string(), "SubnetPoolQuotaExceeded: Per-project subnet pool prefix quota exceeded.");
         assert!(check_pool_quota(6, Some(1), &[], 64).is_ok());
         assert!(check_pool_quota(6, Some(1), &[], 63).is_err());
         assert!(check_pool_quota(6, Some(1), &[net("2001:db8::/65")], 65).is_ok(), "half a /64 each");

@@ -250,7 +250,7 @@ async fn ensure_not_in_use(tx: &mut Tx, p: &RbacPolicy, new_target: Option<&str>
             &p.object_id,
             &format!(
                 "Callback neutron.plugins.ml2.plugin.Ml2Plugin.validate_network_rbac_policy_change failed with \
-                 \"Unable to reconfigure sharing settings for network {}. Multiple tenants are using it.\"",
+                 \"Unable to reconfigure sharing settings for network {}. Multiple projects are using it.\"",
                 p.object_id
             ),
         ));

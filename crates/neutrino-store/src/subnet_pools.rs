@@ -220,11 +220,10 @@ async fn check_scope(tx: &mut Tx, pool: &SubnetPool) -> Result<()> {
     Ok(())
 }
 
-fn default_conflict(e: StoreError, ip_version: u8) -> StoreError {
+fn default_conflict(e: StoreError) -> StoreError {
     if e.is_unique_violation() {
-        return DomainError::bad_request(
-            "InvalidInput",
-            format!("Invalid input for operation: A default subnetpool for this IP family has already been set. Only one default may exist per IP family (IPv{ip_version})."),
+        return DomainError::invalid(
+            "A default subnetpool for this IP family has already been set. Only one default may exist per IP family",
         )
         .into();
     }
@@ -257,7 +256,7 @@ pub async fn insert_pool(tx: &mut Tx, p: &SubnetPool) -> Result<()> {
     .bind(p.default_quota.map(|q| q.min(i64::MAX as u64) as i64))
     .execute(tx.conn())
     .await
-    .map_err(|e| default_conflict(e.into(), p.ip_version))?;
+    .map_err(|e| default_conflict(e.into()))?;
     tx.record_change(Resource::SubnetPool, &p.id, Operation::Create);
     Ok(())
 }
@@ -284,16 +283,16 @@ pub async fn update_pool(tx: &mut Tx, p: &SubnetPool, expected_revision: u64) ->
     .bind(p.default_quota.map(|q| q.min(i64::MAX as u64) as i64))
     .execute(tx.conn())
     .await
-    .map_err(|e| default_conflict(e.into(), p.ip_version))?;
+    .map_err(|e| default_conflict(e.into()))?;
     tx.updated(done.rows_affected(), Resource::SubnetPool, &p.id)
 }
 
 pub async fn delete_pool(tx: &mut Tx, id: &str) -> Result<()> {
     get_pool(tx.conn(), id).await?;
     if tx.any_row("SELECT id FROM subnets WHERE subnetpool_id = $1 LIMIT 1", id).await? {
-        return Err(DomainError::conflict(
-            "SubnetPoolInUse",
-            format!("Unable to complete operation on subnet pool {id}. Subnet pool is in use."),
+        return Err(DomainError::bad_request(
+            "SubnetPoolDeleteError",
+            "Unable to delete subnet pool: Subnet pool has existing allocations.",
         )
         .into());
     }

@@ -256,6 +256,29 @@ on_both_backends!(attributes_are_converted_and_refused_as_neutron_does, default_
     );
     s.api.get(&format!("/v2.0/networks/{id}")).await.expect("the network is still there");
 
+    // A page after an item that does not exist is its 404 (subnets: ignored, as Neutron).
+    let gone = "00000000-0000-0000-0000-00000000dead";
+    let (status, kind, _) = error_of(s.api.get(&format!("/v2.0/networks?limit=1&marker={gone}")).await);
+    assert_eq!((status, kind.as_str()), (404, "NetworkNotFound"));
+    let (status, kind, _) = error_of(s.api.get(&format!("/v2.0/ports?limit=1&marker={gone}")).await);
+    assert_eq!((status, kind.as_str()), (404, "PortNotFound"));
+    s.api.get(&format!("/v2.0/subnets?limit=1&marker={gone}")).await.expect("subnets ignore it");
+    let (status, kind, message) = error_of(s.api.get(&format!("/v2.0/rbac-policies/{gone}")).await);
+    assert_eq!(
+        (status, kind.as_str(), message),
+        (404, "RbacPolicyNotFound", format!("RBAC policy of type unknown with ID {gone} not found"))
+    );
+    // Subnet pools: prefix bounds as Neutron checks them.
+    let pool =
+        json!({"subnetpool": {"name": "p", "prefixes": ["203.0.113.0/24"], "min_prefixlen": 28, "max_prefixlen": 26}});
+    let (status, kind, message) = error_of(s.api.post("/v2.0/subnetpools", pool).await);
+    assert_eq!(
+        (status, kind.as_str(), message.as_str()),
+        (400, "IllegalSubnetPoolPrefixBounds", "Illegal prefix bounds: min_prefixlen=28, max_prefixlen=26.")
+    );
+    let empty = json!({"subnetpool": {"name": "p", "prefixes": []}});
+    assert_eq!(error_of(s.api.post("/v2.0/subnetpools", empty).await).1, "EmptySubnetPoolPrefixList");
+
     // Subnets: CIDRs made canonical, gateways outside the subnet accepted, null lists empty.
     let subnet = |extra: Value| {
         let mut body = json!({"network_id": id, "ip_version": 4});

@@ -197,8 +197,11 @@ on_both_backends!(
                 .await,
         );
         assert_eq!((status, kind.as_str()), (400, "IllegalSubnetPoolPrefixUpdate"));
-        let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/subnetpools/{pool_id}")).await);
-        assert_eq!((status, kind.as_str()), (409, "SubnetPoolInUse"));
+        let (status, kind, message) = error_of(s.api.delete(&format!("/v2.0/subnetpools/{pool_id}")).await);
+        assert_eq!(
+            (status, kind.as_str(), message.as_str()),
+            (400, "SubnetPoolDeleteError", "Unable to delete subnet pool: Subnet pool has existing allocations.")
+        );
         let (status, kind, _) = error_of(s.api.delete(&format!("/v2.0/address-scopes/{scope_id}")).await);
         assert_eq!((status, kind.as_str()), (409, "AddressScopeInUse"));
         let (status, kind, _) = error_of(s.api.get("/v2.0/subnetpools/00000000-0000-0000-0000-000000000000").await);
