@@ -29,6 +29,56 @@ pub struct SubnetRequest {
     pub ipv6_ra_mode: Option<String>,
     pub ipv6_address_mode: Option<String>,
     pub enable_dhcp: bool,
+    /// On an update, the subnet as it is (its id names it in messages; DHCP already on skips
+    /// the checks for turning it on).
+    pub current: Option<CurrentSubnet>,
+}
+
+/// What an update's checks need of the subnet as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentSubnet {
+    pub id: String,
+    pub enable_dhcp: bool,
+}
+
+/// `[DEFAULT] max_dns_nameservers` and `max_subnet_host_routes`, at Neutron's defaults.
+pub const MAX_DNS_NAMESERVERS: usize = 5;
+pub const MAX_SUBNET_HOST_ROUTES: usize = 20;
+
+/// Neutron's `_validate_ip_version`: "<name> '<addr>' does not match the ip_version 'N'".
+fn check_version(ip_version: u8, addr: IpAddr, text: &str, name: &str) -> Result<(), DomainError> {
+    let version = if addr.is_ipv4() { 4 } else { 6 };
+    if version != ip_version {
+        return Err(DomainError::invalid(format!("{name} '{text}' does not match the ip_version '{ip_version}'")));
+    }
+    Ok(())
+}
+
+/// What Neutron's `_validate_subnet` refuses of a CIDR: `::`, and with DHCP being turned on,
+/// prefixes too long for it, multicast, loopback and `0.0.0.0/x` subnets.
+fn check_cidr_for_dhcp(req: &SubnetRequest, cidr: IpNet) -> Result<(), DomainError> {
+    if cidr.addr().is_ipv6() && cidr.network() == IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED) {
+        return Err(DomainError::invalid("IPv6 subnet '::' is not supported"));
+    }
+    let dhcp_was_enabled = req.current.as_ref().is_some_and(|c| c.enable_dhcp);
+    if !req.enable_dhcp || dhcp_was_enabled {
+        return Ok(());
+    }
+    let too_long = if cidr.addr().is_ipv4() { cidr.prefix_len() > 30 } else { cidr.prefix_len() > 126 };
+    if too_long {
+        return Err(DomainError::invalid("Subnet has a prefix length that is incompatible with DHCP service enabled"));
+    }
+    if cidr.network().is_multicast() {
+        return Err(DomainError::invalid("Multicast IP subnet is not supported if enable_dhcp is True"));
+    }
+    if cidr.network().is_loopback() {
+        return Err(DomainError::invalid("Loopback IP subnet is not supported if enable_dhcp is True"));
+    }
+    if cidr.addr().is_ipv4() && to_u128(cidr.network()) == 0 {
+        // (Neutron's text ends with a period of its own.)
+        return Err(DomainError::invalid("First IP '0.0.0.0' of network is not supported if enable_dhcp is True."));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +125,7 @@ pub fn validate_subnet(req: &SubnetRequest, network_id: &str, existing: &[IpNet]
         return Err(DomainError::invalid(format!("{} is not in [4, 6]", req.ip_version)));
     }
     let cidr = parse_cidr(&req.cidr, req.ip_version)?;
+    check_cidr_for_dhcp(req, cidr)?;
     validate_ipv6_modes(req)?;
     if is_auto_address(req.ipv6_address_mode.as_deref()) && cidr.prefix_len() != 64 {
         return Err(DomainError::invalid(format!(
@@ -96,6 +147,7 @@ pub fn validate_subnet(req: &SubnetRequest, network_id: &str, existing: &[IpNet]
         }),
         GatewayRequest::Address(text) => {
             let gw = parse_ip(text, "gateway_ip")?;
+            check_version(req.ip_version, gw, text, "gateway_ip")?;
             // As Neutron's `check_gateway_invalid_in_subnet`: a gateway outside the subnet is
             // accepted (nothing tells what it is on); inside an IPv4 one it may be neither the
             // network nor the broadcast address.
@@ -109,13 +161,36 @@ pub fn validate_subnet(req: &SubnetRequest, network_id: &str, existing: &[IpNet]
         None => default_pools(cidr, gateway),
         Some(given) => validate_pools(cidr, given, gateway)?,
     };
+    let subnet_label = req.current.as_ref().map(|c| c.id.clone()).unwrap_or_else(|| "new subnet".into());
+    if req.dns_nameservers.len() > MAX_DNS_NAMESERVERS {
+        return Err(DomainError::bad_request(
+            "DNSNameServersExhausted",
+            format!(
+                "Unable to complete operation for {subnet_label}. The number of DNS nameservers exceeds the limit {MAX_DNS_NAMESERVERS}."
+            ),
+        ));
+    }
     let dns_nameservers = validate_dns(&req.dns_nameservers)?;
+    for (addr, text) in dns_nameservers.iter().zip(&req.dns_nameservers) {
+        check_version(req.ip_version, *addr, text, "dns_nameserver")?;
+    }
+    if req.host_routes.len() > MAX_SUBNET_HOST_ROUTES {
+        return Err(DomainError::bad_request(
+            "HostRoutesExhausted",
+            format!(
+                "Unable to complete operation for {subnet_label}. The number of host routes exceeds the limit {MAX_SUBNET_HOST_ROUTES}."
+            ),
+        ));
+    }
     let host_routes = req
         .host_routes
         .iter()
         .map(|(d, n)| {
             let dest: IpNet = d.parse().map_err(|_| DomainError::invalid(format!("'{d}' is not a valid IP subnet")))?;
-            Ok((dest, parse_ip(n, "nexthop")?))
+            let nexthop = parse_ip(n, "nexthop")?;
+            check_version(req.ip_version, nexthop, n, "nexthop")?;
+            check_version(req.ip_version, dest.addr(), d, "destination")?;
+            Ok((dest, nexthop))
         })
         .collect::<Result<Vec<_>, DomainError>>()?;
     Ok(ValidSubnet {
@@ -230,6 +305,7 @@ mod tests {
 
     fn req(cidr: &str, v: u8) -> SubnetRequest {
         SubnetRequest {
+            current: None,
             ip_version: v,
             cidr: cidr.into(),
             gateway: GatewayRequest::Default,
@@ -310,6 +386,36 @@ mod tests {
         let mut v4 = req("10.0.0.0/24", 4);
         v4.ipv6_address_mode = Some("slaac".into());
         assert!(validate_subnet(&v4, "n", &[]).is_err());
+    }
+
+    #[test]
+    fn subnets_dhcp_cannot_serve_are_refused_as_neutron_does() {
+        let refused = |cidr: &str, v: u8| validate_subnet(&req(cidr, v), "n", &[]).unwrap_err().to_string();
+        assert!(refused("192.0.2.0/31", 4).contains("incompatible with DHCP"));
+        assert!(refused("2001:db8::/127", 6).contains("incompatible with DHCP"));
+        assert!(refused("224.0.0.0/24", 4).contains("Multicast IP subnet"));
+        assert!(refused("127.0.0.0/24", 4).contains("Loopback IP subnet"));
+        assert!(refused("0.0.0.0/8", 4).contains("First IP '0.0.0.0'"));
+        assert!(refused("::/64", 6).contains("IPv6 subnet '::' is not supported"));
+        let mut without_dhcp = req("192.0.2.0/31", 4);
+        without_dhcp.enable_dhcp = false;
+        assert!(validate_subnet(&without_dhcp, "n", &[]).is_ok());
+        // Already on: an update does not judge it again.
+        let mut already = req("192.0.2.0/31", 4);
+        already.current = Some(CurrentSubnet { id: "s".into(), enable_dhcp: true });
+        assert!(validate_subnet(&already, "n", &[]).is_ok());
+        let mut v6_dns = req("192.0.2.0/24", 4);
+        v6_dns.dns_nameservers = vec!["2001:db8::53".into()];
+        assert_eq!(
+            validate_subnet(&v6_dns, "n", &[]).unwrap_err(),
+            DomainError::invalid("dns_nameserver '2001:db8::53' does not match the ip_version '4'")
+        );
+        let mut many = req("192.0.2.0/24", 4);
+        many.dns_nameservers = (1..=6).map(|i| format!("198.51.100.{i}")).collect();
+        assert!(matches!(
+            validate_subnet(&many, "n", &[]),
+            Err(DomainError::BadRequest { kind: "DNSNameServersExhausted", .. })
+        ));
     }
 
     #[test]

@@ -139,6 +139,7 @@ fn create_request(attrs: &Attrs) -> Result<CreateSubnet, ApiError> {
             ipv6_ra_mode: attrs.nullable_string("ipv6_ra_mode")?.flatten(),
             ipv6_address_mode: attrs.nullable_string("ipv6_address_mode")?.flatten(),
             enable_dhcp: attrs.boolean("enable_dhcp")?.unwrap_or(true),
+            current: None,
         },
         service_types: service_types_of(attrs)?.unwrap_or_default(),
         tags: crate::tags::tags_on_create(attrs)?,

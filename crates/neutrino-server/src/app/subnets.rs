@@ -7,7 +7,7 @@ use crate::App;
 use neutrino_api::resources::{AllocationPool, HostRoute, Subnet};
 use neutrino_api::ApiError;
 use neutrino_domain::ipam::IpRange;
-use neutrino_domain::subnet::{parse_cidr, validate_subnet, GatewayRequest, SubnetRequest, ValidSubnet};
+use neutrino_domain::subnet::{parse_cidr, validate_subnet, CurrentSubnet, GatewayRequest, SubnetRequest, ValidSubnet};
 use neutrino_domain::subnet_pools::{allocate_prefix, check_pool_quota, check_specific};
 use neutrino_store::{self as store, Filter, Page, Tx};
 use serde_json::{Map, Value};
@@ -131,6 +131,13 @@ async fn authorize_create(ctx: &OpContext, tx: &mut Tx, req: &CreateSubnet) -> H
 /// named, or the default pool of the IP version with `use_default_subnetpool`).
 async fn subnet_cidr(tx: &mut Tx, req: &CreateSubnet, project_id: &str) -> HttpResult<(String, Option<String>)> {
     let ip_version = req.request.ip_version;
+    let bad = |msg: &str| ApiError::bad_request_kind("BadRequest", format!("Bad subnets request: {msg}."));
+    if req.cidr.is_some() && req.prefixlen.is_some() {
+        return Err(bad("cidr and prefixlen must not be supplied together").into());
+    }
+    if req.subnetpool_id.is_some() && req.use_default_subnetpool {
+        return Err(bad("subnetpool_id and use_default_subnetpool cannot both be specified").into());
+    }
     let pool_id = match &req.subnetpool_id {
         Some(id) => Some(id.clone()),
         None if req.use_default_subnetpool => {
@@ -258,6 +265,7 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateSubnet) -> 
         ipv6_ra_mode: subnet.ipv6_ra_mode.clone(),
         ipv6_address_mode: subnet.ipv6_address_mode.clone(),
         enable_dhcp: req.enable_dhcp.unwrap_or(subnet.enable_dhcp),
+        current: Some(CurrentSubnet { id: subnet.id.clone(), enable_dhcp: subnet.enable_dhcp }),
     };
     let valid = validate_subnet(&request, &subnet.network_id, &others)?;
     apply_valid(&mut subnet, &valid);
