@@ -7,7 +7,7 @@ use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
 use crate::request::{parse_create, parse_query};
 use crate::response::{self, many, no_content, one, PageInfo};
-use crate::security_groups::{valid_rule, RuleOf};
+use crate::security_groups::valid_rule;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -33,7 +33,7 @@ async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> Htt
             attrs.required("used_in_non_default_sg")?;
             Ok(CreateDefaultRule {
                 given: attrs.given().clone(),
-                rule: valid_rule(attrs, RuleOf::Template)?,
+                rule: valid_rule(attrs)?,
                 description: attrs.string("description", 1024)?.unwrap_or_default(),
                 used_in_default_sg: attrs.boolean("used_in_default_sg")?.unwrap_or(false),
                 used_in_non_default_sg: attrs.boolean("used_in_non_default_sg")?.unwrap_or(true),

@@ -127,9 +127,9 @@ async fn create_rules(State(app): State<App>, Caller(ctx): Caller, body: Bytes) 
             attrs.required("security_group_id")?;
             Ok(CreateRule {
                 given: attrs.given().clone(),
-                security_group_id: attrs.uuid("security_group_id")?.unwrap_or_default(),
+                security_group_id: attrs.string("security_group_id", 36)?.unwrap_or_default(),
                 project_id: named_project(attrs)?,
-                rule: valid_rule(attrs, RuleOf::Group)?,
+                rule: valid_rule(attrs)?,
                 description: attrs.string("description", 255)?.unwrap_or_default(),
             })
         })
@@ -192,21 +192,11 @@ pub(crate) fn port_value(raw: Option<&serde_json::Value>) -> Result<Option<i64>,
     }
 }
 
-/// Which rule a body describes: a group's, or a default rule (a template, whose remote group
-/// may be `PARENT` and whose ids Neutron does not check).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RuleOf {
-    Group,
-    Template,
-}
-
-/// A rule (or a default rule) as its body gives it, validated as Neutron does.
-pub(crate) fn valid_rule(attrs: &Attrs, of: RuleOf) -> Result<neutrino_domain::security_groups::ValidRule, HttpError> {
+/// A rule (or a default rule) as its body gives it, validated as Neutron does (remote ids
+/// have no validator: an unknown one, id or not, is not found).
+pub(crate) fn valid_rule(attrs: &Attrs) -> Result<neutrino_domain::security_groups::ValidRule, HttpError> {
     let port = |key: &str| port_value(attrs.raw(key));
-    let remote = |key: &str| match of {
-        RuleOf::Group => attrs.nullable_uuid(key),
-        RuleOf::Template => attrs.nullable_string(key),
-    };
+    let remote = |key: &str| attrs.nullable_string(key);
     Ok(validate_rule(&RuleRequest {
         direction: attrs.string("direction", 16)?,
         ethertype: attrs.string("ethertype", 16)?,

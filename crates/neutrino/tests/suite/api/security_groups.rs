@@ -71,6 +71,13 @@ on_both_backends!(security_groups_and_rules_behave_like_neutron, default_config(
             404,
             "SecurityGroupNotFound",
         ),
+        // Remote ids have no validator in Neutron: one that is not an id is not found either.
+        (
+            json!({"security_group_id": web_id, "direction": "ingress", "remote_group_id": "bad_group_id"}),
+            404,
+            "SecurityGroupNotFound",
+        ),
+        (json!({"security_group_id": "bad_group_id", "direction": "ingress"}), 404, "SecurityGroupNotFound"),
     ] {
         let (got_status, got_kind, message) = error_of(rule(body.clone()).await);
         assert_eq!((got_status, got_kind.as_str()), (status, kind), "{body}: {message}");
