@@ -105,6 +105,18 @@ fn vnic_type(attrs: &Attrs) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// ML2's limit on a port's `binding:profile`, as stored JSON.
+const BINDING_PROFILE_LEN: usize = 4095;
+
+/// `binding:profile`: an object (`null` is `{}`), at most [`BINDING_PROFILE_LEN`] as JSON.
+fn profile(attrs: &Attrs) -> Result<Option<Map<String, Value>>, ApiError> {
+    let profile = attrs.object("binding:profile")?;
+    if profile.as_ref().is_some_and(|p| serde_json::to_string(p).map_or(0, |t| t.len()) > BINDING_PROFILE_LEN) {
+        return Err(ApiError::invalid_input("binding:profile value too large"));
+    }
+    Ok(profile)
+}
+
 /// `binding:host_id`: no validator in neutron-lib; `null` (Nova unbinding a port) is no host.
 fn host_id(attrs: &Attrs) -> Result<Option<String>, ApiError> {
     match attrs.raw("binding:host_id") {
@@ -201,7 +213,7 @@ fn create_request(app: &App, attrs: &Attrs) -> Result<CreatePort, ApiError> {
         port_security_enabled: attrs.boolean("port_security_enabled")?,
         security_groups: security_groups(attrs)?,
         vnic_type: vnic_type(attrs)?.unwrap_or_else(|| "normal".into()),
-        profile: attrs.object("binding:profile")?.unwrap_or_default(),
+        profile: profile(attrs)?.unwrap_or_default(),
         host_id: host_id(attrs)?.unwrap_or_default(),
         allowed_address_pairs: address_pairs(attrs)?,
         extra_dhcp_opts: dhcp_options(attrs)?,
@@ -260,7 +272,7 @@ async fn update(
         port_security_enabled: attrs.boolean("port_security_enabled")?,
         security_groups: security_groups(&attrs)?,
         vnic_type: vnic_type(&attrs)?,
-        profile: attrs.object("binding:profile")?,
+        profile: profile(&attrs)?,
         host_id: host_id(&attrs)?,
         allowed_address_pairs: address_pairs(&attrs)?,
         extra_dhcp_opts: dhcp_options(&attrs)?,

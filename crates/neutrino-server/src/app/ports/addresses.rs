@@ -184,10 +184,7 @@ async fn allocate_exact(tx: &mut Tx, port: &Port, subnet: &Subnet, ip: IpAddr, p
             format!("IP address {ip} is not a valid IP for the specified subnet."),
         )));
     }
-    let is_gateway = subnet.gateway_ip.as_deref() == Some(ip.to_string().as_str());
-    if is_gateway && !port.device_owner.starts_with("network:router_interface") {
-        return Err(ip_in_use(ip, &subnet.id));
-    }
+    // (The gateway address too, as Neutron's IPAM: only allocations are checked.)
     if !store::allocate_specific_ip(tx, &port.network_id, &subnet.id, ip, &port.id, position).await? {
         return Err(ip_in_use(ip, &subnet.id));
     }

@@ -7,7 +7,7 @@ pub use addresses::FixedIpRequest;
 pub use options::AddressPairsRequest;
 
 use addresses::assign_fixed_ips;
-use options::{apply_address_pairs, apply_dhcp_options, apply_security_groups};
+use options::{apply_address_pairs, apply_dhcp_options, apply_security_groups, GroupsFrom};
 
 use super::authorize::{add_network_keys, attributes_of, may_use_network, network_target};
 use super::OpContext;
@@ -174,7 +174,7 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreatePort) ->
         }
         None => Vec::new(),
     };
-    apply_security_groups(ctx, tx, &mut port, groups, true).await?;
+    apply_security_groups(ctx, tx, &mut port, groups, GroupsFrom::Request).await?;
     let subnets = store::network_subnets(tx.conn(), &network_id).await?;
     port.fixed_ips = assign_fixed_ips(tx, &port, &subnets, req.fixed_ips).await?;
     store::insert_initial_tags(tx, "ports", &port.id, &port.tags).await?;
@@ -339,6 +339,22 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdatePort) -> Ht
     if req.if_revision.is_some_and(|r| r != expected) {
         return Err(store::StoreError::RevisionMismatch.into());
     }
+    // A MAC change on a port the network owns is refused first, as Neutron's
+    // `_check_mac_addr_update` (whose message names Python's `id` builtin, not the port).
+    let owner = req.device_owner.clone().filter(|o| !o.is_empty()).unwrap_or_else(|| port.device_owner.clone());
+    let changes_mac = match &req.mac_address {
+        Some(MacRequest::Given(mac)) => *mac != port.mac_address,
+        Some(MacRequest::Regenerate) => true,
+        None => false,
+    };
+    if changes_mac && owner.starts_with("network:") {
+        return Err(HttpError(ApiError::conflict(
+            "UnsupportedPortDeviceOwner",
+            format!(
+                "Operation mac address update is not supported for device_owner {owner} on port <built-in function id>."
+            ),
+        )));
+    }
     // As Neutron before any port update: the project's `default` group exists again.
     store::ensure_default_group(&mut tx, &port.project_id).await?;
     let rebind = req.rebinds();
@@ -369,9 +385,13 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdatePort) -> Ht
     if let Some(name) = req.dns_name {
         port.dns_name = Some(name);
     }
-    let groups = req.security_groups.unwrap_or_else(|| port.security_groups.clone());
-    apply_security_groups(ctx, &mut tx, &mut port, groups, false).await?;
+    // As ML2 checks them when port security goes off: address pairs first, then groups.
     apply_address_pairs(req.allowed_address_pairs.as_ref(), &mut port)?;
+    let (groups, from) = match req.security_groups {
+        Some(given) => (given, GroupsFrom::Request),
+        None => (port.security_groups.clone(), GroupsFrom::Kept),
+    };
+    apply_security_groups(ctx, &mut tx, &mut port, groups, from).await?;
     apply_dhcp_options(req.extra_dhcp_opts.as_deref(), &mut port)?;
     let new_mac = req.mac_address.map(|m| match m {
         MacRequest::Given(mac) => mac,

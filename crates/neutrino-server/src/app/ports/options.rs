@@ -50,13 +50,21 @@ pub(super) fn apply_dhcp_options(requested: Option<&[DhcpOptionRequest]>, port: 
     Ok(())
 }
 
-/// Bind the port to `groups`, with Neutron's rule that groups need port security.
+/// Whether the groups a port is given were named by the request, or kept from before.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum GroupsFrom {
+    Request,
+    Kept,
+}
+
+/// Bind the port to `groups`, with Neutron's rule that groups need port security: groups
+/// asked for without it are a 400, groups kept while it is turned off a 409.
 pub(super) async fn apply_security_groups(
     ctx: &OpContext,
     tx: &mut Tx,
     port: &mut Port,
     mut groups: Vec<String>,
-    creating: bool,
+    from: GroupsFrom,
 ) -> HttpResult<()> {
     let mut seen = std::collections::BTreeSet::new();
     let duplicates: Vec<&String> = groups.iter().filter(|g| !seen.insert(g.as_str())).collect();
@@ -69,7 +77,7 @@ pub(super) async fn apply_security_groups(
     }
     groups.sort();
     if !port.port_security_enabled && !groups.is_empty() {
-        return Err(if creating {
+        return Err(if from == GroupsFrom::Request {
             HttpError(ApiError::bad_request_kind(
                 "PortSecurityAndIPRequiredForSecurityGroups",
                 "Port security must be enabled and port must have an IP address in order to use security groups.",

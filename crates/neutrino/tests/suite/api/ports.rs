@@ -418,6 +418,34 @@ on_both_backends!(corner_cases_answer_as_neutron_does, default_config(), |s: Tes
     assert_eq!((status, kind.as_str()), (400, "HTTPBadRequest"), "a validator's refusal");
     assert_eq!(message, "Invalid input for host_routes. Reason: Duplicate hostroute '{'destination': '198.51.100.0/24', 'nexthop': '192.0.2.5'}'.");
 
+    // Ports: the gateway address is only an address; a port the network owns keeps its MAC;
+    // port security off with pairs and groups is refused in ML2's order; profiles are bounded.
+    let on_gateway =
+        json!({"network_id": other_net, "fixed_ips": [{"subnet_id": other_subnet, "ip_address": "203.0.113.1"}]});
+    post_port(&s, on_gateway).await.expect("the gateway address of a subnet may be asked for");
+    let dhcp = post_port(&s, json!({"network_id": other_net, "device_owner": "network:dhcp"})).await.unwrap();
+    let dhcp_id = dhcp["port"]["id"].as_str().unwrap().to_string();
+    let (status, kind, _) = error_of(
+        s.api.put(&format!("/v2.0/ports/{dhcp_id}"), json!({"port": {"mac_address": "fa:16:3e:00:00:a2"}})).await,
+    );
+    assert_eq!((status, kind.as_str()), (409, "UnsupportedPortDeviceOwner"));
+    let paired =
+        post_port(&s, json!({"network_id": other_net, "allowed_address_pairs": [{"ip_address": "203.0.113.200"}]}))
+            .await
+            .unwrap();
+    let paired_id = paired["port"]["id"].as_str().unwrap().to_string();
+    let off = json!({"port": {"port_security_enabled": false}});
+    let (status, kind, _) = error_of(s.api.put(&format!("/v2.0/ports/{paired_id}"), off).await);
+    assert_eq!((status, kind.as_str()), (409, "AddressPairAndPortSecurityRequired"), "pairs are checked before groups");
+    let bare_port = post_port(&s, json!({"network_id": other_net, "port_security_enabled": false})).await.unwrap();
+    let bare_id = bare_port["port"]["id"].as_str().unwrap().to_string();
+    let (status, kind, _) =
+        error_of(s.api.put(&format!("/v2.0/ports/{bare_id}"), json!({"port": {"security_groups": [group]}})).await);
+    assert_eq!((status, kind.as_str()), (400, "PortSecurityAndIPRequiredForSecurityGroups"));
+    let big = json!({"port": {"binding:profile": {"blob": "x".repeat(5000)}}});
+    let (status, _, message) = error_of(s.api.put(&format!("/v2.0/ports/{bare_id}"), big).await);
+    assert_eq!((status, message.as_str()), (400, "Invalid input for operation: binding:profile value too large."));
+
     // Networks: segments beside provider attributes.
     let both = json!({"network": {"provider:network_type": "vxlan", "segments": [{"provider:network_type": "vxlan"}]}});
     let (status, kind, message) = error_of(s.api.post("/v2.0/networks", both).await);
