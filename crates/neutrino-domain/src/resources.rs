@@ -79,6 +79,8 @@ impl ResourceDef {
     pub fn check_update<'a>(&self, keys: impl IntoIterator<Item = &'a str> + Clone) -> Result<(), BodyError> {
         self.check_known(keys.clone())?;
         match keys.into_iter().find(|k| !self.update.contains(k)) {
+            // Neutron copies `project_id` into `tenant_id` first, and names that one.
+            Some("project_id") => Err(BodyError::ReadOnly("tenant_id".into())),
             Some(k) => Err(BodyError::ReadOnly(k.to_string())),
             None => Ok(()),
         }
@@ -197,7 +199,8 @@ pub const SUBNET: ResourceDef = ResourceDef {
     paths: &["subnets"],
     create: &SUBNET_CREATE,
     update: &SUBNET_WRITABLE,
-    read_only: standard!["router:external"],
+    // (`shared` is in Neutron's map, never writable.)
+    read_only: standard!["router:external", "shared"],
     reads: Reads::NarrowedInSql,
     taggable: true,
 };
@@ -287,7 +290,7 @@ pub const ADDRESS_GROUP: ResourceDef = ResourceDef {
     paths: &["address-groups", "address_groups"],
     create: &["name", "description", "addresses", "project_id", "tenant_id"],
     update: &["name", "description"],
-    read_only: standard![],
+    read_only: standard!["shared"],
     reads: Reads::StoreOnly,
     taggable: false,
 };

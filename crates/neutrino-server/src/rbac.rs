@@ -41,20 +41,26 @@ fn create_request(attrs: &Attrs) -> Result<CreateRbacPolicy, ApiError> {
     for required in ["object_type", "object_id", "action"] {
         attrs.required(required)?;
     }
-    let object_type = match attrs.string("object_type", 255)?.unwrap_or_default().as_str() {
+    // As Neutron's `convert_valid_object_type` (only the types Neutrino shares are valid).
+    let given_type = attrs.string("object_type", 255)?.unwrap_or_default();
+    let object_type = match given_type.trim().to_ascii_lowercase().as_str() {
         "network" => ObjectType::Network,
         "security_group" => ObjectType::SecurityGroup,
-        other => {
-            let message = format!("'{other}' is not in ['network', 'security_group']");
-            return Err(ApiError::invalid_attribute("object_type", message));
-        }
+        _ => return Err(ApiError::invalid_input(format!("'{given_type}' is not a valid RBAC object type"))),
     };
     let action = attrs.string("action", 255)?.unwrap_or_default();
     let actions: &[&str] =
         if object_type == ObjectType::Network { &store::NETWORK_ACTIONS } else { &["access_as_shared"] };
     if !actions.contains(&action.as_str()) {
-        let valid = actions.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
-        return Err(ApiError::invalid_attribute("action", format!("'{action}' is not in [{valid}]")));
+        // The valid actions as the Python tuple Neutron prints (in its order).
+        let tuple = match object_type {
+            ObjectType::Network => "('access_as_shared', 'access_as_external')",
+            ObjectType::SecurityGroup => "('access_as_shared',)",
+        };
+        return Err(ApiError::bad_request_kind(
+            "InvalidActionForType",
+            format!("Invalid action '{action}' for object type '{}'. Valid actions: {tuple}", object_type.name()),
+        ));
     }
     let target_tenant = target_of(attrs)?.ok_or_else(|| {
         ApiError::bad_request("Failed to parse request. Required attribute 'target_tenant' not specified")

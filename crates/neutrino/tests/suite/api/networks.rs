@@ -268,6 +268,30 @@ on_both_backends!(attributes_are_converted_and_refused_as_neutron_does, default_
         (status, kind.as_str(), message),
         (404, "RbacPolicyNotFound", format!("RBAC policy of type unknown with ID {gone} not found"))
     );
+    // Bodies: project_id is reported as tenant_id (Neutron copies it first); attributes in
+    // Neutron's map but never writable are "not allowed in POST".
+    let (_, _, message) =
+        error_of(s.api.put(&format!("/v2.0/networks/{id}"), json!({"network": {"project_id": "x"}})).await);
+    assert_eq!(message, "Cannot update read-only attribute tenant_id");
+    let shared_subnet = json!({"subnet": {"network_id": id, "ip_version": 4, "cidr": "192.0.2.0/28", "shared": true}});
+    assert_eq!(error_of(s.api.post("/v2.0/subnets", shared_subnet).await).2, "Attribute 'shared' not allowed in POST");
+    // RBAC: object types as Neutron normalises them, actions per type.
+    let rbac = |object_type: &str, object_id: &str, action: &str| json!({"rbac_policy": {"object_type": object_type, "object_id": object_id, "action": action, "target_tenant": "*"}});
+    s.api.post("/v2.0/rbac-policies", rbac(" Network", &id, "access_as_shared")).await.expect("type normalised");
+    let (status, kind, message) =
+        error_of(s.api.post("/v2.0/rbac-policies", rbac("bogus", &id, "access_as_shared")).await);
+    assert_eq!(
+        (status, kind.as_str(), message.as_str()),
+        (400, "InvalidInput", "Invalid input for operation: 'bogus' is not a valid RBAC object type.")
+    );
+    let group = s.api.post("/v2.0/security-groups", json!({"security_group": {"name": "g"}})).await.unwrap();
+    let group = group["security_group"]["id"].as_str().unwrap().to_string();
+    let (status, kind, message) =
+        error_of(s.api.post("/v2.0/rbac-policies", rbac("security_group", &group, "access_as_external")).await);
+    assert_eq!(
+        (status, kind.as_str(), message.as_str()),
+        (400, "InvalidActionForType", "Invalid action 'access_as_external' for object type 'security_group'. Valid actions: ('access_as_shared',)")
+    );
     // Subnet pools: prefix bounds as Neutron checks them.
     let pool =
         json!({"subnetpool": {"name": "p", "prefixes": ["203.0.113.0/24"], "min_prefixlen": 28, "max_prefixlen": 26}});
