@@ -314,14 +314,7 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
         match k.as_ref() {
             "fields" => q.fields.push(v.into_owned()),
             "sort_key" => sort_keys.push(v.into_owned()),
-            "sort_dir" => match v.as_ref() {
-                "asc" | "desc" => sort_dirs.push(v == "asc"),
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "{v} is invalid value for sort_dir, valid value is 'asc' and 'desc'"
-                    )))
-                }
-            },
+            "sort_dir" => sort_dirs.push(v.into_owned()),
             "page_reverse" => q.page.page_reverse = v.eq_ignore_ascii_case("true"),
             "limit" => {
                 let n: i64 = v.parse().map_err(|_| {
@@ -343,7 +336,15 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     if sort_keys.len() != sort_dirs.len() {
         return Err(ApiError::bad_request("The number of sort_keys and sort_dirs must be same"));
     }
-    q.page.sort = sort_keys.into_iter().zip(sort_dirs).collect();
+    let invalid: Vec<String> =
+        sort_dirs.iter().filter(|d| *d != "asc" && *d != "desc").map(|d| format!("'{d}'")).collect();
+    if !invalid.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "[{}] is invalid value for sort_dirs, valid value is 'asc' and 'desc'",
+            invalid.join(", ")
+        )));
+    }
+    q.page.sort = sort_keys.into_iter().zip(sort_dirs.iter().map(|d| d == "asc")).collect();
     // Lists of callers who are not admins hold only what their project may see.
     q.visibility = crate::auth::current().visibility();
     Ok(q)

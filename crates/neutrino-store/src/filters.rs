@@ -192,14 +192,20 @@ pub(crate) fn list_sql(
     page: &crate::Page,
 ) -> Result<(String, Where), StoreError> {
     let mut keys: Vec<(&'static str, bool)> = Vec::new();
-    for (attr, asc) in &page.sort {
-        let c = columns
+    // Keys that cannot sort, all named as Neutron's `get_sorts` names them.
+    let sortable = |attr: &str| {
+        columns
             .iter()
             .find(|c| c.attribute == attr)
-            .ok_or_else(|| StoreError::BadFilter(format!("Attribute '{attr}' is not supported for sorting")))?;
-        if matches!(c.kind, ColumnType::NullableText | ColumnType::NullableInt) {
-            return Err(StoreError::BadFilter(format!("Attribute '{attr}' is not supported for sorting")));
-        }
+            .filter(|c| !matches!(c.kind, ColumnType::NullableText | ColumnType::NullableInt))
+    };
+    let absent: Vec<String> =
+        page.sort.iter().filter(|(a, _)| sortable(a).is_none()).map(|(a, _)| format!("'{a}'")).collect();
+    if !absent.is_empty() {
+        return Err(StoreError::BadFilter(format!("[{}] is invalid attribute for sort_keys", absent.join(", "))));
+    }
+    for (attr, asc) in &page.sort {
+        let Some(c) = sortable(attr) else { continue };
         if !keys.iter().any(|(k, _)| *k == c.sql) {
             keys.push((c.sql, *asc));
         }

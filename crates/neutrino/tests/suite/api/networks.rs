@@ -292,6 +292,11 @@ on_both_backends!(attributes_are_converted_and_refused_as_neutron_does, default_
         (status, kind.as_str(), message.as_str()),
         (400, "InvalidActionForType", "Invalid action 'access_as_external' for object type 'security_group'. Valid actions: ('access_as_shared',)")
     );
+    // Sorting: keys and directions refused in Neutron's words.
+    let (_, _, message) = error_of(s.api.get("/v2.0/networks?sort_key=bogus&sort_dir=asc").await);
+    assert_eq!(message, "['bogus'] is invalid attribute for sort_keys");
+    let (_, _, message) = error_of(s.api.get("/v2.0/networks?sort_key=name&sort_dir=up").await);
+    assert_eq!(message, "['up'] is invalid value for sort_dirs, valid value is 'asc' and 'desc'");
     // Subnet pools: prefix bounds as Neutron checks them.
     let pool =
         json!({"subnetpool": {"name": "p", "prefixes": ["203.0.113.0/24"], "min_prefixlen": 28, "max_prefixlen": 26}});
