@@ -156,24 +156,26 @@ pub(crate) fn build_where(
     Ok(w)
 }
 
-/// A filter value as a boolean, as Neutron's `convert_to_boolean` reads it.
-pub(crate) fn boolean_value(attribute: &str, v: &str) -> Result<bool, StoreError> {
-    match v.to_ascii_lowercase().as_str() {
+/// A filter value as a boolean, as Neutron's `convert_to_boolean` reads it (and refuses it:
+/// InvalidInput).
+pub(crate) fn boolean_value(_attribute: &str, v: &str) -> Result<bool, StoreError> {
+    match v.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "t" | "yes" | "y" | "on" => Ok(true),
         "false" | "0" | "f" | "no" | "n" | "off" => Ok(false),
-        _ => Err(StoreError::BadFilter(format!("Invalid input for {attribute}. Reason: '{v}' is not a valid value."))),
+        _ => Err(neutrino_domain::DomainError::invalid(format!("'{v}' cannot be converted to boolean")).into()),
     }
 }
 
+/// A filter value converted as its attribute's `convert_to` would (integers as
+/// `convert_to_int`, refusing with InvalidInput).
 fn convert(c: &Column, v: &str) -> Result<SqlValue, StoreError> {
-    let bad =
-        || StoreError::BadFilter(format!("Invalid input for {}. Reason: '{v}' is not a valid value.", c.attribute));
+    let bad = || StoreError::from(neutrino_domain::DomainError::invalid(format!("'{v}' is not an integer")));
     Ok(match c.kind {
         ColumnType::Text => SqlValue::Text(v.to_string()),
         ColumnType::NullableText if v.is_empty() || v == "None" => SqlValue::Null,
         ColumnType::NullableText => SqlValue::Text(v.to_string()),
         ColumnType::NullableInt if v.is_empty() || v == "None" => SqlValue::Null,
-        ColumnType::Int | ColumnType::NullableInt => SqlValue::Int(v.parse().map_err(|_| bad())?),
+        ColumnType::Int | ColumnType::NullableInt => SqlValue::Int(v.trim().parse().map_err(|_| bad())?),
         ColumnType::Bool => SqlValue::Bool(boolean_value(c.attribute, v)?),
     })
 }

@@ -292,6 +292,19 @@ on_both_backends!(attributes_are_converted_and_refused_as_neutron_does, default_
         (status, kind.as_str(), message.as_str()),
         (400, "InvalidActionForType", "Invalid action 'access_as_external' for object type 'security_group'. Valid actions: ('access_as_shared',)")
     );
+    // Filters convert their values as the attributes do.
+    let (status, kind, message) = error_of(s.api.get("/v2.0/networks?admin_state_up=foo").await);
+    assert_eq!(
+        (status, kind.as_str(), message.as_str()),
+        (400, "InvalidInput", "Invalid input for operation: 'foo' cannot be converted to boolean.")
+    );
+    let (_, kind, message) = error_of(s.api.get("/v2.0/networks?mtu=abc").await);
+    assert_eq!(
+        (kind.as_str(), message.as_str()),
+        ("InvalidInput", "Invalid input for operation: 'abc' is not an integer.")
+    );
+    let up = s.api.get("/v2.0/networks?admin_state_up=yes").await.unwrap();
+    assert!(!up["networks"].as_array().unwrap().is_empty());
     // Sorting: keys and directions refused in Neutron's words.
     let (_, _, message) = error_of(s.api.get("/v2.0/networks?sort_key=bogus&sort_dir=asc").await);
     assert_eq!(message, "['bogus'] is invalid attribute for sort_keys");
