@@ -5,7 +5,7 @@ use crate::app::ports::{self as ops, AddressPairsRequest, CreatePort, FixedIpReq
 use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::meta::collection;
-use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, python_str, Attrs};
 use crate::response::{self, many, many_raw, no_content, one, PageInfo};
 use crate::security_groups::named_project;
 use crate::App;
@@ -149,34 +149,55 @@ fn address_pairs(attrs: &Attrs) -> Result<Option<AddressPairsRequest>, ApiError>
     })
 }
 
-/// `extra_dhcp_opts`: a list of `{opt_name, opt_value, ip_version}`; `None` when not given
-/// (or `null`).
+/// `extra_dhcp_opts` as neutron-lib's `type:list_of_any_key_specs_or_none`: each entry an
+/// `{opt_name, opt_value[, ip_version]}` matching one of `EXTRA_DHCP_OPT_KEY_SPECS` (options
+/// that may be blank, `router` and `classless-static-route`, or any one-line name with a
+/// one-line value; a `null` value removes the option). `None` when not given (or `null`).
 fn dhcp_options(attrs: &Attrs) -> Result<Option<Vec<DhcpOptionRequest>>, ApiError> {
     let items = match attrs.raw("extra_dhcp_opts") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Array(items)) => items,
-        Some(_) => return Err(ApiError::invalid_attribute("extra_dhcp_opts", "must be a list")),
-    };
-    let text = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+        Some(other) => return Err(ApiError::invalid_input(format!("'{}' is not a list", python_str(other)))),
     };
     let mut requested = Vec::with_capacity(items.len());
-    for item in items {
-        let Value::Object(m) = item else {
-            return Err(ApiError::invalid_attribute("extra_dhcp_opts", format!("'{item}' is not a dictionary")));
-        };
-        if let Some(bad) = m.keys().find(|k| !["opt_name", "opt_value", "ip_version"].contains(&k.as_str())) {
-            return Err(ApiError::invalid_attribute("extra_dhcp_opts", format!("Unexpected keys supplied: {bad}")));
+    for (i, item) in items.iter().enumerate() {
+        if items[..i].contains(item) {
+            return Err(ApiError::invalid_input(format!("Duplicate items in the list: '{}'", python_str(item))));
         }
-        requested.push(DhcpOptionRequest {
-            opt_name: m.get("opt_name").and_then(text),
-            opt_value: m.get("opt_value").and_then(text),
-            ip_version: m.get("ip_version").and_then(text).and_then(|v| v.parse().ok()),
-        });
+        let option = dhcp_option(item)
+            .ok_or_else(|| ApiError::invalid_input(format!("No valid key specs matched for: {}", python_str(item))))?;
+        requested.push(option);
     }
     Ok(Some(requested))
+}
+
+/// One entry, if it matches a key spec.
+fn dhcp_option(item: &Value) -> Option<DhcpOptionRequest> {
+    let Value::Object(m) = item else { return None };
+    if m.keys().any(|k| !["opt_name", "opt_value", "ip_version"].contains(&k.as_str())) {
+        return None;
+    }
+    let one_line = |s: &str| !s.contains(['\n', '\r']);
+    let name = m.get("opt_name")?.as_str()?;
+    let value = match m.get("opt_value")? {
+        Value::Null => None,
+        Value::String(v) if v.chars().count() <= 255 => Some(v.clone()),
+        _ => return None,
+    };
+    let blank_allowed = ["router", "classless-static-route"].contains(&name);
+    let name_ok = blank_allowed || (!name.trim().is_empty() && name.chars().count() <= 64 && one_line(name));
+    let value_ok = value.as_deref().is_none_or(|v| blank_allowed || (!v.trim().is_empty() && one_line(v)));
+    if !name_ok || !value_ok {
+        return None;
+    }
+    let ip_version = match m.get("ip_version") {
+        None | Some(Value::Null) => None,
+        Some(v) => match python_str(v).trim().parse::<u8>().ok() {
+            Some(n @ (4 | 6)) => Some(n),
+            _ => return None,
+        },
+    };
+    Some(DhcpOptionRequest { opt_name: Some(name.to_string()), opt_value: value, ip_version })
 }
 
 /// `dns_name`: with DNS integration, validated; without it, only the empty default.

@@ -446,6 +446,26 @@ on_both_backends!(corner_cases_answer_as_neutron_does, default_config(), |s: Tes
     let (status, _, message) = error_of(s.api.put(&format!("/v2.0/ports/{bare_id}"), big).await);
     assert_eq!((status, message.as_str()), (400, "Invalid input for operation: binding:profile value too large."));
 
+    // extra_dhcp_opts entries must match one of neutron-lib's key specs.
+    let dhcp = |opts: serde_json::Value| post_port(&s, json!({"network_id": other_net, "extra_dhcp_opts": opts}));
+    let (status, kind, message) = error_of(dhcp(json!([{"opt_name": "tftp-server"}])).await);
+    assert_eq!(
+        (status, kind.as_str(), message.as_str()),
+        (
+            400,
+            "InvalidInput",
+            "Invalid input for operation: No valid key specs matched for: {'opt_name': 'tftp-server'}."
+        )
+    );
+    assert!(error_of(dhcp(json!([{"opt_name": "tftp-server", "opt_value": ""}])).await)
+        .2
+        .contains("No valid key specs"));
+    assert!(error_of(dhcp(json!([{"opt_name": "mtu", "opt_value": "1400", "ip_version": 5}])).await)
+        .2
+        .contains("No valid key specs"));
+    let router = dhcp(json!([{"opt_name": "router", "opt_value": ""}])).await.expect("router may be blank");
+    assert_eq!(router["port"]["extra_dhcp_opts"][0]["opt_name"], "router");
+
     // Networks: segments beside provider attributes.
     let both = json!({"network": {"provider:network_type": "vxlan", "segments": [{"provider:network_type": "vxlan"}]}});
     let (status, kind, message) = error_of(s.api.post("/v2.0/networks", both).await);
