@@ -133,20 +133,110 @@ fn security_groups(attrs: &Attrs) -> Result<Option<Vec<String>>, ApiError> {
     }
 }
 
-/// `allowed_address_pairs`: `None` when not given, no pairs for `null`.
+/// `allowed_address_pairs` as neutron-lib's `validate_allowed_address_pairs`, in its order
+/// and words: `None` when not given, no pairs for `null`.
 fn address_pairs(attrs: &Attrs) -> Result<Option<AddressPairsRequest>, ApiError> {
-    Ok(match attrs.raw("allowed_address_pairs") {
-        None => None,
-        Some(Value::Null) => Some(Vec::new()),
-        Some(_) => Some(
-            attrs
-                .object_list("allowed_address_pairs", &["ip_address", "mac_address"])?
-                .unwrap_or_default()
-                .iter()
-                .map(|p| (text_of(p, "ip_address").map(String::from), text_of(p, "mac_address").map(String::from)))
-                .collect(),
-        ),
-    })
+    use neutrino_domain::port_options::MAX_ALLOWED_ADDRESS_PAIRS;
+    let items = match attrs.raw("allowed_address_pairs") {
+        None => return Ok(None),
+        Some(Value::Null) => return Ok(Some(Vec::new())),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ApiError::bad_request("Allowed address pairs must be a list.")),
+    };
+    if items.len() > MAX_ALLOWED_ADDRESS_PAIRS {
+        return Err(ApiError::bad_request_kind(
+            "AllowedAddressPairExhausted",
+            format!("The number of allowed address pair exceeds the maximum {MAX_ALLOWED_ADDRESS_PAIRS}."),
+        ));
+    }
+    let mut pairs: AddressPairsRequest = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(pair) = item else {
+            let reason = format!("'{}' is not a dictionary", python_str(item));
+            return Err(ApiError::invalid_attribute("allowed_address_pairs", reason));
+        };
+        let text = |key: &str| pair.get(key).map(python_str);
+        let mac = text("mac_address");
+        let mac_bytes = match &mac {
+            None => None,
+            Some(m) => {
+                Some(any_mac(m).ok_or_else(|| ApiError::bad_request(format!("'{m}' is not a valid MAC address")))?)
+            }
+        };
+        let Some(ip) = text("ip_address") else {
+            return Err(ApiError::bad_request_kind(
+                "AllowedAddressPairsMissingIP",
+                "AllowedAddressPair must contain ip_address",
+            ));
+        };
+        if pairs.iter().any(|(i, m)| i.as_deref() == Some(ip.as_str()) && *m == mac) {
+            return Err(ApiError::bad_request_kind(
+                "DuplicateAddressPairInRequest",
+                format!(
+                    "Request contains duplicate address pair: mac_address {} ip_address {ip}.",
+                    mac.as_deref().unwrap_or("None")
+                ),
+            ));
+        }
+        let extra: Vec<&str> =
+            pair.keys().map(String::as_str).filter(|k| !["mac_address", "ip_address"].contains(k)).collect();
+        if !extra.is_empty() {
+            return Err(ApiError::bad_request(format!("Unrecognized attribute(s) '{}'", extra.join(", "))));
+        }
+        check_pair_address(&ip)?;
+        if let (Some(m), Some(bytes)) = (&mac, mac_bytes) {
+            if bytes[0] & 1 == 1 {
+                return Err(ApiError::bad_request(format!(
+                    "MAC address {m} is a multicast address, which is not supported."
+                )));
+            }
+        }
+        pairs.push((Some(ip), mac));
+    }
+    Ok(Some(pairs))
+}
+
+/// A MAC as neutron-lib's `validate_mac_address` takes it: six hex bytes (`:` or `-`), not
+/// all zeros or all ones (multicast is judged afterwards).
+fn any_mac(text: &str) -> Option<[u8; 6]> {
+    let sep = if text.contains('-') { '-' } else { ':' };
+    let parts: Vec<&str> = text.split(sep).collect();
+    let mut bytes = [0u8; 6];
+    if parts.len() != 6 {
+        return None;
+    }
+    for (b, p) in bytes.iter_mut().zip(parts) {
+        if p.is_empty() || p.len() > 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    (bytes != [0; 6] && bytes != [0xff; 6]).then_some(bytes)
+}
+
+/// A pair's address: a CIDR (with a `/`) or an address, not multicast.
+fn check_pair_address(ip: &str) -> Result<(), ApiError> {
+    if ip.contains('/') {
+        let net = ip
+            .parse::<ipnet::IpNet>()
+            .map_err(|_| ApiError::bad_request(format!("'{ip}' is not a valid IP subnet")))?;
+        let multicast: ipnet::IpNet =
+            if net.addr().is_ipv4() { "224.0.0.0/4" } else { "ff00::/8" }.parse().unwrap_or(net);
+        let any = net.prefix_len() == 0 && net.addr().is_ipv4();
+        if !any && (multicast.contains(&net.addr()) || net.contains(&multicast.addr())) {
+            return Err(ApiError::bad_request(format!(
+                "Subnet {net} overlaps with multicast range {multicast}, which is not supported."
+            )));
+        }
+        return Ok(());
+    }
+    let addr = ip
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| ApiError::bad_request(format!("'{ip}' is not a valid IP address")))?;
+    if addr.is_multicast() {
+        return Err(ApiError::bad_request(format!("IP {ip} is a multicast address, which is not supported.")));
+    }
+    Ok(())
 }
 
 /// `extra_dhcp_opts` as neutron-lib's `type:list_of_any_key_specs_or_none`: each entry an

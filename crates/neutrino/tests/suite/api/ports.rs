@@ -446,6 +446,38 @@ on_both_backends!(corner_cases_answer_as_neutron_does, default_config(), |s: Tes
     let (status, _, message) = error_of(s.api.put(&format!("/v2.0/ports/{bare_id}"), big).await);
     assert_eq!((status, message.as_str()), (400, "Invalid input for operation: binding:profile value too large."));
 
+    // allowed_address_pairs as neutron-lib's validator words its refusals.
+    let pairs = |p: serde_json::Value| post_port(&s, json!({"network_id": other_net, "allowed_address_pairs": p}));
+    for (p, kind, message) in [
+        (json!("x"), "HTTPBadRequest", "Allowed address pairs must be a list."),
+        (json!([{"mac_address": "zz"}]), "HTTPBadRequest", "'zz' is not a valid MAC address"),
+        (
+            json!([{"mac_address": "fa:16:3e:00:00:09"}]),
+            "AllowedAddressPairsMissingIP",
+            "AllowedAddressPair must contain ip_address",
+        ),
+        (
+            json!([{"ip_address": "203.0.113.9"}, {"ip_address": "203.0.113.9"}]),
+            "DuplicateAddressPairInRequest",
+            "Request contains duplicate address pair: mac_address None ip_address 203.0.113.9.",
+        ),
+        (json!([{"ip_address": "203.0.113.9", "foo": 1}]), "HTTPBadRequest", "Unrecognized attribute(s) 'foo'"),
+        (json!([{"ip_address": "203.0.113.300"}]), "HTTPBadRequest", "'203.0.113.300' is not a valid IP address"),
+        (
+            json!([{"ip_address": "224.0.0.1"}]),
+            "HTTPBadRequest",
+            "IP 224.0.0.1 is a multicast address, which is not supported.",
+        ),
+        (
+            json!([{"ip_address": "203.0.113.9", "mac_address": "01:00:5e:00:00:01"}]),
+            "HTTPBadRequest",
+            "MAC address 01:00:5e:00:00:01 is a multicast address, which is not supported.",
+        ),
+    ] {
+        let (status, got_kind, got) = error_of(pairs(p.clone()).await);
+        assert_eq!((status, got_kind.as_str(), got.as_str()), (400, kind, message), "{p}");
+    }
+
     // extra_dhcp_opts entries must match one of neutron-lib's key specs.
     let dhcp = |opts: serde_json::Value| post_port(&s, json!({"network_id": other_net, "extra_dhcp_opts": opts}));
     let (status, kind, message) = error_of(dhcp(json!([{"opt_name": "tftp-server"}])).await);
