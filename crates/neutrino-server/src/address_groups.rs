@@ -5,7 +5,7 @@ use crate::app::address_groups::{self as ops, CreateAddressGroup, UpdateAddressG
 use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::meta::collection;
-use crate::request::{if_match_revision, parse_body, parse_create, parse_query};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, python_str};
 use crate::response::{self, many, no_content, one, PageInfo};
 use crate::security_groups::named_project;
 use crate::App;
@@ -26,33 +26,35 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/address-groups/{id}/remove_addresses", put(remove_addresses))
 }
 
-/// `addresses` as neutron-lib's `type:subnet_list` takes them on a create (CIDRs only; the
-/// actions, as Neutron's, also take a bare address as its host prefix), normalized as Neutron
-/// stores them (`network/prefixlen`), duplicates merged.
+/// `addresses` as neutron-lib's `type:subnet_list` takes them on a create (CIDRs only, each
+/// once; the actions, as Neutron's, also take a bare address as its host prefix), normalized as
+/// Neutron stores them (`network/prefixlen`), equal networks merged.
 fn addresses_of(value: Option<&serde_json::Value>, bare_addresses: bool) -> Result<Vec<String>, ApiError> {
     use serde_json::Value;
     let items = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
         Some(other) => {
-            return Err(ApiError::invalid_attribute("addresses", format!("'{other}' is not a list")));
+            return Err(ApiError::invalid_attribute("addresses", format!("'{}' is not a list", python_str(other))));
         }
     };
+    if !bare_addresses {
+        if let Some((_, repeated)) = items.iter().enumerate().find(|(i, item)| items[..*i].contains(item)) {
+            let reason = format!("Duplicate items in the list: '{}'", python_str(repeated));
+            return Err(ApiError::invalid_attribute("addresses", reason));
+        }
+    }
     let mut out: Vec<String> = Vec::new();
     for item in items {
-        let text = item.as_str().unwrap_or_default();
-        if let (false, Ok(addr)) = (bare_addresses, text.parse::<std::net::IpAddr>()) {
-            let cidr = ipnet::IpNet::from(addr);
-            return Err(ApiError::invalid_attribute(
-                "addresses",
-                format!("'{text}' isn't a recognized IP subnet cidr, '{cidr}' is recommended"),
-            ));
-        }
-        let net = text
-            .parse::<ipnet::IpNet>()
-            .ok()
-            .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
-            .ok_or_else(|| ApiError::invalid_attribute("addresses", format!("'{text}' is not a valid IP subnet")))?;
+        let text = python_str(item);
+        let not_a_subnet = || ApiError::invalid_attribute("addresses", format!("'{text}' is not a valid IP subnet"));
+        let net = match text.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) if bare_addresses => {
+                text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from).map_err(|_| not_a_subnet())?
+            }
+            Err(_) => return Err(not_a_subnet()),
+        };
         let normalized = net.trunc().to_string();
         if !out.contains(&normalized) {
             out.push(normalized);

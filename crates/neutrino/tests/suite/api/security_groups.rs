@@ -182,7 +182,13 @@ on_both_backends!(address_groups_behave_like_neutron, default_config(), |s: Test
     let bare = json!({"address_group": {"name": "bare", "addresses": ["192.0.2.8"]}});
     let (status, _, message) = error_of(s.api.post("/v2.0/address-groups", bare).await);
     assert_eq!(status, 400, "a create takes CIDRs only: {message}");
-    assert!(message.contains("'192.0.2.8/32' is recommended"), "{message}");
+    assert_eq!(message, "Invalid input for addresses. Reason: '192.0.2.8' is not a valid IP subnet.");
+    let twice = json!({"address_group": {"name": "twice", "addresses": ["192.0.2.1/32", "192.0.2.1/32"]}});
+    let (_, kind, message) = error_of(s.api.post("/v2.0/address-groups", twice).await);
+    assert_eq!(
+        (kind.as_str(), message.as_str()),
+        ("HTTPBadRequest", "Invalid input for addresses. Reason: Duplicate items in the list: '192.0.2.1/32'.")
+    );
     assert_eq!(created["addresses"], json!(["192.0.2.7/32", "198.51.100.0/24"]), "normalized, duplicates merged");
     assert_eq!(created["description"], "");
     let path = format!("/v2.0/address-groups/{id}");
