@@ -50,6 +50,11 @@ impl From<StoreError> for HttpError {
                 "RevisionNumberConstraintFailed",
                 "Constrained revision number does not match the current revision",
             )),
+            StoreError::RevisionConstraint { expected, current } => HttpError(ApiError::new(
+                412,
+                "RevisionNumberConstraintFailed",
+                format!("Constrained to {expected}, but current revision is {current}"),
+            )),
             StoreError::BadFilter(m) => HttpError(ApiError::bad_request(m)),
             ref busy if busy.is_busy() => {
                 HttpError(ApiError::new(503, "ServiceUnavailable", "The database is busy; retry the request."))

@@ -9,9 +9,12 @@ pub enum StoreError {
     /// A rule of the domain refused the change (also used for conflicts found in SQL).
     #[error(transparent)]
     Domain(#[from] DomainError),
-    /// `If-Match` revision did not match.
+    /// A compare-and-swap update found the row's revision moved.
     #[error("revision mismatch")]
     RevisionMismatch,
+    /// `If-Match: revision_number=N` named another revision than the item's.
+    #[error("constrained to revision {expected}, but the current revision is {current}")]
+    RevisionConstraint { expected: u64, current: u64 },
     /// A list filter named an unknown attribute or had a bad value.
     #[error("{0}")]
     BadFilter(String),
@@ -55,5 +58,13 @@ impl StoreError {
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// `If-Match: revision_number=N` against an item at revision `current`.
+pub fn check_revision(if_revision: Option<u64>, current: u64) -> std::result::Result<(), StoreError> {
+    match if_revision {
+        Some(expected) if expected != current => Err(StoreError::RevisionConstraint { expected, current }),
+        _ => Ok(()),
     }
 }

@@ -38,7 +38,7 @@ pub use agents::{
 pub use default_rules::{
     delete_default_rule, get_default_rule, insert_default_rule, list_default_rules, template_rules, PARENT,
 };
-pub use error::StoreError;
+pub use error::{check_revision, StoreError};
 pub use filters::{Filter, SqlValue};
 pub use networks::{
     delete_network, get_network, insert_network, list_networks, lock_network_for_use, network_access, set_network_mtu,

@@ -316,9 +316,7 @@ pub struct NetworkPatch {
 /// Apply `patch`, bumping `revision_number` (compare-and-swap when `if_revision` is given).
 pub async fn update_network(tx: &mut Tx, id: &str, patch: &NetworkPatch, if_revision: Option<u64>) -> Result<Network> {
     let mut net = get_network(tx.conn(), id).await?;
-    if if_revision.is_some_and(|r| r != net.revision_number) {
-        return Err(StoreError::RevisionMismatch);
-    }
+    crate::error::check_revision(if_revision, net.revision_number)?;
     if let Some(v) = &patch.name {
         net.name = v.clone();
     }

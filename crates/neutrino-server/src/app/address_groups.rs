@@ -70,9 +70,7 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateAddressGrou
     authorize_item(ctx, tx.conn(), "address_group", id, ItemAction::Update(&req.given)).await?;
     let mut g = store::get_address_group(tx.conn(), id).await?;
     let expected = g.revision_number;
-    if req.if_revision.is_some_and(|r| r != expected) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
+    store::check_revision(req.if_revision, expected)?;
     if let Some(name) = req.name {
         g.name = name;
     }

@@ -150,9 +150,7 @@ pub async fn update_group(app: &App, ctx: &OpContext, id: &str, req: UpdateGroup
         ctx.enforce_update("security_group", &serde_json::to_value(&g).unwrap_or_default(), &req.given)?;
     }
     let expected = g.revision_number;
-    if req.if_revision.is_some_and(|r| r != expected) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
+    store::check_revision(req.if_revision, expected)?;
     if let Some(name) = req.name {
         // As Neutron's `name_not_default` validator: no group may be named `default` by hand.
         if name.eq_ignore_ascii_case("default") && g.name != "default" {

@@ -200,9 +200,7 @@ pub async fn update_range(app: &App, ctx: &OpContext, id: &str, req: UpdateRange
     let mut tx = app.store.begin().await?;
     authorize_item(ctx, tx.conn(), "network_segment_range", id, ItemAction::Update(&req.given)).await?;
     let mut range = store::get_range(tx.conn(), id).await?;
-    if req.if_revision.is_some_and(|r| r != range.revision_number) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
+    store::check_revision(req.if_revision, range.revision_number)?;
     if range.default {
         return Err(store::default_read_only(id).into());
     }

@@ -213,9 +213,7 @@ pub async fn update_pool(app: &App, ctx: &OpContext, id: &str, req: UpdatePool) 
     authorize_item(ctx, tx.conn(), "subnetpool", id, ItemAction::Update(&req.given)).await?;
     let mut pool = store::get_pool(tx.conn(), id).await?;
     let expected = pool.revision_number;
-    if req.if_revision.is_some_and(|r| r != expected) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
+    store::check_revision(req.if_revision, expected)?;
     if let Some(n) = req.name {
         pool.name = n;
     }

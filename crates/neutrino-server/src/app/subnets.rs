@@ -237,9 +237,7 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateSubnet) -> 
     if !ctx.is_admin {
         ctx.enforce_update("subnet", &target, &req.given)?;
     }
-    if req.if_revision.is_some_and(|r| r != subnet.revision_number) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
+    store::check_revision(req.if_revision, subnet.revision_number)?;
     let others: Vec<ipnet::IpNet> = store::network_subnets(tx.conn(), &subnet.network_id)
         .await?
         .iter()

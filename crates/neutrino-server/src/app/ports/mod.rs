@@ -336,9 +336,7 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdatePort) -> Ht
         groups_visible(ctx, &mut tx, req.security_groups.as_deref().unwrap_or_default()).await?;
     }
     let expected = port.revision_number;
-    if req.if_revision.is_some_and(|r| r != expected) {
-        return Err(store::StoreError::RevisionMismatch.into());
-    }
+    store::check_revision(req.if_revision, expected)?;
     // A MAC change on a port the network owns is refused first, as Neutron's
     // `_check_mac_addr_update` (whose message names Python's `id` builtin, not the port).
     let owner = req.device_owner.clone().filter(|o| !o.is_empty()).unwrap_or_else(|| port.device_owner.clone());

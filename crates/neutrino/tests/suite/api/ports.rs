@@ -63,6 +63,9 @@ on_both_backends!(ports_get_addresses_macs_and_bindings, default_config(), |s: T
         .await
         .unwrap();
     assert_eq!(stale.status(), 412);
+    let refused: serde_json::Value = stale.json().await.unwrap();
+    assert_eq!(refused["NeutronError"]["type"], "RevisionNumberConstraintFailed");
+    assert_eq!(refused["NeutronError"]["message"], "Constrained to 1, but current revision is 2");
     let ports = s.api.get(&format!("/v2.0/ports?network_id={net2_id}&binding:host_id=compute1")).await.unwrap();
     assert_eq!(ports["ports"].as_array().unwrap().len(), 1);
 
