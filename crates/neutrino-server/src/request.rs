@@ -15,6 +15,9 @@ pub struct Attrs {
 /// Parse an update body, `{"<member>": {...}}`, judged by the resource's attribute map.
 pub fn parse_body(bytes: &[u8], def: &ResourceDef) -> Result<Attrs, ApiError> {
     let mut outer = body_object(bytes, def)?;
+    if outer.contains_key(def.collection) {
+        return Err(ApiError::bad_request("Bulk operation not supported"));
+    }
     let inner = outer.remove(def.member).ok_or_else(|| missing(def.member))?;
     let Value::Object(map) = inner else { return Err(invalid_object(def.member)) };
     def.check_update(map.keys().map(String::as_str)).map_err(body_error)?;
@@ -312,16 +315,22 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     let mut sort_dirs = Vec::new();
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
+            // (An empty name selects nothing: the whole resource, as Neutron.)
+            "fields" if v.is_empty() => {}
             "fields" => q.fields.push(v.into_owned()),
             "sort_key" => sort_keys.push(v.into_owned()),
             "sort_dir" => sort_dirs.push(v.into_owned()),
             "page_reverse" => q.page.page_reverse = v.eq_ignore_ascii_case("true"),
             "limit" => {
-                let n: i64 = v.parse().map_err(|_| {
-                    ApiError::bad_request(format!("Limit must be an integer 0 or greater and not '{v}'"))
-                })?;
+                let bad = || {
+                    ApiError::bad_request_kind(
+                        "BadRequest",
+                        format!("Bad limit request: Limit must be an integer 0 or greater and not '{v}'."),
+                    )
+                };
+                let n: i64 = v.parse().map_err(|_| bad())?;
                 if n < 0 {
-                    return Err(ApiError::bad_request(format!("Limit must be an integer 0 or greater and not '{v}'")));
+                    return Err(bad());
                 }
                 q.page.limit = (n > 0).then_some(n as u32);
             }
@@ -355,15 +364,20 @@ pub fn if_match_revision(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get("if-match").and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
+    // As Neutron's `check_request_for_revision_constraint` words its refusals.
+    let bad = |msg: &str| ApiError::bad_request_kind("BadRequest", format!("Bad if-match request: {msg}."));
+    let mut revision = None;
     for part in v.split(',') {
         if let Some(n) = part.trim().trim_matches('"').strip_prefix("revision_number=") {
-            return n
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("Invalid revision number in If-Match: {v}")));
+            if revision.is_some() {
+                return Err(bad("Multiple revision_number etags are not supported"));
+            }
+            revision = Some(
+                n.parse().map_err(|_| bad("Revision number etag must be in the format of revision_number=<int>"))?,
+            );
         }
     }
-    Ok(None)
+    Ok(revision)
 }
 
 /// Neutron refuses a body on a DELETE (rather than ignoring it): 400 before anything is done.

@@ -82,13 +82,15 @@ fn fixed_ips_filter(f: &Filter, w: &mut Where) -> Result<bool> {
     }
     let (mut addresses, mut subnets, mut substrings) = (Vec::new(), Vec::new(), Vec::new());
     for v in &f.values {
-        let (key, value) =
-            v.split_once('=').ok_or_else(|| StoreError::BadFilter(format!("Invalid fixed_ips filter '{v}'")))?;
+        // As neutron-lib's `convert_kvp_str_to_list`; keys Neutron does not filter on are ignored.
+        let (key, value) = v.split_once('=').ok_or_else(|| {
+            StoreError::from(neutrino_domain::DomainError::invalid(format!("'{v}' is not of the form <key>=[value]")))
+        })?;
         match key {
             "ip_address" => addresses.push(SqlValue::Text(value.to_string())),
             "subnet_id" => subnets.push(SqlValue::Text(value.to_string())),
             "ip_address_substr" => substrings.push(SqlValue::Text(format!("%{value}%"))),
-            _ => return Err(StoreError::BadFilter(format!("Invalid fixed_ips filter '{v}'"))),
+            _ => {}
         }
     }
     if !addresses.is_empty() {
@@ -113,8 +115,21 @@ fn security_groups_filter(f: &Filter, w: &mut Where) -> bool {
     true
 }
 
+/// `mac_address=X`: compared as Neutron does, whatever the case the client wrote.
+fn mac_filter(f: &Filter, w: &mut Where) -> bool {
+    if f.attribute != "mac_address" {
+        return false;
+    }
+    let macs = f.values.iter().map(|m| SqlValue::Text(m.to_ascii_lowercase().replace('-', ":"))).collect();
+    w.add_raw_list("mac_address IN ({})", macs);
+    true
+}
+
 fn port_filter(f: &Filter, w: &mut Where) -> Result<bool> {
-    Ok(fixed_ips_filter(f, w)? || security_groups_filter(f, w) || crate::tags::tag_filter("ports")(f, w)?)
+    Ok(fixed_ips_filter(f, w)?
+        || security_groups_filter(f, w)
+        || mac_filter(f, w)
+        || crate::tags::tag_filter("ports")(f, w)?)
 }
 
 /// Fill `fixed_ips`, `tags` and `security_groups` of the listed ports: one query each over the

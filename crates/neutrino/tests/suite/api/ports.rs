@@ -414,6 +414,38 @@ on_both_backends!(corner_cases_answer_as_neutron_does, default_config(), |s: Tes
     let and = "/v2.0/ports?fixed_ips=ip_address_substr%3D113.7&fixed_ips=ip_address%3D203.0.113.78";
     assert_eq!(ids(s.api.get(and).await.unwrap()), vec![other]);
 
+    // Filters: MACs whatever their case; fixed_ips entries need a key.
+    let upper = s.api.get(&format!("/v2.0/ports?mac_address={}", new_mac.to_ascii_uppercase())).await.unwrap();
+    assert_eq!(upper["ports"].as_array().unwrap().len(), 1, "a MAC filter ignores case");
+    let (_, kind, message) = error_of(s.api.get("/v2.0/ports?fixed_ips=x").await);
+    assert_eq!(
+        (kind.as_str(), message.as_str()),
+        ("InvalidInput", "Invalid input for operation: 'x' is not of the form <key>=[value].")
+    );
+    // Queries and headers: limits, If-Match, empty fields, bulk updates.
+    let (_, kind, message) = error_of(s.api.get("/v2.0/ports?limit=x").await);
+    assert_eq!(
+        (kind.as_str(), message.as_str()),
+        ("BadRequest", "Bad limit request: Limit must be an integer 0 or greater and not 'x'.")
+    );
+    let whole = s.api.get(&format!("/v2.0/ports/{id}?fields=")).await.unwrap();
+    assert_eq!(whole["port"]["id"], id.as_str(), "an empty fields= is the whole port");
+    let bad_etag = reqwest::Client::new()
+        .put(format!("{}/v2.0/ports/{id}", s.base))
+        .header("If-Match", "revision_number=abc")
+        .json(&json!({"port": {"name": "x"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_etag.status(), 400);
+    let body: serde_json::Value = bad_etag.json().await.unwrap();
+    assert_eq!(
+        body["NeutronError"]["message"],
+        "Bad if-match request: Revision number etag must be in the format of revision_number=<int>."
+    );
+    let bulk = s.api.put(&format!("/v2.0/ports/{id}"), json!({"ports": [{"name": "x"}]})).await;
+    assert_eq!(error_of(bulk).2, "Bulk operation not supported");
+
     // Subnets: a host route given twice.
     let routes = json!({"subnet": {"network_id": other_net, "ip_version": 4, "cidr": "192.0.2.0/24", "host_routes": [
         {"destination": "198.51.100.0/24", "nexthop": "192.0.2.5"}, {"destination": "198.51.100.0/24", "nexthop": "192.0.2.5"}]}});
