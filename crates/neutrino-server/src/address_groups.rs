@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, python_str};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::response::{self, no_content, one};
 use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
@@ -90,9 +90,7 @@ async fn list(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let groups = ops::list(&app, &ctx, &q.filters, &q.page).await?;
-    let info = PageInfo { headers: &headers, collection: "address-groups", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(groups.len(), groups.first().map(|g| g.id.as_str()), groups.last().map(|g| g.id.as_str()));
-    Ok(many("address_groups", &groups, &q.fields, links))
+    Ok(response::list_page(&resources::ADDRESS_GROUP, &headers, raw.as_deref(), &q, &groups, |x| x.id.as_str()))
 }
 
 async fn show(

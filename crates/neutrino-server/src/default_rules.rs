@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
 use crate::request::{parse_create, parse_query};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::response::{self, no_content, one};
 use crate::security_groups::valid_rule;
 use crate::App;
 use axum::body::Bytes;
@@ -47,14 +47,9 @@ async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> Htt
 async fn list(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let rules = ops::list(&app, &q.filters, &q.page).await?;
-    let info = PageInfo {
-        headers: &headers,
-        collection: "default-security-group-rules",
-        raw_query: raw.as_deref(),
-        page: &q.page,
-    };
-    let links = info.links(rules.len(), rules.first().map(|r| r.id.as_str()), rules.last().map(|r| r.id.as_str()));
-    Ok(many("default_security_group_rules", &rules, &q.fields, links))
+    Ok(response::list_page(&resources::DEFAULT_SECURITY_GROUP_RULE, &headers, raw.as_deref(), &q, &rules, |r| {
+        r.id.as_str()
+    }))
 }
 
 async fn show(

@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::response::{self, no_content, one};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -158,9 +158,7 @@ async fn list(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let nets = ops::list(&app, &ctx, &q.filters, &q.page).await?;
-    let info = PageInfo { headers: &headers, collection: "networks", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(nets.len(), nets.first().map(|n| n.id.as_str()), nets.last().map(|n| n.id.as_str()));
-    Ok(many("networks", &nets, &q.fields, links))
+    Ok(response::list_page(&resources::NETWORK, &headers, raw.as_deref(), &q, &nets, |x| x.id.as_str()))
 }
 
 async fn update(

@@ -5,7 +5,7 @@ use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{parse_body, parse_create, parse_query, Attrs};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::response::{self, no_content, one};
 use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
@@ -94,10 +94,7 @@ async fn list(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let policies = ops::list(&app, &ctx, &q.filters, &q.page).await?;
-    let info = PageInfo { headers: &headers, collection: "rbac-policies", raw_query: raw.as_deref(), page: &q.page };
-    let links =
-        info.links(policies.len(), policies.first().map(|p| p.id.as_str()), policies.last().map(|p| p.id.as_str()));
-    Ok(many("rbac_policies", &policies, &q.fields, links))
+    Ok(response::list_page(&resources::RBAC_POLICY, &headers, raw.as_deref(), &q, &policies, |x| x.id.as_str()))
 }
 
 async fn show(

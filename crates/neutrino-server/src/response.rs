@@ -165,6 +165,20 @@ fn push_links(out: &mut Vec<u8>, collection: &str, links: Vec<(&'static str, Str
     }
 }
 
+/// The reply to a list: one page of `items` of the resource `def`, with its links.
+pub fn list_page<T: Serialize>(
+    def: &neutrino_domain::resources::ResourceDef,
+    headers: &axum::http::HeaderMap,
+    raw_query: Option<&str>,
+    q: &crate::request::ListQuery,
+    items: &[T],
+    id: impl Fn(&T) -> &str,
+) -> Response {
+    let info = PageInfo { headers, collection: def.paths[0], raw_query, page: &q.page };
+    let links = info.links(items.len(), items.first().map(&id), items.last().map(&id));
+    many(def.collection, items, &q.fields, links)
+}
+
 /// Where a list page sits, to write its `<collection>_links`.
 pub struct PageInfo<'a> {
     pub headers: &'a axum::http::HeaderMap,

@@ -5,8 +5,8 @@ use crate::app::security_groups::{self as ops, CreateGroup, CreateRule, UpdateGr
 use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
 use crate::meta::collection;
-use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs, ListQuery};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
+use crate::response::{self, no_content, one};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -58,18 +58,6 @@ async fn create_groups(State(app): State<App>, Caller(ctx): Caller, body: Bytes)
     Ok(response::created("security_group", "security_groups", &created, request.bulk))
 }
 
-/// The paging links of a list reply.
-fn links(
-    headers: &HeaderMap,
-    path: &'static str,
-    raw: Option<&str>,
-    q: &ListQuery,
-    ids: (Option<&str>, Option<&str>),
-    len: usize,
-) -> Vec<(&'static str, String)> {
-    PageInfo { headers, collection: path, raw_query: raw, page: &q.page }.links(len, ids.0, ids.1)
-}
-
 async fn list_groups(
     State(app): State<App>,
     Caller(ctx): Caller,
@@ -78,9 +66,7 @@ async fn list_groups(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let groups = ops::list_groups(&app, &ctx, &q.filters, &q.page).await?;
-    let ends = (groups.first().map(|g| g.id.as_str()), groups.last().map(|g| g.id.as_str()));
-    let links = links(&headers, "security-groups", raw.as_deref(), &q, ends, groups.len());
-    Ok(many("security_groups", &groups, &q.fields, links))
+    Ok(response::list_page(&resources::SECURITY_GROUP, &headers, raw.as_deref(), &q, &groups, |g| g.id.as_str()))
 }
 
 async fn show_group(
@@ -146,9 +132,7 @@ async fn list_rules(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let rules = ops::list_rules(&app, &ctx, &q.filters, &q.page).await?;
-    let ends = (rules.first().map(|r| r.id.as_str()), rules.last().map(|r| r.id.as_str()));
-    let links = links(&headers, "security-group-rules", raw.as_deref(), &q, ends, rules.len());
-    Ok(many("security_group_rules", &rules, &q.fields, links))
+    Ok(response::list_page(&resources::SECURITY_GROUP_RULE, &headers, raw.as_deref(), &q, &rules, |r| r.id.as_str()))
 }
 
 async fn show_rule(

@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::response::{self, no_content, one};
 use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
@@ -61,10 +61,7 @@ async fn list_segments(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let segments = ops::list_segments(&app, &ctx, &q.filters, &q.page).await?;
-    let info = PageInfo { headers: &headers, collection: "segments", raw_query: raw.as_deref(), page: &q.page };
-    let links =
-        info.links(segments.len(), segments.first().map(|s| s.id.as_str()), segments.last().map(|s| s.id.as_str()));
-    Ok(many("segments", &segments, &q.fields, links))
+    Ok(response::list_page(&resources::SEGMENT, &headers, raw.as_deref(), &q, &segments, |x| x.id.as_str()))
 }
 
 async fn show_segment(
@@ -138,10 +135,7 @@ async fn list_ranges(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let ranges = ops::list_ranges(&app, &ctx, &q.filters, &q.page).await?;
-    let info =
-        PageInfo { headers: &headers, collection: "network_segment_ranges", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(ranges.len(), ranges.first().map(|r| r.id.as_str()), ranges.last().map(|r| r.id.as_str()));
-    Ok(many("network_segment_ranges", &ranges, &q.fields, links))
+    Ok(response::list_page(&resources::NETWORK_SEGMENT_RANGE, &headers, raw.as_deref(), &q, &ranges, |x| x.id.as_str()))
 }
 
 async fn show_range(

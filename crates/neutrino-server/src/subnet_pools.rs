@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::response::{self, no_content, one};
 use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
@@ -111,9 +111,7 @@ async fn list_scopes(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let scopes = ops::list_scopes(&app, &ctx, &q.filters, &q.page).await?;
-    let info = PageInfo { headers: &headers, collection: "address-scopes", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(scopes.len(), scopes.first().map(|s| s.id.as_str()), scopes.last().map(|s| s.id.as_str()));
-    Ok(many("address_scopes", &scopes, &q.fields, links))
+    Ok(response::list_page(&resources::ADDRESS_SCOPE, &headers, raw.as_deref(), &q, &scopes, |x| x.id.as_str()))
 }
 
 async fn show_scope(
@@ -178,9 +176,7 @@ async fn list_pools(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let pools = ops::list_pools(&app, &ctx, &q.filters, &q.page).await?;
-    let info = PageInfo { headers: &headers, collection: "subnetpools", raw_query: raw.as_deref(), page: &q.page };
-    let links = info.links(pools.len(), pools.first().map(|p| p.id.as_str()), pools.last().map(|p| p.id.as_str()));
-    Ok(many("subnetpools", &pools, &q.fields, links))
+    Ok(response::list_page(&resources::SUBNETPOOL, &headers, raw.as_deref(), &q, &pools, |x| x.id.as_str()))
 }
 
 async fn show_pool(

@@ -5,7 +5,7 @@ use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
-use crate::response::{self, many, no_content, one, PageInfo};
+use crate::response::{self, no_content, one};
 use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
@@ -165,10 +165,7 @@ async fn list(
 ) -> HttpResult<Response> {
     let q = parse_query(raw.as_deref())?;
     let subnets = ops::list(&app, &ctx, &q.filters, &q.page).await?;
-    let info = PageInfo { headers: &headers, collection: "subnets", raw_query: raw.as_deref(), page: &q.page };
-    let links =
-        info.links(subnets.len(), subnets.first().map(|s| s.id.as_str()), subnets.last().map(|s| s.id.as_str()));
-    Ok(many("subnets", &subnets, &q.fields, links))
+    Ok(response::list_page(&resources::SUBNET, &headers, raw.as_deref(), &q, &subnets, |x| x.id.as_str()))
 }
 
 async fn update(

@@ -53,6 +53,23 @@ pub async fn create_each<R: CreateItem, T>(
     Ok(created)
 }
 
+/// Run `create_one` for every item in one transaction, all or nothing (for operations that
+/// authorize their items themselves, on what the item names).
+pub async fn in_one_transaction<R, T>(
+    app: &App,
+    ctx: &OpContext,
+    items: Vec<R>,
+    create_one: impl AsyncFn(&App, &OpContext, &mut Tx, R) -> HttpResult<T>,
+) -> HttpResult<Vec<T>> {
+    let mut tx = app.store.begin().await?;
+    let mut created = Vec::with_capacity(items.len());
+    for item in items {
+        created.push(create_one(app, ctx, &mut tx, item).await?);
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
 /// The project a new item is for: the one its body names, else the caller's.
 pub fn project_for(app: &App, ctx: &OpContext, named: &Option<String>) -> String {
     named.clone().unwrap_or_else(|| ctx.project_id().unwrap_or(&app.config.noauth_project).to_string())

@@ -48,13 +48,7 @@ pub struct UpdateNetwork {
 
 /// Create every network of a (bulk) request, all or nothing.
 pub async fn create(app: &App, ctx: &OpContext, items: Vec<CreateNetwork>) -> HttpResult<Vec<Network>> {
-    let mut tx = app.store.begin().await?;
-    let mut created = Vec::with_capacity(items.len());
-    for item in items {
-        created.push(create_one(app, ctx, &mut tx, item).await?);
-    }
-    tx.commit().await?;
-    Ok(created)
+    super::in_one_transaction(app, ctx, items, create_one).await
 }
 
 async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreateNetwork) -> HttpResult<Network> {

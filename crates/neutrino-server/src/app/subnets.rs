@@ -50,13 +50,7 @@ pub struct UpdateSubnet {
 
 /// Create every subnet of a (bulk) request, all or nothing.
 pub async fn create(app: &App, ctx: &OpContext, items: Vec<CreateSubnet>) -> HttpResult<Vec<Subnet>> {
-    let mut tx = app.store.begin().await?;
-    let mut created = Vec::with_capacity(items.len());
-    for item in items {
-        created.push(create_one(app, ctx, &mut tx, item).await?);
-    }
-    tx.commit().await?;
-    Ok(created)
+    super::in_one_transaction(app, ctx, items, create_one).await
 }
 
 async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreateSubnet) -> HttpResult<Subnet> {

@@ -97,13 +97,7 @@ fn mac_in_use(network_id: &str, mac: &str) -> HttpError {
 
 /// Create every port of a (bulk) request, all or nothing.
 pub async fn create(app: &App, ctx: &OpContext, items: Vec<CreatePort>) -> HttpResult<Vec<Port>> {
-    let mut tx = app.store.begin().await?;
-    let mut created = Vec::with_capacity(items.len());
-    for item in items {
-        created.push(create_one(app, ctx, &mut tx, item).await?);
-    }
-    tx.commit().await?;
-    Ok(created)
+    super::in_one_transaction(app, ctx, items, create_one).await
 }
 
 async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreatePort) -> HttpResult<Port> {
