@@ -193,7 +193,7 @@ pub async fn list_ports(
     page: &Page,
     visibility: &Visibility,
 ) -> Result<Vec<Port>> {
-    crate::visibility::marker_must_exist(c, "ports", page).await?;
+    crate::visibility::marker_must_exist(c, "ports", page, visibility).await?;
     // The WHERE is needed again for the addresses of a whole list.
     let w = crate::visibility::build_where_for("ports", COLUMNS, filters, visibility, port_filter)?;
     let (sql, w) = list_sql(SELECT, "ports", COLUMNS, w, page)?;

@@ -62,7 +62,7 @@ pub(crate) async fn list_rows(
     visibility: &Visibility,
     special: impl FnMut(&Filter, &mut Where) -> Result<bool>,
 ) -> Result<Vec<AnyRow>> {
-    marker_must_exist(c, listed.table, page).await?;
+    marker_must_exist(c, listed.table, page, visibility).await?;
     let w = build_where_for(listed.table, listed.columns, filters, visibility, special)?;
     let (sql, w) = list_sql(listed.select, listed.table, listed.columns, w, page)?;
     let mut rows = w.bind(sqlx::query(&sql)).fetch_all(&mut *c).await?;
@@ -74,17 +74,26 @@ pub(crate) async fn list_rows(
 
 /// A page that starts after an item that does not exist is that item's 404, as Neutron's
 /// `get_marker_obj` answers (subnets excepted: Neutron ignores their unknown markers).
-pub(crate) async fn marker_must_exist(c: &mut AnyConnection, table: &str, page: &Page) -> Result<()> {
+/// The marker is looked up as the caller sees the collection (another project's item is as
+/// good as none).
+pub(crate) async fn marker_must_exist(
+    c: &mut AnyConnection,
+    table: &str,
+    page: &Page,
+    visibility: &Visibility,
+) -> Result<()> {
     let Some(marker) = &page.marker else { return Ok(()) };
     let Some(def) = neutrino_domain::resources::ALL.into_iter().find(|d| d.collection == table) else { return Ok(()) };
     if table == "subnets" {
         return Ok(());
     }
-    let found = sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1"))
-        .bind(marker.clone())
-        .fetch_optional(&mut *c)
-        .await?;
-    match found {
+    let mut w = Where::default();
+    w.add_raw("id = {}", SqlValue::Text(marker.clone()));
+    if let (Visibility::Project(project), Some(c)) = (visibility, clause(table)) {
+        w.add_raw(&c, SqlValue::Text(project.clone()));
+    }
+    let sql = format!("SELECT id FROM {table}{}", w.sql());
+    match w.bind(sqlx::query(&sql)).fetch_optional(&mut *c).await? {
         Some(_) => Ok(()),
         None => Err(crate::StoreError::not_found(def.member, marker)),
     }

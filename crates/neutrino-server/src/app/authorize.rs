@@ -305,7 +305,8 @@ pub async fn item_target(
             Err(store::StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         },
-        _ => Ok(None),
+        // A resource this does not know is a bug of the caller, never a pass.
+        other => Err(HttpError(ApiError::internal(format!("no policy target for {other}")))),
     }
 }
 

@@ -234,6 +234,10 @@ pub async fn update_pool(app: &App, ctx: &OpContext, id: &str, req: UpdatePool) 
         }
     }
     if let Some(scope) = req.address_scope_id {
+        // The scope named must be one the caller sees (as on a create).
+        if let Some(id) = &scope {
+            authorize_item(ctx, tx.conn(), "address_scope", id, ItemAction::Read).await?;
+        }
         pool.address_scope_id = scope;
     }
     if let Some(d) = req.is_default {

@@ -104,11 +104,11 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreateSubnet) 
 /// sees (else `NetworkNotFound`), and the subnet pool named too.
 async fn authorize_create(ctx: &OpContext, tx: &mut Tx, req: &CreateSubnet) -> HttpResult<()> {
     let mut target = ctx.create_target(&req.given)?;
-    if let Some(net) = network_target(ctx, tx.conn(), &req.network_id).await? {
-        if !ctx.may_see("network", &net) {
-            return Err(HttpError(ApiError::not_found("network", &req.network_id)));
-        }
-        add_network_keys(&mut target, &net);
+    // A network that does not exist, or that the caller does not see, is not found (before
+    // the policy, whose rules read the network's owner).
+    match network_target(ctx, tx.conn(), &req.network_id).await? {
+        Some(net) if ctx.may_see("network", &net) => add_network_keys(&mut target, &net),
+        _ => return Err(HttpError(ApiError::not_found("network", &req.network_id))),
     }
     ctx.enforce("create_subnet", &attributes_of(&req.given), &Value::Object(target))?;
     if let Some(pool_id) = &req.subnetpool_id {

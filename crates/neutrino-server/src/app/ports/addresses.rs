@@ -1,5 +1,7 @@
 //! A port's fixed IPs: requested addresses, or Neutron's automatic choice.
 
+use crate::app::authorize::{authorize_item, ItemAction};
+use crate::app::OpContext;
 use crate::error::{HttpError, HttpResult};
 use neutrino_api::resources::{FixedIp, Port, Subnet};
 use neutrino_api::ApiError;
@@ -45,6 +47,7 @@ fn ip_in_use(ip: IpAddr, subnet_id: &str) -> HttpError {
 /// Give the port its addresses: exactly the requested ones, or Neutron's automatic choice
 /// (one IPv4 and one stateful IPv6 address, plus an EUI-64 address per SLAAC subnet).
 pub(super) async fn assign_fixed_ips(
+    ctx: &OpContext,
     tx: &mut Tx,
     port: &Port,
     subnets: &[Subnet],
@@ -62,9 +65,10 @@ pub(super) async fn assign_fixed_ips(
                     Some(sid) => match subnets.iter().find(|s| s.id == sid) {
                         Some(subnet) => subnet,
                         None => {
-                            // As Neutron: a subnet that does not exist is not found; one on
-                            // another network is invalid input.
+                            // As Neutron: a subnet that does not exist (or that the caller
+                            // does not see) is not found; one on another network is invalid.
                             store::get_subnet(tx.conn(), sid).await?;
+                            authorize_item(ctx, tx.conn(), "subnet", sid, ItemAction::Read).await?;
                             return Err(ApiError::invalid_input(format!(
                                 "Failed to create port on network {}, because fixed_ips included invalid subnet {sid}",
                                 port.network_id

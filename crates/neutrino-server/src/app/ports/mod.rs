@@ -170,7 +170,7 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreatePort) ->
     };
     apply_security_groups(ctx, tx, &mut port, groups, GroupsFrom::Request).await?;
     let subnets = store::network_subnets(tx.conn(), &network_id).await?;
-    port.fixed_ips = assign_fixed_ips(tx, &port, &subnets, req.fixed_ips).await?;
+    port.fixed_ips = assign_fixed_ips(ctx, tx, &port, &subnets, req.fixed_ips).await?;
     store::insert_initial_tags(tx, "ports", &port.id, &port.tags).await?;
     store::store_port_body(tx, &port).await?;
     app.store.finish_port(&mut port);
@@ -181,11 +181,11 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreatePort) ->
 /// sees, else `NetworkNotFound`); the security groups named must be ones it sees too.
 async fn authorize_create(ctx: &OpContext, tx: &mut Tx, req: &CreatePort) -> HttpResult<()> {
     let mut target = ctx.create_target(&req.given)?;
-    if let Some(net) = network_target(ctx, tx.conn(), &req.network_id).await? {
-        if !ctx.may_see("network", &net) {
-            return Err(HttpError(ApiError::not_found("network", &req.network_id)));
-        }
-        add_network_keys(&mut target, &net);
+    // A network that does not exist, or that the caller does not see, is not found (before
+    // the policy, whose rules read the network's owner).
+    match network_target(ctx, tx.conn(), &req.network_id).await? {
+        Some(net) if ctx.may_see("network", &net) => add_network_keys(&mut target, &net),
+        _ => return Err(HttpError(ApiError::not_found("network", &req.network_id))),
     }
     ctx.enforce("create_port", &attributes_of(&req.given), &Value::Object(target))?;
     groups_visible(ctx, tx, req.security_groups.as_deref().unwrap_or_default()).await
@@ -433,7 +433,7 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdatePort) -> Ht
                 .collect()
         });
         store::release_port_ips(&mut tx, id).await?;
-        port.fixed_ips = assign_fixed_ips(&mut tx, &port, &subnets, Some(requested)).await?;
+        port.fixed_ips = assign_fixed_ips(ctx, &mut tx, &port, &subnets, Some(requested)).await?;
     }
     store::store_port_body(&mut tx, &port).await?;
     tx.commit().await?;

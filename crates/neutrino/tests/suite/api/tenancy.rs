@@ -560,3 +560,37 @@ on_both_backends!(concurrent_subnet_creates_on_one_network_all_succeed, default_
     let net = c.alice.get(&format!("/v2.0/networks/{net_id}")).await.unwrap();
     assert_eq!(net["network"]["subnets"].as_array().unwrap().len(), 16);
 });
+
+// What another project owns cannot be reached through the ids a body, a query or a reference
+// names: not as an address scope of one's pool, not as a page marker, not as a fixed IP's
+// subnet; a network that does not exist is not found (before any policy).
+on_both_backends!(references_to_other_projects_are_not_found, default_config(), |s: TestServer| async move {
+    let c = callers(&s);
+    let scope =
+        c.alice.post("/v2.0/address-scopes", json!({"address_scope": {"name": "a", "ip_version": 4}})).await.unwrap();
+    let scope_id = id(&scope["address_scope"]);
+    let pool = json!({"subnetpool": {"name": "b", "prefixes": ["203.0.113.0/24"]}});
+    let pool_id = id(&c.bob.post("/v2.0/subnetpools", pool).await.unwrap()["subnetpool"]);
+    let into_alices = json!({"subnetpool": {"address_scope_id": scope_id}});
+    let (code, kind) = status(c.bob.put(&format!("/v2.0/subnetpools/{pool_id}"), into_alices).await).await;
+    assert_eq!((code, kind.as_str()), (404, "AddressScopeNotFound"));
+
+    let nowhere = json!({"subnet": {"network_id": "00000000-0000-0000-0000-00000000dead", "ip_version": 4, "cidr": "192.0.2.0/24"}});
+    assert_eq!(status(c.bob.post("/v2.0/subnets", nowhere).await).await, (404, "NetworkNotFound".into()));
+
+    let alices = c.alice.post("/v2.0/networks", json!({"network": {"name": "a"}})).await.unwrap();
+    let alices_net = id(&alices["network"]);
+    let alices_subnet = json!({"subnet": {"network_id": alices_net, "ip_version": 4, "cidr": "198.51.100.0/24"}});
+    let alices_subnet = id(&c.alice.post("/v2.0/subnets", alices_subnet).await.unwrap()["subnet"]);
+    let marker = format!("/v2.0/networks?limit=1&marker={alices_net}");
+    assert_eq!(status(c.bob.get(&marker).await).await, (404, "NetworkNotFound".into()));
+    c.alice.get(&marker).await.expect("her own marker");
+
+    let bobs = id(&c.bob.post("/v2.0/networks", json!({"network": {"name": "b"}})).await.unwrap()["network"]);
+    c.bob
+        .post("/v2.0/subnets", json!({"subnet": {"network_id": bobs, "ip_version": 4, "cidr": "203.0.113.0/24"}}))
+        .await
+        .unwrap();
+    let port = json!({"port": {"network_id": bobs, "fixed_ips": [{"subnet_id": alices_subnet}]}});
+    assert_eq!(status(c.bob.post("/v2.0/ports", port).await).await, (404, "SubnetNotFound".into()));
+});
