@@ -1,7 +1,6 @@
 //! `/v2.0/{networks|subnets|ports}/{id}/tags[/{tag}]`
 
-use crate::app::authorize::{authorize_item, ItemAction};
-use crate::app::OpContext;
+use crate::app::tags as ops;
 use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
 use crate::request::Attrs;
@@ -33,18 +32,6 @@ fn taggable(collection: &mut String) -> HttpResult<()> {
     }
 }
 
-/// The resource of a taggable collection (`security_groups` → `security_group`).
-fn member_of(collection: &str) -> &str {
-    collection.strip_suffix('s').unwrap_or(collection)
-}
-
-/// Tags are part of their resource: changing them is an update of it (`update_<resource>`),
-/// authorized in the change's transaction.
-async fn authorize_change(ctx: &OpContext, tx: &mut store::Tx, collection: &str, id: &str) -> HttpResult<()> {
-    let action = format!("update_{}", member_of(collection));
-    authorize_item(ctx, tx.conn(), member_of(collection), id, ItemAction::Named(&action)).await
-}
-
 fn validate(tag: &str) -> Result<(), ApiError> {
     if tag.is_empty() || tag.chars().count() > MAX_TAG_LENGTH {
         return Err(ApiError::invalid_attribute(
@@ -70,22 +57,8 @@ async fn list(
     Path((mut collection, id)): Path<(String, String)>,
 ) -> HttpResult<Response> {
     taggable(&mut collection)?;
-    let tags = read_tags(&app, &ctx, &collection, &id).await?;
+    let tags = ops::list(&app, &ctx, &collection, &id).await?;
     Ok(axum::Json(json!({ "tags": tags })).into_response())
-}
-
-/// The tags of an existing resource (404 when it does not exist).
-async fn read_tags(app: &App, ctx: &OpContext, collection: &str, id: &str) -> HttpResult<Vec<String>> {
-    let mut c = app.store.reader().await?;
-    authorize_item(ctx, &mut c, member_of(collection), id, ItemAction::Read).await?;
-    match collection {
-        "networks" => drop(store::get_network(&mut c, id).await?),
-        "subnets" => drop(store::get_subnet(&mut c, id).await?),
-        "security_groups" => drop(store::get_group(&mut c, id).await?),
-        "subnetpools" => drop(store::get_pool(&mut c, id).await?),
-        _ => drop(store::get_port(&mut c, id).await?),
-    }
-    Ok(store::tags_of(&mut c, collection, id).await?)
 }
 
 async fn replace(
@@ -108,10 +81,7 @@ async fn replace(
     }
     tags.sort();
     tags.dedup();
-    let mut tx = app.store.begin().await?;
-    authorize_change(&ctx, &mut tx, &collection, &id).await?;
-    store::set_tags(&mut tx, &collection, &id, &tags).await?;
-    tx.commit().await?;
+    ops::replace(&app, &ctx, &collection, &id, &tags).await?;
     Ok(axum::Json(json!({ "tags": tags })).into_response())
 }
 
@@ -121,10 +91,7 @@ async fn clear(
     Path((mut collection, id)): Path<(String, String)>,
 ) -> HttpResult<Response> {
     taggable(&mut collection)?;
-    let mut tx = app.store.begin().await?;
-    authorize_change(&ctx, &mut tx, &collection, &id).await?;
-    store::set_tags(&mut tx, &collection, &id, &[]).await?;
-    tx.commit().await?;
+    ops::replace(&app, &ctx, &collection, &id, &[]).await?;
     Ok(no_content())
 }
 
@@ -134,12 +101,8 @@ async fn check(
     Path((mut collection, id, tag)): Path<(String, String, String)>,
 ) -> HttpResult<Response> {
     taggable(&mut collection)?;
-    let tags = read_tags(&app, &ctx, &collection, &id).await?;
-    if tags.contains(&tag) {
-        Ok(no_content())
-    } else {
-        Err(tag_not_found(&tag))
-    }
+    ops::check(&app, &ctx, &collection, &id, &tag).await?;
+    Ok(no_content())
 }
 
 async fn add(
@@ -149,10 +112,7 @@ async fn add(
 ) -> HttpResult<Response> {
     taggable(&mut collection)?;
     validate(&tag)?;
-    let mut tx = app.store.begin().await?;
-    authorize_change(&ctx, &mut tx, &collection, &id).await?;
-    store::add_tag(&mut tx, &collection, &id, &tag).await?;
-    tx.commit().await?;
+    ops::add(&app, &ctx, &collection, &id, &tag).await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -162,15 +122,6 @@ async fn remove(
     Path((mut collection, id, tag)): Path<(String, String, String)>,
 ) -> HttpResult<Response> {
     taggable(&mut collection)?;
-    let mut tx = app.store.begin().await?;
-    authorize_change(&ctx, &mut tx, &collection, &id).await?;
-    if !store::remove_tag(&mut tx, &collection, &id, &tag).await? {
-        return Err(tag_not_found(&tag));
-    }
-    tx.commit().await?;
+    ops::remove(&app, &ctx, &collection, &id, &tag).await?;
     Ok(no_content())
-}
-
-fn tag_not_found(tag: &str) -> HttpError {
-    HttpError(ApiError::new(404, "TagNotFound", format!("Tag {tag} could not be found.")))
 }

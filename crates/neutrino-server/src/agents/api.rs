@@ -1,7 +1,7 @@
 //! The agents API (`/v2.0/agents`, `/v2.0/availability_zones`) and the agents' own calls:
 //! registration/heartbeat and port status reports.
 
-use crate::app::authorize::{authorize_item, ItemAction};
+use crate::app::agents::{self as ops, UpdateAgent};
 use crate::auth::Caller;
 use crate::error::HttpResult;
 use crate::App;
@@ -12,7 +12,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use neutrino_api::agent::{AgentRegistration, PortStatusReport};
 use neutrino_api::ApiError;
-use neutrino_store::{self as store, AgentRecord};
+use neutrino_store::AgentRecord;
 use serde_json::json;
 
 pub fn routes() -> Router<App> {
@@ -62,8 +62,7 @@ async fn list_agents(State(app): State<App>, RawQuery(raw): RawQuery) -> HttpRes
     if let Some(f) = filters.iter().find(|f| !def.knows(&f.attribute) && f.attribute != "description") {
         return Err(ApiError::bad_request(format!("['{}'] is invalid attribute for filtering", f.attribute)).into());
     }
-    let mut c = app.store.reader().await?;
-    let agents = store::list_agents(&mut c).await?;
+    let agents = ops::list(&app).await?;
     let list: Vec<serde_json::Value> = agents
         .iter()
         .map(|a| agent_json(a, app.config.agent_down_time))
@@ -86,14 +85,11 @@ fn matches_filter(value: Option<&serde_json::Value>, filter: &str) -> bool {
 }
 
 async fn show_agent(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut c = app.store.reader().await?;
-    authorize_item(&ctx, &mut c, "agent", &id, ItemAction::Read).await?;
-    let a = store::get_agent(&mut c, &id).await?;
+    let a = ops::show(&app, &ctx, &id).await?;
     Ok(axum::Json(json!({ "agent": agent_json(&a, app.config.agent_down_time) })).into_response())
 }
 
-/// `PUT /v2.0/agents/{id}`: `admin_state_up` (an agent set down gets no new bindings) and
-/// `description`.
+/// `PUT /v2.0/agents/{id}`: `admin_state_up` and `description`.
 async fn update_agent(
     State(app): State<App>,
     Caller(ctx): Caller,
@@ -101,25 +97,17 @@ async fn update_agent(
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = crate::request::parse_body(&body, &neutrino_domain::resources::AGENT)?;
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "agent", &id, ItemAction::Update(attrs.given())).await?;
-    let mut a = store::get_agent(tx.conn(), &id).await?;
-    if let Some(up) = attrs.boolean("admin_state_up")? {
-        a.admin_state_up = up;
-    }
-    if let Some(d) = attrs.nullable_string("description")? {
-        a.description = d;
-    }
-    store::update_agent(&mut tx, &a).await?;
-    tx.commit().await?;
+    let request = UpdateAgent {
+        given: attrs.given().clone(),
+        admin_state_up: attrs.boolean("admin_state_up")?,
+        description: attrs.nullable_string("description")?,
+    };
+    let a = ops::update(&app, &ctx, &id, request).await?;
     Ok(axum::Json(json!({ "agent": agent_json(&a, app.config.agent_down_time) })).into_response())
 }
 
 async fn delete_agent(State(app): State<App>, Caller(ctx): Caller, Path(id): Path<String>) -> HttpResult<Response> {
-    let mut tx = app.store.begin().await?;
-    authorize_item(&ctx, tx.conn(), "agent", &id, ItemAction::Delete).await?;
-    store::delete_agent(&mut tx, &id).await?;
-    tx.commit().await?;
+    ops::delete(&app, &ctx, &id).await?;
     Ok(crate::response::no_content())
 }
 
@@ -127,13 +115,7 @@ async fn delete_agent(State(app): State<App>, Caller(ctx): Caller, Path(id): Pat
 /// agent in the zone is alive.
 async fn list_zones(State(app): State<App>, RawQuery(raw): RawQuery) -> HttpResult<Response> {
     let q = crate::request::parse_query(raw.as_deref())?;
-    let mut c = app.store.reader().await?;
-    let agents = store::list_agents(&mut c).await?;
-    let mut zones: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
-    for a in &agents {
-        let alive = crate::ports_alive(&a.heartbeat_at, app.config.agent_down_time);
-        *zones.entry(a.availability_zone.clone()).or_default() |= alive;
-    }
+    let zones = ops::zones(&app).await?;
     let list: Vec<serde_json::Value> = zones
         .into_iter()
         .map(|(name, alive)| json!({"name": name, "resource": "network", "state": if alive { "available" } else { "unavailable" }}))
@@ -152,9 +134,7 @@ async fn register(State(app): State<App>, RawQuery(q): RawQuery, body: Bytes) ->
         return Err(ApiError::bad_request("host and a valid tunnel_ip are required").into());
     }
     let starting = q.as_deref().is_some_and(|q| q.contains("starting=true"));
-    let mut tx = app.store.begin().await?;
-    let record = store::register_agent(&mut tx, &reg, &uuid::Uuid::new_v4().to_string(), starting).await?;
-    tx.commit().await?;
+    let record = ops::register(&app, &reg, starting).await?;
     Ok(axum::Json(json!({ "agent": agent_json(&record, app.config.agent_down_time) })).into_response())
 }
 
@@ -163,8 +143,6 @@ async fn port_status(State(app): State<App>, body: Bytes) -> HttpResult<Response
     if report.ports.values().any(|s| s != "ACTIVE" && s != "DOWN") {
         return Err(ApiError::bad_request("port status must be ACTIVE or DOWN").into());
     }
-    let mut tx = app.store.begin().await?;
-    let changed = store::set_port_status(&mut tx, &report.host, &report.ports).await?;
-    tx.commit().await?;
+    let changed = ops::port_status(&app, &report).await?;
     Ok(axum::Json(json!({ "changed": changed })).into_response())
 }

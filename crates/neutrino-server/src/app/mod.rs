@@ -3,12 +3,12 @@
 //! transaction, and authorizes on the rows it loads in that transaction (so what is checked is
 //! what is acted on). The HTTP modules only parse, call one of these, and render.
 //!
-//! Resources without a module here yet (subnet pools, address scopes, address groups, RBAC
-//! policies, segments, ranges, agents, default rules, tags) run their own transactions in their
-//! HTTP modules, and authorize there with the same checks ([`authorize::authorize_item`],
-//! [`authorize::authorize_create`]) inside those transactions.
+//! Quotas and IP availability keep their few checks in their HTTP modules (quota paths are
+//! judged by the request middleware from the project in the path; availabilities are
+//! admin-only).
 
 pub mod address_groups;
+pub mod agents;
 pub mod authorize;
 pub mod default_rules;
 pub mod networks;
@@ -18,6 +18,7 @@ pub mod security_groups;
 pub mod segments;
 pub mod subnet_pools;
 pub mod subnets;
+pub mod tags;
 
 /// Who an operation acts for: the request's credentials, whether they are an admin, and the
 /// policy. Handlers get it from the request ([`crate::auth::Caller`]); without one a request
