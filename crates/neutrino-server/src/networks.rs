@@ -62,7 +62,9 @@ fn requested_segments(attrs: &Attrs) -> Result<Vec<ProviderRequest>, ApiError> {
             "SegmentsSetInConjunctionWithProviders",
             "Segments and provider values cannot both be set.",
         )),
-        Some(Value::Array(items)) if !items.is_empty() => items
+        // An empty list asks for nothing in particular: a tenant network, as ML2 makes it.
+        Some(Value::Array(items)) if items.is_empty() => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
                 Value::Object(m) => provider_request(m),

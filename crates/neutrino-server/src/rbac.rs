@@ -92,7 +92,13 @@ async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> HttpResult<Response> {
-    let q = parse_query(raw.as_deref())?;
+    let mut q = parse_query(raw.as_deref())?;
+    // Neutron's RBAC collection neither pages (everything comes back, without links) nor sorts.
+    if !q.page.sort.is_empty() {
+        let keys: Vec<String> = q.page.sort.iter().map(|(k, _)| format!("'{k}'")).collect();
+        return Err(ApiError::bad_request(format!("[{}] is invalid attribute for sort_keys", keys.join(", "))).into());
+    }
+    q.page = Default::default();
     let policies = ops::list(&app, &ctx, &q.filters, &q.page).await?;
     Ok(response::list_page(&resources::RBAC_POLICY, &headers, raw.as_deref(), &q, &policies, |x| x.id.as_str()))
 }

@@ -198,6 +198,7 @@ pub async fn delete_group(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()
 
 /// Create every rule of a (bulk) request, all or nothing.
 pub async fn create_rules(app: &App, ctx: &OpContext, items: Vec<CreateRule>) -> HttpResult<Vec<SecurityGroupRule>> {
+    check_bulk_rules(app, ctx, &items)?;
     let mut tx = app.store.begin().await?;
     let mut created = Vec::with_capacity(items.len());
     for req in items {
@@ -213,6 +214,37 @@ pub async fn create_rules(app: &App, ctx: &OpContext, items: Vec<CreateRule>) ->
     }
     tx.commit().await?;
     Ok(created)
+}
+
+/// As Neutron's native bulk create: the rules of one request are of one group and one
+/// project, and none repeats another.
+fn check_bulk_rules(app: &App, ctx: &OpContext, items: &[CreateRule]) -> HttpResult<()> {
+    let Some(first) = items.first() else { return Ok(()) };
+    if items.iter().any(|r| r.security_group_id != first.security_group_id) {
+        return Err(ApiError::bad_request_kind(
+            "SecurityGroupNotSingleGroupRules",
+            "Only allowed to update rules for one security profile at a time",
+        )
+        .into());
+    }
+    let project = project_for(app, ctx, &first.project_id);
+    if items.iter().any(|r| project_for(app, ctx, &r.project_id) != project) {
+        return Err(ApiError::bad_request_kind(
+            "SecurityGroupRulesNotSingleProject",
+            "Multiple project_ids in bulk security group rule create not allowed",
+        )
+        .into());
+    }
+    for (i, rule) in items.iter().enumerate() {
+        if items[..i].iter().any(|r| r.rule.fingerprint() == rule.rule.fingerprint()) {
+            return Err(ApiError::conflict(
+                "DuplicateSecurityGroupRuleInPost",
+                "Duplicate Security Group Rule in POST.",
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A rule goes into a group its project owns (Neutron's `sg_owner`: other groups are not

@@ -305,6 +305,13 @@ on_both_backends!(attributes_are_converted_and_refused_as_neutron_does, default_
     );
     let up = s.api.get("/v2.0/networks?admin_state_up=yes").await.unwrap();
     assert!(!up["networks"].as_array().unwrap().is_empty());
+    // RBAC policies neither page nor sort, as Neutron's collection; empty segments are a
+    // tenant network.
+    let all = s.api.get("/v2.0/rbac-policies?limit=1").await.unwrap();
+    assert!(all.get("rbac_policies_links").is_none(), "no paging");
+    let (_, _, message) = error_of(s.api.get("/v2.0/rbac-policies?sort_key=action&sort_dir=asc").await);
+    assert_eq!(message, "['action'] is invalid attribute for sort_keys");
+    s.api.post("/v2.0/networks", json!({"network": {"segments": []}})).await.expect("segments: [] is a tenant network");
     // Sorting: keys and directions refused in Neutron's words.
     let (_, _, message) = error_of(s.api.get("/v2.0/networks?sort_key=bogus&sort_dir=asc").await);
     assert_eq!(message, "['bogus'] is invalid attribute for sort_keys");

@@ -83,6 +83,18 @@ on_both_backends!(security_groups_and_rules_behave_like_neutron, default_config(
         assert_eq!((got_status, got_kind.as_str()), (status, kind), "{body}: {message}");
     }
 
+    // A bulk create is of one group and one project, without repeats (Neutron's native bulk).
+    let bulk = |rules: Vec<Value>| s.api.post("/v2.0/security-group-rules", json!({"security_group_rules": rules}));
+    let r80 = json!({"security_group_rule": {"security_group_id": web_id, "direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80}});
+    let r80_by_number = json!({"security_group_rule": {"security_group_id": web_id, "direction": "ingress", "protocol": "6", "port_range_min": 80, "port_range_max": 80}});
+    let (status, kind, _) = error_of(bulk(vec![r80.clone(), r80_by_number]).await);
+    assert_eq!((status, kind.as_str()), (409, "DuplicateSecurityGroupRuleInPost"));
+    let other_group = s.api.post("/v2.0/security-groups", json!({"security_group": {"name": "other"}})).await.unwrap();
+    let other_id = other_group["security_group"]["id"].as_str().unwrap().to_string();
+    let elsewhere = json!({"security_group_rule": {"security_group_id": other_id, "direction": "ingress"}});
+    let (status, kind, _) = error_of(bulk(vec![r80, elsewhere]).await);
+    assert_eq!((status, kind.as_str()), (400, "SecurityGroupNotSingleGroupRules"));
+
     // Sixteen different rules at once never fail; sixteen identical ones make exactly one.
     let mut tasks = Vec::new();
     for i in 0..16 {
