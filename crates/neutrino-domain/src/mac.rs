@@ -13,8 +13,9 @@ pub fn random_port_mac(rng: &mut impl Rng) -> String {
     )
 }
 
-/// Parse and normalise a MAC given by a client (lower case, colon separated).
-pub fn normalize_mac(text: &str) -> Option<String> {
+/// The six bytes of a MAC as clients write it (`:` or `-` separated hex pairs), whatever
+/// kind of address it is.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let sep = if text.contains('-') { '-' } else { ':' };
     let parts: Vec<&str> = text.split(sep).collect();
     if parts.len() != 6 {
@@ -27,6 +28,12 @@ pub fn normalize_mac(text: &str) -> Option<String> {
         }
         *b = u8::from_str_radix(p, 16).ok()?;
     }
+    Some(bytes)
+}
+
+/// Parse and normalise a MAC given by a client (lower case, colon separated).
+pub fn normalize_mac(text: &str) -> Option<String> {
+    let bytes = parse_mac(text)?;
     // Multicast and all-zero addresses cannot be a port's address.
     if bytes[0] & 1 == 1 || bytes == [0; 6] {
         return None;

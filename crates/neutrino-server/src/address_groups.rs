@@ -7,7 +7,6 @@ use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, python_str};
 use crate::response::{self, no_content, one};
-use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -71,7 +70,7 @@ async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> Htt
         .map(|attrs| {
             Ok(CreateAddressGroup {
                 given: attrs.given().clone(),
-                project_id: named_project(attrs)?,
+                project_id: attrs.named_project()?,
                 name: attrs.name("name", 255)?.unwrap_or_default(),
                 description: attrs.string("description", 1024)?.unwrap_or_default(),
                 addresses: addresses_of(attrs.raw("addresses"), false)?,

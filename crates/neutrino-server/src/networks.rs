@@ -113,19 +113,12 @@ async fn create(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> Htt
 
 fn create_request(app: &App, attrs: &Attrs) -> Result<CreateNetwork, ApiError> {
     attrs.only_defaults(&unsupported_network_attrs())?;
-    let p = attrs.string("project_id", 255)?;
-    let t = attrs.string("tenant_id", 255)?;
-    if let (Some(p), Some(t)) = (&p, &t) {
-        if p != t {
-            return Err(ApiError::bad_request("'project_id' and 'tenant_id' do not match"));
-        }
-    }
     let mut availability_zone_hints = attrs.string_list("availability_zone_hints")?.unwrap_or_default();
     availability_zone_hints.sort();
     availability_zone_hints.dedup();
     Ok(CreateNetwork {
         given: attrs.given().clone(),
-        project_id: p.or(t),
+        project_id: attrs.named_project()?,
         name: attrs.name("name", 255)?.unwrap_or_default(),
         description: attrs.string("description", 255)?.unwrap_or_default(),
         admin_state_up: attrs.boolean("admin_state_up")?.unwrap_or(true),

@@ -7,7 +7,6 @@ use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, python_str, Attrs};
 use crate::response::{self, many, many_raw, no_content, one, PageInfo};
-use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -196,22 +195,10 @@ fn address_pairs(attrs: &Attrs) -> Result<Option<AddressPairsRequest>, ApiError>
     Ok(Some(pairs))
 }
 
-/// A MAC as neutron-lib's `validate_mac_address` takes it: six hex bytes (`:` or `-`), not
-/// all zeros or all ones (multicast is judged afterwards).
+/// A MAC as neutron-lib's `validate_mac_address` takes it: not all zeros or all ones
+/// (multicast is judged afterwards).
 fn any_mac(text: &str) -> Option<[u8; 6]> {
-    let sep = if text.contains('-') { '-' } else { ':' };
-    let parts: Vec<&str> = text.split(sep).collect();
-    let mut bytes = [0u8; 6];
-    if parts.len() != 6 {
-        return None;
-    }
-    for (b, p) in bytes.iter_mut().zip(parts) {
-        if p.is_empty() || p.len() > 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    (bytes != [0; 6] && bytes != [0xff; 6]).then_some(bytes)
+    neutrino_domain::mac::parse_mac(text).filter(|b| *b != [0; 6] && *b != [0xff; 6])
 }
 
 /// A pair's address: a CIDR (with a `/`) or an address, not multicast.
@@ -312,7 +299,7 @@ fn create_request(app: &App, attrs: &Attrs) -> Result<CreatePort, ApiError> {
     attrs.required("network_id")?;
     Ok(CreatePort {
         given: attrs.given().clone(),
-        project_id: named_project(attrs)?,
+        project_id: attrs.named_project()?,
         network_id: attrs.uuid("network_id")?.unwrap_or_default(),
         name: attrs.name("name", 255)?.unwrap_or_default(),
         description: attrs.string("description", 255)?.unwrap_or_default(),

@@ -6,7 +6,6 @@ use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{parse_body, parse_create, parse_query, Attrs};
 use crate::response::{self, no_content, one};
-use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -71,7 +70,7 @@ fn create_request(attrs: &Attrs) -> Result<CreateRbacPolicy, ApiError> {
     }
     Ok(CreateRbacPolicy {
         given: attrs.given().clone(),
-        project_id: named_project(attrs)?,
+        project_id: attrs.named_project()?,
         object_type,
         object_id,
         action,

@@ -148,6 +148,18 @@ impl Attrs {
         Ok(name)
     }
 
+    /// The project a create body names (`project_id` or `tenant_id`, which must agree).
+    pub fn named_project(&self) -> Result<Option<String>, ApiError> {
+        let p = self.string("project_id", 255)?;
+        let t = self.string("tenant_id", 255)?;
+        if let (Some(p), Some(t)) = (&p, &t) {
+            if p != t {
+                return Err(ApiError::bad_request("'project_id' and 'tenant_id' do not match"));
+            }
+        }
+        Ok(p.or(t))
+    }
+
     /// An id (`type:uuid`): a 400 for anything that is not one, before any lookup.
     pub fn uuid(&self, key: &str) -> Result<Option<String>, ApiError> {
         let id = self.string(key, 255)?;

@@ -26,18 +26,6 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/security-group-rules/{id}", get(show_rule).delete(delete_rule))
 }
 
-/// The body's `project_id`/`tenant_id`, which must agree.
-pub(crate) fn named_project(attrs: &Attrs) -> Result<Option<String>, ApiError> {
-    let p = attrs.string("project_id", 255)?;
-    let t = attrs.string("tenant_id", 255)?;
-    if let (Some(p), Some(t)) = (&p, &t) {
-        if p != t {
-            return Err(ApiError::bad_request("'project_id' and 'tenant_id' do not match"));
-        }
-    }
-    Ok(p.or(t))
-}
-
 async fn create_groups(State(app): State<App>, Caller(ctx): Caller, body: Bytes) -> HttpResult<Response> {
     let request = parse_create(&body, &resources::SECURITY_GROUP)?;
     let items = request
@@ -46,7 +34,7 @@ async fn create_groups(State(app): State<App>, Caller(ctx): Caller, body: Bytes)
         .map(|attrs| {
             Ok(CreateGroup {
                 given: attrs.given().clone(),
-                project_id: named_project(attrs)?,
+                project_id: attrs.named_project()?,
                 name: attrs.string("name", 255)?.unwrap_or_default(),
                 description: attrs.string("description", 255)?.unwrap_or_default(),
                 stateful: attrs.boolean("stateful")?.unwrap_or(true),
@@ -114,7 +102,7 @@ async fn create_rules(State(app): State<App>, Caller(ctx): Caller, body: Bytes) 
             Ok(CreateRule {
                 given: attrs.given().clone(),
                 security_group_id: attrs.string("security_group_id", 36)?.unwrap_or_default(),
-                project_id: named_project(attrs)?,
+                project_id: attrs.named_project()?,
                 rule: valid_rule(attrs)?,
                 description: attrs.string("description", 255)?.unwrap_or_default(),
             })

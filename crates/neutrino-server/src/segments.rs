@@ -7,7 +7,6 @@ use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
 use crate::response::{self, no_content, one};
-use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -109,7 +108,7 @@ fn create_range_request(attrs: &Attrs) -> Result<CreateRange, ApiError> {
     }
     Ok(CreateRange {
         given: attrs.given().clone(),
-        project_id: named_project(attrs)?,
+        project_id: attrs.named_project()?,
         network_type,
         physical_network: attrs.nullable_string("physical_network")?.flatten().unwrap_or_default(),
         minimum: bound(attrs, "minimum")?.unwrap_or_default(),

@@ -7,7 +7,6 @@ use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
 use crate::response::{self, no_content, one};
-use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -92,7 +91,7 @@ async fn create_scopes(State(app): State<App>, Caller(ctx): Caller, body: Bytes)
         .map(|attrs| {
             Ok(CreateScope {
                 given: attrs.given().clone(),
-                project_id: named_project(attrs)?,
+                project_id: attrs.named_project()?,
                 name: attrs.required("name").and_then(|_| attrs.name("name", 255))?.unwrap_or_default(),
                 shared: attrs.boolean("shared")?.unwrap_or(false),
                 ip_version: ip_version_of(attrs)?,
@@ -152,7 +151,7 @@ async fn create_pools(State(app): State<App>, Caller(ctx): Caller, body: Bytes) 
             attrs.required("prefixes")?;
             Ok(CreatePool {
                 given: attrs.given().clone(),
-                project_id: named_project(attrs)?,
+                project_id: attrs.named_project()?,
                 name: attrs.required("name").and_then(|_| attrs.name("name", 255))?.unwrap_or_default(),
                 description: attrs.string("description", 255)?.unwrap_or_default(),
                 bounds: bounds_of(attrs)?,

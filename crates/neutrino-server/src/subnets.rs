@@ -6,7 +6,6 @@ use crate::error::HttpResult;
 use crate::meta::collection;
 use crate::request::{if_match_revision, parse_body, parse_create, parse_query, Attrs};
 use crate::response::{self, no_content, one};
-use crate::security_groups::named_project;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -118,7 +117,7 @@ fn create_request(attrs: &Attrs) -> Result<CreateSubnet, ApiError> {
     let ip_version = u8::try_from(attrs.uint("ip_version")?.unwrap_or_default()).unwrap_or(0);
     Ok(CreateSubnet {
         given: attrs.given().clone(),
-        project_id: named_project(attrs)?,
+        project_id: attrs.named_project()?,
         network_id,
         name: attrs.name("name", 255)?.unwrap_or_default(),
         description: attrs.string("description", 255)?.unwrap_or_default(),

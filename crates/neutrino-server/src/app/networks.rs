@@ -56,8 +56,7 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreateNetwork)
         let target = ctx.create_target(&req.given)?;
         ctx.enforce("create_network", &super::authorize::attributes_of(&req.given), &Value::Object(target))?;
     }
-    let project_id =
-        req.project_id.clone().unwrap_or_else(|| ctx.project_id().unwrap_or(&app.config.noauth_project).to_string());
+    let project_id = super::project_for(app, ctx, &req.project_id);
     let plans = plan_segments(&app.config.type_drivers, &req.segments)?;
     let now = store::now_timestamp();
     let mut net = Network {

@@ -1,6 +1,6 @@
 //! Security group and rule operations.
 
-use super::OpContext;
+use super::{project_for, OpContext};
 use crate::error::{HttpError, HttpResult};
 use crate::App;
 use neutrino_api::resources::{SecurityGroup, SecurityGroupRule};
@@ -38,11 +38,6 @@ pub struct CreateRule {
     pub project_id: Option<String>,
     pub rule: ValidRule,
     pub description: String,
-}
-
-/// The project an item is created in: the body's, else the caller's.
-fn project_for(app: &App, ctx: &OpContext, named: &Option<String>) -> String {
-    named.clone().unwrap_or_else(|| ctx.project_id().unwrap_or(&app.config.noauth_project).to_string())
 }
 
 /// Create every group of a (bulk) request, all or nothing.
@@ -95,7 +90,7 @@ async fn ensure_listed_default(app: &App, ctx: &OpContext, filters: &[Filter]) -
         .iter()
         .find_map(|key| filters.iter().find(|f| f.attribute == *key).and_then(|f| f.values.first().cloned()))
         .filter(|p| !p.is_empty());
-    let project = filtered.unwrap_or_else(|| ctx.project_id().unwrap_or(&app.config.noauth_project).to_string());
+    let project = project_for(app, ctx, &filtered);
     let mut tx = app.store.begin().await?;
     store::ensure_default_group(&mut tx, &project).await?;
     tx.commit().await?;

@@ -55,8 +55,7 @@ pub async fn create(app: &App, ctx: &OpContext, items: Vec<CreateSubnet>) -> Htt
 
 async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreateSubnet) -> HttpResult<Subnet> {
     let network_id = req.network_id.clone();
-    let project_id =
-        req.project_id.clone().unwrap_or_else(|| ctx.project_id().unwrap_or(&app.config.noauth_project).to_string());
+    let project_id = super::project_for(app, ctx, &req.project_id);
     if !ctx.is_admin {
         authorize_create(ctx, tx, &req).await?;
     }

@@ -104,8 +104,7 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreatePort) ->
     if !ctx.is_admin {
         authorize_create(ctx, tx, &req).await?;
     }
-    let project_id =
-        req.project_id.clone().unwrap_or_else(|| ctx.project_id().unwrap_or(&app.config.noauth_project).to_string());
+    let project_id = super::project_for(app, ctx, &req.project_id);
     let network_id = req.network_id.clone();
     let now = store::now_timestamp();
     let mut port = Port {
