@@ -48,6 +48,9 @@ pub struct AgentConfig {
     /// `[securitygroup] firewall_driver` is `nftables` (the default), not `noop`: security
     /// groups and port security are enforced.
     pub firewall: bool,
+    /// `[agent] namespace_prefix`: put before the names of the namespaces the agent makes
+    /// (`qrouter-<id>`), so several agents on one machine (a lab) keep theirs apart.
+    pub namespace_prefix: String,
 }
 
 /// The host's view as the follower last published it.
@@ -92,6 +95,7 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         reconcilers.push(Box::new(reconcilers::firewall::FirewallReconciler::new()));
     }
     reconcilers.push(Box::new(L2Reconciler::new(config.local_ip, host)));
+    reconcilers.push(Box::new(reconcilers::routing::RoutingReconciler::new(&config.host)));
     let mut tasks = vec![
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
         tokio::spawn(supervise_stream(client.clone(), config.host.clone(), view_tx, metrics.clone())),

@@ -214,6 +214,24 @@ pub struct RemotePort {
     pub tunnel_ip: String,
 }
 
+/// A router this host runs (it has a local port on a network the router has an interface on):
+/// every interface, so it routes between them on this host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostRouter {
+    /// The interfaces, by port id.
+    #[serde(default)]
+    pub interfaces: BTreeMap<String, RouterInterface>,
+}
+
+/// One interface of a [`HostRouter`]: the same MAC and gateway addresses on every host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouterInterface {
+    pub network_id: String,
+    pub mac_address: String,
+    /// Addresses with their subnet's prefix length (`192.0.2.1/24`).
+    pub addresses: Vec<String>,
+}
+
 /// A value kept in one collection of [`HostState`], keyed by id.
 pub trait HostValue: Clone + PartialEq + Sized {
     /// The collection's name on the wire.
@@ -318,6 +336,9 @@ host_state! {
     group_members: GroupMember,
     /// The address groups those rules name.
     address_groups: HostAddressGroup,
+    /// The routers with an interface on a network of a local port (their other networks are
+    /// in `networks`, and their ports in `remote_ports`, too).
+    routers: HostRouter,
 }
 
 /// A change of a [`HostState`]: entries upserted and ids removed, per collection.

@@ -76,12 +76,20 @@ impl ApiError {
             "network_segment_range" => format!("Network Segment Range {id} could not be found."),
             // Neutron names the object's type when it knows it; by id alone it does not.
             "rbac_policy" => format!("RBAC policy of type unknown with ID {id} not found"),
+            "floatingip" => format!("Floating IP {id} could not be found"),
+            "port_forwarding" => format!("Port Forwarding {id} could not be found."),
             other => format!("{} {id} could not be found.", camel(other)),
         };
         let kind = match resource {
             "subnetpool" => "SubnetPoolNotFound".to_string(),
+            "floatingip" => "FloatingIPNotFound".to_string(),
             other => format!("{}NotFound", camel(other)),
         };
+        Self::new(404, kind, message)
+    }
+
+    /// A 404 of a kind of its own (`RouterInterfaceNotFound`, ...).
+    pub fn not_found_kind(kind: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(404, kind, message)
     }
 

@@ -332,3 +332,114 @@ pub struct Extension {
     pub updated: String,
     pub links: Vec<Value>,
 }
+
+/// A router (`router`, `ext-gw-mode`, `extraroute`, `dvr`, `l3-ha`, `router_availability_zone`,
+/// `l3-flavors`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Router {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub admin_state_up: bool,
+    pub status: String,
+    pub external_gateway_info: Option<ExternalGatewayInfo>,
+    pub routes: Vec<RouterRoute>,
+    pub distributed: bool,
+    pub ha: bool,
+    pub availability_zone_hints: Vec<String>,
+    pub availability_zones: Vec<String>,
+    pub flavor_id: Option<String>,
+    pub tags: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
+/// A router's gateway on an external network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExternalGatewayInfo {
+    pub network_id: String,
+    pub enable_snat: bool,
+    pub external_fixed_ips: Vec<ExternalFixedIp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExternalFixedIp {
+    pub subnet_id: String,
+    pub ip_address: String,
+}
+
+/// An extra route of a router.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouterRoute {
+    pub destination: String,
+    pub nexthop: String,
+}
+
+/// The reply of `add_router_interface` and `remove_router_interface`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouterInterfaceInfo {
+    pub id: String,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub port_id: String,
+    pub network_id: String,
+    pub subnet_id: String,
+    pub subnet_ids: Vec<String>,
+}
+
+/// A floating IP (`fip-port-details`, `expose-port-forwarding-in-fip`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FloatingIp {
+    pub id: String,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub floating_ip_address: String,
+    pub floating_network_id: String,
+    pub router_id: Option<String>,
+    pub port_id: Option<String>,
+    pub fixed_ip_address: Option<String>,
+    pub status: String,
+    pub description: String,
+    pub port_details: Option<FloatingIpPortDetails>,
+    pub port_forwardings: Vec<PortForwarding>,
+    /// DNS integration only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dns_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dns_domain: Option<String>,
+    pub tags: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revision_number: u64,
+}
+
+/// What a floating IP shows of its port (`fip-port-details`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FloatingIpPortDetails {
+    pub name: String,
+    pub network_id: String,
+    pub mac_address: String,
+    pub admin_state_up: bool,
+    pub status: String,
+    pub device_id: String,
+    pub device_owner: String,
+}
+
+/// A port forwarding of a floating IP (`floating-ip-port-forwarding` and its `-description`,
+/// `-port-ranges` extensions).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortForwarding {
+    pub id: String,
+    pub protocol: String,
+    pub internal_ip_address: String,
+    pub internal_port_id: String,
+    /// Single ports; `None` when the forwarding is a range.
+    pub internal_port: Option<u32>,
+    pub external_port: Option<u32>,
+    pub internal_port_range: String,
+    pub external_port_range: String,
+    pub description: String,
+}

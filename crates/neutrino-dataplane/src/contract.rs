@@ -8,6 +8,8 @@ use crate::{
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+pub mod routers;
+
 const BRIDGE: &str = "brqcontract";
 const VXLAN: &str = "vx-contract";
 const TAP: &str = "tapcontract";
@@ -182,5 +184,11 @@ mod memory {
     async fn the_memory_model_keeps_the_contract() {
         let dp = MemoryDataPlane::new();
         run(&dp, &dp).await;
+    }
+
+    #[tokio::test]
+    async fn the_memory_model_keeps_the_routers_contract() {
+        let dp = MemoryDataPlane::with_namespace_prefix("ntdp-");
+        routers::run(&dp, || Some(dp.mutations())).await;
     }
 }

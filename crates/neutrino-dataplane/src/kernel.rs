@@ -38,6 +38,7 @@ pub struct KernelDataPlane {
     fdb: KernelFdb,
     neighbours: KernelNeighbours,
     firewall: crate::nft::KernelFirewall,
+    routers: crate::router::KernelRouters,
 }
 
 /// The links of the namespace the socket was opened in.
@@ -52,26 +53,26 @@ pub struct KernelFdb(Arc<Netlink>);
 #[derive(Clone)]
 pub struct KernelNeighbours(Arc<Netlink>);
 
-struct Netlink {
-    handle: Handle,
+pub(crate) struct Netlink {
+    pub(crate) handle: Handle,
     /// The kernel runs one dump at a time per netlink socket and answers a second one with
     /// EBUSY, so concurrent dumps take turns.
-    dump_lock: tokio::sync::Mutex<()>,
+    pub(crate) dump_lock: tokio::sync::Mutex<()>,
 }
 
 /// A link as the kernel reports it, before master indexes are resolved to names.
 #[derive(Debug, Clone)]
-struct KernelLink {
-    name: String,
-    index: u32,
-    kind: LinkKind,
-    master: Option<u32>,
-    up: bool,
-    mtu: u32,
+pub(crate) struct KernelLink {
+    pub(crate) name: String,
+    pub(crate) index: u32,
+    pub(crate) kind: LinkKind,
+    pub(crate) master: Option<u32>,
+    pub(crate) up: bool,
+    pub(crate) mtu: u32,
     /// UDP destination port, for VXLAN devices.
     vxlan_port: Option<u16>,
     /// IFLA_LINK: the parent of a VLAN sub-interface (the peer of a veth, ...).
-    link: Option<u32>,
+    pub(crate) link: Option<u32>,
 }
 
 impl KernelDataPlane {
@@ -80,12 +81,21 @@ impl KernelDataPlane {
     /// created in, so this is the namespace every later operation acts on. The socket checks
     /// requests strictly, which is what lets a dump be filtered by device in the kernel.
     pub async fn new() -> Result<Self> {
+        Self::with_namespace_prefix("").await
+    }
+
+    /// Like [`Self::new`], with router namespaces named `{prefix}qrouter-<router id>`
+    /// ([`crate::router_namespace`]): the agents of simulated hosts on one machine each have
+    /// their own prefix, since namespace names are global. Only namespaces with this prefix
+    /// are ever listed or deleted.
+    pub async fn with_namespace_prefix(prefix: &str) -> Result<Self> {
         let (connection, handle, _) = rtnetlink::new_connection_with_strict_check()?;
         tokio::spawn(connection);
-        let netlink = Arc::new(Netlink { handle, dump_lock: tokio::sync::Mutex::new(()) });
+        let netlink = Arc::new(Netlink::new(handle));
         Ok(Self {
             links: KernelLinks(netlink.clone()),
             fdb: KernelFdb(netlink.clone()),
+            routers: crate::router::KernelRouters::new(netlink.clone(), prefix)?,
             neighbours: KernelNeighbours(netlink),
             firewall: crate::nft::KernelFirewall::of_current_netns()?,
         })
@@ -93,8 +103,12 @@ impl KernelDataPlane {
 }
 
 impl Netlink {
+    pub(crate) fn new(handle: Handle) -> Self {
+        Netlink { handle, dump_lock: tokio::sync::Mutex::new(()) }
+    }
+
     /// The link called `name`, or `None` if there is none.
-    async fn get_link(&self, name: &str) -> Result<Option<KernelLink>> {
+    pub(crate) async fn get_link(&self, name: &str) -> Result<Option<KernelLink>> {
         let mut replies = self.handle.link().get().match_name(name).execute();
         match replies.try_next().await {
             Ok(Some(msg)) => Ok(parse_link(&msg)),
@@ -105,7 +119,7 @@ impl Netlink {
     }
 
     /// Like [`Self::get_link`], but a missing link is an error.
-    async fn require_link(&self, name: &str) -> Result<KernelLink> {
+    pub(crate) async fn require_link(&self, name: &str) -> Result<KernelLink> {
         self.get_link(name).await?.ok_or_else(|| DataPlaneError::NoSuchLink(name.to_string()))
     }
 
@@ -126,17 +140,17 @@ impl Netlink {
     }
 
     /// Sends RTM_SETLINK for `name` with the changes in `msg`.
-    async fn set_link(&self, op: &str, name: &str, msg: LinkMessage) -> Result<()> {
+    pub(crate) async fn set_link(&self, op: &str, name: &str, msg: LinkMessage) -> Result<()> {
         self.handle.link().set(msg).execute().await.map_err(|e| nl_error(op, name, e))
     }
 
-    async fn set_up(&self, name: &str) -> Result<()> {
+    pub(crate) async fn set_up(&self, name: &str) -> Result<()> {
         self.set_link("set up", name, LinkUnspec::new_with_name(name).up().build()).await
     }
 
     /// Sends RTM_NEWLINK (create, exclusive). A link that appeared in the meantime counts as
     /// created: the caller looked it up just before, so this is a race with another creator.
-    async fn create_link(&self, op: &str, name: &str, msg: LinkMessage) -> Result<()> {
+    pub(crate) async fn create_link(&self, op: &str, name: &str, msg: LinkMessage) -> Result<()> {
         match self.handle.link().add(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
@@ -217,7 +231,7 @@ impl Netlink {
     }
 
     /// Deletes a link; a missing one is success.
-    async fn delete_link(&self, name: &str) -> Result<()> {
+    pub(crate) async fn delete_link(&self, name: &str) -> Result<()> {
         let msg = LinkUnspec::new_with_name(name).build();
         match self.handle.link().del_with_message(msg).execute().await {
             Ok(()) => Ok(()),
@@ -258,6 +272,7 @@ impl DataPlane for KernelDataPlane {
     type Fdb = KernelFdb;
     type Neighbours = KernelNeighbours;
     type Firewall = crate::nft::KernelFirewall;
+    type Routers = crate::router::KernelRouters;
 
     fn firewall(&self) -> &crate::nft::KernelFirewall {
         &self.firewall
@@ -273,6 +288,10 @@ impl DataPlane for KernelDataPlane {
 
     fn neighbours(&self) -> &KernelNeighbours {
         &self.neighbours
+    }
+
+    fn routers(&self) -> &crate::router::KernelRouters {
+        &self.routers
     }
 
     async fn observe(&self) -> Result<Observed> {
@@ -566,7 +585,7 @@ fn link_name(msg: &LinkMessage) -> Option<String> {
 }
 
 /// Extracts what the agent cares about from an RTM_NEWLINK; `None` without a name.
-fn parse_link(msg: &LinkMessage) -> Option<KernelLink> {
+pub(crate) fn parse_link(msg: &LinkMessage) -> Option<KernelLink> {
     let mut link = KernelLink {
         name: link_name(msg)?,
         index: msg.header.index,
@@ -733,7 +752,7 @@ fn set_ipv6_conf(device: &str, key: &str, value: &str) -> Result<()> {
 }
 
 /// The errno of a netlink NACK (positive, like `libc::ENOENT`).
-fn errno(err: &rtnetlink::Error) -> Option<i32> {
+pub(crate) fn errno(err: &rtnetlink::Error) -> Option<i32> {
     match err {
         rtnetlink::Error::NetlinkError(msg) => msg.code.map(|code| -code.get()),
         _ => None,
@@ -741,12 +760,12 @@ fn errno(err: &rtnetlink::Error) -> Option<i32> {
 }
 
 /// Whether the error says the object (or the device it lives on) does not exist.
-fn is_absent(err: &rtnetlink::Error) -> bool {
+pub(crate) fn is_absent(err: &rtnetlink::Error) -> bool {
     matches!(errno(err), Some(libc::ENOENT | libc::ESRCH | libc::ENODEV))
 }
 
 /// Wraps a netlink failure with the operation and device, and the errno text.
-fn nl_error(op: &str, device: &str, err: rtnetlink::Error) -> DataPlaneError {
+pub(crate) fn nl_error(op: &str, device: &str, err: rtnetlink::Error) -> DataPlaneError {
     let detail = match errno(&err) {
         Some(code) => io::Error::from_raw_os_error(code).to_string(),
         None => err.to_string(),
@@ -760,7 +779,7 @@ fn nl_error(op: &str, device: &str, err: rtnetlink::Error) -> DataPlaneError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -775,7 +794,7 @@ mod tests {
     ///
     /// The tests using it are `#[ignore]`d (they need root); run with `--include-ignored`
     /// (as CI does) they fail without root rather than pass.
-    fn in_new_netns<F, Fut>(scenario: F)
+    pub(crate) fn in_new_netns<F, Fut>(scenario: F)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()>,

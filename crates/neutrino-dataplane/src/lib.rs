@@ -9,13 +9,18 @@
 //! Two implementations exist: [`kernel::KernelDataPlane`] (rtnetlink, the real thing) and
 //! [`memory::MemoryDataPlane`] (an in-memory model for unit tests of reconcilers). The
 //! scenarios of the `contract` test module run against both.
+//!
+//! Routers live in network namespaces of their own (one per router and host, joined to the
+//! networks' bridges by veth pairs); [`DataPlane::routers`] manages them.
 
 #[cfg(test)]
 mod contract;
 pub mod kernel;
 mod mac;
 pub mod memory;
+mod netns;
 pub mod nft;
+pub mod router;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,6 +40,12 @@ pub enum DataPlaneError {
     Unsupported(String),
     #[error("nftables: {0}")]
     Nftables(String),
+    /// The router has no namespace on this host (see [`Routers::ensure`]).
+    #[error("no such router namespace: {0}")]
+    NoSuchRouter(String),
+    /// The `conntrack` tool failed.
+    #[error("conntrack: {0}")]
+    Conntrack(String),
 }
 
 pub type Result<T> = std::result::Result<T, DataPlaneError>;
@@ -134,20 +145,23 @@ pub enum LinkEvent {
 }
 
 /// The data plane of one network namespace, as sub-handles in the style of rtnetlink's
-/// `Handle`: [`DataPlane::links`], [`DataPlane::fdb`], [`DataPlane::neighbours`]. Every
-/// operation is idempotent. Later features add handles of their own here (addresses, routes,
-/// nftables) and a handle per network namespace (routers live in their own), without
+/// `Handle`: [`DataPlane::links`], [`DataPlane::fdb`], [`DataPlane::neighbours`],
+/// [`DataPlane::firewall`], and [`DataPlane::routers`] for the routers' namespaces of the
+/// host. Every operation is idempotent. Later features add handles of their own here, without
 /// changing the ones that exist.
 pub trait DataPlane: Send + Sync + 'static {
     type Links: Links;
     type Fdb: Fdb;
     type Neighbours: Neighbours;
     type Firewall: Firewall;
+    type Routers: Routers;
     fn links(&self) -> &Self::Links;
     fn fdb(&self) -> &Self::Fdb;
     fn neighbours(&self) -> &Self::Neighbours;
     /// The security group firewall (nftables).
     fn firewall(&self) -> &Self::Firewall;
+    /// The routers' namespaces on this host (distributed routing).
+    fn routers(&self) -> &Self::Routers;
     /// Every link, and the static FDB and permanent neighbour entries of every VXLAN device,
     /// in one read (for a full pass; a targeted pass asks the handles for what it needs).
     fn observe(&self) -> impl Future<Output = Result<Observed>> + Send;
@@ -207,4 +221,131 @@ pub trait Firewall: Send + Sync {
     fn observe(&self) -> impl Future<Output = Result<neutrino_domain::firewall::ir::ObservedRuleset>> + Send;
     /// Make the changes of a plan, all in one transaction (all or nothing).
     fn apply(&self, ops: &[neutrino_domain::firewall::Op]) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The name of a router's network namespace: `{prefix}qrouter-{router_id}`. The prefix
+/// (empty in production) keeps the agents of simulated hosts on one machine, and tests, apart:
+/// namespace names are global to the machine.
+pub fn router_namespace(prefix: &str, router_id: &str) -> String {
+    format!("{prefix}{ROUTER_NAMESPACE}{router_id}")
+}
+
+/// What comes between the prefix and the router id in a router namespace's name (Neutron's).
+pub const ROUTER_NAMESPACE: &str = "qrouter-";
+
+/// A router's leg on one network: a veth pair whose inside end (`name`, e.g.
+/// `qr-<port id[:11]>` or `qg-<...>`) lives in the router's namespace and whose outside end
+/// (`outside`, e.g. `rq-<port id[:11]>`) is enslaved to `bridge` in the host's namespace.
+/// Link names have at most 15 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterPortSpec {
+    /// The inside end, in the router's namespace.
+    pub name: String,
+    /// The outside end, in the host's namespace.
+    pub outside: String,
+    /// The network's bridge in the host's namespace; it must exist.
+    pub bridge: String,
+    /// The inside end's MAC: the router port's (the same on every host).
+    pub mac: MacAddr,
+    /// Of both ends.
+    pub mtu: u32,
+    /// The inside end's addresses with their prefix length, IPv4 and IPv6 (the gateway IPs,
+    /// the same on every host, so IPv6 ones are added without duplicate address detection).
+    pub addresses: Vec<ipnet::IpNet>,
+}
+
+/// A link in a router's namespace, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedRouterPort {
+    /// The link's name (the inside end of a port).
+    pub name: String,
+    pub mac: MacAddr,
+    pub mtu: u32,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// Global-scope addresses only (no IPv6 link-local), sorted.
+    pub addresses: Vec<ipnet::IpNet>,
+}
+
+/// A route through a gateway in a router's main table: `destination` via `via`. A default
+/// route is `0.0.0.0/0` or `::/0`. Both have the same address family. Host bits of the
+/// destination are ignored (it is taken as its network), and a table has one route per
+/// destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouterRoute {
+    pub destination: ipnet::IpNet,
+    /// The gateway (RTA_GATEWAY), on the subnet of one of the router's ports.
+    pub via: IpAddr,
+}
+
+/// What a router's namespace holds, restricted to what the agent manages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedRouter {
+    /// Every link in the namespace except `lo`, sorted by name.
+    pub ports: Vec<ObservedRouterPort>,
+    /// The main table's unicast routes that have a gateway, IPv4 and IPv6, sorted (connected
+    /// routes are the kernel's, from the addresses, and not listed).
+    pub routes: Vec<RouterRoute>,
+}
+
+impl ObservedRouter {
+    /// The port whose inside end is `name`.
+    pub fn port(&self, name: &str) -> Option<&ObservedRouterPort> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+}
+
+/// The routers of this host: one network namespace each ([`router_namespace`]), with the
+/// router's ports, routes, NAT (nftables) and conntrack state. Every operation is idempotent
+/// and reads before it writes, so a converged router sees no change at all (its traffic is
+/// never disturbed by a reconcile). Only namespaces named with this data plane's prefix and
+/// `qrouter-` are ever touched.
+///
+/// Writes into a router that has no namespace fail with [`DataPlaneError::NoSuchRouter`];
+/// reads answer `None`, and deletes (and conntrack flushes) succeed.
+pub trait Routers: Send + Sync {
+    /// The ids of the routers that have a namespace here, sorted (a file left without a
+    /// namespace counts, so that it can be deleted; [`Routers::ensure`] repairs it).
+    fn list(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Create the router's namespace if missing (like `ip netns add`), set `lo` up, and turn
+    /// it into a router: forwarding on (IPv4 and IPv6), no reverse path filter (traffic
+    /// arrives asymmetrically when every host routes), no ICMP redirects (every host has the
+    /// gateway address), IPv6 duplicate address detection off (for the same reason), and
+    /// secondary IPv4 addresses promoted when a primary goes. On an existing namespace only
+    /// these are checked.
+    fn ensure(&self, router_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Delete the router's namespace with its ports (the veth pairs go with their inside end).
+    fn delete(&self, router_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The router's ports and gateway routes, or `None` when it has no namespace.
+    fn observe(&self, router_id: &str) -> impl Future<Output = Result<Option<ObservedRouter>>> + Send;
+    /// Create or correct a port: the veth pair, the inside end's MAC, MTU and exactly
+    /// `addresses` (others are removed; IPv6 link-local ones are kept), both ends up, the
+    /// outside end enslaved to the bridge (a missing bridge is [`DataPlaneError::NoSuchLink`]).
+    /// A port that is as asked is not written to; a broken one (an end missing, the ends not
+    /// each other's peer) is recreated. Names longer than 15 characters are refused.
+    fn ensure_port(&self, router_id: &str, spec: &RouterPortSpec) -> impl Future<Output = Result<()>> + Send;
+    /// Delete the port whose inside end is `name` (with the veth pair).
+    fn delete_port(&self, router_id: &str, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Make the main table's gateway routes exactly `routes` (connected routes are left alone).
+    fn set_routes(&self, router_id: &str, routes: &[RouterRoute]) -> impl Future<Output = Result<()>> + Send;
+    /// Apply an nftables batch in libnftables' JSON format (`{"nftables": [...]}`) in the
+    /// router's namespace, in one transaction (all or nothing).
+    fn nft(&self, router_id: &str, batch: &serde_json::Value) -> impl Future<Output = Result<()>> + Send;
+    /// `nft -j list table <family> <table>` in the router's namespace, or `None` when the
+    /// table (or the namespace) does not exist.
+    fn nft_list(
+        &self,
+        router_id: &str,
+        family: &str,
+        table: &str,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
+    /// Send one gratuitous ARP (a request with sender and target IP `ip`, from the device's MAC
+    /// to the broadcast address) out of `device` in the router's namespace, so that neighbours
+    /// update a stale entry for `ip` (a floating IP that moved).
+    fn announce(&self, router_id: &str, device: &str, ip: Ipv4Addr) -> impl Future<Output = Result<()>> + Send;
+    /// Delete the connection tracking entries with `ip` as an original or reply source or
+    /// destination in the router's namespace (a floating IP that moved or went, so its NAT
+    /// state does not outlive it). A host without the `conntrack` tool answers
+    /// [`DataPlaneError::Unsupported`].
+    fn flush_conntrack(&self, router_id: &str, ip: IpAddr) -> impl Future<Output = Result<()>> + Send;
 }

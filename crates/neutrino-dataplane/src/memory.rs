@@ -9,11 +9,17 @@
 //! something counts as one mutation, so a test can assert that a converged reconcile does
 //! nothing; every read counts too ([`MemoryDataPlane::reads`]), so a test can assert what a
 //! pass looked at.
+//!
+//! Routers ([`MemoryRouters`]) are namespaces with ports, routes and a record of what was
+//! applied or sent; a port's outside end is a link of the host, enslaved to its bridge.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
+
+mod router;
+pub use router::MemoryRouters;
 
 use crate::{
     DataPlane, DataPlaneError, Fdb, FdbEntry, Link, LinkEvent, LinkKind, Links, MacAddr, NeighEntry, Neighbours,
@@ -34,6 +40,7 @@ pub struct MemoryDataPlane {
     fdb: MemoryFdb,
     neighbours: MemoryNeighbours,
     firewall: MemoryFirewall,
+    routers: MemoryRouters,
 }
 
 /// The firewall's objects, as [`neutrino_domain::firewall::apply_to`] leaves them.
@@ -89,6 +96,8 @@ pub struct Reads {
     pub links: usize,
     /// Lists of one device's FDB or neighbour entries.
     pub entry_lists: usize,
+    /// Router reads: lists of namespaces, observed routers, listed nftables tables.
+    pub routers: usize,
 }
 
 #[derive(Default)]
@@ -106,6 +115,8 @@ struct State {
     mutations: usize,
     reads: Reads,
     subscribers: Vec<mpsc::Sender<LinkEvent>>,
+    /// Network namespaces by name (router namespaces, and others for the filters to skip).
+    namespaces: std::collections::BTreeMap<String, router::Namespace>,
 }
 
 impl MemoryDataPlane {
@@ -113,11 +124,20 @@ impl MemoryDataPlane {
         Self::with_state(State::default())
     }
 
+    /// With router namespaces named `{prefix}qrouter-<router id>`, as
+    /// [`crate::kernel::KernelDataPlane::with_namespace_prefix`].
+    pub fn with_namespace_prefix(prefix: &str) -> Self {
+        let mut dp = Self::new();
+        dp.routers = MemoryRouters::new(dp.links.0.clone(), prefix);
+        dp
+    }
+
     fn with_state(state: State) -> Self {
         let shared = Shared(Arc::new(Mutex::new(state)));
         Self {
             links: MemoryLinks(shared.clone()),
             fdb: MemoryFdb(shared.clone()),
+            routers: MemoryRouters::new(shared.clone(), ""),
             neighbours: MemoryNeighbours(shared),
             firewall: MemoryFirewall::default(),
         }
@@ -235,6 +255,7 @@ impl State {
         self.fdb.retain(|e| e.device != name);
         self.neighbours.retain(|e| e.device != name);
         self.vxlan_ports.remove(name);
+        self.remove_router_port_by_outside(name);
         let ports: Vec<String> =
             self.links.iter().filter(|l| l.master.as_deref() == Some(name)).map(|l| l.name.clone()).collect();
         for port in ports {
@@ -396,6 +417,7 @@ impl DataPlane for MemoryDataPlane {
     type Fdb = MemoryFdb;
     type Neighbours = MemoryNeighbours;
     type Firewall = MemoryFirewall;
+    type Routers = MemoryRouters;
 
     fn firewall(&self) -> &MemoryFirewall {
         &self.firewall
@@ -411,6 +433,10 @@ impl DataPlane for MemoryDataPlane {
 
     fn neighbours(&self) -> &MemoryNeighbours {
         &self.neighbours
+    }
+
+    fn routers(&self) -> &MemoryRouters {
+        &self.routers
     }
 
     async fn observe(&self) -> Result<Observed> {

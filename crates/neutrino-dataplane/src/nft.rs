@@ -25,33 +25,29 @@ impl KernelFirewall {
     }
 
     async fn nft(&self, args: &[&str], input: Option<String>) -> Result<String> {
-        let mut cmd = tokio::process::Command::new("nft");
-        cmd.args(args)
-            .stdin(if input.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let fd = self.netns.as_raw_fd();
-        // SAFETY: between fork and exec only setns runs, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| DataPlaneError::Nftables(format!("cannot run nft: {e}")))?;
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            stdin.write_all(text.as_bytes()).await?;
-        }
-        let out = child.wait_with_output().await?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            return Err(DataPlaneError::Nftables(err.lines().take(6).collect::<Vec<_>>().join(" | ")));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run_nft(&self.netns, args, input).await
     }
+}
+
+/// Runs `nft` with `args` (and `input` on its standard input) in the network namespace
+/// `netns`, and returns what it printed. A failure carries the first lines of its errors.
+pub(crate) async fn run_nft(netns: &File, args: &[&str], input: Option<String>) -> Result<String> {
+    let mut cmd = crate::netns::command_in(netns, "nft");
+    cmd.args(args)
+        .stdin(if input.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| DataPlaneError::Nftables(format!("cannot run nft: {e}")))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(text.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(DataPlaneError::Nftables(err.lines().take(6).collect::<Vec<_>>().join(" | ")));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The switches that send bridged IPv4 and IPv6 through the `inet` hooks.

@@ -18,6 +18,9 @@ pub enum Resource {
     SubnetPool,
     RbacPolicy,
     Agent,
+    Router,
+    FloatingIp,
+    PortForwarding,
 }
 
 impl Resource {
@@ -34,6 +37,9 @@ impl Resource {
             Resource::SubnetPool => "subnetpool",
             Resource::RbacPolicy => "rbac_policy",
             Resource::Agent => "agent",
+            Resource::Router => "router",
+            Resource::FloatingIp => "floatingip",
+            Resource::PortForwarding => "port_forwarding",
         }
     }
 
@@ -46,6 +52,8 @@ impl Resource {
             "security_groups" => Resource::SecurityGroup,
             "subnetpools" => Resource::SubnetPool,
             "address_scopes" => Resource::AddressScope,
+            "routers" => Resource::Router,
+            "floatingips" => Resource::FloatingIp,
             _ => return None,
         })
     }

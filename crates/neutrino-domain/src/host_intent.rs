@@ -105,15 +105,16 @@ fn segment_wiring(net: &HostNetwork, host: &HostCapabilities) -> Result<Wiring, 
     }
 }
 
-/// Compile the host's L2 intent. Networks without a local port get nothing (they are torn
-/// down), nor do networks the host cannot wire (listed in [`L2Intent::unwired`] with the
+/// Compile the host's L2 intent. Networks without a local port or an interface of a router the
+/// host runs get nothing (they are torn down), nor do networks the host cannot wire (listed in [`L2Intent::unwired`] with the
 /// reason); remote ports behind our own VTEP are skipped.
 pub fn compile_l2(state: &HostState, local_vtep: IpAddr, host: &HostCapabilities) -> L2Intent {
     let mut networks: BTreeMap<String, NetworkIntent> = BTreeMap::new();
     let mut unwired: BTreeMap<String, String> = BTreeMap::new();
     let mut by_network: BTreeMap<&str, String> = BTreeMap::new();
     for (net_id, net) in &state.networks {
-        if !state.local_ports.values().any(|p| &p.network_id == net_id) {
+        let routed = state.routers.values().flat_map(|r| r.interfaces.values()).any(|i| &i.network_id == net_id);
+        if !routed && !state.local_ports.values().any(|p| &p.network_id == net_id) {
             continue;
         }
         let (vxlan, uplink) = match segment_wiring(net, host) {

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod port_options;
 pub mod quotas;
 pub mod resources;
+pub mod routers;
 pub mod security_groups;
 pub mod segments;
 pub mod subnet;

@@ -22,12 +22,15 @@ pub enum QuotaResource {
     Subnetpool,
     SecurityGroup,
     SecurityGroupRule,
-    /// Listed as Neutron does; RBAC policies do not exist yet, so its usage is always 0.
     RbacPolicy,
+    Router,
+    Floatingip,
+    /// Extra routes per router (a limit checked on each router's list, never a count).
+    RouterRoute,
 }
 
 impl QuotaResource {
-    pub const ALL: [QuotaResource; 7] = [
+    pub const ALL: [QuotaResource; 10] = [
         QuotaResource::Network,
         QuotaResource::Subnet,
         QuotaResource::Port,
@@ -35,6 +38,9 @@ impl QuotaResource {
         QuotaResource::SecurityGroup,
         QuotaResource::SecurityGroupRule,
         QuotaResource::RbacPolicy,
+        QuotaResource::Router,
+        QuotaResource::Floatingip,
+        QuotaResource::RouterRoute,
     ];
 
     /// The name in quota bodies and in `Quota exceeded for resources: [...]`.
@@ -47,6 +53,9 @@ impl QuotaResource {
             QuotaResource::SecurityGroup => "security_group",
             QuotaResource::SecurityGroupRule => "security_group_rule",
             QuotaResource::RbacPolicy => "rbac_policy",
+            QuotaResource::Router => "router",
+            QuotaResource::Floatingip => "floatingip",
+            QuotaResource::RouterRoute => "router_route",
         }
     }
 
@@ -65,7 +74,9 @@ impl QuotaResource {
             QuotaResource::Network | QuotaResource::Subnet | QuotaResource::SecurityGroupRule => 100,
             QuotaResource::Port => 500,
             QuotaResource::Subnetpool => UNLIMITED,
-            QuotaResource::SecurityGroup | QuotaResource::RbacPolicy => 10,
+            QuotaResource::SecurityGroup | QuotaResource::RbacPolicy | QuotaResource::Router => 10,
+            QuotaResource::Floatingip => 50,
+            QuotaResource::RouterRoute => 30,
         }
     }
 }

@@ -458,6 +458,9 @@ pub const QUOTA: ResourceDef = ResourceDef {
         "security_group",
         "security_group_rule",
         "rbac_policy",
+        "router",
+        "floatingip",
+        "router_route",
         "force",
         "check_limit",
     ],
@@ -466,8 +469,88 @@ pub const QUOTA: ResourceDef = ResourceDef {
     taggable: false,
 };
 
+pub const ROUTER: ResourceDef = ResourceDef {
+    member: "router",
+    collection: "routers",
+    paths: &["routers"],
+    create: &[
+        "name",
+        "description",
+        "admin_state_up",
+        "external_gateway_info",
+        "distributed",
+        "ha",
+        "availability_zone_hints",
+        "flavor_id",
+        "project_id",
+        "tenant_id",
+        "tags",
+    ],
+    update: &["name", "description", "admin_state_up", "external_gateway_info", "routes", "distributed", "ha"],
+    read_only: standard!["status", "availability_zones"],
+    reads: Reads::Policy,
+    taggable: true,
+};
+
+pub const FLOATINGIP: ResourceDef = ResourceDef {
+    member: "floatingip",
+    collection: "floatingips",
+    paths: &["floatingips"],
+    create: &[
+        "floating_network_id",
+        "floating_ip_address",
+        "subnet_id",
+        "port_id",
+        "fixed_ip_address",
+        "description",
+        "dns_name",
+        "dns_domain",
+        "project_id",
+        "tenant_id",
+        "tags",
+    ],
+    update: &["port_id", "fixed_ip_address", "description"],
+    read_only: standard!["router_id", "status", "port_details", "port_forwardings"],
+    reads: Reads::Policy,
+    taggable: true,
+};
+
+pub const PORT_FORWARDING: ResourceDef = ResourceDef {
+    member: "port_forwarding",
+    collection: "port_forwardings",
+    paths: &["port_forwardings"],
+    create: &[
+        "external_port",
+        "internal_port",
+        "internal_ip_address",
+        "protocol",
+        "internal_port_id",
+        "description",
+        "external_port_range",
+        "internal_port_range",
+        "project_id",
+        "tenant_id",
+    ],
+    update: &[
+        "external_port",
+        "internal_port",
+        "internal_ip_address",
+        "protocol",
+        "internal_port_id",
+        "description",
+        "external_port_range",
+        "internal_port_range",
+    ],
+    read_only: &["id"],
+    reads: Reads::StoreOnly,
+    taggable: false,
+};
+
 /// Every resource.
-pub const ALL: [&ResourceDef; 16] = [
+pub const ALL: [&ResourceDef; 19] = [
+    &ROUTER,
+    &FLOATINGIP,
+    &PORT_FORWARDING,
     &NETWORK,
     &SUBNET,
     &PORT,

@@ -75,13 +75,19 @@ pub fn cleanup_prefix(prefix: &str) {
     }
 }
 
+fn numbered_in(name: &str, p: &str) -> bool {
+    name.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn is_lab_namespace(prefix: &str, name: &str) -> bool {
     let Some(rest) = name.strip_prefix(prefix) else {
         return false;
     };
     let numbered =
         |p: &str| rest.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    rest == "ul" || numbered("h") || numbered("vm")
+    // A host agent's router namespaces: `<p>h<N>-qrouter-<id>`.
+    let router_of_host = rest.split_once("-qrouter-").is_some_and(|(host, _)| numbered_in(host, "h"));
+    rest == "ul" || numbered("h") || numbered("vm") || router_of_host
 }
 
 impl Lab {
@@ -264,17 +270,21 @@ impl Lab {
     /// Start (or restart) the agent of `host` inside its namespace.
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
         let conf = format!(
-            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\n[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
+            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
             self.host_id(host),
             self.server_url(),
+            self.host_ns(host),
             self.host_ip(host)?
         );
         let path = self.cfg.dir.join(format!("agent-{host}.ini"));
         std::fs::write(&path, conf)?;
         let (out, err) = self.log_file(&format!("agent-{host}"))?;
         let path_str = path.to_string_lossy().to_string();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.host_ns(host)])
+        // nsenter, not `ip netns exec`: the agent must share the machine's mount namespace, so
+        // the router namespaces it mounts under /run/netns are the machine's.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.host_ns(host)))
+            .arg("--")
             .arg(&self.cfg.binary)
             .args(["agent", "--config-file", &path_str])
             .env("RUST_LOG", "info")

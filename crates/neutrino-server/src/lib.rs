@@ -10,6 +10,7 @@ mod app;
 pub mod auth;
 mod default_rules;
 mod error;
+mod floating_ips;
 mod ip_availability;
 mod meta;
 pub mod metrics;
@@ -21,6 +22,7 @@ mod quotas;
 mod rbac;
 mod request;
 mod response;
+mod routers;
 mod security_groups;
 mod segments;
 mod state;
@@ -56,6 +58,8 @@ pub fn router(app: App) -> Router {
         .merge(tags::routes())
         .merge(ip_availability::routes())
         .merge(quotas::routes())
+        .merge(routers::routes())
+        .merge(floating_ips::routes())
         .fallback(meta::not_found)
         .layer(axum::middleware::from_fn(request::refuse_delete_bodies))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::middleware))

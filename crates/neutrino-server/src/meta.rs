@@ -61,6 +61,18 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
     ("subnet-service-types", "Subnet service types", "Provides ability to set the subnet service_types field", "2016-03-15T18:00:00-00:00"),
     ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool", "2015-03-30T10:00:00-00:00"),
     ("tag-creation", "Tag creation extension", "Allow to create multiple tags for a resource", "2024-23-07T10:00:00-00:00"),
+    ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway.", "2012-07-20T10:00:00-00:00"),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway", "2013-03-28T10:00:00-00:00"),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router", "2013-02-01T10:00:00-00:00"),
+    ("extraroute-atomic", "Atomically add/remove extra routes", "Edit extra routes of a router on server side by atomically adding/removing extra routes", "2019-07-10T00:00:00+00:00"),
+    ("router_availability_zone", "Router Availability Zone", "Availability zone support for router.", "2015-01-01T10:00:00-00:00"),
+    ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource", "2018-04-09T10:00:00-00:00"),
+    ("floatingip-pools", "Floating IP Pools Extension", "Provides a floating IP pools API.", "2018-03-21T10:00:00-00:00"),
+    ("floating-ip-port-forwarding", "Floating IP Port Forwarding", "Allow port forwarding from floating IP port to an internal port", "2018-01-19T10:00:00-00:00"),
+    ("floating-ip-port-forwarding-description", "Floating IP Port Forwarding new attribute description", "Add a description field to Port Forwarding rules", "2019-11-01T10:00:00-00:00"),
+    ("floating-ip-port-forwarding-detail", "Floating IP port forwarding detail", "Allow list floating ip return more port forwarding data, include'id' and 'internal_port_id'", "2022-05-06T10:00:00-00:00"),
+    ("floating-ip-port-forwarding-port-ranges", "Floating IP Port Forwarding support port ranges", "Add support to port ranges", "2020-07-01T10:00:00-00:00"),
+    ("expose-port-forwarding-in-fip", "Expose Floating IP port forwardings", "Expose port forwarding fields in floating IP response", "2018-06-28T16:00:00-00:00"),
 ];
 
 fn to_extension(entry: &(&str, &str, &str, &str)) -> Extension {

@@ -53,7 +53,12 @@ fn text_of<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 /// `fixed_ips` as neutron-lib's `type:fixed_ips`: subnet ids are ids, an address is asked
 /// for once.
 fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
-    let Some(entries) = attrs.object_list("fixed_ips", &["subnet_id", "ip_address"])? else { return Ok(None) };
+    fixed_ips_of(attrs, "fixed_ips")
+}
+
+/// A `type:fixed_ips` attribute called `key` (also a router gateway's `external_fixed_ips`).
+pub(crate) fn fixed_ips_of(attrs: &Attrs, key: &str) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
+    let Some(entries) = attrs.object_list(key, &["subnet_id", "ip_address"])? else { return Ok(None) };
     let mut out: Vec<FixedIpRequest> = Vec::with_capacity(entries.len());
     for e in &entries {
         let request = FixedIpRequest {
@@ -61,12 +66,12 @@ fn requested_fixed_ips(attrs: &Attrs) -> Result<Option<Vec<FixedIpRequest>>, Api
             ip_address: text_of(e, "ip_address").map(String::from),
         };
         if let Some(id) = request.subnet_id.as_deref().filter(|id| !neutrino_domain::validators::is_uuid_like(id)) {
-            return Err(ApiError::invalid_attribute("fixed_ips", neutrino_domain::validators::not_a_uuid(id)));
+            return Err(ApiError::invalid_attribute(key, neutrino_domain::validators::not_a_uuid(id)));
         }
         if let Some(ip) =
             request.ip_address.as_deref().filter(|ip| out.iter().any(|o| o.ip_address.as_deref() == Some(*ip)))
         {
-            return Err(ApiError::invalid_attribute("fixed_ips", format!("Duplicate IP address '{ip}'")));
+            return Err(ApiError::invalid_attribute(key, format!("Duplicate IP address '{ip}'")));
         }
         out.push(request);
     }

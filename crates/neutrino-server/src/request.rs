@@ -89,6 +89,11 @@ pub fn parse_create(bytes: &[u8], def: &ResourceDef) -> Result<CreateBody, ApiEr
 }
 
 impl Attrs {
+    /// The attributes of a dict attribute (a router's `external_gateway_info`).
+    pub fn of_map(map: Map<String, Value>) -> Attrs {
+        Attrs { map }
+    }
+
     /// The attributes as given (what the policy judges).
     pub fn given(&self) -> &Map<String, Value> {
         &self.map

@@ -25,7 +25,7 @@ use crate::{Backend, Result, Store, StoreError, Tx};
 use neutrino_api::agent::{Direction, EtherType, HostSecurityRule};
 use neutrino_domain::security_groups::protocol_number;
 use neutrino_domain::topology::{
-    AddressGroupImage, AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision,
+    AddressGroupImage, AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision, RouterPortImage,
     SecurityGroupImage, SegmentImage,
 };
 use sqlx::{AnyConnection, Executor, Row};
@@ -146,7 +146,7 @@ async fn read_images(
         ),
         ObjectKind::Port => format!(
             "SELECT id, network_id, host_id, segment_id, mac_address, admin_state_up, status, port_security_enabled, \
-             allowed_address_pairs FROM ports WHERE id IN ({list}) ORDER BY id{lock}"
+             allowed_address_pairs, device_owner, device_id FROM ports WHERE id IN ({list}) ORDER BY id{lock}"
         ),
         ObjectKind::SecurityGroup => {
             format!("SELECT id, stateful FROM security_groups WHERE id IN ({list}) ORDER BY id{lock}")
@@ -228,6 +228,7 @@ async fn read_images(
         ObjectKind::Port => {
             let mut addresses: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut cidrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
             if !rows.is_empty() {
                 let sql = format!(
                     "SELECT port_id, security_group_id FROM port_security_groups WHERE port_id IN ({list}) \
@@ -239,10 +240,13 @@ async fn read_images(
             }
             if !rows.is_empty() {
                 let sql = format!(
-                    "SELECT port_id, ip_address FROM ip_allocations WHERE port_id IN ({list}) ORDER BY port_id, position"
+                    "SELECT a.port_id, a.ip_address, s.cidr FROM ip_allocations a JOIN subnets s ON s.id = a.subnet_id \
+                     WHERE a.port_id IN ({list}) ORDER BY a.port_id, a.position"
                 );
                 for r in rows_for(c, &sql, ids).await? {
-                    addresses.entry(text(&r, "port_id")?).or_default().push(text(&r, "ip_address")?);
+                    let port = text(&r, "port_id")?;
+                    addresses.entry(port.clone()).or_default().push(text(&r, "ip_address")?);
+                    cidrs.entry(port).or_default().push(text(&r, "cidr")?);
                 }
             }
             for r in &rows {
@@ -258,12 +262,25 @@ async fn read_images(
                     port_security_enabled: crate::rows::boolean(r, "port_security_enabled")?,
                     security_groups: groups.remove(&id).unwrap_or_default(),
                     allowed_address_pairs: serde_json::from_str(&text(r, "allowed_address_pairs")?)?,
+                    router: router_of(&text(r, "device_owner")?, &text(r, "device_id")?, cidrs.remove(&id)),
                 };
                 out.insert(id, Image::Port(Arc::new(image)));
             }
         }
     }
     Ok(out)
+}
+
+/// What a port's image says of the router it belongs to: its interfaces (with their subnets'
+/// CIDRs, in the order of the port's addresses) and gateways.
+fn router_of(owner: &str, device_id: &str, cidrs: Option<Vec<String>>) -> Option<RouterPortImage> {
+    use neutrino_domain::routers::{DEVICE_OWNER_ROUTER_GW, ROUTER_INTERFACE_OWNERS};
+    let gateway = owner == DEVICE_OWNER_ROUTER_GW;
+    (gateway || ROUTER_INTERFACE_OWNERS.contains(&owner)).then(|| RouterPortImage {
+        router_id: device_id.to_string(),
+        gateway,
+        cidrs: cidrs.unwrap_or_default(),
+    })
 }
 
 /// A rule as hosts enforce it: the protocol as its number, the prefix normalized.

@@ -11,11 +11,13 @@ mod change_log;
 mod default_rules;
 mod error;
 mod filters;
+mod floating_ips;
 mod group_reference;
 mod networks;
 mod ports;
 mod quotas;
 mod rbac;
+mod routers;
 mod rows;
 mod schema;
 mod security_groups;
@@ -40,6 +42,12 @@ pub use default_rules::{
 };
 pub use error::{check_revision, StoreError};
 pub use filters::{Filter, SqlValue};
+pub use floating_ips::{
+    delete_floatingip_row, delete_forwarding, delete_port_forwardings_of, dissociate_port_floatingips,
+    floating_ips_through, floatingips_where, forwarding_rows, get_floatingip, get_floatingip_row, get_forwarding,
+    insert_floatingip, list_floatingips, list_forwardings, lock_floatingip, network_external_to, port_has_forwardings,
+    update_floatingip, upsert_forwarding, FloatingIpRow, ForwardingRow,
+};
 pub use networks::{
     delete_network, get_network, insert_network, list_networks, lock_network_for_use, network_access, set_network_mtu,
     update_network, NetworkAccess, NetworkPatch, NetworkUse,
@@ -49,12 +57,18 @@ pub use ports::{
     network_allocations, refresh_port_body, release_port_ips, set_port_segment, store_port_body, update_port_row,
 };
 pub use quotas::{
-    delete_project_limits, enforce_quota, project_limits, projects_with_limits, quota_usage, set_project_limits,
+    delete_project_limits, enforce_quota, project_limit, project_limits, projects_with_limits, quota_usage,
+    set_project_limits,
 };
 pub use rbac::{
     delete_object_policies, delete_rbac_policy, get_rbac_policy, insert_rbac_policy, list_rbac_policies,
     networks_external_to, networks_shared_with, retarget_rbac_policy, set_network_default, set_network_external,
     set_network_shared, RbacPolicy, NETWORK_ACTIONS,
+};
+pub use routers::{
+    bump_router, delete_router, get_router, insert_router, is_gateway_port, list_routers, lock_router, router_gateway,
+    router_interface_ports, router_port_holding, routers_on_subnet, set_router_gateway, set_router_routes,
+    update_router,
 };
 pub use rows::Page;
 pub use security_groups::{

@@ -381,7 +381,12 @@ pub async fn delete_network(tx: &mut Tx, id: &str) -> Result<()> {
         .await?;
     let mut in_use = Vec::new();
     for r in &rows {
-        if !text(r, "device_owner")?.starts_with("network:") {
+        // Router interfaces and gateways keep a network; other `network:*` ports go with it
+        // (a floating IP's with its floating IP).
+        let owner = text(r, "device_owner")?;
+        let router_port = neutrino_domain::routers::is_router_owned(&owner)
+            && owner != neutrino_domain::routers::DEVICE_OWNER_FLOATINGIP;
+        if !owner.starts_with("network:") || router_port {
             in_use.push(text(r, "id")?);
         }
     }
@@ -401,6 +406,9 @@ pub async fn delete_network(tx: &mut Tx, id: &str) -> Result<()> {
             ),
         )
         .into());
+    }
+    for fip in crate::floating_ips::floatingips_where(tx.conn(), "floating_network_id", id).await? {
+        crate::floating_ips::delete_floatingip_row(tx, &fip).await?;
     }
     for stmt in [
         "DELETE FROM tags WHERE resource_type = 'ports' AND resource_id IN (SELECT id FROM ports WHERE network_id = $1)",

@@ -24,6 +24,10 @@ fn counted_table(resource: QuotaResource) -> Option<&'static str> {
         QuotaResource::SecurityGroup => Some("security_groups"),
         QuotaResource::SecurityGroupRule => Some("security_group_rules"),
         QuotaResource::RbacPolicy => Some("rbac_policies"),
+        QuotaResource::Router => Some("routers"),
+        QuotaResource::Floatingip => Some("floatingips"),
+        // Neutron counts it as 0: the limit applies to each router's routes.
+        QuotaResource::RouterRoute => None,
     }
 }
 
@@ -112,6 +116,12 @@ pub async fn delete_project_limits(tx: &mut Tx, project_id: &str) -> Result<bool
     let done =
         sqlx::query("DELETE FROM quotas WHERE project_id = $1").bind(project_id.to_string()).execute(tx.conn()).await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// The project's effective limit of one resource (-1: unlimited).
+pub async fn project_limit(tx: &mut Tx, resource: QuotaResource, project_id: &str) -> Result<i64> {
+    let defaults = tx.quota_defaults.clone();
+    Ok(project_limits(tx.conn(), &defaults, project_id).await?[&resource])
 }
 
 /// Refuse creating one more `resource` for `project_id` when the project is at its limit.

@@ -25,7 +25,75 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0017_one_default_external_network", ONE_DEFAULT_EXTERNAL_NETWORK),
     ("0018_address_groups", ADDRESS_GROUPS),
     ("0019_default_security_group_rules", DEFAULT_SECURITY_GROUP_RULES),
+    ("0020_routers", ROUTERS),
 ];
+
+/// Routers (their interfaces and gateway are ports whose `device_id` is the router), their
+/// extra routes, floating IPs and port forwardings. A fixed IP has at most one floating IP, and
+/// a router one port per interface subnet (taken under the router's row lock).
+const ROUTERS: &str = r#"
+CREATE TABLE routers (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    admin_state_up BOOLEAN NOT NULL,
+    status TEXT NOT NULL,
+    gw_port_id TEXT REFERENCES ports (id),
+    enable_snat BOOLEAN NOT NULL,
+    distributed BOOLEAN NOT NULL,
+    ha BOOLEAN NOT NULL,
+    availability_zone_hints TEXT NOT NULL,
+    flavor_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL
+);
+CREATE INDEX routers_project ON routers (project_id);
+
+CREATE TABLE router_routes (
+    router_id TEXT NOT NULL REFERENCES routers (id),
+    destination TEXT NOT NULL,
+    nexthop TEXT NOT NULL,
+    PRIMARY KEY (router_id, destination, nexthop)
+);
+
+CREATE TABLE floatingips (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    floating_network_id TEXT NOT NULL REFERENCES networks (id),
+    floating_port_id TEXT NOT NULL REFERENCES ports (id),
+    floating_ip_address TEXT NOT NULL,
+    fixed_port_id TEXT REFERENCES ports (id),
+    fixed_ip_address TEXT,
+    router_id TEXT REFERENCES routers (id),
+    status TEXT NOT NULL,
+    description TEXT NOT NULL,
+    dns_name TEXT NOT NULL DEFAULT '',
+    dns_domain TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL,
+    UNIQUE (fixed_port_id, fixed_ip_address)
+);
+CREATE INDEX floatingips_router ON floatingips (router_id);
+CREATE INDEX floatingips_project ON floatingips (project_id);
+
+CREATE TABLE port_forwardings (
+    id TEXT PRIMARY KEY,
+    floatingip_id TEXT NOT NULL REFERENCES floatingips (id),
+    protocol TEXT NOT NULL,
+    internal_port_id TEXT NOT NULL REFERENCES ports (id),
+    internal_ip_address TEXT NOT NULL,
+    internal_port_start BIGINT NOT NULL,
+    internal_port_end BIGINT NOT NULL,
+    external_port_start BIGINT NOT NULL,
+    external_port_end BIGINT NOT NULL,
+    description TEXT NOT NULL,
+    UNIQUE (floatingip_id, protocol, external_port_start)
+);
+CREATE INDEX port_forwardings_port ON port_forwardings (internal_port_id);
+"#;
 
 /// The rules new security groups start with (`/v2.0/default-security-group-rules`), seeded
 /// with Neutron's legacy four: egress anywhere for every group, ingress from its own members

@@ -60,6 +60,8 @@ async fn require(tx: &mut Tx, collection: &str, id: &str) -> Result<&'static str
                 "subnet" => "subnet",
                 "security_group" => "security_group",
                 "subnetpool" => "subnetpool",
+                "router" => "router",
+                "floatingip" => "floatingip",
                 _ => "port",
             },
             id,

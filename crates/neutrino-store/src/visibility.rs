@@ -26,7 +26,7 @@ pub(crate) fn clause(table: &str) -> Option<String> {
         ),
         "ports" => "(project_id = {} OR network_id IN (SELECT id FROM networks WHERE project_id = {}))".into(),
         "security_groups" => format!("(project_id = {{}} OR id IN ({GROUP_SHARED_WITH}))"),
-        "rbac_policies" | "address_groups" => "project_id = {}".into(),
+        "rbac_policies" | "address_groups" | "routers" | "floatingips" => "project_id = {}".into(),
         // Rules of groups shared with the project show inside their group, not here (as
         // Neutron, whose `sg_owner` rule hides them).
         "security_group_rules" => {

@@ -66,7 +66,17 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("ml2_type_gre", &["tunnel_id_ranges"]),
     ("ml2_type_vlan", &["network_vlan_ranges"]),
     ("ml2_type_flat", &["flat_networks"]),
-    ("agent", &["server_url", "report_interval", "resync_interval", "availability_zone", "metrics_listen"]),
+    (
+        "agent",
+        &[
+            "server_url",
+            "report_interval",
+            "resync_interval",
+            "availability_zone",
+            "metrics_listen",
+            "namespace_prefix",
+        ],
+    ),
     ("neutrino", &["change_log_keep_revisions"]),
     ("AGENT", &["availability_zone"]),
     ("vxlan", &["local_ip", "enable_vxlan", "l2_population", "arp_responder"]),
@@ -364,6 +374,7 @@ impl Options {
                     Some(v.parse().map_err(|_| format!("[agent] metrics_listen: '{v}' is not an address:port"))?)
                 }
             },
+            namespace_prefix: self.get("agent", "namespace_prefix").unwrap_or_default().to_string(),
             firewall: match self.get("securitygroup", "firewall_driver").unwrap_or("nftables") {
                 "nftables" | "iptables" | "iptables_hybrid" | "openvswitch" => {
                     !matches!(self.get("securitygroup", "enable_security_group"), Some("false" | "False" | "0"))

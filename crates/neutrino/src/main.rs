@@ -173,7 +173,7 @@ async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
 
 async fn run_agent(opts: Options) -> Result<(), String> {
     let config = opts.agent()?;
-    let dataplane = neutrino_dataplane::kernel::KernelDataPlane::new()
+    let dataplane = neutrino_dataplane::kernel::KernelDataPlane::with_namespace_prefix(&config.namespace_prefix)
         .await
         .map_err(|e| format!("cannot open netlink (are you root?): {e}"))?;
     tracing::info!(host = %config.host, local_ip = %config.local_ip, server = %config.server_url, "agent starting");

@@ -8,6 +8,7 @@
 
 pub mod firewall;
 pub mod l2;
+pub mod routing;
 
 use futures::future::BoxFuture;
 use neutrino_api::agent::HostState;

@@ -88,6 +88,21 @@ pub struct PortImage {
     pub security_groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_address_pairs: Vec<AddressPair>,
+    /// For a router's interface or gateway port: which router, and its subnets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterPortImage>,
+}
+
+/// What the image of a router's port adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterPortImage {
+    pub router_id: String,
+    /// The gateway port (else an interface).
+    #[serde(default)]
+    pub gateway: bool,
+    /// The CIDR of each fixed IP's subnet, in the order of `ip_addresses`.
+    #[serde(default)]
+    pub cidrs: Vec<String>,
 }
 
 fn enabled() -> bool {
@@ -276,6 +291,7 @@ mod tests {
             port_security_enabled: true,
             security_groups: vec!["g1".into()],
             allowed_address_pairs: Vec::new(),
+            router: None,
         }));
         assert_eq!(Image::from_json(ObjectKind::Port, &port.to_json()).unwrap(), port);
         let scopes: Vec<String> = port.scopes("p1").iter().map(ToString::to_string).collect();

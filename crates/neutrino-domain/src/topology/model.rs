@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 mod groups;
+mod routing;
 
 /// The agent types whose tunnel IP is a host's VTEP, in order of preference.
 const L2_AGENT_TYPES: [&str; 2] = [AGENT_TYPE_LINUXBRIDGE, AGENT_TYPE_OVS];
@@ -64,6 +65,18 @@ pub struct Topology {
     address_groups: HashMap<String, Arc<AddressGroupImage>>,
     /// address group → the security groups whose rules name it.
     address_group_users: HashMap<String, BTreeSet<String>>,
+    /// network → its segments.
+    network_segments: HashMap<String, BTreeSet<String>>,
+    /// router → its interface ports.
+    router_ports: HashMap<String, BTreeSet<String>>,
+    /// network → router → how many of the router's interfaces are on it.
+    network_routers: HashMap<String, BTreeMap<String, u32>>,
+    /// host → the routers it runs.
+    host_routers: HashMap<String, BTreeSet<String>>,
+    /// router → the hosts that run it.
+    router_hosts: HashMap<String, BTreeSet<String>>,
+    /// host → network → segment: its routed presence (see `routing`).
+    routed: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// One entry of a host's view.
@@ -144,7 +157,22 @@ impl Topology {
     pub fn apply(&mut self, changes: &[ObjectChange], wanted: &dyn Fn(&str) -> bool) -> BTreeMap<String, HostDelta> {
         // The value of every entry a change can touch, before the revision.
         let mut before: BTreeMap<(String, Key), Value> = BTreeMap::new();
+        // Hosts whose routers a change can change: their whole views are compared.
+        let mut whole: BTreeMap<String, HostState> = BTreeMap::new();
         for change in changes {
+            for host in self.routing_hosts(change) {
+                if wanted(&host) && !whole.contains_key(&host) {
+                    // Its view before the revision: as now, with what earlier changes of the
+                    // revision touched as it was.
+                    let mut view = self.view(&host);
+                    for ((h, key), value) in &before {
+                        if *h == host {
+                            restore(&mut view, key, value);
+                        }
+                    }
+                    whole.insert(host, view);
+                }
+            }
             let mut dirty = Vec::new();
             self.dirty_entries(change, wanted, &mut dirty);
             for (host, key) in dirty {
@@ -158,8 +186,18 @@ impl Topology {
         let mut deltas: BTreeMap<String, HostDelta> = BTreeMap::new();
         for ((host, key), old) in before {
             let new = self.value(&host, &key);
-            if new != old {
+            if new != old && !whole.contains_key(&host) {
                 put(deltas.entry(host).or_default(), &key, new);
+            }
+        }
+        for (host, old) in whole {
+            match old.diff(&self.view(&host)) {
+                Some(delta) => {
+                    deltas.insert(host, delta);
+                }
+                None => {
+                    deltas.remove(&host);
+                }
             }
         }
         deltas
@@ -199,6 +237,7 @@ impl Topology {
                 }
             }
         }
+        state.routers = self.router_entries(host);
         if self.l2population {
             for segment in self.host_segments.get(host).into_iter().flat_map(|s| s.keys()) {
                 for id in self.bound_on_segment.get(segment).into_iter().flatten() {
@@ -436,6 +475,14 @@ impl Topology {
 
     /// Replace an object's image (or remove it) and keep the indexes right.
     fn mutate(&mut self, change: &ObjectChange) {
+        let routing_hosts = self.routing_hosts(change);
+        self.mutate_object(change);
+        for host in routing_hosts {
+            self.refresh_routing(&host);
+        }
+    }
+
+    fn mutate_object(&mut self, change: &ObjectChange) {
         let id = change.id.as_str();
         match (change.kind, &change.image) {
             (ObjectKind::Network, Some(Image::Network(n))) => {
@@ -444,11 +491,14 @@ impl Topology {
             (ObjectKind::Network, _) => {
                 self.networks.remove(id);
             }
-            (ObjectKind::Segment, Some(Image::Segment(s))) => {
-                self.segments.insert(id.to_string(), s.clone());
-            }
-            (ObjectKind::Segment, _) => {
-                self.segments.remove(id);
+            (ObjectKind::Segment, image) => {
+                if let Some(old) = self.segments.remove(id) {
+                    remove_from(&mut self.network_segments, &old.network_id, id);
+                }
+                if let Some(Image::Segment(s)) = image {
+                    self.network_segments.entry(s.network_id.clone()).or_default().insert(id.to_string());
+                    self.segments.insert(id.to_string(), s.clone());
+                }
             }
             (ObjectKind::Port, image) => {
                 if let Some(old) = self.ports.remove(id) {
@@ -504,6 +554,7 @@ impl Topology {
     }
 
     fn index_port(&mut self, id: &str, p: &PortImage) {
+        self.index_router_port(id, p, true);
         for group in &p.security_groups {
             self.group_ports.entry(group.clone()).or_default().insert(id.to_string());
             if !p.host.is_empty() {
@@ -519,14 +570,12 @@ impl Topology {
             return;
         };
         self.bound_on_segment.entry(segment.to_string()).or_default().insert(id.to_string());
-        *self.host_segments.entry(host.to_string()).or_default().entry(segment.to_string()).or_default() += 1;
-        self.segment_hosts.entry(segment.to_string()).or_default().insert(host.to_string());
-        let networks = self.host_networks.entry(host.to_string()).or_default();
-        *networks.entry(p.network_id.clone()).or_default().entry(segment.to_string()).or_default() += 1;
-        self.network_hosts.entry(p.network_id.clone()).or_default().insert(host.to_string());
+        let (host, segment) = (host.to_string(), segment.to_string());
+        self.add_presence(&host, &p.network_id, &segment);
     }
 
     fn unindex_port(&mut self, id: &str, p: &PortImage) {
+        self.index_router_port(id, p, false);
         for group in &p.security_groups {
             remove_from(&mut self.group_ports, group, id);
             if !p.host.is_empty() && decrement(self.host_groups.get_mut(&p.host), group) {
@@ -544,26 +593,8 @@ impl Topology {
             return;
         };
         remove_from(&mut self.bound_on_segment, segment, id);
-        if decrement(self.host_segments.get_mut(host), segment) {
-            remove_from(&mut self.segment_hosts, segment, host);
-        }
-        if self.host_segments.get(host).is_some_and(BTreeMap::is_empty) {
-            self.host_segments.remove(host);
-        }
-        let networks = self.host_networks.get_mut(host);
-        let segments = networks.and_then(|n| n.get_mut(&p.network_id));
-        decrement(segments, segment);
-        let network_left =
-            self.host_networks.get(host).and_then(|n| n.get(&p.network_id)).is_some_and(|s| s.is_empty());
-        if network_left {
-            if let Some(networks) = self.host_networks.get_mut(host) {
-                networks.remove(&p.network_id);
-                if networks.is_empty() {
-                    self.host_networks.remove(host);
-                }
-            }
-            remove_from(&mut self.network_hosts, &p.network_id, host);
-        }
+        let (host, segment) = (host.to_string(), segment.to_string());
+        self.remove_presence(&host, &p.network_id, &segment);
     }
 }
 
@@ -592,6 +623,29 @@ fn decrement(counts: Option<&mut BTreeMap<String, u32>>, key: &str) -> bool {
             true
         }
         None => false,
+    }
+}
+
+/// Set one entry of a view to `value` (absent when `None`).
+fn restore(state: &mut HostState, key: &Key, value: &Value) {
+    fn set<V: Clone>(map: &mut BTreeMap<String, V>, id: String, v: &Option<V>) {
+        match v {
+            Some(v) => {
+                map.insert(id, v.clone());
+            }
+            None => {
+                map.remove(&id);
+            }
+        }
+    }
+    match (key, value) {
+        (Key::Network(id), Value::Network(v)) => set(&mut state.networks, id.clone(), v),
+        (Key::Local(id), Value::Local(v)) => set(&mut state.local_ports, id.clone(), v),
+        (Key::Remote(id), Value::Remote(v)) => set(&mut state.remote_ports, id.clone(), v),
+        (Key::Group(id), Value::Group(v)) => set(&mut state.security_groups, id.clone(), v),
+        (Key::Member(group, port), Value::Member(v)) => set(&mut state.group_members, GroupMember::key(group, port), v),
+        (Key::AddressGroup(id), Value::AddressGroup(v)) => set(&mut state.address_groups, id.clone(), v),
+        _ => {}
     }
 }
 

@@ -17,6 +17,7 @@ fn port(network: &str, host: &str, segment: Option<&str>, mac: u8, ips: &[&str])
         port_security_enabled: true,
         security_groups: Vec::new(),
         allowed_address_pairs: Vec::new(),
+        router: None,
     }))
 }
 
@@ -123,6 +124,59 @@ fn segment(network: &str, vni: u32) -> Image {
 
 fn all(_: &str) -> bool {
     true
+}
+
+fn interface(network: &str, router: &str, mac: u8, ip: &str, cidr: &str) -> Image {
+    let Image::Port(p) = port(network, "", None, mac, &[ip]) else { unreachable!() };
+    let mut p = (*p).clone();
+    p.router = Some(RouterPortImage { router_id: router.into(), gateway: false, cidrs: vec![cidr.into()] });
+    Image::Port(Arc::new(p))
+}
+
+/// A host with a port on one of a router's networks runs the router, with all its
+/// interfaces, and gets the router's other networks and their remote ports; a host without
+/// one does not. Adding and removing the interface are updates of exactly that.
+#[test]
+fn hosts_run_the_routers_of_their_networks_and_reach_the_routed_networks() {
+    let mut t = Topology::new(true);
+    t.load(&[
+        ObjectChange::new("a1", agent("h1", "192.0.2.11")),
+        ObjectChange::new("a2", agent("h2", "192.0.2.12")),
+        ObjectChange::new("a3", agent("h3", "192.0.2.13")),
+        ObjectChange::new("nA", network(1450)),
+        ObjectChange::new("nB", network(1450)),
+        ObjectChange::new("sA", segment("nA", 100)),
+        ObjectChange::new("sB", segment("nB", 101)),
+        ObjectChange::new("vm1", port("nA", "h1", Some("sA"), 1, &["192.0.2.10"])),
+        ObjectChange::new("vm2", port("nB", "h2", Some("sB"), 2, &["198.51.100.10"])),
+        ObjectChange::new("vm3", port("nB", "h3", Some("sB"), 3, &["198.51.100.11"])),
+        ObjectChange::new("qrA", interface("nA", "r", 0xa, "192.0.2.1", "192.0.2.0/24")),
+    ]);
+    let h1 = t.view("h1");
+    assert_eq!(h1.routers["r"].interfaces["qrA"].addresses, vec!["192.0.2.1/24".to_string()]);
+    assert!(!h1.networks.contains_key("nB"), "the router has no interface on nB yet");
+    assert!(t.view("h2").routers.is_empty());
+    let deltas =
+        t.apply(&[ObjectChange::new("qrB", interface("nB", "r", 0xb, "198.51.100.1", "198.51.100.0/24"))], &all);
+    for host in ["h1", "h2", "h3"] {
+        let view = t.view(host);
+        assert_eq!(view.routers["r"].interfaces.len(), 2, "{host} runs r");
+        assert!(view.networks.contains_key("nA") && view.networks.contains_key("nB"), "{host}");
+        assert!(deltas[host].upserted.routers.contains_key("r"), "{host} is told");
+    }
+    let h1 = t.view("h1");
+    assert_eq!(h1.networks["nB"].segmentation_id, Some(101));
+    assert!(h1.remote_ports.contains_key("vm2") && h1.remote_ports.contains_key("vm3"));
+    assert!(!h1.remote_ports.contains_key("qrA"), "router ports are not remote ports");
+    assert!(t.view("h2").remote_ports.contains_key("vm1"), "h2 reaches nA's ports through r");
+    // A port moving on a routed network reaches the hosts that route to it.
+    let deltas = t.apply(&[ObjectChange::new("vm3", port("nB", "h2", Some("sB"), 3, &["198.51.100.11"]))], &all);
+    assert!(deltas["h1"].upserted.remote_ports.contains_key("vm3"));
+    // The interface goes: the routed networks go with it.
+    let deltas = t.apply(&[ObjectChange::deleted(ObjectKind::Port, "qrB")], &all);
+    assert!(!t.view("h1").networks.contains_key("nB"));
+    assert!(deltas["h1"].removed.networks.contains("nB"));
+    assert!(t.view("h2").routers.is_empty() && !t.view("h2").networks.contains_key("nA"));
 }
 
 /// Two hosts on one network; what each sees, whole and as updates.
@@ -360,6 +414,17 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
                 image.allowed_address_pairs.push(pair);
             }
             image.status = if rng.gen_bool(0.5) { "ACTIVE" } else { "DOWN" }.into();
+            if rng.gen_bool(0.2) {
+                // A router's interface: unbound, on every host that runs the router.
+                image.host = String::new();
+                image.segment_id = None;
+                image.security_groups.clear();
+                image.router = Some(RouterPortImage {
+                    router_id: ["r1", "r2"][rng.gen_range(0..2)].into(),
+                    gateway: false,
+                    cidrs: vec!["198.51.100.0/24".into()],
+                });
+            }
             ObjectChange::new(&id, Image::Port(Arc::new(image)))
         }
     }

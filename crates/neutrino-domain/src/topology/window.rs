@@ -137,6 +137,53 @@ impl History {
                 segments.push(segment.clone());
             }
         }
+        // The routers of the local ports' networks, all their interfaces, and the segments of
+        // their networks.
+        let direct: BTreeSet<String> = local
+            .iter()
+            .filter_map(|id| port_at(id))
+            .filter(|p| p.host == host)
+            .map(|p| p.network_id.clone())
+            .collect();
+        let interface_at = |id: &str| port_at(id).filter(|p| p.router.as_ref().is_some_and(|r| !r.gateway));
+        let mut routers: BTreeSet<String> = BTreeSet::new();
+        for network in &direct {
+            let mut candidates: Vec<&str> =
+                self.model.routers_on(network).flat_map(|r| self.model.interfaces_of(r)).collect();
+            candidates.extend(changed_ports.iter().copied());
+            for id in candidates {
+                if let Some(p) = interface_at(id).filter(|p| &p.network_id == network) {
+                    routers.extend(p.router.as_ref().map(|r| r.router_id.clone()));
+                }
+            }
+        }
+        let mut routed: BTreeSet<String> = BTreeSet::new();
+        for router in &routers {
+            let mut candidates: Vec<&str> = self.model.interfaces_of(router).collect();
+            candidates.extend(changed_ports.iter().copied());
+            for id in candidates {
+                if let Some(p) = interface_at(id).filter(|p| p.router.as_ref().is_some_and(|r| &r.router_id == router))
+                {
+                    add(ObjectKind::Port, id, &mut small);
+                    routed.insert(p.network_id.clone());
+                }
+            }
+        }
+        let changed_segments: Vec<&str> =
+            past.keys().filter(|(k, _)| *k == ObjectKind::Segment).map(|(_, id)| *id).collect();
+        for network in &routed {
+            add(ObjectKind::Network, network, &mut small);
+            let mut candidates: Vec<&str> = self.model.segments_of(network).collect();
+            candidates.extend(changed_segments.iter().copied());
+            for id in candidates {
+                if let Some(Image::Segment(s)) = then(ObjectKind::Segment, id) {
+                    if &s.network_id == network {
+                        add(ObjectKind::Segment, id, &mut small);
+                        segments.push(id.to_string());
+                    }
+                }
+            }
+        }
         // The groups of the local ports, and the members of the remote groups they name.
         let mut remotes: BTreeSet<String> = BTreeSet::new();
         for group in &groups {

@@ -108,6 +108,10 @@ pub fn attributes_of(item: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
     for (k, v) in item {
         out.push(k.clone());
+        // A dict attribute (a router's `external_gateway_info`): its keys have rules too.
+        if let Value::Object(entry) = v {
+            out.extend(entry.keys().map(|sub| format!("{k}:{sub}")));
+        }
         if let Value::Array(entries) = v {
             for e in entries.iter().filter_map(Value::as_object) {
                 for sub in e.keys() {
@@ -278,6 +282,8 @@ pub async fn item_target(
         "address_group" => json(store::get_address_group(c, id).await),
         "default_security_group_rule" => json(store::get_default_rule(c, id).await),
         "rbac_policy" => json(store::get_rbac_policy(c, id).await),
+        "router" => json(store::get_router(c, id).await),
+        "floatingip" => json(store::get_floatingip(c, id).await),
         "segment" => json(store::get_segment(c, id).await),
         "network_segment_range" => json(store::get_range(c, id).await),
         "agent" => match store::get_agent(c, id).await {

@@ -259,6 +259,16 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateSubnet) -> 
         current: Some(CurrentSubnet { id: subnet.id.clone(), enable_dhcp: subnet.enable_dhcp }),
     };
     let valid = validate_subnet(&request, &subnet.network_id, &others)?;
+    // A router interface holding the gateway address keeps it (Neutron's `GatewayIpInUse`).
+    let new_gateway = valid.gateway.map(|g| g.to_string());
+    if let (Some(old), true) = (&subnet.gateway_ip, new_gateway != subnet.gateway_ip) {
+        if let Some(port) = store::router_port_holding(tx.conn(), &subnet.id, old).await? {
+            return Err(HttpError(ApiError::conflict(
+                "GatewayIpInUse",
+                format!("Current gateway ip {old} already used by port {port}. Unable to update."),
+            )));
+        }
+    }
     apply_valid(&mut subnet, &valid);
     subnet.enable_dhcp = request.enable_dhcp;
     if let Some(v) = req.name {

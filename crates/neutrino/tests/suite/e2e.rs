@@ -7,6 +7,7 @@
 use neutrino_lab::{check_tools, BootedVm, Lab, LabConfig, PHYSICAL_INTERFACE, PHYSICAL_NETWORK};
 use std::time::Duration;
 
+mod routing;
 mod security_groups;
 
 fn lab_available() -> bool {
@@ -205,6 +206,9 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     let phys = lab.exec("h2", &["ip", "-o", "link", "show", "dev", PHYSICAL_INTERFACE]).unwrap();
     assert!(!phys.contains(" master "), "phys0 was released: {phys}");
     assert!(bridge_ports(&lab, "h1", &flat_bridge).iter().any(|p| p == PHYSICAL_INTERFACE), "h1 keeps its uplink");
+
+    // 7. Distributed routing between two networks (its own module).
+    routing::check(&mut lab, &api).await;
 
     drop(lab);
     let _ = std::fs::remove_dir_all(dir);

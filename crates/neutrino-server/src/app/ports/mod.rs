@@ -442,12 +442,71 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdatePort) -> Ht
 
 pub async fn delete(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()> {
     let mut tx = app.store.begin().await?;
+    let port = store::get_port(tx.conn(), id).await?;
     if !ctx.is_admin {
-        let port = store::get_port(tx.conn(), id).await?;
         let target = visible(ctx, tx.conn(), &port).await?;
         ctx.enforce("delete_port", &[], &target)?;
     }
+    if neutrino_domain::routers::is_router_owned(&port.device_owner) {
+        return Err(HttpError(ApiError::conflict(
+            "L3PortInUse",
+            format!(
+                "Port {id} has owner {} and therefore cannot be deleted directly via the port API.",
+                port.device_owner
+            ),
+        )));
+    }
+    // As Neutron's L3 plugin: the port's floating IPs are dissociated, its forwardings go.
+    store::dissociate_port_floatingips(&mut tx, id).await?;
+    store::delete_port_forwardings_of(&mut tx, id).await?;
     store::delete_port(&mut tx, id).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A port the server makes itself for a router or a floating IP (`device_owner` `network:*`):
+/// on `network_id`, for `project_id`, with the given addresses (or the automatic choice).
+pub(crate) fn owned_port(
+    network_id: &str,
+    project_id: &str,
+    device_owner: &str,
+    device_id: &str,
+    fixed_ips: Option<Vec<FixedIpRequest>>,
+) -> CreatePort {
+    CreatePort {
+        given: Map::new(),
+        project_id: Some(project_id.to_string()),
+        network_id: network_id.to_string(),
+        name: String::new(),
+        description: String::new(),
+        admin_state_up: true,
+        device_id: device_id.to_string(),
+        device_owner: device_owner.to_string(),
+        mac_address: None,
+        fixed_ips,
+        port_security_enabled: None,
+        security_groups: None,
+        vnic_type: "normal".into(),
+        profile: Map::new(),
+        host_id: String::new(),
+        allowed_address_pairs: None,
+        extra_dhcp_opts: None,
+        dns_name: None,
+        tags: Vec::new(),
+    }
+}
+
+/// Create a port the server owns (see [`owned_port`]) inside the caller's transaction, with
+/// the server's own authority: the operation that asks for it has authorized the caller.
+pub(crate) async fn create_owned(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreatePort) -> HttpResult<Port> {
+    let service = OpContext {
+        creds: neutrino_domain::policy::Credentials {
+            user_id: None,
+            project_id: ctx.project_id().map(str::to_string),
+            roles: vec!["admin".into()],
+        },
+        is_admin: true,
+        policy: ctx.policy.clone(),
+    };
+    create_one(app, &service, tx, req).await
 }

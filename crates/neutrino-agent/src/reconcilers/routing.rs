@@ -1,0 +1,235 @@
+//! The routing reconciler: one namespace per router this host runs (`qrouter-<id>`), with a leg
+//! on each of the router's networks (`qr-<port>` inside, `rq-<port>` on the network's bridge)
+//! holding the interface's gateway MAC and addresses, the same on every host. So a packet
+//! between two subnets of a router is routed on the sender's host.
+//!
+//! **No MAC flapping.** Every host answers for the gateway MAC, so no bridge may see it arrive
+//! from a tunnel. Frames the router sends (except ARP, which the VXLAN devices answer locally
+//! and never forward) leave with a source MAC of their own per host and interface
+//! (`fa:16:3f:…`, as DVR's `dvr_base_mac`), rewritten in the router namespace's `netdev`
+//! egress hook. VMs keep the gateway MAC they learned by ARP; replies are routed by their own
+//! host's copy of the router.
+//!
+//! Level-triggered and restart-safe: every pass compares the namespaces, legs and rewrite
+//! tables the kernel has with what the host's view wants and changes only the difference; a
+//! router no longer wanted (also one deleted while the agent was down) is removed.
+
+use super::{PassOutcome, Reconciler, Scope};
+use futures::future::BoxFuture;
+use neutrino_api::agent::HostState;
+use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, Routers};
+use neutrino_domain::naming::bridge_name;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The table of the source-MAC rewrite in each router namespace.
+const REWRITE_TABLE: &str = "neutrino_routing";
+
+pub struct RoutingReconciler {
+    host: String,
+    /// The rewrite tables applied, per router (what the last pass left).
+    applied: BTreeMap<String, Value>,
+}
+
+impl RoutingReconciler {
+    pub fn new(host: &str) -> RoutingReconciler {
+        RoutingReconciler { host: host.to_string(), applied: BTreeMap::new() }
+    }
+
+    async fn pass<D: DataPlane>(&mut self, dp: &D, state: &HostState) -> neutrino_dataplane::Result<PassOutcome> {
+        let routers = dp.routers();
+        let mut outcome = PassOutcome::default();
+        for stale in routers.list().await? {
+            if !state.routers.contains_key(&stale) {
+                routers.delete(&stale).await?;
+                self.applied.remove(&stale);
+                outcome.changes += 1;
+            }
+        }
+        for (router_id, router) in &state.routers {
+            routers.ensure(router_id).await?;
+            let observed = routers.observe(router_id).await?.unwrap_or_default();
+            let mut wanted: BTreeSet<String> = BTreeSet::new();
+            let mut rewrites: Vec<(String, MacAddr)> = Vec::new();
+            for (port_id, interface) in &router.interfaces {
+                let Some(network) = state.networks.get(&interface.network_id) else {
+                    outcome.problems.insert(
+                        format!("router {router_id} port {port_id}"),
+                        format!("network {} is not wired on this host", interface.network_id),
+                    );
+                    continue;
+                };
+                let Ok(mac) = interface.mac_address.parse::<MacAddr>() else { continue };
+                let spec = RouterPortSpec {
+                    name: leg_name("qr-", port_id),
+                    outside: leg_name("rq-", port_id),
+                    bridge: bridge_name(&interface.network_id),
+                    mac,
+                    mtu: network.mtu,
+                    addresses: interface.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+                };
+                let current = observed.port(&spec.name);
+                let same = current.is_some_and(|p| {
+                    p.mac == spec.mac && p.mtu == spec.mtu && p.up && sorted(&p.addresses) == sorted(&spec.addresses)
+                });
+                // A leg whose bridge was made again lost its outside end: ensure it anyway
+                // (idempotent, no write when right). A bridge L2 has not made yet is a
+                // problem of this leg only, until a later pass.
+                match routers.ensure_port(router_id, &spec).await {
+                    Err(neutrino_dataplane::DataPlaneError::NoSuchLink(bridge)) => {
+                        outcome.problems.insert(
+                            format!("router {router_id} port {port_id}"),
+                            format!("bridge {bridge} is not there yet"),
+                        );
+                        continue;
+                    }
+                    other => other?,
+                }
+                if !same {
+                    outcome.changes += 1;
+                }
+                rewrites.push((spec.name.clone(), host_mac(&self.host, port_id)));
+                wanted.insert(spec.name);
+            }
+            for port in observed.ports.iter().filter(|p| !wanted.contains(&p.name)) {
+                routers.delete_port(router_id, &port.name).await?;
+                outcome.changes += 1;
+            }
+            let table = rewrite_table(&rewrites);
+            if self.applied.get(router_id) != Some(&table) {
+                routers.nft(router_id, &table).await?;
+                self.applied.insert(router_id.clone(), table);
+                outcome.changes += 1;
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+fn sorted(addresses: &[ipnet::IpNet]) -> Vec<ipnet::IpNet> {
+    let mut v = addresses.to_vec();
+    v.sort();
+    v
+}
+
+/// `qr-`/`rq-` and the port id's first 11 characters (Neutron's names, 14 characters).
+fn leg_name(prefix: &str, port_id: &str) -> String {
+    format!("{prefix}{}", &port_id[..port_id.len().min(11)])
+}
+
+/// The source MAC this host's copy of a router interface sends with: `fa:16:3f` and three
+/// bytes of a hash of the host and the port (DVR's `dvr_base_mac` prefix).
+pub fn host_mac(host: &str, port_id: &str) -> MacAddr {
+    // FNV-1a: stable across builds and platforms.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in host.bytes().chain([0]).chain(port_id.bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let [a, b, c, _] = h.to_be_bytes();
+    MacAddr([0xfa, 0x16, 0x3f, a, b, c])
+}
+
+/// The rewrite table of one router namespace, replaced whole in one transaction: per leg, an
+/// egress chain that gives every frame but ARP the host's source MAC.
+fn rewrite_table(legs: &[(String, MacAddr)]) -> Value {
+    let table = json!({"family": "netdev", "name": REWRITE_TABLE});
+    let mut batch = vec![json!({"add": {"table": table}}), json!({"delete": {"table": table}})];
+    batch.push(json!({"add": {"table": table}}));
+    for (device, mac) in legs {
+        batch.push(json!({"add": {"chain": {
+            "family": "netdev", "table": REWRITE_TABLE, "name": device,
+            "type": "filter", "hook": "egress", "dev": device, "prio": 0, "policy": "accept"
+        }}}));
+        batch.push(json!({"add": {"rule": {
+            "family": "netdev", "table": REWRITE_TABLE, "chain": device,
+            "expr": [
+                {"match": {"op": "!=", "left": {"payload": {"protocol": "ether", "field": "type"}}, "right": "arp"}},
+                {"mangle": {"key": {"payload": {"protocol": "ether", "field": "saddr"}}, "value": mac.to_string()}}
+            ]
+        }}}));
+    }
+    json!({ "nftables": batch })
+}
+
+impl<D: DataPlane> Reconciler<D> for RoutingReconciler {
+    fn name(&self) -> &'static str {
+        "routing"
+    }
+
+    fn wants_link_event(&self, event: &LinkEvent) -> bool {
+        // A bridge made again (its legs' outside ends went with it).
+        let name = match event {
+            LinkEvent::Added(n) | LinkEvent::Removed(n) => n,
+        };
+        name.starts_with("brq") || name.starts_with("rq-")
+    }
+
+    fn reconcile<'a>(
+        &'a mut self,
+        dp: &'a D,
+        state: &'a HostState,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, neutrino_dataplane::Result<PassOutcome>> {
+        Box::pin(async move {
+            if *scope == Scope::Full {
+                self.applied.clear();
+            }
+            self.pass(dp, state).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neutrino_api::agent::{HostNetwork, HostRouter, RouterInterface};
+    use neutrino_dataplane::memory::MemoryDataPlane;
+    use neutrino_dataplane::Links;
+
+    fn state(addresses: &[&str]) -> HostState {
+        let mut s = HostState::default();
+        s.networks.insert(
+            "net-a".into(),
+            HostNetwork { network_type: "vxlan".into(), physical_network: None, segmentation_id: Some(7), mtu: 1450 },
+        );
+        let mut r = HostRouter::default();
+        r.interfaces.insert(
+            "port-aaaaaaaaaaaa".into(),
+            RouterInterface {
+                network_id: "net-a".into(),
+                mac_address: "fa:16:3e:00:00:01".into(),
+                addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            },
+        );
+        s.routers.insert("r1".into(), r);
+        s
+    }
+
+    #[tokio::test]
+    async fn routers_converge_and_a_second_pass_changes_nothing() {
+        let dp = MemoryDataPlane::new();
+        dp.links().ensure_bridge(&bridge_name("net-a"), None).await.unwrap();
+        let mut r = RoutingReconciler::new("h1");
+        let s = state(&["192.0.2.1/24"]);
+        let first = Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Full).await.unwrap();
+        assert!(first.changes > 0);
+        let observed = dp.routers().observe("r1").await.unwrap().unwrap();
+        assert_eq!(observed.ports.len(), 1);
+        assert_eq!(observed.ports[0].addresses, vec!["192.0.2.1/24".parse::<ipnet::IpNet>().unwrap()]);
+        let again = Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Changes(vec![])).await.unwrap();
+        assert_eq!(again.changes, 0);
+        // The router goes: its namespace goes.
+        let gone = HostState::default();
+        Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &gone, &Scope::Changes(vec![])).await.unwrap();
+        assert!(dp.routers().list().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn host_macs_differ_per_host_and_keep_the_dvr_prefix() {
+        let a = host_mac("h1", "p");
+        assert_eq!(&a.0[..3], &[0xfa, 0x16, 0x3f]);
+        assert_ne!(a, host_mac("h2", "p"));
+        assert_eq!(a, host_mac("h1", "p"));
+    }
+}

@@ -1,0 +1,116 @@
+//! Distributed routing in the lab: two tenant networks joined by one router, VMs on both hosts.
+//! A packet between the networks is routed on its sender's host and crosses the underlay once;
+//! no bridge ever learns the router's gateway MAC from a tunnel.
+
+use super::wait_for;
+use neutrino_lab::{ApiClient, BootedVm, Lab};
+use serde_json::json;
+
+/// Boot a VM on `network` at `host` in `group`, with its default route through `gateway`.
+async fn boot(
+    lab: &mut Lab,
+    api: &ApiClient,
+    network: &serde_json::Value,
+    name: &str,
+    host: &str,
+    group: &str,
+    gateway: &str,
+) -> BootedVm {
+    let vm = lab.boot_vm(api, network, name, host).await.expect("a routed VM boots");
+    api.put(&format!("/v2.0/ports/{}", vm.port_id), json!({"port": {"security_groups": [group]}})).await.unwrap();
+    lab.exec(name, &["ip", "route", "add", "default", "via", gateway]).expect("default route");
+    vm
+}
+
+pub async fn check(lab: &mut Lab, api: &ApiClient) {
+    let group = api.post("/v2.0/security-groups", json!({"security_group": {"name": "e2e-routing"}})).await.unwrap();
+    let group = group["security_group"]["id"].as_str().unwrap().to_string();
+    for ethertype in ["IPv4"] {
+        let rule = json!({"security_group_rule": {"security_group_id": group, "direction": "ingress",
+                                                   "ethertype": ethertype, "protocol": "icmp"}});
+        api.post("/v2.0/security-group-rules", rule).await.unwrap();
+    }
+    let net_a = api.create_network("e2e-routed-a").await.unwrap();
+    let net_b = api.create_network("e2e-routed-b").await.unwrap();
+    let sub_a = api.create_subnet(net_a["id"].as_str().unwrap(), "198.51.100.0/24").await.unwrap();
+    let sub_b = api.create_subnet(net_b["id"].as_str().unwrap(), "203.0.113.0/24").await.unwrap();
+    let router = api.post("/v2.0/routers", json!({"router": {"name": "e2e"}})).await.unwrap();
+    let router_id = router["router"]["id"].as_str().unwrap().to_string();
+    let mut gateway_macs = Vec::new();
+    for subnet in [&sub_a, &sub_b] {
+        let info = api
+            .put(&format!("/v2.0/routers/{router_id}/add_router_interface"), json!({"subnet_id": subnet["id"]}))
+            .await
+            .unwrap();
+        let port = api.get(&format!("/v2.0/ports/{}", info["port_id"].as_str().unwrap())).await.unwrap();
+        gateway_macs.push(port["port"]["mac_address"].as_str().unwrap().to_string());
+    }
+    let a1 = boot(lab, api, &net_a, "vm21", "h1", &group, "198.51.100.1").await;
+    let b2 = boot(lab, api, &net_b, "vm22", "h2", &group, "203.0.113.1").await;
+    let b1 = boot(lab, api, &net_b, "vm23", "h1", &group, "203.0.113.1").await;
+
+    // Both hosts run the router, with both gateways.
+    // `<p>h1-qrouter-<id>`: the lab's names are its prefix and these.
+    let router_ns = |host: &str| format!("{host}-qrouter-{router_id}");
+    for host in ["h1", "h2"] {
+        let ns = router_ns(host);
+        let wired = wait_for(|| {
+            let out = lab.exec(&ns, &["ip", "-o", "addr", "show"]).unwrap_or_default();
+            out.contains("198.51.100.1/24") && out.contains("203.0.113.1/24")
+        })
+        .await;
+        assert!(wired, "{host} runs the router with both gateways\n{}", lab.log_tail(&format!("agent-{host}"), 30));
+    }
+
+    // Routed on one host, and across hosts (the underlay carries each packet once).
+    assert!(lab.ping("vm21", &b1.ip, 3), "vm21 → vm23 routed on h1\n{}", lab.log_tail("agent-h1", 30));
+    let capture = lab.capture_underlay("routed-pings").unwrap();
+    assert!(
+        lab.ping("vm21", &b2.ip, 3),
+        "vm21 (h1, A) → vm22 (h2, B) routed\n{}\n{}",
+        lab.log_tail("agent-h1", 30),
+        lab.log_tail("agent-h2", 30)
+    );
+    let counts = capture.stop().unwrap();
+    eprintln!("underlay during the routed pings: {counts:?}");
+    assert!(
+        counts.vxlan_packets >= 6 && counts.vxlan_packets <= 7,
+        "3 requests h1 → h2 and 3 replies h2 → h1, each routed on its sender's host: {counts:?}"
+    );
+    assert_eq!(counts.inner_arp, 0, "no ARP crosses the tunnels: {counts:?}");
+    assert!(lab.ping("vm22", &a1.ip, 3), "vm22 → vm21 routed on h2");
+
+    // No bridge learned a gateway MAC from a tunnel (each is only ever on the router's leg).
+    for host in ["h1", "h2"] {
+        let fdb = lab.exec(host, &["bridge", "fdb", "show"]).unwrap_or_default();
+        for mac in &gateway_macs {
+            for line in fdb.lines().filter(|l| l.starts_with(mac.as_str())) {
+                assert!(line.contains(" dev rq-"), "{host}: the gateway MAC {mac} is only on a router leg: {line}");
+            }
+        }
+    }
+
+    // The interface goes: both hosts drop B from the router; the router goes: its
+    // namespaces go.
+    api.put(&format!("/v2.0/routers/{router_id}/remove_router_interface"), json!({"subnet_id": sub_b["id"]}))
+        .await
+        .unwrap();
+    let unrouted = wait_for(|| {
+        !lab.exec(&router_ns("h1"), &["ip", "-o", "addr", "show"]).unwrap_or_default().contains("203.0.113.1/24")
+    })
+    .await;
+    assert!(unrouted, "h1's router lost its leg on B");
+    assert!(!lab.ping("vm21", &b2.ip, 1), "B is no longer routed");
+    for vm in [&a1, &b1, &b2] {
+        api.delete(&format!("/v2.0/ports/{}", vm.port_id)).await.unwrap();
+    }
+    api.put(&format!("/v2.0/routers/{router_id}/remove_router_interface"), json!({"subnet_id": sub_a["id"]}))
+        .await
+        .unwrap();
+    api.delete(&format!("/v2.0/routers/{router_id}")).await.unwrap();
+    for host in ["h1", "h2"] {
+        let path = format!("/run/netns/{}-qrouter-{router_id}", lab.host_ns(host));
+        let gone = wait_for(|| !std::path::Path::new(&path).exists()).await;
+        assert!(gone, "{host} removed {path}\n{}", lab.log_tail(&format!("agent-{host}"), 20));
+    }
+}
