@@ -221,6 +221,33 @@ pub struct HostRouter {
     /// The interfaces, by port id.
     #[serde(default)]
     pub interfaces: BTreeMap<String, RouterInterface>,
+    /// The router's gateway on its external network, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<RouterGateway>,
+    /// The floating IPs of this host's ports through this router, by id: DNAT and SNAT happen
+    /// here, where the VM is.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub floating_ips: BTreeMap<String, HostFloatingIp>,
+}
+
+/// A router's gateway port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouterGateway {
+    pub port_id: String,
+    pub network_id: String,
+    /// Its addresses with their subnet's prefix length.
+    pub addresses: Vec<String>,
+    /// The gateway IPs of the external subnets, the routers' next hops.
+    #[serde(default)]
+    pub next_hops: Vec<String>,
+}
+
+/// A floating IP of a local port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostFloatingIp {
+    pub floating_ip_address: String,
+    pub fixed_ip_address: String,
+    pub port_id: String,
 }
 
 /// One interface of a [`HostRouter`]: the same MAC and gateway addresses on every host.

@@ -66,6 +66,7 @@ impl Resource {
             Resource::Segment => Some(ObjectKind::Segment),
             Resource::Agent => Some(ObjectKind::Agent),
             Resource::SecurityGroup => Some(ObjectKind::SecurityGroup),
+            Resource::FloatingIp => Some(ObjectKind::FloatingIp),
             _ => None,
         }
     }

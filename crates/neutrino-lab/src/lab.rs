@@ -351,6 +351,23 @@ impl Lab {
         Ok(())
     }
 
+    /// A machine outside the cloud on the provider network (`br-phys`): namespace `<p><name>`
+    /// (name it `vm<N>`, so a lab cleanup finds it) with `eth0` at `address` (`a.b.c.d/len`).
+    /// It stands for "the internet" behind an external network.
+    pub fn add_external_host(&mut self, name: &str, address: &str) -> Result<(), LabError> {
+        let ns = self.ns(name);
+        let ul = self.underlay_ns();
+        let cable = format!("{name}-ext");
+        ip(&["netns", "add", &ns])?;
+        quiet_ipv6(&ns)?;
+        ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
+        ip(&["-n", &ul, "link", "add", &cable, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip(&["-n", &ul, "link", "set", "dev", &cable, "master", PROVIDER_BRIDGE, "up"])?;
+        ip(&["-n", &ns, "addr", "add", address, "dev", "eth0"])?;
+        ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
+        Ok(())
+    }
+
     pub fn remove_vm(&mut self, name: &str) -> Result<(), LabError> {
         if self.vms.remove(name).is_some() {
             ip(&["netns", "del", &self.ns(name)])?;

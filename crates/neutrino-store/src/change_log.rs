@@ -25,8 +25,8 @@ use crate::{Backend, Result, Store, StoreError, Tx};
 use neutrino_api::agent::{Direction, EtherType, HostSecurityRule};
 use neutrino_domain::security_groups::protocol_number;
 use neutrino_domain::topology::{
-    AddressGroupImage, AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision, RouterPortImage,
-    SecurityGroupImage, SegmentImage,
+    AddressGroupImage, AgentImage, FloatingIpImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision,
+    RouterPortImage, SecurityGroupImage, SegmentImage,
 };
 use sqlx::{AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -157,6 +157,10 @@ async fn read_images(
         ObjectKind::Agent => {
             format!("SELECT id, host, agent_type, tunnel_ip FROM agents WHERE id IN ({list}) ORDER BY id{lock}")
         }
+        ObjectKind::FloatingIp => format!(
+            "SELECT id, floating_ip_address, floating_network_id, router_id, fixed_port_id, fixed_ip_address \
+             FROM floatingips WHERE id IN ({list}) ORDER BY id{lock}"
+        ),
     };
     let rows = rows_for(c, &sql, ids).await?;
     let mut out = BTreeMap::new();
@@ -176,6 +180,18 @@ async fn read_images(
                     segmentation_id: crate::rows::opt_int(r, "segmentation_id")?.map(|v| v as u32),
                 };
                 out.insert(text(r, "id")?, Image::Segment(Arc::new(image)));
+            }
+        }
+        ObjectKind::FloatingIp => {
+            for r in &rows {
+                let image = FloatingIpImage {
+                    floating_ip_address: text(r, "floating_ip_address")?,
+                    floating_network_id: text(r, "floating_network_id")?,
+                    router_id: crate::rows::opt_text(r, "router_id")?,
+                    port_id: crate::rows::opt_text(r, "fixed_port_id")?,
+                    fixed_ip_address: crate::rows::opt_text(r, "fixed_ip_address")?,
+                };
+                out.insert(text(r, "id")?, Image::FloatingIp(Arc::new(image)));
             }
         }
         ObjectKind::Agent => {
@@ -228,7 +244,7 @@ async fn read_images(
         ObjectKind::Port => {
             let mut addresses: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let mut cidrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut cidrs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
             if !rows.is_empty() {
                 let sql = format!(
                     "SELECT port_id, security_group_id FROM port_security_groups WHERE port_id IN ({list}) \
@@ -240,13 +256,15 @@ async fn read_images(
             }
             if !rows.is_empty() {
                 let sql = format!(
-                    "SELECT a.port_id, a.ip_address, s.cidr FROM ip_allocations a JOIN subnets s ON s.id = a.subnet_id \
+                    "SELECT a.port_id, a.ip_address, s.cidr, s.gateway_ip FROM ip_allocations a \
+                     JOIN subnets s ON s.id = a.subnet_id \
                      WHERE a.port_id IN ({list}) ORDER BY a.port_id, a.position"
                 );
                 for r in rows_for(c, &sql, ids).await? {
                     let port = text(&r, "port_id")?;
                     addresses.entry(port.clone()).or_default().push(text(&r, "ip_address")?);
-                    cidrs.entry(port).or_default().push(text(&r, "cidr")?);
+                    let gateway = crate::rows::opt_text(&r, "gateway_ip")?.unwrap_or_default();
+                    cidrs.entry(port).or_default().push((text(&r, "cidr")?, gateway));
                 }
             }
             for r in &rows {
@@ -273,13 +291,15 @@ async fn read_images(
 
 /// What a port's image says of the router it belongs to: its interfaces (with their subnets'
 /// CIDRs, in the order of the port's addresses) and gateways.
-fn router_of(owner: &str, device_id: &str, cidrs: Option<Vec<String>>) -> Option<RouterPortImage> {
+fn router_of(owner: &str, device_id: &str, subnets: Option<Vec<(String, String)>>) -> Option<RouterPortImage> {
     use neutrino_domain::routers::{DEVICE_OWNER_ROUTER_GW, ROUTER_INTERFACE_OWNERS};
     let gateway = owner == DEVICE_OWNER_ROUTER_GW;
+    let (cidrs, gateways): (Vec<String>, Vec<String>) = subnets.unwrap_or_default().into_iter().unzip();
     (gateway || ROUTER_INTERFACE_OWNERS.contains(&owner)).then(|| RouterPortImage {
         router_id: device_id.to_string(),
         gateway,
-        cidrs: cidrs.unwrap_or_default(),
+        cidrs,
+        gateways: if gateway { gateways } else { Vec::new() },
     })
 }
 
@@ -317,6 +337,7 @@ fn table_of(kind: ObjectKind) -> &'static str {
         ObjectKind::Agent => "agents",
         ObjectKind::SecurityGroup => "security_groups",
         ObjectKind::AddressGroup => "address_groups",
+        ObjectKind::FloatingIp => "floatingips",
     }
 }
 
@@ -325,7 +346,8 @@ fn table_of(kind: ObjectKind) -> &'static str {
 fn seed_tag(kind: ObjectKind) -> &'static str {
     match kind {
         // Version 2 carries the security groups, port security and address pairs.
-        ObjectKind::Port => "port@2",
+        // Version 3 carries what routers' ports add.
+        ObjectKind::Port => "port@3",
         other => other.as_str(),
     }
 }

@@ -16,14 +16,16 @@
 
 use super::{PassOutcome, Reconciler, Scope};
 use futures::future::BoxFuture;
-use neutrino_api::agent::HostState;
-use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, Routers};
+use neutrino_api::agent::{HostRouter, HostState};
+use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, RouterRoute, Routers};
 use neutrino_domain::naming::bridge_name;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The table of the source-MAC rewrite in each router namespace.
 const REWRITE_TABLE: &str = "neutrino_routing";
+/// The table of floating IP NAT in each router namespace.
+const NAT_TABLE: &str = "neutrino_nat";
 
 pub struct RoutingReconciler {
     host: String,
@@ -42,7 +44,7 @@ impl RoutingReconciler {
         for stale in routers.list().await? {
             if !state.routers.contains_key(&stale) {
                 routers.delete(&stale).await?;
-                self.applied.remove(&stale);
+                self.applied.retain(|k, _| k != &stale && !k.starts_with(&format!("{stale}/")));
                 outcome.changes += 1;
             }
         }
@@ -91,6 +93,56 @@ impl RoutingReconciler {
                 rewrites.push((spec.name.clone(), host_mac(&self.host, port_id)));
                 wanted.insert(spec.name);
             }
+            // Floating IPs of local ports: the external leg (`qg-`), with a MAC of this host's
+            // own, holds them (so this host answers ARP for them), and NAT maps them.
+            let external = self.external_leg(state, router_id, router, &mut outcome);
+            let mut routes = Vec::new();
+            if let Some((spec, next_hop)) = &external {
+                let before: BTreeSet<ipnet::IpNet> =
+                    observed.port(&spec.name).map(|p| p.addresses.iter().copied().collect()).unwrap_or_default();
+                match routers.ensure_port(router_id, spec).await {
+                    Err(neutrino_dataplane::DataPlaneError::NoSuchLink(bridge)) => {
+                        outcome
+                            .problems
+                            .insert(format!("router {router_id} gateway"), format!("bridge {bridge} is not there yet"));
+                    }
+                    other => {
+                        other?;
+                        wanted.insert(spec.name.clone());
+                        if let Some(hop) = next_hop {
+                            routes
+                                .push(RouterRoute { destination: "0.0.0.0/0".parse().unwrap_or_default(), via: *hop });
+                        }
+                        for added in spec.addresses.iter().filter(|a| !before.contains(a)) {
+                            if let std::net::IpAddr::V4(ip) = added.addr() {
+                                routers.announce(router_id, &spec.name, ip).await?;
+                                outcome.changes += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            // Addresses a leg had and lost (a floating IP gone): their connections go too.
+            for port in &observed.ports {
+                let kept: Vec<ipnet::IpNet> = match &external {
+                    Some((spec, _)) if spec.name == port.name => spec.addresses.clone(),
+                    _ => continue,
+                };
+                for gone in port.addresses.iter().filter(|a| !kept.contains(a)) {
+                    routers.flush_conntrack(router_id, gone.addr()).await?;
+                }
+            }
+            if observed.routes != routes {
+                routers.set_routes(router_id, &routes).await?;
+                outcome.changes += 1;
+            }
+            let nat = nat_table(external.as_ref().map(|(s, _)| s.name.as_str()), router);
+            let key = format!("{router_id}/nat");
+            if self.applied.get(&key) != Some(&nat) {
+                routers.nft(router_id, &nat).await?;
+                self.applied.insert(key, nat);
+                outcome.changes += 1;
+            }
             for port in observed.ports.iter().filter(|p| !wanted.contains(&p.name)) {
                 routers.delete_port(router_id, &port.name).await?;
                 outcome.changes += 1;
@@ -104,6 +156,90 @@ impl RoutingReconciler {
         }
         Ok(outcome)
     }
+}
+
+impl RoutingReconciler {
+    /// The external leg of a router on this host, when the router has a gateway and this host
+    /// floating IPs through it: the leg and the next hop of the default route.
+    fn external_leg(
+        &self,
+        state: &HostState,
+        router_id: &str,
+        router: &HostRouter,
+        outcome: &mut PassOutcome,
+    ) -> Option<(RouterPortSpec, Option<std::net::IpAddr>)> {
+        let gateway = router.gateway.as_ref()?;
+        if router.floating_ips.is_empty() {
+            return None;
+        }
+        let Some(network) = state.networks.get(&gateway.network_id) else {
+            outcome.problems.insert(
+                format!("router {router_id} gateway"),
+                format!("external network {} is not wired on this host", gateway.network_id),
+            );
+            return None;
+        };
+        let prefix = gateway
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
+            .find(|a| a.addr().is_ipv4())
+            .map(|a| a.prefix_len())
+            .unwrap_or(32);
+        let mut addresses: Vec<ipnet::IpNet> = router
+            .floating_ips
+            .values()
+            .filter_map(|f| ipnet::IpNet::new(f.floating_ip_address.parse().ok()?, prefix).ok())
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        let spec = RouterPortSpec {
+            name: leg_name("qg-", &gateway.port_id),
+            outside: leg_name("rg-", &gateway.port_id),
+            bridge: bridge_name(&gateway.network_id),
+            mac: host_mac(&self.host, &gateway.port_id),
+            mtu: network.mtu,
+            addresses,
+        };
+        let next_hop = gateway.next_hops.iter().filter_map(|h| h.parse().ok()).find(std::net::IpAddr::is_ipv4);
+        Some((spec, next_hop))
+    }
+}
+
+/// The NAT of a router namespace (table `ip neutrino_nat`, replaced whole in one
+/// transaction): each floating IP of this host DNATs to its fixed IP and its fixed IP SNATs to
+/// it out of the external leg; nothing else leaves by that leg.
+fn nat_table(external: Option<&str>, router: &HostRouter) -> Value {
+    let table = json!({"family": "ip", "name": NAT_TABLE});
+    let mut batch = vec![json!({"add": {"table": table}}), json!({"delete": {"table": table}})];
+    let Some(leg) = external else {
+        return json!({ "nftables": batch });
+    };
+    batch.push(json!({"add": {"table": table}}));
+    for (name, kind, hook, prio) in [
+        ("prerouting", "nat", "prerouting", -100),
+        ("postrouting", "nat", "postrouting", 100),
+        ("forward", "filter", "forward", 0),
+    ] {
+        batch.push(json!({"add": {"chain": {"family": "ip", "table": NAT_TABLE, "name": name,
+            "type": kind, "hook": hook, "prio": prio, "policy": "accept"}}}));
+    }
+    let rule = |chain: &str, expr: Vec<Value>| json!({"add": {"rule": {"family": "ip", "table": NAT_TABLE, "chain": chain, "expr": expr}}});
+    let addr = |field: &str, value: &str| json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": field}}, "right": value}});
+    let oif = json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": leg}});
+    for f in router.floating_ips.values() {
+        batch.push(rule(
+            "prerouting",
+            vec![addr("daddr", &f.floating_ip_address), json!({"dnat": {"addr": f.fixed_ip_address}})],
+        ));
+        batch.push(rule(
+            "postrouting",
+            vec![oif.clone(), addr("saddr", &f.fixed_ip_address), json!({"snat": {"addr": f.floating_ip_address}})],
+        ));
+        batch.push(rule("forward", vec![oif.clone(), addr("saddr", &f.fixed_ip_address), json!({"accept": null})]));
+    }
+    batch.push(rule("forward", vec![oif, json!({"drop": null})]));
+    json!({ "nftables": batch })
 }
 
 fn sorted(addresses: &[ipnet::IpNet]) -> Vec<ipnet::IpNet> {
@@ -162,7 +298,7 @@ impl<D: DataPlane> Reconciler<D> for RoutingReconciler {
         let name = match event {
             LinkEvent::Added(n) | LinkEvent::Removed(n) => n,
         };
-        name.starts_with("brq") || name.starts_with("rq-")
+        name.starts_with("brq") || name.starts_with("rq-") || name.starts_with("rg-")
     }
 
     fn reconcile<'a>(

@@ -14,16 +14,18 @@ pub enum ObjectKind {
     Agent,
     SecurityGroup,
     AddressGroup,
+    FloatingIp,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 6] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Network,
         ObjectKind::Segment,
         ObjectKind::Port,
         ObjectKind::Agent,
         ObjectKind::SecurityGroup,
         ObjectKind::AddressGroup,
+        ObjectKind::FloatingIp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +36,7 @@ impl ObjectKind {
             ObjectKind::Agent => "agent",
             ObjectKind::SecurityGroup => "security_group",
             ObjectKind::AddressGroup => "address_group",
+            ObjectKind::FloatingIp => "floatingip",
         }
     }
 
@@ -103,6 +106,9 @@ pub struct RouterPortImage {
     /// The CIDR of each fixed IP's subnet, in the order of `ip_addresses`.
     #[serde(default)]
     pub cidrs: Vec<String>,
+    /// The gateway IP of each fixed IP's subnet (empty without one), in the same order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
 }
 
 fn enabled() -> bool {
@@ -148,6 +154,19 @@ pub struct AddressGroupImage {
     pub addresses: Vec<String>,
 }
 
+/// A floating IP: the fixed IP it maps to (on the host of its port) through which router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloatingIpImage {
+    pub floating_ip_address: String,
+    pub floating_network_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_ip_address: Option<String>,
+}
+
 /// An agent: the host it serves and its VTEP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentImage {
@@ -166,6 +185,7 @@ pub enum Image {
     Agent(Arc<AgentImage>),
     SecurityGroup(Arc<SecurityGroupImage>),
     AddressGroup(Arc<AddressGroupImage>),
+    FloatingIp(Arc<FloatingIpImage>),
 }
 
 impl Image {
@@ -177,6 +197,7 @@ impl Image {
             Image::Agent(_) => ObjectKind::Agent,
             Image::SecurityGroup(_) => ObjectKind::SecurityGroup,
             Image::AddressGroup(_) => ObjectKind::AddressGroup,
+            Image::FloatingIp(_) => ObjectKind::FloatingIp,
         }
     }
 
@@ -189,6 +210,7 @@ impl Image {
             Image::Agent(i) => serde_json::to_string(&**i),
             Image::SecurityGroup(i) => serde_json::to_string(&**i),
             Image::AddressGroup(i) => serde_json::to_string(&**i),
+            Image::FloatingIp(i) => serde_json::to_string(&**i),
         };
         json.unwrap_or_default()
     }
@@ -201,6 +223,7 @@ impl Image {
             ObjectKind::Agent => Image::Agent(Arc::new(serde_json::from_str(json)?)),
             ObjectKind::SecurityGroup => Image::SecurityGroup(Arc::new(serde_json::from_str(json)?)),
             ObjectKind::AddressGroup => Image::AddressGroup(Arc::new(serde_json::from_str(json)?)),
+            ObjectKind::FloatingIp => Image::FloatingIp(Arc::new(serde_json::from_str(json)?)),
         })
     }
 
@@ -222,6 +245,7 @@ impl Image {
             Image::Agent(a) => vec![Scope::Host(a.host.clone())],
             Image::SecurityGroup(_) => vec![Scope::SecurityGroup(id.to_string())],
             Image::AddressGroup(_) => vec![Scope::AddressGroup(id.to_string())],
+            Image::FloatingIp(f) => f.router_id.iter().map(|r| Scope::Router(r.clone())).collect(),
         }
     }
 }
@@ -235,6 +259,7 @@ pub enum Scope {
     Host(String),
     SecurityGroup(String),
     AddressGroup(String),
+    Router(String),
 }
 
 impl std::fmt::Display for Scope {
@@ -245,6 +270,7 @@ impl std::fmt::Display for Scope {
             Scope::Host(host) => write!(f, "host:{host}"),
             Scope::SecurityGroup(id) => write!(f, "security_group:{id}"),
             Scope::AddressGroup(id) => write!(f, "address_group:{id}"),
+            Scope::Router(id) => write!(f, "router:{id}"),
         }
     }
 }

@@ -16,8 +16,8 @@
 //! returns, per host, exactly the entries whose value changed.
 
 use super::images::{
-    AddressGroupImage, AgentImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, SecurityGroupImage,
-    SegmentImage,
+    AddressGroupImage, AgentImage, FloatingIpImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage,
+    SecurityGroupImage, SegmentImage,
 };
 use neutrino_api::agent::{
     GroupMember, HostAddressGroup, HostDelta, HostNetwork, HostSecurityGroup, HostState, LocalPort, RemotePort,
@@ -77,6 +77,11 @@ pub struct Topology {
     router_hosts: HashMap<String, BTreeSet<String>>,
     /// host → network → segment: its routed presence (see `routing`).
     routed: HashMap<String, BTreeMap<String, String>>,
+    /// router → its gateway port (one; the lowest id should there be more).
+    router_gateways: HashMap<String, BTreeSet<String>>,
+    floating_ips: HashMap<String, Arc<FloatingIpImage>>,
+    /// port → the floating IPs of its fixed IPs.
+    port_floating_ips: HashMap<String, BTreeSet<String>>,
 }
 
 /// One entry of a host's view.
@@ -121,6 +126,7 @@ impl Topology {
             ObjectKind::Agent => self.agents.get(id).cloned().map(Image::Agent),
             ObjectKind::SecurityGroup => self.groups.get(id).cloned().map(Image::SecurityGroup),
             ObjectKind::AddressGroup => self.address_groups.get(id).cloned().map(Image::AddressGroup),
+            ObjectKind::FloatingIp => self.floating_ips.get(id).cloned().map(Image::FloatingIp),
         }
     }
 
@@ -132,6 +138,7 @@ impl Topology {
             + self.agents.len()
             + self.groups.len()
             + self.address_groups.len()
+            + self.floating_ips.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -364,6 +371,8 @@ impl Topology {
                     }
                 }
             }
+            // Routers' floating IPs are part of whole-view diffs (`routing_hosts`).
+            (ObjectKind::FloatingIp, _) => {}
             (ObjectKind::AddressGroup, _) => {
                 for group in self.address_group_users.get(id).into_iter().flatten() {
                     for host in self.group_hosts.get(group).into_iter().flatten() {
@@ -507,6 +516,19 @@ impl Topology {
                 if let Some(Image::Port(p)) = image {
                     self.index_port(id, p);
                     self.ports.insert(id.to_string(), p.clone());
+                }
+            }
+            (ObjectKind::FloatingIp, image) => {
+                if let Some(old) = self.floating_ips.remove(id) {
+                    if let Some(port) = &old.port_id {
+                        remove_from(&mut self.port_floating_ips, port, id);
+                    }
+                }
+                if let Some(Image::FloatingIp(f)) = image {
+                    if let Some(port) = &f.port_id {
+                        self.port_floating_ips.entry(port.clone()).or_default().insert(id.to_string());
+                    }
+                    self.floating_ips.insert(id.to_string(), f.clone());
                 }
             }
             (ObjectKind::AddressGroup, Some(Image::AddressGroup(a))) => {

@@ -129,7 +129,12 @@ fn all(_: &str) -> bool {
 fn interface(network: &str, router: &str, mac: u8, ip: &str, cidr: &str) -> Image {
     let Image::Port(p) = port(network, "", None, mac, &[ip]) else { unreachable!() };
     let mut p = (*p).clone();
-    p.router = Some(RouterPortImage { router_id: router.into(), gateway: false, cidrs: vec![cidr.into()] });
+    p.router = Some(RouterPortImage {
+        router_id: router.into(),
+        gateway: false,
+        cidrs: vec![cidr.into()],
+        gateways: Vec::new(),
+    });
     Image::Port(Arc::new(p))
 }
 
@@ -379,6 +384,21 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
             }
             ObjectChange::new(g, Image::SecurityGroup(Arc::new(image)))
         }
+        27..=31 => {
+            let id = format!("f{}", rng.gen_range(0..4));
+            if rng.gen_bool(0.15) {
+                return ObjectChange::deleted(ObjectKind::FloatingIp, &id);
+            }
+            let associated = rng.gen_bool(0.8);
+            let image = FloatingIpImage {
+                floating_ip_address: format!("203.0.113.{}", rng.gen_range(1..9)),
+                floating_network_id: "n3".into(),
+                router_id: associated.then(|| ["r1", "r2"][rng.gen_range(0..2)].to_string()),
+                port_id: associated.then(|| format!("p{}", rng.gen_range(0..25))),
+                fixed_ip_address: associated.then(|| "198.51.100.1".to_string()),
+            };
+            ObjectChange::new(&id, Image::FloatingIp(Arc::new(image)))
+        }
         23..=26 => {
             let a = ["a1", "a2"][rng.gen_range(0..2)];
             if rng.gen_bool(0.15) {
@@ -419,10 +439,12 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
                 image.host = String::new();
                 image.segment_id = None;
                 image.security_groups.clear();
+                let gateway = rng.gen_bool(0.3);
                 image.router = Some(RouterPortImage {
                     router_id: ["r1", "r2"][rng.gen_range(0..2)].into(),
-                    gateway: false,
+                    gateway,
                     cidrs: vec!["198.51.100.0/24".into()],
+                    gateways: if gateway { vec!["198.51.100.254".into()] } else { Vec::new() },
                 });
             }
             ObjectChange::new(&id, Image::Port(Arc::new(image)))

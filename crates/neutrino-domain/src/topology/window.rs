@@ -160,12 +160,27 @@ impl History {
         let mut routed: BTreeSet<String> = BTreeSet::new();
         for router in &routers {
             let mut candidates: Vec<&str> = self.model.interfaces_of(router).collect();
+            candidates.extend(self.model.gateways_of(router));
             candidates.extend(changed_ports.iter().copied());
             for id in candidates {
-                if let Some(p) = interface_at(id).filter(|p| p.router.as_ref().is_some_and(|r| &r.router_id == router))
-                {
+                let of_router = port_at(id).filter(|p| p.router.as_ref().is_some_and(|r| &r.router_id == router));
+                if let Some(p) = of_router {
                     add(ObjectKind::Port, id, &mut small);
                     routed.insert(p.network_id.clone());
+                }
+            }
+        }
+        // The floating IPs of the local ports.
+        let changed_fips: Vec<&str> =
+            past.keys().filter(|(k, _)| *k == ObjectKind::FloatingIp).map(|(_, id)| *id).collect();
+        for port in &local {
+            let mut candidates: Vec<&str> = self.model.floating_ips_of(port).collect();
+            candidates.extend(changed_fips.iter().copied());
+            for id in candidates {
+                if let Some(Image::FloatingIp(f)) = then(ObjectKind::FloatingIp, id) {
+                    if f.port_id.as_deref() == Some(port.as_str()) {
+                        add(ObjectKind::FloatingIp, id, &mut small);
+                    }
                 }
             }
         }

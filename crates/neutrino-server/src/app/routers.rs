@@ -346,8 +346,21 @@ pub async fn add_interface(
             let cidr: IpNet = subnet.cidr.parse().map_err(|_| ApiError::internal("stored CIDR"))?;
             rules::check_no_overlap(id, &subnet.id, cidr, &existing)?;
             let fixed = vec![FixedIpRequest { subnet_id: Some(subnet.id.clone()), ip_address: Some(gateway) }];
-            create_owned(app, ctx, &mut tx, owned_port(&subnet.network_id, &subnet.project_id, owner, id, Some(fixed)))
-                .await?
+            let mut port = create_owned(
+                app,
+                ctx,
+                &mut tx,
+                owned_port(&subnet.network_id, &subnet.project_id, owner, id, Some(fixed)),
+            )
+            .await?;
+            // The interface is up at once, as OVN's router ports: every host with a port on
+            // the network runs the router (there is no agent to wait for).
+            let expected = port.revision_number;
+            port.status = "ACTIVE".into();
+            port.revision_number = expected + 1;
+            store::update_port_row(&mut tx, &port, expected).await?;
+            store::store_port_body(&mut tx, &port).await?;
+            port
         }
         InterfaceRequest::Port(port_id) | InterfaceRequest::PortOnSubnet { port_id, .. } => {
             authorize_item(ctx, tx.conn(), "port", &port_id, ItemAction::Read).await?;
@@ -380,6 +393,7 @@ pub async fn add_interface(
             let expected = port.revision_number;
             port.device_id = id.to_string();
             port.device_owner = owner.to_string();
+            port.status = "ACTIVE".into();
             port.revision_number = expected + 1;
             port.updated_at = store::now_timestamp();
             store::update_port_row(&mut tx, &port, expected).await?;

@@ -32,6 +32,8 @@ pub async fn list(app: &App, ctx: &OpContext, collection: &str, id: &str) -> Htt
         "subnets" => drop(store::get_subnet(&mut c, id).await?),
         "security_groups" => drop(store::get_group(&mut c, id).await?),
         "subnetpools" => drop(store::get_pool(&mut c, id).await?),
+        "routers" => drop(store::get_router(&mut c, id).await?),
+        "floatingips" => drop(store::get_floatingip(&mut c, id).await?),
         _ => drop(store::get_port(&mut c, id).await?),
     }
     Ok(store::tags_of(&mut c, collection, id).await?)

@@ -208,7 +208,7 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     assert!(bridge_ports(&lab, "h1", &flat_bridge).iter().any(|p| p == PHYSICAL_INTERFACE), "h1 keeps its uplink");
 
     // 7. Distributed routing between two networks (its own module).
-    routing::check(&mut lab, &api).await;
+    routing::check(&mut lab, &api, &flat).await;
 
     drop(lab);
     let _ = std::fs::remove_dir_all(dir);

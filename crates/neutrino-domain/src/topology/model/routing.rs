@@ -12,13 +12,23 @@
 
 use super::{decrement, remove_from, Topology};
 use crate::topology::images::{Image, ObjectChange, ObjectKind, PortImage};
-use neutrino_api::agent::{HostRouter, RouterInterface};
+use neutrino_api::agent::{HostFloatingIp, HostRouter, RouterGateway, RouterInterface};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The router a port is an interface of (not its gateway).
 pub(super) fn interface_router(p: &PortImage) -> Option<&str> {
     p.router.as_ref().filter(|r| !r.gateway).map(|r| r.router_id.as_str())
+}
+
+/// A router port's addresses with their subnets' prefix lengths.
+fn prefixed(p: &PortImage) -> Vec<String> {
+    let cidrs = p.router.as_ref().map(|r| r.cidrs.as_slice()).unwrap_or_default();
+    p.ip_addresses
+        .iter()
+        .zip(cidrs)
+        .filter_map(|(ip, cidr)| Some(format!("{ip}/{}", cidr.split_once('/')?.1)))
+        .collect()
 }
 
 impl Topology {
@@ -30,6 +40,21 @@ impl Topology {
     /// The interface ports of `router`.
     pub fn interfaces_of<'a>(&'a self, router: &str) -> impl Iterator<Item = &'a str> + 'a {
         self.router_ports.get(router).into_iter().flatten().map(String::as_str)
+    }
+
+    /// The gateway port of `router`.
+    pub fn gateway_of(&self, router: &str) -> Option<&str> {
+        self.router_gateways.get(router).and_then(|g| g.first()).map(String::as_str)
+    }
+
+    /// Every port that is a gateway of `router` (one, unless the log is mid-change).
+    pub fn gateways_of<'a>(&'a self, router: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.router_gateways.get(router).into_iter().flatten().map(String::as_str)
+    }
+
+    /// The floating IPs of `port`'s fixed IPs.
+    pub fn floating_ips_of<'a>(&'a self, port: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.port_floating_ips.get(port).into_iter().flatten().map(String::as_str)
     }
 
     /// The segments of `network`.
@@ -57,8 +82,16 @@ impl Topology {
                         hosts.extend(self.router_hosts.get(router).into_iter().flatten().cloned());
                         hosts.extend(self.network_hosts.get(&p.network_id).into_iter().flatten().cloned());
                     }
+                    if let Some(router) = p.router.as_ref().filter(|r| r.gateway) {
+                        hosts.extend(self.router_hosts.get(&router.router_id).into_iter().flatten().cloned());
+                    }
                 }
                 let placement = |p: &PortImage| p.bound().map(|(h, _)| (h.to_string(), p.network_id.clone()));
+                // A port with floating IPs takes them to its new host.
+                let has_fips = self.port_floating_ips.get(&change.id).is_some_and(|f| !f.is_empty());
+                if has_fips && old.map(|p| &p.host) != new.map(|p| &p.host) {
+                    hosts.extend(old.iter().chain(new.iter()).filter(|p| !p.host.is_empty()).map(|p| p.host.clone()));
+                }
                 if old.and_then(placement) != new.and_then(placement) {
                     for p in old.iter().chain(new.iter()) {
                         if self.network_routers.get(&p.network_id).is_some_and(|r| !r.is_empty()) {
@@ -69,12 +102,34 @@ impl Topology {
                     }
                 }
             }
+            ObjectKind::FloatingIp => {
+                let old = self.floating_ips.get(&change.id).and_then(|f| f.port_id.clone());
+                let new = match &change.image {
+                    Some(Image::FloatingIp(f)) => f.port_id.clone(),
+                    _ => None,
+                };
+                for port in old.iter().chain(new.iter()) {
+                    if let Some(p) = self.ports.get(port).filter(|p| !p.host.is_empty()) {
+                        hosts.insert(p.host.clone());
+                    }
+                }
+            }
             ObjectKind::Segment => {
                 let network = self.segments.get(&change.id).map(|s| s.network_id.clone()).or(match &change.image {
                     Some(Image::Segment(s)) => Some(s.network_id.clone()),
                     _ => None,
                 });
-                for router in network.iter().flat_map(|n| self.network_routers.get(n)).flat_map(|r| r.keys()) {
+                // The hosts of the routers with an interface or their gateway on the network
+                // may change the segment they are on there (a segment change is rare: the
+                // gateways are looked through).
+                let Some(network) = network else { return hosts };
+                let mut routers: BTreeSet<&str> = self.routers_on(&network).collect();
+                for (router, ports) in &self.router_gateways {
+                    if ports.iter().any(|p| self.ports.get(p).is_some_and(|p| p.network_id == network)) {
+                        routers.insert(router);
+                    }
+                }
+                for router in routers {
                     hosts.extend(self.router_hosts.get(router).into_iter().flatten().cloned());
                 }
             }
@@ -85,6 +140,13 @@ impl Topology {
 
     /// Keep the router indexes of a port right (before and after its image changes).
     pub(super) fn index_router_port(&mut self, id: &str, p: &PortImage, add: bool) {
+        if let Some(r) = p.router.as_ref().filter(|r| r.gateway) {
+            if add {
+                self.router_gateways.entry(r.router_id.clone()).or_default().insert(id.to_string());
+            } else {
+                remove_from(&mut self.router_gateways, &r.router_id, id);
+            }
+        }
         let Some(router) = interface_router(p) else { return };
         if add {
             self.router_ports.entry(router.to_string()).or_default().insert(id.to_string());
@@ -123,7 +185,8 @@ impl Topology {
         }
         let mut desired: BTreeMap<String, String> = BTreeMap::new();
         for router in &routers {
-            for port in self.router_ports.get(router).into_iter().flatten() {
+            let gateway = self.router_gateways.get(router).and_then(|g| g.first());
+            for port in self.router_ports.get(router).into_iter().flatten().chain(gateway) {
                 let Some(p) = self.ports.get(port) else { continue };
                 if let Some(segment) = self.network_segments.get(&p.network_id).and_then(|s| s.first()) {
                     desired.insert(p.network_id.clone(), segment.clone());
@@ -191,27 +254,53 @@ impl Topology {
     pub(super) fn router_entries(&self, host: &str) -> BTreeMap<String, HostRouter> {
         let mut out = BTreeMap::new();
         for router in self.host_routers.get(host).into_iter().flatten() {
-            out.insert(router.clone(), self.router_entry(router));
+            out.insert(router.clone(), self.router_entry(router, host));
         }
         out
     }
 
-    fn router_entry(&self, router: &str) -> HostRouter {
+    fn router_entry(&self, router: &str, host: &str) -> HostRouter {
         let mut interfaces = BTreeMap::new();
+        let mut floating_ips = BTreeMap::new();
         for port in self.router_ports.get(router).into_iter().flatten() {
             let Some(p) = self.ports.get(port) else { continue };
-            let cidrs = p.router.as_ref().map(|r| r.cidrs.as_slice()).unwrap_or_default();
-            let addresses = p
-                .ip_addresses
-                .iter()
-                .zip(cidrs)
-                .filter_map(|(ip, cidr)| Some(format!("{ip}/{}", cidr.split_once('/')?.1)))
-                .collect();
             interfaces.insert(
                 port.clone(),
-                RouterInterface { network_id: p.network_id.clone(), mac_address: p.mac_address.clone(), addresses },
+                RouterInterface {
+                    network_id: p.network_id.clone(),
+                    mac_address: p.mac_address.clone(),
+                    addresses: prefixed(p),
+                },
             );
         }
-        HostRouter { interfaces }
+        // The floating IPs of this host's ports through this router.
+        for port in self.ports_on_host.get(host).into_iter().flatten() {
+            for id in self.port_floating_ips.get(port).into_iter().flatten() {
+                let Some(f) = self.floating_ips.get(id) else { continue };
+                if f.router_id.as_deref() != Some(router) {
+                    continue;
+                }
+                let Some(fixed) = f.fixed_ip_address.clone() else { continue };
+                floating_ips.insert(
+                    id.clone(),
+                    HostFloatingIp {
+                        floating_ip_address: f.floating_ip_address.clone(),
+                        fixed_ip_address: fixed,
+                        port_id: port.clone(),
+                    },
+                );
+            }
+        }
+        let gateway = self.gateway_of(router).and_then(|id| {
+            let p = self.ports.get(id)?;
+            let next_hops = p.router.as_ref()?.gateways.iter().filter(|g| !g.is_empty()).cloned().collect();
+            Some(RouterGateway {
+                port_id: id.to_string(),
+                network_id: p.network_id.clone(),
+                addresses: prefixed(p),
+                next_hops,
+            })
+        });
+        HostRouter { interfaces, gateway, floating_ips }
     }
 }

@@ -5,7 +5,7 @@ use super::*;
 /// Neutron's default limits, as `GET /v2.0/quotas/{project}` shows them.
 fn neutron_defaults() -> Value {
     json!({"network": 100, "subnet": 100, "port": 500, "subnetpool": -1, "security_group": 10,
-           "security_group_rule": 100, "rbac_policy": 10})
+           "security_group_rule": 100, "rbac_policy": 10, "router": 10, "floatingip": 50, "router_route": 30})
 }
 
 async fn set_quota(s: &TestServer, project: &str, quota: Value) -> Result<Value, neutrino_lab::ApiError> {
@@ -66,7 +66,7 @@ on_both_backends!(quota_api_shows_changes_and_resets_limits, default_config(), |
         ),
         (json!({"port": "ten"}), "InvalidInput", "Invalid input for operation: 'ten' is not an integer."),
         (json!({"network": 1.5}), "InvalidInput", "Invalid input for operation: '1.5' is not an integer."),
-        (json!({"router": 1}), "HTTPBadRequest", "Unrecognized attribute(s) 'router'"),
+        (json!({"loadbalancer": 1}), "HTTPBadRequest", "Unrecognized attribute(s) 'loadbalancer'"),
         (
             json!({"network": 3, "force": "maybe"}),
             "InvalidInput",
@@ -90,7 +90,7 @@ on_both_backends!(quota_api_shows_changes_and_resets_limits, default_config(), |
     assert_eq!(details["quota"]["network"], json!({"limit": 5, "used": 2, "reserved": 0}));
     assert_eq!(details["quota"]["port"], json!({"limit": 7, "used": 0, "reserved": 0}));
     assert_eq!(details["quota"]["rbac_policy"], json!({"limit": 10, "used": 0, "reserved": 0}));
-    assert_eq!(details["quota"].as_object().unwrap().len(), 7);
+    assert_eq!(details["quota"].as_object().unwrap().len(), 10);
 
     // A limit below the usage is refused unless forced (quota-check-limit-default).
     let (status, kind, message) = error_of(set_quota(&s, "p1", json!({"network": 1})).await);

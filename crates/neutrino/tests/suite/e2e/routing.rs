@@ -22,18 +22,20 @@ async fn boot(
     vm
 }
 
-pub async fn check(lab: &mut Lab, api: &ApiClient) {
+/// `external`: a flat network on the provider network, made the router's external network.
+pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value) {
     let group = api.post("/v2.0/security-groups", json!({"security_group": {"name": "e2e-routing"}})).await.unwrap();
     let group = group["security_group"]["id"].as_str().unwrap().to_string();
-    for ethertype in ["IPv4"] {
+    for (protocol, port) in [("icmp", None), ("tcp", Some(8080))] {
         let rule = json!({"security_group_rule": {"security_group_id": group, "direction": "ingress",
-                                                   "ethertype": ethertype, "protocol": "icmp"}});
+                                                   "ethertype": "IPv4", "protocol": protocol,
+                                                   "port_range_min": port, "port_range_max": port}});
         api.post("/v2.0/security-group-rules", rule).await.unwrap();
     }
     let net_a = api.create_network("e2e-routed-a").await.unwrap();
     let net_b = api.create_network("e2e-routed-b").await.unwrap();
-    let sub_a = api.create_subnet(net_a["id"].as_str().unwrap(), "198.51.100.0/24").await.unwrap();
-    let sub_b = api.create_subnet(net_b["id"].as_str().unwrap(), "203.0.113.0/24").await.unwrap();
+    let sub_a = api.create_subnet(net_a["id"].as_str().unwrap(), "198.51.100.0/25").await.unwrap();
+    let sub_b = api.create_subnet(net_b["id"].as_str().unwrap(), "198.51.100.128/25").await.unwrap();
     let router = api.post("/v2.0/routers", json!({"router": {"name": "e2e"}})).await.unwrap();
     let router_id = router["router"]["id"].as_str().unwrap().to_string();
     let mut gateway_macs = Vec::new();
@@ -46,8 +48,8 @@ pub async fn check(lab: &mut Lab, api: &ApiClient) {
         gateway_macs.push(port["port"]["mac_address"].as_str().unwrap().to_string());
     }
     let a1 = boot(lab, api, &net_a, "vm21", "h1", &group, "198.51.100.1").await;
-    let b2 = boot(lab, api, &net_b, "vm22", "h2", &group, "203.0.113.1").await;
-    let b1 = boot(lab, api, &net_b, "vm23", "h1", &group, "203.0.113.1").await;
+    let b2 = boot(lab, api, &net_b, "vm22", "h2", &group, "198.51.100.129").await;
+    let b1 = boot(lab, api, &net_b, "vm23", "h1", &group, "198.51.100.129").await;
 
     // Both hosts run the router, with both gateways.
     // `<p>h1-qrouter-<id>`: the lab's names are its prefix and these.
@@ -56,7 +58,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient) {
         let ns = router_ns(host);
         let wired = wait_for(|| {
             let out = lab.exec(&ns, &["ip", "-o", "addr", "show"]).unwrap_or_default();
-            out.contains("198.51.100.1/24") && out.contains("203.0.113.1/24")
+            out.contains("198.51.100.1/25") && out.contains("198.51.100.129/25")
         })
         .await;
         assert!(wired, "{host} runs the router with both gateways\n{}", lab.log_tail(&format!("agent-{host}"), 30));
@@ -90,13 +92,79 @@ pub async fn check(lab: &mut Lab, api: &ApiClient) {
         }
     }
 
+    // A floating IP: the router's gateway on the external network, the floating IP of vm21
+    // answered on h1 (vm21's host), DNAT in and SNAT out.
+    let ext_id = external["id"].as_str().unwrap().to_string();
+    api.put(&format!("/v2.0/networks/{ext_id}"), json!({"network": {"router:external": true}})).await.unwrap();
+    lab.add_external_host("vm90", "203.0.113.1/24").expect("the internet host");
+    api.put(
+        &format!("/v2.0/routers/{router_id}"),
+        json!({"router": {"external_gateway_info": {"network_id": ext_id}}}),
+    )
+    .await
+    .unwrap();
+    let fip = api
+        .post("/v2.0/floatingips", json!({"floatingip": {"floating_network_id": ext_id, "port_id": a1.port_id}}))
+        .await
+        .unwrap();
+    let fip_id = fip["floatingip"]["id"].as_str().unwrap().to_string();
+    let address = fip["floatingip"]["floating_ip_address"].as_str().unwrap().to_string();
+    let reachable = wait_for(|| lab.ping("vm90", &address, 1)).await;
+    assert!(
+        reachable,
+        "the internet reaches vm21 at {address}\n{}\n{}",
+        lab.log_tail("agent-h1", 30),
+        lab.exec(&router_ns("h1"), &["ip", "-o", "addr", "show"]).unwrap_or_default()
+    );
+    // TCP too, and vm21's own traffic leaves as the floating IP.
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.netns("vm21"), "nc", "-l", "-p", "8080"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let tcp = lab.exec("vm90", &["nc", "-z", "-w", "3", &address, "8080"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(tcp.is_ok(), "TCP from the internet to {address}:8080 reaches vm21: {tcp:?}");
+    let capture = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.netns("vm90"),
+            "timeout",
+            "5",
+            "tcpdump",
+            "-n",
+            "-l",
+            "-c",
+            "1",
+            "-i",
+            "eth0",
+            "icmp[icmptype] == icmp-echo",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(lab.ping("vm21", "203.0.113.1", 2), "vm21 reaches the internet");
+    let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string();
+    assert!(seen.contains(&format!("{address} > 203.0.113.1")), "the internet sees vm21 as {address}: {seen}");
+    // Dissociated: unreachable at once (and the mapping is not kept by conntrack).
+    api.put(&format!("/v2.0/floatingips/{fip_id}"), json!({"floatingip": {"port_id": null}})).await.unwrap();
+    let gone = wait_for(|| !lab.ping("vm90", &address, 1)).await;
+    assert!(gone, "{address} stops answering once dissociated");
+    api.delete(&format!("/v2.0/floatingips/{fip_id}")).await.unwrap();
+    api.put(&format!("/v2.0/routers/{router_id}"), json!({"router": {"external_gateway_info": null}})).await.unwrap();
+
     // The interface goes: both hosts drop B from the router; the router goes: its
     // namespaces go.
     api.put(&format!("/v2.0/routers/{router_id}/remove_router_interface"), json!({"subnet_id": sub_b["id"]}))
         .await
         .unwrap();
     let unrouted = wait_for(|| {
-        !lab.exec(&router_ns("h1"), &["ip", "-o", "addr", "show"]).unwrap_or_default().contains("203.0.113.1/24")
+        !lab.exec(&router_ns("h1"), &["ip", "-o", "addr", "show"]).unwrap_or_default().contains("198.51.100.129/25")
     })
     .await;
     assert!(unrouted, "h1's router lost its leg on B");
