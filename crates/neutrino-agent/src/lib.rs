@@ -90,6 +90,14 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     let (view_tx, view_rx) = watch::channel::<View>(None);
 
     register_until_accepted(&client, &registration).await;
+    // The host's routing role, as Neutron's L3 agent rows show it: routers and floating IPs
+    // of its own VMs (`dvr`).
+    let routing = AgentRegistration {
+        agent_type: neutrino_api::agent::AGENT_TYPE_L3.into(),
+        configurations: AgentConfigurations { agent_mode: Some("dvr".into()), ..Default::default() },
+        ..registration.clone()
+    };
+    register_until_accepted(&client, &routing).await;
     let mut reconcilers: Vec<Box<dyn Reconciler<D>>> = Vec::new();
     if config.firewall {
         reconcilers.push(Box::new(reconcilers::firewall::FirewallReconciler::new()));
@@ -98,6 +106,7 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     reconcilers.push(Box::new(reconcilers::routing::RoutingReconciler::new(&config.host)));
     let mut tasks = vec![
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
+        tokio::spawn(heartbeat(client.clone(), routing, config.report_interval)),
         tokio::spawn(supervise_stream(client.clone(), config.host.clone(), view_tx, metrics.clone())),
         tokio::spawn(
             ReconcileLoop {

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub const AGENT_TYPE_LINUXBRIDGE: &str = "Linux bridge agent";
 pub const AGENT_TYPE_OVS: &str = "Open vSwitch agent";
+/// The routing role of a host (its row in `/v2.0/agents`, with `agent_mode`).
+pub const AGENT_TYPE_L3: &str = "L3 agent";
 
 /// The stream protocol version this build speaks. Version 1 had no `since` and no
 /// per-revision updates; version 2 adds both, and keeps version 1's message shapes.
@@ -65,6 +67,9 @@ pub struct AgentConfigurations {
     /// kernel without 802.1Q). Ports on such segments are not bound here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unsupported_network_types: BTreeMap<String, String>,
+    /// L3: Neutron's `agent_mode` (`dvr`: routing and floating IPs for the host's own VMs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_mode: Option<String>,
 }
 
 pub fn default_availability_zone() -> String {

@@ -113,7 +113,10 @@ pub fn compile_l2(state: &HostState, local_vtep: IpAddr, host: &HostCapabilities
     let mut unwired: BTreeMap<String, String> = BTreeMap::new();
     let mut by_network: BTreeMap<&str, String> = BTreeMap::new();
     for (net_id, net) in &state.networks {
-        let routed = state.routers.values().flat_map(|r| r.interfaces.values()).any(|i| &i.network_id == net_id);
+        let routed = state.routers.values().any(|r| {
+            r.interfaces.values().any(|i| &i.network_id == net_id)
+                || r.gateway.as_ref().is_some_and(|g| &g.network_id == net_id)
+        });
         if !routed && !state.local_ports.values().any(|p| &p.network_id == net_id) {
             continue;
         }
@@ -199,6 +202,37 @@ mod tests {
             },
         );
         s
+    }
+
+    #[test]
+    fn the_networks_of_routers_the_host_runs_are_wired_without_local_ports() {
+        use neutrino_api::agent::{HostRouter, RouterGateway, RouterInterface};
+        let mut s = state();
+        s.local_ports.clear();
+        let mut router = HostRouter::default();
+        router.interfaces.insert(
+            "qr".into(),
+            RouterInterface {
+                network_id: "net-aaaaaaaaaaaa".into(),
+                mac_address: "fa:16:3e:00:00:09".into(),
+                addresses: vec![],
+            },
+        );
+        s.routers.insert("r".into(), router.clone());
+        let intent = compile_l2(&s, VTEP.parse().unwrap(), &HostCapabilities::default());
+        assert!(intent.networks.contains_key("brqnet-aaaaaaa"), "an interface's network is wired");
+        router.interfaces.clear();
+        router.gateway = Some(RouterGateway {
+            port_id: "qg".into(),
+            network_id: "net-aaaaaaaaaaaa".into(),
+            addresses: vec![],
+            next_hops: vec![],
+        });
+        s.routers.insert("r".into(), router);
+        let intent = compile_l2(&s, VTEP.parse().unwrap(), &HostCapabilities::default());
+        assert!(intent.networks.contains_key("brqnet-aaaaaaa"), "the gateway's network is wired");
+        s.routers.clear();
+        assert!(compile_l2(&s, VTEP.parse().unwrap(), &HostCapabilities::default()).networks.is_empty());
     }
 
     #[test]
