@@ -404,7 +404,9 @@ pub struct FloatingIp {
     pub status: String,
     pub description: String,
     pub port_details: Option<FloatingIpPortDetails>,
-    pub port_forwardings: Vec<PortForwarding>,
+    pub port_forwardings: Vec<FipPortForwarding>,
+    /// Shown (null) as by networks and ports; QoS policies are not built.
+    pub qos_policy_id: Option<String>,
     /// DNS integration only.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub dns_name: Option<String>,
@@ -414,6 +416,41 @@ pub struct FloatingIp {
     pub created_at: String,
     pub updated_at: String,
     pub revision_number: u64,
+}
+
+/// A port forwarding as its floating IP shows it (`expose-port-forwarding-in-fip`, with
+/// `floating-ip-port-forwarding-detail`'s `id` and `internal_port_id`): single ports, or the
+/// ranges of a range forwarding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FipPortForwarding {
+    pub id: String,
+    pub protocol: String,
+    pub internal_ip_address: String,
+    pub internal_port_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_port: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_port: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_port_range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_port_range: Option<String>,
+}
+
+impl From<&PortForwarding> for FipPortForwarding {
+    fn from(pf: &PortForwarding) -> Self {
+        let single = pf.internal_port.is_some();
+        FipPortForwarding {
+            id: pf.id.clone(),
+            protocol: pf.protocol.clone(),
+            internal_ip_address: pf.internal_ip_address.clone(),
+            internal_port_id: pf.internal_port_id.clone(),
+            internal_port: pf.internal_port,
+            external_port: pf.external_port,
+            internal_port_range: (!single).then(|| pf.internal_port_range.clone()),
+            external_port_range: (!single).then(|| pf.external_port_range.clone()),
+        }
+    }
 }
 
 /// What a floating IP shows of its port (`fip-port-details`).

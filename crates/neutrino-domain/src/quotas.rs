@@ -214,7 +214,10 @@ mod tests {
                 ("subnetpool", -1),
                 ("security_group", 10),
                 ("security_group_rule", 100),
-                ("rbac_policy", 10)
+                ("rbac_policy", 10),
+                ("router", 10),
+                ("floatingip", 50),
+                ("router_route", 30)
             ]
         );
         assert!(d.validate().is_ok());

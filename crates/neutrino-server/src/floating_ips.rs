@@ -28,6 +28,7 @@ pub fn routes() -> Router<App> {
             "/v2.0/floatingips/{id}/port_forwardings/{pf}",
             get(show_forwarding).put(update_forwarding).delete(delete_forwarding),
         )
+        .route("/v2.0/floatingip-pools", get(pools))
         .route("/v2.0/floatingip_pools", get(pools))
 }
 
@@ -101,9 +102,11 @@ async fn update(
     body: Bytes,
 ) -> HttpResult<Response> {
     let attrs = parse_body(&body, &resources::FLOATINGIP)?;
+    // An empty update clears the association (a floating IP had no other attributes once).
+    let blank = attrs.given().is_empty();
     let request = UpdateFloatingIp {
         given: attrs.given().clone(),
-        port_id: attrs.nullable_uuid("port_id")?,
+        port_id: if blank { Some(None) } else { attrs.nullable_uuid("port_id")? },
         fixed_ip_address: address(&attrs, "fixed_ip_address")?,
         description: attrs.string("description", 255)?,
         if_revision: if_match_revision(&headers)?,

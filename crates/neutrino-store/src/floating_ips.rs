@@ -56,6 +56,7 @@ fn decode(row: &AnyRow) -> Result<FloatingIpRow> {
             description: text(row, "description")?,
             port_details: None,
             port_forwardings: Vec::new(),
+            qos_policy_id: None,
             dns_name: Some(dns_name),
             dns_domain: Some(dns_domain),
             tags: Vec::new(),
@@ -127,7 +128,7 @@ async fn attach(c: &mut AnyConnection, fips: &mut [FloatingIp]) -> Result<()> {
     }
     for f in fips {
         f.tags = tags.remove(&f.id).unwrap_or_default();
-        f.port_forwardings = forwardings.remove(&f.id).unwrap_or_default();
+        f.port_forwardings = forwardings.remove(&f.id).unwrap_or_default().iter().map(Into::into).collect();
         f.port_details = f.port_id.as_ref().and_then(|p| details.get(p).cloned());
     }
     Ok(())

@@ -105,6 +105,7 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreateFloating
         description: req.description,
         port_details: None,
         port_forwardings: Vec::new(),
+        qos_policy_id: None,
         dns_name: req.dns_name,
         dns_domain: req.dns_domain,
         tags: req.tags,
@@ -117,7 +118,16 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreateFloating
     }
     store::insert_floatingip(tx, &fip, &port.id).await.map_err(|e| already_associated(e, &fip))?;
     store::insert_initial_tags(tx, "floatingips", &id, &fip.tags).await?;
-    Ok(store::get_floatingip(tx.conn(), &id).await?)
+    Ok(finish(app, store::get_floatingip(tx.conn(), &id).await?))
+}
+
+/// As the API shows it: `dns_name` and `dns_domain` only with DNS integration.
+fn finish(app: &App, mut fip: FloatingIp) -> FloatingIp {
+    if app.config.dns_domain.is_none() {
+        fip.dns_name = None;
+        fip.dns_domain = None;
+    }
+    fip
 }
 
 /// A fixed IP that has a floating IP already (the unique key) is Neutron's 409.
@@ -155,7 +165,10 @@ async fn associate(
         Err(e) => return Err(e.into()),
     };
     if !ctx.is_admin && port.project_id != fip.project_id {
-        return Err(not_found());
+        return Err(bad_fip(format!(
+            "Port {port_id} is associated with a different tenant than Floating IP {} and therefore cannot be bound",
+            fip.id
+        )));
     }
     authorize_item(ctx, tx.conn(), "port", port_id, ItemAction::Read).await?;
     let v4: Vec<&neutrino_api::resources::FixedIp> =
@@ -214,13 +227,14 @@ async fn associate(
 
 pub async fn list(app: &App, ctx: &OpContext, filters: &[Filter], page: &Page) -> HttpResult<Vec<FloatingIp>> {
     let mut c = app.store.reader().await?;
-    Ok(store::list_floatingips(&mut c, filters, page, &ctx.visibility()).await?)
+    let fips = store::list_floatingips(&mut c, filters, page, &ctx.visibility()).await?;
+    Ok(fips.into_iter().map(|f| finish(app, f)).collect())
 }
 
 pub async fn show(app: &App, ctx: &OpContext, id: &str) -> HttpResult<FloatingIp> {
     let mut c = app.store.reader().await?;
     authorize_item(ctx, &mut c, "floatingip", id, ItemAction::Read).await?;
-    Ok(store::get_floatingip(&mut c, id).await?)
+    Ok(finish(app, store::get_floatingip(&mut c, id).await?))
 }
 
 pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateFloatingIp) -> HttpResult<FloatingIp> {
@@ -261,7 +275,7 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateFloatingIp)
     store::update_floatingip(&mut tx, &fip, expected).await.map_err(|e| already_associated(e, &fip))?;
     let fip = store::get_floatingip(tx.conn(), id).await?;
     tx.commit().await?;
-    Ok(fip)
+    Ok(finish(app, fip))
 }
 
 pub async fn delete(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()> {
@@ -269,6 +283,12 @@ pub async fn delete(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()> {
     authorize_item(ctx, tx.conn(), "floatingip", id, ItemAction::Delete).await?;
     store::lock_floatingip(&mut tx, id).await?;
     let row = store::get_floatingip_row(tx.conn(), id).await?;
+    if !row.fip.port_forwardings.is_empty() {
+        return Err(HttpError(ApiError::conflict(
+            "FipInUseByPortForwarding",
+            format!("Floating IP {id} is in use by Port Forwarding resources."),
+        )));
+    }
     store::delete_floatingip_row(&mut tx, id).await?;
     store::delete_port(&mut tx, &row.floating_port_id).await?;
     tx.commit().await?;
@@ -360,6 +380,16 @@ pub async fn put_forwarding(
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(other) = store::floatingips_where(tx.conn(), "fixed_port_id", &port.id).await?.first() {
+        return Err(HttpError(ApiError::conflict(
+            "PortHasBindingFloatingIP",
+            format!(
+                "Cannot create port forwarding to floating IP {} ({fip_id}) with port {} using fixed IP {}, as that \
+                 port already has a binding floating IP {other}.",
+                fip.floating_ip_address, port.id, row.internal_ip_address
+            ),
+        )));
+    }
     if !port.fixed_ips.iter().any(|f| f.ip_address == row.internal_ip_address) {
         return Err(HttpError(ApiError::bad_request(format!(
             "Bad port_forwarding request: The Internal IP Address {} does not belong to port {}.",

@@ -196,6 +196,7 @@ async fn set_gateway(
         }
         Err(e) => return Err(e.into()),
     };
+    authorize_item(ctx, tx.conn(), "network", &network.id, ItemAction::Read).await?;
     if !network.router_external {
         return Err(bad_router(format!("Network {} is not an external network", gw.network_id)));
     }
@@ -236,9 +237,7 @@ async fn set_gateway(
         owned_port(&gw.network_id, "", DEVICE_OWNER_ROUTER_GW, &router.id, gw.external_fixed_ips.clone()),
     )
     .await?;
-    if port.fixed_ips.is_empty() {
-        return Err(bad_router(format!("No IPs available for external network {}", gw.network_id)));
-    }
+    // A gateway without addresses (an external network without subnets) is Neutron's too.
     store::set_router_gateway(tx, &router.id, Some(&port.id), enable_snat).await?;
     store::bump_router(tx, &router.id).await?;
     Ok(())

@@ -1,11 +1,13 @@
 //! `neutrino bench`: API throughput and latency, list time, and port activation time; the
 //! fan-out of host state to many hosts (`--fanout`); an agent restart with many local ports
-//! (`--agent-restart`); one host's security group firewall (`--firewall`). It prints figures;
+//! (`--agent-restart`); one host's security group firewall (`--firewall`); distributed routing
+//! and floating IPs (`--routing`). It prints figures;
 //! it passes or fails nothing.
 
 mod agent_restart;
 mod fanout;
 mod firewall;
+mod routing;
 mod sg_latency;
 
 use neutrino_lab::{check_tools, ApiClient, Lab, LabConfig};
@@ -73,6 +75,13 @@ pub struct BenchArgs {
     /// Time from a security group rule's create reply to the traffic it allows (root; lab).
     #[arg(long)]
     sg_latency: bool,
+    /// Distributed routing (root; lab): a floating IP's associate → reachable latency, and
+    /// routed beside bridged TCP throughput.
+    #[arg(long)]
+    routing: bool,
+    /// Associations timed by `--routing`.
+    #[arg(long, default_value_t = 50)]
+    fip_rounds: usize,
 }
 
 /// A two-host lab for a benchmark (root), in a work directory named after it; run `measure`
@@ -126,6 +135,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if args.sg_latency {
         return sg_latency::run(args.database.clone()).await;
+    }
+    if args.routing {
+        return routing::run(args.fip_rounds, args.database.clone()).await;
     }
     if args.firewall {
         return firewall::run(args.firewall_ports, args.firewall_members);

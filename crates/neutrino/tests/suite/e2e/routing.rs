@@ -151,6 +151,20 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     assert!(lab.ping("vm21", "203.0.113.1", 2), "vm21 reaches the internet");
     let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string();
     assert!(seen.contains(&format!("{address} > 203.0.113.1")), "the internet sees vm21 as {address}: {seen}");
+    // Restarting vm21's agent during a continuous ping through the floating IP loses nothing:
+    // the router's namespace, legs and NAT stay as they are, and the new agent finds them right.
+    let router_index = lab.exec(&router_ns("h1"), &["ip", "-o", "link", "show"]).unwrap_or_default();
+    let ping = lab.start_ping("vm90", &address, 200, 20).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    lab.kill_agent("h1");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lab.start_agent("h1").unwrap();
+    let (sent, received) = ping.finish().unwrap();
+    eprintln!("ping through a floating IP across an agent restart: {received}/{sent}");
+    assert_eq!((sent, received), (200, 200), "no packet lost through the floating IP while h1's agent restarted");
+    let after = lab.exec(&router_ns("h1"), &["ip", "-o", "link", "show"]).unwrap_or_default();
+    assert_eq!(router_index, after, "the router's legs were not recreated");
+
     // Dissociated: unreachable at once (and the mapping is not kept by conntrack).
     api.put(&format!("/v2.0/floatingips/{fip_id}"), json!({"floatingip": {"port_id": null}})).await.unwrap();
     let gone = wait_for(|| !lab.ping("vm90", &address, 1)).await;
