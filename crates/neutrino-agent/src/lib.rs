@@ -51,6 +51,9 @@ pub struct AgentConfig {
     /// `[agent] namespace_prefix`: put before the names of the namespaces the agent makes
     /// (`qrouter-<id>`), so several agents on one machine (a lab) keep theirs apart.
     pub namespace_prefix: String,
+    /// `[agent] distributed_snat`: VMs of this host without a floating IP reach external
+    /// networks through this host's own address there (no gateway host in the path).
+    pub distributed_snat: bool,
 }
 
 /// The host's view as the follower last published it.
@@ -94,7 +97,10 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     // of its own VMs (`dvr`).
     let routing = AgentRegistration {
         agent_type: neutrino_api::agent::AGENT_TYPE_L3.into(),
-        configurations: AgentConfigurations { agent_mode: Some("dvr".into()), ..Default::default() },
+        configurations: AgentConfigurations {
+            agent_mode: Some(if config.distributed_snat { "dvr_distributed_snat" } else { "dvr" }.into()),
+            ..Default::default()
+        },
         ..registration.clone()
     };
     register_until_accepted(&client, &routing).await;
@@ -103,7 +109,8 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         reconcilers.push(Box::new(reconcilers::firewall::FirewallReconciler::new()));
     }
     reconcilers.push(Box::new(L2Reconciler::new(config.local_ip, host)));
-    reconcilers.push(Box::new(reconcilers::routing::RoutingReconciler::new(&config.host)));
+    let snat = config.distributed_snat.then(|| client.clone());
+    reconcilers.push(Box::new(reconcilers::routing::RoutingReconciler::new(&config.host, snat)));
     let mut tasks = vec![
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
         tokio::spawn(heartbeat(client.clone(), routing, config.report_interval)),

@@ -245,6 +245,10 @@ pub struct RouterGateway {
     /// The gateway IPs of the external subnets, the routers' next hops.
     #[serde(default)]
     pub next_hops: Vec<String>,
+    /// `enable_snat`: VMs without a floating IP reach the external network, seen as an
+    /// address of the router's.
+    #[serde(default)]
+    pub enable_snat: bool,
 }
 
 /// A floating IP of a local port.

@@ -227,6 +227,7 @@ mod tests {
             network_id: "net-aaaaaaaaaaaa".into(),
             addresses: vec![],
             next_hops: vec![],
+            enable_snat: true,
         });
         s.routers.insert("r".into(), router);
         let intent = compile_l2(&s, VTEP.parse().unwrap(), &HostCapabilities::default());

@@ -11,6 +11,8 @@ pub const DEVICE_OWNER_HA_INTF: &str = "network:ha_router_replicated_interface";
 pub const DEVICE_OWNER_ROUTER_GW: &str = "network:router_gateway";
 pub const DEVICE_OWNER_FLOATINGIP: &str = "network:floatingip";
 pub const DEVICE_OWNER_ROUTER_SNAT: &str = "network:router_centralized_snat";
+/// A host's own address on an external network (its `device_id` is the host).
+pub const DEVICE_OWNER_AGENT_GW: &str = "network:floatingip_agent_gateway";
 
 /// The owners of a router's interface ports.
 pub const ROUTER_INTERFACE_OWNERS: [&str; 3] =

@@ -270,7 +270,7 @@ impl Lab {
     /// Start (or restart) the agent of `host` inside its namespace.
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
         let conf = format!(
-            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
+            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\ndistributed_snat = true\n[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
             self.host_id(host),
             self.server_url(),
             self.host_ns(host),

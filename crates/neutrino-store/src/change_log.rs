@@ -245,6 +245,15 @@ async fn read_images(
             let mut addresses: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut cidrs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+            let mut snat: BTreeSet<String> = BTreeSet::new();
+            if !rows.is_empty() {
+                let sql = format!("SELECT gw_port_id, enable_snat FROM routers WHERE gw_port_id IN ({list})");
+                for r in rows_for(c, &sql, ids).await? {
+                    if crate::rows::boolean(&r, "enable_snat")? {
+                        snat.insert(text(&r, "gw_port_id")?);
+                    }
+                }
+            }
             if !rows.is_empty() {
                 let sql = format!(
                     "SELECT port_id, security_group_id FROM port_security_groups WHERE port_id IN ({list}) \
@@ -280,7 +289,12 @@ async fn read_images(
                     port_security_enabled: crate::rows::boolean(r, "port_security_enabled")?,
                     security_groups: groups.remove(&id).unwrap_or_default(),
                     allowed_address_pairs: serde_json::from_str(&text(r, "allowed_address_pairs")?)?,
-                    router: router_of(&text(r, "device_owner")?, &text(r, "device_id")?, cidrs.remove(&id)),
+                    router: router_of(
+                        &text(r, "device_owner")?,
+                        &text(r, "device_id")?,
+                        cidrs.remove(&id),
+                        snat.contains(&id),
+                    ),
                 };
                 out.insert(id, Image::Port(Arc::new(image)));
             }
@@ -291,7 +305,12 @@ async fn read_images(
 
 /// What a port's image says of the router it belongs to: its interfaces (with their subnets'
 /// CIDRs, in the order of the port's addresses) and gateways.
-fn router_of(owner: &str, device_id: &str, subnets: Option<Vec<(String, String)>>) -> Option<RouterPortImage> {
+fn router_of(
+    owner: &str,
+    device_id: &str,
+    subnets: Option<Vec<(String, String)>>,
+    snat: bool,
+) -> Option<RouterPortImage> {
     use neutrino_domain::routers::{DEVICE_OWNER_ROUTER_GW, ROUTER_INTERFACE_OWNERS};
     let gateway = owner == DEVICE_OWNER_ROUTER_GW;
     let (cidrs, gateways): (Vec<String>, Vec<String>) = subnets.unwrap_or_default().into_iter().unzip();
@@ -300,6 +319,7 @@ fn router_of(owner: &str, device_id: &str, subnets: Option<Vec<(String, String)>
         gateway,
         cidrs,
         gateways: if gateway { gateways } else { Vec::new() },
+        snat: gateway && snat,
     })
 }
 

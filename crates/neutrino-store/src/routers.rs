@@ -251,6 +251,10 @@ pub async fn router_gateway(c: &mut AnyConnection, id: &str) -> Result<(Option<S
 }
 
 pub async fn set_router_gateway(tx: &mut Tx, id: &str, gw_port_id: Option<&str>, enable_snat: bool) -> Result<()> {
+    // The gateway port's image says whether the router SNATs.
+    if let Some(port) = gw_port_id {
+        tx.touch(neutrino_domain::topology::ObjectKind::Port, port);
+    }
     sqlx::query("UPDATE routers SET gw_port_id = $1, enable_snat = $2 WHERE id = $3")
         .bind(gw_port_id.map(str::to_string))
         .bind(enable_snat)
@@ -312,6 +316,17 @@ pub async fn router_port_holding(c: &mut AnyConnection, subnet_id: &str, address
         Some(r) if neutrino_domain::routers::is_router_owned(&text(&r, "device_owner")?) => Ok(Some(text(&r, "id")?)),
         _ => Ok(None),
     }
+}
+
+/// The port holding `host`'s own address on the external network `network_id`, if any.
+pub async fn host_gateway_port(c: &mut AnyConnection, network_id: &str, host: &str) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT id FROM ports WHERE network_id = $1 AND device_id = $2 AND device_owner = $3")
+        .bind(network_id.to_string())
+        .bind(host.to_string())
+        .bind(neutrino_domain::routers::DEVICE_OWNER_AGENT_GW.to_string())
+        .fetch_optional(&mut *c)
+        .await?;
+    row.map(|r| text(&r, "id")).transpose()
 }
 
 /// Delete the router row, its routes and tags (its ports are gone already).

@@ -26,7 +26,14 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0018_address_groups", ADDRESS_GROUPS),
     ("0019_default_security_group_rules", DEFAULT_SECURITY_GROUP_RULES),
     ("0020_routers", ROUTERS),
+    ("0021_host_gateway_ports", HOST_GATEWAY_PORTS),
 ];
+
+/// One external address per host and external network for distributed SNAT (DVR's
+/// `floatingip_agent_gateway` ports, whose `device_id` is the host): concurrent requests of one
+/// host meet this key.
+const HOST_GATEWAY_PORTS: &str = "CREATE UNIQUE INDEX ports_host_gateway ON ports (network_id, device_id) \
+    WHERE device_owner = 'network:floatingip_agent_gateway'";
 
 /// Routers (their interfaces and gateway are ports whose `device_id` is the router), their
 /// extra routes, floating IPs and port forwardings. A fixed IP has at most one floating IP, and

@@ -75,6 +75,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "availability_zone",
             "metrics_listen",
             "namespace_prefix",
+            "distributed_snat",
         ],
     ),
     ("neutrino", &["change_log_keep_revisions"]),
@@ -375,6 +376,7 @@ impl Options {
                 }
             },
             namespace_prefix: self.get("agent", "namespace_prefix").unwrap_or_default().to_string(),
+            distributed_snat: matches!(self.get("agent", "distributed_snat"), Some("true" | "True" | "1" | "yes")),
             firewall: match self.get("securitygroup", "firewall_driver").unwrap_or("nftables") {
                 "nftables" | "iptables" | "iptables_hybrid" | "openvswitch" => {
                     !matches!(self.get("securitygroup", "enable_security_group"), Some("false" | "False" | "0"))

@@ -31,11 +31,44 @@ pub struct RoutingReconciler {
     host: String,
     /// The rewrite tables applied, per router (what the last pass left).
     applied: BTreeMap<String, Value>,
+    /// With distributed SNAT: where this host's own external addresses come from.
+    snat: Option<crate::client::ServerClient>,
+    /// This host's own address on each external network (the server keeps it).
+    snat_addresses: BTreeMap<String, std::net::IpAddr>,
 }
 
 impl RoutingReconciler {
-    pub fn new(host: &str) -> RoutingReconciler {
-        RoutingReconciler { host: host.to_string(), applied: BTreeMap::new() }
+    /// `snat`: the server to ask for this host's external addresses, for distributed SNAT.
+    pub fn new(host: &str, snat: Option<crate::client::ServerClient>) -> RoutingReconciler {
+        RoutingReconciler { host: host.to_string(), applied: BTreeMap::new(), snat, snat_addresses: BTreeMap::new() }
+    }
+
+    /// This host's own address on the router's external network, when the router SNATs and
+    /// this host does distributed SNAT.
+    async fn snat_address(&mut self, router: &HostRouter, outcome: &mut PassOutcome) -> Option<std::net::IpAddr> {
+        let gateway = router.gateway.as_ref().filter(|g| g.enable_snat)?;
+        let client = self.snat.as_ref()?;
+        if let Some(address) = self.snat_addresses.get(&gateway.network_id) {
+            return Some(*address);
+        }
+        match client.host_gateway_address(&self.host, &gateway.network_id).await {
+            Ok(Some(address)) => {
+                let address: std::net::IpAddr = address.parse().ok()?;
+                self.snat_addresses.insert(gateway.network_id.clone(), address);
+                Some(address)
+            }
+            Ok(None) => {
+                outcome.problems.insert(
+                    format!("snat {}", gateway.network_id),
+                    "the external network gave this host no IPv4 address".into(),
+                );
+                None
+            }
+            Err(e) => {
+                outcome.problems.insert(format!("snat {}", gateway.network_id), e.to_string());
+                None
+            }
+        }
     }
 
     async fn pass<D: DataPlane>(&mut self, dp: &D, state: &HostState) -> neutrino_dataplane::Result<PassOutcome> {
@@ -95,7 +128,8 @@ impl RoutingReconciler {
             }
             // Floating IPs of local ports: the external leg (`qg-`), with a MAC of this host's
             // own, holds them (so this host answers ARP for them), and NAT maps them.
-            let external = self.external_leg(state, router_id, router, &mut outcome);
+            let snat = self.snat_address(router, &mut outcome).await;
+            let external = self.external_leg(state, router_id, router, snat, &mut outcome);
             let mut routes = Vec::new();
             if let Some((spec, next_hop)) = &external {
                 let before: BTreeSet<ipnet::IpNet> =
@@ -136,7 +170,7 @@ impl RoutingReconciler {
                 routers.set_routes(router_id, &routes).await?;
                 outcome.changes += 1;
             }
-            let nat = nat_table(external.as_ref().map(|(s, _)| s.name.as_str()), router);
+            let nat = nat_table(external.as_ref().map(|(s, _)| s.name.as_str()), router, snat);
             let key = format!("{router_id}/nat");
             if self.applied.get(&key) != Some(&nat) {
                 routers.nft(router_id, &nat).await?;
@@ -166,10 +200,11 @@ impl RoutingReconciler {
         state: &HostState,
         router_id: &str,
         router: &HostRouter,
+        snat: Option<std::net::IpAddr>,
         outcome: &mut PassOutcome,
     ) -> Option<(RouterPortSpec, Option<std::net::IpAddr>)> {
         let gateway = router.gateway.as_ref()?;
-        if router.floating_ips.is_empty() {
+        if router.floating_ips.is_empty() && snat.is_none() {
             return None;
         }
         let Some(network) = state.networks.get(&gateway.network_id) else {
@@ -189,7 +224,9 @@ impl RoutingReconciler {
         let mut addresses: Vec<ipnet::IpNet> = router
             .floating_ips
             .values()
-            .filter_map(|f| ipnet::IpNet::new(f.floating_ip_address.parse().ok()?, prefix).ok())
+            .filter_map(|f| f.floating_ip_address.parse().ok())
+            .chain(snat)
+            .filter_map(|a| ipnet::IpNet::new(a, prefix).ok())
             .collect();
         addresses.sort();
         addresses.dedup();
@@ -208,8 +245,9 @@ impl RoutingReconciler {
 
 /// The NAT of a router namespace (table `ip neutrino_nat`, replaced whole in one
 /// transaction): each floating IP of this host DNATs to its fixed IP and its fixed IP SNATs to
-/// it out of the external leg; nothing else leaves by that leg.
-fn nat_table(external: Option<&str>, router: &HostRouter) -> Value {
+/// it out of the external leg; with distributed SNAT (`snat`: this host's own address) the
+/// router's subnets SNAT to that address after them; nothing else leaves by that leg.
+fn nat_table(external: Option<&str>, router: &HostRouter, snat: Option<std::net::IpAddr>) -> Value {
     let table = json!({"family": "ip", "name": NAT_TABLE});
     let mut batch = vec![json!({"add": {"table": table}}), json!({"delete": {"table": table}})];
     let Some(leg) = external else {
@@ -237,6 +275,23 @@ fn nat_table(external: Option<&str>, router: &HostRouter) -> Value {
             vec![oif.clone(), addr("saddr", &f.fixed_ip_address), json!({"snat": {"addr": f.floating_ip_address}})],
         ));
         batch.push(rule("forward", vec![oif.clone(), addr("saddr", &f.fixed_ip_address), json!({"accept": null})]));
+    }
+    if let Some(own) = snat {
+        let subnets: BTreeSet<ipnet::IpNet> = router
+            .interfaces
+            .values()
+            .flat_map(|i| i.addresses.iter())
+            .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
+            .filter(|a| a.addr().is_ipv4())
+            .map(|a| a.trunc())
+            .collect();
+        for subnet in subnets {
+            let from = json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                "right": {"prefix": {"addr": subnet.addr().to_string(), "len": subnet.prefix_len()}}}});
+            batch
+                .push(rule("postrouting", vec![oif.clone(), from.clone(), json!({"snat": {"addr": own.to_string()}})]));
+            batch.push(rule("forward", vec![oif.clone(), from, json!({"accept": null})]));
+        }
     }
     batch.push(rule("forward", vec![oif, json!({"drop": null})]));
     json!({ "nftables": batch })
@@ -310,6 +365,7 @@ impl<D: DataPlane> Reconciler<D> for RoutingReconciler {
         Box::pin(async move {
             if *scope == Scope::Full {
                 self.applied.clear();
+                self.snat_addresses.clear();
             }
             self.pass(dp, state).await
         })
@@ -346,7 +402,7 @@ mod tests {
     async fn routers_converge_and_a_second_pass_changes_nothing() {
         let dp = MemoryDataPlane::new();
         dp.links().ensure_bridge(&bridge_name("net-a"), None).await.unwrap();
-        let mut r = RoutingReconciler::new("h1");
+        let mut r = RoutingReconciler::new("h1", None);
         let s = state(&["192.0.2.1/24"]);
         let first = Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Full).await.unwrap();
         assert!(first.changes > 0);

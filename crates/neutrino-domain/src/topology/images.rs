@@ -109,6 +109,9 @@ pub struct RouterPortImage {
     /// The gateway IP of each fixed IP's subnet (empty without one), in the same order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
+    /// For a gateway: whether the router SNATs (`enable_snat`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snat: bool,
 }
 
 fn enabled() -> bool {

@@ -134,6 +134,7 @@ fn interface(network: &str, router: &str, mac: u8, ip: &str, cidr: &str) -> Imag
         gateway: false,
         cidrs: vec![cidr.into()],
         gateways: Vec::new(),
+        snat: false,
     });
     Image::Port(Arc::new(p))
 }
@@ -445,6 +446,7 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
                     gateway,
                     cidrs: vec!["198.51.100.0/24".into()],
                     gateways: if gateway { vec!["198.51.100.254".into()] } else { Vec::new() },
+                    snat: gateway && rng.gen_bool(0.5),
                 });
             }
             ObjectChange::new(&id, Image::Port(Arc::new(image)))

@@ -23,6 +23,7 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/neutrino/agents", post(register))
         .route("/v2.0/neutrino/hosts/{host}/stream", get(super::stream::stream))
         .route("/v2.0/neutrino/ports/status", put(port_status))
+        .route("/v2.0/neutrino/hosts/{host}/gateway_ports/{network}", put(host_gateway_port))
 }
 
 fn agent_json(a: &AgentRecord, down_time: u64) -> serde_json::Value {
@@ -136,6 +137,17 @@ async fn register(State(app): State<App>, RawQuery(q): RawQuery, body: Bytes) ->
     let starting = q.as_deref().is_some_and(|q| q.contains("starting=true"));
     let record = ops::register(&app, &reg, starting).await?;
     Ok(axum::Json(json!({ "agent": agent_json(&record, app.config.agent_down_time) })).into_response())
+}
+
+/// `PUT /v2.0/neutrino/hosts/{host}/gateway_ports/{network}`: the host's own address on an
+/// external network (distributed SNAT), made on first use.
+async fn host_gateway_port(
+    State(app): State<App>,
+    Caller(ctx): Caller,
+    Path((host, network)): Path<(String, String)>,
+) -> HttpResult<Response> {
+    let port = crate::app::routers::host_gateway_port(&app, &ctx, &host, &network).await?;
+    Ok(axum::Json(json!({ "port": port })).into_response())
 }
 
 async fn port_status(State(app): State<App>, body: Bytes) -> HttpResult<Response> {

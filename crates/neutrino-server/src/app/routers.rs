@@ -243,6 +243,43 @@ async fn set_gateway(
     Ok(())
 }
 
+/// The port of `host`'s own address on the external network `network_id` (for distributed
+/// SNAT), made on first use: one per host and network, also when two requests race.
+pub async fn host_gateway_port(
+    app: &App,
+    ctx: &OpContext,
+    host: &str,
+    network_id: &str,
+) -> HttpResult<neutrino_api::resources::Port> {
+    let mut c = app.store.reader().await?;
+    if let Some(id) = store::host_gateway_port(&mut c, network_id, host).await? {
+        return Ok(store::get_port(&mut c, &id).await?);
+    }
+    drop(c);
+    let mut tx = app.store.begin().await?;
+    let network = store::get_network(tx.conn(), network_id).await?;
+    if !network.router_external {
+        return Err(bad_router(format!("Network {network_id} is not an external network")));
+    }
+    let owner = neutrino_domain::routers::DEVICE_OWNER_AGENT_GW;
+    let made = create_owned(app, ctx, &mut tx, owned_port(network_id, "", owner, host, None)).await;
+    match made {
+        Ok(port) => {
+            tx.commit().await?;
+            Ok(port)
+        }
+        Err(e) => {
+            drop(tx);
+            // Another request of the host made it first.
+            let mut c = app.store.reader().await?;
+            match store::host_gateway_port(&mut c, network_id, host).await? {
+                Some(id) => Ok(store::get_port(&mut c, &id).await?),
+                None => Err(e),
+            }
+        }
+    }
+}
+
 fn gateway_in_use(router_id: &str, net_id: &str) -> HttpError {
     HttpError(ApiError::conflict(
         "RouterExternalGatewayInUseByFloatingIp",

@@ -293,12 +293,14 @@ impl Topology {
         }
         let gateway = self.gateway_of(router).and_then(|id| {
             let p = self.ports.get(id)?;
-            let next_hops = p.router.as_ref()?.gateways.iter().filter(|g| !g.is_empty()).cloned().collect();
+            let image = p.router.as_ref()?;
+            let next_hops = image.gateways.iter().filter(|g| !g.is_empty()).cloned().collect();
             Some(RouterGateway {
                 port_id: id.to_string(),
                 network_id: p.network_id.clone(),
                 addresses: prefixed(p),
                 next_hops,
+                enable_snat: image.snat,
             })
         });
         HostRouter { interfaces, gateway, floating_ips }

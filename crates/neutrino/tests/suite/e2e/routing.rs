@@ -151,6 +151,50 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     assert!(lab.ping("vm21", "203.0.113.1", 2), "vm21 reaches the internet");
     let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string();
     assert!(seen.contains(&format!("{address} > 203.0.113.1")), "the internet sees vm21 as {address}: {seen}");
+    // Distributed SNAT: VMs without a floating IP reach the internet from their own host, each
+    // host seen as an address of its own there (no gateway host in the path).
+    for (vm, host) in [("vm23", "h1"), ("vm22", "h2")] {
+        let out = wait_for(|| lab.ping(vm, "203.0.113.1", 1)).await;
+        assert!(
+            out,
+            "{vm} (no floating IP) reaches the internet through {host}\n{}",
+            lab.log_tail(&format!("agent-{host}"), 20)
+        );
+        let own = api
+            .get(&format!("/v2.0/ports?device_owner=network:floatingip_agent_gateway&device_id={}", lab.host_id(host)))
+            .await
+            .unwrap();
+        let own_ip = own["ports"][0]["fixed_ips"][0]["ip_address"].as_str().unwrap_or_default().to_string();
+        assert!(!own_ip.is_empty(), "{host}'s external address: {own}");
+        let capture = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.netns("vm90"),
+                "timeout",
+                "5",
+                "tcpdump",
+                "-n",
+                "-l",
+                "-c",
+                "1",
+                "-i",
+                "eth0",
+                "icmp[icmptype] == icmp-echo",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(lab.ping(vm, "203.0.113.1", 2), "{vm} reaches the internet again");
+        let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string();
+        assert!(
+            seen.contains(&format!("{own_ip} > 203.0.113.1")),
+            "the internet sees {vm} as {host}'s {own_ip}: {seen}"
+        );
+    }
+
     // Restarting vm21's agent during a continuous ping through the floating IP loses nothing:
     // the router's namespace, legs and NAT stay as they are, and the new agent finds them right.
     let router_index = lab.exec(&router_ns("h1"), &["ip", "-o", "link", "show"]).unwrap_or_default();
