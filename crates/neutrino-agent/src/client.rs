@@ -112,10 +112,10 @@ impl ServerClient {
         self.send(self.http.post(url).json(reg).timeout(Duration::from_secs(10))).await.map(|_| ())
     }
 
-    /// This host's own address on an external network (distributed SNAT): the IPv4 address of
-    /// the port the server keeps for it, made on first use.
-    pub async fn host_gateway_address(&self, host: &str, network_id: &str) -> Result<Option<String>, ClientError> {
-        let url = format!("{}/v2.0/neutrino/hosts/{host}/gateway_ports/{network_id}", self.base);
+    /// This host's own address for a router's SNAT (distributed SNAT): the IPv4 address of the
+    /// port the server keeps for it, made on first use.
+    pub async fn host_snat_address(&self, host: &str, router_id: &str) -> Result<Option<String>, ClientError> {
+        let url = format!("{}/v2.0/neutrino/hosts/{host}/routers/{router_id}/snat_port", self.base);
         let resp = self.send(self.http.put(url).timeout(Duration::from_secs(10))).await?;
         let body: serde_json::Value = resp.json().await?;
         let ips = body["port"]["fixed_ips"].as_array().cloned().unwrap_or_default();

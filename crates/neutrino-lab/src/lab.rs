@@ -368,6 +368,39 @@ impl Lab {
         Ok(())
     }
 
+    /// Move a VM to another host, as a live migration would: its tap goes from the old host
+    /// and comes up on `host`, with the same MAC and address (routes in the VM are the
+    /// caller's to add again). The port's binding is the caller's to change.
+    pub fn move_vm(&mut self, name: &str, host: &str) -> Result<(), LabError> {
+        let mut vm = self.vms.remove(name).ok_or_else(|| LabError::Other(format!("no VM {name}")))?;
+        let tap = format!("tap{}", &vm.port_id[..11]);
+        ip(&["-n", &self.host_ns(&vm.host), "link", "del", &tap])?;
+        let ns = self.ns(name);
+        let mtu = vm.mtu.to_string();
+        ip(&[
+            "-n",
+            &self.host_ns(host),
+            "link",
+            "add",
+            &tap,
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
+        ])?;
+        ip(&["-n", &ns, "link", "set", "dev", "eth0", "address", &vm.mac, "mtu", &mtu])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{}/{}", vm.ip, vm.prefix_len), "dev", "eth0"])?;
+        ip(&["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
+        vm.host = host.to_string();
+        self.vms.insert(name.to_string(), vm);
+        Ok(())
+    }
+
     pub fn remove_vm(&mut self, name: &str) -> Result<(), LabError> {
         if self.vms.remove(name).is_some() {
             ip(&["netns", "del", &self.ns(name)])?;

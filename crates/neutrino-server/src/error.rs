@@ -56,6 +56,13 @@ impl From<StoreError> for HttpError {
                 format!("Constrained to {expected}, but current revision is {current}"),
             )),
             StoreError::BadFilter(m) => HttpError(ApiError::bad_request(m)),
+            // An object another one still refers to (a race the operation's own checks lost,
+            // e.g. a port deleted while a floating IP was being associated with it): a
+            // conflict to retry, never a 500.
+            ref fk if fk.is_foreign_key_violation() => HttpError(ApiError::conflict(
+                "InUse",
+                "The resource is in use by another one changed at the same time; retry the request.",
+            )),
             ref busy if busy.is_busy() => {
                 HttpError(ApiError::new(503, "ServiceUnavailable", "The database is busy; retry the request."))
             }

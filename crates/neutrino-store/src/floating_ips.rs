@@ -255,16 +255,18 @@ pub async fn floating_ips_through(c: &mut AnyConnection, router_id: &str, subnet
 
 /// Dissociate every floating IP of a port (the port is going away).
 pub async fn dissociate_port_floatingips(tx: &mut Tx, port_id: &str) -> Result<()> {
-    for id in floatingips_where(tx.conn(), "fixed_port_id", port_id).await? {
-        sqlx::query(
-            "UPDATE floatingips SET fixed_port_id = NULL, fixed_ip_address = NULL, router_id = NULL, \
-             status = 'DOWN', revision_number = revision_number + 1, updated_at = $1 WHERE id = $2",
-        )
-        .bind(crate::now_timestamp())
-        .bind(id.clone())
-        .execute(tx.conn())
-        .await?;
-        tx.record_change(Resource::FloatingIp, &id, Operation::Update);
+    // One statement: a floating IP re-pointed meanwhile by another transaction is not touched.
+    let rows = sqlx::query(
+        "UPDATE floatingips SET fixed_port_id = NULL, fixed_ip_address = NULL, router_id = NULL, \
+         status = 'DOWN', revision_number = revision_number + 1, updated_at = $1 WHERE fixed_port_id = $2 \
+         RETURNING id",
+    )
+    .bind(crate::now_timestamp())
+    .bind(port_id.to_string())
+    .fetch_all(tx.conn())
+    .await?;
+    for r in rows {
+        tx.record_change(Resource::FloatingIp, &text(&r, "id")?, Operation::Update);
     }
     Ok(())
 }

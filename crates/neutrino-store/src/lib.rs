@@ -66,9 +66,9 @@ pub use rbac::{
     set_network_shared, RbacPolicy, NETWORK_ACTIONS,
 };
 pub use routers::{
-    bump_router, delete_router, get_router, host_gateway_port, insert_router, is_gateway_port, list_routers,
-    lock_router, router_gateway, router_interface_ports, router_port_holding, routers_on_subnet, set_router_gateway,
-    set_router_routes, update_router,
+    bump_router, delete_host_gateway_ports, delete_router, get_router, host_gateway_port, insert_router,
+    is_gateway_port, list_routers, lock_router, router_gateway, router_interface_ports, router_port_holding,
+    routers_on_subnet, set_router_gateway, set_router_routes, snat_device_id, update_router,
 };
 pub use rows::Page;
 pub use security_groups::{

@@ -318,15 +318,38 @@ pub async fn router_port_holding(c: &mut AnyConnection, subnet_id: &str, address
     }
 }
 
-/// The port holding `host`'s own address on the external network `network_id`, if any.
-pub async fn host_gateway_port(c: &mut AnyConnection, network_id: &str, host: &str) -> Result<Option<String>> {
+/// The `device_id` of the port holding a host's own external address for a router's SNAT.
+pub fn snat_device_id(host: &str, router_id: &str) -> String {
+    format!("{host}/{router_id}")
+}
+
+/// The port holding `host`'s own address for `router_id`'s SNAT on `network_id`, if any.
+pub async fn host_gateway_port(
+    c: &mut AnyConnection,
+    network_id: &str,
+    host: &str,
+    router_id: &str,
+) -> Result<Option<String>> {
     let row = sqlx::query("SELECT id FROM ports WHERE network_id = $1 AND device_id = $2 AND device_owner = $3")
         .bind(network_id.to_string())
-        .bind(host.to_string())
+        .bind(snat_device_id(host, router_id))
         .bind(neutrino_domain::routers::DEVICE_OWNER_AGENT_GW.to_string())
         .fetch_optional(&mut *c)
         .await?;
     row.map(|r| text(&r, "id")).transpose()
+}
+
+/// Delete the hosts' SNAT ports of a router (its gateway goes or changes network).
+pub async fn delete_host_gateway_ports(tx: &mut Tx, router_id: &str) -> Result<()> {
+    let rows = sqlx::query("SELECT id FROM ports WHERE device_owner = $1 AND device_id LIKE $2")
+        .bind(neutrino_domain::routers::DEVICE_OWNER_AGENT_GW.to_string())
+        .bind(format!("%/{router_id}"))
+        .fetch_all(tx.conn())
+        .await?;
+    for r in rows {
+        crate::ports::delete_port(tx, &text(&r, "id")?).await?;
+    }
+    Ok(())
 }
 
 /// Delete the router row, its routes and tags (its ports are gone already).

@@ -81,8 +81,11 @@ CREATE TABLE floatingips (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     revision_number BIGINT NOT NULL,
-    UNIQUE (fixed_port_id, fixed_ip_address)
+    UNIQUE (floating_network_id, fixed_port_id, fixed_ip_address)
 );
+CREATE INDEX floatingips_fixed_port ON floatingips (fixed_port_id);
+CREATE INDEX floatingips_floating_port ON floatingips (floating_port_id);
+CREATE INDEX routers_gw_port ON routers (gw_port_id);
 CREATE INDEX floatingips_router ON floatingips (router_id);
 CREATE INDEX floatingips_project ON floatingips (project_id);
 

@@ -179,6 +179,18 @@ pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .execute(tx.conn())
     .await?;
     tx.updated(done.rows_affected(), Resource::Subnet, &s.id)?;
+    // Router ports' images carry their subnets' gateways (the routers' next hops).
+    let router_ports = sqlx::query(
+        "SELECT DISTINCT p.id FROM ports p JOIN ip_allocations a ON a.port_id = p.id \
+         WHERE a.subnet_id = $1 AND p.device_owner = $2",
+    )
+    .bind(s.id.clone())
+    .bind(neutrino_domain::routers::DEVICE_OWNER_ROUTER_GW.to_string())
+    .fetch_all(tx.conn())
+    .await?;
+    for r in router_ports {
+        tx.touch(neutrino_domain::topology::ObjectKind::Port, &text(&r, "id")?);
+    }
     tx.revise("networks", &s.network_id).await
 }
 

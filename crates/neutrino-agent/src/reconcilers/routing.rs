@@ -33,28 +33,44 @@ pub struct RoutingReconciler {
     applied: BTreeMap<String, Value>,
     /// With distributed SNAT: where this host's own external addresses come from.
     snat: Option<crate::client::ServerClient>,
-    /// This host's own address on each external network (the server keeps it).
+    /// The (floating IP, fixed IP) mappings each router's NAT table has (flushed from
+    /// conntrack when one goes).
+    nat_pairs: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// This host's own address for each router's SNAT (by router and gateway port; the server
+    /// keeps it).
     snat_addresses: BTreeMap<String, std::net::IpAddr>,
 }
 
 impl RoutingReconciler {
     /// `snat`: the server to ask for this host's external addresses, for distributed SNAT.
     pub fn new(host: &str, snat: Option<crate::client::ServerClient>) -> RoutingReconciler {
-        RoutingReconciler { host: host.to_string(), applied: BTreeMap::new(), snat, snat_addresses: BTreeMap::new() }
+        RoutingReconciler {
+            host: host.to_string(),
+            applied: BTreeMap::new(),
+            snat,
+            nat_pairs: BTreeMap::new(),
+            snat_addresses: BTreeMap::new(),
+        }
     }
 
     /// This host's own address on the router's external network, when the router SNATs and
     /// this host does distributed SNAT.
-    async fn snat_address(&mut self, router: &HostRouter, outcome: &mut PassOutcome) -> Option<std::net::IpAddr> {
+    async fn snat_address(
+        &mut self,
+        router_id: &str,
+        router: &HostRouter,
+        outcome: &mut PassOutcome,
+    ) -> Option<std::net::IpAddr> {
         let gateway = router.gateway.as_ref().filter(|g| g.enable_snat)?;
         let client = self.snat.as_ref()?;
-        if let Some(address) = self.snat_addresses.get(&gateway.network_id) {
+        let key = format!("{router_id}/{}", gateway.port_id);
+        if let Some(address) = self.snat_addresses.get(&key) {
             return Some(*address);
         }
-        match client.host_gateway_address(&self.host, &gateway.network_id).await {
+        match client.host_snat_address(&self.host, router_id).await {
             Ok(Some(address)) => {
                 let address: std::net::IpAddr = address.parse().ok()?;
-                self.snat_addresses.insert(gateway.network_id.clone(), address);
+                self.snat_addresses.insert(key, address);
                 Some(address)
             }
             Ok(None) => {
@@ -78,10 +94,35 @@ impl RoutingReconciler {
             if !state.routers.contains_key(&stale) {
                 routers.delete(&stale).await?;
                 self.applied.retain(|k, _| k != &stale && !k.starts_with(&format!("{stale}/")));
+                self.nat_pairs.remove(&stale);
                 outcome.changes += 1;
             }
         }
+        // One router's failure is its own: the others are still reconciled, and the pass then
+        // fails (the caller retries it).
+        let mut failed = None;
         for (router_id, router) in &state.routers {
+            if let Err(e) = self.router_pass(dp, state, router_id, router, &mut outcome).await {
+                outcome.problems.insert(format!("router {router_id}"), e.to_string());
+                failed.get_or_insert(e);
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(outcome),
+        }
+    }
+
+    async fn router_pass<D: DataPlane>(
+        &mut self,
+        dp: &D,
+        state: &HostState,
+        router_id: &str,
+        router: &HostRouter,
+        outcome: &mut PassOutcome,
+    ) -> neutrino_dataplane::Result<()> {
+        let routers = dp.routers();
+        {
             routers.ensure(router_id).await?;
             let observed = routers.observe(router_id).await?.unwrap_or_default();
             let mut wanted: BTreeSet<String> = BTreeSet::new();
@@ -128,8 +169,8 @@ impl RoutingReconciler {
             }
             // Floating IPs of local ports: the external leg (`qg-`), with a MAC of this host's
             // own, holds them (so this host answers ARP for them), and NAT maps them.
-            let snat = self.snat_address(router, &mut outcome).await;
-            let external = self.external_leg(state, router_id, router, snat, &mut outcome);
+            let snat = self.snat_address(router_id, router, outcome).await;
+            let external = self.external_leg(state, router_id, router, snat, outcome);
             let mut routes = Vec::new();
             if let Some((spec, next_hop)) = &external {
                 let before: BTreeSet<ipnet::IpNet> =
@@ -177,6 +218,23 @@ impl RoutingReconciler {
                 self.applied.insert(key, nat);
                 outcome.changes += 1;
             }
+            // A mapping that went (a floating IP gone, or now another VM's): its connections
+            // go too, so the old mapping cannot linger in conntrack. Kept until flushed.
+            let pairs: BTreeSet<(String, String)> = match &external {
+                Some(_) => router
+                    .floating_ips
+                    .values()
+                    .map(|f| (f.floating_ip_address.clone(), f.fixed_ip_address.clone()))
+                    .collect(),
+                None => BTreeSet::new(),
+            };
+            let old = self.nat_pairs.get(router_id).cloned().unwrap_or_default();
+            for (fip, _) in old.difference(&pairs) {
+                if let Ok(ip) = fip.parse() {
+                    routers.flush_conntrack(router_id, ip).await?;
+                }
+            }
+            self.nat_pairs.insert(router_id.to_string(), pairs);
             for port in observed.ports.iter().filter(|p| !wanted.contains(&p.name)) {
                 routers.delete_port(router_id, &port.name).await?;
                 outcome.changes += 1;
@@ -184,11 +242,11 @@ impl RoutingReconciler {
             let table = rewrite_table(&rewrites);
             if self.applied.get(router_id) != Some(&table) {
                 routers.nft(router_id, &table).await?;
-                self.applied.insert(router_id.clone(), table);
+                self.applied.insert(router_id.to_string(), table);
                 outcome.changes += 1;
             }
         }
-        Ok(outcome)
+        Ok(())
     }
 }
 

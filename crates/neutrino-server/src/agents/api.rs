@@ -23,7 +23,7 @@ pub fn routes() -> Router<App> {
         .route("/v2.0/neutrino/agents", post(register))
         .route("/v2.0/neutrino/hosts/{host}/stream", get(super::stream::stream))
         .route("/v2.0/neutrino/ports/status", put(port_status))
-        .route("/v2.0/neutrino/hosts/{host}/gateway_ports/{network}", put(host_gateway_port))
+        .route("/v2.0/neutrino/hosts/{host}/routers/{router}/snat_port", put(host_gateway_port))
 }
 
 fn agent_json(a: &AgentRecord, down_time: u64) -> serde_json::Value {
@@ -139,14 +139,14 @@ async fn register(State(app): State<App>, RawQuery(q): RawQuery, body: Bytes) ->
     Ok(axum::Json(json!({ "agent": agent_json(&record, app.config.agent_down_time) })).into_response())
 }
 
-/// `PUT /v2.0/neutrino/hosts/{host}/gateway_ports/{network}`: the host's own address on an
-/// external network (distributed SNAT), made on first use.
+/// `PUT /v2.0/neutrino/hosts/{host}/routers/{router}/snat_port`: the host's own address for a
+/// router's SNAT on its external network (distributed SNAT), made on first use.
 async fn host_gateway_port(
     State(app): State<App>,
     Caller(ctx): Caller,
-    Path((host, network)): Path<(String, String)>,
+    Path((host, router)): Path<(String, String)>,
 ) -> HttpResult<Response> {
-    let port = crate::app::routers::host_gateway_port(&app, &ctx, &host, &network).await?;
+    let port = crate::app::routers::host_gateway_port(&app, &ctx, &host, &router).await?;
     Ok(axum::Json(json!({ "port": port })).into_response())
 }
 

@@ -67,6 +67,12 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreateFloating
     if !ctx.is_admin && !store::network_external_to(tx.conn(), &network.id, &project_id).await? {
         return Err(HttpError(ApiError::not_found("network", &network.id)));
     }
+    if req.floating_ip_address.as_deref().is_some_and(|a| a.parse::<std::net::Ipv4Addr>().is_err()) {
+        return Err(bad_fip(format!(
+            "Floating IP address {} is not an IPv4 address",
+            req.floating_ip_address.clone().unwrap_or_default()
+        )));
+    }
     let subnets = store::network_subnets(tx.conn(), &network.id).await?;
     let v4: Vec<&str> = subnets.iter().filter(|s| s.ip_version == 4).map(|s| s.id.as_str()).collect();
     let fixed = match (&req.subnet_id, &req.floating_ip_address) {
@@ -164,13 +170,19 @@ async fn associate(
         Err(store::StoreError::NotFound { .. }) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
+    authorize_item(ctx, tx.conn(), "port", port_id, ItemAction::Read).await?;
     if !ctx.is_admin && port.project_id != fip.project_id {
         return Err(bad_fip(format!(
             "Port {port_id} is associated with a different tenant than Floating IP {} and therefore cannot be bound",
             fip.id
         )));
     }
-    authorize_item(ctx, tx.conn(), "port", port_id, ItemAction::Read).await?;
+    if port.device_owner.starts_with("network:") {
+        return Err(bad_fip(format!(
+            "Port {port_id} has device owner {} and cannot be associated with a floating IP",
+            port.device_owner
+        )));
+    }
     let v4: Vec<&neutrino_api::resources::FixedIp> =
         port.fixed_ips.iter().filter(|f| f.ip_address.parse::<IpAddr>().is_ok_and(|a| a.is_ipv4())).collect();
     let chosen = match fixed_ip {
@@ -328,7 +340,7 @@ pub async fn put_forwarding(
     req: ForwardingRequest,
 ) -> HttpResult<PortForwarding> {
     let mut tx = app.store.begin().await?;
-    let action = if id.is_some() { "update_floatingip" } else { "create_floatingip_port_forwarding" };
+    let action = if id.is_some() { "update_floatingip_port_forwarding" } else { "create_floatingip_port_forwarding" };
     authorize_item(ctx, tx.conn(), "floatingip", fip_id, ItemAction::Named(action)).await?;
     store::lock_floatingip(&mut tx, fip_id).await?;
     let fip = store::get_floatingip(tx.conn(), fip_id).await?;
@@ -380,6 +392,11 @@ pub async fn put_forwarding(
         }
         Err(e) => return Err(e.into()),
     };
+    // The internal port must be one the caller sees, of the floating IP's project, and a VM's.
+    authorize_item(ctx, tx.conn(), "port", &port.id, ItemAction::Read).await?;
+    if (!ctx.is_admin && port.project_id != fip.project_id) || port.device_owner.starts_with("network:") {
+        return Err(HttpError(ApiError::not_found("port", &port.id)));
+    }
     if let Some(other) = store::floatingips_where(tx.conn(), "fixed_port_id", &port.id).await?.first() {
         return Err(HttpError(ApiError::conflict(
             "PortHasBindingFloatingIP",

@@ -185,6 +185,7 @@ async fn set_gateway(
             }
             store::set_router_gateway(tx, &router.id, None, true).await?;
             store::delete_port(tx, &port.id).await?;
+            store::delete_host_gateway_ports(tx, &router.id).await?;
             store::bump_router(tx, &router.id).await?;
         }
         return Ok(());
@@ -219,6 +220,7 @@ async fn set_gateway(
         }
         store::set_router_gateway(tx, &router.id, None, enable_snat).await?;
         store::delete_port(tx, &port.id).await?;
+        store::delete_host_gateway_ports(tx, &router.id).await?;
     }
     let subnets = store::network_subnets(tx.conn(), &gw.network_id).await?;
     if let Some(ips) = &gw.external_fixed_ips {
@@ -243,26 +245,31 @@ async fn set_gateway(
     Ok(())
 }
 
-/// The port of `host`'s own address on the external network `network_id` (for distributed
-/// SNAT), made on first use: one per host and network, also when two requests race.
+/// The port of `host`'s own address for `router_id`'s SNAT on its external network (for
+/// distributed SNAT), made on first use: one per host and router, also when two requests race.
 pub async fn host_gateway_port(
     app: &App,
     ctx: &OpContext,
     host: &str,
-    network_id: &str,
+    router_id: &str,
 ) -> HttpResult<neutrino_api::resources::Port> {
     let mut c = app.store.reader().await?;
-    if let Some(id) = store::host_gateway_port(&mut c, network_id, host).await? {
+    let Some(gateway) = store::router_gateway(&mut c, router_id).await?.0 else {
+        return Err(HttpError(ApiError::not_found_kind(
+            "ExternalGatewayNotFound",
+            format!("Router {router_id} has no external gateway."),
+        )));
+    };
+    let network_id = store::get_port(&mut c, &gateway).await?.network_id;
+    if let Some(id) = store::host_gateway_port(&mut c, &network_id, host, router_id).await? {
         return Ok(store::get_port(&mut c, &id).await?);
     }
     drop(c);
     let mut tx = app.store.begin().await?;
-    let network = store::get_network(tx.conn(), network_id).await?;
-    if !network.router_external {
-        return Err(bad_router(format!("Network {network_id} is not an external network")));
-    }
+    store::lock_router(&mut tx, router_id).await?;
     let owner = neutrino_domain::routers::DEVICE_OWNER_AGENT_GW;
-    let made = create_owned(app, ctx, &mut tx, owned_port(network_id, "", owner, host, None)).await;
+    let device = store::snat_device_id(host, router_id);
+    let made = create_owned(app, ctx, &mut tx, owned_port(&network_id, "", owner, &device, None)).await;
     match made {
         Ok(port) => {
             tx.commit().await?;
@@ -272,7 +279,7 @@ pub async fn host_gateway_port(
             drop(tx);
             // Another request of the host made it first.
             let mut c = app.store.reader().await?;
-            match store::host_gateway_port(&mut c, network_id, host).await? {
+            match store::host_gateway_port(&mut c, &network_id, host, router_id).await? {
                 Some(id) => Ok(store::get_port(&mut c, &id).await?),
                 None => Err(e),
             }
@@ -294,10 +301,13 @@ fn bad_router(msg: String) -> HttpError {
     HttpError(ApiError::bad_request(format!("Bad router request: {msg}.")))
 }
 
-/// Each interface address of the router with its subnet's prefix (what routes may use).
+/// Each address of the router (interfaces and gateway) with its subnet's prefix: what routes'
+/// nexthops may be on, and what a new interface may not overlap.
 async fn connected(c: &mut store::Connection, router_id: &str) -> HttpResult<Vec<(String, IpNet)>> {
     let mut out = Vec::new();
-    for port_id in store::router_interface_ports(c, router_id).await? {
+    let mut ports = store::router_interface_ports(c, router_id).await?;
+    ports.extend(store::router_gateway(c, router_id).await?.0);
+    for port_id in ports {
         let port = store::get_port(c, &port_id).await?;
         for ip in &port.fixed_ips {
             let subnet = store::get_subnet(c, &ip.subnet_id).await?;
@@ -376,6 +386,18 @@ pub async fn add_interface(
     let port = match req {
         InterfaceRequest::Subnet(subnet_id) => {
             let subnet = visible_subnet(ctx, tx.conn(), &subnet_id).await?;
+            // As Neutron: the router's project owns the subnet, or its network is shared with
+            // it (seeing a subnet, as everyone sees external ones, is not enough).
+            if !ctx.is_admin && subnet.project_id != router.project_id {
+                let network = store::get_network(tx.conn(), &subnet.network_id).await?;
+                let shared = network.shared
+                    || !store::networks_shared_with(tx.conn(), &router.project_id, std::slice::from_ref(&network.id))
+                        .await?
+                        .is_empty();
+                if !shared {
+                    return Err(HttpError(ApiError::not_found("subnet", &subnet_id)));
+                }
+            }
             let Some(gateway) = subnet.gateway_ip.clone() else {
                 return Err(bad_router("Subnet for router interface must have a gateway IP".into()));
             };

@@ -187,7 +187,40 @@ async fn authorize_create(ctx: &OpContext, tx: &mut Tx, req: &CreatePort) -> Htt
         _ => return Err(HttpError(ApiError::not_found("network", &req.network_id))),
     }
     ctx.enforce("create_port", &attributes_of(&req.given), &Value::Object(target))?;
+    refuse_router_owner(&req.device_owner, &req.device_id)?;
     groups_visible(ctx, tx, req.security_groups.as_deref().unwrap_or_default()).await
+}
+
+/// Whether the router or floating IP a router-owned port belongs to still exists (a port left
+/// behind by one that is gone may be deleted, as Neutron allows).
+async fn owner_exists(c: &mut store::Connection, port: &Port) -> HttpResult<bool> {
+    let found = if port.device_owner == neutrino_domain::routers::DEVICE_OWNER_FLOATINGIP {
+        store::get_floatingip(c, &port.device_id).await.map(drop)
+    } else {
+        store::get_router(c, &port.device_id).await.map(drop)
+    };
+    match found {
+        Ok(()) => Ok(true),
+        Err(store::StoreError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Only routers and floating IPs make their own ports (`add_router_interface`, gateways,
+/// floating IPs): a port made or changed through the port API by anyone but an admin cannot
+/// claim to be one, or a project could slip a leg of its own into another's router.
+fn refuse_router_owner(device_owner: &str, device_id: &str) -> HttpResult<()> {
+    if neutrino_domain::routers::is_router_owned(device_owner)
+        || device_owner == neutrino_domain::routers::DEVICE_OWNER_AGENT_GW
+    {
+        return Err(HttpError(ApiError::conflict(
+            "DeviceIDNotOwnedByTenant",
+            format!(
+                "The following device_id {device_id} is not owned by your tenant or matches another tenants router."
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// Security groups a request names must be ones the caller sees (else not found).
@@ -327,6 +360,20 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdatePort) -> Ht
     if !ctx.is_admin {
         ctx.enforce_update("port", &target, &req.given)?;
         groups_visible(ctx, &mut tx, req.security_groups.as_deref().unwrap_or_default()).await?;
+        // A router's or floating IP's port is changed by its router or floating IP only.
+        let touches_owner = req.device_owner.is_some() || req.device_id.is_some() || req.fixed_ips.is_some();
+        if touches_owner && neutrino_domain::routers::is_router_owned(&port.device_owner) {
+            return Err(HttpError(ApiError::conflict(
+                "L3PortInUse",
+                format!(
+                    "Port {id} has owner {} and therefore cannot be changed directly via the port API.",
+                    port.device_owner
+                ),
+            )));
+        }
+        if let Some(owner) = &req.device_owner {
+            refuse_router_owner(owner, req.device_id.as_deref().unwrap_or(&port.device_id))?;
+        }
     }
     let expected = port.revision_number;
     store::check_revision(req.if_revision, expected)?;
@@ -447,7 +494,7 @@ pub async fn delete(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()> {
         let target = visible(ctx, tx.conn(), &port).await?;
         ctx.enforce("delete_port", &[], &target)?;
     }
-    if neutrino_domain::routers::is_router_owned(&port.device_owner) {
+    if neutrino_domain::routers::is_router_owned(&port.device_owner) && owner_exists(tx.conn(), &port).await? {
         return Err(HttpError(ApiError::conflict(
             "L3PortInUse",
             format!(

@@ -14,6 +14,7 @@ mod ml2;
 mod networks;
 mod ports;
 mod quotas;
+mod routers;
 mod security_groups;
 mod stream;
 mod subnets;

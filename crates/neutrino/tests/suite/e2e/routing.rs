@@ -161,7 +161,10 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
             lab.log_tail(&format!("agent-{host}"), 20)
         );
         let own = api
-            .get(&format!("/v2.0/ports?device_owner=network:floatingip_agent_gateway&device_id={}", lab.host_id(host)))
+            .get(&format!(
+                "/v2.0/ports?device_owner=network:floatingip_agent_gateway&device_id={}/{router_id}",
+                lab.host_id(host)
+            ))
             .await
             .unwrap();
         let own_ip = own["ports"][0]["fixed_ips"][0]["ip_address"].as_str().unwrap_or_default().to_string();
@@ -208,6 +211,25 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     assert_eq!((sent, received), (200, 200), "no packet lost through the floating IP while h1's agent restarted");
     let after = lab.exec(&router_ns("h1"), &["ip", "-o", "link", "show"]).unwrap_or_default();
     assert_eq!(router_index, after, "the router's legs were not recreated");
+
+    // vm21 moves to h2 (its port is bound there): its floating IP goes with it, answered and
+    // NATed on h2 now, and announced there by a gratuitous ARP.
+    lab.move_vm("vm21", "h2").expect("vm21 moves");
+    lab.exec("vm21", &["ip", "route", "add", "default", "via", "198.51.100.1"]).expect("default route");
+    api.put(&format!("/v2.0/ports/{}", a1.port_id), json!({"port": {"binding:host_id": lab.host_id("h2")}}))
+        .await
+        .unwrap();
+    // A hypervisor announces a migrated VM (QEMU's self-announce): its MAC is learned anew.
+    let began = std::time::Instant::now();
+    let wired = wait_for(|| lab.ping("vm21", "198.51.100.1", 1)).await;
+    assert!(wired, "vm21 is wired on h2\n{}", lab.log_tail("agent-h2", 30));
+    let moved = wait_for(|| lab.ping("vm90", &address, 1)).await;
+    eprintln!("the floating IP answered from h2 {:?} after the rebind", began.elapsed());
+    assert!(moved, "{address} reaches vm21 on h2\n{}", lab.log_tail("agent-h2", 30));
+    let on_h2 = lab.exec(&router_ns("h2"), &["ip", "-o", "addr", "show"]).unwrap_or_default();
+    let on_h1 = lab.exec(&router_ns("h1"), &["ip", "-o", "addr", "show"]).unwrap_or_default();
+    assert!(on_h2.contains(&format!("{address}/")), "h2 holds {address}: {on_h2}");
+    assert!(!on_h1.contains(&format!("{address}/")), "h1 gave {address} up: {on_h1}");
 
     // Dissociated: unreachable at once (and the mapping is not kept by conntrack).
     api.put(&format!("/v2.0/floatingips/{fip_id}"), json!({"floatingip": {"port_id": null}})).await.unwrap();

@@ -1,0 +1,166 @@
+//! API tests: routers, floating IPs and port forwardings as Neutron serves them, and what one
+//! project may not do to another's (on both databases).
+
+use super::*;
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// An external network with a subnet (admin), a tenant network with a subnet and a router
+/// with its gateway and interface (`project`), and a VM port on the tenant network.
+struct Topology {
+    ext: String,
+    subnet: String,
+    router: String,
+    port: String,
+}
+
+async fn topology(admin: &neutrino_lab::ApiClient, user: &neutrino_lab::ApiClient) -> Topology {
+    let ext = admin.post("/v2.0/networks", json!({"network": {"name": "ext", "router:external": true}})).await.unwrap()
+        ["network"]
+        .clone();
+    admin.create_subnet(&id(&ext), "203.0.113.0/24").await.unwrap();
+    let net = user.create_network("tenant").await.unwrap();
+    let subnet = user.create_subnet(&id(&net), "198.51.100.0/24").await.unwrap();
+    let router = user
+        .post("/v2.0/routers", json!({"router": {"name": "r", "external_gateway_info": {"network_id": id(&ext)}}}))
+        .await
+        .unwrap()["router"]
+        .clone();
+    let info = user
+        .put(&format!("/v2.0/routers/{}/add_router_interface", id(&router)), json!({"subnet_id": id(&subnet)}))
+        .await
+        .unwrap();
+    assert_eq!(info["subnet_id"], subnet["id"]);
+    let port = user.post("/v2.0/ports", json!({"port": {"network_id": id(&net)}})).await.unwrap()["port"].clone();
+    Topology { ext: id(&ext), subnet: id(&subnet), router: id(&router), port: id(&port) }
+}
+
+on_both_backends!(routers_and_floating_ips_answer_as_neutron_does, default_config(), |s: TestServer| async move {
+    let admin = s.api.acting_as("admin-project", "admin,member,reader");
+    let alice = s.api.acting_as("a1fa00000000000000000000000000a1", "member,reader");
+    let t = topology(&admin, &alice).await;
+    let router = alice.get(&format!("/v2.0/routers/{}", t.router)).await.unwrap()["router"].clone();
+    assert_eq!(router["external_gateway_info"]["enable_snat"], true);
+    assert_eq!(router["external_gateway_info"]["external_fixed_ips"].as_array().map(Vec::len), Some(1));
+    assert!(router.get("distributed").is_none(), "distributed is for admins: {router}");
+    let interfaces =
+        alice.get(&format!("/v2.0/ports?device_id={}&device_owner=network:router_interface", t.router)).await.unwrap();
+    let interface = interfaces["ports"][0].clone();
+    assert_eq!(interface["status"], "ACTIVE", "interfaces are up at once");
+    assert_eq!(interface["fixed_ips"][0]["ip_address"], "198.51.100.1");
+
+    // A floating IP on the VM port, through the router.
+    let fip = alice
+        .post("/v2.0/floatingips", json!({"floatingip": {"floating_network_id": t.ext, "port_id": t.port}}))
+        .await
+        .unwrap()["floatingip"]
+        .clone();
+    assert_eq!(fip["router_id"], t.router.as_str());
+    assert_eq!(fip["port_details"]["network_id"], interface["network_id"]);
+    let fip_id = id(&fip);
+    // A second one for the same fixed IP on the same external network: 409.
+    let (status, kind, _) = error_of(
+        alice.post("/v2.0/floatingips", json!({"floatingip": {"floating_network_id": t.ext, "port_id": t.port}})).await,
+    );
+    assert_eq!((status, kind.as_str()), (409, "FloatingIPPortAlreadyAssociated"));
+    // The interface and the gateway are needed by it.
+    let (status, kind, _) = error_of(
+        alice.put(&format!("/v2.0/routers/{}/remove_router_interface", t.router), json!({"subnet_id": t.subnet})).await,
+    );
+    assert_eq!((status, kind.as_str()), (409, "RouterInterfaceInUseByFloatingIP"));
+    let (status, kind, _) = error_of(
+        alice.put(&format!("/v2.0/routers/{}", t.router), json!({"router": {"external_gateway_info": {}}})).await,
+    );
+    assert_eq!((status, kind.as_str()), (409, "RouterExternalGatewayInUseByFloatingIp"));
+    // Router-owned ports are the router's.
+    let (status, kind, _) = error_of(alice.delete(&format!("/v2.0/ports/{}", id(&interface))).await);
+    assert_eq!((status, kind.as_str()), (409, "L3PortInUse"));
+    // A router with interfaces stays.
+    let (status, kind, _) = error_of(alice.delete(&format!("/v2.0/routers/{}", t.router)).await);
+    assert_eq!((status, kind.as_str()), (409, "RouterInUse"));
+    // Extra routes: the nexthop must be on a connected subnet; the atomic actions merge.
+    let route = |hop: &str| json!({"router": {"routes": [{"destination": "192.0.2.0/24", "nexthop": hop}]}});
+    let (status, kind, _) = error_of(alice.put(&format!("/v2.0/routers/{}", t.router), route("192.0.2.1")).await);
+    assert_eq!((status, kind.as_str()), (400, "InvalidRoutes"));
+    alice.put(&format!("/v2.0/routers/{}/add_extraroutes", t.router), route("198.51.100.10")).await.unwrap();
+    let added =
+        alice.put(&format!("/v2.0/routers/{}/add_extraroutes", t.router), route("198.51.100.10")).await.unwrap();
+    assert_eq!(added["router"]["routes"].as_array().map(Vec::len), Some(1), "a set union");
+    // The subnet's gateway is the interface's address.
+    let (status, kind, _) = error_of(
+        alice.put(&format!("/v2.0/subnets/{}", t.subnet), json!({"subnet": {"gateway_ip": null}})).await,
+    );
+    assert_eq!((status, kind.as_str()), (409, "GatewayIpInUse"));
+    // A blank update dissociates; deleting the VM's port does too.
+    let blank = alice.put(&format!("/v2.0/floatingips/{fip_id}"), json!({"floatingip": {}})).await.unwrap();
+    assert_eq!(blank["floatingip"]["port_id"], Value::Null);
+    // IPv4 only.
+    let (status, _, _) = error_of(
+        admin
+            .post(
+                "/v2.0/floatingips",
+                json!({"floatingip": {"floating_network_id": t.ext, "floating_ip_address": "2001:db8::1"}}),
+            )
+            .await,
+    );
+    assert_eq!(status, 400);
+    alice.put(&format!("/v2.0/routers/{}/remove_extraroutes", t.router), route("198.51.100.10")).await.unwrap();
+    alice.delete(&format!("/v2.0/floatingips/{fip_id}")).await.unwrap();
+    alice
+        .put(&format!("/v2.0/routers/{}/remove_router_interface", t.router), json!({"subnet_id": t.subnet}))
+        .await
+        .unwrap();
+    alice.delete(&format!("/v2.0/routers/{}", t.router)).await.unwrap();
+});
+
+on_both_backends!(a_project_cannot_reach_into_anothers_routers, default_config(), |s: TestServer| async move {
+    let admin = s.api.acting_as("admin-project", "admin,member,reader");
+    let alice = s.api.acting_as("a1fa00000000000000000000000000a1", "member,reader");
+    let bob = s.api.acting_as("be7a00000000000000000000000000b2", "member,reader");
+    let t = topology(&admin, &alice).await;
+    let bobs_net = bob.create_network("bob").await.unwrap();
+    let bobs_subnet = bob.create_subnet(&id(&bobs_net), "192.0.2.0/24").await.unwrap();
+    // A port of Bob's claiming to be an interface (or the gateway) of Alice's router.
+    for owner in ["network:router_interface", "network:router_gateway", "network:floatingip"] {
+        let body = json!({"port": {"network_id": id(&bobs_net), "device_owner": owner, "device_id": t.router}});
+        let (status, kind, _) = error_of(bob.post("/v2.0/ports", body).await);
+        assert_eq!((status, kind.as_str()), (409, "DeviceIDNotOwnedByTenant"), "{owner}");
+    }
+    let bobs_port =
+        bob.post("/v2.0/ports", json!({"port": {"network_id": id(&bobs_net)}})).await.unwrap()["port"].clone();
+    let claim = json!({"port": {"device_owner": "network:router_interface", "device_id": t.router}});
+    let (status, _, _) = error_of(bob.put(&format!("/v2.0/ports/{}", id(&bobs_port)), claim).await);
+    assert_eq!(status, 409);
+    // Alice's router cannot take Bob's subnet, nor the external network's (visible to all).
+    let (status, _, _) = error_of(
+        alice
+            .put(&format!("/v2.0/routers/{}/add_router_interface", t.router), json!({"subnet_id": id(&bobs_subnet)}))
+            .await,
+    );
+    assert_eq!(status, 404);
+    let ext_subnet = admin.get(&format!("/v2.0/subnets?network_id={}", t.ext)).await.unwrap()["subnets"][0].clone();
+    let (status, _, _) = error_of(
+        alice
+            .put(&format!("/v2.0/routers/{}/add_router_interface", t.router), json!({"subnet_id": id(&ext_subnet)}))
+            .await,
+    );
+    assert_eq!(status, 404);
+    // Bob sees nothing of Alice's router, and cannot point his floating IP at her port.
+    let (status, _, _) = error_of(bob.get(&format!("/v2.0/routers/{}", t.router)).await);
+    assert_eq!(status, 404);
+    assert_eq!(bob.get("/v2.0/routers").await.unwrap()["routers"], json!([]));
+    let bobs_fip = bob.post("/v2.0/floatingips", json!({"floatingip": {"floating_network_id": t.ext}})).await.unwrap()
+        ["floatingip"]
+        .clone();
+    let (status, _, _) = error_of(
+        bob.put(&format!("/v2.0/floatingips/{}", id(&bobs_fip)), json!({"floatingip": {"port_id": t.port}})).await,
+    );
+    assert_eq!(status, 404, "Alice's port is not Bob's to see");
+    // Nor forward his floating IP's ports to it.
+    let pf = json!({"port_forwarding": {"protocol": "tcp", "internal_port_id": t.port,
+        "internal_ip_address": "198.51.100.2", "internal_port": 22, "external_port": 2222}});
+    let (status, _, _) = error_of(bob.post(&format!("/v2.0/floatingips/{}/port_forwardings", id(&bobs_fip)), pf).await);
+    assert_eq!(status, 404);
+});
