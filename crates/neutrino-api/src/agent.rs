@@ -221,7 +221,7 @@ pub struct RemotePort {
 
 /// A router this host runs (it has a local port on a network the router has an interface on):
 /// every interface, so it routes between them on this host.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HostRouter {
     /// The interfaces, by port id.
     #[serde(default)]
@@ -233,6 +233,29 @@ pub struct HostRouter {
     /// here, where the VM is.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub floating_ips: BTreeMap<String, HostFloatingIp>,
+    /// Extra routes: `(destination, nexthop)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<(String, String)>,
+    /// `admin_state_up`: a router that is down routes nothing (a server that does not send it
+    /// means up).
+    #[serde(default = "up")]
+    pub admin_state_up: bool,
+}
+
+fn up() -> bool {
+    true
+}
+
+impl Default for HostRouter {
+    fn default() -> HostRouter {
+        HostRouter {
+            interfaces: BTreeMap::new(),
+            gateway: None,
+            floating_ips: BTreeMap::new(),
+            routes: Vec::new(),
+            admin_state_up: true,
+        }
+    }
 }
 
 /// A router's gateway port.

@@ -67,6 +67,7 @@ impl Resource {
             Resource::Agent => Some(ObjectKind::Agent),
             Resource::SecurityGroup => Some(ObjectKind::SecurityGroup),
             Resource::FloatingIp => Some(ObjectKind::FloatingIp),
+            Resource::Router => Some(ObjectKind::Router),
             _ => None,
         }
     }

@@ -26,7 +26,7 @@ use neutrino_api::agent::{Direction, EtherType, HostSecurityRule};
 use neutrino_domain::security_groups::protocol_number;
 use neutrino_domain::topology::{
     AddressGroupImage, AgentImage, FloatingIpImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision,
-    RouterPortImage, SecurityGroupImage, SegmentImage,
+    RouterImage, RouterPortImage, SecurityGroupImage, SegmentImage,
 };
 use sqlx::{AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -157,6 +157,9 @@ async fn read_images(
         ObjectKind::Agent => {
             format!("SELECT id, host, agent_type, tunnel_ip FROM agents WHERE id IN ({list}) ORDER BY id{lock}")
         }
+        ObjectKind::Router => {
+            format!("SELECT id, admin_state_up FROM routers WHERE id IN ({list}) ORDER BY id{lock}")
+        }
         ObjectKind::FloatingIp => format!(
             "SELECT id, floating_ip_address, floating_network_id, router_id, fixed_port_id, fixed_ip_address \
              FROM floatingips WHERE id IN ({list}) ORDER BY id{lock}"
@@ -180,6 +183,29 @@ async fn read_images(
                     segmentation_id: crate::rows::opt_int(r, "segmentation_id")?.map(|v| v as u32),
                 };
                 out.insert(text(r, "id")?, Image::Segment(Arc::new(image)));
+            }
+        }
+        ObjectKind::Router => {
+            let mut routes: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+            if !rows.is_empty() {
+                let sql = format!(
+                    "SELECT router_id, destination, nexthop FROM router_routes WHERE router_id IN ({list}) \
+                     ORDER BY router_id, destination, nexthop"
+                );
+                for r in rows_for(c, &sql, ids).await? {
+                    routes
+                        .entry(text(&r, "router_id")?)
+                        .or_default()
+                        .push((text(&r, "destination")?, text(&r, "nexthop")?));
+                }
+            }
+            for r in &rows {
+                let id = text(r, "id")?;
+                let image = RouterImage {
+                    admin_state_up: crate::rows::boolean(r, "admin_state_up")?,
+                    routes: routes.remove(&id).unwrap_or_default(),
+                };
+                out.insert(id, Image::Router(Arc::new(image)));
             }
         }
         ObjectKind::FloatingIp => {
@@ -358,6 +384,7 @@ fn table_of(kind: ObjectKind) -> &'static str {
         ObjectKind::SecurityGroup => "security_groups",
         ObjectKind::AddressGroup => "address_groups",
         ObjectKind::FloatingIp => "floatingips",
+        ObjectKind::Router => "routers",
     }
 }
 

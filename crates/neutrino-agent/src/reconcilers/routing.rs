@@ -91,7 +91,8 @@ impl RoutingReconciler {
         let routers = dp.routers();
         let mut outcome = PassOutcome::default();
         for stale in routers.list().await? {
-            if !state.routers.contains_key(&stale) {
+            // A router no longer here, or down (it routes nothing), goes.
+            if !state.routers.get(&stale).is_some_and(|r| r.admin_state_up) {
                 routers.delete(&stale).await?;
                 self.applied.retain(|k, _| k != &stale && !k.starts_with(&format!("{stale}/")));
                 self.nat_pairs.remove(&stale);
@@ -101,7 +102,7 @@ impl RoutingReconciler {
         // One router's failure is its own: the others are still reconciled, and the pass then
         // fails (the caller retries it).
         let mut failed = None;
-        for (router_id, router) in &state.routers {
+        for (router_id, router) in state.routers.iter().filter(|(_, r)| r.admin_state_up) {
             if let Err(e) = self.router_pass(dp, state, router_id, router, &mut outcome).await {
                 outcome.problems.insert(format!("router {router_id}"), e.to_string());
                 failed.get_or_insert(e);
@@ -207,6 +208,15 @@ impl RoutingReconciler {
                     routers.flush_conntrack(router_id, gone.addr()).await?;
                 }
             }
+            // Extra routes (a nexthop off the router's subnets is the kernel's to refuse: that
+            // route is this router's problem, the others stay).
+            for (destination, nexthop) in &router.routes {
+                if let (Ok(destination), Ok(via)) = (destination.parse(), nexthop.parse()) {
+                    routes.push(RouterRoute { destination, via });
+                }
+            }
+            routes.sort();
+            routes.dedup_by(|a, b| a.destination == b.destination);
             if observed.routes != routes {
                 routers.set_routes(router_id, &routes).await?;
                 outcome.changes += 1;

@@ -15,10 +15,11 @@ pub enum ObjectKind {
     SecurityGroup,
     AddressGroup,
     FloatingIp,
+    Router,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 7] = [
+    pub const ALL: [ObjectKind; 8] = [
         ObjectKind::Network,
         ObjectKind::Segment,
         ObjectKind::Port,
@@ -26,6 +27,7 @@ impl ObjectKind {
         ObjectKind::SecurityGroup,
         ObjectKind::AddressGroup,
         ObjectKind::FloatingIp,
+        ObjectKind::Router,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +39,7 @@ impl ObjectKind {
             ObjectKind::SecurityGroup => "security_group",
             ObjectKind::AddressGroup => "address_group",
             ObjectKind::FloatingIp => "floatingip",
+            ObjectKind::Router => "router",
         }
     }
 
@@ -170,6 +173,15 @@ pub struct FloatingIpImage {
     pub fixed_ip_address: Option<String>,
 }
 
+/// A router: whether it is up, and its extra routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterImage {
+    pub admin_state_up: bool,
+    /// `(destination, nexthop)`, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<(String, String)>,
+}
+
 /// An agent: the host it serves and its VTEP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentImage {
@@ -189,6 +201,7 @@ pub enum Image {
     SecurityGroup(Arc<SecurityGroupImage>),
     AddressGroup(Arc<AddressGroupImage>),
     FloatingIp(Arc<FloatingIpImage>),
+    Router(Arc<RouterImage>),
 }
 
 impl Image {
@@ -201,6 +214,7 @@ impl Image {
             Image::SecurityGroup(_) => ObjectKind::SecurityGroup,
             Image::AddressGroup(_) => ObjectKind::AddressGroup,
             Image::FloatingIp(_) => ObjectKind::FloatingIp,
+            Image::Router(_) => ObjectKind::Router,
         }
     }
 
@@ -214,6 +228,7 @@ impl Image {
             Image::SecurityGroup(i) => serde_json::to_string(&**i),
             Image::AddressGroup(i) => serde_json::to_string(&**i),
             Image::FloatingIp(i) => serde_json::to_string(&**i),
+            Image::Router(i) => serde_json::to_string(&**i),
         };
         json.unwrap_or_default()
     }
@@ -227,6 +242,7 @@ impl Image {
             ObjectKind::SecurityGroup => Image::SecurityGroup(Arc::new(serde_json::from_str(json)?)),
             ObjectKind::AddressGroup => Image::AddressGroup(Arc::new(serde_json::from_str(json)?)),
             ObjectKind::FloatingIp => Image::FloatingIp(Arc::new(serde_json::from_str(json)?)),
+            ObjectKind::Router => Image::Router(Arc::new(serde_json::from_str(json)?)),
         })
     }
 
@@ -249,6 +265,7 @@ impl Image {
             Image::SecurityGroup(_) => vec![Scope::SecurityGroup(id.to_string())],
             Image::AddressGroup(_) => vec![Scope::AddressGroup(id.to_string())],
             Image::FloatingIp(f) => f.router_id.iter().map(|r| Scope::Router(r.clone())).collect(),
+            Image::Router(_) => vec![Scope::Router(id.to_string())],
         }
     }
 }

@@ -14,7 +14,7 @@ mod window;
 
 pub use images::{
     AddressGroupImage, AgentImage, FloatingIpImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision,
-    RouterPortImage, Scope, SecurityGroupImage, SegmentImage,
+    RouterImage, RouterPortImage, Scope, SecurityGroupImage, SegmentImage,
 };
 pub use model::Topology;
 pub use window::History;

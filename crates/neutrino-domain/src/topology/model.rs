@@ -17,7 +17,7 @@
 
 use super::images::{
     AddressGroupImage, AgentImage, FloatingIpImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage,
-    SecurityGroupImage, SegmentImage,
+    RouterImage, SecurityGroupImage, SegmentImage,
 };
 use neutrino_api::agent::{
     GroupMember, HostAddressGroup, HostDelta, HostNetwork, HostSecurityGroup, HostState, LocalPort, RemotePort,
@@ -80,6 +80,7 @@ pub struct Topology {
     /// router → its gateway port (one; the lowest id should there be more).
     router_gateways: HashMap<String, BTreeSet<String>>,
     floating_ips: HashMap<String, Arc<FloatingIpImage>>,
+    routers: HashMap<String, Arc<RouterImage>>,
     /// port → the floating IPs of its fixed IPs.
     port_floating_ips: HashMap<String, BTreeSet<String>>,
 }
@@ -127,6 +128,7 @@ impl Topology {
             ObjectKind::SecurityGroup => self.groups.get(id).cloned().map(Image::SecurityGroup),
             ObjectKind::AddressGroup => self.address_groups.get(id).cloned().map(Image::AddressGroup),
             ObjectKind::FloatingIp => self.floating_ips.get(id).cloned().map(Image::FloatingIp),
+            ObjectKind::Router => self.routers.get(id).cloned().map(Image::Router),
         }
     }
 
@@ -139,6 +141,7 @@ impl Topology {
             + self.groups.len()
             + self.address_groups.len()
             + self.floating_ips.len()
+            + self.routers.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -372,7 +375,7 @@ impl Topology {
                 }
             }
             // Routers' floating IPs are part of whole-view diffs (`routing_hosts`).
-            (ObjectKind::FloatingIp, _) => {}
+            (ObjectKind::FloatingIp | ObjectKind::Router, _) => {}
             (ObjectKind::AddressGroup, _) => {
                 for group in self.address_group_users.get(id).into_iter().flatten() {
                     for host in self.group_hosts.get(group).into_iter().flatten() {
@@ -517,6 +520,12 @@ impl Topology {
                     self.index_port(id, p);
                     self.ports.insert(id.to_string(), p.clone());
                 }
+            }
+            (ObjectKind::Router, Some(Image::Router(r))) => {
+                self.routers.insert(id.to_string(), r.clone());
+            }
+            (ObjectKind::Router, _) => {
+                self.routers.remove(id);
             }
             (ObjectKind::FloatingIp, image) => {
                 if let Some(old) = self.floating_ips.remove(id) {

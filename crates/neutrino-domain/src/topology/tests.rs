@@ -385,6 +385,17 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
             }
             ObjectChange::new(g, Image::SecurityGroup(Arc::new(image)))
         }
+        32..=34 => {
+            let id = ["r1", "r2"][rng.gen_range(0..2)];
+            if rng.gen_bool(0.15) {
+                return ObjectChange::deleted(ObjectKind::Router, id);
+            }
+            let routes = (0..rng.gen_range(0..3))
+                .map(|i| (format!("192.0.2.{}/32", i * 8), "198.51.100.9".to_string()))
+                .collect();
+            let image = RouterImage { admin_state_up: rng.gen_bool(0.8), routes };
+            ObjectChange::new(id, Image::Router(Arc::new(image)))
+        }
         27..=31 => {
             let id = format!("f{}", rng.gen_range(0..4));
             if rng.gen_bool(0.15) {

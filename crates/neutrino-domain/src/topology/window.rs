@@ -170,6 +170,9 @@ impl History {
                 }
             }
         }
+        for router in &routers {
+            add(ObjectKind::Router, router, &mut small);
+        }
         // The floating IPs of the local ports.
         let changed_fips: Vec<&str> =
             past.keys().filter(|(k, _)| *k == ObjectKind::FloatingIp).map(|(_, id)| *id).collect();

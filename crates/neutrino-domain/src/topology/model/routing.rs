@@ -102,6 +102,9 @@ impl Topology {
                     }
                 }
             }
+            ObjectKind::Router => {
+                hosts.extend(self.router_hosts.get(&change.id).into_iter().flatten().cloned());
+            }
             ObjectKind::FloatingIp => {
                 let old = self.floating_ips.get(&change.id).and_then(|f| f.port_id.clone());
                 let new = match &change.image {
@@ -303,6 +306,10 @@ impl Topology {
                 enable_snat: image.snat,
             })
         });
-        HostRouter { interfaces, gateway, floating_ips }
+        let (routes, admin_state_up) = match self.routers.get(router) {
+            Some(r) => (r.routes.clone(), r.admin_state_up),
+            None => (Vec::new(), true),
+        };
+        HostRouter { interfaces, gateway, floating_ips, routes, admin_state_up }
     }
 }

@@ -360,8 +360,14 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdatePort) -> Ht
     if !ctx.is_admin {
         ctx.enforce_update("port", &target, &req.given)?;
         groups_visible(ctx, &mut tx, req.security_groups.as_deref().unwrap_or_default()).await?;
-        // A router's or floating IP's port is changed by its router or floating IP only.
-        let touches_owner = req.device_owner.is_some() || req.device_id.is_some() || req.fixed_ips.is_some();
+        // A router's or floating IP's port is changed by its router or floating IP only (its
+        // addresses may change within the subnets it is on, as Neutron lets owners do).
+        let subnets: Vec<&str> = port.fixed_ips.iter().map(|f| f.subnet_id.as_str()).collect();
+        let moves_subnets = req
+            .fixed_ips
+            .as_ref()
+            .is_some_and(|ips| ips.iter().any(|ip| ip.subnet_id.as_deref().is_none_or(|s| !subnets.contains(&s))));
+        let touches_owner = req.device_owner.is_some() || req.device_id.is_some() || moves_subnets;
         if touches_owner && neutrino_domain::routers::is_router_owned(&port.device_owner) {
             return Err(HttpError(ApiError::conflict(
                 "L3PortInUse",

@@ -89,9 +89,8 @@ on_both_backends!(routers_and_floating_ips_answer_as_neutron_does, default_confi
         alice.put(&format!("/v2.0/routers/{}/add_extraroutes", t.router), route("198.51.100.10")).await.unwrap();
     assert_eq!(added["router"]["routes"].as_array().map(Vec::len), Some(1), "a set union");
     // The subnet's gateway is the interface's address.
-    let (status, kind, _) = error_of(
-        alice.put(&format!("/v2.0/subnets/{}", t.subnet), json!({"subnet": {"gateway_ip": null}})).await,
-    );
+    let (status, kind, _) =
+        error_of(alice.put(&format!("/v2.0/subnets/{}", t.subnet), json!({"subnet": {"gateway_ip": null}})).await);
     assert_eq!((status, kind.as_str()), (409, "GatewayIpInUse"));
     // A blank update dissociates; deleting the VM's port does too.
     let blank = alice.put(&format!("/v2.0/floatingips/{fip_id}"), json!({"floatingip": {}})).await.unwrap();

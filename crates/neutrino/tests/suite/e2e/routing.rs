@@ -238,6 +238,30 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     api.delete(&format!("/v2.0/floatingips/{fip_id}")).await.unwrap();
     api.put(&format!("/v2.0/routers/{router_id}"), json!({"router": {"external_gateway_info": null}})).await.unwrap();
 
+    // Extra routes reach every host's copy of the router; a router that is down routes
+    // nothing (its namespaces go) until it is up again.
+    let route = json!({"router": {"routes": [{"destination": "192.0.2.0/24", "nexthop": b1.ip}]}});
+    api.put(&format!("/v2.0/routers/{router_id}"), route).await.unwrap();
+    for host in ["h1", "h2"] {
+        let routed = wait_for(|| {
+            lab.exec(&router_ns(host), &["ip", "route", "show", "192.0.2.0/24"]).unwrap_or_default().contains(&b1.ip)
+        })
+        .await;
+        assert!(routed, "{host}'s router has the extra route via {}", b1.ip);
+    }
+    api.put(&format!("/v2.0/routers/{router_id}"), json!({"router": {"routes": []}})).await.unwrap();
+    let unrouted = wait_for(|| {
+        lab.exec(&router_ns("h2"), &["ip", "route", "show", "192.0.2.0/24"]).unwrap_or_default().trim().is_empty()
+    })
+    .await;
+    assert!(unrouted, "the extra route went");
+    api.put(&format!("/v2.0/routers/{router_id}"), json!({"router": {"admin_state_up": false}})).await.unwrap();
+    let h1_ns = format!("/run/netns/{}-qrouter-{router_id}", lab.host_ns("h1"));
+    assert!(wait_for(|| !std::path::Path::new(&h1_ns).exists()).await, "a router that is down is not run");
+    assert!(!lab.ping("vm21", &b2.ip, 1), "and routes nothing");
+    api.put(&format!("/v2.0/routers/{router_id}"), json!({"router": {"admin_state_up": true}})).await.unwrap();
+    assert!(wait_for(|| lab.ping("vm21", &b2.ip, 1)).await, "up again, it routes again");
+
     // The interface goes: both hosts drop B from the router; the router goes: its
     // namespaces go.
     api.put(&format!("/v2.0/routers/{router_id}/remove_router_interface"), json!({"subnet_id": sub_b["id"]}))
