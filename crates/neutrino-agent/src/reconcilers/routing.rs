@@ -164,6 +164,8 @@ impl RoutingReconciler {
                 }
                 if !same {
                     outcome.changes += 1;
+                    // A leg made (again) lost the egress chain bound to its old device.
+                    self.applied.remove(router_id);
                 }
                 rewrites.push((spec.name.clone(), host_mac(&self.host, port_id)));
                 wanted.insert(spec.name);

@@ -26,9 +26,11 @@ async fn boot(
 pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value) {
     let group = api.post("/v2.0/security-groups", json!({"security_group": {"name": "e2e-routing"}})).await.unwrap();
     let group = group["security_group"]["id"].as_str().unwrap().to_string();
-    for (protocol, port) in [("icmp", None), ("tcp", Some(8080))] {
+    for (ethertype, protocol, port) in
+        [("IPv4", "icmp", None), ("IPv4", "tcp", Some(8080)), ("IPv6", "ipv6-icmp", None)]
+    {
         let rule = json!({"security_group_rule": {"security_group_id": group, "direction": "ingress",
-                                                   "ethertype": "IPv4", "protocol": protocol,
+                                                   "ethertype": ethertype, "protocol": protocol,
                                                    "port_range_min": port, "port_range_max": port}});
         api.post("/v2.0/security-group-rules", rule).await.unwrap();
     }
@@ -261,6 +263,39 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     assert!(!lab.ping("vm21", &b2.ip, 1), "and routes nothing");
     api.put(&format!("/v2.0/routers/{router_id}"), json!({"router": {"admin_state_up": true}})).await.unwrap();
     assert!(wait_for(|| lab.ping("vm21", &b2.ip, 1)).await, "up again, it routes again");
+
+    // IPv6: two IPv6 subnets on the router, routed between hosts without NAT.
+    let mut v6_vms = Vec::new();
+    for (name, host, cidr) in [("vm24", "h1", "2001:db8:c::/64"), ("vm25", "h2", "2001:db8:d::/64")] {
+        let net = api.create_network(&format!("e2e-routed-{name}")).await.unwrap();
+        let subnet = api
+            .post("/v2.0/subnets", json!({"subnet": {"network_id": net["id"], "ip_version": 6, "cidr": cidr}}))
+            .await
+            .unwrap()["subnet"]
+            .clone();
+        api.put(&format!("/v2.0/routers/{router_id}/add_router_interface"), json!({"subnet_id": subnet["id"]}))
+            .await
+            .unwrap();
+        let gateway = subnet["gateway_ip"].as_str().unwrap().to_string();
+        let vm = lab.boot_vm(api, &net, name, host).await.expect("an IPv6 VM boots");
+        api.put(&format!("/v2.0/ports/{}", vm.port_id), json!({"port": {"security_groups": [group]}})).await.unwrap();
+        lab.exec(name, &["ip", "-6", "route", "add", "default", "via", &gateway]).expect("IPv6 default route");
+        v6_vms.push((vm, subnet));
+    }
+    let v6_routed = wait_for(|| lab.ping("vm24", &v6_vms[1].0.ip, 1)).await;
+    assert!(
+        v6_routed,
+        "vm24 (h1) → vm25 (h2) over IPv6, routed\n{}\n{}",
+        lab.exec(&router_ns("h1"), &["ip", "-6", "addr", "show"]).unwrap_or_default(),
+        lab.log_tail("agent-h1", 20)
+    );
+    assert!(lab.ping("vm25", &v6_vms[0].0.ip, 2), "and back, routed on h2");
+    for (vm, subnet) in &v6_vms {
+        api.delete(&format!("/v2.0/ports/{}", vm.port_id)).await.unwrap();
+        api.put(&format!("/v2.0/routers/{router_id}/remove_router_interface"), json!({"subnet_id": subnet["id"]}))
+            .await
+            .unwrap();
+    }
 
     // The interface goes: both hosts drop B from the router; the router goes: its
     // namespaces go.
