@@ -233,6 +233,10 @@ pub struct HostRouter {
     /// here, where the VM is.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub floating_ips: BTreeMap<String, HostFloatingIp>,
+    /// Port forwardings to this host's ports, by id (all of a floating IP's are applied on
+    /// the host of its first forwarding's port, which then holds that floating IP).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub port_forwardings: BTreeMap<String, HostPortForwarding>,
     /// Extra routes: `(destination, nexthop)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<(String, String)>,
@@ -252,6 +256,7 @@ impl Default for HostRouter {
             interfaces: BTreeMap::new(),
             gateway: None,
             floating_ips: BTreeMap::new(),
+            port_forwardings: BTreeMap::new(),
             routes: Vec::new(),
             admin_state_up: true,
         }
@@ -272,6 +277,17 @@ pub struct RouterGateway {
     /// address of the router's.
     #[serde(default)]
     pub enable_snat: bool,
+}
+
+/// A port forwarding applied on this host: `protocol` to the floating IP's external ports goes
+/// to the internal address's ports (inclusive ranges, of one size or the internal one a port).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostPortForwarding {
+    pub floating_ip_address: String,
+    pub protocol: String,
+    pub internal_ip_address: String,
+    pub internal: (u32, u32),
+    pub external: (u32, u32),
 }
 
 /// A floating IP of a local port.

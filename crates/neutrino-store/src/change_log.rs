@@ -25,8 +25,8 @@ use crate::{Backend, Result, Store, StoreError, Tx};
 use neutrino_api::agent::{Direction, EtherType, HostSecurityRule};
 use neutrino_domain::security_groups::protocol_number;
 use neutrino_domain::topology::{
-    AddressGroupImage, AgentImage, FloatingIpImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision,
-    RouterImage, RouterPortImage, SecurityGroupImage, SegmentImage,
+    AddressGroupImage, AgentImage, FloatingIpImage, ForwardingImage, Image, NetworkImage, ObjectChange, ObjectKind,
+    PortImage, Revision, RouterImage, RouterPortImage, SecurityGroupImage, SegmentImage,
 };
 use sqlx::{AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -209,15 +209,36 @@ async fn read_images(
             }
         }
         ObjectKind::FloatingIp => {
+            let mut forwardings: BTreeMap<String, Vec<ForwardingImage>> = BTreeMap::new();
+            if !rows.is_empty() {
+                let sql = format!(
+                    "SELECT id, floatingip_id, protocol, internal_port_id, internal_ip_address, internal_port_start, \
+                     internal_port_end, external_port_start, external_port_end FROM port_forwardings \
+                     WHERE floatingip_id IN ({list}) ORDER BY floatingip_id, id"
+                );
+                let port = |r: &sqlx::any::AnyRow, c: &str| -> Result<u32> { Ok(r.try_get::<i64, _>(c)? as u32) };
+                for r in rows_for(c, &sql, ids).await? {
+                    forwardings.entry(text(&r, "floatingip_id")?).or_default().push(ForwardingImage {
+                        id: text(&r, "id")?,
+                        protocol: text(&r, "protocol")?,
+                        internal_port_id: text(&r, "internal_port_id")?,
+                        internal_ip_address: text(&r, "internal_ip_address")?,
+                        internal: (port(&r, "internal_port_start")?, port(&r, "internal_port_end")?),
+                        external: (port(&r, "external_port_start")?, port(&r, "external_port_end")?),
+                    });
+                }
+            }
             for r in &rows {
+                let id = text(r, "id")?;
                 let image = FloatingIpImage {
                     floating_ip_address: text(r, "floating_ip_address")?,
                     floating_network_id: text(r, "floating_network_id")?,
                     router_id: crate::rows::opt_text(r, "router_id")?,
                     port_id: crate::rows::opt_text(r, "fixed_port_id")?,
                     fixed_ip_address: crate::rows::opt_text(r, "fixed_ip_address")?,
+                    port_forwardings: forwardings.remove(&id).unwrap_or_default(),
                 };
-                out.insert(text(r, "id")?, Image::FloatingIp(Arc::new(image)));
+                out.insert(id, Image::FloatingIp(Arc::new(image)));
             }
         }
         ObjectKind::Agent => {

@@ -274,7 +274,7 @@ impl RoutingReconciler {
         outcome: &mut PassOutcome,
     ) -> Option<(RouterPortSpec, Option<std::net::IpAddr>)> {
         let gateway = router.gateway.as_ref()?;
-        if router.floating_ips.is_empty() && snat.is_none() {
+        if router.floating_ips.is_empty() && router.port_forwardings.is_empty() && snat.is_none() {
             return None;
         }
         let Some(network) = state.networks.get(&gateway.network_id) else {
@@ -295,6 +295,7 @@ impl RoutingReconciler {
             .floating_ips
             .values()
             .filter_map(|f| f.floating_ip_address.parse().ok())
+            .chain(router.port_forwardings.values().filter_map(|pf| pf.floating_ip_address.parse().ok()))
             .chain(snat)
             .filter_map(|a| ipnet::IpNet::new(a, prefix).ok())
             .collect();
@@ -346,6 +347,36 @@ fn nat_table(external: Option<&str>, router: &HostRouter, snat: Option<std::net:
         ));
         batch.push(rule("forward", vec![oif.clone(), addr("saddr", &f.fixed_ip_address), json!({"accept": null})]));
     }
+    // Port forwardings: the floating IP's external ports to an internal address's; a range
+    // goes port by port (as Neutron maps ranges of one size, or onto one internal port).
+    for pf in router.port_forwardings.values() {
+        let ported = ["tcp", "udp", "sctp", "dccp"].contains(&pf.protocol.as_str());
+        if !ported || pf.external.1 - pf.external.0 > 1000 {
+            continue;
+        }
+        for (i, external) in (pf.external.0..=pf.external.1).enumerate() {
+            let internal = if pf.internal.0 == pf.internal.1 { pf.internal.0 } else { pf.internal.0 + i as u32 };
+            let dport = json!({"match": {"op": "==", "left": {"payload": {"protocol": pf.protocol, "field": "dport"}},
+                "right": external}});
+            batch.push(rule(
+                "prerouting",
+                vec![
+                    addr("daddr", &pf.floating_ip_address),
+                    dport,
+                    json!({"dnat": {"addr": pf.internal_ip_address, "port": internal}}),
+                ],
+            ));
+        }
+    }
+    // Replies of forwarded connections leave by the external leg too.
+    batch.push(rule(
+        "forward",
+        vec![
+            oif.clone(),
+            json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+            json!({"accept": null}),
+        ],
+    ));
     if let Some(own) = snat {
         let subnets: BTreeSet<ipnet::IpNet> = router
             .interfaces

@@ -171,6 +171,21 @@ pub struct FloatingIpImage {
     pub port_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed_ip_address: Option<String>,
+    /// Its port forwardings, by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_forwardings: Vec<ForwardingImage>,
+}
+
+/// One port forwarding of a floating IP: external ports of the floating IP to an internal
+/// port's address (inclusive ranges; a single port is a range of one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardingImage {
+    pub id: String,
+    pub protocol: String,
+    pub internal_port_id: String,
+    pub internal_ip_address: String,
+    pub internal: (u32, u32),
+    pub external: (u32, u32),
 }
 
 /// A router: whether it is up, and its extra routes.

@@ -13,8 +13,8 @@ mod model;
 mod window;
 
 pub use images::{
-    AddressGroupImage, AgentImage, FloatingIpImage, Image, NetworkImage, ObjectChange, ObjectKind, PortImage, Revision,
-    RouterImage, RouterPortImage, Scope, SecurityGroupImage, SegmentImage,
+    AddressGroupImage, AgentImage, FloatingIpImage, ForwardingImage, Image, NetworkImage, ObjectChange, ObjectKind,
+    PortImage, Revision, RouterImage, RouterPortImage, Scope, SecurityGroupImage, SegmentImage,
 };
 pub use model::Topology;
 pub use window::History;

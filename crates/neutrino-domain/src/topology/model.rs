@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 mod groups;
-mod routing;
+pub(crate) mod routing;
 
 /// The agent types whose tunnel IP is a host's VTEP, in order of preference.
 const L2_AGENT_TYPES: [&str; 2] = [AGENT_TYPE_LINUXBRIDGE, AGENT_TYPE_OVS];
@@ -529,13 +529,13 @@ impl Topology {
             }
             (ObjectKind::FloatingIp, image) => {
                 if let Some(old) = self.floating_ips.remove(id) {
-                    if let Some(port) = &old.port_id {
+                    for port in routing::ports_of_floating_ip(&old) {
                         remove_from(&mut self.port_floating_ips, port, id);
                     }
                 }
                 if let Some(Image::FloatingIp(f)) = image {
-                    if let Some(port) = &f.port_id {
-                        self.port_floating_ips.entry(port.clone()).or_default().insert(id.to_string());
+                    for port in routing::ports_of_floating_ip(f) {
+                        self.port_floating_ips.entry(port.to_string()).or_default().insert(id.to_string());
                     }
                     self.floating_ips.insert(id.to_string(), f.clone());
                 }

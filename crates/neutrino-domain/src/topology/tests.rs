@@ -405,9 +405,23 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
             let image = FloatingIpImage {
                 floating_ip_address: format!("203.0.113.{}", rng.gen_range(1..9)),
                 floating_network_id: "n3".into(),
-                router_id: associated.then(|| ["r1", "r2"][rng.gen_range(0..2)].to_string()),
+                router_id: (associated || rng.gen_bool(0.7)).then(|| ["r1", "r2"][rng.gen_range(0..2)].to_string()),
                 port_id: associated.then(|| format!("p{}", rng.gen_range(0..25))),
                 fixed_ip_address: associated.then(|| "198.51.100.1".to_string()),
+                port_forwardings: if associated {
+                    Vec::new()
+                } else {
+                    (0..rng.gen_range(0..3))
+                        .map(|i| ForwardingImage {
+                            id: format!("pf{i}"),
+                            protocol: "tcp".into(),
+                            internal_port_id: format!("p{}", rng.gen_range(0..25)),
+                            internal_ip_address: "198.51.100.2".into(),
+                            internal: (22, 22),
+                            external: (2200 + i, 2200 + i),
+                        })
+                        .collect()
+                },
             };
             ObjectChange::new(&id, Image::FloatingIp(Arc::new(image)))
         }

@@ -181,7 +181,7 @@ impl History {
             candidates.extend(changed_fips.iter().copied());
             for id in candidates {
                 if let Some(Image::FloatingIp(f)) = then(ObjectKind::FloatingIp, id) {
-                    if f.port_id.as_deref() == Some(port.as_str()) {
+                    if super::model::routing::ports_of_floating_ip(&f).contains(port.as_str()) {
                         add(ObjectKind::FloatingIp, id, &mut small);
                     }
                 }

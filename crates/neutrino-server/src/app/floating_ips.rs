@@ -210,31 +210,32 @@ async fn associate(
             }
         },
     };
-    let mut router = None;
-    for candidate in store::routers_on_subnet(tx.conn(), &chosen.subnet_id).await? {
-        let (gw_port, _) = store::router_gateway(tx.conn(), &candidate).await?;
-        if let Some(gw) = gw_port {
-            if store::get_port(tx.conn(), &gw).await?.network_id == fip.floating_network_id {
-                router = Some(candidate);
-                break;
-            }
-        }
-    }
-    let Some(router) = router else {
-        return Err(HttpError(ApiError::not_found_kind(
-            "ExternalGatewayForFloatingIPNotFound",
-            format!(
-                "External network {} is not reachable from subnet {}.  Therefore, cannot associate Port {port_id} with \
-                 a Floating IP.",
-                fip.floating_network_id, chosen.subnet_id
-            ),
-        )));
-    };
+    let router = router_for(tx, &chosen.subnet_id, &fip.floating_network_id, port_id).await?;
     fip.port_id = Some(port_id.to_string());
     fip.fixed_ip_address = Some(chosen.ip_address.clone());
     fip.router_id = Some(router);
     fip.status = "ACTIVE".into();
     Ok(())
+}
+
+/// The router joining `subnet_id` to the external network `floating_network_id` (its gateway
+/// is there), else Neutron's `ExternalGatewayForFloatingIPNotFound`.
+async fn router_for(tx: &mut Tx, subnet_id: &str, floating_network_id: &str, port_id: &str) -> HttpResult<String> {
+    for candidate in store::routers_on_subnet(tx.conn(), subnet_id).await? {
+        let (gw_port, _) = store::router_gateway(tx.conn(), &candidate).await?;
+        if let Some(gw) = gw_port {
+            if store::get_port(tx.conn(), &gw).await?.network_id == floating_network_id {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(HttpError(ApiError::not_found_kind(
+        "ExternalGatewayForFloatingIPNotFound",
+        format!(
+            "External network {floating_network_id} is not reachable from subnet {subnet_id}.  Therefore, cannot \
+             associate Port {port_id} with a Floating IP."
+        ),
+    )))
 }
 
 pub async fn list(app: &App, ctx: &OpContext, filters: &[Filter], page: &Page) -> HttpResult<Vec<FloatingIp>> {
@@ -433,6 +434,17 @@ pub async fn put_forwarding(
             ))));
         }
     }
+    // The floating IP reaches the internal port through the router joining its subnet to the
+    // floating IP's network (Neutron sets the floating IP's router so).
+    if fip.router_id.is_none() {
+        let Some(fixed) = port.fixed_ips.iter().find(|f| f.ip_address == row.internal_ip_address) else {
+            return Err(HttpError(ApiError::not_found("port", &port.id)));
+        };
+        let router = router_for(&mut tx, &fixed.subnet_id, &fip.floating_network_id, &port.id).await?;
+        let mut routed = fip.clone();
+        routed.router_id = Some(router);
+        store::update_floatingip(&mut tx, &routed, fip.revision_number).await?;
+    }
     store::upsert_forwarding(&mut tx, &row, id.is_some()).await?;
     let out = store::get_forwarding(tx.conn(), fip_id, &row.id).await?;
     tx.commit().await?;
@@ -446,6 +458,13 @@ pub async fn delete_forwarding(app: &App, ctx: &OpContext, fip_id: &str, id: &st
         .await?;
     store::lock_floatingip(&mut tx, fip_id).await?;
     store::delete_forwarding(&mut tx, fip_id, id).await?;
+    // The last forwarding of an unassociated floating IP takes its router with it.
+    let fip = store::get_floatingip(tx.conn(), fip_id).await?;
+    if fip.port_id.is_none() && fip.port_forwardings.is_empty() && fip.router_id.is_some() {
+        let mut unrouted = fip.clone();
+        unrouted.router_id = None;
+        store::update_floatingip(&mut tx, &unrouted, fip.revision_number).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -11,10 +11,19 @@
 //! views, which are few: the hosts of that network or router.
 
 use super::{decrement, remove_from, Topology};
-use crate::topology::images::{Image, ObjectChange, ObjectKind, PortImage};
-use neutrino_api::agent::{HostFloatingIp, HostRouter, RouterGateway, RouterInterface};
+use crate::topology::images::{FloatingIpImage, Image, ObjectChange, ObjectKind, PortImage};
+use neutrino_api::agent::{HostFloatingIp, HostPortForwarding, HostRouter, RouterGateway, RouterInterface};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// The ports a floating IP reaches: its associated port and its forwardings' internal ports.
+pub(crate) fn ports_of_floating_ip(f: &FloatingIpImage) -> BTreeSet<&str> {
+    f.port_id
+        .iter()
+        .map(String::as_str)
+        .chain(f.port_forwardings.iter().map(|pf| pf.internal_port_id.as_str()))
+        .collect()
+}
 
 /// The router a port is an interface of (not its gateway).
 pub(super) fn interface_router(p: &PortImage) -> Option<&str> {
@@ -106,12 +115,14 @@ impl Topology {
                 hosts.extend(self.router_hosts.get(&change.id).into_iter().flatten().cloned());
             }
             ObjectKind::FloatingIp => {
-                let old = self.floating_ips.get(&change.id).and_then(|f| f.port_id.clone());
-                let new = match &change.image {
-                    Some(Image::FloatingIp(f)) => f.port_id.clone(),
-                    _ => None,
-                };
-                for port in old.iter().chain(new.iter()) {
+                let mut ports: BTreeSet<String> = BTreeSet::new();
+                if let Some(f) = self.floating_ips.get(&change.id) {
+                    ports.extend(ports_of_floating_ip(f).into_iter().map(String::from));
+                }
+                if let Some(Image::FloatingIp(f)) = &change.image {
+                    ports.extend(ports_of_floating_ip(f).into_iter().map(String::from));
+                }
+                for port in &ports {
                     if let Some(p) = self.ports.get(port).filter(|p| !p.host.is_empty()) {
                         hosts.insert(p.host.clone());
                     }
@@ -276,11 +287,30 @@ impl Topology {
                 },
             );
         }
-        // The floating IPs of this host's ports through this router.
+        // The floating IPs of this host's ports through this router, and the forwardings of
+        // the floating IPs whose first forwarding is to one of them.
+        let mut port_forwardings = BTreeMap::new();
         for port in self.ports_on_host.get(host).into_iter().flatten() {
             for id in self.port_floating_ips.get(port).into_iter().flatten() {
                 let Some(f) = self.floating_ips.get(id) else { continue };
                 if f.router_id.as_deref() != Some(router) {
+                    continue;
+                }
+                if f.port_forwardings.first().is_some_and(|pf| &pf.internal_port_id == port) {
+                    for pf in &f.port_forwardings {
+                        port_forwardings.insert(
+                            pf.id.clone(),
+                            HostPortForwarding {
+                                floating_ip_address: f.floating_ip_address.clone(),
+                                protocol: pf.protocol.clone(),
+                                internal_ip_address: pf.internal_ip_address.clone(),
+                                internal: pf.internal,
+                                external: pf.external,
+                            },
+                        );
+                    }
+                }
+                if f.port_id.as_deref() != Some(port.as_str()) {
                     continue;
                 }
                 let Some(fixed) = f.fixed_ip_address.clone() else { continue };
@@ -310,6 +340,6 @@ impl Topology {
             Some(r) => (r.routes.clone(), r.admin_state_up),
             None => (Vec::new(), true),
         };
-        HostRouter { interfaces, gateway, floating_ips, routes, admin_state_up }
+        HostRouter { interfaces, gateway, floating_ips, port_forwardings, routes, admin_state_up }
     }
 }

@@ -27,7 +27,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     let group = api.post("/v2.0/security-groups", json!({"security_group": {"name": "e2e-routing"}})).await.unwrap();
     let group = group["security_group"]["id"].as_str().unwrap().to_string();
     for (ethertype, protocol, port) in
-        [("IPv4", "icmp", None), ("IPv4", "tcp", Some(8080)), ("IPv6", "ipv6-icmp", None)]
+        [("IPv4", "icmp", None), ("IPv4", "tcp", Some(8080)), ("IPv4", "udp", Some(5353)), ("IPv6", "ipv6-icmp", None)]
     {
         let rule = json!({"security_group_rule": {"security_group_id": group, "direction": "ingress",
                                                    "ethertype": ethertype, "protocol": protocol,
@@ -153,6 +153,46 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     assert!(lab.ping("vm21", "203.0.113.1", 2), "vm21 reaches the internet");
     let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string();
     assert!(seen.contains(&format!("{address} > 203.0.113.1")), "the internet sees vm21 as {address}: {seen}");
+    // Port forwardings, on the internal port's host: TCP and UDP to a second floating IP's
+    // ports reach vm23 (h1) on its own ports.
+    let fip2 = api.post("/v2.0/floatingips", json!({"floatingip": {"floating_network_id": ext_id}})).await.unwrap()
+        ["floatingip"]
+        .clone();
+    let fip2_id = fip2["id"].as_str().unwrap().to_string();
+    let address2 = fip2["floating_ip_address"].as_str().unwrap().to_string();
+    for (protocol, external, internal) in [("tcp", 2222, 8080), ("udp", 6363, 5353)] {
+        let pf = json!({"port_forwarding": {"protocol": protocol, "internal_port_id": b1.port_id,
+            "internal_ip_address": b1.ip, "internal_port": internal, "external_port": external}});
+        api.post(&format!("/v2.0/floatingips/{fip2_id}/port_forwardings"), pf).await.unwrap();
+    }
+    let listen = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &lab.netns("vm23")]).args(args);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap()
+    };
+    let mut tcp_server = listen(&["nc", "-l", "-k", "-p", "8080"]);
+    let forwarded = wait_for(|| lab.exec("vm90", &["nc", "-z", "-w", "1", &address2, "2222"]).is_ok()).await;
+    let _ = tcp_server.kill();
+    let _ = tcp_server.wait();
+    assert!(forwarded, "TCP {address2}:2222 reaches vm23:8080\n{}", lab.log_tail("agent-h1", 20));
+    let udp_server = listen(&["timeout", "4", "nc", "-u", "-l", "-p", "5353"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for _ in 0..3 {
+        let _ = lab.exec("vm90", &["sh", "-c", &format!("echo forwarded | nc -u -w 1 {address2} 6363")]);
+    }
+    let received = String::from_utf8_lossy(&udp_server.wait_with_output().unwrap().stdout).to_string();
+    assert!(received.contains("forwarded"), "UDP {address2}:6363 reaches vm23:5353: {received:?}");
+    for pf in api.get(&format!("/v2.0/floatingips/{fip2_id}/port_forwardings")).await.unwrap()["port_forwardings"]
+        .as_array()
+        .unwrap()
+        .clone()
+    {
+        api.delete(&format!("/v2.0/floatingips/{fip2_id}/port_forwardings/{}", pf["id"].as_str().unwrap()))
+            .await
+            .unwrap();
+    }
+    api.delete(&format!("/v2.0/floatingips/{fip2_id}")).await.unwrap();
+
     // Distributed SNAT: VMs without a floating IP reach the internet from their own host, each
     // host seen as an address of its own there (no gateway host in the path).
     for (vm, host) in [("vm23", "h1"), ("vm22", "h2")] {
