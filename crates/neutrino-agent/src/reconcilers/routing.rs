@@ -224,10 +224,26 @@ impl RoutingReconciler {
                 outcome.changes += 1;
             }
             let nat = nat_table(external.as_ref().map(|(s, _)| s.name.as_str()), router, snat);
-            let key = format!("{router_id}/nat");
-            if self.applied.get(&key) != Some(&nat) {
-                routers.nft(router_id, &nat).await?;
-                self.applied.insert(key, nat);
+            for port in observed.ports.iter().filter(|p| !wanted.contains(&p.name)) {
+                routers.delete_port(router_id, &port.name).await?;
+                outcome.changes += 1;
+            }
+            // Both tables in one nft transaction (one process per router): after the legs the
+            // rewrite chains bind to exist.
+            let table = rewrite_table(&rewrites);
+            let nat_key = format!("{router_id}/nat");
+            let nat_stale = self.applied.get(&nat_key) != Some(&nat);
+            let rewrite_stale = self.applied.get(router_id) != Some(&table);
+            if nat_stale || rewrite_stale {
+                let mut batch = Vec::new();
+                for (stale, t) in [(rewrite_stale, &table), (nat_stale, &nat)] {
+                    if stale {
+                        batch.extend(t["nftables"].as_array().cloned().unwrap_or_default());
+                    }
+                }
+                routers.nft(router_id, &json!({ "nftables": batch })).await?;
+                self.applied.insert(nat_key, nat);
+                self.applied.insert(router_id.to_string(), table);
                 outcome.changes += 1;
             }
             // A mapping that went (a floating IP gone, or now another VM's): its connections
@@ -247,16 +263,6 @@ impl RoutingReconciler {
                 }
             }
             self.nat_pairs.insert(router_id.to_string(), pairs);
-            for port in observed.ports.iter().filter(|p| !wanted.contains(&p.name)) {
-                routers.delete_port(router_id, &port.name).await?;
-                outcome.changes += 1;
-            }
-            let table = rewrite_table(&rewrites);
-            if self.applied.get(router_id) != Some(&table) {
-                routers.nft(router_id, &table).await?;
-                self.applied.insert(router_id.to_string(), table);
-                outcome.changes += 1;
-            }
         }
         Ok(())
     }

@@ -69,7 +69,7 @@ async fn measure(lab: &mut Lab, ports: usize) -> Result<(), String> {
 }
 
 /// Create `count` ports bound to `host`, spread over `networks`, with 16 clients.
-async fn create_bound_ports(
+pub(super) async fn create_bound_ports(
     api: &ApiClient,
     networks: &[String],
     host: &str,
@@ -99,7 +99,7 @@ async fn create_bound_ports(
     Ok(ids)
 }
 
-async fn wait_all_active(api: &ApiClient, host: &str, timeout: Duration) -> Result<(), String> {
+pub(super) async fn wait_all_active(api: &ApiClient, host: &str, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         let down = api
@@ -118,7 +118,7 @@ async fn wait_all_active(api: &ApiClient, host: &str, timeout: Duration) -> Resu
 }
 
 /// Wait for the restarted agent's "host converged" line: (what it says, since the kill).
-async fn wait_converged(
+pub(super) async fn wait_converged(
     log: &std::path::Path,
     offset: u64,
     killed: Instant,

@@ -8,6 +8,7 @@ mod agent_restart;
 mod fanout;
 mod firewall;
 mod routing;
+mod routing_restart;
 mod sg_latency;
 
 use neutrino_lab::{check_tools, ApiClient, Lab, LabConfig};
@@ -82,6 +83,13 @@ pub struct BenchArgs {
     /// Associations timed by `--routing`.
     #[arg(long, default_value_t = 50)]
     fip_rounds: usize,
+    /// One host with many floating IPs on many routers: its agent restarted (root; lab).
+    #[arg(long)]
+    routing_restart: bool,
+    #[arg(long, default_value_t = 500)]
+    restart_fips: usize,
+    #[arg(long, default_value_t = 20)]
+    restart_routers: usize,
 }
 
 /// A two-host lab for a benchmark (root), in a work directory named after it; run `measure`
@@ -135,6 +143,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if args.sg_latency {
         return sg_latency::run(args.database.clone()).await;
+    }
+    if args.routing_restart {
+        return routing_restart::run(args.restart_fips, args.restart_routers, args.database.clone()).await;
     }
     if args.routing {
         return routing::run(args.fip_rounds, args.database.clone()).await;
