@@ -315,3 +315,42 @@ async fn openstacksdk_pages_through_250_ports() {
     assert!(facts["page_requests"].as_u64().unwrap() >= 3, "paged with limit=100: {facts}");
     assert_eq!(facts["all_limited"], true, "{facts}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the openstack CLI (NEUTRINO_OPENSTACK_CLI); scripts/test runs it"]
+async fn openstack_cli_manages_routers_and_floating_ips() {
+    let Some(cli) = openstack_cli() else { return };
+    let s = start(Backend::Sqlite, default_config()).await.unwrap();
+    let base = s.base.clone();
+    let run = |args: &'static [&'static str]| openstack(&cli, &base, args);
+    run(&["network", "create", "--external", "cli-ext", "-f", "json"]).await;
+    run(&["subnet", "create", "--network", "cli-ext", "--subnet-range", "203.0.113.0/24", "cli-ext-subnet"]).await;
+    run(&["network", "create", "cli-net", "-f", "json"]).await;
+    run(&["subnet", "create", "--network", "cli-net", "--subnet-range", "198.51.100.0/24", "cli-subnet"]).await;
+    let router = run(&["router", "create", "cli-router", "-f", "json"]).await;
+    assert_eq!(router["name"], "cli-router");
+    run(&["router", "set", "--external-gateway", "cli-ext", "cli-router"]).await;
+    run(&["router", "add", "subnet", "cli-router", "cli-subnet"]).await;
+    let shown = run(&["router", "show", "cli-router", "-f", "json"]).await;
+    assert_eq!(shown["external_gateway_info"]["enable_snat"], true, "{shown}");
+    let interfaces = run(&["port", "list", "--router", "cli-router", "-f", "json"]).await;
+    assert_eq!(interfaces.as_array().map(Vec::len), Some(2), "interface and gateway: {interfaces}");
+    run(&["router", "set", "--route", "destination=192.0.2.0/24,gateway=198.51.100.10", "cli-router"]).await;
+    let shown = run(&["router", "show", "cli-router", "-f", "json"]).await;
+    assert_eq!(shown["routes"][0]["nexthop"], "198.51.100.10", "{shown}");
+    run(&["port", "create", "--network", "cli-net", "cli-vm", "-f", "json"]).await;
+    let fip = run(&["floating", "ip", "create", "--port", "cli-vm", "cli-ext", "-f", "json"]).await;
+    assert_eq!(fip["router_id"], router["id"], "{fip}");
+    let address = fip["floating_ip_address"].as_str().unwrap().to_string();
+    let listed = openstack(&cli, &base, &["floating", "ip", "list", "-f", "json"]).await;
+    assert_eq!(listed[0]["Floating IP Address"], address.as_str(), "{listed}");
+    openstack(&cli, &base, &["floating", "ip", "unset", "--port", &address]).await;
+    let shown = openstack(&cli, &base, &["floating", "ip", "show", &address, "-f", "json"]).await;
+    assert_eq!(shown["port_id"], Value::Null, "{shown}");
+    openstack(&cli, &base, &["floating", "ip", "delete", &address]).await;
+    run(&["router", "unset", "--route", "destination=192.0.2.0/24,gateway=198.51.100.10", "cli-router"]).await;
+    run(&["router", "remove", "subnet", "cli-router", "cli-subnet"]).await;
+    run(&["router", "unset", "--external-gateway", "cli-router"]).await;
+    run(&["router", "delete", "cli-router"]).await;
+    assert_eq!(run(&["router", "list", "-f", "json"]).await, serde_json::json!([]));
+}
