@@ -211,6 +211,15 @@ async fn associate(
         },
     };
     let router = router_for(tx, &chosen.subnet_id, &fip.floating_network_id, port_id).await?;
+    // The router's interfaces and gateway change under its lock: hold it, so the interface and
+    // gateway this association relies on stay until it commits.
+    store::lock_router(tx, &router).await?;
+    if router_for(tx, &chosen.subnet_id, &fip.floating_network_id, port_id).await? != router {
+        return Err(HttpError(ApiError::conflict(
+            "RouterChanged",
+            format!("Router {router} changed while floating IP {} was being associated; retry.", fip.id),
+        )));
+    }
     fip.port_id = Some(port_id.to_string());
     fip.fixed_ip_address = Some(chosen.ip_address.clone());
     fip.router_id = Some(router);

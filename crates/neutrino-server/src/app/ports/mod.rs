@@ -486,6 +486,16 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdatePort) -> Ht
         });
         store::release_port_ips(&mut tx, id).await?;
         port.fixed_ips = assign_fixed_ips(ctx, &mut tx, &port, &subnets, Some(requested)).await?;
+        // As Neutron's `prevent_internal_ip_change_for_fip`: a fixed IP with a floating IP stays.
+        for fip in store::floatingips_where(tx.conn(), "fixed_port_id", id).await? {
+            let fixed = store::get_floatingip(tx.conn(), &fip).await?.fixed_ip_address;
+            if fixed.is_some_and(|ip| !port.fixed_ips.iter().any(|f| f.ip_address == ip)) {
+                return Err(HttpError(ApiError::bad_request(format!(
+                    "Bad port request: Cannot update the fixed_ips of the port {id}, because its original fixed_ip \
+                     has been associated to a floating ip."
+                ))));
+            }
+        }
     }
     store::store_port_body(&mut tx, &port).await?;
     tx.commit().await?;

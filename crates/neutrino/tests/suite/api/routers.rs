@@ -92,6 +92,10 @@ on_both_backends!(routers_and_floating_ips_answer_as_neutron_does, default_confi
     let (status, kind, _) =
         error_of(alice.put(&format!("/v2.0/subnets/{}", t.subnet), json!({"subnet": {"gateway_ip": null}})).await);
     assert_eq!((status, kind.as_str()), (409, "GatewayIpInUse"));
+    // The fixed IP of a floating IP stays on its port.
+    let moved = json!({"port": {"fixed_ips": [{"subnet_id": t.subnet, "ip_address": "198.51.100.77"}]}});
+    let (status, _, message) = error_of(alice.put(&format!("/v2.0/ports/{}", t.port), moved).await);
+    assert_eq!(status, 400, "{message}");
     // A blank update dissociates; deleting the VM's port does too.
     let blank = alice.put(&format!("/v2.0/floatingips/{fip_id}"), json!({"floatingip": {}})).await.unwrap();
     assert_eq!(blank["floatingip"]["port_id"], Value::Null);
