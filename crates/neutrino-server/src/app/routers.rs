@@ -129,6 +129,24 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateRouter) -> 
     if let Some(v) = req.admin_state_up {
         router.admin_state_up = v;
     }
+    // As Neutron (with `router-admin-state-down-before-update`): `distributed` changes only
+    // while the router is down before and after, `ha` while it is down after.
+    let was_up = store::get_router(tx.conn(), id).await?.admin_state_up;
+    let distributed_changes = req.distributed.is_some_and(|d| d != router.distributed);
+    let ha_changes = req.ha.is_some_and(|h| h != router.ha);
+    if distributed_changes && (was_up || router.admin_state_up) {
+        return Err(bad_router(
+            "Cannot change the 'distributed' attribute of active routers. Please set router admin_state_up to False \
+             prior to upgrade"
+                .into(),
+        ));
+    }
+    if ha_changes && router.admin_state_up {
+        return Err(bad_router(
+            "Cannot change HA attribute of active routers. Please set router admin_state_up to False prior to upgrade"
+                .into(),
+        ));
+    }
     if let Some(v) = req.distributed {
         router.distributed = v;
     }
@@ -136,6 +154,23 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateRouter) -> 
         router.ha = v;
     }
     store::update_router(&mut tx, &router, expected).await?;
+    if distributed_changes || ha_changes {
+        // The interfaces' owner follows the router's kind, as Neutron migrates them.
+        let owner = if router.ha {
+            neutrino_domain::routers::DEVICE_OWNER_HA_INTF
+        } else {
+            rules::interface_owner(router.distributed)
+        };
+        for port_id in store::router_interface_ports(tx.conn(), id).await? {
+            let mut port = store::get_port(tx.conn(), &port_id).await?;
+            let expected = port.revision_number;
+            port.device_owner = owner.to_string();
+            port.revision_number = expected + 1;
+            port.updated_at = store::now_timestamp();
+            store::update_port_row(&mut tx, &port, expected).await?;
+            store::store_port_body(&mut tx, &port).await?;
+        }
+    }
     if let Some(gateway) = req.gateway {
         set_gateway(app, ctx, &mut tx, &router, gateway).await?;
     }
@@ -382,7 +417,11 @@ pub async fn add_interface(
     let router = store::get_router(tx.conn(), id).await?;
     let existing = connected(tx.conn(), id).await?;
     let existing: Vec<(String, IpNet)> = existing.into_iter().map(|(s, n)| (s, n.trunc())).collect();
-    let owner = rules::interface_owner(router.distributed);
+    let owner = if router.ha {
+        neutrino_domain::routers::DEVICE_OWNER_HA_INTF
+    } else {
+        rules::interface_owner(router.distributed)
+    };
     let port = match req {
         InterfaceRequest::Subnet(subnet_id) => {
             let subnet = visible_subnet(ctx, tx.conn(), &subnet_id).await?;

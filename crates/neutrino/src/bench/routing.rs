@@ -29,16 +29,7 @@ async fn measure(lab: &mut Lab, rounds: usize) -> Result<(), String> {
     let net_b = api.create_network("bench-b").await.map_err(e)?;
     let sub_a = api.create_subnet(net_a["id"].as_str().unwrap_or_default(), "198.51.100.0/25").await.map_err(e)?;
     let sub_b = api.create_subnet(net_b["id"].as_str().unwrap_or_default(), "198.51.100.128/25").await.map_err(e)?;
-    let ext = api
-        .post(
-            "/v2.0/networks",
-            json!({"network": {"name": "bench-ext", "router:external": true, "provider:network_type": "flat",
-                               "provider:physical_network": PHYSICAL_NETWORK}}),
-        )
-        .await
-        .map_err(e)?;
-    let ext_id = ext["network"]["id"].as_str().unwrap_or_default().to_string();
-    api.create_subnet(&ext_id, "203.0.113.0/24").await.map_err(e)?;
+    let ext_id = external_network(&api, "203.0.113.0/24").await?;
     lab.add_external_host("vm90", "203.0.113.1/24").map_err(|e| e.to_string())?;
     let router = api
         .post("/v2.0/routers", json!({"router": {"name": "bench", "external_gateway_info": {"network_id": ext_id}}}))
@@ -65,6 +56,22 @@ async fn measure(lab: &mut Lab, rounds: usize) -> Result<(), String> {
     }
     fip_latency(lab, &ext_id, &vms[0].port_id, rounds).await?;
     throughput(lab, &vms[1].ip, &vms[2].ip)
+}
+
+/// A flat external network on the lab's provider network with one subnet: its id.
+pub(super) async fn external_network(api: &neutrino_lab::ApiClient, cidr: &str) -> Result<String, String> {
+    let e = |e: neutrino_lab::ApiError| e.to_string();
+    let ext = api
+        .post(
+            "/v2.0/networks",
+            json!({"network": {"name": "bench-ext", "router:external": true, "provider:network_type": "flat",
+                               "provider:physical_network": PHYSICAL_NETWORK}}),
+        )
+        .await
+        .map_err(e)?;
+    let ext_id = ext["network"]["id"].as_str().unwrap_or_default().to_string();
+    api.create_subnet(&ext_id, cidr).await.map_err(e)?;
+    Ok(ext_id)
 }
 
 /// Associate a floating IP with vm1 `rounds` times; each time, from the reply to the first

@@ -4,7 +4,7 @@
 //! started again: how long until it has converged (goal: ≤ 1 s), and whether every floating IP
 //! is still in place.
 
-use neutrino_lab::{Lab, PHYSICAL_NETWORK};
+use neutrino_lab::Lab;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,16 +19,7 @@ async fn measure(lab: &mut Lab, fips: usize, routers: usize) -> Result<(), Strin
     let e = |e: neutrino_lab::ApiError| e.to_string();
     // The external network (no traffic is sent in this benchmark; its addresses only sit on
     // the routers' legs inside the lab's namespaces).
-    let ext = api
-        .post(
-            "/v2.0/networks",
-            json!({"network": {"name": "bench-ext", "router:external": true, "provider:network_type": "flat",
-                               "provider:physical_network": PHYSICAL_NETWORK}}),
-        )
-        .await
-        .map_err(e)?;
-    let ext_id = ext["network"]["id"].as_str().unwrap_or_default().to_string();
-    api.create_subnet(&ext_id, "10.64.0.0/21").await.map_err(e)?;
+    let ext_id = super::routing::external_network(&api, "10.64.0.0/21").await?;
     let mut networks = Vec::new();
     let mut router_ids = Vec::new();
     for n in 0..routers {

@@ -22,6 +22,21 @@ async fn boot(
     vm
 }
 
+/// What the internet host (`vm90`, 203.0.113.1) sees of an echo request `vm` sends it: the
+/// tcpdump line naming its source address.
+fn seen_by_the_internet(lab: &Lab, vm: &str) -> String {
+    let capture = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.netns("vm90"), "timeout", "5", "tcpdump", "-n", "-l", "-c", "1", "-i", "eth0"])
+        .arg("icmp[icmptype] == icmp-echo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(lab.ping(vm, "203.0.113.1", 2), "{vm} reaches the internet");
+    String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string()
+}
+
 /// `external`: a flat network on the provider network, made the router's external network.
 pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value) {
     let group = api.post("/v2.0/security-groups", json!({"security_group": {"name": "e2e-routing"}})).await.unwrap();
@@ -129,29 +144,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     let _ = server.kill();
     let _ = server.wait();
     assert!(tcp.is_ok(), "TCP from the internet to {address}:8080 reaches vm21: {tcp:?}");
-    let capture = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.netns("vm90"),
-            "timeout",
-            "5",
-            "tcpdump",
-            "-n",
-            "-l",
-            "-c",
-            "1",
-            "-i",
-            "eth0",
-            "icmp[icmptype] == icmp-echo",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(lab.ping("vm21", "203.0.113.1", 2), "vm21 reaches the internet");
-    let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string();
+    let seen = seen_by_the_internet(lab, "vm21");
     assert!(seen.contains(&format!("{address} > 203.0.113.1")), "the internet sees vm21 as {address}: {seen}");
     // Port forwardings, on the internal port's host: TCP and UDP to a second floating IP's
     // ports reach vm23 (h1) on its own ports.
@@ -211,29 +204,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
             .unwrap();
         let own_ip = own["ports"][0]["fixed_ips"][0]["ip_address"].as_str().unwrap_or_default().to_string();
         assert!(!own_ip.is_empty(), "{host}'s external address: {own}");
-        let capture = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.netns("vm90"),
-                "timeout",
-                "5",
-                "tcpdump",
-                "-n",
-                "-l",
-                "-c",
-                "1",
-                "-i",
-                "eth0",
-                "icmp[icmptype] == icmp-echo",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        assert!(lab.ping(vm, "203.0.113.1", 2), "{vm} reaches the internet again");
-        let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string();
+        let seen = seen_by_the_internet(lab, vm);
         assert!(
             seen.contains(&format!("{own_ip} > 203.0.113.1")),
             "the internet sees {vm} as {host}'s {own_ip}: {seen}"
