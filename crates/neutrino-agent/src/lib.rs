@@ -16,6 +16,7 @@ use client::ServerClient;
 use metrics::{AgentMetrics, FeatureLabels, PassLabels};
 use neutrino_api::agent::{
     AgentConfigurations, AgentRegistration, HostState, PortStatusReport, StreamMessage, AGENT_TYPE_LINUXBRIDGE,
+    PROTOCOL_VERSION,
 };
 use neutrino_dataplane::{DataPlane, LinkEvent, Links};
 use reconcilers::l2::L2Reconciler;
@@ -197,6 +198,12 @@ impl Follower {
     /// Apply one message. `Err` when it does not fit (an update before any snapshot).
     fn apply(&mut self, message: StreamMessage) -> Result<bool, String> {
         match message {
+            // A server older than this agent's protocol sends views without what newer
+            // versions added (routers): following it would tear those down. Another server
+            // (of this version) answers the next connection.
+            StreamMessage::Snapshot { protocol, .. } if protocol < PROTOCOL_VERSION => {
+                Err(format!("the server speaks stream protocol {protocol}, this agent {PROTOCOL_VERSION}"))
+            }
             StreamMessage::Snapshot { revision, state, .. } => {
                 tracing::debug!(revision, ports = state.local_ports.len(), "snapshot");
                 self.state = state;
@@ -583,8 +590,10 @@ mod tests {
         delta.set("p1", Some(port()));
         let update = |revision: u64, delta: &HostDelta| StreamMessage::Update { revision, delta: delta.clone() };
         assert!(f.apply(update(3, &delta)).is_err(), "no update before a snapshot");
+        let older = StreamMessage::Snapshot { revision: 5, state: HostState::default(), protocol: 2 };
+        assert!(f.apply(older).is_err(), "a server of an older protocol is not followed");
         assert_eq!(
-            f.apply(StreamMessage::Snapshot { revision: 5, state: HostState::default(), protocol: 2 }),
+            f.apply(StreamMessage::Snapshot { revision: 5, state: HostState::default(), protocol: PROTOCOL_VERSION }),
             Ok(true)
         );
         assert_eq!(f.apply(update(5, &delta)), Ok(false), "a revision already applied is skipped");

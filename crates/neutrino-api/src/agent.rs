@@ -22,8 +22,10 @@ pub const AGENT_TYPE_OVS: &str = "Open vSwitch agent";
 pub const AGENT_TYPE_L3: &str = "L3 agent";
 
 /// The stream protocol version this build speaks. Version 1 had no `since` and no
-/// per-revision updates; version 2 adds both, and keeps version 1's message shapes.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// per-revision updates; version 2 adds both, and keeps version 1's message shapes; version 3
+/// adds `routers` (an older server's views have none, which an agent of this build must not
+/// take for "no routers here").
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The oldest version a server of this build still serves.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
