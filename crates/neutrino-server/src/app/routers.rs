@@ -242,7 +242,18 @@ async fn set_gateway(
     // Neutron's `[DEFAULT] enable_snat_by_default`.
     let enable_snat = gw.enable_snat.unwrap_or(true);
     let same_network = current.as_ref().is_some_and(|p| p.network_id == gw.network_id);
-    if same_network && gw.external_fixed_ips.is_none() {
+    // The addresses it has already (each asked for by subnet, address or both) keep the port.
+    let same_addresses = gw.external_fixed_ips.as_ref().is_none_or(|asked| {
+        let have = current.as_ref().map(|p| p.fixed_ips.as_slice()).unwrap_or_default();
+        asked.len() == have.len()
+            && asked.iter().all(|a| {
+                have.iter().any(|h| {
+                    a.subnet_id.as_ref().is_none_or(|s| *s == h.subnet_id)
+                        && a.ip_address.as_ref().is_none_or(|ip| *ip == h.ip_address)
+                })
+            })
+    });
+    if same_network && same_addresses {
         if enable_snat != current_snat {
             store::set_router_gateway(tx, &router.id, current_port.as_deref(), enable_snat).await?;
             store::bump_router(tx, &router.id).await?;
