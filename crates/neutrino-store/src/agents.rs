@@ -232,24 +232,32 @@ impl Store {
             };
             state.networks.entry(text(r, "network_id")?).or_insert(network);
         }
+        let routed = crate::host_routing::host_routers_reference(c, host, &mut state).await?;
         if !l2population || local.is_empty() {
             tx.rollback().await?;
             return Ok((revision, state));
         }
 
         // L2 population: ports on other hosts bound to the segments this host's ports are on,
-        // behind the VTEP of their host's L2 agent (a Linux bridge agent before an OVS agent).
-        const ON_OUR_SEGMENTS: &str = "p.host_id <> $1 AND p.host_id <> '' \
-            AND p.segment_id IN (SELECT segment_id FROM ports WHERE host_id = $1 AND host_id <> '')";
+        // or that the routers it runs give it, behind the VTEP of their host's L2 agent (a Linux
+        // bridge agent before an OVS agent).
+        let routed_list = routed.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
+        let routed_clause =
+            if routed.is_empty() { String::new() } else { format!(" OR p.segment_id IN ({routed_list})") };
+        let on_our_segments = format!(
+            "p.host_id <> $1 AND p.host_id <> '' \
+             AND (p.segment_id IN (SELECT segment_id FROM ports WHERE host_id = $1 AND host_id <> ''){routed_clause})"
+        );
+        let on_our_segments = on_our_segments.as_str();
         let remote = sqlx::query(&format!(
-            "SELECT p.id, p.network_id, p.mac_address, p.host_id FROM ports p WHERE {ON_OUR_SEGMENTS}"
+            "SELECT p.id, p.network_id, p.mac_address, p.host_id FROM ports p WHERE {on_our_segments}"
         ))
         .bind(host.to_string())
         .fetch_all(&mut *c)
         .await?;
         let vteps = sqlx::query(&format!(
             "SELECT a.host, a.tunnel_ip FROM agents a WHERE a.agent_type IN ($2, $3) \
-             AND a.host IN (SELECT p.host_id FROM ports p WHERE {ON_OUR_SEGMENTS}) \
+             AND a.host IN (SELECT p.host_id FROM ports p WHERE {on_our_segments}) \
              ORDER BY a.host, CASE WHEN a.agent_type = $2 THEN 0 ELSE 1 END, a.id"
         ))
         .bind(host.to_string())
@@ -277,7 +285,7 @@ impl Store {
         }
         let ips = sqlx::query(&format!(
             "SELECT i.port_id, i.ip_address FROM ports p JOIN ip_allocations i ON i.port_id = p.id \
-             WHERE {ON_OUR_SEGMENTS} ORDER BY i.port_id, i.position"
+             WHERE {on_our_segments} ORDER BY i.port_id, i.position"
         ))
         .bind(host.to_string())
         .fetch_all(&mut *c)

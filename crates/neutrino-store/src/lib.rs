@@ -13,6 +13,7 @@ mod error;
 mod filters;
 mod floating_ips;
 mod group_reference;
+mod host_routing;
 mod networks;
 mod ports;
 mod quotas;

@@ -462,3 +462,81 @@ async fn every_agent_sees_every_change_once_and_in_order_across_two_servers() {
         eprintln!("{}: snapshot at {start}, then {} updates, as computed from the log", l.host, got.len());
     }
 }
+
+on_both_backends!(
+    routers_reach_the_hosts_of_their_networks_as_the_tables_say,
+    default_config(),
+    |s: TestServer| async move {
+        for (host, ip) in [("h1", "192.0.2.11"), ("h2", "192.0.2.12"), ("h3", "192.0.2.13")] {
+            register(&s, host, ip, true).await;
+        }
+        let (a, subnet_a) = network_with_subnet(&s, "198.51.100.0/25").await;
+        let (b, subnet_b) = network_with_subnet(&s, "198.51.100.128/25").await;
+        let (other, _) = network_with_subnet(&s, "192.0.2.0/24").await;
+        let ext =
+            s.api.post("/v2.0/networks", json!({"network": {"name": "ext", "router:external": true}})).await.unwrap()
+                ["network"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        s.api.create_subnet(&ext, "203.0.113.0/24").await.unwrap();
+        let vm1 = id_of(&post_port(&s, json!({"network_id": a, "binding:host_id": "h1"})).await.unwrap());
+        post_port(&s, json!({"network_id": b, "binding:host_id": "h2"})).await.unwrap();
+        post_port(&s, json!({"network_id": other, "binding:host_id": "h3"})).await.unwrap();
+        let listeners = [
+            Listener::start(&s.base, "h1", HostView::default()).await,
+            Listener::start(&s.base, "h2", HostView::default()).await,
+            Listener::start(&s.base, "h3", HostView::default()).await,
+        ];
+        let router = s
+            .api
+            .post("/v2.0/routers", json!({"router": {"name": "r", "external_gateway_info": {"network_id": ext}}}))
+            .await
+            .unwrap()["router"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for subnet in [&subnet_a, &subnet_b] {
+            s.api
+                .put(&format!("/v2.0/routers/{router}/add_router_interface"), json!({"subnet_id": subnet}))
+                .await
+                .unwrap();
+        }
+        let fip = s
+            .api
+            .post("/v2.0/floatingips", json!({"floatingip": {"floating_network_id": ext, "port_id": vm1}}))
+            .await
+            .unwrap()["floatingip"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        s.api
+            .put(
+                &format!("/v2.0/routers/{router}"),
+                json!({"router": {"routes": [{"destination": "192.0.2.0/24", "nexthop": "198.51.100.10"}]}}),
+            )
+            .await
+            .unwrap();
+        views_match_the_tables(&s.store, &listeners).await;
+        let h1 = s.store.host_state("h1", true).await.unwrap().1;
+        assert_eq!(h1.routers[&router].interfaces.len(), 2, "h1 runs the router with both interfaces");
+        assert!(h1.routers[&router].floating_ips.contains_key(&fip), "and its VM's floating IP");
+        assert!(h1.networks.contains_key(&b) && h1.networks.contains_key(&ext), "routed presence: {h1:?}");
+        assert!(
+            s.store.host_state("h3", true).await.unwrap().1.routers.is_empty(),
+            "h3 has no port on the router's networks"
+        );
+        // The port moves, an interface goes, the router goes down: still what the tables say.
+        s.api.put(&format!("/v2.0/ports/{vm1}"), json!({"port": {"binding:host_id": "h2"}})).await.unwrap();
+        s.api
+            .put(&format!("/v2.0/routers/{router}"), json!({"router": {"routes": [], "admin_state_up": false}}))
+            .await
+            .unwrap();
+        s.api.put(&format!("/v2.0/floatingips/{fip}"), json!({"floatingip": {"port_id": null}})).await.unwrap();
+        s.api
+            .put(&format!("/v2.0/routers/{router}/remove_router_interface"), json!({"subnet_id": subnet_b}))
+            .await
+            .unwrap();
+        views_match_the_tables(&s.store, &listeners).await;
+    }
+);
