@@ -33,6 +33,8 @@ pub struct RoutingReconciler {
     applied: BTreeMap<String, Value>,
     /// With distributed SNAT: where this host's own external addresses come from.
     snat: Option<crate::client::ServerClient>,
+    /// Each router as its last clean pass left it, with its networks' MTUs.
+    done: BTreeMap<String, (HostRouter, Vec<(String, u32)>)>,
     /// The (floating IP, fixed IP) mappings each router's NAT table has (flushed from
     /// conntrack when one goes).
     nat_pairs: BTreeMap<String, BTreeSet<(String, String)>>,
@@ -50,6 +52,7 @@ impl RoutingReconciler {
             snat,
             nat_pairs: BTreeMap::new(),
             snat_addresses: BTreeMap::new(),
+            done: BTreeMap::new(),
         }
     }
 
@@ -87,7 +90,12 @@ impl RoutingReconciler {
         }
     }
 
-    async fn pass<D: DataPlane>(&mut self, dp: &D, state: &HostState) -> neutrino_dataplane::Result<PassOutcome> {
+    async fn pass<D: DataPlane>(
+        &mut self,
+        dp: &D,
+        state: &HostState,
+        scope: &Scope,
+    ) -> neutrino_dataplane::Result<PassOutcome> {
         let routers = dp.routers();
         let mut outcome = PassOutcome::default();
         for stale in routers.list().await? {
@@ -96,16 +104,34 @@ impl RoutingReconciler {
                 routers.delete(&stale).await?;
                 self.applied.retain(|k, _| k != &stale && !k.starts_with(&format!("{stale}/")));
                 self.nat_pairs.remove(&stale);
+                self.done.remove(&stale);
                 outcome.changes += 1;
             }
         }
         // One router's failure is its own: the others are still reconciled, and the pass then
         // fails (the caller retries it).
         let mut failed = None;
+        // A pass over changes skips the routers whose entry (and networks' MTUs) are as a
+        // clean pass left them, unless links changed: work in proportion to what changed.
+        let quiet = matches!(scope, Scope::Changes(events) if events.is_empty());
         for (router_id, router) in state.routers.iter().filter(|(_, r)| r.admin_state_up) {
-            if let Err(e) = self.router_pass(dp, state, router_id, router, &mut outcome).await {
-                outcome.problems.insert(format!("router {router_id}"), e.to_string());
-                failed.get_or_insert(e);
+            let seen = (router.clone(), network_mtus(state, router));
+            if quiet && self.done.get(router_id) == Some(&seen) {
+                continue;
+            }
+            let problems = outcome.problems.len();
+            match self.router_pass(dp, state, router_id, router, &mut outcome).await {
+                Ok(()) if outcome.problems.len() == problems => {
+                    self.done.insert(router_id.clone(), seen);
+                }
+                Ok(()) => {
+                    self.done.remove(router_id);
+                }
+                Err(e) => {
+                    self.done.remove(router_id);
+                    outcome.problems.insert(format!("router {router_id}"), e.to_string());
+                    failed.get_or_insert(e);
+                }
             }
         }
         match failed {
@@ -404,6 +430,13 @@ fn nat_table(external: Option<&str>, router: &HostRouter, snat: Option<std::net:
     json!({ "nftables": batch })
 }
 
+/// The MTUs of a router's networks on this host (its legs take them).
+fn network_mtus(state: &HostState, router: &HostRouter) -> Vec<(String, u32)> {
+    let networks =
+        router.interfaces.values().map(|i| &i.network_id).chain(router.gateway.iter().map(|g| &g.network_id));
+    networks.filter_map(|n| state.networks.get(n).map(|net| (n.clone(), net.mtu))).collect()
+}
+
 fn sorted(addresses: &[ipnet::IpNet]) -> Vec<ipnet::IpNet> {
     let mut v = addresses.to_vec();
     v.sort();
@@ -473,8 +506,9 @@ impl<D: DataPlane> Reconciler<D> for RoutingReconciler {
             if *scope == Scope::Full {
                 self.applied.clear();
                 self.snat_addresses.clear();
+                self.done.clear();
             }
-            self.pass(dp, state).await
+            self.pass(dp, state, scope).await
         })
     }
 }
@@ -516,8 +550,17 @@ mod tests {
         let observed = dp.routers().observe("r1").await.unwrap().unwrap();
         assert_eq!(observed.ports.len(), 1);
         assert_eq!(observed.ports[0].addresses, vec!["192.0.2.1/24".parse::<ipnet::IpNet>().unwrap()]);
+        let before = dp.reads().routers;
         let again = Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Changes(vec![])).await.unwrap();
         assert_eq!(again.changes, 0);
+        assert_eq!(dp.reads().routers - before, 1, "an unchanged router is not read again (only the namespace list)");
+        // A changed router is.
+        let moved = state(&["192.0.2.1/24", "192.0.2.9/24"]);
+        let changed =
+            Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &moved, &Scope::Changes(vec![])).await.unwrap();
+        assert!(changed.changes > 0);
+        let addresses = &dp.routers().observe("r1").await.unwrap().unwrap().ports[0].addresses;
+        assert_eq!(addresses.len(), 2);
         // The router goes: its namespace goes.
         let gone = HostState::default();
         Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &gone, &Scope::Changes(vec![])).await.unwrap();
