@@ -20,6 +20,7 @@
 //! only each object's latest image (and no deleted object at all). So the log folds into the
 //! current state, and any view at a revision after the horizon can be rebuilt from it.
 
+use crate::rows::placeholders;
 use crate::rows::text;
 use crate::{Backend, Result, Store, StoreError, Tx};
 use neutrino_api::agent::{Direction, EtherType, HostSecurityRule};
@@ -111,10 +112,6 @@ async fn insert_rows(c: &mut AnyConnection, revision: Option<i64>, txn: &str, ch
         q.execute(&mut *c).await?;
     }
     Ok(())
-}
-
-fn placeholders(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// The rows of `sql`, whose placeholders are the `ids`, in order.

@@ -3,6 +3,7 @@
 //! `(fixed_port_id, fixed_ip_address)` settles concurrent associations.
 
 use crate::filters::{col, Column, ColumnType as T, Filter};
+use crate::rows::placeholders;
 use crate::rows::{int, opt_text, text, Page};
 use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
@@ -66,10 +67,6 @@ fn decode(row: &AnyRow) -> Result<FloatingIpRow> {
         },
         floating_port_id: text(row, "floating_port_id")?,
     })
-}
-
-fn placeholders(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Fill port details, port forwardings and tags of a page of floating IPs.

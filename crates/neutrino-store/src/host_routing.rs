@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, Row};
 use std::collections::BTreeSet;
 
 fn owners() -> String {
-    ROUTER_INTERFACE_OWNERS.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ")
+    crate::rows::quoted_list(&ROUTER_INTERFACE_OWNERS)
 }
 
 /// A router port's addresses with their subnets' prefix lengths, and the subnets' gateways.

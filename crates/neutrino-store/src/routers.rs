@@ -4,6 +4,7 @@
 //! turns per router.
 
 use crate::filters::{col, Column, ColumnType as T, Filter};
+use crate::rows::placeholders;
 use crate::rows::{boolean, int, json, opt_text, text, Page};
 use crate::visibility::Visibility;
 use crate::{Result, StoreError, Tx};
@@ -66,11 +67,6 @@ fn decode(row: &AnyRow) -> Result<Row> {
         gw_port_id: opt_text(row, "gw_port_id")?,
         enable_snat: boolean(row, "enable_snat")?,
     })
-}
-
-/// `$1, $2, ...` for `n` values.
-fn placeholders(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Fill routes, tags and gateways of a page of routers, a few queries for all of them.
@@ -280,7 +276,7 @@ pub async fn set_router_routes(tx: &mut Tx, id: &str, routes: &[RouterRoute]) ->
 
 /// The ids of the router's interface ports (not its gateway), oldest first.
 pub async fn router_interface_ports(c: &mut AnyConnection, router_id: &str) -> Result<Vec<String>> {
-    let owners = ROUTER_INTERFACE_OWNERS.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
+    let owners = crate::rows::quoted_list(&ROUTER_INTERFACE_OWNERS);
     let rows = sqlx::query(&format!(
         "SELECT id FROM ports WHERE device_id = $1 AND device_owner IN ({owners}) ORDER BY created_at, id"
     ))
@@ -292,7 +288,7 @@ pub async fn router_interface_ports(c: &mut AnyConnection, router_id: &str) -> R
 
 /// The routers with an interface on `subnet_id` (each once).
 pub async fn routers_on_subnet(c: &mut AnyConnection, subnet_id: &str) -> Result<Vec<String>> {
-    let owners = ROUTER_INTERFACE_OWNERS.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
+    let owners = crate::rows::quoted_list(&ROUTER_INTERFACE_OWNERS);
     let rows = sqlx::query(&format!(
         "SELECT DISTINCT p.device_id FROM ports p JOIN ip_allocations a ON a.port_id = p.id \
          WHERE a.subnet_id = $1 AND p.device_owner IN ({owners}) ORDER BY p.device_id"

@@ -41,3 +41,13 @@ pub struct Page {
     pub sort: Vec<(String, bool)>,
     pub page_reverse: bool,
 }
+
+/// `$1, $2, ...` for `n` values bound in order.
+pub(crate) fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Constant strings as an SQL list (`'a', 'b'`), for `IN (...)`.
+pub(crate) fn quoted_list(items: &[&str]) -> String {
+    items.iter().map(|i| format!("'{}'", i.replace('\'', "''"))).collect::<Vec<_>>().join(", ")
+}

@@ -75,9 +75,6 @@ pub async fn get_subnet(c: &mut AnyConnection, id: &str) -> Result<Subnet> {
 
 /// Owners of the ports that go with their network (Neutron's `AUTO_DELETE_PORT_OWNERS`).
 const AUTO_DELETE_PORT_OWNERS: &str = "'network:dhcp', 'network:distributed', 'network:floatingip_agent_gateway'";
-/// Owners of router interface ports (Neutron's `ROUTER_INTERFACE_OWNERS`).
-const ROUTER_INTERFACE_OWNERS: &str =
-    "'network:router_interface', 'network:router_interface_distributed', 'network:ha_router_replicated_interface'";
 
 /// `shared`: Neutron's filter-only attribute of subnets, the sharing of their network.
 fn shared_filter(f: &Filter, w: &mut crate::filters::Where) -> Result<bool> {
@@ -217,7 +214,10 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
         )
     };
     let router_ports =
-        sqlx::query(&holders_by(ROUTER_INTERFACE_OWNERS, false)).bind(id.to_string()).fetch_all(tx.conn()).await?;
+        sqlx::query(&holders_by(&crate::rows::quoted_list(&neutrino_domain::routers::ROUTER_INTERFACE_OWNERS), false))
+            .bind(id.to_string())
+            .fetch_all(tx.conn())
+            .await?;
     if !router_ports.is_empty() {
         return Err(in_use().into());
     }
