@@ -9,6 +9,7 @@
 
 pub mod capabilities;
 pub mod client;
+pub mod gateway_liveness;
 pub mod metrics;
 pub mod reconcilers;
 
@@ -55,6 +56,14 @@ pub struct AgentConfig {
     /// `[agent] distributed_snat`: VMs of this host without a floating IP reach external
     /// networks through this host's own address there (no gateway host in the path).
     pub distributed_snat: bool,
+    /// `agent_mode = dvr_snat`: a gateway host, which SNATs routers' VMs without a floating
+    /// IP (centralized SNAT) for the routers the server schedules here.
+    pub gateway_host: bool,
+    /// `[agent] gateway_probe_interval_ms`: how often the gateway hosts of centralized SNAT
+    /// are probed.
+    pub gateway_probe_interval: Duration,
+    /// `[agent] gateway_probe_misses`: after how many unanswered probes one is dead.
+    pub gateway_probe_misses: u32,
 }
 
 /// The host's view as the follower last published it.
@@ -98,10 +107,7 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     // of its own VMs (`dvr`).
     let routing = AgentRegistration {
         agent_type: neutrino_api::agent::AGENT_TYPE_L3.into(),
-        configurations: AgentConfigurations {
-            agent_mode: Some(if config.distributed_snat { "dvr_distributed_snat" } else { "dvr" }.into()),
-            ..Default::default()
-        },
+        configurations: AgentConfigurations { agent_mode: Some(agent_mode(&config).into()), ..Default::default() },
         ..registration.clone()
     };
     register_until_accepted(&client, &routing).await;
@@ -111,8 +117,19 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     }
     reconcilers.push(Box::new(L2Reconciler::new(config.local_ip, host)));
     let snat = config.distributed_snat.then(|| client.clone());
-    reconcilers.push(Box::new(reconcilers::routing::RoutingReconciler::new(&config.host, snat)));
+    let nudge = Arc::new(tokio::sync::Notify::new());
+    let liveness = gateway_liveness::GatewayLiveness::new(
+        config.gateway_probe_interval,
+        config.gateway_probe_misses,
+        nudge.clone(),
+    );
+    reconcilers.push(Box::new(reconcilers::routing::RoutingReconciler::new(
+        &config.host,
+        snat,
+        Some(liveness.clone()),
+    )));
     let mut tasks = vec![
+        tokio::spawn(gateway_liveness::run_probes(liveness)),
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
         tokio::spawn(heartbeat(client.clone(), routing, config.report_interval)),
         tokio::spawn(supervise_stream(client.clone(), config.host.clone(), view_tx, metrics.clone())),
@@ -124,6 +141,7 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
                 reconcilers,
                 metrics: metrics.clone(),
                 started,
+                nudge,
             }
             .run(view_rx),
         ),
@@ -136,6 +154,18 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         t.abort();
     }
     tracing::info!("agent stopped; kernel state left in place");
+}
+
+/// The L3 agent's `agent_mode`: `dvr_snat` on gateway hosts, `dvr` on the others (which
+/// Neutrino shows as `dvr_distributed_snat` when they SNAT their own VMs).
+fn agent_mode(config: &AgentConfig) -> &'static str {
+    if config.gateway_host {
+        "dvr_snat"
+    } else if config.distributed_snat {
+        "dvr_distributed_snat"
+    } else {
+        "dvr"
+    }
 }
 
 /// Capacity of the link event queue to the reconcile loop; a watcher that finds it full
@@ -342,6 +372,8 @@ struct ReconcileLoop<D: DataPlane> {
     reconcilers: Vec<Box<dyn Reconciler<D>>>,
     metrics: AgentMetrics,
     started: Instant,
+    /// Woken when a reconciler has something of its own to do ([`Reconciler::pending`]).
+    nudge: Arc<tokio::sync::Notify>,
 }
 
 /// What the loop remembers of each reconciler.
@@ -386,7 +418,7 @@ impl<D: DataPlane> ReconcileLoop<D> {
                 for (r, f) in self.reconcilers.iter_mut().zip(features.iter_mut()) {
                     let relevant: Vec<LinkEvent> = events.iter().filter(|e| r.wants_link_event(e)).cloned().collect();
                     let unchanged = f.reconciled.as_ref().is_some_and(|s| Arc::ptr_eq(s, &state));
-                    if !full && unchanged && relevant.is_empty() && !retry {
+                    if !full && unchanged && relevant.is_empty() && !retry && !r.pending() {
                         continue;
                     }
                     let scope = if full || f.reconciled.is_none() { Scope::Full } else { Scope::Changes(relevant) };
@@ -476,6 +508,7 @@ impl<D: DataPlane> ReconcileLoop<D> {
                         continue;
                     }
                 }
+                _ = self.nudge.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }

@@ -246,6 +246,11 @@ pub struct HostRouter {
     /// means up).
     #[serde(default = "up")]
     pub admin_state_up: bool,
+    /// The router's centralized SNAT ports (`network:router_centralized_snat`, one per gateway
+    /// host, bound there), in the order the gateway hosts rank for this router: the first whose
+    /// host is alive SNATs the router's VMs without a floating IP, with the gateway's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snat_gateways: Vec<String>,
 }
 
 fn up() -> bool {
@@ -261,6 +266,7 @@ impl Default for HostRouter {
             port_forwardings: BTreeMap::new(),
             routes: Vec::new(),
             admin_state_up: true,
+            snat_gateways: Vec::new(),
         }
     }
 }

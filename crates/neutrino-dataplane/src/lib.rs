@@ -20,6 +20,7 @@ mod mac;
 pub mod memory;
 mod netns;
 pub mod nft;
+pub mod probe;
 pub mod router;
 
 use std::future::Future;
@@ -286,7 +287,17 @@ pub struct ObservedRouter {
     /// The main table's unicast routes that have a gateway, IPv4 and IPv6, sorted (connected
     /// routes are the kernel's, from the addresses, and not listed).
     pub routes: Vec<RouterRoute>,
+    /// The routes of traffic marked [`ROUTE_MARK`] (see [`Routers::set_marked_routes`]),
+    /// sorted; none unless its policy rules are in place too.
+    pub marked_routes: Vec<RouterRoute>,
 }
+
+/// The packet mark (`meta mark`) a router's nftables give traffic that is to be routed by
+/// [`MARKED_TABLE`] (a floating IP's, which leaves by the host's external leg while the
+/// router's other traffic goes to a gateway host).
+pub const ROUTE_MARK: u32 = 0x4e;
+/// The routing table of marked traffic in a router namespace.
+pub const MARKED_TABLE: u32 = 78;
 
 impl ObservedRouter {
     /// The port whose inside end is `name`.
@@ -328,6 +339,10 @@ pub trait Routers: Send + Sync {
     fn delete_port(&self, router_id: &str, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Make the main table's gateway routes exactly `routes` (connected routes are left alone).
     fn set_routes(&self, router_id: &str, routes: &[RouterRoute]) -> impl Future<Output = Result<()>> + Send;
+    /// Make the routes of traffic marked [`ROUTE_MARK`] exactly `routes` (table
+    /// [`MARKED_TABLE`]), with policy rules that look there for marked traffic the main table
+    /// has only its default route for; no rules when `routes` is empty.
+    fn set_marked_routes(&self, router_id: &str, routes: &[RouterRoute]) -> impl Future<Output = Result<()>> + Send;
     /// Apply an nftables batch in libnftables' JSON format (`{"nftables": [...]}`) in the
     /// router's namespace, in one transaction (all or nothing).
     fn nft(&self, router_id: &str, batch: &serde_json::Value) -> impl Future<Output = Result<()>> + Send;

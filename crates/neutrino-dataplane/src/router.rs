@@ -30,7 +30,8 @@ use crate::{DataPlaneError, ObservedRouter, Result, RouterPortSpec, RouterRoute,
 /// Inside every router: a router forwards (IPv4 and IPv6). Traffic arrives asymmetrically
 /// when every host routes, so no reverse path filter; every host has the gateway addresses,
 /// so no redirects and no duplicate address detection (`default`: devices created later take
-/// it); and removing a primary IPv4 address must keep the others of its subnet.
+/// it); removing a primary IPv4 address must keep the others of its subnet; and ARP stays on
+/// each leg's own addresses.
 const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     ("ipv4/ip_forward", "1"),
     ("ipv6/conf/all/forwarding", "1"),
@@ -41,6 +42,10 @@ const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     ("ipv4/conf/all/promote_secondaries", "1"),
     ("ipv4/conf/default/promote_secondaries", "1"),
     ("ipv6/conf/default/accept_dad", "0"),
+    // Each leg answers ARP for its own addresses only, and asks with them: a gateway host's
+    // SNAT leg must not answer for the interfaces' gateway addresses beside it.
+    ("ipv4/conf/all/arp_ignore", "1"),
+    ("ipv4/conf/all/arp_announce", "2"),
 ];
 
 /// The routers' namespaces of one host, as [`Routers`].
@@ -220,7 +225,8 @@ impl Routers for KernelRouters {
         };
         let ports = ports::observe(&router).await?;
         let routes = routes::observe(&router).await?.into_iter().map(|r| r.route).collect();
-        Ok(Some(ObservedRouter { ports, routes }))
+        let marked_routes = routes::observe_marked(&router).await?;
+        Ok(Some(ObservedRouter { ports, routes, marked_routes }))
     }
 
     async fn ensure_port(&self, router_id: &str, spec: &RouterPortSpec) -> Result<()> {
@@ -239,6 +245,11 @@ impl Routers for KernelRouters {
     async fn set_routes(&self, router_id: &str, routes: &[RouterRoute]) -> Result<()> {
         let router = self.require(router_id).await?;
         routes::converge(&router, routes).await
+    }
+
+    async fn set_marked_routes(&self, router_id: &str, routes: &[RouterRoute]) -> Result<()> {
+        let router = self.require(router_id).await?;
+        routes::converge_marked(&router, routes).await
     }
 
     async fn nft(&self, router_id: &str, batch: &Value) -> Result<()> {

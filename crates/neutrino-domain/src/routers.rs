@@ -33,6 +33,36 @@ pub fn interface_owner(distributed: bool) -> &'static str {
     }
 }
 
+/// Where a gateway host stands for a router's centralized SNAT: every host ranks the gateway
+/// hosts of a router alike, and each router ranks them differently (rendezvous hashing), so
+/// routers spread over the gateway hosts and a host that goes moves only its own routers.
+pub fn snat_rank(router_id: &str, host: &str) -> u64 {
+    // FNV-1a (64 bits): stable across builds and platforms.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in router_id.bytes().chain([0]).chain(host.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The gateway hosts that serve a router's centralized SNAT: the `max` best ranked of
+/// `candidates`.
+pub fn snat_hosts<'a>(router_id: &str, candidates: impl IntoIterator<Item = &'a str>, max: usize) -> Vec<String> {
+    let mut ranked: Vec<(u64, &str)> = candidates.into_iter().map(|h| (snat_rank(router_id, h), h)).collect();
+    ranked.sort();
+    ranked.dedup();
+    ranked.into_iter().take(max).map(|(_, h)| h.to_string()).collect()
+}
+
+/// A router's centralized SNAT ports (`(port, host)`) in the order their hosts rank: the first
+/// that is alive is the active one.
+pub fn snat_order<'a>(router_id: &str, ports: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    let mut ranked: Vec<(u64, &str)> = ports.into_iter().map(|(p, h)| (snat_rank(router_id, h), p)).collect();
+    ranked.sort();
+    ranked.into_iter().map(|(_, p)| p.to_string()).collect()
+}
+
 /// An extra route, parsed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {
@@ -134,6 +164,23 @@ pub fn parse_port_range(text: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_hosts_rank_alike_everywhere_and_differently_per_router() {
+        let hosts = ["gw1", "gw2", "gw3", "gw4"];
+        let a = snat_hosts("router-a", hosts, 2);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a, snat_hosts("router-a", hosts.iter().rev().copied(), 2), "the order given does not matter");
+        // Routers spread: not every router has the same first host.
+        let firsts: std::collections::BTreeSet<String> =
+            (0..20).map(|i| snat_hosts(&format!("router-{i}"), hosts, 1).remove(0)).collect();
+        assert!(firsts.len() > 1);
+        // A host that goes moves only the routers it served first.
+        let without: Vec<&str> = hosts.iter().copied().filter(|h| *h != a[0]).collect();
+        assert_eq!(snat_hosts("router-a", without, 1)[0], a[1]);
+        let order = snat_order("router-a", [("p2", a[1].as_str()), ("p1", a[0].as_str())]);
+        assert_eq!(order, vec!["p1".to_string(), "p2".to_string()]);
+    }
 
     fn route(d: &str, n: &str) -> Route {
         Route { destination: d.parse().unwrap(), nexthop: n.parse().unwrap() }

@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// `[neutrino] change_log_keep_revisions`: how many revisions of the change log are kept
     /// whole (agents that reconnect within them resume instead of taking a snapshot).
     pub change_log_keep_revisions: u64,
+    /// `[DEFAULT] max_l3_agents_per_router`: how many gateway hosts (`dvr_snat`) serve one
+    /// router's centralized SNAT (the first alive is active, the others stand by).
+    pub max_l3_agents_per_router: usize,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             policy_file: None,
             quotas: QuotaDefaults::default(),
             change_log_keep_revisions: 50_000,
+            max_l3_agents_per_router: 3,
         }
     }
 }

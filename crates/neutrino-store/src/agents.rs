@@ -94,6 +94,22 @@ pub async fn list_agents(c: &mut AnyConnection) -> Result<Vec<AgentRecord>> {
     rows.iter().map(decode).collect()
 }
 
+/// The hosts of the L3 agents that are up in `agent_mode` (gateway hosts: `dvr_snat`), sorted.
+pub async fn l3_hosts_in_mode(c: &mut AnyConnection, mode: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT * FROM agents WHERE agent_type = $1 AND admin_state_up ORDER BY host")
+        .bind(neutrino_api::agent::AGENT_TYPE_L3.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+    let mut hosts = Vec::new();
+    for r in &rows {
+        let agent = decode(r)?;
+        if agent.configurations.agent_mode.as_deref() == Some(mode) {
+            hosts.push(agent.host);
+        }
+    }
+    Ok(hosts)
+}
+
 pub async fn get_agent(c: &mut AnyConnection, id: &str) -> Result<AgentRecord> {
     let row = sqlx::query("SELECT * FROM agents WHERE id = $1")
         .bind(id.to_string())

@@ -355,15 +355,17 @@ fn router_of(
     subnets: Option<Vec<(String, String)>>,
     snat: bool,
 ) -> Option<RouterPortImage> {
-    use neutrino_domain::routers::{DEVICE_OWNER_ROUTER_GW, ROUTER_INTERFACE_OWNERS};
+    use neutrino_domain::routers::{DEVICE_OWNER_ROUTER_GW, DEVICE_OWNER_ROUTER_SNAT, ROUTER_INTERFACE_OWNERS};
     let gateway = owner == DEVICE_OWNER_ROUTER_GW;
+    let centralized_snat = owner == DEVICE_OWNER_ROUTER_SNAT;
     let (cidrs, gateways): (Vec<String>, Vec<String>) = subnets.unwrap_or_default().into_iter().unzip();
-    (gateway || ROUTER_INTERFACE_OWNERS.contains(&owner)).then(|| RouterPortImage {
+    (gateway || centralized_snat || ROUTER_INTERFACE_OWNERS.contains(&owner)).then(|| RouterPortImage {
         router_id: device_id.to_string(),
         gateway,
         cidrs,
         gateways: if gateway { gateways } else { Vec::new() },
         snat: gateway && snat,
+        centralized_snat,
     })
 }
 

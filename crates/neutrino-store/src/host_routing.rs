@@ -6,7 +6,7 @@
 use crate::rows::{boolean, opt_text, text};
 use crate::Result;
 use neutrino_api::agent::{HostFloatingIp, HostPortForwarding, HostRouter, HostState, RouterGateway, RouterInterface};
-use neutrino_domain::routers::{DEVICE_OWNER_ROUTER_GW, ROUTER_INTERFACE_OWNERS};
+use neutrino_domain::routers::{DEVICE_OWNER_ROUTER_GW, DEVICE_OWNER_ROUTER_SNAT, ROUTER_INTERFACE_OWNERS};
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeSet;
 
@@ -110,6 +110,15 @@ pub(crate) async fn host_routers_reference(
         for r in &routes {
             router.routes.push((text(r, "destination")?, text(r, "nexthop")?));
         }
+        let snat_ports = sqlx::query("SELECT id, host_id FROM ports WHERE device_id = $1 AND device_owner = $2")
+            .bind(router_id.clone())
+            .bind(DEVICE_OWNER_ROUTER_SNAT.to_string())
+            .fetch_all(&mut *c)
+            .await?;
+        let snat_ports: Vec<(String, String)> =
+            snat_ports.iter().map(|r| Ok((text(r, "id")?, text(r, "host_id")?))).collect::<Result<_>>()?;
+        router.snat_gateways =
+            neutrino_domain::routers::snat_order(&router_id, snat_ports.iter().map(|(p, h)| (p.as_str(), h.as_str())));
         // Floating IPs of this host's ports through the router.
         let fips = sqlx::query(
             "SELECT f.id, f.floating_ip_address, f.fixed_ip_address, f.fixed_port_id FROM floatingips f \

@@ -35,8 +35,8 @@ pub use address_groups::{
     update_address_group,
 };
 pub use agents::{
-    agent_on_host, agents_on_host, delete_agent, get_agent, list_agents, register_agent, set_port_status, update_agent,
-    AgentRecord,
+    agent_on_host, agents_on_host, delete_agent, get_agent, l3_hosts_in_mode, list_agents, register_agent,
+    set_port_status, update_agent, AgentRecord,
 };
 pub use default_rules::{
     delete_default_rule, get_default_rule, insert_default_rule, list_default_rules, template_rules, PARENT,
@@ -67,9 +67,10 @@ pub use rbac::{
     set_network_shared, RbacPolicy, NETWORK_ACTIONS,
 };
 pub use routers::{
-    bump_router, delete_host_gateway_ports, delete_router, get_router, host_gateway_port, insert_router,
-    is_gateway_port, list_routers, lock_router, router_gateway, router_interface_ports, router_port_holding,
-    routers_on_subnet, set_router_gateway, set_router_routes, snat_device_id, update_router,
+    bump_router, delete_host_gateway_ports, delete_router, get_router, host_gateway_port, host_has_snat_ports,
+    insert_router, is_gateway_port, list_routers, lock_router, ports_of_device, router_gateway, router_interface_ports,
+    router_port_holding, routers_on_subnet, routers_with_gateway_or_snat_ports, set_router_gateway, set_router_routes,
+    snat_device_id, update_router,
 };
 pub use rows::Page;
 pub use security_groups::{

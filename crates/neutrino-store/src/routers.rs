@@ -286,6 +286,37 @@ pub async fn router_interface_ports(c: &mut AnyConnection, router_id: &str) -> R
     rows.iter().map(|r| text(r, "id")).collect()
 }
 
+/// The ports of `device_id` owned by `device_owner`, by id.
+pub async fn ports_of_device(c: &mut AnyConnection, device_id: &str, device_owner: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT id FROM ports WHERE device_id = $1 AND device_owner = $2 ORDER BY id")
+        .bind(device_id.to_string())
+        .bind(device_owner.to_string())
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(|r| text(r, "id")).collect()
+}
+
+/// Whether `host` holds any router's centralized SNAT port.
+pub async fn host_has_snat_ports(c: &mut AnyConnection, host: &str) -> Result<bool> {
+    let row = sqlx::query("SELECT id FROM ports WHERE device_owner = $1 AND host_id = $2 LIMIT 1")
+        .bind(neutrino_domain::routers::DEVICE_OWNER_ROUTER_SNAT.to_string())
+        .bind(host.to_string())
+        .fetch_optional(&mut *c)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// The routers that have a gateway, or centralized SNAT ports, by id.
+pub async fn routers_with_gateway_or_snat_ports(c: &mut AnyConnection) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM routers WHERE gw_port_id IS NOT NULL UNION          SELECT device_id AS id FROM ports WHERE device_owner = $1 ORDER BY id",
+    )
+    .bind(neutrino_domain::routers::DEVICE_OWNER_ROUTER_SNAT.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(|r| text(r, "id")).collect()
+}
+
 /// The routers with an interface on `subnet_id` (each once).
 pub async fn routers_on_subnet(c: &mut AnyConnection, subnet_id: &str) -> Result<Vec<String>> {
     let owners = crate::rows::quoted_list(&ROUTER_INTERFACE_OWNERS);

@@ -23,6 +23,8 @@ const KNOWN: &[(&str, &[&str])] = &[
             "host",
             "state_path",
             "agent_down_time",
+            "max_l3_agents_per_router",
+            "agent_mode",
             "global_physnet_mtu",
             "debug",
             "auth_strategy",
@@ -76,6 +78,9 @@ const KNOWN: &[(&str, &[&str])] = &[
             "metrics_listen",
             "namespace_prefix",
             "distributed_snat",
+            "agent_mode",
+            "gateway_probe_interval_ms",
+            "gateway_probe_misses",
         ],
     ),
     ("neutrino", &["change_log_keep_revisions"]),
@@ -184,6 +189,9 @@ impl Options {
         }
         if let Some(v) = self.number("DEFAULT", "bind_port")? {
             c.bind_port = v;
+        }
+        if let Some(v) = self.number::<usize>("DEFAULT", "max_l3_agents_per_router")? {
+            c.max_l3_agents_per_router = v.max(1);
         }
         if let Some(v) = self.number("DEFAULT", "agent_down_time")? {
             c.agent_down_time = v;
@@ -377,6 +385,16 @@ impl Options {
             },
             namespace_prefix: self.get("agent", "namespace_prefix").unwrap_or_default().to_string(),
             distributed_snat: matches!(self.get("agent", "distributed_snat"), Some("true" | "True" | "1" | "yes")),
+            // l3_agent.ini's `[DEFAULT] agent_mode` (or `[agent]`): `dvr_snat` makes a gateway host.
+            gateway_host: match self.get("agent", "agent_mode").or_else(|| self.get("DEFAULT", "agent_mode")) {
+                None | Some("dvr") | Some("dvr_no_external") => false,
+                Some("dvr_snat") => true,
+                Some(other) => return Err(format!("agent_mode '{other}' is not one of dvr, dvr_snat")),
+            },
+            gateway_probe_interval: std::time::Duration::from_millis(
+                self.number("agent", "gateway_probe_interval_ms")?.unwrap_or(300u64).max(10),
+            ),
+            gateway_probe_misses: self.number("agent", "gateway_probe_misses")?.unwrap_or(3),
             firewall: match self.get("securitygroup", "firewall_driver").unwrap_or("nftables") {
                 "nftables" | "iptables" | "iptables_hybrid" | "openvswitch" => {
                     !matches!(self.get("securitygroup", "enable_security_group"), Some("false" | "False" | "0"))

@@ -47,6 +47,12 @@ pub trait Reconciler<D: DataPlane>: Send {
         false
     }
 
+    /// Whether something of the feature's own changed since its last pass (a gateway host's
+    /// liveness, say), so that it wants a pass although the state did not change.
+    fn pending(&self) -> bool {
+        false
+    }
+
     /// Whether a link event can concern this feature (a relevant one triggers a pass that
     /// looks at what it names).
     fn wants_link_event(&self, event: &LinkEvent) -> bool;

@@ -15,12 +15,15 @@
 //! router no longer wanted (also one deleted while the agent was down) is removed.
 
 use super::{PassOutcome, Reconciler, Scope};
+use crate::gateway_liveness::GatewayLiveness;
 use futures::future::BoxFuture;
 use neutrino_api::agent::{HostRouter, HostState};
 use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, RouterRoute, Routers};
 use neutrino_domain::naming::bridge_name;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// The table of the source-MAC rewrite in each router namespace.
 const REWRITE_TABLE: &str = "neutrino_routing";
@@ -34,18 +37,45 @@ pub struct RoutingReconciler {
     /// With distributed SNAT: where this host's own external addresses come from.
     snat: Option<crate::client::ServerClient>,
     /// Each router as its last clean pass left it, with its networks' MTUs.
-    done: BTreeMap<String, (HostRouter, Vec<(String, u32)>)>,
+    done: BTreeMap<String, (HostRouter, Vec<(String, u32)>, SnatRole)>,
     /// The (floating IP, fixed IP) mappings each router's NAT table has (flushed from
     /// conntrack when one goes).
     nat_pairs: BTreeMap<String, BTreeSet<(String, String)>>,
     /// This host's own address for each router's SNAT (by router and gateway port; the server
     /// keeps it).
     snat_addresses: BTreeMap<String, std::net::IpAddr>,
+    /// Which gateway hosts of centralized SNAT are alive (none: all count as alive).
+    liveness: Option<Arc<GatewayLiveness>>,
+    /// The liveness generation the last pass saw.
+    liveness_seen: u64,
+}
+
+/// What this host does for a router's centralized SNAT (its VMs without a floating IP, through
+/// a gateway host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SnatRole {
+    /// Nothing: the router has no gateway that SNATs, or no gateway hosts, or this host SNATs
+    /// its own VMs (distributed SNAT).
+    None,
+    /// This host is the first alive gateway host: it holds the gateway's address and SNATs
+    /// the router's subnets to it. `alive`: the liveness of all of them (a change makes it
+    /// announce the address again, to take it back from one that stood in).
+    Active { alive: Vec<bool> },
+    /// Another host is: the router's default route goes to its SNAT port's address.
+    Via(std::net::IpAddr),
+    /// No gateway host is alive.
+    Nowhere,
 }
 
 impl RoutingReconciler {
     /// `snat`: the server to ask for this host's external addresses, for distributed SNAT.
-    pub fn new(host: &str, snat: Option<crate::client::ServerClient>) -> RoutingReconciler {
+    /// `liveness`: the gateway hosts' liveness, for centralized SNAT (`None`: all count as
+    /// alive).
+    pub fn new(
+        host: &str,
+        snat: Option<crate::client::ServerClient>,
+        liveness: Option<Arc<GatewayLiveness>>,
+    ) -> RoutingReconciler {
         RoutingReconciler {
             host: host.to_string(),
             applied: BTreeMap::new(),
@@ -53,7 +83,47 @@ impl RoutingReconciler {
             nat_pairs: BTreeMap::new(),
             snat_addresses: BTreeMap::new(),
             done: BTreeMap::new(),
+            liveness,
+            liveness_seen: 0,
         }
+    }
+
+    /// This host's part in the router's centralized SNAT, and the underlay addresses of its
+    /// other gateway hosts (to probe).
+    fn snat_role(&self, state: &HostState, router: &HostRouter) -> (SnatRole, BTreeSet<Ipv4Addr>) {
+        let mut targets = BTreeSet::new();
+        let snats = router.gateway.as_ref().is_some_and(|g| g.enable_snat);
+        if !snats || router.snat_gateways.is_empty() || self.snat.is_some() {
+            return (SnatRole::None, targets);
+        }
+        let mut alive = Vec::new();
+        let mut first: Option<SnatRole> = None;
+        for port_id in &router.snat_gateways {
+            if state.local_ports.contains_key(port_id) {
+                alive.push(true);
+                first.get_or_insert(SnatRole::Active { alive: Vec::new() });
+                continue;
+            }
+            let remote = state.remote_ports.get(port_id);
+            let vtep = remote.and_then(|r| r.tunnel_ip.parse::<Ipv4Addr>().ok());
+            let address = remote.and_then(|r| r.ip_addresses.iter().find_map(|a| a.parse::<Ipv4Addr>().ok()));
+            let (Some(vtep), Some(address)) = (vtep, address) else {
+                alive.push(false);
+                continue;
+            };
+            targets.insert(vtep);
+            let up = self.liveness.as_ref().is_none_or(|l| l.is_alive(vtep));
+            alive.push(up);
+            if up {
+                first.get_or_insert(SnatRole::Via(address.into()));
+            }
+        }
+        let role = match first {
+            Some(SnatRole::Active { .. }) => SnatRole::Active { alive },
+            Some(other) => other,
+            None => SnatRole::Nowhere,
+        };
+        (role, targets)
     }
 
     /// This host's own address on the router's external network, when the router SNATs and
@@ -114,13 +184,19 @@ impl RoutingReconciler {
         // A pass over changes skips the routers whose entry (and networks' MTUs) are as a
         // clean pass left them, unless links changed: work in proportion to what changed.
         let quiet = matches!(scope, Scope::Changes(events) if events.is_empty());
+        if let Some(l) = &self.liveness {
+            self.liveness_seen = l.generation();
+        }
+        let mut targets = BTreeSet::new();
         for (router_id, router) in state.routers.iter().filter(|(_, r)| r.admin_state_up) {
-            let seen = (router.clone(), network_mtus(state, router));
+            let (role, probe) = self.snat_role(state, router);
+            targets.extend(probe);
+            let seen = (router.clone(), network_mtus(state, router), role.clone());
             if quiet && self.done.get(router_id) == Some(&seen) {
                 continue;
             }
             let problems = outcome.problems.len();
-            match self.router_pass(dp, state, router_id, router, &mut outcome).await {
+            match self.router_pass(dp, state, router_id, router, &role, &mut outcome).await {
                 Ok(()) if outcome.problems.len() == problems => {
                     self.done.insert(router_id.clone(), seen);
                 }
@@ -134,6 +210,9 @@ impl RoutingReconciler {
                 }
             }
         }
+        if let Some(l) = &self.liveness {
+            l.set_targets(&targets);
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(outcome),
@@ -146,6 +225,7 @@ impl RoutingReconciler {
         state: &HostState,
         router_id: &str,
         router: &HostRouter,
+        role: &SnatRole,
         outcome: &mut PassOutcome,
     ) -> neutrino_dataplane::Result<()> {
         let routers = dp.routers();
@@ -196,10 +276,33 @@ impl RoutingReconciler {
                 rewrites.push((spec.name.clone(), host_mac(&self.host, port_id)));
                 wanted.insert(spec.name);
             }
+            // A gateway host's SNAT port: where the other hosts send the router's traffic to
+            // the external network while this host is the active one.
+            if let Some(spec) = snat_leg(state, router) {
+                match routers.ensure_port(router_id, &spec).await {
+                    Err(neutrino_dataplane::DataPlaneError::NoSuchLink(bridge)) => {
+                        outcome
+                            .problems
+                            .insert(format!("router {router_id} snat"), format!("bridge {bridge} is not there yet"));
+                    }
+                    other => {
+                        other?;
+                        wanted.insert(spec.name);
+                    }
+                }
+            }
             // Floating IPs of local ports: the external leg (`qg-`), with a MAC of this host's
-            // own, holds them (so this host answers ARP for them), and NAT maps them.
-            let snat = self.snat_address(router_id, router, outcome).await;
+            // own, holds them (so this host answers ARP for them), and NAT maps them. The
+            // active gateway host's holds the gateway's address too.
+            let snat = match role {
+                SnatRole::Active { .. } => gateway_v4(router),
+                _ => self.snat_address(router_id, router, outcome).await,
+            };
             let external = self.external_leg(state, router_id, router, snat, outcome);
+            // Traffic to a gateway host leaves by the default route; floating IPs' traffic is
+            // marked and leaves by the external leg.
+            let to_gateway_host = matches!(role, SnatRole::Via(_) | SnatRole::Nowhere);
+            let mut marked_routes = Vec::new();
             let mut routes = Vec::new();
             if let Some((spec, next_hop)) = &external {
                 let before: BTreeSet<ipnet::IpNet> =
@@ -214,10 +317,19 @@ impl RoutingReconciler {
                         other?;
                         wanted.insert(spec.name.clone());
                         if let Some(hop) = next_hop {
-                            routes
-                                .push(RouterRoute { destination: "0.0.0.0/0".parse().unwrap_or_default(), via: *hop });
+                            let default = RouterRoute { destination: default_v4(), via: *hop };
+                            if to_gateway_host {
+                                marked_routes.push(default);
+                            } else {
+                                routes.push(default);
+                            }
                         }
-                        for added in spec.addresses.iter().filter(|a| !before.contains(a)) {
+                        // New addresses are announced; the active gateway host announces the
+                        // gateway's on every pass of a change (one that stood in for it may
+                        // have announced it last).
+                        let reclaim = if matches!(role, SnatRole::Active { .. }) { snat } else { None };
+                        for added in spec.addresses.iter().filter(|a| !before.contains(a) || Some(a.addr()) == reclaim)
+                        {
                             if let std::net::IpAddr::V4(ip) = added.addr() {
                                 routers.announce(router_id, &spec.name, ip).await?;
                                 outcome.changes += 1;
@@ -243,13 +355,21 @@ impl RoutingReconciler {
                     routes.push(RouterRoute { destination, via });
                 }
             }
+            if let SnatRole::Via(address) = role {
+                routes.push(RouterRoute { destination: default_v4(), via: *address });
+            }
             routes.sort();
             routes.dedup_by(|a, b| a.destination == b.destination);
             if observed.routes != routes {
                 routers.set_routes(router_id, &routes).await?;
                 outcome.changes += 1;
             }
-            let nat = nat_table(external.as_ref().map(|(s, _)| s.name.as_str()), router, snat);
+            if observed.marked_routes != marked_routes {
+                routers.set_marked_routes(router_id, &marked_routes).await?;
+                outcome.changes += 1;
+            }
+            let marking = !marked_routes.is_empty();
+            let nat = nat_table(external.as_ref().map(|(s, _)| s.name.as_str()), router, snat, marking);
             for port in observed.ports.iter().filter(|p| !wanted.contains(&p.name)) {
                 routers.delete_port(router_id, &port.name).await?;
                 outcome.changes += 1;
@@ -350,7 +470,7 @@ impl RoutingReconciler {
 /// transaction): each floating IP of this host DNATs to its fixed IP and its fixed IP SNATs to
 /// it out of the external leg; with distributed SNAT (`snat`: this host's own address) the
 /// router's subnets SNAT to that address after them; nothing else leaves by that leg.
-fn nat_table(external: Option<&str>, router: &HostRouter, snat: Option<std::net::IpAddr>) -> Value {
+fn nat_table(external: Option<&str>, router: &HostRouter, snat: Option<std::net::IpAddr>, marking: bool) -> Value {
     let table = json!({"family": "ip", "name": NAT_TABLE});
     let mut batch = vec![json!({"add": {"table": table}}), json!({"delete": {"table": table}})];
     let Some(leg) = external else {
@@ -368,6 +488,19 @@ fn nat_table(external: Option<&str>, router: &HostRouter, snat: Option<std::net:
     let rule = |chain: &str, expr: Vec<Value>| json!({"add": {"rule": {"family": "ip", "table": NAT_TABLE, "chain": chain, "expr": expr}}});
     let addr = |field: &str, value: &str| json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": field}}, "right": value}});
     let oif = json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": leg}});
+    if marking {
+        // What the floating IPs send (and the replies of forwarded connections) is routed by
+        // the marked table, out of the external leg; the rest goes to a gateway host.
+        batch.push(json!({"add": {"chain": {"family": "ip", "table": NAT_TABLE, "name": "mark",
+            "type": "filter", "hook": "prerouting", "prio": -150, "policy": "accept"}}}));
+        let not_external = json!({"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": leg}});
+        let set = json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": neutrino_dataplane::ROUTE_MARK}});
+        for f in router.floating_ips.values() {
+            batch.push(rule("mark", vec![not_external.clone(), addr("saddr", &f.fixed_ip_address), set.clone()]));
+        }
+        let forwarded = json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}});
+        batch.push(rule("mark", vec![not_external, forwarded, set]));
+    }
     for f in router.floating_ips.values() {
         batch.push(rule(
             "prerouting",
@@ -430,6 +563,34 @@ fn nat_table(external: Option<&str>, router: &HostRouter, snat: Option<std::net:
     json!({ "nftables": batch })
 }
 
+/// The IPv4 default route's destination.
+fn default_v4() -> ipnet::IpNet {
+    ipnet::IpNet::V4(ipnet::Ipv4Net::default())
+}
+
+/// The gateway's IPv4 address (the address of the router's centralized SNAT).
+fn gateway_v4(router: &HostRouter) -> Option<std::net::IpAddr> {
+    let gateway = router.gateway.as_ref()?;
+    gateway.addresses.iter().filter_map(|a| a.parse::<ipnet::IpNet>().ok()).map(|a| a.addr()).find(|a| a.is_ipv4())
+}
+
+/// The leg of this host's centralized SNAT port of the router, when it is one of its gateway
+/// hosts: `sg-<port>` inside with the port's MAC and address (a /32: the subnet is the
+/// interface's), `tap<port>` outside, which L2 plugs and reports as the port's.
+fn snat_leg(state: &HostState, router: &HostRouter) -> Option<RouterPortSpec> {
+    let (port_id, port) = router.snat_gateways.iter().find_map(|id| Some((id, state.local_ports.get(id)?)))?;
+    let network = state.networks.get(&port.network_id)?;
+    let address: Ipv4Addr = port.ip_addresses.iter().find_map(|a| a.parse().ok())?;
+    Some(RouterPortSpec {
+        name: leg_name("sg-", port_id),
+        outside: neutrino_domain::naming::tap_name(port_id),
+        bridge: bridge_name(&port.network_id),
+        mac: port.mac_address.parse().ok()?,
+        mtu: network.mtu,
+        addresses: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::new(address, 32).ok()?)],
+    })
+}
+
 /// The MTUs of a router's networks on this host (its legs take them).
 fn network_mtus(state: &HostState, router: &HostRouter) -> Vec<(String, u32)> {
     let networks =
@@ -488,6 +649,10 @@ impl<D: DataPlane> Reconciler<D> for RoutingReconciler {
         "routing"
     }
 
+    fn pending(&self) -> bool {
+        self.liveness.as_ref().is_some_and(|l| l.generation() != self.liveness_seen)
+    }
+
     fn wants_link_event(&self, event: &LinkEvent) -> bool {
         // A bridge made again (its legs' outside ends went with it).
         let name = match event {
@@ -543,7 +708,7 @@ mod tests {
     async fn routers_converge_and_a_second_pass_changes_nothing() {
         let dp = MemoryDataPlane::new();
         dp.links().ensure_bridge(&bridge_name("net-a"), None).await.unwrap();
-        let mut r = RoutingReconciler::new("h1", None);
+        let mut r = RoutingReconciler::new("h1", None, None);
         let s = state(&["192.0.2.1/24"]);
         let first = Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Full).await.unwrap();
         assert!(first.changes > 0);
@@ -565,6 +730,72 @@ mod tests {
         let gone = HostState::default();
         Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &gone, &Scope::Changes(vec![])).await.unwrap();
         assert!(dp.routers().list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn centralized_snat_goes_to_the_first_alive_gateway_host_and_fails_over() {
+        use neutrino_api::agent::{LocalPort, RemotePort, RouterGateway};
+        let dp = MemoryDataPlane::new();
+        for net in ["net-a", "ext"] {
+            dp.links().ensure_bridge(&bridge_name(net), None).await.unwrap();
+        }
+        let mut s = state(&["192.0.2.1/24"]);
+        let flat =
+            HostNetwork { network_type: "flat".into(), physical_network: None, segmentation_id: None, mtu: 1500 };
+        s.networks.insert("ext".into(), flat);
+        let router = s.routers.get_mut("r1").unwrap();
+        router.gateway = Some(RouterGateway {
+            port_id: "gwport-aaaaaaa".into(),
+            network_id: "ext".into(),
+            addresses: vec!["203.0.113.10/24".into()],
+            next_hops: vec!["203.0.113.1".into()],
+            enable_snat: true,
+        });
+        // The first gateway host is another; the second is this one.
+        router.snat_gateways = vec!["sg-remote-aaaa".into(), "sg-local-bbbbb".into()];
+        s.remote_ports.insert(
+            "sg-remote-aaaa".into(),
+            RemotePort {
+                network_id: "net-a".into(),
+                mac_address: "fa:16:3e:00:00:0a".into(),
+                ip_addresses: vec!["192.0.2.5".into()],
+                tunnel_ip: "198.51.100.12".into(),
+            },
+        );
+        s.local_ports.insert(
+            "sg-local-bbbbb".into(),
+            LocalPort {
+                network_id: "net-a".into(),
+                mac_address: "fa:16:3e:00:00:0b".into(),
+                ip_addresses: vec!["192.0.2.6".into()],
+                port_security_enabled: false,
+                ..LocalPort::default()
+            },
+        );
+        let liveness = GatewayLiveness::new(std::time::Duration::from_secs(1), 3, Arc::new(tokio::sync::Notify::new()));
+        let mut r = RoutingReconciler::new("h2", None, Some(liveness.clone()));
+        Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Full).await.unwrap();
+        let observed = dp.routers().observe("r1").await.unwrap().unwrap();
+        let default = |via: &str| RouterRoute { destination: default_v4(), via: via.parse().unwrap() };
+        assert_eq!(observed.routes, vec![default("192.0.2.5")], "through the first gateway host");
+        let names: Vec<&str> = observed.ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, vec!["qr-port-aaaaaa", "sg-sg-local-bb"], "its own SNAT leg, no external leg");
+        assert!(!Reconciler::<MemoryDataPlane>::pending(&r));
+        // The first one dies: this host takes the gateway's address and announces it.
+        liveness.set("198.51.100.12".parse().unwrap(), false);
+        assert!(Reconciler::<MemoryDataPlane>::pending(&r));
+        Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Changes(vec![])).await.unwrap();
+        let observed = dp.routers().observe("r1").await.unwrap().unwrap();
+        assert_eq!(observed.routes, vec![default("203.0.113.1")]);
+        let external = observed.port("qg-gwport-aaaa").expect("the external leg");
+        assert_eq!(external.addresses, vec!["203.0.113.10/24".parse::<ipnet::IpNet>().unwrap()]);
+        assert!(dp.announcements("r1").contains(&("qg-gwport-aaaa".into(), "203.0.113.10".parse().unwrap())));
+        // It comes back: the traffic goes to it again, and this host lets the address go.
+        liveness.set("198.51.100.12".parse().unwrap(), true);
+        Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Changes(vec![])).await.unwrap();
+        let observed = dp.routers().observe("r1").await.unwrap().unwrap();
+        assert_eq!(observed.routes, vec![default("192.0.2.5")]);
+        assert!(observed.port("qg-gwport-aaaa").is_none());
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub async fn run<D: DataPlane>(dp: &D, writes: impl Fn() -> Option<usize>) {
     a_port_is_observed_as_given(dp, &writes).await;
     changed_addresses_converge(dp).await;
     gateway_routes_converge(dp, &writes).await;
+    marked_routes_converge_beside_the_main_table(dp, &writes).await;
     deleting_a_port_takes_the_pair_and_its_routes(dp).await;
     deleting_the_router_takes_its_ports(dp).await;
     dp.links().delete(BRIDGE).await.unwrap();
@@ -158,12 +159,33 @@ async fn gateway_routes_converge<D: DataPlane>(dp: &D, writes: &impl Fn() -> Opt
     assert!(mixed.is_err(), "a destination and its gateway have one family");
 }
 
+async fn marked_routes_converge_beside_the_main_table<D: DataPlane>(dp: &D, writes: &impl Fn() -> Option<usize>) {
+    let main = observe(dp).await.routes;
+    let marked = [route("0.0.0.0/0", "192.0.2.253")];
+    dp.routers().set_marked_routes(ROUTER, &marked).await.unwrap();
+    assert_eq!(observe(dp).await.marked_routes, marked.to_vec());
+    assert_eq!(observe(dp).await.routes, main, "the main table is left alone");
+    let before = writes();
+    dp.routers().set_marked_routes(ROUTER, &marked).await.unwrap();
+    assert_eq!(writes(), before, "converged marked routes are not written to");
+    dp.routers().set_marked_routes(ROUTER, &[]).await.unwrap();
+    assert!(observe(dp).await.marked_routes.is_empty());
+    dp.routers().set_marked_routes(ROUTER, &marked).await.unwrap();
+}
+
+async fn observe<D: DataPlane>(dp: &D) -> crate::ObservedRouter {
+    dp.routers().observe(ROUTER).await.unwrap().unwrap()
+}
+
 async fn deleting_a_port_takes_the_pair_and_its_routes<D: DataPlane>(dp: &D) {
     for _ in 0..2 {
         dp.routers().delete_port(ROUTER, INSIDE).await.unwrap();
     }
     let observed = dp.routers().observe(ROUTER).await.unwrap().unwrap();
-    assert!(observed.ports.is_empty() && observed.routes.is_empty(), "{observed:?}");
+    assert!(
+        observed.ports.is_empty() && observed.routes.is_empty() && observed.marked_routes.is_empty(),
+        "{observed:?}"
+    );
     assert_eq!(dp.links().get(OUTSIDE).await.unwrap(), None, "the veth pair went");
 }
 

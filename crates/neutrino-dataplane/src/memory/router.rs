@@ -27,6 +27,8 @@ pub(super) struct Namespace {
     ports: BTreeMap<String, Port>,
     /// Gateway routes: destination → gateway.
     routes: BTreeMap<IpNet, IpAddr>,
+    /// Routes of marked traffic (with their rules while there are any).
+    marked_routes: BTreeMap<IpNet, IpAddr>,
     /// Whether `lo` is up and the sysctls set (not so in one made by someone else).
     prepared: bool,
     nft_batches: Vec<Value>,
@@ -192,17 +194,20 @@ impl Namespace {
     fn drop_unreachable_routes(&mut self) {
         let routes = std::mem::take(&mut self.routes);
         self.routes = routes.into_iter().filter(|(_, via)| self.reaches(*via)).collect();
+        let marked = std::mem::take(&mut self.marked_routes);
+        self.marked_routes = marked.into_iter().filter(|(_, via)| self.reaches(*via)).collect();
     }
 
-    fn set_routes(&mut self, routes: &[RouterRoute]) -> Result<bool> {
+    fn set_routes(&mut self, routes: &[RouterRoute], marked: bool) -> Result<bool> {
         let want = crate::router::desired_routes(routes)?;
         if let Some((destination, via)) = want.iter().find(|(_, via)| !self.reaches(**via)) {
             return Err(DataPlaneError::Netlink(format!("add route {destination} via {via}: Network is unreachable")));
         }
-        if self.routes == want {
+        let table = if marked { &mut self.marked_routes } else { &mut self.routes };
+        if *table == want {
             return Ok(false);
         }
-        self.routes = want;
+        *table = want;
         Ok(true)
     }
 
@@ -218,8 +223,10 @@ impl Namespace {
                 addresses: p.addresses.iter().copied().collect(),
             })
             .collect();
-        let routes = self.routes.iter().map(|(destination, via)| RouterRoute { destination: *destination, via: *via });
-        ObservedRouter { ports, routes: routes.collect() }
+        let listed = |table: &BTreeMap<IpNet, IpAddr>| {
+            table.iter().map(|(destination, via)| RouterRoute { destination: *destination, via: *via }).collect()
+        };
+        ObservedRouter { ports, routes: listed(&self.routes), marked_routes: listed(&self.marked_routes) }
     }
 }
 
@@ -268,7 +275,11 @@ impl Routers for MemoryRouters {
     }
 
     async fn set_routes(&self, router_id: &str, routes: &[RouterRoute]) -> Result<()> {
-        self.mutate(router_id, |state, ns| state.namespace_mut(ns).set_routes(routes))
+        self.mutate(router_id, |state, ns| state.namespace_mut(ns).set_routes(routes, false))
+    }
+
+    async fn set_marked_routes(&self, router_id: &str, routes: &[RouterRoute]) -> Result<()> {
+        self.mutate(router_id, |state, ns| state.namespace_mut(ns).set_routes(routes, true))
     }
 
     async fn nft(&self, router_id: &str, batch: &Value) -> Result<()> {

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use rtnetlink::packet_route::rule::{RuleAttribute, RuleMessage};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::RouteMessageBuilder;
 
@@ -25,6 +26,11 @@ pub(super) struct KernelRoute {
 
 /// The gateway routes of the main table, IPv4 then IPv6, sorted.
 pub(super) async fn observe(router: &RouterNs) -> Result<Vec<KernelRoute>> {
+    observe_table(router, u32::from(RouteHeader::RT_TABLE_MAIN)).await
+}
+
+/// The gateway routes of `table`, IPv4 then IPv6, sorted.
+async fn observe_table(router: &RouterNs, table: u32) -> Result<Vec<KernelRoute>> {
     let nl = &router.netlink;
     let _turn = nl.dump_lock.lock().await;
     let mut out = Vec::new();
@@ -33,7 +39,8 @@ pub(super) async fn observe(router: &RouterNs) -> Result<Vec<KernelRoute>> {
         // protocol, which is why that is left unset).
         let mut request = RouteMessage::default();
         request.header.address_family = family;
-        request.header.table = RouteHeader::RT_TABLE_MAIN;
+        request.header.table = u8::try_from(table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
+        request.attributes.push(RouteAttribute::Table(table));
         request.header.kind = RouteType::Unicast;
         let msgs: Vec<RouteMessage> = nl
             .handle
@@ -43,14 +50,20 @@ pub(super) async fn observe(router: &RouterNs) -> Result<Vec<KernelRoute>> {
             .try_collect()
             .await
             .map_err(|e| nl_error("dump routes", &router.name, e))?;
-        out.extend(msgs.iter().filter_map(parse_route));
+        out.extend(msgs.iter().filter_map(|m| parse_route_of(m, table)));
     }
     out.sort_by_key(|r| r.route);
     Ok(out)
 }
 
 /// A unicast route of the main table with a gateway (RTA_GATEWAY); `None` for any other.
+#[cfg(test)]
 pub(super) fn parse_route(msg: &RouteMessage) -> Option<KernelRoute> {
+    parse_route_of(msg, u32::from(RouteHeader::RT_TABLE_MAIN))
+}
+
+/// A unicast route of `wanted` with a gateway; `None` for any other.
+fn parse_route_of(msg: &RouteMessage, wanted: u32) -> Option<KernelRoute> {
     if msg.header.kind != RouteType::Unicast {
         return None;
     }
@@ -65,7 +78,7 @@ pub(super) fn parse_route(msg: &RouteMessage) -> Option<KernelRoute> {
             _ => {}
         }
     }
-    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+    if table != wanted {
         return None;
     }
     let via = via?;
@@ -91,14 +104,19 @@ fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
 /// Makes the gateway routes exactly `routes`: missing or changed ones are added or replaced
 /// first (so a changed gateway leaves no gap), then those not asked for are deleted.
 pub(super) async fn converge(router: &RouterNs, routes: &[RouterRoute]) -> Result<()> {
+    converge_table(router, u32::from(RouteHeader::RT_TABLE_MAIN), routes).await
+}
+
+/// [`converge`] for the routes of `table`.
+async fn converge_table(router: &RouterNs, table: u32, routes: &[RouterRoute]) -> Result<()> {
     let want = super::desired_routes(routes)?;
-    let have = observe(router).await?;
+    let have = observe_table(router, table).await?;
     let nl = &router.netlink;
     for (destination, via) in &want {
         if have.iter().any(|h| h.route.destination == *destination && h.route.via == *via) {
             continue;
         }
-        let msg = route_message(*destination, *via)?;
+        let msg = route_message(*destination, *via, table)?;
         nl.handle
             .route()
             .add(msg)
@@ -109,7 +127,7 @@ pub(super) async fn converge(router: &RouterNs, routes: &[RouterRoute]) -> Resul
     }
     for stale in have.iter().filter(|h| want.get(&h.route.destination) != Some(&h.route.via)) {
         let RouterRoute { destination, via } = stale.route;
-        let mut msg = route_message(destination, via)?;
+        let mut msg = route_message(destination, via, table)?;
         // Match the route whatever its scope and protocol (as `ip route del` does).
         msg.header.scope = RouteScope::NoWhere;
         msg.header.protocol = RouteProtocol::Unspec;
@@ -125,13 +143,90 @@ pub(super) async fn converge(router: &RouterNs, routes: &[RouterRoute]) -> Resul
     Ok(())
 }
 
-/// The RTM_NEWROUTE of a static unicast route in the main table.
-fn route_message(destination: IpNet, via: IpAddr) -> Result<RouteMessage> {
+/// The RTM_NEWROUTE of a static unicast route in `table`.
+fn route_message(destination: IpNet, via: IpAddr, table: u32) -> Result<RouteMessage> {
     let builder = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(destination.addr(), destination.prefix_len())
         .and_then(|b| b.gateway(via))
         .map_err(|e| DataPlaneError::Netlink(format!("route {destination} via {via}: {e}")))?;
-    Ok(builder.build())
+    Ok(builder.table_id(table).build())
+}
+
+/// The policy rules that send marked traffic ([`crate::ROUTE_MARK`]) to
+/// [`crate::MARKED_TABLE`]: first the main table for anything but its default route (so
+/// marked traffic between the router's subnets, and to extra routes, stays routed as the
+/// rest), then the marked table. As `(priority, suppress_prefixlength, table)`.
+const MARK_RULES: [(u32, Option<u32>, u32); 2] =
+    [(31000, Some(0), RouteHeader::RT_TABLE_MAIN as u32), (31001, None, crate::MARKED_TABLE)];
+
+/// Our mark rules as the kernel has them (the messages, to delete them by).
+async fn observe_rules(router: &RouterNs) -> Result<Vec<(u32, RuleMessage)>> {
+    let nl = &router.netlink;
+    let _turn = nl.dump_lock.lock().await;
+    let msgs: Vec<RuleMessage> = nl
+        .handle
+        .rule()
+        .get(rtnetlink::IpVersion::V4)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl_error("dump rules", &router.name, e))?;
+    let mut ours = Vec::new();
+    for msg in msgs {
+        let mut priority = None;
+        let mut mark = None;
+        for attr in &msg.attributes {
+            match attr {
+                RuleAttribute::Priority(p) => priority = Some(*p),
+                RuleAttribute::FwMark(m) => mark = Some(*m),
+                _ => {}
+            }
+        }
+        if let (Some(p), Some(crate::ROUTE_MARK)) = (priority, mark) {
+            if MARK_RULES.iter().any(|(q, _, _)| *q == p) {
+                ours.push((p, msg));
+            }
+        }
+    }
+    Ok(ours)
+}
+
+/// The routes of marked traffic, when both mark rules are in place (else none).
+pub(super) async fn observe_marked(router: &RouterNs) -> Result<Vec<RouterRoute>> {
+    let rules = observe_rules(router).await?;
+    if !MARK_RULES.iter().all(|(p, _, _)| rules.iter().any(|(q, _)| q == p)) {
+        return Ok(Vec::new());
+    }
+    Ok(observe_table(router, crate::MARKED_TABLE).await?.into_iter().map(|r| r.route).collect())
+}
+
+/// Make the marked traffic's routes exactly `routes`, with the mark rules while there are any.
+pub(super) async fn converge_marked(router: &RouterNs, routes: &[RouterRoute]) -> Result<()> {
+    let nl = &router.netlink;
+    let rules = observe_rules(router).await?;
+    if routes.is_empty() {
+        for (_, msg) in rules {
+            match nl.handle.rule().del(msg).execute().await {
+                Ok(()) => {}
+                Err(e) if is_absent(&e) => {}
+                Err(e) => return Err(nl_error("delete mark rule", &router.name, e)),
+            }
+        }
+        return converge_table(router, crate::MARKED_TABLE, &[]).await;
+    }
+    converge_table(router, crate::MARKED_TABLE, routes).await?;
+    for (priority, suppress, table) in MARK_RULES {
+        if rules.iter().any(|(p, _)| *p == priority) {
+            continue;
+        }
+        let mut add = nl.handle.rule().add().v4().priority(priority).fw_mark(crate::ROUTE_MARK).table_id(table);
+        add.message_mut().attributes.push(RuleAttribute::FwMask(crate::ROUTE_MARK));
+        if let Some(len) = suppress {
+            add.message_mut().attributes.push(RuleAttribute::SuppressPrefixLen(len));
+        }
+        add.execute().await.map_err(|e| nl_error("add mark rule", &router.name, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -115,6 +115,10 @@ pub struct RouterPortImage {
     /// For a gateway: whether the router SNATs (`enable_snat`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub snat: bool,
+    /// A centralized SNAT port (`network:router_centralized_snat`, bound to a gateway host),
+    /// not an interface.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub centralized_snat: bool,
 }
 
 fn enabled() -> bool {

@@ -77,6 +77,8 @@ pub struct Topology {
     router_hosts: HashMap<String, BTreeSet<String>>,
     /// host → network → segment: its routed presence (see `routing`).
     routed: HashMap<String, BTreeMap<String, String>>,
+    /// router → its centralized SNAT ports.
+    router_snat_ports: HashMap<String, BTreeSet<String>>,
     /// router → its gateway port (one; the lowest id should there be more).
     router_gateways: HashMap<String, BTreeSet<String>>,
     floating_ips: HashMap<String, Arc<FloatingIpImage>>,

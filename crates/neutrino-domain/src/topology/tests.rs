@@ -135,6 +135,7 @@ fn interface(network: &str, router: &str, mac: u8, ip: &str, cidr: &str) -> Imag
         cidrs: vec![cidr.into()],
         gateways: Vec::new(),
         snat: false,
+        centralized_snat: false,
     });
     Image::Port(Arc::new(p))
 }
@@ -472,6 +473,17 @@ fn random_change(rng: &mut StdRng, hosts: &[&str]) -> ObjectChange {
                     cidrs: vec!["198.51.100.0/24".into()],
                     gateways: if gateway { vec!["198.51.100.254".into()] } else { Vec::new() },
                     snat: gateway && rng.gen_bool(0.5),
+                    centralized_snat: false,
+                });
+            } else if rng.gen_bool(0.1) {
+                // A router's centralized SNAT port: bound to its gateway host.
+                image.router = Some(RouterPortImage {
+                    router_id: ["r1", "r2"][rng.gen_range(0..2)].into(),
+                    gateway: false,
+                    cidrs: vec!["198.51.100.0/24".into()],
+                    gateways: Vec::new(),
+                    snat: false,
+                    centralized_snat: true,
                 });
             }
             ObjectChange::new(&id, Image::Port(Arc::new(image)))

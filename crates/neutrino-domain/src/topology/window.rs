@@ -145,7 +145,8 @@ impl History {
             .filter(|p| p.host == host)
             .map(|p| p.network_id.clone())
             .collect();
-        let interface_at = |id: &str| port_at(id).filter(|p| p.router.as_ref().is_some_and(|r| !r.gateway));
+        let interface_at =
+            |id: &str| port_at(id).filter(|p| p.router.as_ref().is_some_and(|r| !r.gateway && !r.centralized_snat));
         let mut routers: BTreeSet<String> = BTreeSet::new();
         for network in &direct {
             let mut candidates: Vec<&str> =
@@ -161,6 +162,7 @@ impl History {
         for router in &routers {
             let mut candidates: Vec<&str> = self.model.interfaces_of(router).collect();
             candidates.extend(self.model.gateways_of(router));
+            candidates.extend(self.model.snat_ports_of(router));
             candidates.extend(changed_ports.iter().copied());
             for id in candidates {
                 let of_router = port_at(id).filter(|p| p.router.as_ref().is_some_and(|r| &r.router_id == router));

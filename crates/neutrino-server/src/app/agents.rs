@@ -42,14 +42,28 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateAgent) -> H
     }
     store::update_agent(&mut tx, &a).await?;
     tx.commit().await?;
+    if is_gateway_host(&a) {
+        super::snat_gateways::schedule_all(app, ctx).await?;
+    }
     Ok(a)
+}
+
+/// A gateway host's L3 agent (`dvr_snat`): when it comes, goes or changes, routers' centralized
+/// SNAT moves.
+fn is_gateway_host(a: &AgentRecord) -> bool {
+    a.agent_type == neutrino_api::agent::AGENT_TYPE_L3
+        && a.configurations.agent_mode.as_deref() == Some(super::snat_gateways::AGENT_MODE_DVR_SNAT)
 }
 
 pub async fn delete(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()> {
     let mut tx = app.store.begin().await?;
     authorize_item(ctx, tx.conn(), "agent", id, ItemAction::Delete).await?;
+    let agent = store::get_agent(tx.conn(), id).await?;
     store::delete_agent(&mut tx, id).await?;
     tx.commit().await?;
+    if is_gateway_host(&agent) {
+        super::snat_gateways::schedule_all(app, ctx).await?;
+    }
     Ok(())
 }
 
@@ -68,7 +82,15 @@ pub async fn zones(app: &App) -> HttpResult<BTreeMap<String, bool>> {
 pub async fn register(app: &App, reg: &AgentRegistration, starting: bool) -> HttpResult<AgentRecord> {
     let mut tx = app.store.begin().await?;
     let record = store::register_agent(&mut tx, reg, &uuid::Uuid::new_v4().to_string(), starting).await?;
+    // An L3 agent starting as a gateway host, or one that held centralized SNAT ports (its
+    // mode may have changed): routers move to or from it. Other hosts cost nothing here.
+    let reschedule = starting
+        && record.agent_type == neutrino_api::agent::AGENT_TYPE_L3
+        && (is_gateway_host(&record) || store::host_has_snat_ports(tx.conn(), &record.host).await?);
     tx.commit().await?;
+    if reschedule {
+        super::snat_gateways::schedule_all(app, &super::snat_gateways::service_context(app)).await?;
+    }
     Ok(record)
 }
 

@@ -18,6 +18,7 @@ pub mod rbac;
 pub mod routers;
 pub mod security_groups;
 pub mod segments;
+pub mod snat_gateways;
 pub mod subnet_pools;
 pub mod subnets;
 pub mod tags;

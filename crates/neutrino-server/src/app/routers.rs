@@ -200,8 +200,20 @@ pub async fn delete(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()> {
     Ok(())
 }
 
-/// Set, change or clear (`None`) the router's gateway, as Neutron's `_update_router_gw_info`.
+/// Set, change or clear (`None`) the router's gateway, and then its centralized SNAT.
 async fn set_gateway(
+    app: &App,
+    ctx: &OpContext,
+    tx: &mut Tx,
+    router: &Router,
+    gateway: Option<GatewayRequest>,
+) -> HttpResult<()> {
+    set_gateway_port(app, ctx, tx, router, gateway).await?;
+    super::snat_gateways::schedule(app, ctx, tx, &router.id).await
+}
+
+/// Set, change or clear (`None`) the router's gateway port, as Neutron's `_update_router_gw_info`.
+async fn set_gateway_port(
     app: &App,
     ctx: &OpContext,
     tx: &mut Tx,
@@ -510,6 +522,7 @@ pub async fn add_interface(
         }
     };
     store::bump_router(&mut tx, id).await?;
+    super::snat_gateways::schedule(app, ctx, &mut tx, id).await?;
     tx.commit().await?;
     Ok(interface_info(&router, &port))
 }
@@ -600,6 +613,7 @@ pub async fn remove_interface(
     }
     store::delete_port(&mut tx, &port.id).await?;
     store::bump_router(&mut tx, id).await?;
+    super::snat_gateways::schedule(app, ctx, &mut tx, id).await?;
     tx.commit().await?;
     Ok(interface_info(&router, &port))
 }

@@ -27,7 +27,12 @@ pub(crate) fn ports_of_floating_ip(f: &FloatingIpImage) -> BTreeSet<&str> {
 
 /// The router a port is an interface of (not its gateway).
 pub(super) fn interface_router(p: &PortImage) -> Option<&str> {
-    p.router.as_ref().filter(|r| !r.gateway).map(|r| r.router_id.as_str())
+    p.router.as_ref().filter(|r| !r.gateway && !r.centralized_snat).map(|r| r.router_id.as_str())
+}
+
+/// The router a port is a centralized SNAT port of.
+fn snat_router(p: &PortImage) -> Option<&str> {
+    p.router.as_ref().filter(|r| r.centralized_snat).map(|r| r.router_id.as_str())
 }
 
 /// A router port's addresses with their subnets' prefix lengths.
@@ -61,6 +66,11 @@ impl Topology {
         self.router_gateways.get(router).into_iter().flatten().map(String::as_str)
     }
 
+    /// The centralized SNAT ports of `router` (one per gateway host).
+    pub fn snat_ports_of<'a>(&'a self, router: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.router_snat_ports.get(router).into_iter().flatten().map(String::as_str)
+    }
+
     /// The floating IPs of `port`'s fixed IPs.
     pub fn floating_ips_of<'a>(&'a self, port: &str) -> impl Iterator<Item = &'a str> + 'a {
         self.port_floating_ips.get(port).into_iter().flatten().map(String::as_str)
@@ -91,7 +101,7 @@ impl Topology {
                         hosts.extend(self.router_hosts.get(router).into_iter().flatten().cloned());
                         hosts.extend(self.network_hosts.get(&p.network_id).into_iter().flatten().cloned());
                     }
-                    if let Some(router) = p.router.as_ref().filter(|r| r.gateway) {
+                    if let Some(router) = p.router.as_ref().filter(|r| r.gateway || r.centralized_snat) {
                         hosts.extend(self.router_hosts.get(&router.router_id).into_iter().flatten().cloned());
                     }
                 }
@@ -154,6 +164,13 @@ impl Topology {
 
     /// Keep the router indexes of a port right (before and after its image changes).
     pub(super) fn index_router_port(&mut self, id: &str, p: &PortImage, add: bool) {
+        if let Some(router) = snat_router(p) {
+            if add {
+                self.router_snat_ports.entry(router.to_string()).or_default().insert(id.to_string());
+            } else {
+                remove_from(&mut self.router_snat_ports, router, id);
+            }
+        }
         if let Some(r) = p.router.as_ref().filter(|r| r.gateway) {
             if add {
                 self.router_gateways.entry(r.router_id.clone()).or_default().insert(id.to_string());
@@ -340,6 +357,8 @@ impl Topology {
             Some(r) => (r.routes.clone(), r.admin_state_up),
             None => (Vec::new(), true),
         };
-        HostRouter { interfaces, gateway, floating_ips, port_forwardings, routes, admin_state_up }
+        let snat_ports = self.snat_ports_of(router).filter_map(|id| Some((id, self.ports.get(id)?.host.as_str())));
+        let snat_gateways = crate::routers::snat_order(router, snat_ports);
+        HostRouter { interfaces, gateway, floating_ips, port_forwardings, routes, admin_state_up, snat_gateways }
     }
 }

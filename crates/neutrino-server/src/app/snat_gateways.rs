@@ -1,0 +1,106 @@
+//! Centralized SNAT (Neutron's `dvr_snat`): the gateway hosts that SNAT a router's VMs without
+//! a floating IP. A router with a gateway that SNATs gets, on each of its best ranked gateway
+//! hosts (L3 agents with `agent_mode = dvr_snat`, at most `max_l3_agents_per_router`), one
+//! `network:router_centralized_snat` port bound there, on the IPv4 subnet of its interfaces
+//! with the lowest id. The hosts that run the router route to the first of them whose host is
+//! alive (they probe it), and that host holds the gateway's address: failover is a decision
+//! of the data plane, no server is asked.
+//!
+//! [`schedule`] makes a router's ports what its gateway, its interfaces and the gateway hosts
+//! ask; every operation that changes one of them calls it under the router's lock, in its
+//! own transaction.
+
+use super::ports::{create_owned, owned_port, FixedIpRequest};
+use super::OpContext;
+use crate::error::HttpResult;
+use crate::App;
+use neutrino_domain::routers::{snat_hosts, DEVICE_OWNER_ROUTER_SNAT};
+use neutrino_store::{self as store, Tx};
+
+/// The agent mode of gateway hosts.
+pub const AGENT_MODE_DVR_SNAT: &str = "dvr_snat";
+
+/// Make the router's centralized SNAT ports what it needs now.
+pub(crate) async fn schedule(app: &App, ctx: &OpContext, tx: &mut Tx, router_id: &str) -> HttpResult<()> {
+    let wanted = wanted_subnet(tx, router_id).await?;
+    let hosts = match &wanted {
+        Some(_) => {
+            let candidates = store::l3_hosts_in_mode(tx.conn(), AGENT_MODE_DVR_SNAT).await?;
+            snat_hosts(router_id, candidates.iter().map(String::as_str), app.config.max_l3_agents_per_router)
+        }
+        None => Vec::new(),
+    };
+    let mut kept = Vec::new();
+    for port_id in store::ports_of_device(tx.conn(), router_id, DEVICE_OWNER_ROUTER_SNAT).await? {
+        let port = store::get_port(tx.conn(), &port_id).await?;
+        let on_subnet = |(_, subnet): &(String, String)| port.fixed_ips.iter().any(|f| &f.subnet_id == subnet);
+        if hosts.contains(&port.host_id) && wanted.as_ref().is_some_and(on_subnet) && !kept.contains(&port.host_id) {
+            kept.push(port.host_id.clone());
+        } else {
+            store::delete_port(tx, &port_id).await?;
+        }
+    }
+    let Some((network_id, subnet_id)) = wanted else { return Ok(()) };
+    for host in hosts.iter().filter(|h| !kept.contains(h)) {
+        let ip = FixedIpRequest { subnet_id: Some(subnet_id.clone()), ip_address: None };
+        let mut req = owned_port(&network_id, "", DEVICE_OWNER_ROUTER_SNAT, router_id, Some(vec![ip]));
+        req.host_id = host.clone();
+        // A router's leg, not a VM: no security groups (as Neutron's router ports).
+        req.port_security_enabled = Some(false);
+        create_owned(app, ctx, tx, req).await?;
+    }
+    Ok(())
+}
+
+/// Schedule every router that has a gateway or centralized SNAT ports (a gateway host came,
+/// went or changed its mode), each in a transaction of its own under its lock; a router that
+/// cannot be scheduled (its subnet is full, say) is logged and left as it was.
+pub(crate) async fn schedule_all(app: &App, ctx: &OpContext) -> HttpResult<()> {
+    let routers = {
+        let mut c = app.store.reader().await?;
+        store::routers_with_gateway_or_snat_ports(&mut c).await?
+    };
+    for router_id in routers {
+        let result: HttpResult<()> = async {
+            let mut tx = app.store.begin().await?;
+            store::lock_router(&mut tx, &router_id).await?;
+            schedule(app, ctx, &mut tx, &router_id).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(router = %router_id, error = ?e.0, "cannot schedule the router's centralized SNAT");
+        }
+    }
+    Ok(())
+}
+
+/// The server's own authority, for scheduling that no caller asked for (an agent starting).
+pub(crate) fn service_context(app: &App) -> OpContext {
+    OpContext {
+        creds: neutrino_domain::policy::Credentials { user_id: None, project_id: None, roles: vec!["admin".into()] },
+        is_admin: true,
+        policy: app.policy.clone(),
+    }
+}
+
+/// The network and subnet of the router's SNAT ports: its interfaces' IPv4 subnet with the
+/// lowest id, when the router has a gateway that SNATs (else none).
+async fn wanted_subnet(tx: &mut Tx, router_id: &str) -> HttpResult<Option<(String, String)>> {
+    let (gateway, enable_snat) = store::router_gateway(tx.conn(), router_id).await?;
+    if gateway.is_none() || !enable_snat {
+        return Ok(None);
+    }
+    let mut best: Option<(String, String)> = None;
+    for port_id in store::router_interface_ports(tx.conn(), router_id).await? {
+        let port = store::get_port(tx.conn(), &port_id).await?;
+        for ip in &port.fixed_ips {
+            let v4 = ip.ip_address.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_ipv4());
+            if v4 && best.as_ref().is_none_or(|(_, s)| ip.subnet_id < *s) {
+                best = Some((port.network_id.clone(), ip.subnet_id.clone()));
+            }
+        }
+    }
+    Ok(best)
+}
