@@ -340,9 +340,15 @@ pub trait Routers: Send + Sync {
     /// Make the main table's gateway routes exactly `routes` (connected routes are left alone).
     fn set_routes(&self, router_id: &str, routes: &[RouterRoute]) -> impl Future<Output = Result<()>> + Send;
     /// Make the routes of traffic marked [`ROUTE_MARK`] exactly `routes` (table
-    /// [`MARKED_TABLE`]), with policy rules that look there for marked traffic the main table
-    /// has only its default route for; no rules when `routes` is empty.
-    fn set_marked_routes(&self, router_id: &str, routes: &[RouterRoute]) -> impl Future<Output = Result<()>> + Send;
+    /// [`MARKED_TABLE`]), out of `device` with their gateways on it (whether or not an address
+    /// there covers them), with policy rules that look there for marked traffic the main
+    /// table has only its default route for; no rules when `routes` is empty.
+    fn set_marked_routes(
+        &self,
+        router_id: &str,
+        device: &str,
+        routes: &[RouterRoute],
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Apply an nftables batch in libnftables' JSON format (`{"nftables": [...]}`) in the
     /// router's namespace, in one transaction (all or nothing).
     fn nft(&self, router_id: &str, batch: &serde_json::Value) -> impl Future<Output = Result<()>> + Send;

@@ -247,9 +247,9 @@ impl Routers for KernelRouters {
         routes::converge(&router, routes).await
     }
 
-    async fn set_marked_routes(&self, router_id: &str, routes: &[RouterRoute]) -> Result<()> {
+    async fn set_marked_routes(&self, router_id: &str, device: &str, routes: &[RouterRoute]) -> Result<()> {
         let router = self.require(router_id).await?;
-        routes::converge_marked(&router, routes).await
+        routes::converge_marked(&router, device, routes).await
     }
 
     async fn nft(&self, router_id: &str, batch: &Value) -> Result<()> {

@@ -60,6 +60,29 @@ pub struct Lab {
     server: Option<Child>,
     agents: BTreeMap<String, Child>,
     vms: BTreeMap<String, VmSpec>,
+    /// The routing role of each host's agent (absent: a compute host with distributed SNAT).
+    roles: BTreeMap<String, AgentRole>,
+}
+
+/// How a host's agent routes (its `[agent]` options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentRole {
+    /// A compute host that SNATs its own VMs (`distributed_snat = true`), the lab's default.
+    DistributedSnat,
+    /// A compute host whose VMs without a floating IP leave through a gateway host (`dvr`).
+    Compute,
+    /// A gateway host (`agent_mode = dvr_snat`).
+    Gateway,
+}
+
+impl AgentRole {
+    fn options(self) -> &'static str {
+        match self {
+            AgentRole::DistributedSnat => "distributed_snat = true\n",
+            AgentRole::Compute => "agent_mode = dvr\n",
+            AgentRole::Gateway => "agent_mode = dvr_snat\n",
+        }
+    }
 }
 
 /// Remove the namespaces a lab with this prefix creates (`<p>ul`, `<p>h<N>`, `<p>vm<N>`),
@@ -126,7 +149,14 @@ impl Lab {
     pub fn start(cfg: LabConfig) -> Result<Lab, LabError> {
         cleanup_prefix(&cfg.prefix);
         std::fs::create_dir_all(&cfg.dir)?;
-        let mut lab = Lab { cfg, runtime: None, server: None, agents: BTreeMap::new(), vms: BTreeMap::new() };
+        let mut lab = Lab {
+            cfg,
+            runtime: None,
+            server: None,
+            agents: BTreeMap::new(),
+            vms: BTreeMap::new(),
+            roles: BTreeMap::new(),
+        };
         lab.build_underlay()?;
         for host in lab.cfg.hosts.clone() {
             lab.build_host(&host)?;
@@ -269,11 +299,13 @@ impl Lab {
 
     /// Start (or restart) the agent of `host` inside its namespace.
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
+        let role = self.roles.get(host).copied().unwrap_or(AgentRole::DistributedSnat);
         let conf = format!(
-            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\ndistributed_snat = true\n[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
+            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
             self.host_id(host),
             self.server_url(),
             self.host_ns(host),
+            role.options(),
             self.host_ip(host)?
         );
         let path = self.cfg.dir.join(format!("agent-{host}.ini"));
@@ -293,6 +325,31 @@ impl Lab {
             .stderr(err)
             .spawn()?;
         self.agents.insert(host.to_string(), child);
+        Ok(())
+    }
+
+    /// Give `host`'s agent another routing role, restarting it.
+    pub fn set_role(&mut self, host: &str, role: AgentRole) -> Result<(), LabError> {
+        self.roles.insert(host.to_string(), role);
+        self.kill_agent(host);
+        self.start_agent(host)
+    }
+
+    /// One more host (`h<N>`, after the others), with its agent in `role`.
+    pub fn add_host(&mut self, host: &str, role: AgentRole) -> Result<(), LabError> {
+        self.cfg.hosts.push(host.to_string());
+        self.build_host(host)?;
+        self.roles.insert(host.to_string(), role);
+        self.start_agent(host)
+    }
+
+    /// Cut `host` off the underlay and the provider network (`false`), as a host that dies
+    /// (its kernel stops answering others), or cable it again (`true`).
+    pub fn cable(&self, host: &str, up: bool) -> Result<(), LabError> {
+        let state = if up { "up" } else { "down" };
+        for cable in [host.to_string(), format!("{host}-phys")] {
+            ip(&["-n", &self.underlay_ns(), "link", "set", "dev", &cable, state])?;
+        }
         Ok(())
     }
 

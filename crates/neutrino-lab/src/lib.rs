@@ -16,7 +16,7 @@ pub use capture::{Capture, CaptureCounts};
 pub use cmd::{run, LabError};
 pub use keystone::{keystone_harness, keystone_installed, Keystone, KeystoneUser};
 pub use lab::{
-    check_tools, cleanup_prefix, BootedVm, Lab, LabConfig, PingRun, VmSpec, PHYSICAL_INTERFACE, PHYSICAL_NETWORK,
-    SERVER_IP,
+    check_tools, cleanup_prefix, AgentRole, BootedVm, Lab, LabConfig, PingRun, VmSpec, PHYSICAL_INTERFACE,
+    PHYSICAL_NETWORK, SERVER_IP,
 };
 pub use netns::{join_netns, NsRuntime};

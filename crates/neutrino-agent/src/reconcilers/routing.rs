@@ -298,10 +298,11 @@ impl RoutingReconciler {
                 SnatRole::Active { .. } => gateway_v4(router),
                 _ => self.snat_address(router_id, router, outcome).await,
             };
-            let external = self.external_leg(state, router_id, router, snat, outcome);
             // Traffic to a gateway host leaves by the default route; floating IPs' traffic is
-            // marked and leaves by the external leg.
+            // marked and leaves by the external leg. Its addresses then hold no subnet (the
+            // external subnet is the gateway host's way too), its next hop is on-link.
             let to_gateway_host = matches!(role, SnatRole::Via(_) | SnatRole::Nowhere);
+            let external = self.external_leg(state, router_id, router, snat, to_gateway_host, outcome);
             let mut marked_routes = Vec::new();
             let mut routes = Vec::new();
             if let Some((spec, next_hop)) = &external {
@@ -365,7 +366,8 @@ impl RoutingReconciler {
                 outcome.changes += 1;
             }
             if observed.marked_routes != marked_routes {
-                routers.set_marked_routes(router_id, &marked_routes).await?;
+                let device = external.as_ref().map(|(spec, _)| spec.name.as_str()).unwrap_or_default();
+                routers.set_marked_routes(router_id, device, &marked_routes).await?;
                 outcome.changes += 1;
             }
             let marking = !marked_routes.is_empty();
@@ -423,6 +425,7 @@ impl RoutingReconciler {
         router_id: &str,
         router: &HostRouter,
         snat: Option<std::net::IpAddr>,
+        host_only: bool,
         outcome: &mut PassOutcome,
     ) -> Option<(RouterPortSpec, Option<std::net::IpAddr>)> {
         let gateway = router.gateway.as_ref()?;
@@ -442,6 +445,7 @@ impl RoutingReconciler {
             .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
             .find(|a| a.addr().is_ipv4())
             .map(|a| a.prefix_len())
+            .filter(|_| !host_only)
             .unwrap_or(32);
         let mut addresses: Vec<ipnet::IpNet> = router
             .floating_ips

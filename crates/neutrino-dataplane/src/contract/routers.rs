@@ -161,16 +161,17 @@ async fn gateway_routes_converge<D: DataPlane>(dp: &D, writes: &impl Fn() -> Opt
 
 async fn marked_routes_converge_beside_the_main_table<D: DataPlane>(dp: &D, writes: &impl Fn() -> Option<usize>) {
     let main = observe(dp).await.routes;
-    let marked = [route("0.0.0.0/0", "192.0.2.253")];
-    dp.routers().set_marked_routes(ROUTER, &marked).await.unwrap();
+    // On-link: the gateway need not be on a subnet of the leg's addresses.
+    let marked = [route("0.0.0.0/0", "203.0.113.1")];
+    dp.routers().set_marked_routes(ROUTER, INSIDE, &marked).await.unwrap();
     assert_eq!(observe(dp).await.marked_routes, marked.to_vec());
     assert_eq!(observe(dp).await.routes, main, "the main table is left alone");
     let before = writes();
-    dp.routers().set_marked_routes(ROUTER, &marked).await.unwrap();
+    dp.routers().set_marked_routes(ROUTER, INSIDE, &marked).await.unwrap();
     assert_eq!(writes(), before, "converged marked routes are not written to");
-    dp.routers().set_marked_routes(ROUTER, &[]).await.unwrap();
+    dp.routers().set_marked_routes(ROUTER, INSIDE, &[]).await.unwrap();
     assert!(observe(dp).await.marked_routes.is_empty());
-    dp.routers().set_marked_routes(ROUTER, &marked).await.unwrap();
+    dp.routers().set_marked_routes(ROUTER, INSIDE, &marked).await.unwrap();
 }
 
 async fn observe<D: DataPlane>(dp: &D) -> crate::ObservedRouter {

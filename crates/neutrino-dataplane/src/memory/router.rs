@@ -29,6 +29,8 @@ pub(super) struct Namespace {
     routes: BTreeMap<IpNet, IpAddr>,
     /// Routes of marked traffic (with their rules while there are any).
     marked_routes: BTreeMap<IpNet, IpAddr>,
+    /// The port the marked routes go out of (they go with it).
+    marked_device: String,
     /// Whether `lo` is up and the sysctls set (not so in one made by someone else).
     prepared: bool,
     nft_batches: Vec<Value>,
@@ -194,13 +196,14 @@ impl Namespace {
     fn drop_unreachable_routes(&mut self) {
         let routes = std::mem::take(&mut self.routes);
         self.routes = routes.into_iter().filter(|(_, via)| self.reaches(*via)).collect();
-        let marked = std::mem::take(&mut self.marked_routes);
-        self.marked_routes = marked.into_iter().filter(|(_, via)| self.reaches(*via)).collect();
+        if !self.ports.get(&self.marked_device).is_some_and(|p| p.up) {
+            self.marked_routes.clear();
+        }
     }
 
     fn set_routes(&mut self, routes: &[RouterRoute], marked: bool) -> Result<bool> {
         let want = crate::router::desired_routes(routes)?;
-        if let Some((destination, via)) = want.iter().find(|(_, via)| !self.reaches(**via)) {
+        if let Some((destination, via)) = want.iter().find(|(_, via)| !marked && !self.reaches(**via)) {
             return Err(DataPlaneError::Netlink(format!("add route {destination} via {via}: Network is unreachable")));
         }
         let table = if marked { &mut self.marked_routes } else { &mut self.routes };
@@ -278,8 +281,15 @@ impl Routers for MemoryRouters {
         self.mutate(router_id, |state, ns| state.namespace_mut(ns).set_routes(routes, false))
     }
 
-    async fn set_marked_routes(&self, router_id: &str, routes: &[RouterRoute]) -> Result<()> {
-        self.mutate(router_id, |state, ns| state.namespace_mut(ns).set_routes(routes, true))
+    async fn set_marked_routes(&self, router_id: &str, device: &str, routes: &[RouterRoute]) -> Result<()> {
+        self.mutate(router_id, |state, ns| {
+            let ns = state.namespace_mut(ns);
+            if !routes.is_empty() && !ns.ports.get(device).is_some_and(|p| p.up) {
+                return Err(DataPlaneError::NoSuchLink(device.to_string()));
+            }
+            let moved = std::mem::replace(&mut ns.marked_device, device.to_string()) != device;
+            Ok(ns.set_routes(routes, true)? || (moved && !routes.is_empty()))
+        })
     }
 
     async fn nft(&self, router_id: &str, batch: &Value) -> Result<()> {

@@ -104,11 +104,12 @@ fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
 /// Makes the gateway routes exactly `routes`: missing or changed ones are added or replaced
 /// first (so a changed gateway leaves no gap), then those not asked for are deleted.
 pub(super) async fn converge(router: &RouterNs, routes: &[RouterRoute]) -> Result<()> {
-    converge_table(router, u32::from(RouteHeader::RT_TABLE_MAIN), routes).await
+    converge_table(router, u32::from(RouteHeader::RT_TABLE_MAIN), routes, None).await
 }
 
-/// [`converge`] for the routes of `table`.
-async fn converge_table(router: &RouterNs, table: u32, routes: &[RouterRoute]) -> Result<()> {
+/// [`converge`] for the routes of `table` (`onlink`: out of this link index, their gateways
+/// taken as on it).
+async fn converge_table(router: &RouterNs, table: u32, routes: &[RouterRoute], onlink: Option<u32>) -> Result<()> {
     let want = super::desired_routes(routes)?;
     let have = observe_table(router, table).await?;
     let nl = &router.netlink;
@@ -116,7 +117,11 @@ async fn converge_table(router: &RouterNs, table: u32, routes: &[RouterRoute]) -
         if have.iter().any(|h| h.route.destination == *destination && h.route.via == *via) {
             continue;
         }
-        let msg = route_message(*destination, *via, table)?;
+        let mut msg = route_message(*destination, *via, table)?;
+        if let Some(index) = onlink {
+            msg.header.flags |= rtnetlink::packet_route::route::RouteFlags::Onlink;
+            msg.attributes.push(RouteAttribute::Oif(index));
+        }
         nl.handle
             .route()
             .add(msg)
@@ -201,7 +206,7 @@ pub(super) async fn observe_marked(router: &RouterNs) -> Result<Vec<RouterRoute>
 }
 
 /// Make the marked traffic's routes exactly `routes`, with the mark rules while there are any.
-pub(super) async fn converge_marked(router: &RouterNs, routes: &[RouterRoute]) -> Result<()> {
+pub(super) async fn converge_marked(router: &RouterNs, device: &str, routes: &[RouterRoute]) -> Result<()> {
     let nl = &router.netlink;
     let rules = observe_rules(router).await?;
     if routes.is_empty() {
@@ -212,14 +217,23 @@ pub(super) async fn converge_marked(router: &RouterNs, routes: &[RouterRoute]) -
                 Err(e) => return Err(nl_error("delete mark rule", &router.name, e)),
             }
         }
-        return converge_table(router, crate::MARKED_TABLE, &[]).await;
+        return converge_table(router, crate::MARKED_TABLE, &[], None).await;
     }
-    converge_table(router, crate::MARKED_TABLE, routes).await?;
+    let index = nl.require_link(device).await?.index;
+    converge_table(router, crate::MARKED_TABLE, routes, Some(index)).await?;
     for (priority, suppress, table) in MARK_RULES {
         if rules.iter().any(|(p, _)| *p == priority) {
             continue;
         }
-        let mut add = nl.handle.rule().add().v4().priority(priority).fw_mark(crate::ROUTE_MARK).table_id(table);
+        let mut add = nl
+            .handle
+            .rule()
+            .add()
+            .v4()
+            .priority(priority)
+            .fw_mark(crate::ROUTE_MARK)
+            .table_id(table)
+            .action(rtnetlink::packet_route::rule::RuleAction::ToTable);
         add.message_mut().attributes.push(RuleAttribute::FwMask(crate::ROUTE_MARK));
         if let Some(len) = suppress {
             add.message_mut().attributes.push(RuleAttribute::SuppressPrefixLen(len));

@@ -3,7 +3,7 @@
 //! no bridge ever learns the router's gateway MAC from a tunnel.
 
 use super::wait_for;
-use neutrino_lab::{ApiClient, BootedVm, Lab};
+use neutrino_lab::{AgentRole, ApiClient, BootedVm, Lab};
 use serde_json::json;
 
 /// Boot a VM on `network` at `host` in `group`, with its default route through `gateway`.
@@ -211,6 +211,8 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
         );
     }
 
+    centralized_snat(lab, api, &router_id).await;
+
     // Restarting vm21's agent during a continuous ping through the floating IP loses nothing:
     // the router's namespace, legs and NAT stay as they are, and the new agent finds them right.
     let router_index = lab.exec(&router_ns("h1"), &["ip", "-o", "link", "show"]).unwrap_or_default();
@@ -331,4 +333,134 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
         let gone = wait_for(|| !std::path::Path::new(&path).exists()).await;
         assert!(gone, "{host} removed {path}\n{}", lab.log_tail(&format!("agent-{host}"), 20));
     }
+}
+
+/// Wait up to `seconds` for `check`.
+async fn wait_long(seconds: u64, mut check: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Centralized SNAT (Neutron's default, `dvr_snat`): h1 and h2 become plain compute hosts and
+/// two gateway hosts join. VMs without a floating IP leave through the active gateway host,
+/// seen as the router's gateway address; cutting that host off moves SNAT to the other within
+/// seconds (printed), and it comes back when the host does.
+async fn centralized_snat(lab: &mut Lab, api: &ApiClient, router_id: &str) {
+    for host in ["h1", "h2"] {
+        lab.set_role(host, AgentRole::Compute).expect("a compute host");
+    }
+    for host in ["h3", "h4"] {
+        lab.add_host(host, AgentRole::Gateway).expect("a gateway host");
+    }
+    let router = api.get(&format!("/v2.0/routers/{router_id}")).await.unwrap();
+    let gateway_ip =
+        router["router"]["external_gateway_info"]["external_fixed_ips"][0]["ip_address"].as_str().unwrap().to_string();
+    let router_ns = |host: &str| format!("{host}-qrouter-{router_id}");
+    // The one gateway host that holds the gateway address (none while two do).
+    let holder = |lab: &Lab| {
+        let holders: Vec<&str> = ["h3", "h4"]
+            .into_iter()
+            .filter(|h| {
+                lab.exec(&router_ns(h), &["ip", "route", "show", "table", "local"])
+                    .unwrap_or_default()
+                    .contains(&format!("local {gateway_ip} "))
+            })
+            .collect();
+        (holders.len() == 1).then(|| holders[0])
+    };
+    // The server scheduled the router on both gateway hosts (each as its agent came): one
+    // SNAT port on each.
+    let wanted: std::collections::BTreeSet<String> = [lab.host_id("h3"), lab.host_id("h4")].into_iter().collect();
+    let mut bound = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let snat_ports = api
+            .get(&format!("/v2.0/ports?device_owner=network:router_centralized_snat&device_id={router_id}"))
+            .await
+            .unwrap();
+        bound = snat_ports["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["binding:host_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if bound == wanted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(bound, wanted, "one SNAT port on each gateway host");
+    let active = {
+        let mut found = None;
+        wait_long(30, || {
+            found = holder(lab);
+            found.is_some()
+        })
+        .await;
+        let snat_ports = api
+            .get(&format!("/v2.0/ports?device_owner=network:router_centralized_snat&device_id={router_id}"))
+            .await
+            .unwrap();
+        found.unwrap_or_else(|| {
+            panic!(
+                "a gateway host holds {gateway_ip}\nports: {snat_ports}\n{}\n{}",
+                lab.log_tail("agent-h3", 30),
+                lab.log_tail("agent-h4", 30)
+            )
+        })
+    };
+    let standby = if active == "h3" { "h4" } else { "h3" };
+    let out = wait_long(30, || lab.ping("vm23", "203.0.113.1", 1)).await;
+    let show = |ns: &str, args: &[&str]| lab.exec(ns, args).unwrap_or_default();
+    let ports = api
+        .get(&format!("/v2.0/ports?device_owner=network:router_centralized_snat&device_id={router_id}"))
+        .await
+        .unwrap();
+    assert!(
+        out,
+        "vm23 (h1, no floating IP) reaches the internet through {active}\n{ports}\nh1 host: {}\nh1: {}{}\n{active}: {}{}{}{}\n{}\n{}",
+        show("h1", &["ip", "neigh"]),
+        show(&router_ns("h1"), &["ip", "route"]),
+        show(&router_ns("h1"), &["ip", "neigh"]),
+        show(&router_ns(active), &["ip", "-o", "addr"]),
+        show(&router_ns(active), &["ip", "route"]),
+        show(&router_ns(active), &["ip", "neigh"]),
+        show(&router_ns(active), &["nft", "list", "table", "ip", "neutrino_nat"]),
+        lab.log_tail("agent-h1", 20),
+        lab.log_tail(&format!("agent-{active}"), 20)
+    );
+    let seen = seen_by_the_internet(lab, "vm23");
+    assert!(seen.contains(&format!("{gateway_ip} > 203.0.113.1")), "seen as the gateway address {gateway_ip}: {seen}");
+
+    // The active gateway host is cut off: the others stop hearing it and the standby takes
+    // the gateway address.
+    lab.cable(active, false).unwrap();
+    let began = std::time::Instant::now();
+    let resumed = wait_long(20, || lab.ping("vm23", "203.0.113.1", 1)).await;
+    let failover = began.elapsed();
+    eprintln!("SNAT failed over from {active} to {standby}: traffic resumed {failover:?} after the cut");
+    assert!(resumed, "SNAT resumes through {standby}\n{}", lab.log_tail(&format!("agent-{standby}"), 30));
+    let on_standby = lab.exec(&router_ns(standby), &["ip", "route", "show", "table", "local"]);
+    assert!(
+        on_standby.as_ref().is_ok_and(|a| a.contains(&format!("local {gateway_ip} "))),
+        "{standby} holds the gateway address: {on_standby:?}"
+    );
+    let seen = seen_by_the_internet(lab, "vm23");
+    assert!(seen.contains(&format!("{gateway_ip} > 203.0.113.1")), "still the gateway address: {seen}");
+
+    // It comes back: it is the first again, takes its address back (announcing it) and SNAT
+    // goes through it.
+    lab.cable(active, true).unwrap();
+    let back = wait_long(20, || {
+        let on_standby = lab.exec(&router_ns(standby), &["ip", "route", "show", "table", "local"]).unwrap_or_default();
+        !on_standby.contains(&format!("local {gateway_ip} ")) && lab.ping("vm23", "203.0.113.1", 1)
+    })
+    .await;
+    assert!(back, "SNAT is back on {active}\n{}", lab.log_tail(&format!("agent-{active}"), 30));
+    assert!(lab.ping("vm22", "203.0.113.1", 2), "vm22 (h2) leaves through {active} too");
 }
