@@ -1,7 +1,7 @@
 //! `neutrino bench`: API throughput and latency, list time, and port activation time; the
 //! fan-out of host state to many hosts (`--fanout`); an agent restart with many local ports
 //! (`--agent-restart`); one host's security group firewall (`--firewall`); distributed routing
-//! and floating IPs (`--routing`). It prints figures;
+//! and floating IPs (`--routing`); centralized SNAT's failover (`--snat-failover`). It prints figures;
 //! it passes or fails nothing.
 
 mod agent_restart;
@@ -10,6 +10,7 @@ mod firewall;
 mod routing;
 mod routing_restart;
 mod sg_latency;
+mod snat_failover;
 
 use neutrino_lab::{check_tools, ApiClient, Lab, LabConfig};
 use serde_json::json;
@@ -90,6 +91,12 @@ pub struct BenchArgs {
     restart_fips: usize,
     #[arg(long, default_value_t = 20)]
     restart_routers: usize,
+    /// Centralized SNAT: the outage when the active gateway host is cut off (root; lab).
+    #[arg(long)]
+    snat_failover: bool,
+    /// Cuts timed by `--snat-failover`.
+    #[arg(long, default_value_t = 5)]
+    failover_rounds: usize,
 }
 
 /// A two-host lab for a benchmark (root), in a work directory named after it; run `measure`
@@ -143,6 +150,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if args.sg_latency {
         return sg_latency::run(args.database.clone()).await;
+    }
+    if args.snat_failover {
+        return snat_failover::run(args.failover_rounds, args.database.clone()).await;
     }
     if args.routing_restart {
         return routing_restart::run(args.restart_fips, args.restart_routers, args.database.clone()).await;
