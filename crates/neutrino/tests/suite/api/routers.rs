@@ -167,3 +167,86 @@ on_both_backends!(a_project_cannot_reach_into_anothers_routers, default_config()
     let (status, _, _) = error_of(bob.post(&format!("/v2.0/floatingips/{}/port_forwardings", id(&bobs_fip)), pf).await);
     assert_eq!(status, 404);
 });
+
+/// Register `host` as a gateway host (its L2 agent and an L3 agent in `dvr_snat`), starting.
+async fn gateway_host(s: &TestServer, host: &str, tunnel_ip: &str) {
+    s.api.post("/v2.0/neutrino/agents?starting=true", lb_agent(host, tunnel_ip)).await.unwrap();
+    let l3 = json!({"host": host, "agent_type": "L3 agent", "tunnel_ip": tunnel_ip,
+                    "configurations": {"agent_mode": "dvr_snat"}});
+    s.api.post("/v2.0/neutrino/agents?starting=true", l3).await.unwrap();
+}
+
+/// The hosts of the router's centralized SNAT ports, and the subnet each is on.
+async fn snat_ports(admin: &neutrino_lab::ApiClient, router: &str) -> Vec<(String, String)> {
+    let ports = admin
+        .get(&format!("/v2.0/ports?device_owner=network:router_centralized_snat&device_id={router}"))
+        .await
+        .unwrap();
+    let mut out: Vec<(String, String)> = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["port_security_enabled"], false, "a router's leg: {p}");
+            assert_eq!(p["project_id"], "", "as Neutron's: {p}");
+            let host = p["binding:host_id"].as_str().unwrap().to_string();
+            (host, p["fixed_ips"][0]["subnet_id"].as_str().unwrap().to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+on_both_backends!(
+    routers_get_centralized_snat_ports_on_their_gateway_hosts,
+    default_config(),
+    |s: TestServer| async move {
+        let admin = s.api.acting_as("admin-project", "admin,member,reader");
+        let alice = s.api.acting_as("a1fa00000000000000000000000000a1", "member,reader");
+        // No gateway host yet: no SNAT ports.
+        let t = topology(&admin, &alice).await;
+        assert!(snat_ports(&admin, &t.router).await.is_empty());
+        // Gateway hosts come: the router is scheduled on each (at most `max_l3_agents_per_router`,
+        // 3), one port per host on the interface's subnet.
+        for (host, ip) in [("gw1", "192.0.2.31"), ("gw2", "192.0.2.32"), ("gw3", "192.0.2.33"), ("gw4", "192.0.2.34")] {
+            gateway_host(&s, host, ip).await;
+        }
+        let scheduled = snat_ports(&admin, &t.router).await;
+        assert_eq!(scheduled.len(), 3, "{scheduled:?}");
+        assert!(scheduled.iter().all(|(_, subnet)| *subnet == t.subnet));
+        let agents = admin.get("/v2.0/agents?agent_type=L3%20agent&host=gw1").await.unwrap();
+        assert_eq!(agents["agents"][0]["configurations"]["agent_mode"], "dvr_snat");
+        // The tenant sees them (on its network, as Neutron shows a network's owner) but may
+        // not delete one.
+        let seen = alice.get("/v2.0/ports?device_owner=network:router_centralized_snat").await.unwrap();
+        let first = seen["ports"][0]["id"].as_str().unwrap().to_string();
+        let (status, kind, _) = error_of(alice.delete(&format!("/v2.0/ports/{first}")).await);
+        assert_eq!((status, kind.as_str()), (409, "L3PortInUse"));
+        // A gateway host that goes: its routers move to the one left over.
+        let gone = &scheduled[0].0;
+        let agents = admin.get(&format!("/v2.0/agents?host={gone}")).await.unwrap();
+        for a in agents["agents"].as_array().unwrap() {
+            admin.delete(&format!("/v2.0/agents/{}", a["id"].as_str().unwrap())).await.unwrap();
+        }
+        let moved = snat_ports(&admin, &t.router).await;
+        assert_eq!(moved.len(), 3, "{moved:?}");
+        assert!(!moved.iter().any(|(h, _)| h == gone), "{moved:?}");
+        // SNAT off: no ports; on again: back.
+        let gw = |snat: bool| json!({"router": {"external_gateway_info": {"network_id": t.ext, "enable_snat": snat}}});
+        admin.put(&format!("/v2.0/routers/{}", t.router), gw(false)).await.unwrap();
+        assert!(snat_ports(&admin, &t.router).await.is_empty());
+        admin.put(&format!("/v2.0/routers/{}", t.router), gw(true)).await.unwrap();
+        assert_eq!(snat_ports(&admin, &t.router).await.len(), 3);
+        // The interface goes: so do they (the router has no subnet to SNAT); the gateway goes too.
+        alice
+            .put(&format!("/v2.0/routers/{}/remove_router_interface", t.router), json!({"subnet_id": t.subnet}))
+            .await
+            .unwrap();
+        assert!(snat_ports(&admin, &t.router).await.is_empty());
+        alice
+            .put(&format!("/v2.0/routers/{}", t.router), json!({"router": {"external_gateway_info": {}}}))
+            .await
+            .unwrap();
+        alice.delete(&format!("/v2.0/routers/{}", t.router)).await.unwrap();
+    }
+);

@@ -517,8 +517,14 @@ on_both_backends!(
             )
             .await
             .unwrap();
+        // h2 becomes a gateway host too: its centralized SNAT port is listed on every host of
+        // the router.
+        let l3 = json!({"host": "h2", "agent_type": "L3 agent", "tunnel_ip": "192.0.2.12",
+                        "configurations": {"agent_mode": "dvr_snat"}});
+        s.api.post("/v2.0/neutrino/agents?starting=true", l3).await.unwrap();
         views_match_the_tables(&s.store, &listeners).await;
         let h1 = s.store.host_state("h1", true).await.unwrap().1;
+        assert_eq!(h1.routers[&router].snat_gateways.len(), 1, "h2's SNAT port: {h1:?}");
         assert_eq!(h1.routers[&router].interfaces.len(), 2, "h1 runs the router with both interfaces");
         assert!(h1.routers[&router].floating_ips.contains_key(&fip), "and its VM's floating IP");
         assert!(h1.networks.contains_key(&b) && h1.networks.contains_key(&ext), "routed presence: {h1:?}");
