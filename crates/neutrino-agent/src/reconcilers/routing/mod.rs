@@ -10,9 +10,17 @@
 //! egress hook. VMs keep the gateway MAC they learned by ARP; replies are routed by their own
 //! host's copy of the router.
 //!
+//! **SNAT.** VMs without a floating IP leave through the router's active gateway host
+//! (centralized SNAT, see `snat`), or through this host's own address (distributed SNAT).
+//!
 //! Level-triggered and restart-safe: every pass compares the namespaces, legs and rewrite
 //! tables the kernel has with what the host's view wants and changes only the difference; a
 //! router no longer wanted (also one deleted while the agent was down) is removed.
+
+mod snat;
+mod tables;
+#[cfg(test)]
+mod tests;
 
 use super::{PassOutcome, Reconciler, Scope};
 use crate::gateway_liveness::GatewayLiveness;
@@ -21,14 +29,11 @@ use neutrino_api::agent::{HostRouter, HostState};
 use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, RouterRoute, Routers};
 use neutrino_domain::naming::bridge_name;
 use serde_json::{json, Value};
+use snat::{gateway_v4, snat_leg, SnatRole};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 use std::sync::Arc;
-
-/// The table of the source-MAC rewrite in each router namespace.
-const REWRITE_TABLE: &str = "neutrino_routing";
-/// The table of floating IP NAT in each router namespace.
-const NAT_TABLE: &str = "neutrino_nat";
+pub use tables::host_mac;
+use tables::{nat_table, rewrite_table};
 
 pub struct RoutingReconciler {
     host: String,
@@ -37,7 +42,7 @@ pub struct RoutingReconciler {
     /// With distributed SNAT: where this host's own external addresses come from.
     snat: Option<crate::client::ServerClient>,
     /// Each router as its last clean pass left it, with its networks' MTUs.
-    done: BTreeMap<String, (HostRouter, Vec<(String, u32)>, SnatRole)>,
+    done: BTreeMap<String, RouterSeen>,
     /// The (floating IP, fixed IP) mappings each router's NAT table has (flushed from
     /// conntrack when one goes).
     nat_pairs: BTreeMap<String, BTreeSet<(String, String)>>,
@@ -50,22 +55,8 @@ pub struct RoutingReconciler {
     liveness_seen: u64,
 }
 
-/// What this host does for a router's centralized SNAT (its VMs without a floating IP, through
-/// a gateway host).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum SnatRole {
-    /// Nothing: the router has no gateway that SNATs, or no gateway hosts, or this host SNATs
-    /// its own VMs (distributed SNAT).
-    None,
-    /// This host is the first alive gateway host: it holds the gateway's address and SNATs
-    /// the router's subnets to it. `alive`: the liveness of all of them (a change makes it
-    /// announce the address again, to take it back from one that stood in).
-    Active { alive: Vec<bool> },
-    /// Another host is: the router's default route goes to its SNAT port's address.
-    Via(std::net::IpAddr),
-    /// No gateway host is alive.
-    Nowhere,
-}
+/// What a router's pass depends on: its entry, its networks' MTUs and this host's SNAT role.
+type RouterSeen = (HostRouter, Vec<(String, u32)>, SnatRole);
 
 impl RoutingReconciler {
     /// `snat`: the server to ask for this host's external addresses, for distributed SNAT.
@@ -86,44 +77,6 @@ impl RoutingReconciler {
             liveness,
             liveness_seen: 0,
         }
-    }
-
-    /// This host's part in the router's centralized SNAT, and the underlay addresses of its
-    /// other gateway hosts (to probe).
-    fn snat_role(&self, state: &HostState, router: &HostRouter) -> (SnatRole, BTreeSet<Ipv4Addr>) {
-        let mut targets = BTreeSet::new();
-        let snats = router.gateway.as_ref().is_some_and(|g| g.enable_snat);
-        if !snats || router.snat_gateways.is_empty() || self.snat.is_some() {
-            return (SnatRole::None, targets);
-        }
-        let mut alive = Vec::new();
-        let mut first: Option<SnatRole> = None;
-        for port_id in &router.snat_gateways {
-            if state.local_ports.contains_key(port_id) {
-                alive.push(true);
-                first.get_or_insert(SnatRole::Active { alive: Vec::new() });
-                continue;
-            }
-            let remote = state.remote_ports.get(port_id);
-            let vtep = remote.and_then(|r| r.tunnel_ip.parse::<Ipv4Addr>().ok());
-            let address = remote.and_then(|r| r.ip_addresses.iter().find_map(|a| a.parse::<Ipv4Addr>().ok()));
-            let (Some(vtep), Some(address)) = (vtep, address) else {
-                alive.push(false);
-                continue;
-            };
-            targets.insert(vtep);
-            let up = self.liveness.as_ref().is_none_or(|l| l.is_alive(vtep));
-            alive.push(up);
-            if up {
-                first.get_or_insert(SnatRole::Via(address.into()));
-            }
-        }
-        let role = match first {
-            Some(SnatRole::Active { .. }) => SnatRole::Active { alive },
-            Some(other) => other,
-            None => SnatRole::Nowhere,
-        };
-        (role, targets)
     }
 
     /// This host's own address on the router's external network, when the router SNATs and
@@ -189,7 +142,7 @@ impl RoutingReconciler {
         }
         let mut targets = BTreeSet::new();
         for (router_id, router) in state.routers.iter().filter(|(_, r)| r.admin_state_up) {
-            let (role, probe) = self.snat_role(state, router);
+            let (role, probe) = snat::role(state, router, self.snat.is_some(), self.liveness.as_deref());
             targets.extend(probe);
             let seen = (router.clone(), network_mtus(state, router), role.clone());
             if quiet && self.done.get(router_id) == Some(&seen) {
@@ -470,129 +423,9 @@ impl RoutingReconciler {
     }
 }
 
-/// The NAT of a router namespace (table `ip neutrino_nat`, replaced whole in one
-/// transaction): each floating IP of this host DNATs to its fixed IP and its fixed IP SNATs to
-/// it out of the external leg; with distributed SNAT (`snat`: this host's own address) the
-/// router's subnets SNAT to that address after them; nothing else leaves by that leg.
-fn nat_table(external: Option<&str>, router: &HostRouter, snat: Option<std::net::IpAddr>, marking: bool) -> Value {
-    let table = json!({"family": "ip", "name": NAT_TABLE});
-    let mut batch = vec![json!({"add": {"table": table}}), json!({"delete": {"table": table}})];
-    let Some(leg) = external else {
-        return json!({ "nftables": batch });
-    };
-    batch.push(json!({"add": {"table": table}}));
-    for (name, kind, hook, prio) in [
-        ("prerouting", "nat", "prerouting", -100),
-        ("postrouting", "nat", "postrouting", 100),
-        ("forward", "filter", "forward", 0),
-    ] {
-        batch.push(json!({"add": {"chain": {"family": "ip", "table": NAT_TABLE, "name": name,
-            "type": kind, "hook": hook, "prio": prio, "policy": "accept"}}}));
-    }
-    let rule = |chain: &str, expr: Vec<Value>| json!({"add": {"rule": {"family": "ip", "table": NAT_TABLE, "chain": chain, "expr": expr}}});
-    let addr = |field: &str, value: &str| json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": field}}, "right": value}});
-    let oif = json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": leg}});
-    if marking {
-        // What the floating IPs send (and the replies of forwarded connections) is routed by
-        // the marked table, out of the external leg; the rest goes to a gateway host.
-        batch.push(json!({"add": {"chain": {"family": "ip", "table": NAT_TABLE, "name": "mark",
-            "type": "filter", "hook": "prerouting", "prio": -150, "policy": "accept"}}}));
-        let not_external = json!({"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": leg}});
-        let set = json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": neutrino_dataplane::ROUTE_MARK}});
-        for f in router.floating_ips.values() {
-            batch.push(rule("mark", vec![not_external.clone(), addr("saddr", &f.fixed_ip_address), set.clone()]));
-        }
-        let forwarded = json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}});
-        batch.push(rule("mark", vec![not_external, forwarded, set]));
-    }
-    for f in router.floating_ips.values() {
-        batch.push(rule(
-            "prerouting",
-            vec![addr("daddr", &f.floating_ip_address), json!({"dnat": {"addr": f.fixed_ip_address}})],
-        ));
-        batch.push(rule(
-            "postrouting",
-            vec![oif.clone(), addr("saddr", &f.fixed_ip_address), json!({"snat": {"addr": f.floating_ip_address}})],
-        ));
-        batch.push(rule("forward", vec![oif.clone(), addr("saddr", &f.fixed_ip_address), json!({"accept": null})]));
-    }
-    // Port forwardings: the floating IP's external ports to an internal address's; a range
-    // goes port by port (as Neutron maps ranges of one size, or onto one internal port).
-    for pf in router.port_forwardings.values() {
-        let ported = ["tcp", "udp", "sctp", "dccp"].contains(&pf.protocol.as_str());
-        if !ported || pf.external.1 - pf.external.0 > 1000 {
-            continue;
-        }
-        for (i, external) in (pf.external.0..=pf.external.1).enumerate() {
-            let internal = if pf.internal.0 == pf.internal.1 { pf.internal.0 } else { pf.internal.0 + i as u32 };
-            let dport = json!({"match": {"op": "==", "left": {"payload": {"protocol": pf.protocol, "field": "dport"}},
-                "right": external}});
-            batch.push(rule(
-                "prerouting",
-                vec![
-                    addr("daddr", &pf.floating_ip_address),
-                    dport,
-                    json!({"dnat": {"addr": pf.internal_ip_address, "port": internal}}),
-                ],
-            ));
-        }
-    }
-    // Replies of forwarded connections leave by the external leg too.
-    batch.push(rule(
-        "forward",
-        vec![
-            oif.clone(),
-            json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
-            json!({"accept": null}),
-        ],
-    ));
-    if let Some(own) = snat {
-        let subnets: BTreeSet<ipnet::IpNet> = router
-            .interfaces
-            .values()
-            .flat_map(|i| i.addresses.iter())
-            .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
-            .filter(|a| a.addr().is_ipv4())
-            .map(|a| a.trunc())
-            .collect();
-        for subnet in subnets {
-            let from = json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
-                "right": {"prefix": {"addr": subnet.addr().to_string(), "len": subnet.prefix_len()}}}});
-            batch
-                .push(rule("postrouting", vec![oif.clone(), from.clone(), json!({"snat": {"addr": own.to_string()}})]));
-            batch.push(rule("forward", vec![oif.clone(), from, json!({"accept": null})]));
-        }
-    }
-    batch.push(rule("forward", vec![oif, json!({"drop": null})]));
-    json!({ "nftables": batch })
-}
-
 /// The IPv4 default route's destination.
 fn default_v4() -> ipnet::IpNet {
     ipnet::IpNet::V4(ipnet::Ipv4Net::default())
-}
-
-/// The gateway's IPv4 address (the address of the router's centralized SNAT).
-fn gateway_v4(router: &HostRouter) -> Option<std::net::IpAddr> {
-    let gateway = router.gateway.as_ref()?;
-    gateway.addresses.iter().filter_map(|a| a.parse::<ipnet::IpNet>().ok()).map(|a| a.addr()).find(|a| a.is_ipv4())
-}
-
-/// The leg of this host's centralized SNAT port of the router, when it is one of its gateway
-/// hosts: `sg-<port>` inside with the port's MAC and address (a /32: the subnet is the
-/// interface's), `tap<port>` outside, which L2 plugs and reports as the port's.
-fn snat_leg(state: &HostState, router: &HostRouter) -> Option<RouterPortSpec> {
-    let (port_id, port) = router.snat_gateways.iter().find_map(|id| Some((id, state.local_ports.get(id)?)))?;
-    let network = state.networks.get(&port.network_id)?;
-    let address: Ipv4Addr = port.ip_addresses.iter().find_map(|a| a.parse().ok())?;
-    Some(RouterPortSpec {
-        name: leg_name("sg-", port_id),
-        outside: neutrino_domain::naming::tap_name(port_id),
-        bridge: bridge_name(&port.network_id),
-        mac: port.mac_address.parse().ok()?,
-        mtu: network.mtu,
-        addresses: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::new(address, 32).ok()?)],
-    })
 }
 
 /// The MTUs of a router's networks on this host (its legs take them).
@@ -611,41 +444,6 @@ fn sorted(addresses: &[ipnet::IpNet]) -> Vec<ipnet::IpNet> {
 /// `qr-`/`rq-` and the port id's first 11 characters (Neutron's names, 14 characters).
 fn leg_name(prefix: &str, port_id: &str) -> String {
     format!("{prefix}{}", &port_id[..port_id.len().min(11)])
-}
-
-/// The source MAC this host's copy of a router interface sends with: `fa:16:3f` and three
-/// bytes of a hash of the host and the port (DVR's `dvr_base_mac` prefix).
-pub fn host_mac(host: &str, port_id: &str) -> MacAddr {
-    // FNV-1a: stable across builds and platforms.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in host.bytes().chain([0]).chain(port_id.bytes()) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    let [a, b, c, _] = h.to_be_bytes();
-    MacAddr([0xfa, 0x16, 0x3f, a, b, c])
-}
-
-/// The rewrite table of one router namespace, replaced whole in one transaction: per leg, an
-/// egress chain that gives every frame but ARP the host's source MAC.
-fn rewrite_table(legs: &[(String, MacAddr)]) -> Value {
-    let table = json!({"family": "netdev", "name": REWRITE_TABLE});
-    let mut batch = vec![json!({"add": {"table": table}}), json!({"delete": {"table": table}})];
-    batch.push(json!({"add": {"table": table}}));
-    for (device, mac) in legs {
-        batch.push(json!({"add": {"chain": {
-            "family": "netdev", "table": REWRITE_TABLE, "name": device,
-            "type": "filter", "hook": "egress", "dev": device, "prio": 0, "policy": "accept"
-        }}}));
-        batch.push(json!({"add": {"rule": {
-            "family": "netdev", "table": REWRITE_TABLE, "chain": device,
-            "expr": [
-                {"match": {"op": "!=", "left": {"payload": {"protocol": "ether", "field": "type"}}, "right": "arp"}},
-                {"mangle": {"key": {"payload": {"protocol": "ether", "field": "saddr"}}, "value": mac.to_string()}}
-            ]
-        }}}));
-    }
-    json!({ "nftables": batch })
 }
 
 impl<D: DataPlane> Reconciler<D> for RoutingReconciler {
@@ -679,134 +477,5 @@ impl<D: DataPlane> Reconciler<D> for RoutingReconciler {
             }
             self.pass(dp, state, scope).await
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use neutrino_api::agent::{HostNetwork, HostRouter, RouterInterface};
-    use neutrino_dataplane::memory::MemoryDataPlane;
-    use neutrino_dataplane::Links;
-
-    fn state(addresses: &[&str]) -> HostState {
-        let mut s = HostState::default();
-        s.networks.insert(
-            "net-a".into(),
-            HostNetwork { network_type: "vxlan".into(), physical_network: None, segmentation_id: Some(7), mtu: 1450 },
-        );
-        let mut r = HostRouter::default();
-        r.interfaces.insert(
-            "port-aaaaaaaaaaaa".into(),
-            RouterInterface {
-                network_id: "net-a".into(),
-                mac_address: "fa:16:3e:00:00:01".into(),
-                addresses: addresses.iter().map(|a| a.to_string()).collect(),
-            },
-        );
-        s.routers.insert("r1".into(), r);
-        s
-    }
-
-    #[tokio::test]
-    async fn routers_converge_and_a_second_pass_changes_nothing() {
-        let dp = MemoryDataPlane::new();
-        dp.links().ensure_bridge(&bridge_name("net-a"), None).await.unwrap();
-        let mut r = RoutingReconciler::new("h1", None, None);
-        let s = state(&["192.0.2.1/24"]);
-        let first = Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Full).await.unwrap();
-        assert!(first.changes > 0);
-        let observed = dp.routers().observe("r1").await.unwrap().unwrap();
-        assert_eq!(observed.ports.len(), 1);
-        assert_eq!(observed.ports[0].addresses, vec!["192.0.2.1/24".parse::<ipnet::IpNet>().unwrap()]);
-        let before = dp.reads().routers;
-        let again = Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Changes(vec![])).await.unwrap();
-        assert_eq!(again.changes, 0);
-        assert_eq!(dp.reads().routers - before, 1, "an unchanged router is not read again (only the namespace list)");
-        // A changed router is.
-        let moved = state(&["192.0.2.1/24", "192.0.2.9/24"]);
-        let changed =
-            Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &moved, &Scope::Changes(vec![])).await.unwrap();
-        assert!(changed.changes > 0);
-        let addresses = &dp.routers().observe("r1").await.unwrap().unwrap().ports[0].addresses;
-        assert_eq!(addresses.len(), 2);
-        // The router goes: its namespace goes.
-        let gone = HostState::default();
-        Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &gone, &Scope::Changes(vec![])).await.unwrap();
-        assert!(dp.routers().list().await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn centralized_snat_goes_to_the_first_alive_gateway_host_and_fails_over() {
-        use neutrino_api::agent::{LocalPort, RemotePort, RouterGateway};
-        let dp = MemoryDataPlane::new();
-        for net in ["net-a", "ext"] {
-            dp.links().ensure_bridge(&bridge_name(net), None).await.unwrap();
-        }
-        let mut s = state(&["192.0.2.1/24"]);
-        let flat =
-            HostNetwork { network_type: "flat".into(), physical_network: None, segmentation_id: None, mtu: 1500 };
-        s.networks.insert("ext".into(), flat);
-        let router = s.routers.get_mut("r1").unwrap();
-        router.gateway = Some(RouterGateway {
-            port_id: "gwport-aaaaaaa".into(),
-            network_id: "ext".into(),
-            addresses: vec!["203.0.113.10/24".into()],
-            next_hops: vec!["203.0.113.1".into()],
-            enable_snat: true,
-        });
-        // The first gateway host is another; the second is this one.
-        router.snat_gateways = vec!["sg-remote-aaaa".into(), "sg-local-bbbbb".into()];
-        s.remote_ports.insert(
-            "sg-remote-aaaa".into(),
-            RemotePort {
-                network_id: "net-a".into(),
-                mac_address: "fa:16:3e:00:00:0a".into(),
-                ip_addresses: vec!["192.0.2.5".into()],
-                tunnel_ip: "198.51.100.12".into(),
-            },
-        );
-        s.local_ports.insert(
-            "sg-local-bbbbb".into(),
-            LocalPort {
-                network_id: "net-a".into(),
-                mac_address: "fa:16:3e:00:00:0b".into(),
-                ip_addresses: vec!["192.0.2.6".into()],
-                port_security_enabled: false,
-                ..LocalPort::default()
-            },
-        );
-        let liveness = GatewayLiveness::new(std::time::Duration::from_secs(1), 3, Arc::new(tokio::sync::Notify::new()));
-        let mut r = RoutingReconciler::new("h2", None, Some(liveness.clone()));
-        Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Full).await.unwrap();
-        let observed = dp.routers().observe("r1").await.unwrap().unwrap();
-        let default = |via: &str| RouterRoute { destination: default_v4(), via: via.parse().unwrap() };
-        assert_eq!(observed.routes, vec![default("192.0.2.5")], "through the first gateway host");
-        let names: Vec<&str> = observed.ports.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, vec!["qr-port-aaaaaa", "sg-sg-local-bb"], "its own SNAT leg, no external leg");
-        assert!(!Reconciler::<MemoryDataPlane>::pending(&r));
-        // The first one dies: this host takes the gateway's address and announces it.
-        liveness.set("198.51.100.12".parse().unwrap(), false);
-        assert!(Reconciler::<MemoryDataPlane>::pending(&r));
-        Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Changes(vec![])).await.unwrap();
-        let observed = dp.routers().observe("r1").await.unwrap().unwrap();
-        assert_eq!(observed.routes, vec![default("203.0.113.1")]);
-        let external = observed.port("qg-gwport-aaaa").expect("the external leg");
-        assert_eq!(external.addresses, vec!["203.0.113.10/24".parse::<ipnet::IpNet>().unwrap()]);
-        assert!(dp.announcements("r1").contains(&("qg-gwport-aaaa".into(), "203.0.113.10".parse().unwrap())));
-        // It comes back: the traffic goes to it again, and this host lets the address go.
-        liveness.set("198.51.100.12".parse().unwrap(), true);
-        Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Changes(vec![])).await.unwrap();
-        let observed = dp.routers().observe("r1").await.unwrap().unwrap();
-        assert_eq!(observed.routes, vec![default("192.0.2.5")]);
-        assert!(observed.port("qg-gwport-aaaa").is_none());
-    }
-
-    #[test]
-    fn host_macs_differ_per_host_and_keep_the_dvr_prefix() {
-        let a = host_mac("h1", "p");
-        assert_eq!(&a.0[..3], &[0xfa, 0x16, 0x3f]);
-        assert_ne!(a, host_mac("h2", "p"));
-        assert_eq!(a, host_mac("h1", "p"));
     }
 }

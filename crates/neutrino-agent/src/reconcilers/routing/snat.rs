@@ -1,0 +1,92 @@
+//! This host's part in a router's centralized SNAT: which of the router's gateway hosts is
+//! active (the first whose host answers), and this host's own SNAT leg when it is one of them.
+
+use crate::gateway_liveness::GatewayLiveness;
+use neutrino_api::agent::{HostRouter, HostState};
+use neutrino_dataplane::RouterPortSpec;
+use neutrino_domain::naming::bridge_name;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+/// What this host does for a router's centralized SNAT (its VMs without a floating IP, through
+/// a gateway host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SnatRole {
+    /// Nothing: the router has no gateway that SNATs, or no gateway hosts, or this host SNATs
+    /// its own VMs (distributed SNAT).
+    None,
+    /// This host is the first alive gateway host: it holds the gateway's address and SNATs
+    /// the router's subnets to it. `alive`: the liveness of all of them (a change makes it
+    /// announce the address again, to take it back from one that stood in).
+    Active { alive: Vec<bool> },
+    /// Another host is: the router's default route goes to its SNAT port's address.
+    Via(std::net::IpAddr),
+    /// No gateway host is alive.
+    Nowhere,
+}
+
+/// This host's part in the router's centralized SNAT (none when it SNATs its own VMs:
+/// `distributed`), and the underlay addresses of its other gateway hosts (to probe).
+pub(super) fn role(
+    state: &HostState,
+    router: &HostRouter,
+    distributed: bool,
+    liveness: Option<&GatewayLiveness>,
+) -> (SnatRole, BTreeSet<Ipv4Addr>) {
+    let mut targets = BTreeSet::new();
+    let snats = router.gateway.as_ref().is_some_and(|g| g.enable_snat);
+    if !snats || router.snat_gateways.is_empty() || distributed {
+        return (SnatRole::None, targets);
+    }
+    let mut alive = Vec::new();
+    let mut first: Option<SnatRole> = None;
+    for port_id in &router.snat_gateways {
+        if state.local_ports.contains_key(port_id) {
+            alive.push(true);
+            first.get_or_insert(SnatRole::Active { alive: Vec::new() });
+            continue;
+        }
+        let remote = state.remote_ports.get(port_id);
+        let vtep = remote.and_then(|r| r.tunnel_ip.parse::<Ipv4Addr>().ok());
+        let address = remote.and_then(|r| r.ip_addresses.iter().find_map(|a| a.parse::<Ipv4Addr>().ok()));
+        let (Some(vtep), Some(address)) = (vtep, address) else {
+            alive.push(false);
+            continue;
+        };
+        targets.insert(vtep);
+        let up = liveness.is_none_or(|l| l.is_alive(vtep));
+        alive.push(up);
+        if up {
+            first.get_or_insert(SnatRole::Via(address.into()));
+        }
+    }
+    let role = match first {
+        Some(SnatRole::Active { .. }) => SnatRole::Active { alive },
+        Some(other) => other,
+        None => SnatRole::Nowhere,
+    };
+    (role, targets)
+}
+
+/// The gateway's IPv4 address (the address of the router's centralized SNAT).
+pub(super) fn gateway_v4(router: &HostRouter) -> Option<std::net::IpAddr> {
+    let gateway = router.gateway.as_ref()?;
+    gateway.addresses.iter().filter_map(|a| a.parse::<ipnet::IpNet>().ok()).map(|a| a.addr()).find(|a| a.is_ipv4())
+}
+
+/// The leg of this host's centralized SNAT port of the router, when it is one of its gateway
+/// hosts: `sg-<port>` inside with the port's MAC and address (a /32: the subnet is the
+/// interface's), `tap<port>` outside, which L2 plugs and reports as the port's.
+pub(super) fn snat_leg(state: &HostState, router: &HostRouter) -> Option<RouterPortSpec> {
+    let (port_id, port) = router.snat_gateways.iter().find_map(|id| Some((id, state.local_ports.get(id)?)))?;
+    let network = state.networks.get(&port.network_id)?;
+    let address: Ipv4Addr = port.ip_addresses.iter().find_map(|a| a.parse().ok())?;
+    Some(RouterPortSpec {
+        name: super::leg_name("sg-", port_id),
+        outside: neutrino_domain::naming::tap_name(port_id),
+        bridge: bridge_name(&port.network_id),
+        mac: port.mac_address.parse().ok()?,
+        mtu: network.mtu,
+        addresses: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::new(address, 32).ok()?)],
+    })
+}
