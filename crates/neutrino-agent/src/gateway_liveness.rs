@@ -5,8 +5,12 @@
 //! so the hosts move their routers' default route (and the standby takes the gateway address)
 //! without asking any server, as OVN's BFD between chassis.
 //!
-//! A target is alive until proven dead: a restarted agent must not fail over from a gateway
-//! host it has merely not heard from yet.
+//! A new target is *unknown* until it answers or stays silent for `misses` intervals: a
+//! restarted agent leaves its routers' SNAT as the kernel has it until then, rather than fail
+//! over from (or back to) a gateway host it has merely not heard from yet. A dead host that
+//! answers again counts as alive only once it has answered for a hold-down of
+//! [`HOLD_DOWN_INTERVALS`] intervals, so a host that reboots gets time to rebuild its routers
+//! before it takes them back.
 
 use neutrino_dataplane::probe::EchoSocket;
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,10 +36,16 @@ struct Inner {
     generation: u64,
 }
 
+/// How many intervals a dead host must answer before it is alive again.
+pub const HOLD_DOWN_INTERVALS: u32 = 10;
+
 struct Target {
     /// Since when it is a target or last answered.
     heard: Instant,
-    alive: bool,
+    /// `None`: not judged yet.
+    alive: Option<bool>,
+    /// A dead host answering again: since when.
+    answering_since: Option<Instant>,
 }
 
 impl GatewayLiveness {
@@ -47,19 +57,19 @@ impl GatewayLiveness {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Probe exactly these addresses (new ones start alive).
+    /// Probe exactly these addresses (new ones start unknown).
     pub fn set_targets(&self, targets: &BTreeSet<Ipv4Addr>) {
         let mut inner = self.lock();
         inner.targets.retain(|ip, _| targets.contains(ip));
         let now = Instant::now();
         for ip in targets {
-            inner.targets.entry(*ip).or_insert(Target { heard: now, alive: true });
+            inner.targets.entry(*ip).or_insert(Target { heard: now, alive: None, answering_since: None });
         }
     }
 
-    /// Whether `ip` answers (one not probed counts as alive).
-    pub fn is_alive(&self, ip: Ipv4Addr) -> bool {
-        self.lock().targets.get(&ip).is_none_or(|t| t.alive)
+    /// Whether `ip` answers (`None`: not known yet, or not probed).
+    pub fn is_alive(&self, ip: Ipv4Addr) -> Option<bool> {
+        self.lock().targets.get(&ip).and_then(|t| t.alive)
     }
 
     /// Changes with every change of who is alive.
@@ -73,16 +83,29 @@ impl GatewayLiveness {
 
     /// `ip` answered.
     fn heard(&self, ip: Ipv4Addr) {
+        let hold_down = self.interval * HOLD_DOWN_INTERVALS;
         let mut inner = self.lock();
         let Some(t) = inner.targets.get_mut(&ip) else { return };
-        t.heard = Instant::now();
-        if !t.alive {
-            t.alive = true;
-            inner.generation += 1;
-            drop(inner);
+        let now = Instant::now();
+        t.heard = now;
+        let back = match t.alive {
+            Some(true) => return,
+            None => false,
+            Some(false) => {
+                if now.duration_since(*t.answering_since.get_or_insert(now)) < hold_down {
+                    return;
+                }
+                true
+            }
+        };
+        t.alive = Some(true);
+        t.answering_since = None;
+        inner.generation += 1;
+        drop(inner);
+        if back {
             tracing::info!(gateway = %ip, "gateway host answers again");
-            self.changed.notify_one();
         }
+        self.changed.notify_one();
     }
 
     /// Declare dead the targets silent for `misses` intervals.
@@ -91,9 +114,12 @@ impl GatewayLiveness {
         let mut inner = self.lock();
         let mut died = Vec::new();
         for (ip, t) in inner.targets.iter_mut() {
-            if t.alive && t.heard.elapsed() > limit {
-                t.alive = false;
-                died.push(*ip);
+            if t.heard.elapsed() > limit {
+                t.answering_since = None;
+                if t.alive != Some(false) {
+                    t.alive = Some(false);
+                    died.push(*ip);
+                }
             }
         }
         if died.is_empty() {
@@ -111,13 +137,13 @@ impl GatewayLiveness {
     #[cfg(test)]
     pub fn set(&self, ip: Ipv4Addr, alive: bool) {
         let mut inner = self.lock();
-        inner.targets.insert(ip, Target { heard: Instant::now(), alive });
+        inner.targets.insert(ip, Target { heard: Instant::now(), alive: Some(alive), answering_since: None });
         inner.generation += 1;
     }
 }
 
 /// Probe the targets until the task is aborted. Without a raw socket (no `CAP_NET_RAW`)
-/// nothing is probed and every gateway host counts as alive.
+/// nothing is probed, and every gateway host is unknown (SNAT is left as it is).
 pub async fn run_probes(liveness: Arc<GatewayLiveness>) {
     let id = (std::process::id() & 0xffff) as u16;
     let socket = match EchoSocket::open(id) {
@@ -169,20 +195,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_start_alive_die_when_silent_and_come_back_when_heard() {
-        let liveness = GatewayLiveness::new(Duration::from_millis(10), 2, Arc::new(Notify::new()));
+    fn targets_start_unknown_die_when_silent_and_come_back_after_a_hold_down() {
+        let liveness = GatewayLiveness::new(Duration::from_millis(5), 2, Arc::new(Notify::new()));
         let ip = Ipv4Addr::new(192, 0, 2, 13);
         liveness.set_targets(&BTreeSet::from([ip]));
         liveness.judge();
-        assert!(liveness.is_alive(ip), "alive until proven dead");
-        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(liveness.is_alive(ip), None, "unknown until heard or silent long enough");
+        liveness.heard(ip);
+        assert_eq!(liveness.is_alive(ip), Some(true), "the first answer decides");
+        std::thread::sleep(Duration::from_millis(20));
         let before = liveness.generation();
         liveness.judge();
-        assert!(!liveness.is_alive(ip));
+        assert_eq!(liveness.is_alive(ip), Some(false));
         assert_ne!(liveness.generation(), before);
         liveness.heard(ip);
-        assert!(liveness.is_alive(ip));
+        assert_eq!(liveness.is_alive(ip), Some(false), "answering again, within the hold-down");
+        std::thread::sleep(Duration::from_millis(5 * u64::from(HOLD_DOWN_INTERVALS) + 5));
+        liveness.heard(ip);
+        assert_eq!(liveness.is_alive(ip), Some(true), "alive after answering for the hold-down");
         liveness.set_targets(&BTreeSet::new());
-        assert!(liveness.is_alive(ip), "an address not probed counts as alive");
+        assert_eq!(liveness.is_alive(ip), None, "an address not probed is not known");
     }
 }

@@ -76,8 +76,18 @@ pub async fn serve(app: App, listener: tokio::net::TcpListener) -> std::io::Resu
     let follow = tokio::spawn(async move { follower.store.follow_other_servers(&follower.config.connection).await });
     let sequencer = app.store.clone();
     let sequence = tokio::spawn(async move { sequencer.run_sequencer().await });
+    // Centralized SNAT as the gateway hosts are now (a server that stopped between a gateway
+    // host's change and the rescheduling after it, or a new `max_l3_agents_per_router`).
+    let scheduler = app.clone();
+    let schedule = tokio::spawn(async move {
+        let ctx = app::snat_gateways::service_context(&scheduler);
+        if let Err(e) = app::snat_gateways::schedule_all(&scheduler, &ctx).await {
+            tracing::warn!(error = ?e.0, "cannot schedule centralized SNAT at start");
+        }
+    });
     let served = axum::serve(listener, router(app)).await;
     follow.abort();
     sequence.abort();
+    schedule.abort();
     served
 }

@@ -94,20 +94,29 @@ pub async fn list_agents(c: &mut AnyConnection) -> Result<Vec<AgentRecord>> {
     rows.iter().map(decode).collect()
 }
 
-/// The hosts of the L3 agents that are up in `agent_mode` (gateway hosts: `dvr_snat`), sorted.
-pub async fn l3_hosts_in_mode(c: &mut AnyConnection, mode: &str) -> Result<Vec<String>> {
+/// The L3 agents that are up in `agent_mode` (gateway hosts: `dvr_snat`), by host.
+pub async fn l3_agents_in_mode(c: &mut AnyConnection, mode: &str) -> Result<Vec<AgentRecord>> {
     let rows = sqlx::query("SELECT * FROM agents WHERE agent_type = $1 AND admin_state_up ORDER BY host")
         .bind(neutrino_api::agent::AGENT_TYPE_L3.to_string())
         .fetch_all(&mut *c)
         .await?;
-    let mut hosts = Vec::new();
-    for r in &rows {
-        let agent = decode(r)?;
-        if agent.configurations.agent_mode.as_deref() == Some(mode) {
-            hosts.push(agent.host);
-        }
+    let agents: Vec<AgentRecord> = rows.iter().map(decode).collect::<Result<_>>()?;
+    Ok(agents.into_iter().filter(|a| a.configurations.agent_mode.as_deref() == Some(mode)).collect())
+}
+
+/// Take the gateway hosts' lock until the transaction ends: shared by the schedulers of
+/// routers' centralized SNAT (they read the gateway hosts), exclusive for a change of a
+/// gateway host (which schedules every router after it commits). So a router scheduled
+/// concurrently with such a change either sees it or is seen by the rescheduling after it.
+/// On SQLite, where write transactions take turns, there is nothing to take.
+pub async fn lock_gateway_hosts(tx: &mut Tx, exclusive: bool) -> Result<()> {
+    if tx.backend() != crate::Backend::Postgres {
+        return Ok(());
     }
-    Ok(hosts)
+    let function = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
+    // A fixed key of Neutrino's ("NTSN").
+    sqlx::query(&format!("SELECT {function}(1314149198)")).execute(tx.conn()).await?;
+    Ok(())
 }
 
 pub async fn get_agent(c: &mut AnyConnection, id: &str) -> Result<AgentRecord> {

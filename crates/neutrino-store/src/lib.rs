@@ -35,8 +35,8 @@ pub use address_groups::{
     update_address_group,
 };
 pub use agents::{
-    agent_on_host, agents_on_host, delete_agent, get_agent, l3_hosts_in_mode, list_agents, register_agent,
-    set_port_status, update_agent, AgentRecord,
+    agent_on_host, agents_on_host, delete_agent, get_agent, l3_agents_in_mode, list_agents, lock_gateway_hosts,
+    register_agent, set_port_status, update_agent, AgentRecord,
 };
 pub use default_rules::{
     delete_default_rule, get_default_rule, insert_default_rule, list_default_rules, template_rules, PARENT,

@@ -361,6 +361,7 @@ impl Options {
             .ok_or("[vxlan] local_ip is required")?
             .parse()
             .map_err(|_| "[vxlan] local_ip must be an IPv4 address".to_string())?;
+        let distributed_snat = matches!(self.get("agent", "distributed_snat"), Some("true" | "True" | "1" | "yes"));
         Ok(AgentConfig {
             host,
             server_url,
@@ -384,10 +385,13 @@ impl Options {
                 }
             },
             namespace_prefix: self.get("agent", "namespace_prefix").unwrap_or_default().to_string(),
-            distributed_snat: matches!(self.get("agent", "distributed_snat"), Some("true" | "True" | "1" | "yes")),
+            distributed_snat,
             // l3_agent.ini's `[DEFAULT] agent_mode` (or `[agent]`): `dvr_snat` makes a gateway host.
             gateway_host: match self.get("agent", "agent_mode").or_else(|| self.get("DEFAULT", "agent_mode")) {
                 None | Some("dvr") | Some("dvr_no_external") => false,
+                Some("dvr_snat") if distributed_snat => {
+                    return Err("agent_mode dvr_snat (a gateway host) and distributed_snat exclude each other".into())
+                }
                 Some("dvr_snat") => true,
                 Some(other) => return Err(format!("agent_mode '{other}' is not one of dvr, dvr_snat")),
             },

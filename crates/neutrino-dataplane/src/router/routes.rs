@@ -22,6 +22,8 @@ use crate::{DataPlaneError, Result, RouterRoute};
 pub(super) struct KernelRoute {
     pub(super) route: RouterRoute,
     priority: Option<u32>,
+    /// The output link's index.
+    oif: Option<u32>,
 }
 
 /// The gateway routes of the main table, IPv4 then IPv6, sorted.
@@ -68,9 +70,10 @@ fn parse_route_of(msg: &RouteMessage, wanted: u32) -> Option<KernelRoute> {
         return None;
     }
     let mut table = u32::from(msg.header.table);
-    let (mut destination, mut via, mut priority) = (None, None, None);
+    let (mut destination, mut via, mut priority, mut oif) = (None, None, None, None);
     for attr in &msg.attributes {
         match attr {
+            RouteAttribute::Oif(i) => oif = Some(*i),
             RouteAttribute::Table(t) => table = *t,
             RouteAttribute::Destination(addr) => destination = route_ip(addr),
             RouteAttribute::Gateway(addr) => via = route_ip(addr),
@@ -90,7 +93,7 @@ fn parse_route_of(msg: &RouteMessage, wanted: u32) -> Option<KernelRoute> {
         (None, _) => return None,
     };
     let destination = IpNet::new(destination, msg.header.destination_prefix_length).ok()?;
-    Some(KernelRoute { route: RouterRoute { destination, via }, priority })
+    Some(KernelRoute { route: RouterRoute { destination, via }, priority, oif })
 }
 
 fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
@@ -114,7 +117,11 @@ async fn converge_table(router: &RouterNs, table: u32, routes: &[RouterRoute], o
     let have = observe_table(router, table).await?;
     let nl = &router.netlink;
     for (destination, via) in &want {
-        if have.iter().any(|h| h.route.destination == *destination && h.route.via == *via) {
+        // On-link routes must also leave by their link (a leg made anew has another index).
+        let same = |h: &&KernelRoute| {
+            h.route.destination == *destination && h.route.via == *via && onlink.is_none_or(|i| h.oif == Some(i))
+        };
+        if have.iter().any(|h| same(&h)) {
             continue;
         }
         let mut msg = route_message(*destination, *via, table)?;

@@ -33,6 +33,7 @@ pub async fn show(app: &App, ctx: &OpContext, id: &str) -> HttpResult<AgentRecor
 pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateAgent) -> HttpResult<AgentRecord> {
     let mut tx = app.store.begin().await?;
     authorize_item(ctx, tx.conn(), "agent", id, ItemAction::Update(&req.given)).await?;
+    store::lock_gateway_hosts(&mut tx, true).await?;
     let mut a = store::get_agent(tx.conn(), id).await?;
     if let Some(up) = req.admin_state_up {
         a.admin_state_up = up;
@@ -58,6 +59,7 @@ fn is_gateway_host(a: &AgentRecord) -> bool {
 pub async fn delete(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()> {
     let mut tx = app.store.begin().await?;
     authorize_item(ctx, tx.conn(), "agent", id, ItemAction::Delete).await?;
+    store::lock_gateway_hosts(&mut tx, true).await?;
     let agent = store::get_agent(tx.conn(), id).await?;
     store::delete_agent(&mut tx, id).await?;
     tx.commit().await?;
@@ -80,13 +82,21 @@ pub async fn zones(app: &App) -> HttpResult<BTreeMap<String, bool>> {
 
 /// An agent's registration or heartbeat (`starting`: it has just started).
 pub async fn register(app: &App, reg: &AgentRegistration, starting: bool) -> HttpResult<AgentRecord> {
+    let l3 = reg.agent_type == neutrino_api::agent::AGENT_TYPE_L3;
     let mut tx = app.store.begin().await?;
+    let gateway_mode = reg.configurations.agent_mode.as_deref() == Some(super::snat_gateways::AGENT_MODE_DVR_SNAT);
+    if l3 && (starting || gateway_mode) {
+        store::lock_gateway_hosts(&mut tx, true).await?;
+    }
+    let previous = if l3 { store::agent_on_host(tx.conn(), &reg.host, &reg.agent_type).await? } else { None };
     let record = store::register_agent(&mut tx, reg, &uuid::Uuid::new_v4().to_string(), starting).await?;
-    // An L3 agent starting as a gateway host, or one that held centralized SNAT ports (its
-    // mode may have changed): routers move to or from it. Other hosts cost nothing here.
-    let reschedule = starting
-        && record.agent_type == neutrino_api::agent::AGENT_TYPE_L3
-        && (is_gateway_host(&record) || store::host_has_snat_ports(tx.conn(), &record.host).await?);
+    // A gateway host's L3 agent that starts, appears (again) or changes its mode, or one that
+    // held centralized SNAT ports: routers move to or from it. Other hosts cost nothing here.
+    let changed = previous.as_ref().is_none_or(|p| p.configurations.agent_mode != record.configurations.agent_mode);
+    let was_gateway = previous.as_ref().is_some_and(is_gateway_host);
+    let reschedule = l3
+        && (starting || changed)
+        && (is_gateway_host(&record) || was_gateway || store::host_has_snat_ports(tx.conn(), &record.host).await?);
     tx.commit().await?;
     if reschedule {
         super::snat_gateways::schedule_all(app, &super::snat_gateways::service_context(app)).await?;

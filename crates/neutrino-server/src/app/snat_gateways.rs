@@ -20,24 +20,36 @@ use neutrino_store::{self as store, Tx};
 /// The agent mode of gateway hosts.
 pub const AGENT_MODE_DVR_SNAT: &str = "dvr_snat";
 
-/// Make the router's centralized SNAT ports what it needs now.
+/// Make the router's centralized SNAT ports what it needs now. Gateway hosts whose agent is
+/// not alive get no new routers (they keep those they have: failing over is the data plane's).
+/// A port that cannot be made (its subnet is full) is logged and left out, as the ports are
+/// the router's own business and no request should fail for them.
 pub(crate) async fn schedule(app: &App, ctx: &OpContext, tx: &mut Tx, router_id: &str) -> HttpResult<()> {
-    let wanted = wanted_subnet(tx, router_id).await?;
+    store::lock_gateway_hosts(tx, false).await?;
+    let mut existing = Vec::new();
+    for port_id in store::ports_of_device(tx.conn(), router_id, DEVICE_OWNER_ROUTER_SNAT).await? {
+        existing.push(store::get_port(tx.conn(), &port_id).await?);
+    }
+    let current_subnet = existing.iter().find_map(|p| p.fixed_ips.first().map(|f| f.subnet_id.clone()));
+    let wanted = wanted_subnet(tx, router_id, current_subnet.as_deref()).await?;
     let hosts = match &wanted {
         Some(_) => {
-            let candidates = store::l3_hosts_in_mode(tx.conn(), AGENT_MODE_DVR_SNAT).await?;
-            snat_hosts(router_id, candidates.iter().map(String::as_str), app.config.max_l3_agents_per_router)
+            let agents = store::l3_agents_in_mode(tx.conn(), AGENT_MODE_DVR_SNAT).await?;
+            let candidates = agents.iter().filter(|a| {
+                crate::ports_alive(&a.heartbeat_at, app.config.agent_down_time)
+                    || existing.iter().any(|p| p.host_id == a.host)
+            });
+            snat_hosts(router_id, candidates.map(|a| a.host.as_str()), app.config.max_l3_agents_per_router)
         }
         None => Vec::new(),
     };
     let mut kept = Vec::new();
-    for port_id in store::ports_of_device(tx.conn(), router_id, DEVICE_OWNER_ROUTER_SNAT).await? {
-        let port = store::get_port(tx.conn(), &port_id).await?;
+    for port in &existing {
         let on_subnet = |(_, subnet): &(String, String)| port.fixed_ips.iter().any(|f| &f.subnet_id == subnet);
         if hosts.contains(&port.host_id) && wanted.as_ref().is_some_and(on_subnet) && !kept.contains(&port.host_id) {
             kept.push(port.host_id.clone());
         } else {
-            store::delete_port(tx, &port_id).await?;
+            store::delete_port(tx, &port.id).await?;
         }
     }
     let Some((network_id, subnet_id)) = wanted else { return Ok(()) };
@@ -47,7 +59,13 @@ pub(crate) async fn schedule(app: &App, ctx: &OpContext, tx: &mut Tx, router_id:
         req.host_id = host.clone();
         // A router's leg, not a VM: no security groups (as Neutron's router ports).
         req.port_security_enabled = Some(false);
-        create_owned(app, ctx, tx, req).await?;
+        match create_owned(app, ctx, tx, req).await {
+            Ok(_) => {}
+            Err(e) if e.0.kind == "IpAddressGenerationFailure" => {
+                tracing::warn!(router = %router_id, %host, error = ?e.0, "no centralized SNAT port on this gateway host");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -85,9 +103,10 @@ pub(crate) fn service_context(app: &App) -> OpContext {
     }
 }
 
-/// The network and subnet of the router's SNAT ports: its interfaces' IPv4 subnet with the
-/// lowest id, when the router has a gateway that SNATs (else none).
-async fn wanted_subnet(tx: &mut Tx, router_id: &str) -> HttpResult<Option<(String, String)>> {
+/// The network and subnet of the router's SNAT ports: `current` (where they are) while it is
+/// one of the router's interfaces' IPv4 subnets, else the one with the lowest id; none unless
+/// the router has a gateway that SNATs.
+async fn wanted_subnet(tx: &mut Tx, router_id: &str, current: Option<&str>) -> HttpResult<Option<(String, String)>> {
     let (gateway, enable_snat) = store::router_gateway(tx.conn(), router_id).await?;
     if gateway.is_none() || !enable_snat {
         return Ok(None);
@@ -97,6 +116,9 @@ async fn wanted_subnet(tx: &mut Tx, router_id: &str) -> HttpResult<Option<(Strin
         let port = store::get_port(tx.conn(), &port_id).await?;
         for ip in &port.fixed_ips {
             let v4 = ip.ip_address.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_ipv4());
+            if v4 && Some(ip.subnet_id.as_str()) == current {
+                return Ok(Some((port.network_id.clone(), ip.subnet_id.clone())));
+            }
             if v4 && best.as_ref().is_none_or(|(_, s)| ip.subnet_id < *s) {
                 best = Some((port.network_id.clone(), ip.subnet_id.clone()));
             }

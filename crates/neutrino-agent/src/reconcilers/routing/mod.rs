@@ -148,6 +148,12 @@ impl RoutingReconciler {
             if quiet && self.done.get(router_id) == Some(&seen) {
                 continue;
             }
+            if role == SnatRole::Unknown && dp.routers().observe(router_id).await?.is_some() {
+                // Left as it is until its gateway hosts are judged (a pass follows then).
+                outcome.problems.insert(format!("router {router_id} snat"), "gateway hosts not judged yet".into());
+                self.done.remove(router_id);
+                continue;
+            }
             let problems = outcome.problems.len();
             match self.router_pass(dp, state, router_id, router, &role, &mut outcome).await {
                 Ok(()) if outcome.problems.len() == problems => {
@@ -298,7 +304,8 @@ impl RoutingReconciler {
                     Some((spec, _)) if spec.name == port.name => spec.addresses.clone(),
                     _ => continue,
                 };
-                for gone in port.addresses.iter().filter(|a| !kept.contains(a)) {
+                // By address: one that only changed its prefix length (/24 to /32) stays.
+                for gone in port.addresses.iter().filter(|a| !kept.iter().any(|k| k.addr() == a.addr())) {
                     routers.flush_conntrack(router_id, gone.addr()).await?;
                 }
             }

@@ -23,6 +23,10 @@ pub(super) enum SnatRole {
     Via(std::net::IpAddr),
     /// No gateway host is alive.
     Nowhere,
+    /// Not known yet: a gateway host ranked before the first alive one has not been judged
+    /// (the agent has just started, or a gateway host has no address in the view yet). The
+    /// router is left as the kernel has it.
+    Unknown,
 }
 
 /// This host's part in the router's centralized SNAT (none when it SNATs its own VMs:
@@ -46,18 +50,24 @@ pub(super) fn role(
             first.get_or_insert(SnatRole::Active { alive: Vec::new() });
             continue;
         }
+        // A gateway host whose port this view does not place (no remote port entry, as
+        // without l2population) is not known: never taken for dead, so two gateway hosts
+        // cannot both hold the address because they cannot see each other in the view.
         let remote = state.remote_ports.get(port_id);
         let vtep = remote.and_then(|r| r.tunnel_ip.parse::<Ipv4Addr>().ok());
         let address = remote.and_then(|r| r.ip_addresses.iter().find_map(|a| a.parse::<Ipv4Addr>().ok()));
-        let (Some(vtep), Some(address)) = (vtep, address) else {
-            alive.push(false);
-            continue;
+        let up = match (vtep, address) {
+            (Some(vtep), Some(_)) => {
+                targets.insert(vtep);
+                liveness.map_or(Some(true), |l| l.is_alive(vtep))
+            }
+            _ => None,
         };
-        targets.insert(vtep);
-        let up = liveness.is_none_or(|l| l.is_alive(vtep));
-        alive.push(up);
-        if up {
-            first.get_or_insert(SnatRole::Via(address.into()));
+        alive.push(up == Some(true));
+        match up {
+            Some(true) if first.is_none() => first = address.map(|a| SnatRole::Via(a.into())),
+            None if first.is_none() => first = Some(SnatRole::Unknown),
+            _ => {}
         }
     }
     let role = match first {

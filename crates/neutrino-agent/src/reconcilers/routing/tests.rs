@@ -92,6 +92,7 @@ async fn centralized_snat_goes_to_the_first_alive_gateway_host_and_fails_over() 
     );
     let liveness = GatewayLiveness::new(std::time::Duration::from_secs(1), 3, Arc::new(tokio::sync::Notify::new()));
     let mut r = RoutingReconciler::new("h2", None, Some(liveness.clone()));
+    liveness.set("198.51.100.12".parse().unwrap(), true);
     Reconciler::<MemoryDataPlane>::reconcile(&mut r, &dp, &s, &Scope::Full).await.unwrap();
     let observed = dp.routers().observe("r1").await.unwrap().unwrap();
     let default = |via: &str| RouterRoute { destination: default_v4(), via: via.parse().unwrap() };
@@ -114,6 +115,17 @@ async fn centralized_snat_goes_to_the_first_alive_gateway_host_and_fails_over() 
     let observed = dp.routers().observe("r1").await.unwrap().unwrap();
     assert_eq!(observed.routes, vec![default("192.0.2.5")]);
     assert!(observed.port("qg-gwport-aaaa").is_none());
+    // A restarted agent has judged no gateway host yet: it leaves the router as it is.
+    let fresh = GatewayLiveness::new(std::time::Duration::from_secs(1), 3, Arc::new(tokio::sync::Notify::new()));
+    let mut restarted = RoutingReconciler::new("h2", None, Some(fresh.clone()));
+    let before = dp.mutations();
+    let pass = Reconciler::<MemoryDataPlane>::reconcile(&mut restarted, &dp, &s, &Scope::Full).await.unwrap();
+    assert_eq!(dp.mutations(), before, "nothing touched");
+    assert!(pass.problems.contains_key("router r1 snat"), "{pass:?}");
+    // Judged (the first gateway host is dead, say): now it acts.
+    fresh.set("198.51.100.12".parse().unwrap(), false);
+    Reconciler::<MemoryDataPlane>::reconcile(&mut restarted, &dp, &s, &Scope::Changes(vec![])).await.unwrap();
+    assert_eq!(dp.routers().observe("r1").await.unwrap().unwrap().routes, vec![default("203.0.113.1")]);
 }
 
 #[test]
