@@ -46,6 +46,10 @@ const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     // SNAT leg must not answer for the interfaces' gateway addresses beside it.
     ("ipv4/conf/all/arp_ignore", "1"),
     ("ipv4/conf/all/arp_announce", "2"),
+    // An IPv6 address added (a gateway address taken over) is announced by an unsolicited
+    // neighbour advertisement, as an IPv4 one by the agent's gratuitous ARP.
+    ("ipv6/conf/all/ndisc_notify", "1"),
+    ("ipv6/conf/default/ndisc_notify", "1"),
 ];
 
 /// The routers' namespaces of one host, as [`Routers`].

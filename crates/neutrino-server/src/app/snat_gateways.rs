@@ -30,8 +30,11 @@ pub(crate) async fn schedule(app: &App, ctx: &OpContext, tx: &mut Tx, router_id:
     for port_id in store::ports_of_device(tx.conn(), router_id, DEVICE_OWNER_ROUTER_SNAT).await? {
         existing.push(store::get_port(tx.conn(), &port_id).await?);
     }
-    let current_subnet = existing.iter().find_map(|p| p.fixed_ips.first().map(|f| f.subnet_id.clone()));
-    let wanted = wanted_subnet(tx, router_id, current_subnet.as_deref()).await?;
+    let current_subnet = existing.iter().find_map(|p| {
+        let v4 = p.fixed_ips.iter().find(|f| f.ip_address.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_ipv4()));
+        v4.map(|f| f.subnet_id.clone())
+    });
+    let wanted = wanted_subnets(tx, router_id, current_subnet.as_deref()).await?;
     let hosts = match &wanted {
         Some(_) => {
             let agents = store::l3_agents_in_mode(tx.conn(), AGENT_MODE_DVR_SNAT).await?;
@@ -45,17 +48,21 @@ pub(crate) async fn schedule(app: &App, ctx: &OpContext, tx: &mut Tx, router_id:
     };
     let mut kept = Vec::new();
     for port in &existing {
-        let on_subnet = |(_, subnet): &(String, String)| port.fixed_ips.iter().any(|f| &f.subnet_id == subnet);
-        if hosts.contains(&port.host_id) && wanted.as_ref().is_some_and(on_subnet) && !kept.contains(&port.host_id) {
+        let on_subnets = |(_, subnets): &(String, Vec<String>)| {
+            let mut have: Vec<&String> = port.fixed_ips.iter().map(|f| &f.subnet_id).collect();
+            have.sort();
+            have == subnets.iter().collect::<Vec<_>>()
+        };
+        if hosts.contains(&port.host_id) && wanted.as_ref().is_some_and(on_subnets) && !kept.contains(&port.host_id) {
             kept.push(port.host_id.clone());
         } else {
             store::delete_port(tx, &port.id).await?;
         }
     }
-    let Some((network_id, subnet_id)) = wanted else { return Ok(()) };
+    let Some((network_id, subnets)) = wanted else { return Ok(()) };
     for host in hosts.iter().filter(|h| !kept.contains(h)) {
-        let ip = FixedIpRequest { subnet_id: Some(subnet_id.clone()), ip_address: None };
-        let mut req = owned_port(&network_id, "", DEVICE_OWNER_ROUTER_SNAT, router_id, Some(vec![ip]));
+        let ips = subnets.iter().map(|s| FixedIpRequest { subnet_id: Some(s.clone()), ip_address: None }).collect();
+        let mut req = owned_port(&network_id, "", DEVICE_OWNER_ROUTER_SNAT, router_id, Some(ips));
         req.host_id = host.clone();
         // A router's leg, not a VM: no security groups (as Neutron's router ports).
         req.port_security_enabled = Some(false);
@@ -103,26 +110,37 @@ pub(crate) fn service_context(app: &App) -> OpContext {
     }
 }
 
-/// The network and subnet of the router's SNAT ports: `current` (where they are) while it is
-/// one of the router's interfaces' IPv4 subnets, else the one with the lowest id; none unless
-/// the router has a gateway that SNATs.
-async fn wanted_subnet(tx: &mut Tx, router_id: &str, current: Option<&str>) -> HttpResult<Option<(String, String)>> {
+/// The network and subnets of the router's SNAT ports (sorted): `current` (where they are)
+/// while it is one of the router's interfaces' IPv4 subnets, else the one with the lowest id;
+/// and, for IPv6 through the gateway host, the IPv6 interface subnet of that network with the
+/// lowest id. None unless the router has a gateway that SNATs.
+async fn wanted_subnets(
+    tx: &mut Tx,
+    router_id: &str,
+    current: Option<&str>,
+) -> HttpResult<Option<(String, Vec<String>)>> {
     let (gateway, enable_snat) = store::router_gateway(tx.conn(), router_id).await?;
     if gateway.is_none() || !enable_snat {
         return Ok(None);
     }
-    let mut best: Option<(String, String)> = None;
+    // (network, subnet, IPv4) of every interface address.
+    let mut attached: Vec<(String, String, bool)> = Vec::new();
     for port_id in store::router_interface_ports(tx.conn(), router_id).await? {
         let port = store::get_port(tx.conn(), &port_id).await?;
         for ip in &port.fixed_ips {
-            let v4 = ip.ip_address.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_ipv4());
-            if v4 && Some(ip.subnet_id.as_str()) == current {
-                return Ok(Some((port.network_id.clone(), ip.subnet_id.clone())));
-            }
-            if v4 && best.as_ref().is_none_or(|(_, s)| ip.subnet_id < *s) {
-                best = Some((port.network_id.clone(), ip.subnet_id.clone()));
-            }
+            let Ok(address) = ip.ip_address.parse::<std::net::IpAddr>() else { continue };
+            attached.push((port.network_id.clone(), ip.subnet_id.clone(), address.is_ipv4()));
         }
     }
-    Ok(best)
+    let v4 = attached.iter().filter(|(_, _, v4)| *v4);
+    let chosen = match v4.clone().find(|(_, s, _)| Some(s.as_str()) == current) {
+        Some(c) => Some(c),
+        None => v4.min_by(|a, b| a.1.cmp(&b.1)),
+    };
+    let Some((network, subnet, _)) = chosen else { return Ok(None) };
+    let mut subnets = vec![subnet.clone()];
+    let v6 = attached.iter().filter(|(n, _, v4)| !*v4 && n == network).map(|(_, s, _)| s).min();
+    subnets.extend(v6.cloned());
+    subnets.sort();
+    Ok(Some((network.clone(), subnets)))
 }

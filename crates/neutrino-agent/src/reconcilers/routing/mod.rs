@@ -29,7 +29,7 @@ use neutrino_api::agent::{HostRouter, HostState};
 use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, RouterRoute, Routers};
 use neutrino_domain::naming::bridge_name;
 use serde_json::{json, Value};
-use snat::{gateway_v4, snat_leg, SnatRole};
+use snat::{gateway_v4, gateway_v6, snat_leg, SnatRole};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 pub use tables::host_mac;
@@ -260,8 +260,16 @@ impl RoutingReconciler {
             // Traffic to a gateway host leaves by the default route; floating IPs' traffic is
             // marked and leaves by the external leg. Its addresses then hold no subnet (the
             // external subnet is the gateway host's way too), its next hop is on-link.
-            let to_gateway_host = matches!(role, SnatRole::Via(_) | SnatRole::Nowhere);
-            let external = self.external_leg(state, router_id, router, snat, to_gateway_host, outcome);
+            let to_gateway_host = matches!(role, SnatRole::Via { .. } | SnatRole::Nowhere);
+            let mut external = self.external_leg(state, router_id, router, snat, to_gateway_host, outcome);
+            // The active gateway host also holds the gateway's IPv6 addresses: IPv6 to and from
+            // the router's subnets is routed through it, without NAT.
+            let (gateway_v6, next_hop_v6) = gateway_v6(router);
+            let active = matches!(role, SnatRole::Active { .. });
+            if let (true, Some((spec, _))) = (active, external.as_mut()) {
+                spec.addresses.extend(gateway_v6.iter().copied());
+                spec.addresses.sort();
+            }
             let mut marked_routes = Vec::new();
             let mut routes = Vec::new();
             if let Some((spec, next_hop)) = &external {
@@ -316,8 +324,16 @@ impl RoutingReconciler {
                     routes.push(RouterRoute { destination, via });
                 }
             }
-            if let SnatRole::Via(address) = role {
-                routes.push(RouterRoute { destination: default_v4(), via: *address });
+            if let SnatRole::Via { v4, v6 } = role {
+                routes.push(RouterRoute { destination: default_v4(), via: *v4 });
+                if let Some(v6) = v6 {
+                    routes.push(RouterRoute { destination: default_v6(), via: *v6 });
+                }
+            }
+            if let (true, Some(hop), false) = (active, next_hop_v6, gateway_v6.is_empty()) {
+                if external.is_some() {
+                    routes.push(RouterRoute { destination: default_v6(), via: hop });
+                }
             }
             routes.sort();
             routes.dedup_by(|a, b| a.destination == b.destination);
@@ -433,6 +449,11 @@ impl RoutingReconciler {
 /// The IPv4 default route's destination.
 fn default_v4() -> ipnet::IpNet {
     ipnet::IpNet::V4(ipnet::Ipv4Net::default())
+}
+
+/// The IPv6 default route's destination.
+fn default_v6() -> ipnet::IpNet {
+    ipnet::IpNet::V6(ipnet::Ipv6Net::default())
 }
 
 /// The MTUs of a router's networks on this host (its legs take them).

@@ -19,8 +19,9 @@ pub(super) enum SnatRole {
     /// the router's subnets to it. `alive`: the liveness of all of them (a change makes it
     /// announce the address again, to take it back from one that stood in).
     Active { alive: Vec<bool> },
-    /// Another host is: the router's default route goes to its SNAT port's address.
-    Via(std::net::IpAddr),
+    /// Another host is: the router's default routes go to its SNAT port's addresses (IPv6
+    /// too, when the port has one: IPv6 is routed through the gateway host, without NAT).
+    Via { v4: std::net::IpAddr, v6: Option<std::net::IpAddr> },
     /// No gateway host is alive.
     Nowhere,
     /// Not known yet: a gateway host ranked before the first alive one has not been judged
@@ -56,6 +57,7 @@ pub(super) fn role(
         let remote = state.remote_ports.get(port_id);
         let vtep = remote.and_then(|r| r.tunnel_ip.parse::<Ipv4Addr>().ok());
         let address = remote.and_then(|r| r.ip_addresses.iter().find_map(|a| a.parse::<Ipv4Addr>().ok()));
+        let v6 = remote.and_then(|r| r.ip_addresses.iter().find_map(|a| a.parse::<std::net::Ipv6Addr>().ok()));
         let up = match (vtep, address) {
             (Some(vtep), Some(_)) => {
                 targets.insert(vtep);
@@ -65,7 +67,9 @@ pub(super) fn role(
         };
         alive.push(up == Some(true));
         match up {
-            Some(true) if first.is_none() => first = address.map(|a| SnatRole::Via(a.into())),
+            Some(true) if first.is_none() => {
+                first = address.map(|a| SnatRole::Via { v4: a.into(), v6: v6.map(Into::into) })
+            }
             None if first.is_none() => first = Some(SnatRole::Unknown),
             _ => {}
         }
@@ -84,6 +88,15 @@ pub(super) fn gateway_v4(router: &HostRouter) -> Option<std::net::IpAddr> {
     gateway.addresses.iter().filter_map(|a| a.parse::<ipnet::IpNet>().ok()).map(|a| a.addr()).find(|a| a.is_ipv4())
 }
 
+/// The gateway's IPv6 addresses with their prefixes, and the IPv6 next hop: what the active
+/// gateway host holds and routes to for the router's IPv6 subnets (no NAT).
+pub(super) fn gateway_v6(router: &HostRouter) -> (Vec<ipnet::IpNet>, Option<std::net::IpAddr>) {
+    let Some(gateway) = router.gateway.as_ref() else { return (Vec::new(), None) };
+    let addresses = gateway.addresses.iter().filter_map(|a| a.parse::<ipnet::IpNet>().ok());
+    let next_hop = gateway.next_hops.iter().filter_map(|h| h.parse::<std::net::IpAddr>().ok()).find(|h| h.is_ipv6());
+    (addresses.filter(|a| a.addr().is_ipv6()).collect(), next_hop)
+}
+
 /// The leg of this host's centralized SNAT port of the router, when it is one of its gateway
 /// hosts: `sg-<port>` inside with the port's MAC and address (a /32: the subnet is the
 /// interface's), `tap<port>` outside, which L2 plugs and reports as the port's.
@@ -91,12 +104,15 @@ pub(super) fn snat_leg(state: &HostState, router: &HostRouter) -> Option<RouterP
     let (port_id, port) = router.snat_gateways.iter().find_map(|id| Some((id, state.local_ports.get(id)?)))?;
     let network = state.networks.get(&port.network_id)?;
     let address: Ipv4Addr = port.ip_addresses.iter().find_map(|a| a.parse().ok())?;
+    let mut addresses = vec![ipnet::IpNet::V4(ipnet::Ipv4Net::new(address, 32).ok()?)];
+    let v6 = port.ip_addresses.iter().filter_map(|a| a.parse::<std::net::Ipv6Addr>().ok());
+    addresses.extend(v6.filter_map(|a| ipnet::Ipv6Net::new(a, 128).ok()).map(ipnet::IpNet::V6));
     Some(RouterPortSpec {
         name: super::leg_name("sg-", port_id),
         outside: neutrino_domain::naming::tap_name(port_id),
         bridge: bridge_name(&port.network_id),
         mac: port.mac_address.parse().ok()?,
         mtu: network.mtu,
-        addresses: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::new(address, 32).ok()?)],
+        addresses,
     })
 }

@@ -211,7 +211,8 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
         );
     }
 
-    centralized_snat(lab, api, &router_id).await;
+    let tenant_networks = [net_a["id"].as_str().unwrap().to_string(), net_b["id"].as_str().unwrap().to_string()];
+    centralized_snat(lab, api, &router_id, &tenant_networks, &ext_id, &group).await;
 
     // Restarting vm21's agent during a continuous ping through the floating IP loses nothing:
     // the router's namespace, legs and NAT stay as they are, and the new agent finds them right.
@@ -351,7 +352,14 @@ async fn wait_long(seconds: u64, mut check: impl FnMut() -> bool) -> bool {
 /// two gateway hosts join. VMs without a floating IP leave through the active gateway host,
 /// seen as the router's gateway address; cutting that host off moves SNAT to the other within
 /// seconds (printed), and it comes back when the host does.
-async fn centralized_snat(lab: &mut Lab, api: &ApiClient, router_id: &str) {
+async fn centralized_snat(
+    lab: &mut Lab,
+    api: &ApiClient,
+    router_id: &str,
+    tenant_networks: &[String],
+    ext_id: &str,
+    group: &str,
+) {
     for host in ["h1", "h2"] {
         lab.set_role(host, AgentRole::Compute).expect("a compute host");
     }
@@ -463,4 +471,108 @@ async fn centralized_snat(lab: &mut Lab, api: &ApiClient, router_id: &str) {
     .await;
     assert!(back, "SNAT is back on {active}\n{}", lab.log_tail(&format!("agent-{active}"), 30));
     assert!(lab.ping("vm22", "203.0.113.1", 2), "vm22 (h2) leaves through {active} too");
+    ipv6_through_the_gateway_host(lab, api, router_id, tenant_networks, ext_id, group, active).await;
+}
+
+/// IPv6 through an IPv6 external gateway, without NAT: the router's gateway gets an IPv6
+/// address, its networks IPv6 subnets (the SNAT ports an IPv6 address), and a VM on an
+/// IPv6-only network reaches the internet host's IPv6 address as itself; the internet host
+/// routes the VM's prefix to the gateway's address, held by the active gateway host.
+async fn ipv6_through_the_gateway_host(
+    lab: &mut Lab,
+    api: &ApiClient,
+    router_id: &str,
+    tenant_networks: &[String],
+    ext_id: &str,
+    group: &str,
+    active: &str,
+) {
+    let subnet = |network: &str, cidr: &str| json!({"subnet": {"network_id": network, "ip_version": 6, "cidr": cidr}});
+    let ext6 = api.post("/v2.0/subnets", subnet(ext_id, "2001:db8:e::/64")).await.unwrap()["subnet"].clone();
+    // The gateway takes an address on it (keeping its IPv4 one).
+    let router = api.get(&format!("/v2.0/routers/{router_id}")).await.unwrap();
+    let mut fixed = router["router"]["external_gateway_info"]["external_fixed_ips"].as_array().unwrap().clone();
+    fixed.push(json!({"subnet_id": ext6["id"]}));
+    let gw = json!({"router": {"external_gateway_info": {"network_id": ext_id, "external_fixed_ips": fixed}}});
+    let router = api.put(&format!("/v2.0/routers/{router_id}"), gw).await.unwrap();
+    let gateway6 = router["router"]["external_gateway_info"]["external_fixed_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|f| f["ip_address"].as_str().filter(|a| a.contains(':')).map(String::from))
+        .expect("an IPv6 gateway address");
+    let mut interfaces = Vec::new();
+    for (network, cidr) in [(&tenant_networks[0], "2001:db8:a::/64"), (&tenant_networks[1], "2001:db8:b::/64")] {
+        let s6 = api.post("/v2.0/subnets", subnet(network, cidr)).await.unwrap()["subnet"].clone();
+        api.put(&format!("/v2.0/routers/{router_id}/add_router_interface"), json!({"subnet_id": s6["id"]}))
+            .await
+            .unwrap();
+        interfaces.push(s6["id"].as_str().unwrap().to_string());
+    }
+    let net = api.create_network("e2e-routed-v6-out").await.unwrap();
+    let only6 = api.post("/v2.0/subnets", subnet(net["id"].as_str().unwrap(), "2001:db8:f::/64")).await.unwrap()
+        ["subnet"]
+        .clone();
+    api.put(&format!("/v2.0/routers/{router_id}/add_router_interface"), json!({"subnet_id": only6["id"]}))
+        .await
+        .unwrap();
+    interfaces.push(only6["id"].as_str().unwrap().to_string());
+    let vm = lab.boot_vm(api, &net, "vm26", "h1").await.expect("an IPv6 VM boots");
+    api.put(&format!("/v2.0/ports/{}", vm.port_id), json!({"port": {"security_groups": [group]}})).await.unwrap();
+    let v6_gateway = only6["gateway_ip"].as_str().unwrap().to_string();
+    lab.exec("vm26", &["ip", "-6", "route", "add", "default", "via", &v6_gateway]).expect("IPv6 default route");
+    // The internet host: an IPv6 address, and the VM's prefix through the router's gateway.
+    let internet = lab.netns("vm90");
+    for args in [
+        vec!["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0"],
+        vec!["ip", "-6", "addr", "add", "2001:db8:e::1/64", "dev", "eth0", "nodad"],
+    ] {
+        let mut cmd = vec!["netns", "exec", internet.as_str()];
+        cmd.extend(args);
+        assert!(std::process::Command::new("ip").args(&cmd).status().unwrap().success(), "{cmd:?}");
+    }
+    let routed = wait_long(10, || {
+        std::process::Command::new("ip")
+            .args(["-n", &internet, "-6", "route", "replace", "2001:db8:f::/64", "via", &gateway6])
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+    .await;
+    assert!(routed, "the internet host routes the VM's prefix to {gateway6}");
+    let router_ns = |host: &str| format!("{host}-qrouter-{router_id}");
+    let out = wait_long(30, || lab.ping("vm26", "2001:db8:e::1", 1)).await;
+    assert!(
+        out,
+        "vm26 (h1) reaches the internet over IPv6 through {active}\nh1: {}\n{active}: {}{}\n{}",
+        lab.exec(&router_ns("h1"), &["ip", "-6", "route"]).unwrap_or_default(),
+        lab.exec(&router_ns(active), &["ip", "-6", "route"]).unwrap_or_default(),
+        lab.exec(&router_ns(active), &["ip", "-6", "route", "show", "table", "local"]).unwrap_or_default(),
+        lab.log_tail(&format!("agent-{active}"), 20)
+    );
+    // As itself: no NAT for IPv6.
+    let capture = std::process::Command::new("ip")
+        .args(["netns", "exec", &internet, "timeout", "5", "tcpdump", "-n", "-l", "-c", "1", "-i", "eth0"])
+        .arg("icmp6 and ip6[40] == 128")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(lab.ping("vm26", "2001:db8:e::1", 2));
+    let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string();
+    assert!(seen.contains(&format!("{} > 2001:db8:e::1", vm.ip)), "the internet sees {} itself: {seen}", vm.ip);
+    // Cleaned up: the VM, the IPv6 interfaces, the gateway's IPv6 address.
+    api.delete(&format!("/v2.0/ports/{}", vm.port_id)).await.unwrap();
+    lab.remove_vm("vm26").unwrap();
+    for subnet in &interfaces {
+        api.put(&format!("/v2.0/routers/{router_id}/remove_router_interface"), json!({"subnet_id": subnet}))
+            .await
+            .unwrap();
+    }
+    let unrouted = wait_long(10, || {
+        let legs = lab.exec(&router_ns("h1"), &["ip", "-6", "route", "show", "table", "local"]).unwrap_or_default();
+        !["2001:db8:a::", "2001:db8:b::", "2001:db8:f::"].iter().any(|p| legs.contains(p))
+    })
+    .await;
+    assert!(unrouted, "h1's router dropped its IPv6 interfaces");
 }
