@@ -20,11 +20,7 @@ pub async fn run(rounds: usize, database: Option<String>) -> Result<(), String> 
 async fn measure(lab: &mut Lab, rounds: usize) -> Result<(), String> {
     let api = lab.api();
     let e = |e: neutrino_lab::ApiError| e.to_string();
-    let group = api.post("/v2.0/security-groups", json!({"security_group": {"name": "open"}})).await.map_err(e)?;
-    let group = group["security_group"]["id"].as_str().unwrap_or_default().to_string();
-    let rule =
-        json!({"security_group_rule": {"security_group_id": group, "direction": "ingress", "ethertype": "IPv4"}});
-    api.post("/v2.0/security-group-rules", rule).await.map_err(e)?;
+    let group = open_group(&api).await?;
     let net_a = api.create_network("bench-a").await.map_err(e)?;
     let net_b = api.create_network("bench-b").await.map_err(e)?;
     let sub_a = api.create_subnet(net_a["id"].as_str().unwrap_or_default(), "198.51.100.0/25").await.map_err(e)?;
@@ -56,6 +52,17 @@ async fn measure(lab: &mut Lab, rounds: usize) -> Result<(), String> {
     }
     fip_latency(lab, &ext_id, &vms[0].port_id, rounds).await?;
     throughput(lab, &vms[1].ip, &vms[2].ip)
+}
+
+/// A security group that lets all IPv4 in: its id.
+pub(super) async fn open_group(api: &neutrino_lab::ApiClient) -> Result<String, String> {
+    let e = |e: neutrino_lab::ApiError| e.to_string();
+    let group = api.post("/v2.0/security-groups", json!({"security_group": {"name": "open"}})).await.map_err(e)?;
+    let group = group["security_group"]["id"].as_str().unwrap_or_default().to_string();
+    let rule =
+        json!({"security_group_rule": {"security_group_id": group, "direction": "ingress", "ethertype": "IPv4"}});
+    api.post("/v2.0/security-group-rules", rule).await.map_err(e)?;
+    Ok(group)
 }
 
 /// A flat external network on the lab's provider network with one subnet: its id.

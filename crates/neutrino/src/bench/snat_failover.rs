@@ -25,11 +25,7 @@ async fn measure(lab: &mut Lab, rounds: usize) -> Result<(), String> {
     }
     let api = lab.api();
     let e = |e: neutrino_lab::ApiError| e.to_string();
-    let group = api.post("/v2.0/security-groups", json!({"security_group": {"name": "open"}})).await.map_err(e)?;
-    let group = group["security_group"]["id"].as_str().unwrap_or_default().to_string();
-    let rule =
-        json!({"security_group_rule": {"security_group_id": group, "direction": "ingress", "ethertype": "IPv4"}});
-    api.post("/v2.0/security-group-rules", rule).await.map_err(e)?;
+    let group = super::routing::open_group(&api).await?;
     let net = api.create_network("bench-snat").await.map_err(e)?;
     let subnet = api.create_subnet(net["id"].as_str().unwrap_or_default(), "198.51.100.0/24").await.map_err(e)?;
     let ext_id = super::routing::external_network(&api, "203.0.113.0/24").await?;

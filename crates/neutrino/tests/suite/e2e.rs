@@ -60,7 +60,12 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     let net = api.create_network("e2e").await.unwrap();
     let net_id = net["id"].as_str().unwrap().to_string();
     let vni = net["provider:segmentation_id"].as_u64().unwrap();
-    api.create_subnet(&net_id, "198.51.100.0/24").await.unwrap();
+    // The VMs' addresses come from the lower half: the security group checks use addresses
+    // of the upper one as spoofed sources and allowed address pairs (a random allocation
+    // must never hand one of them to a VM).
+    let pools = serde_json::json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "198.51.100.0/24",
+                                  "allocation_pools": [{"start": "198.51.100.2", "end": "198.51.100.127"}]}});
+    api.post("/v2.0/subnets", pools).await.unwrap();
     let mut vms: Vec<BootedVm> = Vec::new();
     for (name, host) in [("vm1", "h1"), ("vm2", "h1"), ("vm3", "h2")] {
         vms.push(lab.boot_vm(&api, &net, name, host).await.expect("VM boots and its port goes ACTIVE"));
