@@ -22,19 +22,27 @@ async fn boot(
     vm
 }
 
-/// What the internet host (`vm90`, 203.0.113.1) sees of an echo request `vm` sends it: the
-/// tcpdump line naming its source address.
-fn seen_by_the_internet(lab: &Lab, vm: &str) -> String {
+/// The first packet the internet host (`vm90`) receives that matches the tcpdump `filter`,
+/// while `send` runs: the tcpdump line, naming its source address.
+async fn seen_at_the_internet(lab: &Lab, filter: &str, send: impl AsyncFnOnce()) -> String {
     let capture = std::process::Command::new("ip")
         .args(["netns", "exec", &lab.netns("vm90"), "timeout", "5", "tcpdump", "-n", "-l", "-c", "1", "-i", "eth0"])
-        .arg("icmp[icmptype] == icmp-echo")
+        .arg(filter)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(lab.ping(vm, "203.0.113.1", 2), "{vm} reaches the internet");
+    send().await;
     String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string()
+}
+
+/// What the internet host (`vm90`, 203.0.113.1) sees of an echo request `vm` sends it.
+async fn seen_by_the_internet(lab: &Lab, vm: &str) -> String {
+    seen_at_the_internet(lab, "icmp[icmptype] == icmp-echo", async || {
+        assert!(lab.ping(vm, "203.0.113.1", 2), "{vm} reaches the internet");
+    })
+    .await
 }
 
 /// `external`: a flat network on the provider network, made the router's external network.
@@ -144,7 +152,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     let _ = server.kill();
     let _ = server.wait();
     assert!(tcp.is_ok(), "TCP from the internet to {address}:8080 reaches vm21: {tcp:?}");
-    let seen = seen_by_the_internet(lab, "vm21");
+    let seen = seen_by_the_internet(lab, "vm21").await;
     assert!(seen.contains(&format!("{address} > 203.0.113.1")), "the internet sees vm21 as {address}: {seen}");
     // Port forwardings, on the internal port's host: TCP and UDP to a second floating IP's
     // ports reach vm23 (h1) on its own ports.
@@ -204,7 +212,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
             .unwrap();
         let own_ip = own["ports"][0]["fixed_ips"][0]["ip_address"].as_str().unwrap_or_default().to_string();
         assert!(!own_ip.is_empty(), "{host}'s external address: {own}");
-        let seen = seen_by_the_internet(lab, vm);
+        let seen = seen_by_the_internet(lab, vm).await;
         assert!(
             seen.contains(&format!("{own_ip} > 203.0.113.1")),
             "the internet sees {vm} as {host}'s {own_ip}: {seen}"
@@ -442,7 +450,7 @@ async fn centralized_snat(
         lab.log_tail("agent-h1", 20),
         lab.log_tail(&format!("agent-{active}"), 20)
     );
-    let seen = seen_by_the_internet(lab, "vm23");
+    let seen = seen_by_the_internet(lab, "vm23").await;
     assert!(seen.contains(&format!("{gateway_ip} > 203.0.113.1")), "seen as the gateway address {gateway_ip}: {seen}");
 
     // The active gateway host is cut off: the others stop hearing it and the standby takes
@@ -458,7 +466,7 @@ async fn centralized_snat(
         on_standby.as_ref().is_ok_and(|a| a.contains(&format!("local {gateway_ip} "))),
         "{standby} holds the gateway address: {on_standby:?}"
     );
-    let seen = seen_by_the_internet(lab, "vm23");
+    let seen = seen_by_the_internet(lab, "vm23").await;
     assert!(seen.contains(&format!("{gateway_ip} > 203.0.113.1")), "still the gateway address: {seen}");
 
     // It comes back: it is the first again, takes its address back (announcing it) and SNAT
@@ -571,16 +579,10 @@ async fn ipv6_through_the_gateway_host(
         lab.log_tail(&format!("agent-{active}"), 20)
     );
     // As itself: no NAT for IPv6.
-    let capture = std::process::Command::new("ip")
-        .args(["netns", "exec", &internet, "timeout", "5", "tcpdump", "-n", "-l", "-c", "1", "-i", "eth0"])
-        .arg("icmp6 and ip6[40] == 128")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(wait_long(5, || lab.ping("vm26", "2001:db8:e::1", 1)).await);
-    let seen = String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).to_string();
+    let seen = seen_at_the_internet(lab, "icmp6 and ip6[40] == 128", async || {
+        assert!(wait_long(5, || lab.ping("vm26", "2001:db8:e::1", 1)).await);
+    })
+    .await;
     assert!(seen.contains(&format!("{} > 2001:db8:e::1", vm.ip)), "the internet sees {} itself: {seen}", vm.ip);
     // Cleaned up: the VM, the IPv6 interfaces, the gateway's IPv6 address.
     api.delete(&format!("/v2.0/ports/{}", vm.port_id)).await.unwrap();
