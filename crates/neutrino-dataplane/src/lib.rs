@@ -360,9 +360,10 @@ pub trait Routers: Send + Sync {
         family: &str,
         table: &str,
     ) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
-    /// Send one gratuitous ARP (a request with sender and target IP `ip`, from the device's MAC
+    /// Send a gratuitous ARP (a request with sender and target IP `ip`, from the device's MAC
     /// to the broadcast address) out of `device` in the router's namespace, so that neighbours
-    /// update a stale entry for `ip` (a floating IP that moved).
+    /// update a stale entry for `ip` (a floating IP that moved); the kernel data plane sends
+    /// it twice more in the next second and a half, without waiting for them.
     fn announce(&self, router_id: &str, device: &str, ip: Ipv4Addr) -> impl Future<Output = Result<()>> + Send;
     /// Delete the connection tracking entries with `ip` as an original or reply source or
     /// destination in the router's namespace (a floating IP that moved or went, so its NAT

@@ -18,13 +18,28 @@ pub(super) async fn announce(router: &RouterNs, device: &str, ip: Ipv4Addr) -> R
         get_port_link(&router.netlink, device).await?.ok_or_else(|| DataPlaneError::NoSuchLink(device.into()))?;
     let packet = gratuitous_arp(port.mac, ip);
     let index = port.link.index;
-    let device = device.to_string();
+    let name = device.to_string();
     netns::on_thread(Some(router.netns.clone()), move || {
         send_broadcast_arp(index, &packet)
-            .map_err(|e| io::Error::new(e.kind(), format!("announce {ip} on {device}: {e}")).into())
+            .map_err(|e| io::Error::new(e.kind(), format!("announce {ip} on {name}: {e}")).into())
     })
-    .await
+    .await?;
+    // Twice more, later and off the caller's path (as Neutron's `send_arp_for_ha = 3`): one
+    // announcement may go before a new leg's bridge port forwards, and a neighbour that
+    // misses it would keep the old MAC until its entry goes stale. A leg gone by then is no
+    // error of anyone's.
+    let netns = router.netns.clone();
+    tokio::spawn(async move {
+        for delay in REPEATS {
+            tokio::time::sleep(delay).await;
+            let _ = netns::on_thread(Some(netns.clone()), move || Ok(send_broadcast_arp(index, &packet)?)).await;
+        }
+    });
+    Ok(())
 }
+
+/// When an announcement is sent again, each after the one before.
+const REPEATS: [std::time::Duration; 2] = [std::time::Duration::from_millis(300), std::time::Duration::from_secs(1)];
 
 /// An ARP announcement (RFC 5227): a request whose sender and target IP are both `ip`, from
 /// `mac`, with a zero target MAC. Every neighbour with an entry for `ip` updates it.

@@ -122,9 +122,16 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     let ext_id = external["id"].as_str().unwrap().to_string();
     api.put(&format!("/v2.0/networks/{ext_id}"), json!({"network": {"router:external": true}})).await.unwrap();
     lab.add_external_host("vm90", "203.0.113.1/24").expect("the internet host");
+    // An IPv6 subnet too (for IPv6 through the gateway later): the gateway takes an address on
+    // each.
+    let ext6 = json!({"subnet": {"network_id": ext_id, "ip_version": 6, "cidr": "2001:db8:e::/64"}});
+    api.post("/v2.0/subnets", ext6).await.unwrap();
+    let ext_subnets = api.get(&format!("/v2.0/subnets?network_id={ext_id}")).await.unwrap();
+    let fixed: Vec<serde_json::Value> =
+        ext_subnets["subnets"].as_array().unwrap().iter().map(|s| json!({"subnet_id": s["id"]})).collect();
     api.put(
         &format!("/v2.0/routers/{router_id}"),
-        json!({"router": {"external_gateway_info": {"network_id": ext_id}}}),
+        json!({"router": {"external_gateway_info": {"network_id": ext_id, "external_fixed_ips": fixed}}}),
     )
     .await
     .unwrap();
@@ -220,7 +227,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     }
 
     let tenant_networks = [net_a["id"].as_str().unwrap().to_string(), net_b["id"].as_str().unwrap().to_string()];
-    centralized_snat(lab, api, &router_id, &tenant_networks, &ext_id, &group).await;
+    centralized_snat(lab, api, &router_id, &tenant_networks, &group).await;
 
     // Restarting vm21's agent during a continuous ping through the floating IP loses nothing:
     // the router's namespace, legs and NAT stay as they are, and the new agent finds them right.
@@ -232,7 +239,18 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, external: &serde_json::Value)
     lab.start_agent("h1").unwrap();
     let (sent, received) = ping.finish().unwrap();
     eprintln!("ping through a floating IP across an agent restart: {received}/{sent}");
-    assert_eq!((sent, received), (200, 200), "no packet lost through the floating IP while h1's agent restarted");
+    let show = |ns: &str, args: &[&str]| lab.exec(ns, args).unwrap_or_default();
+    assert_eq!(
+        (sent, received),
+        (200, 200),
+        "no packet lost through the floating IP while h1's agent restarted\nh1: {}\n{}\n{}\n{}\n{}\nvm90: {}",
+        show(&router_ns("h1"), &["ip", "rule"]),
+        show(&router_ns("h1"), &["ip", "route", "show", "table", "78"]),
+        show(&router_ns("h1"), &["ip", "route"]),
+        show(&router_ns("h1"), &["ip", "-br", "addr"]),
+        show(&router_ns("h1"), &["nft", "list", "table", "ip", "neutrino_nat"]),
+        show("vm90", &["ip", "neigh"]),
+    );
     let after = lab.exec(&router_ns("h1"), &["ip", "-o", "link", "show"]).unwrap_or_default();
     assert_eq!(router_index, after, "the router's legs were not recreated");
 
@@ -360,14 +378,7 @@ async fn wait_long(seconds: u64, mut check: impl FnMut() -> bool) -> bool {
 /// two gateway hosts join. VMs without a floating IP leave through the active gateway host,
 /// seen as the router's gateway address; cutting that host off moves SNAT to the other within
 /// seconds (printed), and it comes back when the host does.
-async fn centralized_snat(
-    lab: &mut Lab,
-    api: &ApiClient,
-    router_id: &str,
-    tenant_networks: &[String],
-    ext_id: &str,
-    group: &str,
-) {
+async fn centralized_snat(lab: &mut Lab, api: &ApiClient, router_id: &str, tenant_networks: &[String], group: &str) {
     for host in ["h1", "h2"] {
         lab.set_role(host, AgentRole::Compute).expect("a compute host");
     }
@@ -375,8 +386,12 @@ async fn centralized_snat(
         lab.add_host(host, AgentRole::Gateway).expect("a gateway host");
     }
     let router = api.get(&format!("/v2.0/routers/{router_id}")).await.unwrap();
-    let gateway_ip =
-        router["router"]["external_gateway_info"]["external_fixed_ips"][0]["ip_address"].as_str().unwrap().to_string();
+    let gateway_ip = router["router"]["external_gateway_info"]["external_fixed_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|f| f["ip_address"].as_str().filter(|a| !a.contains(':')).map(String::from))
+        .expect("an IPv4 gateway address");
     let router_ns = |host: &str| format!("{host}-qrouter-{router_id}");
     // The one gateway host that holds the gateway address (none while two do).
     let holder = |lab: &Lab| {
@@ -500,11 +515,11 @@ async fn centralized_snat(
         assert!(routed, "{host} routes to {active}'s SNAT port {active_port} again");
     }
     assert!(lab.ping("vm22", "203.0.113.1", 2), "vm22 (h2) leaves through {active} too");
-    ipv6_through_the_gateway_host(lab, api, router_id, tenant_networks, ext_id, group, active).await;
+    ipv6_through_the_gateway_host(lab, api, router_id, tenant_networks, group, active).await;
 }
 
-/// IPv6 through an IPv6 external gateway, without NAT: the router's gateway gets an IPv6
-/// address, its networks IPv6 subnets (the SNAT ports an IPv6 address), and a VM on an
+/// IPv6 through an IPv6 external gateway, without NAT: the router's gateway has an IPv6
+/// address (from the start), its networks get IPv6 subnets (the SNAT ports an IPv6 address), and a VM on an
 /// IPv6-only network reaches the internet host's IPv6 address as itself; the internet host
 /// routes the VM's prefix to the gateway's address, held by the active gateway host.
 async fn ipv6_through_the_gateway_host(
@@ -512,18 +527,11 @@ async fn ipv6_through_the_gateway_host(
     api: &ApiClient,
     router_id: &str,
     tenant_networks: &[String],
-    ext_id: &str,
     group: &str,
     active: &str,
 ) {
     let subnet = |network: &str, cidr: &str| json!({"subnet": {"network_id": network, "ip_version": 6, "cidr": cidr}});
-    let ext6 = api.post("/v2.0/subnets", subnet(ext_id, "2001:db8:e::/64")).await.unwrap()["subnet"].clone();
-    // The gateway takes an address on it (keeping its IPv4 one).
     let router = api.get(&format!("/v2.0/routers/{router_id}")).await.unwrap();
-    let mut fixed = router["router"]["external_gateway_info"]["external_fixed_ips"].as_array().unwrap().clone();
-    fixed.push(json!({"subnet_id": ext6["id"]}));
-    let gw = json!({"router": {"external_gateway_info": {"network_id": ext_id, "external_fixed_ips": fixed}}});
-    let router = api.put(&format!("/v2.0/routers/{router_id}"), gw).await.unwrap();
     let gateway6 = router["router"]["external_gateway_info"]["external_fixed_ips"]
         .as_array()
         .unwrap()
@@ -580,11 +588,25 @@ async fn ipv6_through_the_gateway_host(
     );
     // As itself: no NAT for IPv6.
     let seen = seen_at_the_internet(lab, "icmp6 and ip6[40] == 128", async || {
-        assert!(wait_long(5, || lab.ping("vm26", "2001:db8:e::1", 1)).await);
+        let ok = wait_long(5, || lab.ping("vm26", "2001:db8:e::1", 1)).await;
+        let show = |ns: &str, args: &[&str]| lab.exec(ns, args).unwrap_or_default();
+        assert!(
+            ok,
+            "vm26 reaches the internet over IPv6 again\nh1: {}{}\nactive {active}: {}{}{}\nh3 {}\nh4 {}\nvm90: {}{}",
+            show(&router_ns("h1"), &["ip", "-6", "route"]),
+            show(&router_ns("h1"), &["ip", "-6", "neigh"]),
+            show(&router_ns(active), &["ip", "-6", "route"]),
+            show(&router_ns(active), &["ip", "-6", "neigh"]),
+            show(&router_ns(active), &["ip", "-br", "addr"]),
+            show(&router_ns("h3"), &["ip", "-6", "route", "show", "table", "local"]),
+            show(&router_ns("h4"), &["ip", "-6", "route", "show", "table", "local"]),
+            show("vm90", &["ip", "-6", "neigh"]),
+            show("vm90", &["ip", "-6", "route"]),
+        );
     })
     .await;
     assert!(seen.contains(&format!("{} > 2001:db8:e::1", vm.ip)), "the internet sees {} itself: {seen}", vm.ip);
-    // Cleaned up: the VM, the IPv6 interfaces, the gateway's IPv6 address.
+    // Cleaned up: the VM and the IPv6 interfaces.
     api.delete(&format!("/v2.0/ports/{}", vm.port_id)).await.unwrap();
     lab.remove_vm("vm26").unwrap();
     for subnet in &interfaces {
