@@ -79,7 +79,7 @@ pub fn default_availability_zone() -> String {
 }
 
 /// One network the host has a local port on.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct HostNetwork {
     pub network_type: String,
     /// For `flat` and `vlan` segments: the physical network, which the agent maps to an interface.
@@ -87,6 +87,50 @@ pub struct HostNetwork {
     pub physical_network: Option<String>,
     pub segmentation_id: Option<u32>,
     pub mtu: u32,
+    /// The network's subnets by id, as DHCP and router advertisements serve them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subnets: BTreeMap<String, HostSubnet>,
+    /// The network's DHCP port (`network:dhcp`): the address and MAC that answer DHCP,
+    /// metadata and DNS on every host, never seen beyond it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpServer>,
+}
+
+/// One subnet of a host's network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct HostSubnet {
+    pub cidr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ip: Option<String>,
+    #[serde(default)]
+    pub enable_dhcp: bool,
+    /// `dns_nameservers` (`0.0.0.0` or `::` alone: announce none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_nameservers: Vec<String>,
+    /// `host_routes`: `(destination, nexthop)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_routes: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_ra_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address_mode: Option<String>,
+}
+
+/// A network's DHCP port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct DhcpServer {
+    pub port_id: String,
+    pub mac_address: String,
+    #[serde(default)]
+    pub ip_addresses: Vec<String>,
+}
+
+/// One of a port's `extra_dhcp_opts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExtraDhcpOpt {
+    pub opt_name: String,
+    pub opt_value: String,
+    pub ip_version: u8,
 }
 
 /// A port bound to this host.
@@ -110,6 +154,16 @@ pub struct LocalPort {
     /// each with the MAC it may use them with.
     #[serde(default)]
     pub allowed_address_pairs: Vec<AddressPair>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_dhcp_opts: Vec<ExtraDhcpOpt>,
+    /// `dns_name` (empty: the host name is made from the address, as Neutron's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dns_name: String,
+    /// `device_id` (the instance, for metadata) and the owning project.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub project_id: String,
 }
 
 fn enabled() -> bool {
@@ -127,6 +181,10 @@ impl Default for LocalPort {
             port_security_enabled: true,
             security_groups: Vec::new(),
             allowed_address_pairs: Vec::new(),
+            extra_dhcp_opts: Vec::new(),
+            dns_name: String::new(),
+            device_id: String::new(),
+            project_id: String::new(),
         }
     }
 }
@@ -212,13 +270,16 @@ impl GroupMember {
 }
 
 /// A port bound to another host on a network this host has ports on (L2 population).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct RemotePort {
     pub network_id: String,
     pub mac_address: String,
     pub ip_addresses: Vec<String>,
     /// The VTEP of the host the port is bound to.
     pub tunnel_ip: String,
+    /// `dns_name` (empty: named from its address), for the host's DNS responder.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dns_name: String,
 }
 
 /// A router this host runs (it has a local port on a network the router has an interface on):

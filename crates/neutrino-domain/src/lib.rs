@@ -3,6 +3,7 @@
 
 pub mod binding;
 pub mod changes;
+pub mod dhcp;
 pub mod dns;
 pub mod error;
 pub mod firewall;

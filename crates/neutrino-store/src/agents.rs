@@ -203,8 +203,8 @@ impl Store {
         let mut state = HostState::default();
 
         let local = sqlx::query(
-            "SELECT id, network_id, mac_address, admin_state_up, status, port_security_enabled, allowed_address_pairs \
-             FROM ports WHERE host_id = $1 AND host_id <> ''",
+            "SELECT id, network_id, mac_address, admin_state_up, status, port_security_enabled, allowed_address_pairs, \
+             extra_dhcp_opts, dns_name, device_id, project_id FROM ports WHERE host_id = $1 AND host_id <> ''",
         )
         .bind(host.to_string())
         .fetch_all(&mut *c)
@@ -221,6 +221,10 @@ impl Store {
                     port_security_enabled: boolean(r, "port_security_enabled")?,
                     security_groups: Vec::new(),
                     allowed_address_pairs: serde_json::from_str(&text(r, "allowed_address_pairs")?)?,
+                    extra_dhcp_opts: serde_json::from_str(&text(r, "extra_dhcp_opts")?)?,
+                    dns_name: text(r, "dns_name")?,
+                    device_id: text(r, "device_id")?,
+                    project_id: text(r, "project_id")?,
                 },
             );
         }
@@ -254,10 +258,13 @@ impl Store {
                 physical_network: crate::rows::opt_text(r, "physical_network")?,
                 segmentation_id: opt_int(r, "segmentation_id")?.map(|v| v as u32),
                 mtu: r.try_get::<i64, _>("mtu")? as u32,
+                subnets: Default::default(),
+                dhcp: None,
             };
             state.networks.entry(text(r, "network_id")?).or_insert(network);
         }
         let routed = crate::host_routing::host_routers_reference(c, host, &mut state).await?;
+        crate::dhcp::fill_reference(c, &mut state).await?;
         if !l2population || local.is_empty() {
             tx.rollback().await?;
             return Ok((revision, state));
@@ -275,7 +282,7 @@ impl Store {
         );
         let on_our_segments = on_our_segments.as_str();
         let remote = sqlx::query(&format!(
-            "SELECT p.id, p.network_id, p.mac_address, p.host_id FROM ports p WHERE {on_our_segments}"
+            "SELECT p.id, p.network_id, p.mac_address, p.host_id, p.dns_name FROM ports p WHERE {on_our_segments}"
         ))
         .bind(host.to_string())
         .fetch_all(&mut *c)
@@ -305,6 +312,7 @@ impl Store {
                     mac_address: text(r, "mac_address")?,
                     ip_addresses: Vec::new(),
                     tunnel_ip: tunnel_ip.clone(),
+                    dns_name: text(r, "dns_name")?,
                 },
             );
         }

@@ -65,6 +65,24 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// revision. Returns the revision on SQLite (PostgreSQL numbers them after commit).
 pub(crate) async fn append(tx: &mut Tx, touched: &BTreeSet<(ObjectKind, String)>) -> Result<Option<u64>> {
     let backend = tx.backend();
+    // A network's image shows its DHCP port: the port changing records the network again.
+    let mut extra = BTreeSet::new();
+    let ports: Vec<&str> = touched.iter().filter(|(k, _)| *k == ObjectKind::Port).map(|(_, id)| id.as_str()).collect();
+    for chunk in ports.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT DISTINCT network_id FROM ports WHERE id IN ({}) AND device_owner = '{}'",
+            placeholders(chunk.len()),
+            neutrino_domain::dhcp::DEVICE_OWNER_DHCP
+        );
+        for r in rows_for(tx.conn(), &sql, chunk).await? {
+            extra.insert((ObjectKind::Network, text(&r, "network_id")?));
+        }
+    }
+    let touched: BTreeSet<(ObjectKind, String)> = if extra.is_empty() {
+        touched.clone()
+    } else {
+        touched.iter().cloned().chain(extra).collect()
+    };
     let mut changes: Vec<ObjectChange> = Vec::with_capacity(touched.len());
     for kind in ObjectKind::ALL {
         let ids: Vec<&str> = touched.iter().filter(|(k, _)| *k == kind).map(|(_, id)| id.as_str()).collect();
@@ -115,7 +133,7 @@ async fn insert_rows(c: &mut AnyConnection, revision: Option<i64>, txn: &str, ch
 }
 
 /// The rows of `sql`, whose placeholders are the `ids`, in order.
-async fn rows_for(c: &mut AnyConnection, sql: &str, ids: &[&str]) -> Result<Vec<sqlx::any::AnyRow>> {
+pub(crate) async fn rows_for(c: &mut AnyConnection, sql: &str, ids: &[&str]) -> Result<Vec<sqlx::any::AnyRow>> {
     let mut q = sqlx::query(sql);
     for id in ids {
         q = q.bind(id.to_string());
@@ -143,7 +161,8 @@ async fn read_images(
         ),
         ObjectKind::Port => format!(
             "SELECT id, network_id, host_id, segment_id, mac_address, admin_state_up, status, port_security_enabled, \
-             allowed_address_pairs, device_owner, device_id FROM ports WHERE id IN ({list}) ORDER BY id{lock}"
+             allowed_address_pairs, device_owner, device_id, extra_dhcp_opts, dns_name, project_id FROM ports \
+             WHERE id IN ({list}) ORDER BY id{lock}"
         ),
         ObjectKind::SecurityGroup => {
             format!("SELECT id, stateful FROM security_groups WHERE id IN ({list}) ORDER BY id{lock}")
@@ -166,9 +185,12 @@ async fn read_images(
     let mut out = BTreeMap::new();
     match kind {
         ObjectKind::Network => {
+            let mut parts = crate::dhcp::network_dhcp_parts(c, ids).await?;
             for r in &rows {
+                let id = text(r, "id")?;
                 let mtu = r.try_get::<i64, _>("mtu")? as u32;
-                out.insert(text(r, "id")?, Image::Network(Arc::new(NetworkImage { mtu })));
+                let (subnets, dhcp) = parts.remove(&id).unwrap_or_default();
+                out.insert(id, Image::Network(Arc::new(NetworkImage { mtu, subnets, dhcp })));
             }
         }
         ObjectKind::Segment => {
@@ -339,6 +361,10 @@ async fn read_images(
                         cidrs.remove(&id),
                         snat.contains(&id),
                     ),
+                    extra_dhcp_opts: serde_json::from_str(&text(r, "extra_dhcp_opts")?)?,
+                    dns_name: text(r, "dns_name")?,
+                    device_id: text(r, "device_id")?,
+                    project_id: text(r, "project_id")?,
                 };
                 out.insert(id, Image::Port(Arc::new(image)));
             }

@@ -193,6 +193,8 @@ pub(crate) async fn host_routers_reference(
             physical_network: opt_text(&r, "physical_network")?,
             segmentation_id: crate::rows::opt_int(&r, "segmentation_id")?.map(|v| v as u32),
             mtu: r.try_get::<i64, _>("mtu")? as u32,
+            subnets: Default::default(),
+            dhcp: None,
         };
         state.networks.insert(network_id.clone(), network);
         segments.insert(segment_id);

@@ -9,6 +9,7 @@ mod address_groups;
 mod agents;
 mod change_log;
 mod default_rules;
+mod dhcp;
 mod error;
 mod filters;
 mod floating_ips;

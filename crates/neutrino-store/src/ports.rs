@@ -290,9 +290,16 @@ pub async fn update_port_row(tx: &mut Tx, p: &Port, expected_revision: u64) -> R
 }
 
 pub async fn delete_port(tx: &mut Tx, id: &str) -> Result<()> {
-    let done = sqlx::query("DELETE FROM ports WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
-    if done.rows_affected() == 0 {
+    let gone = sqlx::query("DELETE FROM ports WHERE id = $1 RETURNING network_id, device_owner")
+        .bind(id.to_string())
+        .fetch_optional(tx.conn())
+        .await?;
+    let Some(gone) = gone else {
         return Err(StoreError::not_found("port", id));
+    };
+    if text(&gone, "device_owner")? == neutrino_domain::dhcp::DEVICE_OWNER_DHCP {
+        // The network's image shows its DHCP port.
+        tx.touch(ObjectKind::Network, &text(&gone, "network_id")?);
     }
     sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     crate::tags::clear_tags(tx, "ports", id).await?;

@@ -151,6 +151,7 @@ pub async fn insert_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     .execute(tx.conn())
     .await?;
     tx.revise("networks", &s.network_id).await?;
+    tx.touch(neutrino_domain::topology::ObjectKind::Network, &s.network_id);
     tx.record_change(Resource::Subnet, &s.id, Operation::Create);
     Ok(())
 }
@@ -188,6 +189,8 @@ pub async fn update_subnet(tx: &mut Tx, s: &Subnet) -> Result<()> {
     for r in router_ports {
         tx.touch(neutrino_domain::topology::ObjectKind::Port, &text(&r, "id")?);
     }
+    // The network's image shows its subnets.
+    tx.touch(neutrino_domain::topology::ObjectKind::Network, &s.network_id);
     tx.revise("networks", &s.network_id).await
 }
 
@@ -244,6 +247,7 @@ pub async fn delete_subnet(tx: &mut Tx, id: &str) -> Result<()> {
     crate::tags::clear_tags(tx, "subnets", id).await?;
     sqlx::query("DELETE FROM subnets WHERE id = $1").bind(id.to_string()).execute(tx.conn()).await?;
     tx.revise("networks", &subnet.network_id).await?;
+    tx.touch(neutrino_domain::topology::ObjectKind::Network, &subnet.network_id);
     tx.record_change(Resource::Subnet, id, Operation::Delete);
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! What the change log records of each object hosts care about: its kind, its id and its
 //! *image* (the attributes host views are computed from), or no image once it is gone.
 
-use neutrino_api::agent::{AddressPair, HostSecurityRule};
+use neutrino_api::agent::{AddressPair, DhcpServer, ExtraDhcpOpt, HostSecurityRule, HostSubnet};
+use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -54,10 +55,15 @@ impl std::fmt::Display for ObjectKind {
     }
 }
 
-/// A network: its MTU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A network: its MTU, its subnets and its DHCP port (a subnet or the DHCP port changing
+/// records the network's image again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NetworkImage {
     pub mtu: u32,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subnets: BTreeMap<String, HostSubnet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpServer>,
 }
 
 /// A network segment.
@@ -97,6 +103,14 @@ pub struct PortImage {
     /// For a router's interface or gateway port: which router, and its subnets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router: Option<RouterPortImage>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_dhcp_opts: Vec<ExtraDhcpOpt>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dns_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub project_id: String,
 }
 
 /// What the image of a router's port adds.
@@ -357,6 +371,10 @@ mod tests {
             security_groups: vec!["g1".into()],
             allowed_address_pairs: Vec::new(),
             router: None,
+            extra_dhcp_opts: Vec::new(),
+            dns_name: "vm1".into(),
+            device_id: "i1".into(),
+            project_id: "p".into(),
         }));
         assert_eq!(Image::from_json(ObjectKind::Port, &port.to_json()).unwrap(), port);
         let scopes: Vec<String> = port.scopes("p1").iter().map(ToString::to_string).collect();

@@ -429,6 +429,10 @@ impl Topology {
             port_security_enabled: p.port_security_enabled,
             security_groups: p.security_groups.clone(),
             allowed_address_pairs: p.allowed_address_pairs.clone(),
+            extra_dhcp_opts: p.extra_dhcp_opts.clone(),
+            dns_name: p.dns_name.clone(),
+            device_id: p.device_id.clone(),
+            project_id: p.project_id.clone(),
         })
     }
 
@@ -441,6 +445,8 @@ impl Topology {
             physical_network: segment.physical_network.clone(),
             segmentation_id: segment.segmentation_id,
             mtu: network.mtu,
+            subnets: network.subnets.clone(),
+            dhcp: network.dhcp.clone(),
         })
     }
 
@@ -458,6 +464,7 @@ impl Topology {
             mac_address: p.mac_address.clone(),
             ip_addresses: p.ip_addresses.clone(),
             tunnel_ip: self.vtep(port_host)?.to_string(),
+            dns_name: p.dns_name.clone(),
         })
     }
 
@@ -695,6 +702,6 @@ fn put(delta: &mut HostDelta, key: &Key, value: Value) {
 }
 
 /// What other hosts' views hold of a port (its remote entry, besides its host's VTEP).
-fn seen_by_others(p: &PortImage) -> (Option<(&str, &str)>, &str, &str, &[String]) {
-    (p.bound(), &p.network_id, &p.mac_address, &p.ip_addresses)
+fn seen_by_others(p: &PortImage) -> (Option<(&str, &str)>, &str, &str, &[String], &str) {
+    (p.bound(), &p.network_id, &p.mac_address, &p.ip_addresses, &p.dns_name)
 }

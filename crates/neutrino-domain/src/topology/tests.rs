@@ -18,6 +18,10 @@ fn port(network: &str, host: &str, segment: Option<&str>, mac: u8, ips: &[&str])
         security_groups: Vec::new(),
         allowed_address_pairs: Vec::new(),
         router: None,
+        extra_dhcp_opts: Vec::new(),
+        dns_name: format!("vm{mac}"),
+        device_id: format!("i{mac}"),
+        project_id: "p".into(),
     }))
 }
 
@@ -109,8 +113,21 @@ fn agent(host: &str, tunnel_ip: &str) -> Image {
     }))
 }
 
+/// A network whose subnet and DHCP port vary with its MTU (so the random test changes them).
 fn network(mtu: u32) -> Image {
-    Image::Network(Arc::new(NetworkImage { mtu }))
+    let subnet = neutrino_api::agent::HostSubnet {
+        cidr: "192.0.2.0/24".into(),
+        gateway_ip: Some("192.0.2.1".into()),
+        enable_dhcp: mtu % 2 == 0,
+        dns_nameservers: vec![format!("198.51.100.{}", mtu % 7)],
+        ..Default::default()
+    };
+    let dhcp = (mtu % 3 != 0).then(|| neutrino_api::agent::DhcpServer {
+        port_id: "dhcp".into(),
+        mac_address: "fa:16:3e:00:00:fe".into(),
+        ip_addresses: vec![format!("192.0.2.{}", 2 + mtu % 5)],
+    });
+    Image::Network(Arc::new(NetworkImage { mtu, subnets: [("s1".to_string(), subnet)].into(), dhcp }))
 }
 
 fn segment(network: &str, vni: u32) -> Image {

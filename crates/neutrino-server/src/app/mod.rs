@@ -11,6 +11,7 @@ pub mod address_groups;
 pub mod agents;
 pub mod authorize;
 pub mod default_rules;
+pub mod dhcp_ports;
 pub mod floating_ips;
 pub mod networks;
 pub mod ports;

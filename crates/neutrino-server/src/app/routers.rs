@@ -4,7 +4,7 @@
 //! first, so two of them on one router take turns.
 
 use super::authorize::{authorize_item, ItemAction};
-use super::ports::{create_owned, owned_port, FixedIpRequest};
+use super::ports::{create_owned, create_owned_active, owned_port, FixedIpRequest};
 use super::{create_each, project_for, CreateItem, OpContext};
 use crate::error::{HttpError, HttpResult};
 use crate::App;
@@ -466,21 +466,10 @@ pub async fn add_interface(
             let cidr: IpNet = subnet.cidr.parse().map_err(|_| ApiError::internal("stored CIDR"))?;
             rules::check_no_overlap(id, &subnet.id, cidr, &existing)?;
             let fixed = vec![FixedIpRequest { subnet_id: Some(subnet.id.clone()), ip_address: Some(gateway) }];
-            let mut port = create_owned(
-                app,
-                ctx,
-                &mut tx,
-                owned_port(&subnet.network_id, &subnet.project_id, owner, id, Some(fixed)),
-            )
-            .await?;
             // The interface is up at once, as OVN's router ports: every host with a port on
             // the network runs the router (there is no agent to wait for).
-            let expected = port.revision_number;
-            port.status = "ACTIVE".into();
-            port.revision_number = expected + 1;
-            store::update_port_row(&mut tx, &port, expected).await?;
-            store::store_port_body(&mut tx, &port).await?;
-            port
+            let req = owned_port(&subnet.network_id, &subnet.project_id, owner, id, Some(fixed));
+            create_owned_active(app, ctx, &mut tx, req).await?
         }
         InterfaceRequest::Port(port_id) | InterfaceRequest::PortOnSubnet { port_id, .. } => {
             authorize_item(ctx, tx.conn(), "port", &port_id, ItemAction::Read).await?;

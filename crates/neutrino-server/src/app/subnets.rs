@@ -96,6 +96,9 @@ async fn create_one(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreateSubnet) 
     apply_valid(&mut subnet, &valid);
     store::insert_subnet(tx, &subnet).await?;
     store::insert_initial_tags(tx, "subnets", &subnet.id, &subnet.tags).await?;
+    if subnet.enable_dhcp {
+        super::dhcp_ports::reconcile(app, ctx, tx, &subnet.network_id).await?;
+    }
     Ok(subnet)
 }
 
@@ -282,6 +285,9 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateSubnet) -> 
     }
     subnet.updated_at = store::now_timestamp();
     store::update_subnet(&mut tx, &subnet).await?;
+    if req.enable_dhcp.is_some() {
+        super::dhcp_ports::reconcile(app, ctx, &mut tx, &subnet.network_id).await?;
+    }
     tx.commit().await?;
     subnet.revision_number += 1;
     Ok(subnet)
@@ -289,12 +295,15 @@ pub async fn update(app: &App, ctx: &OpContext, id: &str, req: UpdateSubnet) -> 
 
 pub async fn delete(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()> {
     let mut tx = app.store.begin().await?;
+    let subnet = store::get_subnet(tx.conn(), id).await?;
     if !ctx.is_admin {
-        let subnet = store::get_subnet(tx.conn(), id).await?;
         let target = visible(ctx, tx.conn(), &subnet).await?;
         ctx.enforce("delete_subnet", &[], &target)?;
     }
     store::delete_subnet(&mut tx, id).await?;
+    if subnet.enable_dhcp {
+        super::dhcp_ports::reconcile(app, ctx, &mut tx, &subnet.network_id).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

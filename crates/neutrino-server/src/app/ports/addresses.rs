@@ -22,7 +22,7 @@ fn parse_fixed_ip(text: &str) -> Result<IpAddr, ApiError> {
     text.parse().map_err(|_| ApiError::invalid_attribute("fixed_ips", format!("'{text}' is not a valid IP address")))
 }
 
-fn pools_of(subnet: &Subnet) -> Vec<IpRange> {
+pub(crate) fn pools_of(subnet: &Subnet) -> Vec<IpRange> {
     subnet
         .allocation_pools
         .iter()

@@ -4,6 +4,7 @@ mod addresses;
 mod options;
 
 pub use addresses::FixedIpRequest;
+pub(crate) use addresses::pools_of;
 pub use options::AddressPairsRequest;
 
 use addresses::assign_fixed_ips;
@@ -572,4 +573,38 @@ pub(crate) async fn create_owned(app: &App, ctx: &OpContext, tx: &mut Tx, req: C
         policy: ctx.policy.clone(),
     };
     create_one(app, &service, tx, req).await
+}
+
+/// Give a port the server owns exactly `requested` addresses, inside the caller's transaction
+/// (an address named stays as it is; one asked by subnet only is allocated).
+pub(crate) async fn set_owned_addresses(
+    app: &App,
+    tx: &mut Tx,
+    port_id: &str,
+    requested: Vec<FixedIpRequest>,
+) -> HttpResult<Port> {
+    let service = super::snat_gateways::service_context(app);
+    let mut port = store::get_port(tx.conn(), port_id).await?;
+    let subnets = store::network_subnets(tx.conn(), &port.network_id).await?;
+    store::release_port_ips(tx, port_id).await?;
+    port.fixed_ips = assign_fixed_ips(&service, tx, &port, &subnets, Some(requested)).await?;
+    let expected = port.revision_number;
+    port.revision_number = expected + 1;
+    port.updated_at = store::now_timestamp();
+    store::update_port_row(tx, &port, expected).await?;
+    store::store_port_body(tx, &port).await?;
+    app.store.finish_port(&mut port);
+    Ok(port)
+}
+
+/// Create a port the server owns that is up at once: one no agent wires on its own (every
+/// host serves it), such as a router interface or the DHCP port.
+pub(crate) async fn create_owned_active(app: &App, ctx: &OpContext, tx: &mut Tx, req: CreatePort) -> HttpResult<Port> {
+    let mut port = create_owned(app, ctx, tx, req).await?;
+    let expected = port.revision_number;
+    port.status = "ACTIVE".into();
+    port.revision_number = expected + 1;
+    store::update_port_row(tx, &port, expected).await?;
+    store::store_port_body(tx, &port).await?;
+    Ok(port)
 }

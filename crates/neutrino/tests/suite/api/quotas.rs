@@ -119,7 +119,8 @@ on_both_backends!(every_counted_resource_is_refused_past_its_limit, default_conf
     network_in(&s, "someone-else").await.expect("limits are per project");
 
     let subnet =
-        |cidr: &str| json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": cidr, "project_id": "q"}});
+        // Without DHCP: the network's DHCP port would count as the project's first port.
+        |cidr: &str| json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": cidr, "project_id": "q", "enable_dhcp": false}});
     s.api.post("/v2.0/subnets", subnet("10.1.0.0/24")).await.unwrap();
     assert_over_quota(s.api.post("/v2.0/subnets", subnet("10.2.0.0/24")).await, "subnet");
 

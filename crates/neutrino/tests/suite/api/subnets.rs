@@ -247,3 +247,53 @@ on_both_backends!(service_types_steer_automatic_addresses, default_config(), |s:
         .unwrap();
     assert_eq!(updated["subnet"]["service_types"], json!(["compute:nova"]));
 });
+
+on_both_backends!(networks_get_a_dhcp_port_on_their_dhcp_subnets, default_config(), |s: TestServer| async move {
+    let net = s.api.create_network("dhcp").await.unwrap();
+    let net_id = net["id"].as_str().unwrap();
+    let dhcp_ports = || async {
+        let listed = s.api.get(&format!("/v2.0/ports?network_id={net_id}&device_owner=network:dhcp")).await.unwrap();
+        listed["ports"].as_array().unwrap().clone()
+    };
+    let v4 = s.api.create_subnet(net_id, "10.31.0.0/24").await.unwrap();
+    let v4_id = v4["id"].as_str().unwrap();
+    let ports = dhcp_ports().await;
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    let port = &ports[0];
+    assert_eq!(port["device_id"], format!("dhcp-{net_id}"));
+    assert_eq!(port["status"], "ACTIVE");
+    assert_eq!(port["project_id"], net["project_id"]);
+    assert_eq!(port["fixed_ips"], json!([{"subnet_id": v4_id, "ip_address": "10.31.0.2"}]));
+    // A second DHCP subnet adds an address to the same port; a subnet without DHCP does not.
+    let second = s
+        .api
+        .post("/v2.0/subnets", json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "10.32.0.0/24"}}))
+        .await
+        .unwrap()["subnet"]
+        .clone();
+    s.api
+        .post(
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "10.33.0.0/24", "enable_dhcp": false}}),
+        )
+        .await
+        .unwrap();
+    let ports = dhcp_ports().await;
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["id"], port["id"]);
+    let mut ips: Vec<&str> =
+        ports[0]["fixed_ips"].as_array().unwrap().iter().map(|f| f["ip_address"].as_str().unwrap()).collect();
+    ips.sort();
+    assert_eq!(ips, ["10.31.0.2", "10.32.0.2"]);
+    // DHCP off on the first: its address goes, the other stays.
+    s.api.put(&format!("/v2.0/subnets/{v4_id}"), json!({"subnet": {"enable_dhcp": false}})).await.unwrap();
+    let ports = dhcp_ports().await;
+    assert_eq!(ports[0]["fixed_ips"], json!([{"subnet_id": second["id"], "ip_address": "10.32.0.2"}]));
+    // The DHCP port never keeps a subnet from going; with the last DHCP subnet the port goes.
+    s.api.delete(&format!("/v2.0/subnets/{}", second["id"].as_str().unwrap())).await.unwrap();
+    assert!(dhcp_ports().await.is_empty());
+    s.api.put(&format!("/v2.0/subnets/{v4_id}"), json!({"subnet": {"enable_dhcp": true}})).await.unwrap();
+    assert_eq!(dhcp_ports().await.len(), 1);
+    // Nor a network.
+    s.api.delete(&format!("/v2.0/networks/{net_id}")).await.unwrap();
+});
