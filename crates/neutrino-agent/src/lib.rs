@@ -9,6 +9,7 @@
 
 pub mod capabilities;
 pub mod client;
+pub mod dhcp;
 pub mod gateway_liveness;
 pub mod metrics;
 pub mod reconcilers;
@@ -64,6 +65,9 @@ pub struct AgentConfig {
     pub gateway_probe_interval: Duration,
     /// `[agent] gateway_probe_misses`: after how many unanswered probes one is dead.
     pub gateway_probe_misses: u32,
+    /// DHCP answered on this host (`[DEFAULT] dhcp_lease_duration`, `dns_domain`); `None` with
+    /// `[agent] enable_dhcp = false`.
+    pub dhcp: Option<neutrino_domain::dhcp::DhcpSettings>,
 }
 
 /// The host's view as the follower last published it.
@@ -128,6 +132,10 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         snat,
         Some(liveness.clone()),
     )));
+    if let Some(settings) = &config.dhcp {
+        reconcilers
+            .push(Box::new(reconcilers::dhcp::DhcpReconciler::new(settings.clone(), Some(dhcp::DhcpService::new()))));
+    }
     let mut tasks = vec![
         tokio::spawn(gateway_liveness::run_probes(liveness)),
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),

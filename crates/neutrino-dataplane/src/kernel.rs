@@ -39,6 +39,7 @@ pub struct KernelDataPlane {
     neighbours: KernelNeighbours,
     firewall: crate::nft::KernelFirewall,
     routers: crate::router::KernelRouters,
+    dhcp: crate::router::KernelRouters,
 }
 
 /// The links of the namespace the socket was opened in.
@@ -95,7 +96,8 @@ impl KernelDataPlane {
         Ok(Self {
             links: KernelLinks(netlink.clone()),
             fdb: KernelFdb(netlink.clone()),
-            routers: crate::router::KernelRouters::new(netlink.clone(), prefix)?,
+            routers: crate::router::KernelRouters::new(netlink.clone(), prefix, crate::NamespaceKind::Router)?,
+            dhcp: crate::router::KernelRouters::new(netlink.clone(), prefix, crate::NamespaceKind::Dhcp)?,
             neighbours: KernelNeighbours(netlink),
             firewall: crate::nft::KernelFirewall::of_current_netns()?,
         })
@@ -131,7 +133,11 @@ impl Netlink {
 
     /// The neighbour (or, for `AddressFamily::Bridge`, FDB) entries, of one device when
     /// `ifindex` is given (filtered by the kernel: NDA_IFINDEX on a strict socket).
-    async fn dump_neighbours(&self, family: AddressFamily, ifindex: Option<u32>) -> Result<Vec<NeighbourMessage>> {
+    pub(crate) async fn dump_neighbours(
+        &self,
+        family: AddressFamily,
+        ifindex: Option<u32>,
+    ) -> Result<Vec<NeighbourMessage>> {
         let mut request = self.handle.neighbours().get().set_address_family(family);
         if let Some(index) = ifindex {
             request.message_mut().attributes.push(NeighbourAttribute::IfIndex(index));
@@ -241,12 +247,12 @@ impl Netlink {
     }
 
     /// Resolves the device of an entry to add; the device must exist.
-    async fn device_index(&self, name: &str) -> Result<u32> {
+    pub(crate) async fn device_index(&self, name: &str) -> Result<u32> {
         Ok(self.require_link(name).await?.index)
     }
 
     /// Sends RTM_DELNEIGH; an entry (or device) that is already gone is success.
-    async fn delete_neighbour(&self, op: &str, device: &str, msg: NeighbourMessage) -> Result<()> {
+    pub(crate) async fn delete_neighbour(&self, op: &str, device: &str, msg: NeighbourMessage) -> Result<()> {
         match self.handle.neighbours().del(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_absent(&e) => Ok(()),
@@ -256,7 +262,11 @@ impl Netlink {
 
     /// Builds the RTM_DELNEIGH for `device`, or `None` when the device is gone (and with it
     /// every entry on it).
-    async fn neighbour_message(&self, device: &str, family: AddressFamily) -> Result<Option<NeighbourMessage>> {
+    pub(crate) async fn neighbour_message(
+        &self,
+        device: &str,
+        family: AddressFamily,
+    ) -> Result<Option<NeighbourMessage>> {
         let Some(link) = self.get_link(device).await? else {
             return Ok(None);
         };
@@ -292,6 +302,10 @@ impl DataPlane for KernelDataPlane {
 
     fn routers(&self) -> &crate::router::KernelRouters {
         &self.routers
+    }
+
+    fn dhcp(&self) -> &crate::router::KernelRouters {
+        &self.dhcp
     }
 
     async fn observe(&self) -> Result<Observed> {
@@ -702,7 +716,7 @@ fn parse_fdb(msg: &NeighbourMessage, vxlans: &HashMap<u32, &str>) -> Option<FdbE
 }
 
 /// A permanent ARP/ND entry on one of `vxlans`.
-fn parse_neighbour(msg: &NeighbourMessage, vxlans: &HashMap<u32, &str>) -> Option<NeighEntry> {
+pub(crate) fn parse_neighbour(msg: &NeighbourMessage, vxlans: &HashMap<u32, &str>) -> Option<NeighEntry> {
     let device = vxlans.get(&msg.header.ifindex)?;
     if nud_state(msg) & libc::NUD_PERMANENT == 0 {
         return None;

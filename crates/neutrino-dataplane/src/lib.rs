@@ -22,6 +22,7 @@ mod netns;
 pub mod nft;
 pub mod probe;
 pub mod router;
+pub mod sockets;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
@@ -163,6 +164,9 @@ pub trait DataPlane: Send + Sync + 'static {
     fn firewall(&self) -> &Self::Firewall;
     /// The routers' namespaces on this host (distributed routing).
     fn routers(&self) -> &Self::Routers;
+    /// The networks' service namespaces on this host (`qdhcp-<network id>`: DHCP, metadata
+    /// and DNS answered by the network's DHCP port), with the same operations.
+    fn dhcp(&self) -> &Self::Routers;
     /// Every link, and the static FDB and permanent neighbour entries of every VXLAN device,
     /// in one read (for a full pass; a targeted pass asks the handles for what it needs).
     fn observe(&self) -> impl Future<Output = Result<Observed>> + Send;
@@ -233,6 +237,24 @@ pub fn router_namespace(prefix: &str, router_id: &str) -> String {
 
 /// What comes between the prefix and the router id in a router namespace's name (Neutron's).
 pub const ROUTER_NAMESPACE: &str = "qrouter-";
+
+/// The kinds of namespace a [`Routers`] handle manages: routers (`qrouter-<router id>`) or
+/// the networks' DHCP services (`qdhcp-<network id>`, Neutron's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceKind {
+    Router,
+    Dhcp,
+}
+
+impl NamespaceKind {
+    /// What comes between the prefix and the id in the namespace's name.
+    pub fn tag(self) -> &'static str {
+        match self {
+            NamespaceKind::Router => ROUTER_NAMESPACE,
+            NamespaceKind::Dhcp => "qdhcp-",
+        }
+    }
+}
 
 /// A router's leg on one network: a veth pair whose inside end (`name`, e.g.
 /// `qr-<port id[:11]>` or `qg-<...>`) lives in the router's namespace and whose outside end
@@ -370,4 +392,19 @@ pub trait Routers: Send + Sync {
     /// state does not outlive it). A host without the `conntrack` tool answers
     /// [`DataPlaneError::Unsupported`].
     fn flush_conntrack(&self, router_id: &str, ip: IpAddr) -> impl Future<Output = Result<()>> + Send;
+    /// Make the permanent neighbour entries on `device` in the namespace exactly `entries`
+    /// (address → MAC; the kernel's own entries are left alone).
+    fn set_neighbours(
+        &self,
+        router_id: &str,
+        device: &str,
+        entries: &[(IpAddr, MacAddr)],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Run `f` on a thread inside the namespace, to open sockets there (a socket stays in the
+    /// namespace it was made in). The in-memory model has no sockets: `Unsupported`.
+    fn in_namespace<T: Send + 'static>(
+        &self,
+        router_id: &str,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> + Send;
 }

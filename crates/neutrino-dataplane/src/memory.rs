@@ -41,6 +41,7 @@ pub struct MemoryDataPlane {
     neighbours: MemoryNeighbours,
     firewall: MemoryFirewall,
     routers: MemoryRouters,
+    dhcp: MemoryRouters,
 }
 
 /// The firewall's objects, as [`neutrino_domain::firewall::apply_to`] leaves them.
@@ -128,7 +129,8 @@ impl MemoryDataPlane {
     /// [`crate::kernel::KernelDataPlane::with_namespace_prefix`].
     pub fn with_namespace_prefix(prefix: &str) -> Self {
         let mut dp = Self::new();
-        dp.routers = MemoryRouters::new(dp.links.0.clone(), prefix);
+        dp.routers = MemoryRouters::new(dp.links.0.clone(), prefix, crate::NamespaceKind::Router);
+        dp.dhcp = MemoryRouters::new(dp.links.0.clone(), prefix, crate::NamespaceKind::Dhcp);
         dp
     }
 
@@ -137,7 +139,8 @@ impl MemoryDataPlane {
         Self {
             links: MemoryLinks(shared.clone()),
             fdb: MemoryFdb(shared.clone()),
-            routers: MemoryRouters::new(shared.clone(), ""),
+            routers: MemoryRouters::new(shared.clone(), "", crate::NamespaceKind::Router),
+            dhcp: MemoryRouters::new(shared.clone(), "", crate::NamespaceKind::Dhcp),
             neighbours: MemoryNeighbours(shared),
             firewall: MemoryFirewall::default(),
         }
@@ -437,6 +440,10 @@ impl DataPlane for MemoryDataPlane {
 
     fn routers(&self) -> &MemoryRouters {
         &self.routers
+    }
+
+    fn dhcp(&self) -> &MemoryRouters {
+        &self.dhcp
     }
 
     async fn observe(&self) -> Result<Observed> {

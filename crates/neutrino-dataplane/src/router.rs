@@ -7,6 +7,7 @@
 //! plane, every operation reads first and writes only what differs: reconciling a converged
 //! router sends nothing, so its traffic is never disturbed.
 
+mod neighbours;
 mod ports;
 mod routes;
 mod signals;
@@ -25,7 +26,7 @@ use serde_json::Value;
 
 use crate::kernel::Netlink;
 use crate::netns::{self, NETNS_DIR};
-use crate::{DataPlaneError, ObservedRouter, Result, RouterPortSpec, RouterRoute, Routers, ROUTER_NAMESPACE};
+use crate::{DataPlaneError, MacAddr, NamespaceKind, ObservedRouter, Result, RouterPortSpec, RouterRoute, Routers};
 
 /// Inside every router: a router forwards (IPv4 and IPv6). Traffic arrives asymmetrically
 /// when every host routes, so no reverse path filter; every host has the gateway addresses,
@@ -52,14 +53,35 @@ const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     ("ipv6/conf/default/ndisc_notify", "1"),
 ];
 
+/// Inside every DHCP namespace: one leg, holding the DHCP port's addresses (the same on every
+/// host, so no duplicate address detection), which forwards nothing, learns nothing from
+/// router advertisements, and answers ARP for its own addresses only.
+const DHCP_SYSCTLS: &[(&str, &str)] = &[
+    ("ipv4/ip_forward", "0"),
+    ("ipv6/conf/all/forwarding", "0"),
+    ("ipv6/conf/default/accept_dad", "0"),
+    ("ipv6/conf/default/accept_ra", "0"),
+    ("ipv6/conf/default/autoconf", "0"),
+    ("ipv4/conf/all/arp_ignore", "1"),
+    ("ipv4/conf/all/arp_announce", "2"),
+];
+
+fn sysctls(kind: NamespaceKind) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        NamespaceKind::Router => ROUTER_SYSCTLS,
+        NamespaceKind::Dhcp => DHCP_SYSCTLS,
+    }
+}
+
 /// The routers' namespaces of one host, as [`Routers`].
 pub struct KernelRouters {
     /// The host's connection: the outside ends of the ports and the bridges are there.
     host: Arc<Netlink>,
     /// The host's namespace, for the sysctls of the outside ends.
     host_netns: Arc<File>,
-    /// What our namespaces' names start with: the prefix and `qrouter-`.
+    /// What our namespaces' names start with: the prefix and the kind's tag (`qrouter-`).
     start: String,
+    kind: NamespaceKind,
     /// The open connections, by router id.
     open: Mutex<HashMap<String, Arc<RouterNs>>>,
 }
@@ -84,15 +106,17 @@ impl Drop for RouterNs {
 
 impl KernelRouters {
     /// The routers of the host whose rtnetlink connection is `host` (and whose namespace is
-    /// the calling thread's), with namespaces named `{prefix}qrouter-<id>`.
-    pub(crate) fn new(host: Arc<Netlink>, prefix: &str) -> Result<Self> {
+    /// the calling thread's), with namespaces named `{prefix}qrouter-<id>` (or the tag of
+    /// another kind).
+    pub(crate) fn new(host: Arc<Netlink>, prefix: &str, kind: NamespaceKind) -> Result<Self> {
         if prefix.contains(['/', '\0']) {
             return Err(invalid(format!("namespace prefix {prefix:?}")));
         }
         Ok(KernelRouters {
             host,
             host_netns: Arc::new(File::open("/proc/thread-self/ns/net")?),
-            start: format!("{prefix}{ROUTER_NAMESPACE}"),
+            start: format!("{prefix}{}", kind.tag()),
+            kind,
             open: Mutex::new(HashMap::new()),
         })
     }
@@ -196,15 +220,16 @@ impl Routers for KernelRouters {
         let path = self.path(router_id)?;
         if netns::identity(&path).is_none() {
             netns::create(&path).await?;
-            tracing::info!(namespace = %path.display(), "created router namespace");
+            tracing::info!(namespace = %path.display(), "created namespace");
         }
         let router = self.require(router_id).await?;
         if !router.netlink.require_link("lo").await?.up {
             router.netlink.set_up("lo").await?;
         }
-        let written = netns::on_thread(Some(router.netns.clone()), || netns::converge_sysctls(ROUTER_SYSCTLS)).await?;
+        let wanted = sysctls(self.kind);
+        let written = netns::on_thread(Some(router.netns.clone()), move || netns::converge_sysctls(wanted)).await?;
         if written > 0 {
-            tracing::info!(namespace = %router.name, written, "set router sysctls");
+            tracing::info!(namespace = %router.name, written, "set namespace sysctls");
         }
         Ok(())
     }
@@ -219,7 +244,7 @@ impl Routers for KernelRouters {
         }
         self.cache().remove(router_id);
         netns::remove(&path)?;
-        tracing::info!(namespace = %path.display(), "deleted router namespace");
+        tracing::info!(namespace = %path.display(), "deleted namespace");
         Ok(())
     }
 
@@ -282,5 +307,19 @@ impl Routers for KernelRouters {
             Some(router) => signals::flush_conntrack(&router, ip).await,
             None => Ok(()),
         }
+    }
+
+    async fn set_neighbours(&self, router_id: &str, device: &str, entries: &[(IpAddr, MacAddr)]) -> Result<()> {
+        let router = self.require(router_id).await?;
+        neighbours::converge(&router.netlink, device, entries).await
+    }
+
+    async fn in_namespace<T: Send + 'static>(
+        &self,
+        router_id: &str,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let router = self.require(router_id).await?;
+        netns::on_thread(Some(router.netns.clone()), move || f().map_err(DataPlaneError::from)).await
     }
 }

@@ -176,11 +176,23 @@ mod tests {
         let mut s = HostState::default();
         s.networks.insert(
             "net-aaaaaaaaaaaa".into(),
-            HostNetwork { network_type: "vxlan".into(), physical_network: None, segmentation_id: Some(7), mtu: 1450, ..Default::default() },
+            HostNetwork {
+                network_type: "vxlan".into(),
+                physical_network: None,
+                segmentation_id: Some(7),
+                mtu: 1450,
+                ..Default::default()
+            },
         );
         s.networks.insert(
             "net-bbbbbbbbbbbb".into(),
-            HostNetwork { network_type: "vxlan".into(), physical_network: None, segmentation_id: Some(8), mtu: 1450, ..Default::default() },
+            HostNetwork {
+                network_type: "vxlan".into(),
+                physical_network: None,
+                segmentation_id: Some(8),
+                mtu: 1450,
+                ..Default::default()
+            },
         );
         s.local_ports.insert(
             "port-1111111111".into(),
@@ -198,7 +210,8 @@ mod tests {
                 network_id: "net-aaaaaaaaaaaa".into(),
                 mac_address: "fa:16:3e:00:00:02".into(),
                 ip_addresses: vec!["192.0.2.20".into()],
-                tunnel_ip: "198.51.100.12".into(), ..Default::default()
+                tunnel_ip: "198.51.100.12".into(),
+                ..Default::default()
             },
         );
         s
@@ -267,7 +280,13 @@ mod tests {
     fn with_provider(network_type: &str, physnet: Option<&str>, segmentation_id: Option<u32>) -> HostState {
         let mut s = state();
         let physical_network = physnet.map(String::from);
-        let net = HostNetwork { network_type: network_type.into(), physical_network, segmentation_id, mtu: 1500, ..Default::default() };
+        let net = HostNetwork {
+            network_type: network_type.into(),
+            physical_network,
+            segmentation_id,
+            mtu: 1500,
+            ..Default::default()
+        };
         s.networks.insert(PROVIDER.into(), net);
         let port = LocalPort { network_id: PROVIDER.into(), ..s.local_ports["port-1111111111"].clone() };
         s.local_ports.insert("port-3333333333".into(), port);

@@ -78,11 +78,8 @@ pub(crate) async fn append(tx: &mut Tx, touched: &BTreeSet<(ObjectKind, String)>
             extra.insert((ObjectKind::Network, text(&r, "network_id")?));
         }
     }
-    let touched: BTreeSet<(ObjectKind, String)> = if extra.is_empty() {
-        touched.clone()
-    } else {
-        touched.iter().cloned().chain(extra).collect()
-    };
+    let touched: BTreeSet<(ObjectKind, String)> =
+        if extra.is_empty() { touched.clone() } else { touched.iter().cloned().chain(extra).collect() };
     let mut changes: Vec<ObjectChange> = Vec::with_capacity(touched.len());
     for kind in ObjectKind::ALL {
         let ids: Vec<&str> = touched.iter().filter(|(k, _)| *k == kind).map(|(_, id)| id.as_str()).collect();

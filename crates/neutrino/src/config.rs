@@ -31,6 +31,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "use_json",
             "core_plugin",
             "dns_domain",
+            "dhcp_lease_duration",
         ],
     ),
     ("database", &["connection", "max_pool_size"]),
@@ -81,6 +82,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "agent_mode",
             "gateway_probe_interval_ms",
             "gateway_probe_misses",
+            "enable_dhcp",
         ],
     ),
     ("neutrino", &["change_log_keep_revisions"]),
@@ -399,6 +401,21 @@ impl Options {
                 self.number("agent", "gateway_probe_interval_ms")?.unwrap_or(300u64).max(10),
             ),
             gateway_probe_misses: self.number("agent", "gateway_probe_misses")?.unwrap_or(3),
+            dhcp: match self.get("agent", "enable_dhcp") {
+                Some("false" | "False" | "0") => None,
+                _ => Some(neutrino_domain::dhcp::DhcpSettings {
+                    lease_seconds: match self.number::<i64>("DEFAULT", "dhcp_lease_duration")?.unwrap_or(86400) {
+                        -1 => None,
+                        s if (1..=u32::MAX as i64).contains(&s) => Some(s as u32),
+                        s => return Err(format!("[DEFAULT] dhcp_lease_duration {s}: seconds, or -1 (infinite)")),
+                    },
+                    domain: self
+                        .get("DEFAULT", "dns_domain")
+                        .unwrap_or(neutrino_domain::dns::DEFAULT_DNS_DOMAIN)
+                        .trim_end_matches('.')
+                        .to_string(),
+                }),
+            },
             firewall: match self.get("securitygroup", "firewall_driver").unwrap_or("nftables") {
                 "nftables" | "iptables" | "iptables_hybrid" | "openvswitch" => {
                     !matches!(self.get("securitygroup", "enable_security_group"), Some("false" | "False" | "0"))

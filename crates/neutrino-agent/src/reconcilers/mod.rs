@@ -6,6 +6,7 @@
 //! here, with their own idea of which link events concern them. The firewall goes first, so a
 //! new port's drop-by-default is in place before L2 plugs it into its bridge.
 
+pub mod dhcp;
 pub mod firewall;
 pub mod l2;
 pub mod routing;

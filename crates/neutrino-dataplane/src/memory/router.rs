@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use super::{MemoryDataPlane, Shared, State};
 use crate::{
-    DataPlaneError, LinkKind, MacAddr, ObservedRouter, ObservedRouterPort, Result, RouterPortSpec, RouterRoute,
-    Routers, ROUTER_NAMESPACE,
+    DataPlaneError, LinkKind, MacAddr, NamespaceKind, ObservedRouter, ObservedRouterPort, Result, RouterPortSpec,
+    RouterRoute, Routers,
 };
 
 /// One network namespace.
@@ -37,6 +37,8 @@ pub(super) struct Namespace {
     nft_tables: BTreeMap<(String, String), Value>,
     announcements: Vec<(String, Ipv4Addr)>,
     conntrack_flushes: Vec<IpAddr>,
+    /// Permanent neighbour entries by device.
+    neighbours: BTreeMap<String, BTreeMap<IpAddr, MacAddr>>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,8 +59,8 @@ pub struct MemoryRouters {
 }
 
 impl MemoryRouters {
-    pub(super) fn new(shared: Shared, prefix: &str) -> Self {
-        MemoryRouters { shared, start: format!("{prefix}{ROUTER_NAMESPACE}") }
+    pub(super) fn new(shared: Shared, prefix: &str, kind: NamespaceKind) -> Self {
+        MemoryRouters { shared, start: format!("{prefix}{}", kind.tag()) }
     }
 
     fn name(&self, router_id: &str) -> String {
@@ -105,6 +107,13 @@ impl MemoryDataPlane {
     /// The gratuitous ARPs sent from the router's namespace: (device, IP), oldest first.
     pub fn announcements(&self, router_id: &str) -> Vec<(String, Ipv4Addr)> {
         self.namespace(router_id).map(|ns| ns.announcements).unwrap_or_default()
+    }
+
+    /// The permanent neighbour entries on `device` of the DHCP namespace of `network_id`.
+    pub fn dhcp_neighbours(&self, network_id: &str, device: &str) -> BTreeMap<IpAddr, MacAddr> {
+        let state = self.lock();
+        let ns = state.namespaces.get(&self.dhcp.name(network_id));
+        ns.and_then(|ns| ns.neighbours.get(device).cloned()).unwrap_or_default()
     }
 
     /// The addresses whose conntrack entries were flushed in the router's namespace.
@@ -322,6 +331,26 @@ impl Routers for MemoryRouters {
             ns.conntrack_flushes.push(ip);
         }
         Ok(())
+    }
+
+    async fn set_neighbours(&self, router_id: &str, device: &str, entries: &[(IpAddr, MacAddr)]) -> Result<()> {
+        let want: BTreeMap<IpAddr, MacAddr> = entries.iter().copied().collect();
+        self.mutate(router_id, |state, name| {
+            let ns = state.namespace_mut(name);
+            if !ns.ports.contains_key(device) {
+                return Err(DataPlaneError::NoSuchLink(device.to_string()));
+            }
+            let have = ns.neighbours.entry(device.to_string()).or_default();
+            Ok(std::mem::replace(have, want) != *have)
+        })
+    }
+
+    async fn in_namespace<T: Send + 'static>(
+        &self,
+        _router_id: &str,
+        _f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        Err(DataPlaneError::Unsupported("sockets in the in-memory model".into()))
     }
 }
 

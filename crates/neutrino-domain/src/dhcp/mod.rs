@@ -54,6 +54,8 @@ pub struct LeaseV4 {
     pub classless_routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
     /// The port's other `extra_dhcp_opts` for IPv4, encoded, by option code.
     pub extra: Vec<ExtraOption>,
+    /// `server-ip-address`: the header's next server (`siaddr`), else the DHCP port.
+    pub next_server: Option<Ipv4Addr>,
 }
 
 /// The port's IPv4 address on a DHCP-enabled subnet of its network, and that subnet.
@@ -132,6 +134,7 @@ pub fn lease_v4(network: &HostNetwork, port: &LocalPort, settings: &DhcpSettings
         mtu: network.mtu.min(u16::MAX as u32) as u16,
         classless_routes: routes,
         extra: Vec::new(),
+        next_server: None,
     };
     options::apply_extra(&mut lease, port);
     Some(lease)

@@ -77,7 +77,8 @@ const NAMES: &[(&str, u8)] = &[
 ];
 
 /// Options whose value is a list of IPv4 addresses.
-const ADDRESS_LISTS: &[u8] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 28, 41, 42, 44, 45, 48, 49, 65, 68, 69, 70, 71, 72, 73, 74, 75, 76, 150, 255];
+const ADDRESS_LISTS: &[u8] =
+    &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 28, 41, 42, 44, 45, 48, 49, 65, 68, 69, 70, 71, 72, 73, 74, 75, 76, 150, 255];
 const U32S: &[u8] = &[2, 24, 35, 38, 51, 58, 59];
 const U16S: &[u8] = &[13, 22, 26, 57];
 const U8S: &[u8] = &[19, 20, 23, 27, 29, 30, 31, 34, 36, 37, 39, 46];
@@ -168,6 +169,7 @@ pub(super) fn apply_extra(lease: &mut LeaseV4, port: &LocalPort) {
                     lease.mtu = mtu;
                 }
             }
+            255 => lease.next_server = addresses(value).first().copied(),
             // Computed from the port, or the DHCP exchange itself.
             1 | 50 | 51 | 53 | 54 | 55 | 61 => {}
             _ => {

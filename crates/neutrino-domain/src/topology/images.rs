@@ -2,8 +2,8 @@
 //! *image* (the attributes host views are computed from), or no image once it is gone.
 
 use neutrino_api::agent::{AddressPair, DhcpServer, ExtraDhcpOpt, HostSecurityRule, HostSubnet};
-use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The kinds of object the change log records. Each has an image type below.

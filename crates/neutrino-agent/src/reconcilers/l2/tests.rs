@@ -23,7 +23,13 @@ fn state() -> HostState {
     let mut s = HostState::default();
     s.networks.insert(
         NET.into(),
-        HostNetwork { network_type: "vxlan".into(), physical_network: None, segmentation_id: Some(42), mtu: 1450, ..Default::default() },
+        HostNetwork {
+            network_type: "vxlan".into(),
+            physical_network: None,
+            segmentation_id: Some(42),
+            mtu: 1450,
+            ..Default::default()
+        },
     );
     s.local_ports.insert(
         PORT.into(),
@@ -41,7 +47,8 @@ fn state() -> HostState {
             network_id: NET.into(),
             mac_address: "fa:16:3e:00:00:02".into(),
             ip_addresses: vec!["203.0.113.12".into()],
-            tunnel_ip: "192.0.2.12".into(), ..Default::default()
+            tunnel_ip: "192.0.2.12".into(),
+            ..Default::default()
         },
     );
     s
@@ -118,7 +125,13 @@ fn provider_state() -> HostState {
         let physical_network = Some("physnet1".to_string());
         s.networks.insert(
             net.into(),
-            HostNetwork { network_type: network_type.into(), physical_network, segmentation_id, mtu: 1500, ..Default::default() },
+            HostNetwork {
+                network_type: network_type.into(),
+                physical_network,
+                segmentation_id,
+                mtu: 1500,
+                ..Default::default()
+            },
         );
         let local = LocalPort { network_id: net.into(), ..s.local_ports[PORT].clone() };
         s.local_ports.insert(port.into(), local);
@@ -225,7 +238,8 @@ fn big_host(count: usize, per_network: usize) -> (HostState, MemoryDataPlane) {
             network_type: "vxlan".into(),
             physical_network: None,
             segmentation_id: Some(100 + n as u32),
-            mtu: 1450, ..Default::default()
+            mtu: 1450,
+            ..Default::default()
         };
         s.networks.insert(net.clone(), network);
         for p in 0..per_network {
@@ -244,7 +258,8 @@ fn big_host(count: usize, per_network: usize) -> (HostState, MemoryDataPlane) {
                 network_id: net.clone(),
                 mac_address: format!("fa:16:3f:{:02x}:{:02x}:{:02x}", n, p / 256, p % 256),
                 ip_addresses: vec![format!("10.{n}.{}.{}", p / 256, p % 256)],
-                tunnel_ip: "192.0.2.12".into(), ..Default::default()
+                tunnel_ip: "192.0.2.12".into(),
+                ..Default::default()
             };
             s.remote_ports.insert(format!("r{id}"), remote);
         }
@@ -266,7 +281,8 @@ async fn a_pass_over_one_change_reads_only_what_it_concerns() {
         network_id: net.into(),
         mac_address: "fa:16:3e:99:99:99".into(),
         ip_addresses: vec!["10.3.9.9".into()],
-        tunnel_ip: "192.0.2.13".into(), ..Default::default()
+        tunnel_ip: "192.0.2.13".into(),
+        ..Default::default()
     };
     s.remote_ports.insert("new-remote".into(), remote);
     let out = l2.pass(&dp, &s, &Scope::Changes(Vec::new())).await.unwrap();
@@ -370,7 +386,8 @@ async fn passes_over_changes_reach_what_full_passes_reach() {
                         network_type: if flat { "flat" } else { "vxlan" }.into(),
                         physical_network: flat.then(|| "physnet1".to_string()),
                         segmentation_id: (!flat).then_some(vni),
-                        mtu: rng.gen_range(1400..1451), ..Default::default()
+                        mtu: rng.gen_range(1400..1451),
+                        ..Default::default()
                     };
                     s.networks.insert(nets[i].clone(), network);
                 }
@@ -400,7 +417,8 @@ async fn passes_over_changes_reach_what_full_passes_reach() {
                             network_id: nets[rng.gen_range(0..nets.len())].clone(),
                             mac_address: format!("fa:16:3e:00:02:{k:02x}"),
                             ip_addresses: vec![format!("10.0.0.{}", k + 1)],
-                            tunnel_ip: format!("192.0.2.{}", rng.gen_range(12..15)), ..Default::default()
+                            tunnel_ip: format!("192.0.2.{}", rng.gen_range(12..15)),
+                            ..Default::default()
                         };
                         s.remote_ports.insert(id, remote);
                     }

@@ -9,7 +9,13 @@ fn state(addresses: &[&str]) -> HostState {
     let mut s = HostState::default();
     s.networks.insert(
         "net-a".into(),
-        HostNetwork { network_type: "vxlan".into(), physical_network: None, segmentation_id: Some(7), mtu: 1450, ..Default::default() },
+        HostNetwork {
+            network_type: "vxlan".into(),
+            physical_network: None,
+            segmentation_id: Some(7),
+            mtu: 1450,
+            ..Default::default()
+        },
     );
     let mut r = HostRouter::default();
     r.interfaces.insert(
@@ -59,7 +65,13 @@ async fn centralized_snat_goes_to_the_first_alive_gateway_host_and_fails_over() 
         dp.links().ensure_bridge(&bridge_name(net), None).await.unwrap();
     }
     let mut s = state(&["192.0.2.1/24"]);
-    let flat = HostNetwork { network_type: "flat".into(), physical_network: None, segmentation_id: None, mtu: 1500, ..Default::default() };
+    let flat = HostNetwork {
+        network_type: "flat".into(),
+        physical_network: None,
+        segmentation_id: None,
+        mtu: 1500,
+        ..Default::default()
+    };
     s.networks.insert("ext".into(), flat);
     let router = s.routers.get_mut("r1").unwrap();
     router.gateway = Some(RouterGateway {
@@ -77,7 +89,8 @@ async fn centralized_snat_goes_to_the_first_alive_gateway_host_and_fails_over() 
             network_id: "net-a".into(),
             mac_address: "fa:16:3e:00:00:0a".into(),
             ip_addresses: vec!["192.0.2.5".into()],
-            tunnel_ip: "198.51.100.12".into(), ..Default::default()
+            tunnel_ip: "198.51.100.12".into(),
+            ..Default::default()
         },
     );
     s.local_ports.insert(

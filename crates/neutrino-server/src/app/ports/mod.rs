@@ -3,8 +3,8 @@
 mod addresses;
 mod options;
 
-pub use addresses::FixedIpRequest;
 pub(crate) use addresses::pools_of;
+pub use addresses::FixedIpRequest;
 pub use options::AddressPairsRequest;
 
 use addresses::assign_fixed_ips;

@@ -1,0 +1,221 @@
+//! The DHCP reconciler: for each network with local ports and a DHCP port, a namespace
+//! (`qdhcp-<network id>`) with one leg on the network's bridge (`ns-<port>` inside, `dh-<port>`
+//! on the bridge) holding the DHCP port's MAC and addresses, the same on every host, and
+//! 169.254.169.254. Its neighbour table knows every local port of the network, so answers
+//! never wait for ARP. The host's DHCP server ([`crate::dhcp::DhcpService`]) answers there
+//! from the local ports' leases; nothing crosses a tunnel, since the VXLAN devices flood
+//! nothing and other hosts answer for their own ports.
+//!
+//! Level-triggered and restart-safe: namespaces of networks no longer served go (also those
+//! left by an agent that stopped), and a pass over changes skips networks as the last clean
+//! pass left them.
+
+use super::{PassOutcome, Reconciler, Scope};
+use crate::dhcp::{v4::Leases, DhcpService};
+use futures::future::BoxFuture;
+use neutrino_api::agent::{HostNetwork, HostState, LocalPort};
+use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, Routers};
+use neutrino_domain::dhcp::{lease_v4, DhcpSettings, METADATA_V4};
+use neutrino_domain::naming::bridge_name;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub struct DhcpReconciler {
+    settings: DhcpSettings,
+    /// The servers (none: the kernel state only, as in the in-memory tests).
+    service: Option<Arc<DhcpService>>,
+    /// Each network as its last clean pass left it, with its local ports.
+    done: BTreeMap<String, (HostNetwork, Vec<(String, LocalPort)>)>,
+}
+
+impl DhcpReconciler {
+    pub fn new(settings: DhcpSettings, service: Option<Arc<DhcpService>>) -> DhcpReconciler {
+        DhcpReconciler { settings, service, done: BTreeMap::new() }
+    }
+
+    async fn pass<D: DataPlane>(
+        &mut self,
+        dp: &D,
+        state: &HostState,
+        scope: &Scope,
+    ) -> neutrino_dataplane::Result<PassOutcome> {
+        let namespaces = dp.dhcp();
+        let mut outcome = PassOutcome::default();
+        let mut ports: BTreeMap<&str, Vec<(String, LocalPort)>> = BTreeMap::new();
+        for (id, port) in &state.local_ports {
+            ports.entry(port.network_id.as_str()).or_default().push((id.clone(), port.clone()));
+        }
+        let wanted: BTreeMap<&str, &HostNetwork> = state
+            .networks
+            .iter()
+            .filter(|(id, n)| ports.contains_key(id.as_str()) && serves_dhcp(n))
+            .map(|(id, n)| (id.as_str(), n))
+            .collect();
+        let existing: BTreeSet<String> = namespaces.list().await?.into_iter().collect();
+        for stale in existing.iter().filter(|id| !wanted.contains_key(id.as_str())) {
+            namespaces.delete(stale).await?;
+            self.done.remove(stale);
+            outcome.changes += 1;
+        }
+        if let Some(service) = &self.service {
+            for network in service.networks().iter().filter(|n| !wanted.contains_key(n.as_str())) {
+                service.stop(network);
+            }
+        }
+        self.done.retain(|id, _| wanted.contains_key(id.as_str()));
+        let quiet = matches!(scope, Scope::Changes(events) if events.is_empty());
+        let mut failed = None;
+        for (network_id, network) in wanted {
+            let local = ports.remove(network_id).unwrap_or_default();
+            let serving = self.service.as_ref().is_none_or(|s| s.serving(network_id));
+            let seen = (network.clone(), local.clone());
+            if quiet && serving && self.done.get(network_id) == Some(&seen) {
+                outcome.ready.extend(local.iter().map(|(id, _)| (id.clone(), true)));
+                continue;
+            }
+            let problems = outcome.problems.len();
+            let result =
+                self.network_pass(dp, network_id, network, &local, existing.contains(network_id), &mut outcome).await;
+            let done = matches!(result, Ok(true)) && outcome.problems.len() == problems;
+            outcome.ready.extend(local.iter().map(|(id, _)| (id.clone(), done)));
+            match result {
+                Ok(_) if done => {
+                    self.done.insert(network_id.to_string(), seen);
+                }
+                Ok(_) => {
+                    self.done.remove(network_id);
+                }
+                Err(e) => {
+                    self.done.remove(network_id);
+                    outcome.problems.insert(format!("dhcp {network_id}"), e.to_string());
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(outcome),
+        }
+    }
+
+    /// One network: its namespace, leg, neighbours, leases and server. `Ok(false)` when it
+    /// must wait (its bridge is not there yet).
+    async fn network_pass<D: DataPlane>(
+        &mut self,
+        dp: &D,
+        network_id: &str,
+        network: &HostNetwork,
+        local: &[(String, LocalPort)],
+        existed: bool,
+        outcome: &mut PassOutcome,
+    ) -> neutrino_dataplane::Result<bool> {
+        let namespaces = dp.dhcp();
+        let Some(dhcp) = &network.dhcp else { return Ok(false) };
+        let Ok(mac) = dhcp.mac_address.parse::<MacAddr>() else { return Ok(false) };
+        let spec = RouterPortSpec {
+            name: leg_name("ns-", &dhcp.port_id),
+            outside: leg_name("dh-", &dhcp.port_id),
+            bridge: bridge_name(network_id),
+            mac,
+            mtu: network.mtu,
+            addresses: leg_addresses(network),
+        };
+        namespaces.ensure(network_id).await?;
+        let before = namespaces.observe(network_id).await?.unwrap_or_default();
+        match namespaces.ensure_port(network_id, &spec).await {
+            Err(neutrino_dataplane::DataPlaneError::NoSuchLink(bridge)) => {
+                outcome.problems.insert(format!("dhcp {network_id}"), format!("bridge {bridge} is not there yet"));
+                return Ok(false);
+            }
+            other => other?,
+        }
+        let leg_was_there = before.port(&spec.name).is_some();
+        if !leg_was_there || before.ports.len() != 1 {
+            outcome.changes += 1;
+            // Another leg (a DHCP port that changed) goes.
+            for other in before.ports.iter().filter(|p| p.name != spec.name) {
+                namespaces.delete_port(network_id, &other.name).await?;
+            }
+        }
+        let mut neighbours = Vec::new();
+        let mut leases = Leases::new();
+        for (_, port) in local {
+            let Ok(mac) = port.mac_address.parse::<MacAddr>() else { continue };
+            for ip in port.ip_addresses.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
+                neighbours.push((ip, mac));
+            }
+            if let Some(lease) = lease_v4(network, port, &self.settings) {
+                leases.insert(mac.0, lease);
+            }
+        }
+        namespaces.set_neighbours(network_id, &spec.name, &neighbours).await?;
+        let Some(service) = &self.service else { return Ok(true) };
+        service.publish(network_id, leases);
+        if !existed || !leg_was_there || !service.serving(network_id) {
+            let device = spec.name.clone();
+            let socket = namespaces
+                .in_namespace(network_id, move || neutrino_dataplane::sockets::dhcp_v4_server(&device))
+                .await?;
+            service.serve(network_id, socket)?;
+            tracing::info!(network = %network_id, "DHCP server listening");
+            outcome.changes += 1;
+        }
+        Ok(true)
+    }
+}
+
+/// Whether the network has a DHCP port with an address and a subnet with DHCP.
+fn serves_dhcp(network: &HostNetwork) -> bool {
+    network.dhcp.as_ref().is_some_and(|d| !d.ip_addresses.is_empty()) && network.subnets.values().any(|s| s.enable_dhcp)
+}
+
+/// The DHCP port's addresses with their subnets' prefix lengths, and the metadata address.
+fn leg_addresses(network: &HostNetwork) -> Vec<ipnet::IpNet> {
+    let mut out: Vec<ipnet::IpNet> = Vec::new();
+    for ip in network.dhcp.iter().flat_map(|d| &d.ip_addresses).filter_map(|ip| ip.parse::<IpAddr>().ok()) {
+        let subnet =
+            network.subnets.values().filter_map(|s| s.cidr.parse::<ipnet::IpNet>().ok()).find(|c| c.contains(&ip));
+        if let Some(cidr) = subnet {
+            out.extend(ipnet::IpNet::new(ip, cidr.prefix_len()).ok());
+        }
+    }
+    out.extend(ipnet::IpNet::new(IpAddr::V4(METADATA_V4), 32).ok());
+    out.sort();
+    out
+}
+
+fn leg_name(prefix: &str, port_id: &str) -> String {
+    format!("{prefix}{}", &port_id[..port_id.len().min(11)])
+}
+
+impl<D: DataPlane> Reconciler<D> for DhcpReconciler {
+    fn name(&self) -> &'static str {
+        "dhcp"
+    }
+
+    fn wants_link_event(&self, event: &LinkEvent) -> bool {
+        // A bridge made again, or a leg's outside end gone.
+        let name = match event {
+            LinkEvent::Added(n) | LinkEvent::Removed(n) => n,
+        };
+        name.starts_with("brq") || name.starts_with("dh-")
+    }
+
+    fn reconcile<'a>(
+        &'a mut self,
+        dp: &'a D,
+        state: &'a HostState,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, neutrino_dataplane::Result<PassOutcome>> {
+        Box::pin(async move {
+            if *scope == Scope::Full {
+                self.done.clear();
+            }
+            self.pass(dp, state, scope).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
