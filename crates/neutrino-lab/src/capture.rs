@@ -11,6 +11,8 @@ pub struct CaptureCounts {
     pub inner_arp: usize,
     pub inner_broadcast: usize,
     pub inner_multicast: usize,
+    /// Inner DHCP (UDP ports 67/68) and DHCPv6 (546/547) frames.
+    pub inner_dhcp: usize,
 }
 
 /// A running `tcpdump` writing a pcap file.
@@ -127,6 +129,26 @@ fn classify(frame: &[u8], counts: &mut CaptureCounts) {
     let ethertype = u16::from_be_bytes([inner[12], inner[13]]);
     if ethertype == 0x0806 {
         counts.inner_arp += 1;
+    }
+    if ethertype == 0x0800 && inner.len() >= 14 + 20 && inner[14 + 9] == 17 {
+        let udp = 14 + ((inner[14] & 0x0f) as usize) * 4;
+        if inner.len() >= udp + 4 {
+            let ports = [
+                u16::from_be_bytes([inner[udp], inner[udp + 1]]),
+                u16::from_be_bytes([inner[udp + 2], inner[udp + 3]]),
+            ];
+            if ports.iter().any(|p| matches!(p, 67 | 68 | 546 | 547)) {
+                counts.inner_dhcp += 1;
+            }
+        }
+    }
+    if ethertype == 0x86dd && inner.len() >= 14 + 40 + 4 && inner[14 + 6] == 17 {
+        let udp = 14 + 40;
+        let ports =
+            [u16::from_be_bytes([inner[udp], inner[udp + 1]]), u16::from_be_bytes([inner[udp + 2], inner[udp + 3]])];
+        if ports.iter().any(|p| matches!(p, 546 | 547)) {
+            counts.inner_dhcp += 1;
+        }
     }
     if dst == [0xff; 6] {
         counts.inner_broadcast += 1;

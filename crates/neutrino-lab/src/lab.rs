@@ -108,9 +108,9 @@ fn is_lab_namespace(prefix: &str, name: &str) -> bool {
     };
     let numbered =
         |p: &str| rest.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    // A host agent's router namespaces: `<p>h<N>-qrouter-<id>`.
-    let router_of_host = rest.split_once("-qrouter-").is_some_and(|(host, _)| numbered_in(host, "h"));
-    rest == "ul" || numbered("h") || numbered("vm") || router_of_host
+    // A host agent's router and DHCP namespaces: `<p>h<N>-qrouter-<id>`, `<p>h<N>-qdhcp-<id>`.
+    let of_host = |tag: &str| rest.split_once(tag).is_some_and(|(host, _)| numbered_in(host, "h"));
+    rest == "ul" || numbered("h") || numbered("vm") || of_host("-qrouter-") || of_host("-qdhcp-")
 }
 
 impl Lab {
@@ -396,7 +396,9 @@ impl Lab {
         ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
         ip(&["-n", &host_ns, "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
         ip(&["-n", &ns, "link", "set", "dev", "eth0", "address", &vm.mac, "mtu", &mtu])?;
-        if vm.ip.contains(':') {
+        if vm.ip.is_empty() {
+            // Its address comes by DHCP.
+        } else if vm.ip.contains(':') {
             // An IPv6 VM: IPv6 on (the lab keeps it off elsewhere), its address without DAD.
             in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0"])?;
             ip(&["-n", &ns, "addr", "add", &format!("{}/{}", vm.ip, vm.prefix_len), "dev", "eth0", "nodad"])?;
@@ -614,6 +616,8 @@ mod tests {
         assert!(super::is_lab_namespace("nte", "nteul"));
         assert!(super::is_lab_namespace("nte", "nteh12"));
         assert!(super::is_lab_namespace("nte", "ntevm3"));
+        assert!(super::is_lab_namespace("nte", "nteh2-qdhcp-6d1f"));
+        assert!(!super::is_lab_namespace("nte", "ntex-qdhcp-6d1f"));
         assert!(!super::is_lab_namespace("nte", "ntest"));
         assert!(!super::is_lab_namespace("nte", "ntevm"));
         assert!(!super::is_lab_namespace("nte", "other"));
@@ -647,6 +651,29 @@ impl Lab {
         name: &str,
         host: &str,
     ) -> Result<BootedVm, LabError> {
+        self.boot(api, network, name, host, true).await
+    }
+
+    /// Like [`Lab::boot_vm`], but the VM has no address: it is to ask DHCP for it (the
+    /// `ip` returned is the port's, which it should get).
+    pub async fn boot_dhcp_vm(
+        &mut self,
+        api: &crate::ApiClient,
+        network: &serde_json::Value,
+        name: &str,
+        host: &str,
+    ) -> Result<BootedVm, LabError> {
+        self.boot(api, network, name, host, false).await
+    }
+
+    async fn boot(
+        &mut self,
+        api: &crate::ApiClient,
+        network: &serde_json::Value,
+        name: &str,
+        host: &str,
+        addressed: bool,
+    ) -> Result<BootedVm, LabError> {
         let host_id = self.host_id(host);
         let net_id = network["id"].as_str().unwrap_or_default();
         let port = api.create_port(net_id, name, &host_id).await.map_err(|e| LabError::Other(e.to_string()))?;
@@ -666,7 +693,7 @@ impl Lab {
             host: host.to_string(),
             port_id: port_id.clone(),
             mac: port["mac_address"].as_str().unwrap_or_default().to_string(),
-            ip: ip.clone(),
+            ip: if addressed { ip.clone() } else { String::new() },
             prefix_len,
             mtu: network["mtu"].as_u64().unwrap_or(1450) as u32,
         })?;

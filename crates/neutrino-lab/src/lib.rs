@@ -6,6 +6,7 @@
 mod api;
 mod capture;
 mod cmd;
+mod dhcp;
 pub mod follower;
 mod keystone;
 mod lab;
@@ -14,6 +15,7 @@ mod netns;
 pub use api::{ApiClient, ApiError};
 pub use capture::{Capture, CaptureCounts};
 pub use cmd::{run, LabError};
+pub use dhcp::{DhcpClient, DhcpResult};
 pub use keystone::{keystone_harness, keystone_installed, Keystone, KeystoneUser};
 pub use lab::{
     check_tools, cleanup_prefix, AgentRole, BootedVm, Lab, LabConfig, PingRun, VmSpec, PHYSICAL_INTERFACE,

@@ -7,6 +7,7 @@
 use neutrino_lab::{check_tools, BootedVm, Lab, LabConfig, PHYSICAL_INTERFACE, PHYSICAL_NETWORK};
 use std::time::Duration;
 
+mod dhcp;
 mod routing;
 mod security_groups;
 
@@ -97,6 +98,9 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
 
     // 1b. Security groups, enforced on the hosts (its own module).
     security_groups::check(&mut lab, &api, &net, &vms).await;
+
+    // 1c. DHCP answered on each VM's own host, by real clients (its own module).
+    dhcp::check(&mut lab, &api, &net).await;
 
     // 2. A flat provider network on physnet1 beside the VXLAN network: each host's phys0 becomes
     //    a port of the network's bridge, and its VMs talk across hosts over the provider

@@ -1,0 +1,116 @@
+//! Real DHCP clients in the lab's VMs: busybox `udhcpc` and ISC `dhclient`, each run once with
+//! a script that applies the address (and default route) it got and records every variable
+//! the client gave it.
+
+use crate::cmd::{in_ns, LabError};
+use crate::Lab;
+use std::collections::BTreeMap;
+
+/// Which client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpClient {
+    /// busybox `udhcpc`: variables `ip`, `mask`, `router`, `dns`, `mtu`, `staticroutes`, ...
+    Udhcpc,
+    /// ISC `dhclient`: variables `new_ip_address`, `new_subnet_mask`, `new_routers`, ...
+    Dhclient,
+}
+
+/// The variables a client's script saw for the lease it bound, and the reasons it was run.
+#[derive(Debug, Clone, Default)]
+pub struct DhcpResult {
+    pub vars: BTreeMap<String, String>,
+    /// `reason` (dhclient) or the first argument (udhcpc) of every run of the script.
+    pub events: Vec<String>,
+}
+
+impl DhcpResult {
+    pub fn get(&self, name: &str) -> &str {
+        self.vars.get(name).map(String::as_str).unwrap_or_default()
+    }
+}
+
+const DHCLIENT_CONF: &str = "option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;\n\
+    option tftp-server-address code 150 = ip-address;\n\
+    timeout 15;\nretry 1;\n\
+    request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name, \
+    interface-mtu, rfc3442-classless-static-routes, tftp-server-name, tftp-server-address;\n";
+
+impl Lab {
+    /// Run `client` once in `vm` (on `eth0`): it asks for a lease, and its script applies the
+    /// address. Fails when no lease came.
+    pub fn dhcp(&self, vm: &str, client: DhcpClient) -> Result<DhcpResult, LabError> {
+        let dir = self.dir().join(format!("dhcp-{vm}"));
+        std::fs::create_dir_all(&dir)?;
+        let out = dir.join("vars");
+        let events = dir.join("events");
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&events);
+        let script = dir.join("script");
+        let (event, bound, address) = match client {
+            DhcpClient::Udhcpc => ("$1", "bound|renew", "$ip/${mask:-24}"),
+            DhcpClient::Dhclient => ("$reason", "BOUND|RENEW|REBIND|REBOOT", "$new_ip_address/$new_subnet_mask"),
+        };
+        let text = format!(
+            "#!/bin/sh\necho \"{event}\" >> {events}\ncase \"{event}\" in {bound})\n  env > {out}\n  ip addr flush dev eth0 scope global\n  ip addr add {address} dev eth0\n;;\nesac\nexit 0\n",
+            events = events.display(),
+            out = out.display(),
+        );
+        std::fs::write(&script, text)?;
+        std::process::Command::new("chmod").arg("+x").arg(&script).status()?;
+        let ns = self.netns(vm);
+        let script = script.display().to_string();
+        let ran = match client {
+            DhcpClient::Udhcpc => in_ns(
+                &ns,
+                &[
+                    "busybox",
+                    "udhcpc",
+                    "-i",
+                    "eth0",
+                    "-n",
+                    "-q",
+                    "-f",
+                    "-t",
+                    "4",
+                    "-T",
+                    "1",
+                    "-s",
+                    &script,
+                    "-O",
+                    "staticroutes",
+                    "-O",
+                    "mtu",
+                    "-O",
+                    "tftp",
+                ],
+            ),
+            DhcpClient::Dhclient => {
+                let conf = dir.join("dhclient.conf");
+                std::fs::write(&conf, DHCLIENT_CONF)?;
+                let (conf, lease, pid) = (
+                    conf.display().to_string(),
+                    dir.join("leases").display().to_string(),
+                    dir.join("pid").display().to_string(),
+                );
+                let files = ["-cf", conf.as_str(), "-lf", lease.as_str(), "-pf", pid.as_str()];
+                let mut args = vec!["dhclient", "-1", "-sf", &script];
+                args.extend(files);
+                args.push("eth0");
+                let ran = in_ns(&ns, &args);
+                // dhclient stays to renew: stop it, as it is (`-x` would run the system's
+                // script, which takes the address away).
+                if let Ok(pid) = std::fs::read_to_string(&pid) {
+                    let _ = std::process::Command::new("kill").args(["-KILL", pid.trim()]).status();
+                }
+                ran
+            }
+        };
+        let seen = std::fs::read_to_string(&events).unwrap_or_default();
+        let vars = std::fs::read_to_string(&out).map_err(|_| {
+            LabError::Other(format!("{client:?} in {vm} got no lease ({ran:?}); script runs: {seen:?}"))
+        })?;
+        let vars =
+            vars.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Ok(DhcpResult { vars, events: seen.lines().map(String::from).collect() })
+    }
+}

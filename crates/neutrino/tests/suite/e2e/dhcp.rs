@@ -1,0 +1,91 @@
+//! DHCP answered on every VM's own host, with real clients: busybox `udhcpc` on one host and
+//! ISC `dhclient` on the other get their port's address and Neutron's options (mask, router,
+//! DNS, MTU, classless routes with the metadata route, an extra option), while the underlay
+//! carries no DHCP at all; an address changed by the API is what the next request gets; a
+//! subnet without DHCP gets no answer.
+
+use super::wait_for;
+use neutrino_lab::{ApiClient, DhcpClient, Lab};
+use serde_json::{json, Value};
+
+pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value) {
+    let net_id = net["id"].as_str().unwrap();
+    let dhcp_ports = api.get(&format!("/v2.0/ports?network_id={net_id}&device_owner=network:dhcp")).await.unwrap();
+    let dhcp_ip =
+        dhcp_ports["ports"][0]["fixed_ips"][0]["ip_address"].as_str().expect("the network has a DHCP port").to_string();
+    let subnet_id = dhcp_ports["ports"][0]["fixed_ips"][0]["subnet_id"].as_str().unwrap().to_string();
+    api.put(
+        &format!("/v2.0/subnets/{subnet_id}"),
+        json!({"subnet": {"host_routes": [{"destination": "203.0.113.0/24", "nexthop": "198.51.100.1"}]}}),
+    )
+    .await
+    .unwrap();
+    let vm40 = lab.boot_dhcp_vm(api, net, "vm40", "h1").await.expect("vm40 boots");
+    let vm41 = lab.boot_dhcp_vm(api, net, "vm41", "h2").await.expect("vm41 boots");
+    let opts = json!({"port": {"extra_dhcp_opts": [{"opt_name": "tftp-server", "opt_value": "203.0.113.69"}]}});
+    api.put(&format!("/v2.0/ports/{}", vm40.port_id), opts).await.unwrap();
+    // The agents have the options (the port's view changed) before the clients ask.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let capture = lab.capture_underlay("dhcp").unwrap();
+    let busybox = lab.dhcp("vm40", DhcpClient::Udhcpc).expect("udhcpc gets a lease on h1");
+    assert_eq!(busybox.get("ip"), vm40.ip, "{:?}", busybox.vars);
+    assert_eq!(busybox.get("mask"), "24");
+    assert_eq!(busybox.get("router"), "198.51.100.1");
+    assert_eq!(busybox.get("dns"), dhcp_ip, "without dns_nameservers, the host's own responder");
+    assert_eq!(busybox.get("mtu"), net["mtu"].as_u64().unwrap().to_string());
+    assert_eq!(busybox.get("serverid"), dhcp_ip);
+    assert_eq!(busybox.get("domain"), "openstacklocal");
+    assert_eq!(busybox.get("hostname"), format!("host-{}", vm40.ip.replace('.', "-")));
+    assert_eq!(busybox.get("tftp"), "203.0.113.69", "extra_dhcp_opts reach the client");
+    assert_eq!(
+        busybox.get("staticroutes"),
+        format!("203.0.113.0/24 198.51.100.1 169.254.169.254/32 {dhcp_ip} 0.0.0.0/0 198.51.100.1"),
+        "host routes, the metadata route, the default route last"
+    );
+    let isc = lab.dhcp("vm41", DhcpClient::Dhclient).expect("dhclient gets a lease on h2");
+    assert_eq!(isc.get("new_ip_address"), vm41.ip, "{:?}", isc.vars);
+    assert_eq!(isc.get("new_subnet_mask"), "255.255.255.0");
+    assert_eq!(isc.get("new_routers"), "198.51.100.1");
+    assert_eq!(isc.get("new_domain_name_servers"), dhcp_ip);
+    assert_eq!(isc.get("new_interface_mtu"), net["mtu"].as_u64().unwrap().to_string());
+    assert!(!isc.get("new_rfc3442_classless_static_routes").is_empty(), "{:?}", isc.vars);
+    let counts = capture.stop().unwrap();
+    assert_eq!(counts.inner_dhcp, 0, "no DHCP frame crosses the underlay: {counts:?}");
+    // The addresses they applied work across hosts.
+    let reaches = wait_for(|| lab.ping("vm40", &vm41.ip, 1)).await;
+    let show = |vm: &str| lab.exec(vm, &["sh", "-c", "ip addr; ip route; ip neigh"]).unwrap_or_default();
+    assert!(reaches, "vm40 reaches vm41 with its DHCP address:\n{}\n{}", show("vm40"), show("vm41"));
+
+    // An address changed by the API: the client asking for its old one is refused (NAK) and
+    // then gets the new one.
+    let moved = "198.51.100.120";
+    api.put(
+        &format!("/v2.0/ports/{}", vm41.port_id),
+        json!({"port": {"fixed_ips": [{"subnet_id": subnet_id, "ip_address": moved}]}}),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let again = lab.dhcp("vm41", DhcpClient::Dhclient).expect("dhclient gets the new address");
+    assert_eq!(again.get("new_ip_address"), moved, "{:?} {:?}", again.events, again.vars);
+    assert!(wait_for(|| lab.ping("vm40", moved, 1)).await, "vm41 answers at its new address");
+
+    // A network whose subnet has no DHCP: nothing answers.
+    let quiet = api.create_network("no-dhcp").await.unwrap();
+    let body =
+        json!({"subnet": {"network_id": quiet["id"], "ip_version": 4, "cidr": "192.0.2.0/24", "enable_dhcp": false}});
+    api.post("/v2.0/subnets", body).await.unwrap();
+    let vm42 = lab.boot_dhcp_vm(api, &quiet, "vm42", "h1").await.expect("vm42 boots");
+    assert!(lab.dhcp("vm42", DhcpClient::Udhcpc).is_err(), "enable_dhcp = false: no answer");
+
+    // Leave the lab as it was.
+    for vm in ["vm40", "vm41", "vm42"] {
+        lab.remove_vm(vm).unwrap();
+    }
+    for port in [&vm40.port_id, &vm41.port_id, &vm42.port_id] {
+        api.delete(&format!("/v2.0/ports/{port}")).await.unwrap();
+    }
+    api.delete(&format!("/v2.0/networks/{}", quiet["id"].as_str().unwrap())).await.unwrap();
+    api.put(&format!("/v2.0/subnets/{subnet_id}"), json!({"subnet": {"host_routes": []}})).await.unwrap();
+}
