@@ -9,10 +9,10 @@
 
 pub mod capabilities;
 pub mod client;
-pub mod dhcp;
 pub mod gateway_liveness;
 pub mod metrics;
 pub mod reconcilers;
+pub mod services;
 
 use client::ServerClient;
 use metrics::{AgentMetrics, FeatureLabels, PassLabels};
@@ -68,6 +68,9 @@ pub struct AgentConfig {
     /// DHCP answered on this host (`[DEFAULT] dhcp_lease_duration`, `dns_domain`); `None` with
     /// `[agent] enable_dhcp = false`.
     pub dhcp: Option<neutrino_domain::dhcp::DhcpSettings>,
+    /// The metadata proxy to Nova (`[DEFAULT] nova_metadata_*`), with DHCP; `None` with
+    /// `[agent] enable_metadata_proxy = false`.
+    pub metadata: Option<services::metadata::MetadataSettings>,
 }
 
 /// The host's view as the follower last published it.
@@ -133,8 +136,8 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         Some(liveness.clone()),
     )));
     if let Some(settings) = &config.dhcp {
-        reconcilers
-            .push(Box::new(reconcilers::dhcp::DhcpReconciler::new(settings.clone(), Some(dhcp::DhcpService::new()))));
+        let services = services::HostServices::new(config.metadata.clone());
+        reconcilers.push(Box::new(reconcilers::dhcp::DhcpReconciler::new(settings.clone(), Some(services))));
     }
     let mut tasks = vec![
         tokio::spawn(gateway_liveness::run_probes(liveness)),

@@ -52,3 +52,10 @@ pub fn dhcp_v4_server(device: &str) -> io::Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     Ok(socket)
 }
+
+/// The metadata proxy's listening socket: `address:80` (169.254.169.254), non-blocking.
+pub fn metadata_listener(address: std::net::IpAddr) -> io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(SocketAddr::from((address, 80)))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}

@@ -46,12 +46,18 @@ impl Lab {
         let _ = std::fs::remove_file(&out);
         let _ = std::fs::remove_file(&events);
         let script = dir.join("script");
-        let (event, bound, address) = match client {
-            DhcpClient::Udhcpc => ("$1", "bound|renew", "$ip/${mask:-24}"),
-            DhcpClient::Dhclient => ("$reason", "BOUND|RENEW|REBIND|REBOOT", "$new_ip_address/$new_subnet_mask"),
+        // udhcpc's script also applies the classless routes (`dest/len gateway` pairs).
+        let (event, bound, address, routes) = match client {
+            DhcpClient::Udhcpc => (
+                "$1",
+                "bound|renew",
+                "$ip/${mask:-24}",
+                "  set -- $staticroutes\n  while [ $# -ge 2 ]; do [ \"$2\" = 0.0.0.0 ] || ip route replace $1 via $2 dev eth0; shift 2; done\n",
+            ),
+            DhcpClient::Dhclient => ("$reason", "BOUND|RENEW|REBIND|REBOOT", "$new_ip_address/$new_subnet_mask", ""),
         };
         let text = format!(
-            "#!/bin/sh\necho \"{event}\" >> {events}\ncase \"{event}\" in {bound})\n  env > {out}\n  ip addr flush dev eth0 scope global\n  ip addr add {address} dev eth0\n;;\nesac\nexit 0\n",
+            "#!/bin/sh\necho \"{event}\" >> {events}\ncase \"{event}\" in {bound})\n  env > {out}\n  ip addr flush dev eth0 scope global\n  ip addr add {address} dev eth0\n{routes};;\nesac\nexit 0\n",
             events = events.display(),
             out = out.display(),
         );

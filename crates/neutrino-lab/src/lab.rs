@@ -20,6 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub const SERVER_IP: &str = "192.0.2.1";
+/// Where the agents find Nova's metadata API (the stand-in, [`Lab::start_nova_metadata`]).
+pub const NOVA_METADATA_PORT: u16 = 8775;
+/// `metadata_proxy_shared_secret` of the lab's agents.
+pub const METADATA_SECRET: &str = "lab-metadata-secret";
 /// The physical network the hosts' `phys0` is wired to (`br-phys` in the underlay namespace).
 pub const PHYSICAL_NETWORK: &str = "physnet1";
 /// The hosts' interface on [`PHYSICAL_NETWORK`].
@@ -301,7 +305,7 @@ impl Lab {
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
         let role = self.roles.get(host).copied().unwrap_or(AgentRole::DistributedSnat);
         let conf = format!(
-            "[DEFAULT]\nhost = {}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
+            "[DEFAULT]\nhost = {}\nnova_metadata_host = {SERVER_IP}\nnova_metadata_port = {NOVA_METADATA_PORT}\nmetadata_proxy_shared_secret = {METADATA_SECRET}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
             self.host_id(host),
             self.server_url(),
             self.host_ns(host),
@@ -525,6 +529,35 @@ impl Lab {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?)
+    }
+
+    /// Start the stand-in for Nova's metadata API beside the server (it checks the headers and
+    /// their signature as Nova does; see `nova_metadata.py`), knowing `instances` as
+    /// `(instance id, project id)`. Returns it with the file it logs every request to.
+    pub fn start_nova_metadata(&self, instances: &[(&str, &str)]) -> Result<(std::process::Child, PathBuf), LabError> {
+        let script = self.cfg.dir.join("nova_metadata.py");
+        std::fs::write(&script, include_str!("nova_metadata.py"))?;
+        let known: serde_json::Map<String, serde_json::Value> =
+            instances.iter().map(|(i, p)| (i.to_string(), serde_json::json!(p))).collect();
+        let instances_file = self.cfg.dir.join("nova_instances.json");
+        std::fs::write(&instances_file, serde_json::Value::Object(known).to_string())?;
+        let log = self.cfg.dir.join("nova_metadata.log");
+        let _ = std::fs::remove_file(&log);
+        let port = NOVA_METADATA_PORT.to_string();
+        let args = [
+            "python3",
+            &script.to_string_lossy(),
+            SERVER_IP,
+            &port,
+            METADATA_SECRET,
+            &instances_file.to_string_lossy(),
+            &log.to_string_lossy(),
+        ]
+        .map(|a| a.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = self.spawn("ul", &args)?;
+        std::thread::sleep(Duration::from_millis(500));
+        Ok((child, log))
     }
 
     /// Run a command in one of the lab's namespaces (by short name: `h1`, `vm1`, `ul`).

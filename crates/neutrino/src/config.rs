@@ -32,6 +32,10 @@ const KNOWN: &[(&str, &[&str])] = &[
             "core_plugin",
             "dns_domain",
             "dhcp_lease_duration",
+            "nova_metadata_host",
+            "nova_metadata_port",
+            "nova_metadata_protocol",
+            "metadata_proxy_shared_secret",
         ],
     ),
     ("database", &["connection", "max_pool_size"]),
@@ -83,6 +87,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "gateway_probe_interval_ms",
             "gateway_probe_misses",
             "enable_dhcp",
+            "enable_metadata_proxy",
         ],
     ),
     ("neutrino", &["change_log_keep_revisions"]),
@@ -415,6 +420,22 @@ impl Options {
                         .trim_end_matches('.')
                         .to_string(),
                 }),
+            },
+            metadata: match self.get("agent", "enable_metadata_proxy") {
+                Some("false" | "False" | "0") => None,
+                _ => {
+                    let protocol = self.get("DEFAULT", "nova_metadata_protocol").unwrap_or("http");
+                    if protocol != "http" {
+                        return Err(format!("[DEFAULT] nova_metadata_protocol '{protocol}': only http for now"));
+                    }
+                    let host = self.get("DEFAULT", "nova_metadata_host").unwrap_or("127.0.0.1");
+                    let port: u16 = self.number("DEFAULT", "nova_metadata_port")?.unwrap_or(8775);
+                    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+                    Some(neutrino_agent::services::metadata::MetadataSettings {
+                        nova_url: format!("{protocol}://{host}:{port}"),
+                        shared_secret: self.get("DEFAULT", "metadata_proxy_shared_secret").unwrap_or_default().to_string(),
+                    })
+                }
             },
             firewall: match self.get("securitygroup", "firewall_driver").unwrap_or("nftables") {
                 "nftables" | "iptables" | "iptables_hybrid" | "openvswitch" => {

@@ -2,16 +2,16 @@
 //! (`qdhcp-<network id>`) with one leg on the network's bridge (`ns-<port>` inside, `dh-<port>`
 //! on the bridge) holding the DHCP port's MAC and addresses, the same on every host, and
 //! 169.254.169.254. Its neighbour table knows every local port of the network, so answers
-//! never wait for ARP. The host's DHCP server ([`crate::dhcp::DhcpService`]) answers there
-//! from the local ports' leases; nothing crosses a tunnel, since the VXLAN devices flood
-//! nothing and other hosts answer for their own ports.
+//! never wait for ARP. The host's servers ([`crate::services::HostServices`]: DHCP and the
+//! metadata proxy) answer there from the table of the local ports; nothing crosses a tunnel,
+//! since the VXLAN devices flood nothing and other hosts answer for their own ports.
 //!
 //! Level-triggered and restart-safe: namespaces of networks no longer served go (also those
 //! left by an agent that stopped), and a pass over changes skips networks as the last clean
 //! pass left them.
 
 use super::{PassOutcome, Reconciler, Scope};
-use crate::dhcp::{v4::Leases, DhcpService};
+use crate::services::{HostServices, Instance, NetworkTable, Server};
 use futures::future::BoxFuture;
 use neutrino_api::agent::{HostNetwork, HostState, LocalPort};
 use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, Routers};
@@ -24,13 +24,13 @@ use std::sync::Arc;
 pub struct DhcpReconciler {
     settings: DhcpSettings,
     /// The servers (none: the kernel state only, as in the in-memory tests).
-    service: Option<Arc<DhcpService>>,
+    service: Option<Arc<HostServices>>,
     /// Each network as its last clean pass left it, with its local ports.
     done: BTreeMap<String, (HostNetwork, Vec<(String, LocalPort)>)>,
 }
 
 impl DhcpReconciler {
-    pub fn new(settings: DhcpSettings, service: Option<Arc<DhcpService>>) -> DhcpReconciler {
+    pub fn new(settings: DhcpSettings, service: Option<Arc<HostServices>>) -> DhcpReconciler {
         DhcpReconciler { settings, service, done: BTreeMap::new() }
     }
 
@@ -68,7 +68,7 @@ impl DhcpReconciler {
         let mut failed = None;
         for (network_id, network) in wanted {
             let local = ports.remove(network_id).unwrap_or_default();
-            let serving = self.service.as_ref().is_none_or(|s| s.serving(network_id));
+            let serving = self.service.as_ref().is_none_or(|s| s.servers().iter().all(|k| s.serving(network_id, *k)));
             let seen = (network.clone(), local.clone());
             if quiet && serving && self.done.get(network_id) == Some(&seen) {
                 outcome.ready.extend(local.iter().map(|(id, _)| (id.clone(), true)));
@@ -139,26 +139,42 @@ impl DhcpReconciler {
             }
         }
         let mut neighbours = Vec::new();
-        let mut leases = Leases::new();
+        let mut table = NetworkTable::default();
         for (_, port) in local {
             let Ok(mac) = port.mac_address.parse::<MacAddr>() else { continue };
             for ip in port.ip_addresses.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
                 neighbours.push((ip, mac));
+                let instance = Instance { device_id: port.device_id.clone(), project_id: port.project_id.clone() };
+                table.instances.insert(ip, instance);
             }
             if let Some(lease) = lease_v4(network, port, &self.settings) {
-                leases.insert(mac.0, lease);
+                table.leases.insert(mac.0, lease);
             }
         }
         namespaces.set_neighbours(network_id, &spec.name, &neighbours).await?;
         let Some(service) = &self.service else { return Ok(true) };
-        service.publish(network_id, leases);
-        if !existed || !leg_was_there || !service.serving(network_id) {
-            let device = spec.name.clone();
-            let socket = namespaces
-                .in_namespace(network_id, move || neutrino_dataplane::sockets::dhcp_v4_server(&device))
-                .await?;
-            service.serve(network_id, socket)?;
-            tracing::info!(network = %network_id, "DHCP server listening");
+        service.publish(network_id, table);
+        let fresh = !existed || !leg_was_there;
+        for server in service.servers() {
+            if !fresh && service.serving(network_id, server) {
+                continue;
+            }
+            match server {
+                Server::DhcpV4 => {
+                    let device = spec.name.clone();
+                    let socket = namespaces
+                        .in_namespace(network_id, move || neutrino_dataplane::sockets::dhcp_v4_server(&device))
+                        .await?;
+                    service.serve_dhcp(network_id, socket)?;
+                }
+                Server::Metadata => {
+                    let listener = namespaces
+                        .in_namespace(network_id, || neutrino_dataplane::sockets::metadata_listener(METADATA_V4.into()))
+                        .await?;
+                    service.serve_metadata(network_id, listener)?;
+                }
+            }
+            tracing::info!(network = %network_id, ?server, "listening");
             outcome.changes += 1;
         }
         Ok(true)

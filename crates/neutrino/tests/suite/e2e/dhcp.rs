@@ -57,6 +57,8 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value) {
     let show = |vm: &str| lab.exec(vm, &["sh", "-c", "ip addr; ip route; ip neigh"]).unwrap_or_default();
     assert!(reaches, "vm40 reaches vm41 with its DHCP address:\n{}\n{}", show("vm40"), show("vm41"));
 
+    metadata(lab, &dhcp_ip, &vm40.ip, &vm41.ip, net["project_id"].as_str().unwrap()).await;
+
     // An address changed by the API: the client asking for its old one is refused (NAK) and
     // then gets the new one.
     let moved = "198.51.100.120";
@@ -88,4 +90,63 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value) {
     }
     api.delete(&format!("/v2.0/networks/{}", quiet["id"].as_str().unwrap())).await.unwrap();
     api.put(&format!("/v2.0/subnets/{subnet_id}"), json!({"subnet": {"host_routes": []}})).await.unwrap();
+}
+
+/// `curl` from a VM: the HTTP status and body (status 0: no answer).
+fn fetch(lab: &Lab, vm: &str, url: &str) -> (u16, String) {
+    match lab.exec(vm, &["curl", "-s", "-m", "4", "-w", "\n%{http_code}", url]) {
+        Ok(out) => {
+            let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+            (code.trim().parse().unwrap_or(0), body.to_string())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// Metadata from a VM's own host: 169.254.169.254 (routed by the DHCP route to the DHCP port)
+/// reaches the Nova stand-in with Neutron's headers, signed; Nova's refusals pass through; a
+/// VM claiming another's address gets nothing; Nova down is a 503.
+async fn metadata(lab: &mut Lab, dhcp_ip: &str, vm40_ip: &str, vm41_ip: &str, project: &str) {
+    let url = "http://169.254.169.254/openstack/latest/meta_data.json";
+    let (nova, log) = lab.start_nova_metadata(&[("vm40", project)]).expect("the Nova stand-in starts");
+    let mut nova = Killed(nova);
+    // vm40's DHCP client applied the metadata route; vm41's (dhclient) gets it by hand.
+    lab.exec("vm41", &["ip", "route", "replace", "169.254.169.254/32", "via", dhcp_ip]).unwrap();
+    let (status, body) = fetch(lab, "vm40", url);
+    assert_eq!(status, 200, "{body}\nagent log:\n{}", lab.log_tail("agent-h1", 20));
+    let meta: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((meta["uuid"].as_str(), meta["forwarded_for"].as_str()), (Some("vm40"), Some(vm40_ip)));
+    let seen = std::fs::read_to_string(&log).unwrap();
+    let first: Value = serde_json::from_str(seen.lines().next().unwrap()).unwrap();
+    assert_eq!(first["X-Tenant-ID"], project);
+    assert_eq!(first["X-Instance-ID-Signature"].as_str().unwrap().len(), 64, "hex HMAC-SHA256: {first}");
+    // Nova does not know vm41's instance: its 404 passes through.
+    assert_eq!(fetch(lab, "vm41", url).0, 404);
+    // vm40 sending from vm41's address: anti-spoofing drops it, nothing is answered as vm41.
+    lab.exec("vm40", &["ip", "addr", "add", &format!("{vm41_ip}/32"), "dev", "eth0"]).unwrap();
+    lab.exec("vm40", &["ip", "route", "replace", "169.254.169.254/32", "via", dhcp_ip, "src", vm41_ip]).unwrap();
+    assert_eq!(fetch(lab, "vm40", url).0, 0, "a spoofed source gets no answer");
+    lab.exec("vm40", &["ip", "addr", "del", &format!("{vm41_ip}/32"), "dev", "eth0"]).unwrap();
+    lab.exec("vm40", &["ip", "route", "replace", "169.254.169.254/32", "via", dhcp_ip]).unwrap();
+    let requests = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert_eq!(requests, 2, "only vm40's and vm41's own requests reached Nova");
+    // Nova down: 503.
+    nova.stop();
+    assert_eq!(fetch(lab, "vm40", url).0, 503);
+}
+
+/// A process killed when dropped (also when an assertion fails).
+struct Killed(std::process::Child);
+
+impl Killed {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -7,7 +7,7 @@ use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode, 
 use dhcproto::{Decodable, Encodable};
 use neutrino_domain::dhcp::LeaseV4;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 /// The leases of one network's local ports, by MAC (`fa:16:3e:…`, lower case).
 pub type Leases = HashMap<[u8; 6], LeaseV4>;
@@ -94,6 +94,30 @@ pub fn answer(request: &[u8], leases: &Leases) -> Option<Answer> {
         Destination::Unicast(lease.address)
     };
     Some(Answer { kind, bytes: reply.to_vec().ok()?, to })
+}
+
+/// Answer requests on `socket` (the network's server socket) until it fails.
+pub(crate) async fn serve(network_id: String, socket: tokio::net::UdpSocket, tables: super::Tables) {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let (len, from) = match socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::warn!(network = %network_id, error = %e, "DHCP server socket failed");
+                return;
+            }
+        };
+        let table = super::table_of(&tables, &network_id);
+        let Some(answer) = table.and_then(|t| answer(&buf[..len], &t.leases)) else { continue };
+        let to = match answer.to {
+            Destination::Broadcast => Ipv4Addr::BROADCAST,
+            Destination::Unicast(ip) => ip,
+        };
+        tracing::debug!(network = %network_id, %from, %to, kind = ?answer.kind, "DHCP answer");
+        if let Err(e) = socket.send_to(&answer.bytes, SocketAddr::from((to, 68))).await {
+            tracing::warn!(network = %network_id, %to, error = %e, "cannot send a DHCP answer");
+        }
+    }
 }
 
 /// RFC 3442's encoding of classless routes (for option 249, which dhcproto does not know).
