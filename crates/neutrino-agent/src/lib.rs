@@ -119,6 +119,12 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     };
     register_until_accepted(&client, &routing).await;
     let mut reconcilers: Vec<Box<dyn Reconciler<D>>> = Vec::new();
+    // DHCP first: a new port's lease waits for no other feature (it plugs no VM port, and
+    // a network whose bridge L2 has not made yet is taken up again when the bridge comes).
+    if let Some(settings) = &config.dhcp {
+        let services = services::HostServices::new(config.metadata.clone());
+        reconcilers.push(Box::new(reconcilers::dhcp::DhcpReconciler::new(settings.clone(), Some(services))));
+    }
     if config.firewall {
         reconcilers.push(Box::new(reconcilers::firewall::FirewallReconciler::new()));
     }
@@ -135,10 +141,6 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         snat,
         Some(liveness.clone()),
     )));
-    if let Some(settings) = &config.dhcp {
-        let services = services::HostServices::new(config.metadata.clone());
-        reconcilers.push(Box::new(reconcilers::dhcp::DhcpReconciler::new(settings.clone(), Some(services))));
-    }
     let mut tasks = vec![
         tokio::spawn(gateway_liveness::run_probes(liveness)),
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),

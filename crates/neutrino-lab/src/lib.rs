@@ -18,7 +18,7 @@ pub use cmd::{run, LabError};
 pub use dhcp::{DhcpClient, DhcpResult};
 pub use keystone::{keystone_harness, keystone_installed, Keystone, KeystoneUser};
 pub use lab::{
-    check_tools, cleanup_prefix, AgentRole, BootedVm, Lab, LabConfig, PingRun, VmSpec, METADATA_SECRET, NOVA_METADATA_PORT, PHYSICAL_INTERFACE,
-    PHYSICAL_NETWORK, SERVER_IP,
+    check_tools, cleanup_prefix, AgentRole, BootedVm, Lab, LabConfig, PingRun, VmSpec, METADATA_SECRET,
+    NOVA_METADATA_PORT, PHYSICAL_INTERFACE, PHYSICAL_NETWORK, SERVER_IP,
 };
 pub use netns::{join_netns, NsRuntime};

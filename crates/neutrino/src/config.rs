@@ -430,10 +430,17 @@ impl Options {
                     }
                     let host = self.get("DEFAULT", "nova_metadata_host").unwrap_or("127.0.0.1");
                     let port: u16 = self.number("DEFAULT", "nova_metadata_port")?.unwrap_or(8775);
-                    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+                    let host = if host.contains(':') && !host.starts_with('[') {
+                        format!("[{host}]")
+                    } else {
+                        host.to_string()
+                    };
                     Some(neutrino_agent::services::metadata::MetadataSettings {
                         nova_url: format!("{protocol}://{host}:{port}"),
-                        shared_secret: self.get("DEFAULT", "metadata_proxy_shared_secret").unwrap_or_default().to_string(),
+                        shared_secret: self
+                            .get("DEFAULT", "metadata_proxy_shared_secret")
+                            .unwrap_or_default()
+                            .to_string(),
                     })
                 }
             },

@@ -29,10 +29,7 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(settings: MetadataSettings) -> Proxy {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
         Proxy { settings, client }
     }
 }

@@ -1,10 +1,11 @@
 //! `neutrino bench`: API throughput and latency, list time, and port activation time; the
 //! fan-out of host state to many hosts (`--fanout`); an agent restart with many local ports
 //! (`--agent-restart`); one host's security group firewall (`--firewall`); distributed routing
-//! and floating IPs (`--routing`); centralized SNAT's failover (`--snat-failover`). It prints figures;
+//! and floating IPs (`--routing`); centralized SNAT's failover (`--snat-failover`); DHCP and metadata on one host (`--dhcp`). It prints figures;
 //! it passes or fails nothing.
 
 mod agent_restart;
+mod dhcp;
 mod fanout;
 mod firewall;
 mod routing;
@@ -97,6 +98,13 @@ pub struct BenchArgs {
     /// Cuts timed by `--snat-failover`.
     #[arg(long, default_value_t = 5)]
     failover_rounds: usize,
+    /// DHCP and metadata answered on one host with many local ports (root; lab).
+    #[arg(long)]
+    dhcp: bool,
+    #[arg(long, default_value_t = 1000)]
+    dhcp_ports: usize,
+    #[arg(long, default_value_t = 100)]
+    dhcp_networks: usize,
 }
 
 /// A two-host lab for a benchmark (root), in a work directory named after it; run `measure`
@@ -153,6 +161,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if args.snat_failover {
         return snat_failover::run(args.failover_rounds, args.database.clone()).await;
+    }
+    if args.dhcp {
+        return dhcp::run(args.dhcp_ports, args.dhcp_networks, args.database.clone()).await;
     }
     if args.routing_restart {
         return routing_restart::run(args.restart_fips, args.restart_routers, args.database.clone()).await;
