@@ -71,6 +71,9 @@ pub struct AgentConfig {
     /// The metadata proxy to Nova (`[DEFAULT] nova_metadata_*`), with DHCP; `None` with
     /// `[agent] enable_metadata_proxy = false`.
     pub metadata: Option<services::metadata::MetadataSettings>,
+    /// `[DEFAULT] dnsmasq_dns_servers`: where the hosts' DNS responders send names that are
+    /// not the ports' (none: refused).
+    pub dns_servers: Vec<std::net::SocketAddr>,
 }
 
 /// The host's view as the follower last published it.
@@ -122,7 +125,8 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     // DHCP first: a new port's lease waits for no other feature (it plugs no VM port, and
     // a network whose bridge L2 has not made yet is taken up again when the bridge comes).
     if let Some(settings) = &config.dhcp {
-        let services = services::HostServices::new(config.metadata.clone());
+        let dns = services::DnsSettings { domain: settings.domain.clone(), upstream: config.dns_servers.clone() };
+        let services = services::HostServices::new(config.metadata.clone(), Some(dns));
         reconcilers.push(Box::new(reconcilers::dhcp::DhcpReconciler::new(settings.clone(), Some(services))));
     }
     if config.firewall {

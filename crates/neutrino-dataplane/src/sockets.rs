@@ -59,3 +59,10 @@ pub fn metadata_listener(address: std::net::IpAddr) -> io::Result<std::net::TcpL
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
+
+/// The DNS responder's socket: UDP port 53 of every address of the namespace, non-blocking.
+pub fn dns_server() -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53)))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}

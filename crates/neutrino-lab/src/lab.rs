@@ -305,7 +305,7 @@ impl Lab {
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
         let role = self.roles.get(host).copied().unwrap_or(AgentRole::DistributedSnat);
         let conf = format!(
-            "[DEFAULT]\nhost = {}\nnova_metadata_host = {SERVER_IP}\nnova_metadata_port = {NOVA_METADATA_PORT}\nmetadata_proxy_shared_secret = {METADATA_SECRET}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
+            "[DEFAULT]\nhost = {}\nnova_metadata_host = {SERVER_IP}\nnova_metadata_port = {NOVA_METADATA_PORT}\nmetadata_proxy_shared_secret = {METADATA_SECRET}\ndnsmasq_dns_servers = {SERVER_IP}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
             self.host_id(host),
             self.server_url(),
             self.host_ns(host),
@@ -554,6 +554,31 @@ impl Lab {
             &log.to_string_lossy(),
         ]
         .map(|a| a.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = self.spawn("ul", &args)?;
+        std::thread::sleep(Duration::from_millis(500));
+        Ok((child, log))
+    }
+
+    /// Start the upstream resolver the agents' DNS responders forward to (beside the server, on
+    /// port 53; see `upstream_dns.py`), answering A queries for `names` (`(name, address)`).
+    /// Returns it with the file it logs every name asked to.
+    pub fn start_upstream_dns(&self, names: &[(&str, &str)]) -> Result<(std::process::Child, PathBuf), LabError> {
+        let script = self.cfg.dir.join("upstream_dns.py");
+        std::fs::write(&script, include_str!("upstream_dns.py"))?;
+        let known: serde_json::Map<String, serde_json::Value> =
+            names.iter().map(|(n, a)| (n.to_string(), serde_json::json!(a))).collect();
+        let names_file = self.cfg.dir.join("upstream_names.json");
+        std::fs::write(&names_file, serde_json::Value::Object(known).to_string())?;
+        let log = self.cfg.dir.join("upstream_dns.log");
+        let _ = std::fs::remove_file(&log);
+        let args = [
+            "python3".to_string(),
+            script.to_string_lossy().into(),
+            SERVER_IP.into(),
+            names_file.to_string_lossy().into(),
+            log.to_string_lossy().into(),
+        ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = self.spawn("ul", &args)?;
         std::thread::sleep(Duration::from_millis(500));

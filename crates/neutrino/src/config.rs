@@ -36,6 +36,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "nova_metadata_port",
             "nova_metadata_protocol",
             "metadata_proxy_shared_secret",
+            "dnsmasq_dns_servers",
         ],
     ),
     ("database", &["connection", "max_pool_size"]),
@@ -443,6 +444,19 @@ impl Options {
                             .to_string(),
                     })
                 }
+            },
+            dns_servers: match self.get("DEFAULT", "dnsmasq_dns_servers") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse::<std::net::SocketAddr>()
+                            .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                            .map_err(|_| format!("[DEFAULT] dnsmasq_dns_servers: '{s}' is not an address"))
+                    })
+                    .collect::<Result<_, _>>()?,
             },
             firewall: match self.get("securitygroup", "firewall_driver").unwrap_or("nftables") {
                 "nftables" | "iptables" | "iptables_hybrid" | "openvswitch" => {

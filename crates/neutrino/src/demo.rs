@@ -36,10 +36,28 @@ async fn scenario(lab: &mut Lab, api: &ApiClient) -> Result<(), String> {
     );
     let mut vms = Vec::new();
     for (name, host) in [("vm1", "h1"), ("vm2", "h1"), ("vm3", "h2")] {
-        let vm = lab.boot_vm(api, &net, name, host).await.map_err(|e| err(&e))?;
-        println!("  {name} on {host}: {} (port {} ACTIVE)", vm.ip, vm.port_id);
+        let vm = lab.boot_dhcp_vm(api, &net, name, host).await.map_err(|e| err(&e))?;
+        // As a cloud image boots: its address by DHCP (answered on its own host).
+        let lease = lab.dhcp(name, neutrino_lab::DhcpClient::Udhcpc).map_err(|e| err(&e))?;
+        println!(
+            "  {name} on {host}: {} by DHCP from {} (router {}, MTU {}; port {} ACTIVE)",
+            lease.get("ip"),
+            lease.get("serverid"),
+            lease.get("router"),
+            lease.get("mtu"),
+            vm.port_id
+        );
         vms.push(vm);
     }
+    // Metadata from vm1, answered on h1 and proxied to a stand-in for Nova's metadata API.
+    let project = api.get(&format!("/v2.0/ports/{}", vms[0].port_id)).await.map_err(|e| err(&e))?;
+    let project = project["port"]["project_id"].as_str().unwrap_or_default().to_string();
+    let (mut nova, _) = lab.start_nova_metadata(&[("vm1", project.as_str())]).map_err(|e| err(&e))?;
+    let url = "http://169.254.169.254/openstack/latest/meta_data.json";
+    let meta = lab.exec("vm1", &["curl", "-s", "-m", "5", url]);
+    let _ = nova.kill();
+    let _ = nova.wait();
+    println!("  vm1: GET {url} → {}", meta.map_err(|e| err(&e))?.trim());
     println!("\nping matrix (from row to column):");
     print!("{:>6}", "");
     for to in &vms {
@@ -104,7 +122,7 @@ router demo-router: demo-net (198.51.100.1) and demo-net-b (198.51.100.129), gat
     );
     let vm4 = lab.boot_vm(api, &net_b, "vm4", "h2").await.map_err(|e| err(&e))?;
     lab.exec("vm4", &["ip", "route", "add", "default", "via", "198.51.100.129"]).map_err(|e| err(&e))?;
-    lab.exec("vm1", &["ip", "route", "add", "default", "via", "198.51.100.1"]).map_err(|e| err(&e))?;
+    lab.exec("vm1", &["ip", "route", "replace", "default", "via", "198.51.100.1"]).map_err(|e| err(&e))?;
     // The default security group lets in only its own members: open ICMP for the demo.
     let port = api.get(&format!("/v2.0/ports/{}", vm1.port_id)).await.map_err(|e| err(&e))?;
     let group = port["port"]["security_groups"][0].clone();

@@ -15,18 +15,21 @@ use crate::services::{HostServices, Instance, NetworkTable, Server};
 use futures::future::BoxFuture;
 use neutrino_api::agent::{HostNetwork, HostState, LocalPort};
 use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, Routers};
-use neutrino_domain::dhcp::{lease_v4, DhcpSettings, METADATA_V4};
+use neutrino_domain::dhcp::{hostname, lease_v4, DhcpSettings, METADATA_V4};
 use neutrino_domain::naming::bridge_name;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+type Seen = (HostNetwork, Vec<(String, LocalPort)>, Vec<(String, Vec<String>)>);
+
 pub struct DhcpReconciler {
     settings: DhcpSettings,
     /// The servers (none: the kernel state only, as in the in-memory tests).
     service: Option<Arc<HostServices>>,
-    /// Each network as its last clean pass left it, with its local ports.
-    done: BTreeMap<String, (HostNetwork, Vec<(String, LocalPort)>)>,
+    /// Each network as its last clean pass left it, with its local ports and the names and
+    /// addresses of its remote ones.
+    done: BTreeMap<String, Seen>,
 }
 
 impl DhcpReconciler {
@@ -69,14 +72,20 @@ impl DhcpReconciler {
         for (network_id, network) in wanted {
             let local = ports.remove(network_id).unwrap_or_default();
             let serving = self.service.as_ref().is_none_or(|s| s.servers().iter().all(|k| s.serving(network_id, *k)));
-            let seen = (network.clone(), local.clone());
+            let remote: Vec<(String, Vec<String>)> = state
+                .remote_ports
+                .values()
+                .filter(|r| r.network_id == network_id)
+                .map(|r| (r.dns_name.clone(), r.ip_addresses.clone()))
+                .collect();
+            let seen = (network.clone(), local.clone(), remote.clone());
             if quiet && serving && self.done.get(network_id) == Some(&seen) {
                 outcome.ready.extend(local.iter().map(|(id, _)| (id.clone(), true)));
                 continue;
             }
             let problems = outcome.problems.len();
-            let result =
-                self.network_pass(dp, network_id, network, &local, existing.contains(network_id), &mut outcome).await;
+            let here = (network_id, network, local.as_slice(), remote.as_slice());
+            let result = self.network_pass(dp, here, existing.contains(network_id), &mut outcome).await;
             let done = matches!(result, Ok(true)) && outcome.problems.len() == problems;
             outcome.ready.extend(local.iter().map(|(id, _)| (id.clone(), done)));
             match result {
@@ -104,9 +113,7 @@ impl DhcpReconciler {
     async fn network_pass<D: DataPlane>(
         &mut self,
         dp: &D,
-        network_id: &str,
-        network: &HostNetwork,
-        local: &[(String, LocalPort)],
+        (network_id, network, local, remote): (&str, &HostNetwork, &[(String, LocalPort)], &[(String, Vec<String>)]),
         existed: bool,
         outcome: &mut PassOutcome,
     ) -> neutrino_dataplane::Result<bool> {
@@ -150,6 +157,10 @@ impl DhcpReconciler {
             if let Some(lease) = lease_v4(network, port, &self.settings) {
                 table.leases.insert(mac.0, lease);
             }
+            add_name(&mut table, &port.dns_name, &port.ip_addresses, &self.settings.domain);
+        }
+        for (dns_name, addresses) in remote {
+            add_name(&mut table, dns_name, addresses, &self.settings.domain);
         }
         namespaces.set_neighbours(network_id, &spec.name, &neighbours).await?;
         let Some(service) = &self.service else { return Ok(true) };
@@ -167,6 +178,10 @@ impl DhcpReconciler {
                         .await?;
                     service.serve_dhcp(network_id, socket)?;
                 }
+                Server::Dns => {
+                    let socket = namespaces.in_namespace(network_id, neutrino_dataplane::sockets::dns_server).await?;
+                    service.serve_dns(network_id, socket)?;
+                }
                 Server::Metadata => {
                     let listener = namespaces
                         .in_namespace(network_id, || neutrino_dataplane::sockets::metadata_listener(METADATA_V4.into()))
@@ -178,6 +193,14 @@ impl DhcpReconciler {
             outcome.changes += 1;
         }
         Ok(true)
+    }
+}
+
+/// A port's name (its `dns_assignment`) for the DNS responder.
+fn add_name(table: &mut NetworkTable, dns_name: &str, addresses: &[String], domain: &str) {
+    let ips: Vec<IpAddr> = addresses.iter().filter_map(|a| a.parse().ok()).collect();
+    if let Some(first) = ips.first() {
+        table.names.add(&hostname(dns_name, *first), domain, &ips);
     }
 }
 

@@ -5,6 +5,7 @@
 //! restarted agent answers exactly as before.
 
 pub mod dhcp_v4;
+pub mod dns;
 pub mod metadata;
 
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ pub struct NetworkTable {
     pub leases: dhcp_v4::Leases,
     /// By each local port's fixed IP.
     pub instances: HashMap<IpAddr, Instance>,
+    /// The names of the network's ports (local and remote).
+    pub names: dns::Names,
 }
 
 /// The servers of one network.
@@ -31,6 +34,15 @@ pub struct NetworkTable {
 pub enum Server {
     DhcpV4,
     Metadata,
+    Dns,
+}
+
+/// The DNS responder's domain (the DHCP domain) and upstream resolvers
+/// (`[DEFAULT] dnsmasq_dns_servers`; none: other names are refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    pub domain: String,
+    pub upstream: Vec<std::net::SocketAddr>,
 }
 
 pub(crate) type Tables = Arc<RwLock<HashMap<String, Arc<NetworkTable>>>>;
@@ -40,15 +52,18 @@ pub struct HostServices {
     tables: Tables,
     servers: Mutex<HashMap<(String, Server), tokio::task::JoinHandle<()>>>,
     metadata: Option<Arc<metadata::Proxy>>,
+    dns: Option<(String, Arc<Vec<std::net::SocketAddr>>)>,
 }
 
 impl HostServices {
     /// `metadata`: where to proxy metadata requests (none: no metadata server).
-    pub fn new(metadata: Option<metadata::MetadataSettings>) -> Arc<HostServices> {
+    /// `dns`: the DNS responder (none: no DNS server).
+    pub fn new(metadata: Option<metadata::MetadataSettings>, dns: Option<DnsSettings>) -> Arc<HostServices> {
         Arc::new(HostServices {
             tables: Tables::default(),
             servers: Mutex::new(HashMap::new()),
             metadata: metadata.map(|m| Arc::new(metadata::Proxy::new(m))),
+            dns: dns.map(|d| (d.domain, Arc::new(d.upstream))),
         })
     }
 
@@ -57,6 +72,9 @@ impl HostServices {
         let mut out = vec![Server::DhcpV4];
         if self.metadata.is_some() {
             out.push(Server::Metadata);
+        }
+        if self.dns.is_some() {
+            out.push(Server::Dns);
         }
         out
     }
@@ -86,6 +104,21 @@ impl HostServices {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let task = tokio::spawn(metadata::serve(network_id.to_string(), listener, self.tables.clone(), proxy.clone()));
         self.started(network_id, Server::Metadata, task);
+        Ok(())
+    }
+
+    /// Start the DNS responder of the network on `socket` (made in its namespace).
+    pub fn serve_dns(&self, network_id: &str, socket: std::net::UdpSocket) -> std::io::Result<()> {
+        let Some((domain, upstream)) = &self.dns else { return Ok(()) };
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let task = tokio::spawn(dns::serve(
+            network_id.to_string(),
+            socket,
+            self.tables.clone(),
+            domain.clone(),
+            upstream.clone(),
+        ));
+        self.started(network_id, Server::Dns, task);
         Ok(())
     }
 

@@ -69,12 +69,17 @@ fn dhcp_address<'a>(network: &'a HostNetwork, port: &LocalPort) -> Option<(Ipv4A
     })
 }
 
-/// Neutron's host name for a port without `dns_name`: `host-192-0-2-5`.
-pub fn hostname_of(port: &LocalPort, address: IpAddr) -> String {
-    if !port.dns_name.is_empty() {
-        return port.dns_name.clone();
+/// A port's host name: its `dns_name`, or Neutron's for a port without one (`host-192-0-2-5`,
+/// from its first address).
+pub fn hostname(dns_name: &str, address: IpAddr) -> String {
+    if !dns_name.is_empty() {
+        return dns_name.to_string();
     }
     format!("host-{}", address.to_string().replace(['.', ':'], "-"))
+}
+
+fn first_address(port: &LocalPort) -> Option<IpAddr> {
+    port.ip_addresses.iter().find_map(|ip| ip.parse().ok())
 }
 
 /// The lease of a local port: its IPv4 fixed IP on a DHCP-enabled subnet, with Neutron's
@@ -130,7 +135,7 @@ pub fn lease_v4(network: &HostNetwork, port: &LocalPort, settings: &DhcpSettings
         router,
         dns_servers,
         domain: settings.domain.clone(),
-        hostname: hostname_of(port, IpAddr::V4(address)),
+        hostname: hostname(&port.dns_name, first_address(port).unwrap_or(IpAddr::V4(address))),
         mtu: network.mtu.min(u16::MAX as u32) as u16,
         classless_routes: routes,
         extra: Vec::new(),

@@ -58,6 +58,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value) {
     assert!(reaches, "vm40 reaches vm41 with its DHCP address:\n{}\n{}", show("vm40"), show("vm41"));
 
     metadata(lab, &dhcp_ip, &vm40.ip, &vm41.ip, net["project_id"].as_str().unwrap()).await;
+    dns(lab, &dhcp_ip, &vm41.ip);
 
     // An address changed by the API: the client asking for its old one is refused (NAK) and
     // then gets the new one.
@@ -149,4 +150,25 @@ impl Drop for Killed {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The host's DNS responder, as DHCP hands it out: vm40 (h1) resolves vm41's (h2) name and
+/// address; another name goes to the upstream resolver the test runs.
+fn dns(lab: &Lab, dhcp_ip: &str, vm41_ip: &str) {
+    let (upstream, log) = lab.start_upstream_dns(&[("example.test", "203.0.113.53")]).expect("the resolver starts");
+    let _upstream = Killed(upstream);
+    let name = format!("host-{}.openstacklocal", vm41_ip.replace('.', "-"));
+    let lookup =
+        |what: &str| lab.exec("vm40", &["busybox", "nslookup", what, dhcp_ip]).unwrap_or_else(|e| e.to_string());
+    let forward = lookup(&name);
+    assert!(forward.contains(&format!("Address: {vm41_ip}")), "{name}: {forward}");
+    let short = lookup(&format!("host-{}", vm41_ip.replace('.', "-")));
+    assert!(short.contains(vm41_ip), "a bare host name is in the DHCP domain: {short}");
+    let reverse = lookup(vm41_ip);
+    assert!(reverse.contains(&format!("name = {name}")), "{vm41_ip}: {reverse}");
+    let other = lookup("example.test");
+    assert!(other.contains("Address: 203.0.113.53"), "forwarded: {other}");
+    let asked = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(asked.lines().any(|l| l == "example.test"), "the upstream resolver was asked: {asked}");
+    assert!(!asked.contains("openstacklocal"), "the ports' names are answered on the host: {asked}");
 }
