@@ -21,7 +21,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-type Seen = (HostNetwork, Vec<(String, LocalPort)>, Vec<(String, Vec<String>)>);
+/// A remote port's name and addresses.
+type RemoteName = (String, Vec<String>);
+type Seen = (HostNetwork, Vec<(String, LocalPort)>, Vec<RemoteName>);
+/// One network's pass: its id, entry, local ports and remote ports' names.
+type NetworkHere<'a> = (&'a str, &'a HostNetwork, &'a [(String, LocalPort)], &'a [RemoteName]);
 
 pub struct DhcpReconciler {
     settings: DhcpSettings,
@@ -113,7 +117,7 @@ impl DhcpReconciler {
     async fn network_pass<D: DataPlane>(
         &mut self,
         dp: &D,
-        (network_id, network, local, remote): (&str, &HostNetwork, &[(String, LocalPort)], &[(String, Vec<String>)]),
+        (network_id, network, local, remote): NetworkHere<'_>,
         existed: bool,
         outcome: &mut PassOutcome,
     ) -> neutrino_dataplane::Result<bool> {

@@ -702,6 +702,9 @@ fn put(delta: &mut HostDelta, key: &Key, value: Value) {
 }
 
 /// What other hosts' views hold of a port (its remote entry, besides its host's VTEP).
-fn seen_by_others(p: &PortImage) -> (Option<(&str, &str)>, &str, &str, &[String], &str) {
+/// What other hosts' views show of a port: its binding, network, MAC, addresses and name.
+type SeenByOthers<'a> = (Option<(&'a str, &'a str)>, &'a str, &'a str, &'a [String], &'a str);
+
+fn seen_by_others(p: &PortImage) -> SeenByOthers<'_> {
     (p.bound(), &p.network_id, &p.mac_address, &p.ip_addresses, &p.dns_name)
 }

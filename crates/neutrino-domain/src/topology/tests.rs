@@ -118,11 +118,11 @@ fn network(mtu: u32) -> Image {
     let subnet = neutrino_api::agent::HostSubnet {
         cidr: "192.0.2.0/24".into(),
         gateway_ip: Some("192.0.2.1".into()),
-        enable_dhcp: mtu % 2 == 0,
+        enable_dhcp: mtu.is_multiple_of(2),
         dns_nameservers: vec![format!("198.51.100.{}", mtu % 7)],
         ..Default::default()
     };
-    let dhcp = (mtu % 3 != 0).then(|| neutrino_api::agent::DhcpServer {
+    let dhcp = (!mtu.is_multiple_of(3)).then(|| neutrino_api::agent::DhcpServer {
         port_id: "dhcp".into(),
         mac_address: "fa:16:3e:00:00:fe".into(),
         ip_addresses: vec![format!("192.0.2.{}", 2 + mtu % 5)],

@@ -2,7 +2,8 @@
 //! ISC `dhclient` on the other get their port's address and Neutron's options (mask, router,
 //! DNS, MTU, classless routes with the metadata route, an extra option), while the underlay
 //! carries no DHCP at all; an address changed by the API is what the next request gets; a
-//! subnet without DHCP gets no answer.
+//! subnet without DHCP gets no answer; a restarted agent answers as before. Metadata and DNS
+//! from the same namespace.
 
 use super::wait_for;
 use neutrino_lab::{ApiClient, DhcpClient, Lab};
@@ -56,6 +57,20 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value) {
     let reaches = wait_for(|| lab.ping("vm40", &vm41.ip, 1)).await;
     let show = |vm: &str| lab.exec(vm, &["sh", "-c", "ip addr; ip route; ip neigh"]).unwrap_or_default();
     assert!(reaches, "vm40 reaches vm41 with its DHCP address:\n{}\n{}", show("vm40"), show("vm41"));
+
+    // Restart-safe: h1's agent is killed and started again; vm40 asking again gets the same
+    // address (no lease file anywhere: the port is the lease).
+    lab.kill_agent("h1");
+    lab.start_agent("h1").unwrap();
+    let mut renewed = None;
+    for _ in 0..5 {
+        if let Ok(lease) = lab.dhcp("vm40", DhcpClient::Udhcpc) {
+            renewed = Some(lease);
+            break;
+        }
+    }
+    let renewed = renewed.expect("vm40 gets a lease from the restarted agent");
+    assert_eq!(renewed.get("ip"), vm40.ip, "the same address after an agent restart");
 
     metadata(lab, &dhcp_ip, &vm40.ip, &vm41.ip, net["project_id"].as_str().unwrap()).await;
     dns(lab, &dhcp_ip, &vm41.ip);
