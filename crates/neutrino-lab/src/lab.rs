@@ -535,52 +535,39 @@ impl Lab {
     /// their signature as Nova does; see `nova_metadata.py`), knowing `instances` as
     /// `(instance id, project id)`. Returns it with the file it logs every request to.
     pub fn start_nova_metadata(&self, instances: &[(&str, &str)]) -> Result<(std::process::Child, PathBuf), LabError> {
-        let script = self.cfg.dir.join("nova_metadata.py");
-        std::fs::write(&script, include_str!("nova_metadata.py"))?;
-        let known: serde_json::Map<String, serde_json::Value> =
-            instances.iter().map(|(i, p)| (i.to_string(), serde_json::json!(p))).collect();
-        let instances_file = self.cfg.dir.join("nova_instances.json");
-        std::fs::write(&instances_file, serde_json::Value::Object(known).to_string())?;
-        let log = self.cfg.dir.join("nova_metadata.log");
-        let _ = std::fs::remove_file(&log);
         let port = NOVA_METADATA_PORT.to_string();
-        let args = [
-            "python3",
-            &script.to_string_lossy(),
-            SERVER_IP,
-            &port,
-            METADATA_SECRET,
-            &instances_file.to_string_lossy(),
-            &log.to_string_lossy(),
-        ]
-        .map(|a| a.to_string());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = self.spawn("ul", &args)?;
-        std::thread::sleep(Duration::from_millis(500));
-        Ok((child, log))
+        let script = include_str!("nova_metadata.py");
+        self.start_stand_in("nova_metadata", script, instances, &[SERVER_IP, &port, METADATA_SECRET])
     }
 
     /// Start the upstream resolver the agents' DNS responders forward to (beside the server, on
     /// port 53; see `upstream_dns.py`), answering A queries for `names` (`(name, address)`).
     /// Returns it with the file it logs every name asked to.
     pub fn start_upstream_dns(&self, names: &[(&str, &str)]) -> Result<(std::process::Child, PathBuf), LabError> {
-        let script = self.cfg.dir.join("upstream_dns.py");
-        std::fs::write(&script, include_str!("upstream_dns.py"))?;
+        self.start_stand_in("upstream_dns", include_str!("upstream_dns.py"), names, &[SERVER_IP])
+    }
+
+    /// A Python stand-in for a service the cloud talks to, in the underlay namespace: run as
+    /// `python3 <name>.py ARGS… TABLE LOG`, with `table` written as a JSON object to TABLE.
+    fn start_stand_in(
+        &self,
+        name: &str,
+        script: &str,
+        table: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<(std::process::Child, PathBuf), LabError> {
+        let path = |ext: &str| self.cfg.dir.join(format!("{name}.{ext}"));
+        std::fs::write(path("py"), script)?;
         let known: serde_json::Map<String, serde_json::Value> =
-            names.iter().map(|(n, a)| (n.to_string(), serde_json::json!(a))).collect();
-        let names_file = self.cfg.dir.join("upstream_names.json");
-        std::fs::write(&names_file, serde_json::Value::Object(known).to_string())?;
-        let log = self.cfg.dir.join("upstream_dns.log");
+            table.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
+        std::fs::write(path("json"), serde_json::Value::Object(known).to_string())?;
+        let log = path("log");
         let _ = std::fs::remove_file(&log);
-        let args = [
-            "python3".to_string(),
-            script.to_string_lossy().into(),
-            SERVER_IP.into(),
-            names_file.to_string_lossy().into(),
-            log.to_string_lossy().into(),
-        ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = self.spawn("ul", &args)?;
+        let files = [path("py"), path("json"), log.clone()].map(|p| p.to_string_lossy().into_owned());
+        let mut all = vec!["python3", files[0].as_str()];
+        all.extend_from_slice(args);
+        all.extend([files[1].as_str(), files[2].as_str()]);
+        let child = self.spawn("ul", &all)?;
         std::thread::sleep(Duration::from_millis(500));
         Ok((child, log))
     }
