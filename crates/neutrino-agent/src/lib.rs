@@ -7,6 +7,7 @@
 //! reports port status. The follower is supervised: if it ever stops, it is started again.
 //! Stopping the agent leaves the kernel as it is, so a restart does not disturb traffic.
 
+mod alone;
 pub mod capabilities;
 pub mod client;
 pub mod gateway_liveness;
@@ -81,7 +82,7 @@ pub type View = Option<Arc<HostState>>;
 
 /// What the link watcher passes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum LinkSignal {
+pub(crate) enum LinkSignal {
     Event(LinkEvent),
     /// Events may have been missed (subscribing anew): every reconciler does a full pass.
     Resync,
@@ -122,13 +123,6 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
     };
     register_until_accepted(&client, &routing).await;
     let mut reconcilers: Vec<Box<dyn Reconciler<D>>> = Vec::new();
-    // DHCP first: a new port's lease waits for no other feature (it plugs no VM port, and
-    // a network whose bridge L2 has not made yet is taken up again when the bridge comes).
-    if let Some(settings) = &config.dhcp {
-        let dns = services::DnsSettings { domain: settings.domain.clone(), upstream: config.dns_servers.clone() };
-        let services = services::HostServices::new(config.metadata.clone(), Some(dns));
-        reconcilers.push(Box::new(reconcilers::dhcp::DhcpReconciler::new(settings.clone(), Some(services))));
-    }
     if config.firewall {
         reconcilers.push(Box::new(reconcilers::firewall::FirewallReconciler::new()));
     }
@@ -145,7 +139,16 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         snat,
         Some(liveness.clone()),
     )));
-    let mut tasks = vec![
+    let mut tasks = Vec::new();
+    if let Some(settings) = &config.dhcp {
+        // DHCP, metadata and DNS, in a loop of their own (see `alone`).
+        let dns = services::DnsSettings { domain: settings.domain.clone(), upstream: config.dns_servers.clone() };
+        let services = services::HostServices::new(config.metadata.clone(), Some(dns));
+        let dhcp = Box::new(reconcilers::dhcp::DhcpReconciler::new(settings.clone(), Some(services)));
+        let resync = Duration::from_secs(config.resync_interval.max(1));
+        tasks.push(tokio::spawn(alone::run(dataplane.clone(), dhcp, view_rx.clone(), resync, metrics.clone())));
+    }
+    tasks.extend([
         tokio::spawn(gateway_liveness::run_probes(liveness)),
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),
         tokio::spawn(heartbeat(client.clone(), routing, config.report_interval)),
@@ -162,7 +165,7 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
             }
             .run(view_rx),
         ),
-    ];
+    ]);
     if let Some(listen) = config.metrics_listen {
         tasks.push(tokio::spawn(metrics::serve(metrics, listen)));
     }
@@ -187,7 +190,7 @@ fn agent_mode(config: &AgentConfig) -> &'static str {
 
 /// Capacity of the link event queue to the reconcile loop; a watcher that finds it full
 /// asks for a full pass instead.
-const EVENT_QUEUE: usize = 4096;
+pub(crate) const EVENT_QUEUE: usize = 4096;
 
 async fn register_until_accepted(client: &ServerClient, reg: &AgentRegistration) {
     let mut delay = Duration::from_millis(200);
@@ -344,7 +347,7 @@ async fn follow_stream(
 }
 
 /// Pass link events on to the reconcile loop, resubscribing when the kernel dropped some.
-async fn watch_links<D: DataPlane>(dp: Arc<D>, out: mpsc::Sender<LinkSignal>) {
+pub(crate) async fn watch_links<D: DataPlane>(dp: Arc<D>, out: mpsc::Sender<LinkSignal>) {
     loop {
         match dp.links().events().await {
             Ok(mut events) => {
@@ -370,7 +373,7 @@ async fn watch_links<D: DataPlane>(dp: Arc<D>, out: mpsc::Sender<LinkSignal>) {
 }
 
 /// A task aborted when its handle is dropped.
-struct OwnedTask(tokio::task::JoinHandle<()>);
+pub(crate) struct OwnedTask(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for OwnedTask {
     fn drop(&mut self) {
@@ -533,7 +536,7 @@ impl<D: DataPlane> ReconcileLoop<D> {
 }
 
 /// Log the problems that appeared or changed, and those that went away.
-fn log_problems(feature: &str, before: &BTreeMap<String, String>, now: &BTreeMap<String, String>) {
+pub(crate) fn log_problems(feature: &str, before: &BTreeMap<String, String>, now: &BTreeMap<String, String>) {
     for (what, why) in news(before, now) {
         tracing::warn!(%feature, %what, %why, "cannot do this here; its ports stay DOWN");
     }

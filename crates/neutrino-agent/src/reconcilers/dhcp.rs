@@ -34,11 +34,14 @@ pub struct DhcpReconciler {
     /// Each network as its last clean pass left it, with its local ports and the names and
     /// addresses of its remote ones.
     done: BTreeMap<String, Seen>,
+    /// The network entry each network's namespace and leg were last made right for: a pass
+    /// where only its ports changed writes their neighbours and table alone.
+    legs: BTreeMap<String, HostNetwork>,
 }
 
 impl DhcpReconciler {
     pub fn new(settings: DhcpSettings, service: Option<Arc<HostServices>>) -> DhcpReconciler {
-        DhcpReconciler { settings, service, done: BTreeMap::new() }
+        DhcpReconciler { settings, service, done: BTreeMap::new(), legs: BTreeMap::new() }
     }
 
     async fn pass<D: DataPlane>(
@@ -71,6 +74,11 @@ impl DhcpReconciler {
             }
         }
         self.done.retain(|id, _| wanted.contains_key(id.as_str()));
+        self.legs.retain(|id, _| wanted.contains_key(id.as_str()));
+        if matches!(scope, Scope::Changes(events) if !events.is_empty()) {
+            // A bridge or leg came or went: look at every leg again.
+            self.legs.clear();
+        }
         let quiet = matches!(scope, Scope::Changes(events) if events.is_empty());
         let mut failed = None;
         for (network_id, network) in wanted {
@@ -132,22 +140,28 @@ impl DhcpReconciler {
             mtu: network.mtu,
             addresses: leg_addresses(network),
         };
-        namespaces.ensure(network_id).await?;
-        let before = namespaces.observe(network_id).await?.unwrap_or_default();
-        match namespaces.ensure_port(network_id, &spec).await {
-            Err(neutrino_dataplane::DataPlaneError::NoSuchLink(bridge)) => {
-                outcome.problems.insert(format!("dhcp {network_id}"), format!("bridge {bridge} is not there yet"));
-                return Ok(false);
+        let leg_known = existed && self.legs.get(network_id) == Some(network);
+        let mut leg_was_there = true;
+        if !leg_known {
+            self.legs.remove(network_id);
+            namespaces.ensure(network_id).await?;
+            let before = namespaces.observe(network_id).await?.unwrap_or_default();
+            match namespaces.ensure_port(network_id, &spec).await {
+                Err(neutrino_dataplane::DataPlaneError::NoSuchLink(bridge)) => {
+                    outcome.problems.insert(format!("dhcp {network_id}"), format!("bridge {bridge} is not there yet"));
+                    return Ok(false);
+                }
+                other => other?,
             }
-            other => other?,
-        }
-        let leg_was_there = before.port(&spec.name).is_some();
-        if !leg_was_there || before.ports.len() != 1 {
-            outcome.changes += 1;
-            // Another leg (a DHCP port that changed) goes.
-            for other in before.ports.iter().filter(|p| p.name != spec.name) {
-                namespaces.delete_port(network_id, &other.name).await?;
+            leg_was_there = before.port(&spec.name).is_some();
+            if !leg_was_there || before.ports.len() != 1 {
+                outcome.changes += 1;
+                // Another leg (a DHCP port that changed) goes.
+                for other in before.ports.iter().filter(|p| p.name != spec.name) {
+                    namespaces.delete_port(network_id, &other.name).await?;
+                }
             }
+            self.legs.insert(network_id.to_string(), network.clone());
         }
         let mut neighbours = Vec::new();
         let mut table = NetworkTable::default();
@@ -254,6 +268,7 @@ impl<D: DataPlane> Reconciler<D> for DhcpReconciler {
         Box::pin(async move {
             if *scope == Scope::Full {
                 self.done.clear();
+                self.legs.clear();
             }
             self.pass(dp, state, scope).await
         })

@@ -147,10 +147,16 @@ async fn measure(lab: &mut Lab, ports: usize, networks: usize) -> Result<(), Str
         .spawn(async move {
             let client = c;
             let mut latencies = Vec::new();
+            let mut unanswered = 0;
             for i in 0..1000 {
                 let t = Instant::now();
-                client.exchange(m[i % m.len()], Duration::from_secs(1)).await.ok_or("an exchange got no answer")?;
-                latencies.push(t.elapsed());
+                match client.exchange(m[i % m.len()], Duration::from_secs(1)).await {
+                    Some(_) => latencies.push(t.elapsed()),
+                    None => unanswered += 1,
+                }
+            }
+            if unanswered > 0 {
+                println!("{unanswered} of 1000 exchanges got no answer within 1 s");
             }
             // Throughput: 32 exchanges in flight for 3 s.
             let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
