@@ -56,8 +56,11 @@ async fn openstack_cli_manages_networks_subnets_and_ports() {
     let port = openstack(&cli, &base, &["port", "create", "--network", "cli-net", "cli-port", "-f", "json"]).await;
     assert!(port["mac_address"].as_str().unwrap().starts_with("fa:16:3e:"));
     let ports = openstack(&cli, &base, &["port", "list", "--network", "cli-net", "-f", "json"]).await;
-    assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
-    assert_eq!(ports[0]["Name"], "cli-port");
+    // Beside it, the network's DHCP port (the subnet's first address).
+    assert_eq!(ports.as_array().unwrap().len(), 2, "{ports}");
+    let named: Vec<&str> = ports.as_array().unwrap().iter().filter_map(|p| p["Name"].as_str()).collect();
+    assert!(named.contains(&"cli-port"), "{ports}");
+    assert!(ports.to_string().contains("203.0.113.2"), "the DHCP port: {ports}");
 
     // set/unset and list filters on networks, subnets and ports.
     openstack(&cli, &base, &["network", "set", "--mtu", "1400", "--description", "blue net", "cli-net"]).await;

@@ -124,7 +124,8 @@ async fn replies_have_the_shapes_neutron_records() {
     let v4_usage = got["subnet_ip_availability"].as_array().unwrap().iter().find(|s| s["ip_version"] == 4).unwrap();
     assert_eq!(v4_usage["ip_availability_details"]["total_ips_in_subnet"], 254);
     assert_eq!(v4_usage["ip_availability_details"]["total_ips_in_allocation_pool"], 253);
-    assert_eq!(v4_usage["used_ips"], 1);
+    // The port and the network's DHCP port.
+    assert_eq!(v4_usage["used_ips"], 2);
     let text = s.api.get_raw(&format!("/v2.0/network-ip-availabilities/{net_id}")).await.unwrap();
     let text = String::from_utf8(text).unwrap();
     assert!(text.contains("\"total_ips_in_subnet\":18446744073709551616"), "{text}");

@@ -11,7 +11,8 @@ requests_seen = []
 conn.session.session.hooks["response"].append(lambda r, *args, **kwargs: requests_seen.append((r.request.method, r.url)))
 
 net = conn.network.create_network(name="sdk-net")
-conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.98.0.0/22")
+# Without DHCP: no network:dhcp port among the 250.
+conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.98.0.0/22", is_dhcp_enabled=False)
 for i in range(250):
     conn.network.create_port(network_id=net.id, name=f"p{i:03d}")
 
