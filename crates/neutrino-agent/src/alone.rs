@@ -64,18 +64,35 @@ pub(crate) async fn run<D: DataPlane>(
             }
         }
         let wait = if retry { RETRY } else { next_full.saturating_duration_since(Instant::now()) };
-        tokio::select! {
-            changed = view.changed() => {
-                if changed.is_err() {
-                    return;
+        let timer = tokio::time::sleep(wait);
+        tokio::pin!(timer);
+        // Wait for something that concerns the feature (other links' events are let by).
+        loop {
+            tokio::select! {
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
                 }
+                signal = links.recv() => match signal {
+                    Some(LinkSignal::Event(e)) if reconciler.wants_link_event(&e) => {
+                        events.push(e);
+                        break;
+                    }
+                    Some(LinkSignal::Event(_)) => {}
+                    Some(LinkSignal::Resync) => {
+                        full = true;
+                        break;
+                    }
+                    // The watcher is gone (it restarts itself): the periodic full pass remains.
+                    None => {
+                        (&mut timer).await;
+                        break;
+                    }
+                },
+                () = &mut timer => break,
             }
-            signal = links.recv() => match signal {
-                Some(LinkSignal::Event(e)) if reconciler.wants_link_event(&e) => events.push(e),
-                Some(LinkSignal::Event(_)) => continue,
-                Some(LinkSignal::Resync) | None => full = true,
-            },
-            () = tokio::time::sleep(wait) => {}
         }
     }
 }

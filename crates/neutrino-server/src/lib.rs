@@ -84,6 +84,10 @@ pub async fn serve(app: App, listener: tokio::net::TcpListener) -> std::io::Resu
         if let Err(e) = app::snat_gateways::schedule_all(&scheduler, &ctx).await {
             tracing::warn!(error = ?e.0, "cannot schedule centralized SNAT at start");
         }
+        // DHCP ports for networks from before them.
+        if let Err(e) = app::dhcp_ports::reconcile_all(&scheduler, &ctx).await {
+            tracing::warn!(error = ?e.0, "cannot make the networks' DHCP ports at start");
+        }
     });
     let served = axum::serve(listener, router(app)).await;
     follow.abort();

@@ -436,8 +436,11 @@ fn table_of(kind: ObjectKind) -> &'static str {
 fn seed_tag(kind: ObjectKind) -> &'static str {
     match kind {
         // Version 2 carries the security groups, port security and address pairs.
-        // Version 3 carries what routers' ports add.
-        ObjectKind::Port => "port@3",
+        // Version 3 carries what routers' ports add; version 4 DHCP options, DNS name,
+        // device and project.
+        ObjectKind::Port => "port@4",
+        // Version 2 carries the subnets and the DHCP port.
+        ObjectKind::Network => "network@2",
         other => other.as_str(),
     }
 }
@@ -455,7 +458,7 @@ pub(crate) async fn seed(tx: &mut Tx) -> Result<()> {
     if tx.backend() == Backend::Postgres {
         tx.conn()
             .execute(
-                "LOCK TABLE networks, network_segments, ports, ip_allocations, agents, security_groups, \
+                "LOCK TABLE networks, subnets, network_segments, ports, ip_allocations, agents, security_groups, \
                  security_group_rules, port_security_groups, address_groups, address_group_addresses IN SHARE MODE",
             )
             .await?;

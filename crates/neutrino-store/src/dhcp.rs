@@ -9,8 +9,8 @@ use neutrino_domain::dhcp::DEVICE_OWNER_DHCP;
 use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
-/// Per network of `ids`: its subnets by id, and its DHCP port (the lowest id, should there
-/// be more).
+/// Per network of `ids`: its subnets by id, and its DHCP port (the server's: device
+/// `dhcp-<network>`, the lowest id should there be more).
 pub(crate) async fn network_dhcp_parts(
     c: &mut AnyConnection,
     ids: &[&str],
@@ -40,7 +40,8 @@ pub(crate) async fn network_dhcp_parts(
     let sql = format!(
         "SELECT p.id, p.network_id, p.mac_address, a.ip_address FROM ports p \
          LEFT JOIN ip_allocations a ON a.port_id = p.id \
-         WHERE p.device_owner = '{DEVICE_OWNER_DHCP}' AND p.network_id IN ({list}) \
+         WHERE p.device_owner = '{DEVICE_OWNER_DHCP}' AND p.device_id = 'dhcp-' || p.network_id \
+         AND p.network_id IN ({list}) \
          ORDER BY p.network_id, p.id, a.position"
     );
     for r in crate::change_log::rows_for(c, &sql, ids).await? {
@@ -72,4 +73,17 @@ pub(crate) async fn fill_reference(c: &mut AnyConnection, state: &mut HostState)
         }
     }
     Ok(())
+}
+
+/// The networks with a DHCP-enabled subnet but no DHCP port of the server's (a database from
+/// before DHCP ports).
+pub async fn networks_without_dhcp_port(c: &mut AnyConnection) -> Result<Vec<String>> {
+    let rows = sqlx::query(&format!(
+        "SELECT DISTINCT s.network_id FROM subnets s WHERE s.enable_dhcp AND NOT EXISTS \
+         (SELECT 1 FROM ports p WHERE p.network_id = s.network_id AND p.device_owner = '{DEVICE_OWNER_DHCP}' \
+         AND p.device_id = 'dhcp-' || s.network_id) ORDER BY s.network_id"
+    ))
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(|r| text(r, "network_id")).collect()
 }

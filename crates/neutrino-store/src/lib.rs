@@ -10,6 +10,7 @@ mod agents;
 mod change_log;
 mod default_rules;
 mod dhcp;
+pub use dhcp::networks_without_dhcp_port;
 mod error;
 mod filters;
 mod floating_ips;

@@ -217,7 +217,10 @@ pub async fn list_ports(
 /// Insert the port row (addresses are allocated separately). Returns `false`, changing
 /// nothing, when the MAC is already used on the network.
 pub async fn insert_port(tx: &mut Tx, p: &Port) -> Result<bool> {
-    crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::Port, &p.project_id).await?;
+    // The network's DHCP port counts, but is never refused (as Neutron's DHCP agent makes it).
+    if p.device_owner != neutrino_domain::dhcp::DEVICE_OWNER_DHCP {
+        crate::enforce_quota(tx, neutrino_domain::quotas::QuotaResource::Port, &p.project_id).await?;
+    }
     let done = sqlx::query(
         "INSERT INTO ports (id, project_id, network_id, name, description, mac_address, admin_state_up, status, \
          device_id, device_owner, host_id, vif_type, vif_details, vnic_type, profile, created_at, updated_at, revision_number, \

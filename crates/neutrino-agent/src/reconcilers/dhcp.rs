@@ -184,6 +184,11 @@ impl DhcpReconciler {
         let Some(service) = &self.service else { return Ok(true) };
         service.publish(network_id, table);
         let fresh = !existed || !leg_was_there;
+        if fresh {
+            // Servers on a namespace or leg made again: their sockets go first (they hold the
+            // ports the new ones bind).
+            service.stop_servers(network_id).await;
+        }
         for server in service.servers() {
             if !fresh && service.serving(network_id, server) {
                 continue;
@@ -222,9 +227,13 @@ fn add_name(table: &mut NetworkTable, dns_name: &str, addresses: &[String], doma
     }
 }
 
-/// Whether the network has a DHCP port with an address and a subnet with DHCP.
+/// Whether the network has a DHCP port with an address and a subnet with DHCP, and is of a
+/// type whose bridge has no uplink: on a flat or VLAN network every host's leg would show the
+/// same MAC to the physical network (not served until the legs are kept off the uplink).
 fn serves_dhcp(network: &HostNetwork) -> bool {
-    network.dhcp.as_ref().is_some_and(|d| !d.ip_addresses.is_empty()) && network.subnets.values().any(|s| s.enable_dhcp)
+    matches!(network.network_type.as_str(), "vxlan" | "local")
+        && network.dhcp.as_ref().is_some_and(|d| !d.ip_addresses.is_empty())
+        && network.subnets.values().any(|s| s.enable_dhcp)
 }
 
 /// The DHCP port's addresses with their subnets' prefix lengths, and the metadata address.

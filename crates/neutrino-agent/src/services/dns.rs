@@ -14,6 +14,9 @@ use std::time::Duration;
 
 /// How long answers from the port table may be cached by clients.
 const TTL: u32 = 60;
+/// Queries forwarded at once per network; more are dropped (their clients ask again), so a VM
+/// asking for unknown names in a loop cannot use up the agent's sockets.
+const FORWARDS_IN_FLIGHT: usize = 64;
 
 /// A network's names: each port's fully qualified name (lower case, no final dot) with its
 /// addresses, and each address with its name.
@@ -149,10 +152,15 @@ async fn forward(query: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
         if socket.send_to(query, server).await.is_err() {
             continue;
         }
+        // Only the server asked, with the query's id, answers (a forged datagram is dropped).
+        let id = query.get(..2)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         let mut buf = vec![0u8; 4096];
-        if let Ok(Ok((len, _))) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await {
-            buf.truncate(len);
-            return Some(buf);
+        while let Ok(Ok((len, from))) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await {
+            if from == *server && buf.get(..2) == Some(id) {
+                buf.truncate(len);
+                return Some(buf);
+            }
         }
     }
     None
@@ -167,6 +175,7 @@ pub(crate) async fn serve(
     upstream: std::sync::Arc<Vec<SocketAddr>>,
 ) {
     let socket = std::sync::Arc::new(socket);
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(FORWARDS_IN_FLIGHT));
     let mut buf = vec![0u8; 4096];
     loop {
         let (len, from) = match socket.recv_from(&mut buf).await {
@@ -177,14 +186,16 @@ pub(crate) async fn serve(
             }
         };
         let query = buf[..len].to_vec();
-        let names = super::table_of(&tables, &network_id).map(|t| t.names.clone()).unwrap_or_default();
-        match answer(&query, &names, &domain) {
+        let table = super::table_of(&tables, &network_id).unwrap_or_default();
+        match answer(&query, &table.names, &domain) {
             Some(Reply::Answer(bytes)) => {
                 let _ = socket.send_to(&bytes, from).await;
             }
             Some(Reply::Forward) => {
+                let Ok(permit) = in_flight.clone().try_acquire_owned() else { continue };
                 let (socket, upstream) = (socket.clone(), upstream.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let reply = if upstream.is_empty() { refused(&query) } else { forward(&query, &upstream).await };
                     if let Some(bytes) = reply {
                         let _ = socket.send_to(&bytes, from).await;

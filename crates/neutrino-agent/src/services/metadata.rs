@@ -1,7 +1,9 @@
 //! The metadata proxy: 169.254.169.254 answered on the VM's own host and passed on to Nova's
-//! metadata API with Neutron's headers. The instance is the port whose fixed IP the request
-//! comes from, on this network (anti-spoofing keeps a VM from sending from another's), so a
-//! VM cannot ask as another. Nova's answers pass through; Nova unreachable is a 503.
+//! metadata API with Neutron's headers. The instance is the local port whose fixed IP the
+//! request comes from, on this network: port security's anti-spoofing keeps a VM from sending
+//! from another's address, as with Neutron (so a port without port security, or with another
+//! VM's address as an allowed address pair, can ask as that VM). Nova's answers pass through;
+//! Nova unreachable is a 503.
 
 use super::{table_of, Tables};
 use axum::body::{Body, Bytes};

@@ -129,6 +129,19 @@ impl HostServices {
         }
     }
 
+    /// Stop the network's servers and wait until their sockets are closed (its table stays).
+    pub async fn stop_servers(&self, network_id: &str) {
+        let tasks: Vec<tokio::task::JoinHandle<()>> = {
+            let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<(String, Server)> = servers.keys().filter(|(n, _)| n == network_id).cloned().collect();
+            keys.iter().filter_map(|k| servers.remove(k)).collect()
+        };
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
     /// Stop serving the network.
     pub fn stop(&self, network_id: &str) {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());

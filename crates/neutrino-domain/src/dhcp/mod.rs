@@ -73,7 +73,8 @@ fn dhcp_address<'a>(network: &'a HostNetwork, port: &LocalPort) -> Option<(Ipv4A
 /// from its first address).
 pub fn hostname(dns_name: &str, address: IpAddr) -> String {
     if !dns_name.is_empty() {
-        return dns_name.to_string();
+        // A fully qualified `dns_name` (`vm1.openstacklocal.`) names the host by its first label.
+        return dns_name.split('.').next().unwrap_or(dns_name).to_string();
     }
     format!("host-{}", address.to_string().replace(['.', ':'], "-"))
 }
@@ -85,7 +86,7 @@ fn first_address(port: &LocalPort) -> Option<IpAddr> {
 /// The lease of a local port: its IPv4 fixed IP on a DHCP-enabled subnet, with Neutron's
 /// options; `None` when the port has none or the network has no DHCP port there.
 ///
-/// - Router: the subnet's gateway, or the next hop of a `0.0.0.0/0` host route.
+/// - Router: the subnet's gateway, else the next hop of a `0.0.0.0/0` host route.
 /// - DNS: the subnet's `dns_nameservers` (`0.0.0.0` alone: none), else the DHCP port (the
 ///   host's own responder).
 /// - Classless routes: the host routes, on-link routes to the network's other IPv4 subnets,
@@ -103,7 +104,8 @@ pub fn lease_v4(network: &HostNetwork, port: &LocalPort, settings: &DhcpSettings
         subnet.host_routes.iter().filter_map(|(d, n)| Some((d.parse().ok()?, n.parse().ok()?))).collect();
     let default_route = host_routes.iter().find(|(d, _)| d.prefix_len() == 0).map(|(_, n)| *n);
     let gateway = subnet.gateway_ip.as_deref().and_then(|g| g.parse::<Ipv4Addr>().ok());
-    let router = default_route.or(gateway);
+    // As Neutron's DHCP agent: the gateway, else a default host route's next hop.
+    let router = gateway.or(default_route);
     let dns_servers: Vec<Ipv4Addr> = match subnet.dns_nameservers.as_slice() {
         [] => vec![server],
         [only] if only == "0.0.0.0" => Vec::new(),

@@ -81,13 +81,16 @@ fn no_lease_without_dhcp_or_a_dhcp_port() {
 }
 
 #[test]
-fn a_default_host_route_is_the_router_and_no_gateway_means_no_default_route() {
+fn the_gateway_is_the_router_else_a_default_host_route_and_without_either_no_default_route() {
     let mut net = network();
     let s1 = net.subnets.get_mut("s1").unwrap();
     s1.host_routes.push(("0.0.0.0/0".into(), "192.0.2.254".into()));
     let lease = lease_v4(&net, &port(&[]), &DhcpSettings::default()).unwrap();
-    assert_eq!(lease.router, Some(ip("192.0.2.254")));
-    assert_eq!(lease.classless_routes.last(), Some(&(ip("0.0.0.0"), 0, ip("192.0.2.254"))));
+    assert_eq!(lease.router, Some(ip("192.0.2.1")), "the gateway first, as Neutron");
+    assert_eq!(lease.classless_routes.last(), Some(&(ip("0.0.0.0"), 0, ip("192.0.2.1"))));
+    net.subnets.get_mut("s1").unwrap().gateway_ip = None;
+    let lease = lease_v4(&net, &port(&[]), &DhcpSettings::default()).unwrap();
+    assert_eq!(lease.router, Some(ip("192.0.2.254")), "no gateway: the default host route's next hop");
     let mut net = network();
     net.subnets.get_mut("s1").unwrap().gateway_ip = None;
     let lease = lease_v4(&net, &port(&[]), &DhcpSettings::default()).unwrap();
@@ -124,5 +127,7 @@ fn extra_options_replace_suppress_or_add() {
 fn a_named_port_keeps_its_name() {
     let mut p = port(&[]);
     p.dns_name = "web-1".into();
+    assert_eq!(lease_v4(&network(), &p, &DhcpSettings::default()).unwrap().hostname, "web-1");
+    p.dns_name = "web-1.openstacklocal.".into();
     assert_eq!(lease_v4(&network(), &p, &DhcpSettings::default()).unwrap().hostname, "web-1");
 }

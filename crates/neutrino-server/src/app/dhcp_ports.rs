@@ -89,3 +89,26 @@ async fn first_pool_address(tx: &mut Tx, subnet: &Subnet) -> HttpResult<Option<S
     taken.sort_by_key(|ip| to_u128(*ip));
     Ok(first_free(&pools_of(subnet), &taken).map(|ip| ip.to_string()))
 }
+
+/// Make the DHCP port of every network that has DHCP-enabled subnets but none (a database
+/// from before DHCP ports), each in a transaction of its own; one that fails is logged.
+pub(crate) async fn reconcile_all(app: &App, ctx: &OpContext) -> HttpResult<()> {
+    let networks = {
+        let mut c = app.store.reader().await?;
+        store::networks_without_dhcp_port(&mut c).await?
+    };
+    for network_id in networks {
+        let result: HttpResult<()> = async {
+            let mut tx = app.store.begin().await?;
+            reconcile(app, ctx, &mut tx, &network_id).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => tracing::info!(network = %network_id, "made the network's DHCP port"),
+            Err(e) => tracing::warn!(network = %network_id, error = ?e.0, "cannot make the network's DHCP port"),
+        }
+    }
+    Ok(())
+}

@@ -321,10 +321,23 @@ impl Run {
                 let ip = format!("192.0.2.{}", rng.gen_range(30..40));
                 register(s, &h, &ip, true).await;
             }
-            91..=95 => {
+            91..=93 => {
                 let (net, _, _) = &self.networks[rng.gen_range(0..self.networks.len())];
                 let mtu = rng.gen_range(1400..1451);
                 let _ = s.api.put(&format!("/v2.0/networks/{net}"), json!({"network": {"mtu": mtu}})).await;
+            }
+            94 => {
+                // DHCP on or off: the network's DHCP port comes or goes (its image with it).
+                let (_, subnet, _) = &self.networks[rng.gen_range(0..self.networks.len())];
+                let body = json!({"subnet": {"enable_dhcp": rng.gen_bool(0.6), "dns_nameservers": ["198.51.100.53"]}});
+                let _ = s.api.put(&format!("/v2.0/subnets/{subnet}"), body).await;
+            }
+            95 => {
+                if let Some(p) = pick(rng) {
+                    let opts =
+                        json!([{"opt_name": "tftp-server", "opt_value": format!("203.0.113.{}", rng.gen_range(1..9))}]);
+                    let _ = s.api.put(&format!("/v2.0/ports/{p}"), json!({"port": {"extra_dhcp_opts": opts}})).await;
+                }
             }
             _ => {
                 // An agent is deleted by an admin, and registers again later.
