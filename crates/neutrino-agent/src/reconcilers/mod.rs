@@ -2,9 +2,10 @@
 //! applies the difference and says, per local port, whether it is done with it. A port is
 //! ACTIVE once every reconciler that applies to it is done with it.
 //!
-//! There are the firewall (security groups) and L2 reconcilers; routing and DHCP each add one
-//! here, with their own idea of which link events concern them. The firewall goes first, so a
-//! new port's drop-by-default is in place before L2 plugs it into its bridge.
+//! There are the firewall (security groups), L2, routing and DHCP reconcilers, each with its own
+//! idea of which link events concern them. The firewall goes first, so a new port's
+//! drop-by-default is in place before L2 plugs it into its bridge; DHCP runs in a loop of its
+//! own (it gates no port's status).
 
 pub mod dhcp;
 pub mod firewall;
