@@ -10,7 +10,7 @@
 //! left by an agent that stopped), and a pass over changes skips networks as the last clean
 //! pass left them.
 
-use super::{PassOutcome, Reconciler, Scope};
+use super::{leg_name, PassOutcome, Reconciler, Scope};
 use crate::services::{HostServices, Instance, NetworkTable, Server};
 use futures::future::BoxFuture;
 use neutrino_api::agent::{HostNetwork, HostState, LocalPort};
@@ -249,10 +249,6 @@ fn leg_addresses(network: &HostNetwork) -> Vec<ipnet::IpNet> {
     out.extend(ipnet::IpNet::new(IpAddr::V4(METADATA_V4), 32).ok());
     out.sort();
     out
-}
-
-fn leg_name(prefix: &str, port_id: &str) -> String {
-    format!("{prefix}{}", &port_id[..port_id.len().min(11)])
 }
 
 impl<D: DataPlane> Reconciler<D> for DhcpReconciler {

@@ -17,6 +17,11 @@ use neutrino_api::agent::HostState;
 use neutrino_dataplane::{DataPlane, LinkEvent};
 use std::collections::BTreeMap;
 
+/// A namespace leg's link name: `prefix` and the port id's first 11 characters (Neutron's).
+pub(crate) fn leg_name(prefix: &str, port_id: &str) -> String {
+    format!("{prefix}{}", &port_id[..port_id.len().min(11)])
+}
+
 /// What a pass is asked to look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {

@@ -56,27 +56,10 @@ fn key(name: &Name, domain: &str) -> String {
     }
 }
 
-/// The address a reverse name (`5.2.0.192.in-addr.arpa.`) stands for.
+/// The address a reverse name (`5.2.0.192.in-addr.arpa.`) stands for (a whole address only).
 fn reverse_address(name: &Name) -> Option<IpAddr> {
-    let text = name.to_ascii().trim_end_matches('.').to_ascii_lowercase();
-    if let Some(v4) = text.strip_suffix(".in-addr.arpa") {
-        let mut octets: Vec<u8> = v4.split('.').map(|o| o.parse().ok()).collect::<Option<_>>()?;
-        if octets.len() != 4 {
-            return None;
-        }
-        octets.reverse();
-        return Some(IpAddr::from([octets[0], octets[1], octets[2], octets[3]]));
-    }
-    let v6 = text.strip_suffix(".ip6.arpa")?;
-    let nibbles: Vec<u8> = v6.split('.').rev().map(|n| u8::from_str_radix(n, 16).ok()).collect::<Option<_>>()?;
-    if nibbles.len() != 32 {
-        return None;
-    }
-    let mut bytes = [0u8; 16];
-    for (i, pair) in nibbles.chunks(2).enumerate() {
-        bytes[i] = pair[0] << 4 | pair[1];
-    }
-    Some(IpAddr::from(bytes))
+    let net = name.parse_arpa_name().ok()?;
+    (net.prefix_len() == net.max_prefix_len()).then(|| net.addr())
 }
 
 /// Answer a query from the network's names, or say it is to be forwarded.

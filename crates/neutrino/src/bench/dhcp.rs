@@ -25,11 +25,7 @@ pub async fn run(ports: usize, networks: usize, database: Option<String>) -> Res
 }
 
 fn mac_bytes(mac: &str) -> [u8; 6] {
-    let mut out = [0u8; 6];
-    for (i, b) in mac.split(':').take(6).enumerate() {
-        out[i] = u8::from_str_radix(b, 16).unwrap_or(0);
-    }
-    out
+    mac.parse::<neutrino_dataplane::MacAddr>().map(|m| m.0).unwrap_or_default()
 }
 
 /// A DHCP client on port 68 of a VM: replies are matched to requests by `xid`.

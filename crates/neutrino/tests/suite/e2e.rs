@@ -20,6 +20,18 @@ fn lab_available() -> bool {
     true
 }
 
+/// Kills what it holds when dropped (also when an assertion fails).
+struct Running(Vec<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Prefix of the lab's namespaces.
 fn lab_prefix() -> String {
     std::env::var("NEUTRINO_E2E_PREFIX").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "nte".into())

@@ -22,7 +22,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-use super::{PassOutcome, Reconciler, Scope};
+use super::{leg_name, PassOutcome, Reconciler, Scope};
 use crate::gateway_liveness::GatewayLiveness;
 use futures::future::BoxFuture;
 use neutrino_api::agent::{HostRouter, HostState};
@@ -470,10 +470,6 @@ fn sorted(addresses: &[ipnet::IpNet]) -> Vec<ipnet::IpNet> {
 }
 
 /// `qr-`/`rq-` and the port id's first 11 characters (Neutron's names, 14 characters).
-fn leg_name(prefix: &str, port_id: &str) -> String {
-    format!("{prefix}{}", &port_id[..port_id.len().min(11)])
-}
-
 impl<D: DataPlane> Reconciler<D> for RoutingReconciler {
     fn name(&self) -> &'static str {
         "routing"

@@ -5,7 +5,7 @@
 //! subnet without DHCP gets no answer; a restarted agent answers as before. Metadata and DNS
 //! from the same namespace.
 
-use super::wait_for;
+use super::{wait_for, Running};
 use neutrino_lab::{ApiClient, DhcpClient, Lab};
 use serde_json::{json, Value};
 
@@ -125,7 +125,7 @@ fn fetch(lab: &Lab, vm: &str, url: &str) -> (u16, String) {
 async fn metadata(lab: &mut Lab, dhcp_ip: &str, vm40_ip: &str, vm41_ip: &str, project: &str) {
     let url = "http://169.254.169.254/openstack/latest/meta_data.json";
     let (nova, log) = lab.start_nova_metadata(&[("vm40", project)]).expect("the Nova stand-in starts");
-    let mut nova = Killed(nova);
+    let nova = Running(vec![nova]);
     // vm40's DHCP client applied the metadata route; vm41's (dhclient) gets it by hand.
     lab.exec("vm41", &["ip", "route", "replace", "169.254.169.254/32", "via", dhcp_ip]).unwrap();
     let (status, body) = fetch(lab, "vm40", url);
@@ -147,31 +147,15 @@ async fn metadata(lab: &mut Lab, dhcp_ip: &str, vm40_ip: &str, vm41_ip: &str, pr
     let requests = std::fs::read_to_string(&log).unwrap().lines().count();
     assert_eq!(requests, 2, "only vm40's and vm41's own requests reached Nova");
     // Nova down: 503.
-    nova.stop();
+    drop(nova);
     assert_eq!(fetch(lab, "vm40", url).0, 503);
-}
-
-/// A process killed when dropped (also when an assertion fails).
-struct Killed(std::process::Child);
-
-impl Killed {
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// The host's DNS responder, as DHCP hands it out: vm40 (h1) resolves vm41's (h2) name and
 /// address; another name goes to the upstream resolver the test runs.
 fn dns(lab: &Lab, dhcp_ip: &str, vm41_ip: &str) {
     let (upstream, log) = lab.start_upstream_dns(&[("example.test", "203.0.113.53")]).expect("the resolver starts");
-    let _upstream = Killed(upstream);
+    let _upstream = Running(vec![upstream]);
     let name = format!("host-{}.openstacklocal", vm41_ip.replace('.', "-"));
     let lookup =
         |what: &str| lab.exec("vm40", &["busybox", "nslookup", what, dhcp_ip]).unwrap_or_else(|e| e.to_string());

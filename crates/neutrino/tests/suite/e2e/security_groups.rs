@@ -3,23 +3,10 @@
 //! across hosts, spoofing, and a negative control (without the firewall's table the blocked
 //! traffic passes, so every check here can fail).
 
-use super::wait_for;
+use super::{wait_for, Running};
 use neutrino_lab::{ApiClient, BootedVm, Lab};
 use serde_json::{json, Value};
-use std::process::Child;
 use std::time::Duration;
-
-/// Kills what it holds when dropped (also when an assertion fails).
-struct Running(Vec<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 async fn rule(api: &ApiClient, group: &str, body: Value) -> String {
     let mut rule = body;
