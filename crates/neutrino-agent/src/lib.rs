@@ -75,6 +75,9 @@ pub struct AgentConfig {
     /// `[DEFAULT] dnsmasq_dns_servers`: where the hosts' DNS responders send names that are
     /// not the ports' (none: refused).
     pub dns_servers: Vec<std::net::SocketAddr>,
+    /// Router advertisements' intervals (`[DEFAULT] min_rtr_adv_interval`,
+    /// `max_rtr_adv_interval`).
+    pub router_adverts: neutrino_domain::dhcp::v6::RaSettings,
 }
 
 /// The host's view as the follower last published it.
@@ -148,6 +151,10 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         let resync = Duration::from_secs(config.resync_interval.max(1));
         tasks.push(tokio::spawn(alone::run(dataplane.clone(), dhcp, view_rx.clone(), resync, metrics.clone())));
     }
+    // Router advertisements, in a loop of their own too (they gate no port either).
+    let adverts = Box::new(reconcilers::router_adverts::RouterAdvertReconciler::new(config.router_adverts));
+    let resync = Duration::from_secs(config.resync_interval.max(1));
+    tasks.push(tokio::spawn(alone::run(dataplane.clone(), adverts, view_rx.clone(), resync, metrics.clone())));
     tasks.extend([
         tokio::spawn(gateway_liveness::run_probes(liveness)),
         tokio::spawn(heartbeat(client.clone(), registration.clone(), config.report_interval)),

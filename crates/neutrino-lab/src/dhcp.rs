@@ -13,6 +13,11 @@ pub enum DhcpClient {
     Udhcpc,
     /// ISC `dhclient`: variables `new_ip_address`, `new_subnet_mask`, `new_routers`, ...
     Dhclient,
+    /// ISC `dhclient -6`, stateful: variables `new_ip6_address`, `new_ip6_prefixlen`,
+    /// `new_dhcp6_name_servers`, `new_dhcp6_domain_search`.
+    Dhclient6,
+    /// ISC `dhclient -6 -S`, stateless (Information-Request): the same options, no address.
+    Dhclient6Stateless,
 }
 
 /// The variables a client's script saw for the lease it bound, and the reasons it was run.
@@ -35,6 +40,8 @@ const DHCLIENT_CONF: &str = "option rfc3442-classless-static-routes code 121 = a
     request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name, \
     interface-mtu, rfc3442-classless-static-routes, tftp-server-name, tftp-server-address;\n";
 
+const DHCLIENT6_CONF: &str = "timeout 15;\nretry 1;\nrequest dhcp6.name-servers, dhcp6.domain-search;\n";
+
 impl Lab {
     /// Run `client` once in `vm` (on `eth0`): it asks for a lease, and its script applies the
     /// address. Fails when no lease came.
@@ -47,17 +54,23 @@ impl Lab {
         let _ = std::fs::remove_file(&events);
         let script = dir.join("script");
         // udhcpc's script also applies the classless routes (`dest/len gateway` pairs).
-        let (event, bound, address, routes) = match client {
+        let v4 = |address: &str| format!("  ip addr flush dev eth0 scope global\n  ip addr add {address} dev eth0\n");
+        // IPv6: the address given (none when stateless) beside what SLAAC made.
+        let v6 =
+            "  [ -z \"$new_ip6_address\" ] || ip -6 addr replace $new_ip6_address/$new_ip6_prefixlen dev eth0 nodad\n";
+        let (event, bound, apply) = match client {
             DhcpClient::Udhcpc => (
                 "$1",
                 "bound|renew",
-                "$ip/${mask:-24}",
-                "  set -- $staticroutes\n  while [ $# -ge 2 ]; do [ \"$2\" = 0.0.0.0 ] || ip route replace $1 via $2 dev eth0; shift 2; done\n",
+                v4("$ip/${mask:-24}") + "  set -- $staticroutes\n  while [ $# -ge 2 ]; do [ \"$2\" = 0.0.0.0 ] || ip route replace $1 via $2 dev eth0; shift 2; done\n",
             ),
-            DhcpClient::Dhclient => ("$reason", "BOUND|RENEW|REBIND|REBOOT", "$new_ip_address/$new_subnet_mask", ""),
+            DhcpClient::Dhclient => ("$reason", "BOUND|RENEW|REBIND|REBOOT", v4("$new_ip_address/$new_subnet_mask")),
+            DhcpClient::Dhclient6 | DhcpClient::Dhclient6Stateless => {
+                ("$reason", "BOUND6|RENEW6|REBIND6|REBOOT6|INFORM6", v6.to_string())
+            }
         };
         let text = format!(
-            "#!/bin/sh\necho \"{event}\" >> {events}\ncase \"{event}\" in {bound})\n  env > {out}\n  ip addr flush dev eth0 scope global\n  ip addr add {address} dev eth0\n{routes};;\nesac\nexit 0\n",
+            "#!/bin/sh\necho \"{event}\" >> {events}\ncase \"{event}\" in {bound})\n  env > {out}\n{apply};;\nesac\nexit 0\n",
             events = events.display(),
             out = out.display(),
         );
@@ -90,9 +103,10 @@ impl Lab {
                     "tftp",
                 ],
             ),
-            DhcpClient::Dhclient => {
+            DhcpClient::Dhclient | DhcpClient::Dhclient6 | DhcpClient::Dhclient6Stateless => {
                 let conf = dir.join("dhclient.conf");
-                std::fs::write(&conf, DHCLIENT_CONF)?;
+                let v6 = client != DhcpClient::Dhclient;
+                std::fs::write(&conf, if v6 { DHCLIENT6_CONF } else { DHCLIENT_CONF })?;
                 let (conf, lease, pid) = (
                     conf.display().to_string(),
                     dir.join("leases").display().to_string(),
@@ -100,6 +114,11 @@ impl Lab {
                 );
                 let files = ["-cf", conf.as_str(), "-lf", lease.as_str(), "-pf", pid.as_str()];
                 let mut args = vec!["dhclient", "-1", "-sf", &script];
+                match client {
+                    DhcpClient::Dhclient6 => args.push("-6"),
+                    DhcpClient::Dhclient6Stateless => args.extend(["-6", "-S"]),
+                    _ => {}
+                }
                 args.extend(files);
                 args.push("eth0");
                 let ran = in_ns(&ns, &args);

@@ -37,6 +37,8 @@ const KNOWN: &[(&str, &[&str])] = &[
             "nova_metadata_protocol",
             "metadata_proxy_shared_secret",
             "dnsmasq_dns_servers",
+            "min_rtr_adv_interval",
+            "max_rtr_adv_interval",
         ],
     ),
     ("database", &["connection", "max_pool_size"]),
@@ -444,6 +446,16 @@ impl Options {
                             .to_string(),
                     })
                 }
+            },
+            router_adverts: {
+                let min = self.number::<u32>("DEFAULT", "min_rtr_adv_interval")?.unwrap_or(30);
+                let max = self.number::<u32>("DEFAULT", "max_rtr_adv_interval")?.unwrap_or(100);
+                if min < 3 || max < 4 || min >= max {
+                    return Err(format!(
+                        "[DEFAULT] min_rtr_adv_interval {min} and max_rtr_adv_interval {max}: at least 3 and 4 seconds, the minimum below the maximum"
+                    ));
+                }
+                neutrino_domain::dhcp::v6::RaSettings { min_interval: min, max_interval: max }
             },
             dns_servers: match self.get("DEFAULT", "dnsmasq_dns_servers") {
                 None => Vec::new(),

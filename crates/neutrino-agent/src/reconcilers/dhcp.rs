@@ -15,6 +15,7 @@ use crate::services::{HostServices, Instance, NetworkTable, Server};
 use futures::future::BoxFuture;
 use neutrino_api::agent::{HostNetwork, HostState, LocalPort};
 use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, Routers};
+use neutrino_domain::dhcp::v6::{lease_v6, METADATA_V6};
 use neutrino_domain::dhcp::{hostname, lease_v4, DhcpSettings, METADATA_V4};
 use neutrino_domain::naming::bridge_name;
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,7 +84,10 @@ impl DhcpReconciler {
         let mut failed = None;
         for (network_id, network) in wanted {
             let local = ports.remove(network_id).unwrap_or_default();
-            let serving = self.service.as_ref().is_none_or(|s| s.servers().iter().all(|k| s.serving(network_id, *k)));
+            let serving = self
+                .service
+                .as_ref()
+                .is_none_or(|s| s.servers(has_ipv6(network)).iter().all(|k| s.serving(network_id, *k)));
             let remote: Vec<(String, Vec<String>)> = state
                 .remote_ports
                 .values()
@@ -175,11 +179,19 @@ impl DhcpReconciler {
             if let Some(lease) = lease_v4(network, port, &self.settings) {
                 table.leases.insert(mac.0, lease);
             }
+            if let Some(lease) = lease_v6(network, port, &self.settings) {
+                // DHCPv6 answers go to the port's link-local address.
+                neighbours.push((IpAddr::V6(lease.link_local), mac));
+                let instance = Instance { device_id: port.device_id.clone(), project_id: port.project_id.clone() };
+                table.instances.insert(IpAddr::V6(lease.link_local), instance);
+                table.leases_v6.insert(mac.0, lease);
+            }
             add_name(&mut table, &port.dns_name, &port.ip_addresses, &self.settings.domain);
         }
         for (dns_name, addresses) in remote {
             add_name(&mut table, dns_name, addresses, &self.settings.domain);
         }
+        table.server_mac = Some(mac.0);
         namespaces.set_neighbours(network_id, &spec.name, &neighbours).await?;
         let Some(service) = &self.service else { return Ok(true) };
         service.publish(network_id, table);
@@ -189,7 +201,9 @@ impl DhcpReconciler {
             // ports the new ones bind).
             service.stop_servers(network_id).await;
         }
-        for server in service.servers() {
+        let servers = service.servers(has_ipv6(network));
+        service.retain_servers(network_id, &servers);
+        for server in servers {
             if !fresh && service.serving(network_id, server) {
                 continue;
             }
@@ -201,15 +215,36 @@ impl DhcpReconciler {
                         .await?;
                     service.serve_dhcp(network_id, socket)?;
                 }
+                Server::DhcpV6 => {
+                    let device = spec.name.clone();
+                    let (socket, _) = namespaces
+                        .in_namespace(network_id, move || neutrino_dataplane::sockets::dhcp_v6_server(&device))
+                        .await?;
+                    service.serve_dhcp_v6(network_id, socket)?;
+                }
                 Server::Dns => {
                     let socket = namespaces.in_namespace(network_id, neutrino_dataplane::sockets::dns_server).await?;
-                    service.serve_dns(network_id, socket)?;
+                    service.serve_dns(network_id, server, socket)?;
+                }
+                Server::DnsV6 => {
+                    let socket =
+                        namespaces.in_namespace(network_id, neutrino_dataplane::sockets::dns_server_v6).await?;
+                    service.serve_dns(network_id, server, socket)?;
                 }
                 Server::Metadata => {
                     let listener = namespaces
                         .in_namespace(network_id, || neutrino_dataplane::sockets::metadata_listener(METADATA_V4.into()))
                         .await?;
-                    service.serve_metadata(network_id, listener)?;
+                    service.serve_metadata(network_id, server, listener)?;
+                }
+                Server::MetadataV6 => {
+                    let device = spec.name.clone();
+                    let listener = namespaces
+                        .in_namespace(network_id, move || {
+                            neutrino_dataplane::sockets::metadata_listener_v6(METADATA_V6, &device)
+                        })
+                        .await?;
+                    service.serve_metadata(network_id, server, listener)?;
                 }
             }
             tracing::info!(network = %network_id, ?server, "listening");
@@ -236,6 +271,11 @@ fn serves_dhcp(network: &HostNetwork) -> bool {
         && network.subnets.values().any(|s| s.enable_dhcp)
 }
 
+/// Whether the network's DHCP port has an IPv6 address (DHCPv6 is served there).
+fn has_ipv6(network: &HostNetwork) -> bool {
+    network.dhcp.iter().flat_map(|d| &d.ip_addresses).any(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 /// The DHCP port's addresses with their subnets' prefix lengths, and the metadata address.
 fn leg_addresses(network: &HostNetwork) -> Vec<ipnet::IpNet> {
     let mut out: Vec<ipnet::IpNet> = Vec::new();
@@ -247,6 +287,9 @@ fn leg_addresses(network: &HostNetwork) -> Vec<ipnet::IpNet> {
         }
     }
     out.extend(ipnet::IpNet::new(IpAddr::V4(METADATA_V4), 32).ok());
+    if has_ipv6(network) {
+        out.extend(ipnet::IpNet::new(IpAddr::V6(METADATA_V6), 64).ok());
+    }
     out.sort();
     out
 }

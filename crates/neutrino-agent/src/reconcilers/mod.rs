@@ -2,14 +2,15 @@
 //! applies the difference and says, per local port, whether it is done with it. A port is
 //! ACTIVE once every reconciler that applies to it is done with it.
 //!
-//! There are the firewall (security groups), L2, routing and DHCP reconcilers, each with its own
+//! There are the firewall (security groups), L2, routing, DHCP and router advertisement reconcilers, each with its own
 //! idea of which link events concern them. The firewall goes first, so a new port's
-//! drop-by-default is in place before L2 plugs it into its bridge; DHCP runs in a loop of its
-//! own (it gates no port's status).
+//! drop-by-default is in place before L2 plugs it into its bridge; DHCP and router
+//! advertisements run in loops of their own (they gate no port's status).
 
 pub mod dhcp;
 pub mod firewall;
 pub mod l2;
+pub mod router_adverts;
 pub mod routing;
 
 use futures::future::BoxFuture;

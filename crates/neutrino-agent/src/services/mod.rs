@@ -1,12 +1,15 @@
 //! The host's own servers for its VMs, one of each per network with local ports, in the
-//! network's DHCP namespace (made by `reconcilers::dhcp`): DHCPv4 on the DHCP port's address
-//! and the metadata proxy on 169.254.169.254. They answer from the table the reconciler
+//! network's DHCP namespace (made by `reconcilers::dhcp`): DHCPv4 on the DHCP port's address,
+//! DHCPv6 on its link, the DNS responder and the metadata proxy on 169.254.169.254. (Router
+//! advertisements come from the router legs: `router_adverts`.) They answer from the table the reconciler
 //! publishes per network (the local ports' leases and instances), and keep nothing else, so a
 //! restarted agent answers exactly as before.
 
 pub mod dhcp_v4;
+pub mod dhcp_v6;
 pub mod dns;
 pub mod metadata;
+pub mod router_adverts;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,7 +26,11 @@ pub struct Instance {
 #[derive(Debug, Clone, Default)]
 pub struct NetworkTable {
     pub leases: dhcp_v4::Leases,
-    /// By each local port's fixed IP.
+    pub leases_v6: dhcp_v6::Leases,
+    /// The DHCP port's MAC (the DHCPv6 server's identity).
+    pub server_mac: Option<[u8; 6]>,
+    /// By each local port's fixed IP (and EUI-64 link-local address, which only the port
+    /// itself may send from).
     pub instances: HashMap<IpAddr, Instance>,
     /// The names of the network's ports (local and remote).
     pub names: dns::Names,
@@ -33,8 +40,14 @@ pub struct NetworkTable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Server {
     DhcpV4,
+    /// On networks where the DHCP port has an IPv6 address.
+    DhcpV6,
     Metadata,
+    /// The metadata proxy on `fe80::a9fe:a9fe`, beside `DhcpV6`.
+    MetadataV6,
     Dns,
+    /// The DNS responder's IPv6 socket, beside `DhcpV6`.
+    DnsV6,
 }
 
 /// The DNS responder's domain (the DHCP domain) and upstream resolvers
@@ -67,14 +80,23 @@ impl HostServices {
         })
     }
 
-    /// The servers every served network has.
-    pub fn servers(&self) -> Vec<Server> {
+    /// The servers a served network has (`ipv6`: its DHCP port has an IPv6 address).
+    pub fn servers(&self, ipv6: bool) -> Vec<Server> {
         let mut out = vec![Server::DhcpV4];
         if self.metadata.is_some() {
             out.push(Server::Metadata);
         }
         if self.dns.is_some() {
             out.push(Server::Dns);
+        }
+        if ipv6 {
+            out.push(Server::DhcpV6);
+            if self.metadata.is_some() {
+                out.push(Server::MetadataV6);
+            }
+            if self.dns.is_some() {
+                out.push(Server::DnsV6);
+            }
         }
         out
     }
@@ -98,17 +120,32 @@ impl HostServices {
         Ok(())
     }
 
-    /// Start the metadata proxy of the network on `listener` (made in its namespace).
-    pub fn serve_metadata(&self, network_id: &str, listener: std::net::TcpListener) -> std::io::Result<()> {
-        let Some(proxy) = &self.metadata else { return Ok(()) };
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let task = tokio::spawn(metadata::serve(network_id.to_string(), listener, self.tables.clone(), proxy.clone()));
-        self.started(network_id, Server::Metadata, task);
+    /// Start the DHCPv6 server of the network on `socket` (made in its namespace).
+    pub fn serve_dhcp_v6(&self, network_id: &str, socket: std::net::UdpSocket) -> std::io::Result<()> {
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let task = tokio::spawn(dhcp_v6::serve(network_id.to_string(), socket, self.tables.clone()));
+        self.started(network_id, Server::DhcpV6, task);
         Ok(())
     }
 
-    /// Start the DNS responder of the network on `socket` (made in its namespace).
-    pub fn serve_dns(&self, network_id: &str, socket: std::net::UdpSocket) -> std::io::Result<()> {
+    /// Start the metadata proxy of the network on `listener` (made in its namespace), as
+    /// `server` (`Metadata` or `MetadataV6`).
+    pub fn serve_metadata(
+        &self,
+        network_id: &str,
+        server: Server,
+        listener: std::net::TcpListener,
+    ) -> std::io::Result<()> {
+        let Some(proxy) = &self.metadata else { return Ok(()) };
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let task = tokio::spawn(metadata::serve(network_id.to_string(), listener, self.tables.clone(), proxy.clone()));
+        self.started(network_id, server, task);
+        Ok(())
+    }
+
+    /// Start the DNS responder of the network on `socket` (made in its namespace), as
+    /// `server` (`Dns` or `DnsV6`).
+    pub fn serve_dns(&self, network_id: &str, server: Server, socket: std::net::UdpSocket) -> std::io::Result<()> {
         let Some((domain, upstream)) = &self.dns else { return Ok(()) };
         let socket = tokio::net::UdpSocket::from_std(socket)?;
         let task = tokio::spawn(dns::serve(
@@ -118,7 +155,7 @@ impl HostServices {
             domain.clone(),
             upstream.clone(),
         ));
-        self.started(network_id, Server::Dns, task);
+        self.started(network_id, server, task);
         Ok(())
     }
 
@@ -140,6 +177,18 @@ impl HostServices {
             task.abort();
             let _ = task.await;
         }
+    }
+
+    /// Stop the network's servers that are not among `servers`.
+    pub fn retain_servers(&self, network_id: &str, servers: &[Server]) {
+        let mut all = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|(n, server), task| {
+            let keep = n != network_id || servers.contains(server);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
     }
 
     /// Stop serving the network.

@@ -3,6 +3,7 @@
 //! (see `lease_v4`).
 
 mod options;
+pub mod v6;
 
 pub use options::{option_code, ExtraOption};
 

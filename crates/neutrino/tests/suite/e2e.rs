@@ -8,6 +8,7 @@ use neutrino_lab::{check_tools, BootedVm, Lab, LabConfig, PHYSICAL_INTERFACE, PH
 use std::time::Duration;
 
 mod dhcp;
+mod dhcp_v6;
 mod routing;
 mod security_groups;
 
@@ -113,6 +114,9 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
 
     // 1c. DHCP answered on each VM's own host, by real clients (its own module).
     dhcp::check(&mut lab, &api, &net).await;
+
+    // 1d. Router advertisements, DHCPv6, and DNS and metadata over IPv6 (its own module).
+    dhcp_v6::check(&mut lab, &api).await;
 
     // 2. A flat provider network on physnet1 beside the VXLAN network: each host's phys0 becomes
     //    a port of the network's bridge, and its VMs talk across hosts over the provider
