@@ -123,7 +123,12 @@ async fn a_tap_from_outside_is_attached<D: DataPlane>(dp: &D, outside: &impl Out
     dp.links().attach(TAP, BRIDGE).await.unwrap();
     dp.links().attach(TAP, BRIDGE).await.unwrap();
     let tap = dp.links().get(TAP).await.unwrap().unwrap();
-    assert_eq!((tap.master.as_deref(), tap.up), (Some(BRIDGE), true));
+    assert_eq!((tap.master.as_deref(), tap.up, tap.isolated), (Some(BRIDGE), true, false));
+    // An uplink's way: isolated, and so read back.
+    dp.links().attach_isolated(TAP, BRIDGE).await.unwrap();
+    dp.links().attach_isolated(TAP, BRIDGE).await.unwrap();
+    let tap = dp.links().get(TAP).await.unwrap().unwrap();
+    assert_eq!((tap.master.as_deref(), tap.up, tap.isolated), (Some(BRIDGE), true, true));
 }
 
 async fn a_mismatched_vxlan_is_recreated<D: DataPlane>(dp: &D) {

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt, TryStreamExt};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::link::{
-    BridgeStpState, InfoData, InfoKind, InfoVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    BridgeStpState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVlan, InfoVxlan, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVlan, LinkVxlan, MulticastGroup};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVlan, LinkVxlan, MulticastGroup};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -74,6 +75,8 @@ pub(crate) struct KernelLink {
     vxlan_port: Option<u16>,
     /// IFLA_LINK: the parent of a VLAN sub-interface (the peer of a veth, ...).
     pub(crate) link: Option<u32>,
+    /// An isolated bridge port (IFLA_BRPORT_ISOLATED).
+    pub(crate) isolated: bool,
 }
 
 impl KernelDataPlane {
@@ -148,6 +151,12 @@ impl Netlink {
     /// Sends RTM_SETLINK for `name` with the changes in `msg`.
     pub(crate) async fn set_link(&self, op: &str, name: &str, msg: LinkMessage) -> Result<()> {
         self.handle.link().set(msg).execute().await.map_err(|e| nl_error(op, name, e))
+    }
+
+    /// Make the bridge port `name` (index `index`) isolated.
+    pub(crate) async fn isolate(&self, name: &str, index: u32) -> Result<()> {
+        let msg = LinkBridgePort::new(index).isolated(true).build();
+        self.handle.link().set_port(msg).execute().await.map_err(|e| nl_error("isolate bridge port", name, e))
     }
 
     pub(crate) async fn set_up(&self, name: &str) -> Result<()> {
@@ -441,6 +450,15 @@ impl Links for KernelLinks {
         self.0.set_link(&format!("attach to {bridge}"), link, msg.build()).await
     }
 
+    async fn attach_isolated(&self, link: &str, bridge: &str) -> Result<()> {
+        self.attach(link, bridge).await?;
+        let port = self.0.require_link(link).await?;
+        if port.isolated {
+            return Ok(());
+        }
+        self.0.isolate(link, port.index).await
+    }
+
     async fn delete(&self, name: &str) -> Result<()> {
         self.0.delete_link(name).await
     }
@@ -609,6 +627,7 @@ pub(crate) fn parse_link(msg: &LinkMessage) -> Option<KernelLink> {
         mtu: 0,
         vxlan_port: None,
         link: None,
+        isolated: false,
     };
     for attr in &msg.attributes {
         match attr {
@@ -638,6 +657,9 @@ fn parse_link_info(infos: &[LinkInfo], link: &mut KernelLink) {
             LinkInfo::Data(InfoData::Vlan(data)) => {
                 let id = data.iter().find_map(|d| if let InfoVlan::Id(id) = d { Some(*id) } else { None });
                 link.kind = LinkKind::Vlan { id: id.unwrap_or(0), parent: None };
+            }
+            LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
+                link.isolated = port.contains(&InfoBridgePort::Isolated(true));
             }
             _ => {}
         }
@@ -672,6 +694,7 @@ fn resolve_master(link: &KernelLink, names: &HashMap<u32, &str>) -> Link {
         master: link.master.and_then(|i| names.get(&i)).map(|n| n.to_string()),
         up: link.up,
         mtu: link.mtu,
+        isolated: link.isolated,
     }
 }
 

@@ -81,6 +81,10 @@ pub struct Link {
     /// Administratively up (IFF_UP).
     pub up: bool,
     pub mtu: u32,
+    /// An isolated bridge port: it forwards to and from the bridge's other ports, never to
+    /// another isolated one (uplinks and service legs, so that a leg with the same MAC on every
+    /// host never reaches the physical network).
+    pub isolated: bool,
 }
 
 /// A VXLAN device to create (Linux-bridge agent style: one device per network, learning off,
@@ -191,6 +195,8 @@ pub trait Links: Send + Sync {
     fn ensure_vlan(&self, spec: &VlanSpec) -> impl Future<Output = Result<()>> + Send;
     /// Enslave `link` to `bridge` and set it up.
     fn attach(&self, link: &str, bridge: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Enslave `link` to `bridge` as an isolated port (see [`Link::isolated`]) and set it up.
+    fn attach_isolated(&self, link: &str, bridge: &str) -> impl Future<Output = Result<()>> + Send;
     /// Delete a link; deleting a missing link succeeds.
     fn delete(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Subscribe to link notifications. Each call returns a new receiver. The channel closes
@@ -275,6 +281,9 @@ pub struct RouterPortSpec {
     /// The inside end's addresses with their prefix length, IPv4 and IPv6 (the gateway IPs,
     /// the same on every host, so IPv6 ones are added without duplicate address detection).
     pub addresses: Vec<ipnet::IpNet>,
+    /// The outside end is an isolated bridge port: it never reaches the uplink (a DHCP leg,
+    /// which answers this host's ports only).
+    pub isolated: bool,
 }
 
 /// A link in a router's namespace, as observed.

@@ -241,7 +241,8 @@ impl State {
 
     fn add_link(&mut self, name: &str, kind: LinkKind, mtu: u32, up: bool) {
         self.last_index += 1;
-        let link = Link { name: name.to_string(), index: self.last_index, kind, master: None, up, mtu };
+        let link =
+            Link { name: name.to_string(), index: self.last_index, kind, master: None, up, mtu, isolated: false };
         self.links.push(link);
         self.emit(LinkEvent::Added(name.to_string()));
     }
@@ -262,7 +263,10 @@ impl State {
         let ports: Vec<String> =
             self.links.iter().filter(|l| l.master.as_deref() == Some(name)).map(|l| l.name.clone()).collect();
         for port in ports {
-            self.update(&port, |l| l.master = None);
+            self.update(&port, |l| {
+                l.master = None;
+                l.isolated = false;
+            });
         }
         let vlans: Vec<String> = self
             .links
@@ -379,9 +383,12 @@ impl State {
         if port.up && port.master.as_deref() == Some(bridge) {
             return Ok(false);
         }
+        let moved = port.master.as_deref() != Some(bridge);
         self.update(link, |l| {
             l.up = true;
             l.master = Some(bridge.to_string());
+            // A port of another bridge (or none) starts with the bridge's defaults.
+            l.isolated &= !moved;
         });
         Ok(true)
     }
@@ -474,6 +481,17 @@ impl Links for MemoryLinks {
 
     async fn attach(&self, link: &str, bridge: &str) -> Result<()> {
         self.0.mutate(|s| s.attach(link, bridge))
+    }
+
+    async fn attach_isolated(&self, link: &str, bridge: &str) -> Result<()> {
+        self.0.mutate(|s| {
+            let attached = s.attach(link, bridge)?;
+            if s.require(link)?.isolated {
+                return Ok(attached);
+            }
+            s.update(link, |l| l.isolated = true);
+            Ok(true)
+        })
     }
 
     async fn delete(&self, name: &str) -> Result<()> {

@@ -4,7 +4,9 @@
 //! 169.254.169.254. Its neighbour table knows every local port of the network, so answers
 //! never wait for ARP. The host's servers ([`crate::services::HostServices`]: DHCP and the
 //! metadata proxy) answer there from the table of the local ports; nothing crosses a tunnel,
-//! since the VXLAN devices flood nothing and other hosts answer for their own ports.
+//! since the VXLAN devices flood nothing and other hosts answer for their own ports. On flat
+//! and VLAN networks the leg's outside end is an isolated bridge port, as the uplink is, so
+//! the leg (the same MAC on every host) never reaches the physical network.
 //!
 //! Level-triggered and restart-safe: namespaces of networks no longer served go (also those
 //! left by an agent that stopped), and a pass over changes skips networks as the last clean
@@ -143,6 +145,9 @@ impl DhcpReconciler {
             mac,
             mtu: network.mtu,
             addresses: leg_addresses(network),
+            // Kept off the uplink (isolated, as uplinks are): on a flat or VLAN network
+            // every host's leg has this MAC and address.
+            isolated: true,
         };
         let leg_known = existed && self.legs.get(network_id) == Some(network);
         let mut leg_was_there = true;
@@ -262,13 +267,9 @@ fn add_name(table: &mut NetworkTable, dns_name: &str, addresses: &[String], doma
     }
 }
 
-/// Whether the network has a DHCP port with an address and a subnet with DHCP, and is of a
-/// type whose bridge has no uplink: on a flat or VLAN network every host's leg would show the
-/// same MAC to the physical network (not served until the legs are kept off the uplink).
+/// Whether the network has a DHCP port with an address and a subnet with DHCP.
 fn serves_dhcp(network: &HostNetwork) -> bool {
-    matches!(network.network_type.as_str(), "vxlan" | "local")
-        && network.dhcp.as_ref().is_some_and(|d| !d.ip_addresses.is_empty())
-        && network.subnets.values().any(|s| s.enable_dhcp)
+    network.dhcp.as_ref().is_some_and(|d| !d.ip_addresses.is_empty()) && network.subnets.values().any(|s| s.enable_dhcp)
 }
 
 /// Whether the network's DHCP port has an IPv6 address (DHCPv6 is served there).

@@ -31,6 +31,7 @@ fn port(addresses: &[&str]) -> RouterPortSpec {
         mac: MacAddr([0xfa, 0x16, 0x3e, 0, 1, 1]),
         mtu: 1450,
         addresses: addresses.iter().map(|a| net(a)).collect(),
+        isolated: false,
     }
 }
 
@@ -101,9 +102,18 @@ async fn a_port_is_observed_as_given<D: DataPlane>(dp: &D, writes: &impl Fn() ->
         (LinkKind::Veth, Some(BRIDGE), true, 1450)
     );
 
+    assert!(!outside.isolated);
     let before = writes();
     dp.routers().ensure_port(ROUTER, &spec).await.unwrap();
     assert_eq!(writes(), before, "a port as asked is not written to");
+    // A service leg: its outside end an isolated bridge port, made so once.
+    let isolated = RouterPortSpec { isolated: true, ..spec.clone() };
+    dp.routers().ensure_port(ROUTER, &isolated).await.unwrap();
+    assert!(dp.links().get(OUTSIDE).await.unwrap().unwrap().isolated, "the outside end is isolated");
+    let before = writes();
+    dp.routers().ensure_port(ROUTER, &isolated).await.unwrap();
+    assert_eq!(writes(), before, "an isolated port as asked is not written to");
+    dp.routers().ensure_port(ROUTER, &spec).await.unwrap();
 
     let long = RouterPortSpec { outside: "rq-0123456789abc".into(), ..spec.clone() };
     assert!(dp.routers().ensure_port(ROUTER, &long).await.is_err(), "link names have at most 15 characters");

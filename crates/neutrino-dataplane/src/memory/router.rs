@@ -176,11 +176,17 @@ impl State {
             changed = true;
         }
         let outside = self.require(&spec.outside)?;
-        if outside.mtu != spec.mtu || outside.master.as_deref() != Some(spec.bridge.as_str()) || !outside.up {
+        let isolated = outside.isolated && outside.master.as_deref() == Some(spec.bridge.as_str());
+        if outside.mtu != spec.mtu
+            || outside.master.as_deref() != Some(spec.bridge.as_str())
+            || !outside.up
+            || isolated != spec.isolated
+        {
             self.update(&spec.outside, |l| {
                 l.mtu = spec.mtu;
                 l.master = Some(spec.bridge.clone());
                 l.up = true;
+                l.isolated = spec.isolated;
             });
             changed = true;
         }
@@ -367,6 +373,7 @@ mod tests {
             mac: MacAddr([0xfa, 0x16, 0x3e, 0, 0, 1]),
             mtu: 1450,
             addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            isolated: false,
         }
     }
 

@@ -187,6 +187,10 @@ pub(super) async fn ensure(
     if changed {
         host.set_link(&format!("attach to {}", spec.bridge), &spec.outside, change.build()).await?;
     }
+    // Attached again or new: the port's flags are the bridge's defaults.
+    if spec.isolated && (!outside.isolated || outside.master != Some(bridge.index)) {
+        host.isolate(&spec.outside, outside.index).await?;
+    }
     Ok(())
 }
 

@@ -71,6 +71,7 @@ fn port(name: &str, bridge: &str, last: u8, addresses: &[&str]) -> RouterPortSpe
         mac: MacAddr([0xfa, 0x16, 0x3e, 0, 2, last]),
         mtu: 1500,
         addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+        isolated: false,
     }
 }
 

@@ -4,7 +4,7 @@
 //! `NEUTRINO_E2E_PREFIX` (default `nte`, at most 4 characters) names the lab's namespaces, so
 //! that two people can run the lab on one machine.
 
-use neutrino_lab::{check_tools, BootedVm, Lab, LabConfig, PHYSICAL_INTERFACE, PHYSICAL_NETWORK};
+use neutrino_lab::{check_tools, BootedVm, DhcpClient, Lab, LabConfig, PHYSICAL_INTERFACE, PHYSICAL_NETWORK};
 use std::time::Duration;
 
 mod dhcp;
@@ -168,6 +168,23 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     eprintln!("concurrent pings: flat {flat_received}/{flat_sent}, vxlan {vxlan_received}/{vxlan_sent}");
     assert_eq!((flat_sent, flat_received), (100, 100), "flat VMs talk while the VXLAN VMs do");
     assert_eq!((vxlan_sent, vxlan_received), (100, 100), "VXLAN VMs talk while the flat VMs do");
+
+    // 2b. DHCP on the flat network: each host answers its own VM with the DHCP port's MAC and
+    //     address, which every host's leg has; the legs are isolated bridge ports, as the
+    //     uplinks are, so none sends a frame onto the provider network.
+    let dhcp_ports = api.get(&format!("/v2.0/ports?network_id={flat_id}&device_owner=network:dhcp")).await.unwrap();
+    let dhcp_mac =
+        dhcp_ports["ports"][0]["mac_address"].as_str().expect("the flat network has a DHCP port").to_string();
+    let legs = lab.capture_provider("flat-dhcp-legs", &["ether", "src", &dhcp_mac]).unwrap();
+    for vm in &flat_vms {
+        let lease = lab.dhcp(&vm.name, DhcpClient::Udhcpc).unwrap_or_else(|e| {
+            panic!("{} gets a lease on the flat network: {e}\n{}", vm.name, lab.log_tail("agent-h1", 20))
+        });
+        assert_eq!(lease.get("ip"), vm.ip, "{:?}", lease.vars);
+    }
+    let leaked = legs.stop_counting_frames().unwrap();
+    assert_eq!(leaked, 0, "no frame from a DHCP leg ({dhcp_mac}) on the provider network");
+    assert!(lab.ping("vm5", &flat_vms[1].ip, 2), "the flat VMs talk with their DHCP addresses");
 
     // 3. Restarting both agents during a continuous cross-host ping loses nothing, and the
     //    devices are not recreated.

@@ -170,7 +170,8 @@ async fn reconcile_uplink<D: DataPlane>(
     observed: &Observed,
     out: &mut Outcome,
 ) -> Result<(), String> {
-    let attached = |l: &Link| l.up && l.master.as_deref() == Some(net.bridge.as_str());
+    // Isolated: the DHCP legs (isolated too) never reach the physical network.
+    let attached = |l: &Link| l.up && l.isolated && l.master.as_deref() == Some(net.bridge.as_str());
     let missing = |interface: &str| format!("physical interface {interface} does not exist");
     match uplink {
         Uplink::Physical { interface } => match observed.link(interface) {
@@ -196,7 +197,7 @@ async fn reconcile_uplink<D: DataPlane>(
     }
     let device = uplink.device();
     dp.links()
-        .attach(device, &net.bridge)
+        .attach_isolated(device, &net.bridge)
         .await
         .map_err(|e| format!("cannot attach {device} to {}: {e}", net.bridge))?;
     out.changes += 1;

@@ -209,6 +209,7 @@ impl RoutingReconciler {
                     mac,
                     mtu: network.mtu,
                     addresses: interface.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+                    isolated: false,
                 };
                 let current = observed.port(&spec.name);
                 let same = current.is_some_and(|p| {
@@ -440,6 +441,7 @@ impl RoutingReconciler {
             mac: host_mac(&self.host, &gateway.port_id),
             mtu: network.mtu,
             addresses,
+            isolated: false,
         };
         let next_hop = gateway.next_hops.iter().filter_map(|h| h.parse().ok()).find(std::net::IpAddr::is_ipv4);
         Some((spec, next_hop))

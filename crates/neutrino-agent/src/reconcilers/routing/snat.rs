@@ -114,5 +114,6 @@ pub(super) fn snat_leg(state: &HostState, router: &HostRouter) -> Option<RouterP
         mac: port.mac_address.parse().ok()?,
         mtu: network.mtu,
         addresses,
+        isolated: false,
     })
 }
