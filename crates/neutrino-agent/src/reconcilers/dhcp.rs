@@ -78,11 +78,21 @@ impl DhcpReconciler {
         }
         self.done.retain(|id, _| wanted.contains_key(id.as_str()));
         self.legs.retain(|id, _| wanted.contains_key(id.as_str()));
-        if matches!(scope, Scope::Changes(events) if !events.is_empty()) {
-            // A bridge or leg came or went: look at every leg again.
-            self.legs.clear();
-        }
-        let quiet = matches!(scope, Scope::Changes(events) if events.is_empty());
+        // A bridge or leg came, went or changed: those networks' legs are looked at again (and
+        // only theirs: a bridge's every change is an event).
+        let touched: BTreeSet<&str> = match scope {
+            Scope::Changes(events) => events
+                .iter()
+                .filter_map(|e| {
+                    let name = match e {
+                        LinkEvent::Added(n) | LinkEvent::Removed(n) => n.as_str(),
+                    };
+                    wanted.iter().find(|(id, n)| names_network(name, id, n)).map(|(id, _)| *id)
+                })
+                .collect(),
+            Scope::Full => BTreeSet::new(),
+        };
+        self.legs.retain(|id, _| !touched.contains(id.as_str()));
         let mut failed = None;
         for (network_id, network) in wanted {
             let local = ports.remove(network_id).unwrap_or_default();
@@ -97,7 +107,7 @@ impl DhcpReconciler {
                 .map(|r| (r.dns_name.clone(), r.ip_addresses.clone()))
                 .collect();
             let seen = (network.clone(), local.clone(), remote.clone());
-            if quiet && serving && self.done.get(network_id) == Some(&seen) {
+            if !touched.contains(network_id) && serving && self.done.get(network_id) == Some(&seen) {
                 outcome.ready.extend(local.iter().map(|(id, _)| (id.clone(), true)));
                 continue;
             }
@@ -257,6 +267,11 @@ impl DhcpReconciler {
         }
         Ok(true)
     }
+}
+
+/// Whether the link `name` is the network's bridge or the outside end of its DHCP leg.
+fn names_network(name: &str, network_id: &str, network: &HostNetwork) -> bool {
+    name == bridge_name(network_id) || network.dhcp.as_ref().is_some_and(|d| name == leg_name("dh-", &d.port_id))
 }
 
 /// A port's name (its `dns_assignment`) for the DNS responder.
