@@ -16,6 +16,7 @@ pub mod floating_ips;
 pub mod networks;
 pub mod ports;
 pub mod rbac;
+pub mod router_interfaces;
 pub mod routers;
 pub mod security_groups;
 pub mod segments;

@@ -250,3 +250,63 @@ on_both_backends!(
         alice.delete(&format!("/v2.0/routers/{}", t.router)).await.unwrap();
     }
 );
+
+on_both_backends!(
+    ipv6_subnets_of_a_network_share_the_routers_port_there,
+    default_config(),
+    |s: TestServer| async move {
+        let alice = s.api.acting_as("a1fa00000000000000000000000000a1", "member,reader");
+        let net = alice.create_network("v6").await.unwrap();
+        let subnet = |cidr: &str, version: u8| {
+            let body = json!({"subnet": {"network_id": id(&net), "ip_version": version, "cidr": cidr}});
+            let alice = alice.clone();
+            async move { alice.post("/v2.0/subnets", body).await.unwrap()["subnet"].clone() }
+        };
+        let (a, b, v4) =
+            (subnet("2001:db8:1::/64", 6).await, subnet("2001:db8:2::/64", 6).await, subnet("192.0.2.0/24", 4).await);
+        let router = alice.post("/v2.0/routers", json!({"router": {"name": "r6"}})).await.unwrap()["router"].clone();
+        let add = |subnet: &Value| {
+            let (alice, path, body) = (
+                alice.clone(),
+                format!("/v2.0/routers/{}/add_router_interface", id(&router)),
+                json!({"subnet_id": id(subnet)}),
+            );
+            async move { alice.put(&path, body).await.unwrap() }
+        };
+        let first = add(&a).await;
+        let second = add(&b).await;
+        assert_eq!(second["port_id"], first["port_id"], "the second IPv6 subnet joins the port: {second}");
+        assert_eq!(second["subnet_ids"], json!([id(&b)]), "the reply names the subnet added");
+        let port =
+            alice.get(&format!("/v2.0/ports/{}", first["port_id"].as_str().unwrap())).await.unwrap()["port"].clone();
+        let addresses: Vec<&str> =
+            port["fixed_ips"].as_array().unwrap().iter().map(|f| f["ip_address"].as_str().unwrap()).collect();
+        assert_eq!(addresses, [a["gateway_ip"].as_str().unwrap(), b["gateway_ip"].as_str().unwrap()], "their gateways");
+        let third = add(&v4).await;
+        assert_ne!(third["port_id"], first["port_id"], "an IPv4 subnet has a port of its own");
+        // Removing one subnet of the shared port takes its address alone; the last one, the port.
+        let remove = |subnet: &Value| {
+            let (alice, path, body) = (
+                alice.clone(),
+                format!("/v2.0/routers/{}/remove_router_interface", id(&router)),
+                json!({"subnet_id": id(subnet)}),
+            );
+            async move { alice.put(&path, body).await.unwrap() }
+        };
+        let removed = remove(&a).await;
+        assert_eq!(
+            (removed["port_id"].clone(), removed["subnet_ids"].clone()),
+            (first["port_id"].clone(), json!([id(&a)]))
+        );
+        let port =
+            alice.get(&format!("/v2.0/ports/{}", first["port_id"].as_str().unwrap())).await.unwrap()["port"].clone();
+        assert_eq!(port["fixed_ips"].as_array().map(Vec::len), Some(1), "{port}");
+        assert_eq!(port["fixed_ips"][0]["subnet_id"], b["id"]);
+        remove(&b).await;
+        let gone = alice.get(&format!("/v2.0/ports/{}", first["port_id"].as_str().unwrap())).await;
+        assert!(
+            matches!(gone, Err(neutrino_lab::ApiError::Status { status: 404, .. })),
+            "the port went with its last subnet"
+        );
+    }
+);
