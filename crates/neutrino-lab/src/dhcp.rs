@@ -40,7 +40,8 @@ const DHCLIENT_CONF: &str = "option rfc3442-classless-static-routes code 121 = a
     request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name, \
     interface-mtu, rfc3442-classless-static-routes, tftp-server-name, tftp-server-address;\n";
 
-const DHCLIENT6_CONF: &str = "timeout 15;\nretry 1;\nrequest dhcp6.name-servers, dhcp6.domain-search;\n";
+const DHCLIENT6_CONF: &str =
+    "timeout 15;\nretry 1;\nrequest dhcp6.name-servers, dhcp6.domain-search, dhcp6.bootfile-url;\n";
 
 impl Lab {
     /// Run `client` once in `vm` (on `eth0`): it asks for a lease, and its script applies the

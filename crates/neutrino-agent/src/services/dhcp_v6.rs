@@ -8,7 +8,9 @@
 //! The client is the port whose EUI-64 link-local address it sends from (the only link-local
 //! address the firewall lets a filtered port use), else the one its DUID names by MAC.
 
-use dhcproto::v6::{DhcpOption, DhcpOptions, IAAddr, Message, MessageType, OptionCode, Status, StatusCode, IANA};
+use dhcproto::v6::{
+    DhcpOption, DhcpOptions, IAAddr, Message, MessageType, OptionCode, Status, StatusCode, UnknownOption, IANA,
+};
 use dhcproto::{Decodable, Encodable, Name};
 use neutrino_domain::dhcp::v6::LeaseV6;
 use std::collections::HashMap;
@@ -157,8 +159,16 @@ pub fn answer(request: &[u8], from: Ipv6Addr, leases: &Leases, server_id: &[u8])
     if !lease.dns_servers.is_empty() {
         opts.insert(DhcpOption::DomainNameServers(lease.dns_servers.clone()));
     }
-    if let Ok(domain) = Name::from_str(&format!("{}.", lease.domain.trim_end_matches('.'))) {
-        opts.insert(DhcpOption::DomainSearchList(vec![domain]));
+    let search: Vec<Name> = lease
+        .domain_search
+        .iter()
+        .filter_map(|d| Name::from_str(&format!("{}.", d.trim_end_matches('.'))).ok())
+        .collect();
+    if !search.is_empty() {
+        opts.insert(DhcpOption::DomainSearchList(search));
+    }
+    for (code, value) in &lease.extra {
+        opts.insert(DhcpOption::Unknown(UnknownOption::new(OptionCode::from(*code), value.clone())));
     }
     reply.to_vec().ok()
 }
@@ -203,7 +213,8 @@ mod tests {
             link_local: "fe80::f816:3eff:fe71:465".parse().unwrap(),
             lease_seconds: Some(86400),
             dns_servers: vec!["2001:db8:1::2".parse().unwrap()],
-            domain: "openstacklocal".into(),
+            domain_search: vec!["openstacklocal".into()],
+            extra: vec![(59, b"tftp://[2001:db8::69]/boot.efi".to_vec())],
         };
         HashMap::from([(MAC, lease)])
     }
@@ -290,6 +301,8 @@ mod tests {
         assert!(addresses(&reply).is_empty());
         assert!(reply.opts().get(OptionCode::DomainNameServers).is_some());
         assert!(reply.opts().get(OptionCode::DomainSearchList).is_some());
+        let Some(DhcpOption::Unknown(boot)) = reply.opts().get(OptionCode::from(59)) else { panic!("bootfile-url") };
+        assert_eq!(boot.data(), b"tftp://[2001:db8::69]/boot.efi", "extra_dhcp_opts for IPv6 are sent");
     }
 
     #[test]

@@ -161,7 +161,68 @@ pub struct LeaseV6 {
     pub lease_seconds: Option<u32>,
     /// The subnet's IPv6 `dns_nameservers` (`::` alone: none), else the DHCP port's address.
     pub dns_servers: Vec<Ipv6Addr>,
-    pub domain: String,
+    /// The domain search list (the DHCP domain).
+    pub domain_search: Vec<String>,
+    /// The port's other IPv6 `extra_dhcp_opts`, encoded: `(option code, value)`.
+    pub extra: Vec<(u16, Vec<u8>)>,
+}
+
+/// dnsmasq's DHCPv6 option names (`option6:` in its configuration).
+const NAMES_V6: &[(&str, u16)] = &[
+    ("dns-server", 23),
+    ("domain-search", 24),
+    ("sntp-server", 31),
+    ("information-refresh-time", 32),
+    ("ntp-server", 56),
+    ("bootfile-url", 59),
+    ("bootfile-param", 60),
+];
+
+/// The code of an IPv6 option as Neutron passes it to dnsmasq: a name or a number, either
+/// after `option6:` (tags before it are ignored).
+pub fn option6_code(name: &str) -> Option<u16> {
+    let name = name.rsplit(',').next().unwrap_or(name).trim();
+    let name = name.strip_prefix("option6:").unwrap_or(name);
+    if let Ok(code) = name.parse::<u16>() {
+        return Some(code);
+    }
+    NAMES_V6.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, c)| *c)
+}
+
+/// IPv6 addresses of an option's value, as dnsmasq writes them (`[2001:db8::1],[…]`).
+fn addresses_v6(value: &str) -> Vec<Ipv6Addr> {
+    value.split(',').filter_map(|a| a.trim().trim_start_matches('[').trim_end_matches(']').parse().ok()).collect()
+}
+
+/// Apply the port's IPv6 `extra_dhcp_opts`: `dns-server` and `domain-search` replace what the
+/// lease computes; `information-refresh-time` is a number; an address list (`sntp-server`) is
+/// addresses; any other is sent as its text (`bootfile-url`).
+fn apply_extra_v6(lease: &mut LeaseV6, port: &LocalPort) {
+    for opt in port.extra_dhcp_opts.iter().filter(|o| o.ip_version == 6) {
+        let Some(code) = option6_code(&opt.opt_name) else { continue };
+        let value = opt.opt_value.trim();
+        let encoded = match code {
+            23 => {
+                lease.dns_servers = addresses_v6(value);
+                continue;
+            }
+            24 => {
+                lease.domain_search =
+                    value.split(',').map(str::trim).filter(|d| !d.is_empty()).map(String::from).collect();
+                continue;
+            }
+            // The exchange itself: client and server ids, addresses, preference, status.
+            1..=3 | 5 | 7 | 13 | 14 => continue,
+            31 => addresses_v6(value).iter().flat_map(|a| a.octets()).collect(),
+            32 => match value.parse::<u32>() {
+                Ok(seconds) => seconds.to_be_bytes().to_vec(),
+                Err(_) => continue,
+            },
+            _ => value.as_bytes().to_vec(),
+        };
+        lease.extra.retain(|(c, _)| *c != code);
+        lease.extra.push((code, encoded));
+    }
 }
 
 fn is_dhcpv6(s: &HostSubnet) -> bool {
@@ -196,13 +257,16 @@ pub fn lease_v6(network: &HostNetwork, port: &LocalPort, settings: &DhcpSettings
         [only] if only == "::" => Vec::new(),
         given => given.iter().filter_map(|d| d.parse().ok()).collect(),
     };
-    Some(LeaseV6 {
+    let mut lease = LeaseV6 {
         address,
         link_local,
         lease_seconds: settings.lease_seconds,
         dns_servers,
-        domain: settings.domain.clone(),
-    })
+        domain_search: vec![settings.domain.clone()],
+        extra: Vec::new(),
+    };
+    apply_extra_v6(&mut lease, port);
+    Some(lease)
 }
 
 #[cfg(test)]
@@ -298,6 +362,22 @@ mod tests {
         assert_eq!(lease.dns_servers, vec!["2001:db8::53".parse::<Ipv6Addr>().unwrap()]);
         let slaac = subnet("2001:db8:2::/64", Some(SLAAC), Some(SLAAC));
         assert_eq!(lease_v6(&network(vec![slaac]), &port, &settings), None, "SLAAC needs no DHCPv6");
+        let mut with_opts = port.clone();
+        let opt = |name: &str, value: &str| neutrino_api::agent::ExtraDhcpOpt {
+            opt_name: name.into(),
+            opt_value: value.into(),
+            ip_version: 6,
+        };
+        with_opts.extra_dhcp_opts = vec![
+            opt("dns-server", "[2001:db8::99]"),
+            opt("option6:domain-search", "example.test,openstacklocal"),
+            opt("bootfile-url", "tftp://[2001:db8::69]/boot.efi"),
+            opt("router", "2001:db8::1"),
+        ];
+        let lease = lease_v6(&network(vec![stateful.clone()]), &with_opts, &settings).unwrap();
+        assert_eq!(lease.dns_servers, vec!["2001:db8::99".parse::<Ipv6Addr>().unwrap()]);
+        assert_eq!(lease.domain_search, ["example.test", "openstacklocal"]);
+        assert_eq!(lease.extra, vec![(59, b"tftp://[2001:db8::69]/boot.efi".to_vec())], "an unknown name is left out");
         let mut off = subnet("2001:db8:1::/64", Some(DHCPV6_STATEFUL), Some(DHCPV6_STATEFUL));
         off.enable_dhcp = false;
         assert_eq!(lease_v6(&network(vec![off]), &port, &settings), None);

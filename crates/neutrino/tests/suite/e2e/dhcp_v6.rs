@@ -128,10 +128,15 @@ pub async fn check(lab: &mut Lab, api: &ApiClient) {
     let net_id = stateful_net["id"].as_str().unwrap();
     let dhcp_ports = api.get(&format!("/v2.0/ports?network_id={net_id}&device_owner=network:dhcp")).await.unwrap();
     let dhcp6 = dhcp_address(&dhcp_ports, &stateful);
+    let boot = json!([{"opt_name": "bootfile-url", "opt_value": "tftp://[2001:db8:61::69]/boot.efi", "ip_version": 6}]);
+    api.put(&format!("/v2.0/ports/{}", vm44.port_id), json!({"port": {"extra_dhcp_opts": boot}})).await.unwrap();
+    // The agent has the option (the port's view changed) before the client asks.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let lease = lab.dhcp("vm44", DhcpClient::Dhclient6).expect("dhclient -6 gets a lease on h2");
     assert_eq!(lease.get("new_ip6_address"), vm44.ip, "{:?}", lease.vars);
     assert_eq!(lease.get("new_dhcp6_name_servers"), dhcp6, "{:?}", lease.vars);
     assert_eq!(lease.get("new_dhcp6_domain_search"), "openstacklocal.", "{:?}", lease.vars);
+    assert_eq!(lease.get("new_dhcp6_bootfile_url"), "tftp://[2001:db8:61::69]/boot.efi", "extra_dhcp_opts for IPv6");
     let ping = wait_for(|| lab.ping("vm44", stateful["gateway_ip"].as_str().unwrap(), 1)).await;
     assert!(ping, "vm44 reaches its router with its DHCPv6 address:\n{}", show("vm44"));
     // The DNS responder over IPv6 names vm44's address; metadata on fe80::a9fe:a9fe.
