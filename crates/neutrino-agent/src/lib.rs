@@ -77,7 +77,7 @@ pub struct AgentConfig {
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// Router advertisements' intervals (`[DEFAULT] min_rtr_adv_interval`,
     /// `max_rtr_adv_interval`).
-    pub router_adverts: neutrino_domain::dhcp::v6::RaSettings,
+    pub router_adverts: neutrino_domain::router_advert::RaSettings,
 }
 
 /// The host's view as the follower last published it.

@@ -153,9 +153,9 @@ impl Netlink {
         self.handle.link().set(msg).execute().await.map_err(|e| nl_error(op, name, e))
     }
 
-    /// Make the bridge port `name` (index `index`) isolated.
-    pub(crate) async fn isolate(&self, name: &str, index: u32) -> Result<()> {
-        let msg = LinkBridgePort::new(index).isolated(true).build();
+    /// Make the bridge port `name` (index `index`) isolated, or not.
+    pub(crate) async fn set_isolated(&self, name: &str, index: u32, isolated: bool) -> Result<()> {
+        let msg = LinkBridgePort::new(index).isolated(isolated).build();
         self.handle.link().set_port(msg).execute().await.map_err(|e| nl_error("isolate bridge port", name, e))
     }
 
@@ -451,12 +451,21 @@ impl Links for KernelLinks {
     }
 
     async fn attach_isolated(&self, link: &str, bridge: &str) -> Result<()> {
-        self.attach(link, bridge).await?;
         let port = self.0.require_link(link).await?;
-        if port.isolated {
-            return Ok(());
+        let master = self.0.require_link(bridge).await?;
+        let enslaved = port.master == Some(master.index);
+        if !enslaved {
+            let msg = LinkUnspec::new_with_index(port.index).controller(master.index).build();
+            self.0.set_link(&format!("attach to {bridge}"), link, msg).await?;
         }
-        self.0.isolate(link, port.index).await
+        // Isolated straight after it is enslaved (an uplink is usually up already).
+        if !(enslaved && port.isolated) {
+            self.0.set_isolated(link, port.index, true).await?;
+        }
+        if !port.up {
+            self.0.set_up(link).await?;
+        }
+        Ok(())
     }
 
     async fn delete(&self, name: &str) -> Result<()> {

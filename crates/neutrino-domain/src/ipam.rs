@@ -165,9 +165,31 @@ pub fn eui64_address(prefix: IpNet, mac: [u8; 6]) -> Option<IpAddr> {
     Some(IpAddr::V6(Ipv6Addr::from(hi | lo)))
 }
 
+/// The modified EUI-64 link-local address of `mac` (`fe80::f816:3eff:fe12:3456`).
+pub fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+    let iid = [mac[0] ^ 0x02, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]];
+    Ipv6Addr::from((0xfe80u128 << 112) | u64::from_be_bytes(iid) as u128)
+}
+
+/// The MAC behind a modified EUI-64 link-local address (none for any other address).
+pub fn link_local_mac(address: Ipv6Addr) -> Option<[u8; 6]> {
+    let o = address.octets();
+    let link_local = o[..8] == [0xfe, 0x80, 0, 0, 0, 0, 0, 0];
+    (link_local && o[11] == 0xff && o[12] == 0xfe).then_some([o[8] ^ 0x02, o[9], o[10], o[13], o[14], o[15]])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_local_addresses_are_eui64_both_ways() {
+        let mac = [0xfa, 0x16, 0x3e, 0x12, 0x34, 0x56];
+        assert_eq!(link_local(mac).to_string(), "fe80::f816:3eff:fe12:3456");
+        assert_eq!(link_local_mac(link_local(mac)), Some(mac));
+        assert_eq!(link_local_mac("fe80::1".parse().unwrap()), None);
+        assert_eq!(link_local_mac("2001:db8::f816:3eff:fe12:3456".parse().unwrap()), None, "not link-local");
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

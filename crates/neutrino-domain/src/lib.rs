@@ -16,6 +16,7 @@ pub mod policy;
 pub mod port_options;
 pub mod quotas;
 pub mod resources;
+pub mod router_advert;
 pub mod routers;
 pub mod security_groups;
 pub mod segments;

@@ -450,12 +450,13 @@ impl Options {
             router_adverts: {
                 let min = self.number::<u32>("DEFAULT", "min_rtr_adv_interval")?.unwrap_or(30);
                 let max = self.number::<u32>("DEFAULT", "max_rtr_adv_interval")?.unwrap_or(100);
-                if min < 3 || max < 4 || min >= max {
+                // radvd's (RFC 4861's) bounds: 4 ≤ max ≤ 1800, 3 ≤ min ≤ 0.75 × max.
+                if min < 3 || !(4..=1800).contains(&max) || u64::from(min) * 4 > u64::from(max) * 3 {
                     return Err(format!(
-                        "[DEFAULT] min_rtr_adv_interval {min} and max_rtr_adv_interval {max}: at least 3 and 4 seconds, the minimum below the maximum"
+                        "[DEFAULT] min_rtr_adv_interval {min} and max_rtr_adv_interval {max}: the maximum from 4 to 1800 seconds, the minimum from 3 to three quarters of it"
                     ));
                 }
-                neutrino_domain::dhcp::v6::RaSettings { min_interval: min, max_interval: max }
+                neutrino_domain::router_advert::RaSettings { min_interval: min, max_interval: max }
             },
             dns_servers: match self.get("DEFAULT", "dnsmasq_dns_servers") {
                 None => Vec::new(),

@@ -19,6 +19,7 @@ use neutrino_api::agent::{HostNetwork, HostState, LocalPort};
 use neutrino_dataplane::{DataPlane, LinkEvent, MacAddr, RouterPortSpec, Routers};
 use neutrino_domain::dhcp::v6::{lease_v6, METADATA_V6};
 use neutrino_domain::dhcp::{hostname, lease_v4, DhcpSettings, METADATA_V4};
+use neutrino_domain::ipam::link_local;
 use neutrino_domain::naming::bridge_name;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -184,9 +185,16 @@ impl DhcpReconciler {
         }
         let mut neighbours = Vec::new();
         let mut table = NetworkTable::default();
+        let ipv6 = has_ipv6(network);
         for (_, port) in local {
             let Ok(mac) = port.mac_address.parse::<MacAddr>() else { continue };
-            for ip in port.ip_addresses.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
+            let mut addresses: Vec<IpAddr> = port.ip_addresses.iter().filter_map(|ip| ip.parse().ok()).collect();
+            if ipv6 {
+                // Its link-local address too: DHCPv6 answers go there, and metadata on
+                // fe80::a9fe:a9fe comes from there (SLAAC ports as well).
+                addresses.push(IpAddr::V6(link_local(mac.0)));
+            }
+            for ip in addresses {
                 neighbours.push((ip, mac));
                 let instance = Instance { device_id: port.device_id.clone(), project_id: port.project_id.clone() };
                 table.instances.insert(ip, instance);
@@ -195,10 +203,6 @@ impl DhcpReconciler {
                 table.leases.insert(mac.0, lease);
             }
             if let Some(lease) = lease_v6(network, port, &self.settings) {
-                // DHCPv6 answers go to the port's link-local address.
-                neighbours.push((IpAddr::V6(lease.link_local), mac));
-                let instance = Instance { device_id: port.device_id.clone(), project_id: port.project_id.clone() };
-                table.instances.insert(IpAddr::V6(lease.link_local), instance);
                 table.leases_v6.insert(mac.0, lease);
             }
             add_name(&mut table, &port.dns_name, &port.ip_addresses, &self.settings.domain);

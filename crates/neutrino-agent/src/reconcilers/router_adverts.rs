@@ -1,21 +1,21 @@
 //! The router advertisement reconciler: every router leg on this host with an IPv6 address
 //! advertises itself to the leg's VMs (periodically and to each solicitation), with the flags,
 //! prefixes, MTU and DNS servers its subnets' `ipv6_ra_mode` asks (Neutron's radvd
-//! configuration, see `neutrino_domain::dhcp::v6::router_advert`). Each host advertises on its
+//! configuration, see `neutrino_domain::router_advert::router_advert`). Each host advertises on its
 //! own legs (the routing reconciler makes them, the same MAC and link-local address on every
 //! host), so VMs learn a router that is always on their own host and nothing crosses a tunnel.
 //!
 //! Level-triggered: the advertisers are what the state says, one task per leg; one whose
-//! advertisement changed, whose leg was made again or whose socket failed starts again.
+//! advertisement changed, whose leg was made again or whose task ended starts again, and one
+//! whose leg no longer advertises (its interface or router gone or down) says so last.
 
 use super::{leg_name, PassOutcome, Reconciler, Scope};
 use crate::services::router_adverts::advertise;
-use crate::OwnedTask;
 use futures::future::BoxFuture;
 use neutrino_api::agent::HostState;
 use neutrino_dataplane::{DataPlane, LinkEvent, Routers};
-use neutrino_domain::dhcp::v6::{router_advert, RaSettings};
 use neutrino_domain::mac::parse_mac;
+use neutrino_domain::router_advert::{router_advert, RaSettings};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -24,7 +24,33 @@ type Leg = (String, String);
 
 pub struct RouterAdvertReconciler {
     settings: RaSettings,
-    running: BTreeMap<Leg, (Arc<Vec<u8>>, OwnedTask)>,
+    running: BTreeMap<Leg, Advertiser>,
+}
+
+/// One leg's advertiser task.
+struct Advertiser {
+    advert: Arc<Vec<u8>>,
+    /// Tells the task to send its last advertisement and end (none once told).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Advertiser {
+    /// The leg no longer advertises: its last advertisement says so, then the task ends.
+    fn retire(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for Advertiser {
+    /// Replaced (or the agent stops): the task goes at once.
+    fn drop(&mut self) {
+        if self.stop.is_some() {
+            self.task.abort();
+        }
+    }
 }
 
 impl RouterAdvertReconciler {
@@ -79,10 +105,15 @@ impl<D: DataPlane> Reconciler<D> for RouterAdvertReconciler {
                     .collect(),
                 Scope::Full => Vec::new(),
             };
-            self.running.retain(|leg, (advert, task)| {
-                let same = wanted.get(leg).is_some_and(|w| w == advert.as_ref());
+            for leg in self.running.keys().filter(|l| !wanted.contains_key(*l)).cloned().collect::<Vec<_>>() {
+                if let Some(gone) = self.running.remove(&leg) {
+                    gone.retire();
+                }
+            }
+            self.running.retain(|leg, running| {
+                let same = wanted.get(leg).is_some_and(|w| w == running.advert.as_ref());
                 let leg_remade = remade.iter().any(|r| leg.1.strip_prefix("qr-") == Some(r.as_str()));
-                same && !leg_remade && !task.0.is_finished()
+                same && !leg_remade && !running.task.is_finished()
             });
             for ((router_id, leg), advert) in wanted {
                 let key = (router_id.clone(), leg.clone());
@@ -105,9 +136,10 @@ impl<D: DataPlane> Reconciler<D> for RouterAdvertReconciler {
                 };
                 let socket = tokio::net::UdpSocket::from_std(socket).map_err(neutrino_dataplane::DataPlaneError::Io)?;
                 let advert = Arc::new(advert);
-                let task = tokio::spawn(advertise(leg.clone(), socket, index, advert.clone(), self.settings));
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                let task = tokio::spawn(advertise(leg.clone(), socket, index, advert.clone(), self.settings, stopped));
                 tracing::info!(router = %router_id, %leg, "advertising");
-                self.running.insert(key, (advert, OwnedTask(task)));
+                self.running.insert(key, Advertiser { advert, stop: Some(stop), task });
                 outcome.changes += 1;
             }
             Ok(outcome)

@@ -13,6 +13,7 @@ use dhcproto::v6::{
 };
 use dhcproto::{Decodable, Encodable, Name};
 use neutrino_domain::dhcp::v6::LeaseV6;
+use neutrino_domain::ipam::link_local_mac;
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::str::FromStr;
@@ -28,13 +29,6 @@ pub fn server_duid(mac: [u8; 6]) -> Vec<u8> {
     duid
 }
 
-/// The MAC behind a modified EUI-64 link-local address.
-fn eui64_mac(address: Ipv6Addr) -> Option<[u8; 6]> {
-    let o = address.octets();
-    let link_local = o[..8] == [0xfe, 0x80, 0, 0, 0, 0, 0, 0];
-    (link_local && o[11] == 0xff && o[12] == 0xfe).then_some([o[8] ^ 0x02, o[9], o[10], o[13], o[14], o[15]])
-}
-
 /// The MAC a DUID-LLT (1) or DUID-LL (3) of Ethernet (1) names.
 fn duid_mac(duid: &[u8]) -> Option<[u8; 6]> {
     let mac = match duid {
@@ -44,13 +38,13 @@ fn duid_mac(duid: &[u8]) -> Option<[u8; 6]> {
     mac.try_into().ok()
 }
 
-/// The lease of the client that sent `msg` from `from`.
+/// The lease of the client that sent `msg` from `from`: the port of its EUI-64 link-local
+/// address. Only a sender whose address is of another form (which port security lets no
+/// filtered port use) is known by the MAC of its DUID: a filtered VM cannot name another's.
 fn lease_of<'a>(msg: &Message, from: Ipv6Addr, leases: &'a Leases) -> Option<&'a LeaseV6> {
-    if let Some(lease) = eui64_mac(from).and_then(|mac| leases.get(&mac)) {
-        return Some(lease);
+    if let Some(mac) = link_local_mac(from) {
+        return leases.get(&mac);
     }
-    // Not an EUI-64 address of a local port: a client the firewall does not filter (or one
-    // not of this host), known by the MAC of its DUID.
     let Some(DhcpOption::ClientId(duid)) = msg.opts().get(OptionCode::ClientId) else { return None };
     leases.get(&duid_mac(duid)?)
 }
@@ -120,21 +114,48 @@ pub fn answer(request: &[u8], from: Ipv6Addr, leases: &Leases, server_id: &[u8])
     let opts = reply.opts_mut();
     match kind {
         MessageType::Solicit | MessageType::Request | MessageType::Renew | MessageType::Rebind => {
-            let address = lease.address?;
             client_id.as_ref()?;
+            let Some(address) = lease.address else {
+                if !matches!(kind, MessageType::Renew | MessageType::Rebind) {
+                    // Stateless: no address to offer.
+                    return None;
+                }
+                // An address this port no longer has (its subnet became stateless).
+                for ia in &asked_ias {
+                    let mut none = IANA { id: ia.id, t1: 0, t2: 0, opts: DhcpOptions::new() };
+                    none.opts.insert(status(Status::NoBinding, "no address for this client"));
+                    opts.insert(DhcpOption::IANA(none));
+                }
+                return finish(reply, server_id, client_id, lease);
+            };
             if kind == MessageType::Solicit {
                 opts.insert(DhcpOption::Preference(255));
             }
-            for ia in &asked_ias {
-                opts.insert(DhcpOption::IANA(ia_na(ia, address, lease)));
+            // The address in the first IA only (an address belongs to one IA).
+            for (i, ia) in asked_ias.iter().enumerate() {
+                if i == 0 {
+                    opts.insert(DhcpOption::IANA(ia_na(ia, address, lease)));
+                } else {
+                    let mut none = IANA { id: ia.id, t1: 0, t2: 0, opts: DhcpOptions::new() };
+                    none.opts.insert(status(Status::NoAddrsAvail, "one address per client"));
+                    opts.insert(DhcpOption::IANA(none));
+                }
             }
         }
         MessageType::Confirm => {
-            let addresses = asked_ias.iter().flat_map(|ia| ia.opts.iter()).filter_map(|o| match o {
-                DhcpOption::IAAddr(a) => Some(a.addr),
-                _ => None,
-            });
-            let on_link = addresses.into_iter().all(|a| Some(a) == lease.address);
+            let addresses: Vec<Ipv6Addr> = asked_ias
+                .iter()
+                .flat_map(|ia| ia.opts.iter())
+                .filter_map(|o| match o {
+                    DhcpOption::IAAddr(a) => Some(a.addr),
+                    _ => None,
+                })
+                .collect();
+            if addresses.is_empty() {
+                // Nothing to confirm: no reply (RFC 8415 §18.3.3).
+                return None;
+            }
+            let on_link = addresses.iter().all(|a| Some(*a) == lease.address);
             opts.insert(if on_link {
                 status(Status::Success, "all addresses still on link")
             } else {
@@ -151,6 +172,11 @@ pub fn answer(request: &[u8], from: Ipv6Addr, leases: &Leases, server_id: &[u8])
     if kind == MessageType::Solicit {
         reply.set_msg_type(MessageType::Advertise);
     }
+    finish(reply, server_id, client_id, lease)
+}
+
+/// The reply with the identities and the lease's options, encoded.
+fn finish(mut reply: Message, server_id: &[u8], client_id: Option<DhcpOption>, lease: &LeaseV6) -> Option<Vec<u8>> {
     let opts = reply.opts_mut();
     opts.insert(DhcpOption::ServerId(server_id.to_vec()));
     if let Some(client) = client_id {
@@ -285,6 +311,7 @@ mod tests {
         let mut got = addresses(&reply);
         got.sort();
         assert_eq!(got, vec![("2001:db8:1::5".parse().unwrap(), 0), ("2001:db8:1::9".parse().unwrap(), 86400)]);
+        assert!(ask(&request(MessageType::Confirm, false, None), LL, &leases).is_none(), "nothing to confirm");
         let confirm = ask(&request(MessageType::Confirm, false, Some("2001:db8:1::5")), LL, &leases).unwrap();
         assert_eq!(
             confirm.opts().get(OptionCode::StatusCode),
@@ -296,6 +323,9 @@ mod tests {
     fn a_stateless_port_gets_options_only() {
         let leases = leases(None);
         assert_eq!(ask(&request(MessageType::Solicit, false, None), LL, &leases), None);
+        let renew = ask(&request(MessageType::Renew, true, Some("2001:db8:1::5")), LL, &leases).unwrap();
+        let Some(DhcpOption::IANA(ia)) = renew.opts().get(OptionCode::IANA) else { panic!("an IA_NA") };
+        assert_eq!(ia.opts.get(OptionCode::StatusCode), Some(&status(Status::NoBinding, "no address for this client")));
         let reply = ask(&request(MessageType::InformationRequest, false, None), LL, &leases).unwrap();
         assert_eq!(reply.msg_type(), MessageType::Reply);
         assert!(addresses(&reply).is_empty());
@@ -323,5 +353,8 @@ mod tests {
         other.insert([0xfa, 0x16, 0x3e, 0, 0, 7], lease);
         let reply = ask(&bytes, "fe80::f816:3eff:fe00:7", &other).unwrap();
         assert_eq!(addresses(&reply)[0].0, "2001:db8:1::7".parse::<Ipv6Addr>().unwrap(), "the sender's own port");
+        // A filtered VM (it sends from its EUI-64 address) naming another port's MAC in its
+        // DUID gets nothing, whether or not its own port has a lease.
+        assert!(ask(&bytes, "fe80::f816:3eff:fe00:8", &leases).is_none(), "no lease by a borrowed DUID");
     }
 }

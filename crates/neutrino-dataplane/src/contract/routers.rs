@@ -114,6 +114,7 @@ async fn a_port_is_observed_as_given<D: DataPlane>(dp: &D, writes: &impl Fn() ->
     dp.routers().ensure_port(ROUTER, &isolated).await.unwrap();
     assert_eq!(writes(), before, "an isolated port as asked is not written to");
     dp.routers().ensure_port(ROUTER, &spec).await.unwrap();
+    assert!(!dp.links().get(OUTSIDE).await.unwrap().unwrap().isolated, "and not isolated again when not asked");
 
     let long = RouterPortSpec { outside: "rq-0123456789abc".into(), ..spec.clone() };
     assert!(dp.routers().ensure_port(ROUTER, &long).await.is_err(), "link names have at most 15 characters");

@@ -170,26 +170,28 @@ pub(super) async fn ensure(
         router.netlink.set_link("update router port", &spec.name, change.build()).await?;
     }
 
+    let attached = outside.master == Some(bridge.index);
     let mut change = LinkUnspec::new_with_index(outside.index);
     let mut changed = false;
     if outside.mtu != spec.mtu {
         change = change.mtu(spec.mtu);
         changed = true;
     }
-    if outside.master != Some(bridge.index) {
+    if !attached {
         change = change.controller(bridge.index);
-        changed = true;
-    }
-    if !outside.up {
-        change = change.up();
         changed = true;
     }
     if changed {
         host.set_link(&format!("attach to {}", spec.bridge), &spec.outside, change.build()).await?;
     }
-    // Attached again or new: the port's flags are the bridge's defaults.
-    if spec.isolated && (!outside.isolated || outside.master != Some(bridge.index)) {
-        host.isolate(&spec.outside, outside.index).await?;
+    // Isolated before it goes up (a port attached anew has the bridge's defaults), so a leg
+    // that must not reach the uplink never does, not even with its first MLD report.
+    let isolated = attached && outside.isolated;
+    if spec.isolated != isolated {
+        host.set_isolated(&spec.outside, outside.index, spec.isolated).await?;
+    }
+    if !outside.up {
+        host.set_up(&spec.outside).await?;
     }
     Ok(())
 }

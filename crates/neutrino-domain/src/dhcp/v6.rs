@@ -1,11 +1,10 @@
-//! IPv6 for a host's own ports, as pure functions: the router advertisement a router leg
-//! sends (Neutron's radvd configuration), and a port's DHCPv6 lease (stateful: its fixed IP
-//! on a `dhcpv6-stateful` subnet; stateless: options only).
+//! DHCPv6 for a host's own ports, as pure functions: a port's lease (stateful: its fixed IP on
+//! a `dhcpv6-stateful` subnet; stateless: options only) with its IPv6 `extra_dhcp_opts`. (The
+//! router advertisements are `crate::router_advert`.)
 
 use super::DhcpSettings;
-use crate::ipam::eui64_address;
 use neutrino_api::agent::{HostNetwork, HostSubnet, LocalPort};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 /// The metadata service's IPv6 address (link-local).
 pub const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0xa9fe, 0xa9fe);
@@ -15,139 +14,8 @@ pub const SLAAC: &str = "slaac";
 pub const DHCPV6_STATEFUL: &str = "dhcpv6-stateful";
 pub const DHCPV6_STATELESS: &str = "dhcpv6-stateless";
 
-/// At most this many RDNSS entries (Neutron's).
-const MAX_RDNSS: usize = 3;
-/// The smallest link MTU of IPv6: a smaller network MTU is not announced.
-const IPV6_MIN_MTU: u32 = 1280;
-/// radvd's defaults for a prefix's lifetimes (seconds).
-const VALID_LIFETIME: u32 = 86400;
-const PREFERRED_LIFETIME: u32 = 14400;
-
-/// `[DEFAULT] min_rtr_adv_interval` and `max_rtr_adv_interval` (seconds, Neutron's 30 and 100).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RaSettings {
-    pub min_interval: u32,
-    pub max_interval: u32,
-}
-
-impl Default for RaSettings {
-    fn default() -> RaSettings {
-        RaSettings { min_interval: 30, max_interval: 100 }
-    }
-}
-
-/// A prefix announced: on-link, and autonomous (SLAAC) or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RaPrefix {
-    pub prefix: ipnet::Ipv6Net,
-    pub autonomous: bool,
-}
-
-/// A router leg's advertisement, as Neutron's radvd configuration makes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouterAdvert {
-    /// M: addresses by DHCPv6 (a `dhcpv6-stateful` subnet).
-    pub managed: bool,
-    /// O: other configuration by DHCPv6 (a `dhcpv6-stateless` subnet).
-    pub other: bool,
-    /// The network's MTU (none below 1280).
-    pub mtu: Option<u32>,
-    pub prefixes: Vec<RaPrefix>,
-    /// The `dns_nameservers` of its SLAAC subnets (at most 3).
-    pub rdnss: Vec<Ipv6Addr>,
-    /// The router lifetime (3 × the maximum interval, radvd's default).
-    pub router_lifetime: u16,
-    /// The lifetime of RDNSS and the metadata route.
-    pub option_lifetime: u32,
-}
-
-fn v6_subnets(network: &HostNetwork) -> impl Iterator<Item = (ipnet::Ipv6Net, &HostSubnet)> {
+pub(crate) fn v6_subnets(network: &HostNetwork) -> impl Iterator<Item = (ipnet::Ipv6Net, &HostSubnet)> {
     network.subnets.values().filter_map(|s| Some((s.cidr.parse::<ipnet::Ipv6Net>().ok()?, s)))
-}
-
-/// The advertisement of a router leg with `addresses` (`2001:db8::1/64`) on `network`:
-/// `None` when it has no IPv6 address there. Every IPv6 subnet of the leg is announced by its
-/// `ipv6_ra_mode`: `slaac` and `dhcpv6-stateless` autonomous, `dhcpv6-stateful` not, and one
-/// without an RA mode not at all (the leg still advertises itself as a router, as radvd does).
-pub fn router_advert(network: &HostNetwork, addresses: &[String], settings: &RaSettings) -> Option<RouterAdvert> {
-    let ips: Vec<Ipv6Addr> = addresses
-        .iter()
-        .filter_map(|a| a.split('/').next()?.parse::<IpAddr>().ok())
-        .filter_map(|ip| match ip {
-            IpAddr::V6(ip) => Some(ip),
-            IpAddr::V4(_) => None,
-        })
-        .collect();
-    let subnets: Vec<(ipnet::Ipv6Net, &HostSubnet)> =
-        v6_subnets(network).filter(|(cidr, _)| ips.iter().any(|ip| cidr.contains(ip))).collect();
-    if subnets.is_empty() {
-        return None;
-    }
-    let mode = |s: &HostSubnet, m: &str| s.ipv6_ra_mode.as_deref() == Some(m);
-    let mut prefixes = Vec::new();
-    let mut rdnss = Vec::new();
-    for (cidr, s) in &subnets {
-        if mode(s, SLAAC) || mode(s, DHCPV6_STATELESS) {
-            prefixes.push(RaPrefix { prefix: *cidr, autonomous: true });
-        }
-        if mode(s, SLAAC) {
-            rdnss.extend(s.dns_nameservers.iter().filter_map(|d| d.parse::<Ipv6Addr>().ok()));
-        }
-    }
-    for (cidr, s) in &subnets {
-        if mode(s, DHCPV6_STATEFUL) {
-            prefixes.push(RaPrefix { prefix: *cidr, autonomous: false });
-        }
-    }
-    rdnss.retain(|d| !d.is_unspecified());
-    rdnss.truncate(MAX_RDNSS);
-    let max = settings.max_interval.max(4);
-    Some(RouterAdvert {
-        managed: subnets.iter().any(|(_, s)| mode(s, DHCPV6_STATEFUL)),
-        other: subnets.iter().any(|(_, s)| mode(s, DHCPV6_STATELESS)),
-        mtu: (network.mtu >= IPV6_MIN_MTU).then_some(network.mtu),
-        prefixes,
-        rdnss,
-        router_lifetime: (3 * max).min(9000) as u16,
-        option_lifetime: 3 * max,
-    })
-}
-
-impl RouterAdvert {
-    /// The ICMPv6 message (type 134) from a leg with `mac`; its checksum is left 0 for the
-    /// kernel to fill. Options: source link-layer address, MTU, prefixes, RDNSS and a route to
-    /// the metadata address (`fe80::a9fe:a9fe/128`, as Neutron's radvd announces it).
-    pub fn encode(&self, mac: [u8; 6]) -> Vec<u8> {
-        let mut out = vec![134, 0, 0, 0, 64];
-        out.push(if self.managed { 0x80 } else { 0 } | if self.other { 0x40 } else { 0 });
-        out.extend(self.router_lifetime.to_be_bytes());
-        out.extend([0u8; 8]); // reachable time, retransmission timer: unspecified
-        out.extend([1, 1]);
-        out.extend(mac);
-        if let Some(mtu) = self.mtu {
-            out.extend([5, 1, 0, 0]);
-            out.extend(mtu.to_be_bytes());
-        }
-        for p in &self.prefixes {
-            out.extend([3, 4, p.prefix.prefix_len(), 0x80 | if p.autonomous { 0x40 } else { 0 }]);
-            out.extend(VALID_LIFETIME.to_be_bytes());
-            out.extend(PREFERRED_LIFETIME.to_be_bytes());
-            out.extend([0u8; 4]);
-            out.extend(p.prefix.network().octets());
-        }
-        if !self.rdnss.is_empty() {
-            out.extend([25, 1 + 2 * self.rdnss.len() as u8, 0, 0]);
-            out.extend(self.option_lifetime.to_be_bytes());
-            for d in &self.rdnss {
-                out.extend(d.octets());
-            }
-        }
-        // Route information (RFC 4191): the metadata address, medium preference.
-        out.extend([24, 3, 128, 0]);
-        out.extend(self.option_lifetime.to_be_bytes());
-        out.extend(METADATA_V6.octets());
-        out
-    }
 }
 
 /// A port's DHCPv6 lease.
@@ -211,13 +79,20 @@ fn apply_extra_v6(lease: &mut LeaseV6, port: &LocalPort) {
                     value.split(',').map(str::trim).filter(|d| !d.is_empty()).map(String::from).collect();
                 continue;
             }
-            // The exchange itself: client and server ids, addresses, preference, status.
-            1..=3 | 5 | 7 | 13 | 14 => continue,
+            // The exchange itself: ids, addresses, preference, relay and status, unicast.
+            1..=3 | 5..=9 | 12..=14 => continue,
             31 => addresses_v6(value).iter().flat_map(|a| a.octets()).collect(),
             32 => match value.parse::<u32>() {
                 Ok(seconds) => seconds.to_be_bytes().to_vec(),
                 Err(_) => continue,
             },
+            // NTP servers (RFC 5908): each an address suboption.
+            56 => addresses_v6(value).iter().flat_map(|a| [&[0u8, 1, 0, 16][..], &a.octets()].concat()).collect(),
+            // Boot parameters (RFC 5970): each with its length.
+            60 => value
+                .split(',')
+                .flat_map(|p| [&(p.len().min(u16::MAX as usize) as u16).to_be_bytes()[..], p.as_bytes()].concat())
+                .collect(),
             _ => value.as_bytes().to_vec(),
         };
         lease.extra.retain(|(c, _)| *c != code);
@@ -233,11 +108,7 @@ fn is_dhcpv6(s: &HostSubnet) -> bool {
 /// `dhcpv6-stateful` or `dhcpv6-stateless` subnet where the port has an address (or the MAC is
 /// not one).
 pub fn lease_v6(network: &HostNetwork, port: &LocalPort, settings: &DhcpSettings) -> Option<LeaseV6> {
-    let mac = crate::mac::parse_mac(&port.mac_address)?;
-    let link_local = match eui64_address("fe80::/64".parse().ok()?, mac)? {
-        IpAddr::V6(ip) => ip,
-        IpAddr::V4(_) => return None,
-    };
+    let link_local = crate::ipam::link_local(crate::mac::parse_mac(&port.mac_address)?);
     let addresses: Vec<Ipv6Addr> = port.ip_addresses.iter().filter_map(|ip| ip.parse().ok()).collect();
     let on = |cidr: &ipnet::Ipv6Net| addresses.iter().copied().find(|ip| cidr.contains(ip));
     let mut served: Vec<(ipnet::Ipv6Net, &HostSubnet)> =
@@ -270,11 +141,11 @@ pub fn lease_v6(network: &HostNetwork, port: &LocalPort, settings: &DhcpSettings
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use neutrino_api::agent::DhcpServer;
 
-    fn subnet(cidr: &str, ra: Option<&str>, address: Option<&str>) -> HostSubnet {
+    pub(crate) fn subnet(cidr: &str, ra: Option<&str>, address: Option<&str>) -> HostSubnet {
         HostSubnet {
             cidr: cidr.into(),
             enable_dhcp: true,
@@ -284,7 +155,7 @@ mod tests {
         }
     }
 
-    fn network(subnets: Vec<HostSubnet>) -> HostNetwork {
+    pub(crate) fn network(subnets: Vec<HostSubnet>) -> HostNetwork {
         HostNetwork {
             mtu: 1450,
             subnets: subnets.into_iter().enumerate().map(|(i, s)| (format!("s{i}"), s)).collect(),
@@ -295,51 +166,6 @@ mod tests {
             }),
             ..HostNetwork::default()
         }
-    }
-
-    #[test]
-    fn the_advert_follows_each_subnets_ra_mode_as_radvd_is_configured() {
-        let mut slaac = subnet("2001:db8:1::/64", Some(SLAAC), Some(SLAAC));
-        slaac.dns_nameservers = vec!["2001:db8::53".into(), "192.0.2.53".into()];
-        let stateful = subnet("2001:db8:2::/64", Some(DHCPV6_STATEFUL), Some(DHCPV6_STATEFUL));
-        let outside = subnet("2001:db8:3::/64", Some(SLAAC), Some(SLAAC));
-        let net = network(vec![slaac, stateful, outside, subnet("192.0.2.0/24", None, None)]);
-        let addresses = vec!["2001:db8:1::1/64".into(), "2001:db8:2::1/64".into(), "192.0.2.1/24".into()];
-        let ra = router_advert(&net, &addresses, &RaSettings::default()).unwrap();
-        assert!(ra.managed && !ra.other);
-        assert_eq!(ra.mtu, Some(1450));
-        assert_eq!(
-            ra.prefixes,
-            vec![
-                RaPrefix { prefix: "2001:db8:1::/64".parse().unwrap(), autonomous: true },
-                RaPrefix { prefix: "2001:db8:2::/64".parse().unwrap(), autonomous: false },
-            ],
-            "only the leg's own subnets, the stateful one not autonomous"
-        );
-        assert_eq!(ra.rdnss, vec!["2001:db8::53".parse::<Ipv6Addr>().unwrap()]);
-        assert_eq!(ra.router_lifetime, 300);
-        let stateless = network(vec![subnet("2001:db8:1::/64", Some(DHCPV6_STATELESS), Some(DHCPV6_STATELESS))]);
-        let ra = router_advert(&stateless, &["2001:db8:1::1/64".into()], &RaSettings::default()).unwrap();
-        assert!(!ra.managed && ra.other && ra.prefixes[0].autonomous);
-        let none = network(vec![subnet("2001:db8:1::/64", None, None)]);
-        let ra = router_advert(&none, &["2001:db8:1::1/64".into()], &RaSettings::default()).unwrap();
-        assert!(ra.prefixes.is_empty() && !ra.managed && !ra.other, "a router, announcing no prefix");
-        assert_eq!(router_advert(&none, &["192.0.2.1/24".into()], &RaSettings::default()), None);
-    }
-
-    #[test]
-    fn the_advert_encodes_flags_and_options() {
-        let net = network(vec![subnet("2001:db8:1::/64", Some(DHCPV6_STATEFUL), Some(DHCPV6_STATEFUL))]);
-        let mut ra = router_advert(&net, &["2001:db8:1::1/64".into()], &RaSettings::default()).unwrap();
-        ra.rdnss = vec!["2001:db8::53".parse().unwrap()];
-        let bytes = ra.encode([0xfa, 0x16, 0x3e, 1, 2, 3]);
-        assert_eq!(&bytes[..8], &[134, 0, 0, 0, 64, 0x80, 1, 44]);
-        assert_eq!(&bytes[16..24], &[1, 1, 0xfa, 0x16, 0x3e, 1, 2, 3]);
-        assert_eq!(&bytes[24..32], &[5, 1, 0, 0, 0, 0, 0x05, 0xaa]);
-        assert_eq!(&bytes[32..36], &[3, 4, 64, 0x80], "on-link, not autonomous");
-        assert_eq!(&bytes[64..72], &[25, 3, 0, 0, 0, 0, 1, 44]);
-        assert_eq!(&bytes[88..92], &[24, 3, 128, 0]);
-        assert_eq!(bytes.len(), 112);
     }
 
     #[test]

@@ -319,12 +319,7 @@ fn parse_net(s: &str) -> Option<IpNet> {
 
 /// The link-local address a MAC gives (EUI-64).
 pub fn link_local(mac: &str) -> Option<Ipv6Addr> {
-    let b: Vec<u8> = mac.split(':').map(|x| u8::from_str_radix(x, 16)).collect::<Result<_, _>>().ok()?;
-    if b.len() != 6 {
-        return None;
-    }
-    let seg = |hi: u8, lo: u8| ((hi as u16) << 8) | lo as u16;
-    Some(Ipv6Addr::new(0xfe80, 0, 0, 0, seg(b[0] ^ 0x02, b[1]), seg(b[2], 0xff), seg(0xfe, b[3]), seg(b[4], b[5])))
+    crate::mac::parse_mac(mac).map(crate::ipam::link_local)
 }
 
 /// The `bridge` chain of frames from a port: mark them with the slot, let through only its

@@ -70,14 +70,7 @@ pub async fn add_interface(
                 // As Neutron: another IPv6 subnet of a network joins the router's IPv6 port
                 // there (one leg advertises all its prefixes).
                 Some(port) => {
-                    let mut requested: Vec<FixedIpRequest> = port
-                        .fixed_ips
-                        .iter()
-                        .map(|f| FixedIpRequest {
-                            subnet_id: Some(f.subnet_id.clone()),
-                            ip_address: Some(f.ip_address.clone()),
-                        })
-                        .collect();
+                    let mut requested = addresses_but(&port, None);
                     requested.push(fixed);
                     named = Some(vec![subnet.id.clone()]);
                     set_owned_addresses(app, &mut tx, &port.id, requested).await?
@@ -135,8 +128,17 @@ pub async fn add_interface(
     Ok(interface_info(&router, &port, named))
 }
 
-/// The router's interface port on the subnet's network that has IPv6 addresses only, for an
-/// IPv6 subnet (none for an IPv4 one).
+/// The port's addresses as a request that keeps them, but those on the subnet `except`.
+fn addresses_but(port: &neutrino_api::resources::Port, except: Option<&str>) -> Vec<FixedIpRequest> {
+    port.fixed_ips
+        .iter()
+        .filter(|f| except != Some(f.subnet_id.as_str()))
+        .map(|f| FixedIpRequest { subnet_id: Some(f.subnet_id.clone()), ip_address: Some(f.ip_address.clone()) })
+        .collect()
+}
+
+/// The router's interface port on the subnet's network that has an IPv6 address (Neutron's
+/// `_find_ipv6_router_port_by_network`), for an IPv6 subnet (none for an IPv4 one).
 async fn ipv6_interface_on(
     tx: &mut Tx,
     router_id: &str,
@@ -147,9 +149,8 @@ async fn ipv6_interface_on(
     }
     for port_id in store::router_interface_ports(tx.conn(), router_id).await? {
         let port = store::get_port(tx.conn(), &port_id).await?;
-        let v6_only = !port.fixed_ips.is_empty()
-            && port.fixed_ips.iter().all(|f| f.ip_address.parse::<std::net::Ipv6Addr>().is_ok());
-        if port.network_id == subnet.network_id && v6_only {
+        let has_ipv6 = port.fixed_ips.iter().any(|f| f.ip_address.parse::<std::net::Ipv6Addr>().is_ok());
+        if port.network_id == subnet.network_id && has_ipv6 {
             return Ok(Some(port));
         }
     }
@@ -226,7 +227,9 @@ pub async fn remove_interface(
     };
     // By subnet, from a port with other subnets: that subnet's address alone goes (as Neutron).
     let only = match &req {
-        InterfaceRequest::Subnet(subnet_id) if port.fixed_ips.len() > 1 => Some(subnet_id.clone()),
+        InterfaceRequest::Subnet(subnet_id) if port.fixed_ips.iter().any(|f| &f.subnet_id != subnet_id) => {
+            Some(subnet_id.clone())
+        }
         _ => None,
     };
     let connected: Vec<IpNet> = connected(tx.conn(), id).await?.into_iter().map(|(_, n)| n).collect();
@@ -252,15 +255,7 @@ pub async fn remove_interface(
     }
     match &only {
         Some(subnet_id) => {
-            let kept: Vec<FixedIpRequest> = port
-                .fixed_ips
-                .iter()
-                .filter(|f| &f.subnet_id != subnet_id)
-                .map(|f| FixedIpRequest {
-                    subnet_id: Some(f.subnet_id.clone()),
-                    ip_address: Some(f.ip_address.clone()),
-                })
-                .collect();
+            let kept = addresses_but(&port, Some(subnet_id));
             set_owned_addresses(app, &mut tx, &port.id, kept).await?;
         }
         None => store::delete_port(&mut tx, &port.id).await?,

@@ -520,13 +520,17 @@ pub async fn delete(app: &App, ctx: &OpContext, id: &str) -> HttpResult<()> {
             ),
         )));
     }
+    let dhcp_port = port.device_owner == neutrino_domain::dhcp::DEVICE_OWNER_DHCP
+        && port.device_id == super::dhcp_ports::dhcp_device_id(&port.network_id);
+    if dhcp_port {
+        // The network first, as the subnet operations that change this port take it.
+        store::lock_network_for_use(&mut tx, &port.network_id, store::NetworkUse::Revise).await?;
+    }
     // As Neutron's L3 plugin: the port's floating IPs are dissociated, its forwardings go.
     store::dissociate_port_floatingips(&mut tx, id).await?;
     store::delete_port_forwardings_of(&mut tx, id).await?;
     store::delete_port(&mut tx, id).await?;
-    if port.device_owner == neutrino_domain::dhcp::DEVICE_OWNER_DHCP
-        && port.device_id == super::dhcp_ports::dhcp_device_id(&port.network_id)
-    {
+    if dhcp_port {
         // The network's DHCP port, deleted by hand: made again at once (as Neutron's DHCP
         // agent does), since every host answers its network's DHCP with it.
         super::dhcp_ports::reconcile(app, ctx, &mut tx, &port.network_id).await?;

@@ -119,6 +119,7 @@ pub async fn check(lab: &mut Lab, api: &ApiClient) {
     assert!(ra["source"].as_str().unwrap().starts_with("fe80::"), "{ra}");
     let gateway = slaac["gateway_ip"].as_str().unwrap();
     assert!(wait_for(|| lab.ping("vm43", gateway, 1)).await, "vm43 reaches its router at {gateway}");
+    metadata_v6(lab, &vm43, slaac_net["project_id"].as_str().unwrap(), "agent-h1");
 
     // DHCPv6 stateful: the M flag, a prefix not for SLAAC, and dhclient -6 gets the port's
     // fixed IP with the host's own DNS responder (the DHCP port).
@@ -128,22 +129,29 @@ pub async fn check(lab: &mut Lab, api: &ApiClient) {
     let net_id = stateful_net["id"].as_str().unwrap();
     let dhcp_ports = api.get(&format!("/v2.0/ports?network_id={net_id}&device_owner=network:dhcp")).await.unwrap();
     let dhcp6 = dhcp_address(&dhcp_ports, &stateful);
-    let boot = json!([{"opt_name": "bootfile-url", "opt_value": "tftp://[2001:db8:61::69]/boot.efi", "ip_version": 6}]);
+    let url = "tftp://[2001:db8:61::69]/boot.efi";
+    let boot = json!([{"opt_name": "bootfile-url", "opt_value": url, "ip_version": 6}]);
     api.put(&format!("/v2.0/ports/{}", vm44.port_id), json!({"port": {"extra_dhcp_opts": boot}})).await.unwrap();
-    // The agent has the option (the port's view changed) before the client asks.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let lease = lab.dhcp("vm44", DhcpClient::Dhclient6).expect("dhclient -6 gets a lease on h2");
+    // Asked again until the agent has the option (the port's view changed).
+    let mut lease = lab.dhcp("vm44", DhcpClient::Dhclient6).expect("dhclient -6 gets a lease on h2");
+    for _ in 0..5 {
+        if lease.get("new_dhcp6_bootfile_url") == url {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        lease = lab.dhcp("vm44", DhcpClient::Dhclient6).expect("dhclient -6 gets a lease on h2");
+    }
     assert_eq!(lease.get("new_ip6_address"), vm44.ip, "{:?}", lease.vars);
     assert_eq!(lease.get("new_dhcp6_name_servers"), dhcp6, "{:?}", lease.vars);
     assert_eq!(lease.get("new_dhcp6_domain_search"), "openstacklocal.", "{:?}", lease.vars);
-    assert_eq!(lease.get("new_dhcp6_bootfile_url"), "tftp://[2001:db8:61::69]/boot.efi", "extra_dhcp_opts for IPv6");
+    assert_eq!(lease.get("new_dhcp6_bootfile_url"), url, "extra_dhcp_opts for IPv6");
     let ping = wait_for(|| lab.ping("vm44", stateful["gateway_ip"].as_str().unwrap(), 1)).await;
     assert!(ping, "vm44 reaches its router with its DHCPv6 address:\n{}", show("vm44"));
     // The DNS responder over IPv6 names vm44's address; metadata on fe80::a9fe:a9fe.
     let reverse = lab.exec("vm44", &["busybox", "nslookup", &vm44.ip, &dhcp6]).unwrap_or_else(|e| e.to_string());
     let name = format!("host-{}.openstacklocal", vm44.ip.replace(':', "-"));
     assert!(reverse.contains(&name), "{}: {reverse}", vm44.ip);
-    metadata_v6(lab, &vm44, stateful_net["project_id"].as_str().unwrap());
+    metadata_v6(lab, &vm44, stateful_net["project_id"].as_str().unwrap(), "agent-h2");
 
     // DHCPv6 stateless: SLAAC for the address (the O flag), options by Information-Request.
     let ra = solicit(lab, "vm45");
@@ -182,14 +190,14 @@ pub async fn check(lab: &mut Lab, api: &ApiClient) {
 
 /// Metadata at `fe80::a9fe:a9fe` on the VM's link: the Nova stand-in sees the instance of the
 /// VM's link-local address.
-fn metadata_v6(lab: &Lab, vm: &BootedVm, project: &str) {
-    let (nova, _log) = lab.start_nova_metadata(&[("vm44", project)]).expect("the Nova stand-in starts");
+fn metadata_v6(lab: &Lab, vm: &BootedVm, project: &str, agent_log: &str) {
+    let (nova, _log) = lab.start_nova_metadata(&[(vm.name.as_str(), project)]).expect("the Nova stand-in starts");
     let _nova = Running(vec![nova]);
     let url = "http://[fe80::a9fe:a9fe%eth0]/openstack/latest/meta_data.json";
     let out = lab.exec(&vm.name, &["curl", "-s", "-g", "-m", "4", "-w", "\n%{http_code}", url]).unwrap_or_default();
     let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
-    assert_eq!(code.trim(), "200", "{body}\n{}", lab.log_tail("agent-h2", 20));
+    assert_eq!(code.trim(), "200", "{}: {body}\n{}", vm.name, lab.log_tail(agent_log, 20));
     let meta: Value = serde_json::from_str(body).unwrap();
-    assert_eq!(meta["uuid"], "vm44", "{meta}");
+    assert_eq!(meta["uuid"], vm.name.as_str(), "{meta}");
     assert!(meta["forwarded_for"].as_str().unwrap().starts_with("fe80::"), "{meta}");
 }
