@@ -123,6 +123,27 @@ pub fn dhcp_v6_server(device: &str) -> io::Result<(UdpSocket, u32)> {
     Ok((socket, index))
 }
 
+/// The DNS responder's TCP listener: port 53 of every address, IPv4 and IPv6 (one socket,
+/// not IPv6-only), non-blocking.
+pub fn dns_tcp_listener() -> io::Result<std::net::TcpListener> {
+    // SAFETY: a plain socket call; the descriptor is owned by the listener made from it below.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, libc::IPPROTO_TCP) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new socket nothing else owns.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    set_int(&listener, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    set_int(&listener, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
+    bind_v6(&listener, Ipv6Addr::UNSPECIFIED, 53)?;
+    // SAFETY: listen on the socket owned above.
+    if unsafe { libc::listen(listener.as_raw_fd(), 64) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// The DNS responder's IPv6 socket: UDP port 53 of every IPv6 address, non-blocking.
 pub fn dns_server_v6() -> io::Result<UdpSocket> {
     // SAFETY: a plain socket call; the descriptor is owned by the socket made from it below.

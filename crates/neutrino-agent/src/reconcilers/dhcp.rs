@@ -245,6 +245,11 @@ impl DhcpReconciler {
                     let socket = namespaces.in_namespace(network_id, neutrino_dataplane::sockets::dns_server).await?;
                     service.serve_dns(network_id, server, socket)?;
                 }
+                Server::DnsTcp => {
+                    let listener =
+                        namespaces.in_namespace(network_id, neutrino_dataplane::sockets::dns_tcp_listener).await?;
+                    service.serve_dns_tcp(network_id, listener)?;
+                }
                 Server::DnsV6 => {
                     let socket =
                         namespaces.in_namespace(network_id, neutrino_dataplane::sockets::dns_server_v6).await?;

@@ -2,7 +2,7 @@
 //! in each network's namespace, it answers A, AAAA and PTR queries for the names of the
 //! network's ports (their `dns_assignment`: `dns_name`, or `host-<address>`, in the DHCP
 //! domain), and passes other queries to the upstream resolvers (`[DEFAULT]
-//! dnsmasq_dns_servers`), or refuses them when there are none.
+//! dnsmasq_dns_servers`), or refuses them when there are none. Over UDP and TCP.
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
@@ -149,6 +149,73 @@ async fn forward(query: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
     None
 }
 
+/// What a query gets, from the names or the upstream resolvers (none: nothing is sent back).
+async fn reply(query: &[u8], names: &Names, domain: &str, upstream: &[SocketAddr]) -> Option<Vec<u8>> {
+    match answer(query, names, domain)? {
+        Reply::Answer(bytes) => Some(bytes),
+        Reply::Forward => upstream_reply(query, upstream).await,
+    }
+}
+
+/// The upstream resolvers' answer to a query that is not ours (REFUSED without any).
+async fn upstream_reply(query: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
+    if upstream.is_empty() {
+        refused(query)
+    } else {
+        forward(query, upstream).await
+    }
+}
+
+/// TCP connections served at once per network (more are closed at once), and how long one
+/// may stay idle.
+const TCP_CONNECTIONS: usize = 64;
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Answer queries over TCP (RFC 7766: each message after its 2-byte length, several per
+/// connection) on `listener` (in the network's namespace) until it fails.
+pub(crate) async fn serve_tcp(
+    network_id: String,
+    listener: tokio::net::TcpListener,
+    tables: super::Tables,
+    domain: String,
+    upstream: std::sync::Arc<Vec<SocketAddr>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(TCP_CONNECTIONS));
+    loop {
+        let (mut stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(network = %network_id, error = %e, "DNS TCP listener failed");
+                return;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else { continue };
+        let (tables, network_id, domain, upstream) =
+            (tables.clone(), network_id.clone(), domain.clone(), upstream.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            loop {
+                let mut len = [0u8; 2];
+                if !matches!(tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await, Ok(Ok(_))) {
+                    return;
+                }
+                let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+                if !matches!(tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut query)).await, Ok(Ok(_))) {
+                    return;
+                }
+                let table = super::table_of(&tables, &network_id).unwrap_or_default();
+                let Some(bytes) = reply(&query, &table.names, &domain, &upstream).await else { return };
+                let Ok(size) = u16::try_from(bytes.len()) else { return };
+                let framed = [&size.to_be_bytes()[..], &bytes].concat();
+                if stream.write_all(&framed).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 /// Answer queries on `socket` (in the network's namespace) until it fails.
 pub(crate) async fn serve(
     network_id: String,
@@ -179,8 +246,7 @@ pub(crate) async fn serve(
                 let (socket, upstream) = (socket.clone(), upstream.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let reply = if upstream.is_empty() { refused(&query) } else { forward(&query, &upstream).await };
-                    if let Some(bytes) = reply {
+                    if let Some(bytes) = upstream_reply(&query, &upstream).await {
                         let _ = socket.send_to(&bytes, from).await;
                     }
                 });

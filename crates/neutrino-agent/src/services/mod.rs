@@ -46,6 +46,8 @@ pub enum Server {
     /// The metadata proxy on `fe80::a9fe:a9fe`, beside `DhcpV6`.
     MetadataV6,
     Dns,
+    /// The DNS responder over TCP (IPv4 and IPv6).
+    DnsTcp,
     /// The DNS responder's IPv6 socket, beside `DhcpV6`.
     DnsV6,
 }
@@ -87,7 +89,7 @@ impl HostServices {
             out.push(Server::Metadata);
         }
         if self.dns.is_some() {
-            out.push(Server::Dns);
+            out.extend([Server::Dns, Server::DnsTcp]);
         }
         if ipv6 {
             out.push(Server::DhcpV6);
@@ -156,6 +158,21 @@ impl HostServices {
             upstream.clone(),
         ));
         self.started(network_id, server, task);
+        Ok(())
+    }
+
+    /// Start the DNS responder of the network over TCP on `listener` (made in its namespace).
+    pub fn serve_dns_tcp(&self, network_id: &str, listener: std::net::TcpListener) -> std::io::Result<()> {
+        let Some((domain, upstream)) = &self.dns else { return Ok(()) };
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let task = tokio::spawn(dns::serve_tcp(
+            network_id.to_string(),
+            listener,
+            self.tables.clone(),
+            domain.clone(),
+            upstream.clone(),
+        ));
+        self.started(network_id, Server::DnsTcp, task);
         Ok(())
     }
 

@@ -151,8 +151,45 @@ async fn metadata(lab: &mut Lab, dhcp_ip: &str, vm40_ip: &str, vm41_ip: &str, pr
     assert_eq!(fetch(lab, "vm40", url).0, 503);
 }
 
+/// An A query over TCP (RFC 7766 framing) to `argv[2]`: prints the addresses answered.
+const TCP_QUERY: &str = r#"
+import socket, struct, sys
+name, server = sys.argv[1], sys.argv[2]
+labels = b"".join(bytes([len(l)]) + l.encode() for l in name.split("."))
+q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", 1, 1)
+s = socket.create_connection((server, 53), timeout=4)
+s.sendall(struct.pack("!H", len(q)) + q)
+def take(n):
+    data = b""
+    while len(data) < n:
+        more = s.recv(n - len(data))
+        if not more:
+            raise SystemExit("closed")
+        data += more
+    return data
+data = take(struct.unpack("!H", take(2))[0])
+i = 12
+while data[i]:
+    i += data[i] + 1
+i += 5
+ips = []
+for _ in range(struct.unpack("!H", data[6:8])[0]):
+    if data[i] & 0xC0 == 0xC0:
+        i += 2
+    else:
+        while data[i]:
+            i += data[i] + 1
+        i += 1
+    kind, _, _, length = struct.unpack("!HHIH", data[i:i + 10])
+    i += 10
+    if kind == 1:
+        ips.append(socket.inet_ntoa(data[i:i + length]))
+    i += length
+print(" ".join(ips))
+"#;
+
 /// The host's DNS responder, as DHCP hands it out: vm40 (h1) resolves vm41's (h2) name and
-/// address; another name goes to the upstream resolver the test runs.
+/// address, over UDP and TCP; another name goes to the upstream resolver the test runs.
 fn dns(lab: &Lab, dhcp_ip: &str, vm41_ip: &str) {
     let (upstream, log) = lab.start_upstream_dns(&[("example.test", "203.0.113.53")]).expect("the resolver starts");
     let _upstream = Running(vec![upstream]);
@@ -167,6 +204,11 @@ fn dns(lab: &Lab, dhcp_ip: &str, vm41_ip: &str) {
     assert!(reverse.contains(&format!("name = {name}")), "{vm41_ip}: {reverse}");
     let other = lookup("example.test");
     assert!(other.contains("Address: 203.0.113.53"), "forwarded: {other}");
+    // Over TCP too, the port's name and a forwarded one.
+    let tcp =
+        |what: &str| lab.exec("vm40", &["python3", "-c", TCP_QUERY, what, dhcp_ip]).unwrap_or_else(|e| e.to_string());
+    assert_eq!(tcp(&name).trim(), vm41_ip, "{name} over TCP");
+    assert_eq!(tcp("example.test").trim(), "203.0.113.53", "forwarded over TCP");
     let asked = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(asked.lines().any(|l| l == "example.test"), "the upstream resolver was asked: {asked}");
     assert!(!asked.contains("openstacklocal"), "the ports' names are answered on the host: {asked}");
