@@ -150,6 +150,15 @@ pub enum LinkEvent {
     Removed(String),
 }
 
+impl LinkEvent {
+    /// The link the event is about.
+    pub fn name(&self) -> &str {
+        match self {
+            LinkEvent::Added(n) | LinkEvent::Removed(n) => n,
+        }
+    }
+}
+
 /// The data plane of one network namespace, as sub-handles in the style of rtnetlink's
 /// `Handle`: [`DataPlane::links`], [`DataPlane::fdb`], [`DataPlane::neighbours`],
 /// [`DataPlane::firewall`], and [`DataPlane::routers`] for the routers' namespaces of the

@@ -85,9 +85,7 @@ impl DhcpReconciler {
             Scope::Changes(events) => events
                 .iter()
                 .filter_map(|e| {
-                    let name = match e {
-                        LinkEvent::Added(n) | LinkEvent::Removed(n) => n.as_str(),
-                    };
+                    let name = e.name();
                     wanted.iter().find(|(id, n)| names_network(name, id, n)).map(|(id, _)| *id)
                 })
                 .collect(),
@@ -326,9 +324,7 @@ impl<D: DataPlane> Reconciler<D> for DhcpReconciler {
 
     fn wants_link_event(&self, event: &LinkEvent) -> bool {
         // A bridge made again, or a leg's outside end gone.
-        let name = match event {
-            LinkEvent::Added(n) | LinkEvent::Removed(n) => n,
-        };
+        let name = event.name();
         name.starts_with("brq") || name.starts_with("dh-")
     }
 

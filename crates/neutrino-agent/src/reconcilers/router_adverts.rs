@@ -81,9 +81,7 @@ impl<D: DataPlane> Reconciler<D> for RouterAdvertReconciler {
 
     fn wants_link_event(&self, event: &LinkEvent) -> bool {
         // A router leg made again (its outside end is in this namespace).
-        let name = match event {
-            LinkEvent::Added(n) | LinkEvent::Removed(n) => n,
-        };
+        let name = event.name();
         name.starts_with("rq-")
     }
 
@@ -97,12 +95,9 @@ impl<D: DataPlane> Reconciler<D> for RouterAdvertReconciler {
             let mut outcome = PassOutcome::default();
             let wanted = wanted_adverts(state, &self.settings);
             let remade: Vec<String> = match scope {
-                Scope::Changes(events) => events
-                    .iter()
-                    .filter_map(|e| match e {
-                        LinkEvent::Added(n) | LinkEvent::Removed(n) => n.strip_prefix("rq-").map(String::from),
-                    })
-                    .collect(),
+                Scope::Changes(events) => {
+                    events.iter().filter_map(|e| e.name().strip_prefix("rq-").map(String::from)).collect()
+                }
                 Scope::Full => Vec::new(),
             };
             for leg in self.running.keys().filter(|l| !wanted.contains_key(*l)).cloned().collect::<Vec<_>>() {

@@ -483,9 +483,7 @@ impl<D: DataPlane> Reconciler<D> for RoutingReconciler {
 
     fn wants_link_event(&self, event: &LinkEvent) -> bool {
         // A bridge made again (its legs' outside ends went with it).
-        let name = match event {
-            LinkEvent::Added(n) | LinkEvent::Removed(n) => n,
-        };
+        let name = event.name();
         name.starts_with("brq") || name.starts_with("rq-") || name.starts_with("rg-")
     }
 
