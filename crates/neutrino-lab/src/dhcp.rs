@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub enum DhcpClient {
     /// busybox `udhcpc`: variables `ip`, `mask`, `router`, `dns`, `mtu`, `staticroutes`, ...
     Udhcpc,
+    /// busybox `udhcpc` sending option 175, as iPXE does.
+    UdhcpcIpxe,
     /// ISC `dhclient`: variables `new_ip_address`, `new_subnet_mask`, `new_routers`, ...
     Dhclient,
     /// ISC `dhclient -6`, stateful: variables `new_ip6_address`, `new_ip6_prefixlen`,
@@ -60,7 +62,7 @@ impl Lab {
         let v6 =
             "  [ -z \"$new_ip6_address\" ] || ip -6 addr replace $new_ip6_address/$new_ip6_prefixlen dev eth0 nodad\n";
         let (event, bound, apply) = match client {
-            DhcpClient::Udhcpc => (
+            DhcpClient::Udhcpc | DhcpClient::UdhcpcIpxe => (
                 "$1",
                 "bound|renew",
                 v4("$ip/${mask:-24}") + "  set -- $staticroutes\n  while [ $# -ge 2 ]; do [ \"$2\" = 0.0.0.0 ] || ip route replace $1 via $2 dev eth0; shift 2; done\n",
@@ -80,9 +82,8 @@ impl Lab {
         let ns = self.netns(vm);
         let script = script.display().to_string();
         let ran = match client {
-            DhcpClient::Udhcpc => in_ns(
-                &ns,
-                &[
+            DhcpClient::Udhcpc | DhcpClient::UdhcpcIpxe => {
+                let mut args = vec![
                     "busybox",
                     "udhcpc",
                     "-i",
@@ -102,8 +103,12 @@ impl Lab {
                     "mtu",
                     "-O",
                     "tftp",
-                ],
-            ),
+                ];
+                if client == DhcpClient::UdhcpcIpxe {
+                    args.extend(["-x", "0xaf:010101"]);
+                }
+                in_ns(&ns, &args)
+            }
             DhcpClient::Dhclient | DhcpClient::Dhclient6 | DhcpClient::Dhclient6Stateless => {
                 let conf = dir.join("dhclient.conf");
                 let v6 = client != DhcpClient::Dhclient;

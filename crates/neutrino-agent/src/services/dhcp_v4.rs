@@ -5,7 +5,7 @@
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode, UnknownOption};
 use dhcproto::{Decodable, Encodable};
-use neutrino_domain::dhcp::LeaseV4;
+use neutrino_domain::dhcp::{LeaseV4, IPXE};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -85,7 +85,9 @@ pub fn answer(request: &[u8], leases: &Leases) -> Option<Answer> {
     if !inform {
         reply.set_yiaddr(lease.address);
     }
-    add_options(&mut reply, lease, !inform);
+    // The tags the request sets, as Neutron's dnsmasq sets them (`--dhcp-match=set:ipxe,175`).
+    let tags: &[&str] = if msg.opts().get(OptionCode::from(175)).is_some() { &[IPXE] } else { &[] };
+    add_options(&mut reply, lease, !inform, tags);
     let to = if msg.ciaddr() != Ipv4Addr::UNSPECIFIED {
         Destination::Unicast(msg.ciaddr())
     } else if msg.flags().broadcast() {
@@ -131,7 +133,7 @@ fn classless_bytes(routes: &[(Ipv4Addr, u8, Ipv4Addr)]) -> Vec<u8> {
     out
 }
 
-fn add_options(reply: &mut Message, lease: &LeaseV4, with_lease: bool) {
+fn add_options(reply: &mut Message, lease: &LeaseV4, with_lease: bool, tags: &[&str]) {
     let opts = reply.opts_mut();
     if with_lease {
         let seconds = lease.lease_seconds.unwrap_or(u32::MAX);
@@ -163,6 +165,10 @@ fn add_options(reply: &mut Message, lease: &LeaseV4, with_lease: bool) {
     for extra in &lease.extra {
         opts.insert(DhcpOption::Unknown(UnknownOption::new(OptionCode::from(extra.code), extra.value.clone())));
     }
+    // A tagged option the request matches takes the place of the same untagged one.
+    for extra in lease.tagged.iter().filter(|t| t.applies(tags)).map(|t| &t.option) {
+        opts.insert(DhcpOption::Unknown(UnknownOption::new(OptionCode::from(extra.code), extra.value.clone())));
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +193,10 @@ mod tests {
                 (Ipv4Addr::UNSPECIFIED, 0, "192.0.2.1".parse().unwrap()),
             ],
             extra: vec![neutrino_domain::dhcp::ExtraOption { code: 66, value: b"tftp".to_vec() }],
+            tagged: vec![neutrino_domain::dhcp::TaggedOption {
+                tags: vec![neutrino_domain::dhcp::Tag { name: IPXE.into(), negated: false }],
+                option: neutrino_domain::dhcp::ExtraOption { code: 66, value: b"ipxe-tftp".to_vec() },
+            }],
             next_server: None,
         };
         HashMap::from([(MAC, lease)])
@@ -223,7 +233,17 @@ mod tests {
         assert_eq!(routes.len(), 2);
         assert_eq!(routes[1].0.prefix_len(), 0, "the default route last");
         assert!(opts.get(OptionCode::from(249)).is_some());
-        assert!(opts.get(OptionCode::from(66)).is_some());
+        let tftp = |reply: &Message| match reply.opts().get(OptionCode::from(66)) {
+            Some(DhcpOption::Unknown(o)) => o.data().to_vec(),
+            Some(DhcpOption::TFTPServerName(name)) => name.clone(),
+            other => panic!("option 66: {other:?}"),
+        };
+        assert_eq!(tftp(&reply), b"tftp", "the untagged option");
+        // An iPXE client (option 175) gets the `tag:ipxe` one in its place.
+        let mut ipxe = Message::from_bytes(&request(MessageType::Discover, Ipv4Addr::UNSPECIFIED, None)).unwrap();
+        ipxe.opts_mut().insert(DhcpOption::Unknown(UnknownOption::new(OptionCode::from(175), vec![1, 1, 1])));
+        let offer = super::answer(&ipxe.to_vec().unwrap(), &leases()).unwrap();
+        assert_eq!(tftp(&decode(&offer)), b"ipxe-tftp");
     }
 
     #[test]

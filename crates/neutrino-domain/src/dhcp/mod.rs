@@ -5,7 +5,7 @@
 mod options;
 pub mod v6;
 
-pub use options::{option_code, ExtraOption};
+pub use options::{option_code, ExtraOption, Tag, TaggedOption, IPXE};
 
 use neutrino_api::agent::{HostNetwork, HostSubnet, LocalPort};
 use std::net::{IpAddr, Ipv4Addr};
@@ -55,6 +55,9 @@ pub struct LeaseV4 {
     pub classless_routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
     /// The port's other `extra_dhcp_opts` for IPv4, encoded, by option code.
     pub extra: Vec<ExtraOption>,
+    /// The port's `extra_dhcp_opts` with tags (`tag:ipxe,bootfile-name`), encoded: sent, in
+    /// place of the same option, to a client whose request sets every tag.
+    pub tagged: Vec<TaggedOption>,
     /// `server-ip-address`: the header's next server (`siaddr`), else the DHCP port.
     pub next_server: Option<Ipv4Addr>,
 }
@@ -142,6 +145,7 @@ pub fn lease_v4(network: &HostNetwork, port: &LocalPort, settings: &DhcpSettings
         mtu: network.mtu.min(u16::MAX as u32) as u16,
         classless_routes: routes,
         extra: Vec::new(),
+        tagged: Vec::new(),
         next_server: None,
     };
     options::apply_extra(&mut lease, port);

@@ -12,6 +12,46 @@ pub struct ExtraOption {
     pub value: Vec<u8>,
 }
 
+/// A dnsmasq tag an option is for: `tag:ipxe`, or `tag:!ipxe` (a client without it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub name: String,
+    pub negated: bool,
+}
+
+/// The tag Neutron's dnsmasq sets for a client that sends option 175 (iPXE):
+/// `--dhcp-match=set:ipxe,175`.
+pub const IPXE: &str = "ipxe";
+
+/// An option for the clients whose request sets its tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedOption {
+    pub tags: Vec<Tag>,
+    pub option: ExtraOption,
+}
+
+impl TaggedOption {
+    /// Whether a request that sets `set` (tag names) gets the option: every tag set, every
+    /// negated one not.
+    pub fn applies(&self, set: &[&str]) -> bool {
+        self.tags.iter().all(|t| set.contains(&t.name.as_str()) != t.negated)
+    }
+}
+
+/// The tags before an option's name (`tag:ipxe,tag:!x,option:bootfile-name`).
+fn tags(name: &str) -> Vec<Tag> {
+    let mut parts: Vec<&str> = name.split(',').map(str::trim).collect();
+    parts.pop();
+    parts
+        .iter()
+        .filter_map(|p| p.strip_prefix("tag:"))
+        .map(|t| match t.strip_prefix('!') {
+            Some(name) => Tag { name: name.to_string(), negated: true },
+            None => Tag { name: t.to_string(), negated: false },
+        })
+        .collect()
+}
+
 /// dnsmasq's option names.
 const NAMES: &[(&str, u8)] = &[
     ("netmask", 1),
@@ -84,7 +124,7 @@ const U16S: &[u8] = &[13, 22, 26, 57];
 const U8S: &[u8] = &[19, 20, 23, 27, 29, 30, 31, 34, 36, 37, 39, 46];
 
 /// The code of an option named as Neutron and dnsmasq accept it: a name, a number, either
-/// after `option:` (tags before it, `tag:x,option:router`, are ignored).
+/// after `option:` (tags before it, `tag:x,option:router`, are read by `tags`).
 pub fn option_code(name: &str) -> Option<u8> {
     let name = name.rsplit(',').next().unwrap_or(name).trim();
     let name = name.strip_prefix("option:").unwrap_or(name);
@@ -147,11 +187,37 @@ fn classless_routes(value: &str) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
 }
 
 /// Apply the port's IPv4 `extra_dhcp_opts` to its lease: the options the lease computes are
-/// replaced, a blank `router` or `classless-static-route` suppresses it, others are added.
+/// replaced, a blank `router` or `classless-static-route` suppresses it, others are added; one
+/// with tags is kept apart, encoded, for the requests that set them.
 pub(super) fn apply_extra(lease: &mut LeaseV4, port: &LocalPort) {
     for opt in port.extra_dhcp_opts.iter().filter(|o| o.ip_version == 4) {
         let Some(code) = option_code(&opt.opt_name) else { continue };
         let value = opt.opt_value.trim();
+        let tags = tags(&opt.opt_name);
+        if !tags.is_empty() {
+            // Not the exchange's own options, nor the header's next server.
+            if matches!(code, 1 | 50 | 51 | 53 | 54 | 55 | 61 | 255) {
+                continue;
+            }
+            let encoded = match code {
+                121 | 249 => classless_routes(value)
+                    .iter()
+                    .flat_map(|(dest, len, via)| {
+                        let mut b = vec![*len];
+                        b.extend(&dest.octets()[..(*len as usize).div_ceil(8)]);
+                        b.extend(via.octets());
+                        b
+                    })
+                    .collect(),
+                _ => match encode(code, value) {
+                    Some(encoded) => encoded,
+                    None => continue,
+                },
+            };
+            lease.tagged.retain(|t| !(t.option.code == code && t.tags == tags));
+            lease.tagged.push(TaggedOption { tags, option: ExtraOption { code, value: encoded } });
+            continue;
+        }
         match code {
             3 => {
                 lease.router = addresses(value).first().copied();

@@ -131,3 +131,20 @@ fn a_named_port_keeps_its_name() {
     p.dns_name = "web-1.openstacklocal.".into();
     assert_eq!(lease_v4(&network(), &p, &DhcpSettings::default()).unwrap().hostname, "web-1");
 }
+
+#[test]
+fn tagged_options_are_kept_for_the_requests_that_set_their_tags() {
+    let p = port(&[
+        ("tag:ipxe,bootfile-name", "http://203.0.113.69/boot.ipxe"),
+        ("tag:!ipxe,option:bootfile-name", "undionly.kpxe"),
+        ("tag:ipxe,server-ip-address", "203.0.113.69"),
+    ]);
+    let lease = lease_v4(&network(), &p, &DhcpSettings::default()).unwrap();
+    assert!(lease.extra.is_empty(), "tagged options are not everyone's");
+    assert_eq!(lease.tagged.len(), 2, "the next server is not an option: {:?}", lease.tagged);
+    let ipxe: Vec<&[u8]> =
+        lease.tagged.iter().filter(|t| t.applies(&[IPXE])).map(|t| t.option.value.as_slice()).collect();
+    assert_eq!(ipxe, [b"http://203.0.113.69/boot.ipxe".as_slice()]);
+    let plain: Vec<&[u8]> = lease.tagged.iter().filter(|t| t.applies(&[])).map(|t| t.option.value.as_slice()).collect();
+    assert_eq!(plain, [b"undionly.kpxe".as_slice()]);
+}

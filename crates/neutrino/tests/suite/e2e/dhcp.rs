@@ -23,7 +23,10 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value) {
     .unwrap();
     let vm40 = lab.boot_dhcp_vm(api, net, "vm40", "h1").await.expect("vm40 boots");
     let vm41 = lab.boot_dhcp_vm(api, net, "vm41", "h2").await.expect("vm41 boots");
-    let opts = json!({"port": {"extra_dhcp_opts": [{"opt_name": "tftp-server", "opt_value": "203.0.113.69"}]}});
+    let opts = json!({"port": {"extra_dhcp_opts": [
+        {"opt_name": "tftp-server", "opt_value": "203.0.113.69"},
+        {"opt_name": "tag:ipxe,bootfile-name", "opt_value": "http://203.0.113.69/boot.ipxe"},
+        {"opt_name": "tag:!ipxe,bootfile-name", "opt_value": "undionly.kpxe"}]}});
     api.put(&format!("/v2.0/ports/{}", vm40.port_id), opts).await.unwrap();
     // The agents have the options (the port's view changed) before the clients ask.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -39,6 +42,9 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value) {
     assert_eq!(busybox.get("domain"), "openstacklocal");
     assert_eq!(busybox.get("hostname"), format!("host-{}", vm40.ip.replace('.', "-")));
     assert_eq!(busybox.get("tftp"), "203.0.113.69", "extra_dhcp_opts reach the client");
+    assert_eq!(busybox.get("bootfile"), "undionly.kpxe", "the option tagged for clients that are not iPXE");
+    let ipxe = lab.dhcp("vm40", DhcpClient::UdhcpcIpxe).expect("udhcpc as iPXE gets a lease");
+    assert_eq!(ipxe.get("bootfile"), "http://203.0.113.69/boot.ipxe", "tag:ipxe for a client sending option 175");
     assert_eq!(
         busybox.get("staticroutes"),
         format!("203.0.113.0/24 198.51.100.1 169.254.169.254/32 {dhcp_ip} 0.0.0.0/0 198.51.100.1"),
