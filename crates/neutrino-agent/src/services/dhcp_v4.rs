@@ -5,7 +5,7 @@
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode, UnknownOption};
 use dhcproto::{Decodable, Encodable};
-use neutrino_domain::dhcp::{LeaseV4, IPXE};
+use neutrino_domain::dhcp::{classless_bytes, LeaseV4, IPXE};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -120,17 +120,6 @@ pub(crate) async fn serve(network_id: String, socket: tokio::net::UdpSocket, tab
             tracing::warn!(network = %network_id, %to, error = %e, "cannot send a DHCP answer");
         }
     }
-}
-
-/// RFC 3442's encoding of classless routes (for option 249, which dhcproto does not know).
-fn classless_bytes(routes: &[(Ipv4Addr, u8, Ipv4Addr)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (dest, len, via) in routes {
-        out.push(*len);
-        out.extend(&dest.octets()[..(*len as usize).div_ceil(8)]);
-        out.extend(via.octets());
-    }
-    out
 }
 
 fn add_options(reply: &mut Message, lease: &LeaseV4, with_lease: bool, tags: &[&str]) {

@@ -5,7 +5,7 @@
 mod options;
 pub mod v6;
 
-pub use options::{option_code, ExtraOption, Tag, TaggedOption, IPXE};
+pub use options::{classless_bytes, option_code, ExtraOption, Tag, TaggedOption, IPXE};
 
 use neutrino_api::agent::{HostNetwork, HostSubnet, LocalPort};
 use std::net::{IpAddr, Ipv4Addr};

@@ -173,6 +173,17 @@ fn encode(code: u8, value: &str) -> Option<Vec<u8>> {
     Some(value.as_bytes().to_vec())
 }
 
+/// RFC 3442's encoding of classless routes (options 121 and 249).
+pub fn classless_bytes(routes: &[(Ipv4Addr, u8, Ipv4Addr)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (dest, len, via) in routes {
+        out.push(*len);
+        out.extend(&dest.octets()[..(*len as usize).div_ceil(8)]);
+        out.extend(via.octets());
+    }
+    out
+}
+
 /// dnsmasq's `classless-static-route` value: `dest/len,gateway,...`.
 fn classless_routes(value: &str) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
     let parts: Vec<&str> = value.split(',').map(str::trim).collect();
@@ -200,15 +211,7 @@ pub(super) fn apply_extra(lease: &mut LeaseV4, port: &LocalPort) {
                 continue;
             }
             let encoded = match code {
-                121 | 249 => classless_routes(value)
-                    .iter()
-                    .flat_map(|(dest, len, via)| {
-                        let mut b = vec![*len];
-                        b.extend(&dest.octets()[..(*len as usize).div_ceil(8)]);
-                        b.extend(via.octets());
-                        b
-                    })
-                    .collect(),
+                121 | 249 => classless_bytes(&classless_routes(value)),
                 _ => match encode(code, value) {
                     Some(encoded) => encoded,
                     None => continue,
