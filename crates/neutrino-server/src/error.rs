@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use neutrino_api::ApiError;
 use neutrino_domain::DomainError;
+use neutrino_store::attempt::{self, Transient};
 use neutrino_store::StoreError;
 
 /// An [`ApiError`] on its way out as an HTTP response.
@@ -63,8 +64,16 @@ impl From<StoreError> for HttpError {
                 "InUse",
                 "The resource is in use by another one changed at the same time; retry the request.",
             )),
-            ref busy if busy.is_busy() => {
-                HttpError(ApiError::new(503, "ServiceUnavailable", "The database is busy; retry the request."))
+            ref busy if busy.transient().is_some() => {
+                let failure = busy.transient().unwrap_or(Transient::Unavailable);
+                // The retry around the request reads this (crate::resilience).
+                attempt::note_transient(failure);
+                tracing::warn!(error = %busy, "the database could not take the request");
+                let message = match failure {
+                    Transient::Conflict => "The database is busy; retry the request.",
+                    Transient::Unavailable => "The database is not available; retry the request.",
+                };
+                HttpError(ApiError::new(503, "ServiceUnavailable", message))
             }
             other => HttpError(ApiError::internal(format!("Request Failed: internal server error: {other}"))),
         }

@@ -21,6 +21,7 @@ mod ports;
 mod quotas;
 mod rbac;
 mod request;
+mod resilience;
 mod response;
 mod routers;
 mod security_groups;
@@ -31,6 +32,8 @@ mod subnets;
 mod tags;
 
 pub use state::{App, ServerConfig};
+
+use std::future::IntoFuture;
 
 pub(crate) use app::ports::heartbeat_fresh as ports_alive;
 
@@ -61,8 +64,10 @@ pub fn router(app: App) -> Router {
         .merge(routers::routes())
         .merge(floating_ips::routes())
         .fallback(meta::not_found)
+        .layer(axum::middleware::from_fn(resilience::retry_transient))
         .layer(axum::middleware::from_fn(request::refuse_delete_bodies))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::middleware))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), resilience::limit_body))
         .layer(axum::middleware::from_fn_with_state(app.clone(), metrics::track))
         .layer(axum::middleware::map_response(response::add_request_id))
         .route("/metrics", get(metrics::serve))
@@ -72,6 +77,17 @@ pub fn router(app: App) -> Router {
 /// Serve until the listener fails. On PostgreSQL this also numbers the change log's new rows
 /// and follows the revisions other servers number.
 pub async fn serve(app: App, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    serve_until(app, listener, std::future::pending()).await
+}
+
+/// [`serve`] until `stop` resolves (SIGTERM), then stop gracefully: accept nothing more, end
+/// the agent streams (their agents reconnect to another server at once), and let requests in
+/// flight finish, for at most `[DEFAULT] graceful_shutdown_timeout`.
+pub async fn serve_until(
+    app: App,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let follower = app.clone();
     let follow = tokio::spawn(async move { follower.store.follow_other_servers(&follower.config.connection).await });
     let sequencer = app.store.clone();
@@ -89,7 +105,25 @@ pub async fn serve(app: App, listener: tokio::net::TcpListener) -> std::io::Resu
             tracing::warn!(error = ?e.0, "cannot make the networks' DHCP ports at start");
         }
     });
-    let served = axum::serve(listener, router(app)).await;
+    let closing = app.closing.clone();
+    let grace = app.config.graceful_shutdown_timeout;
+    let signal = async move {
+        stop.await;
+        tracing::info!(?grace, "stopping: accepting no more connections, ending agent streams");
+        closing.send_replace(true);
+    };
+    let mut closed = app.closing.subscribe();
+    let server = axum::serve(listener, router(app)).with_graceful_shutdown(signal);
+    let served = tokio::select! {
+        served = server.into_future() => served,
+        _ = async {
+            let _ = closed.wait_for(|c| *c).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("requests still in flight after graceful_shutdown_timeout; stopping anyway");
+            Ok(())
+        }
+    };
     follow.abort();
     sequence.abort();
     schedule.abort();

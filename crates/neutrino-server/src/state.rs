@@ -39,6 +39,11 @@ pub struct ServerConfig {
     /// `[DEFAULT] max_l3_agents_per_router`: how many gateway hosts (`dvr_snat`) serve one
     /// router's centralized SNAT (the first alive is active, the others stand by).
     pub max_l3_agents_per_router: usize,
+    /// `[oslo_middleware] max_request_body_size`: larger API bodies get a 413.
+    pub max_request_body_size: usize,
+    /// `[DEFAULT] graceful_shutdown_timeout` (oslo.service): how long a stopping server lets
+    /// requests in flight finish.
+    pub graceful_shutdown_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +62,8 @@ impl Default for ServerConfig {
             quotas: QuotaDefaults::default(),
             change_log_keep_revisions: 50_000,
             max_l3_agents_per_router: 3,
+            max_request_body_size: 114_688,
+            graceful_shutdown_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -72,6 +79,8 @@ pub struct App {
     /// The fan-out hub behind the agent streams.
     pub hub: Hub,
     pub metrics: Metrics,
+    /// Set when the server stops: the agent streams end, so that agents go elsewhere at once.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -105,6 +114,7 @@ impl App {
         let hub_config =
             HubConfig { l2population: ml2.populates_l2(), keep_revisions: config.change_log_keep_revisions.max(1) };
         let hub = Hub::start(store.clone(), hub_config, metrics.clone()).await?;
-        Ok(App { store, config: Arc::new(config), ml2, policy: Arc::new(policy), keystone, hub, metrics })
+        let closing = tokio::sync::watch::Sender::new(false);
+        Ok(App { store, config: Arc::new(config), ml2, policy: Arc::new(policy), keystone, hub, metrics, closing })
     }
 }

@@ -1,3 +1,4 @@
+use crate::attempt::Transient;
 use neutrino_domain::DomainError;
 
 /// Everything the store can fail with. The server maps it to the API error once.
@@ -31,16 +32,30 @@ impl StoreError {
         StoreError::NotFound { resource, id: id.into() }
     }
 
-    /// Whether the database could not answer this time (worth a retry by the client: 503).
-    pub fn is_busy(&self) -> bool {
-        match self {
-            StoreError::Database(sqlx::Error::PoolTimedOut) => true,
-            // PostgreSQL gave up on this transaction to let another through (a deadlock, a
-            // serialization failure): the request may simply be sent again.
-            StoreError::Database(sqlx::Error::Database(e)) => {
-                matches!(e.code().as_deref(), Some("40P01") | Some("40001"))
-            }
-            _ => false,
+    /// Whether the database could not answer this time, for reasons that are not the
+    /// request's: worth sending again (503 with `Retry-After`), and, when the attempt
+    /// committed nothing, retried by the server itself first (see [`crate::attempt`]).
+    pub fn transient(&self) -> Option<Transient> {
+        let StoreError::Database(e) = self else { return None };
+        match e {
+            // PostgreSQL gave up on this transaction to let another through (a serialization
+            // failure, a deadlock): it was rolled back whole.
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                Some("40001" | "40P01") => Some(Transient::Conflict),
+                // The server is shutting down or starting (57P01-57P03), the connection
+                // broke (08xxx), or it has no connection to spare (53300).
+                Some(code) if code.starts_with("57P") || code.starts_with("08") || code == "53300" => {
+                    Some(Transient::Unavailable)
+                }
+                _ => None,
+            },
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Some(Transient::Unavailable),
+            _ => None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod address_groups;
 mod agents;
+pub mod attempt;
 mod change_log;
 mod default_rules;
 mod dhcp;
@@ -116,6 +117,11 @@ pub type Connection = AnyConnection;
 
 /// The PostgreSQL advisory lock (one-key space) that serializes migrations of several servers.
 const MIGRATION_LOCK_KEY: i64 = 4242;
+
+/// How long a request waits for a pooled connection. While the database is down, acquiring
+/// one keeps trying to connect until this runs out: the request then gets a 503, well before
+/// a client's own timeout.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(8);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -234,7 +240,7 @@ impl Store {
                 (false, Backend::Sqlite) => Some(Duration::from_secs(20)),
                 (false, Backend::Postgres) => Some(Duration::from_secs(1800)),
             })
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -479,7 +485,9 @@ impl Tx {
         }
         let touched = std::mem::take(&mut self.touched);
         let revision = if touched.is_empty() { None } else { Some(change_log::append(&mut self, &touched).await?) };
+        crate::attempt::note_commit_sent();
         self.inner.commit().await?;
+        crate::attempt::note_commit_done();
         match revision {
             Some(Some(r)) => self.signals.advance(r),
             Some(None) => self.signals.appended.notify_one(),

@@ -39,9 +39,11 @@ const KNOWN: &[(&str, &[&str])] = &[
             "dnsmasq_dns_servers",
             "min_rtr_adv_interval",
             "max_rtr_adv_interval",
+            "graceful_shutdown_timeout",
         ],
     ),
     ("database", &["connection", "max_pool_size"]),
+    ("oslo_middleware", &["max_request_body_size"]),
     (
         "keystone_authtoken",
         &[
@@ -205,6 +207,12 @@ impl Options {
         }
         if let Some(v) = self.number("DEFAULT", "agent_down_time")? {
             c.agent_down_time = v;
+        }
+        if let Some(v) = self.number::<usize>("oslo_middleware", "max_request_body_size")? {
+            c.max_request_body_size = v;
+        }
+        if let Some(v) = self.number::<u64>("DEFAULT", "graceful_shutdown_timeout")? {
+            c.graceful_shutdown_timeout = std::time::Duration::from_secs(v);
         }
         if let Some(v) = self.number::<u64>("neutrino", "change_log_keep_revisions")? {
             if v == 0 {

@@ -136,7 +136,7 @@ async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
         }
     }
     let pool_size = opts.get("database", "max_pool_size").and_then(|v| v.parse().ok()).unwrap_or(16);
-    let store = neutrino_store::Store::connect(&config.connection, pool_size).await.map_err(|e| e.to_string())?;
+    let store = connect_when_ready(&config.connection, pool_size).await?;
     let listener = match inherited_listener()? {
         Some(l) => l,
         None => {
@@ -157,7 +157,6 @@ async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
         o
     });
     let app = neutrino_server::App::new(store, config).await.map_err(|e| e.to_string())?;
-    let server = tokio::spawn(neutrino_server::serve(app, listener));
     if let Some(o) = agent_opts {
         tokio::spawn(async move {
             if let Err(e) = run_agent(o).await {
@@ -165,9 +164,30 @@ async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
             }
         });
     }
-    tokio::select! {
-        r = server => r.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
-        _ = shutdown_signal() => Ok(()),
+    neutrino_server::serve_until(app, listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The store, once the database answers: a server started before its database (or while it
+/// restarts) waits, saying so, instead of exiting. A configuration error stops it at once.
+async fn connect_when_ready(connection: &str, pool_size: u32) -> Result<neutrino_store::Store, String> {
+    let mut waited = false;
+    loop {
+        match neutrino_store::Store::connect(connection, pool_size).await {
+            Ok(store) => {
+                if waited {
+                    tracing::info!(database = %redact(connection), "the database answers");
+                }
+                return Ok(store);
+            }
+            Err(e) if e.transient().is_some() => {
+                tracing::warn!(database = %redact(connection), error = %e, "waiting for the database; retrying in 1 s");
+                waited = true;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
     }
 }
 

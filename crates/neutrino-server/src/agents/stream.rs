@@ -44,6 +44,7 @@ pub async fn stream(State(app): State<App>, Path(host): Path<String>, RawQuery(q
         queue: subscription.updates,
         app: app.clone(),
         delivered: subscription.delivered,
+        closing: app.closing.subscribe(),
     };
     let body = futures::stream::unfold(state, next_chunk);
     Ok(Response::builder()
@@ -58,15 +59,24 @@ struct Lines {
     queue: tokio::sync::mpsc::Receiver<Outgoing>,
     app: App,
     delivered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The server is stopping: the stream ends (its agent reconnects elsewhere).
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The next chunk: the first message, then every queued message (at most [`BATCH`]).
 async fn next_chunk(mut s: Lines) -> Option<(Result<Bytes, std::io::Error>, Lines)> {
     let mut messages: Vec<Outgoing> = Vec::new();
+    if *s.closing.borrow() {
+        return None;
+    }
     if let Some(first) = s.first.take() {
         messages.push(first);
     } else {
-        messages.push(s.queue.recv().await?);
+        let next = tokio::select! {
+            m = s.queue.recv() => m,
+            _ = s.closing.wait_for(|c| *c) => None,
+        };
+        messages.push(next?);
         while messages.len() < BATCH {
             match s.queue.try_recv() {
                 Ok(m) => messages.push(m),
