@@ -8,9 +8,12 @@ mod capture;
 mod cmd;
 mod dhcp;
 pub mod follower;
+pub mod roaming;
+pub mod ha;
 mod keystone;
 mod lab;
 mod netns;
+pub mod workload;
 
 pub use api::{ApiClient, ApiError};
 pub use capture::{Capture, CaptureCounts};

@@ -16,7 +16,9 @@ pub type HttpResult<T> = Result<T, HttpError>;
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::info!(error = %self.0, "request refused for now");
+        } else if status.is_server_error() {
             tracing::error!(error = %self.0, "request failed");
         }
         (status, axum::Json(self.0.body())).into_response()
@@ -71,7 +73,7 @@ impl From<StoreError> for HttpError {
                 tracing::warn!(error = %busy, "the database could not take the request");
                 let message = match failure {
                     Transient::Conflict => "The database is busy; retry the request.",
-                    Transient::Unavailable => "The database is not available; retry the request.",
+                    Transient::Unavailable | Transient::TimedOut => "The database is not available; retry the request.",
                 };
                 HttpError(ApiError::new(503, "ServiceUnavailable", message))
             }

@@ -15,8 +15,10 @@ pub enum Transient {
     /// PostgreSQL gave up on the transaction to let another through (40001, 40P01); it was
     /// rolled back.
     Conflict,
-    /// The database could not be reached, or the connection was lost.
+    /// The connection was lost, or the database refused it (shutting down, starting).
     Unavailable,
+    /// No connection came within the pool's timeout: the request waited already.
+    TimedOut,
 }
 
 /// What one attempt did.
@@ -40,6 +42,7 @@ impl Attempt {
             Some(_) if self.commits_done > 0 => false,
             Some(Transient::Conflict) => true,
             Some(Transient::Unavailable) => self.commits_sent == 0,
+            Some(Transient::TimedOut) => false,
         }
     }
 }
@@ -98,6 +101,8 @@ mod tests {
         // The connection went during COMMIT: it may have committed.
         assert!(!Attempt { commits_sent: 1, ..lost }.may_retry());
         assert!(!Attempt::default().may_retry());
+        // It waited for a connection for as long as a request may.
+        assert!(!Attempt { transient: Some(Transient::TimedOut), ..Attempt::default() }.may_retry());
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! - `conformance`: replies compared with the recorded Neutron 29 samples.
 //! - `e2e`: the namespace lab with real agents and real packets (root only).
 //! - `cli`: the real `openstack` CLI (needs `NEUTRINO_OPENSTACK_CLI`).
+//! - `ha`: several server processes on a PostgreSQL of their own, under faults (root).
 //! - `keystone`: a real Keystone (`scripts/keystone-harness`, installed by `scripts/test`).
 
 mod api;
@@ -11,4 +12,5 @@ mod cli;
 mod common;
 mod conformance;
 mod e2e;
+mod ha;
 mod keystone;
