@@ -8,11 +8,11 @@ mod capture;
 mod cmd;
 mod dhcp;
 pub mod follower;
-pub mod roaming;
 pub mod ha;
 mod keystone;
 mod lab;
 mod netns;
+pub mod roaming;
 pub mod workload;
 
 pub use api::{ApiClient, ApiError};

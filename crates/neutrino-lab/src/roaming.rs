@@ -120,18 +120,13 @@ async fn follow(host: String, servers: Vec<String>, mut at: usize, record: Arc<M
     loop {
         let since = record.lock().unwrap_or_else(|e| e.into_inner()).view.revision;
         if let Ok(mut stream) = HostStream::open(&http, &servers[at], &host, since).await {
-            loop {
-                match stream.next(SILENCE).await {
-                    Ok(Some(message)) => {
-                        let mut r = record.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Some(t) = lost_at.take() {
-                            r.failovers.push(t.elapsed());
-                        }
-                        if let Err(e) = r.view.apply(&message) {
-                            r.errors.push(format!("{host} on {}: {e}", servers[at]));
-                        }
-                    }
-                    Ok(None) | Err(_) => break,
+            while let Ok(Some(message)) = stream.next(SILENCE).await {
+                let mut r = record.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(t) = lost_at.take() {
+                    r.failovers.push(t.elapsed());
+                }
+                if let Err(e) = r.view.apply(&message) {
+                    r.errors.push(format!("{host} on {}: {e}", servers[at]));
                 }
             }
         } else {

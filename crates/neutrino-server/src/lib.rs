@@ -16,6 +16,7 @@ mod meta;
 pub mod metrics;
 mod ml2;
 mod networks;
+mod openapi;
 mod policy;
 mod ports;
 mod quotas;
@@ -71,6 +72,7 @@ pub fn router(app: App) -> Router {
         .layer(axum::middleware::from_fn_with_state(app.clone(), metrics::track))
         .layer(axum::middleware::map_response(response::add_request_id))
         .route("/metrics", get(metrics::serve))
+        .route("/openapi.json", get(openapi::serve))
         .with_state(app)
 }
 

@@ -39,9 +39,30 @@ fn body_object(bytes: &[u8], def: &ResourceDef) -> Result<Map<String, Value>, Ap
         return Err(missing(def.member));
     }
     match serde_json::from_slice(bytes) {
+        Ok(Value::Object(outer)) if outer.iter().any(|(k, v)| has_nul(k) || value_has_nul(v)) => Err(nul_refused()),
         Ok(Value::Object(outer)) => Ok(outer),
         _ => Err(ApiError::malformed_body()),
     }
+}
+
+/// Whether a string holds the NUL character. PostgreSQL cannot store it in text (and no
+/// attribute or filter has a use for it), so requests with one are refused before any query,
+/// on every database alike, rather than failing in the database.
+pub fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
+fn value_has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => has_nul(s),
+        Value::Array(items) => items.iter().any(value_has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| has_nul(k) || value_has_nul(v)),
+        _ => false,
+    }
+}
+
+fn nul_refused() -> ApiError {
+    ApiError::invalid_input("the NUL character (\\u0000) is not allowed in strings")
 }
 
 /// A body naming attributes it may not (Neutron's 400s).
@@ -331,6 +352,9 @@ pub fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     let mut sort_keys = Vec::new();
     let mut sort_dirs = Vec::new();
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if has_nul(&k) || has_nul(&v) {
+            return Err(nul_refused());
+        }
         match k.as_ref() {
             // (An empty name selects nothing: the whole resource, as Neutron.)
             "fields" if v.is_empty() => {}
@@ -426,6 +450,26 @@ mod tests {
         let e =
             parse_body(br#"{"network": {"name": "x", "no_such_attribute": 1}}"#, &resources::NETWORK).err().unwrap();
         assert_eq!(e.message, "Unrecognized attribute(s) 'no_such_attribute'");
+    }
+
+    #[test]
+    fn nul_characters_in_bodies_and_queries_are_bad_requests() {
+        let message = "Invalid input for operation: the NUL character (\\u0000) is not allowed in strings.";
+        for body in [
+            &br#"{"network": {"description": "a\u0000b"}}"#[..],
+            br#"{"network": {"name": "n", "dns_domain": ["\u0000"]}}"#,
+            br#"{"network": {"na\u0000me": 1}}"#,
+        ] {
+            let e = parse_body(body, &resources::NETWORK).err().unwrap();
+            assert_eq!((e.status, e.message.as_str()), (400, message));
+        }
+        let e = parse_create(br#"{"networks": [{"name": "x"}, {"description": "\u0000"}]}"#, &resources::NETWORK);
+        assert_eq!(e.err().map(|e| e.status), Some(400));
+        for query in ["name=%00", "marker=a%00", "%00=x", "fields=id%00"] {
+            let e = parse_query(Some(query)).err().unwrap();
+            assert_eq!((e.status, e.message.as_str()), (400, message), "{query}");
+        }
+        assert!(parse_body(br#"{"network": {"description": "\u00e9"}}"#, &resources::NETWORK).is_ok());
     }
 
     #[test]

@@ -33,10 +33,10 @@ fn taggable(collection: &mut String) -> HttpResult<()> {
 }
 
 fn validate(tag: &str) -> Result<(), ApiError> {
-    if tag.is_empty() || tag.chars().count() > MAX_TAG_LENGTH {
+    if tag.is_empty() || tag.chars().count() > MAX_TAG_LENGTH || crate::request::has_nul(tag) {
         return Err(ApiError::invalid_attribute(
             "tags",
-            format!("'{tag}' is not a valid tag: 1 to {MAX_TAG_LENGTH} characters"),
+            format!("'{tag}' is not a valid tag: 1 to {MAX_TAG_LENGTH} characters, none of them NUL"),
         ));
     }
     Ok(())
@@ -124,4 +124,13 @@ async fn remove(
     taggable(&mut collection)?;
     ops::remove(&app, &ctx, &collection, &id, &tag).await?;
     Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_tag_with_a_nul_character_is_a_bad_request() {
+        assert_eq!(super::validate("a\0b").err().map(|e| e.status), Some(400));
+        assert!(super::validate("blue").is_ok());
+    }
 }
