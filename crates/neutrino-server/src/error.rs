@@ -77,6 +77,11 @@ impl From<StoreError> for HttpError {
                 };
                 HttpError(ApiError::new(503, "ServiceUnavailable", message))
             }
+            // A NUL character (a path id, say): PostgreSQL cannot hold one in text (22021),
+            // so nothing can match it. Bodies and queries are refused earlier (request.rs).
+            ref nul if nul.is_nul_in_text() => {
+                HttpError(ApiError::invalid_input("the NUL character (\\u0000) is not allowed in strings"))
+            }
             other => HttpError(ApiError::internal(format!("Request Failed: internal server error: {other}"))),
         }
     }

@@ -59,6 +59,11 @@ impl StoreError {
         }
     }
 
+    /// Whether PostgreSQL refused a string holding a NUL character (22021: it cannot store one).
+    pub fn is_nul_in_text(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("22021"))
+    }
+
     /// Whether the database refused the write because of a unique key.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())

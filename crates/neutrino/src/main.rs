@@ -156,7 +156,20 @@ async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
         }
         o
     });
-    let app = neutrino_server::App::new(store, config).await.map_err(|e| e.to_string())?;
+    // Starting reads the database again: a database that goes away meanwhile (it restarts) is
+    // waited for as at connect, not a reason to exit.
+    let mut store = store;
+    let app = loop {
+        match neutrino_server::App::new(store.clone(), config.clone()).await {
+            Ok(app) => break app,
+            Err(e) if e.transient().is_some() => {
+                tracing::warn!(error = %e, "the database went away while starting; waiting for it");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                store = connect_when_ready(&config.connection, pool_size).await?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     if let Some(o) = agent_opts {
         tokio::spawn(async move {
             if let Err(e) = run_agent(o).await {

@@ -48,6 +48,10 @@ impl Drop for TempDir {
     }
 }
 
+/// Held by the tests that load the machine most (the namespace e2e, the HA torture), so that
+/// they never run at the same time on a 2-core machine.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn unique(name: &str) -> String {

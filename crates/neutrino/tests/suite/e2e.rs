@@ -59,6 +59,7 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
     if !lab_available() {
         return;
     }
+    let _alone = crate::common::HEAVY.lock().await;
     let dir = std::env::temp_dir().join(format!("neutrino-e2e-{}", std::process::id()));
     let mut lab = Lab::start(LabConfig {
         prefix: lab_prefix(),

@@ -25,6 +25,7 @@ fn torture_seconds() -> u64 {
 #[ignore = "needs root and PostgreSQL's server binaries (a cluster of its own); scripts/test runs it"]
 async fn servers_survive_kills_and_a_database_restart() {
     assert!(postgres_binaries().is_some(), "PostgreSQL's server binaries (/usr/lib/postgresql/*/bin) are needed");
+    let _alone = crate::common::HEAVY.lock().await;
     let dir = TempDir(std::env::temp_dir().join(unique("neutrino-torture")));
     let mut pg = PgCluster::create("neutrino-torture").expect("a PostgreSQL cluster of the test's own");
     pg.create_database("neutrino").expect("create the database");
