@@ -121,7 +121,7 @@ const MIGRATION_LOCK_KEY: i64 = 4242;
 /// How long a request waits for a pooled connection. While the database is down, acquiring
 /// one keeps trying to connect until this runs out: the request then gets a 503, well before
 /// a client's own timeout.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(8);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
