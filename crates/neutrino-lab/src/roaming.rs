@@ -19,6 +19,8 @@ pub struct AgentRecord {
     pub reconnects: u32,
     /// From losing a stream to the first message of the next one.
     pub failovers: Vec<Duration>,
+    /// When it lost its stream, while it has not been served again.
+    pub lost_at: Option<Instant>,
     /// Messages that did not apply (out of order, or before a snapshot).
     pub errors: Vec<String>,
 }
@@ -116,13 +118,12 @@ async fn follow(host: String, servers: Vec<String>, mut at: usize, record: Arc<M
             }
         }
     }
-    let mut lost_at: Option<Instant> = None;
     loop {
         let since = record.lock().unwrap_or_else(|e| e.into_inner()).view.revision;
         if let Ok(mut stream) = HostStream::open(&http, &servers[at], &host, since).await {
             while let Ok(Some(message)) = stream.next(SILENCE).await {
                 let mut r = record.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(t) = lost_at.take() {
+                if let Some(t) = r.lost_at.take() {
                     r.failovers.push(t.elapsed());
                 }
                 if let Err(e) = r.view.apply(&message) {
@@ -132,8 +133,10 @@ async fn follow(host: String, servers: Vec<String>, mut at: usize, record: Arc<M
         } else {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        lost_at.get_or_insert_with(Instant::now);
-        record.lock().unwrap_or_else(|e| e.into_inner()).reconnects += 1;
+        let mut r = record.lock().unwrap_or_else(|e| e.into_inner());
+        r.lost_at.get_or_insert_with(Instant::now);
+        r.reconnects += 1;
+        drop(r);
         at = (at + 1) % servers.len();
     }
 }

@@ -84,6 +84,8 @@ pub struct Tally {
     pub busy_without_retry_after: u64,
     /// Quota counts seen above the limit.
     pub over_quota: Vec<String>,
+    /// How long each answered request took.
+    pub latencies: Vec<Duration>,
     pub elapsed: Duration,
 }
 
@@ -102,6 +104,7 @@ impl Tally {
             *self.errors.entry(k).or_default() += v;
         }
         self.over_quota.extend(o.over_quota);
+        self.latencies.extend(o.latencies);
     }
 
     /// Successful replies per second.
@@ -161,6 +164,7 @@ impl Client {
             req = req.json(&b);
         }
         self.tally.requests += 1;
+        let sent = Instant::now();
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() => {
@@ -193,6 +197,7 @@ impl Client {
             }
         };
         *self.tally.by_status.entry(status).or_default() += 1;
+        self.tally.latencies.push(sent.elapsed());
         let documented = matches!(status, 200 | 201 | 204 | 400 | 404 | 409 | 412 | 503);
         if !documented {
             self.tally.unexpected.push(format!("{method} {path}: {status} {body}"));

@@ -61,8 +61,8 @@ pub use ports::{
     network_allocations, refresh_port_body, release_port_ips, set_port_segment, store_port_body, update_port_row,
 };
 pub use quotas::{
-    delete_project_limits, enforce_quota, project_limit, project_limits, projects_with_limits, quota_usage,
-    set_project_limits,
+    delete_project_limits, enforce_quota, project_limit, project_limits, projects_with_limits, quota_lock_key,
+    quota_usage, set_project_limits,
 };
 pub use rbac::{
     delete_object_policies, delete_rbac_policy, get_rbac_policy, insert_rbac_policy, list_rbac_policies,

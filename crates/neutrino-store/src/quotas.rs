@@ -161,7 +161,7 @@ async fn lock_quota(tx: &mut Tx, resource: QuotaResource, project_id: &str) -> R
 /// The advisory lock key of (resource, project): a 64-bit FNV-1a hash, stable across servers
 /// and versions. The one-key lock space is separate from the two-key space segment allocation
 /// uses; the schema migration's fixed key is avoided.
-fn quota_lock_key(resource: QuotaResource, project_id: &str) -> i64 {
+pub fn quota_lock_key(resource: QuotaResource, project_id: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in b"quota\0".iter().chain(resource.name().as_bytes()).chain(b"\0").chain(project_id.as_bytes()) {
         hash ^= u64::from(*byte);

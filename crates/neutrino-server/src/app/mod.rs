@@ -51,17 +51,17 @@ pub async fn create_each<R: CreateItem, T>(
 ) -> HttpResult<Vec<T>> {
     let mut tx = app.store.begin().await?;
     let mut created = Vec::with_capacity(items.len());
-    for item in items {
+    for (i, item) in in_project_order(app, ctx, items) {
         authorize::authorize_create(ctx, tx.conn(), resource, item.given()).await?;
-        created.push(create_one(app, ctx, &mut tx, item).await?);
+        created.push((i, create_one(app, ctx, &mut tx, item).await?));
     }
     tx.commit().await?;
-    Ok(created)
+    Ok(in_request_order(created))
 }
 
 /// Run `create_one` for every item in one transaction, all or nothing (for operations that
 /// authorize their items themselves, on what the item names).
-pub async fn in_one_transaction<R, T>(
+pub async fn in_one_transaction<R: CreateItem, T>(
     app: &App,
     ctx: &OpContext,
     items: Vec<R>,
@@ -69,11 +69,35 @@ pub async fn in_one_transaction<R, T>(
 ) -> HttpResult<Vec<T>> {
     let mut tx = app.store.begin().await?;
     let mut created = Vec::with_capacity(items.len());
-    for item in items {
-        created.push(create_one(app, ctx, &mut tx, item).await?);
+    for (i, item) in in_project_order(app, ctx, items) {
+        created.push((i, create_one(app, ctx, &mut tx, item).await?));
     }
     tx.commit().await?;
-    Ok(created)
+    Ok(in_request_order(created))
+}
+
+/// The order a bulk create makes its items in: grouped by the project each is for (the
+/// request's order within a project), with each item's place in the request. Every
+/// transaction then takes its per-project locks (quota counts, a project's default security
+/// group) in one global order, so two bulk creates that mix projects never deadlock each other.
+pub fn in_project_order<R: CreateItem>(app: &App, ctx: &OpContext, items: Vec<R>) -> Vec<(usize, R)> {
+    let mut indexed: Vec<(usize, R)> = items.into_iter().enumerate().collect();
+    if indexed.len() > 1 {
+        let caller = ctx.project_id().unwrap_or(&app.config.noauth_project).to_string();
+        let project = |item: &R| -> String {
+            let given = item.given();
+            let named = given.get("project_id").or_else(|| given.get("tenant_id")).and_then(Value::as_str);
+            named.map_or_else(|| caller.clone(), str::to_string)
+        };
+        indexed.sort_by_cached_key(|(_, item)| project(item));
+    }
+    indexed
+}
+
+/// What [`in_project_order`] made, back in the request's order (replies keep it).
+pub fn in_request_order<T>(mut made: Vec<(usize, T)>) -> Vec<T> {
+    made.sort_by_key(|(i, _)| *i);
+    made.into_iter().map(|(_, t)| t).collect()
 }
 
 /// The project a new item is for: the one its body names, else the caller's.

@@ -34,6 +34,12 @@ pub struct CreateNetwork {
     pub tags: Vec<String>,
 }
 
+impl super::CreateItem for CreateNetwork {
+    fn given(&self) -> &Map<String, Value> {
+        &self.given
+    }
+}
+
 /// Changes to a network, as parsed from its body.
 pub struct UpdateNetwork {
     /// The body's attributes as given: the policy judges them.

@@ -21,6 +21,12 @@ pub struct CreateGroup {
     pub tags: Vec<String>,
 }
 
+impl super::CreateItem for CreateGroup {
+    fn given(&self) -> &Map<String, Value> {
+        &self.given
+    }
+}
+
 /// Changes to a group, as parsed from its body.
 pub struct UpdateGroup {
     pub given: Map<String, Value>,
@@ -44,7 +50,7 @@ pub struct CreateRule {
 pub async fn create_groups(app: &App, ctx: &OpContext, items: Vec<CreateGroup>) -> HttpResult<Vec<SecurityGroup>> {
     let mut tx = app.store.begin().await?;
     let mut created = Vec::with_capacity(items.len());
-    for req in items {
+    for (i, req) in super::in_project_order(app, ctx, items) {
         if !ctx.is_admin {
             let target = Value::Object(ctx.create_target(&req.given)?);
             ctx.enforce("create_security_group", &super::authorize::attributes_of(&req.given), &target)?;
@@ -77,10 +83,10 @@ pub async fn create_groups(app: &App, ctx: &OpContext, items: Vec<CreateGroup>) 
         let rules = store::template_rules(&mut tx, &id, false).await?;
         store::insert_group(&mut tx, &group, &rules).await?;
         store::insert_initial_tags(&mut tx, "security_groups", &id, &req.tags).await?;
-        created.push(store::get_group(tx.conn(), &id).await?);
+        created.push((i, store::get_group(tx.conn(), &id).await?));
     }
     tx.commit().await?;
-    Ok(created)
+    Ok(super::in_request_order(created))
 }
 
 /// Neutron creates a project's `default` group when its groups or rules are first listed:

@@ -33,6 +33,12 @@ pub struct CreateSubnet {
     pub tags: Vec<String>,
 }
 
+impl super::CreateItem for CreateSubnet {
+    fn given(&self) -> &Map<String, Value> {
+        &self.given
+    }
+}
+
 /// Changes to a subnet, as parsed from its body (`None`: unchanged).
 pub struct UpdateSubnet {
     pub given: Map<String, Value>,

@@ -1,13 +1,15 @@
 //! `neutrino bench`: API throughput and latency, list time, and port activation time; the
 //! fan-out of host state to many hosts (`--fanout`); an agent restart with many local ports
 //! (`--agent-restart`); one host's security group firewall (`--firewall`); distributed routing
-//! and floating IPs (`--routing`); centralized SNAT's failover (`--snat-failover`); DHCP and metadata on one host (`--dhcp`). It prints figures;
-//! it passes or fails nothing.
+//! and floating IPs (`--routing`); centralized SNAT's failover (`--snat-failover`); DHCP and
+//! metadata on one host (`--dhcp`); several servers on one database, under faults (`--ha`). It
+//! prints figures; it passes or fails nothing.
 
 mod agent_restart;
 mod dhcp;
 mod fanout;
 mod firewall;
+mod ha;
 mod routing;
 mod routing_restart;
 mod sg_latency;
@@ -105,6 +107,19 @@ pub struct BenchArgs {
     dhcp_ports: usize,
     #[arg(long, default_value_t = 100)]
     dhcp_networks: usize,
+    /// Several servers on one PostgreSQL of its own (root): mixed throughput with 1-3 servers
+    /// (and SQLite), agent failover when a server dies, recovery after a database restart.
+    #[arg(long)]
+    ha: bool,
+    /// Seconds of each `--ha` throughput run.
+    #[arg(long, default_value_t = 20)]
+    ha_seconds: u64,
+    /// Writers per project in `--ha` (two projects, and a reader).
+    #[arg(long, default_value_t = 6)]
+    ha_clients: usize,
+    /// Agents following the servers in `--ha`.
+    #[arg(long, default_value_t = 30)]
+    ha_agents: usize,
 }
 
 /// A two-host lab for a benchmark (root), in a work directory named after it; run `measure`
@@ -155,6 +170,15 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             database: args.database.clone(),
         };
         return fanout::run(fan).await;
+    }
+    if args.ha {
+        let ha = ha::HaArgs {
+            seconds: args.ha_seconds,
+            clients_per_project: args.ha_clients,
+            agents: args.ha_agents,
+            rounds: args.failover_rounds,
+        };
+        return ha::run(ha).await;
     }
     if args.sg_latency {
         return sg_latency::run(args.database.clone()).await;

@@ -19,7 +19,7 @@ pub struct TestServer {
     _dir: Option<TempDir>,
     pg_db: Option<String>,
     /// The database's connection string (for a second server on it).
-    connection: String,
+    pub connection: String,
 }
 
 impl Drop for TestServer {

@@ -53,6 +53,12 @@ pub struct CreatePort {
     pub tags: Vec<String>,
 }
 
+impl super::CreateItem for CreatePort {
+    fn given(&self) -> &Map<String, Value> {
+        &self.given
+    }
+}
+
 /// A new MAC address for a port.
 pub enum MacRequest {
     Given(String),

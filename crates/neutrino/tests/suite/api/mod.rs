@@ -19,6 +19,7 @@ mod security_groups;
 mod stream;
 mod subnets;
 mod tenancy;
+mod transactions;
 
 pub(super) async fn network_with_subnet(s: &TestServer, cidr: &str) -> (String, String) {
     let net = s.api.create_network("n").await.unwrap();
