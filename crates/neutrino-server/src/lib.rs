@@ -70,6 +70,7 @@ pub fn router(app: App) -> Router {
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::middleware))
         .layer(axum::middleware::from_fn_with_state(app.clone(), resilience::limit_body))
         .layer(axum::middleware::from_fn_with_state(app.clone(), metrics::track))
+        .layer(axum::middleware::map_response(response::neutron_error_bodies))
         .layer(axum::middleware::map_response(response::add_request_id))
         .route("/metrics", get(metrics::serve))
         .route("/openapi.json", get(openapi::serve))

@@ -126,6 +126,48 @@ pub fn no_content() -> Response {
 }
 
 /// Every response carries `x-openstack-request-id`, as Neutron's do.
+/// Errors that did not come from a handler (axum's own refusals: an undecodable path, a
+/// method a path does not have) get a `NeutronError` body too, as every client expects one.
+pub async fn neutron_error_bodies(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
+    let kind = match status.as_u16() {
+        400 => "HTTPBadRequest",
+        404 => "HTTPNotFound",
+        405 => "HTTPMethodNotAllowed",
+        406 => "HTTPNotAcceptable",
+        411 => "HTTPLengthRequired",
+        413 => "HTTPRequestEntityTooLarge",
+        414 => "HTTPRequestURITooLong",
+        415 => "HTTPUnsupportedMediaType",
+        _ => "HTTPError",
+    };
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("Error").to_string(),
+        text => text.to_string(),
+    };
+    let body = json_error_body(kind, &message);
+    let mut headers = parts.headers;
+    headers.remove(axum::http::header::CONTENT_LENGTH);
+    headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut out = (status, body).into_response();
+    out.headers_mut().extend(headers);
+    out
+}
+
+fn json_error_body(kind: &str, message: &str) -> String {
+    serde_json::json!({"NeutronError": {"type": kind, "message": message, "detail": ""}}).to_string()
+}
+
 pub async fn add_request_id(mut response: Response) -> Response {
     let id = format!("req-{}", uuid::Uuid::new_v4());
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 mod agents;
 mod collections;
+mod malformed;
 mod ml2;
 mod networks;
 mod ports;
