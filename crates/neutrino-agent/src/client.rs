@@ -3,6 +3,7 @@
 use futures::StreamExt;
 use neutrino_api::agent::{AgentRegistration, PortStatusReport, StreamMessage, PROTOCOL_VERSION};
 use neutrino_api::keystone::PasswordAuth;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
@@ -20,9 +21,11 @@ pub enum ClientError {
 /// How long a stream may stay silent (the server sends a heartbeat every 10 s).
 const SILENCE: Duration = Duration::from_secs(35);
 
+/// The agent's client of the servers. With several `server_url`s it talks to one at a time
+/// and moves to the next when that one cannot be reached, answers 503, or ends its stream.
 #[derive(Clone)]
 pub struct ServerClient {
-    base: String,
+    servers: Arc<Servers>,
     http: reqwest::Client,
     /// With Keystone: the agent's credentials and its current token.
     keystone: Option<Arc<KeystoneToken>>,
@@ -36,6 +39,40 @@ pub struct KeystoneToken {
 }
 
 const TOKEN_REFRESH: Duration = Duration::from_secs(15 * 60);
+
+/// The servers' base URLs and the one in use.
+struct Servers {
+    bases: Vec<String>,
+    current: AtomicUsize,
+}
+
+impl Servers {
+    /// `urls`: one base URL, or several separated by commas.
+    fn parse(urls: &str) -> Servers {
+        let mut bases: Vec<String> =
+            urls.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty()).collect();
+        if bases.is_empty() {
+            bases.push("http://127.0.0.1:9696".into());
+        }
+        Servers { bases, current: AtomicUsize::new(0) }
+    }
+
+    /// The server in use (its index, to report a failure of it) and the URL of `path` on it.
+    fn url(&self, path: &str) -> (usize, String) {
+        let i = self.current.load(Ordering::Relaxed) % self.bases.len();
+        (i, format!("{}{path}", self.bases[i]))
+    }
+
+    /// Server `used` failed: use the next one (unless another request moved on already).
+    fn failed(&self, used: usize) {
+        if self.bases.len() > 1 {
+            let next = (used + 1) % self.bases.len();
+            if self.current.compare_exchange(used, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                tracing::warn!(from = %self.bases[used], to = %self.bases[next], "moving to the next server");
+            }
+        }
+    }
+}
 
 impl KeystoneToken {
     async fn get(&self, http: &reqwest::Client) -> Result<String, ClientError> {
@@ -63,13 +100,14 @@ impl KeystoneToken {
 }
 
 impl ServerClient {
-    pub fn new(server_url: &str) -> ServerClient {
+    /// `server_urls`: `[agent] server_url`, one base URL or several separated by commas.
+    pub fn new(server_urls: &str) -> ServerClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(Duration::from_secs(15))
             .build()
             .unwrap_or_default();
-        ServerClient { base: server_url.trim_end_matches('/').to_string(), http, keystone: None }
+        ServerClient { servers: Arc::new(Servers::parse(server_urls)), http, keystone: None }
     }
 
     /// Authenticate to the server with Keystone tokens obtained with `auth`.
@@ -86,13 +124,24 @@ impl ServerClient {
         }
     }
 
-    /// Send; a 401 makes the next request fetch a new token.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = self.authed(req).await?.send().await?;
-        if resp.status().as_u16() == 401 {
-            if let Some(k) = &self.keystone {
-                k.forget().await;
+    /// Send to server `used`; a 401 makes the next request fetch a new token, and a server that
+    /// cannot be reached or answers 503 makes the next request go to the next server.
+    async fn send(&self, used: usize, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = match self.authed(req).await?.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.servers.failed(used);
+                return Err(e.into());
             }
+        };
+        match resp.status().as_u16() {
+            401 => {
+                if let Some(k) = &self.keystone {
+                    k.forget().await;
+                }
+            }
+            503 => self.servers.failed(used),
+            _ => {}
         }
         Self::check(resp).await
     }
@@ -108,15 +157,15 @@ impl ServerClient {
 
     /// Register (or heartbeat). `starting` marks a fresh start of the agent.
     pub async fn register(&self, reg: &AgentRegistration, starting: bool) -> Result<(), ClientError> {
-        let url = format!("{}/v2.0/neutrino/agents?starting={starting}", self.base);
-        self.send(self.http.post(url).json(reg).timeout(Duration::from_secs(10))).await.map(|_| ())
+        let (used, url) = self.servers.url(&format!("/v2.0/neutrino/agents?starting={starting}"));
+        self.send(used, self.http.post(url).json(reg).timeout(Duration::from_secs(10))).await.map(|_| ())
     }
 
     /// This host's own address for a router's SNAT (distributed SNAT): the IPv4 address of the
     /// port the server keeps for it, made on first use.
     pub async fn host_snat_address(&self, host: &str, router_id: &str) -> Result<Option<String>, ClientError> {
-        let url = format!("{}/v2.0/neutrino/hosts/{host}/routers/{router_id}/snat_port", self.base);
-        let resp = self.send(self.http.put(url).timeout(Duration::from_secs(10))).await?;
+        let (used, url) = self.servers.url(&format!("/v2.0/neutrino/hosts/{host}/routers/{router_id}/snat_port"));
+        let resp = self.send(used, self.http.put(url).timeout(Duration::from_secs(10))).await?;
         let body: serde_json::Value = resp.json().await?;
         let ips = body["port"]["fixed_ips"].as_array().cloned().unwrap_or_default();
         Ok(ips
@@ -127,11 +176,12 @@ impl ServerClient {
     }
 
     pub async fn report(&self, report: &PortStatusReport) -> Result<(), ClientError> {
-        let url = format!("{}/v2.0/neutrino/ports/status", self.base);
-        self.send(self.http.put(url).json(report).timeout(Duration::from_secs(10))).await.map(|_| ())
+        let (used, url) = self.servers.url("/v2.0/neutrino/ports/status");
+        self.send(used, self.http.put(url).json(report).timeout(Duration::from_secs(10))).await.map(|_| ())
     }
 
-    /// Follow the host's stream, sending each message to `out`, until the connection ends.
+    /// Follow the host's stream, sending each message to `out`, until the connection ends (and
+    /// then the next connection goes to the next server, when there are several).
     /// `since`: the revision of the last message applied (the server then sends what changed
     /// after it, or a snapshot). A silent connection (no heartbeat for 35 s) is treated as dead.
     pub async fn follow(
@@ -140,12 +190,19 @@ impl ServerClient {
         since: Option<u64>,
         out: &mpsc::Sender<StreamMessage>,
     ) -> Result<(), ClientError> {
-        let mut url = format!("{}/v2.0/neutrino/hosts/{host}/stream?protocol={PROTOCOL_VERSION}", self.base);
+        let mut path = format!("/v2.0/neutrino/hosts/{host}/stream?protocol={PROTOCOL_VERSION}");
         if let Some(since) = since {
-            url.push_str(&format!("&since={since}"));
+            path.push_str(&format!("&since={since}"));
         }
+        let (used, url) = self.servers.url(&path);
+        let followed = self.follow_on(used, url, out).await;
+        self.servers.failed(used);
+        followed
+    }
+
+    async fn follow_on(&self, used: usize, url: String, out: &mpsc::Sender<StreamMessage>) -> Result<(), ClientError> {
         // A server that never answers (a resume it cannot serve) counts as a dead one too.
-        let resp = match tokio::time::timeout(SILENCE, self.send(self.http.get(url))).await {
+        let resp = match tokio::time::timeout(SILENCE, self.send(used, self.http.get(url))).await {
             Err(_) => return Err(ClientError::BadMessage("no answer to the stream request".into())),
             Ok(resp) => resp?,
         };
@@ -174,5 +231,28 @@ impl ServerClient {
             buf.drain(..consumed);
             scanned = buf.len();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Servers;
+
+    #[test]
+    fn several_servers_are_used_in_turn_as_they_fail() {
+        let s = Servers::parse(" http://a:9696/ ,http://b:9696,,");
+        assert_eq!(s.bases, ["http://a:9696", "http://b:9696"]);
+        assert_eq!(s.url("/x"), (0, "http://a:9696/x".to_string()));
+        s.failed(0);
+        assert_eq!(s.url("/x").0, 1);
+        // A failure reported late, of a server already left, moves nothing.
+        s.failed(0);
+        assert_eq!(s.url("/x").0, 1);
+        s.failed(1);
+        assert_eq!(s.url("/x").0, 0);
+        assert_eq!(Servers::parse("").bases, ["http://127.0.0.1:9696"]);
+        let one = Servers::parse("http://a:9696");
+        one.failed(0);
+        assert_eq!(one.url("/x").0, 0);
     }
 }

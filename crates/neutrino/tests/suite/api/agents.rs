@@ -126,3 +126,25 @@ on_both_backends!(agents_can_be_set_down_and_deleted, default_config(), |s: Test
     let (status, kind, _) = error_of(s.api.get(&format!("/v2.0/agents/{id}")).await);
     assert_eq!((status, kind.as_str()), (404, "AgentNotFound"));
 });
+
+// An agent given several `server_url`s moves past one that cannot be reached: its next
+// registration and its stream go to the next.
+on_both_backends!(agent_client_moves_to_the_next_server, default_config(), |s: TestServer| async move {
+    let dead = neutrino_lab::ha::free_port().unwrap();
+    let client = neutrino_agent::client::ServerClient::new(&format!("http://127.0.0.1:{dead}/, {}", s.base));
+    let registration: neutrino_api::agent::AgentRegistration =
+        serde_json::from_value(lb_agent("h1", "192.0.2.11")).unwrap();
+    assert!(client.register(&registration, true).await.is_err(), "the first server is down");
+    client.register(&registration, true).await.expect("the next server takes the registration");
+    let agents = s.api.get("/v2.0/agents?host=h1").await.unwrap();
+    assert_eq!(agents["agents"].as_array().unwrap().len(), 1);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let follower = {
+        let client = client.clone();
+        tokio::spawn(async move { client.follow("h1", None, &tx).await })
+    };
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await.expect("a message");
+    assert!(matches!(first, Some(neutrino_api::agent::StreamMessage::Snapshot { .. })), "{first:?}");
+    follower.abort();
+});
