@@ -21,6 +21,9 @@ use std::time::Duration;
 
 /// Attempts at a request whose transactions keep being rolled back by the database.
 const ATTEMPTS: u32 = 5;
+/// No further attempt starts once a request has taken this long: an answer (a 503 with
+/// `Retry-After`) to a client that is waiting matters more than one more try.
+const RETRY_BUDGET: Duration = Duration::from_secs(10);
 
 /// What a client is told to wait before sending a request the database could not take.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -82,11 +85,12 @@ pub async fn retry_transient(req: Request, next: Next) -> Response {
         return HttpError(ApiError::bad_request("The request body could not be read")).into_response();
     };
     let mut attempt_no = 1;
+    let started = std::time::Instant::now();
     loop {
         let req = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
         let (mut response, attempt) = attempt::run(next.clone().run(req)).await;
         let failed = response.status() == StatusCode::SERVICE_UNAVAILABLE && attempt.transient.is_some();
-        if failed && attempt.may_retry() && attempt_no < ATTEMPTS {
+        if failed && attempt.may_retry() && attempt_no < ATTEMPTS && started.elapsed() < RETRY_BUDGET {
             tracing::info!(
                 method = %parts.method,
                 path = %parts.uri.path(),
