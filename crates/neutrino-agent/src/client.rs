@@ -31,10 +31,16 @@ pub struct ServerClient {
     keystone: Option<Arc<KeystoneToken>>,
 }
 
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).tcp_keepalive(Duration::from_secs(15))
+}
+
 /// The agent's Keystone token: fetched when first needed, again when the server refuses it
 /// and every 15 minutes (tokens live an hour by default).
 pub struct KeystoneToken {
     auth: PasswordAuth,
+    /// Keystone's client (its own TLS options).
+    http: reqwest::Client,
     current: Mutex<Option<(String, Instant)>>,
 }
 
@@ -75,7 +81,8 @@ impl Servers {
 }
 
 impl KeystoneToken {
-    async fn get(&self, http: &reqwest::Client) -> Result<String, ClientError> {
+    async fn get(&self) -> Result<String, ClientError> {
+        let http = &self.http;
         let mut current = self.current.lock().await;
         if let Some((token, at)) = current.as_ref() {
             if at.elapsed() < TOKEN_REFRESH {
@@ -102,24 +109,35 @@ impl KeystoneToken {
 impl ServerClient {
     /// `server_urls`: `[agent] server_url`, one base URL or several separated by commas.
     pub fn new(server_urls: &str) -> ServerClient {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(Duration::from_secs(15))
-            .build()
-            .unwrap_or_default();
+        let http = http_builder().build().unwrap_or_default();
         ServerClient { servers: Arc::new(Servers::parse(server_urls)), http, keystone: None }
     }
 
-    /// Authenticate to the server with Keystone tokens obtained with `auth`.
-    pub fn with_keystone(mut self, auth: PasswordAuth) -> ServerClient {
-        self.keystone = Some(Arc::new(KeystoneToken { auth, current: Mutex::new(None) }));
-        self
+    /// Speak TLS to `https://` servers as `tls` says (`[agent] ssl_*`).
+    pub fn with_tls(mut self, tls: &neutrino_tls::ClientTls) -> Result<ServerClient, neutrino_tls::TlsError> {
+        self.http = tls
+            .apply(http_builder())?
+            .build()
+            .map_err(|e| neutrino_tls::TlsError::Config(format!("TLS client: {e}")))?;
+        Ok(self)
+    }
+
+    /// Authenticate to the server with Keystone tokens obtained with `auth` (Keystone's HTTPS
+    /// checked as `tls` says).
+    pub fn with_keystone(
+        mut self,
+        auth: PasswordAuth,
+        tls: &neutrino_tls::ClientTls,
+    ) -> Result<ServerClient, neutrino_tls::TlsError> {
+        let http = tls.client(Some(Duration::from_secs(10)))?;
+        self.keystone = Some(Arc::new(KeystoneToken { auth, http, current: Mutex::new(None) }));
+        Ok(self)
     }
 
     /// Add the token, when there is Keystone, to a request.
     async fn authed(&self, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, ClientError> {
         match &self.keystone {
-            Some(k) => Ok(req.header("X-Auth-Token", k.get(&self.http).await?)),
+            Some(k) => Ok(req.header("X-Auth-Token", k.get().await?)),
             None => Ok(req),
         }
     }

@@ -34,7 +34,11 @@ use tokio::sync::{mpsc, watch};
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub host: String,
+    /// `[agent] server_url`: one server's base URL, or several separated by commas.
     pub server_url: String,
+    /// `[agent] ssl_ca_file`, `ssl_cert_file`, `ssl_key_file`: how `https://` servers are
+    /// checked, and the agent's certificate for servers that require one (mutual TLS).
+    pub server_tls: neutrino_tls::ClientTls,
     pub local_ip: Ipv4Addr,
     /// `[agent] report_interval`: seconds between heartbeats.
     pub report_interval: u64,
@@ -47,6 +51,8 @@ pub struct AgentConfig {
     /// `[keystone_authtoken]`: with Keystone, the agent's credentials (a user with the
     /// `admin` or `service` role).
     pub keystone: Option<neutrino_api::keystone::PasswordAuth>,
+    /// How Keystone's HTTPS is checked (`[keystone_authtoken] cafile`, ...).
+    pub keystone_tls: neutrino_tls::ClientTls,
     /// `[agent] metrics_listen`: where to serve `GET /metrics` (not served when `None`).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[securitygroup] firewall_driver` is `nftables` (the default), not `noop`: security
@@ -95,9 +101,15 @@ pub(crate) enum LinkSignal {
 pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl std::future::Future<Output = ()>) {
     let started = Instant::now();
     let metrics = AgentMetrics::new();
-    let mut client = ServerClient::new(&config.server_url);
+    let mut client = match ServerClient::new(&config.server_url).with_tls(&config.server_tls) {
+        Ok(client) => client,
+        Err(e) => return tracing::error!(error = %e, "[agent] TLS options; the agent cannot start"),
+    };
     if let Some(auth) = &config.keystone {
-        client = client.with_keystone(auth.clone());
+        client = match client.with_keystone(auth.clone(), &config.keystone_tls) {
+            Ok(client) => client,
+            Err(e) => return tracing::error!(error = %e, "[keystone_authtoken] TLS options; the agent cannot start"),
+        };
     }
     let host = capabilities::discover(&dataplane, &config.physical_interface_mappings).await;
     let registration = AgentRegistration {

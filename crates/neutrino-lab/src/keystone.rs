@@ -71,6 +71,17 @@ impl Keystone {
     /// Like [`Keystone::start`]; with `network_endpoint`, the catalog also has service `neutron`
     /// of type `network` at that URL (public, internal and admin), as a real cloud would.
     pub fn start_with(dir: &Path, port: u16, network_endpoint: Option<&str>) -> Result<Keystone, LabError> {
+        Keystone::start_tls(dir, port, network_endpoint, None)
+    }
+
+    /// Like [`Keystone::start_with`]; with `tls` (a certificate for 127.0.0.1 and the CA that
+    /// signed it), Keystone serves HTTPS only, and this handle trusts that CA.
+    pub fn start_tls(
+        dir: &Path,
+        port: u16,
+        network_endpoint: Option<&str>,
+        tls: Option<(&crate::pki::Issued, &Path)>,
+    ) -> Result<Keystone, LabError> {
         std::fs::create_dir_all(dir)?;
         let harness = keystone_harness();
         let mut cmd = Command::new(&harness);
@@ -78,6 +89,9 @@ impl Keystone {
         cmd.args(["--owner-pid", &std::process::id().to_string()]);
         if let Some(url) = network_endpoint {
             cmd.args(["--network-endpoint", url]);
+        }
+        if let Some((issued, ca)) = tls {
+            cmd.arg("--certfile").arg(&issued.cert).arg("--keyfile").arg(&issued.key).arg("--cafile").arg(ca);
         }
         let started = Instant::now();
         let out = cmd.output()?;
@@ -109,7 +123,11 @@ impl Keystone {
                 },
             );
         }
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap_or_default();
+        let trust = neutrino_tls::ClientTls { ca_file: tls.map(|(_, ca)| ca.to_path_buf()), ..Default::default() };
+        let http = trust
+            .apply(reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)))
+            .and_then(|b| b.build().map_err(|e| neutrino_tls::TlsError::Config(e.to_string())))
+            .map_err(|e| LabError::Other(format!("Keystone's CA: {e}")))?;
         let ks = Keystone {
             dir: dir.to_path_buf(),
             auth_url: field(&info, "auth_url")?.to_string(),
@@ -123,7 +141,7 @@ impl Keystone {
         Ok(ks)
     }
 
-    /// `http://127.0.0.1:PORT/v3`.
+    /// `http://127.0.0.1:PORT/v3` (`https://` when started with TLS).
     pub fn auth_url(&self) -> &str {
         &self.auth_url
     }

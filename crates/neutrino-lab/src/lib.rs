@@ -12,6 +12,7 @@ pub mod ha;
 mod keystone;
 mod lab;
 mod netns;
+pub mod pki;
 pub mod roaming;
 pub mod workload;
 

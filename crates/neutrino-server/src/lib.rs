@@ -70,6 +70,7 @@ pub fn router(app: App) -> Router {
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::middleware))
         .layer(axum::middleware::from_fn_with_state(app.clone(), resilience::limit_body))
         .layer(axum::middleware::from_fn_with_state(app.clone(), metrics::track))
+        .layer(axum::middleware::map_request_with_state(app.clone(), response::mark_scheme))
         .layer(axum::middleware::map_response(response::neutron_error_bodies))
         .layer(axum::middleware::map_response(response::add_request_id))
         .route("/metrics", get(metrics::serve))
@@ -86,11 +87,15 @@ pub async fn serve(app: App, listener: tokio::net::TcpListener) -> std::io::Resu
 /// [`serve`] until `stop` resolves (SIGTERM), then stop gracefully: accept nothing more, end
 /// the agent streams (their agents reconnect to another server at once), and let requests in
 /// flight finish, for at most `[DEFAULT] graceful_shutdown_timeout`.
-pub async fn serve_until(
+pub async fn serve_until<L>(
     app: App,
-    listener: tokio::net::TcpListener,
+    listener: L,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let follower = app.clone();
     let follow = tokio::spawn(async move { follower.store.follow_other_servers(&follower.config.connection).await });
     let sequencer = app.store.clone();

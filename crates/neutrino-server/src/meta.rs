@@ -89,8 +89,7 @@ fn to_extension(entry: &(&str, &str, &str, &str)) -> Extension {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
-    format!("http://{host}")
+    crate::response::public_base(headers)
 }
 
 pub async fn versions(headers: HeaderMap) -> Response {

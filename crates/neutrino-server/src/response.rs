@@ -126,6 +126,31 @@ pub fn no_content() -> Response {
 }
 
 /// Every response carries `x-openstack-request-id`, as Neutron's do.
+/// The API's base URL as the client reached it: `Host`, and the scheme a proxy in front says
+/// it was reached by (`X-Forwarded-Proto`; set to `https` by [`mark_scheme`] when the server
+/// serves TLS itself).
+pub fn public_base(headers: &axum::http::HeaderMap) -> String {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
+    let proto = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
+    let scheme = match proto.split(',').next().map(str::trim) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+/// On a server that serves TLS itself, requests say so (as a proxy would), unless a proxy
+/// in front already did.
+pub async fn mark_scheme(
+    axum::extract::State(app): axum::extract::State<crate::App>,
+    mut req: axum::extract::Request,
+) -> axum::extract::Request {
+    if app.config.ssl.is_some() && !req.headers().contains_key("x-forwarded-proto") {
+        req.headers_mut().insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    }
+    req
+}
+
 /// Errors that did not come from a handler (axum's own refusals: an undecodable path, a
 /// method a path does not have) get a `NeutronError` body too, as every client expects one.
 pub async fn neutron_error_bodies(response: Response) -> Response {
@@ -251,7 +276,7 @@ impl PageInfo<'_> {
     }
 
     fn href(&self, marker: Option<&str>, reverse: bool) -> String {
-        let host = self.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
+        let base = public_base(self.headers);
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (k, v) in form_urlencoded::parse(self.raw_query.unwrap_or_default().as_bytes()) {
             if k != "marker" && k != "page_reverse" {
@@ -264,6 +289,6 @@ impl PageInfo<'_> {
         if reverse {
             query.append_pair("page_reverse", "True");
         }
-        format!("http://{host}/v2.0/{}?{}", self.collection, query.finish())
+        format!("{base}/v2.0/{}?{}", self.collection, query.finish())
     }
 }

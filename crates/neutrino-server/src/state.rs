@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// `[DEFAULT] graceful_shutdown_timeout` (oslo.service): how long a stopping server lets
     /// requests in flight finish.
     pub graceful_shutdown_timeout: std::time::Duration,
+    /// `[ssl] cert_file`, `key_file`, `ca_file`: the API served over TLS (and client
+    /// certificates required with `ca_file`).
+    pub ssl: Option<neutrino_tls::ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             max_l3_agents_per_router: 3,
             max_request_body_size: 114_688,
             graceful_shutdown_timeout: std::time::Duration::from_secs(60),
+            ssl: None,
         }
     }
 }

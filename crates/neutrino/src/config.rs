@@ -9,6 +9,7 @@ use neutrino_domain::segments::{
 };
 use neutrino_server::auth::{AuthStrategy, KeystoneConfig};
 use neutrino_server::ServerConfig;
+use neutrino_tls::{ClientTls, ServerTls};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -40,8 +41,13 @@ const KNOWN: &[(&str, &[&str])] = &[
             "min_rtr_adv_interval",
             "max_rtr_adv_interval",
             "graceful_shutdown_timeout",
+            "auth_ca_cert",
+            "nova_client_cert",
+            "nova_client_priv_key",
+            "nova_metadata_insecure",
         ],
     ),
+    ("ssl", &["cert_file", "key_file", "ca_file"]),
     ("database", &["connection", "max_pool_size"]),
     ("oslo_middleware", &["max_request_body_size"]),
     (
@@ -58,6 +64,10 @@ const KNOWN: &[(&str, &[&str])] = &[
             "project_domain_name",
             "token_cache_time",
             "neutrino_token_cache_size",
+            "cafile",
+            "certfile",
+            "keyfile",
+            "insecure",
         ],
     ),
     ("oslo_policy", &["policy_file", "enforce_new_defaults", "enforce_scope"]),
@@ -93,6 +103,9 @@ const KNOWN: &[(&str, &[&str])] = &[
             "gateway_probe_misses",
             "enable_dhcp",
             "enable_metadata_proxy",
+            "ssl_ca_file",
+            "ssl_cert_file",
+            "ssl_key_file",
         ],
     ),
     ("neutrino", &["change_log_keep_revisions"]),
@@ -214,6 +227,7 @@ impl Options {
         if let Some(v) = self.number::<u64>("DEFAULT", "graceful_shutdown_timeout")? {
             c.graceful_shutdown_timeout = std::time::Duration::from_secs(v);
         }
+        c.ssl = self.ssl()?;
         if let Some(v) = self.number::<u64>("neutrino", "change_log_keep_revisions")? {
             if v == 0 {
                 return Err("[neutrino] change_log_keep_revisions: must be at least 1".into());
@@ -324,10 +338,12 @@ impl Options {
                 .ok_or_else(|| format!("[{s}] {key} is required with auth_strategy = keystone"))
         };
         let auth_url = need("auth_url")?;
-        if !auth_url.starts_with("http://") {
-            return Err(format!("[{s}] auth_url: only http:// Keystone endpoints are supported (got '{auth_url}')"));
+        if !auth_url.starts_with("http://") && !auth_url.starts_with("https://") {
+            return Err(format!("[{s}] auth_url: '{auth_url}' is not an http:// or https:// URL"));
         }
+        let tls = self.client_tls(s, ["cafile", "certfile", "keyfile"], Some("insecure"))?;
         Ok(KeystoneConfig {
+            tls,
             www_authenticate_uri: self
                 .get(s, "www_authenticate_uri")
                 .or_else(|| self.get(s, "auth_uri"))
@@ -344,6 +360,38 @@ impl Options {
             token_cache_time: self.number(s, "token_cache_time")?.unwrap_or(300),
             token_cache_size: self.number(s, "neutrino_token_cache_size")?.unwrap_or(10_000),
         })
+    }
+
+    /// TLS client options of one link: the CA file, certificate and key options (by name, in
+    /// `section`), and the option that turns verification off, if the link has one. The files
+    /// are read now, so that a bad one stops the process at start.
+    fn client_tls(&self, section: &str, files: [&str; 3], insecure: Option<&str>) -> Result<ClientTls, String> {
+        let path = |key: &str| self.get(section, key).filter(|v| !v.is_empty()).map(|v| self.resolve(v));
+        let tls = ClientTls {
+            ca_file: path(files[0]),
+            cert_file: path(files[1]),
+            key_file: path(files[2]),
+            insecure: insecure.is_some_and(|key| self.flag(section, key)),
+        };
+        tls.client(None).map_err(|e| format!("[{section}] TLS options: {e}"))?;
+        Ok(tls)
+    }
+
+    fn flag(&self, section: &str, key: &str) -> bool {
+        matches!(self.get(section, key), Some("true" | "True" | "TRUE" | "1" | "yes"))
+    }
+
+    /// `[ssl]`: the API over TLS. `cert_file` and `key_file` go together; `ca_file` makes
+    /// client certificates required.
+    pub fn ssl(&self) -> Result<Option<ServerTls>, String> {
+        let path = |key: &str| self.get("ssl", key).filter(|v| !v.is_empty()).map(|v| self.resolve(v));
+        let tls = match (path("cert_file"), path("key_file"), path("ca_file")) {
+            (None, None, None) => return Ok(None),
+            (Some(cert_file), Some(key_file), ca_file) => ServerTls { cert_file, key_file, ca_file },
+            _ => return Err("[ssl] cert_file and key_file are both needed to serve TLS".into()),
+        };
+        tls.acceptor().map_err(|e| format!("[ssl] {e}"))?;
+        Ok(Some(tls))
     }
 
     /// `[quotas]`: Neutron's defaults for what is not set; every value an integer >= -1.
@@ -383,6 +431,7 @@ impl Options {
         Ok(AgentConfig {
             host,
             server_url,
+            server_tls: self.client_tls("agent", ["ssl_ca_file", "ssl_cert_file", "ssl_key_file"], None)?,
             local_ip,
             report_interval: self.number("agent", "report_interval")?.unwrap_or(30),
             resync_interval: self.number("agent", "resync_interval")?.unwrap_or(30),
@@ -395,6 +444,10 @@ impl Options {
             keystone: match self.get("keystone_authtoken", "auth_url") {
                 None => None,
                 Some(_) => Some(self.keystone()?.service),
+            },
+            keystone_tls: match self.get("keystone_authtoken", "auth_url") {
+                None => ClientTls::default(),
+                Some(_) => self.keystone()?.tls,
             },
             metrics_listen: match self.get("agent", "metrics_listen").filter(|v| !v.is_empty()) {
                 None => None,
@@ -436,9 +489,11 @@ impl Options {
                 Some("false" | "False" | "0") => None,
                 _ => {
                     let protocol = self.get("DEFAULT", "nova_metadata_protocol").unwrap_or("http");
-                    if protocol != "http" {
-                        return Err(format!("[DEFAULT] nova_metadata_protocol '{protocol}': only http for now"));
+                    if protocol != "http" && protocol != "https" {
+                        return Err(format!("[DEFAULT] nova_metadata_protocol '{protocol}': http or https"));
                     }
+                    let files = ["auth_ca_cert", "nova_client_cert", "nova_client_priv_key"];
+                    let tls = self.client_tls("DEFAULT", files, Some("nova_metadata_insecure"))?;
                     let host = self.get("DEFAULT", "nova_metadata_host").unwrap_or("127.0.0.1");
                     let port: u16 = self.number("DEFAULT", "nova_metadata_port")?.unwrap_or(8775);
                     let host = if host.contains(':') && !host.starts_with('[') {
@@ -452,6 +507,7 @@ impl Options {
                             .get("DEFAULT", "metadata_proxy_shared_secret")
                             .unwrap_or_default()
                             .to_string(),
+                        tls,
                     })
                 }
             },
@@ -605,6 +661,39 @@ mod tests {
         assert_eq!(t.geneve_vni_ranges, vec![(10, 20)]);
         assert_eq!((t.geneve_max_header_size, t.path_mtu, t.physical_network_mtus["physnet1"]), (38, 9000, 1400));
         assert_eq!(s.mechanism_drivers, ["openvswitch", "linuxbridge", "l2population"]);
+    }
+
+    #[test]
+    fn tls_options_are_read_and_bad_files_stop_start_up() {
+        let dir = std::env::temp_dir().join(format!("neutrino-config-tls-{}", std::process::id()));
+        let ca = neutrino_lab::pki::TestCa::new(&dir, "config").unwrap();
+        let server = ca.issue("server", 1).unwrap();
+        let mut o = Options::default();
+        o.set("ssl", "cert_file", &server.cert.to_string_lossy());
+        assert!(o.server().unwrap_err().contains("[ssl] cert_file and key_file"));
+        o.set("ssl", "key_file", &server.key.to_string_lossy());
+        o.set("ssl", "ca_file", &ca.cert.to_string_lossy());
+        let ssl = o.server().unwrap().ssl.unwrap();
+        assert_eq!((ssl.key_file, ssl.ca_file), (server.key.clone(), Some(ca.cert.clone())));
+        o.set("ssl", "key_file", &ca.cert.to_string_lossy());
+        assert!(o.server().unwrap_err().starts_with("[ssl] "), "a certificate is no key");
+
+        let mut o = Options::default();
+        for (k, v) in [
+            ("auth_url", "https://192.0.2.5:5000"),
+            ("username", "neutron"),
+            ("password", "p"),
+            ("project_name", "service"),
+        ] {
+            o.set("keystone_authtoken", k, v);
+        }
+        o.set("keystone_authtoken", "cafile", &ca.cert.to_string_lossy());
+        o.set("keystone_authtoken", "insecure", "True");
+        let ks = o.keystone().unwrap();
+        assert_eq!((ks.tls.ca_file, ks.tls.insecure), (Some(ca.cert.clone()), true));
+        o.set("keystone_authtoken", "cafile", "/nonexistent/ca.pem");
+        assert!(o.keystone().unwrap_err().contains("/nonexistent/ca.pem"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -48,7 +48,7 @@ enum Cmd {
         prefix: String,
     },
     /// Measure API throughput, list latency and port activation time.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// Logs on stderr: plain text, coloured only on a terminal, or JSON lines.
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
             Cmd::Agent { .. } => run_agent(options.unwrap_or_default()).await,
             Cmd::AllInOne { no_agent, .. } => run_server(options.unwrap_or_default(), !no_agent).await,
             Cmd::Demo { prefix } => demo::run(&prefix).await,
-            Cmd::Bench(args) => bench::run(args).await,
+            Cmd::Bench(args) => bench::run(*args).await,
         }
     });
     match result {
@@ -149,7 +149,8 @@ async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
     let agent_opts = with_agent.then(|| {
         let mut o = opts.clone();
         if o.get("agent", "server_url").is_none() {
-            o.set("agent", "server_url", &format!("http://{addr}"));
+            let scheme = if config.ssl.is_some() { "https" } else { "http" };
+            o.set("agent", "server_url", &format!("{scheme}://{addr}"));
         }
         if o.get("vxlan", "local_ip").is_none() {
             o.set("vxlan", "local_ip", "127.0.0.1");
@@ -177,7 +178,20 @@ async fn run_server(opts: Options, with_agent: bool) -> Result<(), String> {
             }
         });
     }
-    neutrino_server::serve_until(app, listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    match config.ssl.as_ref().map(neutrino_tls::ServerTls::acceptor).transpose().map_err(|e| format!("[ssl] {e}"))? {
+        Some(acceptor) => {
+            let mutual = if config.ssl.as_ref().is_some_and(|s| s.ca_file.is_some()) {
+                "client certificates required"
+            } else {
+                "no client certificates"
+            };
+            tracing::info!(%addr, mutual, "serving over TLS only ([ssl])");
+            let listener = neutrino_tls::TlsListener::new(listener, acceptor).map_err(|e| e.to_string())?;
+            neutrino_server::serve_until(app, listener, shutdown_signal()).await
+        }
+        None => neutrino_server::serve_until(app, listener, shutdown_signal()).await,
+    }
+    .map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -15,13 +15,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `[DEFAULT] nova_metadata_protocol`, `nova_metadata_host`, `nova_metadata_port` and
-/// `metadata_proxy_shared_secret`.
+/// `[DEFAULT] nova_metadata_protocol`, `nova_metadata_host`, `nova_metadata_port`,
+/// `metadata_proxy_shared_secret`, and for HTTPS `auth_ca_cert`, `nova_client_cert`,
+/// `nova_client_priv_key` and `nova_metadata_insecure`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataSettings {
-    /// `http://host:port`.
+    /// `http://host:port` or `https://host:port`.
     pub nova_url: String,
     pub shared_secret: String,
+    pub tls: neutrino_tls::ClientTls,
 }
 
 pub struct Proxy {
@@ -31,7 +33,11 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(settings: MetadataSettings) -> Proxy {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+        // The options were checked when the configuration was read.
+        let client = settings.tls.client(Some(Duration::from_secs(30))).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "metadata proxy TLS options");
+            reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default()
+        });
         Proxy { settings, client }
     }
 }

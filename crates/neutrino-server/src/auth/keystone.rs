@@ -25,6 +25,8 @@ pub struct KeystoneConfig {
     pub token_cache_time: u64,
     /// Most tokens kept (`neutrino_token_cache_size`, 10000).
     pub token_cache_size: usize,
+    /// How Keystone's HTTPS is checked (`cafile`, `certfile`, `keyfile`, `insecure`).
+    pub tls: neutrino_tls::ClientTls,
 }
 
 impl KeystoneConfig {
@@ -35,6 +37,7 @@ impl KeystoneConfig {
             service,
             token_cache_time: 300,
             token_cache_size: 10_000,
+            tls: neutrino_tls::ClientTls::default(),
         }
     }
 }
@@ -119,7 +122,12 @@ impl KeystoneValidator {
     pub fn new(config: KeystoneConfig) -> KeystoneValidator {
         let base = config.service.auth_url.trim_end_matches('/');
         let identity = if base.ends_with("/v3") { base.to_string() } else { format!("{base}/v3") };
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        // The options were checked when the configuration was read; a client that cannot be
+        // built trusts only the system's CAs (it refuses more, never less).
+        let client = config.tls.client(Some(Duration::from_secs(10))).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "[keystone_authtoken] TLS options");
+            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default()
+        });
         let cache = TokenCache { entries: HashMap::new(), order: VecDeque::new(), capacity: config.token_cache_size };
         KeystoneValidator {
             config,

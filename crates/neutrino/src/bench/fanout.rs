@@ -419,7 +419,7 @@ fn reset_postgres(url: &str) -> Result<(), String> {
 
 /// A thousand streams need more than the default 1024 descriptors (in this process and in
 /// the server, which inherits the limit).
-fn raise_open_files() {
+pub(super) fn raise_open_files() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {

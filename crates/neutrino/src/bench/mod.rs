@@ -2,7 +2,8 @@
 //! fan-out of host state to many hosts (`--fanout`); an agent restart with many local ports
 //! (`--agent-restart`); one host's security group firewall (`--firewall`); distributed routing
 //! and floating IPs (`--routing`); centralized SNAT's failover (`--snat-failover`); DHCP and
-//! metadata on one host (`--dhcp`); several servers on one database, under faults (`--ha`). It
+//! metadata on one host (`--dhcp`); several servers on one database, under faults (`--ha`);
+//! agents' streams over TLS (`--tls-streams`; `--keystone` also times Keystone over HTTPS). It
 //! prints figures; it passes or fails nothing.
 
 mod agent_restart;
@@ -14,6 +15,7 @@ mod routing;
 mod routing_restart;
 mod sg_latency;
 mod snat_failover;
+mod tls;
 
 use neutrino_lab::{check_tools, ApiClient, Lab, LabConfig};
 use serde_json::json;
@@ -120,6 +122,11 @@ pub struct BenchArgs {
     /// Agents following the servers in `--ha`.
     #[arg(long, default_value_t = 30)]
     ha_agents: usize,
+    /// Agents opening their streams at once over TLS, beside plain HTTP (one in-process server).
+    #[arg(long)]
+    tls_streams: bool,
+    #[arg(long, default_value_t = 1000)]
+    tls_agents: usize,
 }
 
 /// A two-host lab for a benchmark (root), in a work directory named after it; run `measure`
@@ -170,6 +177,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             database: args.database.clone(),
         };
         return fanout::run(fan).await;
+    }
+    if args.tls_streams {
+        return tls::run(args.tls_agents).await;
     }
     if args.ha {
         let ha = ha::HaArgs {
@@ -536,16 +546,32 @@ async fn keystone_phase(args: &BenchArgs) -> Result<(), String> {
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let ks = neutrino_lab::Keystone::start(&dir.join("keystone"), port).map_err(|e| e.to_string())?;
     let keystone = AuthStrategy::Keystone(KeystoneConfig::new(ks.service_auth()));
+    // The same over HTTPS: a second Keystone with a certificate of a CA made for the run.
+    let ca = neutrino_lab::pki::TestCa::new(&dir, "keystone").map_err(|e| e.to_string())?;
+    let issued = ca.issue("keystone", 1).map_err(|e| e.to_string())?;
+    let tls_port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let ks_tls =
+        neutrino_lab::Keystone::start_tls(&dir.join("keystone-tls"), tls_port, None, Some((&issued, &ca.cert)))
+            .map_err(|e| e.to_string())?;
+    let trust = neutrino_tls::ClientTls { ca_file: Some(ca.cert.clone()), ..Default::default() };
+    let keystone_tls =
+        AuthStrategy::Keystone(KeystoneConfig { tls: trust, ..KeystoneConfig::new(ks_tls.service_auth()) });
     let (noauth_url, noauth_task) = in_process_server(&dir, "noauth", AuthStrategy::NoAuth).await?;
     let (keystone_url, keystone_task) = in_process_server(&dir, "keystone", keystone).await?;
+    let (tls_url, tls_task) = in_process_server(&dir, "keystone-tls", keystone_tls).await?;
     let admin_token = ks.token("admin").await.map_err(|e| e.to_string())?;
     let alice_token = ks.token("alice").await.map_err(|e| e.to_string())?;
+    let admin_tls_token = ks_tls.token("admin").await.map_err(|e| e.to_string())?;
+    let alice_tls_token = ks_tls.token("alice").await.map_err(|e| e.to_string())?;
     let alpha = ks.project_id("alpha").ok_or("no project alpha")?.to_string();
     let cases = [
         ("noauth, admin", ApiClient::new(&noauth_url)),
         ("keystone token, admin", ApiClient::new(&keystone_url).with_token(&admin_token)),
         ("noauth, project member (X-Roles)", ApiClient::new(&noauth_url).acting_as(&alpha, "member,reader")),
         ("keystone token, project member", ApiClient::new(&keystone_url).with_token(&alice_token)),
+        ("keystone over HTTPS token, admin", ApiClient::new(&tls_url).with_token(&admin_tls_token)),
+        ("keystone over HTTPS token, project member", ApiClient::new(&tls_url).with_token(&alice_tls_token)),
     ];
     let mut networks = Vec::new();
     for (i, (_, api)) in cases.iter().enumerate() {
@@ -578,8 +604,15 @@ async fn keystone_phase(args: &BenchArgs) -> Result<(), String> {
         100.0 * rates[1] / rates[0],
         100.0 * rates[3] / rates[2]
     );
+    println!(
+        "keystone over HTTPS / over HTTP throughput (goal: within 10%): admin {:.1}%, project member {:.1}%",
+        100.0 * rates[4] / rates[1],
+        100.0 * rates[5] / rates[3]
+    );
     noauth_task.abort();
     keystone_task.abort();
+    tls_task.abort();
+    drop(ks_tls);
     drop(ks);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

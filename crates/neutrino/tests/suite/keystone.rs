@@ -217,3 +217,83 @@ async fn openstack_cli_with_keystone_tokens(ks: &Keystone) {
     let bob_sees = tokio::task::block_in_place(|| names("bob"));
     assert!(bob_sees.contains(&"cli-alpha".into()), "shared with beta: {bob_sees:?}");
 }
+
+/// Keystone served over HTTPS (gunicorn with a certificate of a throwaway CA): Neutrino
+/// validates tokens through it with `[keystone_authtoken] cafile`, refuses to trust it with the
+/// system's CAs only, trusts it with `insecure`, and the openstack CLI logs in with `--os-cacert`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Keystone (scripts/keystone-harness) and the openstack CLI; scripts/test runs it"]
+async fn keystone_over_https() {
+    use neutrino_server::auth::{AuthStrategy, KeystoneConfig};
+    if !keystone_available() {
+        return;
+    }
+    let dir = crate::common::TempDir(std::env::temp_dir().join(crate::common::unique("neutrino-keystone-tls")));
+    let ca = neutrino_lab::pki::TestCa::new(&dir.0, "keystone").unwrap();
+    let issued = ca.issue("keystone", 1).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let ks = Keystone::start_tls(&dir.0.join("ks"), free_port(), Some(&format!("{base}/")), Some((&issued, &ca.cert)))
+        .expect("Keystone starts with TLS");
+    assert!(ks.auth_url().starts_with("https://"), "{}", ks.auth_url());
+    let token = ks.token("alice").await.unwrap();
+
+    // Neutrino servers that check Keystone's certificate three ways.
+    let serve = |tls: neutrino_tls::ClientTls, listener: tokio::net::TcpListener| {
+        let config = KeystoneConfig { tls, ..KeystoneConfig::new(ks.service_auth()) };
+        let db = dir.0.join(crate::common::unique("db"));
+        async move {
+            std::fs::create_dir_all(&db).unwrap();
+            let connection = format!("sqlite:///{}/db.sqlite", db.display());
+            let server = neutrino_server::ServerConfig {
+                connection: connection.clone(),
+                auth: AuthStrategy::Keystone(config),
+                ..crate::common::default_config()
+            };
+            let store = neutrino_store::Store::connect(&connection, 4).await.unwrap();
+            let app = neutrino_server::App::new(store, server).await.unwrap();
+            (app, listener)
+        }
+    };
+    let spawn = |(app, listener)| tokio::spawn(neutrino_server::serve(app, listener));
+    let with_ca = neutrino_tls::ClientTls { ca_file: Some(ca.cert.clone()), ..Default::default() };
+    let trusting = spawn(serve(with_ca, listener).await);
+    let alice = neutrino_lab::ApiClient::new(&base).with_token(&token);
+    alice.create_network("over-https").await.expect("the token is validated over HTTPS");
+
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_base = format!("http://{}", other.local_addr().unwrap());
+    let system_roots = spawn(serve(neutrino_tls::ClientTls::default(), other).await);
+    let refused = neutrino_lab::ApiClient::new(&other_base).with_token(&token).get("/v2.0/networks").await;
+    assert!(refused.is_err(), "Keystone's certificate is not trusted without its CA: {refused:?}");
+    let third = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let third_base = format!("http://{}", third.local_addr().unwrap());
+    let insecure = spawn(serve(neutrino_tls::ClientTls { insecure: true, ..Default::default() }, third).await);
+    neutrino_lab::ApiClient::new(&third_base).with_token(&token).get("/v2.0/networks").await.expect("insecure = true");
+
+    // The openstack CLI through Keystone over HTTPS, to the first server (in the catalog).
+    let cli = std::env::var("NEUTRINO_OPENSTACK_CLI")
+        .expect("this test needs the openstack CLI: set NEUTRINO_OPENSTACK_CLI (scripts/test does)");
+    let run = |cacert: bool| {
+        let mut cmd = std::process::Command::new(&cli);
+        cmd.args(ks.openstack_args("alice").unwrap()).env("no_proxy", "127.0.0.1");
+        if cacert {
+            cmd.arg("--os-cacert").arg(&ca.cert);
+        }
+        cmd.args(["network", "list", "-f", "json"]);
+        let out = cmd.output().expect("openstack runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = tokio::task::block_in_place(|| run(true));
+    assert!(ok && out.contains("over-https"), "the CLI logs in over HTTPS: {out} {err}");
+    let (ok, _, err) = tokio::task::block_in_place(|| run(false));
+    assert!(!ok && err.to_lowercase().contains("certificate"), "without the CA the CLI refuses Keystone: {err}");
+    for s in [trusting, system_roots, insecure] {
+        s.abort();
+    }
+    drop(ks);
+}

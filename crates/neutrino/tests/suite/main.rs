@@ -14,3 +14,4 @@ mod conformance;
 mod e2e;
 mod ha;
 mod keystone;
+mod tls;

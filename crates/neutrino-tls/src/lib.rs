@@ -1,0 +1,213 @@
+//! TLS for Neutrino's links, with rustls (ring; no OpenSSL):
+//! - [`ClientTls`]: how a client checks the server it calls and proves itself (Keystone's
+//!   `[keystone_authtoken] cafile/certfile/keyfile/insecure`, the agent's `[agent] ssl_*`, the
+//!   metadata proxy's `auth_ca_cert/nova_client_*`), applied to a reqwest builder;
+//! - [`ServerTls`] and [`TlsListener`]: the API served over TLS (`[ssl] cert_file/key_file`),
+//!   with client certificates required when `[ssl] ca_file` is set (mutual TLS).
+//!
+//! A handshake that fails (an unknown CA, an expired certificate, a client without its
+//! certificate, plaintext on the TLS port) is logged with the peer and the reason, and nothing
+//! is served on that connection.
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::rustls;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {why}", path.display())]
+    File { path: PathBuf, why: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::File { path: path.to_path_buf(), why: e.to_string() })
+}
+
+fn file_error(path: &Path, why: impl std::fmt::Display) -> TlsError {
+    TlsError::File { path: path.to_path_buf(), why: why.to_string() }
+}
+
+/// How a client checks the server it calls, and proves itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// CA certificates (PEM) to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The client's certificate (PEM), for servers that ask for one.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM; may also be in `cert_file`).
+    pub key_file: Option<PathBuf>,
+    /// Do not verify the server's certificate (keystonemiddleware's `insecure`).
+    pub insecure: bool,
+}
+
+impl ClientTls {
+    /// A reqwest builder that speaks TLS as configured: rustls, the system's trust store unless
+    /// `ca_file` is given (then only its CAs), the client certificate if any.
+    pub fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, TlsError> {
+        let mut b = builder.use_rustls_tls();
+        if let Some(ca) = &self.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(|e| file_error(ca, e))?;
+            if certs.is_empty() {
+                return Err(file_error(ca, "no PEM certificate in it"));
+            }
+            b = b.tls_built_in_root_certs(false);
+            for cert in certs {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        let identity = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read(cert)?;
+                pem.push(b'\n');
+                pem.extend(read(key)?);
+                Some((cert, pem))
+            }
+            (Some(cert), None) => Some((cert, read(cert)?)),
+            (None, Some(key)) => return Err(file_error(key, "a private key without its certificate file")),
+            (None, None) => None,
+        };
+        if let Some((path, pem)) = identity {
+            b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| file_error(path, e))?);
+        }
+        if self.insecure {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        Ok(b)
+    }
+
+    /// A client with these options and `timeout` per request.
+    pub fn client(&self, timeout: Option<Duration>) -> Result<reqwest::Client, TlsError> {
+        let mut b = reqwest::Client::builder();
+        if let Some(t) = timeout {
+            b = b.timeout(t);
+        }
+        self.apply(b)?.build().map_err(|e| TlsError::Config(format!("TLS client: {e}")))
+    }
+}
+
+/// The API's own TLS (`[ssl]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// With it, clients must present a certificate this CA signed (mutual TLS).
+    pub ca_file: Option<PathBuf>,
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_error(path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+impl ServerTls {
+    /// The acceptor, with every file read and checked now (a bad file stops the server at
+    /// start, rather than serving plaintext or nothing).
+    pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match &self.ca_file {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in certificates(ca)? {
+                    roots.add(cert).map_err(|e| file_error(ca, e))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| file_error(ca, e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(|e| file_error(&self.key_file, e))?;
+        let mut config = builder
+            .with_single_cert(certificates(&self.cert_file)?, key)
+            .map_err(|e| file_error(&self.cert_file, e))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// How long a client may take over its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP listener whose connections are served only once their TLS handshake succeeded.
+/// Handshakes run concurrently (a thousand agents reconnecting at once do not queue behind
+/// each other); failures are logged and their connections closed.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(1024);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of descriptors, say: wait rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed; connection closed"),
+                        Err(_) => tracing::warn!(%peer, "TLS handshake timed out; connection closed"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local, accepting })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(ready) => ready,
+            // The accepting task is gone (only on drop): nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
