@@ -98,17 +98,22 @@ pub(crate) enum LinkSignal {
 }
 
 /// Run the agent until `shutdown` resolves.
-pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl std::future::Future<Output = ()>) {
+/// Fails only on options it cannot use at start (TLS files): everything later is retried.
+pub async fn run<D: DataPlane>(
+    config: AgentConfig,
+    dataplane: D,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
     let started = Instant::now();
     let metrics = AgentMetrics::new();
     let mut client = match ServerClient::new(&config.server_url).with_tls(&config.server_tls) {
         Ok(client) => client,
-        Err(e) => return tracing::error!(error = %e, "[agent] TLS options; the agent cannot start"),
+        Err(e) => return Err(format!("[agent] TLS options: {e}")),
     };
     if let Some(auth) = &config.keystone {
         client = match client.with_keystone(auth.clone(), &config.keystone_tls) {
             Ok(client) => client,
-            Err(e) => return tracing::error!(error = %e, "[keystone_authtoken] TLS options; the agent cannot start"),
+            Err(e) => return Err(format!("[keystone_authtoken] TLS options: {e}")),
         };
     }
     let host = capabilities::discover(&dataplane, &config.physical_interface_mappings).await;
@@ -193,6 +198,7 @@ pub async fn run<D: DataPlane>(config: AgentConfig, dataplane: D, shutdown: impl
         t.abort();
     }
     tracing::info!("agent stopped; kernel state left in place");
+    Ok(())
 }
 
 /// The L3 agent's `agent_mode`: `dvr_snat` on gateway hosts, `dvr` on the others (which

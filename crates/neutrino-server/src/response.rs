@@ -126,9 +126,8 @@ pub fn no_content() -> Response {
 }
 
 /// Every response carries `x-openstack-request-id`, as Neutron's do.
-/// The API's base URL as the client reached it: `Host`, and the scheme a proxy in front says
-/// it was reached by (`X-Forwarded-Proto`; set to `https` by [`mark_scheme`] when the server
-/// serves TLS itself).
+/// The API's base URL as the client reached it: `Host`, and the scheme [`mark_scheme`] left in
+/// `X-Forwarded-Proto`.
 pub fn public_base(headers: &axum::http::HeaderMap) -> String {
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:9696");
     let proto = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
@@ -139,14 +138,17 @@ pub fn public_base(headers: &axum::http::HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-/// On a server that serves TLS itself, requests say so (as a proxy would), unless a proxy
-/// in front already did.
+/// The scheme the client used, in `X-Forwarded-Proto`: `https` on a server that serves TLS
+/// itself; a proxy's header with `[oslo_middleware] enable_proxy_headers_parsing`; else none
+/// (a client's own header is not believed).
 pub async fn mark_scheme(
     axum::extract::State(app): axum::extract::State<crate::App>,
     mut req: axum::extract::Request,
 ) -> axum::extract::Request {
-    if app.config.ssl.is_some() && !req.headers().contains_key("x-forwarded-proto") {
+    if app.config.ssl.is_some() {
         req.headers_mut().insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    } else if !app.config.proxy_headers_parsing {
+        req.headers_mut().remove("x-forwarded-proto");
     }
     req
 }

@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// `[ssl] cert_file`, `key_file`, `ca_file`: the API served over TLS (and client
     /// certificates required with `ca_file`).
     pub ssl: Option<neutrino_tls::ServerTls>,
+    /// `[oslo_middleware] enable_proxy_headers_parsing`: trust `X-Forwarded-Proto` from a
+    /// proxy in front (Neutron's default: no).
+    pub proxy_headers_parsing: bool,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             max_request_body_size: 114_688,
             graceful_shutdown_timeout: std::time::Duration::from_secs(60),
             ssl: None,
+            proxy_headers_parsing: false,
         }
     }
 }

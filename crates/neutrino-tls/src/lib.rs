@@ -95,6 +95,17 @@ impl ClientTls {
     }
 }
 
+/// A client that trusts no CA (every HTTPS request fails): what a link whose TLS options
+/// cannot be used falls back to, so that nothing is sent with less verification than asked.
+pub fn trusting_nothing(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .timeout(timeout)
+        .build()
+        .unwrap_or_default()
+}
+
 /// The API's own TLS (`[ssl]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerTls {

@@ -41,6 +41,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "min_rtr_adv_interval",
             "max_rtr_adv_interval",
             "graceful_shutdown_timeout",
+            "use_ssl",
             "auth_ca_cert",
             "nova_client_cert",
             "nova_client_priv_key",
@@ -49,7 +50,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("ssl", &["cert_file", "key_file", "ca_file"]),
     ("database", &["connection", "max_pool_size"]),
-    ("oslo_middleware", &["max_request_body_size"]),
+    ("oslo_middleware", &["max_request_body_size", "enable_proxy_headers_parsing"]),
     (
         "keystone_authtoken",
         &[
@@ -228,6 +229,7 @@ impl Options {
             c.graceful_shutdown_timeout = std::time::Duration::from_secs(v);
         }
         c.ssl = self.ssl()?;
+        c.proxy_headers_parsing = self.flag("oslo_middleware", "enable_proxy_headers_parsing");
         if let Some(v) = self.number::<u64>("neutrino", "change_log_keep_revisions")? {
             if v == 0 {
                 return Err("[neutrino] change_log_keep_revisions: must be at least 1".into());
@@ -342,6 +344,7 @@ impl Options {
             return Err(format!("[{s}] auth_url: '{auth_url}' is not an http:// or https:// URL"));
         }
         let tls = self.client_tls(s, ["cafile", "certfile", "keyfile"], Some("insecure"))?;
+        Options::warn_unused_tls(s, &tls, auth_url.starts_with("https://"));
         Ok(KeystoneConfig {
             tls,
             www_authenticate_uri: self
@@ -377,16 +380,34 @@ impl Options {
         Ok(tls)
     }
 
+    /// TLS files given for a link that is not `https://` are not used: say so.
+    fn warn_unused_tls(section: &str, tls: &ClientTls, https: bool) {
+        if !https && (tls.ca_file.is_some() || tls.cert_file.is_some() || tls.key_file.is_some()) {
+            tracing::warn!("[{section}]: TLS files are set but the URL is not https://; they are not used");
+        }
+    }
+
     fn flag(&self, section: &str, key: &str) -> bool {
         matches!(self.get(section, key), Some("true" | "True" | "TRUE" | "1" | "yes"))
     }
 
     /// `[ssl]`: the API over TLS. `cert_file` and `key_file` go together; `ca_file` makes
     /// client certificates required.
+    ///
+    /// `[DEFAULT] use_ssl` (Neutron's switch): `True` without the files stops the server;
+    /// `False` serves plain HTTP even with them (and says so); unset, the files decide.
     pub fn ssl(&self) -> Result<Option<ServerTls>, String> {
         let path = |key: &str| self.get("ssl", key).filter(|v| !v.is_empty()).map(|v| self.resolve(v));
+        let use_ssl = self.get("DEFAULT", "use_ssl").map(|_| self.flag("DEFAULT", "use_ssl"));
         let tls = match (path("cert_file"), path("key_file"), path("ca_file")) {
+            (None, None, None) if use_ssl == Some(true) => {
+                return Err("[DEFAULT] use_ssl = True needs [ssl] cert_file and key_file".into())
+            }
             (None, None, None) => return Ok(None),
+            _ if use_ssl == Some(false) => {
+                tracing::warn!("[DEFAULT] use_ssl = False: the [ssl] files are not used; serving plain HTTP");
+                return Ok(None);
+            }
             (Some(cert_file), Some(key_file), ca_file) => ServerTls { cert_file, key_file, ca_file },
             _ => return Err("[ssl] cert_file and key_file are both needed to serve TLS".into()),
         };
@@ -428,10 +449,13 @@ impl Options {
             .parse()
             .map_err(|_| "[vxlan] local_ip must be an IPv4 address".to_string())?;
         let distributed_snat = matches!(self.get("agent", "distributed_snat"), Some("true" | "True" | "1" | "yes"));
+        let server_tls = self.client_tls("agent", ["ssl_ca_file", "ssl_cert_file", "ssl_key_file"], None)?;
+        let https = server_url.split(',').any(|u| u.trim().starts_with("https://"));
+        Options::warn_unused_tls("agent", &server_tls, https);
         Ok(AgentConfig {
             host,
             server_url,
-            server_tls: self.client_tls("agent", ["ssl_ca_file", "ssl_cert_file", "ssl_key_file"], None)?,
+            server_tls,
             local_ip,
             report_interval: self.number("agent", "report_interval")?.unwrap_or(30),
             resync_interval: self.number("agent", "resync_interval")?.unwrap_or(30),
@@ -494,6 +518,7 @@ impl Options {
                     }
                     let files = ["auth_ca_cert", "nova_client_cert", "nova_client_priv_key"];
                     let tls = self.client_tls("DEFAULT", files, Some("nova_metadata_insecure"))?;
+                    Options::warn_unused_tls("DEFAULT", &tls, protocol == "https");
                     let host = self.get("DEFAULT", "nova_metadata_host").unwrap_or("127.0.0.1");
                     let port: u16 = self.number("DEFAULT", "nova_metadata_port")?.unwrap_or(8775);
                     let host = if host.contains(':') && !host.starts_with('[') {
@@ -675,8 +700,15 @@ mod tests {
         o.set("ssl", "ca_file", &ca.cert.to_string_lossy());
         let ssl = o.server().unwrap().ssl.unwrap();
         assert_eq!((ssl.key_file, ssl.ca_file), (server.key.clone(), Some(ca.cert.clone())));
+        o.set("DEFAULT", "use_ssl", "False");
+        assert!(o.server().unwrap().ssl.is_none(), "use_ssl = False: plain HTTP");
+        o.set("DEFAULT", "use_ssl", "True");
+        assert!(o.server().unwrap().ssl.is_some());
         o.set("ssl", "key_file", &ca.cert.to_string_lossy());
         assert!(o.server().unwrap_err().starts_with("[ssl] "), "a certificate is no key");
+        let mut bare = Options::default();
+        bare.set("DEFAULT", "use_ssl", "True");
+        assert!(bare.server().unwrap_err().contains("use_ssl = True needs"));
 
         let mut o = Options::default();
         for (k, v) in [

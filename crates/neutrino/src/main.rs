@@ -224,8 +224,7 @@ async fn run_agent(opts: Options) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot open netlink (are you root?): {e}"))?;
     tracing::info!(host = %config.host, local_ip = %config.local_ip, server = %config.server_url, "agent starting");
-    neutrino_agent::run(config, dataplane, shutdown_signal()).await;
-    Ok(())
+    neutrino_agent::run(config, dataplane, shutdown_signal()).await
 }
 
 /// A listening socket passed by the service manager (systemd socket activation:

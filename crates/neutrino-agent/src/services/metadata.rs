@@ -33,10 +33,11 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(settings: MetadataSettings) -> Proxy {
-        // The options were checked when the configuration was read.
+        // The options were checked when the configuration was read; should a file have gone
+        // since, the client trusts no CA at all (HTTPS to Nova fails, none is downgraded).
         let client = settings.tls.client(Some(Duration::from_secs(30))).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "metadata proxy TLS options");
-            reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default()
+            tracing::error!(error = %e, "metadata proxy TLS options: Nova over HTTPS will fail");
+            neutrino_tls::trusting_nothing(Duration::from_secs(30))
         });
         Proxy { settings, client }
     }

@@ -122,11 +122,11 @@ impl KeystoneValidator {
     pub fn new(config: KeystoneConfig) -> KeystoneValidator {
         let base = config.service.auth_url.trim_end_matches('/');
         let identity = if base.ends_with("/v3") { base.to_string() } else { format!("{base}/v3") };
-        // The options were checked when the configuration was read; a client that cannot be
-        // built trusts only the system's CAs (it refuses more, never less).
+        // The options were checked when the configuration was read; should a file have gone
+        // since, the client trusts no CA at all (every HTTPS call fails, none is downgraded).
         let client = config.tls.client(Some(Duration::from_secs(10))).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "[keystone_authtoken] TLS options");
-            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default()
+            tracing::error!(error = %e, "[keystone_authtoken] TLS options: Keystone over HTTPS will fail");
+            neutrino_tls::trusting_nothing(Duration::from_secs(10))
         });
         let cache = TokenCache { entries: HashMap::new(), order: VecDeque::new(), capacity: config.token_cache_size };
         KeystoneValidator {

@@ -159,11 +159,24 @@ async fn with_ssl_ca_file_only_clients_with_certificates_are_served() {
     assert!(bare.register(&registration, true).await.is_err());
 }
 
-/// Behind a TLS proxy the server stays on plain HTTP; `X-Forwarded-Proto` gives links the
-/// client's scheme.
+/// Behind a TLS proxy the server stays on plain HTTP; with `[oslo_middleware]
+/// enable_proxy_headers_parsing`, `X-Forwarded-Proto` gives links the client's scheme (and
+/// without it the header is not believed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_tls_proxy_links_use_the_clients_scheme() {
-    let s = crate::common::start(crate::common::Backend::Sqlite, default_config()).await.unwrap();
+    let plain = crate::common::start(crate::common::Backend::Sqlite, default_config()).await.unwrap();
+    let versions: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/", plain.base))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions["versions"][0]["links"][0]["href"], format!("{}/v2.0/", plain.base), "not believed");
+    let config = neutrino_server::ServerConfig { proxy_headers_parsing: true, ..default_config() };
+    let s = crate::common::start(crate::common::Backend::Sqlite, config).await.unwrap();
     let host = s.base.trim_start_matches("http://").to_string();
     let http = reqwest::Client::new();
     let get = |path: &str, proto: Option<&str>| {

@@ -63,11 +63,19 @@ async fn a_deadlocked_bulk_create_is_retried_whole() {
     let mut watch = sqlx::PgConnection::connect(&s.connection).await.expect("connect");
     let waiting = async {
         loop {
-            let n: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-                    .fetch_one(&mut watch)
-                    .await
-                    .unwrap();
+            // Exactly that lock (a bigint key is classid/objid, its high and low halves), in
+            // this test's database: other tests' locks do not count.
+            let held = key(PROJECTS[1]);
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+            )
+            .bind((held >> 32) & 0xffff_ffff)
+            .bind(held & 0xffff_ffff)
+            .fetch_one(&mut watch)
+            .await
+            .unwrap();
             if n > 0 {
                 break;
             }
