@@ -11,6 +11,8 @@ pub enum ApiError {
     Runtime(String),
     #[error("{status}: {body}")]
     Status { status: u16, body: Value },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ApiError {
@@ -40,6 +42,18 @@ impl ApiClient {
             .build()
             .unwrap_or_default();
         ApiClient { base: base.trim_end_matches('/').to_string(), http, runtime: None, headers: Vec::new() }
+    }
+
+    /// The same client, trusting the CA in `ca_file` for `https://` (and only it).
+    pub fn trusting(mut self, ca_file: &std::path::Path) -> Result<ApiClient, ApiError> {
+        let tls = neutrino_tls::ClientTls { ca_file: Some(ca_file.to_path_buf()), ..Default::default() };
+        let builder = reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(64);
+        self.http = tls
+            .apply(builder)
+            .map_err(|e| ApiError::Tls(e.to_string()))?
+            .build()
+            .map_err(|e| ApiError::Tls(e.to_string()))?;
+        Ok(self)
     }
 
     /// A client whose connections are made by `runtime` (e.g. one inside a namespace).

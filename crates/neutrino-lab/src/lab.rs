@@ -44,6 +44,9 @@ pub struct LabConfig {
     pub server_port: u16,
     /// Where configs, logs and captures go.
     pub dir: PathBuf,
+    /// Serve the API over TLS (`[ssl]`, a certificate of a CA made for the lab), and have the
+    /// agents and the lab's API client trust that CA.
+    pub tls: bool,
 }
 
 /// A VM to attach: its port's id (the tap name comes from it), MAC and address.
@@ -136,7 +139,23 @@ impl Lab {
     }
 
     pub fn server_url(&self) -> String {
-        format!("http://{SERVER_IP}:{}", self.cfg.server_port)
+        let scheme = if self.cfg.tls { "https" } else { "http" };
+        format!("{scheme}://{SERVER_IP}:{}", self.cfg.server_port)
+    }
+
+    /// With `tls`: the lab's CA (made on first use), and the server's certificate and key.
+    fn tls_files(&self) -> Result<Option<(PathBuf, crate::pki::Issued)>, LabError> {
+        if !self.cfg.tls {
+            return Ok(None);
+        }
+        let dir = self.cfg.dir.join("pki");
+        let ca_cert = dir.join("lab-ca.pem");
+        let issued = crate::pki::Issued { cert: dir.join("lab-server.pem"), key: dir.join("lab-server.key") };
+        if !issued.key.exists() {
+            let ca = crate::pki::TestCa::new(&dir, "lab").map_err(|e| LabError::Other(e.to_string()))?;
+            ca.issue_for("server", 2, &[SERVER_IP]).map_err(|e| LabError::Other(e.to_string()))?;
+        }
+        Ok(Some((ca_cert, issued)))
     }
 
     fn host_ip(&self, host: &str) -> Result<String, LabError> {
@@ -224,6 +243,12 @@ impl Lab {
             "[DEFAULT]\nbind_host = {SERVER_IP}\nbind_port = {}\n[database]\nconnection = {database}\n[ml2]\ntype_drivers = local,flat,vlan,gre,vxlan,geneve\ntenant_network_types = vxlan\nmechanism_drivers = linuxbridge,l2population\n[ml2_type_vxlan]\nvni_ranges = 1001:5000\n[ml2_type_flat]\nflat_networks = physnet1\n[ml2_type_vlan]\nnetwork_vlan_ranges = physnet1:100:199\n[quotas]\nquota_network = -1\nquota_subnet = -1\nquota_port = -1\nquota_security_group = -1\nquota_security_group_rule = -1\nquota_router = -1\nquota_floatingip = -1\n",
             self.cfg.server_port
         );
+        let conf = match self.tls_files()? {
+            Some((_, issued)) => {
+                format!("{conf}[ssl]\ncert_file = {}\nkey_file = {}\n", issued.cert.display(), issued.key.display())
+            }
+            None => conf,
+        };
         let path = self.cfg.dir.join("server.ini");
         std::fs::write(&path, conf)?;
         let (out, err) = self.log_file("server")?;
@@ -268,6 +293,7 @@ impl Lab {
     /// Wait until the server accepts connections (probed from inside the underlay).
     fn wait_http(&self, url: &str) -> Result<(), LabError> {
         let addr: std::net::SocketAddr = url
+            .trim_start_matches("https://")
             .trim_start_matches("http://")
             .split('/')
             .next()
@@ -295,9 +321,14 @@ impl Lab {
 
     /// An API client that reaches the server over the lab's underlay.
     pub fn api(&self) -> crate::ApiClient {
-        match &self.runtime {
+        let api = match &self.runtime {
             Some(rt) => crate::ApiClient::with_runtime(&self.server_url(), rt.handle()),
             None => crate::ApiClient::new(&self.server_url()),
+        };
+        match self.tls_files() {
+            // The CA was made when the server started (a lab without one has no server yet).
+            Ok(Some((ca, _))) => api.trusting(&ca).unwrap_or_else(|e| panic!("the lab's CA: {e}")),
+            _ => api,
         }
     }
 
@@ -305,9 +336,13 @@ impl Lab {
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
         let role = self.roles.get(host).copied().unwrap_or(AgentRole::DistributedSnat);
         let conf = format!(
-            "[DEFAULT]\nhost = {}\nnova_metadata_host = {SERVER_IP}\nnova_metadata_port = {NOVA_METADATA_PORT}\nmetadata_proxy_shared_secret = {METADATA_SECRET}\ndnsmasq_dns_servers = {SERVER_IP}\n[agent]\nserver_url = {}\nreport_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
+            "[DEFAULT]\nhost = {}\nnova_metadata_host = {SERVER_IP}\nnova_metadata_port = {NOVA_METADATA_PORT}\nmetadata_proxy_shared_secret = {METADATA_SECRET}\ndnsmasq_dns_servers = {SERVER_IP}\n[agent]\nserver_url = {}\n{}report_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
             self.host_id(host),
             self.server_url(),
+            match self.tls_files()? {
+                Some((ca, _)) => format!("ssl_ca_file = {}\n", ca.display()),
+                None => String::new(),
+            },
             self.host_ns(host),
             role.options(),
             self.host_ip(host)?

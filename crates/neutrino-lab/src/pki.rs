@@ -64,15 +64,23 @@ impl TestCa {
     /// A certificate for `cn`, valid for 127.0.0.1 and localhost, as a server and as a client.
     /// `days` below zero makes one that has already expired.
     pub fn issue(&self, cn: &str, days: i32) -> Result<Issued, PkiError> {
+        self.issue_for(cn, days, &[])
+    }
+
+    /// Like [`TestCa::issue`], also valid for the addresses `ips`.
+    pub fn issue_for(&self, cn: &str, days: i32, ips: &[&str]) -> Result<Issued, PkiError> {
         let base = format!("{}-{cn}", self.name);
         let cert = self.dir.join(format!("{base}.pem"));
         let key = self.dir.join(format!("{base}.key"));
         let csr = self.dir.join(format!("{base}.csr"));
         let ext = self.dir.join(format!("{base}.ext"));
+        let extra: String = ips.iter().map(|ip| format!(",IP:{ip}")).collect();
         std::fs::write(
             &ext,
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-             extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost{extra}\n"
+            ),
         )?;
         let s = |p: &Path| p.to_string_lossy().to_string();
         let subject = format!("/CN={cn}");

@@ -15,6 +15,7 @@ pub async fn run(prefix: &str) -> Result<(), String> {
         database: None,
         server_port: 9696,
         dir: dir.clone(),
+        tls: false,
     })
     .map_err(|e| e.to_string())?;
     let api = lab.api();

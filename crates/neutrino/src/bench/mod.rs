@@ -144,6 +144,7 @@ where
         database,
         server_port: 9696,
         dir: dir.clone(),
+        tls: false,
     })
     .map_err(|e| e.to_string())?;
     let result = measure(&mut lab).await;
@@ -226,6 +227,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         database: args.database.clone(),
         server_port: 9696,
         dir: dir.clone(),
+        tls: false,
     })
     .map_err(|e| e.to_string())?;
     let api = lab.api();

@@ -68,6 +68,7 @@ async fn vms_on_two_hosts_talk_over_vxlan_without_flooding() {
         database: None,
         server_port: 9696,
         dir: dir.clone(),
+        tls: true,
     })
     .expect("lab starts");
     let api = lab.api();
