@@ -516,24 +516,38 @@ async fn activation_phase(lab: &mut Lab, api: &ApiClient, count: usize) -> Resul
     Ok(())
 }
 
-/// A server on a fresh SQLite file in `dir`, with `auth`.
+/// A server on a fresh SQLite file `dir/<name>.sqlite`, with `config` (its `connection` is
+/// set here), served over TLS when `config.ssl` says so. Returns its base URL.
 async fn in_process_server(
     dir: &std::path::Path,
     name: &str,
-    auth: neutrino_server::auth::AuthStrategy,
+    config: neutrino_server::ServerConfig,
 ) -> Result<(String, tokio::task::JoinHandle<std::io::Result<()>>), String> {
     let connection = format!("sqlite:///{}/{name}.sqlite", dir.display());
-    let config = neutrino_server::ServerConfig {
-        connection: connection.clone(),
+    let config = neutrino_server::ServerConfig { connection: connection.clone(), ..config };
+    let ssl = config.ssl.clone();
+    let store = neutrino_store::Store::connect(&connection, 16).await.map_err(|e| e.to_string())?;
+    let app = neutrino_server::App::new(store, config).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
+    let never = std::future::pending();
+    Ok(match ssl {
+        Some(ssl) => {
+            let acceptor = ssl.acceptor().map_err(|e| e.to_string())?;
+            let listener = neutrino_tls::TlsListener::new(tcp, acceptor).map_err(|e| e.to_string())?;
+            (format!("https://127.0.0.1:{port}"), tokio::spawn(neutrino_server::serve_until(app, listener, never)))
+        }
+        None => (format!("http://127.0.0.1:{port}"), tokio::spawn(neutrino_server::serve_until(app, tcp, never))),
+    })
+}
+
+/// A server configuration for the Keystone benchmark: `auth`, no quota limits.
+fn with_auth(auth: neutrino_server::auth::AuthStrategy) -> neutrino_server::ServerConfig {
+    neutrino_server::ServerConfig {
         auth,
         quotas: neutrino_domain::quotas::QuotaDefaults::unlimited(),
         ..Default::default()
-    };
-    let store = neutrino_store::Store::connect(&connection, 16).await.map_err(|e| e.to_string())?;
-    let app = neutrino_server::App::new(store, config).await.map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
-    Ok((base, tokio::spawn(neutrino_server::serve(app, listener))))
+    }
 }
 
 /// Port creates with 16 clients: noauth against Keystone tokens (validated once, then served
@@ -559,9 +573,9 @@ async fn keystone_phase(args: &BenchArgs) -> Result<(), String> {
     let trust = neutrino_tls::ClientTls { ca_file: Some(ca.cert.clone()), ..Default::default() };
     let keystone_tls =
         AuthStrategy::Keystone(KeystoneConfig { tls: trust, ..KeystoneConfig::new(ks_tls.service_auth()) });
-    let (noauth_url, noauth_task) = in_process_server(&dir, "noauth", AuthStrategy::NoAuth).await?;
-    let (keystone_url, keystone_task) = in_process_server(&dir, "keystone", keystone).await?;
-    let (tls_url, tls_task) = in_process_server(&dir, "keystone-tls", keystone_tls).await?;
+    let (noauth_url, noauth_task) = in_process_server(&dir, "noauth", with_auth(AuthStrategy::NoAuth)).await?;
+    let (keystone_url, keystone_task) = in_process_server(&dir, "keystone", with_auth(keystone)).await?;
+    let (tls_url, tls_task) = in_process_server(&dir, "keystone-tls", with_auth(keystone_tls)).await?;
     let admin_token = ks.token("admin").await.map_err(|e| e.to_string())?;
     let alice_token = ks.token("alice").await.map_err(|e| e.to_string())?;
     let admin_tls_token = ks_tls.token("admin").await.map_err(|e| e.to_string())?;

@@ -6,7 +6,7 @@
 use super::{ms, percentile};
 use neutrino_lab::follower::HostStream;
 use neutrino_lab::pki::TestCa;
-use neutrino_tls::{ClientTls, ServerTls, TlsListener};
+use neutrino_tls::{ClientTls, ServerTls};
 use std::time::{Duration, Instant};
 
 /// The goal printed beside the figure.
@@ -52,23 +52,8 @@ async fn server(
     round: usize,
     ssl: Option<&ServerTls>,
 ) -> Result<(String, tokio::task::JoinHandle<std::io::Result<()>>), String> {
-    let name = format!("server-{round}");
-    let connection = format!("sqlite:///{}/{name}.sqlite", dir.display());
-    let config =
-        neutrino_server::ServerConfig { connection: connection.clone(), ssl: ssl.cloned(), ..Default::default() };
-    let store = neutrino_store::Store::connect(&connection, 16).await.map_err(|e| e.to_string())?;
-    let app = neutrino_server::App::new(store, config).await.map_err(|e| e.to_string())?;
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
-    let never = std::future::pending();
-    Ok(match ssl {
-        Some(ssl) => {
-            let listener =
-                TlsListener::new(tcp, ssl.acceptor().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-            (format!("https://127.0.0.1:{port}"), tokio::spawn(neutrino_server::serve_until(app, listener, never)))
-        }
-        None => (format!("http://127.0.0.1:{port}"), tokio::spawn(neutrino_server::serve_until(app, tcp, never))),
-    })
+    let config = neutrino_server::ServerConfig { ssl: ssl.cloned(), ..Default::default() };
+    super::in_process_server(dir, &format!("server-{round}"), config).await
 }
 
 /// Open `agents` streams at once; each one's time to its snapshot, and how many failed.
