@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("http: {0}")]
+    #[error("http: {}", neutrino_tls::with_causes(.0))]
     Http(#[from] reqwest::Error),
     #[error("server answered {status}: {body}")]
     Status { status: u16, body: String },

@@ -120,6 +120,15 @@ fn is_lab_namespace(prefix: &str, name: &str) -> bool {
     rest == "ul" || numbered("h") || numbered("vm") || of_host("-qrouter-") || of_host("-qdhcp-")
 }
 
+/// The lab's CA and what it issued, in `<dir>/pki` (a lab with `tls`).
+struct LabPki {
+    ca: PathBuf,
+    /// For the server's address: the API, and Nova's stand-in beside it.
+    server: crate::pki::Issued,
+    /// The agents' client certificate (to Nova's metadata API).
+    agent: crate::pki::Issued,
+}
+
 impl Lab {
     fn ns(&self, name: &str) -> String {
         format!("{}{}", self.cfg.prefix, name)
@@ -143,19 +152,25 @@ impl Lab {
         format!("{scheme}://{SERVER_IP}:{}", self.cfg.server_port)
     }
 
-    /// With `tls`: the lab's CA (made on first use), and the server's certificate and key.
-    fn tls_files(&self) -> Result<Option<(PathBuf, crate::pki::Issued)>, LabError> {
+    /// With `tls`: the lab's CA and what it issued (made on first use).
+    fn pki(&self) -> Result<Option<LabPki>, LabError> {
         if !self.cfg.tls {
             return Ok(None);
         }
         let dir = self.cfg.dir.join("pki");
-        let ca_cert = dir.join("lab-ca.pem");
-        let issued = crate::pki::Issued { cert: dir.join("lab-server.pem"), key: dir.join("lab-server.key") };
-        if !issued.key.exists() {
-            let ca = crate::pki::TestCa::new(&dir, "lab").map_err(|e| LabError::Other(e.to_string()))?;
-            ca.issue_for("server", 2, &[SERVER_IP]).map_err(|e| LabError::Other(e.to_string()))?;
+        let issued = |name: &str| crate::pki::Issued {
+            cert: dir.join(format!("lab-{name}.pem")),
+            key: dir.join(format!("lab-{name}.key")),
+        };
+        let pki = LabPki { ca: dir.join("lab-ca.pem"), server: issued("server"), agent: issued("agent") };
+        if !pki.agent.key.exists() {
+            let made = crate::pki::TestCa::new(&dir, "lab").and_then(|ca| {
+                ca.issue_for("server", 2, &[SERVER_IP])?;
+                ca.issue("agent", 2)
+            });
+            made.map_err(|e| LabError::Other(e.to_string()))?;
         }
-        Ok(Some((ca_cert, issued)))
+        Ok(Some(pki))
     }
 
     fn host_ip(&self, host: &str) -> Result<String, LabError> {
@@ -243,9 +258,10 @@ impl Lab {
             "[DEFAULT]\nbind_host = {SERVER_IP}\nbind_port = {}\n[database]\nconnection = {database}\n[ml2]\ntype_drivers = local,flat,vlan,gre,vxlan,geneve\ntenant_network_types = vxlan\nmechanism_drivers = linuxbridge,l2population\n[ml2_type_vxlan]\nvni_ranges = 1001:5000\n[ml2_type_flat]\nflat_networks = physnet1\n[ml2_type_vlan]\nnetwork_vlan_ranges = physnet1:100:199\n[quotas]\nquota_network = -1\nquota_subnet = -1\nquota_port = -1\nquota_security_group = -1\nquota_security_group_rule = -1\nquota_router = -1\nquota_floatingip = -1\n",
             self.cfg.server_port
         );
-        let conf = match self.tls_files()? {
-            Some((_, issued)) => {
-                format!("{conf}[ssl]\ncert_file = {}\nkey_file = {}\n", issued.cert.display(), issued.key.display())
+        let conf = match self.pki()? {
+            Some(pki) => {
+                let (cert, key) = (pki.server.cert.display(), pki.server.key.display());
+                format!("{conf}[ssl]\ncert_file = {cert}\nkey_file = {key}\n")
             }
             None => conf,
         };
@@ -325,9 +341,9 @@ impl Lab {
             Some(rt) => crate::ApiClient::with_runtime(&self.server_url(), rt.handle()),
             None => crate::ApiClient::new(&self.server_url()),
         };
-        match self.tls_files() {
+        match self.pki() {
             // The CA was made when the server started (a lab without one has no server yet).
-            Ok(Some((ca, _))) => api.trusting(&ca).unwrap_or_else(|e| panic!("the lab's CA: {e}")),
+            Ok(Some(pki)) => api.trusting(&pki.ca).unwrap_or_else(|e| panic!("the lab's CA: {e}")),
             _ => api,
         }
     }
@@ -335,12 +351,24 @@ impl Lab {
     /// Start (or restart) the agent of `host` inside its namespace.
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
         let role = self.roles.get(host).copied().unwrap_or(AgentRole::DistributedSnat);
+        let pki = self.pki()?;
+        // With TLS, Nova's metadata API too is over HTTPS, and wants the agents' certificate.
+        let nova_tls = match &pki {
+            Some(pki) => format!(
+                "nova_metadata_protocol = https\nauth_ca_cert = {}\nnova_client_cert = {}\nnova_client_priv_key = {}\n",
+                pki.ca.display(),
+                pki.agent.cert.display(),
+                pki.agent.key.display()
+            ),
+            None => String::new(),
+        };
         let conf = format!(
-            "[DEFAULT]\nhost = {}\nnova_metadata_host = {SERVER_IP}\nnova_metadata_port = {NOVA_METADATA_PORT}\nmetadata_proxy_shared_secret = {METADATA_SECRET}\ndnsmasq_dns_servers = {SERVER_IP}\n[agent]\nserver_url = {}\n{}report_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
+            "[DEFAULT]\nhost = {}\nnova_metadata_host = {SERVER_IP}\nnova_metadata_port = {NOVA_METADATA_PORT}\nmetadata_proxy_shared_secret = {METADATA_SECRET}\ndnsmasq_dns_servers = {SERVER_IP}\n{}[agent]\nserver_url = {}\n{}report_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
             self.host_id(host),
+            nova_tls,
             self.server_url(),
-            match self.tls_files()? {
-                Some((ca, _)) => format!("ssl_ca_file = {}\n", ca.display()),
+            match &pki {
+                Some(pki) => format!("ssl_ca_file = {}\n", pki.ca.display()),
                 None => String::new(),
             },
             self.host_ns(host),
@@ -568,11 +596,28 @@ impl Lab {
 
     /// Start the stand-in for Nova's metadata API beside the server (it checks the headers and
     /// their signature as Nova does; see `nova_metadata.py`), knowing `instances` as
-    /// `(instance id, project id)`. Returns it with the file it logs every request to.
+    /// `(instance id, project id)`. In a lab with TLS it serves HTTPS with the server's
+    /// certificate and wants a client certificate of the lab's CA. Returns it with the file it
+    /// logs every request to.
     pub fn start_nova_metadata(&self, instances: &[(&str, &str)]) -> Result<(std::process::Child, PathBuf), LabError> {
+        let server = self.pki()?.map(|pki| pki.server);
+        self.start_nova_metadata_as(instances, server.as_ref())
+    }
+
+    /// Like [`Lab::start_nova_metadata`], serving HTTPS with `cert` when given (one of another
+    /// CA, say: an impostor the agents must refuse).
+    pub fn start_nova_metadata_as(
+        &self,
+        instances: &[(&str, &str)],
+        cert: Option<&crate::pki::Issued>,
+    ) -> Result<(std::process::Child, PathBuf), LabError> {
         let port = NOVA_METADATA_PORT.to_string();
-        let script = include_str!("nova_metadata.py");
-        self.start_stand_in("nova_metadata", script, instances, &[SERVER_IP, &port, METADATA_SECRET])
+        let mut args: Vec<String> = [SERVER_IP, &port, METADATA_SECRET].map(String::from).into();
+        if let (Some(cert), Some(pki)) = (cert, self.pki()?) {
+            args.extend([&cert.cert, &cert.key, &pki.ca].map(|p| p.to_string_lossy().into_owned()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.start_stand_in("nova_metadata", include_str!("nova_metadata.py"), instances, &args)
     }
 
     /// Start the upstream resolver the agents' DNS responders forward to (beside the server, on

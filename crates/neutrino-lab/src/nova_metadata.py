@@ -4,16 +4,22 @@ must be the hex HMAC-SHA256 of the instance id keyed with the shared secret (els
 instance must exist and belong to the tenant (else 404). It answers meta_data.json per instance
 and logs every request it gets (one JSON line each) to the log file.
 
-usage: nova_metadata.py ADDRESS PORT SECRET INSTANCES_JSON LOG
+With CERT KEY CLIENT_CA it serves HTTPS only and requires a client certificate CLIENT_CA signed,
+as Nova's metadata API behind a TLS front end that checks clients (Apache's SSLVerifyClient
+require): a connection without one is refused in the handshake, and the subject of the one
+presented is logged with each request.
+
+usage: nova_metadata.py ADDRESS PORT SECRET [CERT KEY CLIENT_CA] INSTANCES_JSON LOG
   INSTANCES_JSON: {"<instance id>": "<project id>", ...}
 """
 import hashlib
 import hmac
 import http.server
 import json
+import ssl
 import sys
 
-address, port, secret, instances_file, log_file = sys.argv[1:6]
+address, port, secret, *tls, instances_file, log_file = sys.argv[1:]
 with open(instances_file) as f:
     INSTANCES = json.load(f)
 
@@ -30,8 +36,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         headers = {k: self.headers.get(k) for k in
                    ("X-Instance-ID", "X-Tenant-ID", "X-Forwarded-For", "X-Instance-ID-Signature")}
+        client = None
+        if tls:
+            subject = dict(part[0] for part in self.connection.getpeercert()["subject"])
+            client = subject.get("commonName")
         with open(log_file, "a") as log:
-            log.write(json.dumps({"path": self.path, **headers}) + "\n")
+            log.write(json.dumps({"path": self.path, "tls": bool(tls), "client": client, **headers}) + "\n")
         instance, tenant = headers["X-Instance-ID"], headers["X-Tenant-ID"]
         if not instance or not tenant or not headers["X-Forwarded-For"]:
             return self.answer(400, "X-Instance-ID, X-Tenant-ID and X-Forwarded-For are required\n")
@@ -50,4 +60,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-http.server.ThreadingHTTPServer((address, int(port)), Handler).serve_forever()
+server = http.server.ThreadingHTTPServer((address, int(port)), Handler)
+if tls:
+    cert, key, client_ca = tls
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.load_verify_locations(client_ca)
+    context.verify_mode = ssl.CERT_REQUIRED
+    # A failed handshake raises in accept (an OSError), which the server ignores.
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()

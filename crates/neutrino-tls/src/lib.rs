@@ -95,6 +95,24 @@ impl ClientTls {
     }
 }
 
+/// An error with its causes, `outer: cause: root cause`, so that a log line says why a
+/// request failed (reqwest's own message stops at "error sending request for url (…)"; the
+/// reason, such as "invalid peer certificate: UnknownIssuer", is in its sources). A cause
+/// whose text its parent already contains is not repeated.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 /// A client that trusts no CA (every HTTPS request fails): what a link whose TLS options
 /// cannot be used falls back to, so that nothing is sent with less verification than asked.
 pub fn trusting_nothing(timeout: Duration) -> reqwest::Client {
@@ -190,6 +208,11 @@ impl TlsListener {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
+                        // Closed before a handshake began: a TCP health check (haproxy's
+                        // `check`, a readiness probe), not a refused client.
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            tracing::debug!(%peer, "connection closed before its TLS handshake")
+                        }
                         Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed; connection closed"),
                         Err(_) => tracing::warn!(%peer, "TLS handshake timed out; connection closed"),
                     }
@@ -220,5 +243,34 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        cause: Option<Box<Layer>>,
+    }
+
+    fn layer(text: &'static str, cause: Option<Layer>) -> Layer {
+        Layer { text, cause: cause.map(Box::new) }
+    }
+
+    #[test]
+    fn causes_are_joined_and_not_repeated() {
+        let root = layer("invalid peer certificate: UnknownIssuer", None);
+        let mid = layer("client error (Connect)", Some(root));
+        let top = layer("error sending request for url (https://192.0.2.1/)", Some(mid));
+        assert_eq!(
+            super::with_causes(&top),
+            "error sending request for url (https://192.0.2.1/): client error (Connect): \
+             invalid peer certificate: UnknownIssuer"
+        );
+        let repeating = layer("keystone request failed: timed out", Some(layer("timed out", None)));
+        assert_eq!(super::with_causes(&repeating), "keystone request failed: timed out");
     }
 }

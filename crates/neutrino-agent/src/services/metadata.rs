@@ -107,7 +107,7 @@ async fn forward(
             response
         }
         Err(e) => {
-            tracing::warn!(network = %network_id, %url, error = %e, "Nova's metadata API is unreachable");
+            tracing::warn!(network = %network_id, %url, error = %neutrino_tls::with_causes(&e), "Nova's metadata API is unreachable");
             (StatusCode::SERVICE_UNAVAILABLE, "the metadata service is unavailable\n").into_response()
         }
     }

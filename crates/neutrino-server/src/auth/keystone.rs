@@ -44,7 +44,7 @@ impl KeystoneConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoneError {
-    #[error("keystone request failed: {0}")]
+    #[error("keystone request failed: {}", neutrino_tls::with_causes(.0))]
     Http(#[from] reqwest::Error),
     #[error("keystone answered {status}: {body}")]
     Status { status: u16, body: String },

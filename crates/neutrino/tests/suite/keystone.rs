@@ -266,6 +266,10 @@ async fn keystone_over_https() {
     let system_roots = spawn(serve(neutrino_tls::ClientTls::default(), other).await);
     let refused = neutrino_lab::ApiClient::new(&other_base).with_token(&token).get("/v2.0/networks").await;
     assert!(refused.is_err(), "Keystone's certificate is not trusted without its CA: {refused:?}");
+    // What that server logs ("cannot validate tokens with Keystone error=…") says why.
+    let validator = neutrino_server::auth::KeystoneValidator::new(KeystoneConfig::new(ks.service_auth()));
+    let error = validator.validate(&token).await.unwrap_err().to_string();
+    assert!(error.contains("invalid peer certificate: UnknownIssuer"), "{error}");
     let third = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let third_base = format!("http://{}", third.local_addr().unwrap());
     let insecure = spawn(serve(neutrino_tls::ClientTls { insecure: true, ..Default::default() }, third).await);

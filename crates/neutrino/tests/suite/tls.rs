@@ -197,3 +197,86 @@ async fn behind_a_tls_proxy_links_use_the_clients_scheme() {
     let next = page["networks_links"][0]["href"].as_str().unwrap();
     assert!(next.starts_with(&format!("https://{host}/v2.0/networks?")), "{next}");
 }
+
+/// The lines of `log` that report a refused handshake.
+fn refusals(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("TLS handshake failed"))
+        .map(String::from)
+        .collect()
+}
+
+/// A real `neutrino server` process with `[ssl]` and client certificates required: every
+/// refused connection leaves one log line with the peer and the reason, nothing refused gets a
+/// reply of the API, and the client's own error (what an agent logs) says why too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_logged_with_the_peer_and_the_reason() {
+    let dir = TempDir(std::env::temp_dir().join(unique("neutrino-tls-log")));
+    let ca = TestCa::new(&dir.0, "good").unwrap();
+    let other = TestCa::new(&dir.0, "other").unwrap();
+    let server_cert = ca.issue("server", 1).unwrap();
+    let ssl = format!(
+        "[ssl]\ncert_file = {}\nkey_file = {}\nca_file = {}\n",
+        server_cert.cert.display(),
+        server_cert.key.display(),
+        ca.cert.display()
+    );
+    let connection = format!("sqlite:///{}/db.sqlite", dir.0.display());
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_neutrino"));
+    let server = neutrino_lab::ha::ServerProcess::start(binary, &dir.0, "server", &connection, &ssl).unwrap();
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let url = format!("{base}/v2.0/networks");
+    let agent = ca.issue("agent", 1).unwrap();
+    get(&client(Some(&ca), Some(&agent)), &url).await.expect("served");
+
+    // (what the client does, what the server must log)
+    let stranger = other.issue("stranger", 1).unwrap();
+    let old = ca.issue("old-agent", -1).unwrap();
+    let cases: [(&str, reqwest::Client, &str); 4] = [
+        ("a client trusting another CA", client(Some(&other), Some(&agent)), "received fatal alert: UnknownCA"),
+        ("a client without a certificate", client(Some(&ca), None), "peer sent no certificates"),
+        ("a certificate of another CA", client(Some(&ca), Some(&stranger)), "invalid peer certificate: UnknownIssuer"),
+        ("an expired client certificate", client(Some(&ca), Some(&old)), "invalid peer certificate: Expired"),
+    ];
+    for (what, client, _) in &cases {
+        assert!(get(client, &url).await.is_err(), "{what} is served");
+    }
+    let plain = get(&reqwest::Client::new(), &url.replace("https://", "http://")).await.unwrap_err();
+    assert!(plain.contains("Parse(Version)"), "plaintext got no HTTP reply: {plain}");
+
+    // The lines are written as the handshakes end; give the last a moment.
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = refusals(server.log_path());
+        if lines.len() >= cases.len() + 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // (ServerProcess::start waited with plain TCP connects: a probe is not a refusal.)
+    assert_eq!(lines.len(), cases.len() + 1, "one line per refusal:\n{}", lines.join("\n"));
+    for line in &lines {
+        assert!(line.contains("peer=127.0.0.1:") && line.contains("WARN"), "{line}");
+    }
+    let reasons = cases.iter().map(|(what, _, reason)| (*what, *reason));
+    for (what, reason) in reasons.chain([("plaintext", "received corrupt message of type InvalidContentType")]) {
+        assert!(lines.iter().any(|l| l.contains(reason)), "{what}: no line says '{reason}':\n{}", lines.join("\n"));
+    }
+
+    // The agent's side: what it logs ("registration failed; retrying error=…") says why.
+    let wrong_ca = ClientTls {
+        ca_file: Some(other.cert.clone()),
+        cert_file: Some(agent.cert.clone()),
+        key_file: Some(agent.key.clone()),
+        insecure: false,
+    };
+    let agent_client = neutrino_agent::client::ServerClient::new(&base).with_tls(&wrong_ca).unwrap();
+    let registration: neutrino_api::agent::AgentRegistration = serde_json::from_value(serde_json::json!({
+        "host": "h1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11",
+        "configurations": {"tunnel_types": ["vxlan"], "l2_population": true}}))
+    .unwrap();
+    let error = agent_client.register(&registration, true).await.unwrap_err().to_string();
+    assert!(error.contains("invalid peer certificate: UnknownIssuer"), "{error}");
+}

@@ -126,8 +126,11 @@ fn fetch(lab: &Lab, vm: &str, url: &str) -> (u16, String) {
 }
 
 /// Metadata from a VM's own host: 169.254.169.254 (routed by the DHCP route to the DHCP port)
-/// reaches the Nova stand-in with Neutron's headers, signed; Nova's refusals pass through; a
-/// VM claiming another's address gets nothing; Nova down is a 503.
+/// reaches the Nova stand-in with Neutron's headers, signed, over HTTPS with the agent's client
+/// certificate (`nova_metadata_protocol = https`, `auth_ca_cert`, `nova_client_cert`,
+/// `nova_client_priv_key`); Nova's refusals pass through; a VM claiming another's address gets
+/// nothing; Nova down is a 503, and so is a Nova whose certificate the lab's CA did not sign
+/// (the agent logs why).
 async fn metadata(lab: &mut Lab, dhcp_ip: &str, vm40_ip: &str, vm41_ip: &str, project: &str) {
     let url = "http://169.254.169.254/openstack/latest/meta_data.json";
     let (nova, log) = lab.start_nova_metadata(&[("vm40", project)]).expect("the Nova stand-in starts");
@@ -142,6 +145,7 @@ async fn metadata(lab: &mut Lab, dhcp_ip: &str, vm40_ip: &str, vm41_ip: &str, pr
     let first: Value = serde_json::from_str(seen.lines().next().unwrap()).unwrap();
     assert_eq!(first["X-Tenant-ID"], project);
     assert_eq!(first["X-Instance-ID-Signature"].as_str().unwrap().len(), 64, "hex HMAC-SHA256: {first}");
+    assert_eq!((&first["tls"], &first["client"]), (&json!(true), &json!("agent")), "HTTPS, the agent's cert: {first}");
     // Nova does not know vm41's instance: its 404 passes through.
     assert_eq!(fetch(lab, "vm41", url).0, 404);
     // vm40 sending from vm41's address: anti-spoofing drops it, nothing is answered as vm41.
@@ -155,6 +159,18 @@ async fn metadata(lab: &mut Lab, dhcp_ip: &str, vm40_ip: &str, vm41_ip: &str, pr
     // Nova down: 503.
     drop(nova);
     assert_eq!(fetch(lab, "vm40", url).0, 503);
+    // An impostor on Nova's address, with a certificate of another CA: nothing is sent to it.
+    let other = neutrino_lab::pki::TestCa::new(&lab.dir().join("pki"), "impostor").unwrap();
+    let cert = other.issue_for("nova", 1, &[neutrino_lab::SERVER_IP]).unwrap();
+    let (impostor, log) = lab.start_nova_metadata_as(&[("vm40", project)], Some(&cert)).unwrap();
+    let _impostor = Running(vec![impostor]);
+    assert_eq!(fetch(lab, "vm40", url).0, 503);
+    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "", "no request reached the impostor");
+    let said = lab.log_tail("agent-h1", 20);
+    assert!(
+        said.lines().any(|l| l.contains("Nova's metadata API is unreachable") && l.contains("UnknownIssuer")),
+        "the agent says why:\n{said}"
+    );
 }
 
 /// An A query over TCP (RFC 7766 framing) to `argv[2]`: prints the addresses answered.
