@@ -11,11 +11,18 @@ use tokio::sync::{mpsc, Mutex};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("http: {}", neutrino_tls::with_causes(.0))]
-    Http(#[from] reqwest::Error),
+    /// With its causes in the message, and so not also as `source()` (once is enough).
+    Http(reqwest::Error),
     #[error("server answered {status}: {body}")]
     Status { status: u16, body: String },
     #[error("bad stream message: {0}")]
     BadMessage(String),
+}
+
+impl From<reqwest::Error> for ClientError {
+    fn from(e: reqwest::Error) -> ClientError {
+        ClientError::Http(e)
+    }
 }
 
 /// How long a stream may stay silent (the server sends a heartbeat every 10 s).

@@ -9,6 +9,11 @@
 //!             └─ <p>h2: phys0
 //! ```
 
+mod boot;
+mod stand_ins;
+
+pub use boot::BootedVm;
+
 use crate::capture::Capture;
 use crate::cmd::{in_ns, ip, run, LabError};
 use std::collections::BTreeMap;
@@ -120,15 +125,6 @@ fn is_lab_namespace(prefix: &str, name: &str) -> bool {
     rest == "ul" || numbered("h") || numbered("vm") || of_host("-qrouter-") || of_host("-qdhcp-")
 }
 
-/// The lab's CA and what it issued, in `<dir>/pki` (a lab with `tls`).
-struct LabPki {
-    ca: PathBuf,
-    /// For the server's address: the API, and Nova's stand-in beside it.
-    server: crate::pki::Issued,
-    /// The agents' client certificate (to Nova's metadata API).
-    agent: crate::pki::Issued,
-}
-
 impl Lab {
     fn ns(&self, name: &str) -> String {
         format!("{}{}", self.cfg.prefix, name)
@@ -150,27 +146,6 @@ impl Lab {
     pub fn server_url(&self) -> String {
         let scheme = if self.cfg.tls { "https" } else { "http" };
         format!("{scheme}://{SERVER_IP}:{}", self.cfg.server_port)
-    }
-
-    /// With `tls`: the lab's CA and what it issued (made on first use).
-    fn pki(&self) -> Result<Option<LabPki>, LabError> {
-        if !self.cfg.tls {
-            return Ok(None);
-        }
-        let dir = self.cfg.dir.join("pki");
-        let issued = |name: &str| crate::pki::Issued {
-            cert: dir.join(format!("lab-{name}.pem")),
-            key: dir.join(format!("lab-{name}.key")),
-        };
-        let pki = LabPki { ca: dir.join("lab-ca.pem"), server: issued("server"), agent: issued("agent") };
-        if !pki.agent.key.exists() {
-            let made = crate::pki::TestCa::new(&dir, "lab").and_then(|ca| {
-                ca.issue_for("server", 2, &[SERVER_IP])?;
-                ca.issue("agent", 2)
-            });
-            made.map_err(|e| LabError::Other(e.to_string()))?;
-        }
-        Ok(Some(pki))
     }
 
     fn host_ip(&self, host: &str) -> Result<String, LabError> {
@@ -316,8 +291,16 @@ impl Lab {
             .unwrap_or_default()
             .parse()
             .map_err(|_| LabError::Other(format!("bad server url {url}")))?;
+        if self.wait_listening(addr) {
+            return Ok(());
+        }
+        Err(LabError::Other(format!("server at {url} did not come up:\n{}", self.log_tail("server", 20))))
+    }
+
+    /// Whether something in the underlay accepts TCP connections at `addr` within 15 s.
+    fn wait_listening(&self, addr: std::net::SocketAddr) -> bool {
         let ns = self.underlay_ns();
-        let up = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             crate::netns::join_netns(&ns).is_ok()
                 && (0..300).any(|_| {
                     let ok = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
@@ -328,11 +311,7 @@ impl Lab {
                 })
         })
         .join()
-        .unwrap_or(false);
-        if up {
-            return Ok(());
-        }
-        Err(LabError::Other(format!("server at {url} did not come up:\n{}", self.log_tail("server", 20))))
+        .unwrap_or(false)
     }
 
     /// An API client that reaches the server over the lab's underlay.
@@ -594,64 +573,6 @@ impl Lab {
             .spawn()?)
     }
 
-    /// Start the stand-in for Nova's metadata API beside the server (it checks the headers and
-    /// their signature as Nova does; see `nova_metadata.py`), knowing `instances` as
-    /// `(instance id, project id)`. In a lab with TLS it serves HTTPS with the server's
-    /// certificate and wants a client certificate of the lab's CA. Returns it with the file it
-    /// logs every request to.
-    pub fn start_nova_metadata(&self, instances: &[(&str, &str)]) -> Result<(std::process::Child, PathBuf), LabError> {
-        let server = self.pki()?.map(|pki| pki.server);
-        self.start_nova_metadata_as(instances, server.as_ref())
-    }
-
-    /// Like [`Lab::start_nova_metadata`], serving HTTPS with `cert` when given (one of another
-    /// CA, say: an impostor the agents must refuse).
-    pub fn start_nova_metadata_as(
-        &self,
-        instances: &[(&str, &str)],
-        cert: Option<&crate::pki::Issued>,
-    ) -> Result<(std::process::Child, PathBuf), LabError> {
-        let port = NOVA_METADATA_PORT.to_string();
-        let mut args: Vec<String> = [SERVER_IP, &port, METADATA_SECRET].map(String::from).into();
-        if let (Some(cert), Some(pki)) = (cert, self.pki()?) {
-            args.extend([&cert.cert, &cert.key, &pki.ca].map(|p| p.to_string_lossy().into_owned()));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.start_stand_in("nova_metadata", include_str!("nova_metadata.py"), instances, &args)
-    }
-
-    /// Start the upstream resolver the agents' DNS responders forward to (beside the server, on
-    /// port 53; see `upstream_dns.py`), answering A queries for `names` (`(name, address)`).
-    /// Returns it with the file it logs every name asked to.
-    pub fn start_upstream_dns(&self, names: &[(&str, &str)]) -> Result<(std::process::Child, PathBuf), LabError> {
-        self.start_stand_in("upstream_dns", include_str!("upstream_dns.py"), names, &[SERVER_IP])
-    }
-
-    /// A Python stand-in for a service the cloud talks to, in the underlay namespace: run as
-    /// `python3 <name>.py ARGS… TABLE LOG`, with `table` written as a JSON object to TABLE.
-    fn start_stand_in(
-        &self,
-        name: &str,
-        script: &str,
-        table: &[(&str, &str)],
-        args: &[&str],
-    ) -> Result<(std::process::Child, PathBuf), LabError> {
-        let path = |ext: &str| self.cfg.dir.join(format!("{name}.{ext}"));
-        std::fs::write(path("py"), script)?;
-        let known: serde_json::Map<String, serde_json::Value> =
-            table.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
-        std::fs::write(path("json"), serde_json::Value::Object(known).to_string())?;
-        let log = path("log");
-        let _ = std::fs::remove_file(&log);
-        let files = [path("py"), path("json"), log.clone()].map(|p| p.to_string_lossy().into_owned());
-        let mut all = vec!["python3", files[0].as_str()];
-        all.extend_from_slice(args);
-        all.extend([files[1].as_str(), files[2].as_str()]);
-        let child = self.spawn("ul", &all)?;
-        std::thread::sleep(Duration::from_millis(500));
-        Ok((child, log))
-    }
-
     /// Run a command in one of the lab's namespaces (by short name: `h1`, `vm1`, `ul`).
     pub fn exec(&self, ns: &str, args: &[&str]) -> Result<String, LabError> {
         Ok(String::from_utf8_lossy(&in_ns(&self.ns(ns), args)?.stdout).to_string())
@@ -734,6 +655,27 @@ pub fn check_tools() -> Result<(), LabError> {
     Ok(())
 }
 
+/// The processes whose parent is `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| stat_fields(*child).is_some_and(|(_, parent)| parent == pid))
+        .collect()
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// The state and parent of `pid`, from /proc/PID/stat (after the command's closing parenthesis).
+fn stat_fields(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.next()?.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -754,106 +696,4 @@ mod tests {
             "--- 192.0.2.5 ping statistics ---\n200 packets transmitted, 198 received, 1% packet loss, time 4000ms\n";
         assert_eq!(super::parse_ping_summary(t), Some((200, 198)));
     }
-}
-
-/// A VM booted on a port.
-#[derive(Debug, Clone)]
-pub struct BootedVm {
-    pub name: String,
-    pub host: String,
-    pub port_id: String,
-    pub ip: String,
-    pub mac: String,
-}
-
-impl Lab {
-    /// What Nova does: create a port bound to the host, then plug the VM's tap. Waits until
-    /// the port is ACTIVE.
-    pub async fn boot_vm(
-        &mut self,
-        api: &crate::ApiClient,
-        network: &serde_json::Value,
-        name: &str,
-        host: &str,
-    ) -> Result<BootedVm, LabError> {
-        self.boot(api, network, name, host, true).await
-    }
-
-    /// Like [`Lab::boot_vm`], but the VM has no address: it is to ask DHCP for it (the
-    /// `ip` returned is the port's, which it should get).
-    pub async fn boot_dhcp_vm(
-        &mut self,
-        api: &crate::ApiClient,
-        network: &serde_json::Value,
-        name: &str,
-        host: &str,
-    ) -> Result<BootedVm, LabError> {
-        self.boot(api, network, name, host, false).await
-    }
-
-    async fn boot(
-        &mut self,
-        api: &crate::ApiClient,
-        network: &serde_json::Value,
-        name: &str,
-        host: &str,
-        addressed: bool,
-    ) -> Result<BootedVm, LabError> {
-        let host_id = self.host_id(host);
-        let net_id = network["id"].as_str().unwrap_or_default();
-        let port = api.create_port(net_id, name, &host_id).await.map_err(|e| LabError::Other(e.to_string()))?;
-        let port_id = port["id"].as_str().unwrap_or_default().to_string();
-        let ip = port["fixed_ips"][0]["ip_address"].as_str().unwrap_or_default().to_string();
-        let subnet = api
-            .get(&format!("/v2.0/subnets/{}", port["fixed_ips"][0]["subnet_id"].as_str().unwrap_or_default()))
-            .await
-            .map_err(|e| LabError::Other(e.to_string()))?;
-        let prefix_len = subnet["subnet"]["cidr"]
-            .as_str()
-            .and_then(|c| c.split('/').nth(1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(24);
-        self.add_vm(VmSpec {
-            name: name.to_string(),
-            host: host.to_string(),
-            port_id: port_id.clone(),
-            mac: port["mac_address"].as_str().unwrap_or_default().to_string(),
-            ip: if addressed { ip.clone() } else { String::new() },
-            prefix_len,
-            mtu: network["mtu"].as_u64().unwrap_or(1450) as u32,
-        })?;
-        let active = api
-            .wait_port_status(&port_id, "ACTIVE", Duration::from_secs(15))
-            .await
-            .map_err(|e| LabError::Other(e.to_string()))?;
-        if !active {
-            return Err(LabError::Other(format!(
-                "port {port_id} of {name} did not become ACTIVE; agent log:\n{}",
-                self.log_tail(&format!("agent-{host}"), 30)
-            )));
-        }
-        let mac = port["mac_address"].as_str().unwrap_or_default().to_string();
-        Ok(BootedVm { name: name.to_string(), host: host.to_string(), port_id, ip, mac })
-    }
-}
-
-/// The processes whose parent is `pid` (from /proc).
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| stat_fields(*child).is_some_and(|(_, parent)| parent == pid))
-        .collect()
-}
-
-/// Whether `pid` exists and is not a zombie.
-fn running(pid: u32) -> bool {
-    stat_fields(pid).is_some_and(|(state, _)| state != 'Z')
-}
-
-/// The state and parent of `pid`, from /proc/PID/stat (after the command's closing parenthesis).
-fn stat_fields(pid: u32) -> Option<(char, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    Some((state, rest.next()?.parse().ok()?))
 }

@@ -33,6 +33,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def setup(self):
+        if tls:
+            # The handshake, in this connection's thread: one that stalls holds up no other.
+            self.request.settimeout(10)
+            self.request.do_handshake()
+        super().setup()
+
     def do_GET(self):
         headers = {k: self.headers.get(k) for k in
                    ("X-Instance-ID", "X-Tenant-ID", "X-Forwarded-For", "X-Instance-ID-Signature")}
@@ -67,6 +74,6 @@ if tls:
     context.load_cert_chain(cert, key)
     context.load_verify_locations(client_ca)
     context.verify_mode = ssl.CERT_REQUIRED
-    # A failed handshake raises in accept (an OSError), which the server ignores.
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    # A failed handshake raises in setup, which ends that connection only.
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
 server.serve_forever()

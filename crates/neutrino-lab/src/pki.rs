@@ -62,7 +62,8 @@ impl TestCa {
     }
 
     /// A certificate for `cn`, valid for 127.0.0.1 and localhost, as a server and as a client.
-    /// `days` below zero makes one that has already expired.
+    /// `days` below zero makes one that has really expired: it was valid for a day in January
+    /// 2020 (not one whose validity ends before it begins, which verifiers report otherwise).
     pub fn issue(&self, cn: &str, days: i32) -> Result<Issued, PkiError> {
         self.issue_for(cn, days, &[])
     }
@@ -89,12 +90,55 @@ impl TestCa {
         args.extend(EC);
         args.extend(["-keyout", &k, "-out", &r]);
         openssl(&self.dir, &args)?;
-        let days = days.to_string();
         let (c, ca, cakey, e) = (s(&cert), s(&self.cert), s(&self.key), s(&ext));
-        openssl(
-            &self.dir,
-            &["x509", "-req", "-in", &r, "-CA", &ca, "-CAkey", &cakey, "-days", &days, "-extfile", &e, "-out", &c],
-        )?;
+        if days >= 0 {
+            let days = days.to_string();
+            let args = ["x509", "-req", "-in", &r, "-CA", &ca, "-CAkey", &cakey, "-days", &days, "-extfile", &e];
+            openssl(&self.dir, &[&args[..], &["-out", &c]].concat())?;
+        } else {
+            // `x509 -req` cannot backdate (OpenSSL 3.0): `openssl ca` can, with a throwaway
+            // database of its own.
+            let config = self.dir.join(format!("{base}.ca.cnf"));
+            let (index, serial) = (self.dir.join(format!("{base}.index")), self.dir.join(format!("{base}.serial")));
+            std::fs::write(&index, "")?;
+            std::fs::write(&serial, "1000\n")?;
+            std::fs::write(
+                &config,
+                format!(
+                    "[ca]\ndefault_ca = test\n[test]\ndatabase = {}\nserial = {}\nnew_certs_dir = {}\n\
+                     default_md = sha256\npolicy = anything\nunique_subject = no\n\
+                     [anything]\ncommonName = supplied\n",
+                    index.display(),
+                    serial.display(),
+                    self.dir.display()
+                ),
+            )?;
+            let cnf = s(&config);
+            let args = ["ca", "-batch", "-notext", "-config", &cnf, "-cert", &ca, "-keyfile", &cakey];
+            let dates = ["-startdate", "20200101000000Z", "-enddate", "20200102000000Z"];
+            openssl(&self.dir, &[&args[..], &dates, &["-in", &r, "-extfile", &e, "-out", &c]].concat())?;
+        }
         Ok(Issued { cert, key })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The expired certificate's dates are in the past and in order (`not_before < not_after`).
+    #[test]
+    fn an_expired_certificate_was_valid_once() {
+        let dir = std::env::temp_dir().join(format!("neutrino-pki-unit-{}", std::process::id()));
+        let ca = super::TestCa::new(&dir, "unit").unwrap();
+        let old = ca.issue("old", -1).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-dates", "-ext", "subjectAltName", "-in"])
+            .arg(&old.cert)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(text.contains("notBefore=Jan  1 00:00:00 2020 GMT"), "{text}");
+        assert!(text.contains("notAfter=Jan  2 00:00:00 2020 GMT"), "{text}");
+        assert!(text.contains("IP Address:127.0.0.1"), "the extensions are kept: {text}");
     }
 }

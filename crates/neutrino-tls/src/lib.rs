@@ -54,7 +54,9 @@ impl ClientTls {
     /// A reqwest builder that speaks TLS as configured: rustls, the system's trust store unless
     /// `ca_file` is given (then only its CAs), the client certificate if any.
     pub fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, TlsError> {
-        let mut b = builder.use_rustls_tls();
+        // Redirects are not followed: each link goes only where it is configured to, and its
+        // headers (tokens, the metadata signature) to no one else, nor over plain HTTP.
+        let mut b = builder.use_rustls_tls().redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = &self.ca_file {
             let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(|e| file_error(ca, e))?;
             if certs.is_empty() {
@@ -203,17 +205,14 @@ impl TlsListener {
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let _ = tcp.set_nodelay(true);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, tcp)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
-                        // Closed before a handshake began: a TCP health check (haproxy's
-                        // `check`, a readiness probe), not a refused client.
-                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                            tracing::debug!(%peer, "connection closed before its TLS handshake")
+                        Ok(Err(Refusal::Probe)) => tracing::debug!(%peer, "connection closed before sending anything"),
+                        Ok(Err(Refusal::Failed(e))) => {
+                            tracing::warn!(%peer, error = %e, "TLS handshake failed; connection closed")
                         }
-                        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed; connection closed"),
                         Err(_) => tracing::warn!(%peer, "TLS handshake timed out; connection closed"),
                     }
                 });
@@ -221,6 +220,25 @@ impl TlsListener {
         });
         Ok(TlsListener { ready, local, accepting })
     }
+}
+
+/// Why a connection was not served.
+enum Refusal {
+    /// Closed or reset before its first byte: a TCP health check (haproxy's `check`, a
+    /// readiness probe), not a client whose handshake failed.
+    Probe,
+    Failed(std::io::Error),
+}
+
+async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<TlsStream<TcpStream>, Refusal> {
+    let _ = tcp.set_nodelay(true);
+    match tcp.peek(&mut [0u8; 1]).await {
+        Ok(0) => return Err(Refusal::Probe),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(Refusal::Probe),
+        Err(e) => return Err(Refusal::Failed(e)),
+        Ok(_) => {}
+    }
+    acceptor.accept(tcp).await.map_err(Refusal::Failed)
 }
 
 impl Drop for TlsListener {
@@ -258,6 +276,24 @@ mod tests {
 
     fn layer(text: &'static str, cause: Option<Layer>) -> Layer {
         Layer { text, cause: cause.map(Box::new) }
+    }
+
+    /// A redirect is handed back, not followed (its target here would be refused).
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let answering = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.read(&mut [0u8; 4096]).await.unwrap();
+            let reply = "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/stolen\r\nContent-Length: 0\r\n\r\n";
+            tcp.write_all(reply.as_bytes()).await.unwrap();
+        });
+        let client = super::ClientTls::default().client(Some(std::time::Duration::from_secs(5))).unwrap();
+        let resp = client.get(&url).header("X-Auth-Token", "secret").send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 302);
+        answering.await.unwrap();
     }
 
     #[test]

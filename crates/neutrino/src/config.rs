@@ -198,7 +198,8 @@ impl Options {
 
     /// `[DEFAULT] use_json` (oslo.log): logs as JSON lines.
     pub fn use_json(&self) -> bool {
-        self.get("DEFAULT", "use_json").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        // Logging is set up before anything can be reported: a bad value is plain text.
+        self.flag("DEFAULT", "use_json").unwrap_or(false)
     }
 
     pub fn state_path(&self) -> PathBuf {
@@ -229,7 +230,7 @@ impl Options {
             c.graceful_shutdown_timeout = std::time::Duration::from_secs(v);
         }
         c.ssl = self.ssl()?;
-        c.proxy_headers_parsing = self.flag("oslo_middleware", "enable_proxy_headers_parsing");
+        c.proxy_headers_parsing = self.flag("oslo_middleware", "enable_proxy_headers_parsing")?;
         if let Some(v) = self.number::<u64>("neutrino", "change_log_keep_revisions")? {
             if v == 0 {
                 return Err("[neutrino] change_log_keep_revisions: must be at least 1".into());
@@ -370,12 +371,14 @@ impl Options {
     /// are read now, so that a bad one stops the process at start.
     fn client_tls(&self, section: &str, files: [&str; 3], insecure: Option<&str>) -> Result<ClientTls, String> {
         let path = |key: &str| self.get(section, key).filter(|v| !v.is_empty()).map(|v| self.resolve(v));
-        let tls = ClientTls {
-            ca_file: path(files[0]),
-            cert_file: path(files[1]),
-            key_file: path(files[2]),
-            insecure: insecure.is_some_and(|key| self.flag(section, key)),
+        let insecure = match insecure {
+            Some(key) => self.flag(section, key)?,
+            None => false,
         };
+        let tls = ClientTls { ca_file: path(files[0]), cert_file: path(files[1]), key_file: path(files[2]), insecure };
+        if tls.insecure && tls.ca_file.is_some() {
+            tracing::warn!("[{section}]: the certificate is not verified (insecure = true): the CA file is not used");
+        }
         tls.client(None).map_err(|e| format!("[{section}] TLS options: {e}"))?;
         Ok(tls)
     }
@@ -387,8 +390,21 @@ impl Options {
         }
     }
 
-    fn flag(&self, section: &str, key: &str) -> bool {
-        matches!(self.get(section, key), Some("true" | "True" | "TRUE" | "1" | "yes"))
+    /// A boolean option, false when unset, read as oslo.config reads one: `true`, `1`, `on`,
+    /// `yes` or `false`, `0`, `off`, `no`, in any case; anything else is an error (so that
+    /// `use_ssl = y` does not quietly mean plain HTTP).
+    fn flag(&self, section: &str, key: &str) -> Result<bool, String> {
+        self.flag_or(section, key, false)
+    }
+
+    /// Like [`Options::flag`], `default` when unset.
+    fn flag_or(&self, section: &str, key: &str, default: bool) -> Result<bool, String> {
+        let Some(value) = self.get(section, key) else { return Ok(default) };
+        match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "on" | "yes" => Ok(true),
+            "false" | "0" | "off" | "no" => Ok(false),
+            _ => Err(format!("[{section}] {key}: '{value}' is not a boolean (true/false, yes/no, on/off, 1/0)")),
+        }
     }
 
     /// `[ssl]`: the API over TLS. `cert_file` and `key_file` go together; `ca_file` makes
@@ -398,7 +414,10 @@ impl Options {
     /// `False` serves plain HTTP even with them (and says so); unset, the files decide.
     pub fn ssl(&self) -> Result<Option<ServerTls>, String> {
         let path = |key: &str| self.get("ssl", key).filter(|v| !v.is_empty()).map(|v| self.resolve(v));
-        let use_ssl = self.get("DEFAULT", "use_ssl").map(|_| self.flag("DEFAULT", "use_ssl"));
+        let use_ssl = match self.get("DEFAULT", "use_ssl") {
+            Some(_) => Some(self.flag("DEFAULT", "use_ssl")?),
+            None => None,
+        };
         let tls = match (path("cert_file"), path("key_file"), path("ca_file")) {
             (None, None, None) if use_ssl == Some(true) => {
                 return Err("[DEFAULT] use_ssl = True needs [ssl] cert_file and key_file".into())
@@ -448,7 +467,7 @@ impl Options {
             .ok_or("[vxlan] local_ip is required")?
             .parse()
             .map_err(|_| "[vxlan] local_ip must be an IPv4 address".to_string())?;
-        let distributed_snat = matches!(self.get("agent", "distributed_snat"), Some("true" | "True" | "1" | "yes"));
+        let distributed_snat = self.flag("agent", "distributed_snat")?;
         let server_tls = self.client_tls("agent", ["ssl_ca_file", "ssl_cert_file", "ssl_key_file"], None)?;
         let https = server_url.split(',').any(|u| u.trim().starts_with("https://"));
         Options::warn_unused_tls("agent", &server_tls, https);
@@ -494,9 +513,9 @@ impl Options {
                 self.number("agent", "gateway_probe_interval_ms")?.unwrap_or(300u64).max(10),
             ),
             gateway_probe_misses: self.number("agent", "gateway_probe_misses")?.unwrap_or(3),
-            dhcp: match self.get("agent", "enable_dhcp") {
-                Some("false" | "False" | "0") => None,
-                _ => Some(neutrino_domain::dhcp::DhcpSettings {
+            dhcp: match self.flag_or("agent", "enable_dhcp", true)? {
+                false => None,
+                true => Some(neutrino_domain::dhcp::DhcpSettings {
                     lease_seconds: match self.number::<i64>("DEFAULT", "dhcp_lease_duration")?.unwrap_or(86400) {
                         -1 => None,
                         s if (1..=u32::MAX as i64).contains(&s) => Some(s as u32),
@@ -509,9 +528,9 @@ impl Options {
                         .to_string(),
                 }),
             },
-            metadata: match self.get("agent", "enable_metadata_proxy") {
-                Some("false" | "False" | "0") => None,
-                _ => {
+            metadata: match self.flag_or("agent", "enable_metadata_proxy", true)? {
+                false => None,
+                true => {
                     let protocol = self.get("DEFAULT", "nova_metadata_protocol").unwrap_or("http");
                     if protocol != "http" && protocol != "https" {
                         return Err(format!("[DEFAULT] nova_metadata_protocol '{protocol}': http or https"));
@@ -562,7 +581,7 @@ impl Options {
             },
             firewall: match self.get("securitygroup", "firewall_driver").unwrap_or("nftables") {
                 "nftables" | "iptables" | "iptables_hybrid" | "openvswitch" => {
-                    !matches!(self.get("securitygroup", "enable_security_group"), Some("false" | "False" | "0"))
+                    self.flag_or("securitygroup", "enable_security_group", true)?
                 }
                 "noop" => false,
                 other => return Err(format!("[securitygroup] firewall_driver '{other}' is not one of nftables, noop")),
@@ -709,6 +728,17 @@ mod tests {
         let mut bare = Options::default();
         bare.set("DEFAULT", "use_ssl", "True");
         assert!(bare.server().unwrap_err().contains("use_ssl = True needs"));
+        // Booleans as oslo.config reads them: what it does not know stops the server, rather
+        // than meaning plain HTTP.
+        o.set("ssl", "key_file", &server.key.to_string_lossy());
+        for (value, tls) in [("on", true), ("Yes", true), ("1", true), ("OFF", false), ("no", false)] {
+            o.set("DEFAULT", "use_ssl", value);
+            assert_eq!(o.server().unwrap().ssl.is_some(), tls, "use_ssl = {value}");
+        }
+        for bad in ["y", "enabled", ""] {
+            o.set("DEFAULT", "use_ssl", bad);
+            assert!(o.server().unwrap_err().contains("is not a boolean"), "use_ssl = '{bad}'");
+        }
 
         let mut o = Options::default();
         for (k, v) in [
@@ -725,6 +755,30 @@ mod tests {
         assert_eq!((ks.tls.ca_file, ks.tls.insecure), (Some(ca.cert.clone()), true));
         o.set("keystone_authtoken", "cafile", "/nonexistent/ca.pem");
         assert!(o.keystone().unwrap_err().contains("/nonexistent/ca.pem"));
+
+        // The metadata proxy to Nova over HTTPS (metadata_agent.ini's options).
+        let agent = ca.issue("metadata", 1).unwrap();
+        let mut o = Options::default();
+        o.set("vxlan", "local_ip", "192.0.2.11");
+        o.set("DEFAULT", "nova_metadata_host", "192.0.2.1");
+        o.set("DEFAULT", "nova_metadata_protocol", "https");
+        o.set("DEFAULT", "auth_ca_cert", &ca.cert.to_string_lossy());
+        o.set("DEFAULT", "nova_client_cert", &agent.cert.to_string_lossy());
+        o.set("DEFAULT", "nova_client_priv_key", &agent.key.to_string_lossy());
+        let metadata = o.agent().unwrap().metadata.unwrap();
+        assert_eq!(metadata.nova_url, "https://192.0.2.1:8775");
+        assert_eq!((metadata.tls.ca_file, metadata.tls.cert_file), (Some(ca.cert.clone()), Some(agent.cert.clone())));
+        assert!(!metadata.tls.insecure, "verified unless nova_metadata_insecure");
+        o.set("DEFAULT", "nova_metadata_insecure", "True");
+        assert!(o.agent().unwrap().metadata.unwrap().tls.insecure);
+        o.set("DEFAULT", "nova_metadata_insecure", "perhaps");
+        assert!(o.agent().unwrap_err().contains("nova_metadata_insecure: 'perhaps' is not a boolean"));
+        o.set("DEFAULT", "nova_metadata_insecure", "false");
+        o.set("DEFAULT", "nova_client_priv_key", "/nonexistent/metadata.key");
+        assert!(o.agent().unwrap_err().contains("/nonexistent/metadata.key"), "a bad file stops the agent");
+        o.set("DEFAULT", "nova_client_priv_key", &agent.key.to_string_lossy());
+        o.set("agent", "enable_metadata_proxy", "off");
+        assert!(o.agent().unwrap().metadata.is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

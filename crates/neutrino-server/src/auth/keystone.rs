@@ -45,11 +45,18 @@ impl KeystoneConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoneError {
     #[error("keystone request failed: {}", neutrino_tls::with_causes(.0))]
-    Http(#[from] reqwest::Error),
+    /// With its causes in the message, and so not also as `source()` (once is enough).
+    Http(reqwest::Error),
     #[error("keystone answered {status}: {body}")]
     Status { status: u16, body: String },
     #[error("keystone answer not understood: {0}")]
     Malformed(String),
+}
+
+impl From<reqwest::Error> for KeystoneError {
+    fn from(e: reqwest::Error) -> KeystoneError {
+        KeystoneError::Http(e)
+    }
 }
 
 struct ServiceToken {

@@ -42,14 +42,26 @@ async fn serve(server: &Issued, clients_of: Option<&TestCa>) -> TlsServer {
     TlsServer { base: format!("https://127.0.0.1:{port}"), task, _dir: dir }
 }
 
-fn client(ca: Option<&TestCa>, identity: Option<&Issued>) -> reqwest::Client {
-    let tls = ClientTls {
+/// Host h1's Linux bridge agent.
+fn registration() -> neutrino_api::agent::AgentRegistration {
+    serde_json::from_value(serde_json::json!({
+        "host": "h1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11",
+        "configurations": {"tunnel_types": ["vxlan"], "l2_population": true}}))
+    .unwrap()
+}
+
+/// Client TLS options trusting `ca` (the system's CAs without), presenting `identity`.
+fn tls(ca: Option<&TestCa>, identity: Option<&Issued>) -> ClientTls {
+    ClientTls {
         ca_file: ca.map(|c| c.cert.clone()),
         cert_file: identity.map(|i| i.cert.clone()),
         key_file: identity.map(|i| i.key.clone()),
         insecure: false,
-    };
-    tls.client(Some(Duration::from_secs(10))).unwrap()
+    }
+}
+
+fn client(ca: Option<&TestCa>, identity: Option<&Issued>) -> reqwest::Client {
+    tls(ca, identity).client(Some(Duration::from_secs(10))).unwrap()
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
@@ -132,17 +144,9 @@ async fn with_ssl_ca_file_only_clients_with_certificates_are_served() {
     assert!(refused.starts_with("reqwest::Error"), "an expired client certificate: {refused}");
 
     // An agent with its certificate follows its host's stream over mutual TLS.
-    let tls = ClientTls {
-        ca_file: Some(ca.cert.clone()),
-        cert_file: Some(agent.cert.clone()),
-        key_file: Some(agent.key.clone()),
-        insecure: false,
-    };
+    let tls = tls(Some(&ca), Some(&agent));
     let agent_client = neutrino_agent::client::ServerClient::new(&server.base).with_tls(&tls).unwrap();
-    let registration: neutrino_api::agent::AgentRegistration = serde_json::from_value(serde_json::json!({
-        "host": "h1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11",
-        "configurations": {"tunnel_types": ["vxlan"], "l2_population": true}}))
-    .unwrap();
+    let registration = registration();
     agent_client.register(&registration, true).await.expect("the agent registers over mutual TLS");
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let following = {
@@ -238,45 +242,55 @@ async fn refusals_are_logged_with_the_peer_and_the_reason() {
         ("a client trusting another CA", client(Some(&other), Some(&agent)), "received fatal alert: UnknownCA"),
         ("a client without a certificate", client(Some(&ca), None), "peer sent no certificates"),
         ("a certificate of another CA", client(Some(&ca), Some(&stranger)), "invalid peer certificate: UnknownIssuer"),
-        ("an expired client certificate", client(Some(&ca), Some(&old)), "invalid peer certificate: Expired"),
+        (
+            "an expired client certificate",
+            client(Some(&ca), Some(&old)),
+            "invalid peer certificate: certificate expired",
+        ),
     ];
     for (what, client, _) in &cases {
         assert!(get(client, &url).await.is_err(), "{what} is served");
     }
     let plain = get(&reqwest::Client::new(), &url.replace("https://", "http://")).await.unwrap_err();
     assert!(plain.contains("Parse(Version)"), "plaintext got no HTTP reply: {plain}");
+    // A client hanging up within its ClientHello (a record header, no more) is a refusal too.
+    let mut half = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut half, &[0x16, 0x03, 0x01, 0x00, 0x80]).await.unwrap();
+    drop(half);
+    // TCP health checks, closing (FIN) or resetting (RST) before a byte, are not.
+    drop(tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap());
+    let reset = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    reset.set_zero_linger().unwrap();
+    drop(reset);
+    let others = [
+        ("plaintext", "received corrupt message of type InvalidContentType"),
+        ("a ClientHello cut short", "tls handshake eof"),
+    ];
 
-    // The lines are written as the handshakes end; give the last a moment.
-    let mut lines = Vec::new();
+    // The lines are written as the handshakes end; give the last a moment (and the probes time
+    // to be logged, should they be).
+    let expected = cases.len() + others.len();
     for _ in 0..50 {
-        lines = refusals(server.log_path());
-        if lines.len() > cases.len() {
+        if refusals(server.log_path()).len() >= expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // (ServerProcess::start waited with plain TCP connects: a probe is not a refusal.)
-    assert_eq!(lines.len(), cases.len() + 1, "one line per refusal:\n{}", lines.join("\n"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = refusals(server.log_path());
+    assert_eq!(lines.len(), expected, "one line per refusal, none per probe:\n{}", lines.join("\n"));
     for line in &lines {
         assert!(line.contains("peer=127.0.0.1:") && line.contains("WARN"), "{line}");
     }
     let reasons = cases.iter().map(|(what, _, reason)| (*what, *reason));
-    for (what, reason) in reasons.chain([("plaintext", "received corrupt message of type InvalidContentType")]) {
+    for (what, reason) in reasons.chain(others) {
         assert!(lines.iter().any(|l| l.contains(reason)), "{what}: no line says '{reason}':\n{}", lines.join("\n"));
     }
 
     // The agent's side: what it logs ("registration failed; retrying error=…") says why.
-    let wrong_ca = ClientTls {
-        ca_file: Some(other.cert.clone()),
-        cert_file: Some(agent.cert.clone()),
-        key_file: Some(agent.key.clone()),
-        insecure: false,
-    };
+    let wrong_ca = tls(Some(&other), Some(&agent));
     let agent_client = neutrino_agent::client::ServerClient::new(&base).with_tls(&wrong_ca).unwrap();
-    let registration: neutrino_api::agent::AgentRegistration = serde_json::from_value(serde_json::json!({
-        "host": "h1", "agent_type": "Linux bridge agent", "tunnel_ip": "192.0.2.11",
-        "configurations": {"tunnel_types": ["vxlan"], "l2_population": true}}))
-    .unwrap();
+    let registration = registration();
     let error = agent_client.register(&registration, true).await.unwrap_err().to_string();
     assert!(error.contains("invalid peer certificate: UnknownIssuer"), "{error}");
 }
