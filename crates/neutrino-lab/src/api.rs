@@ -44,9 +44,9 @@ impl ApiClient {
         ApiClient { base: base.trim_end_matches('/').to_string(), http, runtime: None, headers: Vec::new() }
     }
 
-    /// The same client, trusting the CA in `ca_file` for `https://` (and only it).
-    pub fn trusting(mut self, ca_file: &std::path::Path) -> Result<ApiClient, ApiError> {
-        let tls = neutrino_tls::ClientTls { ca_file: Some(ca_file.to_path_buf()), ..Default::default() };
+    /// The same client, speaking TLS as `tls` says for `https://` (the CA it trusts, the
+    /// certificate it presents).
+    pub fn with_tls(mut self, tls: &neutrino_tls::ClientTls) -> Result<ApiClient, ApiError> {
         let builder = reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(64);
         self.http = tls
             .apply(builder)

@@ -49,8 +49,9 @@ pub struct LabConfig {
     pub server_port: u16,
     /// Where configs, logs and captures go.
     pub dir: PathBuf,
-    /// Serve the API over TLS (`[ssl]`, a certificate of a CA made for the lab), and have the
-    /// agents and the lab's API client trust that CA.
+    /// Serve the API over mutual TLS (`[ssl]` with a certificate of a CA made for the lab, and
+    /// `ca_file`: clients must present one of its certificates), the agents and the lab's API
+    /// client trusting that CA and presenting certificates of it; Nova's stand-in too is HTTPS.
     pub tls: bool,
 }
 
@@ -235,8 +236,9 @@ impl Lab {
         );
         let conf = match self.pki()? {
             Some(pki) => {
-                let (cert, key) = (pki.server.cert.display(), pki.server.key.display());
-                format!("{conf}[ssl]\ncert_file = {cert}\nkey_file = {key}\n")
+                let (cert, key, ca) = (pki.server.cert.display(), pki.server.key.display(), pki.ca.display());
+                // Mutual TLS: only holders of a certificate of the lab's CA are served.
+                format!("{conf}[ssl]\ncert_file = {cert}\nkey_file = {key}\nca_file = {ca}\n")
             }
             None => conf,
         };
@@ -314,15 +316,30 @@ impl Lab {
         .unwrap_or(false)
     }
 
-    /// An API client that reaches the server over the lab's underlay.
+    /// An API client that reaches the server over the lab's underlay (in a lab with TLS,
+    /// trusting the lab's CA and presenting the operator's certificate).
     pub fn api(&self) -> crate::ApiClient {
+        let operator = self.pki().ok().flatten().map(|pki| pki.operator);
+        self.api_presenting(operator.as_ref())
+    }
+
+    /// Like [`Lab::api`], presenting `identity` (or no certificate at all) to a lab with TLS.
+    pub fn api_presenting(&self, identity: Option<&crate::pki::Issued>) -> crate::ApiClient {
         let api = match &self.runtime {
             Some(rt) => crate::ApiClient::with_runtime(&self.server_url(), rt.handle()),
             None => crate::ApiClient::new(&self.server_url()),
         };
         match self.pki() {
             // The CA was made when the server started (a lab without one has no server yet).
-            Ok(Some(pki)) => api.trusting(&pki.ca).unwrap_or_else(|e| panic!("the lab's CA: {e}")),
+            Ok(Some(pki)) => {
+                let tls = neutrino_tls::ClientTls {
+                    ca_file: Some(pki.ca),
+                    cert_file: identity.map(|i| i.cert.clone()),
+                    key_file: identity.map(|i| i.key.clone()),
+                    insecure: false,
+                };
+                api.with_tls(&tls).unwrap_or_else(|e| panic!("the lab's TLS files: {e}"))
+            }
             _ => api,
         }
     }
@@ -330,26 +347,30 @@ impl Lab {
     /// Start (or restart) the agent of `host` inside its namespace.
     pub fn start_agent(&mut self, host: &str) -> Result<(), LabError> {
         let role = self.roles.get(host).copied().unwrap_or(AgentRole::DistributedSnat);
+        // With TLS: the agents' CA and certificate, to the servers (mutual TLS) and to Nova's
+        // metadata API (over HTTPS too), under each link's option names.
         let pki = self.pki()?;
-        // With TLS, Nova's metadata API too is over HTTPS, and wants the agents' certificate.
-        let nova_tls = match &pki {
-            Some(pki) => format!(
-                "nova_metadata_protocol = https\nauth_ca_cert = {}\nnova_client_cert = {}\nnova_client_priv_key = {}\n",
-                pki.ca.display(),
-                pki.agent.cert.display(),
-                pki.agent.key.display()
-            ),
+        let tls_options = |keys: [&str; 3]| match &pki {
+            Some(pki) => {
+                let files = [&pki.ca, &pki.agent.cert, &pki.agent.key];
+                keys.iter().zip(files).map(|(key, file)| format!("{key} = {}\n", file.display())).collect()
+            }
             None => String::new(),
         };
+        let nova_tls = match &pki {
+            Some(_) => {
+                let files = tls_options(["auth_ca_cert", "nova_client_cert", "nova_client_priv_key"]);
+                format!("nova_metadata_protocol = https\n{files}")
+            }
+            None => String::new(),
+        };
+        let server_tls = tls_options(["ssl_ca_file", "ssl_cert_file", "ssl_key_file"]);
         let conf = format!(
             "[DEFAULT]\nhost = {}\nnova_metadata_host = {SERVER_IP}\nnova_metadata_port = {NOVA_METADATA_PORT}\nmetadata_proxy_shared_secret = {METADATA_SECRET}\ndnsmasq_dns_servers = {SERVER_IP}\n{}[agent]\nserver_url = {}\n{}report_interval = 5\nresync_interval = 10\nnamespace_prefix = {}-\n{}[vxlan]\nlocal_ip = {}\n[linux_bridge]\nphysical_interface_mappings = {PHYSICAL_NETWORK}:{PHYSICAL_INTERFACE}\n",
             self.host_id(host),
             nova_tls,
             self.server_url(),
-            match &pki {
-                Some(pki) => format!("ssl_ca_file = {}\n", pki.ca.display()),
-                None => String::new(),
-            },
+            server_tls,
             self.host_ns(host),
             role.options(),
             self.host_ip(host)?

@@ -12,8 +12,10 @@ pub(super) struct LabPki {
     pub(super) ca: PathBuf,
     /// For the server's address: the API, and Nova's stand-in beside it.
     pub(super) server: Issued,
-    /// The agents' client certificate (to Nova's metadata API).
+    /// The agents' client certificate (to the servers, and to Nova's metadata API).
     pub(super) agent: Issued,
+    /// The certificate the lab's own API client presents.
+    pub(super) operator: Issued,
 }
 
 impl Lab {
@@ -25,12 +27,18 @@ impl Lab {
         let dir = self.cfg.dir.join("pki");
         let issued =
             |name: &str| Issued { cert: dir.join(format!("lab-{name}.pem")), key: dir.join(format!("lab-{name}.key")) };
-        let pki = LabPki { ca: dir.join("lab-ca.pem"), server: issued("server"), agent: issued("agent") };
-        // The agent's certificate is made last: with it, all are there.
-        if !pki.agent.cert.exists() {
+        let pki = LabPki {
+            ca: dir.join("lab-ca.pem"),
+            server: issued("server"),
+            agent: issued("agent"),
+            operator: issued("operator"),
+        };
+        // The operator's certificate is made last: with it, all are there.
+        if !pki.operator.cert.exists() {
             let made = TestCa::new(&dir, "lab").and_then(|ca| {
                 ca.issue_for("server", 2, &[SERVER_IP])?;
-                ca.issue("agent", 2)
+                ca.issue("agent", 2)?;
+                ca.issue("operator", 2)
             });
             made.map_err(|e| LabError::Other(e.to_string()))?;
         }

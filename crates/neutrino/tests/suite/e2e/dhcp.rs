@@ -83,7 +83,8 @@ pub async fn check(lab: &mut Lab, api: &ApiClient, net: &Value) {
 
     // An address changed by the API: the client asking for its old one is refused (NAK) and
     // then gets the new one.
-    let moved = "198.51.100.120";
+    // Outside the allocation pool (the lower half), so no random allocation can have taken it.
+    let moved = "198.51.100.180";
     api.put(
         &format!("/v2.0/ports/{}", vm41.port_id),
         json!({"port": {"fixed_ips": [{"subnet_id": subnet_id, "ip_address": moved}]}}),
