@@ -176,10 +176,12 @@ impl Lab {
             lab.build_host(&host)?;
         }
         lab.runtime = Some(crate::netns::NsRuntime::start(&lab.underlay_ns())?);
-        // A new lab starts from an empty SQLite database (restarts keep it).
+        // A new lab starts from an empty SQLite database and a new CA (restarts keep them; a
+        // directory left by an earlier run may hold certificates that have expired since).
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", lab.cfg.dir.join("server.sqlite").display()));
         }
+        let _ = std::fs::remove_dir_all(lab.cfg.dir.join("pki"));
         lab.start_server()?;
         for host in lab.cfg.hosts.clone() {
             lab.start_agent(&host)?;

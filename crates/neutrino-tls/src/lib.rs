@@ -121,6 +121,7 @@ pub fn trusting_nothing(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .build()
         .unwrap_or_default()

@@ -113,6 +113,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("AGENT", &["availability_zone"]),
     ("vxlan", &["local_ip", "enable_vxlan", "l2_population", "arp_responder"]),
     ("linux_bridge", &["physical_interface_mappings"]),
+    ("securitygroup", &["firewall_driver", "enable_security_group"]),
     ("quotas", QUOTA_OPTIONS),
     ("QUOTAS", QUOTA_OPTIONS),
 ];
@@ -198,7 +199,8 @@ impl Options {
 
     /// `[DEFAULT] use_json` (oslo.log): logs as JSON lines.
     pub fn use_json(&self) -> bool {
-        // Logging is set up before anything can be reported: a bad value is plain text.
+        // Logging is set up before anything can be reported: a bad value is plain text here,
+        // and stops the process once read again by `server()` or `agent()`.
         self.flag("DEFAULT", "use_json").unwrap_or(false)
     }
 
@@ -229,6 +231,7 @@ impl Options {
         if let Some(v) = self.number::<u64>("DEFAULT", "graceful_shutdown_timeout")? {
             c.graceful_shutdown_timeout = std::time::Duration::from_secs(v);
         }
+        self.flag("DEFAULT", "use_json")?;
         c.ssl = self.ssl()?;
         c.proxy_headers_parsing = self.flag("oslo_middleware", "enable_proxy_headers_parsing")?;
         if let Some(v) = self.number::<u64>("neutrino", "change_log_keep_revisions")? {
@@ -371,13 +374,14 @@ impl Options {
     /// are read now, so that a bad one stops the process at start.
     fn client_tls(&self, section: &str, files: [&str; 3], insecure: Option<&str>) -> Result<ClientTls, String> {
         let path = |key: &str| self.get(section, key).filter(|v| !v.is_empty()).map(|v| self.resolve(v));
+        let insecure_key = insecure;
         let insecure = match insecure {
             Some(key) => self.flag(section, key)?,
             None => false,
         };
         let tls = ClientTls { ca_file: path(files[0]), cert_file: path(files[1]), key_file: path(files[2]), insecure };
-        if tls.insecure && tls.ca_file.is_some() {
-            tracing::warn!("[{section}]: the certificate is not verified (insecure = true): the CA file is not used");
+        if let (true, Some(key)) = (tls.ca_file.is_some(), insecure_key.filter(|_| tls.insecure)) {
+            tracing::warn!("[{section}] {key} = true: the certificate is not verified, {} is not used", files[0]);
         }
         tls.client(None).map_err(|e| format!("[{section}] TLS options: {e}"))?;
         Ok(tls)
@@ -467,8 +471,14 @@ impl Options {
             .ok_or("[vxlan] local_ip is required")?
             .parse()
             .map_err(|_| "[vxlan] local_ip must be an IPv4 address".to_string())?;
+        self.flag("DEFAULT", "use_json")?;
         let distributed_snat = self.flag("agent", "distributed_snat")?;
         let server_tls = self.client_tls("agent", ["ssl_ca_file", "ssl_cert_file", "ssl_key_file"], None)?;
+        // Read once: reading reports (its TLS warnings, say).
+        let keystone = match self.get("keystone_authtoken", "auth_url") {
+            None => None,
+            Some(_) => Some(self.keystone()?),
+        };
         let https = server_url.split(',').any(|u| u.trim().starts_with("https://"));
         Options::warn_unused_tls("agent", &server_tls, https);
         Ok(AgentConfig {
@@ -484,14 +494,8 @@ impl Options {
                 .unwrap_or("nova")
                 .to_string(),
             physical_interface_mappings: self.mappings("linux_bridge", "physical_interface_mappings")?,
-            keystone: match self.get("keystone_authtoken", "auth_url") {
-                None => None,
-                Some(_) => Some(self.keystone()?.service),
-            },
-            keystone_tls: match self.get("keystone_authtoken", "auth_url") {
-                None => ClientTls::default(),
-                Some(_) => self.keystone()?.tls,
-            },
+            keystone: keystone.as_ref().map(|k| k.service.clone()),
+            keystone_tls: keystone.map(|k| k.tls).unwrap_or_default(),
             metrics_listen: match self.get("agent", "metrics_listen").filter(|v| !v.is_empty()) {
                 None => None,
                 Some(v) => {
@@ -739,6 +743,11 @@ mod tests {
             o.set("DEFAULT", "use_ssl", bad);
             assert!(o.server().unwrap_err().contains("is not a boolean"), "use_ssl = '{bad}'");
         }
+        o.set("DEFAULT", "use_ssl", "true");
+        o.set("DEFAULT", "use_json", "maybe");
+        assert!(!o.use_json(), "logging starts as plain text");
+        assert!(o.server().unwrap_err().contains("[DEFAULT] use_json: 'maybe'"), "then the server stops");
+        o.set("DEFAULT", "use_json", "false");
 
         let mut o = Options::default();
         for (k, v) in [
