@@ -93,7 +93,11 @@ on_both_backends!(routers_and_floating_ips_answer_as_neutron_does, default_confi
         error_of(alice.put(&format!("/v2.0/subnets/{}", t.subnet), json!({"subnet": {"gateway_ip": null}})).await);
     assert_eq!((status, kind.as_str()), (409, "GatewayIpInUse"));
     // The fixed IP of a floating IP stays on its port.
-    let moved = json!({"port": {"fixed_ips": [{"subnet_id": t.subnet, "ip_address": "198.51.100.77"}]}});
+    // (An address other than the one it has: a random allocation may have given it .77.)
+    let port = alice.get(&format!("/v2.0/ports/{}", t.port)).await.unwrap();
+    let other =
+        if port["port"]["fixed_ips"][0]["ip_address"] == "198.51.100.77" { "198.51.100.78" } else { "198.51.100.77" };
+    let moved = json!({"port": {"fixed_ips": [{"subnet_id": t.subnet, "ip_address": other}]}});
     let (status, _, message) = error_of(alice.put(&format!("/v2.0/ports/{}", t.port), moved).await);
     assert_eq!(status, 400, "{message}");
     // A blank update dissociates; deleting the VM's port does too.
